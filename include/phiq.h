@@ -1,0 +1,115 @@
+/* phiq.h — the one public header of libphiq.
+ *
+ * phiq reads Microsoft Phi checkpoints (Hugging Face directories or GGUF
+ * files), quantizes them, and runs them on CPUs. A complete use:
+ *
+ *     #include <phiq.h>
+ *
+ *     phiq_model *m = phiq_model_open("phi-3.5-mini-Q4_K_M.gguf", NULL);
+ *     if (!m) { fprintf(stderr, "%s\n", phiq_error()); return 1; }
+ *
+ *     phiq_context_params cp = phiq_context_default_params();
+ *     cp.n_ctx = 4096;
+ *     cp.n_threads = 2;
+ *     phiq_context *ctx = phiq_context_new(m, &cp);
+ *
+ *     int32_t ids[512];
+ *     int n = phiq_tokenize(m, "Hello", ids, 512, PHIQ_TOKENIZE_ADD_BOS);
+ *     if (phiq_eval(ctx, ids, n) < 0) { ... phiq_error() ... }
+ *     const float *logits = phiq_logits(ctx);      // n_vocab floats, last position
+ *
+ *     phiq_context_free(ctx);
+ *     phiq_model_free(m);
+ *
+ * Conventions: functions return 0 (or a count) on success and a negative
+ * PHIQ_E* code on failure, constructors return NULL; phiq_error() then gives
+ * one readable line naming the file and the problem. There is no global
+ * state: separate contexts may be used from separate threads, and a model is
+ * read-only once opened so many contexts may share it.
+ */
+#ifndef PHIQ_H
+#define PHIQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PHIQ_VERSION "0.1.0"
+
+/* Error codes (always negative). */
+enum {
+    PHIQ_OK = 0,
+    PHIQ_EIO = -1,       /* cannot open/read/write a file */
+    PHIQ_EFORMAT = -2,   /* malformed or truncated file */
+    PHIQ_EUNSUPPORTED = -3, /* well-formed but not something phiq handles */
+    PHIQ_EINVAL = -4,    /* bad argument */
+    PHIQ_ENOMEM = -5,
+    PHIQ_ERANGE = -6,    /* context full, id out of range */
+    PHIQ_EINTERRUPTED = -7,
+};
+
+/* The last error recorded on this thread, never NULL. */
+const char *phiq_error(void);
+
+/* ---- models --------------------------------------------------------------- */
+typedef struct phiq_model phiq_model;
+
+typedef struct phiq_model_params {
+    const char *type;   /* for HF directories: weight type to convert to in memory
+                           (NULL = f16); ignored for GGUF files */
+    int n_threads;      /* threads used while loading (0 = physical cores) */
+} phiq_model_params;
+
+/* path: a GGUF file or a Hugging Face checkpoint directory. */
+phiq_model *phiq_model_open(const char *path, const phiq_model_params *params);
+void phiq_model_free(phiq_model *m);
+int phiq_model_n_vocab(const phiq_model *m);
+int phiq_model_n_ctx_train(const phiq_model *m);
+
+/* ---- contexts (KV cache + scratch) ------------------------------------------ */
+typedef struct phiq_context phiq_context;
+
+typedef enum phiq_kv_type {
+    PHIQ_KV_TYPE_F16 = 0,
+    PHIQ_KV_TYPE_F32 = 1,
+    PHIQ_KV_TYPE_Q8_0 = 2,
+} phiq_kv_type;
+
+typedef struct phiq_context_params {
+    int n_ctx;          /* 0 = min(model's training context, 4096) */
+    int n_threads;      /* 0 = physical cores */
+    phiq_kv_type kv_type;
+    int all_logits;     /* keep logits of every position of the last batch */
+} phiq_context_params;
+
+phiq_context_params phiq_context_default_params(void);
+phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p);
+void phiq_context_free(phiq_context *ctx);
+
+/* Appends n tokens at the current position and evaluates them. */
+int phiq_eval(phiq_context *ctx, const int32_t *ids, int n);
+/* Logits of the last evaluated position (n_vocab floats). */
+const float *phiq_logits(const phiq_context *ctx);
+/* Logits of position i of the last batch (needs all_logits). */
+const float *phiq_logits_at(const phiq_context *ctx, int i);
+int phiq_context_pos(const phiq_context *ctx);
+/* Drops the cache from position pos on (0 resets). */
+int phiq_context_truncate(phiq_context *ctx, int pos);
+
+/* ---- tokens ------------------------------------------------------------------ */
+enum {
+    PHIQ_TOKENIZE_ADD_BOS = 1,      /* add BOS if the model's tokenizer does */
+    PHIQ_TOKENIZE_NO_SPECIAL = 2,   /* treat special-token text as plain text */
+};
+/* Returns the number of ids (may exceed cap: then call again with more room). */
+int phiq_tokenize(const phiq_model *m, const char *text, int32_t *ids, int cap, int flags);
+/* The bytes of one token as it should be printed (byte tokens give one byte). */
+int phiq_token_to_piece(const phiq_model *m, int32_t id, char *buf, int cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

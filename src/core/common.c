@@ -1,0 +1,324 @@
+/* common.c — errors, half-precision conversion, input maps, atomic output
+ * files and progress display (see common.h). */
+#define _GNU_SOURCE
+#include "core/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- errors -------------------------------------------------------------- */
+static _Thread_local char err_buf[1024] = "no error";
+
+const char *phiq_error(void) { return err_buf; }
+
+static void vset(const char *fmt, va_list ap) {
+    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
+    /* keep it one line: model files choose the strings we quote */
+    for (char *p = err_buf; *p; p++)
+        if (*p == '\n' || *p == '\r') *p = ' ';
+}
+
+int phiq_fail(int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vset(fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void *phiq_fail_null(int code, const char *fmt, ...) {
+    (void)code;
+    va_list ap;
+    va_start(ap, fmt);
+    vset(fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+void phiq_error_prefix(const char *fmt, ...) {
+    char pre[512], old[sizeof err_buf];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(pre, sizeof pre, fmt, ap);
+    va_end(ap);
+    memcpy(old, err_buf, sizeof old);
+    size_t a = strlen(pre);
+    if (a > sizeof err_buf - 3) a = sizeof err_buf - 3;
+    memcpy(err_buf, pre, a);
+    memcpy(err_buf + a, ": ", 2);
+    size_t room = sizeof err_buf - a - 3, b = strlen(old);
+    if (b > room) b = room;
+    memcpy(err_buf + a + 2, old, b);
+    err_buf[a + 2 + b] = 0;
+}
+
+/* ---- half precision ------------------------------------------------------- */
+static inline uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/* Same algorithm as ggml's fp32_to_fp16 (Maratyszcza's FP16 library), so the
+ * rounding of every value, subnormals and overflow included, is identical. */
+uint16_t phiq_f32_to_f16(float f) {
+    const float scale_to_inf = bits_f32(UINT32_C(0x77800000));
+    const float scale_to_zero = bits_f32(UINT32_C(0x08800000));
+    float base = (fabsf(f) * scale_to_inf) * scale_to_zero;
+    const uint32_t w = f32_bits(f);
+    const uint32_t shl1_w = w + w;
+    const uint32_t sign = w & UINT32_C(0x80000000);
+    uint32_t bias = shl1_w & UINT32_C(0xFF000000);
+    if (bias < UINT32_C(0x71000000)) bias = UINT32_C(0x71000000);
+    base = bits_f32((bias >> 1) + UINT32_C(0x07800000)) + base;
+    const uint32_t bits = f32_bits(base);
+    const uint32_t exp_bits = (bits >> 13) & UINT32_C(0x00007C00);
+    const uint32_t mantissa_bits = bits & UINT32_C(0x00000FFF);
+    const uint32_t nonsign = exp_bits + mantissa_bits;
+    return (uint16_t)((sign >> 16) | (shl1_w > UINT32_C(0xFF000000) ? UINT16_C(0x7E00) : nonsign));
+}
+
+float phiq_f16_to_f32(uint16_t h) {
+    const uint32_t w = (uint32_t)h << 16;
+    const uint32_t sign = w & UINT32_C(0x80000000);
+    const uint32_t two_w = w + w;
+    const uint32_t exp_offset = UINT32_C(0xE0) << 23;
+    const float exp_scale = bits_f32(UINT32_C(0x7800000));
+    const float normalized = bits_f32((two_w >> 4) + exp_offset) * exp_scale;
+    const uint32_t magic_mask = UINT32_C(126) << 23;
+    const float magic_bias = 0.5f;
+    const float denormalized = bits_f32((two_w >> 17) | magic_mask) - magic_bias;
+    const uint32_t denormalized_cutoff = UINT32_C(1) << 27;
+    const uint32_t result = sign | (two_w < denormalized_cutoff ? f32_bits(denormalized) : f32_bits(normalized));
+    return bits_f32(result);
+}
+
+uint16_t phiq_f32_to_bf16(float f) {
+    uint32_t u = f32_bits(f);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 64); /* quiet NaN */
+    return (uint16_t)((u + (0x7fff + ((u >> 16) & 1))) >> 16);
+}
+
+/* ---- input files ------------------------------------------------------------ */
+int phiq_map_open(phiq_map *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return phiq_fail(PHIQ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return phiq_fail(PHIQ_EIO, "%s: not a regular file", path);
+    }
+    m->size = (size_t)st.st_size;
+    if (m->size > 0) {
+        void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            close(fd);
+            return phiq_fail(PHIQ_EIO, "%s: cannot map: %s", path, strerror(errno));
+        }
+        m->data = p;
+    }
+    close(fd);
+    m->path = strdup(path);
+    return 0;
+}
+
+void phiq_map_close(phiq_map *m) {
+    if (m->data) munmap((void *)m->data, m->size);
+    free(m->path);
+    memset(m, 0, sizeof *m);
+}
+
+int phiq_read_file(const char *path, char **out, size_t *len) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return phiq_fail(PHIQ_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    if (!buf) { fclose(f); return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", path); }
+    for (;;) {
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (n < cap) break;
+        char *nb = realloc(buf, cap * 2 + 1);
+        if (!nb) { free(buf); fclose(f); return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", path); }
+        buf = nb;
+        cap *= 2;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { free(buf); return phiq_fail(PHIQ_EIO, "%s: read error", path); }
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+bool phiq_file_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool phiq_dir_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+char *phiq_path_join(const char *dir, const char *name) {
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p) return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/') p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}
+
+/* ---- output files ------------------------------------------------------------ */
+int phiq_outfile_open(phiq_outfile *o, const char *path) {
+    memset(o, 0, sizeof *o);
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path + 1) : 0;
+    const char *base = slash ? slash + 1 : path;
+    if (!*base) return phiq_fail(PHIQ_EINVAL, "%s: output path names a directory", path);
+    size_t need = dlen + strlen(base) + 64;
+    o->tmp_path = malloc(need);
+    o->final_path = strdup(path);
+    if (!o->tmp_path || !o->final_path) { phiq_outfile_abort(o); return phiq_fail(PHIQ_ENOMEM, "out of memory"); }
+    snprintf(o->tmp_path, need, "%.*s.%s.tmp.%ld", (int)dlen, path, base, (long)getpid());
+    o->f = fopen(o->tmp_path, "wb");
+    if (!o->f) {
+        int e = errno;
+        free(o->tmp_path); o->tmp_path = NULL;
+        free(o->final_path); o->final_path = NULL;
+        return phiq_fail(PHIQ_EIO, "%s: cannot create: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+int phiq_outfile_write(phiq_outfile *o, const void *buf, size_t n) {
+    if (n && fwrite(buf, 1, n, o->f) != n)
+        return phiq_fail(PHIQ_EIO, "%s: write failed: %s", o->final_path, strerror(errno));
+    o->written += n;
+    return 0;
+}
+
+int phiq_outfile_pad(phiq_outfile *o, size_t alignment) {
+    static const uint8_t zeros[256];
+    size_t pad = (size_t)((alignment - o->written % alignment) % alignment);
+    while (pad) {
+        size_t k = pad < sizeof zeros ? pad : sizeof zeros;
+        int rc = phiq_outfile_write(o, zeros, k);
+        if (rc) return rc;
+        pad -= k;
+    }
+    return 0;
+}
+
+int phiq_outfile_commit(phiq_outfile *o) {
+    int rc = 0;
+    if (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0)
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot flush: %s", o->final_path, strerror(errno));
+    if (fclose(o->f) != 0 && !rc)
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot close: %s", o->final_path, strerror(errno));
+    o->f = NULL;
+    if (!rc && rename(o->tmp_path, o->final_path) != 0)
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot rename into place: %s", o->final_path, strerror(errno));
+    if (rc) unlink(o->tmp_path);
+    free(o->tmp_path);
+    free(o->final_path);
+    o->tmp_path = o->final_path = NULL;
+    return rc;
+}
+
+void phiq_outfile_abort(phiq_outfile *o) {
+    if (o->f) fclose(o->f);
+    if (o->tmp_path) unlink(o->tmp_path);
+    free(o->tmp_path);
+    free(o->final_path);
+    memset(o, 0, sizeof *o);
+}
+
+/* ---- progress ------------------------------------------------------------------ */
+double phiq_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+void phiq_progress_start(phiq_progress *p, const char *label, int n, uint64_t total_bytes, int quiet) {
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->quiet = quiet;
+    p->tty = isatty(2);
+    p->n = n;
+    p->total_bytes = total_bytes;
+    p->t0 = phiq_now();
+}
+
+void phiq_progress_step(phiq_progress *p, const char *item, uint64_t bytes) {
+    p->i++;
+    p->done_bytes += bytes;
+    if (p->quiet) return;
+    double t = phiq_now(), el = t - p->t0;
+    double mbs = el > 0 ? (double)p->done_bytes / 1e6 / el : 0;
+    double eta = (p->done_bytes && p->total_bytes > p->done_bytes) ? el * (double)(p->total_bytes - p->done_bytes) / (double)p->done_bytes : 0;
+    if (p->tty) {
+        if (t - p->last_draw < 0.1 && p->i < p->n) return;
+        p->last_draw = t;
+        int width = 30, fill = p->total_bytes ? (int)(width * (double)p->done_bytes / (double)p->total_bytes) : (p->n ? width * p->i / p->n : width);
+        if (fill > width) fill = width;
+        char bar[64];
+        for (int k = 0; k < width; k++) bar[k] = k < fill ? '#' : '.';
+        bar[width] = 0;
+        fprintf(stderr, "\r%s [%s] %d/%d %7.1f MB/s ETA %4.0fs %-40.40s", p->label, bar, p->i, p->n, mbs, eta, item ? item : "");
+    } else {
+        fprintf(stderr, "%s: %d/%d %s (%.1f MB/s)\n", p->label, p->i, p->n, item ? item : "", mbs);
+    }
+}
+
+void phiq_progress_end(phiq_progress *p) {
+    if (p->quiet) return;
+    double el = phiq_now() - p->t0;
+    if (p->tty) fputc('\n', stderr);
+    fprintf(stderr, "%s: done, %d items, %.1f MB in %.2fs\n", p->label, p->i, (double)p->done_bytes / 1e6, el);
+}
+
+/* ---- misc ------------------------------------------------------------------------ */
+int phiq_physical_cores(void) {
+    /* Count distinct (physical id, core id) pairs; fall back to online CPUs. */
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (!f) return online > 0 ? (int)online : 1;
+    char line[256];
+    int phys = -1, seen = 0;
+    int pairs[1024][2];
+    while (fgets(line, sizeof line, f)) {
+        int v;
+        if (sscanf(line, "physical id : %d", &v) == 1) phys = v;
+        else if (sscanf(line, "core id : %d", &v) == 1) {
+            int dup = 0;
+            for (int i = 0; i < seen; i++)
+                if (pairs[i][0] == phys && pairs[i][1] == v) { dup = 1; break; }
+            if (!dup && seen < 1024) { pairs[seen][0] = phys; pairs[seen][1] = v; seen++; }
+        }
+    }
+    fclose(f);
+    if (seen > 0) return seen;
+    return online > 0 ? (int)online : 1;
+}
+
+bool phiq_streq_nocase(const char *a, const char *b) {
+    for (; *a && *b; a++, b++) {
+        char x = *a, y = *b;
+        if (x >= 'A' && x <= 'Z') x = (char)(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = (char)(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return *a == *b;
+}

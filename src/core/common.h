@@ -1,0 +1,102 @@
+/* common.h — what every module shares: error reporting, half-precision
+ * conversions, memory-mapped input files, atomic output files, progress
+ * display and small string helpers.
+ *
+ * Errors: a failing function records one line with phiq_fail() (which also
+ * returns its code, so `return phiq_fail(PHIQ_EIO, "%s: short read", path);`)
+ * and the caller reads it with phiq_error(). The message lives in a
+ * thread-local buffer, so separate threads never see each other's errors.
+ */
+#ifndef PHIQ_CORE_COMMON_H
+#define PHIQ_CORE_COMMON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "phiq.h"
+
+#if defined(__GNUC__)
+#define PHIQ_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define PHIQ_PRINTF(a, b)
+#endif
+
+/* Records the message and returns code (a negative PHIQ_E* value). */
+int phiq_fail(int code, const char *fmt, ...) PHIQ_PRINTF(2, 3);
+/* Same, returning NULL, for constructors. */
+void *phiq_fail_null(int code, const char *fmt, ...) PHIQ_PRINTF(2, 3);
+/* Prefixes the current message with "prefix: " (for context added by callers). */
+void phiq_error_prefix(const char *fmt, ...) PHIQ_PRINTF(1, 2);
+
+/* ---- half precision --------------------------------------------------- */
+/* IEEE binary16 <-> f32, round to nearest even (as ggml's GGML_FP32_TO_FP16). */
+uint16_t phiq_f32_to_f16(float f);
+float phiq_f16_to_f32(uint16_t h);
+/* bfloat16: top 16 bits, round to nearest even, NaN kept quiet (as ggml). */
+uint16_t phiq_f32_to_bf16(float f);
+static inline float phiq_bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* ---- input files --------------------------------------------------------- */
+/* A read-only memory map of a whole file. Model files are untrusted: callers
+ * must bounds-check every offset against size. */
+typedef struct phiq_map {
+    const uint8_t *data;
+    size_t size;
+    char *path; /* owned copy, for error messages */
+} phiq_map;
+
+int phiq_map_open(phiq_map *m, const char *path);
+void phiq_map_close(phiq_map *m);
+/* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
+int phiq_read_file(const char *path, char **out, size_t *len);
+bool phiq_file_exists(const char *path);
+bool phiq_dir_exists(const char *path);
+/* dir + "/" + name, malloc'd. */
+char *phiq_path_join(const char *dir, const char *name);
+
+/* ---- output files ---------------------------------------------------------- */
+/* Writes go to "<dir>/.<name>.tmp.<pid>" beside the target; commit fsyncs and
+ * renames, abort unlinks. Nothing partial is ever left at the final path. */
+typedef struct phiq_outfile {
+    FILE *f;
+    char *final_path;
+    char *tmp_path;
+    uint64_t written;
+} phiq_outfile;
+
+int phiq_outfile_open(phiq_outfile *o, const char *path);
+int phiq_outfile_write(phiq_outfile *o, const void *buf, size_t n);
+int phiq_outfile_pad(phiq_outfile *o, size_t alignment); /* zeros to a multiple */
+int phiq_outfile_commit(phiq_outfile *o);
+void phiq_outfile_abort(phiq_outfile *o);
+
+/* ---- progress --------------------------------------------------------------- */
+/* A bar with "i/n, MB/s, ETA" when stderr is a terminal; one plain line per
+ * step otherwise; nothing when quiet. */
+typedef struct phiq_progress {
+    const char *label;
+    int quiet;
+    int tty;
+    uint64_t total_bytes, done_bytes;
+    int n, i;
+    double t0, last_draw;
+} phiq_progress;
+
+void phiq_progress_start(phiq_progress *p, const char *label, int n, uint64_t total_bytes, int quiet);
+void phiq_progress_step(phiq_progress *p, const char *item, uint64_t bytes);
+void phiq_progress_end(phiq_progress *p);
+
+/* ---- misc ------------------------------------------------------------------- */
+double phiq_now(void); /* monotonic seconds */
+int phiq_physical_cores(void);
+bool phiq_streq_nocase(const char *a, const char *b);
+
+#endif

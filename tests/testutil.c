@@ -1,0 +1,171 @@
+/* testutil.c — see testutil.h. */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char tmpdir[4096];
+
+const char *tu_shared(void) {
+    const char *s = getenv("PHIQ_SHARED");
+    return s ? s : "../shared";
+}
+
+static char *rot_buf(void) {
+    static char bufs[8][4096];
+    static int k;
+    return bufs[k++ & 7];
+}
+
+const char *tu_shared_path(const char *rel) {
+    char *b = rot_buf();
+    snprintf(b, 4096, "%s/%s", tu_shared(), rel);
+    return b;
+}
+
+const char *tu_bin(void) {
+    const char *s = getenv("PHIQ_BIN");
+    return s ? s : "phiq";
+}
+
+static void cleanup(void) {
+    if (tmpdir[0] && !getenv("PHIQ_KEEP")) {
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) { /* best effort */ }
+    }
+}
+
+const char *tu_tmpdir(void) {
+    if (!tmpdir[0]) {
+        const char *base = getenv("PHIQ_TMP");
+        if (!base) base = "/tmp";
+        mkdir(base, 0777);
+        snprintf(tmpdir, sizeof tmpdir, "%s/t.%ld.XXXXXX", base, (long)getpid());
+        if (!mkdtemp(tmpdir)) {
+            fprintf(stderr, "cannot create %s: %s\n", tmpdir, strerror(errno));
+            exit(1);
+        }
+        atexit(cleanup);
+    }
+    return tmpdir;
+}
+
+const char *tu_tmp(const char *name) {
+    char *b = rot_buf();
+    snprintf(b, 4096, "%s/%s", tu_tmpdir(), name);
+    return b;
+}
+
+static char *slurp_fd(FILE *f) {
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+int tu_run(char **out, char **err, const char *fmt, ...) {
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char errpath[4200] = "";
+    char full[20480];
+    if (err) {
+        snprintf(errpath, sizeof errpath, "%s/.stderr.%ld", tu_tmpdir(), (long)getpid());
+        snprintf(full, sizeof full, "(%s) 2>'%s'", cmd, errpath);
+    } else {
+        snprintf(full, sizeof full, "%s", cmd);
+    }
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    char *o = slurp_fd(p);
+    int st = pclose(p);
+    if (out) *out = o; else free(o);
+    if (err) {
+        size_t n;
+        char *e = tu_read_all(errpath, &n);
+        *err = e ? e : strdup("");
+        unlink(errpath);
+    }
+    if (st == -1) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+const char *tu_llama_ref(void) {
+    static char path[4096];
+    static int tried;
+    if (tried) return path[0] ? path : NULL;
+    tried = 1;
+    const char *env = getenv("PHIQ_LLAMA_REF");
+    if (env) { snprintf(path, sizeof path, "%s", env); return path; }
+    const char *home = getenv("HOME");
+    char dir[4096], lock[4200], wrapper[4200];
+    snprintf(dir, sizeof dir, "%s/.cache/llama-ref", home ? home : "/tmp");
+    snprintf(wrapper, sizeof wrapper, "%s/llama-ref", dir);
+    if (access(wrapper, X_OK) == 0) { snprintf(path, sizeof path, "%s", wrapper); return path; }
+    if (system("command -v npm >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "llama-ref unavailable: npm not found\n");
+        return NULL;
+    }
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && touch '%s/.lock'", dir, dir);
+    if (system(cmd) != 0) return NULL;
+    snprintf(lock, sizeof lock, "%s/.lock", dir);
+    int fd = open(lock, O_RDWR);
+    if (fd >= 0) flock(fd, LOCK_EX);
+    if (access(wrapper, X_OK) != 0) {
+        snprintf(cmd, sizeof cmd, "sh '%s/tools/llama-ref/setup.sh' '%s' >'%s/setup.log' 2>&1", tu_shared(), dir, dir);
+        if (system(cmd) != 0) fprintf(stderr, "llama-ref setup failed, see %s/setup.log\n", dir);
+    }
+    if (fd >= 0) { flock(fd, LOCK_UN); close(fd); }
+    if (access(wrapper, X_OK) == 0) { snprintf(path, sizeof path, "%s", wrapper); return path; }
+    fprintf(stderr, "llama-ref unavailable: setup did not produce %s\n", wrapper);
+    return NULL;
+}
+
+void *tu_read_all(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *b = slurp_fd(f);
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fclose(f);
+    /* slurp_fd NUL-terminates; binary callers use *n */
+    if (n) *n = sz >= 0 ? (size_t)sz : 0;
+    return b;
+}
+
+double tu_max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d; /* NaN propagates as max */
+    }
+    return m;
+}
+
+double tu_range(const float *b, size_t n) {
+    if (!n) return 0;
+    double lo = b[0], hi = b[0];
+    for (size_t i = 1; i < n; i++) {
+        if (b[i] < lo) lo = b[i];
+        if (b[i] > hi) hi = b[i];
+    }
+    return hi - lo;
+}

@@ -1,0 +1,36 @@
+/* testutil.h — helpers shared by the tests: where the fixtures, the phiq
+ * binary and llama-ref are, a scratch directory per test, running commands. */
+#ifndef PHIQ_TESTS_TESTUTIL_H
+#define PHIQ_TESTS_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* ../shared (PHIQ_SHARED). */
+const char *tu_shared(void);
+/* shared + "/" + rel, static buffer rotated among 8 slots. */
+const char *tu_shared_path(const char *rel);
+/* The phiq CLI (PHIQ_BIN). */
+const char *tu_bin(void);
+/* A fresh directory for this test process (removed at exit unless PHIQ_KEEP). */
+const char *tu_tmpdir(void);
+/* tmpdir + "/" + name, static buffer rotated among 8 slots. */
+const char *tu_tmp(const char *name);
+/* Runs a shell command; captures stdout into *out (malloc'd, may be NULL to
+ * discard) and returns the exit status (-1 if it could not run). stderr is
+ * captured into *err when err is non-NULL. */
+int tu_run(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Path of the llama-ref wrapper, building it with shared/tools/llama-ref/setup.sh
+ * on first use (serialized with a lock). NULL when it cannot be had (no npm):
+ * the caller skips, saying why. */
+const char *tu_llama_ref(void);
+/* Reads a whole binary file; returns malloc'd bytes and sets *n. */
+void *tu_read_all(const char *path, size_t *n);
+/* max |a-b| and the range (max-min) of b over n floats. */
+double tu_max_abs_diff(const float *a, const float *b, size_t n);
+double tu_range(const float *b, size_t n);
+
+#endif

@@ -1,0 +1,24 @@
+/* cli.h — the phiq subcommands. Each lives in its own tools/cmd_*.c and
+ * returns the process exit status (0 ok, 1 failure, 2 usage). */
+#ifndef PHIQ_TOOLS_CLI_H
+#define PHIQ_TOOLS_CLI_H
+
+int phiq_cmd_convert(int argc, char **argv);
+int phiq_cmd_inspect(int argc, char **argv);
+int phiq_cmd_synth(int argc, char **argv);
+int phiq_cmd_run(int argc, char **argv);
+int phiq_cmd_chat(int argc, char **argv);
+int phiq_cmd_tokenize(int argc, char **argv);
+int phiq_cmd_logits(int argc, char **argv);
+int phiq_cmd_eval(int argc, char **argv);
+int phiq_cmd_bench(int argc, char **argv);
+int phiq_cmd_report(int argc, char **argv);
+
+/* Prints "phiq CMD: message" to stderr and returns 1. */
+int phiq_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True if argv[i] equals any of the names (e.g. "-t", "--threads"). */
+int phiq_cli_is(const char *arg, const char *a, const char *b);
+/* Fetches the value after a flag or fails with usage; advances *i. */
+const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd);
+
+#endif

@@ -1,0 +1,72 @@
+/* phiq.c — the command-line front end: dispatches to tools/cmd_*.c. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "phiq.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} commands[] = {
+    {"convert", phiq_cmd_convert, "convert an HF checkpoint or GGUF to GGUF (f32/f16/bf16/Q4_K_M/int4/...) or ONNX"},
+    {"inspect", phiq_cmd_inspect, "show architecture, hyper-parameters and tensors of a GGUF, safetensors or HF dir"},
+    {"synth", phiq_cmd_synth, "write a random-weight HF checkpoint of any Phi shape"},
+    {"run", phiq_cmd_run, "generate text from a prompt"},
+    {"chat", phiq_cmd_chat, "interactive multi-turn chat"},
+    {"tokenize", phiq_cmd_tokenize, "print the token ids of a text"},
+    {"logits", phiq_cmd_logits, "write float32 logits for token ids"},
+    {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},
+    {"bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory"},
+    {"report", phiq_cmd_report, "convert to several precisions, evaluate, bench, and chart the trade-off"},
+};
+
+int phiq_cli_fail(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "phiq %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+int phiq_cli_is(const char *arg, const char *a, const char *b) {
+    return (a && strcmp(arg, a) == 0) || (b && strcmp(arg, b) == 0);
+}
+
+const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "phiq %s: %s needs a value (see phiq %s --help)\n", cmd, argv[*i], cmd);
+        exit(2);
+    }
+    return argv[++*i];
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "phiq %s — quantize, convert, evaluate and run Microsoft Phi models on CPUs\n\n"
+               "usage: phiq COMMAND [options]    (phiq COMMAND --help for each)\n\ncommands:\n",
+            PHIQ_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "  %-9s %s\n", "version", "print the version");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("phiq %s\n", PHIQ_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "phiq: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
