@@ -38,7 +38,7 @@ echo "== fuzz"
 scripts/fuzz.sh >build-logs/fuzz.log 2>&1
 rc=$?
 cat build-logs/fuzz.log
-total_pass=$((total_pass + $(grep -c "ran clean$" build-logs/fuzz.log)))
+total_pass=$((total_pass + $(grep -c "^fuzz: fuzz_[a-z0-9_]* ran clean$" build-logs/fuzz.log)))
 [ $rc -eq 0 ] || { total_fail=$((total_fail + 1)); status=1; }
 
 echo "make test: $total_pass passed, $total_fail failed, $total_skip skipped"
