@@ -267,7 +267,7 @@ static void test_phi3_rstrip(void **s) {
     if (!t) fail_msg("%s", phiq_error());
     assert_true(phiq_tokenizer_is_eog(t, 32001));
     int32_t eog[16];
-    assert_int_equal(phiq_tokenizer_eog_ids(t, eog, 16), 3);
+    assert_int_equal(phiq_tokenizer_eog_ids(t, eog, 16), 4); /* + </s>, as llama.cpp */
     phiq_tokenizer_free(t);
 }
 
@@ -406,6 +406,38 @@ static void test_bad_inputs(void **s) {
     phiq_tokenizer_free(t);
 }
 
+/* the CLI prints the same ids as the library, as text and JSON; errors exit 1 */
+static void test_cli(void **s) {
+    (void)s;
+    const char *gguf = tu_shared_path("fixtures/vocab/ggml-vocab-phi-3.gguf");
+    char *out = NULL, *err = NULL;
+    assert_int_equal(tu_run(&out, NULL, "'%s' tokenize --tokenizer '%s' '<|user|> Hi there<|end|>'", tu_bin(), gguf), 0);
+    phiq_tokenizer *t = phiq_tokenizer_load(gguf, NULL);
+    int32_t ids[64];
+    int n = phiq_tokenize_text(t, "<|user|> Hi there<|end|>", 24, 1, 1, ids, 64);
+    char want[512];
+    fmt_ids(want, sizeof want, ids, n);
+    strcat(want, "\n");
+    assert_string_equal(out, want + 1);
+    free(out);
+    assert_int_equal(tu_run(&out, NULL, "'%s' tokenize '%s' 'Hi' --no-bos --json", tu_bin(), gguf), 0);
+    n = phiq_tokenize_text(t, "Hi", 2, 0, 1, ids, 64);
+    assert_int_equal(n, 1); /* "▁Hi" */
+    char js[128];
+    snprintf(js, sizeof js, "{\"ids\":[%d]}\n", ids[0]);
+    assert_string_equal(out, js);
+    free(out);
+    phiq_tokenizer_free(t);
+    assert_int_equal(tu_run(&out, &err, "'%s' tokenize /nonexistent/x.gguf hi", tu_bin()), 1);
+    assert_non_null(strstr(err, "/nonexistent/x.gguf"));
+    free(out);
+    free(err);
+    assert_int_equal(tu_run(&out, NULL, "'%s' tokenize --tokenizer '%s' x --pretokenizer o200k", tu_bin(),
+                            tu_shared_path("fixtures/tokenizers/tiktoken/o200k_base.tiktoken")), 0);
+    assert_string_equal(out, "87\n"); /* 'x' is rank 87 in o200k (ASCII 'x' - 33 printable offset) */
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiktoken_o200k),      cmocka_unit_test(test_tiktoken_cl100k),
@@ -413,7 +445,7 @@ int main(void) {
         cmocka_unit_test(test_gpt2_vectors_gguf),   cmocka_unit_test(test_gpt2_vectors_hf),
         cmocka_unit_test(test_phi3_vocab_matches_gguf), cmocka_unit_test(test_phi3_rstrip),
         cmocka_unit_test(test_roundtrip),           cmocka_unit_test(test_stream_bytes),
-        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_bad_inputs),          cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
  * bytes are mapped to GPT-2's printable byte alphabet, and adjacent symbols
  * merge lowest rank first (ties: leftmost). Rank comes from the merges list,
  * or for tiktoken vocabularies from the id of the concatenation. */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +42,8 @@ static int try_add(const phiq_tokenizer *t, const char *buf, const phiq_sym *sym
     phiq_merge_cand c = {(double)rank, l, r, sym[l].n + sym[r].n};
     return phiq_heap_push(h, c);
 }
+
+static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out);
 
 /* One pre-tokenized word (raw bytes). */
 static int bpe_word(const phiq_tokenizer *t, const char *w, size_t len, phiq_idbuf *out) {
@@ -104,8 +107,78 @@ done:
     return rc;
 }
 
+/* llama.cpp decodes the text to code points before the regex, turning each
+ * byte that does not start a well-formed sequence (by its lead-byte rule)
+ * into U+FFFD; re-encoding also normalises overlong forms. Returns a malloc'd
+ * copy, or NULL with *same set when the text is already canonical. */
+static char *sanitize_utf8(const char *s, size_t n, size_t *out_len, bool *same) {
+    *same = true;
+    char *o = NULL;
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        k = 0;
+        for (size_t i = 0; i < n;) {
+            unsigned char c = (unsigned char)s[i];
+            uint32_t cp = 0xFFFD;
+            size_t used = 1;
+            if (c < 0x80) { cp = c; }
+            else if ((c & 0x40) == 0) { /* stray continuation byte */ }
+            else {
+                size_t need = !(c & 0x20) ? 2 : !(c & 0x10) ? 3 : !(c & 0x08) ? 4 : 0;
+                bool ok = need > 0 && i + need <= n;
+                for (size_t j = 1; ok && j < need; j++) ok = ((unsigned char)s[i + j] & 0xC0) == 0x80;
+                if (ok) {
+                    cp = need == 2 ? (c & 0x1Fu) : need == 3 ? (c & 0x0Fu) : (c & 0x07u);
+                    for (size_t j = 1; j < need; j++) cp = (cp << 6) | ((unsigned char)s[i + j] & 0x3Fu);
+                    used = need;
+                    if (cp > 0x10FFFF) cp = 0xFFFD;
+                }
+            }
+            unsigned char e[4];
+            size_t el;
+            if (cp < 0x80) { e[0] = (unsigned char)cp; el = 1; }
+            else if (cp < 0x800) { e[0] = (unsigned char)(0xC0 | (cp >> 6)); e[1] = (unsigned char)(0x80 | (cp & 63)); el = 2; }
+            else if (cp < 0x10000) {
+                e[0] = (unsigned char)(0xE0 | (cp >> 12));
+                e[1] = (unsigned char)(0x80 | ((cp >> 6) & 63));
+                e[2] = (unsigned char)(0x80 | (cp & 63));
+                el = 3;
+            } else {
+                e[0] = (unsigned char)(0xF0 | (cp >> 18));
+                e[1] = (unsigned char)(0x80 | ((cp >> 12) & 63));
+                e[2] = (unsigned char)(0x80 | ((cp >> 6) & 63));
+                e[3] = (unsigned char)(0x80 | (cp & 63));
+                el = 4;
+            }
+            if (pass == 0 && (el != used || memcmp(e, s + i, el))) *same = false;
+            if (pass == 1) memcpy(o + k, e, el);
+            k += el;
+            i += used;
+        }
+        if (pass == 0) {
+            if (*same) return NULL;
+            if (!(o = malloc(k + 1))) return NULL;
+        }
+    }
+    *out_len = k;
+    return o;
+}
+
 int phiq_bpe_encode(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out) {
     if (len == 0) return 0;
+    bool same;
+    size_t slen = 0;
+    char *clean = sanitize_utf8(text, len, &slen, &same);
+    if (!same) {
+        if (!clean) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
+        int rc = phiq_bpe_encode_valid(t, clean, slen, out);
+        free(clean);
+        return rc;
+    }
+    return phiq_bpe_encode_valid(t, text, len, out);
+}
+
+static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out) {
     if (!t->re) return bpe_word(t, text, len, out);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
     if (!md) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");

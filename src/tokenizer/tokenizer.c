@@ -246,11 +246,8 @@ static bool is_special_type(int ty) {
     return ty == PHIQ_TOK_TYPE_CONTROL || ty == PHIQ_TOK_TYPE_USER_DEFINED || ty == PHIQ_TOK_TYPE_UNKNOWN;
 }
 
-static const phiq_tokenizer *sort_ctx;
-static int cmp_special_len(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    uint32_t lx = sort_ctx->text_len[x], ly = sort_ctx->text_len[y];
-    if (lx != ly) return lx > ly ? -1 : 1;
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : (x > y);
 }
 
@@ -332,8 +329,14 @@ static int build_merges(phiq_tokenizer *t, const phiq_tok_vocab *v) {
     return 0;
 }
 
-static const char *const EOG_TEXTS[] = {"<|end|>",  "<|endoftext|>", "<|im_end|>",    "<|eot_id|>",
-                                        "<|eom_id|>", "<end_of_turn>", "<|end_of_text|>", NULL};
+/* llama.cpp's end-of-generation texts (llama_vocab::load); such tokens are
+ * also forced to CONTROL, so e.g. Phi-3's USER_DEFINED </s> is only split out
+ * of the text when special tokens are parsed. */
+static const char *const EOG_TEXTS[] = {"<|eot_id|>", "<|im_end|>",   "<|end|>",   "<|return|>", "<|call|>",
+                                        "<|flush|>",  "<|calls|>",    "<end_of_turn>", "<|endoftext|>", "</s>",
+                                        "<|eom_id|>", "<EOT>",        "_<EOT>",    "[EOT]",      "[EOS]",
+                                        "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
+                                        NULL};
 
 phiq_tokenizer *phiq_tokenizer_from_vocab(const phiq_tok_vocab *v) {
     if (!v || v->n_tokens <= 0 || !v->tokens || !v->types)
@@ -382,21 +385,28 @@ phiq_tokenizer *phiq_tokenizer_from_vocab(const phiq_tok_vocab *v) {
         snprintf(name, sizeof name, "<0x%02X>", b);
         t->byte_ids[b] = phiq_strmap_get(&t->map, name, 6);
     }
-    /* special-token split list, longest text first */
-    t->specials = malloc(sizeof *t->specials * (size_t)t->n);
-    if (!t->specials) goto oom;
-    for (int32_t i = 0; i < t->n; i++)
-        if (is_special_type(t->types[i]) && t->text_len[i] > 0) t->specials[t->n_specials++] = i;
-    sort_ctx = t; /* qsort has no context argument; loaders run before threads share t */
-    qsort(t->specials, (size_t)t->n_specials, sizeof *t->specials, cmp_special_len);
     /* end of generation */
     if (t->eos >= 0) t->eog[t->eos] = 1;
     for (int k = 0; EOG_TEXTS[k]; k++) {
         int32_t id = phiq_strmap_get(&t->map, EOG_TEXTS[k], strlen(EOG_TEXTS[k]));
-        if (id >= 0 && t->types[id] != PHIQ_TOK_TYPE_NORMAL) t->eog[id] = 1;
+        if (id < 0) continue;
+        t->eog[id] = 1;
+        t->types[id] = PHIQ_TOK_TYPE_CONTROL;
     }
     for (int32_t k = 0; k < v->n_eog && v->eog_ids; k++)
         if (v->eog_ids[k] >= 0 && v->eog_ids[k] < t->n) t->eog[v->eog_ids[k]] = 1;
+    /* special-token split list, longest text first */
+    t->specials = malloc(sizeof *t->specials * (size_t)t->n);
+    uint64_t *keys = malloc(sizeof *keys * (size_t)t->n);
+    if (!t->specials || !keys) { free(keys); goto oom; }
+    int32_t ns = 0;
+    for (int32_t i = 0; i < t->n; i++) /* key: longer text first, then lower id */
+        if (is_special_type(t->types[i]) && t->text_len[i] > 0)
+            keys[ns++] = ((uint64_t)(0xFFFFFFFFu - t->text_len[i]) << 32) | (uint32_t)i;
+    qsort(keys, (size_t)ns, sizeof *keys, cmp_u64);
+    for (int32_t i = 0; i < ns; i++) t->specials[i] = (int32_t)(keys[i] & 0xFFFFFFFFu);
+    t->n_specials = ns;
+    free(keys);
     if (v->chat_template && !(t->chat_template = strdup(v->chat_template))) goto oom;
     if (t->model == PHIQ_TOK_MODEL_BPE) {
         const char *re = v->pre_regex ? v->pre_regex : phiq_pretok_regex(v->pre ? v->pre : "gpt-2");
