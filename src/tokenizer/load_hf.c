@@ -15,7 +15,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/common.h"
-#include "tokenizer/tokenizer.h"
+#include "tokenizer/tok_internal.h"
 
 static cJSON *read_json(const char *path) {
     char *buf = NULL;
@@ -207,7 +207,19 @@ phiq_tok_vocab *phiq_tok_vocab_from_hf_json(const char *path, const char *cfg_pa
                            : (v->types[i] == PHIQ_TOK_TYPE_CONTROL || v->types[i] == PHIQ_TOK_TYPE_USER_DEFINED) ? -1000.0f
                                                                                                                    : 0.0f;
         uint8_t *seen = calloc((size_t)v->n_tokens, 1);
-        if (!seen) goto oom;
+        uint32_t *lens = calloc((size_t)v->n_tokens, sizeof *lens);
+        char **keys = calloc((size_t)v->n_tokens, sizeof *keys);
+        phiq_strmap map = {0};
+        if (!seen || !lens || !keys) { free(seen); free(lens); free(keys); goto oom; }
+        /* the base vocabulary only (added tokens are never merge results) */
+        cJSON_ArrayForEach(e, vocab) {
+            int32_t id = (int32_t)e->valuedouble;
+            keys[id] = e->string;
+            lens[id] = (uint32_t)strlen(e->string);
+        }
+        for (int32_t i = 0; i < v->n_tokens; i++)
+            if (!keys[i]) keys[i] = (char *)"";
+        if (phiq_strmap_build(&map, keys, lens, v->n_tokens) < 0) { free(seen); free(lens); free(keys); goto oom; }
         int32_t run_max = -1;
         char *tmp = NULL;
         cJSON_ArrayForEach(e, merges) {
@@ -225,14 +237,14 @@ phiq_tok_vocab *phiq_tok_vocab_from_hf_json(const char *path, const char *cfg_pa
                 a = cJSON_GetArrayItem(e, 0)->valuestring;
                 b = cJSON_GetArrayItem(e, 1)->valuestring;
             } else continue;
-            char *cat = malloc(strlen(a) + strlen(b) + 1);
-            if (!cat) { free(seen); free(tmp); goto oom; }
-            strcpy(cat, a);
-            strcat(cat, b);
-            const cJSON *r = cJSON_GetObjectItemCaseSensitive(vocab, cat);
+            size_t la = strlen(a), lb = strlen(b);
+            char *cat = malloc(la + lb + 1);
+            if (!cat) { free(seen); free(tmp); free(lens); free(keys); free(map.slots); goto oom; }
+            memcpy(cat, a, la);
+            memcpy(cat + la, b, lb + 1);
+            int32_t id = phiq_strmap_get(&map, cat, la + lb);
             free(cat);
-            if (!cJSON_IsNumber(r)) continue;
-            int32_t id = (int32_t)r->valuedouble;
+            if (id < 0) continue;
             if (seen[id]) continue;
             seen[id] = 1;
             if (id < run_max && v->types[id] == PHIQ_TOK_TYPE_NORMAL) v->scores[id] = -1e9f;
@@ -240,6 +252,9 @@ phiq_tok_vocab *phiq_tok_vocab_from_hf_json(const char *path, const char *cfg_pa
         }
         free(tmp);
         free(seen);
+        free(lens);
+        free(keys);
+        free(map.slots);
         for (int32_t i = 0; i < v->n_tokens; i++)
             if (v->tokens[i] && v->types[i] == PHIQ_TOK_TYPE_NORMAL && all_metaspace(v->tokens[i])) v->scores[i] = -1e9f;
         if (!(v->pre = strdup("default"))) goto oom;

@@ -51,6 +51,8 @@ struct phiq_tokenizer {
 };
 
 int32_t phiq_strmap_get(const phiq_strmap *m, const char *s, size_t len);
+/* keys[i] (NULL allowed: never found) with lens[i]; later duplicates win. */
+int phiq_strmap_build(phiq_strmap *m, char **keys, const uint32_t *lens, int32_t n);
 
 /* A growable id list (count may pass cap: only the first cap are stored). */
 typedef struct phiq_idbuf {

@@ -116,7 +116,7 @@ int32_t phiq_strmap_get(const phiq_strmap *m, const char *s, size_t len) {
 }
 
 /* Later duplicates replace earlier ones, as llama.cpp's token_to_id map. */
-static int strmap_build(phiq_strmap *m, char **keys, const uint32_t *lens, int32_t n) {
+int phiq_strmap_build(phiq_strmap *m, char **keys, const uint32_t *lens, int32_t n) {
     uint32_t cap = 16;
     while (cap < (uint32_t)n * 2u + 16u) cap <<= 1;
     m->slots = malloc(sizeof *m->slots * cap);
@@ -371,7 +371,7 @@ phiq_tokenizer *phiq_tokenizer_from_vocab(const phiq_tok_vocab *v) {
         if (v->attrs) t->attrs[i] = v->attrs[i];
         if (t->scores) t->scores[i] = v->scores ? v->scores[i] : 0.0f;
     }
-    if (strmap_build(&t->map, t->text, t->text_len, t->n) < 0) goto oom;
+    if (phiq_strmap_build(&t->map, t->text, t->text_len, t->n) < 0) goto oom;
     if (build_pieces(t) < 0) goto oom;
     t->bos = v->bos_id >= 0 && v->bos_id < t->n ? v->bos_id : -1;
     t->eos = v->eos_id >= 0 && v->eos_id < t->n ? v->eos_id : -1;
