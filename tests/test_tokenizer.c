@@ -403,6 +403,8 @@ static void test_bad_inputs(void **s) {
     /* invalid UTF-8 input is tokenized (as bytes), never rejected or crashed on */
     int32_t ids[64];
     assert_true(phiq_tokenize_text(t, "\xff\xfe\xc3", 3, 1, 1, ids, 64) > 0);
+    /* fuzz find: a lead byte before a space swallows part of the escaped '▁' */
+    assert_true(phiq_tokenize_text(t, "\xc5 \xb1\xc5 \xb1\xe2 \xf0 ", 11, 1, 1, ids, 64) > 0);
     phiq_tokenizer_free(t);
 }
 

@@ -24,10 +24,10 @@ int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool 
     if (len > (SIZE_MAX / 4) - 8) return phiq_fail(PHIQ_EINVAL, "tokenize: text too long");
     size_t cap = (len + 1) * 3 + 1;
     char *buf = malloc(cap);
-    phiq_sym *sym = malloc(sizeof *sym * (len + 2));
+    phiq_sym *sym = NULL;
     phiq_merge_heap h = {0};
     int rc = 0;
-    if (!buf || !sym) { rc = phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory"); goto done; }
+    if (!buf) { rc = phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory"); goto done; }
     /* llama_escape_whitespace: only ' ' becomes U+2581 */
     size_t bn = 0;
     if (prefix_space) { memcpy(buf, "\xe2\x96\x81", 3); bn = 3; }
@@ -36,6 +36,9 @@ int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool 
         else buf[bn++] = text[i];
     }
     if (bn == 0) goto done;
+    /* one symbol per byte at most: a lead byte before an escaped space can
+     * swallow part of it, leaving more symbols than input characters */
+    if (!(sym = malloc(sizeof *sym * (bn + 1)))) { rc = phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory"); goto done; }
     int32_t ns = 0;
     for (size_t off = 0; off < bn;) {
         size_t n = phiq_utf8_len_lead((unsigned char)buf[off]);
