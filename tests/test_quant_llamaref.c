@@ -52,12 +52,14 @@ static float rnd_normal(void) {
 
 /* Fills rows with a mix of regimes, one per row (cycling): normal weights,
  * an all-zero row, a constant row, rows with outliers, tiny values, all
- * positive, sparse, and a row whose first block is zero. */
+ * positive, sparse, a row whose first block is zero, all negative, exact
+ * ties, +-equal maxima, f32 subnormals, values beyond fp16 range, heavy
+ * tails. */
 static void fill_rows(float *x, int64_t nrows, int64_t ne0, uint64_t seed) {
     rng_state = seed * 0x2545F4914F6CDD1Dull + 1;
     for (int64_t r = 0; r < nrows; r++) {
         float *row = x + r * ne0;
-        const int kind = (int)(r % 9);
+        const int kind = (int)(r % 14);
         for (int64_t j = 0; j < ne0; j++) {
             float v = rnd_normal() * 0.02f;
             switch (kind) {
@@ -69,6 +71,11 @@ static void fill_rows(float *x, int64_t nrows, int64_t ne0, uint64_t seed) {
             case 6: if (rnd32() % 5) v = 0.0f; break;
             case 7: if (j < 32) v = 0.0f; break;
             case 8: v = -fabsf(v) * 50.0f; break;
+            case 9: v = (float)((int)(rnd32() % 17) - 8) * 0.5f; break; /* exact ties of many grids */
+            case 10: v = (j % 2 ? 1.0f : -1.0f) * (rnd32() % 3 ? 0.75f : 0.25f); break; /* +-max ties */
+            case 11: v *= 1e-38f; break;                         /* f32 subnormals */
+            case 12: v = v * 2e5f; break;                        /* near/above fp16 max */
+            case 13: v = 0.02f / (rnd_uniform() - 0.5f + 1e-3f); break; /* heavy tails */
             default: break;
             }
             row[j] = v;
@@ -130,7 +137,7 @@ static void test_ggml_chunk(void **state) {
     assert_non_null(traits);
     const int64_t widths[] = {256, 3072};
     const int nw = sanitized() ? 1 : 2;
-    const int64_t nrows = 18;
+    const int64_t nrows = 28;
     int failures = 0;
     for (int wi = 0; wi < nw; wi++) {
         const int64_t ne0 = widths[wi];
