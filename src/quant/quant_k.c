@@ -393,7 +393,11 @@ void phiq_quantize_row_q2_K(const float *x, void *vy, int64_t n, const float *qw
             }
             if (max_min > 0) {
                 const float iscale = q4scale / max_min;
-                for (int j = 0; j < 16; j++) y[i].scales[j] |= (uint8_t)(phiq_nearest_int(iscale * mins[j]) << 4);
+                /* unsigned shift: for degenerate (subnormal) rows iscale is inf and
+                 * nearest_int returns a negative garbage value; ggml shifts it as
+                 * int, which wraps the same way */
+                for (int j = 0; j < 16; j++)
+                    y[i].scales[j] |= (uint8_t)((unsigned)phiq_nearest_int(iscale * mins[j]) << 4);
                 y[i].dmin = phiq_f2h(max_min / q4scale);
             } else {
                 y[i].dmin = phiq_f2h(0.f);
