@@ -10,6 +10,10 @@
  *  3. `llama-ref quantize` without --pure on a 32-layer model (and an
  *     8-layer tied GQA-4 model with 288-wide rows, for the fallbacks):
  *     each tensor's type equal to phiq_mix_tensor_type.
+ *  4. llama_model_quantize from llama.cpp's libllama (dlopen'ed, the code
+ *     behind llama-quantize) for every preset phiq offers, with and without
+ *     an imatrix, and with --output-tensor-type / --token-embedding-type /
+ *     --tensor-type options: types and bytes of every tensor.
  *
  * The small GGUF writer/reader below are test-only (they know just enough
  * of the format to make llama-quantize load a phi3 model).
@@ -568,11 +572,173 @@ static void test_llama_quantize_mix(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* ---- 4. libllama's llama_model_quantize: every preset, imatrix, options ---------- */
+
+/* Mirrors of llama.h's public C structs (ABI of the library we dlopen). */
+struct lq_imatrix { const char *name; const float *data; size_t size; };
+struct lq_override { const char *pattern; int type; };
+struct lq_params {
+    int32_t nthread;
+    int ftype, output_tensor_type, token_embedding_type;
+    _Bool allow_requantize, quantize_output_tensor, only_copy, pure, keep_split, dry_run;
+    const struct lq_imatrix *imatrix;
+    const void *kv_overrides;
+    const struct lq_override *tt_overrides;
+    const int32_t *prune_layers;
+    size_t max_buf_size;
+    char reserve[64]; /* slack in case the library's struct grew */
+};
+typedef struct lq_params (*lq_default_fn)(void);
+typedef uint32_t (*lq_quantize_fn)(const char *in, const char *out, const struct lq_params *p);
+
+static void quiet_log(int level, const char *text, void *ud) {
+    (void)ud;
+    if (level == 4) fputs(text, stderr); /* GGML_LOG_LEVEL_ERROR only */
+}
+
+static void *open_llama(void) {
+    char path[4096], tmp[4096];
+    const char *ref = tu_llama_ref();
+    if (!ref) return NULL;
+    snprintf(tmp, sizeof tmp, "%s", ref);
+    snprintf(path, sizeof path, "%s/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/libllama.v0.5.0.so",
+             dirname(tmp));
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) fprintf(stderr, "cannot dlopen %s: %s\n", path, dlerror());
+    return lib;
+}
+
+/* Quantizes in -> out with llama.cpp and checks every tensor: type equal to
+ * phiq_mix_tensor_type under the same options, bytes equal to phiq_quantize. */
+static int check_llama_quantize(void *lib, const char *in, const model_spec *s, const gt *src, int nsrc,
+                                const char *preset, int use_imatrix, int with_options) {
+    void (*log_set)(void (*)(int, const char *, void *), void *);
+    *(void **)&log_set = dlsym(lib, "llama_log_set");
+    if (log_set) log_set(quiet_log, NULL);
+    lq_default_fn defaults = (lq_default_fn)dlsym(lib, "llama_model_quantize_default_params");
+    lq_quantize_fn quantize = (lq_quantize_fn)dlsym(lib, "llama_model_quantize");
+    assert_non_null(defaults);
+    assert_non_null(quantize);
+    phiq_mix m;
+    assert_int_equal(phiq_mix_parse(preset, &m), 0);
+    m.n_gqa = s->n_head / s->n_head_kv;
+    m.has_output = !s->tied;
+    m.has_imatrix = use_imatrix != 0;
+    struct lq_params p = defaults();
+    p.nthread = 2;
+    p.ftype = m.ftype;
+    /* imatrix for every blk.* matrix (as llama-imatrix produces), column weights */
+    struct lq_imatrix *im = calloc((size_t)nsrc + 1, sizeof *im);
+    float **cols = calloc((size_t)nsrc, sizeof *cols);
+    int nim = 0;
+    for (int i = 0; use_imatrix && i < nsrc; i++) {
+        if (src[i].n_dims < 2 || strncmp(src[i].name, "blk.", 4)) continue;
+        cols[i] = malloc(sizeof(float) * (size_t)src[i].ne[0]);
+        for (int64_t j = 0; j < src[i].ne[0]; j++) cols[i][j] = 0.05f + rnd_uniform() * rnd_uniform() * 3.0f;
+        im[nim++] = (struct lq_imatrix){src[i].name, cols[i], (size_t)src[i].ne[0]};
+    }
+    if (use_imatrix) p.imatrix = im;
+    struct lq_override ov[3] = {{"ffn_down", PHIQ_GGML_TYPE_Q8_0}, {"blk\\.1\\.", PHIQ_GGML_TYPE_Q5_0}, {NULL, 0}};
+    if (with_options) {
+        p.output_tensor_type = PHIQ_GGML_TYPE_Q5_K;
+        p.token_embedding_type = PHIQ_GGML_TYPE_Q8_0;
+        p.tt_overrides = ov;
+        m.output_type = PHIQ_GGML_TYPE_Q5_K;
+        m.token_embd_type = PHIQ_GGML_TYPE_Q8_0;
+        assert_int_equal(phiq_mix_add_override(&m, "ffn_down=Q8_0"), 0);
+        assert_int_equal(phiq_mix_add_override(&m, "blk\\.1\\.=Q5_0"), 0);
+    }
+    char outp[4200];
+    snprintf(outp, sizeof outp, "%s.lq.gguf", in);
+    assert_int_equal(quantize(in, outp, &p), 0);
+    gt *qt;
+    uint8_t *buf;
+    uint64_t doff;
+    const int nq = read_gguf(outp, &qt, &buf, &doff);
+    assert_int_equal(nq, nsrc);
+    int bad_type = 0, bad_bytes = 0, counts[PHIQ_GGML_TYPE_COUNT] = {0};
+    for (int i = 0; i < nsrc; i++) {
+        const gt *q = find_t(qt, nq, src[i].name);
+        assert_non_null(q);
+        counts[q->type]++;
+        const int mine = phiq_mix_tensor_type(&m, src[i].name, src[i].n_dims, src[i].ne, s->n_layer, src[i].type);
+        if (mine != q->type) {
+            fprintf(stderr, "MISMATCH type %s%s: %s llama %s phiq %s\n", preset, use_imatrix ? "+imatrix" : "",
+                    src[i].name, phiq_ggml_type_name(q->type), phiq_ggml_type_name(mine));
+            bad_type++;
+            continue;
+        }
+        const int64_t rows = src[i].ne[1], rs = phiq_ggml_row_size(q->type, src[i].ne[0]);
+        uint8_t *mb = malloc((size_t)(rows * rs));
+        assert_int_equal(phiq_quantize(q->type, src[i].data, mb, rows, src[i].ne[0], cols[i]), rows * rs);
+        if (memcmp(mb, buf + doff + q->offset, (size_t)(rows * rs))) {
+            fprintf(stderr, "MISMATCH bytes %s%s: %s (%s)\n", preset, use_imatrix ? "+imatrix" : "", src[i].name,
+                    phiq_ggml_type_name(q->type));
+            bad_bytes++;
+        }
+        free(mb);
+    }
+    char summary[512] = "";
+    for (int t = 0; t < PHIQ_GGML_TYPE_COUNT; t++)
+        if (counts[t])
+            snprintf(summary + strlen(summary), sizeof summary - strlen(summary), " %s:%d", phiq_ggml_type_name(t),
+                     counts[t]);
+    fprintf(stderr, "%s llama_model_quantize %-6s%s%s: types %s, bytes %s;%s\n",
+            bad_type + bad_bytes ? "FAIL" : "ok", preset, use_imatrix ? " +imatrix" : "",
+            with_options ? " +options" : "", bad_type ? "DIFFER" : "equal", bad_bytes ? "DIFFER" : "equal", summary);
+    for (int i = 0; i < nsrc; i++) free(cols[i]);
+    free(cols);
+    free(im);
+    phiq_mix_free(&m);
+    free(qt);
+    free(buf);
+    remove(outp);
+    return bad_type + bad_bytes;
+}
+
+static void test_libllama_quantize(void **state) {
+    (void)state;
+    if (sanitized()) { /* C++ library internals confuse LeakSanitizer; covered by the release run */
+        fprintf(stderr, "SKIP: libllama comparison not run under sanitizers\n");
+        skip();
+    }
+    void *lib = open_llama();
+    if (!lib) {
+        fprintf(stderr, "SKIP: llama.cpp's libllama not available\n");
+        skip();
+    }
+    static const char *presets[] = {"Q4_0",   "Q4_1",   "Q5_0",   "Q5_1",   "Q8_0",   "Q2_K",   "Q3_K_S",
+                                    "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
+                                    "IQ4_NL", "IQ4_XS", "F16",    "BF16",   "F32"};
+    const model_spec specs[2] = {
+        {.n_embd = 256, .n_ff = 512, .n_layer = 32, .n_head = 4, .n_head_kv = 4, .n_vocab = 8, .rows = 3},
+        {.n_embd = 288, .n_ff = 320, .n_layer = 8, .n_head = 8, .n_head_kv = 2, .n_vocab = 8, .rows = 3, .tied = 1},
+    };
+    int bad = 0;
+    for (int sidx = 0; sidx < 2; sidx++) {
+        char name[64];
+        snprintf(name, sizeof name, "quant_lq_%d.gguf", sidx);
+        const char *in = tu_tmp(name);
+        gt *t;
+        float *blob;
+        const int n = write_model(in, &specs[sidx], &t, &blob, 31 + (uint64_t)sidx);
+        for (size_t k = 0; k < sizeof presets / sizeof presets[0]; k++)
+            for (int im = 0; im < 2; im++) bad += check_llama_quantize(lib, in, &specs[sidx], t, n, presets[k], im, 0);
+        bad += check_llama_quantize(lib, in, &specs[sidx], t, n, "Q4_K_M", 0, 1);
+        bad += check_llama_quantize(lib, in, &specs[sidx], t, n, "Q8_0", 1, 1);
+        free(t);
+        free(blob);
+        remove(in);
+    }
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ggml_chunk),
         cmocka_unit_test(test_llama_quantize_pure),
         cmocka_unit_test(test_llama_quantize_mix),
+        cmocka_unit_test(test_libllama_quantize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

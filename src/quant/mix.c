@@ -168,10 +168,40 @@ static int layer_of(const char *n) {
     return l;
 }
 
+static bool overridden(const phiq_mix *m, const char *name) {
+    for (int i = 0; i < m->n_overrides; i++) {
+        pcre2_match_data *md = pcre2_match_data_create_from_pattern(m->overrides[i].re, NULL);
+        if (!md) return false;
+        const int rc = pcre2_match(m->overrides[i].re, (PCRE2_SPTR)name, strlen(name), 0, 0, md, NULL);
+        pcre2_match_data_free(md);
+        if (rc >= 0) return true;
+    }
+    return false;
+}
+
+/* llama.cpp's i_attention_wv / i_ffn_down are counters of the tensors of
+ * that kind which reached the mix rules so far (tensors are visited in
+ * layer order); a tensor caught by a --tensor-type override is not counted.
+ * Reproduce that: the number of layers l < il whose same-named tensor is
+ * not overridden. */
+static int prior_count(const phiq_mix *m, const char *name, int il) {
+    if (il < 0) return 0;
+    if (m->n_overrides == 0) return il;
+    char pre[32], other[256];
+    const int pl = snprintf(pre, sizeof pre, "blk.%d.", il);
+    if (strncmp(name, pre, (size_t)pl) || strlen(name) > 200) return il;
+    int n = 0;
+    for (int l = 0; l < il; l++) {
+        snprintf(other, sizeof other, "blk.%d.%s", l, name + pl);
+        if (!overridden(m, other)) n++;
+    }
+    return n;
+}
+
 static int impl_type(const phiq_mix *m, int t, const char *name, const int64_t *ne, int n_layer, enum cat c) {
     const int ft = m->ftype;
     const bool tied = !m->has_output;
-    const int il = layer_of(name);
+    const int il = prior_count(m, name, layer_of(name));
     if (c == CAT_OUTPUT || (tied && c == CAT_TOKEN_EMBD)) {
         if (m->output_type >= 0) return m->output_type;
         if (ne[0] % phiq_ggml_block_size(t) != 0) return PHIQ_GGML_TYPE_Q8_0;
@@ -259,7 +289,7 @@ int phiq_mix_tensor_type(const phiq_mix *m, const char *name, int n_dims, const 
     int t = m->default_type;
     if (!phiq_ggml_type_is_quantized(t)) return t;
     bool manual = false;
-    for (int i = 0; i < m->n_overrides; i++) {
+    for (int i = 0; i < m->n_overrides && !manual; i++) {
         pcre2_match_data *md = pcre2_match_data_create_from_pattern(m->overrides[i].re, NULL);
         if (!md) break;
         const int rc = pcre2_match(m->overrides[i].re, (PCRE2_SPTR)name, strlen(name), 0, 0, md, NULL);
@@ -267,7 +297,6 @@ int phiq_mix_tensor_type(const phiq_mix *m, const char *name, int n_dims, const 
         if (rc >= 0) {
             t = m->overrides[i].type;
             manual = true;
-            break;
         }
     }
     if (!manual && !m->pure) t = impl_type(m, t, name, ne, n_layer, c);

@@ -55,7 +55,9 @@ const char *phiq_mix_names(void);
  * shape, ne[0] the row length) in a model of n_layer blocks, whose source
  * type is src_type (returned unchanged for tensors that are never
  * quantized: 1-D, norms, ffn_gate_inp, names not ending in "weight").
- * The layer of blk.N.* tensors is N; per-layer counters of llama.cpp are
+ * The layer of blk.N.* tensors is N. llama.cpp's per-kind counters
+ * (i_attention_wv, i_ffn_down: tensors of that kind that reached the mix
+ * rules, in layer order, not counting --tensor-type overrides) are
  * reproduced assuming one attn_v-like and one ffn_down tensor per layer
  * (true for every Phi model). */
 int phiq_mix_tensor_type(const phiq_mix *m, const char *gguf_name, int n_dims, const int64_t *ne, int n_layer,
