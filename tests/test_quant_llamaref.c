@@ -250,11 +250,12 @@ typedef struct {
     int n_embd, n_ff, n_layer, n_head, n_head_kv, n_vocab;
     int rows;     /* ne1 of the big matrices (llama-quantize does not check shapes) */
     int tied;     /* no output.weight */
+    int n_expert; /* > 0: a phimoe model with 3-D expert tensors */
 } model_spec;
 
 /* Writes an F32 phi3 GGUF; returns its tensors (data owned by caller via *blob). */
 static int write_model(const char *path, const model_spec *s, gt **out_t, float **blob, uint64_t seed) {
-    gt *t = calloc((size_t)(8 * s->n_layer + 8), sizeof *t);
+    gt *t = calloc((size_t)(12 * s->n_layer + 8), sizeof *t);
     int n = 0;
 #define ADD(nm, d, a, b)                                                                                               \
     do {                                                                                                               \
@@ -263,6 +264,7 @@ static int write_model(const char *path, const model_spec *s, gt **out_t, float 
         t[n].ne[0] = a;                                                                                                \
         t[n].ne[1] = b;                                                                                                \
         t[n].ne[2] = t[n].ne[3] = 1;                                                                                   \
+        if (d == 3) t[n].ne[2] = s->n_expert;                                                                          \
         n++;                                                                                                           \
     } while (0)
     const int E = s->n_embd, R = s->rows;
@@ -273,17 +275,27 @@ static int write_model(const char *path, const model_spec *s, gt **out_t, float 
         char nm[64];
 #define ADDL(suf, d, a, b) do { snprintf(nm, sizeof nm, "blk.%d.%s", l, suf); ADD(nm, d, a, b); } while (0)
         ADDL("attn_norm.weight", 1, E, 1);
-        ADDL("attn_qkv.weight", 2, E, R);
         ADDL("attn_output.weight", 2, E, R);
         ADDL("ffn_norm.weight", 1, E, 1);
-        ADDL("ffn_up.weight", 2, E, R);
-        ADDL("ffn_down.weight", 2, s->n_ff, R);
+        if (s->n_expert) { /* PhiMoE: separate q/k/v, router, stacked experts */
+            ADDL("attn_q.weight", 2, E, R);
+            ADDL("attn_k.weight", 2, E, R);
+            ADDL("attn_v.weight", 2, E, R);
+            ADDL("ffn_gate_inp.weight", 2, E, s->n_expert);
+            ADDL("ffn_gate_exps.weight", 3, E, R);
+            ADDL("ffn_up_exps.weight", 3, E, R);
+            ADDL("ffn_down_exps.weight", 3, s->n_ff, R);
+        } else {
+            ADDL("attn_qkv.weight", 2, E, R);
+            ADDL("ffn_up.weight", 2, E, R);
+            ADDL("ffn_down.weight", 2, s->n_ff, R);
+        }
     }
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         t[i].type = PHIQ_GGML_TYPE_F32;
         t[i].offset = (uint64_t)total * 4;
-        int64_t ne = t[i].ne[0] * t[i].ne[1];
+        int64_t ne = t[i].ne[0] * t[i].ne[1] * t[i].ne[2];
         ne = (ne + 7) / 8 * 8; /* 32-byte alignment of f32 data */
         total += ne;
     }
@@ -293,7 +305,7 @@ static int write_model(const char *path, const model_spec *s, gt **out_t, float 
         if (t[i].n_dims == 1) {
             for (int64_t j = 0; j < t[i].ne[0]; j++) p[j] = 1.0f;
         } else {
-            fill_rows(p, t[i].ne[1], t[i].ne[0], seed + (uint64_t)i);
+            fill_rows(p, t[i].ne[1] * t[i].ne[2], t[i].ne[0], seed + (uint64_t)i);
         }
         t[i].data = p;
     }
@@ -302,17 +314,25 @@ static int write_model(const char *path, const model_spec *s, gt **out_t, float 
     w_raw(f, "GGUF", 4);
     w_u32(f, 3);
     w_u64(f, (uint64_t)n);
-    w_u64(f, 12);
-    kv_str(f, "general.architecture", "phi3");
+    w_u64(f, s->n_expert ? 14 : 12); /* number of KVs below */
+    const char *arch = s->n_expert ? "phimoe" : "phi3";
+    char key[128];
+#define KEY(suffix) (snprintf(key, sizeof key, "%s.%s", arch, suffix), key)
+    kv_str(f, "general.architecture", arch);
     kv_str(f, "general.name", "tiny test model");
-    kv_u32(f, "phi3.context_length", 4096);
-    kv_u32(f, "phi3.embedding_length", (uint32_t)E);
-    kv_u32(f, "phi3.block_count", (uint32_t)s->n_layer);
-    kv_u32(f, "phi3.feed_forward_length", (uint32_t)s->n_ff);
-    kv_u32(f, "phi3.attention.head_count", (uint32_t)s->n_head);
-    kv_u32(f, "phi3.attention.head_count_kv", (uint32_t)s->n_head_kv);
-    kv_f32(f, "phi3.attention.layer_norm_rms_epsilon", 1e-5f);
-    kv_u32(f, "phi3.rope.dimension_count", (uint32_t)(E / s->n_head));
+    kv_u32(f, KEY("context_length"), 4096);
+    kv_u32(f, KEY("embedding_length"), (uint32_t)E);
+    kv_u32(f, KEY("block_count"), (uint32_t)s->n_layer);
+    kv_u32(f, KEY("feed_forward_length"), (uint32_t)s->n_ff);
+    kv_u32(f, KEY("attention.head_count"), (uint32_t)s->n_head);
+    kv_u32(f, KEY("attention.head_count_kv"), (uint32_t)s->n_head_kv);
+    kv_f32(f, KEY("attention.layer_norm_rms_epsilon"), 1e-5f);
+    kv_u32(f, KEY("rope.dimension_count"), (uint32_t)(E / s->n_head));
+    if (s->n_expert) {
+        kv_u32(f, KEY("expert_count"), (uint32_t)s->n_expert);
+        kv_u32(f, KEY("expert_used_count"), 2);
+    }
+#undef KEY
     kv_str(f, "tokenizer.ggml.model", "llama");
     w_str(f, "tokenizer.ggml.tokens");
     w_u32(f, 9);
@@ -624,6 +644,7 @@ static int check_llama_quantize(void *lib, const char *in, const model_spec *s, 
     m.n_gqa = s->n_head / s->n_head_kv;
     m.has_output = !s->tied;
     m.has_imatrix = use_imatrix != 0;
+    m.n_expert = s->n_expert;
     struct lq_params p = defaults();
     p.nthread = 2;
     p.ftype = m.ftype;
@@ -633,9 +654,10 @@ static int check_llama_quantize(void *lib, const char *in, const model_spec *s, 
     int nim = 0;
     for (int i = 0; use_imatrix && i < nsrc; i++) {
         if (src[i].n_dims < 2 || strncmp(src[i].name, "blk.", 4)) continue;
-        cols[i] = malloc(sizeof(float) * (size_t)src[i].ne[0]);
-        for (int64_t j = 0; j < src[i].ne[0]; j++) cols[i][j] = 0.05f + rnd_uniform() * rnd_uniform() * 3.0f;
-        im[nim++] = (struct lq_imatrix){src[i].name, cols[i], (size_t)src[i].ne[0]};
+        const int64_t ncol = src[i].ne[0] * src[i].ne[2]; /* one vector per expert */
+        cols[i] = malloc(sizeof(float) * (size_t)ncol);
+        for (int64_t j = 0; j < ncol; j++) cols[i][j] = 0.05f + rnd_uniform() * rnd_uniform() * 3.0f;
+        im[nim++] = (struct lq_imatrix){src[i].name, cols[i], (size_t)ncol};
     }
     if (use_imatrix) p.imatrix = im;
     struct lq_override ov[3] = {{"ffn_down", PHIQ_GGML_TYPE_Q8_0}, {"blk\\.1\\.", PHIQ_GGML_TYPE_Q5_0}, {NULL, 0}};
@@ -668,10 +690,14 @@ static int check_llama_quantize(void *lib, const char *in, const model_spec *s, 
             bad_type++;
             continue;
         }
-        const int64_t rows = src[i].ne[1], rs = phiq_ggml_row_size(q->type, src[i].ne[0]);
-        uint8_t *mb = malloc((size_t)(rows * rs));
-        assert_int_equal(phiq_quantize(q->type, src[i].data, mb, rows, src[i].ne[0], cols[i]), rows * rs);
-        if (memcmp(mb, buf + doff + q->offset, (size_t)(rows * rs))) {
+        const int64_t ne0 = src[i].ne[0], rows = src[i].ne[1], ne2 = src[i].ne[2];
+        const int64_t rs = phiq_ggml_row_size(q->type, ne0);
+        uint8_t *mb = malloc((size_t)(rows * ne2 * rs));
+        for (int64_t e = 0; e < ne2; e++) /* experts: each with its own imatrix slice */
+            assert_int_equal(phiq_quantize(q->type, (const float *)src[i].data + e * rows * ne0, mb + e * rows * rs,
+                                           rows, ne0, cols[i] ? cols[i] + e * ne0 : NULL),
+                             rows * rs);
+        if (memcmp(mb, buf + doff + q->offset, (size_t)(rows * ne2 * rs))) {
             fprintf(stderr, "MISMATCH bytes %s%s: %s (%s)\n", preset, use_imatrix ? "+imatrix" : "", src[i].name,
                     phiq_ggml_type_name(q->type));
             bad_bytes++;
@@ -706,13 +732,19 @@ static void test_libllama_quantize(void **state) {
     static const char *presets[] = {"Q4_0",   "Q4_1",   "Q5_0",   "Q5_1",   "Q8_0",   "Q2_K",   "Q3_K_S",
                                     "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
                                     "IQ4_NL", "IQ4_XS", "F16",    "BF16",   "F32"};
-    const model_spec specs[2] = {
+    const model_spec specs[4] = {
         {.n_embd = 256, .n_ff = 512, .n_layer = 32, .n_head = 4, .n_head_kv = 4, .n_vocab = 8, .rows = 3},
         {.n_embd = 288, .n_ff = 320, .n_layer = 8, .n_head = 8, .n_head_kv = 2, .n_vocab = 8, .rows = 3, .tied = 1},
+        /* PhiMoE-like: 16 experts, GQA 4 */
+        {.n_embd = 256, .n_ff = 512, .n_layer = 8, .n_head = 8, .n_head_kv = 2, .n_vocab = 8, .rows = 2,
+         .n_expert = 16},
+        /* 8 experts: llama.cpp's Mixtral-specific rules (attn_v/attn_k Q8_0, attn_output Q5_K) */
+        {.n_embd = 256, .n_ff = 256, .n_layer = 4, .n_head = 4, .n_head_kv = 4, .n_vocab = 8, .rows = 2,
+         .n_expert = 8},
     };
     int bad = 0;
     /* sanitizer build: one model, the default preset only */
-    const int nspec = sanitized() ? 1 : 2;
+    const int nspec = sanitized() ? 1 : 4;
     const size_t npre = sanitized() ? 1 : sizeof presets / sizeof presets[0];
     for (int sidx = 0; sidx < nspec; sidx++) {
         char name[64];
