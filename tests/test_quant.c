@@ -19,6 +19,7 @@
 #include "formats/ggml_type.h"
 #include "quant/mix.h"
 #include "quant/quant.h"
+#include "quant/quant_internal.h"
 #include "testutil.h"
 
 static uint64_t s_rng = 88172645463325252ull;
@@ -343,6 +344,45 @@ static void test_mix_rules(void **state) {
     assert_int_equal(ty(&m, "output_norm.weight", 1, 3072, 32), PHIQ_GGML_TYPE_F32);
 }
 
+/* The AVX2 Q4_K/Q5_K search must equal the scalar one bit for bit, on
+ * ordinary and degenerate super-blocks (constant, zero, one-sided, ties). */
+static void test_k45_simd_equals_scalar(void **state) {
+    (void)state;
+#if PHIQ_QUANT_HAVE_AVX2
+    if (!__builtin_cpu_supports("avx2")) {
+        fprintf(stderr, "SKIP: no AVX2 on this CPU\n");
+        skip();
+    }
+    float x[256];
+    const int nblocks = getenv("PHIQ_SANITIZED") ? 200 : 3000;
+    for (int b = 0; b < nblocks; b++) {
+        const int kind = b % 7;
+        for (int i = 0; i < 256; i++) {
+            float v = urand() * (kind == 3 ? 100.0f : 0.05f);
+            if (kind == 1) v = 0.0f;
+            if (kind == 2) v = (i / 32) % 2 ? 0.3f : 0.0f;        /* constant sub-blocks */
+            if (kind == 4) v = fabsf(v);                          /* min > 0 clamps */
+            if (kind == 5) v = (float)((int)(urand() * 8)) * 0.25f; /* ties */
+            if (kind == 6 && i % 32 < 31) v = 0.0f;               /* one non-zero per sub-block */
+            x[i] = v;
+        }
+        for (int k = 0; k < 2; k++) {
+            const int nmax = k ? 31 : 15, nstep = k ? 15 : 20;
+            const float rmin = k ? -0.5f : -1.f;
+            uint8_t L1[256], L2[256];
+            float s1[8], s2[8], m1[8], m2[8];
+            phiq_k45_search_scalar(x, nmax, rmin, 0.1f, nstep, L1, s1, m1);
+            phiq_k45_search_avx2(x, nmax, rmin, 0.1f, nstep, L2, s2, m2);
+            assert_memory_equal(L1, L2, 256);
+            assert_memory_equal(s1, s2, sizeof s1);
+            assert_memory_equal(m1, m2, sizeof m1);
+        }
+    }
+#else
+    skip();
+#endif
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_bounds), cmocka_unit_test(test_imatrix_and_chunking),
@@ -350,6 +390,7 @@ int main(void) {
         cmocka_unit_test(test_layout_q4_K),      cmocka_unit_test(test_layout_q6_K),
         cmocka_unit_test(test_layout_iq4_xs),    cmocka_unit_test(test_errors_and_finite),
         cmocka_unit_test(test_mix_presets),      cmocka_unit_test(test_mix_rules),
+        cmocka_unit_test(test_k45_simd_equals_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

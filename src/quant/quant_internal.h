@@ -26,6 +26,13 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+/* quant_avx2.c is compiled (with -mavx2) on x86-64 only; see CMakeLists.txt. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PHIQ_QUANT_HAVE_AVX2 1
+#else
+#define PHIQ_QUANT_HAVE_AVX2 0
+#endif
+
 #define PHIQ_QK 32     /* elements per block of the 32-element types */
 #define PHIQ_QK_K 256  /* elements per K-quant super-block */
 #define PHIQ_GROUP_MAX_EPS 1e-15f
@@ -81,6 +88,17 @@ static inline int phiq_nearest_int(float fval) {
 
 static inline int phiq_imin(int a, int b) { return a < b ? a : b; }
 static inline int phiq_imax(int a, int b) { return a > b ? a : b; }
+
+/* The no-imatrix Q4_K/Q5_K scale search of one 256-element super-block
+ * (weights sqrt(mean x^2) + |x| per 32-element sub-block, then ggml's
+ * make_qkx2_quants): L[256], scales[8], mins[8]. The AVX2 version runs the
+ * 8 sub-blocks in 8 lanes and gives identical results (tests compare them). */
+void phiq_k45_search_scalar(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
+                            float *mins);
+#if PHIQ_QUANT_HAVE_AVX2
+void phiq_k45_search_avx2(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
+                          float *mins);
+#endif
 
 /* Per-row quantizers (n_per_row elements; qw = NULL or n_per_row weights). */
 void phiq_quantize_row_q2_K(const float *x, void *y, int64_t n, const float *qw);

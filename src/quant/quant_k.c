@@ -11,6 +11,7 @@
  */
 #include "quant/quant_internal.h"
 
+
 /* ---- scale searches ------------------------------------------------------ */
 
 /* Weight used by make_qx_quants: the given importance, else x^2 (rmse_type 1). */
@@ -562,21 +563,35 @@ void phiq_dequantize_row_q3_K(const void *vx, float *y, int64_t n) {
 
 /* Scale search common to Q4_K (nmax 15) and Q5_K (nmax 31): fills the
  * 12-byte scales, d, dmin of one super-block and leaves L requantized. */
+void phiq_k45_search_scalar(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
+                            float *mins) {
+    uint8_t Laux[32];
+    float weights[32];
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, 0);
+    }
+}
+
 static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *pdmin, uint8_t *L, int nmax,
                       const float *qw) {
     uint8_t Laux[32], Ls[8], Lm[8];
     float weights[32], mins[8], scales[8], sw[8];
     if (!qw) {
         float max_scale = 0, max_min = 0;
+        /* Q4_K: rmin -1, 20 steps; Q5_K: rmin -0.5, 15 steps */
+        const float rmin = nmax == 15 ? -1.f : -0.5f;
+        const int nstep = nmax == 15 ? 20 : 15;
+#if PHIQ_QUANT_HAVE_AVX2
+        if (__builtin_cpu_supports("avx2"))
+            phiq_k45_search_avx2(x, nmax, rmin, 0.1f, nstep, L, scales, mins);
+        else
+#endif
+            phiq_k45_search_scalar(x, nmax, rmin, 0.1f, nstep, L, scales, mins);
         for (int j = 0; j < 8; j++) {
-            float sum_x2 = 0;
-            for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
-            const float av_x = sqrtf(sum_x2 / 32);
-            for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
-            if (nmax == 15)
-                scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, 0);
-            else
-                scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, 0);
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
         }
