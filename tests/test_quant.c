@@ -371,11 +371,32 @@ static void test_k45_simd_equals_scalar(void **state) {
             const float rmin = k ? -0.5f : -1.f;
             uint8_t L1[256], L2[256];
             float s1[8], s2[8], m1[8], m2[8];
-            phiq_k45_search_scalar(x, nmax, rmin, 0.1f, nstep, L1, s1, m1);
-            phiq_k45_search_avx2(x, nmax, rmin, 0.1f, nstep, L2, s2, m2);
+            phiq_k45_search_scalar(x, NULL, nmax, rmin, 0.1f, nstep, L1, s1, m1);
+            phiq_k45_search_avx2(x, NULL, nmax, rmin, 0.1f, nstep, L2, s2, m2);
             assert_memory_equal(L1, L2, 256);
             assert_memory_equal(s1, s2, sizeof s1);
             assert_memory_equal(m1, m2, sizeof m1);
+            /* imatrix path: given weights, make_qkx3 parameters */
+            float wk[256];
+            for (int i = 0; i < 256; i++) wk[i] = (b % 5 == 0 && i % 3 == 0) ? 0.0f : fabsf(urand()) * 2.0f;
+            phiq_k45_search_scalar(x, wk, nmax, -0.9f, 0.05f, 36, L1, s1, m1);
+            phiq_k45_search_avx2(x, wk, nmax, -0.9f, 0.05f, 36, L2, s2, m2);
+            assert_memory_equal(L1, L2, 256);
+            assert_memory_equal(s1, s2, sizeof s1);
+            assert_memory_equal(m1, m2, sizeof m1);
+        }
+        /* Q6_K's make_qx_quants over 8 groups of 16, with x^2 and with given weights */
+        float w[128];
+        for (int i = 0; i < 128; i++) w[i] = (b % 3 == 0) ? 0.0f : 0.01f + fabsf(urand());
+        for (int h = 0; h < 2; h++) {
+            for (int k = 0; k < 2; k++) {
+                int8_t L1[128], L2[128];
+                float s1[8], s2[8];
+                phiq_qx16_search_scalar(x + 128 * h, k ? w : NULL, 32, L1, s1);
+                phiq_qx16_search_avx2(x + 128 * h, k ? w : NULL, 32, L2, s2);
+                assert_memory_equal(L1, L2, 128);
+                assert_memory_equal(s1, s2, sizeof s1);
+            }
         }
     }
 #else

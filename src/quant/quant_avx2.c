@@ -23,22 +23,31 @@ static inline __m256i clamp8(__m256i l, int nmax) {
 }
 
 /* x: one 256-element super-block. For each sub-block j (32 elements):
- * weights av_x + |x|, then make_qkx2_quants(32, nmax, rmin, rdelta, nstep,
- * use_mad = false). Outputs L[32*j+i], scales[j], mins[j] (= -min). */
-void phiq_k45_search_avx2(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
-                          float *mins) {
+ * weights w (laid out like x) or, when w is NULL, av_x + |x|; then
+ * make_qkx2_quants(32, nmax, rmin, rdelta, nstep, use_mad = false), which
+ * with given weights is also make_qkx3_quants (its "max <= min" test equals
+ * "max == min" once min is clamped to <= 0). Outputs L[32*j+i], scales[j],
+ * mins[j] (= -min). */
+void phiq_k45_search_avx2(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
+                          float *scales, float *mins) {
     __m256 xt[32], wt[32];
     __m256i Lv[32], La[32];
     float tr[8] __attribute__((aligned(32)));
     for (int i = 0; i < 32; i++) {
         for (int j = 0; j < 8; j++) tr[j] = x[32 * j + i];
         xt[i] = _mm256_load_ps(tr);
+        if (w) {
+            for (int j = 0; j < 8; j++) tr[j] = w[32 * j + i];
+            wt[i] = _mm256_load_ps(tr);
+        }
     }
     const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
-    __m256 sum_x2 = zero;
-    for (int l = 0; l < 32; l++) sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[l], xt[l]));
-    const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.0f)));
-    for (int l = 0; l < 32; l++) wt[l] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, xt[l]));
+    if (!w) {
+        __m256 sum_x2 = zero;
+        for (int l = 0; l < 32; l++) sum_x2 = _mm256_add_ps(sum_x2, _mm256_mul_ps(xt[l], xt[l]));
+        const __m256 av_x = _mm256_sqrt_ps(_mm256_div_ps(sum_x2, _mm256_set1_ps(32.0f)));
+        for (int l = 0; l < 32; l++) wt[l] = _mm256_add_ps(av_x, _mm256_andnot_ps(sign, xt[l]));
+    }
 
     __m256 min = xt[0], max = xt[0];
     __m256 sum_w = wt[0];
@@ -115,5 +124,80 @@ void phiq_k45_search_avx2(const float *x, int nmax, float rmin, float rdelta, in
     for (int i = 0; i < 32; i++) {
         _mm256_store_si256((__m256i *)li, Lv[i]);
         for (int j = 0; j < 8; j++) L[32 * j + i] = dn[j] ? 0 : (uint8_t)li[j];
+    }
+}
+
+/* ggml's make_qx_quants (rmse_type 1) on 8 groups of 16 elements at once
+ * (x: 128 floats, group g = x[16g .. 16g+15]; qw: NULL for x^2 weights, or
+ * 128 weights laid out like x). Outputs L[16g+i] (= l + nmax) and scales[g],
+ * each lane doing the scalar code's exact operation sequence. */
+void phiq_qx16_search_avx2(const float *x, const float *qw, int nmax, int8_t *L, float *scales) {
+    __m256 xt[16], wt[16];
+    __m256i Lv[16];
+    float tr[8] __attribute__((aligned(32)));
+    for (int i = 0; i < 16; i++) {
+        for (int g = 0; g < 8; g++) tr[g] = x[16 * g + i];
+        xt[i] = _mm256_load_ps(tr);
+        if (qw) {
+            for (int g = 0; g < 8; g++) tr[g] = qw[16 * g + i];
+            wt[i] = _mm256_load_ps(tr);
+        } else {
+            wt[i] = _mm256_mul_ps(xt[i], xt[i]);
+        }
+    }
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    const __m256i lo = _mm256_set1_epi32(-nmax), hi = _mm256_set1_epi32(nmax - 1), off = _mm256_set1_epi32(nmax);
+    __m256 amax = zero, max = zero;
+    for (int i = 0; i < 16; i++) {
+        const __m256 ax = _mm256_andnot_ps(sign, xt[i]);
+        const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+        amax = _mm256_blendv_ps(amax, ax, gt);
+        max = _mm256_blendv_ps(max, xt[i], gt);
+    }
+    const __m256 zero_grp = _mm256_cmp_ps(amax, _mm256_set1_ps(PHIQ_GROUP_MAX_EPS), _CMP_LT_OQ);
+    __m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max);
+    __m256 sumlx = zero, suml2 = zero;
+    for (int i = 0; i < 16; i++) {
+        const __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, xt[i]))));
+        Lv[i] = l;
+        const __m256 lf = _mm256_cvtepi32_ps(l);
+        sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(wt[i], xt[i]), lf));
+        suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+    }
+    /* scale = suml2 ? sumlx/suml2 : 0 */
+    __m256 scale = _mm256_blendv_ps(_mm256_div_ps(sumlx, suml2), zero, _mm256_cmp_ps(suml2, zero, _CMP_EQ_OQ));
+    __m256 best = _mm256_mul_ps(scale, sumlx);
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        const float num = -(nmax + 0.1f * is);
+        iscale = _mm256_div_ps(_mm256_set1_ps(num), max);
+        __m256i La[16];
+        sumlx = suml2 = zero;
+        for (int i = 0; i < 16; i++) {
+            const __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest_int8(_mm256_mul_ps(iscale, xt[i]))));
+            La[i] = l;
+            const __m256 lf = _mm256_cvtepi32_ps(l);
+            sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(_mm256_mul_ps(wt[i], xt[i]), lf));
+            suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(wt[i], lf), lf));
+        }
+        const __m256 acc = _mm256_and_ps(
+            _mm256_cmp_ps(suml2, zero, _CMP_GT_OQ),
+            _mm256_cmp_ps(_mm256_mul_ps(sumlx, sumlx), _mm256_mul_ps(best, suml2), _CMP_GT_OQ));
+        if (_mm256_movemask_ps(acc) == 0) continue;
+        const __m256i acci = _mm256_castps_si256(acc);
+        for (int i = 0; i < 16; i++) Lv[i] = _mm256_blendv_epi8(Lv[i], La[i], acci);
+        const __m256 ns = _mm256_div_ps(sumlx, suml2);
+        scale = _mm256_blendv_ps(scale, ns, acc);
+        best = _mm256_blendv_ps(best, _mm256_mul_ps(ns, sumlx), acc);
+    }
+    scale = _mm256_blendv_ps(scale, zero, zero_grp);
+    float sc[8] __attribute__((aligned(32)));
+    _mm256_store_ps(sc, scale);
+    int32_t li[8] __attribute__((aligned(32)));
+    const int zmask = _mm256_movemask_ps(zero_grp);
+    for (int g = 0; g < 8; g++) scales[g] = sc[g];
+    for (int i = 0; i < 16; i++) {
+        _mm256_store_si256((__m256i *)li, _mm256_add_epi32(Lv[i], off));
+        for (int g = 0; g < 8; g++) L[16 * g + i] = (zmask >> g) & 1 ? 0 : (int8_t)li[g];
     }
 }

@@ -89,15 +89,19 @@ static inline int phiq_nearest_int(float fval) {
 static inline int phiq_imin(int a, int b) { return a < b ? a : b; }
 static inline int phiq_imax(int a, int b) { return a > b ? a : b; }
 
-/* The no-imatrix Q4_K/Q5_K scale search of one 256-element super-block
- * (weights sqrt(mean x^2) + |x| per 32-element sub-block, then ggml's
- * make_qkx2_quants): L[256], scales[8], mins[8]. The AVX2 version runs the
+/* The Q4_K/Q5_K scale search of one 256-element super-block: weights w
+ * (imatrix path, make_qkx3_quants) or, w NULL, sqrt(mean x^2) + |x| per
+ * 32-element sub-block (reference path, make_qkx2_quants):
+ * L[256], scales[8], mins[8]. The AVX2 version runs the
  * 8 sub-blocks in 8 lanes and gives identical results (tests compare them). */
-void phiq_k45_search_scalar(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
-                            float *mins);
+void phiq_k45_search_scalar(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
+                            float *scales, float *mins);
+/* make_qx_quants (rmse_type 1) on 8 groups of 16 (Q6_K's sub-blocks). */
+void phiq_qx16_search_scalar(const float *x, const float *qw, int nmax, int8_t *L, float *scales);
 #if PHIQ_QUANT_HAVE_AVX2
-void phiq_k45_search_avx2(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
-                          float *mins);
+void phiq_qx16_search_avx2(const float *x, const float *qw, int nmax, int8_t *L, float *scales);
+void phiq_k45_search_avx2(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
+                          float *scales, float *mins);
 #endif
 
 /* Per-row quantizers (n_per_row elements; qw = NULL or n_per_row weights). */

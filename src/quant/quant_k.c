@@ -65,6 +65,11 @@ float phiq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const floa
     return scale;
 }
 
+void phiq_qx16_search_scalar(const float *x, const float *qw, int nmax, int8_t *L, float *scales) {
+    for (int g = 0; g < 8; g++)
+        scales[g] = phiq_make_qx_quants(16, nmax, x + 16 * g, L + 16 * g, qw ? qw + 16 * g : NULL);
+}
+
 /* ggml's make_q3_quants with do_rmse: x^2-weighted coordinate descent. */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
     float max = 0, amax = 0;
@@ -563,11 +568,16 @@ void phiq_dequantize_row_q3_K(const void *vx, float *y, int64_t n) {
 
 /* Scale search common to Q4_K (nmax 15) and Q5_K (nmax 31): fills the
  * 12-byte scales, d, dmin of one super-block and leaves L requantized. */
-void phiq_k45_search_scalar(const float *x, int nmax, float rmin, float rdelta, int nstep, uint8_t *L, float *scales,
-                            float *mins) {
+void phiq_k45_search_scalar(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
+                            float *scales, float *mins) {
     uint8_t Laux[32];
     float weights[32];
     for (int j = 0; j < 8; j++) {
+        if (w) {
+            scales[j] = phiq_make_qkx3_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j, &mins[j], Laux, rmin,
+                                              rdelta, nstep);
+            continue;
+        }
         float sum_x2 = 0;
         for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
         const float av_x = sqrtf(sum_x2 / 32);
@@ -578,8 +588,8 @@ void phiq_k45_search_scalar(const float *x, int nmax, float rmin, float rdelta, 
 
 static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *pdmin, uint8_t *L, int nmax,
                       const float *qw) {
-    uint8_t Laux[32], Ls[8], Lm[8];
-    float weights[32], mins[8], scales[8], sw[8];
+    uint8_t Ls[8], Lm[8];
+    float mins[8], scales[8], sw[8];
     if (!qw) {
         float max_scale = 0, max_min = 0;
         /* Q4_K: rmin -1, 20 steps; Q5_K: rmin -0.5, 15 steps */
@@ -587,10 +597,10 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
         const int nstep = nmax == 15 ? 20 : 15;
 #if PHIQ_QUANT_HAVE_AVX2
         if (__builtin_cpu_supports("avx2"))
-            phiq_k45_search_avx2(x, nmax, rmin, 0.1f, nstep, L, scales, mins);
+            phiq_k45_search_avx2(x, NULL, nmax, rmin, 0.1f, nstep, L, scales, mins);
         else
 #endif
-            phiq_k45_search_scalar(x, nmax, rmin, 0.1f, nstep, L, scales, mins);
+            phiq_k45_search_scalar(x, NULL, nmax, rmin, 0.1f, nstep, L, scales, mins);
         for (int j = 0; j < 8; j++) {
             if (scales[j] > max_scale) max_scale = scales[j];
             if (mins[j] > max_min) max_min = mins[j];
@@ -610,14 +620,21 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
         float sum_x2 = 0;
         for (int l = 0; l < PHIQ_QK_K; l++) sum_x2 += x[l] * x[l];
         const float sigma2 = 2 * sum_x2 / PHIQ_QK_K;
+        float wall[PHIQ_QK_K];
         for (int j = 0; j < 8; j++) {
             const float *w = qw + 32 * j;
-            for (int l = 0; l < 32; l++) weights[l] = w[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            float *wj = wall + 32 * j;
+            for (int l = 0; l < 32; l++) wj[l] = w[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
             float sumw = 0;
-            for (int l = 0; l < 32; l++) sumw += weights[l];
+            for (int l = 0; l < 32; l++) sumw += wj[l];
             sw[j] = sumw;
-            scales[j] = phiq_make_qkx3_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
         }
+#if PHIQ_QUANT_HAVE_AVX2
+        if (__builtin_cpu_supports("avx2"))
+            phiq_k45_search_avx2(x, wall, nmax, -0.9f, 0.05f, 36, L, scales, mins);
+        else
+#endif
+            phiq_k45_search_scalar(x, wall, nmax, -0.9f, 0.05f, 36, L, scales, mins);
         const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
         const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
         for (int j = 0; j < 8; j++) {
@@ -727,11 +744,18 @@ void phiq_quantize_row_q6_K(const float *x, void *vy, int64_t n, const float *qw
     float scales[16];
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
         float max_scale = 0, max_abs_scale = 0;
+        /* with an imatrix the weights are qw itself (no sigma2 term) */
+        const float *w = qw ? qw + PHIQ_QK_K * i : NULL;
+        for (int h = 0; h < 2; h++) {
+#if PHIQ_QUANT_HAVE_AVX2
+            if (__builtin_cpu_supports("avx2"))
+                phiq_qx16_search_avx2(x + 128 * h, w ? w + 128 * h : NULL, 32, L + 128 * h, scales + 8 * h);
+            else
+#endif
+                phiq_qx16_search_scalar(x + 128 * h, w ? w + 128 * h : NULL, 32, L + 128 * h, scales + 8 * h);
+        }
         for (int ib = 0; ib < 16; ib++) {
-            /* with an imatrix the weights are qw itself (no sigma2 term) */
-            const float scale =
-                phiq_make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + PHIQ_QK_K * i + 16 * ib : NULL);
-            scales[ib] = scale;
+            const float scale = scales[ib];
             const float abs_scale = fabsf(scale);
             if (abs_scale > max_abs_scale) {
                 max_abs_scale = abs_scale;
