@@ -319,7 +319,7 @@ static void test_mix_rules(void **state) {
     assert_int_equal(ty(&m, "output.weight", 2, 3072, 32), PHIQ_GGML_TYPE_Q8_0);
     assert_int_equal(ty(&m, "token_embd.weight", 2, 3072, 32), PHIQ_GGML_TYPE_F16);
     assert_int_equal(phiq_mix_add_override(&m, "ffn_down=q8_0"), 0);
-    assert_int_equal(phiq_mix_add_override(&m, "blk\\.[0-9]+\\.ffn_.*=Q5_K"), 0);
+    assert_int_equal(phiq_mix_add_override(&m, "BLK\\.[0-9]+\\.FFN_.*=q5_k"), 0); /* lower-cased */
     assert_int_equal(ty(&m, "blk.5.ffn_down.weight", 2, 8192, 32), PHIQ_GGML_TYPE_Q8_0);
     assert_int_equal(ty(&m, "blk.5.ffn_up.weight", 2, 3072, 32), PHIQ_GGML_TYPE_Q5_K);
     assert_true(phiq_mix_add_override(&m, "(unclosed=Q4_0") < 0);

@@ -9,6 +9,7 @@
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,8 @@ int phiq_mix_parse(const char *name, phiq_mix *out) {
 }
 
 int phiq_mix_add_override(phiq_mix *m, const char *spec) {
-    const char *eq = strrchr(spec, '=');
+    /* as llama-quantize: split at the first '=', pattern lower-cased */
+    const char *eq = strchr(spec, '=');
     if (!eq || eq == spec || !eq[1])
         return phiq_fail(PHIQ_EINVAL, "tensor type override '%s': expected REGEX=TYPE", spec);
     const int type = phiq_ggml_type_from_name(eq + 1);
@@ -91,22 +93,20 @@ int phiq_mix_add_override(phiq_mix *m, const char *spec) {
         return phiq_fail(PHIQ_EINVAL, "tensor type override '%s': more than %d overrides", spec,
                          PHIQ_MIX_MAX_OVERRIDES);
     const size_t len = (size_t)(eq - spec);
+    char *pat = malloc(len + 1);
+    if (!pat) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < len; i++) pat[i] = (char)tolower((unsigned char)spec[i]);
+    pat[len] = 0;
     int err;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)spec, len, 0, &err, &off, NULL);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, 0, &err, &off, NULL);
     if (!re) {
+        free(pat);
         PCRE2_UCHAR msg[128];
         pcre2_get_error_message(err, msg, sizeof msg);
         return phiq_fail(PHIQ_EINVAL, "tensor type override '%s': bad regex at %zu: %s", spec, (size_t)off,
                          (const char *)msg);
     }
-    char *pat = malloc(len + 1);
-    if (!pat) {
-        pcre2_code_free(re);
-        return phiq_fail(PHIQ_ENOMEM, "out of memory");
-    }
-    memcpy(pat, spec, len);
-    pat[len] = 0;
     m->overrides[m->n_overrides++] = (phiq_mix_override){re, type, pat};
     return 0;
 }

@@ -44,8 +44,9 @@ typedef struct phiq_mix {
  * defaults (has_output true, n_gqa 1). Unknown name: PHIQ_EINVAL with a
  * message listing every valid name. */
 int phiq_mix_parse(const char *name, phiq_mix *out);
-/* "REGEX=TYPE" (llama-quantize --tensor-type); regex searched anywhere in
- * the tensor name (PCRE2, as std::regex_search). */
+/* "REGEX=TYPE" (llama-quantize --tensor-type): split at the first '=', the
+ * pattern lower-cased as llama-quantize does, then searched anywhere in the
+ * tensor name (PCRE2, as std::regex_search). */
 int phiq_mix_add_override(phiq_mix *m, const char *spec);
 void phiq_mix_free(phiq_mix *m);
 /* Space-separated list of valid preset names. */
