@@ -404,6 +404,39 @@ static void test_k45_simd_equals_scalar(void **state) {
 #endif
 }
 
+/* Whole-quantizer check: the SIMD paths (when this CPU has them) and the
+ * scalar paths give the same bytes for every type, with and without
+ * imatrix, on mixed data (ggml equality itself is in test_quant_llamaref). */
+static void test_simd_equals_scalar_all_types(void **state) {
+    (void)state;
+    const int64_t ne0 = 512, nrows = 12;
+    float *x = malloc(sizeof(float) * ne0 * nrows), w[512];
+    for (int64_t i = 0; i < ne0 * nrows; i++) {
+        const int64_t r = i / ne0;
+        float v = urand() * 0.05f;
+        if (r == 1) v = 0.0f;
+        if (r == 2 && (i / 32) % 3 == 0) v = 0.0f;
+        if (r == 3) v = fabsf(v);
+        if (r == 4 && i % 41 == 0) v *= 60.0f;
+        if (r == 5) v = (float)((int)(urand() * 9)) * 0.125f;
+        x[i] = v;
+    }
+    for (int i = 0; i < 512; i++) w[i] = i % 13 == 0 ? 0.0f : fabsf(urand()) + 0.01f;
+    uint8_t *a = malloc((size_t)(ne0 * nrows * 4)), *b = malloc((size_t)(ne0 * nrows * 4));
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof TYPES[0]; ti++) {
+        const int t = TYPES[ti].type;
+        for (int im = 0; im < 2; im++) {
+            const int64_t n1 = phiq_quantize_impl(t, x, a, nrows, ne0, im ? w : NULL, 0);
+            const int64_t n2 = phiq_quantize_impl(t, x, b, nrows, ne0, im ? w : NULL, 1);
+            assert_int_equal(n1, n2);
+            if (memcmp(a, b, (size_t)n1)) fail_msg("%s imatrix=%d: SIMD and scalar differ", phiq_ggml_type_name(t), im);
+        }
+    }
+    free(x);
+    free(a);
+    free(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_bounds), cmocka_unit_test(test_imatrix_and_chunking),
@@ -411,7 +444,7 @@ int main(void) {
         cmocka_unit_test(test_layout_q4_K),      cmocka_unit_test(test_layout_q6_K),
         cmocka_unit_test(test_layout_iq4_xs),    cmocka_unit_test(test_errors_and_finite),
         cmocka_unit_test(test_mix_presets),      cmocka_unit_test(test_mix_rules),
-        cmocka_unit_test(test_k45_simd_equals_scalar),
+        cmocka_unit_test(test_k45_simd_equals_scalar), cmocka_unit_test(test_simd_equals_scalar_all_types),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

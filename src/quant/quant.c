@@ -334,6 +334,71 @@ static void iq4_block(int sb, const float *x, phiq_half *dh, uint8_t *q4, uint16
         for (int j = 0; j < 16; j++) q4[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
 }
 
+#if PHIQ_QUANT_HAVE_AVX2
+/* The same IQ4 quantization with the scale search and index lookups of 8
+ * blocks done in AVX2 lanes (quant_avx2.c); the per-super-block parts stay
+ * scalar. Byte-identical to iq4_block (tests compare both with ggml). */
+static void iq4_weights(const float *x, int n, float sigma2, const float *qw, float *w) {
+    for (int j = 0; j < n; j++) w[j] = qw ? qw[j] * sqrtf(sigma2 + x[j] * x[j]) : x[j] * x[j];
+}
+
+static void iq4_xs_block_avx2(const float *x, phiq_block_iq4_xs *b, const float *qw) {
+    float sigma2 = 0, w[256], scales[8], idl[8];
+    uint8_t L[256];
+    for (int j = 0; j < 256; j++) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / 256;
+    iq4_weights(x, 256, sigma2, qw, w);
+    phiq_iq4_scales_avx2(x, w, scales);
+    float max_scale = 0, amax_scale = 0;
+    for (int ib = 0; ib < 8; ib++) {
+        const float abs_d = fabsf(scales[ib]);
+        if (abs_d > amax_scale) {
+            amax_scale = abs_d;
+            max_scale = scales[ib];
+        }
+    }
+    b->scales_h = 0;
+    const float d = -max_scale / 32;
+    b->d = phiq_f2h(d);
+    const float id = d ? 1 / d : 0.f;
+    for (int ib = 0; ib < 8; ib++) {
+        int l = phiq_nearest_int(id * scales[ib]);
+        l = phiq_imax(-32, phiq_imin(31, l));
+        const float dl = d * l;
+        idl[ib] = dl ? 1 / dl : 0.f;
+        l += 32;
+        const uint8_t l_l = (uint8_t)(l & 0xf), l_h = (uint8_t)(l >> 4);
+        if (ib % 2 == 0) b->scales_l[ib / 2] = l_l;
+        else b->scales_l[ib / 2] |= (uint8_t)(l_l << 4);
+        b->scales_h |= (uint16_t)(l_h << 2 * (ib % 8));
+    }
+    phiq_iq4_index_avx2(x, idl, 256, L);
+    for (int i = 0; i < 8; i++)
+        for (int j = 0; j < 16; j++) b->qs[16 * i + j] = (uint8_t)(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+/* Eight IQ4_NL blocks (256 elements) at once. */
+static void iq4_nl_8blocks_avx2(const float *x, phiq_block_iq4_nl *b, const float *qw) {
+    float w[256], scales[8], id[8];
+    uint8_t L[256];
+    for (int k = 0; k < 8; k++) {
+        const float *xb = x + 32 * k;
+        float sigma2 = 0;
+        for (int j = 0; j < 32; j++) sigma2 += xb[j] * xb[j];
+        sigma2 *= 2.f / 32;
+        iq4_weights(xb, 32, sigma2, qw ? qw + 32 * k : NULL, w + 32 * k);
+    }
+    phiq_iq4_scales_avx2(x, w, scales);
+    for (int k = 0; k < 8; k++) {
+        b[k].d = phiq_f2h(scales[k]);
+        id[k] = scales[k] ? 1 / scales[k] : 0;
+    }
+    phiq_iq4_index_avx2(x, id, 256, L);
+    for (int k = 0; k < 8; k++)
+        for (int j = 0; j < 16; j++) b[k].qs[j] = (uint8_t)(L[32 * k + j] | (L[32 * k + 16 + j] << 4));
+}
+#endif
+
 /* ---- dequantizers ------------------------------------------------------------ */
 
 static void dq_q4_0(const phiq_block_q4_0 *x, float *y, int64_t nb) {
@@ -423,6 +488,12 @@ int phiq_quant_can_dequantize(int type) { return phiq_quant_can_quantize(type); 
 
 int64_t phiq_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                       const float *imatrix) {
+    return phiq_quantize_impl(type, src, dst, nrows, n_per_row, imatrix, phiq_quant_simd());
+}
+
+int64_t phiq_quantize_impl(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix, int simd) {
+    simd = simd && phiq_quant_simd(); /* never AVX2 code on a CPU without it */
     if (!phiq_quant_can_quantize(type))
         return phiq_fail(PHIQ_EUNSUPPORTED, "quantize: unsupported type %s", phiq_ggml_type_name(type));
     const int64_t row_size = phiq_ggml_row_size(type, n_per_row);
@@ -479,20 +550,33 @@ int64_t phiq_quantize(int type, const float *src, void *dst, int64_t nrows, int6
         case PHIQ_GGML_TYPE_Q5_1: q5_1_imat(x, y, n_per_row, imatrix); break;
         case PHIQ_GGML_TYPE_Q2_K: phiq_quantize_row_q2_K(x, y, n_per_row, imatrix); break;
         case PHIQ_GGML_TYPE_Q3_K: phiq_quantize_row_q3_K(x, y, n_per_row, imatrix); break;
-        case PHIQ_GGML_TYPE_Q4_K: phiq_quantize_row_q4_K(x, y, n_per_row, imatrix); break;
-        case PHIQ_GGML_TYPE_Q5_K: phiq_quantize_row_q5_K(x, y, n_per_row, imatrix); break;
-        case PHIQ_GGML_TYPE_Q6_K: phiq_quantize_row_q6_K(x, y, n_per_row, imatrix); break;
+        case PHIQ_GGML_TYPE_Q4_K: phiq_quantize_row_q4_K(x, y, n_per_row, imatrix, simd); break;
+        case PHIQ_GGML_TYPE_Q5_K: phiq_quantize_row_q5_K(x, y, n_per_row, imatrix, simd); break;
+        case PHIQ_GGML_TYPE_Q6_K: phiq_quantize_row_q6_K(x, y, n_per_row, imatrix, simd); break;
         case PHIQ_GGML_TYPE_IQ4_NL: {
             phiq_block_iq4_nl *b = y;
-            for (int64_t ib = 0; ib < n_per_row / 32; ib++)
+            int64_t ib = 0;
+#if PHIQ_QUANT_HAVE_AVX2
+            if (simd)
+                for (; ib + 8 <= n_per_row / 32; ib += 8)
+                    iq4_nl_8blocks_avx2(x + 32 * ib, b + ib, imatrix ? imatrix + 32 * ib : NULL);
+#endif
+            for (; ib < n_per_row / 32; ib++)
                 iq4_block(32, x + 32 * ib, &b[ib].d, b[ib].qs, NULL, NULL, imatrix ? imatrix + 32 * ib : NULL);
             break;
         }
         case PHIQ_GGML_TYPE_IQ4_XS: {
             phiq_block_iq4_xs *b = y;
-            for (int64_t ib = 0; ib < n_per_row / 256; ib++)
+            for (int64_t ib = 0; ib < n_per_row / 256; ib++) {
+#if PHIQ_QUANT_HAVE_AVX2
+                if (simd) {
+                    iq4_xs_block_avx2(x + 256 * ib, &b[ib], imatrix ? imatrix + 256 * ib : NULL);
+                    continue;
+                }
+#endif
                 iq4_block(256, x + 256 * ib, &b[ib].d, b[ib].qs, &b[ib].scales_h, b[ib].scales_l,
                           imatrix ? imatrix + 256 * ib : NULL);
+            }
             break;
         }
         default:

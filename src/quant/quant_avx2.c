@@ -201,3 +201,92 @@ void phiq_qx16_search_avx2(const float *x, const float *qw, int nmax, int8_t *L,
         for (int g = 0; g < 8; g++) L[16 * g + i] = (zmask >> g) & 1 ? 0 : (int8_t)li[g];
     }
 }
+
+/* ---- IQ4_NL / IQ4_XS ------------------------------------------------------ */
+
+/* ggml's best_index_int8 over kvalues_iq4nl for 8 values: the binary search
+ * ends at the unique mu with v[mu-1] <= x < v[mu], i.e. mu = #{k : v[k] <= x};
+ * then the same float comparison picks mu-1 or mu. */
+static inline __m256i best_index_iq4_8(__m256 x, const float *vf) {
+    __m256i cnt = _mm256_setzero_si256();
+    for (int k = 0; k < 16; k++)
+        cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(_mm256_cmp_ps(_mm256_set1_ps(vf[k]), x, _CMP_LE_OQ)));
+    const __m256i mu = _mm256_max_epi32(_mm256_set1_epi32(1), _mm256_min_epi32(_mm256_set1_epi32(15), cnt));
+    const __m256i mu1 = _mm256_sub_epi32(mu, _mm256_set1_epi32(1));
+    const __m256 vlo = _mm256_i32gather_ps(vf, mu1, 4), vhi = _mm256_i32gather_ps(vf, mu, 4);
+    const __m256 pick_lo = _mm256_cmp_ps(_mm256_sub_ps(x, vlo), _mm256_sub_ps(vhi, x), _CMP_LT_OQ);
+    __m256i r = _mm256_blendv_epi8(mu, mu1, _mm256_castps_si256(pick_lo));
+    r = _mm256_blendv_epi8(r, _mm256_setzero_si256(),
+                           _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_set1_ps(vf[0]), _CMP_LE_OQ)));
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(15),
+                           _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_set1_ps(vf[15]), _CMP_NLT_UQ)));
+    return r;
+}
+
+/* Indices of x[0..n) scaled by per-32-block factors id[n/32] (n multiple of 8). */
+void phiq_iq4_index_avx2(const float *x, const float *id, int n, uint8_t *L) {
+    float vf[16];
+    for (int k = 0; k < 16; k++) vf[k] = phiq_kvalues_iq4nl[k];
+    int32_t li[8] __attribute__((aligned(32)));
+    for (int j = 0; j < n; j += 8) {
+        const __m256 v = _mm256_mul_ps(_mm256_set1_ps(id[j / 32]), _mm256_loadu_ps(x + j));
+        _mm256_store_si256((__m256i *)li, best_index_iq4_8(v, vf));
+        for (int k = 0; k < 8; k++) L[j + k] = (uint8_t)li[k];
+    }
+}
+
+/* The per-32-block scale search of quantize_row_iq4_nl_impl (ntry 7) for 8
+ * blocks at once: x and w are 8 blocks of 32 (w = x^2 or the imatrix
+ * weights, computed by the caller exactly as ggml does). scales[b] is 0 for
+ * blocks with max |x| < GROUP_MAX_EPS. */
+void phiq_iq4_scales_avx2(const float *x, const float *w, float *scales) {
+    float vf[16];
+    for (int k = 0; k < 16; k++) vf[k] = phiq_kvalues_iq4nl[k];
+    __m256 xt[32], wt[32];
+    float tr[8] __attribute__((aligned(32)));
+    for (int i = 0; i < 32; i++) {
+        for (int b = 0; b < 8; b++) tr[b] = x[32 * b + i];
+        xt[i] = _mm256_load_ps(tr);
+        for (int b = 0; b < 8; b++) tr[b] = w[32 * b + i];
+        wt[i] = _mm256_load_ps(tr);
+    }
+    const __m256 sign = _mm256_set1_ps(-0.0f), zero = _mm256_setzero_ps();
+    __m256 amax = zero, max = zero;
+    for (int i = 0; i < 32; i++) {
+        const __m256 ax = _mm256_andnot_ps(sign, xt[i]);
+        const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ);
+        amax = _mm256_blendv_ps(amax, ax, gt);
+        max = _mm256_blendv_ps(max, xt[i], gt);
+    }
+    const __m256 zero_blk = _mm256_cmp_ps(amax, _mm256_set1_ps(PHIQ_GROUP_MAX_EPS), _CMP_LT_OQ);
+    /* d = -max / values[0]; id = 1/d */
+    __m256 d = _mm256_div_ps(_mm256_xor_ps(max, sign), _mm256_set1_ps(vf[0]));
+    __m256 id = _mm256_div_ps(_mm256_set1_ps(1.0f), d);
+    __m256 sumqx = zero, sumq2 = zero;
+    for (int i = 0; i < 32; i++) {
+        const __m256 q = _mm256_i32gather_ps(vf, best_index_iq4_8(_mm256_mul_ps(id, xt[i]), vf), 4);
+        const __m256 wq = _mm256_mul_ps(wt[i], q);
+        sumqx = _mm256_add_ps(sumqx, _mm256_mul_ps(wq, xt[i]));
+        sumq2 = _mm256_add_ps(sumq2, _mm256_mul_ps(wq, q));
+    }
+    d = _mm256_blendv_ps(zero, _mm256_div_ps(sumqx, sumq2), _mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ));
+    __m256 best = _mm256_mul_ps(d, sumqx);
+    for (int itry = -7; itry <= 7; itry++) {
+        id = _mm256_div_ps(_mm256_set1_ps((float)(itry + phiq_kvalues_iq4nl[0])), max);
+        sumqx = sumq2 = zero;
+        for (int i = 0; i < 32; i++) {
+            const __m256 q = _mm256_i32gather_ps(vf, best_index_iq4_8(_mm256_mul_ps(id, xt[i]), vf), 4);
+            const __m256 wq = _mm256_mul_ps(wt[i], q);
+            sumqx = _mm256_add_ps(sumqx, _mm256_mul_ps(wq, xt[i]));
+            sumq2 = _mm256_add_ps(sumq2, _mm256_mul_ps(wq, q));
+        }
+        const __m256 acc = _mm256_and_ps(
+            _mm256_cmp_ps(sumq2, zero, _CMP_GT_OQ),
+            _mm256_cmp_ps(_mm256_mul_ps(sumqx, sumqx), _mm256_mul_ps(best, sumq2), _CMP_GT_OQ));
+        const __m256 nd = _mm256_div_ps(sumqx, sumq2);
+        d = _mm256_blendv_ps(d, nd, acc);
+        best = _mm256_blendv_ps(best, _mm256_mul_ps(nd, sumqx), acc);
+    }
+    d = _mm256_blendv_ps(d, zero, zero_blk);
+    _mm256_storeu_ps(scales, d);
+}

@@ -100,16 +100,33 @@ void phiq_k45_search_scalar(const float *x, const float *w, int nmax, float rmin
 void phiq_qx16_search_scalar(const float *x, const float *qw, int nmax, int8_t *L, float *scales);
 #if PHIQ_QUANT_HAVE_AVX2
 void phiq_qx16_search_avx2(const float *x, const float *qw, int nmax, int8_t *L, float *scales);
+/* IQ4: scale search of 8 blocks of 32 (x, weights w), and the index lookup
+ * of n elements with per-32-block factors id (quant_avx2.c). */
+void phiq_iq4_scales_avx2(const float *x, const float *w, float *scales);
+void phiq_iq4_index_avx2(const float *x, const float *id, int n, uint8_t *L);
 void phiq_k45_search_avx2(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
                           float *scales, float *mins);
 #endif
 
-/* Per-row quantizers (n_per_row elements; qw = NULL or n_per_row weights). */
+/* Whether the AVX2 paths may be used on this CPU. */
+static inline int phiq_quant_simd(void) {
+#if PHIQ_QUANT_HAVE_AVX2
+    return __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+/* phiq_quantize with the SIMD paths on or off (tests check both agree). */
+int64_t phiq_quantize_impl(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
+                           const float *imatrix, int simd);
+
+/* Per-row quantizers (n_per_row elements; qw = NULL or n_per_row weights;
+ * simd: use the AVX2 searches — callers pass phiq_quant_simd()). */
 void phiq_quantize_row_q2_K(const float *x, void *y, int64_t n, const float *qw);
 void phiq_quantize_row_q3_K(const float *x, void *y, int64_t n, const float *qw);
-void phiq_quantize_row_q4_K(const float *x, void *y, int64_t n, const float *qw);
-void phiq_quantize_row_q5_K(const float *x, void *y, int64_t n, const float *qw);
-void phiq_quantize_row_q6_K(const float *x, void *y, int64_t n, const float *qw);
+void phiq_quantize_row_q4_K(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q5_K(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q6_K(const float *x, void *y, int64_t n, const float *qw, int simd);
 void phiq_dequantize_row_q2_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q3_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q4_K(const void *x, float *y, int64_t n);

@@ -587,7 +587,7 @@ void phiq_k45_search_scalar(const float *x, const float *w, int nmax, float rmin
 }
 
 static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *pdmin, uint8_t *L, int nmax,
-                      const float *qw) {
+                      const float *qw, int simd) {
     uint8_t Ls[8], Lm[8];
     float mins[8], scales[8], sw[8];
     if (!qw) {
@@ -596,7 +596,7 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
         const float rmin = nmax == 15 ? -1.f : -0.5f;
         const int nstep = nmax == 15 ? 20 : 15;
 #if PHIQ_QUANT_HAVE_AVX2
-        if (__builtin_cpu_supports("avx2"))
+        if (simd)
             phiq_k45_search_avx2(x, NULL, nmax, rmin, 0.1f, nstep, L, scales, mins);
         else
 #endif
@@ -630,7 +630,7 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
             sw[j] = sumw;
         }
 #if PHIQ_QUANT_HAVE_AVX2
-        if (__builtin_cpu_supports("avx2"))
+        if (simd)
             phiq_k45_search_avx2(x, wall, nmax, -0.9f, 0.05f, 36, L, scales, mins);
         else
 #endif
@@ -657,24 +657,24 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
     }
 }
 
-void phiq_quantize_row_q4_K(const float *x, void *vy, int64_t n, const float *qw) {
+void phiq_quantize_row_q4_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
     phiq_block_q4_K *y = vy;
     uint8_t L[PHIQ_QK_K];
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
         memset(y[i].scales, 0, 12);
-        k45_block(x, y[i].scales, &y[i].d, &y[i].dmin, L, 15, qw ? qw + PHIQ_QK_K * i : NULL);
+        k45_block(x, y[i].scales, &y[i].d, &y[i].dmin, L, 15, qw ? qw + PHIQ_QK_K * i : NULL, simd);
         uint8_t *q = y[i].qs;
         for (int j = 0; j < PHIQ_QK_K; j += 64, q += 32)
             for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
     }
 }
 
-void phiq_quantize_row_q5_K(const float *x, void *vy, int64_t n, const float *qw) {
+void phiq_quantize_row_q5_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
     phiq_block_q5_K *y = vy;
     uint8_t L[PHIQ_QK_K];
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
         memset(y[i].scales, 0, 12);
-        k45_block(x, y[i].scales, &y[i].d, &y[i].dmin, L, 31, qw ? qw + PHIQ_QK_K * i : NULL);
+        k45_block(x, y[i].scales, &y[i].d, &y[i].dmin, L, 31, qw ? qw + PHIQ_QK_K * i : NULL, simd);
         uint8_t *qh = y[i].qh, *ql = y[i].qs;
         memset(qh, 0, 32);
         uint8_t m1 = 1, m2 = 2;
@@ -738,7 +738,7 @@ void phiq_dequantize_row_q5_K(const void *vx, float *y, int64_t n) {
 
 /* ---- Q6_K ----------------------------------------------------------------------- */
 
-void phiq_quantize_row_q6_K(const float *x, void *vy, int64_t n, const float *qw) {
+void phiq_quantize_row_q6_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
     phiq_block_q6_K *y = vy;
     int8_t L[PHIQ_QK_K];
     float scales[16];
@@ -748,7 +748,7 @@ void phiq_quantize_row_q6_K(const float *x, void *vy, int64_t n, const float *qw
         const float *w = qw ? qw + PHIQ_QK_K * i : NULL;
         for (int h = 0; h < 2; h++) {
 #if PHIQ_QUANT_HAVE_AVX2
-            if (__builtin_cpu_supports("avx2"))
+            if (simd)
                 phiq_qx16_search_avx2(x + 128 * h, w ? w + 128 * h : NULL, 32, L + 128 * h, scales + 8 * h);
             else
 #endif
