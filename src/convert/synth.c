@@ -227,6 +227,16 @@ static uint64_t tensor_bytes(const phiq_st_out_tensor *t) {
     return n;
 }
 
+int phiq_synth_list(const phiq_synth_params *p, phiq_synth_tensor_fn fn, void *user) {
+    int rc = synth_check(p);
+    if (rc) return rc;
+    tlist l = {0};
+    rc = list_tensors(p, &l);
+    for (int i = 0; i < l.n && !rc; i++) fn(user, l.names[i], l.t[i].n_dims, l.t[i].shape);
+    tl_free(&l);
+    return rc;
+}
+
 /* ---- random fill ----------------------------------------------------------------- */
 
 static inline uint64_t splitmix64(uint64_t *s) {
@@ -260,7 +270,7 @@ static int fill_fn(void *user, int i, void *buf, uint64_t nbytes) {
     wkind k = f->l->kind[gi];
     /* Irwin-Hall: the sum of four uniforms is close to normal; scaled to std
      * 0.02 (as initializer_range) so activations stay finite. */
-    const float sc = 0.02f * 1.7320508f / 32768.0f;
+    const float sc = 0.02f * 1.7320508f / 65536.0f; /* sum std = 65536/sqrt(3) */
     uint16_t *o = buf;
     for (uint64_t j = 0; j < nbytes / 2; j++) {
         uint64_t r = splitmix64(&f->state);

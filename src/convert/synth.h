@@ -44,6 +44,11 @@ int phiq_synth_preset(const char *name, phiq_synth_params *p);
 /* Comma-separated preset names, for help texts. */
 const char *phiq_synth_preset_names(void);
 
+/* Calls fn for every tensor the checkpoint of p holds, in file order
+ * (names and [out, in] shapes as the HF modeling code stores them). */
+typedef void (*phiq_synth_tensor_fn)(void *user, const char *name, int n_dims, const int64_t *shape);
+int phiq_synth_list(const phiq_synth_params *p, phiq_synth_tensor_fn fn, void *user);
+
 /* Writes the checkpoint into dir (created if needed). tokenizers_dir is the
  * fixtures/tokenizers directory (phi3/, gpt2/, tiktoken/); may be NULL when
  * p->tokenizer is NONE. */
