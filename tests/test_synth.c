@@ -4,7 +4,10 @@
  * output equal to unsharded, determinism of the seed, and CLI errors. */
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -228,6 +231,170 @@ static void test_sharded_and_seed(void **state) {
     assert_non_null(strstr(phiq_error(), "model.safetensors.index.json"));
 }
 
+/* ---- tiktoken-derived tokenizer.json vs the reference encoder's vectors ---- */
+
+typedef struct { char **key; int *val; uint32_t mask; } smap;
+
+static uint32_t shash(const char *s, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+static void smap_init(smap *m, int n) {
+    uint32_t cap = 1024;
+    while (cap < 2u * (uint32_t)n) cap *= 2;
+    m->key = calloc(cap, sizeof *m->key);
+    m->val = calloc(cap, sizeof *m->val);
+    m->mask = cap - 1;
+}
+static void smap_put(smap *m, const char *k, int v) {
+    uint32_t h = shash(k, strlen(k)) & m->mask;
+    while (m->key[h]) h = (h + 1) & m->mask;
+    m->key[h] = strdup(k);
+    m->val[h] = v;
+}
+static int smap_get(const smap *m, const char *k, size_t n) {
+    uint32_t h = shash(k, n) & m->mask;
+    for (; m->key[h]; h = (h + 1) & m->mask)
+        if (strlen(m->key[h]) == n && !memcmp(m->key[h], k, n)) return m->val[h];
+    return -1;
+}
+static void smap_free(smap *m) {
+    for (uint32_t i = 0; i <= m->mask; i++) free(m->key[i]);
+    free(m->key);
+    free(m->val);
+}
+
+/* GPT-2 byte → code point (the published table: printable bytes kept). */
+static void b2u_utf8(uint8_t b, char *out, int *len) {
+    int k = 0, c = -1;
+    for (int x = 0; x < 256; x++) {
+        bool keep = (x >= 33 && x <= 126) || (x >= 161 && x <= 172) || (x >= 174);
+        int cp = keep ? x : 256 + k++;
+        if (x == b) { c = cp; break; }
+    }
+    if (c < 0x80) { out[0] = (char)c; *len = 1; }
+    else { out[0] = (char)(0xc0 | (c >> 6)); out[1] = (char)(0x80 | (c & 0x3f)); *len = 2; }
+}
+
+/* Encodes text with: pcre2 split by the tokenizer's regex, byte-level
+ * mapping, BPE by merge rank. Returns the number of ids. */
+static int encode(const char *text, pcre2_code *re, const smap *vocab, const smap *merges, int *ids, int max) {
+    int n = 0;
+    size_t off = 0, tl = strlen(text);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    while (off < tl) {
+        int rc = pcre2_match(re, (PCRE2_SPTR)text, tl, off, 0, md, NULL);
+        assert_true(rc > 0);
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        assert_int_equal(ov[0], off); /* the pattern covers all text */
+        /* parts: byte-level strings */
+        static char parts[256][520];
+        int np = 0;
+        assert_true(ov[1] - ov[0] < 256);
+        for (size_t i = ov[0]; i < ov[1]; i++) {
+            int l;
+            b2u_utf8((uint8_t)text[i], parts[np], &l);
+            parts[np++][l] = 0;
+        }
+        for (;;) {
+            int best = -1, br = 1 << 30;
+            for (int i = 0; i + 1 < np; i++) {
+                char key[1100];
+                snprintf(key, sizeof key, "%s %s", parts[i], parts[i + 1]);
+                int r = smap_get(merges, key, strlen(key));
+                if (r >= 0 && r < br) { br = r; best = i; }
+            }
+            if (best < 0) break;
+            size_t la = strlen(parts[best]), lb = strlen(parts[best + 1]);
+            assert_true(la + lb < sizeof parts[0]);
+            memcpy(parts[best] + la, parts[best + 1], lb + 1);
+            memmove(parts[best + 1], parts[best + 2], (size_t)(np - best - 2) * sizeof parts[0]);
+            np--;
+        }
+        for (int i = 0; i < np && n < max; i++) ids[n++] = smap_get(vocab, parts[i], strlen(parts[i]));
+        off = ov[1];
+    }
+    pcre2_match_data_free(md);
+    return n;
+}
+
+static void check_tiktoken(const char *base, const char *tok, int n_vocab, int n_merges) {
+    char dir[64], args[256];
+    snprintf(dir, sizeof dir, "tk_%s", tok);
+    snprintf(args, sizeof args, "--hidden 32 --layers 1 --heads 2 --ff 32 --vocab 64 --tokenizer %s", tok);
+    phiq_hf *hf = synth_open(tu_tmp(dir), args);
+    char *txt;
+    assert_int_equal(phiq_read_file(phiq_hf_tokenizer_json(hf), &txt, NULL), 0);
+    cJSON *tj = cJSON_Parse(txt);
+    free(txt);
+    assert_non_null(tj);
+    cJSON *model = cJSON_GetObjectItem(tj, "model");
+    cJSON *jv = cJSON_GetObjectItem(model, "vocab"), *jm = cJSON_GetObjectItem(model, "merges");
+    assert_int_equal(cJSON_GetArraySize(jv), n_vocab);
+    assert_int_equal(cJSON_GetArraySize(jm), n_merges);
+    smap vocab, merges;
+    smap_init(&vocab, n_vocab);
+    smap_init(&merges, n_merges);
+    for (cJSON *e = jv->child; e; e = e->next) smap_put(&vocab, e->string, e->valueint);
+    int r = 0;
+    for (cJSON *e = jm->child; e; e = e->next) smap_put(&merges, e->valuestring, r++);
+    const char *pat = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(tj, "pre_tokenizer"), "pretokenizers"), 0), "pattern")->child->valuestring;
+    int err;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &eo, NULL);
+    assert_non_null(re);
+    char path[256];
+    snprintf(path, sizeof path, "fixtures/tokenizers/tiktoken/%s.tests.jsonl", base);
+    char *tests;
+    assert_int_equal(phiq_read_file(tu_shared_path(path), &tests, NULL), 0);
+    int n_cases = 0;
+    for (char *line = strtok(tests, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *c = cJSON_Parse(line);
+        assert_non_null(c);
+        cJSON *want = cJSON_GetObjectItem(c, "ids");
+        int ids[512];
+        int n = encode(cJSON_GetObjectItem(c, "text")->valuestring, re, &vocab, &merges, ids, 512);
+        assert_int_equal(n, cJSON_GetArraySize(want));
+        int i = 0;
+        for (cJSON *w = want->child; w; w = w->next, i++) assert_int_equal(ids[i], w->valueint);
+        cJSON_Delete(c);
+        n_cases++;
+    }
+    assert_int_equal(n_cases, 20);
+    free(tests);
+    pcre2_code_free(re);
+    smap_free(&vocab);
+    smap_free(&merges);
+    /* tokenizer_config: GPT2Tokenizer and the chat template of doc §3c */
+    assert_int_equal(phiq_read_file(phiq_hf_tokenizer_config_json(hf), &txt, NULL), 0);
+    cJSON *tc = cJSON_Parse(txt);
+    free(txt);
+    assert_string_equal(cJSON_GetObjectItem(tc, "tokenizer_class")->valuestring, "GPT2Tokenizer");
+    assert_non_null(strstr(cJSON_GetObjectItem(tc, "chat_template")->valuestring, !strcmp(tok, "cl100k") ? "<|im_sep|>" : "<|end|>"));
+    cJSON_Delete(tc);
+    /* special ids of doc §3b */
+    int found = 0;
+    for (cJSON *a = cJSON_GetObjectItem(tj, "added_tokens")->child; a; a = a->next) {
+        int id = cJSON_GetObjectItem(a, "id")->valueint;
+        const char *s = cJSON_GetObjectItem(a, "content")->valuestring;
+        if ((id == 100265 && !strcmp(s, "<|im_end|>")) || (id == 100349 && !strcmp(s, "<|dummy_85|>")) ||
+            (id == 100257 && !strcmp(s, "<|endoftext|>")) || (id == 200020 && !strcmp(s, "<|end|>")) ||
+            (id == 199999 && !strcmp(s, "<|endoftext|>")) || (id == 200019 && !strcmp(s, "<|assistant|>")))
+            found++;
+    }
+    assert_int_equal(found, 3);
+    cJSON_Delete(tj);
+    phiq_hf_close(hf);
+}
+
+static void test_tiktoken_tokenizers(void **state) {
+    (void)state;
+    /* merges = tokens - 256 single bytes: every token reachable */
+    check_tiktoken("cl100k_base", "cl100k", 100352, 100000);
+    if (!getenv("PHIQ_SANITIZED")) check_tiktoken("o200k_base", "o200k", 200029, 199742);
+}
+
 static void test_cli_errors(void **state) {
     (void)state;
     char *err = NULL;
@@ -252,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_tiny_arches_reopen),
         cmocka_unit_test(test_sharded_and_seed),
         cmocka_unit_test(test_preset_written),
+        cmocka_unit_test(test_tiktoken_tokenizers),
         cmocka_unit_test(test_cli_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -494,10 +494,333 @@ int phiq_synth_write(const phiq_synth_params *p, const char *dir, const char *to
     return rc;
 }
 
-/* ---- tiktoken → tokenizer.json ------------------------------------------------------ */
+/* ---- tiktoken → tokenizer.json ------------------------------------------------------
+ *
+ * A .tiktoken file lists (base64 bytes, rank). A Hugging Face byte-level BPE
+ * needs a vocabulary in GPT-2's byte-to-unicode alphabet and an ordered merge
+ * list. The merges are recovered from the ranks: for each multi-byte token,
+ * run BPE on its own bytes using only tokens of lower rank until two parts
+ * remain; those two parts are the merge that creates it, and merges are
+ * listed in rank order, which reproduces tiktoken's lowest-rank-first rule.
+ */
+
+typedef struct {
+    uint8_t **bytes; /* by rank */
+    int *len;
+    int n;
+    int *hash; /* rank+1, 0 = empty */
+    uint32_t hmask;
+} tkranks;
+
+static uint32_t bytes_hash(const uint8_t *p, int n) {
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < n; i++) h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static int tk_rank(const tkranks *r, const uint8_t *p, int n) {
+    uint32_t h = bytes_hash(p, n) & r->hmask;
+    while (r->hash[h]) {
+        int k = r->hash[h] - 1;
+        if (r->len[k] == n && !memcmp(r->bytes[k], p, (size_t)n)) return k;
+        h = (h + 1) & r->hmask;
+    }
+    return -1;
+}
+
+static void tk_free(tkranks *r) {
+    if (r->bytes)
+        for (int i = 0; i < r->n; i++) free(r->bytes[i]);
+    free(r->bytes);
+    free(r->len);
+    free(r->hash);
+}
+
+static int b64val(int c) {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+static int tk_load(tkranks *r, const char *path) {
+    memset(r, 0, sizeof *r);
+    char *txt;
+    size_t len;
+    int rc = phiq_read_file(path, &txt, &len);
+    if (rc) return rc;
+    int lines = 0;
+    for (size_t i = 0; i < len; i++) lines += txt[i] == '\n';
+    r->bytes = calloc((size_t)lines + 1, sizeof *r->bytes);
+    r->len = calloc((size_t)lines + 1, sizeof *r->len);
+    uint32_t cap = 1024;
+    while (cap < 2u * (uint32_t)lines + 2) cap *= 2;
+    r->hash = calloc(cap, sizeof *r->hash);
+    r->hmask = cap - 1;
+    if (!r->bytes || !r->len || !r->hash) { free(txt); return phiq_fail(PHIQ_ENOMEM, "out of memory"); }
+    char *line = txt;
+    int lineno = 0;
+    while (line < txt + len) {
+        char *nl = memchr(line, '\n', (size_t)(txt + len - line));
+        if (!nl) nl = txt + len;
+        lineno++;
+        if (nl == line) { line = nl + 1; continue; }
+        char *sp = memchr(line, ' ', (size_t)(nl - line));
+        if (!sp) { rc = phiq_fail(PHIQ_EFORMAT, "%s:%d: expected 'base64 rank'", path, lineno); break; }
+        long rank = strtol(sp + 1, NULL, 10);
+        if (rank != r->n) { rc = phiq_fail(PHIQ_EFORMAT, "%s:%d: ranks must be dense and ascending (got %ld, want %d)", path, lineno, rank, r->n); break; }
+        uint8_t buf[512];
+        int nb = 0, acc = 0, bits = 0;
+        for (char *c = line; c < sp; c++) {
+            if (*c == '=') break;
+            int v = b64val((unsigned char)*c);
+            if (v < 0 || nb >= (int)sizeof buf) { rc = phiq_fail(PHIQ_EFORMAT, "%s:%d: bad base64", path, lineno); break; }
+            acc = (acc << 6) | v;
+            bits += 6;
+            if (bits >= 8) { bits -= 8; buf[nb++] = (uint8_t)(acc >> bits); acc &= (1 << bits) - 1; }
+        }
+        if (rc) break;
+        if (nb == 0) { rc = phiq_fail(PHIQ_EFORMAT, "%s:%d: empty token", path, lineno); break; }
+        r->bytes[r->n] = malloc((size_t)nb);
+        if (!r->bytes[r->n]) { rc = phiq_fail(PHIQ_ENOMEM, "out of memory"); break; }
+        memcpy(r->bytes[r->n], buf, (size_t)nb);
+        r->len[r->n] = nb;
+        if (tk_rank(r, buf, nb) >= 0) { rc = phiq_fail(PHIQ_EFORMAT, "%s:%d: duplicate token", path, lineno); r->n++; break; }
+        uint32_t h = bytes_hash(buf, nb) & r->hmask;
+        while (r->hash[h]) h = (h + 1) & r->hmask;
+        r->hash[h] = ++r->n;
+        line = nl + 1;
+    }
+    free(txt);
+    return rc;
+}
+
+/* GPT-2's reversible byte → code point map: printable bytes stay, the rest
+ * move to 256 + k in byte order. */
+static void byte_unicode(uint32_t map[256]) {
+    int k = 0;
+    for (int b = 0; b < 256; b++) {
+        bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+        map[b] = keep ? (uint32_t)b : (uint32_t)(256 + k++);
+    }
+}
+
+/* UTF-8 of the byte-level spelling of p[0..n); out needs 2n+1 bytes. */
+static void byte_level(const uint32_t map[256], const uint8_t *p, int n, char *out) {
+    char *o = out;
+    for (int i = 0; i < n; i++) {
+        uint32_t c = map[p[i]];
+        if (c < 0x80) *o++ = (char)c;
+        else { *o++ = (char)(0xc0 | (c >> 6)); *o++ = (char)(0x80 | (c & 0x3f)); }
+    }
+    *o = 0;
+}
+
+/* Splits token `rank` into the two lower-rank tokens BPE would join last;
+ * returns the length of the first part, or 0 if no such split exists. */
+static int tk_split(const tkranks *r, int rank) {
+    const uint8_t *p = r->bytes[rank];
+    int n = r->len[rank];
+    int start[513], cnt = n; /* parts as start offsets; part i = [start[i], start[i+1]) */
+    for (int i = 0; i < n; i++) start[i] = i;
+    start[n] = n;
+    while (cnt > 2) {
+        int best = -1, best_rank = rank;
+        for (int i = 0; i + 1 < cnt; i++) {
+            int k = tk_rank(r, p + start[i], start[i + 2] - start[i]);
+            if (k >= 0 && k < best_rank) { best_rank = k; best = i; }
+        }
+        if (best < 0) return 0;
+        memmove(start + best + 1, start + best + 2, (size_t)(cnt - best - 1) * sizeof *start);
+        cnt--;
+    }
+    if (cnt != 2 || tk_rank(r, p, start[1]) < 0 || tk_rank(r, p + start[1], n - start[1]) < 0) return 0;
+    return start[1];
+}
+
+typedef struct { int id; const char *text; } tkspecial;
+
+static cJSON *added_token(int id, const char *s) {
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddNumberToObject(t, "id", id);
+    cJSON_AddStringToObject(t, "content", s);
+    cJSON_AddBoolToObject(t, "single_word", false);
+    cJSON_AddBoolToObject(t, "lstrip", false);
+    cJSON_AddBoolToObject(t, "rstrip", false);
+    cJSON_AddBoolToObject(t, "normalized", false);
+    cJSON_AddBoolToObject(t, "special", true);
+    return t;
+}
+
+/* Chat templates as described in the Phi reference (§3c). */
+static const char PHI4_TEMPLATE[] =
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '<|im_sep|>' + message['content'] + '<|im_end|>'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant<|im_sep|>' }}{% endif %}";
+static const char PHI4MINI_TEMPLATE[] =
+    "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is not none %}"
+    "{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + '<|end|>' }}"
+    "{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}";
 
 int phiq_synth_tiktoken_tokenizer(phiq_synth_tok kind, const char *tokdir, const char *dir) {
-    (void)kind; (void)tokdir; (void)dir;
-    /* TODO: build from ranks */
-    return 0;
+    bool o200 = kind == PHIQ_SYNTH_TOK_O200K;
+    const char *base = o200 ? "tiktoken/o200k_base" : "tiktoken/cl100k_base";
+    char rel[64];
+    snprintf(rel, sizeof rel, "%s.tiktoken", base);
+    char *rpath = phiq_path_join(tokdir, rel);
+    snprintf(rel, sizeof rel, "%s.meta.json", base);
+    char *mpath = phiq_path_join(tokdir, rel);
+    tkranks r;
+    memset(&r, 0, sizeof r);
+    cJSON *meta = NULL, *tj = NULL, *tc = NULL;
+    char *mtxt = NULL, *key = NULL;
+    int rc = (!rpath || !mpath) ? phiq_fail(PHIQ_ENOMEM, "out of memory") : 0;
+    if (!rc) rc = tk_load(&r, rpath);
+    if (!rc && !(rc = phiq_read_file(mpath, &mtxt, NULL))) {
+        meta = cJSON_Parse(mtxt);
+        if (!meta) rc = phiq_fail(PHIQ_EFORMAT, "%s: invalid JSON", mpath);
+    }
+    const cJSON *pat = meta ? cJSON_GetObjectItemCaseSensitive(meta, "pat_str") : NULL;
+    if (!rc && !cJSON_IsString(pat)) rc = phiq_fail(PHIQ_EFORMAT, "%s: no pat_str", mpath);
+    if (rc) goto out;
+
+    /* Special tokens (doc §3b); ids the doc leaves unnamed get placeholders. */
+    tkspecial sp[160];
+    int nsp = 0;
+    static char names[160][32];
+    if (o200) {
+        static const tkspecial known[] = {
+            {199999, "<|endoftext|>"}, {200018, "<|endofprompt|>"}, {200019, "<|assistant|>"}, {200020, "<|end|>"},
+            {200021, "<|user|>"}, {200022, "<|system|>"}, {200023, "<|tool|>"}, {200024, "<|/tool|>"},
+            {200025, "<|tool_call|>"}, {200026, "<|/tool_call|>"}, {200027, "<|tool_response|>"}, {200028, "<|tag|>"}};
+        for (int id = r.n; id <= 200028; id++) {
+            const char *t = NULL;
+            for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+                if (known[k].id == id) t = known[k].text;
+            if (!t) {
+                /* 200010/200011 are <|endoftext10|>/<|endoftext11|>: <|endoftextN|> = 200000 + N */
+                if (id >= 200000) snprintf(names[nsp], sizeof names[nsp], "<|endoftext%d|>", id - 200000);
+                else snprintf(names[nsp], sizeof names[nsp], "<|dummy_id_%d|>", id);
+                t = names[nsp];
+            }
+            sp[nsp++] = (tkspecial){id, t};
+        }
+    } else {
+        for (int id = r.n; id < 100352; id++) {
+            const char *t = NULL;
+            switch (id) {
+            case 100257: t = "<|endoftext|>"; break;
+            case 100258: t = "<|fim_prefix|>"; break;
+            case 100259: t = "<|fim_middle|>"; break;
+            case 100260: t = "<|fim_suffix|>"; break;
+            case 100264: t = "<|im_start|>"; break;
+            case 100265: t = "<|im_end|>"; break;
+            case 100266: t = "<|im_sep|>"; break;
+            case 100276: t = "<|endofprompt|>"; break;
+            default: {
+                int k = id == 100256 ? 0 : id <= 100263 ? id - 100260 : id <= 100275 ? id - 100263 : id - 100264;
+                snprintf(names[nsp], sizeof names[nsp], "<|dummy_%d|>", k);
+                t = names[nsp];
+            }
+            }
+            sp[nsp++] = (tkspecial){id, t};
+        }
+    }
+
+    uint32_t map[256];
+    byte_unicode(map);
+    key = malloc(2 * 512 + 1);
+    tj = cJSON_CreateObject();
+    if (!key || !tj) { rc = phiq_fail(PHIQ_ENOMEM, "out of memory"); goto out; }
+    cJSON_AddStringToObject(tj, "version", "1.0");
+    cJSON_AddNullToObject(tj, "truncation");
+    cJSON_AddNullToObject(tj, "padding");
+    cJSON *added = cJSON_AddArrayToObject(tj, "added_tokens");
+    for (int i = 0; i < nsp; i++) cJSON_AddItemToArray(added, added_token(sp[i].id, sp[i].text));
+    cJSON_AddNullToObject(tj, "normalizer");
+    cJSON *pre = cJSON_AddObjectToObject(tj, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON *pres = cJSON_AddArrayToObject(pre, "pretokenizers");
+    cJSON *split = cJSON_CreateObject();
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex", pat->valuestring);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddBoolToObject(split, "invert", false);
+    cJSON_AddItemToArray(pres, split);
+    cJSON *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", false);
+    cJSON_AddBoolToObject(bl, "trim_offsets", true);
+    cJSON_AddBoolToObject(bl, "use_regex", false);
+    cJSON_AddItemToArray(pres, bl);
+    cJSON *pp = cJSON_AddObjectToObject(tj, "post_processor");
+    cJSON_AddStringToObject(pp, "type", "ByteLevel");
+    cJSON_AddBoolToObject(pp, "add_prefix_space", false);
+    cJSON_AddBoolToObject(pp, "trim_offsets", false);
+    cJSON_AddBoolToObject(pp, "use_regex", false);
+    cJSON *dec = cJSON_AddObjectToObject(tj, "decoder");
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddBoolToObject(dec, "add_prefix_space", true);
+    cJSON_AddBoolToObject(dec, "trim_offsets", true);
+    cJSON_AddBoolToObject(dec, "use_regex", true);
+    cJSON *model = cJSON_AddObjectToObject(tj, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "dropout");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddStringToObject(model, "continuing_subword_prefix", "");
+    cJSON_AddStringToObject(model, "end_of_word_suffix", "");
+    cJSON_AddBoolToObject(model, "fuse_unk", false);
+    cJSON_AddBoolToObject(model, "byte_fallback", false);
+    cJSON_AddBoolToObject(model, "ignore_merges", false);
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab");
+    cJSON *merges = cJSON_AddArrayToObject(model, "merges");
+    for (int k = 0; k < r.n && !rc; k++) {
+        byte_level(map, r.bytes[k], r.len[k], key);
+        cJSON_AddItemToObject(vocab, key, cJSON_CreateNumber(k));
+        if (r.len[k] < 2) continue;
+        int cut = tk_split(&r, k);
+        if (!cut) continue; /* unreachable by merges (none in cl100k/o200k) */
+        char a[2 * 512 + 2];
+        byte_level(map, r.bytes[k], cut, a);
+        size_t al = strlen(a);
+        a[al] = ' ';
+        byte_level(map, r.bytes[k] + cut, r.len[k] - cut, a + al + 1);
+        cJSON_AddItemToArray(merges, cJSON_CreateString(a));
+    }
+    for (int i = 0; i < nsp; i++) cJSON_AddItemToObject(vocab, sp[i].text, cJSON_CreateNumber(sp[i].id));
+    if ((rc = write_json(dir, "tokenizer.json", tj))) goto out;
+
+    tc = cJSON_CreateObject();
+    cJSON_AddBoolToObject(tc, "add_bos_token", false);
+    cJSON_AddBoolToObject(tc, "add_eos_token", false);
+    cJSON_AddBoolToObject(tc, "add_prefix_space", false);
+    cJSON *atd = cJSON_AddObjectToObject(tc, "added_tokens_decoder");
+    for (int i = 0; i < nsp; i++) {
+        char idk[16];
+        snprintf(idk, sizeof idk, "%d", sp[i].id);
+        cJSON *t = added_token(sp[i].id, sp[i].text);
+        cJSON_DeleteItemFromObject(t, "id");
+        cJSON_AddItemToObject(atd, idk, t);
+    }
+    cJSON_AddStringToObject(tc, "bos_token", "<|endoftext|>");
+    cJSON_AddStringToObject(tc, "chat_template", o200 ? PHI4MINI_TEMPLATE : PHI4_TEMPLATE);
+    cJSON_AddBoolToObject(tc, "clean_up_tokenization_spaces", false);
+    cJSON_AddStringToObject(tc, "eos_token", o200 ? "<|endoftext|>" : "<|im_end|>");
+    cJSON_AddNumberToObject(tc, "model_max_length", o200 ? 131072 : 16384);
+    cJSON_AddStringToObject(tc, "pad_token", o200 ? "<|endoftext|>" : "<|dummy_85|>");
+    cJSON_AddStringToObject(tc, "tokenizer_class", "GPT2Tokenizer");
+    cJSON_AddStringToObject(tc, "unk_token", "<|endoftext|>");
+    rc = write_json(dir, "tokenizer_config.json", tc);
+out:
+    cJSON_Delete(tj);
+    cJSON_Delete(tc);
+    cJSON_Delete(meta);
+    free(mtxt);
+    free(key);
+    free(rpath);
+    free(mpath);
+    tk_free(&r);
+    return rc;
 }
