@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/common.h"
 
@@ -239,6 +240,10 @@ static int parse_config(phiq_hf *hf, const char *path, const cJSON *cfg) {
 static cJSON *load_json(const char *path) {
     char *txt;
     size_t len;
+    struct stat st;
+    /* JSON side files are small; refuse a huge one before reading it whole */
+    if (stat(path, &st) == 0 && st.st_size > (64 << 20))
+        return phiq_fail_null(PHIQ_EFORMAT, "%s: %lld bytes is implausibly large for this file", path, (long long)st.st_size);
     if (phiq_read_file(path, &txt, &len) != 0) return NULL;
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(txt, len, &end, 0);
