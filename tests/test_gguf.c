@@ -72,6 +72,19 @@ static void write_bytes(const char *path, const void *d, size_t n) {
     fclose(f);
 }
 
+/* With PHIQ_GGUF_SEED_DIR set, keeps a copy of a file our writer produced as
+ * a fuzzing seed (fuzz/seeds/fuzz_gguf is made this way). */
+static void save_seed(const char *path, const char *name) {
+    const char *dir = getenv("PHIQ_GGUF_SEED_DIR");
+    if (!dir) return;
+    size_t n;
+    void *d = tu_read_all(path, &n);
+    char dst[4096];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    write_bytes(dst, d, n);
+    free(d);
+}
+
 /* The file must be rejected with one line naming it and containing want. */
 static void expect_reject(bb *b, const char *name, const char *want) {
     const char *path = tu_tmp(name);
@@ -199,6 +212,7 @@ static void test_roundtrip_all_types(void **state) {
     assert_int_equal(calls, N_RT);
     phiq_gguf_writer_free(w);
 
+    save_seed(path, "all-types.gguf");
     phiq_gguf *g = phiq_gguf_open(path);
     if (!g) fail_msg("%s", phiq_error());
     assert_int_equal(phiq_gguf_version(g), 3);
@@ -349,6 +363,7 @@ static void test_writer_matches_spec_bytes(void **state) {
     phiq_gguf_write_opts o = {1, NULL};
     assert_int_equal(phiq_gguf_writer_write(w, path, fill_small, NULL, &o), 0);
     phiq_gguf_writer_free(w);
+    save_seed(path, "small.gguf");
     size_t n;
     uint8_t *got = tu_read_all(path, &n);
     assert_int_equal(n, b.n);
@@ -499,6 +514,48 @@ static void test_llama_loads_our_copy(void **state) {
         free(b);
         free(err);
     }
+}
+
+/* A vocab-shaped file (token strings, scores, types, two tensors): read back,
+ * and kept as a fuzzing seed. */
+static void test_vocab_like_file(void **state) {
+    (void)state;
+    enum { NT = 40 };
+    char tok[NT][8];
+    const char *toks[NT];
+    float scores[NT];
+    int32_t ttype[NT];
+    for (int i = 0; i < NT; i++) {
+        snprintf(tok[i], sizeof tok[i], i < 3 ? "<%d>" : "t%d", i);
+        toks[i] = tok[i];
+        scores[i] = -(float)i;
+        ttype[i] = i < 3 ? 3 : 1;
+    }
+    phiq_gguf_writer *w = phiq_gguf_writer_new();
+    assert_int_equal(phiq_gguf_writer_set_str(w, "general.architecture", "phi3"), 0);
+    assert_int_equal(phiq_gguf_writer_set_u32(w, "phi3.block_count", 1), 0);
+    assert_int_equal(phiq_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama"), 0);
+    assert_int_equal(phiq_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, NULL, NT), 0);
+    assert_int_equal(phiq_gguf_writer_set_arr(w, "tokenizer.ggml.scores", PHIQ_GGUF_FLOAT32, scores, NT), 0);
+    assert_int_equal(phiq_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", PHIQ_GGUF_INT32, ttype, NT), 0);
+    assert_int_equal(phiq_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true), 0);
+    int64_t ne_e[2] = {32, NT}, ne_n[1] = {32};
+    assert_int_equal(phiq_gguf_writer_add_tensor(w, "token_embd.weight", PHIQ_GGML_TYPE_Q8_0, 2, ne_e), 0);
+    assert_int_equal(phiq_gguf_writer_add_tensor(w, "output_norm.weight", PHIQ_GGML_TYPE_F32, 1, ne_n), 0);
+    const char *path = tu_tmp("vocab-like.gguf");
+    phiq_gguf_write_opts o = {1, NULL};
+    int calls = 0;
+    assert_int_equal(phiq_gguf_writer_write(w, path, fill_fake, &calls, &o), 0);
+    phiq_gguf_writer_free(w);
+    save_seed(path, "vocab-like.gguf");
+    phiq_gguf *g = phiq_gguf_open(path);
+    if (!g) fail_msg("%s", phiq_error());
+    assert_int_equal(arr_len(g, "tokenizer.ggml.tokens", PHIQ_GGUF_STRING), NT);
+    check_arr_str(g, "tokenizer.ggml.tokens", 39, "t39");
+    check_arr_str(g, "tokenizer.ggml.tokens", 2, "<2>");
+    assert_int_equal(phiq_gguf_find_tensor(g, "token_embd.weight")->nbytes, NT * 34);
+    assert_int_equal(phiq_gguf_find_tensor(g, "output_norm.weight")->offset, (NT * 34 + 31) / 32 * 32);
+    phiq_gguf_close(g);
 }
 
 /* ---- malformed input ----------------------------------------------------- */
@@ -887,6 +944,7 @@ int main(void) {
         cmocka_unit_test(test_vocab_phi3),
         cmocka_unit_test(test_vocab_gpt2),
         cmocka_unit_test(test_llama_loads_our_copy),
+        cmocka_unit_test(test_vocab_like_file),
         cmocka_unit_test(test_truncated_every_prefix),
         cmocka_unit_test(test_bad_magic_and_version),
         cmocka_unit_test(test_bad_counts),
