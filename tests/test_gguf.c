@@ -212,7 +212,7 @@ static void test_roundtrip_all_types(void **state) {
     assert_int_equal(calls, N_RT);
     phiq_gguf_writer_free(w);
 
-    save_seed(path, "all-types.gguf");
+    save_seed(path, "all-types.seed");
     phiq_gguf *g = phiq_gguf_open(path);
     if (!g) fail_msg("%s", phiq_error());
     assert_int_equal(phiq_gguf_version(g), 3);
@@ -363,7 +363,7 @@ static void test_writer_matches_spec_bytes(void **state) {
     phiq_gguf_write_opts o = {1, NULL};
     assert_int_equal(phiq_gguf_writer_write(w, path, fill_small, NULL, &o), 0);
     phiq_gguf_writer_free(w);
-    save_seed(path, "small.gguf");
+    save_seed(path, "small.seed");
     size_t n;
     uint8_t *got = tu_read_all(path, &n);
     assert_int_equal(n, b.n);
@@ -547,7 +547,7 @@ static void test_vocab_like_file(void **state) {
     int calls = 0;
     assert_int_equal(phiq_gguf_writer_write(w, path, fill_fake, &calls, &o), 0);
     phiq_gguf_writer_free(w);
-    save_seed(path, "vocab-like.gguf");
+    save_seed(path, "vocab-like.seed");
     phiq_gguf *g = phiq_gguf_open(path);
     if (!g) fail_msg("%s", phiq_error());
     assert_int_equal(arr_len(g, "tokenizer.ggml.tokens", PHIQ_GGUF_STRING), NT);
