@@ -85,8 +85,25 @@ static void save_seed(const char *path, const char *name) {
     free(d);
 }
 
-/* The file must be rejected with one line naming it and containing want. */
-static void expect_reject(bb *b, const char *name, const char *want) {
+/* llama.cpp (through llama-ref) must refuse the file while parsing the GGUF
+ * container or checking tensor bounds — not later, e.g. for an unknown
+ * architecture, which would mean it accepted the container. Skipped quietly
+ * when llama-ref is unavailable (test_llama_loads_our_copy reports that). */
+static void expect_llama_rejects(const char *path) {
+    const char *ref = tu_llama_ref();
+    if (!ref) return;
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "'%s' tokenize '%s' hello", ref, path);
+    const char *e = err ? err : "";
+    if (rc == 0 || strstr(e, "unknown model architecture") ||
+        !(strstr(e, "gguf_init") || strstr(e, "read: ") || strstr(e, "not within the file bounds")))
+        fail_msg("%s: llama.cpp did not reject the GGUF container (exit %d): %.300s", path, rc, e);
+    free(err);
+}
+
+/* The file must be rejected with one line naming it and containing want;
+ * llama_too: llama.cpp's reader rejects it as well (checked when available). */
+static void expect_reject_x(bb *b, const char *name, const char *want, int llama_too) {
     const char *path = tu_tmp(name);
     write_bytes(path, b->p, b->n);
     phiq_gguf *g = phiq_gguf_open(path);
@@ -98,10 +115,13 @@ static void expect_reject(bb *b, const char *name, const char *want) {
     g = phiq_gguf_open_memory(b->p, b->n, name);
     assert_null(g);
     assert_non_null(strstr(phiq_error(), want));
+    if (llama_too) expect_llama_rejects(path);
     free(b->p);
     b->p = NULL;
     b->n = b->cap = 0;
 }
+
+static void expect_reject(bb *b, const char *name, const char *want) { expect_reject_x(b, name, want, 1); }
 
 /* A small valid file: 3 KVs (string, i32 array, string array), two F32
  * tensors of 8 elements (32 bytes = one alignment unit each, so every proper
@@ -394,9 +414,17 @@ static void copy_gguf(const phiq_gguf *g, const char *dst, int extra) {
         const char *s[2] = {"x", ""};
         assert_int_equal(phiq_gguf_writer_set_arr_str(w, "phiq.test.strs", s, NULL, 2), 0);
         assert_int_equal(phiq_gguf_writer_set_u32(w, "general.alignment", 64), 0);
+        /* tensors of several types: llama.cpp's loader checks every tensor
+         * info, the offsets and that the data lies inside the file, even
+         * when it only loads the vocabulary */
+        for (size_t i = 0; i < N_RT; i++) {
+            const tdesc *t = &rt_tensors[i];
+            assert_int_equal(phiq_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne), 0);
+        }
     }
     phiq_gguf_write_opts o = {1, NULL};
-    assert_int_equal(phiq_gguf_writer_write(w, dst, fill_none, NULL, &o), 0);
+    int calls = 0;
+    assert_int_equal(phiq_gguf_writer_write(w, dst, extra ? fill_fake : fill_none, &calls, &o), 0);
     phiq_gguf_writer_free(w);
 }
 
@@ -513,6 +541,20 @@ static void test_llama_loads_our_copy(void **state) {
         free(a);
         free(b);
         free(err);
+        if (f) continue;
+        /* control: the same copy cut inside a tensor's data must be refused by
+         * llama.cpp too, which shows it really checked our tensor layout */
+        g = phiq_gguf_open(copy);
+        assert_non_null(g);
+        const phiq_gguf_tensor *t = phiq_gguf_find_tensor(g, "q6_k.weight");
+        size_t cut = (size_t)(phiq_gguf_data_offset(g) + t->offset + 100), n;
+        phiq_gguf_close(g);
+        uint8_t *bytes = tu_read_all(copy, &n);
+        const char *cutp = tu_tmp("llama-cut.gguf");
+        write_bytes(cutp, bytes, cut);
+        free(bytes);
+        assert_null(phiq_gguf_open(cutp));
+        assert_int_not_equal(tu_run(NULL, NULL, "'%s' tokenize '%s' hello 2>/dev/null", ref, cutp), 0);
     }
 }
 
@@ -573,6 +615,7 @@ static void test_truncated_every_prefix(void **state) {
         if (g) fail_msg("prefix of %zu/%zu bytes accepted", cut, b.n);
         const char *e = phiq_error();
         if (!strstr(e, path) || strchr(e, '\n')) fail_msg("cut %zu: bad message '%s'", cut, e);
+        expect_llama_rejects(path);
         /* also without a file: the memory path must not read past the end */
         uint8_t *copy = malloc(cut ? cut : 1);
         memcpy(copy, b.p, cut);
@@ -780,7 +823,8 @@ static void test_bad_tensor_infos(void **state) {
     one_tensor(&b, "t", 5, ne5, 0, 0, 32);
     expect_reject(&b, "ndims5.gguf", "tensor 't' has 5 dimensions");
     one_tensor(&b, "t", 0, ne5, 0, 0, 32);
-    expect_reject(&b, "ndims0.gguf", "tensor 't' has 0 dimensions");
+    /* stricter than llama.cpp, which reads n_dims 0 as a scalar; gguf.h promises 1..4 */
+    expect_reject_x(&b, "ndims0.gguf", "tensor 't' has 0 dimensions", 0);
     int64_t neg[2] = {8, -1};
     one_tensor(&b, "t", 2, neg, 0, 0, 32);
     expect_reject(&b, "negne.gguf", "dimension 1 has -1 elements");
@@ -795,7 +839,9 @@ static void test_bad_tensor_infos(void **state) {
     expect_reject(&b, "type31.gguf", "ggml type 31");
     int64_t big[3] = {(int64_t)1 << 32, (int64_t)1 << 32, 1};
     one_tensor(&b, "t", 3, big, 0, 0, 32);
-    expect_reject(&b, "nel.gguf", "too many elements");
+    /* stricter than llama.cpp: its check multiplies ne first, 2^64 wraps to 0
+     * elements and the file passes gguf_init_from_file */
+    expect_reject_x(&b, "nel.gguf", "too many elements", 0);
     int64_t big2[1] = {(int64_t)1 << 62}; /* 2^62 elements fit, 2^64 bytes do not */
     one_tensor(&b, "t", 1, big2, 0, 0, 32);
     expect_reject(&b, "nbytes.gguf", "byte size that overflows");
