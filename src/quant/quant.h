@@ -6,7 +6,10 @@
  * All functions are pure and reentrant (no global state, no allocation), so
  * callers may quantize disjoint row ranges from several threads: pass
  * src + row0 * n_per_row and dst + row0 * phiq_ggml_row_size(type, n_per_row).
- * Results do not depend on how rows are split into chunks.
+ * Results do not depend on how rows are split into chunks. dst must be
+ * 4-byte aligned (GGUF tensor data is 32-byte aligned and every row size is
+ * a multiple of 2, Q8_K of 4). On x86-64 CPUs with AVX2 the K-quant and IQ4
+ * scale searches run 8 blocks per vector, with bit-identical results.
  */
 #ifndef PHIQ_QUANT_QUANT_H
 #define PHIQ_QUANT_QUANT_H
@@ -21,6 +24,8 @@
  * squared activations per column), used as llama.cpp's quantize_* do.
  * Without imatrix the result equals llama-quantize's (the *_ref paths);
  * with one, llama-quantize --imatrix's. Q8_0 ignores the imatrix (as ggml).
+ * For stacked experts (3-D tensors) call once per expert with that
+ * expert's n_per_row slice of the imatrix, as llama-quantize does.
  * Returns bytes written, or a negative code (unsupported type, bad length). */
 int64_t phiq_quantize(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                       const float *imatrix);
