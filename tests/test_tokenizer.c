@@ -82,6 +82,154 @@ static void run_tiktoken(const char *name) {
 static void test_tiktoken_o200k(void **s) { (void)s; run_tiktoken("o200k_base"); }
 static void test_tiktoken_cl100k(void **s) { (void)s; run_tiktoken("cl100k_base"); }
 
+/* ---- HF tokenizer.json BPE path (phi-4 style) ------------------------------------
+ * phi-4 ships cl100k as a GPT-2-style tokenizer.json: byte-level vocab,
+ * merges, and a Split pre-tokenizer with the (?i:...) spelling of the cl100k
+ * regex (phi-family-architecture.md §3a). We build such a file from the
+ * cl100k ranks — merges recovered the standard way: a token's merge is the
+ * two parts that rank-ordered BPE, restricted to lower ranks, leaves — and
+ * require tiktoken's ids for every test line. */
+typedef struct rmap {
+    uint32_t cap;
+    int32_t *id;
+    const unsigned char **key;
+    const int *len;
+} rmap;
+
+static uint32_t rhash(const unsigned char *s, int n) {
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < n; i++) h = (h ^ s[i]) * 16777619u;
+    return h;
+}
+
+static int32_t rget(const rmap *m, const unsigned char *s, int n) {
+    for (uint32_t i = rhash(s, n) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        int32_t id = m->id[i];
+        if (id < 0) return -1;
+        if (m->len[id] == n && !memcmp(m->key[id], s, (size_t)n)) return id;
+    }
+}
+
+static void test_hf_bpe_cl100k(void **st) {
+    (void)st;
+    phiq_tok_vocab *v = phiq_tok_vocab_from_tiktoken(tu_shared_path("fixtures/tokenizers/tiktoken/cl100k_base.tiktoken"),
+                                                     NULL, NULL, NULL, 0);
+    if (!v) fail_msg("%s", phiq_error());
+    int32_t n = v->n_tokens;
+    unsigned char **raw = calloc((size_t)n, sizeof *raw);
+    int *len = calloc((size_t)n, sizeof *len);
+    rmap m = {1u << 18, malloc(sizeof(int32_t) << 18), NULL, len};
+    m.key = (const unsigned char **)raw;
+    for (uint32_t i = 0; i < m.cap; i++) m.id[i] = -1;
+    for (int32_t i = 0; i < n; i++) {
+        if (v->types[i] != PHIQ_TOK_TYPE_NORMAL) continue;
+        raw[i] = malloc(strlen(v->tokens[i]) + 1);
+        len[i] = phiq_bytelevel_decode(v->tokens[i], strlen(v->tokens[i]), raw[i]);
+        assert_true(len[i] > 0);
+        uint32_t h = rhash(raw[i], len[i]) & (m.cap - 1);
+        while (m.id[h] >= 0) h = (h + 1) & (m.cap - 1);
+        m.id[h] = i;
+    }
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_AddObjectToObject(root, "model");
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON *vocab = cJSON_AddObjectToObject(model, "vocab"), *merges = cJSON_AddArrayToObject(model, "merges");
+    cJSON *pre = cJSON_AddObjectToObject(root, "pre_tokenizer");
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON *pl = cJSON_AddArrayToObject(pre, "pretokenizers"), *split = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(split, "pattern"), "Regex",
+                            "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+                            "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+");
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "use_regex", 0);
+    cJSON_AddItemToArray(pl, split);
+    cJSON_AddItemToArray(pl, bl);
+    int nmerges = 0;
+    int32_t parts[256];
+    int off[257];
+    for (int32_t r = 0; r < n; r++) {
+        if (!raw[r]) continue;
+        cJSON_AddNumberToObject(vocab, v->tokens[r], r);
+        int L = len[r];
+        if (L < 2 || L > 256) continue;
+        int np = L;
+        for (int i = 0; i <= L; i++) off[i] = i;
+        for (;;) { /* merge the lowest-ranked adjacent pair below r */
+            int best = -1;
+            int32_t br = r;
+            for (int i = 0; i + 1 < np; i++) {
+                int32_t id = rget(&m, raw[r] + off[i], off[i + 2] - off[i]);
+                if (id >= 0 && id < br) { br = id; best = i; }
+            }
+            if (best < 0) break;
+            memmove(off + best + 1, off + best + 2, sizeof *off * (size_t)(np - best - 1));
+            np--;
+        }
+        if (np != 2) continue;
+        (void)parts;
+        char a[1100], b[1100], mstr[2300];
+        phiq_bytelevel_encode(raw[r], (size_t)off[1], a, sizeof a);
+        phiq_bytelevel_encode(raw[r] + off[1], (size_t)(L - off[1]), b, sizeof b);
+        snprintf(mstr, sizeof mstr, "%s %s", a, b);
+        cJSON_AddItemToArray(merges, cJSON_CreateString(mstr));
+        nmerges++;
+    }
+    assert_true(nmerges > 99000);
+    cJSON *added = cJSON_AddArrayToObject(root, "added_tokens");
+    for (int32_t i = 0; i < n; i++) {
+        if (v->types[i] != PHIQ_TOK_TYPE_CONTROL) continue;
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "id", i);
+        cJSON_AddStringToObject(e, "content", v->tokens[i]);
+        cJSON_AddBoolToObject(e, "special", 1);
+        cJSON_AddItemToArray(added, e);
+    }
+    char *js = cJSON_PrintUnformatted(root);
+    const char *path = tu_tmp("cl100k-tokenizer.json");
+    FILE *f = fopen(path, "w");
+    fputs(js, f);
+    fclose(f);
+    free(js);
+    cJSON_Delete(root);
+    for (int32_t i = 0; i < n; i++) free(raw[i]);
+    free(raw);
+    free(len);
+    free(m.id);
+    phiq_tok_vocab_free(v);
+    /* the HF path names the pre-tokenizer as llama.cpp's converter would */
+    phiq_tok_vocab *hv = phiq_tok_vocab_from_hf_json(path, NULL);
+    if (!hv) fail_msg("%s", phiq_error());
+    assert_int_equal(hv->model, PHIQ_TOK_MODEL_BPE);
+    assert_string_equal(hv->pre, "dbrx");
+    assert_int_equal(hv->n_merges, nmerges);
+    phiq_tok_vocab_free(hv);
+    phiq_tokenizer *t = phiq_tokenizer_from_hf_json(path, NULL);
+    if (!t) fail_msg("%s", phiq_error());
+    char *buf;
+    size_t blen;
+    assert_int_equal(phiq_read_file(tu_shared_path("fixtures/tokenizers/tiktoken/cl100k_base.tests.jsonl"), &buf, &blen), 0);
+    int lines = 0, ok = 0;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        const char *text = cJSON_GetObjectItem(j, "text")->valuestring;
+        cJSON *want = cJSON_GetObjectItem(j, "ids");
+        int32_t *ids;
+        int k = encode(t, text, strlen(text), 0, 0, &ids);
+        bool same = k == cJSON_GetArraySize(want);
+        for (int i = 0; same && i < k; i++) same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
+        if (!same) print_message("tokenizer.json cl100k mismatch on %s\n", line);
+        ok += same;
+        lines++;
+        free(ids);
+        cJSON_Delete(j);
+    }
+    print_message("cl100k as tokenizer.json (merges + Split regex): %d/%d tiktoken vectors match\n", ok, lines);
+    assert_int_equal(ok, lines);
+    free(buf);
+    phiq_tokenizer_free(t);
+}
+
 /* ---- llama.cpp vocab vectors ------------------------------------------------ */
 /* Inputs are separated by "\n__ggml_vocab_test__\n"; .out has one line of
  * space-separated ids per input (no BOS: llama.cpp's test-tokenizer-0
@@ -443,6 +591,7 @@ static void test_cli(void **s) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tiktoken_o200k),      cmocka_unit_test(test_tiktoken_cl100k),
+        cmocka_unit_test(test_hf_bpe_cl100k),
         cmocka_unit_test(test_phi3_vectors_hf),     cmocka_unit_test(test_phi3_vectors_gguf),
         cmocka_unit_test(test_gpt2_vectors_gguf),   cmocka_unit_test(test_gpt2_vectors_hf),
         cmocka_unit_test(test_phi3_vocab_matches_gguf), cmocka_unit_test(test_phi3_rstrip),
