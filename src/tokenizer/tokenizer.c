@@ -5,6 +5,7 @@
  * the GPT-2 byte <-> unicode alphabet. */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,23 +44,19 @@ static bool pre_ignores_merges(const char *name) {
 /* ---- GPT-2 byte <-> unicode alphabet -------------------------------------- */
 static uint16_t b2u[256];
 static int16_t u2b[324]; /* code points used are < 324 */
-static int bl_ready;
+static pthread_once_t bl_once = PTHREAD_ONCE_INIT;
 
-static void bl_init(void) {
-    if (__atomic_load_n(&bl_ready, __ATOMIC_ACQUIRE)) return;
-    uint16_t tmp_b2u[256];
-    int16_t tmp_u2b[324];
-    for (int i = 0; i < 324; i++) tmp_u2b[i] = -1;
+static void bl_build(void) {
+    for (int i = 0; i < 324; i++) u2b[i] = -1;
     int extra = 0;
     for (int b = 0; b < 256; b++) {
         bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-        tmp_b2u[b] = keep ? (uint16_t)b : (uint16_t)(256 + extra++);
-        tmp_u2b[tmp_b2u[b]] = (int16_t)b;
+        b2u[b] = keep ? (uint16_t)b : (uint16_t)(256 + extra++);
+        u2b[b2u[b]] = (int16_t)b;
     }
-    memcpy(b2u, tmp_b2u, sizeof b2u);
-    memcpy(u2b, tmp_u2b, sizeof u2b);
-    __atomic_store_n(&bl_ready, 1, __ATOMIC_RELEASE);
 }
+
+static void bl_init(void) { pthread_once(&bl_once, bl_build); }
 
 int phiq_bytelevel_encode(const unsigned char *in, size_t n, char *out, size_t cap) {
     bl_init();
