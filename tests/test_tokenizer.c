@@ -383,6 +383,46 @@ static void test_phi3_vocab_matches_gguf(void **s) {
     phiq_gguf_close(g);
 }
 
+/* tokenizer.json -> neutral vocab -> GGUF keys -> tokenizer: the written
+ * file tokenizes the llama.cpp vectors exactly, for both families. */
+static void test_vocab_gguf_roundtrip(void **s) {
+    (void)s;
+    const char *src[2] = {"fixtures/tokenizers/phi3/tokenizer.json", "fixtures/tokenizers/gpt2/tokenizer.json"};
+    const char *cfg[2] = {"fixtures/tokenizers/phi3/tokenizer_config.json", "fixtures/tokenizers/gpt2/tokenizer_config.json"};
+    for (int k = 0; k < 2; k++) {
+        phiq_tok_vocab *v = phiq_tok_vocab_from_hf_json(tu_shared_path(src[k]), tu_shared_path(cfg[k]));
+        if (!v) fail_msg("%s", phiq_error());
+        assert_int_equal(phiq_tok_vocab_pad(v, k == 0 ? 32064 : 51200), 0);
+        phiq_gguf_writer *w = phiq_gguf_writer_new();
+        assert_int_equal(phiq_gguf_writer_set_str(w, "general.architecture", k == 0 ? "phi3" : "phi2"), 0);
+        assert_int_equal(phiq_gguf_writer_set_str(w, "general.name", k == 0 ? "Phi3" : "Phi2"), 0);
+        assert_int_equal(phiq_tok_vocab_to_gguf(v, w), 0);
+        const char *out = tu_tmp(k == 0 ? "vocab-phi3.gguf" : "vocab-gpt2.gguf");
+        phiq_gguf_write_opts o = {1, "test"};
+        if (phiq_gguf_writer_write(w, out, NULL, NULL, &o) < 0) fail_msg("%s", phiq_error());
+        phiq_gguf_writer_free(w);
+        phiq_gguf *g = phiq_gguf_open(out);
+        if (!g) fail_msg("%s", phiq_error());
+        phiq_tok_vocab *r = phiq_tok_vocab_from_gguf(g);
+        if (!r) fail_msg("%s", phiq_error());
+        assert_int_equal(r->n_tokens, v->n_tokens);
+        assert_int_equal(r->n_merges, v->n_merges);
+        for (int32_t i = 0; i < v->n_tokens; i++) {
+            assert_string_equal(r->tokens[i], v->tokens[i]);
+            assert_int_equal(r->types[i], v->types[i]);
+            if (v->scores) assert_true(r->scores[i] == v->scores[i]);
+        }
+        assert_string_equal(r->pre, k == 0 ? "default" : "phi-2");
+        phiq_tokenizer *t = phiq_tokenizer_from_gguf(g);
+        if (!t) fail_msg("%s", phiq_error());
+        if (k == 0) assert_int_equal(run_vectors(t, "ggml-vocab-phi-3.gguf"), 0);
+        phiq_tokenizer_free(t);
+        phiq_tok_vocab_free(r);
+        phiq_tok_vocab_free(v);
+        phiq_gguf_close(g);
+    }
+}
+
 /* phi-family-architecture.md §3b: the Phi-3 role/end tokens carry rstrip, so
  * "<|user|>\n<|end|>\n<|assistant|>" decodes back without the newlines. */
 static void test_phi3_rstrip(void **s) {
@@ -595,6 +635,7 @@ int main(void) {
         cmocka_unit_test(test_phi3_vectors_hf),     cmocka_unit_test(test_phi3_vectors_gguf),
         cmocka_unit_test(test_gpt2_vectors_gguf),   cmocka_unit_test(test_gpt2_vectors_hf),
         cmocka_unit_test(test_phi3_vocab_matches_gguf), cmocka_unit_test(test_phi3_rstrip),
+        cmocka_unit_test(test_vocab_gguf_roundtrip),
         cmocka_unit_test(test_roundtrip),           cmocka_unit_test(test_stream_bytes),
         cmocka_unit_test(test_bad_inputs),          cmocka_unit_test(test_cli),
     };

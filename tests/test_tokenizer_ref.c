@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer.h"
 
 static const char *FIXED[] = {
@@ -123,7 +124,13 @@ static int compare(const phiq_tokenizer *tok, const char *label, const texts *tx
     return bad;
 }
 
+static void run_vocab_abs(const char *gguf, const char *gguf_label, const char *hf_rel);
+
 static void run_vocab(const char *gguf_rel, const char *hf_rel) {
+    run_vocab_abs(tu_shared_path(gguf_rel), gguf_rel, hf_rel);
+}
+
+static void run_vocab_abs(const char *gguf_path, const char *gguf_rel, const char *hf_rel) {
     const char *ref = tu_llama_ref();
     if (!ref) {
         print_message("llama-ref unavailable: skipping the llama.cpp tokenizer comparison\n");
@@ -135,7 +142,8 @@ static void run_vocab(const char *gguf_rel, const char *hf_rel) {
     assert_non_null(f);
     for (int i = 0; i < tx.n; i++) esc_line(f, tx.v[i]);
     fclose(f);
-    const char *gguf = tu_shared_path(gguf_rel);
+    char gguf[4096];
+    snprintf(gguf, sizeof gguf, "%s", gguf_path);
     phiq_tokenizer *tg = phiq_tokenizer_load(gguf, NULL);
     if (!tg) fail_msg("%s", phiq_error());
     phiq_tokenizer *th = hf_rel ? phiq_tokenizer_load(tu_shared_path(hf_rel), NULL) : NULL;
@@ -168,10 +176,43 @@ static void test_gpt2_vs_llama(void **s) {
     run_vocab("fixtures/vocab/ggml-vocab-gpt-2.gguf", NULL);
 }
 
+/* GGUF vocabularies written by phiq from the HF tokenizer.json files (what the
+ * converter will emit): llama.cpp loads them and tokenizes exactly as phiq
+ * does from the tokenizer.json — including CodeGen's added whitespace tokens,
+ * which the stock gpt-2 vocab lacks. */
+static void write_vocab(const char *json_rel, const char *cfg_rel, int32_t rows, const char *arch, const char *out) {
+    phiq_tok_vocab *v = phiq_tok_vocab_from_hf_json(tu_shared_path(json_rel), tu_shared_path(cfg_rel));
+    if (!v) fail_msg("%s", phiq_error());
+    assert_int_equal(phiq_tok_vocab_pad(v, rows), 0);
+    phiq_gguf_writer *w = phiq_gguf_writer_new();
+    assert_int_equal(phiq_gguf_writer_set_str(w, "general.architecture", arch), 0);
+    assert_int_equal(phiq_gguf_writer_set_str(w, "general.name", !strcmp(arch, "phi3") ? "Phi3" : "Phi2"), 0);
+    assert_int_equal(phiq_tok_vocab_to_gguf(v, w), 0);
+    phiq_gguf_write_opts o = {1, "test"};
+    if (phiq_gguf_writer_write(w, out, NULL, NULL, &o) < 0) fail_msg("%s", phiq_error());
+    phiq_gguf_writer_free(w);
+    phiq_tok_vocab_free(v);
+}
+
+static void test_written_vocab_vs_llama(void **s) {
+    (void)s;
+    if (!tu_llama_ref()) {
+        print_message("llama-ref unavailable: skipping the llama.cpp tokenizer comparison\n");
+        skip();
+    }
+    const char *p3 = tu_tmp("phiq-phi3-vocab.gguf");
+    write_vocab("fixtures/tokenizers/phi3/tokenizer.json", "fixtures/tokenizers/phi3/tokenizer_config.json", 32064, "phi3", p3);
+    run_vocab_abs(p3, "phiq-written phi3 vocab", "fixtures/tokenizers/phi3/tokenizer.json");
+    const char *p2 = tu_tmp("phiq-codegen-vocab.gguf");
+    write_vocab("fixtures/tokenizers/gpt2/tokenizer.json", "fixtures/tokenizers/gpt2/tokenizer_config.json", 51200, "phi2", p2);
+    run_vocab_abs(p2, "phiq-written codegen vocab", "fixtures/tokenizers/gpt2/tokenizer.json");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_phi3_vs_llama),
         cmocka_unit_test(test_gpt2_vs_llama),
+        cmocka_unit_test(test_written_vocab_vs_llama),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

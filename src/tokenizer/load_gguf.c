@@ -1,6 +1,7 @@
-/* load_gguf.c — the tokenizer.ggml.* keys of a GGUF file into the neutral
- * phiq_tok_vocab (defaults and the Phi-3 RSTRIP rule as llama.cpp's
- * llama_vocab::load), and phiq_tokenizer_load, which picks a loader by path. */
+/* load_gguf.c — the tokenizer.ggml.* keys of a GGUF file to and from the
+ * neutral phiq_tok_vocab (defaults and the Phi-3 RSTRIP rule as llama.cpp's
+ * llama_vocab::load; keys written in llama.cpp's converter order), and
+ * phiq_tokenizer_load, which picks a loader by path. */
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,35 @@ phiq_tokenizer *phiq_tokenizer_from_gguf(const phiq_gguf *g) {
     if (!t) phiq_error_prefix("%s", phiq_gguf_path(g));
     phiq_tok_vocab_free(v);
     return t;
+}
+
+int phiq_tok_vocab_to_gguf(const phiq_tok_vocab *v, phiq_gguf_writer *w) {
+    int rc;
+    bool spm = v->model == PHIQ_TOK_MODEL_SPM;
+    if ((rc = phiq_gguf_writer_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2")) < 0) return rc;
+    if ((rc = phiq_gguf_writer_set_str(w, "tokenizer.ggml.pre", v->pre ? v->pre : "default")) < 0) return rc;
+    if ((rc = phiq_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)v->tokens, NULL,
+                                           (uint64_t)v->n_tokens)) < 0)
+        return rc;
+    if (spm && v->scores &&
+        (rc = phiq_gguf_writer_set_arr(w, "tokenizer.ggml.scores", PHIQ_GGUF_FLOAT32, v->scores, (uint64_t)v->n_tokens)) < 0)
+        return rc;
+    if ((rc = phiq_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", PHIQ_GGUF_INT32, v->types, (uint64_t)v->n_tokens)) < 0)
+        return rc;
+    if (!spm && v->n_merges > 0 &&
+        (rc = phiq_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", (const char *const *)v->merges, NULL,
+                                           (uint64_t)v->n_merges)) < 0)
+        return rc;
+    const struct { const char *key; int32_t id; } ids[] = {{"tokenizer.ggml.bos_token_id", v->bos_id},
+                                                          {"tokenizer.ggml.eos_token_id", v->eos_id},
+                                                          {"tokenizer.ggml.unknown_token_id", v->unk_id},
+                                                          {"tokenizer.ggml.padding_token_id", v->pad_id}};
+    for (int i = 0; i < 4; i++)
+        if (ids[i].id >= 0 && (rc = phiq_gguf_writer_set_u32(w, ids[i].key, (uint32_t)ids[i].id)) < 0) return rc;
+    if ((rc = phiq_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos)) < 0) return rc;
+    if ((rc = phiq_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", v->add_eos)) < 0) return rc;
+    if (v->chat_template && (rc = phiq_gguf_writer_set_str(w, "tokenizer.chat_template", v->chat_template)) < 0) return rc;
+    return 0;
 }
 
 static bool ends_with(const char *s, const char *suf) {

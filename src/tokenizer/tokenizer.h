@@ -88,6 +88,13 @@ struct phiq_gguf;
 phiq_tok_vocab *phiq_tok_vocab_from_tiktoken(const char *ranks_path, const char *pretok, const char *const *specials,
                                              const int32_t *special_ids, int n_specials);
 phiq_tok_vocab *phiq_tok_vocab_from_gguf(const struct phiq_gguf *g);
+/* Writes the tokenizer.ggml.* keys (and tokenizer.chat_template) in the order
+ * and types llama.cpp's converter uses: model, pre, tokens, scores (SPM),
+ * token_type, merges (BPE), bos/eos/unknown/padding ids (u32, when >= 0),
+ * add_bos_token, add_eos_token, chat_template. Call phiq_tok_vocab_pad first
+ * to match the model's embedding rows. */
+struct phiq_gguf_writer;
+int phiq_tok_vocab_to_gguf(const phiq_tok_vocab *v, struct phiq_gguf_writer *w);
 
 /* ---- tokenizer --------------------------------------------------------------- */
 typedef struct phiq_tokenizer phiq_tokenizer;
