@@ -3,8 +3,8 @@
 # installed: installs them with apt-get when run as root, otherwise prints the
 # exact command and exits 1. Usage: scripts/deps.sh [build|test]
 set -eu
-need="cmake make gcc pkg-config libcjson-dev libpcre2-dev"
-[ "${1:-build}" = test ] && need="$need libcmocka-dev npm git clang"
+need="cmake make gcc pkg-config libcjson-dev libpcre2-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev"
+[ "${1:-build}" = test ] && need="$need libcmocka-dev npm nodejs git clang"
 missing=""
 for p in $need; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
