@@ -265,6 +265,74 @@ static void test_matmulnbits_single_node(void **st) {
     mnb_case(8, 64, false, 4, 256);
 }
 
+
+/* GatherBlockQuantized (tied 4-bit embedding) on our lm_head bytes returns
+ * exactly our dequantized rows. */
+static void gbq_case(bool sym, int bs) {
+    const int N = 40, K = 3 * bs, M = 5;
+    float *w = malloc(sizeof(float) * N * K), *dq = malloc(sizeof(float) * N * K);
+    srand((unsigned)(bs + sym));
+    for (int i = 0; i < N * K; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
+    phiq_mnb_layout l;
+    assert_int_equal(phiq_mnb_layout_init(&l, 4, bs, sym, N, K, "w"), 0);
+    uint8_t *b = malloc((size_t)(N * l.kb * l.blob)), *z = malloc((size_t)(N * l.zp_row));
+    float *s = malloc(sizeof(float) * N * l.kb);
+    phiq_mnb_quantize_rows(&l, w, N, b, s, sym ? NULL : z);
+    phiq_mnb_dequantize_rows(&l, b, s, sym ? NULL : z, N, dq);
+    phiq_og g;
+    assert_int_equal(phiq_og_init(&g, "gbq", NULL), 0);
+    int64_t bd[2] = {N, K / 2}, sd[2] = {N, l.kb}, zd[2] = {N, l.zp_row}, id[2] = {1, M}, od[3] = {1, M, K};
+    phiq_og_input(&g, "ids", PHIQ_OG_INT64, 2, NULL, id);
+    phiq_og_init_inline(&g, "B", PHIQ_OG_UINT8, bd, 2, b, (size_t)(N * K / 2));
+    phiq_og_init_inline(&g, "S", PHIQ_OG_FLOAT, sd, 2, s, sizeof(float) * N * l.kb);
+    if (!sym) phiq_og_init_inline(&g, "Z", PHIQ_OG_UINT8, zd, 2, z, (size_t)(N * l.zp_row));
+    const char *ins_sym[] = {"B", "ids", "S", NULL}, *ins_asym[] = {"B", "ids", "S", "Z", NULL}, *o[] = {"E", NULL};
+    Onnx__NodeProto *n = phiq_og_node(&g, "GatherBlockQuantized", "com.microsoft", "gbq", sym ? ins_sym : ins_asym, o);
+    phiq_og_attr_i(&g, n, "bits", 4);
+    phiq_og_attr_i(&g, n, "block_size", bs);
+    phiq_og_attr_i(&g, n, "gather_axis", 0);
+    phiq_og_attr_i(&g, n, "quantize_axis", 1);
+    phiq_og_output(&g, "E", PHIQ_OG_FLOAT, 3, NULL, od);
+    char model[512], idf[512], prefix[512], ef[600];
+    snprintf(model, sizeof model, "%s", tu_tmp("gbq.onnx"));
+    snprintf(idf, sizeof idf, "%s", tu_tmp("gbq.ids.bin"));
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp("gbq.out"));
+    FILE *f = fopen(model, "wb");
+    assert_non_null(f);
+    assert_int_equal(phiq_og_write_model(&g, f, 10, 21, 1, "phiq-test", model), 0);
+    fclose(f);
+    phiq_og_free(&g);
+    int64_t ids[5] = {0, 39, 7, 7, 22};
+    write_file(idf, ids, sizeof ids);
+    char *err = NULL;
+    if (tu_run(NULL, &err, "NODE_PATH='%s' node '%s/feed.js' '%s' '%s' 'ids=%s:i64:1x%d'", g_node_path, g_scripts,
+               model, prefix, idf, M))
+        fail_msg("feed.js GatherBlockQuantized failed: %s", err ? err : "");
+    free(err);
+    snprintf(ef, sizeof ef, "%s.E.f32", prefix);
+    size_t ne;
+    float *e = read_f32(ef, &ne);
+    assert_int_equal(ne, (size_t)(M * K));
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++)
+            if (fabsf(e[m * K + k] - dq[ids[m] * K + k]) > 1e-6f)
+                fail_msg("GatherBlockQuantized %s bs %d row %lld col %d: ORT %g, ours %g", sym ? "sym" : "asym", bs,
+                         (long long)ids[m], k, e[m * K + k], dq[ids[m] * K + k]);
+    free(e);
+    free(w);
+    free(dq);
+    free(b);
+    free(z);
+    free(s);
+}
+
+static void test_gatherblockquantized_single_node(void **st) {
+    (void)st;
+    gbq_case(true, 32);
+    gbq_case(false, 32);
+    gbq_case(true, 128);
+}
+
 /* ---- the fixture ------------------------------------------------------------------ */
 
 static void export_or_fail(const char *src, const char *out, phiq_onnx_type type, int bs, bool asym, int acc) {
@@ -530,6 +598,7 @@ int main(void) {
     if (ort_setup() != 0) return 77;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmulnbits_single_node),
+        cmocka_unit_test(test_gatherblockquantized_single_node),
         cmocka_unit_test(test_fixture_fp32_matches_pytorch),
         cmocka_unit_test(test_fixture_quantized_top1),
         cmocka_unit_test(test_refusals_write_nothing),

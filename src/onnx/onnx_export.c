@@ -66,6 +66,7 @@ typedef struct ox {
     uint64_t off;
     int bits; /* 0: float weights */
     int n_threads;
+    bool head_written; /* tied + quantized: lm_head weights already written for GatherBlockQuantized */
     phiq_progress prog;
 } ox;
 
@@ -90,6 +91,13 @@ static void ox_release(const phiq_st_tensor *t) {
     uintptr_t a = (uintptr_t)t->data, e = a + t->nbytes;
     uintptr_t a0 = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1), e0 = e & ~((uintptr_t)pg - 1);
     if (e0 > a0) madvise((void *)a0, e0 - a0, MADV_DONTNEED);
+}
+
+static uint64_t ox_rows_bytes(const ox_rows *r) {
+    uint64_t b = 0;
+    for (int s = 0; s < r->nseg; s++)
+        b += (uint64_t)(r->rows[s] * r->k) * (r->t[s]->dtype == PHIQ_ST_F32 ? 4 : 2);
+    return b;
 }
 
 static void ox_release_rows(const ox_rows *r) {
@@ -323,7 +331,11 @@ static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_ro
     int rc;
     if (x->bits) {
         phiq_mnb_layout l;
-        if ((rc = ox_weight_nbits(x, wname, r, &l))) return rc;
+        if (x->head_written && !strcmp(wprefix, "lm_head"))
+            rc = phiq_mnb_layout_init(&l, x->bits, x->opt->block_size, !x->opt->asym, r->n, r->k, wname);
+        else
+            rc = ox_weight_nbits(x, wname, r, &l);
+        if (rc) return rc;
         const char *qs = x->bits == 4 ? "Q4" : "Q8";
         char b[340], s[340], z[340];
         snprintf(b, sizeof b, "%s_%s", wname, qs);
@@ -353,7 +365,7 @@ static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_ro
         phiq_og_node(g, "MatMul", "", nname, IN(in, w), IN(out));
     }
     ox_release_rows(r);
-    phiq_progress_step(&x->prog, wprefix, 0);
+    phiq_progress_step(&x->prog, wprefix, ox_rows_bytes(r));
     return 0;
 }
 
@@ -646,17 +658,53 @@ static int ox_build(ox *x) {
     if ((rc = ox_rows_named(x->hf, &emb, hp->n_embd, IN("model.embed_tokens.weight"), (int64_t[]){hp->n_vocab},
                             (int64_t[]){0})))
         return rc;
-    if ((rc = ox_weight_rows_float(x, "model.embed_tokens.weight", &emb, f16))) return rc;
     const char *embeds = "/model/embed_tokens/Gather/output_0";
-    phiq_og_node(g, "Gather", "", "/model/embed_tokens/Gather", IN("model.embed_tokens.weight", "input_ids"),
-                 IN(f16 ? "/model/embed_tokens/Gather/output_f16" : embeds));
-    if (f16) {
-        n = phiq_og_node(g, "Cast", "", "/model/embed_tokens/Cast", IN("/model/embed_tokens/Gather/output_f16"),
-                         IN(embeds));
-        phiq_og_attr_i(g, n, "to", PHIQ_OG_FLOAT);
+    if (hp->tied_embeddings && x->bits == 4) {
+        /* Tied and 4-bit quantized (Phi-4-mini): as the builder does, the
+         * embedding gathers rows of the quantized lm_head weight with
+         * com.microsoft.GatherBlockQuantized instead of storing a float table. */
+        phiq_mnb_layout l;
+        if ((rc = ox_weight_nbits(x, "lm_head.MatMul.weight", &emb, &l))) return rc;
+        x->head_written = true;
+        int64_t shp[2] = {hp->n_vocab, (int64_t)hp->n_embd * x->bits / 8};
+        phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/1D/embed_shape", PHIQ_OG_INT64, (int64_t[]){2},
+                         1, shp, sizeof shp);
+        phiq_og_node(g, "Reshape", "", "/model/embed_tokens/Reshape",
+                     IN("lm_head.MatMul.weight_Q4", "/model/constant_nodes/TensorProto.INT64/1D/embed_shape"),
+                     IN("/model/embed_tokens/Reshape/output_0"));
+        if (l.sym) {
+            n = phiq_og_node(g, "GatherBlockQuantized", "com.microsoft", "/model/embed_tokens/GatherBlockQuantized",
+                             IN("/model/embed_tokens/Reshape/output_0", "input_ids", "lm_head.MatMul.weight_scales"),
+                             IN(embeds));
+        } else {
+            int64_t zs[2] = {hp->n_vocab, l.zp_row};
+            phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/1D/embed_zp_shape", PHIQ_OG_INT64,
+                             (int64_t[]){2}, 1, zs, sizeof zs);
+            phiq_og_node(g, "Reshape", "", "/model/embed_tokens/ReshapeZp",
+                         IN("lm_head.MatMul.weight_zero_points",
+                            "/model/constant_nodes/TensorProto.INT64/1D/embed_zp_shape"),
+                         IN("/model/embed_tokens/ReshapeZp/output_0"));
+            n = phiq_og_node(g, "GatherBlockQuantized", "com.microsoft", "/model/embed_tokens/GatherBlockQuantized",
+                             IN("/model/embed_tokens/Reshape/output_0", "input_ids", "lm_head.MatMul.weight_scales",
+                                "/model/embed_tokens/ReshapeZp/output_0"),
+                             IN(embeds));
+        }
+        phiq_og_attr_i(g, n, "bits", x->bits);
+        phiq_og_attr_i(g, n, "block_size", x->opt->block_size);
+        phiq_og_attr_i(g, n, "gather_axis", 0);
+        phiq_og_attr_i(g, n, "quantize_axis", 1);
+    } else {
+        if ((rc = ox_weight_rows_float(x, "model.embed_tokens.weight", &emb, f16))) return rc;
+        phiq_og_node(g, "Gather", "", "/model/embed_tokens/Gather", IN("model.embed_tokens.weight", "input_ids"),
+                     IN(f16 ? "/model/embed_tokens/Gather/output_f16" : embeds));
+        if (f16) {
+            n = phiq_og_node(g, "Cast", "", "/model/embed_tokens/Cast", IN("/model/embed_tokens/Gather/output_f16"),
+                             IN(embeds));
+            phiq_og_attr_i(g, n, "to", PHIQ_OG_FLOAT);
+        }
     }
     if (!hp->tied_embeddings) ox_release_rows(&emb);
-    phiq_progress_step(&x->prog, "model.embed_tokens", 0);
+    phiq_progress_step(&x->prog, "model.embed_tokens", ox_rows_bytes(&emb));
 
     char residual[200], down_prev[200];
     snprintf(residual, sizeof residual, "%s", embeds);
@@ -779,7 +827,7 @@ static int ox_build(ox *x) {
             phiq_og_attr_ints(g, n, "perm", (int64_t[]){1, 0}, 2);
             phiq_og_node(g, "MatMul", "", "/lm_head/MatMul", IN(fo, "/lm_head/Transpose/output_0"), IN("logits"));
             ox_release_rows(&emb);
-            phiq_progress_step(&x->prog, "lm_head", 0);
+            phiq_progress_step(&x->prog, "lm_head", ox_rows_bytes(&emb));
             return 0;
         }
     } else if ((rc = ox_rows_named(x->hf, &head, hp->n_embd, IN("lm_head.weight"), (int64_t[]){hp->n_vocab},
@@ -922,7 +970,7 @@ int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_o
     }
     if ((rc = phiq_og_init(&x.g, "main_graph", OX_DATA_NAME))) goto fail;
     /* items: embedding, 5 matmuls per layer (6 with lm_head... counted below) */
-    phiq_progress_start(&x.prog, "onnx", 2 + 5 * x.hp->n_layer, 0, opt->quiet);
+    phiq_progress_start(&x.prog, "onnx", 2 + 5 * x.hp->n_layer, phiq_hf_total_bytes(x.hf), opt->quiet);
     rc = ox_build(&x);
     phiq_progress_end(&x.prog);
     if (rc) goto fail;
