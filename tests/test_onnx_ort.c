@@ -75,10 +75,12 @@ static int ort_setup(void) {
     return 0;
 }
 
-/* tu_tmp's buffers rotate; keep a stable copy (leaked: test process). */
+/* tu_tmp's buffers rotate; keep a stable copy for the whole run. */
 static const char *tmp_keep(const char *name) {
-    char *p = strdup(tu_tmp(name));
-    assert_non_null(p);
+    static char keep[32][600];
+    static int next;
+    char *p = keep[next++ % 32];
+    snprintf(p, sizeof keep[0], "%s", tu_tmp(name));
     return p;
 }
 
