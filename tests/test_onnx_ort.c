@@ -480,6 +480,14 @@ static void test_fixture_quantized_top1(void **st) {
     free(ref);
 }
 
+static bool have_synth(void) {
+    char *out = NULL;
+    int rc = tu_run(&out, NULL, "'%s' synth --help 2>&1", tu_bin());
+    bool ok = rc == 0 && out && strstr(out, "--preset");
+    free(out);
+    return ok;
+}
+
 /* ---- refusals ----------------------------------------------------------------------- */
 
 static void test_refusals_write_nothing(void **st) {
@@ -513,20 +521,31 @@ static void test_refusals_write_nothing(void **st) {
     assert_int_equal(rc, 1);
     assert_int_equal(strchr(msg ? msg : "", '\n') - msg, (long)strlen(msg) - 1); /* one line */
     assert_false(phiq_dir_exists(tu_tmp("cli-out2")));
-    assert_non_null(msg);
     assert_non_null(strstr(msg, "block-size"));
     free(msg);
+    if (!have_synth()) return;
+    /* unsupported architecture (Phi-2) and a block size not dividing K = 320 */
+    const char *phi2 = tmp_keep("synth-phi2"), *h320 = tmp_keep("synth-h320");
+    assert_int_equal(tu_run(NULL, NULL, "'%s' synth --preset phi-2 --layers 1 --hidden 320 --heads 4 --kv-heads 4 "
+                            "--ff 512 --vocab 1024 --tokenizer none -o '%s' --quiet", tu_bin(), phi2), 0);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' synth --layers 1 --hidden 320 --heads 5 --kv-heads 5 --ff 640 "
+                            "--vocab 1024 --tokenizer none -o '%s' --quiet", tu_bin(), h320), 0);
+    const char *o2 = tmp_keep("refused2");
+    o.block_size = 32;
+    assert_int_not_equal(phiq_onnx_export(phi2, o2, &o), 0);
+    assert_non_null(strstr(phiq_error(), "PhiForCausalLM is not supported"));
+    assert_false(phiq_dir_exists(o2));
+    o.block_size = 256;
+    assert_int_not_equal(phiq_onnx_export(h320, o2, &o), 0);
+    assert_non_null(strstr(phiq_error(), "block size 256 does not divide the hidden size K = 320"));
+    assert_false(phiq_dir_exists(o2));
+    o.block_size = 64;
+    assert_int_equal(phiq_onnx_export(h320, o2, &o), 0);
+    assert_true(phiq_dir_exists(o2));
 }
 
 /* ---- synthesized Phi-3.5-mini / Phi-4-mini shapes -------------------------------------- */
 
-static bool have_synth(void) {
-    char *out = NULL;
-    int rc = tu_run(&out, NULL, "'%s' synth --help 2>&1", tu_bin());
-    bool ok = rc == 0 && out && strstr(out, "--preset");
-    free(out);
-    return ok;
-}
 
 static void synth_case(const char *name, const char *args, int seq_short, int seq_long, int orig) {
     const char *src = tmp_keep(name);
