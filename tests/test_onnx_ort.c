@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/common.h"
 #include "onnx/matmulnbits_quant.h"
 #include "onnx/onnx_export.h"
@@ -349,6 +351,49 @@ static void export_or_fail(const char *src, const char *out, phiq_onnx_type type
     if (phiq_onnx_export(src, out, &o) != 0) fail_msg("export %s -> %s: %s", src, out, phiq_error());
 }
 
+
+/* genai_config.json carries what ORT GenAI needs (doc §2) with the values of
+ * the fixture's config.json / generation_config.json; tokenizer files copied. */
+static void check_genai_config(const char *dir) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/genai_config.json", dir);
+    char *txt = tu_read_all(p, &(size_t){0});
+    assert_non_null(txt);
+    cJSON *j = cJSON_Parse(txt);
+    assert_non_null(j);
+    cJSON *m = cJSON_GetObjectItem(j, "model"), *d = cJSON_GetObjectItem(m, "decoder"), *s = cJSON_GetObjectItem(j, "search");
+    assert_string_equal(cJSON_GetObjectItem(m, "type")->valuestring, "phi3");
+    assert_int_equal(cJSON_GetObjectItem(m, "context_length")->valueint, 4096);
+    assert_int_equal(cJSON_GetObjectItem(m, "vocab_size")->valueint, 32064);
+    assert_int_equal(cJSON_GetObjectItem(m, "bos_token_id")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(m, "pad_token_id")->valueint, 32000);
+    cJSON *eos = cJSON_GetObjectItem(m, "eos_token_id");
+    assert_int_equal(cJSON_GetArraySize(eos), 3);
+    assert_int_equal(cJSON_GetArrayItem(eos, 0)->valueint, 32000);
+    assert_int_equal(cJSON_GetArrayItem(eos, 1)->valueint, 32001);
+    assert_int_equal(cJSON_GetArrayItem(eos, 2)->valueint, 32007);
+    assert_string_equal(cJSON_GetObjectItem(d, "filename")->valuestring, "model.onnx");
+    assert_int_equal(cJSON_GetObjectItem(d, "head_size")->valueint, 64);
+    assert_int_equal(cJSON_GetObjectItem(d, "hidden_size")->valueint, 256);
+    assert_int_equal(cJSON_GetObjectItem(d, "num_attention_heads")->valueint, 4);
+    assert_int_equal(cJSON_GetObjectItem(d, "num_key_value_heads")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(d, "num_hidden_layers")->valueint, 4);
+    cJSON *in = cJSON_GetObjectItem(d, "inputs"), *out = cJSON_GetObjectItem(d, "outputs");
+    assert_string_equal(cJSON_GetObjectItem(in, "past_key_names")->valuestring, "past_key_values.%d.key");
+    assert_null(cJSON_GetObjectItem(in, "position_ids")); /* RoPE is inside GroupQueryAttention */
+    assert_string_equal(cJSON_GetObjectItem(out, "present_value_names")->valuestring, "present.%d.value");
+    assert_int_equal(cJSON_GetObjectItem(s, "max_length")->valueint, 4096);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(s, "past_present_share_buffer")));
+    cJSON_Delete(j);
+    free(txt);
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                  "model.onnx", "model.onnx.data"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        assert_true(phiq_file_exists(p));
+    }
+}
+
 static void test_fixture_fp32_matches_pytorch(void **st) {
     (void)st;
     prompt p[4];
@@ -356,6 +401,7 @@ static void test_fixture_fp32_matches_pytorch(void **st) {
     assert_true(np >= 3);
     const char *dir = tmp_keep("kjv-fp32");
     export_or_fail(tu_shared_path(KJV), dir, PHIQ_ONNX_FP32, 32, false, 0);
+    check_genai_config(dir);
     for (int i = 0; i < np; i++) {
         char rp[64], tag[32];
         snprintf(rp, sizeof rp, KJV "/reference/logits-%d.f32", i);
