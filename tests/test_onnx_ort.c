@@ -658,6 +658,14 @@ static void test_synth_shapes(void **st) {
     synth_case("phi4mini", "--preset phi-4-mini --layers 2 --hidden 384 --heads 3 --kv-heads 1 --ff 512 "
                "--vocab 4096 --ctx 512 --ctx-orig 64 --tokenizer none",
                24, 0, 0);
+    /* Phi-4 (14B) shape shrunk: plain RoPE (theta 250000) as initializers,
+     * head 128. Phi-3-mini-4k: sliding window 2047 -> local_window_size. */
+    synth_case("phi4", "--preset phi-4 --layers 2 --hidden 256 --heads 2 --kv-heads 1 --ff 512 --vocab 4096 "
+               "--tokenizer none",
+               24, 0, 0);
+    synth_case("phi3mini4k", "--preset phi-3-mini-4k --layers 2 --hidden 384 --heads 4 --kv-heads 4 --ff 512 "
+               "--vocab 4096 --tokenizer none",
+               24, 0, 0);
 }
 
 int main(void) {
