@@ -547,6 +547,11 @@ static int ox_validate(const phiq_onnx_options *o, phiq_hf *hf, const char *src)
     if (hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv || hp->head_dim <= 0 ||
         hp->n_embd <= 0 || hp->n_ff <= 0 || hp->n_vocab <= 0 || hp->n_layer <= 0)
         return phiq_fail(PHIQ_EFORMAT, "%s: config.json has inconsistent dimensions", src);
+    /* The RoPE caches hold context_length rows; bound them (Phi: <= 131072). */
+    if (hp->n_ctx_train <= 0 || hp->n_ctx_train > (1 << 20) || hp->n_ctx_orig <= 0 ||
+        hp->n_ctx_orig > hp->n_ctx_train)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: context length %d (original %d) outside 1..1048576", src,
+                         hp->n_ctx_train, hp->n_ctx_orig);
     /* ORT 1.30 CPU GroupQueryAttention constraints (doc §1.7). */
     if (hp->head_dim % 16)
         return phiq_fail(PHIQ_EUNSUPPORTED, "%s: head size %d is not a multiple of 16 (GroupQueryAttention)", src,
