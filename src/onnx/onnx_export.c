@@ -974,7 +974,7 @@ int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_o
         goto fail;
     }
     if ((rc = phiq_og_init(&x.g, "main_graph", OX_DATA_NAME))) goto fail;
-    /* items: embedding, 5 matmuls per layer (6 with lm_head... counted below) */
+    /* progress items: the embedding, 5 matmuls per layer, lm_head */
     phiq_progress_start(&x.prog, "onnx", 2 + 5 * x.hp->n_layer, phiq_hf_total_bytes(x.hf), opt->quiet);
     rc = ox_build(&x);
     phiq_progress_end(&x.prog);

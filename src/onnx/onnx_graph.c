@@ -10,7 +10,7 @@
 
 #include "core/common.h"
 
-/* Arena: a singly linked list of malloc'd chunks, freed together. */
+/* Arena: every allocation is recorded and freed together. */
 struct phiq_og_arena {
     void **ptrs;
     size_t n, cap;

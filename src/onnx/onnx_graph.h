@@ -62,8 +62,8 @@ void phiq_og_init_inline(phiq_og *g, const char *name, int dtype, const int64_t 
 void phiq_og_constant(phiq_og *g, const char *name, int dtype, const int64_t *dims, int ndim, const void *data,
                       size_t nbytes);
 
-/* Graph input/output; dims: NULL-terminated? no: ndim entries, each either a
- * symbolic name (sym[i] != NULL) or a fixed value (val[i]). */
+/* Graph input/output with ndim dimensions, each a symbolic name (sym[i] !=
+ * NULL) or a fixed value (val[i]); sym or val may be NULL. */
 void phiq_og_input(phiq_og *g, const char *name, int dtype, int ndim, const char *const *sym, const int64_t *val);
 void phiq_og_output(phiq_og *g, const char *name, int dtype, int ndim, const char *const *sym, const int64_t *val);
 
