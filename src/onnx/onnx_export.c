@@ -85,12 +85,9 @@ static int ox_read(const ox_rows *r, int64_t row, int64_t col0, int64_t ncols, f
 
 /* Drops the pages of a finished input tensor so that resident memory stays
  * bounded by one tensor, not the whole checkpoint. */
+static void ox_release_span(const void *p, uint64_t nbytes);
 static void ox_release(const phiq_st_tensor *t) {
-    if (!t || !t->data || !t->nbytes) return;
-    long pg = sysconf(_SC_PAGESIZE);
-    uintptr_t a = (uintptr_t)t->data, e = a + t->nbytes;
-    uintptr_t a0 = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1), e0 = e & ~((uintptr_t)pg - 1);
-    if (e0 > a0) madvise((void *)a0, e0 - a0, MADV_DONTNEED);
+    if (t && t->data && t->nbytes) ox_release_span(t->data, t->nbytes);
 }
 
 static uint64_t ox_rows_bytes(const ox_rows *r) {
@@ -98,6 +95,31 @@ static uint64_t ox_rows_bytes(const ox_rows *r) {
     for (int s = 0; s < r->nseg; s++)
         b += (uint64_t)(r->rows[s] * r->k) * (r->t[s]->dtype == PHIQ_ST_F32 ? 4 : 2);
     return b;
+}
+
+static void ox_release_span(const void *p, uint64_t nbytes) {
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, e = a + nbytes;
+    uintptr_t a0 = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1), e0 = e & ~((uintptr_t)pg - 1);
+    if (e0 > a0) madvise((void *)a0, e0 - a0, MADV_DONTNEED);
+}
+
+/* Drops the pages of logical rows [row, row+n) once they are consumed, so a
+ * single huge tensor (a 200k-token embedding) is never resident whole. */
+static void ox_release_row_range(const ox_rows *r, int64_t row, int64_t n) {
+    for (int s = 0; s < r->nseg && n > 0; s++) {
+        if (row >= r->rows[s]) {
+            row -= r->rows[s];
+            continue;
+        }
+        int64_t take = r->rows[s] - row < n ? r->rows[s] - row : n;
+        const phiq_st_tensor *t = r->t[s];
+        uint64_t es = t->n_elements ? t->nbytes / (uint64_t)t->n_elements : 2;
+        ox_release_span((const uint8_t *)t->data + (uint64_t)((r->row0[s] + row) * r->k) * es,
+                        (uint64_t)(take * r->k) * es);
+        n -= take;
+        row = 0;
+    }
 }
 
 static void ox_release_rows(const ox_rows *r) {
@@ -225,6 +247,7 @@ static int ox_weight_nbits(ox *x, const char *wname, const ox_rows *r, phiq_mnb_
         int64_t n = r->n - row < cr ? r->n - row : cr;
         if ((rc = ox_chunk(x, r, l, row, n, f, b, s + row * l->kb, z ? z + row * l->zp_row : NULL))) goto out;
         if ((rc = ox_write(x, b, (size_t)(n * l->kb * l->blob)))) goto out;
+        ox_release_row_range(r, row, n);
     }
     char nm[320];
     const char *qs = x->bits == 4 ? "Q4" : "Q8";
@@ -269,6 +292,7 @@ static int ox_weight_rows_float(ox *x, const char *name, const ox_rows *r, bool 
             rc = ox_write(x, f, (size_t)(n * r->k) * 4);
         }
         if (rc) goto out;
+        ox_release_row_range(r, row, n);
     }
     int64_t d[2] = {r->n, r->k};
     phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
@@ -708,7 +732,9 @@ static int ox_build(ox *x) {
             phiq_og_attr_i(g, n, "to", PHIQ_OG_FLOAT);
         }
     }
-    if (!hp->tied_embeddings) ox_release_rows(&emb);
+    /* Nothing reads the embedding rows again (a tied head is either written
+     * above or a Transpose of the stored table): drop their pages now. */
+    ox_release_rows(&emb);
     phiq_progress_step(&x->prog, "model.embed_tokens", ox_rows_bytes(&emb));
 
     char residual[200], down_prev[200];
