@@ -19,7 +19,6 @@
 #include <ctype.h>
 #include <math.h>
 #include <pthread.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,185 +40,131 @@
 #ifndef PHIQ_HAVE_MIX
 #define PHIQ_HAVE_MIX 0
 #endif
+/* quant/mix.h arrives with the quantizers (quant.c); without them only
+ * f32/f16/bf16 can be written */
+#if PHIQ_HAVE_MIX
+#define CAN_DEQUANTIZE(t) phiq_quant_can_dequantize(t)
+#else
+#define CAN_DEQUANTIZE(t) 0
+#endif
 
 #define CHUNK_ELEMS (64 * 1024) /* float32 staging per thread: 256 KiB */
 #define MIN_PARALLEL_ELEMS (256 * 1024)
 
-/* ---- requested type -------------------------------------------------------- */
-typedef struct typesel {
-    int base;        /* ggml type for 2-D+ weights (mix default) */
-    int ftype;       /* general.file_type */
-    char name[24];   /* canonical name, e.g. "F16", "Q4_K_M" */
-    bool quantized;  /* a llama-quantize mix */
+/* ---- per-tensor type choice ------------------------------------------------------------
+ * With the quantizers built (quant/mix.h), every decision is llama-quantize's
+ * (phiq_mix_tensor_type: presets, --pure, --output-type, --embedding-type,
+ * --tensor-type, block-size fallbacks). Without them only f32/f16/bf16 are
+ * offered. Either way 1-D tensors, norms and ffn_gate_inp stay F32. */
+typedef struct chooser {
+    int ftype;      /* general.file_type */
+    int base;       /* default weight type */
+    char name[24];  /* canonical, e.g. "F16", "Q4_K_M" */
+    int n_layer;
 #if PHIQ_HAVE_MIX
     phiq_mix mix;
 #endif
-} typesel;
-
-static const struct {
-    const char *name;
-    int type;
-    int ftype;
-} plain_types[] = {
-    {"f32", PHIQ_GGML_TYPE_F32, 0},  {"fp32", PHIQ_GGML_TYPE_F32, 0}, {"f16", PHIQ_GGML_TYPE_F16, 1},
-    {"fp16", PHIQ_GGML_TYPE_F16, 1}, {"bf16", PHIQ_GGML_TYPE_BF16, 32},
-};
+} chooser;
 
 const char *phiq_convert_type_names(void) {
 #if PHIQ_HAVE_MIX
-    static char buf[1024];
-    if (!buf[0]) snprintf(buf, sizeof buf, "f32, f16, bf16, fp32, fp16, %s", phiq_mix_names());
-    return buf;
+    return phiq_mix_names();
 #else
-    return "f32, f16, bf16, fp32, fp16";
+    return "F32 F16 BF16 fp32 fp16";
 #endif
 }
-
-static int typesel_parse(typesel *ts, const char *s) {
-    memset(ts, 0, sizeof *ts);
-    if (!s || !*s) s = "f16";
-    for (size_t i = 0; i < sizeof plain_types / sizeof plain_types[0]; i++) {
-        if (phiq_streq_nocase(s, plain_types[i].name)) {
-            ts->base = plain_types[i].type;
-            ts->ftype = plain_types[i].ftype;
-            snprintf(ts->name, sizeof ts->name, "%s", phiq_ggml_type_name(ts->base));
-            return 0;
-        }
-    }
-#if PHIQ_HAVE_MIX
-    if (phiq_mix_parse(s, &ts->mix) == 0) {
-        ts->base = ts->mix.default_type;
-        ts->ftype = ts->mix.ftype;
-        ts->quantized = true;
-        snprintf(ts->name, sizeof ts->name, "%s", ts->mix.name);
-        return 0;
-    }
-#endif
-    return phiq_fail(PHIQ_EINVAL, "unknown type '%s' (valid: %s)", s, phiq_convert_type_names());
-}
-
-/* A single ggml type name for --output-type / --embedding-type / --tensor-type. */
-static int single_type(const char *s, int *out) {
-    for (size_t i = 0; i < sizeof plain_types / sizeof plain_types[0]; i++)
-        if (phiq_streq_nocase(s, plain_types[i].name)) return *out = plain_types[i].type, 0;
-    int t = phiq_ggml_type_from_name(s);
-    if (t < 0 || !phiq_ggml_type_valid(t))
-        return phiq_fail(PHIQ_EINVAL, "unknown tensor type '%s' (e.g. f32, f16, bf16, q8_0, q4_k, q6_k)", s);
-    if (phiq_ggml_type_is_quantized(t) && !phiq_quant_can_quantize(t))
-        return phiq_fail(PHIQ_EUNSUPPORTED, "tensor type '%s' cannot be written by phiq", s);
-    if (!phiq_ggml_type_is_quantized(t) && t != PHIQ_GGML_TYPE_F32 && t != PHIQ_GGML_TYPE_F16 &&
-        t != PHIQ_GGML_TYPE_BF16)
-        return phiq_fail(PHIQ_EUNSUPPORTED, "tensor type '%s' is not a weight type", s);
-    *out = t;
-    return 0;
-}
-
-/* ---- per-tensor type choice ---------------------------------------------------------- */
-typedef struct override {
-    regex_t re;
-    int type;
-} override;
-
-typedef struct chooser {
-    typesel ts;
-    int pure;
-    int output_type, embd_type; /* -1 = none */
-    override *ov;
-    int n_ov;
-    int n_layer;
-    bool has_output; /* output.weight present (else token_embd plays its role) */
-    int n_attn_v_like, i_attn_v_like, i_ffn_down; /* mix counters (llama-quantize's qs) */
-} chooser;
 
 static bool is_norm_like(const char *name, int n_dims) {
     size_t n = strlen(name);
     return n_dims < 2 || (n >= 12 && !strcmp(name + n - 12, "_norm.weight")) || strstr(name, "ffn_gate_inp") ||
-           (n < 7 || strcmp(name + n - 7, ".weight"));
+           n < 7 || strcmp(name + n - 7, ".weight");
 }
 
-/* llama-quantize's fallback when ne0 does not fit the block size. */
-static int fit_block(int type, int64_t ne0) {
-    if (phiq_ggml_row_size(type, ne0) >= 0) return type;
-    int f;
-    switch (type) {
-    case PHIQ_GGML_TYPE_Q2_K:
-    case PHIQ_GGML_TYPE_Q3_K:
-    case PHIQ_GGML_TYPE_IQ2_XXS:
-    case PHIQ_GGML_TYPE_IQ2_XS:
-    case PHIQ_GGML_TYPE_IQ2_S:
-    case PHIQ_GGML_TYPE_IQ3_XXS:
-    case PHIQ_GGML_TYPE_IQ3_S:
-    case PHIQ_GGML_TYPE_IQ1_S:
-    case PHIQ_GGML_TYPE_IQ1_M: f = type <= PHIQ_GGML_TYPE_Q3_K ? PHIQ_GGML_TYPE_Q4_0 : PHIQ_GGML_TYPE_IQ4_NL; break;
-    case PHIQ_GGML_TYPE_IQ4_XS: f = PHIQ_GGML_TYPE_IQ4_NL; break;
-    case PHIQ_GGML_TYPE_Q4_K: f = PHIQ_GGML_TYPE_Q5_0; break;
-    case PHIQ_GGML_TYPE_Q5_K: f = PHIQ_GGML_TYPE_Q5_1; break;
-    case PHIQ_GGML_TYPE_Q6_K: f = PHIQ_GGML_TYPE_Q8_0; break;
-    default: f = PHIQ_GGML_TYPE_F16;
-    }
-    if (phiq_ggml_row_size(f, ne0) < 0) f = PHIQ_GGML_TYPE_F16;
-    return f;
-}
-
-static int choose_type(chooser *c, const char *name, int n_dims, const int64_t *ne) {
-    if (is_norm_like(name, n_dims)) return PHIQ_GGML_TYPE_F32;
-    int t = c->ts.base;
 #if PHIQ_HAVE_MIX
-    if (c->ts.quantized && !c->pure) t = phiq_mix_tensor_type(&c->ts.mix, name, n_dims, ne, c->n_layer, c->has_output);
-#endif
-    bool is_output = !strcmp(name, "output.weight") || (!c->has_output && !strcmp(name, "token_embd.weight"));
-    if (c->output_type >= 0 && is_output) t = c->output_type;
-    else if (c->embd_type >= 0 && !strcmp(name, "token_embd.weight")) t = c->embd_type;
-    for (int i = 0; i < c->n_ov; i++)
-        if (regexec(&c->ov[i].re, name, 0, NULL, 0) == 0) {
-            t = c->ov[i].type;
-            break;
-        }
-    return fit_block(t, ne[0]);
+/* A single ggml type name (f16, q6_k, ...) for the override options. */
+static int single_type(const char *opt, const char *s, int *out) {
+    int t = phiq_ggml_type_from_name(s);
+    if (t < 0 && phiq_streq_nocase(s, "fp16")) t = PHIQ_GGML_TYPE_F16;
+    if (t < 0 && phiq_streq_nocase(s, "fp32")) t = PHIQ_GGML_TYPE_F32;
+    if (t < 0 || !phiq_ggml_type_valid(t))
+        return phiq_fail(PHIQ_EINVAL, "%s: unknown tensor type '%s' (e.g. f32, f16, bf16, q8_0, q4_k, q6_k)", opt, s);
+    bool plain = t == PHIQ_GGML_TYPE_F32 || t == PHIQ_GGML_TYPE_F16 || t == PHIQ_GGML_TYPE_BF16;
+    if (!plain && !(phiq_ggml_type_is_quantized(t) && phiq_quant_can_quantize(t)))
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: phiq cannot write tensor type '%s'", opt, s);
+    *out = t;
+    return 0;
 }
+#endif
 
 static void chooser_free(chooser *c) {
-    for (int i = 0; i < c->n_ov; i++) regfree(&c->ov[i].re);
-    free(c->ov);
-    c->ov = NULL;
-    c->n_ov = 0;
+#if PHIQ_HAVE_MIX
+    phiq_mix_free(&c->mix);
+#else
+    (void)c;
+#endif
 }
 
 static int chooser_init(chooser *c, const phiq_convert_opts *o) {
     memset(c, 0, sizeof *c);
-    c->output_type = c->embd_type = -1;
+    const char *s = o->type && *o->type ? o->type : "f16";
+#if PHIQ_HAVE_MIX
     int rc;
-    if ((rc = typesel_parse(&c->ts, o->type)) < 0) return rc;
-    c->pure = o->pure;
-    if (o->output_type && (rc = single_type(o->output_type, &c->output_type)) < 0) return rc;
-    if (o->embedding_type && (rc = single_type(o->embedding_type, &c->embd_type)) < 0) return rc;
-    if (o->n_tensor_types > 0) {
-        c->ov = calloc((size_t)o->n_tensor_types, sizeof *c->ov);
-        if (!c->ov) return phiq_fail(PHIQ_ENOMEM, "out of memory");
-        for (int i = 0; i < o->n_tensor_types; i++) {
-            const char *spec = o->tensor_types[i];
-            const char *eq = strrchr(spec, '=');
-            if (!eq || eq == spec || !eq[1]) {
-                chooser_free(c);
-                return phiq_fail(PHIQ_EINVAL, "--tensor-type '%s': expected REGEX=TYPE", spec);
-            }
-            char *re = strndup(spec, (size_t)(eq - spec));
-            int t;
-            if (!re || (rc = single_type(eq + 1, &t)) < 0) {
-                free(re);
-                chooser_free(c);
-                return re ? rc : phiq_fail(PHIQ_ENOMEM, "out of memory");
-            }
-            int e = regcomp(&c->ov[c->n_ov].re, re, REG_EXTENDED | REG_NOSUB);
-            free(re);
-            if (e) {
-                chooser_free(c);
-                return phiq_fail(PHIQ_EINVAL, "--tensor-type '%s': invalid regular expression", spec);
-            }
-            c->ov[c->n_ov++].type = t;
+    if ((rc = phiq_mix_parse(s, &c->mix)) < 0) return phiq_fail(rc, "unknown type '%s' (valid: %s)", s, phiq_mix_names());
+    c->ftype = c->mix.ftype;
+    c->base = c->mix.default_type;
+    snprintf(c->name, sizeof c->name, "%s", c->mix.name);
+    c->mix.pure = o->pure != 0;
+    if (o->output_type && (rc = single_type("--output-type", o->output_type, &c->mix.output_type)) < 0) return rc;
+    if (o->embedding_type && (rc = single_type("--embedding-type", o->embedding_type, &c->mix.token_embd_type)) < 0)
+        return rc;
+    for (int i = 0; i < o->n_tensor_types; i++)
+        if ((rc = phiq_mix_add_override(&c->mix, o->tensor_types[i])) < 0) {
+            phiq_error_prefix("--tensor-type");
+            phiq_mix_free(&c->mix);
+            return rc;
         }
-    }
     return 0;
+#else
+    static const struct {
+        const char *name;
+        int type, ftype;
+    } plain[] = {{"f32", PHIQ_GGML_TYPE_F32, 0},  {"fp32", PHIQ_GGML_TYPE_F32, 0}, {"f16", PHIQ_GGML_TYPE_F16, 1},
+                 {"fp16", PHIQ_GGML_TYPE_F16, 1}, {"bf16", PHIQ_GGML_TYPE_BF16, 32}};
+    if (o->output_type || o->embedding_type || o->n_tensor_types)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "per-tensor types need the quantizers (not in this build)");
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
+        if (phiq_streq_nocase(s, plain[i].name)) {
+            c->base = plain[i].type;
+            c->ftype = plain[i].ftype;
+            snprintf(c->name, sizeof c->name, "%s", phiq_ggml_type_name(c->base));
+            return 0;
+        }
+    return phiq_fail(PHIQ_EINVAL, "unknown type '%s' (valid: %s)", s, phiq_convert_type_names());
+#endif
+}
+
+/* Facts the mix depends on: GQA ratio, experts, and whether output.weight
+ * exists (if not, token_embd plays its role). */
+static void chooser_model(chooser *c, int n_layer, int n_head, int n_head_kv, int n_expert, bool has_output) {
+    c->n_layer = n_layer;
+#if PHIQ_HAVE_MIX
+    c->mix.n_gqa = n_head > 0 && n_head_kv > 0 ? n_head / n_head_kv : 1;
+    c->mix.n_expert = n_expert;
+    c->mix.has_output = has_output;
+#else
+    (void)n_head, (void)n_head_kv, (void)n_expert, (void)has_output;
+#endif
+}
+
+/* src_type: the type the tensor would keep if it is never quantized. */
+static int choose_type(chooser *c, const char *name, int n_dims, const int64_t *ne, int src_type) {
+    if (is_norm_like(name, n_dims)) return src_type;
+#if PHIQ_HAVE_MIX
+    return phiq_mix_tensor_type(&c->mix, name, n_dims, ne, c->n_layer, src_type);
+#else
+    (void)ne;
+    return c->base;
+#endif
 }
 
 /* ---- sources ------------------------------------------------------------------------- */
@@ -260,7 +205,12 @@ static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
             /* quantized: start and n are whole rows, hence whole blocks */
             int64_t bs = phiq_ggml_block_size(g->type), ts = phiq_ggml_type_size(g->type);
             if (bs <= 0 || start % bs || n % bs) return PHIQ_EFORMAT;
+#if PHIQ_HAVE_MIX
             return phiq_dequantize(g->type, (const uint8_t *)g->data + start / bs * ts, dst, n) < 0 ? PHIQ_EFORMAT : 0;
+#else
+            (void)ts;
+            return PHIQ_EUNSUPPORTED;
+#endif
         }
         }
     }
@@ -337,7 +287,11 @@ static void *worker_run(void *arg) {
             }
             break;
         default:
+#if PHIQ_HAVE_MIX
             if (phiq_quantize(j->type, buf, out, nr, j->ne0, j->imatrix) < 0) w->rc = PHIQ_EUNSUPPORTED;
+#else
+            w->rc = PHIQ_EUNSUPPORTED;
+#endif
         }
         if (w->rc < 0) break;
     }
@@ -565,14 +519,14 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
         rc = PHIQ_ENOMEM;
         goto done;
     }
-    if ((rc = write_hparams(w, hp, name, ch->ts.ftype)) < 0) goto done;
+    if ((rc = write_hparams(w, hp, name, ch->ftype)) < 0) goto done;
     if ((rc = phiq_vocab_to_gguf(&voc, w)) < 0) goto done;
     if ((rc = phiq_gguf_writer_set_u32(w, "general.quantization_version", 2)) < 0) goto done;
 
-    ch->n_layer = hp->n_layer;
-    ch->has_output = false;
+    bool has_output = false;
     for (int i = 0; i < plan.n; i++)
-        if (!strcmp(plan.t[i].name, "output.weight")) ch->has_output = true;
+        if (!strcmp(plan.t[i].name, "output.weight")) has_output = true;
+    chooser_model(ch, hp->n_layer, hp->n_head, hp->n_head_kv, hp->n_expert, has_output);
     types = calloc((size_t)plan.n + 1, sizeof *types);
     if (!types) {
         rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
@@ -580,7 +534,8 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
     }
     for (int i = 0; i < plan.n; i++) {
         const phiq_plan_tensor *t = &plan.t[i];
-        types[i] = t->force_f32 ? PHIQ_GGML_TYPE_F32 : choose_type(ch, t->name, t->n_dims, t->ne);
+        types[i] = t->force_f32 ? PHIQ_GGML_TYPE_F32
+                                 : choose_type(ch, t->name, t->n_dims, t->ne, PHIQ_GGML_TYPE_F32);
         if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
     ctx c = {.o = o, .n_threads = n_threads, .plan = &plan, .types = types};
@@ -624,20 +579,24 @@ static int convert_gguf(const char *src, const char *dst, const phiq_convert_opt
     }
     for (int64_t i = 0; i < phiq_gguf_n_kv(g); i++)
         if ((rc = phiq_gguf_writer_copy_kv(w, g, i)) < 0) goto done;
-    if ((rc = phiq_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ch->ts.ftype)) < 0) goto done;
+    if ((rc = phiq_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ch->ftype)) < 0) goto done;
     if ((rc = phiq_gguf_writer_set_u32(w, "general.quantization_version", 2)) < 0) goto done;
     if (o->name && (rc = phiq_gguf_writer_set_str(w, "general.name", o->name)) < 0) goto done;
     {
-        char key[96];
-        uint32_t nl = 0;
-        snprintf(key, sizeof key, "%.*s.block_count", (int)(alen < 64 ? alen : 64), arch);
-        if (phiq_gguf_find_kv(g, key) >= 0 && phiq_gguf_get_u32(g, key, &nl) < 0) {
-            rc = PHIQ_EFORMAT;
-            goto done;
+        /* model facts for the mix, from {arch}.* keys (absent → defaults) */
+        const char *keys[4] = {"block_count", "attention.head_count", "attention.head_count_kv", "expert_count"};
+        uint32_t v[4] = {0, 1, 1, 0};
+        for (int k = 0; k < 4; k++) {
+            char key[128];
+            snprintf(key, sizeof key, "%.*s.%s", (int)(alen < 64 ? alen : 64), arch, keys[k]);
+            if (phiq_gguf_find_kv(g, key) >= 0 && phiq_gguf_get_u32(g, key, &v[k]) < 0) {
+                rc = PHIQ_EFORMAT;
+                goto done;
+            }
         }
-        ch->n_layer = (int)nl;
+        if (v[2] == 0) v[2] = v[1];
+        chooser_model(ch, (int)v[0], (int)v[1], (int)v[2], (int)v[3], phiq_gguf_find_tensor(g, "output.weight") != NULL);
     }
-    ch->has_output = phiq_gguf_find_tensor(g, "output.weight") != NULL;
     types = calloc((size_t)nt + 1, sizeof *types);
     if (!types) {
         rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
@@ -650,7 +609,7 @@ static int convert_gguf(const char *src, const char *dst, const phiq_convert_opt
                            t->name, phiq_ggml_type_name(t->type));
             goto done;
         }
-        if (phiq_ggml_type_is_quantized(t->type) && !phiq_quant_can_dequantize(t->type)) {
+        if (phiq_ggml_type_is_quantized(t->type) && !CAN_DEQUANTIZE(t->type)) {
             rc = phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s has type %s, which phiq cannot dequantize", src, t->name,
                            phiq_ggml_type_name(t->type));
             goto done;
@@ -661,7 +620,7 @@ static int convert_gguf(const char *src, const char *dst, const phiq_convert_opt
             goto done;
         }
         /* llama-quantize leaves non-quantizable tensors (norms, biases, 1-D) as they are */
-        types[i] = is_norm_like(t->name, t->n_dims) ? t->type : choose_type(ch, t->name, t->n_dims, t->ne);
+        types[i] = choose_type(ch, t->name, t->n_dims, t->ne, t->type);
         if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
     ctx c = {.o = o, .n_threads = n_threads, .gin = g, .types = types};
@@ -702,7 +661,7 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *o, p
         rc = phiq_fail(PHIQ_EIO, "%s: no such file or directory", src);
     }
     if (rc == 0 && st) {
-        snprintf(st->ftype, sizeof st->ftype, "%s", ch.ts.name);
+        snprintf(st->ftype, sizeof st->ftype, "%s", ch.name);
         struct stat sb;
         if (stat(dst, &sb) == 0) st->file_bytes = (uint64_t)sb.st_size;
     }
