@@ -362,6 +362,59 @@ static void test_hf_f16_matches_llama_quantize(void **s) {
     compare_tensors(tiny_gguf("f16"), th, &n);
 }
 
+static int quant_available(void) {
+    char *out = NULL;
+    tu_run(&out, NULL, "'%s' convert --help", tu_bin());
+    int ok = out && strstr(out, "Q4_K_M") != NULL;
+    free(out);
+    return ok;
+}
+
+/* llama-quantize presets, GGUF f32 -> preset: same per-tensor types and bytes */
+static void test_requant_presets_match_llama_quantize(void **s) {
+    (void)s;
+    if (!tu_llama_ref()) skip();
+    if (!quant_available()) {
+        fprintf(stderr, "quantizers not built: skipping\n");
+        skip();
+    }
+    /* one per block family; the quantizers' own tests cover every type */
+    const char *types[] = {"Q4_K_M", "Q8_0", "Q4_0", "Q2_K", "Q6_K", "IQ4_XS"};
+    int n = sanitized() ? 3 : (int)(sizeof types / sizeof types[0]);
+    for (int i = 0; i < n; i++) requant_vs_llama(types[i], types[i]);
+}
+
+/* HF bf16 -> Q4_K_M in one step equals HF -> f32 GGUF -> llama-quantize Q4_K_M,
+ * and a quantized GGUF input is refused unless --allow-requantize */
+static void test_hf_q4km_and_requantize(void **s) {
+    (void)s;
+    const char *ref = tu_llama_ref();
+    if (!ref) skip();
+    if (!quant_available()) skip();
+    char ours[4096], theirs[4096];
+    snprintf(ours, sizeof ours, "%s", tu_tmp("hf-q4km.gguf"));
+    snprintf(theirs, sizeof theirs, "%s", tu_tmp("llama-q4km.gguf"));
+    assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m -t 2 --quiet", tu_bin(), tiny(), ours), 0);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' quantize '%s' '%s' Q4_K_M >/dev/null 2>&1", ref, tiny_gguf("f32"), theirs), 0);
+    int n;
+    compare_tensors(ours, theirs, &n);
+    fprintf(stderr, "[convert] HF -> Q4_K_M: %d tensors byte-identical to llama-quantize of the f32 GGUF\n", n);
+
+    char outdir[4096], args[16384];
+    snprintf(outdir, sizeof outdir, "%s", tu_tmp("rq-out"));
+    mkdir(outdir, 0777);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s/x.gguf' --type q8_0 --quiet", tu_bin(), theirs, outdir);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "--allow-requantize"));
+    free(err);
+    snprintf(args, sizeof args, "'%s' convert '%s' -o '%s/x.gguf' --type q8_0 --allow-requantize --quiet", tu_bin(),
+             theirs, outdir);
+    assert_int_equal(tu_run(NULL, NULL, "%s", args), 0);
+    /* still a model llama.cpp runs */
+    assert_int_equal(tu_run(NULL, NULL, "'%s' logits '%s/x.gguf' 1,512,278 >/dev/null", ref, outdir), 0);
+}
+
 /* ---- determinism over thread counts ------------------------------------------------- */
 static void test_threads_identical(void **s) {
     (void)s;
@@ -580,6 +633,8 @@ int main(void) {
         cmocka_unit_test(test_requant_f16_matches_llama_quantize),
         cmocka_unit_test(test_requant_bf16_matches_llama_quantize),
         cmocka_unit_test(test_hf_f16_matches_llama_quantize),
+        cmocka_unit_test(test_requant_presets_match_llama_quantize),
+        cmocka_unit_test(test_hf_q4km_and_requantize),
         cmocka_unit_test(test_threads_identical),
         cmocka_unit_test(test_mini_model_loads_in_llamacpp),
         cmocka_unit_test(test_bad_inputs),
