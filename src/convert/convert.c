@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "convert/convert.h"
 #include "core/common.h"
@@ -374,16 +376,41 @@ static int convert_tensor(ctx *c, const source *src, const char *name, int type,
     return 0;
 }
 
+/* Drops the pages of a source tensor from this process once it has been
+ * converted. The inputs are read-only file mappings, so the pages stay in
+ * the page cache and would simply be faulted in again; without this, every
+ * page ever read would count in our RSS and peak memory would approach the
+ * size of the whole checkpoint. */
+static void release_pages(const void *p, uint64_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (!p || n == 0 || ps <= 0) return;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1);
+    uintptr_t e = ((uintptr_t)p + n + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
+    (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 static int fill_hf(void *user, int64_t i, const char *name, void *buf, uint64_t nbytes) {
     ctx *c = user;
     const phiq_plan_tensor *t = &c->plan->t[i];
     source s = {.pt = t, .n_elements = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]};
-    return convert_tensor(c, &s, name, c->types[i], t->ne[0], buf, nbytes);
+    int rc = convert_tensor(c, &s, name, c->types[i], t->ne[0], buf, nbytes);
+    for (int k = 0; k < t->n_src; k++) release_pages(t->src[k]->data, t->src[k]->nbytes);
+    return rc;
 }
+
+static int fill_gguf_tensor(ctx *c, const phiq_gguf_tensor *t, int64_t i, const char *name, void *buf,
+                            uint64_t nbytes);
 
 static int fill_gguf(void *user, int64_t i, const char *name, void *buf, uint64_t nbytes) {
     ctx *c = user;
     const phiq_gguf_tensor *t = phiq_gguf_tensor_at(c->gin, i);
+    int rc = fill_gguf_tensor(c, t, i, name, buf, nbytes);
+    release_pages(t->data, t->nbytes);
+    return rc;
+}
+
+static int fill_gguf_tensor(ctx *c, const phiq_gguf_tensor *t, int64_t i, const char *name, void *buf,
+                            uint64_t nbytes) {
     if (t->type == c->types[i]) { /* kept as is (norms, biases, or same type) — still refuse non-finite floats */
         if (t->nbytes != nbytes) return phiq_fail(PHIQ_EFORMAT, "%s: size mismatch", name);
         if (t->type == PHIQ_GGML_TYPE_F32 || t->type == PHIQ_GGML_TYPE_F16 || t->type == PHIQ_GGML_TYPE_BF16) {
