@@ -29,7 +29,7 @@ static void help(FILE *f) {
             "  --tensor-type RE=T      type of tensors whose name matches the extended regex RE\n"
             "                          (repeatable; first match wins; overrides the two options above)\n"
             "  --allow-requantize      accept an already-quantized GGUF input (dequantized, then requantized)\n"
-            "  --imatrix FILE          importance matrix (not supported yet)\n"
+            "  --imatrix FILE          importance matrix from llama-imatrix (GGUF or legacy .dat), as llama-quantize\n"
             "  --name NAME             general.name (default: the source directory's name)\n"
             "  --quiet                 no progress bar and no summary line\n"
             "  --json                  print a JSON summary on stdout\n"

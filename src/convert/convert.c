@@ -178,43 +178,47 @@ typedef struct source {
     int64_t n_elements;
 } source;
 
+/* Drops source pages from this process once they have been converted
+ * (called per chunk, so even the largest tensor is never resident whole). The inputs are read-only file mappings, so the pages stay in
+ * the page cache and would simply be faulted in again; without this, every
+ * page ever read would count in our RSS and peak memory would approach the
+ * size of the whole checkpoint. */
+static void release_pages(const void *p, uint64_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (!p || n == 0 || ps <= 0) return;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1);
+    uintptr_t e = ((uintptr_t)p + n + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
+    (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 /* Reads elements [start, start+n) of s as float32. Returns 0 or a negative
  * code; never calls phiq_fail (runs on worker threads). */
 static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
     if (s->gt) {
         const phiq_gguf_tensor *g = s->gt;
+        int64_t bs = phiq_ggml_block_size(g->type), ts = phiq_ggml_type_size(g->type);
+        if (bs <= 0 || ts <= 0 || start % bs || n % bs) return PHIQ_EFORMAT; /* whole rows are whole blocks */
+        const uint8_t *p = (const uint8_t *)g->data + start / bs * ts;
+        int rc = 0;
         switch (g->type) {
-        case PHIQ_GGML_TYPE_F32: memcpy(dst, (const float *)g->data + start, (size_t)n * 4); return 0;
-        case PHIQ_GGML_TYPE_F16: {
-            const uint8_t *p = (const uint8_t *)g->data + start * 2;
+        case PHIQ_GGML_TYPE_F32: memcpy(dst, p, (size_t)n * 4); break;
+        case PHIQ_GGML_TYPE_F16:
+        case PHIQ_GGML_TYPE_BF16:
             for (int64_t i = 0; i < n; i++) {
                 uint16_t h;
                 memcpy(&h, p + 2 * i, 2);
-                dst[i] = phiq_f16_to_f32(h);
+                dst[i] = g->type == PHIQ_GGML_TYPE_F16 ? phiq_f16_to_f32(h) : phiq_bf16_to_f32(h);
             }
-            return 0;
-        }
-        case PHIQ_GGML_TYPE_BF16: {
-            const uint8_t *p = (const uint8_t *)g->data + start * 2;
-            for (int64_t i = 0; i < n; i++) {
-                uint16_t h;
-                memcpy(&h, p + 2 * i, 2);
-                dst[i] = phiq_bf16_to_f32(h);
-            }
-            return 0;
-        }
-        default: {
-            /* quantized: start and n are whole rows, hence whole blocks */
-            int64_t bs = phiq_ggml_block_size(g->type), ts = phiq_ggml_type_size(g->type);
-            if (bs <= 0 || start % bs || n % bs) return PHIQ_EFORMAT;
+            break;
+        default:
 #if PHIQ_HAVE_MIX
-            return phiq_dequantize(g->type, (const uint8_t *)g->data + start / bs * ts, dst, n) < 0 ? PHIQ_EFORMAT : 0;
+            rc = phiq_dequantize(g->type, p, dst, n) < 0 ? PHIQ_EFORMAT : 0;
 #else
-            (void)ts;
-            return PHIQ_EUNSUPPORTED;
+            rc = PHIQ_EUNSUPPORTED;
 #endif
         }
-        }
+        release_pages(p, (uint64_t)(n / bs * ts));
+        return rc;
     }
     const phiq_plan_tensor *t = s->pt;
     if (t->n_src == 0) {
@@ -226,6 +230,8 @@ static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
         int k = (int)(start / per);
         int64_t off = start - (int64_t)k * per, m = per - off < n ? per - off : n;
         if (phiq_st_to_f32(t->src[k], off, m, dst) < 0) return PHIQ_EFORMAT;
+        int64_t es = t->src[k]->dtype == PHIQ_ST_F32 ? 4 : 2;
+        release_pages((const uint8_t *)t->src[k]->data + off * es, (uint64_t)(m * es));
         start += m;
         n -= m;
         dst += m;
@@ -239,7 +245,8 @@ typedef struct tjob {
     int type;
     int64_t ne0, nrows, row_bytes;
     uint8_t *dst;
-    const float *imatrix; /* ne0 weights or NULL */
+    const float *imatrix;  /* [n_mat][ne0] weights or NULL */
+    int64_t rows_per_mat;  /* rows sharing one imatrix row (an expert's rows) */
 } tjob;
 
 typedef struct worker {
@@ -262,8 +269,15 @@ static void *worker_run(void *arg) {
         w->rc = PHIQ_ENOMEM;
         return NULL;
     }
-    for (int64_t r = w->r0; r < w->r1; r += rows_per) {
-        int64_t nr = w->r1 - r < rows_per ? w->r1 - r : rows_per, n = nr * j->ne0;
+    for (int64_t r = w->r0, nr; r < w->r1; r += nr) {
+        nr = w->r1 - r < rows_per ? w->r1 - r : rows_per;
+        const float *imat = NULL;
+        if (j->imatrix) { /* a chunk never straddles two experts' imatrix rows */
+            int64_t mat = r / j->rows_per_mat, lim = (mat + 1) * j->rows_per_mat - r;
+            if (nr > lim) nr = lim;
+            imat = j->imatrix + mat * j->ne0;
+        }
+        int64_t n = nr * j->ne0;
         if ((w->rc = source_read(j->src, r * j->ne0, n, buf)) < 0) break;
         for (int64_t i = 0; i < n; i++) {
             if (!isfinite(buf[i])) {
@@ -290,8 +304,9 @@ static void *worker_run(void *arg) {
             break;
         default:
 #if PHIQ_HAVE_MIX
-            if (phiq_quantize(j->type, buf, out, nr, j->ne0, j->imatrix) < 0) w->rc = PHIQ_EUNSUPPORTED;
+            if (phiq_quantize(j->type, buf, out, nr, j->ne0, imat) < 0) w->rc = PHIQ_EUNSUPPORTED;
 #else
+            (void)imat;
             w->rc = PHIQ_EUNSUPPORTED;
 #endif
         }
@@ -308,6 +323,8 @@ typedef struct ctx {
     const phiq_plan *plan;
     /* GGUF source */
     const phiq_gguf *gin;
+    const phiq_imatrix *imat; /* NULL = none */
+    int n_imat_used;
     int *types;         /* chosen type per output tensor */
     int64_t n_elements; /* running total */
     uint64_t n_bytes;   /* tensor bytes written */
@@ -335,6 +352,23 @@ static int convert_tensor(ctx *c, const source *src, const char *name, int type,
     j.row_bytes = phiq_ggml_row_size(type, ne0);
     if (j.row_bytes <= 0 || ne0 <= 0) return phiq_fail(PHIQ_EFORMAT, "%s: bad row length %lld", name, (long long)ne0);
     j.nrows = src->n_elements / ne0;
+    if (c->imat && phiq_ggml_type_is_quantized(type)) {
+        int64_t ine0;
+        int n_mat;
+        const float *w = phiq_imatrix_find(c->imat, name, &ine0, &n_mat);
+        if (w && n_mat == 1 && ine0 != ne0 && ine0 % ne0 == 0) { /* legacy .dat: experts in one entry */
+            n_mat = (int)(ine0 / ne0);
+            ine0 = ne0;
+        }
+        if (w) {
+            if (ine0 != ne0 || j.nrows % n_mat)
+                return phiq_fail(PHIQ_EFORMAT, "imatrix entry %s has %lld x %d values; the tensor has rows of %lld",
+                                 name, (long long)ine0, n_mat, (long long)ne0);
+            j.imatrix = w;
+            j.rows_per_mat = j.nrows / n_mat;
+            c->n_imat_used++;
+        }
+    }
     if ((uint64_t)(j.nrows * j.row_bytes) != nbytes)
         return phiq_fail(PHIQ_EFORMAT, "%s: size mismatch (%llu bytes expected)", name, (unsigned long long)nbytes);
     int nt = c->n_threads;
@@ -374,19 +408,6 @@ static int convert_tensor(ctx *c, const source *src, const char *name, int type,
     c->n_elements += src->n_elements;
     c->n_bytes += nbytes;
     return 0;
-}
-
-/* Drops the pages of a source tensor from this process once it has been
- * converted. The inputs are read-only file mappings, so the pages stay in
- * the page cache and would simply be faulted in again; without this, every
- * page ever read would count in our RSS and peak memory would approach the
- * size of the whole checkpoint. */
-static void release_pages(const void *p, uint64_t n) {
-    long ps = sysconf(_SC_PAGESIZE);
-    if (!p || n == 0 || ps <= 0) return;
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1);
-    uintptr_t e = ((uintptr_t)p + n + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
-    (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
 static int fill_hf(void *user, int64_t i, const char *name, void *buf, uint64_t nbytes) {
@@ -521,9 +542,20 @@ static int write_hparams(phiq_gguf_writer *w, const phiq_hparams *hp, const char
     return 0;
 }
 
+/* llama-quantize records the importance matrix it used */
+static int imatrix_keys(phiq_gguf_writer *w, const phiq_convert_opts *o, const phiq_imatrix *imat) {
+    int rc;
+    if (!imat) return 0;
+    SET(phiq_gguf_writer_set_str(w, "quantize.imatrix.file", o->imatrix));
+    if (phiq_imatrix_dataset(imat)) SET(phiq_gguf_writer_set_str(w, "quantize.imatrix.dataset", phiq_imatrix_dataset(imat)));
+    SET(phiq_gguf_writer_set_i32(w, "quantize.imatrix.entries_count", phiq_imatrix_n_entries(imat)));
+    SET(phiq_gguf_writer_set_i32(w, "quantize.imatrix.chunks_count", phiq_imatrix_chunks(imat)));
+    return 0;
+}
+
 /* ---- drivers --------------------------------------------------------------------------------- */
 static int convert_hf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch,
-                      phiq_convert_stats *st, int n_threads) {
+                      const phiq_imatrix *imat, phiq_convert_stats *st, int n_threads) {
     int rc = 0;
     phiq_plan plan = {0};
     phiq_vocab voc = {0};
@@ -565,7 +597,8 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
                                  : choose_type(ch, t->name, t->n_dims, t->ne, PHIQ_GGML_TYPE_F32);
         if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
-    ctx c = {.o = o, .n_threads = n_threads, .plan = &plan, .types = types};
+    if ((rc = imatrix_keys(w, o, imat)) < 0) goto done;
+    ctx c = {.o = o, .n_threads = n_threads, .plan = &plan, .types = types, .imat = imat};
     phiq_gguf_write_opts wo = {.quiet = o->quiet, .label = "convert"};
     double t0 = phiq_now();
     if ((rc = phiq_gguf_writer_write(w, dst, fill_hf, &c, &wo)) < 0) goto done;
@@ -587,7 +620,7 @@ done:
 }
 
 static int convert_gguf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch,
-                        phiq_convert_stats *st, int n_threads) {
+                        const phiq_imatrix *imat, phiq_convert_stats *st, int n_threads) {
     int rc = 0;
     int *types = NULL;
     phiq_gguf_writer *w = NULL;
@@ -650,7 +683,8 @@ static int convert_gguf(const char *src, const char *dst, const phiq_convert_opt
         types[i] = choose_type(ch, t->name, t->n_dims, t->ne, t->type);
         if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
-    ctx c = {.o = o, .n_threads = n_threads, .gin = g, .types = types};
+    if ((rc = imatrix_keys(w, o, imat)) < 0) goto done;
+    ctx c = {.o = o, .n_threads = n_threads, .gin = g, .types = types, .imat = imat};
     phiq_gguf_write_opts wo = {.quiet = o->quiet, .label = "convert"};
     double t0 = phiq_now();
     if ((rc = phiq_gguf_writer_write(w, dst, fill_gguf, &c, &wo)) < 0) goto done;
@@ -673,17 +707,29 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *o, p
     if (!o) o = &defaults;
     if (st) memset(st, 0, sizeof *st);
     if (!src || !dst) return phiq_fail(PHIQ_EINVAL, "convert: source and destination are required");
-    if (o->imatrix) return phiq_fail(PHIQ_EUNSUPPORTED, "--imatrix is not supported by convert yet");
     chooser ch;
     int rc = chooser_init(&ch, o);
     if (rc < 0) return rc;
+    phiq_imatrix *imat = NULL;
+    if (o->imatrix) {
+#if PHIQ_HAVE_MIX
+        if (!(imat = phiq_imatrix_load(o->imatrix))) {
+            chooser_free(&ch);
+            return PHIQ_EFORMAT;
+        }
+        ch.mix.has_imatrix = true;
+#else
+        chooser_free(&ch);
+        return phiq_fail(PHIQ_EUNSUPPORTED, "--imatrix needs the quantizers (not in this build)");
+#endif
+    }
     int n_threads = o->n_threads > 0 ? o->n_threads : phiq_physical_cores();
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
     if (phiq_dir_exists(src)) {
-        rc = convert_hf(src, dst, o, &ch, st, n_threads);
+        rc = convert_hf(src, dst, o, &ch, imat, st, n_threads);
     } else if (phiq_file_exists(src)) {
-        rc = convert_gguf(src, dst, o, &ch, st, n_threads);
+        rc = convert_gguf(src, dst, o, &ch, imat, st, n_threads);
     } else {
         rc = phiq_fail(PHIQ_EIO, "%s: no such file or directory", src);
     }
@@ -693,5 +739,6 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *o, p
         if (stat(dst, &sb) == 0) st->file_bytes = (uint64_t)sb.st_size;
     }
     chooser_free(&ch);
+    phiq_imatrix_free(imat);
     return rc;
 }

@@ -28,7 +28,7 @@ typedef struct phiq_convert_opts {
     const char *const *tensor_types; /* "REGEX=TYPE" overrides, first match wins */
     int n_tensor_types;
     int allow_requantize;        /* accept an already-quantized GGUF input */
-    const char *imatrix;         /* importance matrix file (GGUF), NULL = none */
+    const char *imatrix;         /* llama-imatrix file (GGUF or .dat), NULL = none */
     const char *name;            /* general.name override, NULL = from the source */
 } phiq_convert_opts;
 
@@ -85,6 +85,17 @@ void phiq_vocab_free(phiq_vocab *v);
 int phiq_vocab_to_gguf(const phiq_vocab *v, phiq_gguf_writer *w);
 /* Index of a token text, -1 if absent (linear; for small lookups). */
 int64_t phiq_vocab_find(const phiq_vocab *v, const char *text);
+
+/* ---- importance matrix (imatrix.c) ------------------------------------------------ */
+typedef struct phiq_imatrix phiq_imatrix;
+/* llama-imatrix output, GGUF or legacy .dat; weights = mean squared activations. */
+phiq_imatrix *phiq_imatrix_load(const char *path);
+void phiq_imatrix_free(phiq_imatrix *m);
+/* Weights of GGUF tensor `tensor`: [n_mat][ne0] floats, NULL if absent. */
+const float *phiq_imatrix_find(const phiq_imatrix *m, const char *tensor, int64_t *ne0, int *n_mat);
+int phiq_imatrix_n_entries(const phiq_imatrix *m);
+int phiq_imatrix_chunks(const phiq_imatrix *m);
+const char *phiq_imatrix_dataset(const phiq_imatrix *m); /* NULL if unknown */
 
 /* ---- HF → GGUF tensor plan (names.c) ----------------------------------------------- */
 #define PHIQ_PLAN_MAX_SRC 64 /* phimoe: one source per expert */
