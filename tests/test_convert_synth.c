@@ -334,6 +334,36 @@ static void test_quantized_equals_llama_quantize(void **s) {
     }
 }
 
+/* llama.cpp applies its Phi-3 token handling when general.name contains
+ * "phi3"/"phi-3" and then fails to load vocabularies without </s>, <unk>,
+ * <s>, <|endoftext|>: such names are defused for those vocabularies. */
+static void test_phi3_name_gotcha(void **s) {
+    (void)s;
+    const char *ref = tu_llama_ref();
+    if (!ref) skip();
+    char dir[4096], out[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmp("my-phi3-gpt2"));
+    snprintf(out, sizeof out, "%s", tu_tmp("my-phi3-gpt2.gguf"));
+    if (tu_run(NULL, NULL,
+               "PHIQ_SHARED='%s' '%s' synth -q --arch phi3 --hidden 64 --layers 1 --heads 4 --ff 128 --vocab 51200 "
+               "--tokenizer gpt2 -o '%s' 2>/dev/null",
+               tu_shared(), tu_bin(), dir) != 0)
+        skip();
+    assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type f16 --quiet", tu_bin(), dir, out), 0);
+    phiq_gguf *g = phiq_gguf_open(out);
+    assert_non_null(g);
+    const char *nm;
+    uint64_t nl;
+    assert_int_equal(phiq_gguf_get_str(g, "general.name", &nm, &nl), 0);
+    char name[128];
+    snprintf(name, sizeof name, "%.*s", (int)nl, nm);
+    assert_null(strstr(name, "phi3"));
+    assert_null(strstr(name, "phi-3"));
+    phiq_gguf_close(g);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' logits '%s' 1,2,3 >/dev/null", ref, out), 0);
+    /* with the Phi-3 vocabulary the name is kept (tiny-phi3-kjv) */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_llamacpp_loads_all),
@@ -341,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_phi4_cl100k),
         cmocka_unit_test(test_phi2_vs_llamacpp_gpt2),
         cmocka_unit_test(test_quantized_equals_llama_quantize),
+        cmocka_unit_test(test_phi3_name_gotcha),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

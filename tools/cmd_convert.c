@@ -9,6 +9,10 @@
 #include "convert/convert.h"
 #include "phiq.h"
 
+/* `--format onnx` is handled by tools/cmd_onnx.c (ONNX Runtime GenAI export);
+ * weak so that this file links in builds without it. */
+int phiq_cmd_convert_onnx(int argc, char **argv) __attribute__((weak));
+
 static void help(FILE *f) {
     fprintf(f,
             "usage: phiq convert SRC -o OUT.gguf [--type T] [options]\n"
@@ -31,6 +35,7 @@ static void help(FILE *f) {
             "  --allow-requantize      accept an already-quantized GGUF input (dequantized, then requantized)\n"
             "  --imatrix FILE          importance matrix from llama-imatrix (GGUF or legacy .dat), as llama-quantize\n"
             "  --name NAME             general.name (default: the source directory's name)\n"
+            "  --format gguf|onnx      output format (default gguf; onnx: see phiq convert --format onnx --help)\n"
             "  --quiet                 no progress bar and no summary line\n"
             "  --json                  print a JSON summary on stdout\n"
             "  -h, --help              this help\n"
@@ -41,6 +46,14 @@ static void help(FILE *f) {
 }
 
 int phiq_cmd_convert(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--format")) continue;
+        if (!strcmp(argv[i + 1], "onnx")) {
+            if (phiq_cmd_convert_onnx) return phiq_cmd_convert_onnx(argc, argv);
+            return phiq_cli_fail("convert", "--format onnx: ONNX export is not part of this build");
+        }
+        if (strcmp(argv[i + 1], "gguf")) return phiq_cli_fail("convert", "--format %s: expected gguf or onnx", argv[i + 1]);
+    }
     const char *src = NULL, *dst = NULL;
     phiq_convert_opts o = {0};
     o.type = "f16";
@@ -79,6 +92,8 @@ int phiq_cmd_convert(int argc, char **argv) {
             o.allow_requantize = 1;
         } else if (!strcmp(a, "--imatrix")) {
             o.imatrix = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (!strcmp(a, "--format")) {
+            i++; /* gguf (onnx was routed above) */
         } else if (!strcmp(a, "--name")) {
             o.name = phiq_cli_value(argc, argv, &i, "convert");
         } else if (phiq_cli_is(a, "-q", "--quiet")) {
@@ -102,11 +117,6 @@ int phiq_cmd_convert(int argc, char **argv) {
         free(tt);
         fprintf(stderr, "phiq convert: need SRC and -o OUT.gguf (see phiq convert --help)\n");
         return 2;
-    }
-    size_t dl = strlen(dst);
-    if (dl >= 5 && !strcmp(dst + dl - 5, ".onnx")) {
-        free(tt);
-        return phiq_cli_fail("convert", "%s: ONNX output is not available from this command yet", dst);
     }
     phiq_convert_stats st;
     int rc = phiq_convert(src, dst, &o, &st);
