@@ -3,7 +3,9 @@
  * the pre-tokenizer regex (PCRE2, UTF + UCP, JIT when available), each word's
  * bytes are mapped to GPT-2's printable byte alphabet, and adjacent symbols
  * merge lowest rank first (ties: leftmost). Rank comes from the merges list,
- * or for tiktoken vocabularies from the id of the concatenation. */
+ * or for tiktoken vocabularies from the id of the concatenation. Buffers are
+ * reused across the words of a call and repeated words come from a per-call
+ * cache (the result of a word does not depend on its neighbours). */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,18 +47,54 @@ static int try_add(const phiq_tokenizer *t, const char *buf, const phiq_sym *sym
 
 static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out);
 
-/* One pre-tokenized word (raw bytes). */
-static int bpe_word(const phiq_tokenizer *t, const char *w, size_t len, phiq_idbuf *out) {
-    char *buf = malloc(len * 2 + 1);
-    phiq_sym *sym = malloc(sizeof *sym * (len + 1));
-    int32_t *sid = malloc(sizeof *sid * (len + 1));
-    phiq_merge_heap h = {0};
+/* Buffers reused across the words of one call (grown, never shrunk). */
+typedef struct bpe_scratch {
+    char *buf;
+    phiq_sym *sym;
+    int32_t *sid;
+    size_t cap; /* words of up to cap bytes fit */
+    phiq_merge_heap h;
+    phiq_wcache c;
+} bpe_scratch;
+
+static void scratch_free(bpe_scratch *s) {
+    free(s->buf);
+    free(s->sym);
+    free(s->sid);
+    free(s->h.v);
+    phiq_wcache_free(&s->c);
+}
+
+static inline int ids_push(phiq_wcache *c, int32_t id) {
+    if (c->nids == c->icap && phiq_wcache_reserve(c, 1) < 0) return PHIQ_ENOMEM;
+    c->ids[c->nids++] = id;
+    return 0;
+}
+
+/* One pre-tokenized word (raw bytes): appends its ids to s->c.ids. */
+static int bpe_merge_word(const phiq_tokenizer *t, const char *w, size_t len, bpe_scratch *s) {
+    if (len > s->cap) {
+        size_t nc = len < 64 ? 64 : len;
+        char *b = realloc(s->buf, nc * 2 + 1);
+        if (b) s->buf = b;
+        phiq_sym *sy = realloc(s->sym, sizeof *sy * (nc + 1));
+        if (sy) s->sym = sy;
+        int32_t *si = realloc(s->sid, sizeof *si * (nc + 1));
+        if (si) s->sid = si;
+        if (!b || !sy || !si) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
+        s->cap = nc;
+    }
+    char *buf = s->buf;
+    phiq_sym *sym = s->sym;
+    int32_t *sid = s->sid;
+    phiq_merge_heap *h = &s->h;
+    phiq_wcache *c = &s->c;
     int rc = 0;
-    if (!buf || !sym || !sid) { rc = phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory"); goto done; }
+    h->n = 0;
     size_t bn = (size_t)phiq_bytelevel_encode((const unsigned char *)w, len, buf, len * 2 + 1);
     if (t->ignore_merges) {
         int32_t id = phiq_strmap_get(&t->map, buf, bn);
-        if (id >= 0) { phiq_idbuf_push(out, id); goto done; }
+        if (id >= 0) return ids_push(c, id) < 0 ? phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory") : 0;
     }
     int32_t ns = 0;
     for (size_t off = 0; off < bn;) {
@@ -69,25 +107,25 @@ static int bpe_word(const phiq_tokenizer *t, const char *w, size_t len, phiq_idb
         off += n;
     }
     for (int32_t i = 1; i < ns; i++)
-        if ((rc = try_add(t, buf, sym, sid, i - 1, i, &h)) < 0) goto done;
-    phiq_merge_cand c;
-    while (phiq_heap_pop(&h, &c)) {
-        phiq_sym *L = &sym[c.left], *R = &sym[c.right];
-        if (L->n == 0 || R->n == 0 || L->n + R->n != c.size) continue;
+        if ((rc = try_add(t, buf, sym, sid, i - 1, i, h)) < 0) return rc;
+    phiq_merge_cand cd;
+    while (phiq_heap_pop(h, &cd)) {
+        phiq_sym *L = &sym[cd.left], *R = &sym[cd.right];
+        if (L->n == 0 || R->n == 0 || L->n + R->n != cd.size) continue;
         int32_t res = -1;
-        pair_rank(t, buf, sym, sid, c.left, c.right, &res);
+        pair_rank(t, buf, sym, sid, cd.left, cd.right, &res);
         L->n += R->n;
         R->n = 0;
         L->next = R->next;
-        sid[c.left] = res;
-        if (R->next >= 0) sym[R->next].prev = c.left;
-        if ((rc = try_add(t, buf, sym, sid, L->prev, c.left, &h)) < 0) goto done;
-        if ((rc = try_add(t, buf, sym, sid, c.left, L->next, &h)) < 0) goto done;
+        sid[cd.left] = res;
+        if (R->next >= 0) sym[R->next].prev = cd.left;
+        if ((rc = try_add(t, buf, sym, sid, L->prev, cd.left, h)) < 0) return rc;
+        if ((rc = try_add(t, buf, sym, sid, cd.left, L->next, h)) < 0) return rc;
     }
     for (int32_t i = 0; i >= 0 && i < ns; i = sym[i].next) {
         int32_t id = phiq_strmap_get(&t->map, buf + sym[i].off, sym[i].n);
         if (id >= 0) {
-            phiq_idbuf_push(out, id);
+            if (ids_push(c, id) < 0) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
             continue;
         }
         /* not a token (a merge whose result is missing): characters one by one */
@@ -95,16 +133,27 @@ static int bpe_word(const phiq_tokenizer *t, const char *w, size_t len, phiq_idb
             size_t n = phiq_utf8_len_lead((unsigned char)buf[sym[i].off + j]);
             if (n > sym[i].n - j) n = sym[i].n - j;
             int32_t cid = phiq_strmap_get(&t->map, buf + sym[i].off + j, n);
-            if (cid >= 0) phiq_idbuf_push(out, cid);
+            if (cid >= 0 && ids_push(c, cid) < 0) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
             j += (uint32_t)n;
         }
     }
-done:
-    free(buf);
-    free(sym);
-    free(sid);
-    free(h.v);
-    return rc;
+    return 0;
+}
+
+/* A word through the per-call cache (words repeat a lot in prose). */
+static int bpe_word(const phiq_tokenizer *t, const char *w, size_t len, bpe_scratch *s, phiq_idbuf *out) {
+    phiq_wcache *c = &s->c;
+    uint32_t hash = phiq_hash_bytes(w, len);
+    const phiq_wcache_ent *e = len <= UINT32_MAX ? phiq_wcache_get(c, w, (uint32_t)len, hash) : NULL;
+    if (e) {
+        for (uint32_t k = 0; k < e->icount; k++) phiq_idbuf_push(out, c->ids[e->ioff + k]);
+        return 0;
+    }
+    size_t from = c->nids;
+    int rc = bpe_merge_word(t, w, len, s);
+    if (rc < 0) return rc;
+    for (size_t k = from; k < c->nids; k++) phiq_idbuf_push(out, c->ids[k]);
+    return len <= UINT32_MAX ? phiq_wcache_put(c, w, (uint32_t)len, hash, from) : 0;
 }
 
 /* llama.cpp decodes the text to code points before the regex, turning each
@@ -179,16 +228,21 @@ int phiq_bpe_encode(const phiq_tokenizer *t, const char *text, size_t len, phiq_
 }
 
 static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out) {
-    if (!t->re) return bpe_word(t, text, len, out);
+    bpe_scratch sc = {0};
+    int rc = 0;
+    if (!t->re) {
+        rc = bpe_word(t, text, len, &sc, out);
+        scratch_free(&sc);
+        return rc;
+    }
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
     if (!md) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
-    int rc = 0;
     size_t pos = 0;
     while (pos < len) {
         int m = pcre2_match(t->re, (PCRE2_SPTR)text, len, pos, 0, md, NULL);
         if (m == PCRE2_ERROR_JIT_STACKLIMIT) m = pcre2_match(t->re, (PCRE2_SPTR)text, len, pos, PCRE2_NO_JIT, md, NULL);
         if (m == PCRE2_ERROR_NOMATCH) {
-            rc = bpe_word(t, text + pos, len - pos, out);
+            rc = bpe_word(t, text + pos, len - pos, &sc, out);
             break;
         }
         if (m < 0) {
@@ -200,14 +254,15 @@ static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t s = ov[0], e = ov[1];
         if (s < pos || e < s || e > len) { rc = phiq_fail(PHIQ_EINVAL, "tokenize: regex returned a bad range"); break; }
-        if (s > pos && (rc = bpe_word(t, text + pos, s - pos, out)) < 0) break;
+        if (s > pos && (rc = bpe_word(t, text + pos, s - pos, &sc, out)) < 0) break;
         if (e == s) { /* empty match: take one character so we always advance */
             e = s + phiq_utf8_len_lead((unsigned char)text[s]);
             if (e > len) e = len;
         }
-        if ((rc = bpe_word(t, text + s, e - s, out)) < 0) break;
+        if ((rc = bpe_word(t, text + s, e - s, &sc, out)) < 0) break;
         pos = e;
     }
     pcre2_match_data_free(md);
+    scratch_free(&sc);
     return rc;
 }

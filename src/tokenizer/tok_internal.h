@@ -39,6 +39,8 @@ struct phiq_tokenizer {
     phiq_pairmap merges; /* BPE with merges */
     bool tiktoken_rule;  /* BPE without merges: rank = id of the concatenation */
     bool ignore_merges;  /* BPE: a word that is a whole token is emitted as is (tiktoken) */
+    bool spm_split;      /* SPM: no piece has '▁' after a non-'▁' byte, so the text can be
+                          * merged word by word (split before each '▁' run) with the same result */
     int32_t *specials;   /* CONTROL/USER_DEFINED/UNKNOWN ids, longest text first */
     int32_t n_specials;
     int32_t bos, eos, unk, pad;
@@ -65,6 +67,30 @@ static inline void phiq_idbuf_push(phiq_idbuf *b, int32_t id) {
     if (b->n < b->cap) b->out[b->n] = id;
     b->n++;
 }
+
+/* Per-call cache of word -> ids (keys point into the caller's text, valid
+ * for the call only), so repeated words in long texts are merged once. */
+typedef struct phiq_wcache_ent {
+    const char *key;   /* NULL = empty */
+    uint32_t klen, hash;
+    uint32_t ioff, icount; /* into ids */
+} phiq_wcache_ent;
+
+typedef struct phiq_wcache {
+    phiq_wcache_ent *e;
+    uint32_t cap, used;
+    int32_t *ids;
+    size_t nids, icap;
+} phiq_wcache;
+
+/* Looks key up: returns the entry (icount ids at ids+ioff) or NULL. */
+const phiq_wcache_ent *phiq_wcache_get(const phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash);
+/* Records the ids appended to c->ids since `from` as key's result
+ * (silently not cached when full or the key is long). */
+int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash, size_t from);
+int phiq_wcache_reserve(phiq_wcache *c, size_t more); /* room for more ids */
+void phiq_wcache_free(phiq_wcache *c);
+uint32_t phiq_hash_bytes(const char *s, size_t n);
 
 /* Encodes one raw-text fragment (no special tokens inside). */
 int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool prefix_space, phiq_idbuf *out);

@@ -96,10 +96,64 @@ int phiq_bytelevel_decode(const char *in, size_t n, unsigned char *out) {
 }
 
 /* ---- hash tables ---------------------------------------------------------- */
-static uint32_t hash_bytes(const char *s, size_t n) {
+uint32_t phiq_hash_bytes(const char *s, size_t n) {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 16777619u;
     return h;
+}
+#define hash_bytes phiq_hash_bytes
+
+/* ---- per-call word cache ------------------------------------------------------ */
+enum { WCACHE_MAX_KEY = 64, WCACHE_MAX_ENTRIES = 1 << 16 };
+
+const phiq_wcache_ent *phiq_wcache_get(const phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash) {
+    if (!c->cap) return NULL;
+    uint32_t mask = c->cap - 1;
+    for (uint32_t i = hash & mask;; i = (i + 1) & mask) {
+        const phiq_wcache_ent *e = &c->e[i];
+        if (!e->key) return NULL;
+        if (e->hash == hash && e->klen == klen && memcmp(e->key, key, klen) == 0) return e;
+    }
+}
+
+int phiq_wcache_reserve(phiq_wcache *c, size_t more) {
+    if (c->nids + more <= c->icap) return 0;
+    size_t nc = c->icap ? c->icap : 256;
+    while (nc < c->nids + more) nc *= 2;
+    int32_t *v = realloc(c->ids, nc * sizeof *v);
+    if (!v) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
+    c->ids = v;
+    c->icap = nc;
+    return 0;
+}
+
+int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash, size_t from) {
+    if (klen > WCACHE_MAX_KEY || c->used >= WCACHE_MAX_ENTRIES) { c->nids = from; return 0; }
+    if ((c->used + 1) * 2 > c->cap) { /* grow to keep the load under 1/2 */
+        uint32_t nc = c->cap ? c->cap * 2 : 256;
+        phiq_wcache_ent *ne = calloc(nc, sizeof *ne);
+        if (!ne) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
+        for (uint32_t i = 0; i < c->cap; i++) {
+            if (!c->e[i].key) continue;
+            uint32_t j = c->e[i].hash & (nc - 1);
+            while (ne[j].key) j = (j + 1) & (nc - 1);
+            ne[j] = c->e[i];
+        }
+        free(c->e);
+        c->e = ne;
+        c->cap = nc;
+    }
+    uint32_t j = hash & (c->cap - 1);
+    while (c->e[j].key) j = (j + 1) & (c->cap - 1);
+    c->e[j] = (phiq_wcache_ent){key, klen, hash, (uint32_t)from, (uint32_t)(c->nids - from)};
+    c->used++;
+    return 0;
+}
+
+void phiq_wcache_free(phiq_wcache *c) {
+    free(c->e);
+    free(c->ids);
+    memset(c, 0, sizeof *c);
 }
 
 int32_t phiq_strmap_get(const phiq_strmap *m, const char *s, size_t len) {
@@ -370,6 +424,15 @@ phiq_tokenizer *phiq_tokenizer_from_vocab(const phiq_tok_vocab *v) {
     }
     if (phiq_strmap_build(&t->map, t->text, t->text_len, t->n) < 0) goto oom;
     if (build_pieces(t) < 0) goto oom;
+    /* SPM word-by-word merging is exact only if no piece (hence no merge
+     * result) bridges "<non-▁ byte>▁": then merges never cross such a point. */
+    t->spm_split = t->model == PHIQ_TOK_MODEL_SPM;
+    for (int32_t i = 0; i < t->n && t->spm_split; i++) {
+        const char *s = t->text[i], *e = s + t->text_len[i];
+        while (e - s >= 3 && !memcmp(s, "\xe2\x96\x81", 3)) s += 3;
+        for (; e - s > 3 && t->spm_split; s++)
+            if (!memcmp(s + 1, "\xe2\x96\x81", 3)) t->spm_split = false;
+    }
     t->bos = v->bos_id >= 0 && v->bos_id < t->n ? v->bos_id : -1;
     t->eos = v->eos_id >= 0 && v->eos_id < t->n ? v->eos_id : -1;
     t->unk = v->unk_id >= 0 && v->unk_id < t->n ? v->unk_id : -1;
