@@ -163,7 +163,9 @@ static void free_texts(texts *t) {
     free(t->valid);
 }
 
-static int n_strings(void) { return getenv("PHIQ_SANITIZED") ? 500 : 10000; }
+/* 10,800: about 5% carry invalid UTF-8, which leaves >= 10,000 valid ones
+ * for the references that only take valid text */
+static int n_strings(void) { return getenv("PHIQ_SANITIZED") ? 500 : 10800; }
 
 static void esc_line(FILE *f, const char *s) {
     fputc('"', f);
@@ -334,6 +336,7 @@ static void test_tiktoken_random_vs_js(void **st) {
     int *idx = malloc(sizeof *idx * (size_t)tx.n);
     const char *lines = tu_tmp("tt-lines.txt");
     int n = write_lines(&tx, lines, true, idx); /* JS strings cannot hold invalid UTF-8 */
+    if (!getenv("PHIQ_SANITIZED")) assert_true(n >= 10000);
     int bad = 0;
     for (int which = 0; which < 2; which++) {
         const char *name = which ? "o200k_base" : "cl100k_base";
@@ -368,10 +371,149 @@ static void test_tiktoken_random_vs_js(void **st) {
     assert_int_equal(bad, 0);
 }
 
+/* ---- chat prompts ------------------------------------------------------------------ */
+static const phiq_chat_msg CONV[] = {
+    {"system", "You are a helpful assistant.", NULL},
+    {"user", "What is 2+2?", NULL},
+    {"assistant", "2+2 equals 4.", NULL},
+    {"user", "And 3 + 3 ?", NULL},
+};
+
+/* Expected template texts, written from phi-family-architecture.md §3c. */
+static const char PHI3_TEXT[] = "<|system|>\nYou are a helpful assistant.<|end|>\n<|user|>\nWhat is 2+2?<|end|>\n"
+                                "<|assistant|>\n2+2 equals 4.<|end|>\n<|user|>\nAnd 3 + 3 ?<|end|>\n<|assistant|>\n";
+static const char PHI4_TEXT[] = "<|im_start|>system<|im_sep|>You are a helpful assistant.<|im_end|>"
+                                "<|im_start|>user<|im_sep|>What is 2+2?<|im_end|>"
+                                "<|im_start|>assistant<|im_sep|>2+2 equals 4.<|im_end|>"
+                                "<|im_start|>user<|im_sep|>And 3 + 3 ?<|im_end|><|im_start|>assistant<|im_sep|>";
+static const char PHI4MINI_TEXT[] = "<|system|>You are a helpful assistant.<|end|><|user|>What is 2+2?<|end|>"
+                                    "<|assistant|>2+2 equals 4.<|end|><|user|>And 3 + 3 ?<|end|><|assistant|>";
+
+/* Renders CONV with the named template, checks the text, and returns phiq's ids. */
+static void render_ids(const char *tmpl, const char *expect, const phiq_tokenizer *tok, char *got, size_t cap) {
+    phiq_chat_template ct;
+    if (phiq_chat_template_named(tmpl, &ct) < 0) fail_msg("%s", phiq_error());
+    char *r = phiq_chat_render(&ct, CONV, 4, true);
+    assert_non_null(r);
+    if (strcmp(r, expect)) fail_msg("%s rendered\n[%s]\nexpected\n[%s]", tmpl, r, expect);
+    ids_str(tok, r, strlen(r), !ct.bos_in_template, 1, got, cap);
+    free(r);
+}
+
+static void test_chat_prompts_vs_reference(void **st) {
+    (void)st;
+    char got[8192];
+    int done = 0;
+    const char *ref = tu_llama_ref();
+    if (ref) {
+        char gguf[4096];
+        snprintf(gguf, sizeof gguf, "%s", tu_shared_path("fixtures/vocab/ggml-vocab-phi-3.gguf"));
+        const char *lines = tu_tmp("chat-phi3.txt");
+        FILE *f = fopen(lines, "w");
+        assert_non_null(f);
+        esc_line(f, PHI3_TEXT);
+        fclose(f);
+        char *out = NULL;
+        assert_int_equal(tu_run(&out, NULL, "'%s' tokenize '%s' --lines '%s'", ref, gguf, lines), 0);
+        out[strcspn(out, "\n")] = 0;
+        phiq_tokenizer *tg = phiq_tokenizer_load(gguf, NULL);
+        phiq_tokenizer *th = phiq_tokenizer_load(tu_shared_path("fixtures/tokenizers/phi3/tokenizer.json"), NULL);
+        if (!tg || !th) fail_msg("%s", phiq_error());
+        const char *names[] = {"phi3", "phi3.5"};
+        for (int k = 0; k < 2; k++) {
+            render_ids(names[k], PHI3_TEXT, tg, got, sizeof got);
+            assert_string_equal(got, out);
+            render_ids(names[k], PHI3_TEXT, th, got, sizeof got);
+            assert_string_equal(got, out);
+        }
+        print_message("Phi-3 chat prompt: %s\n  = llama.cpp's ids for the template text\n", out);
+        free(out);
+        phiq_tokenizer_free(tg);
+        phiq_tokenizer_free(th);
+        done++;
+    } else print_message("llama-ref unavailable: skipping the Phi-3 chat prompt comparison\n");
+    const char *dir = js_dir();
+    if (dir) {
+        for (int which = 0; which < 2; which++) {
+            const char *text = which ? PHI4MINI_TEXT : PHI4_TEXT;
+            const char *lines = tu_tmp(which ? "chat-p4mini.txt" : "chat-p4.txt");
+            FILE *f = fopen(lines, "w");
+            assert_non_null(f);
+            esc_line(f, text);
+            fclose(f);
+            char ranks[4096];
+            snprintf(ranks, sizeof ranks, "%s",
+                     tu_shared_path(which ? "fixtures/tokenizers/tiktoken/o200k_base.tiktoken" : "fixtures/tokenizers/tiktoken/cl100k_base.tiktoken"));
+            char *out = js_encode(dir, ranks, lines, true, which ? PHI4MINI_EXTRA : PHI4_EXTRA);
+            out[strcspn(out, "\n")] = 0;
+            phiq_tokenizer *tj = synth_json(which ? PHIQ_SYNTH_TOK_O200K : PHIQ_SYNTH_TOK_CL100K, which ? "chat-p4mini" : "chat-p4");
+            render_ids(which ? "phi4-mini" : "phi4", text, tj, got, sizeof got);
+            assert_string_equal(got, out);
+            print_message("%s chat prompt: %s\n  = js-tiktoken's ids for the template text\n", which ? "Phi-4-mini" : "phi-4", out);
+            free(out);
+            phiq_tokenizer_free(tj);
+        }
+        done++;
+    }
+    if (!done) skip();
+}
+
+/* ---- round trips ----------------------------------------------------------------------- */
+static void test_roundtrip_all_families(void **st) {
+    (void)st;
+    texts tx = gen_texts(n_strings());
+    struct { const char *rel, *pretok, *label; } fam[] = {
+        {"fixtures/vocab/ggml-vocab-phi-3.gguf", NULL, "phi-3 GGUF"},
+        {"fixtures/tokenizers/phi3/tokenizer.json", NULL, "phi-3 tokenizer.json"},
+        {"fixtures/vocab/ggml-vocab-gpt-2.gguf", NULL, "gpt-2 GGUF"},
+        {"fixtures/tokenizers/gpt2/tokenizer.json", NULL, "codegen tokenizer.json"},
+        {"fixtures/tokenizers/tiktoken/cl100k_base.tiktoken", "cl100k", "cl100k"},
+        {"fixtures/tokenizers/tiktoken/o200k_base.tiktoken", "o200k", "o200k"},
+    };
+    int bad = 0;
+    int32_t *ids = malloc(sizeof *ids * 4096);
+    char *dec = malloc(8192);
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++) {
+        phiq_tokenizer *t = phiq_tokenizer_load(tu_shared_path(fam[f].rel), fam[f].pretok);
+        if (!t) fail_msg("%s", phiq_error());
+        int nv = 0, fb = 0;
+        for (int i = 0; i < tx.n; i++) {
+            if (!tx.valid[i]) continue;
+            nv++;
+            const char *s = tx.v[i];
+            int n = phiq_tokenize_text(t, s, strlen(s), 0, 0, ids, 4096);
+            assert_true(n >= 0 && n <= 4096);
+            int dl = phiq_detokenize(t, ids, n, 0, dec, 8192);
+            assert_true(dl >= 0 && dl < 8192);
+            /* SentencePiece writes a space as U+2581, so a literal U+2581
+             * in the text comes back as a space (HF and llama.cpp alike) */
+            char want[1024];
+            size_t wl = 0;
+            for (const char *p = s; *p && wl < sizeof want; p++) {
+                if (phiq_tokenizer_model(t) == PHIQ_TOK_MODEL_SPM && !strncmp(p, "\xe2\x96\x81", 3)) { want[wl++] = ' '; p += 2; }
+                else want[wl++] = *p;
+            }
+            if ((size_t)dl != wl || memcmp(dec, want, wl)) {
+                if (fb < 3) print_message("%s: text %d [%s] decodes to [%.*s]\n", fam[f].label, i, s, dl, dec);
+                fb++;
+            }
+        }
+        print_message("%s: %d/%d valid random strings round-trip encode -> decode\n", fam[f].label, nv - fb, nv);
+        bad += fb;
+        phiq_tokenizer_free(t);
+    }
+    free(ids);
+    free(dec);
+    free_texts(&tx);
+    assert_int_equal(bad, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_phi3_random_vs_llama),
         cmocka_unit_test(test_tiktoken_random_vs_js),
+        cmocka_unit_test(test_chat_prompts_vs_reference),
+        cmocka_unit_test(test_roundtrip_all_families),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
