@@ -1,5 +1,6 @@
 #!/bin/sh
-# tokenize.sh — single-thread tokenization throughput (median MB/s of RUNS runs)
+# tokenize.sh — single-thread tokenization throughput (median MB/s of RUNS runs,
+# wall clock and thread CPU time)
 # on English fixture text for Phi-3 SPM (tokenizer.json and GGUF), GPT-2
 # (CodeGen tokenizer.json), cl100k and o200k (.tiktoken).
 # usage: bench/tokenize.sh [BUILD_DIR] [RUNS]   (default build, 7)

@@ -25,10 +25,10 @@ static int32_t pair_rank(const phiq_tokenizer *t, const char *buf, const phiq_sy
     uint64_t key = (((uint64_t)(uint32_t)sid[l] << 32) | (uint32_t)sid[r]) + 1;
     uint32_t mask = t->merges.cap - 1;
     uint32_t i = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & mask;
-    while (t->merges.keys[i]) {
-        if (t->merges.keys[i] == key) {
-            *result = t->merges.result[i];
-            return t->merges.rank[i];
+    for (const phiq_pairslot *sl; (sl = &t->merges.slot[i])->key;) {
+        if (sl->key == key) {
+            *result = sl->result;
+            return sl->rank;
         }
         i = (i + 1) & mask;
     }

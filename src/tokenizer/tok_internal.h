@@ -16,12 +16,17 @@ typedef struct phiq_strmap {
     const uint32_t *lens;
 } phiq_strmap;
 
-/* (left id, right id) -> merge rank and result id. */
+/* (left id, right id) -> merge rank and result id; one 16-byte slot per
+ * entry so a lookup touches one cache line. */
+typedef struct phiq_pairslot {
+    uint64_t key;      /* (l<<32|r)+1, 0 = empty */
+    int32_t rank;
+    int32_t result;
+} phiq_pairslot;
+
 typedef struct phiq_pairmap {
     uint32_t cap;
-    uint64_t *keys;    /* (l<<32|r)+1, 0 = empty */
-    int32_t *rank;
-    int32_t *result;
+    phiq_pairslot *slot;
 } phiq_pairmap;
 
 struct phiq_tokenizer {

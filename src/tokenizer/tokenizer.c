@@ -344,10 +344,8 @@ static int build_pieces(phiq_tokenizer *t) {
 static int build_merges(phiq_tokenizer *t, const phiq_tok_vocab *v) {
     uint32_t cap = 16;
     while (cap < (uint32_t)v->n_merges * 2u + 16u) cap <<= 1;
-    t->merges.keys = calloc(cap, sizeof *t->merges.keys);
-    t->merges.rank = malloc(sizeof *t->merges.rank * cap);
-    t->merges.result = malloc(sizeof *t->merges.result * cap);
-    if (!t->merges.keys || !t->merges.rank || !t->merges.result) return PHIQ_ENOMEM;
+    t->merges.slot = calloc(cap, sizeof *t->merges.slot);
+    if (!t->merges.slot) return PHIQ_ENOMEM;
     t->merges.cap = cap;
     char *tmp = NULL;
     size_t tmp_cap = 0;
@@ -370,11 +368,9 @@ static int build_merges(phiq_tokenizer *t, const phiq_tok_vocab *v) {
         int32_t res = phiq_strmap_get(&t->map, tmp, la + lb);
         uint64_t key = (((uint64_t)(uint32_t)a << 32) | (uint32_t)b) + 1;
         uint32_t i = (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
-        while (t->merges.keys[i] && t->merges.keys[i] != key) i = (i + 1) & (cap - 1);
-        if (t->merges.keys[i]) continue; /* first (lowest) rank wins */
-        t->merges.keys[i] = key;
-        t->merges.rank[i] = r;
-        t->merges.result[i] = res;
+        while (t->merges.slot[i].key && t->merges.slot[i].key != key) i = (i + 1) & (cap - 1);
+        if (t->merges.slot[i].key) continue; /* first (lowest) rank wins */
+        t->merges.slot[i] = (phiq_pairslot){key, r, res};
     }
     free(tmp);
     return 0;
@@ -516,9 +512,7 @@ void phiq_tokenizer_free(phiq_tokenizer *t) {
     free(t->attrs);
     free(t->eog);
     free(t->map.slots);
-    free(t->merges.keys);
-    free(t->merges.rank);
-    free(t->merges.result);
+    free(t->merges.slot);
     free(t->specials);
     free(t->chat_template);
     if (t->re) pcre2_code_free(t->re);
