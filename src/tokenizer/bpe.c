@@ -45,25 +45,9 @@ static int try_add(const phiq_tokenizer *t, const char *buf, const phiq_sym *sym
     return phiq_heap_push(h, c);
 }
 
-static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out);
+typedef phiq_tok_scratch bpe_scratch;
 
-/* Buffers reused across the words of one call (grown, never shrunk). */
-typedef struct bpe_scratch {
-    char *buf;
-    phiq_sym *sym;
-    int32_t *sid;
-    size_t cap; /* words of up to cap bytes fit */
-    phiq_merge_heap h;
-    phiq_wcache c;
-} bpe_scratch;
-
-static void scratch_free(bpe_scratch *s) {
-    free(s->buf);
-    free(s->sym);
-    free(s->sid);
-    free(s->h.v);
-    phiq_wcache_free(&s->c);
-}
+static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size_t len, bpe_scratch *sc, phiq_idbuf *out);
 
 static inline int ids_push(phiq_wcache *c, int32_t id) {
     if (c->nids == c->icap && phiq_wcache_reserve(c, 1) < 0) return PHIQ_ENOMEM;
@@ -213,28 +197,23 @@ static char *sanitize_utf8(const char *s, size_t n, size_t *out_len, bool *same)
     return o;
 }
 
-int phiq_bpe_encode(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out) {
+int phiq_bpe_encode(const phiq_tokenizer *t, const char *text, size_t len, phiq_tok_scratch *sc, phiq_idbuf *out) {
     if (len == 0) return 0;
     bool same;
     size_t slen = 0;
     char *clean = sanitize_utf8(text, len, &slen, &same);
     if (!same) {
         if (!clean) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
-        int rc = phiq_bpe_encode_valid(t, clean, slen, out);
+        int rc = phiq_bpe_encode_valid(t, clean, slen, sc, out);
         free(clean);
         return rc;
     }
-    return phiq_bpe_encode_valid(t, text, len, out);
+    return phiq_bpe_encode_valid(t, text, len, sc, out);
 }
 
-static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out) {
-    bpe_scratch sc = {0};
+static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size_t len, bpe_scratch *sc, phiq_idbuf *out) {
     int rc = 0;
-    if (!t->re) {
-        rc = bpe_word(t, text, len, &sc, out);
-        scratch_free(&sc);
-        return rc;
-    }
+    if (!t->re) return bpe_word(t, text, len, sc, out);
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(t->re, NULL);
     if (!md) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
     size_t pos = 0;
@@ -242,7 +221,7 @@ static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size
         int m = pcre2_match(t->re, (PCRE2_SPTR)text, len, pos, 0, md, NULL);
         if (m == PCRE2_ERROR_JIT_STACKLIMIT) m = pcre2_match(t->re, (PCRE2_SPTR)text, len, pos, PCRE2_NO_JIT, md, NULL);
         if (m == PCRE2_ERROR_NOMATCH) {
-            rc = bpe_word(t, text + pos, len - pos, &sc, out);
+            rc = bpe_word(t, text + pos, len - pos, sc, out);
             break;
         }
         if (m < 0) {
@@ -254,15 +233,14 @@ static int phiq_bpe_encode_valid(const phiq_tokenizer *t, const char *text, size
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t s = ov[0], e = ov[1];
         if (s < pos || e < s || e > len) { rc = phiq_fail(PHIQ_EINVAL, "tokenize: regex returned a bad range"); break; }
-        if (s > pos && (rc = bpe_word(t, text + pos, s - pos, &sc, out)) < 0) break;
+        if (s > pos && (rc = bpe_word(t, text + pos, s - pos, sc, out)) < 0) break;
         if (e == s) { /* empty match: take one character so we always advance */
             e = s + phiq_utf8_len_lead((unsigned char)text[s]);
             if (e > len) e = len;
         }
-        if ((rc = bpe_word(t, text + s, e - s, &sc, out)) < 0) break;
+        if ((rc = bpe_word(t, text + s, e - s, sc, out)) < 0) break;
         pos = e;
     }
     pcre2_match_data_free(md);
-    scratch_free(&sc);
     return rc;
 }

@@ -72,13 +72,14 @@ static inline bool is_sep(const char *buf, const phiq_sym *s) {
     return s->n == 3 && !memcmp(buf + s->off, "\xe2\x96\x81", 3);
 }
 
-int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool prefix_space, phiq_idbuf *out) {
+int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool prefix_space, phiq_tok_scratch *sc,
+                    phiq_idbuf *out) {
     if (len > (SIZE_MAX / 4) - 8) return phiq_fail(PHIQ_EINVAL, "tokenize: text too long");
     size_t cap = (len + 1) * 3 + 1;
     char *buf = malloc(cap);
     phiq_sym *sym = NULL;
-    phiq_merge_heap h = {0};
-    phiq_wcache c = {0};
+    phiq_merge_heap *h = &sc->h;
+    phiq_wcache *c = &sc->c;
     int rc = 0;
     if (!buf) { rc = phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory"); goto done; }
     /* llama_escape_whitespace: only ' ' becomes U+2581 */
@@ -104,8 +105,10 @@ int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool 
         off += n;
     }
     if (!t->spm_split) {
-        rc = merge_range(t, buf, sym, 0, ns, &h, &c);
-        for (size_t k = 0; rc >= 0 && k < c.nids; k++) phiq_idbuf_push(out, c.ids[k]);
+        size_t from = c->nids;
+        rc = merge_range(t, buf, sym, 0, ns, h, c);
+        for (size_t k = from; rc >= 0 && k < c->nids; k++) phiq_idbuf_push(out, c->ids[k]);
+        c->nids = from;
         goto done;
     }
     for (int32_t a = 0; a < ns;) {
@@ -116,21 +119,19 @@ int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool 
         const char *key = buf + sym[a].off;
         uint32_t klen = sym[b - 1].off + sym[b - 1].n - sym[a].off;
         uint32_t hash = phiq_hash_bytes(key, klen);
-        const phiq_wcache_ent *e = phiq_wcache_get(&c, key, klen, hash);
+        const phiq_wcache_ent *e = phiq_wcache_get(c, key, klen, hash);
         if (e) {
-            for (uint32_t k = 0; k < e->icount; k++) phiq_idbuf_push(out, c.ids[e->ioff + k]);
+            for (uint32_t k = 0; k < e->icount; k++) phiq_idbuf_push(out, c->ids[e->ioff + k]);
         } else {
-            size_t from = c.nids;
-            if ((rc = merge_range(t, buf, sym, a, b, &h, &c)) < 0) goto done;
-            for (size_t k = from; k < c.nids; k++) phiq_idbuf_push(out, c.ids[k]);
-            if ((rc = phiq_wcache_put(&c, key, klen, hash, from)) < 0) goto done;
+            size_t from = c->nids;
+            if ((rc = merge_range(t, buf, sym, a, b, h, c)) < 0) goto done;
+            for (size_t k = from; k < c->nids; k++) phiq_idbuf_push(out, c->ids[k]);
+            if ((rc = phiq_wcache_put(c, key, klen, hash, from)) < 0) goto done;
         }
         a = b;
     }
 done:
     free(buf);
     free(sym);
-    free(h.v);
-    phiq_wcache_free(&c);
     return rc;
 }

@@ -73,10 +73,10 @@ static inline void phiq_idbuf_push(phiq_idbuf *b, int32_t id) {
     b->n++;
 }
 
-/* Per-call cache of word -> ids (keys point into the caller's text, valid
- * for the call only), so repeated words in long texts are merged once. */
+/* Per-call cache of word -> ids (keys copied into kbuf), so repeated words
+ * in long texts are merged once; shared by all fragments of one call. */
 typedef struct phiq_wcache_ent {
-    const char *key;   /* NULL = empty */
+    uint32_t kpos;     /* key offset in kbuf + 1; 0 = empty slot */
     uint32_t klen, hash;
     uint32_t ioff, icount; /* into ids */
 } phiq_wcache_ent;
@@ -86,20 +86,29 @@ typedef struct phiq_wcache {
     uint32_t cap, used;
     int32_t *ids;
     size_t nids, icap;
+    char *kbuf;
+    size_t kn, kcap;
 } phiq_wcache;
 
 /* Looks key up: returns the entry (icount ids at ids+ioff) or NULL. */
 const phiq_wcache_ent *phiq_wcache_get(const phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash);
 /* Records the ids appended to c->ids since `from` as key's result
- * (silently not cached when full or the key is long). */
+ * (not cached, and the ids dropped, when full or the key is long). */
 int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash, size_t from);
 int phiq_wcache_reserve(phiq_wcache *c, size_t more); /* room for more ids */
 void phiq_wcache_free(phiq_wcache *c);
 uint32_t phiq_hash_bytes(const char *s, size_t n);
 
+/* Working memory of one phiq_tokenize_text call, reused across fragments
+ * and words: the word cache, the merge heap, BPE's per-word buffers. */
+struct phiq_merge_heap;
+typedef struct phiq_tok_scratch phiq_tok_scratch;
+void phiq_tok_scratch_free(phiq_tok_scratch *s);
+
 /* Encodes one raw-text fragment (no special tokens inside). */
-int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool prefix_space, phiq_idbuf *out);
-int phiq_bpe_encode(const phiq_tokenizer *t, const char *text, size_t len, phiq_idbuf *out);
+int phiq_spm_encode(const phiq_tokenizer *t, const char *text, size_t len, bool prefix_space, phiq_tok_scratch *s,
+                    phiq_idbuf *out);
+int phiq_bpe_encode(const phiq_tokenizer *t, const char *text, size_t len, phiq_tok_scratch *s, phiq_idbuf *out);
 
 /* Length of the UTF-8 sequence starting with byte c, llama.cpp's rule
  * (continuation and invalid lead bytes count as 1). */
@@ -128,5 +137,16 @@ typedef struct phiq_sym {
     int32_t prev, next;
     uint32_t off, n;
 } phiq_sym;
+
+/* Symbols of a word being merged (a doubly linked list over byte ranges) —
+ * see phiq_sym above; the scratch owns growable copies. */
+struct phiq_tok_scratch {
+    phiq_wcache c;
+    phiq_merge_heap h;
+    char *buf;        /* BPE: byte-level text of the current word [cap*2+1] */
+    phiq_sym *sym;    /* [cap+1] */
+    int32_t *sid;     /* [cap+1] */
+    size_t cap;       /* words of up to cap bytes fit */
+};
 
 #endif

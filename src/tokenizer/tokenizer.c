@@ -111,8 +111,8 @@ const phiq_wcache_ent *phiq_wcache_get(const phiq_wcache *c, const char *key, ui
     uint32_t mask = c->cap - 1;
     for (uint32_t i = hash & mask;; i = (i + 1) & mask) {
         const phiq_wcache_ent *e = &c->e[i];
-        if (!e->key) return NULL;
-        if (e->hash == hash && e->klen == klen && memcmp(e->key, key, klen) == 0) return e;
+        if (!e->kpos) return NULL;
+        if (e->hash == hash && e->klen == klen && memcmp(c->kbuf + e->kpos - 1, key, klen) == 0) return e;
     }
 }
 
@@ -128,24 +128,35 @@ int phiq_wcache_reserve(phiq_wcache *c, size_t more) {
 }
 
 int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash, size_t from) {
+    /* bounded: at most 64K keys of <= 64 bytes, so offsets fit in 32 bits */
     if (klen > WCACHE_MAX_KEY || c->used >= WCACHE_MAX_ENTRIES) { c->nids = from; return 0; }
     if ((c->used + 1) * 2 > c->cap) { /* grow to keep the load under 1/2 */
         uint32_t nc = c->cap ? c->cap * 2 : 256;
         phiq_wcache_ent *ne = calloc(nc, sizeof *ne);
         if (!ne) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
         for (uint32_t i = 0; i < c->cap; i++) {
-            if (!c->e[i].key) continue;
+            if (!c->e[i].kpos) continue;
             uint32_t j = c->e[i].hash & (nc - 1);
-            while (ne[j].key) j = (j + 1) & (nc - 1);
+            while (ne[j].kpos) j = (j + 1) & (nc - 1);
             ne[j] = c->e[i];
         }
         free(c->e);
         c->e = ne;
         c->cap = nc;
     }
+    if (c->kn + klen > c->kcap) {
+        size_t nk = c->kcap ? c->kcap * 2 : 4096;
+        while (nk < c->kn + klen) nk *= 2;
+        char *kb = realloc(c->kbuf, nk);
+        if (!kb) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
+        c->kbuf = kb;
+        c->kcap = nk;
+    }
+    if (klen) memcpy(c->kbuf + c->kn, key, klen);
     uint32_t j = hash & (c->cap - 1);
-    while (c->e[j].key) j = (j + 1) & (c->cap - 1);
-    c->e[j] = (phiq_wcache_ent){key, klen, hash, (uint32_t)from, (uint32_t)(c->nids - from)};
+    while (c->e[j].kpos) j = (j + 1) & (c->cap - 1);
+    c->e[j] = (phiq_wcache_ent){(uint32_t)c->kn + 1, klen, hash, (uint32_t)from, (uint32_t)(c->nids - from)};
+    c->kn += klen;
     c->used++;
     return 0;
 }
@@ -153,7 +164,17 @@ int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t has
 void phiq_wcache_free(phiq_wcache *c) {
     free(c->e);
     free(c->ids);
+    free(c->kbuf);
     memset(c, 0, sizeof *c);
+}
+
+void phiq_tok_scratch_free(phiq_tok_scratch *s) {
+    phiq_wcache_free(&s->c);
+    free(s->h.v);
+    free(s->buf);
+    free(s->sym);
+    free(s->sid);
+    memset(s, 0, sizeof *s);
 }
 
 int32_t phiq_strmap_get(const phiq_strmap *m, const char *s, size_t len) {
@@ -638,6 +659,8 @@ int phiq_tokenize_text(const phiq_tokenizer *t, const char *text, size_t len, in
     if (!t || (!text && len) || cap < 0 || (!out && cap > 0)) return phiq_fail(PHIQ_EINVAL, "tokenize: bad arguments");
     if (len > (size_t)1 << 30) return phiq_fail(PHIQ_EINVAL, "tokenize: text of %zu bytes is too long", len);
     phiq_idbuf b = {out, cap, 0};
+    phiq_tok_scratch sc;
+    memset(&sc, 0, sizeof sc);
     frag_list fl = {0};
     int rc = split_specials(t, text, len, parse_special, &fl);
     if (rc < 0) return rc;
@@ -650,13 +673,14 @@ int phiq_tokenize_text(const phiq_tokenizer *t, const char *text, size_t len, in
             continue;
         }
         if (t->model == PHIQ_TOK_MODEL_SPM)
-            rc = phiq_spm_encode(t, text + fl.v[f].off, fl.v[f].len, t->add_space_prefix && prev_special, &b);
+            rc = phiq_spm_encode(t, text + fl.v[f].off, fl.v[f].len, t->add_space_prefix && prev_special, &sc, &b);
         else
-            rc = phiq_bpe_encode(t, text + fl.v[f].off, fl.v[f].len, &b);
+            rc = phiq_bpe_encode(t, text + fl.v[f].off, fl.v[f].len, &sc, &b);
         prev_special = false;
         if (b.n > (1 << 30)) rc = phiq_fail(PHIQ_ERANGE, "tokenize: too many tokens");
     }
     free(fl.v);
+    phiq_tok_scratch_free(&sc);
     if (rc < 0) return rc;
     if (add_bos && t->add_eos) phiq_idbuf_push(&b, t->eos);
     return b.n;
