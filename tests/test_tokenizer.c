@@ -568,6 +568,47 @@ static void test_stream_bytes(void **s) {
     phiq_tokenizer_free(t);
 }
 
+/* SPM merges word by word only when no piece holds '▁' after another byte;
+ * with a piece "a▁" the whole text must merge as one (llama.cpp's way).
+ * Expected ids worked out by hand from the scores. */
+static phiq_tokenizer *tiny_spm(bool with_a_space) {
+    static const char *toks[] = {"<unk>", "a", "b", "\xe2\x96\x81", "\xe2\x96\x81" "b", "a\xe2\x96\x81"};
+    static const float scores[] = {0, -1, -1, -1, -5, -2};
+    int n = with_a_space ? 6 : 5;
+    phiq_tok_vocab *v = phiq_tok_vocab_new(PHIQ_TOK_MODEL_SPM, n);
+    assert_non_null(v);
+    for (int i = 0; i < n; i++) {
+        v->tokens[i] = strdup(toks[i]);
+        v->scores[i] = scores[i];
+        v->types[i] = i ? PHIQ_TOK_TYPE_NORMAL : PHIQ_TOK_TYPE_UNKNOWN;
+    }
+    v->unk_id = 0;
+    phiq_tokenizer *t = phiq_tokenizer_from_vocab(v);
+    phiq_tok_vocab_free(v);
+    assert_non_null(t);
+    return t;
+}
+
+static void test_spm_word_split_guard(void **s) {
+    (void)s;
+    int32_t ids[16];
+    phiq_tokenizer *t = tiny_spm(true);
+    /* "a▁b": a▁ (-2) beats ▁b (-5) -> [a▁][b] */
+    assert_int_equal(phiq_tokenize_text(t, "a b", 3, 0, 0, ids, 16), 2);
+    assert_int_equal(ids[0], 5);
+    assert_int_equal(ids[1], 2);
+    /* "a▁▁b": a▁ first, then ▁b -> [a▁][▁b] */
+    assert_int_equal(phiq_tokenize_text(t, "a  b", 4, 0, 0, ids, 16), 2);
+    assert_int_equal(ids[0], 5);
+    assert_int_equal(ids[1], 4);
+    phiq_tokenizer_free(t);
+    t = tiny_spm(false); /* without "a▁" words merge apart: [a][▁b][▁][a][▁b] ("▁a" is no piece) */
+    assert_int_equal(phiq_tokenize_text(t, "a b a b", 7, 0, 0, ids, 16), 5);
+    static const int32_t want[] = {1, 4, 3, 1, 4};
+    for (int i = 0; i < 5; i++) assert_int_equal(ids[i], want[i]);
+    phiq_tokenizer_free(t);
+}
+
 static void test_bad_inputs(void **s) {
     (void)s;
     assert_null(phiq_tokenizer_load("/nonexistent/tokenizer.json", NULL));
@@ -637,7 +678,7 @@ int main(void) {
         cmocka_unit_test(test_phi3_vocab_matches_gguf), cmocka_unit_test(test_phi3_rstrip),
         cmocka_unit_test(test_vocab_gguf_roundtrip),
         cmocka_unit_test(test_roundtrip),           cmocka_unit_test(test_stream_bytes),
-        cmocka_unit_test(test_bad_inputs),          cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_spm_word_split_guard), cmocka_unit_test(test_bad_inputs),          cmocka_unit_test(test_cli),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
