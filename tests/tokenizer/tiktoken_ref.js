@@ -9,6 +9,10 @@
 //       more special tokens (Phi-4 / Phi-4-mini chat tokens).
 //   node tiktoken_ref.js JSTIKTOKEN_DIR RANKS.tiktoken --check-bundled NAME
 //       prints "same" if js-tiktoken's bundled NAME ranks and pat_str equal the file's.
+//   node tiktoken_ref.js JSTIKTOKEN_DIR RANKS.tiktoken LINES --multi NAME EXTRA
+//       one process for everything (loading ranks is the slow part): a line
+//       "#bundled same|differ N", then four blocks of id lines, each ended by
+//       "#end": plain text, specials, and both again with EXTRA registered.
 "use strict";
 const fs = require("fs");
 const path = require("path");
@@ -44,9 +48,8 @@ function loadFile() {
   };
 }
 
-const file = loadFile();
-if (rest[0] === "--check-bundled") {
-  const b = require(path.join(dir, "node_modules", "js-tiktoken", "dist", "ranks", rest[1] + ".cjs"));
+function checkBundled(file, name) {
+  const b = require(path.join(dir, "node_modules", "js-tiktoken", "dist", "ranks", name + ".cjs"));
   const bundled = b.default || b;
   const bm = new Map();
   for (const line of bundled.bpe_ranks.split("\n").filter(Boolean)) {
@@ -56,24 +59,45 @@ if (rest[0] === "--check-bundled") {
   let diff = bm.size !== file._map.size ? 1 : 0;
   for (const [k, v] of file._map) if (bm.get(k) !== v) diff++;
   if (bundled.pat_str !== file.pat_str) diff++;
-  console.log(diff === 0 ? "same" : "differ " + diff);
-  process.exit(0);
+  return diff === 0 ? "same" : "differ " + diff;
 }
 
-const linesPath = rest[0];
-let special = false;
-let extra = {};
-for (let i = 1; i < rest.length; i++) {
-  if (rest[i] === "--special") special = true;
-  else if (rest[i] === "--extra") extra = JSON.parse(rest[++i]);
+const file = loadFile();
+if (rest[0] === "--check-bundled") {
+  console.log(checkBundled(file, rest[1]));
+  process.exit(0);
 }
-delete file._map;
-const enc = new Tiktoken(file, extra);
-const texts = fs.readFileSync(linesPath, "utf8").split("\n");
-if (texts.length && texts[texts.length - 1] === "") texts.pop();
-const out = [];
-for (const l of texts) {
-  const s = JSON.parse(l);
-  out.push((special ? enc.encode(s, "all") : enc.encode(s, [], [])).join(" "));
+if (rest[1] === "--multi") {
+  const out = ["#bundled " + checkBundled(file, rest[2])];
+  const extra = JSON.parse(rest[3]);
+  delete file._map;
+  const texts = fs.readFileSync(rest[0], "utf8").split("\n");
+  if (texts.length && texts[texts.length - 1] === "") texts.pop();
+  const strs = texts.map((l) => JSON.parse(l));
+  for (const enc of [new Tiktoken(file), new Tiktoken(file, extra)]) {
+    for (const special of [false, true]) {
+      for (const s of strs) out.push((special ? enc.encode(s, "all") : enc.encode(s, [], [])).join(" "));
+      out.push("#end");
+    }
+  }
+  // no process.exit here: it would cut a large write to a pipe short
+  process.stdout.write(out.join("\n") + "\n");
+} else {
+  const linesPath = rest[0];
+  let special = false;
+  let extra = {};
+  for (let i = 1; i < rest.length; i++) {
+    if (rest[i] === "--special") special = true;
+    else if (rest[i] === "--extra") extra = JSON.parse(rest[++i]);
+  }
+  delete file._map;
+  const enc = new Tiktoken(file, extra);
+  const texts = fs.readFileSync(linesPath, "utf8").split("\n");
+  if (texts.length && texts[texts.length - 1] === "") texts.pop();
+  const out = [];
+  for (const l of texts) {
+    const s = JSON.parse(l);
+    out.push((special ? enc.encode(s, "all") : enc.encode(s, [], [])).join(" "));
+  }
+  process.stdout.write(out.join("\n") + "\n");
 }
-process.stdout.write(out.join("\n") + "\n");
