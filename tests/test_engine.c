@@ -1,0 +1,483 @@
+/* test_engine.c — the forward pass against references we did not write:
+ *  - the tiny-phi3-kjv fixture's PyTorch logits (every position of every
+ *    prompt; HF directory loaded directly, and the F32 GGUF from
+ *    `phiq convert` when that command is available), f32 and f16 KV cache;
+ *  - llama.cpp (llama-ref logits --all) on the fixture GGUF and on
+ *    synthetic 2-layer models from `phiq synth` (phi3 MHA full rotary;
+ *    phi3 GQA + partial rotary + LongRoPE + tied; phi2);
+ *  - LongRoPE's Hugging Face rule: a generation crossing n_ctx_orig
+ *    re-prefills and equals a from-scratch long-factor evaluation (and
+ *    llama.cpp's long-factor logits);
+ *  - the sliding-window definition (key j visible to query i iff
+ *    i-W < j <= i) through the exact receptive field it implies;
+ *  - the API: contexts shared across threads, truncate + re-eval, errors. */
+#include "testutil.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "core/common.h"
+#include "phiq.h"
+
+#define V_FIX 32064
+
+static const char *fixture_dir(void) { return tu_shared_path("fixtures/tiny-phi3-kjv"); }
+
+/* ---- reference prompts ------------------------------------------------------- */
+typedef struct {
+    int n;
+    int32_t ids[512];
+    char file[64];
+} prompt;
+
+static int load_prompts(prompt *ps, int cap) {
+    char *txt = NULL;
+    size_t len;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/reference/prompts.json", fixture_dir());
+    if (phiq_read_file(path, &txt, &len) < 0) return -1;
+    /* tiny scanner: each "file": "...", then "ids": [ ... ] */
+    int n = 0;
+    char *p = txt;
+    while (n < cap && (p = strstr(p, "\"file\""))) {
+        p = strchr(p + 6, '"');
+        if (!p) break;
+        char *e = strchr(p + 1, '"');
+        snprintf(ps[n].file, sizeof ps[n].file, "%.*s", (int)(e - p - 1), p + 1);
+        p = strstr(e, "\"ids\"");
+        if (!p) break;
+        p = strchr(p, '[') + 1;
+        ps[n].n = 0;
+        while (*p && *p != ']') {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p) {
+                p++;
+                continue;
+            }
+            if (ps[n].n < 512) ps[n].ids[ps[n].n++] = (int32_t)v;
+            p = end;
+        }
+        n++;
+    }
+    free(txt);
+    return n;
+}
+
+static float *ref_logits(const prompt *pr) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/reference/%s", fixture_dir(), pr->file);
+    size_t n;
+    float *r = tu_read_all(path, &n);
+    assert_non_null(r);
+    assert_int_equal(n, (size_t)pr->n * V_FIX * sizeof(float));
+    return r;
+}
+
+/* Worst over rows of max|a-b| / range(b). */
+static double worst_rel(const float *a, const float *b, int rows, int nv) {
+    double w = 0;
+    for (int r = 0; r < rows; r++) {
+        double d = tu_max_abs_diff(a + (size_t)r * nv, b + (size_t)r * nv, (size_t)nv);
+        double rg = tu_range(b + (size_t)r * nv, (size_t)nv);
+        if (d / rg > w) w = d / rg;
+    }
+    return w;
+}
+
+static phiq_context *new_ctx(const phiq_model *m, int n_ctx, int kv32, int all, int rope_mode, int swa) {
+    phiq_context_params cp = phiq_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_threads = 2;
+    cp.kv_type = kv32 ? PHIQ_KV_TYPE_F32 : PHIQ_KV_TYPE_F16;
+    cp.all_logits = all;
+    cp.rope_mode = rope_mode;
+    cp.sliding_window = swa;
+    phiq_context *c = phiq_context_new(m, &cp);
+    if (!c) fail_msg("context: %s", phiq_error());
+    return c;
+}
+
+/* Evaluates ids in one batch; returns malloc'd logits of every position. */
+static float *eval_all(const phiq_model *m, const int32_t *ids, int n, int kv32, int rope_mode, int n_ctx, int swa) {
+    phiq_context *c = new_ctx(m, n_ctx ? n_ctx : (n < 256 ? 256 : n), kv32, 1, rope_mode, swa);
+    if (phiq_eval(c, ids, n) < 0) fail_msg("eval: %s", phiq_error());
+    int nv = phiq_model_n_vocab(m);
+    float *out = malloc(sizeof(float) * (size_t)n * (size_t)nv);
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * nv, phiq_logits_at(c, i), sizeof(float) * (size_t)nv);
+    phiq_context_free(c);
+    return out;
+}
+
+/* ---- the fixture's F32 GGUF (when `phiq convert` works) ---------------------- */
+static const char *fixture_gguf(void) {
+    static int tried = 0;
+    static char path[4096];
+    if (!tried) {
+        tried = 1;
+        snprintf(path, sizeof path, "%s", tu_tmp("kjv-f32.gguf"));
+        char *err = NULL;
+        int rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 -q 2>&1 || '%s' convert '%s' -o '%s' --type f32",
+                        tu_bin(), fixture_dir(), path, tu_bin(), fixture_dir(), path);
+        if (rc != 0 || !phiq_file_exists(path)) {
+            fprintf(stderr, "test_engine: `phiq convert --type f32` unavailable (%s); GGUF checks skipped\n",
+                    err ? err : "?");
+            path[0] = 0;
+        }
+        free(err);
+    }
+    return path[0] ? path : NULL;
+}
+
+static void check_fixture_model(const phiq_model *m, const char *label) {
+    prompt ps[8];
+    int np = load_prompts(ps, 8);
+    assert_true(np >= 3);
+    assert_int_equal(phiq_model_n_vocab(m), V_FIX);
+    for (int i = 0; i < np; i++) {
+        float *ref = ref_logits(&ps[i]);
+        for (int kv32 = 1; kv32 >= 0; kv32--) {
+            float *got = eval_all(m, ps[i].ids, ps[i].n, kv32, PHIQ_ROPE_MODE_HF, 0, 0);
+            double w = worst_rel(got, ref, ps[i].n, V_FIX);
+            fprintf(stderr, "  %s prompt %d (%d tokens) kv %s: max|diff|/range over all positions = %.3g\n", label, i,
+                    ps[i].n, kv32 ? "f32" : "f16", w);
+            assert_true(w <= (kv32 ? 1e-4 : 1e-3));
+            free(got);
+        }
+        free(ref);
+    }
+}
+
+static void test_fixture_hf_dir(void **state) {
+    (void)state;
+    const char *types[] = {"f32", "bf16", "f16"};
+    for (int t = 0; t < 3; t++) {
+        phiq_model_params mp = {types[t], 2};
+        phiq_model *m = phiq_model_open(fixture_dir(), &mp);
+        if (!m) fail_msg("open %s: %s", fixture_dir(), phiq_error());
+        if (t < 2) {
+            check_fixture_model(m, types[t]);
+        } else {
+            /* f16 weights: rounding the bf16 weights costs a little accuracy */
+            prompt ps[8];
+            load_prompts(ps, 8);
+            float *ref = ref_logits(&ps[0]);
+            float *got = eval_all(m, ps[0].ids, ps[0].n, 1, PHIQ_ROPE_MODE_HF, 0, 0);
+            double w = worst_rel(got, ref, ps[0].n, V_FIX);
+            fprintf(stderr, "  HF dir as f16 weights prompt 0: %.3g\n", w);
+            assert_true(w <= 2e-3);
+            free(got);
+            free(ref);
+        }
+        phiq_model_free(m);
+    }
+}
+
+static void test_fixture_gguf(void **state) {
+    (void)state;
+    const char *g = fixture_gguf();
+    if (!g) skip();
+    phiq_model *m = phiq_model_open(g, NULL);
+    if (!m) fail_msg("open %s: %s", g, phiq_error());
+    check_fixture_model(m, "gguf-f32");
+    phiq_model_free(m);
+}
+
+/* ---- llama.cpp ----------------------------------------------------------------- */
+static float *llama_logits(const char *gguf, const int32_t *ids, int n, int all, int nv) {
+    const char *lr = tu_llama_ref();
+    if (!lr) return NULL;
+    char *list = malloc((size_t)n * 12 + 1);
+    list[0] = 0;
+    for (int i = 0; i < n; i++) sprintf(list + strlen(list), i ? ",%d" : "%d", ids[i]);
+    const char *out = tu_tmp("llama.f32");
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "LLAMA_REF_THREADS=2 '%s' logits '%s' %s %s --out '%s'", lr, gguf, list, all ? "--all" : "", out);
+    free(list);
+    if (rc != 0) fail_msg("llama-ref failed (%d): %s", rc, err ? err : "");
+    free(err);
+    size_t sz;
+    float *r = tu_read_all(out, &sz);
+    assert_int_equal(sz, (size_t)(all ? n : 1) * (size_t)nv * sizeof(float));
+    return r;
+}
+
+static double compare_llama(const char *gguf, const int32_t *ids, int n, const char *label) {
+    phiq_model *m = phiq_model_open(gguf, NULL);
+    if (!m) fail_msg("open %s: %s", gguf, phiq_error());
+    int nv = phiq_model_n_vocab(m);
+    float *ref = llama_logits(gguf, ids, n, 1, nv);
+    if (!ref) {
+        phiq_model_free(m);
+        return -1;
+    }
+    /* llama-ref's context is max(64, n) tokens (rounded up to 256 inside
+     * llama.cpp); llama.cpp never applies phi3's sliding window */
+    int n_ctx = n < 64 ? 64 : n;
+    float *got = eval_all(m, ids, n, 0, PHIQ_ROPE_MODE_LLAMACPP, n_ctx, -1);
+    double w = worst_rel(got, ref, n, nv);
+    fprintf(stderr, "  vs llama.cpp, %s (%d positions): max|diff|/range = %.3g\n", label, n, w);
+    assert_true(w <= 1e-3);
+    free(got);
+    free(ref);
+    phiq_model_free(m);
+    return w;
+}
+
+static void test_llama_fixture(void **state) {
+    (void)state;
+    const char *g = fixture_gguf();
+    if (!g) skip();
+    if (!tu_llama_ref()) {
+        fprintf(stderr, "test_engine: llama-ref unavailable\n");
+        skip();
+    }
+    prompt ps[8];
+    int np = load_prompts(ps, 8);
+    for (int i = 0; i < np; i++) {
+        if (getenv("PHIQ_SANITIZED") && ps[i].n > 64) continue;
+        compare_llama(g, ps[i].ids, ps[i].n, ps[i].file);
+    }
+}
+
+static void test_llama_synth(void **state) {
+    (void)state;
+    if (!tu_llama_ref()) skip();
+    const struct { const char *name, *args; } models[] = {
+        {"phi3 MHA full rotary", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 4 --ff 256 --ctx 512"},
+        {"phi3 GQA partial rotary LongRoPE tied",
+         "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 192 --partial-rotary 0.75 --ctx 2048 --ctx-orig 256 --tied"},
+        {"phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 256 --partial-rotary 0.5 --ctx 512"},
+    };
+    int ran = 0;
+    for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {
+        char dir[4096], gguf[4096];
+        snprintf(dir, sizeof dir, "%s", tu_tmp(""));
+        snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "synth%zu", k);
+        snprintf(gguf, sizeof gguf, "%s.gguf", dir);
+        char *err = NULL;
+        if (tu_run(NULL, &err, "'%s' synth %s --seed %zu -q -o '%s' && '%s' convert '%s' -o '%s' --type f32 -q", tu_bin(),
+                   models[k].args, k + 7, dir, tu_bin(), dir, gguf) != 0) {
+            fprintf(stderr, "test_engine: synth/convert unavailable for %s: %s\n", models[k].name, err ? err : "");
+            free(err);
+            continue;
+        }
+        free(err);
+        int32_t ids[40];
+        phiq_model *m = phiq_model_open(gguf, NULL);
+        if (!m) fail_msg("open %s: %s", gguf, phiq_error());
+        int nv = phiq_model_n_vocab(m);
+        phiq_model_free(m);
+        srand(11 + (unsigned)k);
+        for (int i = 0; i < 40; i++) ids[i] = rand() % (nv < 2000 ? nv : 2000);
+        compare_llama(gguf, ids, 40, models[k].name);
+        ran++;
+    }
+    if (!ran) skip();
+}
+
+/* ---- LongRoPE: Hugging Face's switch with re-prefill ------------------------------ */
+static void test_longrope_switch(void **state) {
+    (void)state;
+    phiq_model_params mp = {"f32", 2};
+    phiq_model *m = phiq_model_open(fixture_dir(), &mp);
+    if (!m) fail_msg("%s", phiq_error());
+    int orig = phiq_model_n_ctx_orig(m);
+    assert_int_equal(orig, 1024);
+    const int N = orig + 4;
+    prompt ps[8];
+    load_prompts(ps, 8);
+    int32_t *ids = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++) ids[i] = ps[2].ids[i % ps[2].n];
+    /* incremental, crossing n_ctx_orig one token at a time */
+    phiq_context *inc = new_ctx(m, N, 1, 0, PHIQ_ROPE_MODE_HF, 0);
+    assert_int_equal(phiq_eval(inc, ids, orig - 2), 0);
+    float *short_last = malloc(sizeof(float) * V_FIX);
+    for (int p = orig - 2; p < N; p++) {
+        assert_int_equal(phiq_eval(inc, ids + p, 1), 0);
+        if (p == orig - 1) memcpy(short_last, phiq_logits(inc), sizeof(float) * V_FIX); /* length 1024: short */
+    }
+    /* from scratch, one batch of N > orig: long factors throughout */
+    phiq_context *fresh = new_ctx(m, N, 1, 0, PHIQ_ROPE_MODE_HF, 0);
+    assert_int_equal(phiq_eval(fresh, ids, N), 0);
+    double w = worst_rel(phiq_logits(inc), phiq_logits(fresh), 1, V_FIX);
+    fprintf(stderr, "  LongRoPE: incremental across %d vs from-scratch long: %.3g\n", orig, w);
+    assert_true(w <= 1e-5);
+    /* llama.cpp-mode context larger than orig also uses long factors from the start */
+    phiq_context *lc = new_ctx(m, N, 1, 0, PHIQ_ROPE_MODE_LLAMACPP, 0);
+    assert_int_equal(phiq_eval(lc, ids, N), 0);
+    assert_true(worst_rel(phiq_logits(lc), phiq_logits(fresh), 1, V_FIX) <= 1e-5);
+    /* ... and the factor set visibly matters: length 1024 short vs the long-factor context */
+    phiq_context_truncate(lc, 0);
+    assert_int_equal(phiq_eval(lc, ids, orig), 0);
+    double d = worst_rel(phiq_logits(lc), short_last, 1, V_FIX);
+    fprintf(stderr, "  LongRoPE: short vs long factors at length %d differ by %.3g of range\n", orig, d);
+    assert_true(d > 1e-3);
+    /* short part: the first orig tokens in HF mode from scratch equal the incremental value at 1024 */
+    phiq_context *fs = new_ctx(m, N, 1, 0, PHIQ_ROPE_MODE_HF, 0);
+    assert_int_equal(phiq_eval(fs, ids, orig), 0);
+    assert_true(worst_rel(phiq_logits(fs), short_last, 1, V_FIX) <= 1e-5);
+    /* independent: llama.cpp with a context > orig (long factors) */
+    const char *g = fixture_gguf();
+    if (g && tu_llama_ref() && !getenv("PHIQ_SANITIZED")) {
+        float *ref = llama_logits(g, ids, N, 0, V_FIX);
+        double wl = worst_rel(phiq_logits(inc), ref, 1, V_FIX);
+        fprintf(stderr, "  LongRoPE: HF-mode re-prefilled vs llama.cpp (long factors, n=%d): %.3g\n", N, wl);
+        assert_true(wl <= 1e-3);
+        free(ref);
+    }
+    phiq_context_free(fs);
+    phiq_context_free(lc);
+    phiq_context_free(fresh);
+    phiq_context_free(inc);
+    free(short_last);
+    free(ids);
+    phiq_model_free(m);
+}
+
+/* ---- sliding window ------------------------------------------------------------------ */
+/* With window W (query i sees keys i-W < j <= i) and L layers, the logits at
+ * position i depend exactly on tokens i-L(W-1) .. i, and RoPE only sees
+ * relative positions; so evaluating that suffix as a fresh sequence must
+ * reproduce them, while one token fewer must not. A window of W+1 (the
+ * flash-attention off-by-one) or of W-1 would fail one of the two checks. */
+static void test_sliding_window(void **state) {
+    (void)state;
+    phiq_model_params mp = {"f32", 2};
+    phiq_model *m = phiq_model_open(fixture_dir(), &mp);
+    if (!m) fail_msg("%s", phiq_error());
+    const int L = phiq_model_n_layer(m), N = 40;
+    prompt ps[8];
+    load_prompts(ps, 8);
+    const int32_t *ids = ps[2].ids;
+    float *nowin = eval_all(m, ids, N, 1, PHIQ_ROPE_MODE_HF, 64, -1);
+    for (int W = 2; W <= 3; W++) {
+        const int S = L * (W - 1) + 1;
+        float *full = eval_all(m, ids, N, 1, PHIQ_ROPE_MODE_HF, 64, W);
+        double worst_same = 0, best_short = 1e9, best_nowin = 1e9;
+        for (int i = S + 2; i < N; i += 5) {
+            float *suf = eval_all(m, ids + i - S + 1, S, 1, PHIQ_ROPE_MODE_HF, 64, W);
+            float *shorter = eval_all(m, ids + i - S + 2, S - 1, 1, PHIQ_ROPE_MODE_HF, 64, W);
+            double same = worst_rel(suf + (size_t)(S - 1) * V_FIX, full + (size_t)i * V_FIX, 1, V_FIX);
+            double sh = worst_rel(shorter + (size_t)(S - 2) * V_FIX, full + (size_t)i * V_FIX, 1, V_FIX);
+            double nw = worst_rel(nowin + (size_t)i * V_FIX, full + (size_t)i * V_FIX, 1, V_FIX);
+            if (same > worst_same) worst_same = same;
+            if (sh < best_short) best_short = sh;
+            if (nw < best_nowin) best_nowin = nw;
+            free(suf);
+            free(shorter);
+        }
+        fprintf(stderr, "  SWA W=%d: suffix of %d tokens %.3g (must match), of %d tokens %.3g, no window %.3g (must differ)\n",
+                W, S, worst_same, S - 1, best_short, best_nowin);
+        assert_true(worst_same <= 1e-5);
+        /* the farthest token's influence fades with W; W = 2 makes it clear */
+        if (W == 2) assert_true(best_short > 1e-4);
+        assert_true(best_nowin > 1e-3);
+        free(full);
+    }
+    free(nowin);
+    phiq_model_free(m);
+}
+
+/* ---- API ------------------------------------------------------------------------------- */
+typedef struct {
+    const phiq_model *m;
+    const int32_t *ids;
+    int n;
+    float *out;
+    int rc;
+} thread_job;
+
+static void *thread_main(void *p) {
+    thread_job *j = p;
+    phiq_context_params cp = phiq_context_default_params();
+    cp.n_ctx = 128;
+    cp.n_threads = 2;
+    phiq_context *c = phiq_context_new(j->m, &cp);
+    j->rc = -1;
+    if (!c) return NULL;
+    /* prompt in one batch, then token by token */
+    j->rc = phiq_eval(c, j->ids, j->n - 3);
+    for (int i = j->n - 3; i < j->n && j->rc == 0; i++) j->rc = phiq_eval(c, j->ids + i, 1);
+    if (j->rc == 0) memcpy(j->out, phiq_logits(c), sizeof(float) * V_FIX);
+    phiq_context_free(c);
+    return NULL;
+}
+
+static void test_api_threads_truncate(void **state) {
+    (void)state;
+    phiq_model_params mp = {"bf16", 2};
+    phiq_model *m = phiq_model_open(fixture_dir(), &mp);
+    if (!m) fail_msg("%s", phiq_error());
+    prompt ps[8];
+    load_prompts(ps, 8);
+    const prompt *pr = &ps[0];
+    thread_job a = {m, pr->ids, pr->n, malloc(sizeof(float) * V_FIX), 0}, b = a;
+    b.out = malloc(sizeof(float) * V_FIX);
+    pthread_t ta, tb;
+    pthread_create(&ta, NULL, thread_main, &a);
+    pthread_create(&tb, NULL, thread_main, &b);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(b.rc, 0);
+    assert_memory_equal(a.out, b.out, sizeof(float) * V_FIX);
+    /* ... and equal the reference's last row (incremental decode, f16 KV) */
+    float *ref = ref_logits(pr);
+    assert_true(worst_rel(a.out, ref + (size_t)(pr->n - 1) * V_FIX, 1, V_FIX) <= 1e-3);
+
+    /* truncate + re-eval == fresh eval of the edited sequence */
+    int32_t edited[64];
+    memcpy(edited, pr->ids, sizeof(int32_t) * pr->n);
+    for (int i = 5; i < pr->n; i++) edited[i] = (pr->ids[i] * 7 + 13) % 30000;
+    phiq_context *c = new_ctx(m, 64, 0, 0, PHIQ_ROPE_MODE_HF, 0);
+    assert_int_equal(phiq_eval(c, pr->ids, pr->n), 0);
+    assert_int_equal(phiq_context_pos(c), pr->n);
+    assert_int_equal(phiq_context_truncate(c, 5), 0);
+    assert_int_equal(phiq_context_pos(c), 5);
+    assert_int_equal(phiq_eval(c, edited + 5, pr->n - 5), 0);
+    phiq_context *f = new_ctx(m, 64, 0, 0, PHIQ_ROPE_MODE_HF, 0);
+    assert_int_equal(phiq_eval(f, edited, pr->n), 0);
+    assert_memory_equal(phiq_logits(c), phiq_logits(f), sizeof(float) * V_FIX);
+
+    /* errors */
+    assert_true(phiq_context_truncate(c, 1000) < 0);
+    int32_t bad = V_FIX;
+    assert_int_equal(phiq_eval(c, &bad, 1), PHIQ_ERANGE);
+    assert_non_null(strstr(phiq_error(), "32064"));
+    assert_int_equal(phiq_context_pos(c), pr->n);
+    int32_t many[64] = {0};
+    assert_int_equal(phiq_eval(c, many, 64), PHIQ_ERANGE); /* context full */
+    assert_null(phiq_logits_at(c, 0));                     /* not an all_logits context */
+    assert_null(phiq_model_open("/nonexistent/model.gguf", NULL));
+    assert_non_null(strstr(phiq_error(), "/nonexistent/model.gguf"));
+
+    /* quick decode speed on the fixture (informational) */
+    phiq_context_truncate(f, 0);
+    assert_int_equal(phiq_eval(f, pr->ids, pr->n), 0);
+    double t0 = phiq_now();
+    int nd = getenv("PHIQ_SANITIZED") ? 8 : 48;
+    for (int i = 0; i < nd; i++) {
+        int32_t id = pr->ids[i % pr->n];
+        assert_int_equal(phiq_eval(f, &id, 1), 0);
+    }
+    fprintf(stderr, "  decode: %.1f tokens/s (tiny-phi3-kjv bf16, 2 threads)\n", nd / (phiq_now() - t0));
+    phiq_context_free(c);
+    phiq_context_free(f);
+    free(ref);
+    free(a.out);
+    free(b.out);
+    phiq_model_free(m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fixture_hf_dir),  cmocka_unit_test(test_fixture_gguf),
+        cmocka_unit_test(test_llama_fixture),   cmocka_unit_test(test_llama_synth),
+        cmocka_unit_test(test_longrope_switch), cmocka_unit_test(test_sliding_window),
+        cmocka_unit_test(test_api_threads_truncate),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
