@@ -211,6 +211,29 @@ static void check_matmul(int t, int rows, int cols, int T, phiq_threadpool *tp) 
     free(w); free(x); free(bias); free(y); free(deq); free(scratch); free(enc);
 }
 
+static void test_f16_rows_exhaustive(void **state) {
+    (void)state;
+    uint16_t *h = malloc(65536 * 2);
+    float *f = malloc(65536 * 4);
+    for (uint32_t i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    assert_int_equal(phiq_row_to_f32(PHIQ_GGML_TYPE_F16, h, f, 65536), 0);
+    for (uint32_t i = 0; i < 65536; i++) {
+        float r = phiq_f16_to_f32((uint16_t)i);
+        if (isnan(r)) assert_true(isnan(f[i]));
+        else if (memcmp(&r, &f[i], 4)) fail_msg("half %04x: %a vs %a", i, (double)f[i], (double)r);
+    }
+    /* misaligned source takes the memcpy path */
+    uint8_t *u = malloc(2 * 1000 + 1);
+    memcpy(u + 1, h + 15000, 2000);
+    assert_int_equal(phiq_row_to_f32(PHIQ_GGML_TYPE_F16, u + 1, f, 1000), 0);
+    for (int i = 0; i < 1000; i++) assert_true(f[i] == phiq_f16_to_f32(h[15000 + i]));
+    assert_int_equal(phiq_row_to_f32(PHIQ_GGML_TYPE_BF16, u + 1, f, 1000), 0);
+    for (int i = 0; i < 1000; i++) assert_true(f[i] == phiq_bf16_to_f32(h[15000 + i]) || isnan(f[i]));
+    free(u);
+    free(h);
+    free(f);
+}
+
 static void test_matmul(void **state) {
     (void)state;
     srand(5);
@@ -261,7 +284,8 @@ static void test_threadpool(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_layernorm), cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_softmax_swiglu_gelu), cmocka_unit_test(test_matmul), cmocka_unit_test(test_threadpool),
+        cmocka_unit_test(test_softmax_swiglu_gelu), cmocka_unit_test(test_f16_rows_exhaustive),
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_threadpool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

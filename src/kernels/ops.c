@@ -27,24 +27,33 @@ int phiq_row_to_f32(int type, const void *src, float *dst, int64_t n) {
     case PHIQ_GGML_TYPE_F32:
         memcpy(dst, src, (size_t)n * sizeof(float));
         return 0;
-    case PHIQ_GGML_TYPE_F16: {
-        const uint8_t *p = src;
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = phiq_f16_to_f32(h);
+    case PHIQ_GGML_TYPE_F16:
+        if (((uintptr_t)src & 1) == 0) {
+            const uint16_t *p = src;
+            for (int64_t i = 0; i < n; i++) dst[i] = phiq_ops_h2f(p[i]);
+        } else {
+            for (int64_t i = 0; i < n; i++) {
+                uint16_t h;
+                memcpy(&h, (const uint8_t *)src + 2 * i, 2);
+                dst[i] = phiq_ops_h2f(h);
+            }
         }
         return 0;
-    }
-    case PHIQ_GGML_TYPE_BF16: {
-        const uint8_t *p = src;
-        for (int64_t i = 0; i < n; i++) {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            dst[i] = phiq_bf16_to_f32(h);
+    case PHIQ_GGML_TYPE_BF16:
+        if (((uintptr_t)src & 1) == 0) {
+            const uint16_t *p = src;
+            for (int64_t i = 0; i < n; i++) {
+                uint32_t u = (uint32_t)p[i] << 16;
+                memcpy(dst + i, &u, 4);
+            }
+        } else {
+            for (int64_t i = 0; i < n; i++) {
+                uint16_t h;
+                memcpy(&h, (const uint8_t *)src + 2 * i, 2);
+                dst[i] = phiq_bf16_to_f32(h);
+            }
         }
         return 0;
-    }
     default:
         if (!phiq_dequantize) return phiq_fail(PHIQ_EUNSUPPORTED, "no dequantizer for type %s", phiq_ggml_type_name(type));
         return phiq_dequantize(type, src, dst, n);

@@ -8,8 +8,26 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/threadpool.h"
+
+/* IEEE half -> float in a form the vectorizer handles: the half's bits
+ * placed in a float's exponent/mantissa field and scaled by 2^112 give every
+ * normal and subnormal exactly; exponent 31 (inf/NaN) is forced to 255. */
+static inline float phiq_ops_h2f(uint16_t h) {
+    uint32_t em = h & 0x7fffu;
+    uint32_t o = em << 13;
+    float f;
+    memcpy(&f, &o, 4);
+    f *= 0x1p112f;
+    uint32_t r;
+    memcpy(&r, &f, 4);
+    r |= em >= 0x7c00u ? 0x7f800000u : 0u;
+    r |= (uint32_t)(h & 0x8000u) << 16;
+    memcpy(&f, &r, 4);
+    return f;
+}
 
 /* A weight matrix as stored in a file: n_out rows of n_in elements (GGUF ne0 =
  * n_in, ne1 = n_out), row r at data + r * row_bytes, of ggml type `type`. */

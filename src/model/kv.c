@@ -56,9 +56,9 @@ float phiq_kv_dot_k(const phiq_kv *kv, int layer, int pos, int off, const float 
     float acc[4] = {0};
     int i = 0;
     for (; i + 4 <= n; i += 4)
-        for (int j = 0; j < 4; j++) acc[j] += phiq_f16_to_f32(kk[i + j]) * q[i + j];
+        for (int j = 0; j < 4; j++) acc[j] += phiq_ops_h2f(kk[i + j]) * q[i + j];
     float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (; i < n; i++) s += phiq_f16_to_f32(kk[i]) * q[i];
+    for (; i < n; i++) s += phiq_ops_h2f(kk[i]) * q[i];
     return s;
 }
 
@@ -69,6 +69,6 @@ void phiq_kv_axpy_v(const phiq_kv *kv, int layer, int pos, int off, float a, flo
         for (int i = 0; i < n; i++) out[i] += a * vv[i];
     } else {
         const uint16_t *vv = (const uint16_t *)kv->v + o;
-        for (int i = 0; i < n; i++) out[i] += a * phiq_f16_to_f32(vv[i]);
+        for (int i = 0; i < n; i++) out[i] += a * phiq_ops_h2f(vv[i]);
     }
 }
