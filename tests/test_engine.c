@@ -588,12 +588,143 @@ static void test_api_threads_truncate(void **state) {
     phiq_model_free(m);
 }
 
+
+/* ---- malformed models: one-line errors naming the file and the tensor ---------- */
+typedef struct {
+    int bad; /* 0 ok, 1 wrong qkv shape, 2 missing ffn_down, 3 no block_count, 4 F16 norm, 5 I32 weight */
+} tiny_spec;
+
+static int tiny_fill(void *user, int64_t i, const char *name, void *buf, uint64_t nbytes) {
+    (void)user;
+    (void)name;
+    memset(buf, 0, nbytes);
+    if (strstr(name, "norm") || strstr(name, "rope_factors")) {
+        for (uint64_t k = 0; k + 4 <= nbytes; k += 4) {
+            float one = 1.0f;
+            memcpy((uint8_t *)buf + k, &one, 4);
+        }
+    }
+    (void)i;
+    return 0;
+}
+
+static void write_tiny(const char *path, int bad) {
+    const int64_t E = 16, F = 32, V = 40;
+    phiq_gguf_writer *w = phiq_gguf_writer_new();
+    phiq_gguf_writer_set_str(w, "general.architecture", "phi3");
+    phiq_gguf_writer_set_u32(w, "phi3.context_length", 64);
+    phiq_gguf_writer_set_u32(w, "phi3.embedding_length", (uint32_t)E);
+    if (bad != 3) phiq_gguf_writer_set_u32(w, "phi3.block_count", 1);
+    phiq_gguf_writer_set_u32(w, "phi3.feed_forward_length", (uint32_t)F);
+    phiq_gguf_writer_set_u32(w, "phi3.attention.head_count", 2);
+    phiq_gguf_writer_set_f32(w, "phi3.attention.layer_norm_rms_epsilon", 1e-5f);
+    int64_t ne[2];
+#define T2(name, a, b, ty) (ne[0] = (a), ne[1] = (b), phiq_gguf_writer_add_tensor(w, name, ty, 2, ne))
+#define T1(name, a, ty) (ne[0] = (a), phiq_gguf_writer_add_tensor(w, name, ty, 1, ne))
+    T2("token_embd.weight", E, V, PHIQ_GGML_TYPE_F32);
+    T1("output_norm.weight", E, PHIQ_GGML_TYPE_F32);
+    T1("blk.0.attn_norm.weight", E, bad == 4 ? PHIQ_GGML_TYPE_F16 : PHIQ_GGML_TYPE_F32);
+    T2("blk.0.attn_qkv.weight", E, bad == 1 ? 2 * E : 3 * E, PHIQ_GGML_TYPE_F32);
+    T2("blk.0.attn_output.weight", E, E, PHIQ_GGML_TYPE_F16);
+    T1("blk.0.ffn_norm.weight", E, PHIQ_GGML_TYPE_F32);
+    T2("blk.0.ffn_up.weight", E, 2 * F, bad == 5 ? PHIQ_GGML_TYPE_I32 : PHIQ_GGML_TYPE_BF16);
+    if (bad != 2) T2("blk.0.ffn_down.weight", F, E, PHIQ_GGML_TYPE_F32);
+#undef T1
+#undef T2
+    phiq_gguf_write_opts o = {1, "tiny"};
+    if (phiq_gguf_writer_write(w, path, tiny_fill, NULL, &o) < 0) fail_msg("%s", phiq_error());
+    phiq_gguf_writer_free(w);
+}
+
+static void test_malformed(void **state) {
+    (void)state;
+    const char *path = tu_tmp("tiny.gguf");
+    write_tiny(path, 0);
+    phiq_model *m = phiq_model_open(path, NULL);
+    if (!m) fail_msg("%s", phiq_error());
+    assert_true(phiq_model_n_vocab(m) == 40 && !strcmp(phiq_model_arch(m), "phi3"));
+    /* all-zero weights with tied head: logits are exactly 0, mixed F32/F16/BF16 weights load */
+    phiq_context *c = new_ctx(m, 16, 0, 0, PHIQ_ROPE_MODE_HF, 0);
+    int32_t ids[3] = {1, 2, 39};
+    assert_int_equal(phiq_eval(c, ids, 3), 0);
+    for (int i = 0; i < 40; i++) assert_true(phiq_logits(c)[i] == 0.0f);
+    phiq_context_free(c);
+    phiq_model_free(m);
+    const struct { int bad; const char *must[2]; } cases[] = {
+        {1, {"blk.0.attn_qkv.weight", "shape"}},
+        {2, {"blk.0.ffn_down.weight", "missing"}},
+        {3, {"phi3.block_count", "missing"}},
+        {4, {"blk.0.attn_norm.weight", "F16"}}, /* accepted: vectors may be F16 */
+        {5, {"blk.0.ffn_up.weight", "I32"}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        write_tiny(path, cases[k].bad);
+        m = phiq_model_open(path, NULL);
+        if (cases[k].bad == 4) {
+            assert_non_null(m);
+            phiq_model_free(m);
+            continue;
+        }
+        assert_null(m);
+        const char *e = phiq_error();
+        fprintf(stderr, "  malformed %d: %s\n", cases[k].bad, e);
+        assert_non_null(strstr(e, path));
+        assert_non_null(strstr(e, cases[k].must[0]));
+        assert_non_null(strstr(e, cases[k].must[1]));
+        assert_null(strchr(e, '\n'));
+    }
+}
+
+/* ---- the CLI ---------------------------------------------------------------------- */
+static void test_cli_logits(void **state) {
+    (void)state;
+    prompt ps[8];
+    load_prompts(ps, 8);
+    char list[1024] = "";
+    for (int i = 0; i < ps[1].n; i++) sprintf(list + strlen(list), i ? ",%d" : "%d", ps[1].ids[i]);
+    const char *out = tu_tmp("cli.f32");
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "'%s' logits '%s' --ids %s --all --out '%s' -t 2 --kv-type f32 --type bf16", tu_bin(),
+                    fixture_dir(), list, out);
+    if (rc != 0) fail_msg("phiq logits: %s", err ? err : "");
+    free(err);
+    size_t n;
+    float *got = tu_read_all(out, &n);
+    assert_int_equal(n, (size_t)ps[1].n * V_FIX * 4);
+    float *ref = ref_logits(&ps[1]);
+    assert_true(worst_rel(got, ref, ps[1].n, V_FIX) <= 1e-4);
+    free(got);
+    /* last position only */
+    rc = tu_run(NULL, NULL, "'%s' logits '%s' --ids %s --out '%s' -t 1", tu_bin(), fixture_dir(), list, out);
+    assert_int_equal(rc, 0);
+    got = tu_read_all(out, &n);
+    assert_int_equal(n, (size_t)V_FIX * 4);
+    assert_true(worst_rel(got, ref + (size_t)(ps[1].n - 1) * V_FIX, 1, V_FIX) <= 1e-3);
+    free(got);
+    free(ref);
+    /* failures: exit 1, one line, no output file */
+    const char *bad = tu_tmp("bad.f32");
+    err = NULL;
+    rc = tu_run(NULL, &err, "'%s' logits '%s' --ids 1,99999 --out '%s'", tu_bin(), fixture_dir(), bad);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "99999"));
+    assert_false(phiq_file_exists(bad));
+    free(err);
+    err = NULL;
+    rc = tu_run(NULL, &err, "'%s' logits /nonexistent.gguf --ids 1 --out '%s'", tu_bin(), bad);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "/nonexistent.gguf"));
+    assert_false(phiq_file_exists(bad));
+    free(err);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture_hf_dir),  cmocka_unit_test(test_fixture_gguf),
         cmocka_unit_test(test_llama_fixture),   cmocka_unit_test(test_llama_synth),
         cmocka_unit_test(test_longrope_switch), cmocka_unit_test(test_sliding_window),
-        cmocka_unit_test(test_api_threads_truncate),
+        cmocka_unit_test(test_api_threads_truncate), cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_cli_logits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
