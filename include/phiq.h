@@ -103,6 +103,9 @@ typedef struct phiq_context_params {
     phiq_rope_mode rope_mode;
     int sliding_window; /* 0 = the model's, -1 = none (full causal, as llama.cpp), >0 = this window */
     int n_batch;        /* tokens per forward chunk (0 = 512); bounds scratch memory */
+    int llamacpp_numerics; /* round matmul inputs as llama.cpp's CPU backend does (to the
+                              weights' dot type: f16, bf16, q8_0, q8_1, q8_K), for parity
+                              tests; slower and slightly less accurate */
 } phiq_context_params;
 
 phiq_context_params phiq_context_default_params(void);

@@ -40,6 +40,8 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->tmp);
     free(ctx->mm_scratch);
     free(ctx->scores);
+    free(ctx->act);
+    free(ctx->act_q);
     free(ctx->rope_cos);
     free(ctx->rope_sin);
     free(ctx->logits);
@@ -102,6 +104,15 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->ffn = phiq_alloc_f(B * nffn);
     ctx->mm_scratch = phiq_alloc_f((size_t)ctx->n_threads * max_in);
     ctx->scores = phiq_alloc_f((size_t)ctx->n_threads * (size_t)n_ctx);
+    ctx->llamacpp_numerics = p->llamacpp_numerics != 0;
+    if (ctx->llamacpp_numerics) {
+        ctx->act = phiq_alloc_f(B * max_in);
+        ctx->act_q = malloc(max_in * 2 + 64); /* Q8 rows take < 1.2 bytes per value */
+        if (!ctx->act || !ctx->act_q) {
+            phiq_context_free(ctx);
+            return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
+        }
+    }
     ctx->rope_cos = phiq_alloc_f(B * (size_t)(hp->n_rot / 2));
     ctx->rope_sin = phiq_alloc_f(B * (size_t)(hp->n_rot / 2));
     ctx->logits_cap = 1;

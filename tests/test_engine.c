@@ -390,6 +390,55 @@ static void test_llama_synth(void **state) {
     if (!ran) skip();
 }
 
+
+/* llama.cpp's own quantizer and its forward pass on the fixture: phiq reads
+ * the files and lands within the quantization noise of llama.cpp (which also
+ * quantizes activations to q8 for its integer dot products). */
+static void test_llama_quantized(void **state) {
+    (void)state;
+    const char *g = fixture_gguf();
+    const char *lr = tu_llama_ref();
+    if (!g || !lr || getenv("PHIQ_SANITIZED")) skip();
+    prompt ps[8];
+    load_prompts(ps, 8);
+    const prompt *pr = &ps[2];
+    float *ref = ref_logits(pr);
+    const struct { const char *type; double tol_llama, tol_ref; int numerics; } qs[] = {
+        {"F16", 1e-3, 1e-3, 1}, {"Q8_0", 2.5e-2, 2.5e-2, 0}, {"Q4_K_M", 2.5e-2, 1.2e-1, 0},
+    };
+    for (size_t k = 0; k < sizeof qs / sizeof qs[0]; k++) {
+        char out[4096];
+        snprintf(out, sizeof out, "%s", tu_tmp(qs[k].type));
+        if (tu_run(NULL, NULL, "'%s' quantize '%s' '%s' %s", lr, g, out, qs[k].type) != 0) fail_msg("llama-ref quantize %s", qs[k].type);
+        phiq_model *m = phiq_model_open(out, NULL);
+        if (!m) fail_msg("%s", phiq_error());
+        float *ll = llama_logits(out, pr->ids, pr->n, 1, V_FIX);
+        phiq_context_params cp = phiq_context_default_params();
+        cp.n_ctx = pr->n;
+        cp.n_threads = 2;
+        cp.all_logits = 1;
+        cp.rope_mode = PHIQ_ROPE_MODE_LLAMACPP;
+        cp.llamacpp_numerics = qs[k].numerics;
+        phiq_context *c = phiq_context_new(m, &cp);
+        assert_int_equal(phiq_eval(c, pr->ids, pr->n), 0);
+        double wl = 0, wr = 0;
+        for (int i = 0; i < pr->n; i++) {
+            double a = worst_rel(phiq_logits_at(c, i), ll + (size_t)i * V_FIX, 1, V_FIX);
+            double b = worst_rel(phiq_logits_at(c, i), ref + (size_t)i * V_FIX, 1, V_FIX);
+            if (a > wl) wl = a;
+            if (b > wr) wr = b;
+        }
+        fprintf(stderr, "  %s (llama-ref quantize): vs llama.cpp %.3g, vs PyTorch f32 %.3g (%d positions)\n", qs[k].type, wl,
+                wr, pr->n);
+        assert_true(wl <= qs[k].tol_llama);
+        assert_true(wr <= qs[k].tol_ref);
+        phiq_context_free(c);
+        phiq_model_free(m);
+        free(ll);
+    }
+    free(ref);
+}
+
 /* ---- LongRoPE: Hugging Face's switch with re-prefill ------------------------------ */
 static void test_longrope_switch(void **state) {
     (void)state;
@@ -722,6 +771,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fixture_hf_dir),  cmocka_unit_test(test_fixture_gguf),
         cmocka_unit_test(test_llama_fixture),   cmocka_unit_test(test_llama_synth),
+        cmocka_unit_test(test_llama_quantized),
         cmocka_unit_test(test_longrope_switch), cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_api_threads_truncate), cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_cli_logits),

@@ -15,9 +15,6 @@
 #include "kernels/threadpool.h"
 #include "quant/quant.h"
 
-#pragma weak phiq_quantize
-#pragma weak phiq_quant_can_quantize
-#pragma weak phiq_dequantize
 
 static double urand(void) { return (double)rand() / RAND_MAX * 2.0 - 1.0; }
 
@@ -246,15 +243,42 @@ static void test_matmul(void **state) {
         check_matmul(types[i], 2, 33, 3, tp); /* fewer rows than threads, odd width */
     }
     int nq = 0;
-    if (phiq_quantize && phiq_quant_can_quantize)
-        for (int t = 0; t < PHIQ_GGML_TYPE_COUNT; t++) {
+    for (int t = 0; t < PHIQ_GGML_TYPE_COUNT; t++) {
             if (!phiq_ggml_type_valid(t) || !phiq_ggml_type_is_quantized(t)) continue;
             if (!phiq_quant_can_quantize(t) || !phiq_ops_type_supported(t)) continue;
             check_matmul(t, 9, 512, 3, tp);
             nq++;
         }
-    if (!nq) fprintf(stderr, "test_ops: no quantizers linked; matmul checked on F32/F16/BF16 only\n");
+    fprintf(stderr, "test_ops: matmul checked on F32/F16/BF16 and %d quantized types\n", nq);
+    assert_true(nq >= 10);
     phiq_threadpool_free(tp);
+}
+
+/* llama.cpp-style input rounding: f16 is the IEEE rounding, q8 formats stay
+ * within half a quantization step of the input. */
+static void test_act_round(void **state) {
+    (void)state;
+    srand(6);
+    float x[2 * 512], o[2 * 512];
+    uint8_t q[1024];
+    fill(x, 1024, 3.0);
+    assert_int_equal(phiq_act_round(PHIQ_GGML_TYPE_F16, x, 512, 2, 256, o, q), 0);
+    for (int i = 0; i < 256; i++) assert_true(o[i] == phiq_f16_to_f32(phiq_f32_to_f16(x[i])));
+    for (int i = 0; i < 256; i++) assert_true(o[256 + i] == phiq_f16_to_f32(phiq_f32_to_f16(x[512 + i])));
+    int wt[] = {PHIQ_GGML_TYPE_Q8_0, PHIQ_GGML_TYPE_Q4_1, PHIQ_GGML_TYPE_Q4_K};
+    for (int k = 0; k < 3; k++) {
+        assert_int_equal(phiq_act_round(wt[k], x, 512, 2, 512, o, q), 0);
+        int blk = wt[k] == PHIQ_GGML_TYPE_Q4_K ? 256 : 32;
+        for (int t = 0; t < 2; t++)
+            for (int b = 0; b < 512; b += blk) {
+                double amax = 0;
+                for (int i = 0; i < blk; i++) amax = fmax(amax, fabs(x[t * 512 + b + i]));
+                for (int i = 0; i < blk; i++)
+                    assert_true(fabs(o[t * 512 + b + i] - x[t * 512 + b + i]) <= amax / 127 * 0.6); /* half a step + the f16 scale rounding */
+            }
+    }
+    assert_int_equal(phiq_ops_vec_dot_type(PHIQ_GGML_TYPE_Q6_K), PHIQ_GGML_TYPE_Q8_K);
+    assert_int_equal(phiq_ops_vec_dot_type(PHIQ_GGML_TYPE_Q5_1), PHIQ_GGML_TYPE_Q8_1);
 }
 
 typedef struct {
@@ -285,7 +309,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_layernorm), cmocka_unit_test(test_rope),
         cmocka_unit_test(test_softmax_swiglu_gelu), cmocka_unit_test(test_f16_rows_exhaustive),
-        cmocka_unit_test(test_matmul), cmocka_unit_test(test_threadpool),
+        cmocka_unit_test(test_matmul), cmocka_unit_test(test_act_round), cmocka_unit_test(test_threadpool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

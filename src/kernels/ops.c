@@ -11,14 +11,8 @@
 #include "formats/ggml_type.h"
 #include "quant/quant.h"
 
-/* The dequantizers (src/quant) are written in parallel; until they are in
- * the library these stay weak so the engine links and serves F32/F16/BF16. */
-#pragma weak phiq_dequantize
-#pragma weak phiq_quant_can_dequantize
-
 bool phiq_ops_type_supported(int type) {
     if (type == PHIQ_GGML_TYPE_F32 || type == PHIQ_GGML_TYPE_F16 || type == PHIQ_GGML_TYPE_BF16) return true;
-    if (!phiq_quant_can_dequantize) return false;
     return phiq_quant_can_dequantize(type) != 0;
 }
 
@@ -55,7 +49,6 @@ int phiq_row_to_f32(int type, const void *src, float *dst, int64_t n) {
         }
         return 0;
     default:
-        if (!phiq_dequantize) return phiq_fail(PHIQ_EUNSUPPORTED, "no dequantizer for type %s", phiq_ggml_type_name(type));
         return phiq_dequantize(type, src, dst, n);
     }
 }
@@ -112,6 +105,50 @@ void phiq_matmul(phiq_threadpool *tp, const phiq_mat *w, const float *x, int64_t
         return;
     }
     phiq_threadpool_run(tp, phiq_matmul_task, &j);
+}
+
+int phiq_ops_vec_dot_type(int wtype) {
+    switch (wtype) {
+    case PHIQ_GGML_TYPE_F32: return PHIQ_GGML_TYPE_F32;
+    case PHIQ_GGML_TYPE_F16: return PHIQ_GGML_TYPE_F16;
+    case PHIQ_GGML_TYPE_BF16: return PHIQ_GGML_TYPE_BF16;
+    case PHIQ_GGML_TYPE_Q4_0: case PHIQ_GGML_TYPE_Q5_0: case PHIQ_GGML_TYPE_Q8_0: case PHIQ_GGML_TYPE_IQ4_NL:
+    case PHIQ_GGML_TYPE_MXFP4:
+        return PHIQ_GGML_TYPE_Q8_0;
+    case PHIQ_GGML_TYPE_Q4_1: case PHIQ_GGML_TYPE_Q5_1: return PHIQ_GGML_TYPE_Q8_1;
+    case PHIQ_GGML_TYPE_Q2_K: case PHIQ_GGML_TYPE_Q3_K: case PHIQ_GGML_TYPE_Q4_K: case PHIQ_GGML_TYPE_Q5_K:
+    case PHIQ_GGML_TYPE_Q6_K: case PHIQ_GGML_TYPE_IQ4_XS: case PHIQ_GGML_TYPE_IQ2_XXS: case PHIQ_GGML_TYPE_IQ2_XS:
+    case PHIQ_GGML_TYPE_IQ2_S: case PHIQ_GGML_TYPE_IQ3_XXS: case PHIQ_GGML_TYPE_IQ3_S: case PHIQ_GGML_TYPE_IQ1_S:
+    case PHIQ_GGML_TYPE_IQ1_M: case PHIQ_GGML_TYPE_TQ1_0: case PHIQ_GGML_TYPE_TQ2_0:
+        return PHIQ_GGML_TYPE_Q8_K;
+    default: return -1;
+    }
+}
+
+int phiq_act_round(int wtype, const float *x, int64_t ldx, int T, int64_t n, float *out, void *qbuf) {
+    int vt = phiq_ops_vec_dot_type(wtype);
+    if (vt < 0) return phiq_fail(PHIQ_EUNSUPPORTED, "no ggml input rounding known for weights of type %s", phiq_ggml_type_name(wtype));
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (size_t)t * (size_t)ldx;
+        float *o = out + (size_t)t * (size_t)n;
+        if (vt == PHIQ_GGML_TYPE_F32) {
+            memcpy(o, xr, (size_t)n * sizeof(float));
+            continue;
+        }
+        if (vt == PHIQ_GGML_TYPE_F16) {
+            for (int64_t i = 0; i < n; i++) o[i] = phiq_ops_h2f(phiq_f32_to_f16(xr[i]));
+            continue;
+        }
+        if (vt == PHIQ_GGML_TYPE_BF16) {
+            for (int64_t i = 0; i < n; i++) o[i] = phiq_bf16_to_f32(phiq_f32_to_bf16(xr[i]));
+            continue;
+        }
+        int64_t rc = phiq_quantize(vt, xr, qbuf, 1, n, NULL);
+        if (rc < 0) return (int)rc;
+        int r = phiq_dequantize(vt, qbuf, o, n);
+        if (r < 0) return r;
+    }
+    return 0;
 }
 
 void phiq_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps) {

@@ -53,6 +53,16 @@ void phiq_matmul_rows(const phiq_mat *w, const float *x, int64_t ldx, int T, flo
 void phiq_matmul(phiq_threadpool *tp, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y,
                  int64_t ldy, const float *bias, float *scratch);
 
+/* The type ggml's CPU backend converts matmul inputs to before dotting them
+ * with weights of type wtype (its vec_dot_type): F32 for F32 weights, F16
+ * for F16, BF16 for BF16, Q8_0 / Q8_1 for the legacy 32-blocks, Q8_K for
+ * K-quants and IQ4_XS. -1 when unknown. */
+int phiq_ops_vec_dot_type(int wtype);
+/* out = the T rows of n activations (row stride ldx) rounded as ggml rounds
+ * them for weights of type wtype: quantized to the vec_dot_type and back.
+ * qbuf holds one quantized row. Returns 0 or a negative code. */
+int phiq_act_round(int wtype, const float *x, int64_t ldx, int T, int64_t n, float *out, void *qbuf);
+
 /* y = x / sqrt(mean(x^2) + eps) * w (y may alias x). */
 void phiq_rmsnorm(float *y, const float *x, const float *w, int64_t n, float eps);
 /* y = (x - mean) / sqrt(var + eps) * w + b (b may be NULL; y may alias x). */

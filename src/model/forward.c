@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "core/common.h"
+#include "formats/ggml_type.h"
 #include "model/model.h"
 
 typedef struct {
@@ -45,6 +46,19 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
     }
 }
 
+/* y = W x (+ b) for T rows, with llama.cpp's input rounding when asked. */
+static int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
+                   const float *bias) {
+    if (ctx->llamacpp_numerics && w->type != PHIQ_GGML_TYPE_F32) {
+        int rc = phiq_act_round(w->type, x, ldx, T, w->n_in, ctx->act, ctx->act_q);
+        if (rc < 0) return rc;
+        x = ctx->act;
+        ldx = w->n_in;
+    }
+    phiq_matmul(ctx->tp, w, x, ldx, T, y, ldy, bias, ctx->mm_scratch);
+    return 0;
+}
+
 int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float *out, int out_first) {
     const phiq_model *m = ctx->m;
     const phiq_hparams *hp = &m->hp;
@@ -53,13 +67,14 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
     const int nq = nh * hd, nk = nkv * hd, ldqkv = nq + 2 * nk, F = hp->n_ff, nr2 = hp->n_rot / 2;
     const int ldffn = phi2 ? F : 2 * F;
     const int p0 = ctx->pos;
+    int rc;
     if (n <= 0 || n > ctx->n_batch) return phiq_fail(PHIQ_EINVAL, "forward: batch of %d tokens (max %d)", n, ctx->n_batch);
     if (p0 + n > ctx->n_ctx) return phiq_fail(PHIQ_ERANGE, "context full: %d + %d tokens > n_ctx %d", p0, n, ctx->n_ctx);
 
     for (int t = 0; t < n; t++) {
         if (ids[t] < 0 || ids[t] >= hp->n_vocab)
             return phiq_fail(PHIQ_ERANGE, "token id %d out of range [0, %d)", ids[t], hp->n_vocab);
-        int rc = phiq_row_to_f32(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes,
+        rc = phiq_row_to_f32(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes,
                                  ctx->x + (size_t)t * E, E);
         if (rc < 0) return rc;
     }
@@ -82,11 +97,11 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
             }
         }
         if (ly->fused_qkv) {
-            phiq_matmul(ctx->tp, &ly->qkv, ctx->h, E, n, ctx->qkv, ldqkv, ly->qkv_b, ctx->mm_scratch);
+            if ((rc = phiq_mm(ctx, &ly->qkv, ctx->h, E, n, ctx->qkv, ldqkv, ly->qkv_b)) < 0) return rc;
         } else {
-            phiq_matmul(ctx->tp, &ly->q, ctx->h, E, n, ctx->qkv, ldqkv, ly->q_b, ctx->mm_scratch);
-            phiq_matmul(ctx->tp, &ly->k, ctx->h, E, n, ctx->qkv + nq, ldqkv, ly->k_b, ctx->mm_scratch);
-            phiq_matmul(ctx->tp, &ly->v, ctx->h, E, n, ctx->qkv + nq + nk, ldqkv, ly->v_b, ctx->mm_scratch);
+            if ((rc = phiq_mm(ctx, &ly->q, ctx->h, E, n, ctx->qkv, ldqkv, ly->q_b)) < 0) return rc;
+            if ((rc = phiq_mm(ctx, &ly->k, ctx->h, E, n, ctx->qkv + nq, ldqkv, ly->k_b)) < 0) return rc;
+            if ((rc = phiq_mm(ctx, &ly->v, ctx->h, E, n, ctx->qkv + nq + nk, ldqkv, ly->v_b)) < 0) return rc;
         }
         for (int t = 0; t < n; t++) {
             float *q = ctx->qkv + (size_t)t * ldqkv, *k = q + nq, *v = k + nk;
@@ -97,13 +112,13 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
         }
         phiq_attn_job aj = {ctx, L, n, p0, ctx->qkv, ctx->att};
         phiq_threadpool_run(ctx->tp, phiq_attn_task, &aj);
-        phiq_matmul(ctx->tp, &ly->wo, ctx->att, nq, n, ctx->tmp, E, ly->wo_b, ctx->mm_scratch);
+        if ((rc = phiq_mm(ctx, &ly->wo, ctx->att, nq, n, ctx->tmp, E, ly->wo_b)) < 0) return rc;
 
         if (phi2) {
             /* parallel block: the MLP reads the same LayerNorm output h */
-            phiq_matmul(ctx->tp, &ly->up, ctx->h, E, n, ctx->ffn, ldffn, ly->up_b, ctx->mm_scratch);
+            if ((rc = phiq_mm(ctx, &ly->up, ctx->h, E, n, ctx->ffn, ldffn, ly->up_b)) < 0) return rc;
             phiq_gelu_lut(ctx->ffn, (int64_t)n * F, m->gelu_table);
-            phiq_matmul(ctx->tp, &ly->down, ctx->ffn, ldffn, n, ctx->h, E, ly->down_b, ctx->mm_scratch);
+            if ((rc = phiq_mm(ctx, &ly->down, ctx->ffn, ldffn, n, ctx->h, E, ly->down_b)) < 0) return rc;
             for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i] + ctx->h[i];
         } else {
             for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i];
@@ -113,12 +128,12 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
                 if (ly->ffn_norm_b)
                     for (int i = 0; i < E; i++) h[i] += ly->ffn_norm_b[i];
             }
-            phiq_matmul(ctx->tp, &ly->up, ctx->h, E, n, ctx->ffn, ldffn, ly->up_b, ctx->mm_scratch);
+            if ((rc = phiq_mm(ctx, &ly->up, ctx->h, E, n, ctx->ffn, ldffn, ly->up_b)) < 0) return rc;
             for (int t = 0; t < n; t++) {
                 float *g = ctx->ffn + (size_t)t * ldffn;
                 phiq_swiglu(g, g, g + F, F); /* first half gate, second half up */
             }
-            phiq_matmul(ctx->tp, &ly->down, ctx->ffn, ldffn, n, ctx->tmp, E, ly->down_b, ctx->mm_scratch);
+            if ((rc = phiq_mm(ctx, &ly->down, ctx->ffn, ldffn, n, ctx->tmp, E, ly->down_b)) < 0) return rc;
             for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i];
         }
     }
@@ -137,7 +152,7 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
             phiq_rmsnorm(h, x, m->output_norm, E, hp->norm_eps);
         }
     }
-    phiq_matmul(ctx->tp, &m->output, ctx->h + (size_t)out_first * E, E, n - out_first, out, hp->n_vocab, m->output_b,
-                ctx->mm_scratch);
+    if ((rc = phiq_mm(ctx, &m->output, ctx->h + (size_t)out_first * E, E, n - out_first, out, hp->n_vocab, m->output_b)) < 0)
+        return rc;
     return 0;
 }

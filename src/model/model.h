@@ -71,6 +71,7 @@ struct phiq_context {
     int all_logits;
     int rope_mode;
     int window;          /* sliding window in effect (0 = full causal) */
+    int llamacpp_numerics; /* round matmul inputs as ggml's CPU backend does */
     phiq_kv kv;
     phiq_threadpool *tp;
     int pos;             /* tokens in the cache */
@@ -80,6 +81,8 @@ struct phiq_context {
     float *x, *h, *qkv, *att, *ffn, *tmp; /* [B][E], [B][E], [B][nq+2nkv], [B][nq], [B][2F], [B][E] */
     float *mm_scratch;   /* [n_threads][max n_in] */
     float *scores;       /* [n_threads][n_ctx] */
+    float *act;          /* [B][max n_in]: rounded matmul inputs (llamacpp_numerics) */
+    void *act_q;         /* one quantized activation row */
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
     float *logits;       /* [logits_cap][V] */
     int logits_cap, n_logits, logits_first; /* rows held; position index in batch of row 0 */
