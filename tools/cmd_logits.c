@@ -27,7 +27,7 @@ static void logits_usage(FILE *f) {
             "  --swa N             use sliding window N instead of the model's\n"
             "  --llamacpp-numerics round matmul inputs to f16/bf16/q8 as llama.cpp's CPU backend\n"
             "                      does, for closer comparisons with it\n"
-            "  --type T            HF directories: in-memory weight type f16 (default), bf16, f32\n");
+            "  --type T            HF directories: in-memory weight type f16 (default), bf16, f32, q8_0, q4_k, ...\n");
 }
 
 static int parse_ids(const char *s, int32_t **out) {

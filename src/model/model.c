@@ -12,6 +12,7 @@
 #include "formats/gguf.h"
 #include "formats/hf.h"
 #include "model/model.h"
+#include "quant/quant.h"
 
 /* A tensor seen the same way whichever file it came from. */
 typedef struct {
@@ -118,6 +119,10 @@ static int phiq_loader_find(phiq_loader *ld, const char *name, phiq_src_tensor *
 static int phiq_convert_row(int from, const void *src, int to, void *dst, int64_t n, float *tmp) {
     int rc = phiq_row_to_f32(from, src, tmp, n);
     if (rc < 0) return rc;
+    if (phiq_ggml_type_is_quantized(to)) {
+        int64_t w = phiq_quantize(to, tmp, dst, 1, n, NULL);
+        return w < 0 ? (int)w : 0;
+    }
     if (to == PHIQ_GGML_TYPE_F32) memcpy(dst, tmp, (size_t)n * 4);
     else if (to == PHIQ_GGML_TYPE_F16)
         for (int64_t i = 0; i < n; i++) {
@@ -157,6 +162,10 @@ static int phiq_load_mat(phiq_loader *ld, const char *name, int64_t n_in, int64_
     out->data = t.data;
     if (ld->m->hf && t.type != ld->target) {
         int64_t trb = phiq_ggml_row_size(ld->target, n_in);
+        if (trb <= 0)
+            return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s: rows of %lld cannot be stored as %s (block size %lld)", ld->file,
+                             name, (long long)n_in, phiq_ggml_type_name(ld->target),
+                             (long long)phiq_ggml_block_size(ld->target));
         uint8_t *buf = phiq_model_own(ld->m, malloc((size_t)trb * (size_t)n_out));
         float *tmp = malloc((size_t)n_in * sizeof(float));
         if (!buf || !tmp) {
@@ -395,9 +404,9 @@ phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
     if (phiq_dir_exists(path)) {
         const char *ty = p && p->type ? p->type : "f16";
         int t = phiq_ggml_type_from_name(ty);
-        if (t != PHIQ_GGML_TYPE_F16 && t != PHIQ_GGML_TYPE_F32 && t != PHIQ_GGML_TYPE_BF16) {
+        if (t < 0 || !phiq_quant_can_quantize(t) || !phiq_ops_type_supported(t)) {
             phiq_model_free(m);
-            return phiq_fail_null(PHIQ_EUNSUPPORTED, "%s: in-memory type %s is not supported for HF directories (f16, bf16, f32)", path, ty);
+            return phiq_fail_null(PHIQ_EUNSUPPORTED, "%s: in-memory type '%s' is not supported for HF directories (f16, bf16, f32, q8_0, q4_k, ...)", path, ty);
         }
         ld.target = t;
         m->hf = phiq_hf_open(path);
