@@ -69,7 +69,7 @@ void phiq_model_free(phiq_model *m);
 int phiq_model_n_vocab(const phiq_model *m);
 int phiq_model_n_ctx_train(const phiq_model *m);
 /* More facts about an opened model (for tools and tests). */
-const char *phiq_model_arch(const phiq_model *m);  /* "phi3" or "phi2" */
+const char *phiq_model_arch(const phiq_model *m);  /* "phi3", "phi2" or "phimoe" */
 int phiq_model_n_embd(const phiq_model *m);
 int phiq_model_n_layer(const phiq_model *m);
 int phiq_model_n_ctx_orig(const phiq_model *m);     /* LongRoPE original context */
@@ -106,6 +106,9 @@ typedef struct phiq_context_params {
     int llamacpp_numerics; /* round matmul inputs as llama.cpp's CPU backend does (to the
                               weights' dot type: f16, bf16, q8_0, q8_1, q8_K), for parity
                               tests; slower and slightly less accurate */
+    int phimoe_llamacpp; /* PhiMoE only: llama.cpp's graph (RMSNorm + bias, softmax top-k
+                            renormalized routing) instead of Hugging Face's (LayerNorm,
+                            SparseMixer top-2) */
 } phiq_context_params;
 
 phiq_context_params phiq_context_default_params(void);

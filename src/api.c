@@ -42,6 +42,7 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->scores);
     free(ctx->act);
     free(ctx->act_q);
+    free(ctx->moe);
     free(ctx->rope_cos);
     free(ctx->rope_sin);
     free(ctx->logits);
@@ -105,6 +106,18 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->mm_scratch = phiq_alloc_f((size_t)ctx->n_threads * max_in);
     ctx->scores = phiq_alloc_f((size_t)ctx->n_threads * (size_t)n_ctx);
     ctx->llamacpp_numerics = p->llamacpp_numerics != 0;
+    ctx->phimoe_llamacpp = p->phimoe_llamacpp != 0;
+    if (hp->arch == PHIQ_ARCH_PHIMOE) {
+        if (!ctx->phimoe_llamacpp && hp->n_expert_used != 2) {
+            phiq_context_free(ctx);
+            return phiq_fail_null(PHIQ_EUNSUPPORTED, "context: SparseMixer routing needs 2 experts per token (model uses %d); set phimoe_llamacpp", hp->n_expert_used);
+        }
+        ctx->moe = phiq_alloc_f(B * (E + (size_t)hp->n_expert));
+        if (!ctx->moe) {
+            phiq_context_free(ctx);
+            return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
+        }
+    }
     if (ctx->llamacpp_numerics) {
         ctx->act = phiq_alloc_f(B * max_in);
         ctx->act_q = malloc(max_in * 2 + 64); /* Q8 rows take < 1.2 bytes per value */

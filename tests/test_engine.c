@@ -121,14 +121,21 @@ static float *eval_all(const phiq_model *m, const int32_t *ids, int n, int kv32,
  * GGUF (so the model's vocab size must match it). */
 typedef struct {
     const phiq_st_tensor *st; /* or */
-    const float *vec;
+    const float *vec;         /* or */
+    const phiq_st_tensor *parts[16]; /* experts stacked along ne[2] */
+    int n_parts;
 } gg_src;
 
 static int gg_fill(void *user, int64_t i, const char *name, void *buf, uint64_t nbytes) {
     (void)name;
     const gg_src *s = (const gg_src *)user + i;
     if (s->vec) memcpy(buf, s->vec, nbytes);
-    else return phiq_st_to_f32(s->st, 0, s->st->n_elements, buf);
+    else if (s->st) return phiq_st_to_f32(s->st, 0, s->st->n_elements, buf);
+    else
+        for (int e = 0, off = 0; e < s->n_parts; off += (int)s->parts[e]->n_elements, e++) {
+            int rc = phiq_st_to_f32(s->parts[e], 0, s->parts[e]->n_elements, (float *)buf + off);
+            if (rc < 0) return rc;
+        }
     return 0;
 }
 
@@ -138,6 +145,7 @@ static const char *gg_map(const char *hf, char *out, size_t cap) {
         {"self_attn.k_proj", "attn_k"},         {"self_attn.v_proj", "attn_v"},     {"self_attn.o_proj", "attn_output"},
         {"self_attn.dense", "attn_output"},     {"post_attention_layernorm", "ffn_norm"}, {"mlp.gate_up_proj", "ffn_up"},
         {"mlp.fc1", "ffn_up"},                  {"mlp.down_proj", "ffn_down"},      {"mlp.fc2", "ffn_down"},
+        {"block_sparse_moe.gate", "ffn_gate_inp"},
     };
     int layer, used = 0;
     if (!strncmp(hf, "model.embed_tokens.", 19)) snprintf(out, cap, "token_embd.%s", hf + 19);
@@ -158,12 +166,16 @@ static const char *gg_map(const char *hf, char *out, size_t cap) {
     return out;
 }
 
+static const char *phiq_model_arch_name_for_test(phiq_arch a) {
+    return a == PHIQ_ARCH_PHI2 ? "phi2" : a == PHIQ_ARCH_PHIMOE ? "phimoe" : "phi3";
+}
+
 static int stand_in_gguf(const char *dir, const char *out) {
     phiq_hf *hf = phiq_hf_open(dir);
     if (!hf) fail_msg("%s", phiq_error());
     const phiq_hparams *hp = phiq_hf_hparams(hf);
     const bool phi2 = hp->arch == PHIQ_ARCH_PHI2;
-    const char *arch = phi2 ? "phi2" : "phi3";
+    const char *arch = phiq_model_arch_name_for_test(hp->arch);
     phiq_gguf *voc = phiq_gguf_open(tu_shared_path(phi2 ? "fixtures/vocab/ggml-vocab-gpt-2.gguf" : "fixtures/vocab/ggml-vocab-phi-3.gguf"));
     if (!voc) fail_msg("%s", phiq_error());
     phiq_gguf_writer *w = phiq_gguf_writer_new();
@@ -183,11 +195,15 @@ static int stand_in_gguf(const char *dir, const char *out) {
         phiq_gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), hp->rope_attn_factor);
         phiq_gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), (uint32_t)hp->n_ctx_orig);
     }
+    if (hp->n_expert) {
+        phiq_gguf_writer_set_u32(w, KEY("expert_count"), (uint32_t)hp->n_expert);
+        phiq_gguf_writer_set_u32(w, KEY("expert_used_count"), (uint32_t)hp->n_expert_used);
+    }
 #undef KEY
     for (int64_t i = 0; i < phiq_gguf_n_kv(voc); i++)
         if (!strncmp(phiq_gguf_kv_key(voc, i), "tokenizer.", 10)) phiq_gguf_writer_copy_kv(w, voc, i);
     int nt = phiq_hf_n_tensors(hf);
-    gg_src *src = calloc((size_t)nt + 2, sizeof *src);
+    gg_src *src = calloc((size_t)nt + 2 + 3 * (size_t)hp->n_layer, sizeof *src);
     int n = 0;
     for (int i = 0; i < nt; i++) {
         const phiq_st_tensor *t = phiq_hf_tensor_at(hf, i);
@@ -197,6 +213,22 @@ static int stand_in_gguf(const char *dir, const char *out) {
         for (int d = 0; d < t->n_dims; d++) ne[d] = t->shape[t->n_dims - 1 - d];
         if (phiq_gguf_writer_add_tensor(w, name, PHIQ_GGML_TYPE_F32, t->n_dims, ne) < 0) fail_msg("%s", phiq_error());
         src[n++].st = t;
+    }
+    for (int L = 0; L < hp->n_layer && hp->n_expert; L++) {
+        const char *kind[3] = {"gate", "up", "down"}, *hfw[3] = {"w1", "w3", "w2"};
+        for (int k = 0; k < 3; k++) {
+            char name[128];
+            gg_src *g = &src[n];
+            for (int e = 0; e < hp->n_expert && e < 16; e++) {
+                snprintf(name, sizeof name, "model.layers.%d.block_sparse_moe.experts.%d.%s.weight", L, e, hfw[k]);
+                g->parts[g->n_parts++] = phiq_hf_find(hf, name);
+                assert_non_null(g->parts[e]);
+            }
+            int64_t ne3[3] = {g->parts[0]->shape[1], g->parts[0]->shape[0], hp->n_expert};
+            snprintf(name, sizeof name, "blk.%d.ffn_%s_exps.weight", L, kind[k]);
+            if (phiq_gguf_writer_add_tensor(w, name, PHIQ_GGML_TYPE_F32, 3, ne3) < 0) fail_msg("%s", phiq_error());
+            n++;
+        }
     }
     if (hp->n_rope_factors) {
         int64_t ne = hp->n_rope_factors;
@@ -310,6 +342,18 @@ static float *llama_logits(const char *gguf, const int32_t *ids, int n, int all,
     return r;
 }
 
+static double compare_llama(const char *gguf, const int32_t *ids, int n, const char *label);
+static float *eval_all_p(const phiq_model *m, const int32_t *ids, int n, const phiq_context_params *cp) {
+    phiq_context *c = phiq_context_new(m, cp);
+    if (!c) fail_msg("context: %s", phiq_error());
+    if (phiq_eval(c, ids, n) < 0) fail_msg("eval: %s", phiq_error());
+    int nv = phiq_model_n_vocab(m);
+    float *out = malloc(sizeof(float) * (size_t)n * (size_t)nv);
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * nv, phiq_logits_at(c, i), sizeof(float) * (size_t)nv);
+    phiq_context_free(c);
+    return out;
+}
+
 static double compare_llama(const char *gguf, const int32_t *ids, int n, const char *label) {
     phiq_model *m = phiq_model_open(gguf, NULL);
     if (!m) fail_msg("open %s: %s", gguf, phiq_error());
@@ -321,8 +365,14 @@ static double compare_llama(const char *gguf, const int32_t *ids, int n, const c
     }
     /* llama-ref's context is max(64, n) tokens (rounded up to 256 inside
      * llama.cpp); llama.cpp never applies phi3's sliding window */
-    int n_ctx = n < 64 ? 64 : n;
-    float *got = eval_all(m, ids, n, 0, PHIQ_ROPE_MODE_LLAMACPP, n_ctx, -1);
+    phiq_context_params cp = phiq_context_default_params();
+    cp.n_ctx = n < 64 ? 64 : n;
+    cp.n_threads = 2;
+    cp.all_logits = 1;
+    cp.rope_mode = PHIQ_ROPE_MODE_LLAMACPP;
+    cp.sliding_window = -1;
+    cp.phimoe_llamacpp = 1;
+    float *got = eval_all_p(m, ids, n, &cp);
     double w = worst_rel(got, ref, n, nv);
     fprintf(stderr, "  vs llama.cpp, %s (%d positions): max|diff|/range = %.3g\n", label, n, w);
     assert_true(w <= 1e-3);
@@ -357,6 +407,8 @@ static void test_llama_synth(void **state) {
          "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 192 --vocab 32064 --partial-rotary 0.75 --ctx 2048 "
          "--ctx-orig 256 --tied"},
         {"phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 256 --vocab 50257 --partial-rotary 0.5 --ctx 512"},
+        {"phimoe (llama.cpp graph)", "--arch phimoe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 128 --vocab 32064 "
+                                     "--experts 4 --experts-used 2 --ctx 512"},
     };
     int ran = 0;
     for (size_t k = 0; k < sizeof models / sizeof models[0]; k++) {

@@ -27,6 +27,7 @@ static void logits_usage(FILE *f) {
             "  --swa N             use sliding window N instead of the model's\n"
             "  --llamacpp-numerics round matmul inputs to f16/bf16/q8 as llama.cpp's CPU backend\n"
             "                      does, for closer comparisons with it\n"
+            "  --phimoe-llamacpp   PhiMoE: llama.cpp's graph (RMSNorm+bias, softmax top-k) instead of HF's\n"
             "  --type T            HF directories: in-memory weight type f16 (default), bf16, f32, q8_0, q4_k, ...\n");
 }
 
@@ -90,6 +91,7 @@ int phiq_cmd_logits(int argc, char **argv) {
             else return phiq_cli_fail("logits", "--rope-mode must be hf or llamacpp, not '%s'", v);
         } else if (phiq_cli_is(a, "--no-swa", NULL)) cp.sliding_window = -1;
         else if (phiq_cli_is(a, "--llamacpp-numerics", NULL)) cp.llamacpp_numerics = 1;
+        else if (phiq_cli_is(a, "--phimoe-llamacpp", NULL)) cp.phimoe_llamacpp = 1;
         else if (phiq_cli_is(a, "--swa", NULL)) {
             cp.sliding_window = atoi(phiq_cli_value(argc, argv, &i, "logits"));
             if (cp.sliding_window <= 0) return phiq_cli_fail("logits", "--swa needs a positive window");

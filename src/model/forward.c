@@ -46,6 +46,66 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
     }
 }
 
+/* The block's normalization: phi2 LayerNorm; phi3 RMSNorm (plus a bias if
+ * the file has one); phimoe LayerNorm as Hugging Face defines it, or
+ * llama.cpp's RMSNorm plus bias. */
+static void phiq_norm(const phiq_context *ctx, float *y, const float *x, const float *w, const float *b) {
+    const phiq_hparams *hp = &ctx->m->hp;
+    const int E = hp->n_embd;
+    if (hp->arch == PHIQ_ARCH_PHI2 || (hp->arch == PHIQ_ARCH_PHIMOE && !ctx->phimoe_llamacpp)) {
+        phiq_layernorm(y, x, w, b, E, hp->norm_eps);
+        return;
+    }
+    phiq_rmsnorm(y, x, w, E, hp->norm_eps);
+    if (b)
+        for (int i = 0; i < E; i++) y[i] += b[i];
+}
+
+/* PhiMoE routing of one token: picks n_used experts and their weights.
+ * llama.cpp: softmax over all, top-k, renormalized. Hugging Face
+ * (SparseMixer, top-2): each pick is a softmax over the logits within a 2%
+ * relative threshold of the current maximum, evaluated at the argmax; the
+ * first pick is excluded from the second; weights are not renormalized. */
+static void phiq_route(const phiq_context *ctx, const float *logit, int n_exp, int n_used, int *sel, float *w) {
+    if (ctx->phimoe_llamacpp) {
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < n_exp; j++) mx = fmax(mx, logit[j]);
+        for (int j = 0; j < n_exp; j++) sum += exp(logit[j] - mx);
+        double tot = 0;
+        for (int k = 0; k < n_used; k++) {
+            int best = -1;
+            for (int j = 0; j < n_exp; j++) {
+                bool taken = false;
+                for (int q = 0; q < k; q++) taken |= sel[q] == j;
+                if (!taken && (best < 0 || logit[j] > logit[best])) best = j;
+            }
+            sel[k] = best;
+            w[k] = (float)(exp(logit[best] - mx) / sum);
+            tot += w[k];
+        }
+        for (int k = 0; k < n_used; k++) w[k] = (float)(w[k] / tot);
+        return;
+    }
+    const float eps2 = 2 * 0.01f; /* 2 x router_jitter_noise of Phi-3.5-MoE */
+    for (int k = 0; k < 2 && k < n_used; k++) {
+        int arg = -1;
+        for (int j = 0; j < n_exp; j++) {
+            if (k == 1 && j == sel[0]) continue;
+            if (arg < 0 || logit[j] > logit[arg]) arg = j;
+        }
+        float m = logit[arg];
+        double sum = 0;
+        for (int j = 0; j < n_exp; j++) {
+            if (k == 1 && j == sel[0]) continue;
+            float factor = fabsf(logit[j]) > m ? fabsf(logit[j]) : m;
+            if ((m - logit[j]) / factor > eps2) continue; /* masked */
+            sum += exp((double)logit[j] - m);
+        }
+        sel[k] = arg;
+        w[k] = (float)(1.0 / sum);
+    }
+}
+
 /* y = W x (+ b) for T rows, with llama.cpp's input rounding when asked. */
 static int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
                    const float *bias) {
@@ -56,6 +116,34 @@ static int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t
         ldx = w->n_in;
     }
     phiq_matmul(ctx->tp, w, x, ldx, T, y, ldy, bias, ctx->mm_scratch);
+    return 0;
+}
+
+/* x += mixture of experts over the normalized rows in ctx->h. */
+static int phiq_moe(phiq_context *ctx, const phiq_layer *ly, int n) {
+    const phiq_hparams *hp = &ctx->m->hp;
+    const int E = hp->n_embd, F = hp->n_ff, X = hp->n_expert, U = hp->n_expert_used;
+    float *logits = ctx->moe + (size_t)ctx->n_batch * E; /* [n][X] */
+    int rc;
+    if ((rc = phiq_mm(ctx, &ly->gate_inp, ctx->h, E, n, logits, X, NULL)) < 0) return rc;
+    int sel[PHIQ_MAX_EXPERT_USED];
+    float w[PHIQ_MAX_EXPERT_USED];
+    for (int t = 0; t < n; t++) {
+        float *acc = ctx->moe + (size_t)t * E, *g = ctx->ffn + (size_t)t * 2 * F, *y = ctx->tmp + (size_t)t * E;
+        const float *h = ctx->h + (size_t)t * E;
+        memset(acc, 0, (size_t)E * sizeof(float));
+        phiq_route(ctx, logits + (size_t)t * X, X, U, sel, w);
+        for (int k = 0; k < U; k++) {
+            int e = sel[k];
+            if ((rc = phiq_mm(ctx, &ly->exp_gate[e], h, E, 1, g, F, NULL)) < 0) return rc;
+            if ((rc = phiq_mm(ctx, &ly->exp_up[e], h, E, 1, g + F, F, NULL)) < 0) return rc;
+            phiq_swiglu(g, g, g + F, F);
+            if ((rc = phiq_mm(ctx, &ly->exp_down[e], g, F, 1, y, E, NULL)) < 0) return rc;
+            for (int i = 0; i < E; i++) acc[i] += w[k] * y[i];
+        }
+        float *x = ctx->x + (size_t)t * E;
+        for (int i = 0; i < E; i++) x[i] += acc[i];
+    }
     return 0;
 }
 
@@ -89,12 +177,7 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
         for (int t = 0; t < n; t++) {
             float *h = ctx->h + (size_t)t * E;
             const float *x = ctx->x + (size_t)t * E;
-            if (phi2) phiq_layernorm(h, x, ly->attn_norm, ly->attn_norm_b, E, hp->norm_eps);
-            else {
-                phiq_rmsnorm(h, x, ly->attn_norm, E, hp->norm_eps);
-                if (ly->attn_norm_b)
-                    for (int i = 0; i < E; i++) h[i] += ly->attn_norm_b[i];
-            }
+            phiq_norm(ctx, h, x, ly->attn_norm, ly->attn_norm_b);
         }
         if (ly->fused_qkv) {
             if ((rc = phiq_mm(ctx, &ly->qkv, ctx->h, E, n, ctx->qkv, ldqkv, ly->qkv_b)) < 0) return rc;
@@ -123,10 +206,11 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
         } else {
             for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i];
             for (int t = 0; t < n; t++) {
-                float *h = ctx->h + (size_t)t * E;
-                phiq_rmsnorm(h, ctx->x + (size_t)t * E, ly->ffn_norm, E, hp->norm_eps);
-                if (ly->ffn_norm_b)
-                    for (int i = 0; i < E; i++) h[i] += ly->ffn_norm_b[i];
+                phiq_norm(ctx, ctx->h + (size_t)t * E, ctx->x + (size_t)t * E, ly->ffn_norm, ly->ffn_norm_b);
+            }
+            if (hp->arch == PHIQ_ARCH_PHIMOE) {
+                if ((rc = phiq_moe(ctx, ly, n)) < 0) return rc;
+                continue;
             }
             if ((rc = phiq_mm(ctx, &ly->up, ctx->h, E, n, ctx->ffn, ldffn, ly->up_b)) < 0) return rc;
             for (int t = 0; t < n; t++) {
@@ -142,15 +226,7 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
     for (int t = out_first; t < n; t++) {
         float *h = ctx->h + (size_t)t * E;
         const float *x = ctx->x + (size_t)t * E;
-        if (phi2 || m->output_norm_b) {
-            if (phi2) phiq_layernorm(h, x, m->output_norm, m->output_norm_b, E, hp->norm_eps);
-            else {
-                phiq_rmsnorm(h, x, m->output_norm, E, hp->norm_eps);
-                for (int i = 0; i < E; i++) h[i] += m->output_norm_b[i];
-            }
-        } else {
-            phiq_rmsnorm(h, x, m->output_norm, E, hp->norm_eps);
-        }
+        phiq_norm(ctx, h, x, m->output_norm, m->output_norm_b);
     }
     if ((rc = phiq_mm(ctx, &m->output, ctx->h + (size_t)out_first * E, E, n - out_first, out, hp->n_vocab, m->output_b)) < 0)
         return rc;

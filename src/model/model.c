@@ -71,6 +71,7 @@ static const char *phiq_hf_name(phiq_arch arch, const char *g) {
         {"ffn_up.bias", "mlp.gate_up_proj.bias", "mlp.fc1.bias"},
         {"ffn_down.weight", "mlp.down_proj.weight", "mlp.fc2.weight"},
         {"ffn_down.bias", "mlp.down_proj.bias", "mlp.fc2.bias"},
+        {"ffn_gate_inp.weight", "block_sparse_moe.gate.weight", "block_sparse_moe.gate.weight"},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
         if (!strcmp(map[i].g, g)) return phi2 ? map[i].phi2 : map[i].phi3;
@@ -95,6 +96,16 @@ static int phiq_loader_find(phiq_loader *ld, const char *name, phiq_src_tensor *
     const char *rest = name;
     if (sscanf(name, "blk.%d.%n", &layer, &used) == 1 && used > 0) rest = name + used;
     const char *mapped = phiq_hf_name(m->hp.arch, rest);
+    char expname[96];
+    int e = -1, u2 = 0;
+    char which[8];
+    /* per-expert pseudo names "ffn_{gate,up,down}_exp.E.weight" (HF keeps experts apart) */
+    if (!mapped && sscanf(rest, "ffn_%4[a-z]_exp.%d.weight%n", which, &e, &u2) == 2 && rest[u2] == 0 && e >= 0) {
+        const char *w = !strcmp(which, "gate") ? "w1" : !strcmp(which, "up") ? "w3" : !strcmp(which, "down") ? "w2" : NULL;
+        if (!w) return 0;
+        snprintf(expname, sizeof expname, "block_sparse_moe.experts.%d.%s.weight", e, w);
+        mapped = expname;
+    }
     if (!mapped) return 0;
     if (layer >= 0) snprintf(hfname, sizeof hfname, "model.layers.%d.%s", layer, mapped);
     else snprintf(hfname, sizeof hfname, "%s", mapped);
@@ -250,7 +261,8 @@ static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {
     memset(hp, 0, sizeof *hp);
     if (!strcmp(arch, "phi3")) hp->arch = PHIQ_ARCH_PHI3;
     else if (!strcmp(arch, "phi2")) hp->arch = PHIQ_ARCH_PHI2;
-    else return phiq_fail(PHIQ_EUNSUPPORTED, "%s: architecture \"%s\" is not supported (phi3, phi2)", path, arch);
+    else if (!strcmp(arch, "phimoe")) hp->arch = PHIQ_ARCH_PHIMOE;
+    else return phiq_fail(PHIQ_EUNSUPPORTED, "%s: architecture \"%s\" is not supported (phi3, phi2, phimoe)", path, arch);
     int64_t v;
 #define PHIQ_REQ_INT(field, key)                                        \
     if ((rc = phiq_meta_int(g, arch, key, true, &v)) < 0) return rc;    \
@@ -292,14 +304,24 @@ static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {
     if ((rc = phiq_meta_float(g, arch, eps_key, true, &hp->norm_eps)) < 0) return rc;
     if ((rc = phiq_meta_int(g, arch, "attention.sliding_window", false, &v)) < 0) return rc;
     if (rc) hp->sliding_window = (int)(v > 0 && v < (1 << 30) ? v : 0);
-    hp->attn_bias = hp->arch == PHIQ_ARCH_PHI2;
+    if (hp->arch == PHIQ_ARCH_PHIMOE) {
+        if ((rc = phiq_meta_int(g, arch, "expert_count", true, &v)) < 0) return rc;
+        hp->n_expert = (int)(v > 0 && v <= 4096 ? v : 0);
+        if ((rc = phiq_meta_int(g, arch, "expert_used_count", true, &v)) < 0) return rc;
+        hp->n_expert_used = (int)(v > 0 && v <= hp->n_expert ? v : 0);
+        if (!hp->n_expert || !hp->n_expert_used)
+            return phiq_fail(PHIQ_EFORMAT, "%s: bad phimoe.expert_count / expert_used_count", path);
+    }
+    hp->attn_bias = hp->arch != PHIQ_ARCH_PHI3;
     hp->bos_id = hp->pad_id = -1;
     return 0;
 }
 
 static int phiq_hparams_check(const char *file, phiq_hparams *hp) {
-    if (hp->arch == PHIQ_ARCH_PHIMOE)
-        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: phimoe (Phi-3.5-MoE) inference is not implemented", file);
+    if (hp->arch == PHIQ_ARCH_PHIMOE &&
+        (hp->n_expert <= 0 || hp->n_expert > 4096 || hp->n_expert_used <= 0 || hp->n_expert_used > hp->n_expert || hp->n_expert_used > PHIQ_MAX_EXPERT_USED))
+        return phiq_fail(PHIQ_EFORMAT, "%s: phimoe needs 0 < experts used (%d) <= experts (%d)", file, hp->n_expert_used,
+                         hp->n_expert);
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_ff <= 0 ||
         hp->head_dim <= 0 || hp->n_layer > 4096 || hp->n_head % hp->n_head_kv || hp->n_rot <= 0 ||
         hp->n_rot > hp->head_dim || (hp->n_rot & 1) || hp->n_rot / 2 > PHIQ_MAX_ROPE_FACTORS)
@@ -312,9 +334,56 @@ static int phiq_hparams_check(const char *file, phiq_hparams *hp) {
     return 0;
 }
 
+/* phimoe experts: GGUF stacks them in 3-D tensors {n_in, n_out, n_expert}
+ * (one expert's matrix after another); HF keeps one matrix per expert. */
+static int phiq_load_experts(phiq_loader *ld, int L, phiq_layer *ly) {
+    phiq_model *m = ld->m;
+    const phiq_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, F = hp->n_ff, X = hp->n_expert;
+    char nm[96];
+    int rc;
+    snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", L);
+    if ((rc = phiq_load_mat(ld, nm, E, X, true, &ly->gate_inp)) < 0) return rc;
+    phiq_mat **dst[3] = {&ly->exp_gate, &ly->exp_up, &ly->exp_down};
+    const char *kind[3] = {"gate", "up", "down"};
+    for (int k = 0; k < 3; k++) {
+        *dst[k] = phiq_model_own(m, calloc((size_t)X, sizeof(phiq_mat)));
+        if (!*dst[k]) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", ld->file);
+        int64_t n_in = k == 2 ? F : E, n_out = k == 2 ? E : F;
+        if (m->gguf) {
+            snprintf(nm, sizeof nm, "blk.%d.ffn_%s_exps.weight", L, kind[k]);
+            const phiq_gguf_tensor *t = phiq_gguf_find_tensor(m->gguf, nm);
+            if (!t) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s is missing", ld->file, nm);
+            if (t->n_dims != 3 || t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != X)
+                return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]", ld->file,
+                                 nm, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)n_in,
+                                 (long long)n_out, (long long)X);
+            if (!phiq_ops_type_supported(t->type))
+                return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s has type %s, which this build cannot evaluate", ld->file, nm,
+                                 phiq_ggml_type_name(t->type));
+            int64_t rb = phiq_ggml_row_size(t->type, n_in);
+            if (rb <= 0) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s: bad row size", ld->file, nm);
+            for (int64_t e = 0; e < X; e++) {
+                phiq_mat *mm = &(*dst[k])[e];
+                mm->type = t->type;
+                mm->n_in = n_in;
+                mm->n_out = n_out;
+                mm->row_bytes = (size_t)rb;
+                mm->data = (const uint8_t *)t->data + (size_t)e * (size_t)n_out * (size_t)rb;
+            }
+        } else {
+            for (int64_t e = 0; e < X; e++) {
+                snprintf(nm, sizeof nm, "blk.%d.ffn_%s_exp.%lld.weight", L, kind[k], (long long)e);
+                if ((rc = phiq_load_mat(ld, nm, n_in, n_out, true, &(*dst[k])[e])) < 0) return rc;
+            }
+        }
+    }
+    return 0;
+}
+
 static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
     phiq_hparams *hp = &m->hp;
-    const bool phi2 = hp->arch == PHIQ_ARCH_PHI2;
+    const bool phi2 = hp->arch == PHIQ_ARCH_PHI2, moe = hp->arch == PHIQ_ARCH_PHIMOE, biased = !(hp->arch == PHIQ_ARCH_PHI3);
     const int64_t E = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim, nk = (int64_t)hp->n_head_kv * hp->head_dim;
     const int64_t F = hp->n_ff;
     int rc;
@@ -328,15 +397,15 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
     const int64_t V = hp->n_vocab;
     if ((rc = phiq_load_mat(ld, "token_embd.weight", E, V, true, &m->tok_embd)) < 0) return rc;
     if ((rc = phiq_load_vec(ld, "output_norm.weight", E, true, &m->output_norm)) < 0) return rc;
-    if ((rc = phiq_load_vec(ld, "output_norm.bias", E, phi2, &m->output_norm_b)) < 0) return rc;
+    if ((rc = phiq_load_vec(ld, "output_norm.bias", E, biased, &m->output_norm_b)) < 0) return rc;
     if ((rc = phiq_load_mat(ld, "output.weight", E, V, false, &m->output)) < 0) return rc;
     if (rc == 0) {
         if (phi2) return phiq_fail(PHIQ_EFORMAT, "%s: tensor output.weight is missing (phi2 has an untied head)", ld->file);
         m->output = m->tok_embd; /* tied embeddings */
         hp->tied_embeddings = true;
     }
-    if ((rc = phiq_load_vec(ld, "output.bias", V, phi2, &m->output_b)) < 0) return rc;
-    if (m->gguf && hp->arch == PHIQ_ARCH_PHI3) {
+    if ((rc = phiq_load_vec(ld, "output.bias", V, biased, &m->output_b)) < 0) return rc;
+    if (m->gguf && hp->arch != PHIQ_ARCH_PHI2) {
         float *fl = NULL, *fs = NULL;
         if ((rc = phiq_load_vec(ld, "rope_factors_long.weight", hp->n_rot / 2, false, &fl)) < 0) return rc;
         if ((rc = phiq_load_vec(ld, "rope_factors_short.weight", hp->n_rot / 2, false, &fs)) < 0) return rc;
@@ -358,7 +427,7 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
         char nm[96];
 #define PHIQ_NAME(s) (snprintf(nm, sizeof nm, "blk.%d.%s", L, s), nm)
         if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_norm.weight"), E, true, &ly->attn_norm)) < 0) return rc;
-        if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_norm.bias"), E, phi2, &ly->attn_norm_b)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_norm.bias"), E, biased, &ly->attn_norm_b)) < 0) return rc;
         if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_qkv.weight"), E, nq + 2 * nk, false, &ly->qkv)) < 0) return rc;
         ly->fused_qkv = rc == 1;
         if (ly->fused_qkv) {
@@ -375,10 +444,14 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
             if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_v.bias"), nk, false, &ly->v_b)) < 0) return rc;
         }
         if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_output.weight"), nq, E, true, &ly->wo)) < 0) return rc;
-        if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_output.bias"), E, phi2, &ly->wo_b)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_output.bias"), E, biased, &ly->wo_b)) < 0) return rc;
         if (!phi2) {
             if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_norm.weight"), E, true, &ly->ffn_norm)) < 0) return rc;
-            if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_norm.bias"), E, false, &ly->ffn_norm_b)) < 0) return rc;
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_norm.bias"), E, moe, &ly->ffn_norm_b)) < 0) return rc;
+        }
+        if (moe) {
+            if ((rc = phiq_load_experts(ld, L, ly)) < 0) return rc;
+            continue;
         }
         if ((rc = phiq_load_mat(ld, PHIQ_NAME("ffn_up.weight"), E, phi2 ? F : 2 * F, true, &ly->up)) < 0) return rc;
         if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_up.bias"), phi2 ? F : 2 * F, phi2, &ly->up_b)) < 0) return rc;

@@ -12,6 +12,8 @@
 #include "kernels/threadpool.h"
 #include "model/hparams.h"
 
+#define PHIQ_MAX_EXPERT_USED 16
+
 typedef struct phiq_gguf phiq_gguf;
 typedef struct phiq_hf phiq_hf;
 
@@ -31,6 +33,10 @@ typedef struct phiq_layer {
     float *up_b;                    /* phi2 [F] */
     phiq_mat down;                  /* F -> E */
     float *down_b;                  /* phi2 [E] */
+    /* phimoe: router and experts (Mixtral layout, expert(x) = down(silu(gate x) * up x)) */
+    phiq_mat gate_inp;              /* E -> n_expert router logits */
+    phiq_mat *exp_gate, *exp_up;    /* [n_expert]: E -> F */
+    phiq_mat *exp_down;             /* [n_expert]: F -> E */
 } phiq_layer;
 
 struct phiq_model {
@@ -72,6 +78,7 @@ struct phiq_context {
     int rope_mode;
     int window;          /* sliding window in effect (0 = full causal) */
     int llamacpp_numerics; /* round matmul inputs as ggml's CPU backend does */
+    int phimoe_llamacpp; /* phimoe: llama.cpp's graph instead of Hugging Face's */
     phiq_kv kv;
     phiq_threadpool *tp;
     int pos;             /* tokens in the cache */
@@ -83,6 +90,7 @@ struct phiq_context {
     float *scores;       /* [n_threads][n_ctx] */
     float *act;          /* [B][max n_in]: rounded matmul inputs (llamacpp_numerics) */
     void *act_q;         /* one quantized activation row */
+    float *moe;          /* phimoe: [B][E] mixture output, then [B][n_expert] router logits */
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
     float *logits;       /* [logits_cap][V] */
     int logits_cap, n_logits, logits_first; /* rows held; position index in batch of row 0 */
