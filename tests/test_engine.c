@@ -437,6 +437,29 @@ static void test_llama_synth(void **state) {
         srand(11 + (unsigned)k);
         for (int i = 0; i < 40; i++) ids[i] = rand() % (nv < 2000 ? nv : 2000);
         compare_llama(gguf, ids, 40, models[k].name);
+        /* the HF directory loaded directly gives the same logits as its GGUF */
+        phiq_model_params mp = {"f32", 2};
+        phiq_model *mh = phiq_model_open(dir, &mp), *mg = phiq_model_open(gguf, NULL);
+        if (!mh || !mg) fail_msg("%s", phiq_error());
+        for (int graph = 0; graph < 2; graph++) {
+            phiq_context_params cp = phiq_context_default_params();
+            cp.n_ctx = 64;
+            cp.n_threads = 2;
+            cp.all_logits = 1;
+            cp.kv_type = PHIQ_KV_TYPE_F32;
+            cp.phimoe_llamacpp = graph;
+            float *a = eval_all_p(mh, ids, 40, &cp), *b = eval_all_p(mg, ids, 40, &cp);
+            double w = worst_rel(a, b, 40, nv);
+            bool finite = true;
+            for (size_t i = 0; i < (size_t)40 * nv; i++) finite &= isfinite(a[i]) != 0;
+            assert_true(finite);
+            fprintf(stderr, "  %s: HF dir vs GGUF in phiq%s: %.3g\n", models[k].name, graph ? " (llama.cpp phimoe graph)" : "", w);
+            assert_true(w <= 1e-5);
+            free(a);
+            free(b);
+        }
+        phiq_model_free(mh);
+        phiq_model_free(mg);
         ran++;
     }
     if (!ran) skip();
