@@ -6,6 +6,7 @@
 #include "core/common.h"
 #include "formats/ggml_type.h"
 #include "model/model.h"
+#include "tokenizer/tokenizer.h"
 
 phiq_model *phiq_model_open(const char *path, const phiq_model_params *params) {
     return phiq_model_load(path, params);
@@ -221,4 +222,16 @@ int phiq_context_truncate(phiq_context *ctx, int pos) {
     return 0;
 }
 
-/* phiq_tokenize / phiq_token_to_piece are defined by src/tokenizer. */
+/* ---- tokens (the tokenizer itself is src/tokenizer) ---------------------------- */
+int phiq_tokenize(const phiq_model *m, const char *text, int32_t *ids, int cap, int flags) {
+    if (!m || !text || cap < 0 || (cap > 0 && !ids)) return phiq_fail(PHIQ_EINVAL, "tokenize: bad arguments");
+    if (!m->tok) return phiq_fail(PHIQ_EUNSUPPORTED, "%s: the model carries no tokenizer", m->path);
+    return phiq_tokenize_text(m->tok, text, strlen(text), (flags & PHIQ_TOKENIZE_ADD_BOS) != 0,
+                              (flags & PHIQ_TOKENIZE_NO_SPECIAL) == 0, ids, cap);
+}
+
+int phiq_token_to_piece(const phiq_model *m, int32_t id, char *buf, int cap) {
+    if (!m || cap < 0 || (cap > 0 && !buf)) return phiq_fail(PHIQ_EINVAL, "token_to_piece: bad arguments");
+    if (!m->tok) return phiq_fail(PHIQ_EUNSUPPORTED, "%s: the model carries no tokenizer", m->path);
+    return phiq_token_piece(m->tok, id, buf, cap);
+}

@@ -682,6 +682,15 @@ static void test_api_threads_truncate(void **state) {
     assert_int_equal(phiq_eval(f, edited, pr->n), 0);
     assert_memory_equal(phiq_logits(c), phiq_logits(f), sizeof(float) * V_FIX);
 
+    /* the tokenizer through the public API reproduces the fixture's ids */
+    int32_t tk[64];
+    int nt = phiq_tokenize(m, "In the beginning God created the heaven and the earth.", tk, 64, PHIQ_TOKENIZE_ADD_BOS);
+    assert_int_equal(nt, pr->n);
+    assert_memory_equal(tk, pr->ids, sizeof(int32_t) * (size_t)nt);
+    char piece[32];
+    int pl = phiq_token_to_piece(m, pr->ids[2], piece, sizeof piece);
+    assert_true(pl > 0 && pl < 32);
+
     /* errors */
     assert_true(phiq_context_truncate(c, 1000) < 0);
     int32_t bad = V_FIX;

@@ -13,6 +13,7 @@
 #include "formats/hf.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
 
 /* A tensor seen the same way whichever file it came from. */
 typedef struct {
@@ -504,6 +505,8 @@ phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
         return NULL;
     }
     if (m->hp.n_ctx_orig <= 0) m->hp.n_ctx_orig = m->hp.n_ctx_train;
+    /* the vocabulary is optional for inference (synthetic models have none) */
+    m->tok = m->gguf ? phiq_tokenizer_from_gguf(m->gguf) : phiq_tokenizer_from_hf_dir(path);
     return m;
 }
 
@@ -513,6 +516,7 @@ void phiq_model_free(phiq_model *m) {
     free(m->owned);
     if (m->gguf) phiq_gguf_close(m->gguf);
     if (m->hf) phiq_hf_close(m->hf);
+    phiq_tokenizer_free(m->tok);
     free(m->path);
     free(m);
 }

@@ -50,6 +50,7 @@ struct phiq_model {
     float *output_b;                 /* [V] phi2 */
     phiq_layer *layers;              /* n_layer */
     uint16_t *gelu_table;            /* phi2: ggml's fp16 GELU table (65536) */
+    struct phiq_tokenizer *tok;      /* NULL when the file carries no vocabulary */
     void **owned;                    /* buffers freed with the model */
     int n_owned, cap_owned;
 };
