@@ -406,7 +406,7 @@ static void test_llama_synth(void **state) {
         {"phi3 GQA partial rotary LongRoPE tied",
          "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 192 --vocab 32064 --partial-rotary 0.75 --ctx 2048 "
          "--ctx-orig 256 --tied"},
-        {"phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 256 --vocab 50257 --partial-rotary 0.5 --ctx 512"},
+        {"phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 256 --vocab 51200 --partial-rotary 0.5 --ctx 512"},
         {"phimoe (llama.cpp graph)", "--arch phimoe --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 128 --vocab 32064 "
                                      "--experts 4 --experts-used 2 --ctx 512"},
     };
@@ -417,7 +417,7 @@ static void test_llama_synth(void **state) {
         snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "synth%zu", k);
         snprintf(gguf, sizeof gguf, "%s.gguf", dir);
         char *err = NULL;
-        if (tu_run(NULL, &err, "'%s' synth %s --tokenizer none --seed %zu -q -o '%s'", tu_bin(), models[k].args, k + 7, dir) != 0) {
+        if (tu_run(NULL, &err, "'%s' synth %s --seed %zu -q -o '%s'", tu_bin(), models[k].args, k + 7, dir) != 0) {
             fprintf(stderr, "test_engine: synth unavailable for %s: %s\n", models[k].name, err ? err : "");
             free(err);
             continue;
