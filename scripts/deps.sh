@@ -11,6 +11,8 @@ if [ "${1:-build}" = test ]; then
   need="$need libcmocka-dev git"
   command -v clang >/dev/null 2>&1 || optional="$optional clang"
   command -v npm >/dev/null 2>&1 || optional="$optional npm"
+  [ -x /usr/bin/chromium ] || optional="$optional chromium"
+  installed python3-numpy || optional="$optional python3-numpy"
 fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=""
