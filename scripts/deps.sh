@@ -7,6 +7,7 @@
 set -eu
 need="cmake make gcc pkg-config libcjson-dev libpcre2-dev"
 optional=""
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 if [ "${1:-build}" = test ]; then
   need="$need libcmocka-dev git"
   command -v clang >/dev/null 2>&1 || optional="$optional clang"
@@ -14,7 +15,6 @@ if [ "${1:-build}" = test ]; then
   [ -x /usr/bin/chromium ] || optional="$optional chromium"
   installed python3-numpy || optional="$optional python3-numpy"
 fi
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=""
 for p in $need; do installed "$p" || missing="$missing $p"; done
 [ -z "$missing" ] && [ -z "$optional" ] && exit 0
