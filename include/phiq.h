@@ -135,6 +135,10 @@ int phiq_tokenize(const phiq_model *m, const char *text, int32_t *ids, int cap, 
 /* The bytes of one token as it should be printed (byte tokens give one byte). */
 int phiq_token_to_piece(const phiq_model *m, int32_t id, char *buf, int cap);
 
+/* ---- model information ------------------------------------------------------ */
+/* The BOS id the model's tokenizer prepends, or -1 when it adds none. */
+int phiq_model_bos(const phiq_model *m);
+
 #ifdef __cplusplus
 }
 #endif

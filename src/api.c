@@ -235,3 +235,8 @@ int phiq_token_to_piece(const phiq_model *m, int32_t id, char *buf, int cap) {
     if (!m->tok) return phiq_fail(PHIQ_EUNSUPPORTED, "%s: the model carries no tokenizer", m->path);
     return phiq_token_piece(m->tok, id, buf, cap);
 }
+
+int phiq_model_bos(const phiq_model *m) {
+    if (!m || !m->tok || !phiq_tokenizer_add_bos(m->tok)) return -1;
+    return phiq_tokenizer_bos(m->tok);
+}
