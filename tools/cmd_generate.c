@@ -145,7 +145,7 @@ static int session_open(session *s, const gen_opts *o, const char *cmd) {
     s->smp = phiq_sampler_new(&o->sp);
     s->cache = malloc(sizeof(int32_t) * (size_t)(s->n_ctx + 1));
     if (!s->smp || !s->cache) return phiq_cli_fail(cmd, "out of memory");
-    s->have_tmpl = phiq_chat_template_from_tokenizer(s->tok, &s->tmpl) == 0;
+    s->have_tmpl = phiq_chat_template_from_tokenizer(s->tok, &s->tmpl) > 0; /* returns the format */
     return 0;
 }
 
@@ -209,7 +209,7 @@ static void text_append(gen_result *r, const char *p, int n) {
 
 /* Evaluates the prompt ids (reusing the cache), then samples until a stop
  * token, n_predict tokens, a full context or Ctrl-C. stream: print as it goes. */
-static int generate(session *s, const int32_t *prompt, int n_prompt, int n_predict, int stream, gen_result *r) {
+static int generate(session *s, const int32_t *prompt, int n_prompt, int n_predict, int stream, int reply, gen_result *r) {
     memset(r, 0, sizeof *r);
     r->ids = malloc(sizeof(int32_t) * (size_t)(n_predict > 0 && n_predict < s->n_ctx ? n_predict : s->n_ctx) + 4);
     if (!r->ids) return phiq_fail(PHIQ_ENOMEM, "out of memory");
@@ -221,7 +221,7 @@ static int generate(session *s, const int32_t *prompt, int n_prompt, int n_predi
     for (int i = 0; i < n_prompt; i++) phiq_sampler_accept(s->smp, prompt[i]);
     phiq_detok d;
     phiq_detok_init(&d, s->tok, 1);
-    d.at_start = 0; /* a continuation: keep its leading space */
+    d.at_start = reply; /* a chat reply starts fresh (SPM drops its leading space); a continuation keeps it */
     char buf[1024];
     double t1 = phiq_now();
     r->stop = "length";
@@ -308,7 +308,7 @@ int phiq_cmd_run(int argc, char **argv) {
     }
     signal(SIGINT, on_sigint);
     gen_result r;
-    rc = generate(&s, ids, n, o.n_predict, !o.json, &r);
+    rc = generate(&s, ids, n, o.n_predict, !o.json, o.chat, &r);
     if (rc < 0) {
         free(ids); free(r.ids); free(r.text);
         session_close(&s);
@@ -422,7 +422,7 @@ int phiq_cmd_chat(int argc, char **argv) {
         int budget = s.n_ctx - n - 1;
         interrupted = 0;
         gen_result r;
-        rc = generate(&s, ids, n, o.n_predict < budget ? o.n_predict : budget, 1, &r);
+        rc = generate(&s, ids, n, o.n_predict < budget ? o.n_predict : budget, 1, 1, &r);
         free(ids);
         printf("\n");
         fflush(stdout);
