@@ -19,6 +19,7 @@
 
 #define N_IDS 48
 static int32_t ids[N_IDS];
+static int V; /* vocabulary of the model under test: the real tokenizer's size, which convert requires */
 static char script[4096];
 
 static int have_numpy(void) {
@@ -33,7 +34,7 @@ static const char *make_model(const char *name, const char *synth_args) {
     snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), name);
     snprintf(g, 4096, "%s.gguf", dir);
     char *err = NULL;
-    int rc = tu_run(NULL, &err, "'%s' synth %s --vocab 512 --seed 7 -q -o '%s'", tu_bin(), synth_args, dir);
+    int rc = tu_run(NULL, &err, "'%s' synth %s --vocab %d --seed 7 -q -o '%s'", tu_bin(), synth_args, V, dir);
     if (rc) fail_msg("synth: %s", err);
     free(err);
     rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(), dir, g);
@@ -53,7 +54,7 @@ static float *reference(const char *gguf, const char *mode, int n) {
     free(err);
     size_t nb;
     float *r = tu_read_all(out, &nb);
-    assert_int_equal(nb, (size_t)n * 512 * sizeof(float));
+    assert_int_equal(nb, (size_t)n * (size_t)V * sizeof(float));
     return r;
 }
 
@@ -73,8 +74,8 @@ static phiq_context *open_ctx(phiq_model **m, const char *gguf) {
 static void check_rows(const char *what, const float *got, const float *want, int first, int n, double tol) {
     double worst = 0;
     for (int p = first; p < n; p++) {
-        const float *g = got + (size_t)(p - first) * 512, *w = want + (size_t)p * 512;
-        double rel = tu_max_abs_diff(g, w, 512) / tu_range(w, 512);
+        const float *g = got + (size_t)(p - first) * (size_t)V, *w = want + (size_t)p * (size_t)V;
+        double rel = tu_max_abs_diff(g, w, (size_t)V) / tu_range(w, (size_t)V);
         if (rel > worst) worst = rel;
     }
     print_message("%s: max |diff| / logit range = %.2e over positions %d..%d\n", what, worst, first, n - 1);
@@ -86,8 +87,8 @@ static float *eval_batch(const char *gguf, int n) {
     phiq_model *m;
     phiq_context *c = open_ctx(&m, gguf);
     assert_int_equal(phiq_eval(c, ids, n), 0);
-    float *out = malloc(sizeof(float) * 512 * (size_t)n);
-    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * 512, phiq_logits_at(c, i), 512 * sizeof(float));
+    float *out = malloc(sizeof(float) * (size_t)V * (size_t)n);
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * (size_t)V, phiq_logits_at(c, i), (size_t)V * sizeof(float));
     phiq_context_free(c);
     phiq_model_free(m);
     return out;
@@ -96,6 +97,7 @@ static float *eval_batch(const char *gguf, int n) {
 static void test_sliding_window(void **state) {
     (void)state;
     if (!have_numpy()) skip();
+    V = 32064;
     const char *g = make_model("swa", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
                                       "--ctx-orig 256 --sliding-window 16");
     float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);
@@ -106,6 +108,7 @@ static void test_sliding_window(void **state) {
 static void test_longrope_batch_and_generation(void **state) {
     (void)state;
     if (!have_numpy()) skip();
+    V = 32064;
     const char *g = make_model("longrope", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
                                            "--ctx-orig 32 --partial-rotary 0.75 --sliding-window 0");
     /* one 48-token batch: the sequence exceeds 32, so Hugging Face uses the long factors everywhere */
@@ -117,12 +120,12 @@ static void test_longrope_batch_and_generation(void **state) {
     phiq_model *m;
     phiq_context *c = open_ctx(&m, g);
     const int np = 20;
-    got = malloc(sizeof(float) * 512 * N_IDS);
+    got = malloc(sizeof(float) * (size_t)V * N_IDS);
     assert_int_equal(phiq_eval(c, ids, np), 0);
-    memcpy(got, phiq_logits(c), 512 * sizeof(float));
+    memcpy(got, phiq_logits(c), (size_t)V * sizeof(float));
     for (int i = np; i < N_IDS; i++) {
         assert_int_equal(phiq_eval(c, ids + i, 1), 0);
-        memcpy(got + (size_t)(i - np + 1) * 512, phiq_logits(c), 512 * sizeof(float));
+        memcpy(got + (size_t)(i - np + 1) * (size_t)V, phiq_logits(c), (size_t)V * sizeof(float));
     }
     check_rows("LongRoPE, generation crossing 32 (short, then re-prefill with long)", got, want, np - 1, N_IDS, 1e-3);
     phiq_context_free(c);
@@ -133,6 +136,7 @@ static void test_longrope_batch_and_generation(void **state) {
 static void test_phi2(void **state) {
     (void)state;
     if (!have_numpy()) skip();
+    V = 51200;
     const char *g = make_model("phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 512 --ctx 256");
     float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);
     /* phiq evaluates GELU as ggml does (fp16 table), Hugging Face with the exact tanh formula */
@@ -143,7 +147,7 @@ static void test_phi2(void **state) {
 int main(void) {
     snprintf(script, sizeof script, "%s/tests/ref/hf_reference.py", PHIQ_SOURCE_DIR);
     uint64_t x = 12345;
-    for (int i = 0; i < N_IDS; i++) { x = x * 6364136223846793005ull + 1442695040888963407ull; ids[i] = (int32_t)((x >> 33) % 512); }
+    for (int i = 0; i < N_IDS; i++) { x = x * 6364136223846793005ull + 1442695040888963407ull; ids[i] = (int32_t)((x >> 33) % 30000); }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_longrope_batch_and_generation),

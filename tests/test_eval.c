@@ -38,11 +38,11 @@ static int setup(void **state) {
     const char *types[] = {"f32", "f16", "q8_0", "q4_k_m", "q4_0"};
     for (int i = 0; i < 5; i++) convert(types[i]);
     /* held-out text, tokenized by llama.cpp (with BOS, as llama-perplexity does);
-     * 12 KB keeps the reference engine quick under the sanitizers too */
+     * 8 KB keeps the engine quick under the sanitizers too */
     size_t n;
     char *txt = tu_read_all(tu_shared_path("fixtures/text/kjv-heldout.txt"), &n);
     assert_non_null(txt);
-    size_t cut = getenv("PHIQ_SANITIZED") ? 5000 : 12000;
+    size_t cut = getenv("PHIQ_SANITIZED") ? 3000 : 8000;
     if (cut < n) txt[cut] = 0;
     for (char *p = txt; *p; p++) if (*p == '\'') *p = ' '; /* keep the shell quoting simple */
     char *out = NULL;
@@ -107,8 +107,9 @@ static void test_kld_self_zero_and_monotonic(void **state) {
     assert_true(num(self, "kld_max") == 0.0);
     assert_true(num(self, "top1") == 1.0);
     cJSON_Delete(self);
+    /* the fixture's weights are bf16, which f16 mostly represents exactly: F16 may be 0 */
     const char *order[] = {"f16", "q8_0", "q4_k_m", "q4_0"};
-    double prev = 0;
+    double prev = -1;
     for (int i = 0; i < 4; i++) {
         cJSON *j = phiq_eval_json(order[i], "f32");
         double k = num(j, "kld_mean");
