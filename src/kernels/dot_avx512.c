@@ -1,3 +1,375 @@
-/* dot_avx512.c */
+/* dot_avx512.c — AVX-512 (F/BW/VL/DQ) + VNNI kernels. Weight nibbles are
+ * unpacked to unsigned bytes so that vpdpbusd (u8 x s8) does the int8 dot
+ * directly; signed weights are shifted by +128 (or their offset, -8/-16 for
+ * Q4_0/Q5_0) and the shift is removed with a second vpdpbusd against a
+ * constant. K-quant sub-block scales are applied in 16-bit with vpdpwssd
+ * after vpmaddubsw (which cannot saturate here: |q| <= 63, |y| <= 127).
+ * Integer sums are exact, so results differ from the scalar reference only
+ * by float summation order. Selected only when the CPU has AVX-512 VNNI. */
+#include <immintrin.h>
+#include <string.h>
+
 #include "kernels/dot.h"
-void phiq_kernels_init_avx512(phiq_kernels *k) { phiq_kernels_init_scalar(k); k->isa = "avx512"; }
+
+#define F16(h) _cvtsh_ss(h)
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+/* Two 16-byte nibble arrays -> 64 bytes [a lo | a hi | b lo | b hi], i.e.
+ * the elements of two 32-element blocks in natural order. */
+static inline __m512i nibbles2(const uint8_t *a, const uint8_t *b) {
+    __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                         _mm_loadu_si128((const __m128i *)b), 1);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1);
+    z = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* One 16-byte nibble array -> 32 bytes [lo | hi]. */
+static inline __m256i nibbles1(const uint8_t *a) {
+    __m128i v = _mm_loadu_si128((const __m128i *)a);
+    __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+    return _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
+}
+
+static inline __m512i load2x32(const int8_t *a, const int8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* [s0 x8 | s1 x8] */
+static inline __m512 scale2(float s0, float s1) {
+    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+static inline int hsum256_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
+
+/* ---- 32-element blocks × Q8_0 / Q8_1 ------------------------------------------ */
+
+/* Shared skeleton: pairs of blocks through 512-bit registers, a last odd
+ * block through 256 bits. UNPACK2/UNPACK1 give unsigned weight bytes; OFF is
+ * the constant subtracted from them (0 for none). */
+#define PAIR_DOT(name, WT, YT, UNPACK2, UNPACK1, OFF, EXTRA)                                       \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const WT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        const int64_t nb = n / PHIQ_QK;                                                            \
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                             \
+        const __m512i off = _mm512_set1_epi8(OFF);                                                 \
+        float extra = 0;                                                                           \
+        int64_t ib = 0;                                                                            \
+        for (; ib + 4 <= nb; ib += 4) {                                                            \
+            __m512i q0 = UNPACK2(x + ib), q1 = UNPACK2(x + ib + 2);                                \
+            __m512i y0 = load2x32(y[ib].qs, y[ib + 1].qs), y1 = load2x32(y[ib + 2].qs, y[ib + 3].qs); \
+            __m512i d0 = dpbusd(_mm512_setzero_si512(), q0, y0);                                   \
+            __m512i d1 = dpbusd(_mm512_setzero_si512(), q1, y1);                                   \
+            if (OFF) {                                                                             \
+                d0 = _mm512_sub_epi32(d0, dpbusd(_mm512_setzero_si512(), off, y0));                \
+                d1 = _mm512_sub_epi32(d1, dpbusd(_mm512_setzero_si512(), off, y1));                \
+            }                                                                                      \
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0),                                         \
+                                   scale2(F16(x[ib].d) * F16(y[ib].d), F16(x[ib + 1].d) * F16(y[ib + 1].d)), acc0); \
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1),                                         \
+                                   scale2(F16(x[ib + 2].d) * F16(y[ib + 2].d), F16(x[ib + 3].d) * F16(y[ib + 3].d)), acc1); \
+            for (int k = 0; k < 4; k++) EXTRA(x[ib + k], y[ib + k]);                               \
+        }                                                                                          \
+        float tail = 0;                                                                            \
+        for (; ib < nb; ib++) {                                                                    \
+            __m256i q = UNPACK1(x + ib);                                                           \
+            __m256i yy = _mm256_loadu_si256((const __m256i *)y[ib].qs);                            \
+            __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, yy);                        \
+            if (OFF) d = _mm256_sub_epi32(d, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(OFF), yy)); \
+            tail += hsum256_epi32(d) * (F16(x[ib].d) * F16(y[ib].d));                              \
+            EXTRA(x[ib], y[ib]);                                                                   \
+        }                                                                                          \
+        *s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail + extra;                       \
+    }
+
+#define NO_EXTRA(xb, yb) (void)0
+#define MIN_EXTRA(xb, yb) (extra += F16((xb).m) * F16((yb).s))
+
+/* Q4_0 / Q4_1: plain nibbles. */
+#define Q4_U2(p) nibbles2((p)[0].qs, (p)[1].qs)
+#define Q4_U1(p) nibbles1((p)->qs)
+PAIR_DOT(dot_q4_0, phiq_block_q4_0, phiq_block_q8_0, Q4_U2, Q4_U1, 8, NO_EXTRA)
+PAIR_DOT(dot_q4_1, phiq_block_q4_1, phiq_block_q8_1, Q4_U2, Q4_U1, 0, MIN_EXTRA)
+
+/* Q8_0: x + 128 as unsigned (xor 0x80), offset 128 (0x80 as a byte). */
+static inline __m512i q8_u2(const phiq_block_q8_0 *p) {
+    return _mm512_xor_si512(load2x32(p[0].qs, p[1].qs), _mm512_set1_epi8((char)0x80));
+}
+static inline __m256i q8_u1(const phiq_block_q8_0 *p) {
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p->qs), _mm256_set1_epi8((char)0x80));
+}
+PAIR_DOT(dot_q8_0, phiq_block_q8_0, phiq_block_q8_0, q8_u2, q8_u1, (char)0x80, NO_EXTRA)
+
+/* Q5_0 / Q5_1: nibbles plus 16 where the qh bit is set (bit i = element i). */
+static inline uint32_t qh32(const uint8_t *qh) {
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    return v;
+}
+#define Q5_U2(p)                                                                                   \
+    _mm512_mask_add_epi8(nibbles2((p)[0].qs, (p)[1].qs),                                           \
+                         _cvtu64_mask64(qh32((p)[0].qh) | (uint64_t)qh32((p)[1].qh) << 32),        \
+                         nibbles2((p)[0].qs, (p)[1].qs), _mm512_set1_epi8(16))
+#define Q5_U1(p) _mm256_mask_add_epi8(nibbles1((p)->qs), _cvtu32_mask32(qh32((p)->qh)), nibbles1((p)->qs), _mm256_set1_epi8(16))
+PAIR_DOT(dot_q5_0, phiq_block_q5_0, phiq_block_q8_0, Q5_U2, Q5_U1, 16, NO_EXTRA)
+PAIR_DOT(dot_q5_1, phiq_block_q5_1, phiq_block_q8_1, Q5_U2, Q5_U1, 0, MIN_EXTRA)
+
+/* IQ4_NL: table lookup of kvalues + 128 (unsigned), offset 128. */
+static inline __m512i iq4_table512(void) {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153,
+                                                (char)166, (char)181, (char)197, (char)217, (char)241));
+}
+#define IQ4_U2(p) _mm512_shuffle_epi8(iq4_table512(), nibbles2((p)[0].qs, (p)[1].qs))
+#define IQ4_U1(p) _mm256_shuffle_epi8(_mm512_castsi512_si256(iq4_table512()), nibbles1((p)->qs))
+PAIR_DOT(dot_iq4_nl, phiq_block_iq4_nl, phiq_block_q8_0, IQ4_U2, IQ4_U1, (char)0x80, NO_EXTRA)
+
+/* ---- K-quants × Q8_K ------------------------------------------------------------ */
+
+/* Eight 6-bit scales and mins of Q4_K/Q5_K as bytes: sc in out[0..7], m in out[8..15]. */
+static inline __m128i kq_scales(const uint8_t *q) {
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = uaux;
+    u[0] &= kmask1;
+    return _mm_loadu_si128((const __m128i *)u);
+}
+
+/* 16-bit lane index vectors: [2c x16 | 2c+1 x16] for chunk c of Q4_K/Q5_K. */
+static inline __m512i idx_pairs(int c) {
+    return _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+}
+
+/* Sum over j of m_j * (bsums[2j] + bsums[2j+1]), eight int32 lanes. */
+static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
+    __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));         /* m_j as int32 */
+    __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));    /* (m_j, m_j) int16 pairs */
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
+}
+
+static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm)); /* sc_j in lanes 0..7 */
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
+        __m512i isum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
+            __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * c));
+            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(idx_pairs(c), sc16));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+    }
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    a = _mm256_sub_ps(a, accm);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    r = _mm_hadd_ps(r, r);
+    r = _mm_hadd_ps(r, r);
+    *s = _mm_cvtss_f32(r);
+}
+
+static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q5_K *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), k16 = _mm512_set1_epi8(16);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m512i isum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
+            uint64_t hb = (uint64_t)_cvtmask32_u32(_mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c))))) |
+                          (uint64_t)_cvtmask32_u32(_mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c + 1))))) << 32;
+            q = _mm512_mask_add_epi8(q, _cvtu64_mask64(hb), q, k16);
+            __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * c));
+            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(idx_pairs(c), sc16));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+    }
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    a = _mm256_sub_ps(a, accm);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    r = _mm_hadd_ps(r, r);
+    r = _mm_hadd_ps(r, r);
+    *s = _mm_cvtss_f32(r);
+}
+
+/* Q6_K: 64 bytes of ql give elements 0..63 (low nibbles) and 64..127 (high
+ * nibbles) of a 128-half; the two high bits come from qh shifted per half.
+ * q is used unsigned (0..63) and the -32 is folded in through bsums. */
+static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    __m512i idx[4];
+    for (int m = 0; m < 4; m++)
+        idx[m] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
+                                                           _mm_set1_epi16((short)(4 * m + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
+                                    _mm_set1_epi16((short)(4 * m + 3)), 1),
+            1);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float d = F16(x[i].d) * y[i].d;
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m512i sc512 = _mm512_castsi256_si512(sc16);
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+            __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
+            __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+            __m512i p0 = _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[i].qs + 128 * h));
+            __m512i p1 = _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(y[i].qs + 128 * h + 64));
+            isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi16(idx[2 * h], sc512));
+            isum = _mm512_dpwssd_epi32(isum, p1, _mm512_permutexvar_epi16(idx[2 * h + 1], sc512));
+        }
+        /* -32 * sum_g sc_g * bsums_g */
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), sc16);
+        isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+    }
+    *s = _mm512_reduce_add_ps(acc);
+}
+
+/* IQ4_XS: two 32-element sub-blocks per register; the per-sub-block scale
+ * (ls - 32) multiplies int32 partial sums. */
+static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_iq4_xs *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    const __m512i tab = iq4_table512(), k128 = _mm512_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        __m512i isum = _mm512_setzero_si512();
+        const unsigned h = x[i].scales_h;
+        for (int p = 0; p < 4; p++) {
+            const int ib = 2 * p;
+            const int ls1 = ((x[i].scales_l[p] & 0xf) | (((h >> (2 * ib)) & 3) << 4)) - 32;
+            const int ls2 = ((x[i].scales_l[p] >> 4) | (((h >> (2 * ib + 2)) & 3) << 4)) - 32;
+            __m512i u = _mm512_shuffle_epi8(tab, nibbles2(x[i].qs + 32 * p, x[i].qs + 32 * p + 16));
+            __m512i yy = _mm512_loadu_si512(y[i].qs + 64 * p);
+            __m512i dd = _mm512_sub_epi32(dpbusd(_mm512_setzero_si512(), u, yy), dpbusd(_mm512_setzero_si512(), k128, yy));
+            __m512i sc = _mm512_inserti64x4(_mm512_set1_epi32(ls1), _mm256_set1_epi32(ls2), 1);
+            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dd, sc));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(F16(x[i].d) * y[i].d), acc);
+    }
+    *s = _mm512_reduce_add_ps(acc);
+}
+
+/* ---- float types -------------------------------------------------------------------- */
+
+/* FLOAT_DOT(name, LOADX16, LOADY16, MASKX, MASKY): 64 elements per iteration
+ * in four accumulators, then 16 at a time, then a masked tail. */
+#define FLOAT_DOT(name, XT, YT, LX, LY, LXM, LYM)                                                  \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const XT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                \
+        int64_t i = 0;                                                                             \
+        for (; i + 64 <= n; i += 64) {                                                             \
+            a0 = _mm512_fmadd_ps(LX(x + i), LY(y + i), a0);                                        \
+            a1 = _mm512_fmadd_ps(LX(x + i + 16), LY(y + i + 16), a1);                              \
+            a2 = _mm512_fmadd_ps(LX(x + i + 32), LY(y + i + 32), a2);                              \
+            a3 = _mm512_fmadd_ps(LX(x + i + 48), LY(y + i + 48), a3);                              \
+        }                                                                                          \
+        for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(LX(x + i), LY(y + i), a0);               \
+        if (i < n) {                                                                               \
+            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);                                        \
+            a1 = _mm512_fmadd_ps(LXM(m, x + i), LYM(m, y + i), a1);                                \
+        }                                                                                          \
+        *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));    \
+    }
+
+#define LD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define LDM_F16(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (p)))
+#define LD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define LDM_BF16(m, p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (p))), 16))
+#define LD_F32(p) _mm512_loadu_ps(p)
+#define LDM_F32(m, p) _mm512_maskz_loadu_ps(m, p)
+FLOAT_DOT(dot_f16, uint16_t, uint16_t, LD_F16, LD_F16, LDM_F16, LDM_F16)
+FLOAT_DOT(dot_f16_f32, uint16_t, float, LD_F16, LD_F32, LDM_F16, LDM_F32)
+FLOAT_DOT(dot_bf16, uint16_t, uint16_t, LD_BF16, LD_BF16, LDM_BF16, LDM_BF16)
+FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, LDM_F32, LDM_F32)
+
+/* ---- matvec and table ------------------------------------------------------------- */
+
+/* Rows one after another: each row is a sequential stream the hardware
+ * prefetcher follows; the next row's first lines are requested early. */
+#define MATVEC(name)                                                                               \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        const char *p = w;                                                                         \
+        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
+            if (r + 1 < nrows) {                                                                   \
+                _mm_prefetch(p + rb, _MM_HINT_T0);                                                 \
+                _mm_prefetch(p + rb + 64, _MM_HINT_T0);                                            \
+            }                                                                                      \
+            dot_##name(n, out + r, p, act);                                                        \
+        }                                                                                          \
+    }
+MATVEC(q4_0)
+MATVEC(q4_1)
+MATVEC(q5_0)
+MATVEC(q5_1)
+MATVEC(q8_0)
+MATVEC(iq4_nl)
+MATVEC(q4_K)
+MATVEC(q5_K)
+MATVEC(q6_K)
+MATVEC(iq4_xs)
+MATVEC(f16)
+MATVEC(bf16)
+MATVEC(f32)
+
+void phiq_kernels_init_avx512(phiq_kernels *k) {
+    phiq_kernels_init_scalar(k);
+    k->isa = "avx512";
+    k->dot_f16_f32 = dot_f16_f32;
+#define SET(T, name) (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name)
+    SET(Q4_0, q4_0);
+    SET(Q4_1, q4_1);
+    SET(Q5_0, q5_0);
+    SET(Q5_1, q5_1);
+    SET(Q8_0, q8_0);
+    SET(IQ4_NL, iq4_nl);
+    SET(Q4_K, q4_K);
+    SET(Q5_K, q5_K);
+    SET(Q6_K, q6_K);
+    SET(IQ4_XS, iq4_xs);
+    SET(F16, f16);
+    SET(BF16, bf16);
+    SET(F32, f32);
+#undef SET
+}
