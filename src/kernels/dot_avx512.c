@@ -323,6 +323,173 @@ FLOAT_DOT(dot_f16_f32, uint16_t, float, LD_F16, LD_F32, LDM_F16, LDM_F32)
 FLOAT_DOT(dot_bf16, uint16_t, uint16_t, LD_BF16, LD_BF16, LDM_BF16, LDM_BF16)
 FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, LDM_F32, LDM_F32)
 
+/* ---- matvec for 32-element blocks with a prepared activation ----------------------
+ *
+ * The activation is the same for every row, so a matvec rearranges it once:
+ * the int8 values are laid out as each row kernel loads them, the weight
+ * offset (-8 for Q4_0, -128 for Q8_0 and IQ4_NL's biased table) is
+ * pre-multiplied into per-lane int32 starting values of vpdpbusd, and the
+ * activation scales are converted to float. Per row, the weight scales of 16
+ * blocks come in with one gather. Nibble types use groups of 4 blocks:
+ *   lo register = [b0 e0..15 | b1 e0..15 | b2 e0..15 | b3 e0..15]
+ *   hi register = [b0 e16..31 | b1 e16..31 | ...]
+ * so one vpdpbusd pair leaves block k's sum in int32 lanes 4k..4k+3. Q8_0
+ * uses pairs of blocks in natural order (lanes 8k..8k+7). Blocks past the
+ * last full group go through vec_dot on the original activation. */
+#define PREP_MAXN 16384
+
+typedef struct prep {
+    _Alignas(64) int8_t yq[PREP_MAXN];
+    _Alignas(64) int32_t off[PREP_MAXN / 4];
+    _Alignas(64) float dy[PREP_MAXN / 32];
+    _Alignas(64) float ys[PREP_MAXN / 32]; /* Q8_1's s, for the weight-min term */
+} prep;
+
+enum { LAYOUT_NIB4, LAYOUT_PAIR };
+
+static void prep_act(prep *p, int layout, int offset, const void *act, int is_q81, int64_t nb) {
+    const int bs = is_q81 ? 36 : 34, qoff = is_q81 ? 4 : 2;
+    const uint8_t *a = act;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = a + b * bs;
+        const int8_t *q = (const int8_t *)(blk + qoff);
+        p->dy[b] = F16((uint16_t)(blk[0] | blk[1] << 8));
+        if (is_q81) p->ys[b] = F16((uint16_t)(blk[2] | blk[3] << 8));
+        int8_t *dst = p->yq + 32 * b;
+        if (layout == LAYOUT_NIB4) {
+            int64_t g = b / 4, k = b % 4;
+            dst = p->yq + 128 * g;
+            memcpy(dst + 16 * k, q, 16);
+            memcpy(dst + 64 + 16 * k, q + 16, 16);
+        } else {
+            memcpy(dst, q, 32);
+        }
+    }
+    /* lane L of a 64-byte vector sums bytes 4L..4L+3 of each register it meets */
+    for (int64_t i = 0; i < nb * 32 / 4; i++) p->off[i] = 0;
+    if (layout == LAYOUT_NIB4) {
+        for (int64_t g = 0; g < nb / 4; g++)
+            for (int L = 0; L < 16; L++) {
+                int sum = 0;
+                for (int j = 0; j < 4; j++) sum += p->yq[128 * g + 4 * L + j] + p->yq[128 * g + 64 + 4 * L + j];
+                p->off[16 * g + L] = -offset * sum;
+            }
+    } else {
+        for (int64_t i = 0; i < nb * 8; i++) {
+            int sum = 0;
+            for (int j = 0; j < 4; j++) sum += p->yq[4 * i + j];
+            p->off[i] = -offset * sum;
+        }
+    }
+}
+
+/* Weight scales (fp16 at byte 0 of each block) of up to 16 blocks. */
+static inline __m512 gather_d(const void *x, int stride, int fieldoff, __mmask16 m) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(stride));
+    __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const char *)x + fieldoff, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+}
+
+static inline __m512i load4x16(const uint8_t *a, size_t stride) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)a));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + 2 * stride)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + 3 * stride)), 3);
+}
+
+/* One row of a nibble type (Q4_0, Q4_1, IQ4_NL) in groups of four blocks. */
+static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int lut, const prep *p, int64_t ng) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
+    __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+    const int64_t nb = ng * 4;
+    for (int64_t c = 0; c < nb; c += 16) {
+        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *xc = x + c * bsz;
+        __m512 sc = _mm512_mul_ps(gather_d(xc, bsz, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
+        if (has_m) accm = _mm512_fmadd_ps(gather_d(xc, bsz, 2, mk), _mm512_maskz_loadu_ps(mk, p->ys + c), accm);
+        for (int g = 0; g < cnt / 4; g++) {
+            const int64_t G = c / 4 + g;
+            __m512i v = load4x16(xc + 4 * g * bsz + qoff, bsz);
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            if (lut) lo = _mm512_shuffle_epi8(tab, lo), hi = _mm512_shuffle_epi8(tab, hi);
+            __m512i d = _mm512_load_si512(p->off + 16 * G);
+            d = dpbusd(d, lo, _mm512_load_si512(p->yq + 128 * G));
+            d = dpbusd(d, hi, _mm512_load_si512(p->yq + 128 * G + 64));
+            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(4 * g),
+                                                _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc), acc);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc, accm)); /* accm: Q4_1 sum of m * s */
+}
+
+/* One row of Q8_0 in pairs of blocks. */
+static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
+    __m512 acc = _mm512_setzero_ps();
+    const int64_t nb = npairs * 2;
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    for (int64_t c = 0; c < nb; c += 16) {
+        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *xc = x + c * 34;
+        __m512 sc = _mm512_mul_ps(gather_d(xc, 34, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
+        for (int q = 0; q < cnt / 2; q++) {
+            const int64_t P = c / 2 + q;
+            const uint8_t *b = xc + 2 * q * 34 + 2;
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
+                                           _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
+            __m512i d = dpbusd(_mm512_load_si512(p->off + 16 * P), _mm512_xor_si512(v, k80), _mm512_load_si512(p->yq + 64 * P));
+            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
+                                                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc), acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+#define MATVEC_NIB(name, WT, BSZ, QOFF, HAS_M, LUT, OFFV, IS_Q81)                                 \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        const int64_t nb = n / PHIQ_QK;                                                            \
+        if (n > PREP_MAXN || nb < 4) {                                                             \
+            phiq_matvec_rows(dot_##name, n, nrows, out, w, rb, act);                               \
+            return;                                                                                \
+        }                                                                                          \
+        prep pbuf, *p = &pbuf;                                                                     \
+        prep_act(p, LAYOUT_NIB4, OFFV, act, IS_Q81, nb);                                           \
+        const int64_t ng = nb / 4, done = ng * 4;                                                  \
+        const size_t aoff = (size_t)done * (IS_Q81 ? 36 : 34);                                     \
+        for (int64_t r = 0; r < nrows; r++) {                                                      \
+            const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;                                \
+            float v = row_nib4(x, BSZ, QOFF, HAS_M, LUT, p, ng), t = 0;                            \
+            if (done < nb) dot_##name((nb - done) * PHIQ_QK, &t, x + done * BSZ, (const char *)act + aoff); \
+            out[r] = v + t;                                                                        \
+        }                                                                                          \
+    }
+
+MATVEC_NIB(q4_0, phiq_block_q4_0, 18, 2, 0, 0, 8, 0)
+MATVEC_NIB(q4_1, phiq_block_q4_1, 20, 4, 1, 0, 0, 1)
+MATVEC_NIB(iq4_nl, phiq_block_iq4_nl, 18, 2, 0, 1, 128, 0)
+
+static void mv_q8_0(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act) {
+    const int64_t nb = n / PHIQ_QK;
+    if (n > PREP_MAXN || nb < 2) {
+        phiq_matvec_rows(dot_q8_0, n, nrows, out, w, rb, act);
+        return;
+    }
+    prep pbuf, *p = &pbuf;
+    prep_act(p, LAYOUT_PAIR, 128, act, 0, nb);
+    const int64_t np = nb / 2, done = np * 2;
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
+        float v = row_q8_0(x, p, np), t = 0;
+        if (done < nb) dot_q8_0(PHIQ_QK, &t, x + done * 34, (const char *)act + done * 34);
+        out[r] = v + t;
+    }
+}
+
 /* ---- matvec and table ------------------------------------------------------------- */
 
 /* Rows one after another: each row is a sequential stream the hardware
@@ -339,12 +506,8 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, LDM_F32, LDM_F32)
             dot_##name(n, out + r, p, act);                                                        \
         }                                                                                          \
     }
-MATVEC(q4_0)
-MATVEC(q4_1)
 MATVEC(q5_0)
 MATVEC(q5_1)
-MATVEC(q8_0)
-MATVEC(iq4_nl)
 MATVEC(q4_K)
 MATVEC(q5_K)
 MATVEC(q6_K)
