@@ -315,9 +315,15 @@ static void test_all_types_all_isas(void **state) {
         const phiq_kernels *k = phiq_kernels_for(levels[l]);
         if (!k) { print_message("ISA %s: not available on this CPU\n", levels[l]); continue; }
         char buf[512] = "";
-        for (size_t i = 0; i < sizeof TYPES / sizeof *TYPES; i++)
-            if (k->vec_dot[TYPES[i]]) strcat(buf, " "), strcat(buf, phiq_ggml_type_name(TYPES[i]));
-        print_message("ISA %s:%s\n", k->isa, buf);
+        for (size_t i = 0; i < sizeof TYPES / sizeof *TYPES; i++) {
+            int t = TYPES[i];
+            if (k == ref || !k->vec_dot[t] || k->vec_dot[t] == ref->vec_dot[t]) continue;
+            strcat(buf, " "), strcat(buf, phiq_ggml_type_name(t));
+        }
+        print_message("ISA %s: own kernels for%s\n", k->isa, k == ref ? " every type" : buf);
+        /* the priority types must have real SIMD kernels, not the scalar fallback */
+        if (k != ref)
+            for (int i = 0; i < 5; i++) assert_true(k->vec_dot[TYPES[i]] != ref->vec_dot[TYPES[i]]);
     }
     assert_int_equal(g_failures, 0);
 }
