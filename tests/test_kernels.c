@@ -328,6 +328,59 @@ static void test_all_types_all_isas(void **state) {
     assert_int_equal(g_failures, 0);
 }
 
+/* gemm (prompt processing) against the scalar vec_dot, crossing the row
+ * tile (16) and column tile (64) boundaries, with ldo > nrows. */
+static void test_gemm(void **state) {
+    (void)state;
+    const phiq_kernels *ref = phiq_kernels_scalar();
+    const char *const *levels = phiq_kernels_levels();
+    enum { NR = 19, NC = 67, LDO = NR + 3 };
+    int fails = 0;
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+        const int t = TYPES[ti], at = ref->act_type[t];
+        const int64_t bs = phiq_ggml_block_size(t);
+        const int64_t n = bs == 1 ? 1000 : bs == 32 ? 97 * 32 : 7 * 256;
+        const int64_t rb = phiq_ggml_row_size(t, n), as = phiq_ggml_row_size(at, n);
+        uint8_t *w = malloc((size_t)rb * NR), *act = malloc((size_t)as * NC);
+        float *x = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * LDO * NC), *want = malloc(sizeof(float) * NR * NC);
+        double *wd = malloc(sizeof(double) * n), *aw = malloc(sizeof(double) * n * NR), *ad = malloc(sizeof(double) * n);
+        double *bound = calloc(NR * NC, sizeof(double));
+        for (int r = 0; r < NR; r++) {
+            fill_weights(t, w + r * rb, n, MODE_RANDOM);
+            dequant(t, w + r * rb, wd, aw + r * n, n);
+        }
+        for (int j = 0; j < NC; j++) {
+            fill_acts(x, n, MODE_RANDOM, at);
+            assert_int_equal(ref->quantize_act(at, x, act + j * as, n), 0);
+            dequant_act(at, act + j * as, ad, n);
+            for (int r = 0; r < NR; r++) {
+                ref->vec_dot[t](n, &want[r * NC + j], w + r * rb, act + j * as);
+                for (int64_t i = 0; i < n; i++) bound[r * NC + j] += aw[r * n + i] * fabs(ad[i]);
+            }
+        }
+        for (int l = 0; levels[l]; l++) {
+            const phiq_kernels *k = phiq_kernels_for(levels[l]);
+            if (!k || !k->vec_dot[t]) continue;
+            assert_non_null(k->gemm[t]);
+            for (int i = 0; i < LDO * NC; i++) out[i] = -777.0f;
+            k->gemm[t](n, NR, NC, out, LDO, w, (size_t)rb, act, (size_t)as);
+            for (int j = 0; j < NC; j++) {
+                for (int r = 0; r < LDO; r++) {
+                    float got = out[j * LDO + r];
+                    if (r >= NR) {
+                        if (got != -777.0f && fails++ < 20) print_error("%s %s gemm wrote padding\n", k->isa, phiq_ggml_type_name(t));
+                        continue;
+                    }
+                    if (!(fabs(got - want[r * NC + j]) <= 2e-5 * bound[r * NC + j] + 1e-30) && fails++ < 20)
+                        print_error("%s %s gemm r=%d j=%d: %.9g vs %.9g\n", k->isa, phiq_ggml_type_name(t), r, j, got, want[r * NC + j]);
+                }
+            }
+        }
+        free(w), free(act), free(x), free(out), free(want), free(wd), free(aw), free(ad), free(bound);
+    }
+    assert_int_equal(fails, 0);
+}
+
 /* F16 weights x F32 activations against the double dot. */
 static void test_f16_f32(void **state) {
     (void)state;
@@ -460,6 +513,7 @@ int main(void) {
         cmocka_unit_test(test_quantize_act_q8_K),
         cmocka_unit_test(test_f16_f32),
         cmocka_unit_test(test_all_types_all_isas),
+        cmocka_unit_test(test_gemm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,6 +29,13 @@ typedef void (*phiq_vec_dot_fn)(int64_t n, float *s, const void *w_row, const vo
 typedef void (*phiq_matvec_fn)(int64_t n, int64_t nrows, float *out, const void *w, size_t row_bytes,
                                const void *act);
 
+/* Prompt processing: out[j * ldo + r] = dot(row r of w, activation row j)
+ * for r < nrows, j < ncols; activation row j (already converted with
+ * quantize_act) starts at (const char *)act + j * act_stride. Tiles the
+ * weights so that each is read from memory about once per 64 columns. */
+typedef void (*phiq_gemm_fn)(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w,
+                             size_t row_bytes, const void *act, size_t act_stride);
+
 typedef struct phiq_kernels {
     const char *isa; /* "scalar", "avx2", "avx512" (F+BW+VL+DQ+VNNI) */
     /* Activation type each weight type's dot wants; -1 = weight type unsupported. */
@@ -39,6 +46,7 @@ typedef struct phiq_kernels {
     int (*quantize_act)(int act_type, const float *x, void *dst, int64_t n);
     phiq_vec_dot_fn vec_dot[PHIQ_GGML_TYPE_COUNT]; /* NULL = unsupported */
     phiq_matvec_fn matvec[PHIQ_GGML_TYPE_COUNT];   /* non-NULL wherever vec_dot is */
+    phiq_gemm_fn gemm[PHIQ_GGML_TYPE_COUNT];       /* non-NULL wherever vec_dot is */
     /* F16 weights times F32 activations (no activation conversion). */
     phiq_vec_dot_fn dot_f16_f32;
 } phiq_kernels;

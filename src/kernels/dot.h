@@ -60,6 +60,12 @@ int phiq_quantize_act_ref(int act_type, const float *x, void *dst, int64_t n);
 void phiq_matvec_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
                       size_t row_bytes, const void *act);
 
+/* Generic gemm: vec_dot per (row, column), weights tiled to stay in cache. */
+void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
+                    const void *w, size_t row_bytes, const void *act, size_t act_stride);
+#define PHIQ_GEMM_ROW_TILE 16
+#define PHIQ_GEMM_COL_TILE 64
+
 /* ISA tables: copy the scalar table first, then override what they have. */
 void phiq_kernels_init_avx2(phiq_kernels *k);
 void phiq_kernels_init_avx512(phiq_kernels *k);

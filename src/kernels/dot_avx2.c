@@ -264,6 +264,10 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
             if (r + 1 < nrows) _mm_prefetch(p + rb, _MM_HINT_T0);                                  \
             dot_##name(n, out + r, p, act);                                                        \
         }                                                                                          \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
     }
 MATVEC(q4_0)
 MATVEC(q4_1)
@@ -282,7 +286,9 @@ void phiq_kernels_init_avx2(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx2";
     k->dot_f16_f32 = dot_f16_f32;
-#define SET(T, name) (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name)
+#define SET(T, name)                                                                               \
+    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
+     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
     SET(Q4_0, q4_0);
     SET(Q4_1, q4_1);
     SET(Q5_0, q5_0);

@@ -7,6 +7,7 @@
  * Integer sums are exact, so results differ from the scalar reference only
  * by float summation order. Selected only when the CPU has AVX-512 VNNI. */
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/dot.h"
@@ -337,13 +338,26 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, LDM_F32, LDM_F32)
  * uses pairs of blocks in natural order (lanes 8k..8k+7). Blocks past the
  * last full group go through vec_dot on the original activation. */
 #define PREP_MAXN 16384
+#define R64(x) (((size_t)(x) + 63) & ~(size_t)63)
 
 typedef struct prep {
-    _Alignas(64) int8_t yq[PREP_MAXN];
-    _Alignas(64) int32_t off[PREP_MAXN / 4];
-    _Alignas(64) float dy[PREP_MAXN / 32];
-    _Alignas(64) float ys[PREP_MAXN / 32]; /* Q8_1's s, for the weight-min term */
+    int8_t *yq;   /* n bytes, in the row kernel's load order */
+    int32_t *off; /* n/4 lanes: -offset * sum of the activation bytes each lane meets */
+    float *dy;    /* n/32 activation scales */
+    float *ys;    /* n/32 Q8_1 s values, for the weight-min term */
 } prep;
+
+static size_t prep_bytes(int64_t n) { return 2 * R64(n) + 2 * R64(n / 32 * 4); }
+
+/* Carves the arrays out of buf (64-byte aligned, prep_bytes(n) long). */
+static prep prep_at(char *buf, int64_t n) {
+    prep p;
+    p.yq = (int8_t *)buf;
+    p.off = (int32_t *)(buf + R64(n));
+    p.dy = (float *)(buf + 2 * R64(n));
+    p.ys = (float *)(buf + 2 * R64(n) + R64(n / 32 * 4));
+    return p;
+}
 
 enum { LAYOUT_NIB4, LAYOUT_PAIR };
 
@@ -457,7 +471,8 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
             phiq_matvec_rows(dot_##name, n, nrows, out, w, rb, act);                               \
             return;                                                                                \
         }                                                                                          \
-        prep pbuf, *p = &pbuf;                                                                     \
+        _Alignas(64) char buf[2 * PREP_MAXN + 2 * (PREP_MAXN / 8)];                                \
+        prep pp = prep_at(buf, n), *p = &pp;                                                       \
         prep_act(p, LAYOUT_NIB4, OFFV, act, IS_Q81, nb);                                           \
         const int64_t ng = nb / 4, done = ng * 4;                                                  \
         const size_t aoff = (size_t)done * (IS_Q81 ? 36 : 34);                                     \
@@ -479,7 +494,8 @@ static void mv_q8_0(int64_t n, int64_t nrows, float *out, const void *w, size_t 
         phiq_matvec_rows(dot_q8_0, n, nrows, out, w, rb, act);
         return;
     }
-    prep pbuf, *p = &pbuf;
+    _Alignas(64) char buf[2 * PREP_MAXN + 2 * (PREP_MAXN / 8)];
+    prep pp = prep_at(buf, n), *p = &pp;
     prep_act(p, LAYOUT_PAIR, 128, act, 0, nb);
     const int64_t np = nb / 2, done = np * 2;
     for (int64_t r = 0; r < nrows; r++) {
@@ -489,6 +505,59 @@ static void mv_q8_0(int64_t n, int64_t nrows, float *out, const void *w, size_t 
         out[r] = v + t;
     }
 }
+
+/* GEMM for the prepared types: activations are prepared once per column
+ * tile, weights are read in row tiles that stay in L1 across the columns. */
+enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
+
+static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
+                          size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
+    static const int bsz[] = {18, 20, 18, 34}, qoff[] = {2, 4, 2, 2}, offv[] = {8, 0, 128, 128};
+    const int64_t nb = n / PHIQ_QK;
+    const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
+    const size_t pb = prep_bytes(n);
+    char *buf = n <= PREP_MAXN && nb >= unit ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
+    if (!buf) {
+        phiq_gemm_rows(dot, n, nrows, ncols, out, ldo, w, rb, act, as);
+        return;
+    }
+    const int64_t done = nb / unit * unit;
+    const size_t abs_ = (size_t)(q81 ? 36 : 34), aoff = (size_t)done * abs_;
+    prep pp[PHIQ_GEMM_COL_TILE];
+    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
+        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
+        for (int64_t j = j0; j < j1; j++) {
+            pp[j - j0] = prep_at(buf + (size_t)(j - j0) * pb, n);
+            prep_act(&pp[j - j0], kind == KIND_Q8_0 ? LAYOUT_PAIR : LAYOUT_NIB4, offv[kind],
+                     (const char *)act + (size_t)j * as, q81, nb);
+        }
+        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
+            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
+            for (int64_t j = j0; j < j1; j++) {
+                const char *aj = (const char *)act + (size_t)j * as;
+                for (int64_t r = r0; r < r1; r++) {
+                    const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
+                    float v = kind == KIND_Q8_0 ? row_q8_0(x, &pp[j - j0], nb / 2)
+                                                : row_nib4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4);
+                    float t = 0;
+                    if (done < nb) dot((nb - done) * PHIQ_QK, &t, x + done * bsz[kind], aj + aoff);
+                    out[(size_t)j * ldo + r] = v + t;
+                }
+            }
+        }
+    }
+    free(buf);
+}
+
+#define GEMM_PREPARED(name, KIND)                                                                  \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        gemm_prepared(KIND, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                \
+    }
+GEMM_PREPARED(q4_0, KIND_Q4_0)
+GEMM_PREPARED(q4_1, KIND_Q4_1)
+GEMM_PREPARED(iq4_nl, KIND_IQ4_NL)
+GEMM_PREPARED(q8_0, KIND_Q8_0)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
@@ -505,6 +574,10 @@ static void mv_q8_0(int64_t n, int64_t nrows, float *out, const void *w, size_t 
             }                                                                                      \
             dot_##name(n, out + r, p, act);                                                        \
         }                                                                                          \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
     }
 MATVEC(q5_0)
 MATVEC(q5_1)
@@ -520,7 +593,9 @@ void phiq_kernels_init_avx512(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx512";
     k->dot_f16_f32 = dot_f16_f32;
-#define SET(T, name) (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name)
+#define SET(T, name)                                                                               \
+    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
+     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
     SET(Q4_0, q4_0);
     SET(Q4_1, q4_1);
     SET(Q5_0, q5_0);

@@ -453,10 +453,28 @@ void phiq_matvec_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out,
     for (int64_t r = 0; r < nrows; r++) dot(n, out + r, p + (size_t)r * row_bytes, act);
 }
 
+void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
+                    const void *w, size_t row_bytes, const void *act, size_t act_stride) {
+    const char *wp = w, *ap = act;
+    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
+        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
+        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
+            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
+            for (int64_t j = j0; j < j1; j++)
+                for (int64_t r = r0; r < r1; r++)
+                    dot(n, out + (size_t)j * ldo + r, wp + (size_t)r * row_bytes, ap + (size_t)j * act_stride);
+        }
+    }
+}
+
 #define SCALAR_MATVEC(name)                                                                        \
     static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
                           const void *act) {                                                       \
         phiq_matvec_rows(dot_##name, n, nrows, out, w, rb, act);                                   \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
     }
 SCALAR_MATVEC(q4_0)
 SCALAR_MATVEC(q4_1)
@@ -482,7 +500,7 @@ void phiq_kernels_init_scalar(phiq_kernels *k) {
     k->dot_f16_f32 = dot_f16_f32;
 #define SET(T, name, act)                                                                          \
     (k->act_type[PHIQ_GGML_TYPE_##T] = PHIQ_GGML_TYPE_##act, k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, \
-     k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name)
+     k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name, k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
     SET(Q4_0, q4_0, Q8_0);
     SET(Q4_1, q4_1, Q8_1);
     SET(Q5_0, q5_0, Q8_0);
