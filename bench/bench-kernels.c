@@ -140,6 +140,32 @@ int main(int argc, char **argv) {
         }
         free(w);
     }
+    /* prompt processing: 3072 x 3072 weights times 64 activation rows, 1 thread */
+    printf("\ngemm 3072x3072 x 64 activation rows, 1 thread (GOPS = 2*n*rows*cols / s, CPU time)\n");
+    for (int ti = 0; ti < ntypes; ti++) {
+        const char *name = argc > 1 ? argv[ti + 1] : def[ti];
+        int t = phiq_ggml_type_from_name(name);
+        if (t < 0 || !ref->vec_dot[t]) continue;
+        enum { R = 3072, C = 64 };
+        size_t rb = (size_t)phiq_ggml_row_size(t, N), ab = (size_t)phiq_ggml_row_size(best->act_type[t], N);
+        char *w = malloc(rb * R), *acts = malloc(ab * C);
+        float *o = malloc(sizeof(float) * R * C);
+        for (size_t i = 0; i < rb * R; i++) w[i] = (char)(i * 2654435761u >> 13);
+        for (size_t i = 1; i < rb * R; i += 2) w[i] &= 0x3b;
+        for (int j = 0; j < C; j++) best->quantize_act(best->act_type[t], x, acts + j * ab, N);
+        const phiq_kernels *ks[2] = {ref, best};
+        for (int ki = 0; ki < 2; ki++) {
+            double c0 = cpu_now();
+            int reps = 0;
+            do {
+                ks[ki]->gemm[t](N, ki == 0 ? 256 : R, C, o, R, w, rb, acts, ab);
+                reps++;
+            } while (cpu_now() - c0 < 0.5);
+            double rows = ki == 0 ? 256 : R;
+            printf("%-7s %-7s %8.1f GOPS\n", name, ks[ki]->isa, 2.0 * N * rows * C * reps / (cpu_now() - c0) / 1e9);
+        }
+        free(w), free(acts), free(o);
+    }
     free(x), free(out), free(act);
     return 0;
 }

@@ -506,6 +506,72 @@ static void mv_q8_0(int64_t n, int64_t nrows, float *out, const void *w, size_t 
     }
 }
 
+/* Four activation columns per weight decode (register blocking for gemm):
+ * the nibble unpack and the weight-scale gather are shared by 4 columns. */
+static inline void row_nib4_x4(const uint8_t *x, int bsz, int qoff, int has_m, int lut, const prep *pp, int64_t ng,
+                               float res[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
+    __m512 acc[4], accm[4];
+    for (int j = 0; j < 4; j++) acc[j] = accm[j] = _mm512_setzero_ps();
+    const int64_t nb = ng * 4;
+    for (int64_t c = 0; c < nb; c += 16) {
+        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *xc = x + c * bsz;
+        const __m512 dw = gather_d(xc, bsz, 0, mk);
+        __m512 sc[4];
+        for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
+        if (has_m) {
+            const __m512 dm = gather_d(xc, bsz, 2, mk);
+            for (int j = 0; j < 4; j++) accm[j] = _mm512_fmadd_ps(dm, _mm512_maskz_loadu_ps(mk, pp[j].ys + c), accm[j]);
+        }
+        for (int g = 0; g < cnt / 4; g++) {
+            const int64_t G = c / 4 + g;
+            __m512i v = load4x16(xc + 4 * g * bsz + qoff, bsz);
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            if (lut) lo = _mm512_shuffle_epi8(tab, lo), hi = _mm512_shuffle_epi8(tab, hi);
+            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(4 * g),
+                                                _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+            for (int j = 0; j < 4; j++) {
+                __m512i d = _mm512_load_si512(pp[j].off + 16 * G);
+                d = dpbusd(d, lo, _mm512_load_si512(pp[j].yq + 128 * G));
+                d = dpbusd(d, hi, _mm512_load_si512(pp[j].yq + 128 * G + 64));
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc[j]), acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
+}
+
+static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs, float res[4]) {
+    __m512 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
+    const int64_t nb = npairs * 2;
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    for (int64_t c = 0; c < nb; c += 16) {
+        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *xc = x + c * 34;
+        const __m512 dw = gather_d(xc, 34, 0, mk);
+        __m512 sc[4];
+        for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
+        for (int q = 0; q < cnt / 2; q++) {
+            const int64_t P = c / 2 + q;
+            const uint8_t *b = xc + 2 * q * 34 + 2;
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
+                                           _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
+            v = _mm512_xor_si512(v, k80);
+            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
+                                                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+            for (int j = 0; j < 4; j++) {
+                __m512i d = dpbusd(_mm512_load_si512(pp[j].off + 16 * P), v, _mm512_load_si512(pp[j].yq + 64 * P));
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc[j]), acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
 /* GEMM for the prepared types: activations are prepared once per column
  * tile, weights are read in row tiles that stay in L1 across the columns. */
 enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
@@ -533,7 +599,22 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
         }
         for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
             const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
-            for (int64_t j = j0; j < j1; j++) {
+            int64_t j = j0;
+            for (; j + 4 <= j1; j += 4) {
+                for (int64_t r = r0; r < r1; r++) {
+                    const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
+                    float v[4];
+                    if (kind == KIND_Q8_0) row_q8_0_x4(x, &pp[j - j0], nb / 2, v);
+                    else row_nib4_x4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4, v);
+                    for (int c = 0; c < 4; c++) {
+                        float t = 0;
+                        if (done < nb)
+                            dot((nb - done) * PHIQ_QK, &t, x + done * bsz[kind], (const char *)act + (size_t)(j + c) * as + aoff);
+                        out[(size_t)(j + c) * ldo + r] = v[c] + t;
+                    }
+                }
+            }
+            for (; j < j1; j++) {
                 const char *aj = (const char *)act + (size_t)j * as;
                 for (int64_t r = r0; r < r1; r++) {
                     const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
