@@ -264,6 +264,87 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = _mm512_reduce_add_ps(acc);
 }
 
+/* Four activation columns at once for gemm: each weight super-block is
+ * decoded once and multiplied into four Q8_K rows. */
+static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m512 acc[4];
+    __m256 accm[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
+        __m512i isum[4];
+        for (int j = 0; j < 4; j++) {
+            accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), accm[j]);
+            isum[j] = _mm512_setzero_si512();
+        }
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
+            __m512i scv = _mm512_permutexvar_epi16(idx_pairs(c), sc16);
+            for (int j = 0; j < 4; j++)
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[j][i].qs + 64 * c)), scv);
+        }
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
+        a = _mm256_sub_ps(a, accm[j]);
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        r = _mm_hadd_ps(r, r);
+        r = _mm_hadd_ps(r, r);
+        res[j] = _mm_cvtss_f32(r);
+    }
+}
+
+static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m512 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    __m512i idx[4];
+    for (int m = 0; m < 4; m++)
+        idx[m] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
+                                                           _mm_set1_epi16((short)(4 * m + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
+                                    _mm_set1_epi16((short)(4 * m + 3)), 1),
+            1);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float xd = F16(x[i].d);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m512i sc512 = _mm512_castsi256_si512(sc16);
+        __m512i isum[4];
+        for (int j = 0; j < 4; j++) isum[j] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+            __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
+            __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+            __m512i s0 = _mm512_permutexvar_epi16(idx[2 * h], sc512), s1 = _mm512_permutexvar_epi16(idx[2 * h + 1], sc512);
+            for (int j = 0; j < 4; j++) {
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[j][i].qs + 128 * h)), s0);
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(y[j][i].qs + 128 * h + 64)), s1);
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[j][i].bsums), sc16);
+            isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
+        }
+    }
+    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
 /* IQ4_XS: two 32-element sub-blocks per register; the per-sub-block scale
  * (ls - 32) multiplies int32 partial sums. */
 static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
@@ -630,6 +711,40 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
     free(buf);
 }
 
+/* gemm through a 4-column row kernel (no activation preparation). */
+typedef void (*dot_x4_fn)(int64_t n, const void *x, const void *const y[4], float res[4]);
+
+static void gemm_x4(dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
+                    size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
+    const char *wp = w, *ap = act;
+    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
+        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
+        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
+            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
+            int64_t j = j0;
+            for (; j + 4 <= j1; j += 4) {
+                const void *const ys[4] = {ap + (size_t)j * as, ap + (size_t)(j + 1) * as, ap + (size_t)(j + 2) * as,
+                                           ap + (size_t)(j + 3) * as};
+                for (int64_t r = r0; r < r1; r++) {
+                    float v[4];
+                    x4(n, wp + (size_t)r * rb, ys, v);
+                    for (int c = 0; c < 4; c++) out[(size_t)(j + c) * ldo + r] = v[c];
+                }
+            }
+            for (; j < j1; j++)
+                for (int64_t r = r0; r < r1; r++) dot(n, out + (size_t)j * ldo + r, wp + (size_t)r * rb, ap + (size_t)j * as);
+        }
+    }
+}
+
+#define GEMM_X4(name)                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);           \
+    }
+GEMM_X4(q4_K)
+GEMM_X4(q6_K)
+
 #define GEMM_PREPARED(name, KIND)                                                                  \
     static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
                           const void *w, size_t rb, const void *act, size_t as) {                  \
@@ -660,11 +775,17 @@ GEMM_PREPARED(q8_0, KIND_Q8_0)
                           const void *w, size_t rb, const void *act, size_t as) {                  \
         phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
     }
+#define MATVEC_ONLY(name)                                                                          \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        const char *p = w;                                                                         \
+        for (int64_t r = 0; r < nrows; r++, p += rb) dot_##name(n, out + r, p, act);               \
+    }
 MATVEC(q5_0)
 MATVEC(q5_1)
-MATVEC(q4_K)
+MATVEC_ONLY(q4_K)
 MATVEC(q5_K)
-MATVEC(q6_K)
+MATVEC_ONLY(q6_K)
 MATVEC(iq4_xs)
 MATVEC(f16)
 MATVEC(bf16)
