@@ -264,6 +264,99 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = _mm512_reduce_add_ps(acc);
 }
 
+/* 16-bit lane index vectors [4m x8 | 4m+1 x8 | 4m+2 x8 | 4m+3 x8]: the
+ * scales of four 16-element groups over a 64-element register. */
+static inline __m512i idx_quads(int m) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
+                                                       _mm_set1_epi16((short)(4 * m + 1)), 1)),
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))), _mm_set1_epi16((short)(4 * m + 3)), 1),
+        1);
+}
+
+/* Q2_K: per 128-half, 32 bytes of qs hold four 2-bit planes (shifts 0,2,4,6)
+ * of 32 consecutive elements each; two planes fill one register in order. */
+static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q2_K *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i shA = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i shB = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    __m512i idx[4];
+    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float dall = y[i].d * F16(x[i].d), dmin = y[i].d * F16(x[i].dmin);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+        const __m512i sc512 = _mm512_castsi256_si512(sc16);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mn16)),
+                               _mm256_set1_ps(dmin), accm);
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
+            __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(z, shA), m3);
+            __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(z, shB), m3);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, _mm512_loadu_si512(y[i].qs + 128 * h)),
+                                       _mm512_permutexvar_epi16(idx[2 * h], sc512));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, _mm512_loadu_si512(y[i].qs + 128 * h + 64)),
+                                       _mm512_permutexvar_epi16(idx[2 * h + 1], sc512));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dall), acc);
+    }
+    *s = _mm512_reduce_add_ps(acc) - (_mm512_reduce_add_ps(_mm512_zextps256_ps512(accm)));
+}
+
+/* Q3_K: the Q2_K planes plus a high bit from hmask (bit 4h+s of hmask[l]);
+ * q + 4 is used unsigned and the -4 is folded in through bsums. */
+static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q3_K *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    const __m512i m3 = _mm512_set1_epi8(3), k4 = _mm512_set1_epi8(4);
+    const __m512i shA = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i shB = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    __m512i idx[4];
+    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float d = y[i].d * F16(x[i].d);
+        uint32_t aux[4];
+        memcpy(aux, x[i].scales, 12);
+        const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f, tmp = aux[2];
+        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+        const __m256i sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)aux)), _mm256_set1_epi16(32));
+        const __m512i sc512 = _mm512_castsi256_si512(sc16);
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        const __m512i hmz = _mm512_inserti64x4(_mm512_castsi256_si512(hm), hm, 1);
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
+            __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(z, shA), m3);
+            __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(z, shB), m3);
+            const int b = 4 * h;
+            __m512i selA = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << b)), _mm256_set1_epi8((char)(1 << (b + 1))), 1);
+            __m512i selB = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (b + 2))), _mm256_set1_epi8((char)(1 << (b + 3))), 1);
+            qa = _mm512_mask_add_epi8(qa, _mm512_test_epi8_mask(hmz, selA), qa, k4);
+            qb = _mm512_mask_add_epi8(qb, _mm512_test_epi8_mask(hmz, selB), qb, k4);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, _mm512_loadu_si512(y[i].qs + 128 * h)),
+                                       _mm512_permutexvar_epi16(idx[2 * h], sc512));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, _mm512_loadu_si512(y[i].qs + 128 * h + 64)),
+                                       _mm512_permutexvar_epi16(idx[2 * h + 1], sc512));
+        }
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), sc16);
+        isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+    }
+    *s = _mm512_reduce_add_ps(acc);
+}
+
 /* Four activation columns at once for gemm: each weight super-block is
  * decoded once and multiplied into four Q8_K rows. */
 static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
@@ -787,6 +880,8 @@ MATVEC_ONLY(q4_K)
 MATVEC(q5_K)
 MATVEC_ONLY(q6_K)
 MATVEC(iq4_xs)
+MATVEC(q2_K)
+MATVEC(q3_K)
 MATVEC(f16)
 MATVEC(bf16)
 MATVEC(f32)
@@ -808,6 +903,8 @@ void phiq_kernels_init_avx512(phiq_kernels *k) {
     SET(Q5_K, q5_K);
     SET(Q6_K, q6_K);
     SET(IQ4_XS, iq4_xs);
+    SET(Q2_K, q2_K);
+    SET(Q3_K, q3_K);
     SET(F16, f16);
     SET(BF16, bf16);
     SET(F32, f32);
