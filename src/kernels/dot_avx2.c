@@ -217,6 +217,93 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = hsum_ps(acc);
 }
 
+static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q2_K *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float dall = y[i].d * F16(x[i].d), dmin = y[i].d * F16(x[i].dmin);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mn16)),
+                               _mm256_set1_ps(dmin), accm);
+        const uint8_t *sc = x[i].scales;
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+                __m256i p = _mm256_maddubs_epi16(qk, load_y(y[i].qs + 128 * h + 32 * k));
+                const int g = 8 * h + 2 * k;
+                __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[g] & 15), _mm_set1_epi16(sc[g + 1] & 15));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dall), acc);
+    }
+    *s = hsum_ps(acc) - hsum_ps(accm);
+}
+
+static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q3_K *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m3 = _mm256_set1_epi8(3), k4 = _mm256_set1_epi8(4);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float d = y[i].d * F16(x[i].d);
+        uint32_t aux[4];
+        memcpy(aux, x[i].scales, 12);
+        const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f, tmp = aux[2];
+        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+        const uint8_t *sc = (const uint8_t *)aux;
+        const __m256i sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)aux)), _mm256_set1_epi16(32));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + k)));
+                __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), k4);
+                __m256i qk = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3), hb);
+                __m256i p = _mm256_maddubs_epi16(qk, load_y(y[i].qs + 128 * h + 32 * k));
+                const int g = 8 * h + 2 * k;
+                __m256i scv = _mm256_setr_m128i(_mm_set1_epi16((short)(sc[g] - 32)), _mm_set1_epi16((short)(sc[g + 1] - 32)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), sc16);
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 2));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* IQ4_XS: signed table values times signed activations through the sign
+ * trick; |v| * |y| pairs stay below 2 * 127 * 127, so vpmaddubsw is exact. */
+static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_iq4_xs *x = vx;
+    const phiq_block_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl));
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        __m256i isum = _mm256_setzero_si256();
+        const unsigned h = x[i].scales_h;
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = (((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((h >> (2 * ib)) & 3) << 4)) - 32;
+            __m256i v = _mm256_shuffle_epi8(tab, nibbles(x[i].qs + 16 * ib));
+            __m256i yy = load_y(y[i].qs + 32 * ib);
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(yy, v));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(F16(x[i].d) * y[i].d), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
 /* ---- float types ------------------------------------------------------------------ */
 
 #define FLOAT_DOT(name, XT, YT, LX, LY, SX, SY)                                                    \
@@ -278,6 +365,9 @@ MATVEC(iq4_nl)
 MATVEC(q4_K)
 MATVEC(q5_K)
 MATVEC(q6_K)
+MATVEC(q2_K)
+MATVEC(q3_K)
+MATVEC(iq4_xs)
 MATVEC(f16)
 MATVEC(bf16)
 MATVEC(f32)
@@ -298,6 +388,9 @@ void phiq_kernels_init_avx2(phiq_kernels *k) {
     SET(Q4_K, q4_K);
     SET(Q5_K, q5_K);
     SET(Q6_K, q6_K);
+    SET(Q2_K, q2_K);
+    SET(Q3_K, q3_K);
+    SET(IQ4_XS, iq4_xs);
     SET(F16, f16);
     SET(BF16, bf16);
     SET(F32, f32);
