@@ -538,7 +538,9 @@ enum { LAYOUT_NIB4, LAYOUT_PAIR };
 static void prep_act(prep *p, int layout, int offset, const void *act, int is_q81, int64_t nb) {
     const int bs = is_q81 ? 36 : 34, qoff = is_q81 ? 4 : 2;
     const uint8_t *a = act;
-    for (int64_t b = 0; b < nb; b++) {
+    /* only whole groups (4 blocks) or pairs; the rest goes through vec_dot */
+    const int64_t nfull = layout == LAYOUT_NIB4 ? nb / 4 * 4 : nb / 2 * 2;
+    for (int64_t b = 0; b < nfull; b++) {
         const uint8_t *blk = a + b * bs;
         const int8_t *q = (const int8_t *)(blk + qoff);
         p->dy[b] = F16((uint16_t)(blk[0] | blk[1] << 8));
@@ -553,21 +555,20 @@ static void prep_act(prep *p, int layout, int offset, const void *act, int is_q8
             memcpy(dst, q, 32);
         }
     }
-    /* lane L of a 64-byte vector sums bytes 4L..4L+3 of each register it meets */
-    for (int64_t i = 0; i < nb * 32 / 4; i++) p->off[i] = 0;
-    if (layout == LAYOUT_NIB4) {
-        for (int64_t g = 0; g < nb / 4; g++)
-            for (int L = 0; L < 16; L++) {
-                int sum = 0;
-                for (int j = 0; j < 4; j++) sum += p->yq[128 * g + 4 * L + j] + p->yq[128 * g + 64 + 4 * L + j];
-                p->off[16 * g + L] = -offset * sum;
-            }
-    } else {
-        for (int64_t i = 0; i < nb * 8; i++) {
-            int sum = 0;
-            for (int j = 0; j < 4; j++) sum += p->yq[4 * i + j];
-            p->off[i] = -offset * sum;
-        }
+    /* Lane L of a 64-byte register sums bytes 4L..4L+3; the starting value
+     * of each lane is -offset times the activation bytes it will meet. */
+    const __m512i ones = _mm512_set1_epi8(1);
+    const int sh = offset == 8 ? 3 : offset == 16 ? 4 : 7;
+    for (int64_t g = 0; g < nfull / (layout == LAYOUT_NIB4 ? 4 : 2); g++) {
+        __m512i sum;
+        if (layout == LAYOUT_NIB4)
+            sum = dpbusd(dpbusd(_mm512_setzero_si512(), ones, _mm512_load_si512(p->yq + 128 * g)), ones,
+                         _mm512_load_si512(p->yq + 128 * g + 64));
+        else
+            sum = dpbusd(_mm512_setzero_si512(), ones, _mm512_load_si512(p->yq + 64 * g));
+        __m512i o = offset ? _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sll_epi32(sum, _mm_cvtsi32_si128(sh)))
+                           : _mm512_setzero_si512();
+        _mm512_store_si512(p->off + 16 * g, o);
     }
 }
 
