@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "kernels/cpu.h"
@@ -506,7 +507,38 @@ static void test_dispatch(void **state) {
     if (c->amx_int8) assert_true(c->amx_tile);
 }
 
-int main(void) {
+/* PHIQ_ISA lowers the choice and never raises it: checked in child processes
+ * (the table is chosen once per process). */
+static void test_isa_env(void **state) {
+    (void)state;
+    const char *const *levels = phiq_kernels_levels();
+    const char *best = phiq_kernels_get()->isa;
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) skip();
+    self[len] = 0;
+    for (int l = 0; levels[l]; l++) {
+        char *out = NULL;
+        int rc = tu_run(&out, NULL, "PHIQ_ISA=%s '%s' --print-isa", levels[l], self);
+        assert_int_equal(rc, 0);
+        assert_non_null(out);
+        out[strcspn(out, "\n")] = 0;
+        const char *want = phiq_kernels_for(levels[l]) ? levels[l] : best;
+        if (strcmp(out, want) != 0) fail_msg("PHIQ_ISA=%s chose %s, expected %s", levels[l], out, want);
+        free(out);
+    }
+    char *out = NULL;
+    assert_int_equal(tu_run(&out, NULL, "PHIQ_ISA=bogus '%s' --print-isa", self), 0);
+    out[strcspn(out, "\n")] = 0;
+    assert_string_equal(out, best);
+    free(out);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) {
+        printf("%s\n", phiq_kernels_get()->isa);
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_quantize_act_q8_0),
@@ -514,6 +546,7 @@ int main(void) {
         cmocka_unit_test(test_f16_f32),
         cmocka_unit_test(test_all_types_all_isas),
         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_isa_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
