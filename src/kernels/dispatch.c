@@ -15,8 +15,8 @@
 #define PHIQ_HAVE_X86_KERNELS 1
 #endif
 
-enum { LEVEL_SCALAR, LEVEL_AVX2, LEVEL_AVX512, LEVEL_COUNT };
-static const char *const g_level_names[LEVEL_COUNT + 1] = {"scalar", "avx2", "avx512", NULL};
+enum { LEVEL_SCALAR, LEVEL_AVX2, LEVEL_AVX512, LEVEL_AMX, LEVEL_COUNT };
+static const char *const g_level_names[LEVEL_COUNT + 1] = {"scalar", "avx2", "avx512", "amx", NULL};
 
 static phiq_kernels g_tables[LEVEL_COUNT];
 static bool g_available[LEVEL_COUNT];
@@ -38,6 +38,11 @@ static void build(void) {
         c->avx512vnni) {
         phiq_kernels_init_avx512(&g_tables[LEVEL_AVX512]);
         g_available[LEVEL_AVX512] = true;
+    }
+    /* cpu.c has already obtained the kernel's AMX tile-data permission. */
+    if (g_available[LEVEL_AVX512] && c->amx_tile && c->amx_int8) {
+        phiq_kernels_init_amx(&g_tables[LEVEL_AMX]);
+        g_available[LEVEL_AMX] = true;
     }
 #else
     (void)c;
