@@ -1,6 +1,6 @@
 /* gemm_amx.c — prompt-processing GEMM on AMX-INT8 tiles for Q8_0 and Q4_0
  * weights times Q8_0 activations (the "amx" table = the AVX-512 table with
- * these two gemm entries replaced). Decode keeps the AVX-512 VNNI matvec:
+ * these gemm entries replaced; Q4_K and Q6_K further down). Decode keeps the AVX-512 VNNI matvec:
  * tile setup does not pay off for one activation row.
  *
  * One tdpbssd per 32-element block (every block has its own weight and
@@ -27,7 +27,7 @@ typedef struct tilecfg {
     uint8_t rows[16];
 } tilecfg;
 
-static phiq_gemm_fn g_fallback_q8_0, g_fallback_q4_0;
+static phiq_gemm_fn g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_K, g_fallback_q6_K;
 
 static void tiles_configure(void) {
     tilecfg cfg;
@@ -36,6 +36,8 @@ static void tiles_configure(void) {
     cfg.rows[0] = 16, cfg.colsb[0] = 64; /* C: 16 x 16 int32 */
     cfg.rows[1] = 16, cfg.colsb[1] = 32; /* A: 16 x 32 int8 */
     cfg.rows[2] = 8, cfg.colsb[2] = 64;  /* B: 8 x (16 x 4) int8 */
+    cfg.rows[3] = 16, cfg.colsb[3] = 16; /* A for 16-element groups (Q6_K) */
+    cfg.rows[4] = 4, cfg.colsb[4] = 64;  /* B for 16-element groups */
     _tile_loadconfig(&cfg);
 }
 
@@ -124,6 +126,139 @@ static void gm_q4_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t 
     gemm_amx(WT_Q4_0, n, nrows, ncols, out, ldo, w, rb, act, as);
 }
 
+/* ---- K-quants: weights unpacked per row tile into int8 sub-blocks (32
+ * elements for Q4_K, 16 for Q6_K: one tdpbssd per scale), each with a float
+ * scale d*sc per row; Q4_K's mins are applied with the activation bsums. */
+enum { WT_Q4_K, WT_Q6_K };
+
+static void unpack_q4_K(const phiq_block_q4_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+    for (int64_t i = 0; i < nsb; i++) {
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        const float d = F16(x[i].d), dmin = F16(x[i].dmin);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            const int64_t s0 = i * 8 + 2 * c;
+            _mm256_store_si256((__m256i *)(A + (s0 * 16 + r) * 32), _mm256_and_si256(v, _mm256_set1_epi8(0x0F)));
+            _mm256_store_si256((__m256i *)(A + ((s0 + 1) * 16 + r) * 32),
+                               _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F)));
+        }
+        for (int j = 0; j < 8; j++) wsc[(i * 8 + j) * 16 + r] = d * sc[j], wmn[(i * 8 + j) * 16 + r] = dmin * mn[j];
+    }
+}
+
+static void unpack_q6_K(const phiq_block_q6_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+    for (int64_t i = 0; i < nsb; i++) {
+        const float d = F16(x[i].d);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+            _Alignas(64) int8_t e[128];
+            for (int l = 0; l < 32; l++) {
+                e[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+                e[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                e[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                e[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+            for (int g = 0; g < 8; g++) {
+                const int64_t G = i * 16 + 8 * h + g;
+                memcpy(A + (G * 16 + r) * 16, e + 16 * g, 16);
+                wsc[G * 16 + r] = d * x[i].scales[8 * h + g];
+            }
+        }
+    }
+}
+
+static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w,
+                       size_t rb, const void *act, size_t as) {
+    phiq_gemm_fn fallback = wt == WT_Q4_K ? g_fallback_q4_K : g_fallback_q6_K;
+    const int ks = wt == WT_Q4_K ? 32 : 16; /* elements per scale */
+    const int64_t nsb = n / PHIQ_QK_K, nsub = n / ks, nrt = nrows / 16, nct = (ncols + 15) / 16;
+    const size_t bsub = (size_t)ks * 16;    /* bytes of one sub-block tile (A and B alike) */
+    int8_t *B = nrt ? aligned_alloc(64, (size_t)nct * nsub * bsub) : NULL;
+    float *dy = nrt ? aligned_alloc(64, (size_t)nct * nsb * 64) : NULL;
+    float *ysum = nrt ? aligned_alloc(64, (size_t)nct * (n / 32) * 64) : NULL;
+    int8_t *A = nrt ? aligned_alloc(64, (size_t)nsub * bsub) : NULL;
+    float *wsc = nrt ? aligned_alloc(64, (size_t)nsub * 64) : NULL;
+    float *wmn = nrt ? aligned_alloc(64, (size_t)(n / 32) * 64) : NULL;
+    if (!B || !dy || !ysum || !A || !wsc || !wmn) {
+        free(B), free(dy), free(ysum), free(A), free(wsc), free(wmn);
+        fallback(n, nrows, ncols, out, ldo, w, rb, act, as);
+        return;
+    }
+    for (int64_t ct = 0; ct < nct; ct++)
+        for (int j = 0; j < 16; j++) {
+            const int64_t col = ct * 16 + j;
+            const phiq_block_q8_K *y = col < ncols ? (const phiq_block_q8_K *)((const char *)act + (size_t)col * as) : NULL;
+            for (int64_t i = 0; i < nsb; i++) {
+                dy[(ct * nsb + i) * 16 + j] = y ? y[i].d : 0;
+                for (int k = 0; k < 8; k++)
+                    ysum[(ct * (n / 32) + i * 8 + k) * 16 + j] =
+                        y ? y[i].d * (float)(y[i].bsums[2 * k] + y[i].bsums[2 * k + 1]) : 0;
+            }
+            for (int64_t sub = 0; sub < nsub; sub++) {
+                int8_t *dst = B + (size_t)(ct * nsub + sub) * bsub;
+                for (int kk = 0; kk < ks / 4; kk++) {
+                    if (y) memcpy(dst + kk * 64 + 4 * j, y[sub * ks / PHIQ_QK_K].qs + (sub * ks) % PHIQ_QK_K + 4 * kk, 4);
+                    else memset(dst + kk * 64 + 4 * j, 0, 4);
+                }
+            }
+        }
+    tiles_configure();
+    _Alignas(64) int32_t C[16][16];
+    _Alignas(64) float res[16][16];
+    const int per_sb = PHIQ_QK_K / ks;
+    for (int64_t rt = 0; rt < nrt; rt++) {
+        for (int r = 0; r < 16; r++) {
+            const void *row = (const char *)w + (size_t)(rt * 16 + r) * rb;
+            if (wt == WT_Q4_K) unpack_q4_K(row, nsb, r, A, wsc, wmn);
+            else unpack_q6_K(row, nsb, r, A, wsc);
+        }
+        for (int64_t ct = 0; ct < nct; ct++) {
+            __m512 acc[16];
+            for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+            for (int64_t sub = 0; sub < nsub; sub++) {
+                _tile_zero(0);
+                if (ks == 32) {
+                    _tile_loadd(1, A + sub * bsub, 32);
+                    _tile_loadd(2, B + (size_t)(ct * nsub + sub) * bsub, 64);
+                    _tile_dpbssd(0, 1, 2);
+                } else {
+                    _tile_loadd(3, A + sub * bsub, 16);
+                    _tile_loadd(4, B + (size_t)(ct * nsub + sub) * bsub, 64);
+                    _tile_dpbssd(0, 3, 4);
+                }
+                _tile_stored(0, C, 64);
+                const __m512 dyv = _mm512_load_ps(dy + (ct * nsb + sub / per_sb) * 16);
+                for (int r = 0; r < 16; r++)
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(C[r])),
+                                             _mm512_mul_ps(dyv, _mm512_set1_ps(wsc[sub * 16 + r])), acc[r]);
+            }
+            if (wt == WT_Q4_K)
+                for (int64_t s32 = 0; s32 < n / 32; s32++) {
+                    const __m512 ys = _mm512_load_ps(ysum + (ct * (n / 32) + s32) * 16);
+                    for (int r = 0; r < 16; r++) acc[r] = _mm512_fnmadd_ps(ys, _mm512_set1_ps(wmn[s32 * 16 + r]), acc[r]);
+                }
+            for (int r = 0; r < 16; r++) _mm512_store_ps(res[r], acc[r]);
+            for (int j = 0; j < 16 && ct * 16 + j < ncols; j++)
+                for (int r = 0; r < 16; r++) out[(size_t)(ct * 16 + j) * ldo + rt * 16 + r] = res[r][j];
+        }
+    }
+    _tile_release();
+    free(B), free(dy), free(ysum), free(A), free(wsc), free(wmn);
+    if (nrows > nrt * 16)
+        fallback(n, nrows - nrt * 16, ncols, out + nrt * 16, ldo, (const char *)w + (size_t)nrt * 16 * rb, rb, act, as);
+}
+
+static void gm_q4_K(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
+    gemm_amx_k(WT_Q4_K, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+static void gm_q6_K(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
+    gemm_amx_k(WT_Q6_K, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
 void phiq_kernels_init_amx(phiq_kernels *k) {
     phiq_kernels_init_avx512(k);
     k->isa = "amx";
@@ -131,4 +266,8 @@ void phiq_kernels_init_amx(phiq_kernels *k) {
     g_fallback_q4_0 = k->gemm[PHIQ_GGML_TYPE_Q4_0];
     k->gemm[PHIQ_GGML_TYPE_Q8_0] = gm_q8_0;
     k->gemm[PHIQ_GGML_TYPE_Q4_0] = gm_q4_0;
+    g_fallback_q4_K = k->gemm[PHIQ_GGML_TYPE_Q4_K];
+    g_fallback_q6_K = k->gemm[PHIQ_GGML_TYPE_Q6_K];
+    k->gemm[PHIQ_GGML_TYPE_Q4_K] = gm_q4_K;
+    k->gemm[PHIQ_GGML_TYPE_Q6_K] = gm_q6_K;
 }
