@@ -117,9 +117,11 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < mbytes * copies; i++) w[i] = (char)(i * 2654435761u >> 13);
         /* keep fp16 fields finite: clear the exponent's top bit in every 16-bit word */
         for (size_t i = 1; i < mbytes * copies; i += 2) w[i] &= 0x3b;
-        const phiq_kernels *ks[2] = {ref, best};
-        for (int ki = 0; ki < (best == ref ? 1 : 2); ki++) {
-            const phiq_kernels *k = ks[ki];
+        const char *const *lv = phiq_kernels_levels();
+        for (int ki = 0; lv[ki]; ki++) {
+            const phiq_kernels *k = phiq_kernels_for(lv[ki]);
+            /* amx only changes gemm; its matvec is avx512's */
+            if (!k || strcmp(k->isa, "amx") == 0) continue;
             k->quantize_act(k->act_type[t], x, act, N);
             double gbs[2];
             for (int nth = 1; nth <= 2; nth++) {
@@ -153,16 +155,18 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < rb * R; i++) w[i] = (char)(i * 2654435761u >> 13);
         for (size_t i = 1; i < rb * R; i += 2) w[i] &= 0x3b;
         for (int j = 0; j < C; j++) best->quantize_act(best->act_type[t], x, acts + j * ab, N);
-        const phiq_kernels *ks[2] = {ref, best};
-        for (int ki = 0; ki < 2; ki++) {
+        const char *const *lv = phiq_kernels_levels();
+        for (int ki = 0; lv[ki]; ki++) {
+            const phiq_kernels *kk = phiq_kernels_for(lv[ki]);
+            if (!kk) continue;
             double c0 = cpu_now();
             int reps = 0;
             do {
-                ks[ki]->gemm[t](N, ki == 0 ? 256 : R, C, o, R, w, rb, acts, ab);
+                kk->gemm[t](N, ki == 0 ? 256 : R, C, o, R, w, rb, acts, ab);
                 reps++;
             } while (cpu_now() - c0 < 0.5);
             double rows = ki == 0 ? 256 : R;
-            printf("%-7s %-7s %8.1f GOPS\n", name, ks[ki]->isa, 2.0 * N * rows * C * reps / (cpu_now() - c0) / 1e9);
+            printf("%-7s %-7s %8.1f GOPS\n", name, kk->isa, 2.0 * N * rows * C * reps / (cpu_now() - c0) / 1e9);
         }
         free(w), free(acts), free(o);
     }
