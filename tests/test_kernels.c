@@ -519,7 +519,11 @@ static void test_isa_env(void **state) {
     self[len] = 0;
     for (int l = 0; levels[l]; l++) {
         char *out = NULL;
-        int rc = tu_run(&out, NULL, "PHIQ_ISA=%s '%s' --print-isa", levels[l], self);
+        int rc = tu_run(&out, NULL, "PHIQ_ISA=%s '%s' --print-isa 2>/dev/null", levels[l], self);
+        if (rc == 126 || rc == 127) { /* cannot re-execute itself (e.g. under qemu-user without binfmt) */
+            free(out);
+            skip();
+        }
         assert_int_equal(rc, 0);
         assert_non_null(out);
         out[strcspn(out, "\n")] = 0;

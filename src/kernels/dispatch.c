@@ -1,6 +1,6 @@
 /* dispatch.c — builds the kernel tables once and picks the best one the
  * running CPU supports (see dispatch.h). ISA files are only compiled on
- * x86-64; PHIQ_HAVE_X86_KERNELS marks that build. */
+ * x86-64 (PHIQ_HAVE_X86_KERNELS), the NEON file only on AArch64. */
 #include "kernels/dispatch.h"
 
 #include <pthread.h>
@@ -15,8 +15,8 @@
 #define PHIQ_HAVE_X86_KERNELS 1
 #endif
 
-enum { LEVEL_SCALAR, LEVEL_AVX2, LEVEL_AVX512, LEVEL_AMX, LEVEL_COUNT };
-static const char *const g_level_names[LEVEL_COUNT + 1] = {"scalar", "avx2", "avx512", "amx", NULL};
+enum { LEVEL_SCALAR, LEVEL_AVX2, LEVEL_AVX512, LEVEL_AMX, LEVEL_NEON, LEVEL_COUNT };
+static const char *const g_level_names[LEVEL_COUNT + 1] = {"scalar", "avx2", "avx512", "amx", "neon", NULL};
 
 static phiq_kernels g_tables[LEVEL_COUNT];
 static bool g_available[LEVEL_COUNT];
@@ -43,6 +43,11 @@ static void build(void) {
     if (g_available[LEVEL_AVX512] && c->amx_tile && c->amx_int8) {
         phiq_kernels_init_amx(&g_tables[LEVEL_AMX]);
         g_available[LEVEL_AMX] = true;
+    }
+#elif defined(__aarch64__)
+    if (c->neon) {
+        phiq_kernels_init_neon(&g_tables[LEVEL_NEON]);
+        g_available[LEVEL_NEON] = true;
     }
 #else
     (void)c;

@@ -70,5 +70,6 @@ void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols
 void phiq_kernels_init_avx2(phiq_kernels *k);
 void phiq_kernels_init_avx512(phiq_kernels *k);
 void phiq_kernels_init_amx(phiq_kernels *k); /* AVX-512 table + AMX gemm */
+void phiq_kernels_init_neon(phiq_kernels *k); /* AArch64 */
 
 #endif
