@@ -35,7 +35,8 @@ fuzz:
 	@scripts/deps.sh test
 	@scripts/fuzz.sh
 
-test: test-fast test-asan fuzz
+test:
+	@scripts/test.sh
 
 demo: build
 	@scripts/demo.sh $(BUILD)/phiq

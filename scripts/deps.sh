@@ -2,22 +2,35 @@
 # deps.sh — makes sure the Debian packages phiq builds and tests with are
 # installed: installs them with apt-get when run as root, otherwise prints the
 # exact command and exits 1. Usage: scripts/deps.sh [build|test]
+# Optional test tools (npm for llama.cpp/onnxruntime references, clang for the
+# fuzzers) are installed when possible; tests that need them skip, saying why.
 set -eu
 need="cmake make gcc pkg-config libcjson-dev libpcre2-dev"
-[ "${1:-build}" = test ] && need="$need libcmocka-dev npm git clang"
+optional=""
+if [ "${1:-build}" = test ]; then
+  need="$need libcmocka-dev git"
+  command -v clang >/dev/null 2>&1 || optional="$optional clang"
+  command -v npm >/dev/null 2>&1 || optional="$optional npm"
+fi
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=""
-for p in $need; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
-done
-[ -z "$missing" ] && exit 0
+for p in $need; do installed "$p" || missing="$missing $p"; done
+[ -z "$missing" ] && [ -z "$optional" ] && exit 0
 if [ "$(id -u)" = 0 ]; then
-  echo "phiq: installing Debian packages:$missing" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $missing >/dev/null
-else
+  apt-get update -qq >/dev/null || true
+  if [ -n "$missing" ]; then
+    echo "phiq: installing Debian packages:$missing" >&2
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
+  for p in $optional; do
+    echo "phiq: installing optional test tool: $p" >&2
+    apt-get install -y -qq --no-install-recommends "$p" >/dev/null 2>&1 ||
+      echo "phiq: could not install $p; tests that need it will be skipped" >&2
+  done
+elif [ -n "$missing" ]; then
   echo "phiq: missing Debian packages. Run:" >&2
-  echo "  sudo apt-get install -y$missing" >&2
+  echo "  sudo apt-get install -y$missing$optional" >&2
   exit 1
 fi

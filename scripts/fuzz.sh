@@ -5,6 +5,7 @@ set -eu
 secs=${PHIQ_FUZZ_SECONDS:-20}
 if ! command -v clang >/dev/null 2>&1; then echo "fuzz: clang not found, skipping" >&2; exit 0; fi
 ls fuzz/fuzz_*.c >/dev/null 2>&1 || { echo "fuzz: no targets"; exit 0; }
+n=0
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPHIQ_FUZZ=ON -DPHIQ_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j "$(nproc)" >/dev/null
 for t in build-fuzz/fuzz/fuzz_*; do
@@ -17,5 +18,7 @@ for t in build-fuzz/fuzz/fuzz_*; do
   "$t" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 "$corpus" >"build-fuzz/$name.log" 2>&1 || {
     tail -40 "build-fuzz/$name.log"; echo "fuzz: $name FAILED"; exit 1; }
   grep -E "^Done|#[0-9]+ *DONE" "build-fuzz/$name.log" | tail -1 || true
+  echo "fuzz: $name ran clean"
+  n=$((n + 1))
 done
-echo "fuzz: all targets ran clean"
+echo "fuzz: $n targets ran clean"

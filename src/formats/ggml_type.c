@@ -45,6 +45,10 @@ static const type_info types[PHIQ_GGML_TYPE_COUNT] = {
     [PHIQ_GGML_TYPE_TQ1_0] = {"TQ1_0", QK_K, (QK_K - 4 * QK_K / 64) / 5 + QK_K / 64 + 2, true},
     [PHIQ_GGML_TYPE_TQ2_0] = {"TQ2_0", QK_K, QK_K / 4 + 2, true},
     [PHIQ_GGML_TYPE_MXFP4] = {"MXFP4", 32, 1 + 16, true},
+    /* sizes as in the ggml-common.h bundled with llama-ref (node-llama-cpp 3.22.1) */
+    [PHIQ_GGML_TYPE_NVFP4] = {"NVFP4", 64, 36, true},
+    [PHIQ_GGML_TYPE_Q1_0] = {"Q1_0", 128, 18, true},
+    [PHIQ_GGML_TYPE_Q2_0] = {"Q2_0", 64, 18, true},
 };
 
 bool phiq_ggml_type_valid(int type) {

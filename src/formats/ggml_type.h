@@ -42,6 +42,9 @@ typedef enum phiq_ggml_type {
     PHIQ_GGML_TYPE_TQ1_0 = 34,
     PHIQ_GGML_TYPE_TQ2_0 = 35,
     PHIQ_GGML_TYPE_MXFP4 = 39,
+    PHIQ_GGML_TYPE_NVFP4 = 40,
+    PHIQ_GGML_TYPE_Q1_0 = 41,
+    PHIQ_GGML_TYPE_Q2_0 = 42,
     PHIQ_GGML_TYPE_COUNT = 43, /* ids >= this are rejected; holes too */
 } phiq_ggml_type;
 

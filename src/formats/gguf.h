@@ -61,6 +61,9 @@ typedef struct phiq_gguf_tensor {
 } phiq_gguf_tensor;
 
 phiq_gguf *phiq_gguf_open(const char *path);
+/* Same checks on bytes already in memory (fuzzing, embedded files); data must
+ * outlive the reader; name is used in messages. */
+phiq_gguf *phiq_gguf_open_memory(const void *data, size_t size, const char *name);
 void phiq_gguf_close(phiq_gguf *g);
 const char *phiq_gguf_path(const phiq_gguf *g);
 uint32_t phiq_gguf_version(const phiq_gguf *g);

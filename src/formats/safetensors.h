@@ -44,7 +44,10 @@ const phiq_st_tensor *phiq_st_find(const phiq_st *st, const char *name);
 /* Converts elements [start, start + n) of t to float32 (F32/F16/BF16 only). */
 int phiq_st_to_f32(const phiq_st_tensor *t, int64_t start, int64_t n, float *dst);
 
-/* Writing (used by `phiq synth`): tensors described up front, data streamed. */
+/* Writing (used by `phiq synth`): tensors described up front, data streamed.
+ * fill is called for tensor 0, 1, ... in order, possibly several times per
+ * tensor with consecutive chunks (each <= 32 MB) whose sizes sum to the
+ * tensor's byte size, so no tensor is ever held whole in memory. */
 typedef struct phiq_st_out_tensor {
     const char *name;
     phiq_st_dtype dtype;

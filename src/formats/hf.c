@@ -1,0 +1,507 @@
+/* hf.c — a Hugging Face checkpoint directory: config.json and
+ * generation_config.json → phiq_hparams, the safetensors shard(s) behind one
+ * name lookup, and the check that every tensor the declared layers need is
+ * present with the right shape and a convertible dtype. See hf.h.
+ */
+#include "formats/hf.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/common.h"
+
+/* Dimensions above these are refused as implausible (and keep every product
+ * of two of them far from int64 overflow). */
+#define HF_MAX_DIM (1 << 24)
+#define HF_MAX_LAYERS 4096
+#define HF_MAX_SHARDS 4096
+
+struct phiq_hf {
+    char *dir;
+    char *arch_name;
+    char *model_type;
+    phiq_hparams hp;
+    phiq_st **shards;
+    int n_shards;
+    const phiq_st_tensor **tensors; /* all shards, shard order then data order */
+    int n_tensors;
+    int *hash; /* index+1 into tensors, 0 = empty */
+    int hcap;
+    uint64_t total_bytes;
+    char *tok_json, *tok_cfg, *gen_cfg;
+};
+
+static uint32_t hf_hash(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+void phiq_hf_close(phiq_hf *hf) {
+    if (!hf) return;
+    for (int i = 0; i < hf->n_shards; i++) phiq_st_close(hf->shards[i]);
+    free(hf->shards);
+    free(hf->tensors);
+    free(hf->hash);
+    free(hf->dir);
+    free(hf->arch_name);
+    free(hf->model_type);
+    free(hf->tok_json);
+    free(hf->tok_cfg);
+    free(hf->gen_cfg);
+    free(hf);
+}
+
+/* ---- config.json -------------------------------------------------------------------- */
+
+/* Reads an integer key: 1 if present, 0 if absent or null, negative error. */
+static int cfg_int(const cJSON *cfg, const char *key, const char *path, long long lo, long long hi, int *out) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!j || cJSON_IsNull(j)) return 0;
+    if (!cJSON_IsNumber(j) || j->valuedouble != floor(j->valuedouble))
+        return phiq_fail(PHIQ_EFORMAT, "%s: '%s' must be an integer", path, key);
+    if (j->valuedouble < (double)lo || j->valuedouble > (double)hi)
+        return phiq_fail(PHIQ_EFORMAT, "%s: '%s' = %.0f out of range [%lld, %lld]", path, key, j->valuedouble, lo, hi);
+    *out = (int)j->valuedouble;
+    return 1;
+}
+
+static int cfg_req_int(const cJSON *cfg, const char *key, const char *path, int *out) {
+    int rc = cfg_int(cfg, key, path, 1, HF_MAX_DIM, out);
+    if (rc == 0) return phiq_fail(PHIQ_EFORMAT, "%s: missing '%s'", path, key);
+    return rc < 0 ? rc : 0;
+}
+
+static int cfg_num(const cJSON *cfg, const char *key, const char *path, double *out) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    if (!j || cJSON_IsNull(j)) return 0;
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble)) return phiq_fail(PHIQ_EFORMAT, "%s: '%s' must be a number", path, key);
+    *out = j->valuedouble;
+    return 1;
+}
+
+static void add_eos(phiq_hparams *hp, int id) {
+    if (id < 0) return;
+    for (int i = 0; i < hp->n_eos; i++)
+        if (hp->eos_ids[i] == id) return;
+    if (hp->n_eos < PHIQ_MAX_EOS) hp->eos_ids[hp->n_eos++] = id;
+}
+
+/* eos_token_id: an int or a list of ints. */
+static int read_eos(phiq_hparams *hp, const cJSON *cfg, const char *path) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, "eos_token_id");
+    if (!j || cJSON_IsNull(j)) return 0;
+    if (cJSON_IsNumber(j)) {
+        int id;
+        int rc = cfg_int(cfg, "eos_token_id", path, 0, HF_MAX_DIM, &id);
+        if (rc < 0) return rc;
+        add_eos(hp, id);
+        return 0;
+    }
+    if (!cJSON_IsArray(j)) return phiq_fail(PHIQ_EFORMAT, "%s: 'eos_token_id' must be an integer or a list", path);
+    for (const cJSON *e = j->child; e; e = e->next) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 || e->valuedouble > HF_MAX_DIM)
+            return phiq_fail(PHIQ_EFORMAT, "%s: 'eos_token_id' list holds a non-id", path);
+        add_eos(hp, (int)e->valuedouble);
+    }
+    return 0;
+}
+
+static int read_factors(const cJSON *rs, const char *key, const char *path, int want, float *dst) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(rs, key);
+    if (!cJSON_IsArray(a)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling.%s missing (LongRoPE needs it)", path, key);
+    int n = cJSON_GetArraySize(a);
+    if (n != want)
+        return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling.%s has %d entries, expected %d (rotary dims / 2)", path, key, n, want);
+    int i = 0;
+    for (const cJSON *e = a->child; e; e = e->next, i++) {
+        if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble) || e->valuedouble <= 0)
+            return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling.%s[%d] is not a positive number", path, key, i);
+        dst[i] = (float)e->valuedouble;
+    }
+    return 0;
+}
+
+static int parse_config(phiq_hf *hf, const char *path, const cJSON *cfg) {
+    phiq_hparams *hp = &hf->hp;
+    memset(hp, 0, sizeof *hp);
+    if (!cJSON_IsObject(cfg)) return phiq_fail(PHIQ_EFORMAT, "%s: not a JSON object", path);
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
+    const cJSON *a0 = cJSON_IsArray(archs) ? archs->child : NULL;
+    if (!cJSON_IsString(a0)) return phiq_fail(PHIQ_EFORMAT, "%s: missing 'architectures'", path);
+    const char *an = a0->valuestring;
+    if (!strcmp(an, "Phi3ForCausalLM")) hp->arch = PHIQ_ARCH_PHI3;
+    else if (!strcmp(an, "PhiForCausalLM")) hp->arch = PHIQ_ARCH_PHI2;
+    else if (!strcmp(an, "PhiMoEForCausalLM") || !strcmp(an, "PhimoeForCausalLM")) hp->arch = PHIQ_ARCH_PHIMOE;
+    else
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: unsupported architecture '%.64s' (phiq handles Phi3ForCausalLM, PhiForCausalLM, PhiMoEForCausalLM)", path, an);
+    hf->arch_name = strdup(an);
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
+    hf->model_type = strdup(cJSON_IsString(mt) ? mt->valuestring : "");
+    if (!hf->arch_name || !hf->model_type) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    bool phi2 = hp->arch == PHIQ_ARCH_PHI2, moe = hp->arch == PHIQ_ARCH_PHIMOE;
+    int rc;
+    if ((rc = cfg_req_int(cfg, "vocab_size", path, &hp->n_vocab)) ||
+        (rc = cfg_req_int(cfg, "hidden_size", path, &hp->n_embd)) ||
+        (rc = cfg_req_int(cfg, "intermediate_size", path, &hp->n_ff)) ||
+        (rc = cfg_req_int(cfg, "num_attention_heads", path, &hp->n_head)))
+        return rc;
+    rc = cfg_int(cfg, "num_hidden_layers", path, 1, HF_MAX_LAYERS, &hp->n_layer);
+    if (rc <= 0) return rc < 0 ? rc : phiq_fail(PHIQ_EFORMAT, "%s: missing 'num_hidden_layers'", path);
+    hp->n_head_kv = hp->n_head;
+    if ((rc = cfg_int(cfg, "num_key_value_heads", path, 1, HF_MAX_DIM, &hp->n_head_kv)) < 0) return rc;
+    if (hp->n_head % hp->n_head_kv != 0)
+        return phiq_fail(PHIQ_EFORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path, hp->n_head, hp->n_head_kv);
+    if (hp->n_embd % hp->n_head != 0)
+        return phiq_fail(PHIQ_EFORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path, hp->n_embd, hp->n_head);
+    hp->head_dim = hp->n_embd / hp->n_head;
+    if ((rc = cfg_int(cfg, "head_dim", path, 1, HF_MAX_DIM, &hp->head_dim)) < 0) return rc;
+    if ((int64_t)hp->head_dim * hp->n_head > HF_MAX_DIM)
+        return phiq_fail(PHIQ_EFORMAT, "%s: head_dim %d × %d heads is implausible", path, hp->head_dim, hp->n_head);
+    /* transformers' defaults when keys are absent */
+    hp->n_ctx_train = phi2 ? 2048 : moe ? 131072 : 4096;
+    if ((rc = cfg_int(cfg, "max_position_embeddings", path, 1, 1 << 30, &hp->n_ctx_train)) < 0) return rc;
+    double theta = 10000.0, eps = 1e-5, prf = phi2 ? 0.5 : 1.0;
+    if ((rc = cfg_num(cfg, "rope_theta", path, &theta)) < 0) return rc;
+    if ((rc = cfg_num(cfg, phi2 ? "layer_norm_eps" : "rms_norm_eps", path, &eps)) < 0) return rc;
+    if ((rc = cfg_num(cfg, "partial_rotary_factor", path, &prf)) < 0) return rc;
+    if (!(theta > 0)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_theta must be positive", path);
+    if (!(eps > 0 && eps < 1)) return phiq_fail(PHIQ_EFORMAT, "%s: norm epsilon %g out of range", path, eps);
+    if (!(prf > 0 && prf <= 1)) return phiq_fail(PHIQ_EFORMAT, "%s: partial_rotary_factor %g out of range (0, 1]", path, prf);
+    hp->rope_theta = (float)theta;
+    hp->norm_eps = (float)eps;
+    /* as llama.cpp's converter: int(partial_rotary_factor * hidden_size) // n_head */
+    hp->n_rot = (int)(prf * (double)hp->n_embd) / hp->n_head;
+    if (hp->n_rot < 2 || hp->n_rot % 2 || hp->n_rot > hp->head_dim)
+        return phiq_fail(PHIQ_EFORMAT, "%s: rotary dimension %d (partial_rotary_factor %g) must be even and within head_dim %d", path, hp->n_rot, prf, hp->head_dim);
+
+    int sw = 0;
+    if ((rc = cfg_int(cfg, "sliding_window", path, 0, 1 << 30, &sw)) < 0) return rc;
+    hp->sliding_window = sw;
+    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
+    hp->tied_embeddings = cJSON_IsTrue(tie);
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "attention_bias");
+    hp->attn_bias = phi2 || cJSON_IsTrue(ab);
+    if (moe) {
+        if ((rc = cfg_int(cfg, "num_local_experts", path, 1, 4096, &hp->n_expert)) <= 0)
+            return rc < 0 ? rc : phiq_fail(PHIQ_EFORMAT, "%s: missing 'num_local_experts'", path);
+        if ((rc = cfg_int(cfg, "num_experts_per_tok", path, 1, 4096, &hp->n_expert_used)) <= 0)
+            return rc < 0 ? rc : phiq_fail(PHIQ_EFORMAT, "%s: missing 'num_experts_per_tok'", path);
+        if (hp->n_expert_used > hp->n_expert)
+            return phiq_fail(PHIQ_EFORMAT, "%s: num_experts_per_tok %d > num_local_experts %d", path, hp->n_expert_used, hp->n_expert);
+    }
+
+    /* RoPE scaling */
+    hp->n_ctx_orig = 0;
+    if ((rc = cfg_int(cfg, "original_max_position_embeddings", path, 1, 1 << 30, &hp->n_ctx_orig)) < 0) return rc;
+    hp->rope_attn_factor = 1.0f;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        if (!cJSON_IsObject(rs)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling must be an object or null", path);
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        if (!cJSON_IsString(ty)) ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+        if (!cJSON_IsString(ty)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling has no type", path);
+        const char *t = ty->valuestring;
+        if (!strcmp(t, "default")) {
+            /* plain RoPE */
+        } else if (!strcmp(t, "longrope") || !strcmp(t, "su") || !strcmp(t, "yarn")) {
+            if (!hp->n_ctx_orig &&
+                (rc = cfg_int(rs, "original_max_position_embeddings", path, 1, 1 << 30, &hp->n_ctx_orig)) < 0)
+                return rc;
+            int nf = hp->n_rot / 2;
+            if (nf > PHIQ_MAX_ROPE_FACTORS) return phiq_fail(PHIQ_EUNSUPPORTED, "%s: %d LongRoPE factors (at most %d)", path, nf, PHIQ_MAX_ROPE_FACTORS);
+            if ((rc = read_factors(rs, "short_factor", path, nf, hp->rope_short)) ||
+                (rc = read_factors(rs, "long_factor", path, nf, hp->rope_long)))
+                return rc;
+            hp->n_rope_factors = nf;
+            int orig = hp->n_ctx_orig ? hp->n_ctx_orig : hp->n_ctx_train;
+            double s = (double)hp->n_ctx_train / orig, af = 1.0;
+            if (s > 1 && orig > 1) af = sqrt(1.0 + log(s) / log((double)orig));
+            /* explicit overrides: attention_factor (transformers), short_mscale (PhiMoE) */
+            if ((rc = cfg_num(rs, "attention_factor", path, &af)) < 0) return rc;
+            if (rc == 0 && (rc = cfg_num(rs, "short_mscale", path, &af)) < 0) return rc;
+            if (!(af > 0 && af < 100)) return phiq_fail(PHIQ_EFORMAT, "%s: rope attention factor %g out of range", path, af);
+            hp->rope_attn_factor = (float)af;
+        } else {
+            return phiq_fail(PHIQ_EUNSUPPORTED, "%s: rope_scaling type '%.32s' not supported (phiq handles longrope/su)", path, t);
+        }
+    }
+    if (!hp->n_ctx_orig) hp->n_ctx_orig = hp->n_ctx_train;
+
+    hp->bos_id = hp->pad_id = -1;
+    if ((rc = cfg_int(cfg, "bos_token_id", path, 0, HF_MAX_DIM, &hp->bos_id)) < 0) return rc;
+    if ((rc = cfg_int(cfg, "pad_token_id", path, 0, HF_MAX_DIM, &hp->pad_id)) < 0) return rc;
+    return read_eos(hp, cfg, path);
+}
+
+static cJSON *load_json(const char *path) {
+    char *txt;
+    size_t len;
+    struct stat st;
+    /* JSON side files are small; refuse a huge one before reading it whole */
+    if (stat(path, &st) == 0 && st.st_size > (64 << 20))
+        return phiq_fail_null(PHIQ_EFORMAT, "%s: %lld bytes is implausibly large for this file", path, (long long)st.st_size);
+    if (phiq_read_file(path, &txt, &len) != 0) return NULL;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(txt, len, &end, 0);
+    if (!j) {
+        const char *ep = cJSON_GetErrorPtr();
+        long at = ep && ep >= txt && ep <= txt + len ? (long)(ep - txt) : -1;
+        free(txt);
+        return phiq_fail_null(PHIQ_EFORMAT, "%s: invalid JSON (near byte %ld)", path, at);
+    }
+    free(txt);
+    return j;
+}
+
+/* ---- shards -------------------------------------------------------------------------- */
+
+static int add_shard(phiq_hf *hf, const char *path) {
+    phiq_st *st = phiq_st_open(path);
+    if (!st) return PHIQ_EFORMAT;
+    phiq_st **ns = realloc(hf->shards, (size_t)(hf->n_shards + 1) * sizeof *ns);
+    if (!ns) { phiq_st_close(st); return phiq_fail(PHIQ_ENOMEM, "out of memory"); }
+    hf->shards = ns;
+    hf->shards[hf->n_shards++] = st;
+    return 0;
+}
+
+static int open_index(phiq_hf *hf, const char *ipath) {
+    cJSON *idx = load_json(ipath);
+    if (!idx) return PHIQ_EFORMAT;
+    int rc = 0, n_names = 0;
+    const char **names = NULL; /* shard file names, aligned with hf->shards */
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(idx, "weight_map");
+    if (!cJSON_IsObject(wm) || !wm->child) { rc = phiq_fail(PHIQ_EFORMAT, "%s: no 'weight_map'", ipath); goto out; }
+    names = calloc(HF_MAX_SHARDS, sizeof *names);
+    if (!names) { rc = phiq_fail(PHIQ_ENOMEM, "out of memory"); goto out; }
+    /* distinct shard names in first-mention order; then each mapped tensor
+     * must really be in the shard the index names */
+    for (const cJSON *e = wm->child; e && !rc; e = e->next) {
+        if (!cJSON_IsString(e)) { rc = phiq_fail(PHIQ_EFORMAT, "%s: weight_map['%.64s'] is not a file name", ipath, e->string); break; }
+        const char *f = e->valuestring;
+        int k = 0;
+        while (k < n_names && strcmp(names[k], f)) k++;
+        if (k == n_names) {
+            if (!*f || strchr(f, '/') || !strcmp(f, ".") || !strcmp(f, "..")) {
+                rc = phiq_fail(PHIQ_EFORMAT, "%s: shard name '%.64s' must be a plain file name in the directory", ipath, f);
+                break;
+            }
+            if (n_names >= HF_MAX_SHARDS) { rc = phiq_fail(PHIQ_EFORMAT, "%s: too many shards", ipath); break; }
+            char *sp = phiq_path_join(hf->dir, f);
+            if (!sp) { rc = phiq_fail(PHIQ_ENOMEM, "out of memory"); break; }
+            if (!phiq_file_exists(sp)) rc = phiq_fail(PHIQ_EIO, "%s: shard '%s' named by the index is missing", ipath, f);
+            else rc = add_shard(hf, sp);
+            free(sp);
+            if (rc) break;
+            names[n_names++] = f;
+        }
+        if (!phiq_st_find(hf->shards[k], e->string))
+            rc = phiq_fail(PHIQ_EFORMAT, "%s: tensor '%.100s' is not in shard '%s' as the index says", ipath, e->string, f);
+    }
+out:
+    free(names);
+    cJSON_Delete(idx);
+    return rc;
+}
+
+static int build_lookup(phiq_hf *hf) {
+    int n = 0;
+    for (int s = 0; s < hf->n_shards; s++) n += phiq_st_n_tensors(hf->shards[s]);
+    hf->tensors = malloc(((size_t)n + 1) * sizeof *hf->tensors);
+    hf->hcap = 16;
+    while (hf->hcap < 2 * n) hf->hcap *= 2;
+    hf->hash = calloc((size_t)hf->hcap, sizeof *hf->hash);
+    if (!hf->tensors || !hf->hash) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    for (int s = 0; s < hf->n_shards; s++)
+        for (int i = 0; i < phiq_st_n_tensors(hf->shards[s]); i++) {
+            const phiq_st_tensor *t = phiq_st_tensor_at(hf->shards[s], i);
+            uint32_t h = hf_hash(t->name) & (uint32_t)(hf->hcap - 1);
+            while (hf->hash[h]) {
+                const phiq_st_tensor *o = hf->tensors[hf->hash[h] - 1];
+                if (!strcmp(o->name, t->name))
+                    return phiq_fail(PHIQ_EFORMAT, "%s: tensor '%s' is in both %s and %s", hf->dir, t->name, o->file, t->file);
+                h = (h + 1) & (uint32_t)(hf->hcap - 1);
+            }
+            hf->tensors[hf->n_tensors] = t;
+            hf->hash[h] = ++hf->n_tensors;
+            hf->total_bytes += t->nbytes;
+        }
+    return 0;
+}
+
+/* ---- required tensors ----------------------------------------------------------------- */
+
+static int need(phiq_hf *hf, const char *name, int nd, int64_t d0, int64_t d1) {
+    const phiq_st_tensor *t = phiq_hf_find(hf, name);
+    if (!t)
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor '%s' missing (config declares %d layers)", hf->dir, name, hf->hp.n_layer);
+    bool ok = t->n_dims == nd && t->shape[0] == d0 && (nd < 2 || t->shape[1] == d1);
+    if (!ok) {
+        char got[128] = "", want[64];
+        size_t k = 0;
+        for (int i = 0; i < t->n_dims && k < sizeof got - 24; i++)
+            k += (size_t)snprintf(got + k, sizeof got - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (nd == 1) snprintf(want, sizeof want, "%lld", (long long)d0);
+        else snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor '%s' has shape [%s], config implies [%s]", t->file, name, got, want);
+    }
+    if (t->dtype == PHIQ_ST_OTHER)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (phiq converts F32, F16, BF16)", t->file, name, t->dtype_name);
+    return 0;
+}
+
+static int check_tensors(phiq_hf *hf) {
+    phiq_hparams *hp = &hf->hp;
+    int64_t H = hp->n_embd, V = hp->n_vocab, I = hp->n_ff, d = hp->head_dim;
+    int64_t q = hp->n_head * d, kv = hp->n_head_kv * d;
+    char nm[160];
+    int rc;
+#define NEED1(n, a) do { if ((rc = need(hf, n, 1, a, 0))) return rc; } while (0)
+#define NEED2(n, a, b) do { if ((rc = need(hf, n, 2, a, b))) return rc; } while (0)
+#define L(fmt) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), nm)
+    if (!phiq_hf_find(hf, "lm_head.weight")) hp->tied_embeddings = true;
+    NEED2("model.embed_tokens.weight", V, H);
+    for (int l = 0; l < hp->n_layer; l++) {
+        switch (hp->arch) {
+        case PHIQ_ARCH_PHI3:
+            NEED1(L("input_layernorm.weight"), H);
+            NEED1(L("post_attention_layernorm.weight"), H);
+            NEED2(L("self_attn.qkv_proj.weight"), q + 2 * kv, H);
+            NEED2(L("self_attn.o_proj.weight"), H, q);
+            NEED2(L("mlp.gate_up_proj.weight"), 2 * I, H);
+            NEED2(L("mlp.down_proj.weight"), H, I);
+            break;
+        case PHIQ_ARCH_PHI2:
+            NEED1(L("input_layernorm.weight"), H);
+            NEED1(L("input_layernorm.bias"), H);
+            NEED2(L("self_attn.q_proj.weight"), q, H);
+            NEED1(L("self_attn.q_proj.bias"), q);
+            NEED2(L("self_attn.k_proj.weight"), kv, H);
+            NEED1(L("self_attn.k_proj.bias"), kv);
+            NEED2(L("self_attn.v_proj.weight"), kv, H);
+            NEED1(L("self_attn.v_proj.bias"), kv);
+            NEED2(L("self_attn.dense.weight"), H, q);
+            NEED1(L("self_attn.dense.bias"), H);
+            NEED2(L("mlp.fc1.weight"), I, H);
+            NEED1(L("mlp.fc1.bias"), I);
+            NEED2(L("mlp.fc2.weight"), H, I);
+            NEED1(L("mlp.fc2.bias"), H);
+            break;
+        case PHIQ_ARCH_PHIMOE:
+            NEED1(L("input_layernorm.weight"), H);
+            NEED1(L("input_layernorm.bias"), H);
+            NEED1(L("post_attention_layernorm.weight"), H);
+            NEED1(L("post_attention_layernorm.bias"), H);
+            NEED2(L("self_attn.q_proj.weight"), q, H);
+            NEED2(L("self_attn.k_proj.weight"), kv, H);
+            NEED2(L("self_attn.v_proj.weight"), kv, H);
+            NEED2(L("self_attn.o_proj.weight"), H, q);
+            if (hp->attn_bias) {
+                NEED1(L("self_attn.q_proj.bias"), q);
+                NEED1(L("self_attn.k_proj.bias"), kv);
+                NEED1(L("self_attn.v_proj.bias"), kv);
+                NEED1(L("self_attn.o_proj.bias"), H);
+            }
+            NEED2(L("block_sparse_moe.gate.weight"), hp->n_expert, H);
+            for (int e = 0; e < hp->n_expert; e++) {
+                snprintf(nm, sizeof nm, "model.layers.%d.block_sparse_moe.experts.%d.w1.weight", l, e);
+                NEED2(nm, I, H);
+                snprintf(nm, sizeof nm, "model.layers.%d.block_sparse_moe.experts.%d.w2.weight", l, e);
+                NEED2(nm, H, I);
+                snprintf(nm, sizeof nm, "model.layers.%d.block_sparse_moe.experts.%d.w3.weight", l, e);
+                NEED2(nm, I, H);
+            }
+            break;
+        }
+    }
+    if (hp->arch == PHIQ_ARCH_PHI2) {
+        NEED1("model.final_layernorm.weight", H);
+        NEED1("model.final_layernorm.bias", H);
+    } else {
+        NEED1("model.norm.weight", H);
+        if (hp->arch == PHIQ_ARCH_PHIMOE) NEED1("model.norm.bias", H);
+    }
+    if (phiq_hf_find(hf, "lm_head.weight")) NEED2("lm_head.weight", V, H);
+    if (hp->arch == PHIQ_ARCH_PHI2 && !hp->tied_embeddings) NEED1("lm_head.bias", V);
+    if (hp->arch == PHIQ_ARCH_PHIMOE && phiq_hf_find(hf, "lm_head.bias")) NEED1("lm_head.bias", V);
+#undef NEED1
+#undef NEED2
+#undef L
+    return 0;
+}
+
+/* ---- open ---------------------------------------------------------------------------- */
+
+static char *side_file(const char *dir, const char *name) {
+    char *p = phiq_path_join(dir, name);
+    if (p && !phiq_file_exists(p)) { free(p); p = NULL; }
+    return p;
+}
+
+phiq_hf *phiq_hf_open(const char *dir) {
+    if (!phiq_dir_exists(dir)) return phiq_fail_null(PHIQ_EIO, "%s: not a directory", dir);
+    phiq_hf *hf = calloc(1, sizeof *hf);
+    if (!hf || !(hf->dir = strdup(dir))) { free(hf); return phiq_fail_null(PHIQ_ENOMEM, "out of memory"); }
+    char *cpath = phiq_path_join(dir, "config.json");
+    char *ipath = phiq_path_join(dir, "model.safetensors.index.json");
+    char *spath = phiq_path_join(dir, "model.safetensors");
+    cJSON *cfg = NULL;
+    int rc = 0;
+    if (!cpath || !ipath || !spath) { rc = phiq_fail(PHIQ_ENOMEM, "out of memory"); goto out; }
+    if (!phiq_file_exists(cpath)) { rc = phiq_fail(PHIQ_EIO, "%s: no config.json (not a Hugging Face checkpoint?)", dir); goto out; }
+    cfg = load_json(cpath);
+    if (!cfg) { rc = PHIQ_EFORMAT; goto out; }
+    if ((rc = parse_config(hf, cpath, cfg))) goto out;
+    hf->tok_json = side_file(dir, "tokenizer.json");
+    hf->tok_cfg = side_file(dir, "tokenizer_config.json");
+    hf->gen_cfg = side_file(dir, "generation_config.json");
+    if (hf->gen_cfg) {
+        cJSON *g = load_json(hf->gen_cfg);
+        if (!g) { rc = PHIQ_EFORMAT; goto out; }
+        rc = read_eos(&hf->hp, g, hf->gen_cfg);
+        cJSON_Delete(g);
+        if (rc) goto out;
+    }
+    if (phiq_file_exists(ipath)) rc = open_index(hf, ipath);
+    else if (phiq_file_exists(spath)) rc = add_shard(hf, spath);
+    else rc = phiq_fail(PHIQ_EIO, "%s: neither model.safetensors nor model.safetensors.index.json", dir);
+    if (rc) goto out;
+    if ((rc = build_lookup(hf))) goto out;
+    rc = check_tensors(hf);
+out:
+    cJSON_Delete(cfg);
+    free(cpath);
+    free(ipath);
+    free(spath);
+    if (rc) { phiq_hf_close(hf); return NULL; }
+    return hf;
+}
+
+const char *phiq_hf_dir(const phiq_hf *hf) { return hf->dir; }
+const phiq_hparams *phiq_hf_hparams(const phiq_hf *hf) { return &hf->hp; }
+const char *phiq_hf_architecture(const phiq_hf *hf) { return hf->arch_name; }
+int phiq_hf_n_tensors(const phiq_hf *hf) { return hf->n_tensors; }
+
+const phiq_st_tensor *phiq_hf_tensor_at(const phiq_hf *hf, int i) {
+    return i >= 0 && i < hf->n_tensors ? hf->tensors[i] : NULL;
+}
+
+const phiq_st_tensor *phiq_hf_find(const phiq_hf *hf, const char *name) {
+    if (!hf->hash) return NULL;
+    uint32_t h = hf_hash(name) & (uint32_t)(hf->hcap - 1);
+    while (hf->hash[h]) {
+        const phiq_st_tensor *t = hf->tensors[hf->hash[h] - 1];
+        if (!strcmp(t->name, name)) return t;
+        h = (h + 1) & (uint32_t)(hf->hcap - 1);
+    }
+    return NULL;
+}
+
+const char *phiq_hf_tokenizer_json(const phiq_hf *hf) { return hf->tok_json; }
+const char *phiq_hf_tokenizer_config_json(const phiq_hf *hf) { return hf->tok_cfg; }
+const char *phiq_hf_generation_config_json(const phiq_hf *hf) { return hf->gen_cfg; }
+uint64_t phiq_hf_total_bytes(const phiq_hf *hf) { return hf->total_bytes; }
