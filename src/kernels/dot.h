@@ -63,6 +63,11 @@ void phiq_matvec_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out,
 /* Generic gemm: vec_dot per (row, column), weights tiled to stay in cache. */
 void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
                     const void *w, size_t row_bytes, const void *act, size_t act_stride);
+/* gemm through a row kernel that dots one weight row with four activation
+ * rows at once (res[j] = dot(x, y[j])); leftover columns use dot. */
+typedef void (*phiq_dot_x4_fn)(int64_t n, const void *x, const void *const y[4], float res[4]);
+void phiq_gemm_x4(phiq_dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
+                  size_t ldo, const void *w, size_t row_bytes, const void *act, size_t act_stride);
 #define PHIQ_GEMM_ROW_TILE 16
 #define PHIQ_GEMM_COL_TILE 64
 

@@ -304,6 +304,100 @@ static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
     *s = hsum_ps(acc);
 }
 
+/* ---- four activation rows per weight decode (gemm) ---------------------------------- */
+
+static inline void hsum4(const __m256 acc[4], float res[4]) {
+    for (int j = 0; j < 4; j++) res[j] = hsum_ps(acc[j]);
+}
+
+/* Q4_0 / Q8_0: the weight bytes are made signed once; |w| and the sign are
+ * shared by the four columns. */
+#define LEGACY_X4(name, WT, SIGNED_EXPR)                                                           \
+    static void name(int64_t n, const void *vx, const void *const vy[4], float res[4]) {           \
+        const WT *x = vx;                                                                          \
+        const phiq_block_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                \
+        __m256 acc[4];                                                                             \
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();                                  \
+        for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {                                             \
+            const WT *xb = x + ib;                                                                 \
+            const __m256i q = SIGNED_EXPR, aq = _mm256_sign_epi8(q, q);                            \
+            const float dx = F16(xb->d);                                                           \
+            for (int j = 0; j < 4; j++) {                                                          \
+                __m256i p = dot_us8(aq, _mm256_sign_epi8(load_y(y[j][ib].qs), q));                 \
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dx * F16(y[j][ib].d)), acc[j]); \
+            }                                                                                      \
+        }                                                                                          \
+        hsum4(acc, res);                                                                           \
+    }
+LEGACY_X4(dot_q4_0_x4, phiq_block_q4_0, _mm256_sub_epi8(nibbles(xb->qs), _mm256_set1_epi8(8)))
+LEGACY_X4(dot_q8_0_x4, phiq_block_q8_0, load_y(xb->qs))
+
+static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
+        const __m128i scm = kq_scales(x[i].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, scm);
+        __m256i isum[4];
+        for (int j = 0; j < 4; j++) {
+            acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), acc[j]);
+            isum[j] = _mm256_setzero_si256();
+        }
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            for (int j = 0; j < 4; j++) {
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_y(y[j][i].qs + 64 * c)), s0));
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_y(y[j][i].qs + 64 * c + 32)), s1));
+            }
+        }
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    hsum4(acc, res);
+}
+
+static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const int8_t *sc = x[i].scales;
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i isum[4];
+        for (int j = 0; j < 4; j++) {
+            __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[j][i].bsums), sc16);
+            isum[j] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                const int g = 8 * h + 2 * k;
+                const __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[g]), _mm_set1_epi16(sc[g + 1]));
+                for (int j = 0; j < 4; j++)
+                    isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], load_y(y[j][i].qs + 128 * h + 32 * k)), scv));
+            }
+        }
+        const float xd = F16(x[i].d);
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    hsum4(acc, res);
+}
+
 /* ---- float types ------------------------------------------------------------------ */
 
 #define FLOAT_DOT(name, XT, YT, LX, LY, SX, SY)                                                    \
@@ -356,15 +450,28 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
                           const void *w, size_t rb, const void *act, size_t as) {                  \
         phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
     }
-MATVEC(q4_0)
+#define MATVEC_X4(name)                                                                            \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        const char *p = w;                                                                         \
+        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
+            if (r + 1 < nrows) _mm_prefetch(p + rb, _MM_HINT_T0);                                  \
+            dot_##name(n, out + r, p, act);                                                        \
+        }                                                                                          \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);      \
+    }
+MATVEC_X4(q4_0)
+MATVEC_X4(q8_0)
+MATVEC_X4(q4_K)
+MATVEC_X4(q6_K)
 MATVEC(q4_1)
 MATVEC(q5_0)
 MATVEC(q5_1)
-MATVEC(q8_0)
 MATVEC(iq4_nl)
-MATVEC(q4_K)
 MATVEC(q5_K)
-MATVEC(q6_K)
 MATVEC(q2_K)
 MATVEC(q3_K)
 MATVEC(iq4_xs)

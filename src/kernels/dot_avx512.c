@@ -805,36 +805,10 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
     free(buf);
 }
 
-/* gemm through a 4-column row kernel (no activation preparation). */
-typedef void (*dot_x4_fn)(int64_t n, const void *x, const void *const y[4], float res[4]);
-
-static void gemm_x4(dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
-                    size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
-    const char *wp = w, *ap = act;
-    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
-        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
-        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
-            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
-            int64_t j = j0;
-            for (; j + 4 <= j1; j += 4) {
-                const void *const ys[4] = {ap + (size_t)j * as, ap + (size_t)(j + 1) * as, ap + (size_t)(j + 2) * as,
-                                           ap + (size_t)(j + 3) * as};
-                for (int64_t r = r0; r < r1; r++) {
-                    float v[4];
-                    x4(n, wp + (size_t)r * rb, ys, v);
-                    for (int c = 0; c < 4; c++) out[(size_t)(j + c) * ldo + r] = v[c];
-                }
-            }
-            for (; j < j1; j++)
-                for (int64_t r = r0; r < r1; r++) dot(n, out + (size_t)j * ldo + r, wp + (size_t)r * rb, ap + (size_t)j * as);
-        }
-    }
-}
-
 #define GEMM_X4(name)                                                                              \
     static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
                           const void *w, size_t rb, const void *act, size_t as) {                  \
-        gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);           \
+        phiq_gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);           \
     }
 GEMM_X4(q4_K)
 GEMM_X4(q6_K)
