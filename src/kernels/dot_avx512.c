@@ -498,6 +498,25 @@ FLOAT_DOT(dot_f16_f32, uint16_t, float, LD_F16, LD_F32, LDM_F16, LDM_F32)
 FLOAT_DOT(dot_bf16, uint16_t, uint16_t, LD_BF16, LD_BF16, LDM_BF16, LDM_BF16)
 FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, LDM_F32, LDM_F32)
 
+/* F16 weights for gemm: one weight conversion feeds four activation rows. */
+static void dot_f16_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const uint16_t *x = vx;
+    const uint16_t *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m512 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 w = LD_F16(x + i);
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(w, LD_F16(y[j] + i), acc[j]);
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 w = LDM_F16(m, x + i);
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(w, LDM_F16(m, y[j] + i), acc[j]);
+    }
+    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
 /* ---- matvec for 32-element blocks with a prepared activation ----------------------
  *
  * The activation is the same for every row, so a matvec rearranges it once:
@@ -857,7 +876,8 @@ MATVEC_ONLY(q6_K)
 MATVEC(iq4_xs)
 MATVEC(q2_K)
 MATVEC(q3_K)
-MATVEC(f16)
+MATVEC_ONLY(f16)
+GEMM_X4(f16)
 MATVEC(bf16)
 MATVEC(f32)
 
