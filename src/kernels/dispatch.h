@@ -13,7 +13,15 @@
  *
  * Preconditions for every kernel (the caller checks them once, not per
  * call): n is a multiple of the weight type's block size, w_row / act_row
- * point to complete rows, rows are at least 2-byte aligned. */
+ * point to complete rows, rows are at least 2-byte aligned (Q8_K activation
+ * rows 4-byte aligned). Kernels are thread-safe and never fail.
+ *
+ * Threads: give each thread one contiguous range of rows per matvec/gemm
+ * call (e.g. nrows / nthreads). The AVX-512 matvec of Q4_0/Q4_1/IQ4_NL/Q8_0
+ * rearranges the activation once per call (O(n), ~37 KiB of stack for
+ * n <= 16384), so many tiny calls would repeat that work. gemm may malloc
+ * scratch (about n * ncols bytes) and falls back to plain loops if it
+ * cannot; the AMX gemm configures and releases the tiles per call. */
 #ifndef PHIQ_KERNELS_DISPATCH_H
 #define PHIQ_KERNELS_DISPATCH_H
 
