@@ -46,7 +46,7 @@ static void build(void) {
     }
 #elif defined(__aarch64__)
     if (c->neon) {
-        phiq_kernels_init_neon(&g_tables[LEVEL_NEON]);
+        phiq_kernels_init_neon(&g_tables[LEVEL_NEON], c->dotprod);
         g_available[LEVEL_NEON] = true;
     }
 #else

@@ -45,7 +45,7 @@ typedef void (*phiq_gemm_fn)(int64_t n, int64_t nrows, int64_t ncols, float *out
                              size_t row_bytes, const void *act, size_t act_stride);
 
 typedef struct phiq_kernels {
-    const char *isa; /* "scalar", "avx2", "avx512" (F+BW+VL+DQ+VNNI), "amx" (avx512 + AMX-INT8 gemm), "neon" (AArch64) */
+    const char *isa; /* "scalar", "avx2", "avx512" (F+BW+VL+DQ+VNNI), "amx" (avx512 + AMX-INT8 gemm), "neon" or "neon+dotprod" (AArch64) */
     /* Activation type each weight type's dot wants; -1 = weight type unsupported. */
     int act_type[PHIQ_GGML_TYPE_COUNT];
     /* Converts n floats (a multiple of act_type's block size) to act_type

@@ -75,6 +75,6 @@ void phiq_gemm_x4(phiq_dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nro
 void phiq_kernels_init_avx2(phiq_kernels *k);
 void phiq_kernels_init_avx512(phiq_kernels *k);
 void phiq_kernels_init_amx(phiq_kernels *k); /* AVX-512 table + AMX gemm */
-void phiq_kernels_init_neon(phiq_kernels *k); /* AArch64 */
+void phiq_kernels_init_neon(phiq_kernels *k, int dotprod); /* AArch64 */
 
 #endif

@@ -1,8 +1,9 @@
 /* dot_neon.c — AArch64 NEON kernels (baseline ARMv8-A: every AArch64 CPU
  * has them). int8 products are widened with vmull_s8 (|a*b| <= 128*127 fits
  * int16) and pairwise-accumulated into int32 with vpadalq_s16; one float
- * multiply-add per block as in the scalar reference. Types without a NEON
- * kernel keep the scalar one. */
+ * multiply-add per block as in the scalar reference; with the dotprod
+ * extension, SDOT replaces the widening pair. Types without a NEON kernel
+ * keep the scalar one. */
 #include <arm_neon.h>
 #include <string.h>
 
@@ -68,6 +69,68 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
             int32x4_t lo = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(v0, m4)), vld1q_s8(q8)),
                                  vreinterpretq_s8_u8(vandq_u8(v1, m4)), vld1q_s8(q8 + 16));
             int32x4_t hi = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), vld1q_s8(q8 + 32)),
+                                 vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)), vld1q_s8(q8 + 48));
+            isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);
+        }
+        sumf += f16(x[i].d) * y[i].d * isum - f16(x[i].dmin) * y[i].d * summ;
+    }
+    *s = sumf;
+}
+
+/* The same three kernels with the ARMv8.2 dot-product instruction (SDOT),
+ * chosen at run time when the CPU reports it (HWCAP_ASIMDDP). */
+#define DP __attribute__((target("arch=armv8.2-a+dotprod")))
+DP static inline int32x4_t dot16_dp(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
+
+DP static void dot_q4_0_dp(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q4_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    const int8x16_t k8 = vdupq_n_s8(8);
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
+        const uint8x16_t v = vld1q_u8(x[ib].qs);
+        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), k8);
+        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), k8);
+        int32x4_t p = dot16_dp(dot16_dp(vdupq_n_s32(0), lo, vld1q_s8(y[ib].qs)), hi, vld1q_s8(y[ib].qs + 16));
+        const float d = f16(x[ib].d) * f16(y[ib].d);
+        if (ib & 1) acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p), d);
+        else acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), d);
+    }
+    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
+DP static void dot_q8_0_dp(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q8_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
+        int32x4_t p = dot16_dp(dot16_dp(vdupq_n_s32(0), vld1q_s8(x[ib].qs), vld1q_s8(y[ib].qs)), vld1q_s8(x[ib].qs + 16),
+                            vld1q_s8(y[ib].qs + 16));
+        const float d = f16(x[ib].d) * f16(y[ib].d);
+        if (ib & 1) acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p), d);
+        else acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), d);
+    }
+    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
+DP static void dot_q4_K_dp(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y = vy;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    float sumf = 0;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        int summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        int isum = 0;
+        for (int c = 0; c < 4; c++) {
+            const uint8x16_t v0 = vld1q_u8(x[i].qs + 32 * c), v1 = vld1q_u8(x[i].qs + 32 * c + 16);
+            const int8_t *q8 = y[i].qs + 64 * c;
+            int32x4_t lo = dot16_dp(dot16_dp(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(v0, m4)), vld1q_s8(q8)),
+                                 vreinterpretq_s8_u8(vandq_u8(v1, m4)), vld1q_s8(q8 + 16));
+            int32x4_t hi = dot16_dp(dot16_dp(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), vld1q_s8(q8 + 32)),
                                  vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)), vld1q_s8(q8 + 48));
             isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);
         }
@@ -167,11 +230,14 @@ static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
 WRAP(q4_0)
 WRAP(q8_0)
 WRAP(q4_K)
+WRAP(q4_0_dp)
+WRAP(q8_0_dp)
+WRAP(q4_K_dp)
 WRAP(q6_K)
 WRAP(f16)
 WRAP(f32)
 
-void phiq_kernels_init_neon(phiq_kernels *k) {
+void phiq_kernels_init_neon(phiq_kernels *k, int dotprod) {
     phiq_kernels_init_scalar(k);
     k->isa = "neon";
     k->dot_f16_f32 = dot_f16_f32;
@@ -184,5 +250,11 @@ void phiq_kernels_init_neon(phiq_kernels *k) {
     SET(Q6_K, q6_K);
     SET(F16, f16);
     SET(F32, f32);
+    if (dotprod) {
+        k->isa = "neon+dotprod";
+        SET(Q4_0, q4_0_dp);
+        SET(Q8_0, q8_0_dp);
+        SET(Q4_K, q4_K_dp);
+    }
 #undef SET
 }
