@@ -115,8 +115,13 @@ int main(int argc, char **argv) {
         int copies = (int)((512u << 20) / mbytes) + 1;
         char *w = malloc(mbytes * copies);
         for (size_t i = 0; i < mbytes * copies; i++) w[i] = (char)(i * 2654435761u >> 13);
-        /* keep fp16 fields finite: clear the exponent's top bit in every 16-bit word */
+        /* keep fp16 fields finite: clear the exponent's top bit in every 16-bit word;
+         * F32/BF16 get ordinary values (denormals would time microcode assists) */
         for (size_t i = 1; i < mbytes * copies; i += 2) w[i] &= 0x3b;
+        if (t == PHIQ_GGML_TYPE_F32)
+            for (size_t i = 0; i < mbytes * copies / 4; i++) ((float *)w)[i] = (float)(i % 17) * 0.01f - 0.08f;
+        if (t == PHIQ_GGML_TYPE_BF16)
+            for (size_t i = 0; i < mbytes * copies / 2; i++) ((uint16_t *)w)[i] = (uint16_t)(0x3c00 + i % 200);
         const char *const *lv = phiq_kernels_levels();
         for (int ki = 0; lv[ki]; ki++) {
             const phiq_kernels *k = phiq_kernels_for(lv[ki]);
@@ -154,6 +159,10 @@ int main(int argc, char **argv) {
         float *o = malloc(sizeof(float) * R * C);
         for (size_t i = 0; i < rb * R; i++) w[i] = (char)(i * 2654435761u >> 13);
         for (size_t i = 1; i < rb * R; i += 2) w[i] &= 0x3b;
+        if (t == PHIQ_GGML_TYPE_F32)
+            for (size_t i = 0; i < rb * R / 4; i++) ((float *)w)[i] = (float)(i % 17) * 0.01f - 0.08f;
+        if (t == PHIQ_GGML_TYPE_BF16)
+            for (size_t i = 0; i < rb * R / 2; i++) ((uint16_t *)w)[i] = (uint16_t)(0x3c00 + i % 200);
         for (int j = 0; j < C; j++) best->quantize_act(best->act_type[t], x, acts + j * ab, N);
         const char *const *lv = phiq_kernels_levels();
         for (int ki = 0; lv[ki]; ki++) {

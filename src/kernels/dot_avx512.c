@@ -117,11 +117,16 @@ static inline uint32_t qh32(const uint8_t *qh) {
     memcpy(&v, qh, 4);
     return v;
 }
-#define Q5_U2(p)                                                                                   \
-    _mm512_mask_add_epi8(nibbles2((p)[0].qs, (p)[1].qs),                                           \
-                         _cvtu64_mask64(qh32((p)[0].qh) | (uint64_t)qh32((p)[1].qh) << 32),        \
-                         nibbles2((p)[0].qs, (p)[1].qs), _mm512_set1_epi8(16))
-#define Q5_U1(p) _mm256_mask_add_epi8(nibbles1((p)->qs), _cvtu32_mask32(qh32((p)->qh)), nibbles1((p)->qs), _mm256_set1_epi8(16))
+static inline __m512i q5_u2_(const uint8_t *qs0, const uint8_t *qh0, const uint8_t *qs1, const uint8_t *qh1) {
+    const __m512i q = nibbles2(qs0, qs1);
+    return _mm512_mask_add_epi8(q, _cvtu64_mask64(qh32(qh0) | (uint64_t)qh32(qh1) << 32), q, _mm512_set1_epi8(16));
+}
+static inline __m256i q5_u1_(const uint8_t *qs, const uint8_t *qh) {
+    const __m256i q = nibbles1(qs);
+    return _mm256_mask_add_epi8(q, _cvtu32_mask32(qh32(qh)), q, _mm256_set1_epi8(16));
+}
+#define Q5_U2(p) q5_u2_((p)[0].qs, (p)[0].qh, (p)[1].qs, (p)[1].qh)
+#define Q5_U1(p) q5_u1_((p)->qs, (p)->qh)
 PAIR_DOT(dot_q5_0, phiq_block_q5_0, phiq_block_q8_0, Q5_U2, Q5_U1, 16, NO_EXTRA)
 PAIR_DOT(dot_q5_1, phiq_block_q5_1, phiq_block_q8_1, Q5_U2, Q5_U1, 0, MIN_EXTRA)
 
@@ -194,20 +199,21 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q8_K *y = vy;
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F), k16 = _mm512_set1_epi8(16);
+    const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
         const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
         accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
         __m512i isum = _mm512_setzero_si512();
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
             __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
-            uint64_t hb = (uint64_t)_cvtmask32_u32(_mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c))))) |
-                          (uint64_t)_cvtmask32_u32(_mm256_test_epi8_mask(qh, _mm256_set1_epi8((char)(1 << (2 * c + 1))))) << 32;
-            q = _mm512_mask_add_epi8(q, _cvtu64_mask64(hb), q, k16);
+            /* bit 2c (low half) / 2c+1 (high half) of each qh byte, moved to bit 4 */
+            const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+            q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhz, cnt), one), 4));
             __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * c));
             isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(idx_pairs(c), sc16));
         }
@@ -316,7 +322,7 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q3_K *x = vx;
     const phiq_block_q8_K *y = vy;
     __m512 acc = _mm512_setzero_ps();
-    const __m512i m3 = _mm512_set1_epi8(3), k4 = _mm512_set1_epi8(4);
+    const __m512i m3 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
     const __m512i shA = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     const __m512i shB = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     __m512i idx[4];
@@ -340,11 +346,12 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
             __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
             __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(z, shA), m3);
             __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(z, shB), m3);
-            const int b = 4 * h;
-            __m512i selA = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << b)), _mm256_set1_epi8((char)(1 << (b + 1))), 1);
-            __m512i selB = _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (b + 2))), _mm256_set1_epi8((char)(1 << (b + 3))), 1);
-            qa = _mm512_mask_add_epi8(qa, _mm512_test_epi8_mask(hmz, selA), qa, k4);
-            qb = _mm512_mask_add_epi8(qb, _mm512_test_epi8_mask(hmz, selB), qb, k4);
+            /* hmask bit 4h+s of byte l is the high bit (+4) of element 128h+32s+l */
+            const short b = (short)(4 * h);
+            const __m512i cA = _mm512_inserti64x4(_mm512_set1_epi16(b), _mm256_set1_epi16((short)(b + 1)), 1);
+            const __m512i cB = _mm512_inserti64x4(_mm512_set1_epi16((short)(b + 2)), _mm256_set1_epi16((short)(b + 3)), 1);
+            qa = _mm512_or_si512(qa, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hmz, cA), one), 2));
+            qb = _mm512_or_si512(qb, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hmz, cB), one), 2));
             isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, _mm512_loadu_si512(y[i].qs + 128 * h)),
                                        _mm512_permutexvar_epi16(idx[2 * h], sc512));
             isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, _mm512_loadu_si512(y[i].qs + 128 * h + 64)),
