@@ -664,48 +664,45 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
     return _mm512_reduce_add_ps(acc);
 }
 
-#define MATVEC_NIB(name, WT, BSZ, QOFF, HAS_M, LUT, OFFV, IS_Q81)                                 \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        const int64_t nb = n / PHIQ_QK;                                                            \
-        if (n > PREP_MAXN || nb < 4) {                                                             \
-            phiq_matvec_rows(dot_##name, n, nrows, out, w, rb, act);                               \
-            return;                                                                                \
-        }                                                                                          \
-        _Alignas(64) char buf[2 * PREP_MAXN + 2 * (PREP_MAXN / 8)];                                \
-        prep pp = prep_at(buf, n), *p = &pp;                                                       \
-        prep_act(p, LAYOUT_NIB4, OFFV, act, IS_Q81, nb);                                           \
-        const int64_t ng = nb / 4, done = ng * 4;                                                  \
-        const size_t aoff = (size_t)done * (IS_Q81 ? 36 : 34);                                     \
-        for (int64_t r = 0; r < nrows; r++) {                                                      \
-            const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;                                \
-            float v = row_nib4(x, BSZ, QOFF, HAS_M, LUT, p, ng), t = 0;                            \
-            if (done < nb) dot_##name((nb - done) * PHIQ_QK, &t, x + done * BSZ, (const char *)act + aoff); \
-            out[r] = v + t;                                                                        \
-        }                                                                                          \
-    }
+/* The prepared types: Q4_0, Q4_1, IQ4_NL (groups of 4 blocks), Q8_0 (pairs). */
+enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
+static const int kind_bsz[] = {18, 20, 18, 34}, kind_qoff[] = {2, 4, 2, 2}, kind_off[] = {8, 0, 128, 128};
 
-MATVEC_NIB(q4_0, phiq_block_q4_0, 18, 2, 0, 0, 8, 0)
-MATVEC_NIB(q4_1, phiq_block_q4_1, 20, 4, 1, 0, 0, 1)
-MATVEC_NIB(iq4_nl, phiq_block_iq4_nl, 18, 2, 0, 1, 128, 0)
-
-static void mv_q8_0(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act) {
+static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
+                            size_t rb, const void *act) {
     const int64_t nb = n / PHIQ_QK;
-    if (n > PREP_MAXN || nb < 2) {
-        phiq_matvec_rows(dot_q8_0, n, nrows, out, w, rb, act);
+    const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
+    _Alignas(64) char sbuf[2 * PREP_MAXN + 2 * (PREP_MAXN / 8)];
+    char *buf = n <= PREP_MAXN ? sbuf : aligned_alloc(64, prep_bytes(n)); /* big rows: heap */
+    if (nb < unit || !buf) {
+        phiq_matvec_rows(dot, n, nrows, out, w, rb, act);
         return;
     }
-    _Alignas(64) char buf[2 * PREP_MAXN + 2 * (PREP_MAXN / 8)];
-    prep pp = prep_at(buf, n), *p = &pp;
-    prep_act(p, LAYOUT_PAIR, 128, act, 0, nb);
-    const int64_t np = nb / 2, done = np * 2;
+    prep p = prep_at(buf, n);
+    prep_act(&p, kind == KIND_Q8_0 ? LAYOUT_PAIR : LAYOUT_NIB4, kind_off[kind], act, q81, nb);
+    const int64_t done = nb / unit * unit;
+    const size_t aoff = (size_t)done * (q81 ? 36 : 34);
+    const int bsz = kind_bsz[kind];
     for (int64_t r = 0; r < nrows; r++) {
         const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-        float v = row_q8_0(x, p, np), t = 0;
-        if (done < nb) dot_q8_0(PHIQ_QK, &t, x + done * 34, (const char *)act + done * 34);
+        float v = kind == KIND_Q8_0 ? row_q8_0(x, &p, nb / 2)
+                                    : row_nib4(x, bsz, kind_qoff[kind], q81, kind == KIND_IQ4_NL, &p, nb / 4);
+        float t = 0;
+        if (done < nb) dot((nb - done) * PHIQ_QK, &t, x + done * bsz, (const char *)act + aoff);
         out[r] = v + t;
     }
+    if (buf != sbuf) free(buf);
 }
+
+#define MATVEC_PREPARED(name, KIND)                                                                \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        matvec_prepared(KIND, dot_##name, n, nrows, out, w, rb, act);                              \
+    }
+MATVEC_PREPARED(q4_0, KIND_Q4_0)
+MATVEC_PREPARED(q4_1, KIND_Q4_1)
+MATVEC_PREPARED(iq4_nl, KIND_IQ4_NL)
+MATVEC_PREPARED(q8_0, KIND_Q8_0)
 
 /* Four activation columns per weight decode (register blocking for gemm):
  * the nibble unpack and the weight-scale gather are shared by 4 columns. */
@@ -775,15 +772,13 @@ static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs,
 
 /* GEMM for the prepared types: activations are prepared once per column
  * tile, weights are read in row tiles that stay in L1 across the columns. */
-enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
-
 static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
                           size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
-    static const int bsz[] = {18, 20, 18, 34}, qoff[] = {2, 4, 2, 2}, offv[] = {8, 0, 128, 128};
+    const int *bsz = kind_bsz, *qoff = kind_qoff, *offv = kind_off;
     const int64_t nb = n / PHIQ_QK;
     const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
     const size_t pb = prep_bytes(n);
-    char *buf = n <= PREP_MAXN && nb >= unit ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
+    char *buf = nb >= unit ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
     if (!buf) {
         phiq_gemm_rows(dot, n, nrows, ncols, out, ldo, w, rb, act, as);
         return;
