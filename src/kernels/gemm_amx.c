@@ -1,12 +1,12 @@
-/* gemm_amx.c — prompt-processing GEMM on AMX-INT8 tiles for Q8_0 and Q4_0
- * weights times Q8_0 activations (the "amx" table = the AVX-512 table with
- * these gemm entries replaced; Q4_K and Q6_K further down). Decode keeps the AVX-512 VNNI matvec:
- * tile setup does not pay off for one activation row.
+/* gemm_amx.c — prompt-processing GEMM on AMX-INT8 tiles for Q8_0, Q4_0,
+ * IQ4_NL (x Q8_0), Q4_1 (x Q8_1), Q4_K and Q6_K (x Q8_K) weights. The "amx"
+ * table is the AVX-512 table with these gemm entries replaced; decode keeps
+ * the AVX-512 VNNI matvec (tile setup does not pay off for one row).
  *
  * One tdpbssd per 32-element block (every block has its own weight and
  * activation scale, so int32 sums cannot run across blocks):
  *   A (tmm1) = 16 weight rows x 32 int8   (Q8_0: loaded straight from the
- *              rows with their stride; Q4_0: unpacked to q-8 once per row tile)
+ *              rows with their stride; others unpacked once per row tile)
  *   B (tmm2) = 8 x 64 bytes: the block of 16 activation rows in VNNI order,
  *              B[k/4][4j + k%4] = act_j[k] (prepared once per call)
  *   C (tmm0) = 16 x 16 int32, C[r][j]; stored and scaled with AVX-512:
@@ -27,7 +27,7 @@ typedef struct tilecfg {
     uint8_t rows[16];
 } tilecfg;
 
-static phiq_gemm_fn g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_K, g_fallback_q6_K;
+static phiq_gemm_fn g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_1, g_fallback_iq4_nl, g_fallback_q4_K, g_fallback_q6_K;
 
 static void tiles_configure(void) {
     tilecfg cfg;
@@ -41,19 +41,26 @@ static void tiles_configure(void) {
     _tile_loadconfig(&cfg);
 }
 
-enum { WT_Q8_0, WT_Q4_0 };
+/* Q4_1 (x Q8_1) adds m_r * s_j per block: an outer product of the weight
+ * mins and the activations' s = d * sum(q). IQ4_NL unpacks through its table. */
+enum { WT_Q8_0, WT_Q4_0, WT_Q4_1, WT_IQ4_NL };
 
 static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w,
                      size_t rb, const void *act, size_t as) {
-    phiq_gemm_fn fallback = wt == WT_Q8_0 ? g_fallback_q8_0 : g_fallback_q4_0;
+    const phiq_gemm_fn fallbacks[] = {g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_1, g_fallback_iq4_nl};
+    const int bszs[] = {34, 18, 20, 18};
+    phiq_gemm_fn fallback = fallbacks[wt];
     const int64_t nb = n / PHIQ_QK, nrt = nrows / 16, nct = (ncols + 15) / 16;
-    const int bsz = wt == WT_Q8_0 ? 34 : 18;
+    const int bsz = bszs[wt], q81 = wt == WT_Q4_1, unpack = wt != WT_Q8_0;
+    const int qoff = q81 ? 4 : 2, absz = q81 ? 36 : 34, aqoff = q81 ? 4 : 2;
     int8_t *B = nrt ? aligned_alloc(64, (size_t)nct * nb * 512) : NULL;
     float *dy = nrt ? aligned_alloc(64, (size_t)nct * nb * 64) : NULL;
-    int8_t *A = wt == WT_Q4_0 && nrt ? aligned_alloc(64, (size_t)nb * 512) : NULL;
+    float *ys = nrt ? aligned_alloc(64, (size_t)nct * nb * 64) : NULL;
+    int8_t *A = unpack && nrt ? aligned_alloc(64, (size_t)nb * 512) : NULL;
     float *dw = nrt ? aligned_alloc(64, (size_t)nb * 64) : NULL;
-    if (!B || !dy || !dw || (wt == WT_Q4_0 && !A)) {
-        free(B), free(dy), free(A), free(dw);
+    float *mw = nrt ? aligned_alloc(64, (size_t)nb * 64) : NULL;
+    if (!B || !dy || !ys || !dw || !mw || (unpack && !A)) {
+        free(B), free(dy), free(ys), free(A), free(dw), free(mw);
         fallback(n, nrows, ncols, out, ldo, w, rb, act, as);
         return;
     }
@@ -64,14 +71,16 @@ static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out
             float *d = dy + ((size_t)ct * nb + b) * 16;
             for (int j = 0; j < 16; j++) {
                 const int64_t col = ct * 16 + j;
+                float *sv = ys + ((size_t)ct * nb + b) * 16;
                 if (col >= ncols) {
-                    d[j] = 0;
+                    d[j] = sv[j] = 0;
                     for (int kk = 0; kk < 8; kk++) memset(dst + kk * 64 + 4 * j, 0, 4);
                     continue;
                 }
-                const phiq_block_q8_0 *y = (const phiq_block_q8_0 *)((const char *)act + (size_t)col * as) + b;
-                d[j] = F16(y->d);
-                for (int kk = 0; kk < 8; kk++) memcpy(dst + kk * 64 + 4 * j, y->qs + 4 * kk, 4);
+                const uint8_t *y = (const uint8_t *)act + (size_t)col * as + (size_t)b * absz;
+                d[j] = F16((uint16_t)(y[0] | y[1] << 8));
+                sv[j] = q81 ? F16((uint16_t)(y[2] | y[3] << 8)) : 0;
+                for (int kk = 0; kk < 8; kk++) memcpy(dst + kk * 64 + 4 * j, y + aqoff + 4 * kk, 4);
             }
         }
     tiles_configure();
@@ -83,10 +92,15 @@ static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out
             for (int r = 0; r < 16; r++) {
                 const uint8_t *blk = (const uint8_t *)wr + (size_t)r * rb + b * bsz;
                 dw[b * 16 + r] = F16((uint16_t)(blk[0] | blk[1] << 8));
-                if (wt == WT_Q4_0) {
-                    __m128i v = _mm_loadu_si128((const __m128i *)(blk + 2));
+                mw[b * 16 + r] = q81 ? F16((uint16_t)(blk[2] | blk[3] << 8)) : 0;
+                if (unpack) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(blk + qoff));
                     __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
-                    z = _mm256_sub_epi8(_mm256_and_si256(z, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+                    z = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
+                    if (wt == WT_Q4_0) z = _mm256_sub_epi8(z, _mm256_set1_epi8(8));
+                    if (wt == WT_IQ4_NL)
+                        z = _mm256_shuffle_epi8(
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl)), z);
                     _mm256_store_si256((__m256i *)(A + b * 512 + r * 32), z);
                 }
             }
@@ -95,8 +109,8 @@ static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out
             for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
             for (int64_t b = 0; b < nb; b++) {
                 _tile_zero(0);
-                if (wt == WT_Q8_0) _tile_loadd(1, wr + b * 34 + 2, (long)rb);
-                else _tile_loadd(1, A + b * 512, 32);
+                if (unpack) _tile_loadd(1, A + b * 512, 32);
+                else _tile_loadd(1, wr + b * 34 + 2, (long)rb);
                 _tile_loadd(2, B + ((size_t)ct * nb + b) * 512, 64);
                 _tile_dpbssd(0, 1, 2);
                 _tile_stored(0, C, 64);
@@ -104,6 +118,10 @@ static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out
                 for (int r = 0; r < 16; r++)
                     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(C[r])),
                                              _mm512_mul_ps(dyv, _mm512_set1_ps(dw[b * 16 + r])), acc[r]);
+                if (q81) {
+                    const __m512 sv = _mm512_load_ps(ys + ((size_t)ct * nb + b) * 16);
+                    for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(sv, _mm512_set1_ps(mw[b * 16 + r]), acc[r]);
+                }
             }
             for (int r = 0; r < 16; r++) _mm512_store_ps(res[r], acc[r]);
             for (int j = 0; j < 16 && ct * 16 + j < ncols; j++)
@@ -111,7 +129,7 @@ static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out
         }
     }
     _tile_release();
-    free(B), free(dy), free(A), free(dw);
+    free(B), free(dy), free(ys), free(A), free(dw), free(mw);
     if (nrows > nrt * 16)
         fallback(n, nrows - nrt * 16, ncols, out + nrt * 16, ldo, (const char *)w + (size_t)nrt * 16 * rb, rb, act, as);
 }
@@ -124,6 +142,16 @@ static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t 
 static void gm_q4_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                     const void *act, size_t as) {
     gemm_amx(WT_Q4_0, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+static void gm_q4_1(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
+    gemm_amx(WT_Q4_1, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+static void gm_iq4_nl(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                      const void *act, size_t as) {
+    gemm_amx(WT_IQ4_NL, n, nrows, ncols, out, ldo, w, rb, act, as);
 }
 
 /* ---- K-quants: weights unpacked per row tile into int8 sub-blocks (32
@@ -266,6 +294,10 @@ void phiq_kernels_init_amx(phiq_kernels *k) {
     g_fallback_q4_0 = k->gemm[PHIQ_GGML_TYPE_Q4_0];
     k->gemm[PHIQ_GGML_TYPE_Q8_0] = gm_q8_0;
     k->gemm[PHIQ_GGML_TYPE_Q4_0] = gm_q4_0;
+    g_fallback_q4_1 = k->gemm[PHIQ_GGML_TYPE_Q4_1];
+    g_fallback_iq4_nl = k->gemm[PHIQ_GGML_TYPE_IQ4_NL];
+    k->gemm[PHIQ_GGML_TYPE_Q4_1] = gm_q4_1;
+    k->gemm[PHIQ_GGML_TYPE_IQ4_NL] = gm_iq4_nl;
     g_fallback_q4_K = k->gemm[PHIQ_GGML_TYPE_Q4_K];
     g_fallback_q6_K = k->gemm[PHIQ_GGML_TYPE_Q6_K];
     k->gemm[PHIQ_GGML_TYPE_Q4_K] = gm_q4_K;
