@@ -1,5 +1,5 @@
 /* gemm_amx.c — prompt-processing GEMM on AMX-INT8 tiles for Q8_0, Q4_0,
- * IQ4_NL (x Q8_0), Q4_1 (x Q8_1), Q4_K and Q6_K (x Q8_K) weights. The "amx"
+ * IQ4_NL (x Q8_0), Q4_1 (x Q8_1) and the K-quants + IQ4_XS (x Q8_K). The "amx"
  * table is the AVX-512 table with these gemm entries replaced; decode keeps
  * the AVX-512 VNNI matvec (tile setup does not pay off for one row).
  *
@@ -27,7 +27,7 @@ typedef struct tilecfg {
     uint8_t rows[16];
 } tilecfg;
 
-static phiq_gemm_fn g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_1, g_fallback_iq4_nl, g_fallback_q4_K, g_fallback_q6_K;
+static phiq_gemm_fn g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_1, g_fallback_iq4_nl;
 
 static void tiles_configure(void) {
     tilecfg cfg;
@@ -154,10 +154,12 @@ static void gm_iq4_nl(int64_t n, int64_t nrows, int64_t ncols, float *out, size_
     gemm_amx(WT_IQ4_NL, n, nrows, ncols, out, ldo, w, rb, act, as);
 }
 
-/* ---- K-quants: weights unpacked per row tile into int8 sub-blocks (32
- * elements for Q4_K, 16 for Q6_K: one tdpbssd per scale), each with a float
- * scale d*sc per row; Q4_K's mins are applied with the activation bsums. */
-enum { WT_Q4_K, WT_Q6_K };
+/* ---- K-quants and IQ4_XS: weights unpacked per row tile into int8
+ * sub-blocks (32 elements for Q4_K/Q5_K/IQ4_XS, 16 for Q6_K/Q3_K/Q2_K: one
+ * tdpbssd per scale), each with a float scale d*sc per row; mins (Q4_K,
+ * Q5_K, Q2_K) are applied with the activation bsums. */
+enum { WT_Q4_K, WT_Q6_K, WT_Q5_K, WT_IQ4_XS, WT_Q3_K, WT_Q2_K, WT_KCOUNT };
+static phiq_gemm_fn g_fallback_k[WT_KCOUNT];
 
 static void unpack_q4_K(const phiq_block_q4_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
     for (int64_t i = 0; i < nsb; i++) {
@@ -196,18 +198,98 @@ static void unpack_q6_K(const phiq_block_q6_K *x, int64_t nsb, int r, int8_t *A,
     }
 }
 
+static void unpack_q5_K(const phiq_block_q5_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nsb; i++) {
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        const float d = F16(x[i].d), dmin = F16(x[i].dmin);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+            __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+            const int64_t s0 = i * 8 + 2 * c;
+            _mm256_store_si256((__m256i *)(A + (s0 * 16 + r) * 32),
+                               _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4)));
+            _mm256_store_si256((__m256i *)(A + ((s0 + 1) * 16 + r) * 32),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4)));
+        }
+        for (int j = 0; j < 8; j++) wsc[(i * 8 + j) * 16 + r] = d * sc[j], wmn[(i * 8 + j) * 16 + r] = dmin * mn[j];
+    }
+}
+
+static void unpack_iq4_xs(const phiq_block_iq4_xs *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl));
+    for (int64_t i = 0; i < nsb; i++) {
+        const float d = F16(x[i].d);
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((x[i].scales_h >> (2 * ib)) & 3) << 4);
+            __m128i v = _mm_loadu_si128((const __m128i *)(x[i].qs + 16 * ib));
+            __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+            z = _mm256_shuffle_epi8(tab, _mm256_and_si256(z, _mm256_set1_epi8(0x0F)));
+            _mm256_store_si256((__m256i *)(A + ((i * 8 + ib) * 16 + r) * 32), z);
+            wsc[(i * 8 + ib) * 16 + r] = d * (ls - 32);
+        }
+    }
+}
+
+/* Q3_K / Q2_K: 2-bit planes (plus Q3_K's high bit), 16-element groups. */
+static void unpack_q3_K(const phiq_block_q3_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), k4 = _mm256_set1_epi8(4);
+    for (int64_t i = 0; i < nsb; i++) {
+        const float d = F16(x[i].d);
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int s2 = 0; s2 < 4; s2++) {
+                __m256i v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s2)), m3);
+                __m256i hb = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(4 * h + s2)), one);
+                v = _mm256_sub_epi8(_mm256_or_si256(v, _mm256_slli_epi16(hb, 2)), k4);
+                const int64_t g = i * 16 + 8 * h + 2 * s2;
+                _mm_store_si128((__m128i *)(A + (g * 16 + r) * 16), _mm256_castsi256_si128(v));
+                _mm_store_si128((__m128i *)(A + ((g + 1) * 16 + r) * 16), _mm256_extracti128_si256(v, 1));
+            }
+        }
+        for (int g = 0; g < 16; g++) {
+            const int lo = g < 8 ? (x[i].scales[g] & 0xF) : (x[i].scales[g - 8] >> 4);
+            const int hi = (x[i].scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+            wsc[(i * 16 + g) * 16 + r] = d * ((lo | hi << 4) - 32);
+        }
+    }
+}
+
+static void unpack_q2_K(const phiq_block_q2_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < nsb; i++) {
+        const float d = F16(x[i].d), dmin = F16(x[i].dmin);
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int s2 = 0; s2 < 4; s2++) {
+                __m256i v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s2)), m3);
+                const int64_t g = i * 16 + 8 * h + 2 * s2;
+                _mm_store_si128((__m128i *)(A + (g * 16 + r) * 16), _mm256_castsi256_si128(v));
+                _mm_store_si128((__m128i *)(A + ((g + 1) * 16 + r) * 16), _mm256_extracti128_si256(v, 1));
+            }
+        }
+        for (int g = 0; g < 16; g++)
+            wsc[(i * 16 + g) * 16 + r] = d * (x[i].scales[g] & 0xF), wmn[(i * 16 + g) * 16 + r] = dmin * (x[i].scales[g] >> 4);
+    }
+}
+
 static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w,
                        size_t rb, const void *act, size_t as) {
-    phiq_gemm_fn fallback = wt == WT_Q4_K ? g_fallback_q4_K : g_fallback_q6_K;
-    const int ks = wt == WT_Q4_K ? 32 : 16; /* elements per scale */
+    phiq_gemm_fn fallback = g_fallback_k[wt];
+    const int ks = wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_IQ4_XS ? 32 : 16; /* elements per scale */
+    const int has_min = wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_Q2_K;
     const int64_t nsb = n / PHIQ_QK_K, nsub = n / ks, nrt = nrows / 16, nct = (ncols + 15) / 16;
     const size_t bsub = (size_t)ks * 16;    /* bytes of one sub-block tile (A and B alike) */
     int8_t *B = nrt ? aligned_alloc(64, (size_t)nct * nsub * bsub) : NULL;
     float *dy = nrt ? aligned_alloc(64, (size_t)nct * nsb * 64) : NULL;
-    float *ysum = nrt ? aligned_alloc(64, (size_t)nct * (n / 32) * 64) : NULL;
+    float *ysum = nrt ? aligned_alloc(64, (size_t)nct * nsub * 64) : NULL;
     int8_t *A = nrt ? aligned_alloc(64, (size_t)nsub * bsub) : NULL;
     float *wsc = nrt ? aligned_alloc(64, (size_t)nsub * 64) : NULL;
-    float *wmn = nrt ? aligned_alloc(64, (size_t)(n / 32) * 64) : NULL;
+    float *wmn = nrt ? aligned_alloc(64, (size_t)nsub * 64) : NULL;
     if (!B || !dy || !ysum || !A || !wsc || !wmn) {
         free(B), free(dy), free(ysum), free(A), free(wsc), free(wmn);
         fallback(n, nrows, ncols, out, ldo, w, rb, act, as);
@@ -219,9 +301,12 @@ static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *o
             const phiq_block_q8_K *y = col < ncols ? (const phiq_block_q8_K *)((const char *)act + (size_t)col * as) : NULL;
             for (int64_t i = 0; i < nsb; i++) {
                 dy[(ct * nsb + i) * 16 + j] = y ? y[i].d : 0;
-                for (int k = 0; k < 8; k++)
-                    ysum[(ct * (n / 32) + i * 8 + k) * 16 + j] =
-                        y ? y[i].d * (float)(y[i].bsums[2 * k] + y[i].bsums[2 * k + 1]) : 0;
+                /* activation sums per sub-block (bsums are per 16), times d */
+                for (int k = 0; k < PHIQ_QK_K / ks; k++) {
+                    int sum = 0;
+                    for (int t = 0; y && t < ks / 16; t++) sum += y[i].bsums[k * ks / 16 + t];
+                    ysum[(ct * nsub + i * (PHIQ_QK_K / ks) + k) * 16 + j] = y ? y[i].d * (float)sum : 0;
+                }
             }
             for (int64_t sub = 0; sub < nsub; sub++) {
                 int8_t *dst = B + (size_t)(ct * nsub + sub) * bsub;
@@ -238,8 +323,14 @@ static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *o
     for (int64_t rt = 0; rt < nrt; rt++) {
         for (int r = 0; r < 16; r++) {
             const void *row = (const char *)w + (size_t)(rt * 16 + r) * rb;
-            if (wt == WT_Q4_K) unpack_q4_K(row, nsb, r, A, wsc, wmn);
-            else unpack_q6_K(row, nsb, r, A, wsc);
+            switch (wt) {
+            case WT_Q4_K: unpack_q4_K(row, nsb, r, A, wsc, wmn); break;
+            case WT_Q5_K: unpack_q5_K(row, nsb, r, A, wsc, wmn); break;
+            case WT_Q6_K: unpack_q6_K(row, nsb, r, A, wsc); break;
+            case WT_IQ4_XS: unpack_iq4_xs(row, nsb, r, A, wsc); break;
+            case WT_Q3_K: unpack_q3_K(row, nsb, r, A, wsc); break;
+            default: unpack_q2_K(row, nsb, r, A, wsc, wmn); break;
+            }
         }
         for (int64_t ct = 0; ct < nct; ct++) {
             __m512 acc[16];
@@ -261,10 +352,10 @@ static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *o
                     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(C[r])),
                                              _mm512_mul_ps(dyv, _mm512_set1_ps(wsc[sub * 16 + r])), acc[r]);
             }
-            if (wt == WT_Q4_K)
-                for (int64_t s32 = 0; s32 < n / 32; s32++) {
-                    const __m512 ys = _mm512_load_ps(ysum + (ct * (n / 32) + s32) * 16);
-                    for (int r = 0; r < 16; r++) acc[r] = _mm512_fnmadd_ps(ys, _mm512_set1_ps(wmn[s32 * 16 + r]), acc[r]);
+            if (has_min)
+                for (int64_t sub = 0; sub < nsub; sub++) {
+                    const __m512 ys = _mm512_load_ps(ysum + (ct * nsub + sub) * 16);
+                    for (int r = 0; r < 16; r++) acc[r] = _mm512_fnmadd_ps(ys, _mm512_set1_ps(wmn[sub * 16 + r]), acc[r]);
                 }
             for (int r = 0; r < 16; r++) _mm512_store_ps(res[r], acc[r]);
             for (int j = 0; j < 16 && ct * 16 + j < ncols; j++)
@@ -276,6 +367,16 @@ static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *o
     if (nrows > nrt * 16)
         fallback(n, nrows - nrt * 16, ncols, out + nrt * 16, ldo, (const char *)w + (size_t)nrt * 16 * rb, rb, act, as);
 }
+
+#define GM_K(name, WT)                                                                             \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        gemm_amx_k(WT, n, nrows, ncols, out, ldo, w, rb, act, as);                                 \
+    }
+GM_K(q5_K, WT_Q5_K)
+GM_K(iq4_xs, WT_IQ4_XS)
+GM_K(q3_K, WT_Q3_K)
+GM_K(q2_K, WT_Q2_K)
 
 static void gm_q4_K(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                     const void *act, size_t as) {
@@ -298,8 +399,13 @@ void phiq_kernels_init_amx(phiq_kernels *k) {
     g_fallback_iq4_nl = k->gemm[PHIQ_GGML_TYPE_IQ4_NL];
     k->gemm[PHIQ_GGML_TYPE_Q4_1] = gm_q4_1;
     k->gemm[PHIQ_GGML_TYPE_IQ4_NL] = gm_iq4_nl;
-    g_fallback_q4_K = k->gemm[PHIQ_GGML_TYPE_Q4_K];
-    g_fallback_q6_K = k->gemm[PHIQ_GGML_TYPE_Q6_K];
-    k->gemm[PHIQ_GGML_TYPE_Q4_K] = gm_q4_K;
-    k->gemm[PHIQ_GGML_TYPE_Q6_K] = gm_q6_K;
+    const struct { int type, wt; phiq_gemm_fn fn; } kq[] = {
+        {PHIQ_GGML_TYPE_Q4_K, WT_Q4_K, gm_q4_K},   {PHIQ_GGML_TYPE_Q6_K, WT_Q6_K, gm_q6_K},
+        {PHIQ_GGML_TYPE_Q5_K, WT_Q5_K, gm_q5_K},   {PHIQ_GGML_TYPE_IQ4_XS, WT_IQ4_XS, gm_iq4_xs},
+        {PHIQ_GGML_TYPE_Q3_K, WT_Q3_K, gm_q3_K},   {PHIQ_GGML_TYPE_Q2_K, WT_Q2_K, gm_q2_K},
+    };
+    for (size_t i = 0; i < sizeof kq / sizeof *kq; i++) {
+        g_fallback_k[kq[i].wt] = k->gemm[kq[i].type];
+        k->gemm[kq[i].type] = kq[i].fn;
+    }
 }
