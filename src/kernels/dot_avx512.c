@@ -868,7 +868,13 @@ GEMM_PREPARED(q8_0, KIND_Q8_0)
     static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
                           const void *act) {                                                       \
         const char *p = w;                                                                         \
-        for (int64_t r = 0; r < nrows; r++, p += rb) dot_##name(n, out + r, p, act);               \
+        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
+            if (r + 1 < nrows) {                                                                   \
+                _mm_prefetch(p + rb, _MM_HINT_T0);                                                 \
+                _mm_prefetch(p + rb + 64, _MM_HINT_T0);                                            \
+            }                                                                                      \
+            dot_##name(n, out + r, p, act);                                                        \
+        }                                                                                          \
     }
 MATVEC(q5_0)
 MATVEC(q5_1)
