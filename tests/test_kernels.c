@@ -11,6 +11,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -508,6 +509,60 @@ static void test_dispatch(void **state) {
     if (c->amx_int8) assert_true(c->amx_tile);
 }
 
+/* Two threads running the best table's gemm and matvec at once (AMX tile
+ * state is per thread) must reproduce the single-threaded results exactly. */
+typedef struct mt_job {
+    const phiq_kernels *k;
+    int t;
+    int64_t n, nrows, ncols;
+    const uint8_t *w, *act;
+    size_t rb, as;
+    float *out, *mv;
+} mt_job;
+
+static void *mt_run(void *p) {
+    mt_job *j = p;
+    for (int rep = 0; rep < 3; rep++) {
+        j->k->gemm[j->t](j->n, j->nrows, j->ncols, j->out, (size_t)j->nrows, j->w, j->rb, j->act, j->as);
+        j->k->matvec[j->t](j->n, j->nrows, j->mv, j->w, j->rb, j->act);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    const phiq_kernels *k = phiq_kernels_get();
+    const int types[] = {PHIQ_GGML_TYPE_Q4_0, PHIQ_GGML_TYPE_Q8_0, PHIQ_GGML_TYPE_Q4_K, PHIQ_GGML_TYPE_Q6_K};
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        const int t = types[ti], at = k->act_type[t];
+        const int64_t n = 1024, nrows = 40, ncols = 20;
+        const int64_t rb = phiq_ggml_row_size(t, n), as = phiq_ggml_row_size(at, n);
+        uint8_t *w = malloc((size_t)rb * nrows), *act = malloc((size_t)as * ncols);
+        float *x = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * nrows * ncols), *wmv = malloc(sizeof(float) * nrows);
+        for (int r = 0; r < nrows; r++) fill_weights(t, w + r * rb, n, MODE_RANDOM);
+        for (int j = 0; j < ncols; j++) {
+            fill_acts(x, n, MODE_RANDOM, at);
+            assert_int_equal(k->quantize_act(at, x, act + j * as, n), 0);
+        }
+        k->gemm[t](n, nrows, ncols, want, (size_t)nrows, w, (size_t)rb, act, (size_t)as);
+        k->matvec[t](n, nrows, wmv, w, (size_t)rb, act);
+        mt_job jobs[2];
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+            jobs[i] = (mt_job){k, t, n, nrows, ncols, w, act, (size_t)rb, (size_t)as,
+                               malloc(sizeof(float) * nrows * ncols), malloc(sizeof(float) * nrows)};
+            assert_int_equal(pthread_create(&th[i], NULL, mt_run, &jobs[i]), 0);
+        }
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+            assert_memory_equal(jobs[i].out, want, sizeof(float) * nrows * ncols);
+            assert_memory_equal(jobs[i].mv, wmv, sizeof(float) * nrows);
+            free(jobs[i].out), free(jobs[i].mv);
+        }
+        free(w), free(act), free(x), free(want), free(wmv);
+    }
+}
+
 /* PHIQ_ISA lowers the choice and never raises it: checked in child processes
  * (the table is chosen once per process). */
 static void test_isa_env(void **state) {
@@ -552,6 +607,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_all_types_all_isas),
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_isa_env),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
