@@ -23,7 +23,7 @@ typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; } phiq_b
 typedef struct { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } phiq_block_q5_K; /* 176 B */
 typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } phiq_block_q6_K; /* 210 B */
 typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } phiq_block_q8_K; /* 292 B: bsums[k] = sum qs[16k..16k+15] */
-typedef struct { uint16_t d; uint8_t qs[16]; } phiq_block_iq4_nl;           /* 18 B: indices into phiq_kvalues_iq4nl */
+typedef struct { uint16_t d; uint8_t qs[16]; } phiq_block_iq4_nl;           /* 18 B: indices into phiq_kern_kvalues_iq4nl */
 typedef struct { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } phiq_block_iq4_xs; /* 136 B */
 
 _Static_assert(sizeof(phiq_block_q4_0) == 18, "q4_0");
@@ -41,7 +41,7 @@ _Static_assert(sizeof(phiq_block_q8_K) == 292, "q8_K");
 _Static_assert(sizeof(phiq_block_iq4_nl) == 18, "iq4_nl");
 _Static_assert(sizeof(phiq_block_iq4_xs) == 136, "iq4_xs");
 
-extern const int8_t phiq_kvalues_iq4nl[16];
+extern const int8_t phiq_kern_kvalues_iq4nl[16];
 
 /* Decodes the eight 6-bit scales and mins of a Q4_K/Q5_K block. */
 static inline void phiq_kq_scale_min(const uint8_t q[12], uint8_t sc[8], uint8_t m[8]) {

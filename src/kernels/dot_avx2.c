@@ -99,7 +99,7 @@ static inline __m256i q5_bytes(const uint8_t *qs, const uint8_t *qh) {
 }
 
 static inline __m256i iq4_values(const uint8_t *qs) {
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl));
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
     return _mm256_shuffle_epi8(tab, nibbles(qs));
 }
 
@@ -288,7 +288,7 @@ static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_iq4_xs *x = vx;
     const phiq_block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps();
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl));
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         __m256i isum = _mm256_setzero_si256();
         const unsigned h = x[i].scales_h;

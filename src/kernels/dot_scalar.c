@@ -11,7 +11,7 @@
 #include "core/common.h"
 #include "kernels/dot.h"
 
-const int8_t phiq_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+const int8_t phiq_kern_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                        1,    13,   25,  38,  53,  69,  89,  113};
 
 #define F16(h) phiq_f16_to_f32(h)
@@ -203,8 +203,8 @@ static void dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
         const float d = F16(y[ib].d) * F16(x[ib].d);
         int sumi1 = 0, sumi2 = 0;
         for (int j = 0; j < PHIQ_QK / 2; j++) {
-            sumi1 += y[ib].qs[j] * phiq_kvalues_iq4nl[x[ib].qs[j] & 0xf];
-            sumi2 += y[ib].qs[j + PHIQ_QK / 2] * phiq_kvalues_iq4nl[x[ib].qs[j] >> 4];
+            sumi1 += y[ib].qs[j] * phiq_kern_kvalues_iq4nl[x[ib].qs[j] & 0xf];
+            sumi2 += y[ib].qs[j + PHIQ_QK / 2] * phiq_kern_kvalues_iq4nl[x[ib].qs[j] >> 4];
         }
         sumf += d * (sumi1 + sumi2);
     }
@@ -397,15 +397,15 @@ static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
             const float d1 = d4d8 * (ls1 - 32), d2 = d4d8 * (ls2 - 32);
             int sumi1 = 0, sumi2 = 0;
             for (int j = 0; j < 16; j++) {
-                sumi1 += q8[j] * phiq_kvalues_iq4nl[qs[j] & 0xf];
-                sumi2 += q8[j + 16] * phiq_kvalues_iq4nl[qs[j] >> 4];
+                sumi1 += q8[j] * phiq_kern_kvalues_iq4nl[qs[j] & 0xf];
+                sumi2 += q8[j + 16] * phiq_kern_kvalues_iq4nl[qs[j] >> 4];
             }
             sumf += d1 * (sumi1 + sumi2);
             qs += 16, q8 += 32;
             sumi1 = sumi2 = 0;
             for (int j = 0; j < 16; j++) {
-                sumi1 += q8[j] * phiq_kvalues_iq4nl[qs[j] & 0xf];
-                sumi2 += q8[j + 16] * phiq_kvalues_iq4nl[qs[j] >> 4];
+                sumi1 += q8[j] * phiq_kern_kvalues_iq4nl[qs[j] & 0xf];
+                sumi2 += q8[j + 16] * phiq_kern_kvalues_iq4nl[qs[j] >> 4];
             }
             sumf += d2 * (sumi1 + sumi2);
             qs += 16, q8 += 32;

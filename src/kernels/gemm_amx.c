@@ -100,7 +100,7 @@ static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out
                     if (wt == WT_Q4_0) z = _mm256_sub_epi8(z, _mm256_set1_epi8(8));
                     if (wt == WT_IQ4_NL)
                         z = _mm256_shuffle_epi8(
-                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl)), z);
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl)), z);
                     _mm256_store_si256((__m256i *)(A + b * 512 + r * 32), z);
                 }
             }
@@ -220,7 +220,7 @@ static void unpack_q5_K(const phiq_block_q5_K *x, int64_t nsb, int r, int8_t *A,
 }
 
 static void unpack_iq4_xs(const phiq_block_iq4_xs *x, int64_t nsb, int r, int8_t *A, float *wsc) {
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl));
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d);
         for (int ib = 0; ib < 8; ib++) {
