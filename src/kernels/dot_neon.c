@@ -21,12 +21,12 @@ static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
 }
 
 static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_0 *x = vx;
-    const phiq_block_q8_0 *y = vy;
+    const phiq_kblk_q4_0 *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t k8 = vdupq_n_s8(8);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
         const uint8x16_t v = vld1q_u8(x[ib].qs);
         const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), k8);
         const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), k8);
@@ -39,10 +39,10 @@ static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q8_0 *x = vx;
-    const phiq_block_q8_0 *y = vy;
+    const phiq_kblk_q8_0 *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
         int32x4_t p = dot16(dot16(vdupq_n_s32(0), vld1q_s8(x[ib].qs), vld1q_s8(y[ib].qs)), vld1q_s8(x[ib].qs + 16),
                             vld1q_s8(y[ib].qs + 16));
         const float d = f16(x[ib].d) * f16(y[ib].d);
@@ -53,11 +53,11 @@ static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y = vy;
+    const phiq_kblk_q4_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
         uint8_t sc[8], mn[8];
         phiq_kq_scale_min(x[i].scales, sc, mn);
         int summ = 0;
@@ -83,12 +83,12 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
 DP static inline int32x4_t dot16_dp(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
 
 DP static void dot_q4_0_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_0 *x = vx;
-    const phiq_block_q8_0 *y = vy;
+    const phiq_kblk_q4_0 *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t k8 = vdupq_n_s8(8);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
         const uint8x16_t v = vld1q_u8(x[ib].qs);
         const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), k8);
         const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), k8);
@@ -101,10 +101,10 @@ DP static void dot_q4_0_dp(int64_t n, float *s, const void *vx, const void *vy) 
 }
 
 DP static void dot_q8_0_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q8_0 *x = vx;
-    const phiq_block_q8_0 *y = vy;
+    const phiq_kblk_q8_0 *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
         int32x4_t p = dot16_dp(dot16_dp(vdupq_n_s32(0), vld1q_s8(x[ib].qs), vld1q_s8(y[ib].qs)), vld1q_s8(x[ib].qs + 16),
                             vld1q_s8(y[ib].qs + 16));
         const float d = f16(x[ib].d) * f16(y[ib].d);
@@ -115,11 +115,11 @@ DP static void dot_q8_0_dp(int64_t n, float *s, const void *vx, const void *vy) 
 }
 
 DP static void dot_q4_K_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y = vy;
+    const phiq_kblk_q4_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
         uint8_t sc[8], mn[8];
         phiq_kq_scale_min(x[i].scales, sc, mn);
         int summ = 0;
@@ -140,12 +140,12 @@ DP static void dot_q4_K_dp(int64_t n, float *s, const void *vx, const void *vy) 
 }
 
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q6_K *x = vx;
-    const phiq_block_q8_K *y = vy;
+    const phiq_kblk_q6_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
     const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(3);
     const int8x16_t k32 = vdupq_n_s8(32);
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
         int isum = 0;
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;

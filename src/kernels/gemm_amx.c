@@ -50,7 +50,7 @@ static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out
     const phiq_gemm_fn fallbacks[] = {g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_1, g_fallback_iq4_nl};
     const int bszs[] = {34, 18, 20, 18};
     phiq_gemm_fn fallback = fallbacks[wt];
-    const int64_t nb = n / PHIQ_QK, nrt = nrows / 16, nct = (ncols + 15) / 16;
+    const int64_t nb = n / PHIQ_KQK, nrt = nrows / 16, nct = (ncols + 15) / 16;
     const int bsz = bszs[wt], q81 = wt == WT_Q4_1, unpack = wt != WT_Q8_0;
     const int qoff = q81 ? 4 : 2, absz = q81 ? 36 : 34, aqoff = q81 ? 4 : 2;
     int8_t *B = nrt ? aligned_alloc(64, (size_t)nct * nb * 512) : NULL;
@@ -161,7 +161,7 @@ static void gm_iq4_nl(int64_t n, int64_t nrows, int64_t ncols, float *out, size_
 enum { WT_Q4_K, WT_Q6_K, WT_Q5_K, WT_IQ4_XS, WT_Q3_K, WT_Q2_K, WT_KCOUNT };
 static phiq_gemm_fn g_fallback_k[WT_KCOUNT];
 
-static void unpack_q4_K(const phiq_block_q4_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+static void unpack_q4_K(const phiq_kblk_q4_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
     for (int64_t i = 0; i < nsb; i++) {
         uint8_t sc[8], mn[8];
         phiq_kq_scale_min(x[i].scales, sc, mn);
@@ -177,7 +177,7 @@ static void unpack_q4_K(const phiq_block_q4_K *x, int64_t nsb, int r, int8_t *A,
     }
 }
 
-static void unpack_q6_K(const phiq_block_q6_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+static void unpack_q6_K(const phiq_kblk_q6_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d);
         for (int h = 0; h < 2; h++) {
@@ -198,7 +198,7 @@ static void unpack_q6_K(const phiq_block_q6_K *x, int64_t nsb, int r, int8_t *A,
     }
 }
 
-static void unpack_q5_K(const phiq_block_q5_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+static void unpack_q5_K(const phiq_kblk_q5_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < nsb; i++) {
         uint8_t sc[8], mn[8];
@@ -219,7 +219,7 @@ static void unpack_q5_K(const phiq_block_q5_K *x, int64_t nsb, int r, int8_t *A,
     }
 }
 
-static void unpack_iq4_xs(const phiq_block_iq4_xs *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+static void unpack_iq4_xs(const phiq_kblk_iq4_xs *x, int64_t nsb, int r, int8_t *A, float *wsc) {
     const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d);
@@ -235,7 +235,7 @@ static void unpack_iq4_xs(const phiq_block_iq4_xs *x, int64_t nsb, int r, int8_t
 }
 
 /* Q3_K / Q2_K: 2-bit planes (plus Q3_K's high bit), 16-element groups. */
-static void unpack_q3_K(const phiq_block_q3_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+static void unpack_q3_K(const phiq_kblk_q3_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), k4 = _mm256_set1_epi8(4);
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d);
@@ -259,7 +259,7 @@ static void unpack_q3_K(const phiq_block_q3_K *x, int64_t nsb, int r, int8_t *A,
     }
 }
 
-static void unpack_q2_K(const phiq_block_q2_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+static void unpack_q2_K(const phiq_kblk_q2_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d), dmin = F16(x[i].dmin);
@@ -282,7 +282,7 @@ static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *o
     phiq_gemm_fn fallback = g_fallback_k[wt];
     const int ks = wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_IQ4_XS ? 32 : 16; /* elements per scale */
     const int has_min = wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_Q2_K;
-    const int64_t nsb = n / PHIQ_QK_K, nsub = n / ks, nrt = nrows / 16, nct = (ncols + 15) / 16;
+    const int64_t nsb = n / PHIQ_KQK_K, nsub = n / ks, nrt = nrows / 16, nct = (ncols + 15) / 16;
     const size_t bsub = (size_t)ks * 16;    /* bytes of one sub-block tile (A and B alike) */
     int8_t *B = nrt ? aligned_alloc(64, (size_t)nct * nsub * bsub) : NULL;
     float *dy = nrt ? aligned_alloc(64, (size_t)nct * nsb * 64) : NULL;
@@ -298,20 +298,20 @@ static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *o
     for (int64_t ct = 0; ct < nct; ct++)
         for (int j = 0; j < 16; j++) {
             const int64_t col = ct * 16 + j;
-            const phiq_block_q8_K *y = col < ncols ? (const phiq_block_q8_K *)((const char *)act + (size_t)col * as) : NULL;
+            const phiq_kblk_q8_K *y = col < ncols ? (const phiq_kblk_q8_K *)((const char *)act + (size_t)col * as) : NULL;
             for (int64_t i = 0; i < nsb; i++) {
                 dy[(ct * nsb + i) * 16 + j] = y ? y[i].d : 0;
                 /* activation sums per sub-block (bsums are per 16), times d */
-                for (int k = 0; k < PHIQ_QK_K / ks; k++) {
+                for (int k = 0; k < PHIQ_KQK_K / ks; k++) {
                     int sum = 0;
                     for (int t = 0; y && t < ks / 16; t++) sum += y[i].bsums[k * ks / 16 + t];
-                    ysum[(ct * nsub + i * (PHIQ_QK_K / ks) + k) * 16 + j] = y ? y[i].d * (float)sum : 0;
+                    ysum[(ct * nsub + i * (PHIQ_KQK_K / ks) + k) * 16 + j] = y ? y[i].d * (float)sum : 0;
                 }
             }
             for (int64_t sub = 0; sub < nsub; sub++) {
                 int8_t *dst = B + (size_t)(ct * nsub + sub) * bsub;
                 for (int kk = 0; kk < ks / 4; kk++) {
-                    if (y) memcpy(dst + kk * 64 + 4 * j, y[sub * ks / PHIQ_QK_K].qs + (sub * ks) % PHIQ_QK_K + 4 * kk, 4);
+                    if (y) memcpy(dst + kk * 64 + 4 * j, y[sub * ks / PHIQ_KQK_K].qs + (sub * ks) % PHIQ_KQK_K + 4 * kk, 4);
                     else memset(dst + kk * 64 + 4 * j, 0, 4);
                 }
             }
@@ -319,7 +319,7 @@ static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *o
     tiles_configure();
     _Alignas(64) int32_t C[16][16];
     _Alignas(64) float res[16][16];
-    const int per_sb = PHIQ_QK_K / ks;
+    const int per_sb = PHIQ_KQK_K / ks;
     for (int64_t rt = 0; rt < nrt; rt++) {
         for (int r = 0; r < 16; r++) {
             const void *row = (const char *)w + (size_t)(rt * 16 + r) * rb;
