@@ -5,12 +5,14 @@
 # Optional test tools (npm for llama.cpp/onnxruntime references, clang for the
 # fuzzers) are installed when possible; tests that need them skip, saying why.
 set -eu
-need="cmake make gcc pkg-config libcjson-dev libpcre2-dev"
+# protobuf-c + libonnx-dev (official onnx.proto) for the ONNX exporter
+need="cmake make gcc pkg-config libcjson-dev libpcre2-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev"
 optional=""
 if [ "${1:-build}" = test ]; then
   need="$need libcmocka-dev git"
   command -v clang >/dev/null 2>&1 || optional="$optional clang"
   command -v npm >/dev/null 2>&1 || optional="$optional npm"
+  command -v node >/dev/null 2>&1 || optional="$optional nodejs" # onnxruntime-node tests
 fi
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=""

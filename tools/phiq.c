@@ -21,6 +21,7 @@ static const struct {
     {"logits", phiq_cmd_logits, "write float32 logits for token ids"},
     {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},
     {"bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory"},
+    {"convert-onnx", phiq_cmd_convert_onnx, "(temporary) convert --format onnx: HF checkpoint -> ONNX Runtime GenAI"},
     {"report", phiq_cmd_report, "convert to several precisions, evaluate, bench, and chart the trade-off"},
 };
 

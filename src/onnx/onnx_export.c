@@ -1,0 +1,1061 @@
+/* onnx_export.c — Phi-3-family HF checkpoint -> ONNX Runtime GenAI CPU
+ * decoder (model.onnx + model.onnx.data + genai_config.json + tokenizer).
+ *
+ * Everything that can be refused is checked before the first byte is written
+ * (options, architecture, shapes, GQA kernel constraints, K divisible by the
+ * block size). Weights then stream tensor by tensor (row chunks, quantized
+ * in threads) into model.onnx.data; the graph records their offsets and is
+ * serialized last. Output goes to a hidden temporary directory beside
+ * out_dir, renamed into place only when everything succeeded. */
+#include "onnx/onnx_export.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "formats/hf.h"
+#include "onnx/genai_config.h"
+#include "onnx/matmulnbits_quant.h"
+#include "onnx/onnx_graph.h"
+
+#define OX_DATA_NAME "model.onnx.data"
+#define OX_MAX_SEG 3
+
+void phiq_onnx_options_default(phiq_onnx_options *o) {
+    memset(o, 0, sizeof *o);
+    o->type = PHIQ_ONNX_INT4;
+    o->block_size = 32;
+    o->asym = false;
+    o->accuracy_level = 4;
+    o->n_threads = 0;
+    o->max_length = 0;
+}
+
+int phiq_onnx_type_parse(const char *s) {
+    if (!s) return -1;
+    if (phiq_streq_nocase(s, "int4") || phiq_streq_nocase(s, "q4")) return PHIQ_ONNX_INT4;
+    if (phiq_streq_nocase(s, "int8") || phiq_streq_nocase(s, "q8")) return PHIQ_ONNX_INT8;
+    if (phiq_streq_nocase(s, "fp16") || phiq_streq_nocase(s, "f16")) return PHIQ_ONNX_FP16;
+    if (phiq_streq_nocase(s, "fp32") || phiq_streq_nocase(s, "f32")) return PHIQ_ONNX_FP32;
+    return -1;
+}
+
+/* Rows of a logical weight W [N, K] gathered from up to three HF tensors
+ * (fused qkv_proj, or q/k/v_proj; a row range of gate_up_proj). */
+typedef struct ox_rows {
+    const phiq_st_tensor *t[OX_MAX_SEG];
+    int64_t row0[OX_MAX_SEG], rows[OX_MAX_SEG];
+    int nseg;
+    int64_t n, k;
+} ox_rows;
+
+typedef struct ox {
+    const phiq_onnx_options *opt;
+    phiq_hf *hf;
+    const phiq_hparams *hp;
+    phiq_og g;
+    FILE *data;
+    char *data_path;
+    uint64_t off;
+    int bits; /* 0: float weights */
+    int n_threads;
+    bool head_written; /* tied + quantized: lm_head weights already written for GatherBlockQuantized */
+    phiq_progress prog;
+} ox;
+
+/* ---- reading rows ---------------------------------------------------------- */
+
+static int ox_read(const ox_rows *r, int64_t row, int64_t col0, int64_t ncols, float *dst) {
+    for (int s = 0; s < r->nseg; s++) {
+        if (row < r->rows[s]) {
+            const phiq_st_tensor *t = r->t[s];
+            return phiq_st_to_f32(t, (r->row0[s] + row) * r->k + col0, ncols, dst);
+        }
+        row -= r->rows[s];
+    }
+    return phiq_fail(PHIQ_EINVAL, "internal: row out of range");
+}
+
+/* Drops the pages of a finished input tensor so that resident memory stays
+ * bounded by one tensor, not the whole checkpoint. */
+static void ox_release_span(const void *p, uint64_t nbytes);
+static void ox_release(const phiq_st_tensor *t) {
+    if (t && t->data && t->nbytes) ox_release_span(t->data, t->nbytes);
+}
+
+static uint64_t ox_rows_bytes(const ox_rows *r) {
+    uint64_t b = 0;
+    for (int s = 0; s < r->nseg; s++)
+        b += (uint64_t)(r->rows[s] * r->k) * (r->t[s]->dtype == PHIQ_ST_F32 ? 4 : 2);
+    return b;
+}
+
+static void ox_release_span(const void *p, uint64_t nbytes) {
+    long pg = sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p, e = a + nbytes;
+    uintptr_t a0 = (a + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1), e0 = e & ~((uintptr_t)pg - 1);
+    if (e0 > a0) madvise((void *)a0, e0 - a0, MADV_DONTNEED);
+}
+
+/* Drops the pages of logical rows [row, row+n) once they are consumed, so a
+ * single huge tensor (a 200k-token embedding) is never resident whole. */
+static void ox_release_row_range(const ox_rows *r, int64_t row, int64_t n) {
+    for (int s = 0; s < r->nseg && n > 0; s++) {
+        if (row >= r->rows[s]) {
+            row -= r->rows[s];
+            continue;
+        }
+        int64_t take = r->rows[s] - row < n ? r->rows[s] - row : n;
+        const phiq_st_tensor *t = r->t[s];
+        uint64_t es = t->n_elements ? t->nbytes / (uint64_t)t->n_elements : 2;
+        ox_release_span((const uint8_t *)t->data + (uint64_t)((r->row0[s] + row) * r->k) * es,
+                        (uint64_t)(take * r->k) * es);
+        n -= take;
+        row = 0;
+    }
+}
+
+static void ox_release_rows(const ox_rows *r) {
+    for (int s = 0; s < r->nseg; s++) ox_release(r->t[s]);
+}
+
+/* ---- data file -------------------------------------------------------------- */
+
+static int ox_align(ox *x, uint64_t nbytes) {
+    uint64_t a = nbytes >= (1u << 20) ? 4096 : 64;
+    static const uint8_t zeros[4096];
+    uint64_t pad = (a - x->off % a) % a;
+    if (pad && fwrite(zeros, 1, (size_t)pad, x->data) != pad)
+        return phiq_fail(PHIQ_EIO, "%s: write failed: %s", x->data_path, strerror(errno));
+    x->off += pad;
+    return 0;
+}
+
+static int ox_write(ox *x, const void *p, size_t n) {
+    if (n && fwrite(p, 1, n, x->data) != n)
+        return phiq_fail(PHIQ_EIO, "%s: write failed: %s", x->data_path, strerror(errno));
+    x->off += n;
+    return 0;
+}
+
+/* Writes a whole blob as one external initializer. */
+static int ox_blob(ox *x, const char *name, int dtype, const int64_t *dims, int nd, const void *p, size_t n) {
+    int rc = ox_align(x, n);
+    if (rc) return rc;
+    uint64_t at = x->off;
+    if ((rc = ox_write(x, p, n))) return rc;
+    phiq_og_init_external(&x->g, name, dtype, dims, nd, at, n);
+    return 0;
+}
+
+/* ---- threaded read + quantize of a row chunk ---------------------------------- */
+
+typedef struct ox_job {
+    const ox_rows *r;
+    const phiq_mnb_layout *l;
+    int64_t row, rows; /* global rows [row, row+rows) */
+    float *f;          /* staging [rows, K] */
+    uint8_t *b;        /* [rows, kb*blob] */
+    float *s;          /* [rows, kb] */
+    uint8_t *z;        /* [rows, zp_row] or NULL */
+    int rc;
+    char err[256];
+} ox_job;
+
+static void *ox_job_run(void *arg) {
+    ox_job *j = arg;
+    for (int64_t i = 0; i < j->rows && !j->rc; i++) {
+        j->rc = ox_read(j->r, j->row + i, 0, j->r->k, j->f + i * j->r->k);
+        if (j->rc) snprintf(j->err, sizeof j->err, "%s", phiq_error());
+    }
+    if (!j->rc && j->l) phiq_mnb_quantize_rows(j->l, j->f, j->rows, j->b, j->s, j->z);
+    return NULL;
+}
+
+static int ox_parallel(ox *x, ox_job *jobs, int nj) {
+    pthread_t th[64];
+    int started[64] = {0};
+    for (int i = 1; i < nj; i++) started[i] = pthread_create(&th[i], NULL, ox_job_run, &jobs[i]) == 0;
+    ox_job_run(&jobs[0]);
+    for (int i = 1; i < nj; i++) {
+        if (started[i]) pthread_join(th[i], NULL);
+        else ox_job_run(&jobs[i]);
+    }
+    for (int i = 0; i < nj; i++)
+        if (jobs[i].rc) return phiq_fail(jobs[i].rc, "%s", jobs[i].err);
+    return 0;
+}
+
+/* Splits [row, row+rows) among threads and runs read (+ quantize). */
+static int ox_chunk(ox *x, const ox_rows *r, const phiq_mnb_layout *l, int64_t row, int64_t rows, float *f,
+                    uint8_t *b, float *s, uint8_t *z) {
+    ox_job jobs[64];
+    int nt = x->n_threads < 1 ? 1 : (x->n_threads > 64 ? 64 : x->n_threads);
+    if (nt > rows) nt = (int)rows;
+    int64_t per = (rows + nt - 1) / nt;
+    int nj = 0;
+    for (int64_t r0 = 0; r0 < rows; r0 += per, nj++) {
+        int64_t n = rows - r0 < per ? rows - r0 : per;
+        ox_job *j = &jobs[nj];
+        memset(j, 0, sizeof *j);
+        j->r = r;
+        j->l = l;
+        j->row = row + r0;
+        j->rows = n;
+        j->f = f + r0 * r->k;
+        if (l) {
+            j->b = b + r0 * l->kb * l->blob;
+            j->s = s + r0 * l->kb;
+            j->z = z ? z + r0 * l->zp_row : NULL;
+        }
+    }
+    return ox_parallel(x, jobs, nj);
+}
+
+/* ---- weights ---------------------------------------------------------------- */
+
+/* Row chunk so that the f32 staging stays near 16 MiB. */
+static int64_t ox_chunk_rows(int64_t k) {
+    int64_t c = (int64_t)(4u << 20) / (k > 0 ? k : 1);
+    return c < 1 ? 1 : c;
+}
+
+/* MatMulNBits weight: B, scales (and zero points) from W [N, K]. */
+static int ox_weight_nbits(ox *x, const char *wname, const ox_rows *r, phiq_mnb_layout *l) {
+    int rc = phiq_mnb_layout_init(l, x->bits, x->opt->block_size, !x->opt->asym, r->n, r->k, wname);
+    if (rc) return rc;
+    int64_t cr = ox_chunk_rows(r->k);
+    float *f = malloc((size_t)(cr * r->k) * sizeof *f);
+    uint8_t *b = malloc((size_t)(cr * l->kb * l->blob));
+    float *s = malloc((size_t)(r->n * l->kb) * sizeof *s);
+    uint8_t *z = l->sym ? NULL : malloc((size_t)(r->n * l->zp_row));
+    if (!f || !b || !s || (!l->sym && !z)) {
+        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory quantizing", wname);
+        goto out;
+    }
+    uint64_t bbytes = (uint64_t)(r->n * l->kb * l->blob);
+    if ((rc = ox_align(x, bbytes))) goto out;
+    uint64_t boff = x->off;
+    for (int64_t row = 0; row < r->n; row += cr) {
+        int64_t n = r->n - row < cr ? r->n - row : cr;
+        if ((rc = ox_chunk(x, r, l, row, n, f, b, s + row * l->kb, z ? z + row * l->zp_row : NULL))) goto out;
+        if ((rc = ox_write(x, b, (size_t)(n * l->kb * l->blob)))) goto out;
+        ox_release_row_range(r, row, n);
+    }
+    char nm[320];
+    const char *qs = x->bits == 4 ? "Q4" : "Q8";
+    int64_t bd[3] = {r->n, l->kb, l->blob}, sd[2] = {r->n, l->kb}, zd[1] = {r->n * l->zp_row};
+    snprintf(nm, sizeof nm, "%s_%s", wname, qs);
+    phiq_og_init_external(&x->g, nm, PHIQ_OG_UINT8, bd, 3, boff, bbytes);
+    snprintf(nm, sizeof nm, "%s_scales", wname);
+    if ((rc = ox_blob(x, nm, PHIQ_OG_FLOAT, sd, 2, s, (size_t)(r->n * l->kb) * sizeof *s))) goto out;
+    if (z) {
+        snprintf(nm, sizeof nm, "%s_zero_points", wname);
+        if ((rc = ox_blob(x, nm, PHIQ_OG_UINT8, zd, 1, z, (size_t)(r->n * l->zp_row)))) goto out;
+    }
+out:
+    free(f);
+    free(b);
+    free(s);
+    free(z);
+    return rc;
+}
+
+/* Float weight in row order [N, K] (embedding table): f32 or f16. */
+static int ox_weight_rows_float(ox *x, const char *name, const ox_rows *r, bool f16) {
+    int64_t cr = ox_chunk_rows(r->k);
+    float *f = malloc((size_t)(cr * r->k) * sizeof *f);
+    uint16_t *h = f16 ? malloc((size_t)(cr * r->k) * sizeof *h) : NULL;
+    int rc = 0;
+    if (!f || (f16 && !h)) {
+        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
+        goto out;
+    }
+    size_t es = f16 ? 2 : 4;
+    uint64_t total = (uint64_t)(r->n * r->k) * es;
+    if ((rc = ox_align(x, total))) goto out;
+    uint64_t at = x->off;
+    for (int64_t row = 0; row < r->n; row += cr) {
+        int64_t n = r->n - row < cr ? r->n - row : cr;
+        if ((rc = ox_chunk(x, r, NULL, row, n, f, NULL, NULL, NULL))) goto out;
+        if (f16) {
+            for (int64_t i = 0; i < n * r->k; i++) h[i] = phiq_f32_to_f16(f[i]);
+            rc = ox_write(x, h, (size_t)(n * r->k) * 2);
+        } else {
+            rc = ox_write(x, f, (size_t)(n * r->k) * 4);
+        }
+        if (rc) goto out;
+        ox_release_row_range(r, row, n);
+    }
+    int64_t d[2] = {r->n, r->k};
+    phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
+out:
+    free(f);
+    free(h);
+    return rc;
+}
+
+/* Float MatMul weight: W^T [K, N] written in tiles of 64 K-rows. */
+static int ox_weight_transposed(ox *x, const char *name, const ox_rows *r, bool f16) {
+    const int64_t TK = 64;
+    float *tile = malloc((size_t)(TK * r->n) * sizeof *tile);
+    float *tmp = malloc((size_t)TK * sizeof *tmp);
+    uint16_t *h = f16 ? malloc((size_t)(TK * r->n) * sizeof *h) : NULL;
+    int rc = 0;
+    if (!tile || !tmp || (f16 && !h)) {
+        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
+        goto out;
+    }
+    size_t es = f16 ? 2 : 4;
+    uint64_t total = (uint64_t)(r->n * r->k) * es;
+    if ((rc = ox_align(x, total))) goto out;
+    uint64_t at = x->off;
+    for (int64_t k0 = 0; k0 < r->k; k0 += TK) {
+        int64_t nk = r->k - k0 < TK ? r->k - k0 : TK;
+        for (int64_t n = 0; n < r->n; n++) {
+            if ((rc = ox_read(r, n, k0, nk, tmp))) goto out;
+            for (int64_t kk = 0; kk < nk; kk++) tile[kk * r->n + n] = tmp[kk];
+        }
+        if (f16) {
+            for (int64_t i = 0; i < nk * r->n; i++) h[i] = phiq_f32_to_f16(tile[i]);
+            rc = ox_write(x, h, (size_t)(nk * r->n) * 2);
+        } else {
+            rc = ox_write(x, tile, (size_t)(nk * r->n) * 4);
+        }
+        if (rc) goto out;
+    }
+    int64_t d[2] = {r->k, r->n};
+    phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
+out:
+    free(tile);
+    free(tmp);
+    free(h);
+    return rc;
+}
+
+/* ---- graph pieces ------------------------------------------------------------- */
+
+#define IN(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* y = x @ W^T for W [N, K] as MatMulNBits (quantized) or MatMul. prefix is
+ * the builder's node path ("/model/layers.0/attn/qkv_proj"), wprefix its
+ * initializer stem ("model.layers.0.attn.qkv_proj"). */
+static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_rows *r, const char *in,
+                     const char *out) {
+    phiq_og *g = &x->g;
+    char wname[320], nname[320];
+    snprintf(wname, sizeof wname, "%s.MatMul.weight", wprefix);
+    int rc;
+    if (x->bits) {
+        phiq_mnb_layout l;
+        if (x->head_written && !strcmp(wprefix, "lm_head"))
+            rc = phiq_mnb_layout_init(&l, x->bits, x->opt->block_size, !x->opt->asym, r->n, r->k, wname);
+        else
+            rc = ox_weight_nbits(x, wname, r, &l);
+        if (rc) return rc;
+        const char *qs = x->bits == 4 ? "Q4" : "Q8";
+        char b[340], s[340], z[340];
+        snprintf(b, sizeof b, "%s_%s", wname, qs);
+        snprintf(s, sizeof s, "%s_scales", wname);
+        snprintf(z, sizeof z, "%s_zero_points", wname);
+        snprintf(nname, sizeof nname, "%s/MatMul_%s", prefix, qs);
+        Onnx__NodeProto *n = l.sym ? phiq_og_node(g, "MatMulNBits", "com.microsoft", nname, IN(in, b, s), IN(out))
+                                   : phiq_og_node(g, "MatMulNBits", "com.microsoft", nname, IN(in, b, s, z), IN(out));
+        phiq_og_attr_i(g, n, "K", r->k);
+        phiq_og_attr_i(g, n, "N", r->n);
+        phiq_og_attr_i(g, n, "bits", x->bits);
+        phiq_og_attr_i(g, n, "block_size", x->opt->block_size);
+        if (x->opt->accuracy_level) phiq_og_attr_i(g, n, "accuracy_level", x->opt->accuracy_level);
+    } else {
+        bool f16 = x->opt->type == PHIQ_ONNX_FP16;
+        if ((rc = ox_weight_transposed(x, wname, r, f16))) return rc;
+        const char *w = wname;
+        char cast[340];
+        if (f16) {
+            snprintf(cast, sizeof cast, "%s_fp32", wname);
+            snprintf(nname, sizeof nname, "%s/Cast", prefix);
+            Onnx__NodeProto *c = phiq_og_node(g, "Cast", "", nname, IN(wname), IN(cast));
+            phiq_og_attr_i(g, c, "to", PHIQ_OG_FLOAT);
+            w = cast;
+        }
+        snprintf(nname, sizeof nname, "%s/MatMul", prefix);
+        phiq_og_node(g, "MatMul", "", nname, IN(in, w), IN(out));
+    }
+    ox_release_rows(r);
+    phiq_progress_step(&x->prog, wprefix, ox_rows_bytes(r));
+    return 0;
+}
+
+static int ox_norm_weight(ox *x, const char *hfname, const char *oname) {
+    const phiq_st_tensor *t = phiq_hf_find(x->hf, hfname);
+    int64_t n = x->hp->n_embd;
+    float *w = malloc((size_t)n * sizeof *w);
+    if (!w) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    int rc = phiq_st_to_f32(t, 0, n, w);
+    if (!rc) rc = ox_blob(x, oname, PHIQ_OG_FLOAT, &n, 1, w, (size_t)n * sizeof *w);
+    free(w);
+    return rc;
+}
+
+/* cos/sin caches [len, rdim/2] as the builder computes them (float32 maths):
+ * inv_freq[i] = 1 / (factor[i] * theta^(2i/rdim)), angle = t * inv_freq[i]. */
+static int ox_rope_cache(const phiq_hparams *hp, const float *factors, int64_t len, float mscale, float **cos_out,
+                         float **sin_out) {
+    int half = hp->n_rot / 2;
+    float *c = malloc((size_t)(len * half) * sizeof *c), *s = malloc((size_t)(len * half) * sizeof *s);
+    float inv[PHIQ_MAX_ROPE_FACTORS];
+    if (!c || !s) {
+        free(c);
+        free(s);
+        return phiq_fail(PHIQ_ENOMEM, "out of memory building RoPE caches");
+    }
+    for (int i = 0; i < half; i++) {
+        float e = (float)(2 * i) / (float)hp->n_rot;
+        float f = factors ? factors[i] : 1.0f;
+        inv[i] = 1.0f / (f * powf(hp->rope_theta, e));
+    }
+    for (int64_t t = 0; t < len; t++)
+        for (int i = 0; i < half; i++) {
+            float a = (float)t * inv[i];
+            c[t * half + i] = (float)cos((double)a) * mscale;
+            s[t * half + i] = (float)sin((double)a) * mscale;
+        }
+    *cos_out = c;
+    *sin_out = s;
+    return 0;
+}
+
+static bool ox_longrope(const phiq_hparams *hp) {
+    return hp->n_rope_factors > 0 && hp->n_ctx_train > hp->n_ctx_orig;
+}
+
+/* Branch graph of the LongRoPE If: two Constant caches as outputs. */
+static int ox_rope_branch(ox *x, phiq_og *sub, const char *gname, const char *sfx, const float *factors,
+                          int64_t len) {
+    int rc = phiq_og_init_sub(sub, &x->g, gname);
+    if (rc) return rc;
+    float *c, *s;
+    if ((rc = ox_rope_cache(x->hp, factors, len, x->hp->rope_attn_factor, &c, &s))) return rc;
+    int64_t d[2] = {len, x->hp->n_rot / 2};
+    char cn[64], sn[64];
+    snprintf(cn, sizeof cn, "cos_cache_%s", sfx);
+    snprintf(sn, sizeof sn, "sin_cache_%s", sfx);
+    size_t nb = (size_t)(len * d[1]) * sizeof(float);
+    phiq_og_constant(sub, cn, PHIQ_OG_FLOAT, d, 2, c, nb);
+    phiq_og_constant(sub, sn, PHIQ_OG_FLOAT, d, 2, s, nb);
+    phiq_og_output(sub, cn, PHIQ_OG_FLOAT, 2, NULL, d);
+    phiq_og_output(sub, sn, PHIQ_OG_FLOAT, 2, NULL, d);
+    free(c);
+    free(s);
+    return 0;
+}
+
+static int ox_rope(ox *x, const char *total_len_i64) {
+    const phiq_hparams *hp = x->hp;
+    phiq_og *g = &x->g;
+    if (!ox_longrope(hp)) {
+        float *c, *s;
+        int rc = ox_rope_cache(hp, hp->n_rope_factors ? hp->rope_short : NULL, hp->n_ctx_train,
+                               hp->n_rope_factors ? hp->rope_attn_factor : 1.0f, &c, &s);
+        if (rc) return rc;
+        int64_t d[2] = {hp->n_ctx_train, hp->n_rot / 2};
+        size_t nb = (size_t)(d[0] * d[1]) * sizeof(float);
+        rc = ox_blob(x, "cos_cache", PHIQ_OG_FLOAT, d, 2, c, nb);
+        if (!rc) rc = ox_blob(x, "sin_cache", PHIQ_OG_FLOAT, d, 2, s, nb);
+        free(c);
+        free(s);
+        return rc;
+    }
+    /* LongRoPE: long factors when the total length exceeds the original
+     * context (HF: seq_len > original_max_position_embeddings). */
+    int64_t orig = hp->n_ctx_orig;
+    phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/0D/orig_ctx", PHIQ_OG_INT64, NULL, 0, &orig,
+                     sizeof orig);
+    phiq_og_node(g, "Greater", "", "/model/rotemb_caches_subgraph/Greater",
+                 IN(total_len_i64, "/model/constant_nodes/TensorProto.INT64/0D/orig_ctx"),
+                 IN("/model/rotemb_caches_subgraph/Greater/output_0"));
+    phiq_og large, small;
+    int rc = ox_rope_branch(x, &large, "large_rope_caches_graph", "large", hp->rope_long, hp->n_ctx_train);
+    if (!rc) rc = ox_rope_branch(x, &small, "small_rope_caches_graph", "small", hp->rope_short, hp->n_ctx_orig);
+    if (rc) return rc;
+    Onnx__NodeProto *n = phiq_og_node(g, "If", "", "/model/rotemb_caches_subgraph/If",
+                                      IN("/model/rotemb_caches_subgraph/Greater/output_0"),
+                                      IN("cos_cache", "sin_cache"));
+    phiq_og_attr_graph(g, n, "then_branch", large.graph);
+    phiq_og_attr_graph(g, n, "else_branch", small.graph);
+    return 0;
+}
+
+/* ---- validation ---------------------------------------------------------------- */
+
+static int ox_rows_named(const phiq_hf *hf, ox_rows *r, int64_t k, const char *const *names, const int64_t *rows,
+                         const int64_t *row0) {
+    memset(r, 0, sizeof *r);
+    r->k = k;
+    for (int i = 0; names[i]; i++) {
+        const phiq_st_tensor *t = phiq_hf_find(hf, names[i]);
+        if (!t) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s missing", phiq_hf_dir(hf), names[i]);
+        if (t->dtype == PHIQ_ST_OTHER || t->n_dims != 2 || t->shape[1] != k ||
+            t->shape[0] < row0[i] + rows[i])
+            return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has dtype %s shape [%lld, %lld], expected [>=%lld, %lld]",
+                             t->file, names[i], t->dtype_name, (long long)t->shape[0],
+                             (long long)(t->n_dims > 1 ? t->shape[1] : 0), (long long)(row0[i] + rows[i]),
+                             (long long)k);
+        r->t[r->nseg] = t;
+        r->row0[r->nseg] = row0[i];
+        r->rows[r->nseg] = rows[i];
+        r->n += rows[i];
+        r->nseg++;
+    }
+    return 0;
+}
+
+/* The weights of one layer in the exporter's terms. */
+typedef struct ox_layer {
+    ox_rows qkv, o, gate, up, down;
+} ox_layer;
+
+static int ox_layer_rows(const phiq_hf *hf, const phiq_hparams *hp, int i, ox_layer *L) {
+    char a[160], b[160], c[160];
+    int64_t hd = hp->head_dim, q = (int64_t)hp->n_head * hd, kv = (int64_t)hp->n_head_kv * hd;
+    int64_t H = hp->n_embd, F = hp->n_ff;
+    int rc;
+    snprintf(a, sizeof a, "model.layers.%d.self_attn.qkv_proj.weight", i);
+    if (phiq_hf_find(hf, a)) {
+        rc = ox_rows_named(hf, &L->qkv, H, IN(a), (int64_t[]){q + 2 * kv}, (int64_t[]){0});
+    } else {
+        snprintf(a, sizeof a, "model.layers.%d.self_attn.q_proj.weight", i);
+        snprintf(b, sizeof b, "model.layers.%d.self_attn.k_proj.weight", i);
+        snprintf(c, sizeof c, "model.layers.%d.self_attn.v_proj.weight", i);
+        rc = ox_rows_named(hf, &L->qkv, H, IN(a, b, c), (int64_t[]){q, kv, kv}, (int64_t[]){0, 0, 0});
+    }
+    if (rc) return rc;
+    snprintf(a, sizeof a, "model.layers.%d.self_attn.o_proj.weight", i);
+    if ((rc = ox_rows_named(hf, &L->o, q, IN(a), (int64_t[]){H}, (int64_t[]){0}))) return rc;
+    snprintf(a, sizeof a, "model.layers.%d.mlp.gate_up_proj.weight", i);
+    if (phiq_hf_find(hf, a)) {
+        if ((rc = ox_rows_named(hf, &L->gate, H, IN(a), (int64_t[]){F}, (int64_t[]){0}))) return rc;
+        if ((rc = ox_rows_named(hf, &L->up, H, IN(a), (int64_t[]){F}, (int64_t[]){F}))) return rc;
+    } else {
+        snprintf(a, sizeof a, "model.layers.%d.mlp.gate_proj.weight", i);
+        snprintf(b, sizeof b, "model.layers.%d.mlp.up_proj.weight", i);
+        if ((rc = ox_rows_named(hf, &L->gate, H, IN(a), (int64_t[]){F}, (int64_t[]){0}))) return rc;
+        if ((rc = ox_rows_named(hf, &L->up, H, IN(b), (int64_t[]){F}, (int64_t[]){0}))) return rc;
+    }
+    snprintf(a, sizeof a, "model.layers.%d.mlp.down_proj.weight", i);
+    return ox_rows_named(hf, &L->down, F, IN(a), (int64_t[]){H}, (int64_t[]){0});
+}
+
+static int ox_check_vec(const phiq_hf *hf, const char *name, int64_t n) {
+    const phiq_st_tensor *t = phiq_hf_find(hf, name);
+    if (!t) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s missing", phiq_hf_dir(hf), name);
+    if (t->dtype == PHIQ_ST_OTHER || t->n_dims != 1 || t->shape[0] != n)
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s should be [%lld]", t->file, name, (long long)n);
+    return 0;
+}
+
+static int ox_validate(const phiq_onnx_options *o, phiq_hf *hf, const char *src) {
+    const phiq_hparams *hp = phiq_hf_hparams(hf);
+    if (hp->arch != PHIQ_ARCH_PHI3)
+        return phiq_fail(PHIQ_EUNSUPPORTED,
+                         "%s: architecture %s is not supported by the ONNX exporter (Phi3ForCausalLM only: "
+                         "Phi-3/3.5-mini, Phi-4, Phi-4-mini)",
+                         src, phiq_hf_architecture(hf));
+    if (hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv || hp->head_dim <= 0 ||
+        hp->n_embd <= 0 || hp->n_ff <= 0 || hp->n_vocab <= 0 || hp->n_layer <= 0)
+        return phiq_fail(PHIQ_EFORMAT, "%s: config.json has inconsistent dimensions", src);
+    /* The RoPE caches hold context_length rows; bound them (Phi: <= 131072). */
+    if (hp->n_ctx_train <= 0 || hp->n_ctx_train > (1 << 20) || hp->n_ctx_orig <= 0 ||
+        hp->n_ctx_orig > hp->n_ctx_train)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: context length %d (original %d) outside 1..1048576", src,
+                         hp->n_ctx_train, hp->n_ctx_orig);
+    /* ORT 1.30 CPU GroupQueryAttention constraints (doc §1.7). */
+    if (hp->head_dim % 16)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: head size %d is not a multiple of 16 (GroupQueryAttention)", src,
+                         hp->head_dim);
+    if (hp->n_rot <= 0 || hp->n_rot > hp->head_dim || (hp->n_rot / 2) % 8)
+        return phiq_fail(PHIQ_EUNSUPPORTED,
+                         "%s: rotary dimension %d unsupported by GroupQueryAttention (half must be a multiple of 8, "
+                         "<= head size)",
+                         src, hp->n_rot);
+    if (hp->n_rope_factors && hp->n_rope_factors != hp->n_rot / 2)
+        return phiq_fail(PHIQ_EFORMAT, "%s: %d LongRoPE factors for rotary dimension %d", src, hp->n_rope_factors,
+                         hp->n_rot);
+    if (o->type == PHIQ_ONNX_INT4 || o->type == PHIQ_ONNX_INT8) {
+        int64_t ks[3] = {hp->n_embd, (int64_t)hp->n_head * hp->head_dim, hp->n_ff};
+        const char *what[3] = {"hidden size", "attention width", "intermediate size"};
+        for (int i = 0; i < 3; i++)
+            if (ks[i] % o->block_size)
+                return phiq_fail(PHIQ_EUNSUPPORTED, "%s: block size %d does not divide the %s K = %lld", src,
+                                 o->block_size, what[i], (long long)ks[i]);
+    }
+    int rc;
+    if ((rc = ox_check_vec(hf, "model.norm.weight", hp->n_embd))) return rc;
+    ox_rows r;
+    if ((rc = ox_rows_named(hf, &r, hp->n_embd, IN("model.embed_tokens.weight"), (int64_t[]){hp->n_vocab},
+                            (int64_t[]){0})))
+        return rc;
+    if (!hp->tied_embeddings &&
+        (rc = ox_rows_named(hf, &r, hp->n_embd, IN("lm_head.weight"), (int64_t[]){hp->n_vocab}, (int64_t[]){0})))
+        return rc;
+    for (int i = 0; i < hp->n_layer; i++) {
+        ox_layer L;
+        char a[160];
+        if ((rc = ox_layer_rows(hf, hp, i, &L))) return rc;
+        snprintf(a, sizeof a, "model.layers.%d.input_layernorm.weight", i);
+        if ((rc = ox_check_vec(hf, a, hp->n_embd))) return rc;
+        snprintf(a, sizeof a, "model.layers.%d.post_attention_layernorm.weight", i);
+        if ((rc = ox_check_vec(hf, a, hp->n_embd))) return rc;
+    }
+    return 0;
+}
+
+/* ---- the graph -------------------------------------------------------------- */
+
+static int ox_build(ox *x) {
+    const phiq_hparams *hp = x->hp;
+    phiq_og *g = &x->g;
+    int rc;
+    int64_t kv = hp->n_head_kv, hd = hp->head_dim;
+    bool f16 = x->opt->type == PHIQ_ONNX_FP16;
+
+    /* I/O */
+    phiq_og_input(g, "input_ids", PHIQ_OG_INT64, 2, IN("batch_size", "sequence_length"), NULL);
+    phiq_og_input(g, "attention_mask", PHIQ_OG_INT64, 2, IN("batch_size", "total_sequence_length"), NULL);
+    for (int i = 0; i < hp->n_layer; i++) {
+        const char *sym[4] = {"batch_size", NULL, "past_sequence_length", NULL};
+        int64_t val[4] = {0, kv, 0, hd};
+        char nm[64];
+        snprintf(nm, sizeof nm, "past_key_values.%d.key", i);
+        phiq_og_input(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
+        snprintf(nm, sizeof nm, "past_key_values.%d.value", i);
+        phiq_og_input(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
+    }
+    {
+        const char *sym[3] = {"batch_size", "sequence_length", NULL};
+        int64_t val[3] = {0, 0, hp->n_vocab};
+        phiq_og_output(g, "logits", PHIQ_OG_FLOAT, 3, sym, val);
+    }
+    for (int i = 0; i < hp->n_layer; i++) {
+        const char *sym[4] = {"batch_size", NULL, "total_sequence_length", NULL};
+        int64_t val[4] = {0, kv, 0, hd};
+        char nm[64];
+        snprintf(nm, sizeof nm, "present.%d.key", i);
+        phiq_og_output(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
+        snprintf(nm, sizeof nm, "present.%d.value", i);
+        phiq_og_output(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
+    }
+
+    /* Mask pre-processing shared by every GQA: seqlens_k = sum(mask) - 1,
+     * total_sequence_length = mask width (both int32). */
+    int64_t one = 1, axes[1] = {1}, d1[1] = {1};
+    phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/1D/1", PHIQ_OG_INT64, d1, 1, axes, sizeof axes);
+    phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/0D/1", PHIQ_OG_INT64, NULL, 0, &one, sizeof one);
+    Onnx__NodeProto *n =
+        phiq_og_node(g, "ReduceSum", "", "/model/attn_mask_reformat/attn_mask_subgraph/ReduceSum",
+                     IN("attention_mask", "/model/constant_nodes/TensorProto.INT64/1D/1"),
+                     IN("/model/attn_mask_reformat/attn_mask_subgraph/ReduceSum/output_0"));
+    phiq_og_attr_i(g, n, "keepdims", 0);
+    phiq_og_node(g, "Sub", "", "/model/attn_mask_reformat/attn_mask_subgraph/Sub",
+                 IN("/model/attn_mask_reformat/attn_mask_subgraph/ReduceSum/output_0",
+                    "/model/constant_nodes/TensorProto.INT64/0D/1"),
+                 IN("/model/attn_mask_reformat/attn_mask_subgraph/Sub/output_0"));
+    n = phiq_og_node(g, "Cast", "", "/model/attn_mask_reformat/attn_mask_subgraph/Sub/Cast",
+                     IN("/model/attn_mask_reformat/attn_mask_subgraph/Sub/output_0"), IN("seqlens_k"));
+    phiq_og_attr_i(g, n, "to", PHIQ_OG_INT32);
+    phiq_og_node(g, "Shape", "", "/model/attn_mask_reformat/attn_mask_subgraph/Shape", IN("attention_mask"),
+                 IN("/model/attn_mask_reformat/attn_mask_subgraph/Shape/output_0"));
+    n = phiq_og_node(g, "Gather", "", "/model/attn_mask_reformat/attn_mask_subgraph/Gather",
+                     IN("/model/attn_mask_reformat/attn_mask_subgraph/Shape/output_0",
+                        "/model/constant_nodes/TensorProto.INT64/0D/1"),
+                     IN("/model/attn_mask_reformat/attn_mask_subgraph/Gather/output_0"));
+    phiq_og_attr_i(g, n, "axis", 0);
+    n = phiq_og_node(g, "Cast", "", "/model/attn_mask_reformat/attn_mask_subgraph/Gather/Cast",
+                     IN("/model/attn_mask_reformat/attn_mask_subgraph/Gather/output_0"), IN("total_seq_len"));
+    phiq_og_attr_i(g, n, "to", PHIQ_OG_INT32);
+    if ((rc = ox_rope(x, "/model/attn_mask_reformat/attn_mask_subgraph/Gather/output_0"))) return rc;
+
+    /* Embedding: Gather rows of the [V, hidden] table (fp16: then Cast). */
+    ox_rows emb;
+    if ((rc = ox_rows_named(x->hf, &emb, hp->n_embd, IN("model.embed_tokens.weight"), (int64_t[]){hp->n_vocab},
+                            (int64_t[]){0})))
+        return rc;
+    const char *embeds = "/model/embed_tokens/Gather/output_0";
+    if (hp->tied_embeddings && x->bits == 4) {
+        /* Tied and 4-bit quantized (Phi-4-mini): as the builder does, the
+         * embedding gathers rows of the quantized lm_head weight with
+         * com.microsoft.GatherBlockQuantized instead of storing a float table. */
+        phiq_mnb_layout l;
+        if ((rc = ox_weight_nbits(x, "lm_head.MatMul.weight", &emb, &l))) return rc;
+        x->head_written = true;
+        int64_t shp[2] = {hp->n_vocab, (int64_t)hp->n_embd * x->bits / 8};
+        phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/1D/embed_shape", PHIQ_OG_INT64, (int64_t[]){2},
+                         1, shp, sizeof shp);
+        phiq_og_node(g, "Reshape", "", "/model/embed_tokens/Reshape",
+                     IN("lm_head.MatMul.weight_Q4", "/model/constant_nodes/TensorProto.INT64/1D/embed_shape"),
+                     IN("/model/embed_tokens/Reshape/output_0"));
+        if (l.sym) {
+            n = phiq_og_node(g, "GatherBlockQuantized", "com.microsoft", "/model/embed_tokens/GatherBlockQuantized",
+                             IN("/model/embed_tokens/Reshape/output_0", "input_ids", "lm_head.MatMul.weight_scales"),
+                             IN(embeds));
+        } else {
+            int64_t zs[2] = {hp->n_vocab, l.zp_row};
+            phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/1D/embed_zp_shape", PHIQ_OG_INT64,
+                             (int64_t[]){2}, 1, zs, sizeof zs);
+            phiq_og_node(g, "Reshape", "", "/model/embed_tokens/ReshapeZp",
+                         IN("lm_head.MatMul.weight_zero_points",
+                            "/model/constant_nodes/TensorProto.INT64/1D/embed_zp_shape"),
+                         IN("/model/embed_tokens/ReshapeZp/output_0"));
+            n = phiq_og_node(g, "GatherBlockQuantized", "com.microsoft", "/model/embed_tokens/GatherBlockQuantized",
+                             IN("/model/embed_tokens/Reshape/output_0", "input_ids", "lm_head.MatMul.weight_scales",
+                                "/model/embed_tokens/ReshapeZp/output_0"),
+                             IN(embeds));
+        }
+        phiq_og_attr_i(g, n, "bits", x->bits);
+        phiq_og_attr_i(g, n, "block_size", x->opt->block_size);
+        phiq_og_attr_i(g, n, "gather_axis", 0);
+        phiq_og_attr_i(g, n, "quantize_axis", 1);
+    } else {
+        if ((rc = ox_weight_rows_float(x, "model.embed_tokens.weight", &emb, f16))) return rc;
+        phiq_og_node(g, "Gather", "", "/model/embed_tokens/Gather", IN("model.embed_tokens.weight", "input_ids"),
+                     IN(f16 ? "/model/embed_tokens/Gather/output_f16" : embeds));
+        if (f16) {
+            n = phiq_og_node(g, "Cast", "", "/model/embed_tokens/Cast", IN("/model/embed_tokens/Gather/output_f16"),
+                             IN(embeds));
+            phiq_og_attr_i(g, n, "to", PHIQ_OG_FLOAT);
+        }
+    }
+    /* Nothing reads the embedding rows again (a tied head is either written
+     * above or a Transpose of the stored table): drop their pages now. */
+    ox_release_rows(&emb);
+    phiq_progress_step(&x->prog, "model.embed_tokens", ox_rows_bytes(&emb));
+
+    char residual[200], down_prev[200];
+    snprintf(residual, sizeof residual, "%s", embeds);
+    down_prev[0] = 0;
+    for (int i = 0; i < hp->n_layer; i++) {
+        ox_layer L;
+        if ((rc = ox_layer_rows(x->hf, hp, i, &L))) return rc;
+        char p[96], wp[96], nm[200], ln[200], ln_out[200], res_out[200], w[160];
+        snprintf(p, sizeof p, "/model/layers.%d", i);
+        snprintf(wp, sizeof wp, "model.layers.%d", i);
+
+        /* input_layernorm */
+        snprintf(w, sizeof w, "model.layers.%d.input_layernorm.weight", i);
+        if ((rc = ox_norm_weight(x, w, w))) return rc;
+        snprintf(ln_out, sizeof ln_out, "%s/input_layernorm/output_0", p);
+        if (i == 0) {
+            snprintf(ln, sizeof ln, "%s/input_layernorm/LayerNorm", p);
+            n = phiq_og_node(g, "SimplifiedLayerNormalization", "", ln, IN(residual, w), IN(ln_out));
+            phiq_og_attr_i(g, n, "axis", -1);
+            phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
+            phiq_og_attr_i(g, n, "stash_type", 1);
+        } else {
+            snprintf(ln, sizeof ln, "%s/input_layernorm/SkipLayerNorm", p);
+            snprintf(res_out, sizeof res_out, "%s/input_layernorm/output_3", p);
+            n = phiq_og_node(g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln, IN(residual, down_prev, w),
+                             IN(ln_out, "", "", res_out));
+            phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
+            snprintf(residual, sizeof residual, "%s", res_out);
+        }
+
+        /* attention */
+        char qkv[200], attn[200], o[200], pk[64], pv[64], prk[64], prv[64];
+        snprintf(qkv, sizeof qkv, "%s/attn/qkv_proj/MatMul/output_0", p);
+        snprintf(nm, sizeof nm, "%s/attn/qkv_proj", p);
+        snprintf(w, sizeof w, "%s.attn.qkv_proj", wp);
+        if ((rc = ox_matmul(x, nm, w, &L.qkv, ln_out, qkv))) return rc;
+        snprintf(attn, sizeof attn, "%s/attn/GroupQueryAttention/output_0", p);
+        snprintf(pk, sizeof pk, "past_key_values.%d.key", i);
+        snprintf(pv, sizeof pv, "past_key_values.%d.value", i);
+        snprintf(prk, sizeof prk, "present.%d.key", i);
+        snprintf(prv, sizeof prv, "present.%d.value", i);
+        snprintf(nm, sizeof nm, "%s/attn/GroupQueryAttention", p);
+        n = phiq_og_node(g, "GroupQueryAttention", "com.microsoft", nm,
+                         IN(qkv, "", "", pk, pv, "seqlens_k", "total_seq_len", "cos_cache", "sin_cache"),
+                         IN(attn, prk, prv));
+        phiq_og_attr_i(g, n, "num_heads", hp->n_head);
+        phiq_og_attr_i(g, n, "kv_num_heads", hp->n_head_kv);
+        phiq_og_attr_f(g, n, "scale", (float)(1.0 / sqrt((double)hd)));
+        /* A sliding window shorter than the context is real (Phi-3-mini-4k:
+         * 2047); Phi-3.5/Phi-4-mini's 262144 exceeds it and means none. */
+        int win = hp->sliding_window > 0 && hp->sliding_window < hp->n_ctx_train ? hp->sliding_window : -1;
+        phiq_og_attr_i(g, n, "local_window_size", win);
+        phiq_og_attr_f(g, n, "softcap", 0.0f);
+        phiq_og_attr_i(g, n, "do_rotary", 1);
+        phiq_og_attr_i(g, n, "rotary_interleaved", 0);
+        snprintf(o, sizeof o, "%s/attn/o_proj/MatMul/output_0", p);
+        snprintf(nm, sizeof nm, "%s/attn/o_proj", p);
+        snprintf(w, sizeof w, "%s.attn.o_proj", wp);
+        if ((rc = ox_matmul(x, nm, w, &L.o, attn, o))) return rc;
+
+        /* post_attention_layernorm */
+        snprintf(w, sizeof w, "model.layers.%d.post_attention_layernorm.weight", i);
+        if ((rc = ox_norm_weight(x, w, w))) return rc;
+        snprintf(ln, sizeof ln, "%s/post_attention_layernorm/SkipLayerNorm", p);
+        snprintf(ln_out, sizeof ln_out, "%s/post_attention_layernorm/output_0", p);
+        snprintf(res_out, sizeof res_out, "%s/post_attention_layernorm/output_3", p);
+        n = phiq_og_node(g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln, IN(residual, o, w),
+                         IN(ln_out, "", "", res_out));
+        phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
+        snprintf(residual, sizeof residual, "%s", res_out);
+
+        /* MLP: silu(gate) * up -> down */
+        char gate[200], up[200], sg[200], act[200], h[200];
+        snprintf(gate, sizeof gate, "%s/mlp/gate_proj/MatMul/output_0", p);
+        snprintf(up, sizeof up, "%s/mlp/up_proj/MatMul/output_0", p);
+        snprintf(nm, sizeof nm, "%s/mlp/gate_proj", p);
+        snprintf(w, sizeof w, "%s.mlp.gate_proj", wp);
+        if ((rc = ox_matmul(x, nm, w, &L.gate, ln_out, gate))) return rc;
+        snprintf(nm, sizeof nm, "%s/mlp/up_proj", p);
+        snprintf(w, sizeof w, "%s.mlp.up_proj", wp);
+        if ((rc = ox_matmul(x, nm, w, &L.up, ln_out, up))) return rc;
+        snprintf(sg, sizeof sg, "%s/mlp/act_fn/Sigmoid/output_0", p);
+        snprintf(act, sizeof act, "%s/mlp/act_fn/Mul/output_0", p);
+        snprintf(h, sizeof h, "%s/mlp/Mul/output_0", p);
+        snprintf(nm, sizeof nm, "%s/mlp/act_fn/Sigmoid", p);
+        phiq_og_node(g, "Sigmoid", "", nm, IN(gate), IN(sg));
+        snprintf(nm, sizeof nm, "%s/mlp/act_fn/Mul", p);
+        phiq_og_node(g, "Mul", "", nm, IN(gate, sg), IN(act));
+        snprintf(nm, sizeof nm, "%s/mlp/Mul", p);
+        phiq_og_node(g, "Mul", "", nm, IN(act, up), IN(h));
+        snprintf(down_prev, sizeof down_prev, "%s/mlp/down_proj/MatMul/output_0", p);
+        snprintf(nm, sizeof nm, "%s/mlp/down_proj", p);
+        snprintf(w, sizeof w, "%s.mlp.down_proj", wp);
+        if ((rc = ox_matmul(x, nm, w, &L.down, h, down_prev))) return rc;
+    }
+
+    /* final norm + lm_head */
+    char ln[200], fw[160], fo[200];
+    snprintf(ln, sizeof ln, "/model/layers.%d/final_norm_layernorm/SkipLayerNorm", hp->n_layer);
+    snprintf(fw, sizeof fw, "model.layers.%d.final_norm_layernorm.weight", hp->n_layer);
+    snprintf(fo, sizeof fo, "/model/layers.%d/final_norm_layernorm/output_0", hp->n_layer);
+    if ((rc = ox_norm_weight(x, "model.norm.weight", fw))) return rc;
+    n = phiq_og_node(g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln, IN(residual, down_prev, fw),
+                     IN(fo));
+    phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
+
+    ox_rows head;
+    if (hp->tied_embeddings) {
+        head = emb;
+        if (!x->bits) {
+            /* Tied float head: reuse the embedding table through a Transpose
+             * (folded by ORT at load) instead of storing it twice. */
+            const char *src = "model.embed_tokens.weight";
+            if (f16) {
+                n = phiq_og_node(g, "Cast", "", "/lm_head/Cast", IN(src), IN("/lm_head/Cast/output_0"));
+                phiq_og_attr_i(g, n, "to", PHIQ_OG_FLOAT);
+                src = "/lm_head/Cast/output_0";
+            }
+            n = phiq_og_node(g, "Transpose", "", "/lm_head/Transpose", IN(src), IN("/lm_head/Transpose/output_0"));
+            phiq_og_attr_ints(g, n, "perm", (int64_t[]){1, 0}, 2);
+            phiq_og_node(g, "MatMul", "", "/lm_head/MatMul", IN(fo, "/lm_head/Transpose/output_0"), IN("logits"));
+            ox_release_rows(&emb);
+            phiq_progress_step(&x->prog, "lm_head", ox_rows_bytes(&emb));
+            return 0;
+        }
+    } else if ((rc = ox_rows_named(x->hf, &head, hp->n_embd, IN("lm_head.weight"), (int64_t[]){hp->n_vocab},
+                                   (int64_t[]){0}))) {
+        return rc;
+    }
+    return ox_matmul(x, "/lm_head", "lm_head", &head, fo, "logits");
+}
+
+/* ---- output directory -------------------------------------------------------- */
+
+static void ox_rmtree_flat(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = phiq_path_join(dir, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int ox_dir_usable(const char *out) {
+    struct stat st;
+    if (stat(out, &st) != 0) return 0;
+    if (!S_ISDIR(st.st_mode)) return phiq_fail(PHIQ_EINVAL, "%s: exists and is not a directory", out);
+    DIR *d = opendir(out);
+    if (!d) return phiq_fail(PHIQ_EIO, "%s: %s", out, strerror(errno));
+    struct dirent *e;
+    int nonempty = 0;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) nonempty = 1;
+    closedir(d);
+    if (nonempty) return phiq_fail(PHIQ_EINVAL, "%s: output directory exists and is not empty", out);
+    return 0;
+}
+
+static int ox_write_text(const char *dir, const char *name, const char *txt, size_t len) {
+    char *p = phiq_path_join(dir, name);
+    if (!p) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    FILE *f = fopen(p, "wb");
+    int rc = 0;
+    if (!f || fwrite(txt, 1, len, f) != len) rc = phiq_fail(PHIQ_EIO, "%s: cannot write: %s", p, strerror(errno));
+    if (f && fclose(f) && !rc) rc = phiq_fail(PHIQ_EIO, "%s: cannot write: %s", p, strerror(errno));
+    free(p);
+    return rc;
+}
+
+static int ox_copy_file(const char *src, const char *dir, const char *name) {
+    char *txt;
+    size_t len;
+    int rc = phiq_read_file(src, &txt, &len);
+    if (rc) return rc;
+    rc = ox_write_text(dir, name, txt, len);
+    free(txt);
+    return rc;
+}
+
+static int ox_copy_tokenizer(phiq_hf *hf, const char *dir) {
+    int rc;
+    const char *tj = phiq_hf_tokenizer_json(hf), *tc = phiq_hf_tokenizer_config_json(hf);
+    if (tj && (rc = ox_copy_file(tj, dir, "tokenizer.json"))) return rc;
+    if (tc && (rc = ox_copy_file(tc, dir, "tokenizer_config.json"))) return rc;
+    static const char *extra[] = {"special_tokens_map.json", "added_tokens.json"};
+    for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
+        char *p = phiq_path_join(phiq_hf_dir(hf), extra[i]);
+        rc = p && phiq_file_exists(p) ? ox_copy_file(p, dir, extra[i]) : 0;
+        free(p);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_options *opt) {
+    if (!src_dir || !out_dir || !opt) return phiq_fail(PHIQ_EINVAL, "onnx export: missing argument");
+    if (opt->type < PHIQ_ONNX_FP32 || opt->type > PHIQ_ONNX_INT4)
+        return phiq_fail(PHIQ_EINVAL, "onnx export: unknown type %d", (int)opt->type);
+    bool quant = opt->type == PHIQ_ONNX_INT4 || opt->type == PHIQ_ONNX_INT8;
+    if (quant && (opt->block_size < 16 || opt->block_size > 256 || (opt->block_size & (opt->block_size - 1))))
+        return phiq_fail(PHIQ_EINVAL, "onnx export: block size %d is not a power of two in 16..256", opt->block_size);
+    if (opt->accuracy_level < 0 || opt->accuracy_level > 4)
+        return phiq_fail(PHIQ_EINVAL, "onnx export: accuracy level %d not in 0..4", opt->accuracy_level);
+    if (opt->max_length < 0) return phiq_fail(PHIQ_EINVAL, "onnx export: negative max length");
+
+    /* Normalized output path, parent and the temporary sibling. */
+    size_t ol = strlen(out_dir);
+    while (ol > 1 && out_dir[ol - 1] == '/') ol--;
+    char *out = strndup(out_dir, ol);
+    if (!out) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    int rc = 0;
+    ox x;
+    memset(&x, 0, sizeof x);
+    char *tmp = NULL, *model_path = NULL;
+    bool tmp_made = false;
+
+    x.opt = opt;
+    x.hf = phiq_hf_open(src_dir);
+    if (!x.hf) {
+        rc = PHIQ_EFORMAT;
+        goto fail_keep_msg;
+    }
+    x.hp = phiq_hf_hparams(x.hf);
+    if ((rc = ox_validate(opt, x.hf, src_dir))) goto fail_keep_msg;
+    if ((rc = ox_dir_usable(out))) goto fail_keep_msg;
+    {
+        const char *slash = strrchr(out, '/');
+        size_t plen = slash ? (size_t)(slash - out) : 0;
+        const char *base = slash ? slash + 1 : out;
+        size_t n = ol + 64;
+        tmp = malloc(n);
+        if (!tmp) {
+            rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
+            goto fail_keep_msg;
+        }
+        if (slash) snprintf(tmp, n, "%.*s/.%s.tmp.%ld", (int)(plen ? plen : 1), plen ? out : "/", base, (long)getpid());
+        else snprintf(tmp, n, ".%s.tmp.%ld", base, (long)getpid());
+    }
+    if (mkdir(tmp, 0755) != 0) {
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot create: %s", tmp, strerror(errno));
+        goto fail_keep_msg;
+    }
+    tmp_made = true;
+
+    x.bits = opt->type == PHIQ_ONNX_INT4 ? 4 : opt->type == PHIQ_ONNX_INT8 ? 8 : 0;
+    x.n_threads = opt->n_threads > 0 ? opt->n_threads : phiq_physical_cores();
+    x.data_path = phiq_path_join(tmp, OX_DATA_NAME);
+    model_path = phiq_path_join(tmp, "model.onnx");
+    if (!x.data_path || !model_path) {
+        rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
+        goto fail;
+    }
+    x.data = fopen(x.data_path, "wb");
+    if (!x.data) {
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot create: %s", x.data_path, strerror(errno));
+        goto fail;
+    }
+    if ((rc = phiq_og_init(&x.g, "main_graph", OX_DATA_NAME))) goto fail;
+    /* progress items: the embedding, 5 matmuls per layer, lm_head */
+    phiq_progress_start(&x.prog, "onnx", 2 + 5 * x.hp->n_layer, phiq_hf_total_bytes(x.hf), opt->quiet);
+    rc = ox_build(&x);
+    phiq_progress_end(&x.prog);
+    if (rc) goto fail;
+    if (fflush(x.data) || fsync(fileno(x.data))) {
+        rc = phiq_fail(PHIQ_EIO, "%s: write failed: %s", x.data_path, strerror(errno));
+        goto fail;
+    }
+    if (fclose(x.data)) {
+        x.data = NULL;
+        rc = phiq_fail(PHIQ_EIO, "%s: write failed: %s", x.data_path, strerror(errno));
+        goto fail;
+    }
+    x.data = NULL;
+    {
+        FILE *mf = fopen(model_path, "wb");
+        if (!mf) {
+            rc = phiq_fail(PHIQ_EIO, "%s: cannot create: %s", model_path, strerror(errno));
+            goto fail;
+        }
+        rc = phiq_og_write_model(&x.g, mf, 10, 21, 1, "phiq", model_path);
+        if ((fflush(mf) || fsync(fileno(mf))) && !rc)
+            rc = phiq_fail(PHIQ_EIO, "%s: write failed: %s", model_path, strerror(errno));
+        if (fclose(mf) && !rc) rc = phiq_fail(PHIQ_EIO, "%s: write failed: %s", model_path, strerror(errno));
+        if (rc) goto fail;
+    }
+    {
+        int ml = opt->max_length ? opt->max_length : (x.hp->n_ctx_train < 4096 ? x.hp->n_ctx_train : 4096);
+        char *cfg = phiq_genai_config_json(x.hp, ml);
+        if (!cfg) {
+            rc = PHIQ_ENOMEM;
+            goto fail;
+        }
+        rc = ox_write_text(tmp, "genai_config.json", cfg, strlen(cfg));
+        free(cfg);
+        if (rc) goto fail;
+    }
+    if ((rc = ox_copy_tokenizer(x.hf, tmp))) goto fail;
+    if (rename(tmp, out) != 0) {
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot rename %s into place: %s", out, tmp, strerror(errno));
+        goto fail;
+    }
+    tmp_made = false;
+    goto done;
+
+fail:
+fail_keep_msg:
+done:
+    if (x.data) fclose(x.data);
+    if (tmp_made) ox_rmtree_flat(tmp);
+    phiq_og_free(&x.g);
+    if (x.hf) phiq_hf_close(x.hf);
+    free(x.data_path);
+    free(model_path);
+    free(tmp);
+    free(out);
+    return rc;
+}

@@ -1,0 +1,845 @@
+/* quant_k.c — the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K: 256-element
+ * super-blocks with 16 or 32-element sub-blocks) and the Q8_K activation
+ * quantizer, plus the scale-search helpers they share with the imatrix
+ * paths of the 32-element types.
+ *
+ * Without an imatrix llama-quantize runs ggml's quantize_row_*_ref (fixed
+ * weights derived from x); with one it runs quantize_row_*_impl. Both are
+ * reproduced here with ggml's exact float32 operation order: the searches
+ * compare sums of products, so any reordering flips near-ties and changes
+ * bytes.
+ */
+#include "quant/quant_internal.h"
+
+
+/* ---- scale searches ------------------------------------------------------ */
+
+/* Weight used by make_qx_quants: the given importance, else x^2 (rmse_type 1). */
+static inline float qx_weight(const float *qw, const float *x, int i) { return qw ? qw[i] : x[i] * x[i]; }
+
+float phiq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < PHIQ_GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = phiq_nearest_int(iscale * x[i]);
+        l = phiq_imax(-nmax, phiq_imin(nmax - 1, l));
+        L[i] = (int8_t)(l + nmax);
+        const float w = qx_weight(qw, x, i);
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+        for (int i = 0; i < n; i++) {
+            int l = phiq_nearest_int(iscale * x[i]);
+            l = phiq_imax(-nmax, phiq_imin(nmax - 1, l));
+            const float w = qx_weight(qw, x, i);
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++) {
+                const int l = phiq_nearest_int(iscale * x[i]);
+                L[i] = (int8_t)(nmax + phiq_imax(-nmax, phiq_imin(nmax - 1, l)));
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+void phiq_qx16_search_scalar(const float *x, const float *qw, int nmax, int8_t *L, float *scales) {
+    for (int g = 0; g < 8; g++)
+        scales[g] = phiq_make_qx_quants(16, nmax, x + 16 * g, L + 16 * g, qw ? qw + 16 * g : NULL);
+}
+
+/* ggml's make_q3_quants with do_rmse: x^2-weighted coordinate descent. */
+static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
+    float max = 0, amax = 0;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < PHIQ_GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = phiq_nearest_int(iscale * x[i]);
+        l = phiq_imax(-nmax, phiq_imin(nmax - 1, l));
+        L[i] = (int8_t)l;
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                int new_l = phiq_nearest_int(x[i] * sl2 / slx);
+                new_l = phiq_imax(-nmax, phiq_imin(nmax - 1, new_l));
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (int8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* ggml's make_qkx2_quants (weights given, use_mad selects |diff| vs diff^2).
+ * Note the running min: once a candidate wins, later steps quantize
+ * against the new min — required for byte-exactness. */
+static float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                              uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
+    float min = x[0], max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = phiq_nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)phiq_imax(0, phiq_imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += weights[i] * diff;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = phiq_nearest_int(iscale * (x[i] - min));
+            l = phiq_imax(0, phiq_imin(nmax, l));
+            Laux[i] = (uint8_t)l;
+            const float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? fabsf(diff) : diff * diff;
+                cur_error += weights[i] * diff;
+            }
+            if (cur_error < best_error) {
+                memcpy(L, Laux, (size_t)n);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+/* ggml's make_qkx3_quants with use_mad = false (weights NULL → x^2). */
+float phiq_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                            uint8_t *Laux, float rmin, float rdelta, int nstep) {
+#define QKX3_W(i) (weights ? weights[i] : x[i] * x[i])
+    float min = x[0], max = x[0];
+    float sum_w = QKX3_W(0);
+    float sum_x = sum_w * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = QKX3_W(i);
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max <= min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_mad = 0;
+    for (int i = 0; i < n; i++) {
+        const int l = phiq_nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)phiq_imax(0, phiq_imin(nmax, l));
+        float diff = scale * L[i] + min - x[i];
+        diff = diff * diff;
+        best_mad += QKX3_W(i) * diff;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; i++) {
+            int l = phiq_nearest_int(iscale * (x[i] - min));
+            l = phiq_imax(0, phiq_imin(nmax, l));
+            Laux[i] = (uint8_t)l;
+            const float w = QKX3_W(i);
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float mad = 0;
+            for (int i = 0; i < n; i++) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = diff * diff;
+                mad += QKX3_W(i) * diff;
+            }
+            if (mad < best_mad) {
+                memcpy(L, Laux, (size_t)n);
+                best_mad = mad;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+#undef QKX3_W
+}
+
+/* ggml's make_qp_quants: non-negative values (sub-block scales/mins) to
+ * 0..nmax with weights, returns the step. */
+static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
+    float max = 0;
+    for (int i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
+    if (max < PHIQ_GROUP_MAX_EPS) {
+        memset(L, 0, (size_t)n);
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; i++) L[i] = (uint8_t)phiq_nearest_int(iscale * x[i]);
+    const float scale = 1 / iscale;
+    float best_mse = 0;
+    for (int i = 0; i < n; i++) {
+        const float diff = x[i] - scale * L[i];
+        best_mse += qw[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; is++) {
+        if (is == 0) continue;
+        const float iscale_is = (0.1f * is + nmax) / max;
+        const float scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; i++) {
+            int l = phiq_nearest_int(iscale_is * x[i]);
+            l = phiq_imin(nmax, l);
+            const float diff = x[i] - scale_is * l;
+            mse += qw[i] * diff * diff;
+        }
+        if (mse < best_mse) {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; i++) {
+        int l = phiq_nearest_int(iscale * x[i]);
+        l = phiq_imin(nmax, l);
+        L[i] = (uint8_t)l;
+        const float w = qw[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = qw[i];
+            float slx = sumlx - w * x[i] * L[i];
+            float sl2 = suml2 - w * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                int new_l = phiq_nearest_int(x[i] * sl2 / slx);
+                new_l = phiq_imin(nmax, new_l);
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = (uint8_t)new_l;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        n_changed++;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+/* ---- shared packing ----------------------------------------------------------- */
+
+/* 2-bit values: for each 128-half, byte l holds elements l, l+32, l+64, l+96. */
+static void pack2(const uint8_t *L, uint8_t *qs) {
+    for (int j = 0; j < PHIQ_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+/* Q4_K/Q5_K 12-byte scale/min packing (decoder: get_scale_min_k4). */
+static void pack_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t *s) {
+    if (j < 4) {
+        s[j] = ls;
+        s[j + 4] = lm;
+    } else {
+        s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+        s[j - 4] |= (uint8_t)((ls >> 4) << 6);
+        s[j - 0] |= (uint8_t)((lm >> 4) << 6);
+    }
+}
+
+static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+/* ---- Q2_K --------------------------------------------------------------------- */
+
+static void q2_K_requant(const float *x, phiq_block_q2_K *y, uint8_t *L) {
+    const float dd = phiq_h2f(y->d), dmm = phiq_h2f(y->dmin);
+    for (int j = 0; j < 16; j++) {
+        const float d = dd * (y->scales[j] & 0xF);
+        if (!d) continue;
+        const float dm = dmm * (y->scales[j] >> 4);
+        for (int ii = 0; ii < 16; ii++) {
+            const int l = phiq_nearest_int((x[16 * j + ii] + dm) / d);
+            L[16 * j + ii] = (uint8_t)phiq_imax(0, phiq_imin(3, l));
+        }
+    }
+    pack2(L, y->qs);
+}
+
+void phiq_quantize_row_q2_K(const float *x, void *vy, int64_t n, const float *qw) {
+    phiq_block_q2_K *y = vy;
+    uint8_t L[PHIQ_QK_K], Laux[16], Ls[16], Lm[16];
+    float weights[16], mins[16], scales[16], sw[16];
+    const float q4scale = 15.f;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
+        if (!qw) {
+            float max_scale = 0, max_min = 0;
+            for (int j = 0; j < 16; j++) {
+                for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
+                scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f,
+                                             15, 1);
+                if (scales[j] > max_scale) max_scale = scales[j];
+                if (mins[j] > max_min) max_min = mins[j];
+            }
+            if (max_scale > 0) {
+                const float iscale = q4scale / max_scale;
+                for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)phiq_nearest_int(iscale * scales[j]);
+                y[i].d = phiq_f2h(max_scale / q4scale);
+            } else {
+                memset(y[i].scales, 0, 16);
+                y[i].d = phiq_f2h(0.f);
+            }
+            if (max_min > 0) {
+                const float iscale = q4scale / max_min;
+                /* unsigned shift: for degenerate (subnormal) rows iscale is inf and
+                 * nearest_int returns a negative garbage value; ggml shifts it as
+                 * int, which wraps the same way */
+                for (int j = 0; j < 16; j++)
+                    y[i].scales[j] |= (uint8_t)((unsigned)phiq_nearest_int(iscale * mins[j]) << 4);
+                y[i].dmin = phiq_f2h(max_min / q4scale);
+            } else {
+                y[i].dmin = phiq_f2h(0.f);
+            }
+        } else {
+            const float *w = qw + PHIQ_QK_K * i;
+            float sumx2 = 0;
+            for (int j = 0; j < PHIQ_QK_K; j++) sumx2 += x[j] * x[j];
+            const float sigma2 = sumx2 / PHIQ_QK_K;
+            for (int j = 0; j < 16; j++) {
+                for (int l = 0; l < 16; l++) weights[l] = w[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+                float s = 0;
+                for (int l = 0; l < 16; l++) s += weights[l];
+                sw[j] = s;
+                scales[j] = phiq_make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f,
+                                                  36);
+            }
+            const float dm = make_qp_quants(16, 15, scales, Ls, sw);
+            const float mm = make_qp_quants(16, 15, mins, Lm, sw);
+            y[i].d = phiq_f2h(dm);
+            y[i].dmin = phiq_f2h(mm);
+            for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
+        }
+        q2_K_requant(x, &y[i], L);
+    }
+}
+
+void phiq_dequantize_row_q2_K(const void *vx, float *y, int64_t n) {
+    const phiq_block_q2_K *x = vx;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float d = phiq_h2f(x[i].d), min = phiq_h2f(x[i].dmin);
+        const uint8_t *q = x[i].qs;
+        int is = 0;
+        for (int nn = 0; nn < PHIQ_QK_K; nn += 128, q += 32) {
+            int shift = 0;
+            for (int j = 0; j < 4; j++, shift += 2) {
+                uint8_t sc = x[i].scales[is++];
+                float dl = d * (sc & 0xF), ml = min * (sc >> 4);
+                for (int l = 0; l < 16; l++) *y++ = dl * ((int8_t)((q[l] >> shift) & 3)) - ml;
+                sc = x[i].scales[is++];
+                dl = d * (sc & 0xF);
+                ml = min * (sc >> 4);
+                for (int l = 0; l < 16; l++) *y++ = dl * ((int8_t)((q[l + 16] >> shift) & 3)) - ml;
+            }
+        }
+    }
+}
+
+/* ---- Q3_K --------------------------------------------------------------------- */
+
+/* Stores 6-bit scale l (already +32) of group j into the 12-byte layout. */
+static void q3_K_set_scale(uint8_t *s, int j, int l) {
+    if (j < 8) s[j] = (uint8_t)(l & 0xF);
+    else s[j - 8] |= (uint8_t)((l & 0xF) << 4);
+    l >>= 4;
+    s[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
+}
+
+static void q3_K_finish(const float *x, phiq_block_q3_K *y, int8_t *L) {
+    for (int j = 0; j < 16; j++) {
+        int8_t sc = (int8_t)(j < 8 ? y->scales[j] & 0xF : y->scales[j - 8] >> 4);
+        sc = (int8_t)((sc | (((y->scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32);
+        const float d = phiq_h2f(y->d) * sc;
+        if (!d) continue;
+        for (int ii = 0; ii < 16; ii++) {
+            int l = phiq_nearest_int(x[16 * j + ii] / d);
+            l = phiq_imax(-4, phiq_imin(3, l));
+            L[16 * j + ii] = (int8_t)(l + 4);
+        }
+    }
+    memset(y->hmask, 0, 32);
+    int m = 0;
+    uint8_t hm = 1;
+    for (int j = 0; j < PHIQ_QK_K; j++) {
+        if (L[j] > 3) {
+            y->hmask[m] |= hm;
+            L[j] = (int8_t)(L[j] - 4);
+        }
+        if (++m == 32) {
+            m = 0;
+            hm = (uint8_t)(hm << 1);
+        }
+    }
+    pack2((const uint8_t *)L, y->qs);
+}
+
+void phiq_quantize_row_q3_K(const float *x, void *vy, int64_t n, const float *qw) {
+    phiq_block_q3_K *y = vy;
+    int8_t L[PHIQ_QK_K], Ls[16];
+    float scales[16], weight[16], sw[16];
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
+        memset(y[i].scales, 0, 12);
+        if (!qw) {
+            float max_scale = 0, amax = 0;
+            for (int j = 0; j < 16; j++) {
+                scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+                const float scale = fabsf(scales[j]);
+                if (scale > amax) {
+                    amax = scale;
+                    max_scale = scales[j];
+                }
+            }
+            if (max_scale) {
+                const float iscale = -32.f / max_scale;
+                for (int j = 0; j < 16; j++) {
+                    int8_t l = (int8_t)phiq_nearest_int(iscale * scales[j]);
+                    l = (int8_t)(phiq_imax(-32, phiq_imin(31, l)) + 32);
+                    q3_K_set_scale(y[i].scales, j, l);
+                }
+                y[i].d = phiq_f2h(1 / iscale);
+            } else {
+                y[i].d = phiq_f2h(0.f);
+            }
+        } else {
+            const float *w = qw + PHIQ_QK_K * i;
+            float sumx2 = 0;
+            for (int j = 0; j < PHIQ_QK_K; j++) sumx2 += x[j] * x[j];
+            const float sigma2 = 2 * sumx2 / PHIQ_QK_K;
+            for (int j = 0; j < 16; j++) {
+                for (int l = 0; l < 16; l++) weight[l] = w[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
+                float sumw = 0;
+                for (int l = 0; l < 16; l++) sumw += weight[l];
+                sw[j] = sumw;
+                scales[j] = phiq_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weight);
+            }
+            const float d_block = phiq_make_qx_quants(16, 32, scales, Ls, sw);
+            for (int j = 0; j < 16; j++) q3_K_set_scale(y[i].scales, j, Ls[j]);
+            y[i].d = phiq_f2h(d_block);
+        }
+        q3_K_finish(x, &y[i], L);
+    }
+}
+
+void phiq_dequantize_row_q3_K(const void *vx, float *y, int64_t n) {
+    const phiq_block_q3_K *x = vx;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float d_all = phiq_h2f(x[i].d);
+        const uint8_t *q = x[i].qs, *hm = x[i].hmask;
+        int8_t scales[16];
+        for (int j = 0; j < 16; j++) {
+            const int lo = j < 8 ? x[i].scales[j] & 0xF : x[i].scales[j - 8] >> 4;
+            const int hi = (x[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+            scales[j] = (int8_t)(lo | (hi << 4));
+        }
+        uint8_t m = 1;
+        int is = 0;
+        for (int nn = 0; nn < PHIQ_QK_K; nn += 128, q += 32) {
+            int shift = 0;
+            for (int j = 0; j < 4; j++, shift += 2, m = (uint8_t)(m << 1)) {
+                float dl = d_all * (scales[is++] - 32);
+                for (int l = 0; l < 16; l++)
+                    *y++ = dl * ((int8_t)((q[l + 0] >> shift) & 3) - ((hm[l + 0] & m) ? 0 : 4));
+                dl = d_all * (scales[is++] - 32);
+                for (int l = 0; l < 16; l++)
+                    *y++ = dl * ((int8_t)((q[l + 16] >> shift) & 3) - ((hm[l + 16] & m) ? 0 : 4));
+            }
+        }
+    }
+}
+
+/* ---- Q4_K / Q5_K ---------------------------------------------------------------- */
+
+/* Scale search common to Q4_K (nmax 15) and Q5_K (nmax 31): fills the
+ * 12-byte scales, d, dmin of one super-block and leaves L requantized. */
+void phiq_k45_search_scalar(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
+                            float *scales, float *mins) {
+    uint8_t Laux[32];
+    float weights[32];
+    for (int j = 0; j < 8; j++) {
+        if (w) {
+            scales[j] = phiq_make_qkx3_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j, &mins[j], Laux, rmin,
+                                              rdelta, nstep);
+            continue;
+        }
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, 0);
+    }
+}
+
+static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *pdmin, uint8_t *L, int nmax,
+                      const float *qw, int simd) {
+    uint8_t Ls[8], Lm[8];
+    float mins[8], scales[8], sw[8];
+    if (!qw) {
+        float max_scale = 0, max_min = 0;
+        /* Q4_K: rmin -1, 20 steps; Q5_K: rmin -0.5, 15 steps */
+        const float rmin = nmax == 15 ? -1.f : -0.5f;
+        const int nstep = nmax == 15 ? 20 : 15;
+#if PHIQ_QUANT_HAVE_AVX2
+        if (simd)
+            phiq_k45_search_avx2(x, NULL, nmax, rmin, 0.1f, nstep, L, scales, mins);
+        else
+#endif
+            phiq_k45_search_scalar(x, NULL, nmax, rmin, 0.1f, nstep, L, scales, mins);
+        for (int j = 0; j < 8; j++) {
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+        const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        for (int j = 0; j < 8; j++) {
+            uint8_t ls = (uint8_t)phiq_nearest_int(inv_scale * scales[j]);
+            uint8_t lm = (uint8_t)phiq_nearest_int(inv_min * mins[j]);
+            ls = ls < 63 ? ls : 63;
+            lm = lm < 63 ? lm : 63;
+            pack_scale_min_k4(j, ls, lm, sc12);
+        }
+        *pd = phiq_f2h(max_scale / 63.f);
+        *pdmin = phiq_f2h(max_min / 63.f);
+    } else {
+        float sum_x2 = 0;
+        for (int l = 0; l < PHIQ_QK_K; l++) sum_x2 += x[l] * x[l];
+        const float sigma2 = 2 * sum_x2 / PHIQ_QK_K;
+        float wall[PHIQ_QK_K];
+        for (int j = 0; j < 8; j++) {
+            const float *w = qw + 32 * j;
+            float *wj = wall + 32 * j;
+            for (int l = 0; l < 32; l++) wj[l] = w[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
+            float sumw = 0;
+            for (int l = 0; l < 32; l++) sumw += wj[l];
+            sw[j] = sumw;
+        }
+#if PHIQ_QUANT_HAVE_AVX2
+        if (simd)
+            phiq_k45_search_avx2(x, wall, nmax, -0.9f, 0.05f, 36, L, scales, mins);
+        else
+#endif
+            phiq_k45_search_scalar(x, wall, nmax, -0.9f, 0.05f, 36, L, scales, mins);
+        const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
+        const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
+        for (int j = 0; j < 8; j++) {
+            const uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63;
+            pack_scale_min_k4(j, ls, lm, sc12);
+        }
+        *pd = phiq_f2h(d_block);
+        *pdmin = phiq_f2h(m_block);
+    }
+    for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        get_scale_min_k4(j, sc12, &sc, &m);
+        const float d = phiq_h2f(*pd) * sc;
+        if (!d) continue;
+        const float dm = phiq_h2f(*pdmin) * m;
+        for (int ii = 0; ii < 32; ii++) {
+            const int l = phiq_nearest_int((x[32 * j + ii] + dm) / d);
+            L[32 * j + ii] = (uint8_t)phiq_imax(0, phiq_imin(nmax, l));
+        }
+    }
+}
+
+void phiq_quantize_row_q4_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
+    phiq_block_q4_K *y = vy;
+    uint8_t L[PHIQ_QK_K];
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
+        memset(y[i].scales, 0, 12);
+        k45_block(x, y[i].scales, &y[i].d, &y[i].dmin, L, 15, qw ? qw + PHIQ_QK_K * i : NULL, simd);
+        uint8_t *q = y[i].qs;
+        for (int j = 0; j < PHIQ_QK_K; j += 64, q += 32)
+            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+void phiq_quantize_row_q5_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
+    phiq_block_q5_K *y = vy;
+    uint8_t L[PHIQ_QK_K];
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
+        memset(y[i].scales, 0, 12);
+        k45_block(x, y[i].scales, &y[i].d, &y[i].dmin, L, 31, qw ? qw + PHIQ_QK_K * i : NULL, simd);
+        uint8_t *qh = y[i].qh, *ql = y[i].qs;
+        memset(qh, 0, 32);
+        uint8_t m1 = 1, m2 = 2;
+        for (int nn = 0; nn < PHIQ_QK_K; nn += 64, ql += 32) {
+            for (int j = 0; j < 32; j++) {
+                int l1 = L[nn + j], l2 = L[nn + j + 32];
+                if (l1 > 15) {
+                    l1 -= 16;
+                    qh[j] |= m1;
+                }
+                if (l2 > 15) {
+                    l2 -= 16;
+                    qh[j] |= m2;
+                }
+                ql[j] = (uint8_t)(l1 | (l2 << 4));
+            }
+            m1 = (uint8_t)(m1 << 2);
+            m2 = (uint8_t)(m2 << 2);
+        }
+    }
+}
+
+void phiq_dequantize_row_q4_K(const void *vx, float *y, int64_t n) {
+    const phiq_block_q4_K *x = vx;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const uint8_t *q = x[i].qs;
+        const float d = phiq_h2f(x[i].d), min = phiq_h2f(x[i].dmin);
+        int is = 0;
+        for (int j = 0; j < PHIQ_QK_K; j += 64, q += 32, is += 2) {
+            uint8_t sc, m;
+            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
+        }
+    }
+}
+
+void phiq_dequantize_row_q5_K(const void *vx, float *y, int64_t n) {
+    const phiq_block_q5_K *x = vx;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const uint8_t *ql = x[i].qs, *qh = x[i].qh;
+        const float d = phiq_h2f(x[i].d), min = phiq_h2f(x[i].dmin);
+        int is = 0;
+        uint8_t u1 = 1, u2 = 2;
+        for (int j = 0; j < PHIQ_QK_K; j += 64, ql += 32, is += 2) {
+            uint8_t sc, m;
+            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+            u1 = (uint8_t)(u1 << 2);
+            u2 = (uint8_t)(u2 << 2);
+        }
+    }
+}
+
+/* ---- Q6_K ----------------------------------------------------------------------- */
+
+void phiq_quantize_row_q6_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
+    phiq_block_q6_K *y = vy;
+    int8_t L[PHIQ_QK_K];
+    float scales[16];
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
+        float max_scale = 0, max_abs_scale = 0;
+        /* with an imatrix the weights are qw itself (no sigma2 term) */
+        const float *w = qw ? qw + PHIQ_QK_K * i : NULL;
+        for (int h = 0; h < 2; h++) {
+#if PHIQ_QUANT_HAVE_AVX2
+            if (simd)
+                phiq_qx16_search_avx2(x + 128 * h, w ? w + 128 * h : NULL, 32, L + 128 * h, scales + 8 * h);
+            else
+#endif
+                phiq_qx16_search_scalar(x + 128 * h, w ? w + 128 * h : NULL, 32, L + 128 * h, scales + 8 * h);
+        }
+        for (int ib = 0; ib < 16; ib++) {
+            const float scale = scales[ib];
+            const float abs_scale = fabsf(scale);
+            if (abs_scale > max_abs_scale) {
+                max_abs_scale = abs_scale;
+                max_scale = scale;
+            }
+        }
+        if (max_abs_scale < PHIQ_GROUP_MAX_EPS) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        const float iscale = -128.f / max_scale;
+        y[i].d = phiq_f2h(1 / iscale);
+        for (int ib = 0; ib < 16; ib++) y[i].scales[ib] = (int8_t)phiq_imin(127, phiq_nearest_int(iscale * scales[ib]));
+        for (int j = 0; j < 16; j++) {
+            const float d = phiq_h2f(y[i].d) * y[i].scales[j];
+            if (!d) continue;
+            for (int ii = 0; ii < 16; ii++) {
+                int l = phiq_nearest_int(x[16 * j + ii] / d);
+                l = phiq_imax(-32, phiq_imin(31, l));
+                L[16 * j + ii] = (int8_t)(l + 32);
+            }
+        }
+        uint8_t *ql = y[i].ql, *qh = y[i].qh;
+        for (int j = 0; j < PHIQ_QK_K; j += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                const uint8_t q1 = L[j + l + 0] & 0xF, q2 = L[j + l + 32] & 0xF;
+                const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+                ql[l + 0] = (uint8_t)(q1 | (q3 << 4));
+                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                                  ((L[j + l + 96] >> 4) << 6));
+            }
+        }
+    }
+}
+
+void phiq_dequantize_row_q6_K(const void *vx, float *y, int64_t n) {
+    const phiq_block_q6_K *x = vx;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const float d = phiq_h2f(x[i].d);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        for (int nn = 0; nn < PHIQ_QK_K; nn += 128, y += 128, ql += 64, qh += 32, sc += 8) {
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                const int8_t q1 = (int8_t)(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                const int8_t q2 = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                const int8_t q3 = (int8_t)(((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                const int8_t q4 = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+                y[l + 0] = d * sc[is + 0] * q1;
+                y[l + 32] = d * sc[is + 2] * q2;
+                y[l + 64] = d * sc[is + 4] * q3;
+                y[l + 96] = d * sc[is + 6] * q4;
+            }
+        }
+    }
+}
+
+/* ---- Q8_K (activations) ---------------------------------------------------------- */
+
+void phiq_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
+    phiq_block_q8_K *y = vy;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
+        float max = 0, amax = 0;
+        for (int j = 0; j < PHIQ_QK_K; j++) {
+            const float ax = fabsf(x[j]);
+            if (ax > amax) {
+                amax = ax;
+                max = x[j];
+            }
+        }
+        if (!amax) {
+            y[i].d = 0;
+            memset(y[i].qs, 0, PHIQ_QK_K);
+            memset(y[i].bsums, 0, sizeof y[i].bsums); /* ggml leaves them unset; zero is their true value */
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < PHIQ_QK_K; j++) y[i].qs[j] = (int8_t)phiq_imin(127, phiq_nearest_int(iscale * x[j]));
+        for (int j = 0; j < 16; j++) {
+            int sum = 0;
+            for (int ii = 0; ii < 16; ii++) sum += y[i].qs[j * 16 + ii];
+            y[i].bsums[j] = (int16_t)sum;
+        }
+        y[i].d = 1 / iscale;
+    }
+}

@@ -1,0 +1,147 @@
+/* test_chat.c — chat formats. Expected strings restate
+ * docs/reference/phi-family-architecture.md §3c (and llamacpp-gguf-quant.md
+ * §2.6 for llama.cpp's built-in "phi3"/"phi4"); templates are the real ones
+ * from the fixtures where we have them (tokenizers/phi3/tokenizer_config.json,
+ * the chat_template in vocab/ggml-vocab-phi-3.gguf) and transcriptions of the
+ * published checkpoint templates otherwise. */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "formats/gguf.h"
+#include "tokenizer/chat.h"
+
+static const phiq_chat_msg CONV[] = {
+    {"system", "S", NULL},
+    {"user", "Hi", NULL},
+    {"assistant", "Yo", NULL},
+    {"user", "Q", NULL},
+};
+
+static void expect(const phiq_chat_template *t, const phiq_chat_msg *m, int n, bool gen, const char *want) {
+    char *got = phiq_chat_render(t, m, n, gen);
+    assert_non_null(got);
+    if (strcmp(got, want)) fail_msg("rendered\n[%s]\nwant\n[%s]", got, want);
+    free(got);
+}
+
+/* The fixture's template (Phi-3 revision after May 2024): every message as
+ * <|{role}|>\n{content}<|end|>\n, then <|assistant|>\n — the same as
+ * llama.cpp's built-in "phi3" (§3c, llamacpp-gguf-quant.md §2.6). */
+static void test_phi3_fixture_template(void **s) {
+    (void)s;
+    phiq_tokenizer *tok = phiq_tokenizer_from_hf_dir(tu_shared_path("fixtures/tiny-phi3-kjv"));
+    if (!tok) fail_msg("%s", phiq_error());
+    phiq_chat_template t;
+    assert_int_equal(phiq_chat_template_from_tokenizer(tok, &t), PHIQ_CHAT_PHI3);
+    expect(&t, CONV, 4, true,
+           "<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nYo<|end|>\n<|user|>\nQ<|end|>\n<|assistant|>\n");
+    /* the template itself skips the generation prompt after an assistant turn */
+    expect(&t, CONV, 3, true, "<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nYo<|end|>\n");
+    /* tokenized: rstrip swallows the newlines after the special tokens (§3b) */
+    char *p = phiq_chat_render(&t, CONV + 1, 1, true);
+    int32_t ids[64];
+    int n = phiq_tokenize_text(tok, p, strlen(p), !t.bos_in_template, 1, ids, 64);
+    assert_true(n > 0 && n < 64);
+    assert_int_equal(ids[0], 1);
+    assert_int_equal(ids[1], 32010); /* <|user|> */
+    assert_int_equal(ids[n - 2], 32007); /* <|end|> */
+    assert_int_equal(ids[n - 1], 32001); /* <|assistant|> */
+    free(p);
+    phiq_tokenizer_free(tok);
+}
+
+/* The original Phi-3-mini template (Apr 2024), as stored by llama.cpp in
+ * ggml-vocab-phi-3.gguf: {bos}, user turns end with <|assistant|>\n,
+ * assistant turns are {content}<|end|>\n, system dropped (§3c first bullet). */
+static void test_phi3_original_from_gguf(void **s) {
+    (void)s;
+    phiq_gguf *g = phiq_gguf_open(tu_shared_path("fixtures/vocab/ggml-vocab-phi-3.gguf"));
+    if (!g) fail_msg("%s", phiq_error());
+    phiq_tokenizer *tok = phiq_tokenizer_from_gguf(g);
+    phiq_gguf_close(g);
+    if (!tok) fail_msg("%s", phiq_error());
+    phiq_chat_template t;
+    assert_int_equal(phiq_chat_template_from_tokenizer(tok, &t), PHIQ_CHAT_PHI3);
+    assert_true(t.bos_in_template);
+    expect(&t, CONV, 4, true, "<s><|user|>\nHi<|end|>\n<|assistant|>\nYo<|end|>\n<|user|>\nQ<|end|>\n<|assistant|>\n");
+    phiq_tokenizer_free(tok);
+}
+
+/* Phi-3.5-mini (§3c second bullet): system only if non-empty; generation
+ * prompt <|assistant|>\n, otherwise eos_token. */
+static const char PHI35_TMPL[] =
+    "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}"
+    "{{'<|system|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'user' %}"
+    "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'assistant' %}"
+    "{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}";
+
+static void test_phi35(void **s) {
+    (void)s;
+    phiq_chat_template t;
+    assert_int_equal(phiq_chat_template_detect(PHI35_TMPL, &t), PHIQ_CHAT_PHI3);
+    const phiq_chat_msg empty_sys[] = {{"system", "", NULL}, {"user", "Hi", NULL}};
+    expect(&t, empty_sys, 2, true, "<|user|>\nHi<|end|>\n<|assistant|>\n");
+    expect(&t, CONV, 3, false, "<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nYo<|end|>\n<|endoftext|>");
+    phiq_chat_template n;
+    assert_int_equal(phiq_chat_template_named("phi3.5", &n), PHIQ_CHAT_PHI3);
+    expect(&n, CONV, 3, false, "<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nYo<|end|>\n<|endoftext|>");
+}
+
+/* phi-4 (§3c): <|im_start|>{role}<|im_sep|>{content}<|im_end|>, no newlines,
+ * no BOS; generation prompt <|im_start|>assistant<|im_sep|>. */
+static const char PHI4_TMPL[] =
+    "{% for message in messages %}{% if (message['role'] == 'system') %}"
+    "{{'<|im_start|>system<|im_sep|>' + message['content'] + '<|im_end|>'}}{% elif (message['role'] == 'user') %}"
+    "{{'<|im_start|>user<|im_sep|>' + message['content'] + '<|im_end|>'}}{% elif (message['role'] == 'assistant') %}"
+    "{{'<|im_start|>assistant<|im_sep|>' + message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant<|im_sep|>' }}{% endif %}";
+
+static void test_phi4(void **s) {
+    (void)s;
+    phiq_chat_template t;
+    assert_int_equal(phiq_chat_template_detect(PHI4_TMPL, &t), PHIQ_CHAT_PHI4);
+    expect(&t, CONV, 2, true,
+           "<|im_start|>system<|im_sep|>S<|im_end|><|im_start|>user<|im_sep|>Hi<|im_end|>"
+           "<|im_start|>assistant<|im_sep|>");
+    expect(&t, CONV, 3, false,
+           "<|im_start|>system<|im_sep|>S<|im_end|><|im_start|>user<|im_sep|>Hi<|im_end|>"
+           "<|im_start|>assistant<|im_sep|>Yo<|im_end|>");
+}
+
+/* Phi-4-mini (§3c): <|{role}|>{content}<|end|> with NO newline after the role
+ * tag; system with tools: <|system|>{content}<|tool|>{tools}<|/tool|><|end|>;
+ * generation prompt <|assistant|>, otherwise eos. */
+static const char PHI4MINI_TMPL[] =
+    "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is "
+    "not none %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + "
+    "'<|end|>' }}{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor "
+    "%}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}";
+
+static void test_phi4_mini(void **s) {
+    (void)s;
+    phiq_chat_template t;
+    assert_int_equal(phiq_chat_template_detect(PHI4MINI_TMPL, &t), PHIQ_CHAT_PHI4_MINI);
+    const phiq_chat_msg m[] = {{"system", "S", "[{\"name\":\"f\"}]"}, {"user", "Hi", NULL}};
+    expect(&t, m, 2, true, "<|system|>S<|tool|>[{\"name\":\"f\"}]<|/tool|><|end|><|user|>Hi<|end|><|assistant|>");
+    expect(&t, CONV, 3, false, "<|system|>S<|end|><|user|>Hi<|end|><|assistant|>Yo<|end|><|endoftext|>");
+}
+
+static void test_unknown_template(void **s) {
+    (void)s;
+    phiq_chat_template t;
+    assert_true(phiq_chat_template_detect("{% for m in messages %}{{ m.content }}{% endfor %}", &t) < 0);
+    assert_true(phiq_chat_template_named("chatml", &t) < 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_phi3_fixture_template), cmocka_unit_test(test_phi3_original_from_gguf),
+        cmocka_unit_test(test_phi35),                 cmocka_unit_test(test_phi4),
+        cmocka_unit_test(test_phi4_mini),             cmocka_unit_test(test_unknown_template),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

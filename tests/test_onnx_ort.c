@@ -1,0 +1,683 @@
+/* test_onnx_ort.c — exported ONNX models run in ONNX Runtime (npm
+ * onnxruntime-node, CPU), the independent reference:
+ *  - single-node MatMulNBits graphs with our packed weights (4/8 bits, sym/asym,
+ *    block 16..256) against ORT's own f32 MatMul on our dequantized weights:
+ *    ORT's kernel decides what our bytes mean;
+ *  - the tiny-phi3-kjv fixture exported fp32/fp16 against its PyTorch logits,
+ *    prefill and token-by-token through the KV cache;
+ *  - int8/int4 top-1 agreement with fp32 over held-out KJV text (tokenized by
+ *    llama-ref on llama.cpp's Phi-3 vocab, else the fixture's prompt ids);
+ *  - refusals (bad block size, non-empty output dir) write nothing;
+ *  - `phiq synth` Phi-3.5-mini- (LongRoPE) and Phi-4-mini-shaped (tied,
+ *    partial rotary, 24/8-style GQA) checkpoints load and run, when synth exists.
+ * Skips (77) when npm/network cannot provide onnxruntime-node. */
+#include "testutil.h"
+
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/common.h"
+#include "onnx/matmulnbits_quant.h"
+#include "onnx/onnx_export.h"
+#include "onnx/onnx_graph.h"
+
+#define KJV "fixtures/tiny-phi3-kjv"
+#define KJV_VOCAB 32064
+
+static char g_node_path[1024]; /* NODE_PATH for onnxruntime-node */
+static char g_scripts[1024];   /* tests/onnx */
+static int g_sanitized;
+
+/* Installs onnxruntime-node once into $HOME/.cache/phiq-ort (serialized
+ * with flock). Returns 0 when usable. */
+static int ort_setup(void) {
+    const char *home = getenv("HOME");
+    char dir[900];
+    snprintf(dir, sizeof dir, "%s/.cache/phiq-ort", home && *home ? home : "/tmp");
+    snprintf(g_node_path, sizeof g_node_path, "%s/node_modules", dir);
+    snprintf(g_scripts, sizeof g_scripts, "%s", __FILE__);
+    char *slash = strrchr(g_scripts, '/');
+    if (slash) strcpy(slash, "/onnx");
+    else snprintf(g_scripts, sizeof g_scripts, "tests/onnx");
+    if (tu_run(NULL, NULL, "command -v node >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "onnxruntime unavailable: node not found\n");
+        return -1;
+    }
+    char probe[1200];
+    snprintf(probe, sizeof probe, "%s/onnxruntime-node/package.json", g_node_path);
+    if (access(probe, R_OK) != 0) {
+        if (tu_run(NULL, NULL, "command -v npm >/dev/null 2>&1") != 0) {
+            fprintf(stderr, "onnxruntime unavailable: npm not found\n");
+            return -1;
+        }
+        int rc = tu_run(NULL, NULL,
+                        "mkdir -p '%s' && cd '%s' && flock .lock sh -c '[ -f node_modules/onnxruntime-node/package.json ] "
+                        "|| timeout 600 npm install --no-audit --no-fund --ignore-scripts onnxruntime-node@1.30.0 "
+                        ">npm.log 2>&1'",
+                        dir, dir);
+        if (rc != 0 || access(probe, R_OK) != 0) {
+            fprintf(stderr, "onnxruntime unavailable: npm install onnxruntime-node failed (see %s/npm.log)\n", dir);
+            return -1;
+        }
+    }
+    char *out = NULL;
+    if (tu_run(&out, NULL, "NODE_PATH='%s' node -e 'require(\"onnxruntime-node\")' 2>&1", g_node_path) != 0) {
+        fprintf(stderr, "onnxruntime unavailable: onnxruntime-node does not load: %s\n", out ? out : "");
+        free(out);
+        return -1;
+    }
+    free(out);
+    return 0;
+}
+
+/* tu_tmp's buffers rotate; keep a stable copy for the whole run. */
+static const char *tmp_keep(const char *name) {
+    static char keep[32][600];
+    static int next;
+    char *p = keep[next++ % 32];
+    snprintf(p, sizeof keep[0], "%s", tu_tmp(name));
+    return p;
+}
+
+static void write_file(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+static float *read_f32(const char *path, size_t *n) {
+    size_t bytes = 0;
+    float *p = tu_read_all(path, &bytes);
+    assert_non_null(p);
+    *n = bytes / 4;
+    return p;
+}
+
+static void write_ids(const char *path, const int *ids, int n) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputc('[', f);
+    for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? "," : "", ids[i]);
+    fputs("]\n", f);
+    fclose(f);
+}
+
+/* Runs run.js; returns logits [n, vocab] (malloc'd). */
+static float *ort_logits(const char *model_dir, const int *ids, int n, bool step, const char *tag) {
+    char idsf[512], outf[512];
+    snprintf(idsf, sizeof idsf, "%s", tu_tmp(tag));
+    strcat(idsf, ".ids.json");
+    snprintf(outf, sizeof outf, "%s", tu_tmp(tag));
+    strcat(outf, ".logits.f32");
+    write_ids(idsf, ids, n);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "NODE_PATH='%s' node '%s/run.js' '%s' '%s' '%s' %s", g_node_path, g_scripts,
+                    model_dir, idsf, outf, step ? "--step" : "");
+    if (rc != 0) fail_msg("run.js on %s failed: %s", model_dir, err ? err : "");
+    free(err);
+    size_t cnt;
+    float *l = read_f32(outf, &cnt);
+    assert_true(cnt % (size_t)n == 0);
+    return l;
+}
+
+static int argmax(const float *x, int n) {
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b]) b = i;
+    return b;
+}
+
+static double top1_agree(const float *a, const float *b, int n, int vocab) {
+    int agree = 0;
+    for (int i = 0; i < n; i++) agree += argmax(a + (size_t)i * vocab, vocab) == argmax(b + (size_t)i * vocab, vocab);
+    return (double)agree / n;
+}
+
+/* ---- fixture prompt ids (reference/prompts.json) ----------------------------- */
+
+typedef struct prompt {
+    int ids[512];
+    int n;
+} prompt;
+
+static int load_prompts(prompt *p, int maxp) {
+    char *txt = tu_read_all(tu_shared_path(KJV "/reference/prompts.json"), &(size_t){0});
+    assert_non_null(txt);
+    int np = 0;
+    char *s = txt;
+    while (np < maxp && (s = strstr(s, "\"ids\""))) {
+        s = strchr(s, '[');
+        assert_non_null(s);
+        s++;
+        p[np].n = 0;
+        while (*s && *s != ']') {
+            char *e;
+            long v = strtol(s, &e, 10);
+            if (e == s) {
+                s++;
+                continue;
+            }
+            if (p[np].n < 512) p[np].ids[p[np].n++] = (int)v;
+            s = e;
+        }
+        np++;
+    }
+    free(txt);
+    return np;
+}
+
+/* ---- single-node MatMulNBits vs f32 MatMul on the dequantized weights ---------- */
+
+static void mnb_case(int bits, int bs, bool sym, int acc, int K) {
+    const int M = 3, N = 24;
+    float *w = malloc(sizeof(float) * N * K), *a = malloc(sizeof(float) * M * K);
+    float *dq = malloc(sizeof(float) * N * K), *dqt = malloc(sizeof(float) * N * K);
+    srand((unsigned)(bits * 1000 + bs + sym + K));
+    for (int i = 0; i < N * K; i++) w[i] = ((float)rand() / RAND_MAX - 0.5f) * (i % 7 == 0 ? 3.0f : 1.0f);
+    for (int i = 0; i < M * K; i++) a[i] = (float)rand() / RAND_MAX - 0.5f;
+    phiq_mnb_layout l;
+    assert_int_equal(phiq_mnb_layout_init(&l, bits, bs, sym, N, K, "w"), 0);
+    uint8_t *b = malloc((size_t)(N * l.kb * l.blob)), *z = malloc((size_t)(N * l.zp_row));
+    float *s = malloc(sizeof(float) * N * l.kb);
+    phiq_mnb_quantize_rows(&l, w, N, b, s, sym ? NULL : z);
+    phiq_mnb_dequantize_rows(&l, b, s, sym ? NULL : z, N, dq);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) dqt[k * N + n] = dq[n * K + k];
+
+    phiq_og g;
+    assert_int_equal(phiq_og_init(&g, "mnb", NULL), 0);
+    int64_t ad[2] = {M, K}, bd[3] = {N, l.kb, l.blob}, sd[2] = {N, l.kb}, zd[1] = {N * l.zp_row}, wd[2] = {K, N};
+    int64_t yd[2] = {M, N};
+    phiq_og_input(&g, "A", PHIQ_OG_FLOAT, 2, NULL, ad);
+    phiq_og_init_inline(&g, "B", PHIQ_OG_UINT8, bd, 3, b, (size_t)(N * l.kb * l.blob));
+    phiq_og_init_inline(&g, "S", PHIQ_OG_FLOAT, sd, 2, s, sizeof(float) * N * l.kb);
+    if (!sym) phiq_og_init_inline(&g, "Z", PHIQ_OG_UINT8, zd, 1, z, (size_t)(N * l.zp_row));
+    phiq_og_init_inline(&g, "WdqT", PHIQ_OG_FLOAT, wd, 2, dqt, sizeof(float) * N * K);
+    const char *ins_sym[] = {"A", "B", "S", NULL}, *ins_asym[] = {"A", "B", "S", "Z", NULL};
+    const char *o1[] = {"Y", NULL}, *o2[] = {"Yref", NULL}, *i2[] = {"A", "WdqT", NULL};
+    Onnx__NodeProto *n = phiq_og_node(&g, "MatMulNBits", "com.microsoft", "mnb", sym ? ins_sym : ins_asym, o1);
+    phiq_og_attr_i(&g, n, "K", K);
+    phiq_og_attr_i(&g, n, "N", N);
+    phiq_og_attr_i(&g, n, "bits", bits);
+    phiq_og_attr_i(&g, n, "block_size", bs);
+    if (acc) phiq_og_attr_i(&g, n, "accuracy_level", acc);
+    phiq_og_node(&g, "MatMul", "", "ref", i2, o2);
+    phiq_og_output(&g, "Y", PHIQ_OG_FLOAT, 2, NULL, yd);
+    phiq_og_output(&g, "Yref", PHIQ_OG_FLOAT, 2, NULL, yd);
+    char model[512], af[512], prefix[512];
+    snprintf(model, sizeof model, "%s", tu_tmp("mnb.onnx"));
+    snprintf(af, sizeof af, "%s", tu_tmp("mnb.A.bin"));
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp("mnb.out"));
+    FILE *f = fopen(model, "wb");
+    assert_non_null(f);
+    assert_int_equal(phiq_og_write_model(&g, f, 10, 21, 1, "phiq-test", model), 0);
+    fclose(f);
+    phiq_og_free(&g);
+    write_file(af, a, sizeof(float) * M * K);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "NODE_PATH='%s' node '%s/feed.js' '%s' '%s' 'A=%s:f32:%dx%d'", g_node_path,
+                    g_scripts, model, prefix, af, M, K);
+    if (rc) fail_msg("feed.js failed (bits %d bs %d sym %d): %s", bits, bs, sym, err ? err : "");
+    free(err);
+    char yf[600], rf[600];
+    snprintf(yf, sizeof yf, "%s.Y.f32", prefix);
+    snprintf(rf, sizeof rf, "%s.Yref.f32", prefix);
+    size_t ny, nr;
+    float *y = read_f32(yf, &ny), *yr = read_f32(rf, &nr);
+    assert_int_equal(ny, (size_t)(M * N));
+    assert_int_equal(nr, (size_t)(M * N));
+    double md = tu_max_abs_diff(y, yr, ny), range = tu_range(yr, nr);
+    /* fp32 path: only summation order differs; int8-activation path (acc 4)
+     * adds activation quantization noise. */
+    double tol = acc == 4 ? 0.03 * range : 1e-5 * range + 1e-6;
+    if (md > tol) fail_msg("MatMulNBits bits %d bs %d %s acc %d: ORT vs dequantized MatMul max diff %g (range %g)",
+                           bits, bs, sym ? "sym" : "asym", acc, md, range);
+    /* and the dequantized weights are close to the originals (a quantizer that
+     * packs consistently wrong bytes would still agree above) */
+    double wmd = tu_max_abs_diff(dq, w, (size_t)(N * K)), wr = tu_range(w, (size_t)(N * K));
+    assert_true(wmd <= wr / ((1 << bits) - 1) * 1.01);
+    free(y);
+    free(yr);
+    free(w);
+    free(a);
+    free(dq);
+    free(dqt);
+    free(b);
+    free(z);
+    free(s);
+}
+
+static void test_matmulnbits_single_node(void **st) {
+    (void)st;
+    for (int bits = 4; bits <= 8; bits += 4)
+        for (int sym = 1; sym >= 0; sym--)
+            for (int bs = 16; bs <= 256; bs *= 2) {
+                if (g_sanitized && bs != 32 && bs != 256) continue;
+                /* K = 3 blocks: odd block count exercises zero-point row padding */
+                mnb_case(bits, bs, sym, 0, 3 * bs);
+            }
+    mnb_case(4, 32, true, 4, 256);
+    mnb_case(8, 64, false, 4, 256);
+}
+
+
+/* GatherBlockQuantized (tied 4-bit embedding) on our lm_head bytes returns
+ * exactly our dequantized rows. */
+static void gbq_case(bool sym, int bs) {
+    const int N = 40, K = 3 * bs, M = 5;
+    float *w = malloc(sizeof(float) * N * K), *dq = malloc(sizeof(float) * N * K);
+    srand((unsigned)(bs + sym));
+    for (int i = 0; i < N * K; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
+    phiq_mnb_layout l;
+    assert_int_equal(phiq_mnb_layout_init(&l, 4, bs, sym, N, K, "w"), 0);
+    uint8_t *b = malloc((size_t)(N * l.kb * l.blob)), *z = malloc((size_t)(N * l.zp_row));
+    float *s = malloc(sizeof(float) * N * l.kb);
+    phiq_mnb_quantize_rows(&l, w, N, b, s, sym ? NULL : z);
+    phiq_mnb_dequantize_rows(&l, b, s, sym ? NULL : z, N, dq);
+    phiq_og g;
+    assert_int_equal(phiq_og_init(&g, "gbq", NULL), 0);
+    int64_t bd[2] = {N, K / 2}, sd[2] = {N, l.kb}, zd[2] = {N, l.zp_row}, id[2] = {1, M}, od[3] = {1, M, K};
+    phiq_og_input(&g, "ids", PHIQ_OG_INT64, 2, NULL, id);
+    phiq_og_init_inline(&g, "B", PHIQ_OG_UINT8, bd, 2, b, (size_t)(N * K / 2));
+    phiq_og_init_inline(&g, "S", PHIQ_OG_FLOAT, sd, 2, s, sizeof(float) * N * l.kb);
+    if (!sym) phiq_og_init_inline(&g, "Z", PHIQ_OG_UINT8, zd, 2, z, (size_t)(N * l.zp_row));
+    const char *ins_sym[] = {"B", "ids", "S", NULL}, *ins_asym[] = {"B", "ids", "S", "Z", NULL}, *o[] = {"E", NULL};
+    Onnx__NodeProto *n = phiq_og_node(&g, "GatherBlockQuantized", "com.microsoft", "gbq", sym ? ins_sym : ins_asym, o);
+    phiq_og_attr_i(&g, n, "bits", 4);
+    phiq_og_attr_i(&g, n, "block_size", bs);
+    phiq_og_attr_i(&g, n, "gather_axis", 0);
+    phiq_og_attr_i(&g, n, "quantize_axis", 1);
+    phiq_og_output(&g, "E", PHIQ_OG_FLOAT, 3, NULL, od);
+    char model[512], idf[512], prefix[512], ef[600];
+    snprintf(model, sizeof model, "%s", tu_tmp("gbq.onnx"));
+    snprintf(idf, sizeof idf, "%s", tu_tmp("gbq.ids.bin"));
+    snprintf(prefix, sizeof prefix, "%s", tu_tmp("gbq.out"));
+    FILE *f = fopen(model, "wb");
+    assert_non_null(f);
+    assert_int_equal(phiq_og_write_model(&g, f, 10, 21, 1, "phiq-test", model), 0);
+    fclose(f);
+    phiq_og_free(&g);
+    int64_t ids[5] = {0, 39, 7, 7, 22};
+    write_file(idf, ids, sizeof ids);
+    char *err = NULL;
+    if (tu_run(NULL, &err, "NODE_PATH='%s' node '%s/feed.js' '%s' '%s' 'ids=%s:i64:1x%d'", g_node_path, g_scripts,
+               model, prefix, idf, M))
+        fail_msg("feed.js GatherBlockQuantized failed: %s", err ? err : "");
+    free(err);
+    snprintf(ef, sizeof ef, "%s.E.f32", prefix);
+    size_t ne;
+    float *e = read_f32(ef, &ne);
+    assert_int_equal(ne, (size_t)(M * K));
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++)
+            if (fabsf(e[m * K + k] - dq[ids[m] * K + k]) > 1e-6f)
+                fail_msg("GatherBlockQuantized %s bs %d row %lld col %d: ORT %g, ours %g", sym ? "sym" : "asym", bs,
+                         (long long)ids[m], k, e[m * K + k], dq[ids[m] * K + k]);
+    free(e);
+    free(w);
+    free(dq);
+    free(b);
+    free(z);
+    free(s);
+}
+
+static void test_gatherblockquantized_single_node(void **st) {
+    (void)st;
+    gbq_case(true, 32);
+    gbq_case(false, 32);
+    gbq_case(true, 128);
+}
+
+/* ---- the fixture ------------------------------------------------------------------ */
+
+static void export_or_fail(const char *src, const char *out, phiq_onnx_type type, int bs, bool asym, int acc) {
+    phiq_onnx_options o;
+    phiq_onnx_options_default(&o);
+    o.type = type;
+    o.block_size = bs;
+    o.asym = asym;
+    o.accuracy_level = acc;
+    o.quiet = true;
+    o.n_threads = 2;
+    if (phiq_onnx_export(src, out, &o) != 0) fail_msg("export %s -> %s: %s", src, out, phiq_error());
+}
+
+
+/* genai_config.json carries what ORT GenAI needs (doc §2) with the values of
+ * the fixture's config.json / generation_config.json; tokenizer files copied. */
+static void check_genai_config(const char *dir) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/genai_config.json", dir);
+    char *txt = tu_read_all(p, &(size_t){0});
+    assert_non_null(txt);
+    cJSON *j = cJSON_Parse(txt);
+    assert_non_null(j);
+    cJSON *m = cJSON_GetObjectItem(j, "model"), *d = cJSON_GetObjectItem(m, "decoder"), *s = cJSON_GetObjectItem(j, "search");
+    assert_string_equal(cJSON_GetObjectItem(m, "type")->valuestring, "phi3");
+    assert_int_equal(cJSON_GetObjectItem(m, "context_length")->valueint, 4096);
+    assert_int_equal(cJSON_GetObjectItem(m, "vocab_size")->valueint, 32064);
+    assert_int_equal(cJSON_GetObjectItem(m, "bos_token_id")->valueint, 1);
+    assert_int_equal(cJSON_GetObjectItem(m, "pad_token_id")->valueint, 32000);
+    cJSON *eos = cJSON_GetObjectItem(m, "eos_token_id");
+    assert_int_equal(cJSON_GetArraySize(eos), 3);
+    assert_int_equal(cJSON_GetArrayItem(eos, 0)->valueint, 32000);
+    assert_int_equal(cJSON_GetArrayItem(eos, 1)->valueint, 32001);
+    assert_int_equal(cJSON_GetArrayItem(eos, 2)->valueint, 32007);
+    assert_string_equal(cJSON_GetObjectItem(d, "filename")->valuestring, "model.onnx");
+    assert_int_equal(cJSON_GetObjectItem(d, "head_size")->valueint, 64);
+    assert_int_equal(cJSON_GetObjectItem(d, "hidden_size")->valueint, 256);
+    assert_int_equal(cJSON_GetObjectItem(d, "num_attention_heads")->valueint, 4);
+    assert_int_equal(cJSON_GetObjectItem(d, "num_key_value_heads")->valueint, 2);
+    assert_int_equal(cJSON_GetObjectItem(d, "num_hidden_layers")->valueint, 4);
+    cJSON *in = cJSON_GetObjectItem(d, "inputs"), *out = cJSON_GetObjectItem(d, "outputs");
+    assert_string_equal(cJSON_GetObjectItem(in, "past_key_names")->valuestring, "past_key_values.%d.key");
+    assert_null(cJSON_GetObjectItem(in, "position_ids")); /* RoPE is inside GroupQueryAttention */
+    assert_string_equal(cJSON_GetObjectItem(out, "present_value_names")->valuestring, "present.%d.value");
+    assert_int_equal(cJSON_GetObjectItem(s, "max_length")->valueint, 4096);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(s, "past_present_share_buffer")));
+    cJSON_Delete(j);
+    free(txt);
+    static const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                  "model.onnx", "model.onnx.data"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        assert_true(phiq_file_exists(p));
+    }
+}
+
+static void test_fixture_fp32_matches_pytorch(void **st) {
+    (void)st;
+    prompt p[4];
+    int np = load_prompts(p, 4);
+    assert_true(np >= 3);
+    const char *dir = tmp_keep("kjv-fp32");
+    export_or_fail(tu_shared_path(KJV), dir, PHIQ_ONNX_FP32, 32, false, 0);
+    check_genai_config(dir);
+    for (int i = 0; i < np; i++) {
+        char rp[64], tag[32];
+        snprintf(rp, sizeof rp, KJV "/reference/logits-%d.f32", i);
+        size_t nref;
+        float *ref = read_f32(tu_shared_path(rp), &nref);
+        assert_int_equal(nref, (size_t)p[i].n * KJV_VOCAB);
+        for (int step = 0; step < 2; step++) {
+            if (step && i != 1) continue; /* one decode-path prompt is enough */
+            snprintf(tag, sizeof tag, "kjv-fp32-%d-%d", i, step);
+            float *l = ort_logits(dir, p[i].ids, p[i].n, step, tag);
+            double md = tu_max_abs_diff(l, ref, nref), range = tu_range(ref, nref);
+            fprintf(stderr, "fixture fp32 prompt %d %s: max|diff| %.3g, range %.3g, rel %.3g, top1 %.3f\n", i,
+                    step ? "step" : "prefill", md, range, md / range, top1_agree(l, ref, p[i].n, KJV_VOCAB));
+            assert_true(md <= 1e-3 * range);
+            free(l);
+        }
+        free(ref);
+    }
+    /* fp16 weights (Cast to fp32 in the graph): BF16 checkpoint values are
+     * mostly exact in fp16, so the logits stay close. */
+    const char *d16 = tmp_keep("kjv-fp16");
+    export_or_fail(tu_shared_path(KJV), d16, PHIQ_ONNX_FP16, 32, false, 0);
+    size_t nref;
+    float *ref = read_f32(tu_shared_path(KJV "/reference/logits-0.f32"), &nref);
+    float *l = ort_logits(d16, p[0].ids, p[0].n, false, "kjv-fp16");
+    double md = tu_max_abs_diff(l, ref, nref), range = tu_range(ref, nref);
+    fprintf(stderr, "fixture fp16 prompt 0: max|diff| %.3g, rel %.3g\n", md, md / range);
+    assert_true(md <= 1e-2 * range);
+    free(l);
+    free(ref);
+}
+
+/* Held-out token windows: llama-ref (llama.cpp) tokenizes KJV chapters the
+ * model never saw; without it, the fixture's longest prompt. */
+static int heldout_ids(int *ids, int max) {
+    const char *lr = g_sanitized ? NULL : tu_llama_ref();
+    if (lr) {
+        size_t tlen = 0;
+        char *txt = tu_read_all(tu_shared_path("fixtures/text/kjv-heldout.txt"), &tlen);
+        int n = 0;
+        size_t offs[3] = {0, tlen / 3, 2 * tlen / 3};
+        for (int w = 0; w < 3 && n < max; w++) {
+            size_t o = offs[w];
+            while (o < tlen && txt[o] != ' ') o++;
+            size_t len = tlen - o < 1400 ? tlen - o : 1400;
+            char path[512];
+            snprintf(path, sizeof path, "%s", tu_tmp("heldout.txt"));
+            write_file(path, txt + o, len);
+            char *out = NULL;
+            if (tu_run(&out, NULL, "'%s' tokenize '%s' \"$(cat '%s')\"", lr,
+                       tu_shared_path("fixtures/vocab/ggml-vocab-phi-3.gguf"), path) == 0 && out) {
+                char *s = out, *e;
+                int got = 0;
+                for (long v; got < 256 && n < max && (v = strtol(s, &e, 10), e != s); s = e, got++) ids[n++] = (int)v;
+            }
+            free(out);
+        }
+        free(txt);
+        if (n >= 256) return n;
+        fprintf(stderr, "llama-ref tokenize gave %d ids; using the fixture prompt\n", n);
+    }
+    prompt p[4];
+    int np = load_prompts(p, 4);
+    int best = 0;
+    for (int i = 1; i < np; i++)
+        if (p[i].n > p[best].n) best = i;
+    memcpy(ids, p[best].ids, sizeof(int) * (size_t)p[best].n);
+    return p[best].n;
+}
+
+static void test_fixture_quantized_top1(void **st) {
+    (void)st;
+    static int ids[768];
+    int n = heldout_ids(ids, g_sanitized ? 256 : 768);
+    const char *d32 = tmp_keep("kjv-fp32-q");
+    export_or_fail(tu_shared_path(KJV), d32, PHIQ_ONNX_FP32, 32, false, 0);
+    /* windows of 256 tokens (the model's training length) */
+    int nw = n / 256 > 0 ? n / 256 : 1, wl = n / 256 > 0 ? 256 : n;
+    float **ref = calloc((size_t)nw, sizeof *ref);
+    for (int w = 0; w < nw; w++) {
+        char tag[32];
+        snprintf(tag, sizeof tag, "q-ref-%d", w);
+        ref[w] = ort_logits(d32, ids + w * wl, wl, false, tag);
+    }
+    struct {
+        phiq_onnx_type t;
+        int bs;
+        bool asym;
+        int acc;
+        double min_top1;
+        const char *name;
+    } cases[] = {
+        {PHIQ_ONNX_INT8, 32, false, 0, 0.97, "int8 sym bs32 acc0"},
+        {PHIQ_ONNX_INT8, 128, true, 4, 0.95, "int8 asym bs128 acc4"},
+        {PHIQ_ONNX_INT4, 32, false, 0, 0.90, "int4 sym bs32 acc0"},
+        {PHIQ_ONNX_INT4, 32, false, 4, 0.90, "int4 sym bs32 acc4"},
+        {PHIQ_ONNX_INT4, 32, true, 0, 0.90, "int4 asym bs32 acc0"},
+        {PHIQ_ONNX_INT4, 128, false, 0, 0.90, "int4 sym bs128 acc0"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        if (g_sanitized && c != 0 && c != 2) continue;
+        char dir[64];
+        snprintf(dir, sizeof dir, "kjv-q%zu", c);
+        const char *d = tmp_keep(dir);
+        export_or_fail(tu_shared_path(KJV), d, cases[c].t, cases[c].bs, cases[c].asym, cases[c].acc);
+        double agree = 0, maxrel = 0;
+        for (int w = 0; w < nw; w++) {
+            char tag[32];
+            snprintf(tag, sizeof tag, "q%zu-%d", c, w);
+            float *l = ort_logits(d, ids + w * wl, wl, false, tag);
+            agree += top1_agree(l, ref[w], wl, KJV_VOCAB) * wl;
+            double md = tu_max_abs_diff(l, ref[w], (size_t)wl * KJV_VOCAB) / tu_range(ref[w], (size_t)wl * KJV_VOCAB);
+            if (md > maxrel) maxrel = md;
+            free(l);
+        }
+        agree /= (double)(nw * wl);
+        fprintf(stderr, "%-22s top-1 agreement with fp32 over %d held-out positions: %.4f (max|diff|/range %.3g)\n",
+                cases[c].name, nw * wl, agree, maxrel);
+        assert_true(agree >= cases[c].min_top1);
+    }
+    for (int w = 0; w < nw; w++) free(ref[w]);
+    free(ref);
+}
+
+static bool have_synth(void) {
+    char *out = NULL;
+    int rc = tu_run(&out, NULL, "'%s' synth --help 2>&1", tu_bin());
+    bool ok = rc == 0 && out && strstr(out, "--preset");
+    free(out);
+    return ok;
+}
+
+/* ---- refusals ----------------------------------------------------------------------- */
+
+static void test_refusals_write_nothing(void **st) {
+    (void)st;
+    phiq_onnx_options o;
+    phiq_onnx_options_default(&o);
+    o.quiet = true;
+    const char *out = tmp_keep("refused");
+    o.block_size = 48;
+    assert_int_not_equal(phiq_onnx_export(tu_shared_path(KJV), out, &o), 0);
+    assert_non_null(strstr(phiq_error(), "power of two"));
+    assert_null(strchr(phiq_error(), '\n'));
+    assert_false(phiq_dir_exists(out));
+    /* a non-empty output directory is left alone */
+    mkdir(out, 0755);
+    char keep[600];
+    snprintf(keep, sizeof keep, "%s/keep.txt", out);
+    write_file(keep, "x", 1);
+    o.block_size = 32;
+    assert_int_not_equal(phiq_onnx_export(tu_shared_path(KJV), out, &o), 0);
+    assert_non_null(strstr(phiq_error(), "not empty"));
+    assert_true(phiq_file_exists(keep));
+    char model[600];
+    snprintf(model, sizeof model, "%s/model.onnx", out);
+    assert_false(phiq_file_exists(model));
+    /* CLI: exit status 1 and a one-line message naming the problem */
+    int rc;
+    char *msg = NULL;
+    rc = tu_run(NULL, &msg, "'%s' convert-onnx '%s' -o '%s' --block-size 512", tu_bin(), tu_shared_path(KJV),
+                tu_tmp("cli-out2"));
+    assert_int_equal(rc, 1);
+    assert_int_equal(strchr(msg ? msg : "", '\n') - msg, (long)strlen(msg) - 1); /* one line */
+    assert_false(phiq_dir_exists(tu_tmp("cli-out2")));
+    assert_non_null(strstr(msg, "block-size"));
+    free(msg);
+    if (!have_synth()) return;
+    /* unsupported architecture (Phi-2) and a block size not dividing K = 320 */
+    const char *phi2 = tmp_keep("synth-phi2"), *h320 = tmp_keep("synth-h320");
+    assert_int_equal(tu_run(NULL, NULL, "'%s' synth --preset phi-2 --layers 1 --hidden 320 --heads 4 --kv-heads 4 "
+                            "--ff 512 --vocab 1024 --tokenizer none -o '%s' --quiet", tu_bin(), phi2), 0);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' synth --layers 1 --hidden 320 --heads 5 --kv-heads 5 --ff 640 "
+                            "--vocab 1024 --tokenizer none -o '%s' --quiet", tu_bin(), h320), 0);
+    const char *o2 = tmp_keep("refused2");
+    o.block_size = 32;
+    assert_int_not_equal(phiq_onnx_export(phi2, o2, &o), 0);
+    assert_non_null(strstr(phiq_error(), "PhiForCausalLM is not supported"));
+    assert_false(phiq_dir_exists(o2));
+    o.block_size = 256;
+    assert_int_not_equal(phiq_onnx_export(h320, o2, &o), 0);
+    assert_non_null(strstr(phiq_error(), "block size 256 does not divide the hidden size K = 320"));
+    assert_false(phiq_dir_exists(o2));
+    o.block_size = 64;
+    assert_int_equal(phiq_onnx_export(h320, o2, &o), 0);
+    assert_true(phiq_dir_exists(o2));
+}
+
+/* ---- synthesized Phi-3.5-mini / Phi-4-mini shapes -------------------------------------- */
+
+
+static void synth_case(const char *name, const char *args, int seq_short, int seq_long, int orig) {
+    const char *src = tmp_keep(name);
+    char *err = NULL;
+    if (tu_run(NULL, &err, "'%s' synth %s -o '%s' --quiet", tu_bin(), args, src) != 0)
+        fail_msg("phiq synth %s failed: %s", args, err ? err : "");
+    free(err);
+    char outn[96];
+    snprintf(outn, sizeof outn, "%s-fp32", name);
+    const char *d32 = tmp_keep(outn);
+    export_or_fail(src, d32, PHIQ_ONNX_FP32, 32, false, 0);
+    snprintf(outn, sizeof outn, "%s-int4", name);
+    const char *d4 = tmp_keep(outn);
+    export_or_fail(src, d4, PHIQ_ONNX_INT4, 32, false, 4);
+    int ids[600] = {0};
+    srand(3);
+    for (int i = 0; i < 600; i++) ids[i] = 1 + rand() % 3000;
+    /* prefill == token-by-token through the KV cache (short caches) */
+    char tag[96];
+    snprintf(tag, sizeof tag, "%s-p", name);
+    float *a = ort_logits(d32, ids, seq_short, false, tag);
+    snprintf(tag, sizeof tag, "%s-s", name);
+    float *b = ort_logits(d32, ids, seq_short, true, tag);
+    char cfgp[600];
+    snprintf(cfgp, sizeof cfgp, "%s/genai_config.json", d32);
+    char *cfg = tu_read_all(cfgp, &(size_t){0});
+    char *vs = strstr(cfg, "\"vocab_size\"");
+    assert_non_null(vs);
+    int vocab = atoi(strchr(vs, ':') + 1);
+    free(cfg);
+    size_t n = (size_t)seq_short * vocab;
+    double md = tu_max_abs_diff(a, b, n), range = tu_range(a, n);
+    fprintf(stderr, "%s: fp32 prefill vs decode max|diff| %.3g (range %.3g)\n", name, md, range);
+    assert_true(md <= 1e-4 * range);
+    snprintf(tag, sizeof tag, "%s-q", name);
+    float *q = ort_logits(d4, ids, seq_short, false, tag);
+    fprintf(stderr, "%s: int4 acc4 vs fp32 top-1 %.3f over %d random-id positions\n", name,
+            top1_agree(q, a, seq_short, vocab), seq_short);
+    free(q);
+    if (orig > 0 && seq_long > orig) {
+        /* LongRoPE: past the original context the If switches to the long
+         * factors, so the logits of the first positions change. */
+        snprintf(tag, sizeof tag, "%s-l", name);
+        float *l = ort_logits(d32, ids, seq_long, false, tag);
+        double d = tu_max_abs_diff(l, a, n);
+        fprintf(stderr, "%s: long-context prefill changes early logits by %.3g\n", name, d);
+        assert_true(d > 1e-3 * range);
+        free(l);
+    }
+    free(a);
+    free(b);
+}
+
+static void test_synth_shapes(void **st) {
+    (void)st;
+    if (!have_synth()) skip();
+    /* Phi-3.5-mini shape shrunk: LongRoPE (ctx 512 > orig 64), 32 heads of 96
+     * dims -> 8 heads of 96 (rotary 96 -> cos width 48), untied. */
+    synth_case("phi35", "--preset phi-3.5-mini --layers 2 --hidden 768 --heads 8 --kv-heads 8 --ff 1024 "
+               "--vocab 4096 --ctx 512 --ctx-orig 64 --tokenizer none",
+               24, 80, 64);
+    /* Phi-4-mini shape shrunk: tied embeddings, partial rotary 0.75 of head 128
+     * (cos width 48), 3:1 GQA. */
+    synth_case("phi4mini", "--preset phi-4-mini --layers 2 --hidden 384 --heads 3 --kv-heads 1 --ff 512 "
+               "--vocab 4096 --ctx 512 --ctx-orig 64 --tokenizer none",
+               24, 0, 0);
+    /* Phi-4 (14B) shape shrunk: plain RoPE (theta 250000) as initializers,
+     * head 128. Phi-3-mini-4k: sliding window 2047 -> local_window_size. */
+    synth_case("phi4", "--preset phi-4 --layers 2 --hidden 256 --heads 2 --kv-heads 1 --ff 512 --vocab 4096 "
+               "--tokenizer none",
+               24, 0, 0);
+    synth_case("phi3mini4k", "--preset phi-3-mini-4k --layers 2 --hidden 384 --heads 4 --kv-heads 4 --ff 512 "
+               "--vocab 4096 --tokenizer none",
+               24, 0, 0);
+}
+
+int main(void) {
+    g_sanitized = getenv("PHIQ_SANITIZED") != NULL;
+    if (ort_setup() != 0) return 77;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmulnbits_single_node),
+        cmocka_unit_test(test_gatherblockquantized_single_node),
+        cmocka_unit_test(test_fixture_fp32_matches_pytorch),
+        cmocka_unit_test(test_fixture_quantized_top1),
+        cmocka_unit_test(test_refusals_write_nothing),
+        cmocka_unit_test(test_synth_shapes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
