@@ -48,6 +48,13 @@ static inline uint32_t qh32(const uint8_t *qh) {
     return v;
 }
 
+/* Software prefetch of the weight stream, PF_DIST bytes ahead (see
+ * dot_avx512.c: it lifts single-thread decode towards the read bandwidth). */
+#define PF_DIST 1024
+static inline void pf(const void *p, int lines) {
+    for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_DIST + 64 * i, _MM_HINT_T0);
+}
+
 static inline __m256i load_y(const int8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
 
 /* ---- 32-element blocks -------------------------------------------------------------- */
@@ -63,6 +70,7 @@ static inline __m256i load_y(const int8_t *p) { return _mm256_loadu_si256((const
         float extra = 0;                                                                           \
         int64_t ib = 0;                                                                            \
         for (; ib + 2 <= nb; ib += 2) {                                                            \
+            pf(x + ib, 1);                                                                         \
             const WT *xb = x + ib;                                                                 \
             __m256i yy = load_y(y[ib].qs);                                                         \
             __m256i d0 = INT_EXPR;                                                                 \
@@ -136,6 +144,7 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
         uint8_t sc[16];
@@ -160,6 +169,7 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), k16 = _mm256_set1_epi8(16);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
         uint8_t sc[16];
@@ -190,6 +200,7 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 4);
         const float d = F16(x[i].d) * y[i].d;
         const int8_t *sc = x[i].scales;
         __m256i isum = _mm256_setzero_si256();
@@ -223,6 +234,7 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 2);
         const float dall = y[i].d * F16(x[i].d), dmin = y[i].d * F16(x[i].dmin);
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
@@ -251,6 +263,7 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i m3 = _mm256_set1_epi8(3), k4 = _mm256_set1_epi8(4);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 2);
         const float d = y[i].d * F16(x[i].d);
         uint32_t aux[4];
         memcpy(aux, x[i].scales, 12);
@@ -290,6 +303,7 @@ static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
         __m256i isum = _mm256_setzero_si256();
         const unsigned h = x[i].scales_h;
         for (int ib = 0; ib < 8; ib++) {
@@ -407,6 +421,7 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                \
         int64_t i = 0;                                                                             \
         for (; i + 32 <= n; i += 32) {                                                             \
+            pf(x + i, (int)(sizeof(XT) * 32 / 64));                                                \
             a0 = _mm256_fmadd_ps(LX(x + i), LY(y + i), a0);                                        \
             a1 = _mm256_fmadd_ps(LX(x + i + 8), LY(y + i + 8), a1);                                \
             a2 = _mm256_fmadd_ps(LX(x + i + 16), LY(y + i + 16), a2);                              \

@@ -16,6 +16,14 @@
 
 /* ---- helpers ---------------------------------------------------------------- */
 
+/* Software prefetch PF_DIST bytes ahead of the weight stream: with one row
+ * after another the hardware prefetcher alone left single-thread decode at
+ * about half the read bandwidth (measured on Q4_K: 3.3-4.7 -> 7.6-8.2 GB/s). */
+#define PF_DIST 1024
+static inline void pf(const void *p, int lines) {
+    for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_DIST + 64 * i, _MM_HINT_T0);
+}
+
 /* Two 16-byte nibble arrays -> 64 bytes [a lo | a hi | b lo | b hi], i.e.
  * the elements of two 32-element blocks in natural order. */
 static inline __m512i nibbles2(const uint8_t *a, const uint8_t *b) {
@@ -67,6 +75,7 @@ static inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) { return _mm512_
         float extra = 0;                                                                           \
         int64_t ib = 0;                                                                            \
         for (; ib + 4 <= nb; ib += 4) {                                                            \
+            pf(x + ib, 2);                                                                         \
             __m512i q0 = UNPACK2(x + ib), q1 = UNPACK2(x + ib + 2);                                \
             __m512i y0 = load2x32(y[ib].qs, y[ib + 1].qs), y1 = load2x32(y[ib + 2].qs, y[ib + 3].qs); \
             __m512i d0 = dpbusd(_mm512_setzero_si512(), q0, y0);                                   \
@@ -173,6 +182,7 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 accm = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
         const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm)); /* sc_j in lanes 0..7 */
@@ -201,6 +211,7 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m256 accm = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
         const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
@@ -246,6 +257,7 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
                                     _mm_set1_epi16((short)(4 * m + 3)), 1),
             1);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 4);
         const float d = F16(x[i].d) * y[i].d;
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
         const __m512i sc512 = _mm512_castsi256_si512(sc16);
@@ -293,6 +305,7 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m512i idx[4];
     for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 2);
         const float dall = y[i].d * F16(x[i].d), dmin = y[i].d * F16(x[i].dmin);
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
         const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
@@ -328,6 +341,7 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
     __m512i idx[4];
     for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 2);
         const float d = y[i].d * F16(x[i].d);
         uint32_t aux[4];
         memcpy(aux, x[i].scales, 12);
@@ -453,6 +467,7 @@ static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
     __m512 acc = _mm512_setzero_ps();
     const __m512i tab = iq4_table512(), k128 = _mm512_set1_epi8((char)0x80);
     for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
         __m512i isum = _mm512_setzero_si512();
         const unsigned h = x[i].scales_h;
         for (int p = 0; p < 4; p++) {
@@ -481,6 +496,7 @@ static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
         __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                \
         int64_t i = 0;                                                                             \
         for (; i + 64 <= n; i += 64) {                                                             \
+            pf(x + i, (int)(sizeof(XT) * 64 / 64));                                                \
             a0 = _mm512_fmadd_ps(LX(x + i), LY(y + i), a0);                                        \
             a1 = _mm512_fmadd_ps(LX(x + i + 16), LY(y + i + 16), a1);                              \
             a2 = _mm512_fmadd_ps(LX(x + i + 32), LY(y + i + 32), a2);                              \
@@ -626,6 +642,7 @@ static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int
         if (has_m) accm = _mm512_fmadd_ps(gather_d(xc, bsz, 2, mk), _mm512_maskz_loadu_ps(mk, p->ys + c), accm);
         for (int g = 0; g < cnt / 4; g++) {
             const int64_t G = c / 4 + g;
+            pf(xc + 4 * g * bsz, 2);
             __m512i v = load4x16(xc + 4 * g * bsz + qoff, bsz);
             __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             if (lut) lo = _mm512_shuffle_epi8(tab, lo), hi = _mm512_shuffle_epi8(tab, hi);
@@ -653,6 +670,7 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
             const uint8_t *b = xc + 2 * q * 34 + 2;
+            pf(b, 2);
             __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
                                            _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
             __m512i d = dpbusd(_mm512_load_si512(p->off + 16 * P), _mm512_xor_si512(v, k80), _mm512_load_si512(p->yq + 64 * P));
