@@ -1,4 +1,147 @@
-/* cmd_convert.c — placeholder: not implemented yet. */
-#include "cli.h"
+/* cmd_convert.c — `phiq convert SRC -o OUT.gguf --type T`: HF checkpoint or
+ * F32/F16/BF16 GGUF → GGUF (library: src/convert/convert.c). */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-int phiq_cmd_convert(int argc, char **argv) { (void)argc; (void)argv; return phiq_cli_fail("convert", "not implemented yet"); }
+#include "cli.h"
+#include "convert/convert.h"
+#include "phiq.h"
+
+/* `--format onnx` is handled by tools/cmd_onnx.c (ONNX Runtime GenAI export);
+ * weak so that this file links in builds without it. */
+int phiq_cmd_convert_onnx(int argc, char **argv) __attribute__((weak));
+
+static void help(FILE *f) {
+    fprintf(f,
+            "usage: phiq convert SRC -o OUT.gguf [--type T] [options]\n"
+            "\n"
+            "Converts a Hugging Face Phi checkpoint directory (Phi3ForCausalLM, PhiForCausalLM,\n"
+            "PhiMoEForCausalLM; safetensors, sharded or not) or an F32/F16/BF16 GGUF file into a GGUF\n"
+            "file that llama.cpp loads, with the same metadata, tensor names, tokenizer and per-tensor\n"
+            "types as llama.cpp's convert_hf_to_gguf.py followed by llama-quantize. Streams one tensor\n"
+            "at a time: peak memory is about the largest output tensor.\n"
+            "\n"
+            "  SRC                     HF directory (config.json, *.safetensors, tokenizer.json) or .gguf\n"
+            "  -o, --outfile FILE      output GGUF (written to a temporary file, renamed on success)\n"
+            "  --type, --outtype T     output type (default f16): %s\n"
+            "  -t, --threads N         worker threads (default: physical cores); output is identical for any N\n"
+            "  --pure                  no mix: every quantizable tensor gets T (output/token_embd included)\n"
+            "  --output-type T         type of output.weight (token_embd.weight when tied), e.g. q6_k, f16\n"
+            "  --embedding-type T      type of token_embd.weight\n"
+            "  --tensor-type RE=T      type of tensors whose name matches the extended regex RE\n"
+            "                          (repeatable; first match wins; overrides the two options above)\n"
+            "  --allow-requantize      accept an already-quantized GGUF input (dequantized, then requantized)\n"
+            "  --imatrix FILE          importance matrix from llama-imatrix (GGUF or legacy .dat), as llama-quantize\n"
+            "  --name NAME             general.name (default: the source directory's name)\n"
+            "  --format gguf|onnx      output format (default gguf; onnx: see phiq convert --format onnx --help)\n"
+            "  --quiet                 no progress bar and no summary line\n"
+            "  --json                  print a JSON summary on stdout\n"
+            "  -h, --help              this help\n"
+            "\n"
+            "1-D tensors, norms and rope factors are always F32. Errors are one line on stderr, exit status 1,\n"
+            "and leave no output file.\n",
+            phiq_convert_type_names());
+}
+
+int phiq_cmd_convert(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i++) {
+        if (strcmp(argv[i], "--format")) continue;
+        if (!strcmp(argv[i + 1], "onnx")) {
+            if (phiq_cmd_convert_onnx) return phiq_cmd_convert_onnx(argc, argv);
+            return phiq_cli_fail("convert", "--format onnx: ONNX export is not part of this build");
+        }
+        if (strcmp(argv[i + 1], "gguf")) return phiq_cli_fail("convert", "--format %s: expected gguf or onnx", argv[i + 1]);
+    }
+    const char *src = NULL, *dst = NULL;
+    phiq_convert_opts o = {0};
+    o.type = "f16";
+    int json = 0;
+    const char **tt = calloc((size_t)argc + 1, sizeof *tt);
+    if (!tt) return phiq_cli_fail("convert", "out of memory");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (phiq_cli_is(a, "-h", "--help")) {
+            help(stdout);
+            free(tt);
+            return 0;
+        } else if (phiq_cli_is(a, "-o", "--outfile") || !strcmp(a, "--output")) {
+            dst = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (phiq_cli_is(a, "--type", "--outtype")) {
+            o.type = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (phiq_cli_is(a, "-t", "--threads")) {
+            const char *v = phiq_cli_value(argc, argv, &i, "convert");
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1 || n > 1024) {
+                free(tt);
+                fprintf(stderr, "phiq convert: -t: expected a positive integer, got '%s'\n", v);
+                return 2;
+            }
+            o.n_threads = (int)n;
+        } else if (!strcmp(a, "--pure")) {
+            o.pure = 1;
+        } else if (phiq_cli_is(a, "--output-type", "--output-tensor-type")) {
+            o.output_type = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (phiq_cli_is(a, "--embedding-type", "--token-embedding-type")) {
+            o.embedding_type = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (!strcmp(a, "--tensor-type")) {
+            tt[o.n_tensor_types++] = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (!strcmp(a, "--allow-requantize")) {
+            o.allow_requantize = 1;
+        } else if (!strcmp(a, "--imatrix")) {
+            o.imatrix = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (!strcmp(a, "--format")) {
+            i++; /* gguf (onnx was routed above) */
+        } else if (!strcmp(a, "--name")) {
+            o.name = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (phiq_cli_is(a, "-q", "--quiet")) {
+            o.quiet = 1;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (a[0] == '-' && a[1]) {
+            free(tt);
+            fprintf(stderr, "phiq convert: unknown option '%s' (see phiq convert --help)\n", a);
+            return 2;
+        } else if (!src) {
+            src = a;
+        } else {
+            free(tt);
+            fprintf(stderr, "phiq convert: unexpected argument '%s' (see phiq convert --help)\n", a);
+            return 2;
+        }
+    }
+    o.tensor_types = tt;
+    if (!src || !dst) {
+        free(tt);
+        fprintf(stderr, "phiq convert: need SRC and -o OUT.gguf (see phiq convert --help)\n");
+        return 2;
+    }
+    phiq_convert_stats st;
+    int rc = phiq_convert(src, dst, &o, &st);
+    free(tt);
+    if (rc < 0) return phiq_cli_fail("convert", "%s", phiq_error());
+    double bpw = st.n_elements ? 8.0 * (double)st.data_bytes / (double)st.n_elements : 0;
+    if (json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "output", dst);
+        cJSON_AddStringToObject(j, "arch", st.arch);
+        cJSON_AddStringToObject(j, "type", st.ftype);
+        cJSON_AddNumberToObject(j, "tensors", (double)st.n_tensors);
+        cJSON_AddNumberToObject(j, "elements", (double)st.n_elements);
+        cJSON_AddNumberToObject(j, "tensor_bytes", (double)st.data_bytes);
+        cJSON_AddNumberToObject(j, "file_bytes", (double)st.file_bytes);
+        cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
+        cJSON_AddNumberToObject(j, "seconds", st.seconds);
+        char *txt = cJSON_Print(j);
+        if (txt) puts(txt);
+        free(txt);
+        cJSON_Delete(j);
+    } else if (!o.quiet) {
+        printf("wrote %s: %s %s, %lld tensors, %.2fM weights, %.1f MB, %.3f bits/weight, %.1fs\n", dst, st.arch,
+               st.ftype, (long long)st.n_tensors, (double)st.n_elements / 1e6, (double)st.file_bytes / 1e6, bpw,
+               st.seconds);
+    }
+    return 0;
+}

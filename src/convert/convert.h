@@ -1,0 +1,125 @@
+/* convert.h — HF checkpoint / GGUF → GGUF conversion (streaming, one tensor
+ * at a time, multi-threaded within a tensor), the tokenizer → GGUF vocab
+ * keys, the HF → GGUF tensor-name plan, and `inspect` summaries.
+ *
+ * Output matches what llama.cpp's convert_hf_to_gguf.py (+ llama-quantize for
+ * quantized types) writes for phi3 / phi2 / phimoe: same keys with the same
+ * strict value types, same tensor names, shapes (ne[0] = input dimension)
+ * and per-tensor types. `phiq inspect` lives in tools/cmd_inspect.c.
+ */
+#ifndef PHIQ_CONVERT_CONVERT_H
+#define PHIQ_CONVERT_CONVERT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "formats/gguf.h"
+#include "formats/hf.h"
+#include "model/hparams.h"
+
+/* ---- conversion ------------------------------------------------------------ */
+typedef struct phiq_convert_opts {
+    const char *type;            /* "f32", "f16", "bf16", "q4_k_m", "int4", ... */
+    int n_threads;               /* <= 0: physical cores */
+    int quiet;                   /* no progress */
+    int pure;                    /* every quantizable tensor gets the base type */
+    const char *output_type;     /* type of output.weight (or tied token_embd), NULL = mix */
+    const char *embedding_type;  /* type of token_embd.weight, NULL = mix */
+    const char *const *tensor_types; /* "REGEX=TYPE" overrides, first match wins */
+    int n_tensor_types;
+    int allow_requantize;        /* accept an already-quantized GGUF input */
+    const char *imatrix;         /* llama-imatrix file (GGUF or .dat), NULL = none */
+    const char *name;            /* general.name override, NULL = from the source */
+} phiq_convert_opts;
+
+typedef struct phiq_convert_stats {
+    int64_t n_tensors;
+    int64_t n_elements;      /* weights written */
+    uint64_t data_bytes;     /* tensor bytes written */
+    uint64_t file_bytes;     /* size of the output file */
+    double seconds;
+    char arch[16];
+    char ftype[24];          /* e.g. "F16", "Q4_K_M" */
+} phiq_convert_stats;
+
+/* Converts src (an HF directory or a GGUF file) into the GGUF file dst.
+ * Nothing is left at dst (nor a temporary beside it) on failure. */
+int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *opts, phiq_convert_stats *stats);
+
+/* Comma-separated list of accepted --type names (static string). */
+const char *phiq_convert_type_names(void);
+
+/* ---- tokenizer → GGUF vocabulary (gguf_vocab.c) ------------------------------ */
+/* llama.cpp token types (include/llama.h) */
+enum {
+    PHIQ_TOKTYPE_NORMAL = 1,
+    PHIQ_TOKTYPE_UNKNOWN = 2,
+    PHIQ_TOKTYPE_CONTROL = 3,
+    PHIQ_TOKTYPE_USER_DEFINED = 4,
+    PHIQ_TOKTYPE_UNUSED = 5,
+    PHIQ_TOKTYPE_BYTE = 6,
+};
+
+typedef struct phiq_vocab {
+    const char *model;  /* "llama" (SentencePiece-derived BPE) or "gpt2" */
+    const char *pre;    /* tokenizer.ggml.pre */
+    int64_t n_tokens;   /* = vocab_size of the model (padded) */
+    char **tokens;      /* [n_tokens], id order */
+    float *scores;      /* [n_tokens], NULL for gpt2 */
+    int32_t *types;     /* [n_tokens] */
+    char **merges;      /* [n_merges] "left right" (gpt2 only) */
+    int64_t n_merges;
+    int bos_id, eos_id, unk_id, pad_id; /* -1 when not written */
+    int add_bos, add_eos;               /* -1 when not written, else 0/1 */
+    char *chat_template;                /* NULL when none */
+} phiq_vocab;
+
+/* Reads the tokenizer files of an HF checkpoint (tokenizer.json,
+ * tokenizer_config.json) into v, padded to hp->n_vocab rows. */
+int phiq_vocab_load_hf(phiq_vocab *v, const phiq_hf *hf, const phiq_hparams *hp);
+/* Same from explicit paths (tokenizer_config may be NULL). */
+int phiq_vocab_load_files(phiq_vocab *v, const char *tokenizer_json, const char *tokenizer_config,
+                          const phiq_hparams *hp);
+void phiq_vocab_free(phiq_vocab *v);
+/* Writes the tokenizer.* keys. */
+int phiq_vocab_to_gguf(const phiq_vocab *v, phiq_gguf_writer *w);
+/* Index of a token text, -1 if absent (linear; for small lookups). */
+int64_t phiq_vocab_find(const phiq_vocab *v, const char *text);
+
+/* ---- importance matrix (imatrix.c) ------------------------------------------------ */
+typedef struct phiq_imatrix phiq_imatrix;
+/* llama-imatrix output, GGUF or legacy .dat; weights = mean squared activations. */
+phiq_imatrix *phiq_imatrix_load(const char *path);
+void phiq_imatrix_free(phiq_imatrix *m);
+/* Weights of GGUF tensor `tensor`: [n_mat][ne0] floats, NULL if absent. */
+const float *phiq_imatrix_find(const phiq_imatrix *m, const char *tensor, int64_t *ne0, int *n_mat);
+int phiq_imatrix_n_entries(const phiq_imatrix *m);
+int phiq_imatrix_chunks(const phiq_imatrix *m);
+const char *phiq_imatrix_dataset(const phiq_imatrix *m); /* NULL if unknown */
+
+/* ---- HF → GGUF tensor plan (names.c) ----------------------------------------------- */
+#define PHIQ_PLAN_MAX_SRC 64 /* phimoe: one source per expert */
+
+typedef struct phiq_plan_tensor {
+    char name[PHIQ_GGUF_MAX_NAME];
+    int n_dims;
+    int64_t ne[4];                /* ne[0] innermost */
+    bool force_f32;               /* 1-D, norms, rope factors */
+    int n_src;                    /* sources concatenated in order (outermost dim) */
+    const phiq_st_tensor *src[PHIQ_PLAN_MAX_SRC];
+    const float *mem;             /* n_src == 0: data from memory (rope factors) */
+    int layer;                    /* block index, -1 for global tensors */
+} phiq_plan_tensor;
+
+typedef struct phiq_plan {
+    phiq_plan_tensor *t;
+    int n;
+} phiq_plan;
+
+/* Maps every tensor the architecture needs to its GGUF name and shape; fails
+ * naming the first missing or misshapen tensor. Tensors of the checkpoint
+ * that are not used (e.g. rotary inv_freq buffers) are ignored. */
+int phiq_plan_build(phiq_plan *p, const phiq_hf *hf);
+void phiq_plan_free(phiq_plan *p);
+
+#endif
