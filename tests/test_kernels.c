@@ -1,6 +1,9 @@
 /* test_kernels.c — the CPU dot-product kernels.
  *
  * References we did not derive from the kernels:
+ *  - src/quant's phiq_quantize / phiq_dequantize (byte-exact with llama.cpp's
+ *    reference quantizers, written separately): activation bytes must be
+ *    identical, decoders must agree, dots on its blocks must match;
  *  - a double-precision dot over weights and activations dequantized by the
  *    straightforward per-element decoders below, written from the block
  *    layouts in llamacpp-gguf-quant.md §3 (not from the kernels' code);
@@ -20,6 +23,7 @@
 #include "core/common.h"
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
+#include "quant/quant.h"
 
 static const int8_t KV[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
@@ -509,6 +513,79 @@ static void test_dispatch(void **state) {
     if (c->amx_int8) assert_true(c->amx_tile);
 }
 
+/* Weights and activations from phiq_quantize (src/quant, byte-exact with
+ * llama.cpp's reference quantizers, written independently of these
+ * kernels): our activation quantizers must produce the same bytes, our test
+ * decoders must agree with phiq_dequantize, and every table's dot must
+ * match a double dot over phiq_dequantize's values. */
+static void test_against_quant(void **state) {
+    (void)state;
+    const int act_types[] = {PHIQ_GGML_TYPE_Q8_0, PHIQ_GGML_TYPE_Q8_1, PHIQ_GGML_TYPE_Q8_K};
+    const phiq_kernels *ref = phiq_kernels_scalar();
+    const int64_t n = 1024;
+    float *x = malloc(sizeof(float) * n), *f = malloc(sizeof(float) * n);
+    uint8_t *a = malloc(sizeof(float) * n + 64); /* room for any activation type */
+    uint8_t *b = malloc(sizeof(float) * n + 64);
+    int compared = 0;
+    for (size_t i = 0; i < sizeof act_types / sizeof *act_types; i++) {
+        const int at = act_types[i];
+        if (!phiq_quant_can_quantize(at)) {
+            print_message("phiq_quantize cannot make %s: activation bytes not compared\n", phiq_ggml_type_name(at));
+            continue;
+        }
+        for (int rep = 0; rep < 5; rep++) {
+            for (int64_t j = 0; j < n; j++) x[j] = rndf(-1, 1) * (rep == 4 ? 1000.0f : 1.0f);
+            const size_t sz = (size_t)phiq_ggml_row_size(at, n);
+            assert_int_equal(ref->quantize_act(at, x, a, n), 0);
+            assert_true(phiq_quantize(at, x, b, 1, n, NULL) == (int64_t)sz);
+            assert_memory_equal(a, b, sz);
+            compared++;
+        }
+    }
+    print_message("activation quantizers compared byte for byte with phiq_quantize: %d rows\n", compared);
+    const char *const *levels = phiq_kernels_levels();
+    int checked = 0;
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+        const int t = TYPES[ti], at = ref->act_type[t];
+        if (!phiq_quant_can_quantize(t) || !phiq_quant_can_dequantize(t)) {
+            print_message("phiq_quantize/dequantize lack %s: skipped\n", phiq_ggml_type_name(t));
+            continue;
+        }
+        const int64_t rb = phiq_ggml_row_size(t, n);
+        uint8_t *w = malloc((size_t)rb);
+        double *wd = malloc(sizeof(double) * n), *aw = malloc(sizeof(double) * n), *ad = malloc(sizeof(double) * n);
+        for (int rep = 0; rep < 4; rep++) {
+            for (int64_t j = 0; j < n; j++) x[j] = rndf(-1, 1) * rndf(0, 1) * (1 + (j % 7)) * 0.05f;
+            assert_true(phiq_quantize(t, x, w, 1, n, NULL) == rb);
+            assert_int_equal(phiq_dequantize(t, w, f, n), 0);
+            dequant(t, w, wd, aw, n);
+            for (int64_t j = 0; j < n; j++)
+                if (fabs(wd[j] - f[j]) > 1e-6 * fabs(wd[j]) + 1e-30)
+                    fail_msg("%s element %lld: test decoder %.9g vs phiq_dequantize %.9g", phiq_ggml_type_name(t),
+                             (long long)j, wd[j], f[j]);
+            fill_acts(x, n, MODE_RANDOM, at);
+            assert_int_equal(ref->quantize_act(at, x, a, n), 0);
+            dequant_act(at, a, ad, n);
+            double exact = 0, bound = 0;
+            for (int64_t j = 0; j < n; j++) exact += (double)f[j] * ad[j], bound += aw[j] * fabs(ad[j]);
+            for (int l = 0; levels[l]; l++) {
+                const phiq_kernels *k = phiq_kernels_for(levels[l]);
+                if (!k || !k->vec_dot[t]) continue;
+                float s = NAN;
+                k->vec_dot[t](n, &s, w, a);
+                const double tol = (at == PHIQ_GGML_TYPE_Q8_1 ? 1e-3 : 1e-4) * bound + 1e-30;
+                if (!(fabs(s - exact) <= tol))
+                    fail_msg("%s %s on phiq_quantize blocks: %.9g vs %.9g", k->isa, phiq_ggml_type_name(t), s, exact);
+            }
+            checked++;
+        }
+        free(w), free(wd), free(aw), free(ad);
+    }
+    print_message("dots on phiq_quantize blocks: %d rows\n", checked);
+    assert_true(checked > 0);
+    free(x), free(f), free(a), free(b);
+}
+
 /* Two threads running the best table's gemm and matvec at once (AMX tile
  * state is per thread) must reproduce the single-threaded results exactly. */
 typedef struct mt_job {
@@ -608,6 +685,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_isa_env),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_against_quant),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
