@@ -9,7 +9,9 @@
  * BF16 for BF16, F32 for F32), once per mat-vec; then vec_dot / matvec run
  * on the raw weight rows. buf needs phiq_ggml_row_size(act_type, n) bytes.
  * The quantizers are exactly llama.cpp's reference ones
- * (quantize_row_q8_0_ref / q8_1_ref / q8_K_ref), for every ISA.
+ * (quantize_row_q8_0_ref / q8_1_ref / q8_K_ref), for every ISA. (llama.cpp's
+ * own x86 SIMD Q8_0/Q8_1 quantizers round ties to even and scale by
+ * 127/amax, so its activations can differ from these in the last unit.)
  *
  * Preconditions for every kernel (the caller checks them once, not per
  * call): n is a multiple of the weight type's block size, w_row / act_row
@@ -45,7 +47,9 @@ typedef void (*phiq_gemm_fn)(int64_t n, int64_t nrows, int64_t ncols, float *out
                              size_t row_bytes, const void *act, size_t act_stride);
 
 typedef struct phiq_kernels {
-    const char *isa; /* "scalar", "avx2", "avx512" (F+BW+VL+DQ+VNNI), "amx" (avx512 + AMX-INT8 gemm), "neon" or "neon+dotprod" (AArch64) */
+    /* "scalar", "avx2" (+FMA+F16C), "avx512" (F+BW+VL+DQ+VNNI), "amx" (the
+     * avx512 table + AMX-INT8 gemm), "neon" or "neon+dotprod" (AArch64) */
+    const char *isa;
     /* Activation type each weight type's dot wants; -1 = weight type unsupported. */
     int act_type[PHIQ_GGML_TYPE_COUNT];
     /* Converts n floats (a multiple of act_type's block size) to act_type
@@ -60,8 +64,8 @@ typedef struct phiq_kernels {
 } phiq_kernels;
 
 /* The best table for this CPU, chosen once (thread-safe). The environment
- * variable PHIQ_ISA=scalar|avx2|avx512|amx|neon lowers the choice (never raises it
- * beyond what the CPU supports). */
+ * variable PHIQ_ISA=scalar|avx2|avx512|amx|neon lowers the choice (never
+ * raises it beyond what the CPU supports). */
 const phiq_kernels *phiq_kernels_get(void);
 /* The portable reference table (always available). */
 const phiq_kernels *phiq_kernels_scalar(void);
