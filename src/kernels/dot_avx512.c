@@ -415,6 +415,45 @@ static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
     }
 }
 
+static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m512 acc[4];
+    __m256 accm[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
+        __m512i isum[4];
+        for (int j = 0; j < 4; j++) {
+            accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), accm[j]);
+            isum[j] = _mm512_setzero_si512();
+        }
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
+            const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+            q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhz, cnt), _mm512_set1_epi8(1)), 4));
+            __m512i scv = _mm512_permutexvar_epi16(idx_pairs(c), sc16);
+            for (int j = 0; j < 4; j++)
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[j][i].qs + 64 * c)), scv);
+        }
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
+        a = _mm256_sub_ps(a, accm[j]);
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        r = _mm_hadd_ps(r, r);
+        r = _mm_hadd_ps(r, r);
+        res[j] = _mm_cvtss_f32(r);
+    }
+}
+
 static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
     const phiq_kblk_q6_K *x = vx;
     const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
@@ -851,6 +890,7 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
     }
 GEMM_X4(q4_K)
 GEMM_X4(q6_K)
+GEMM_X4(q5_K)
 
 #define GEMM_PREPARED(name, KIND)                                                                  \
     static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
@@ -897,7 +937,7 @@ GEMM_PREPARED(q8_0, KIND_Q8_0)
 MATVEC(q5_0)
 MATVEC(q5_1)
 MATVEC_ONLY(q4_K)
-MATVEC(q5_K)
+MATVEC_ONLY(q5_K)
 MATVEC_ONLY(q6_K)
 MATVEC(iq4_xs)
 MATVEC(q2_K)
