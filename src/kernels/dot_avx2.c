@@ -376,6 +376,40 @@ static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
     hsum4(acc, res);
 }
 
+static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
+        const __m128i scm = kq_scales(x[i].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, scm);
+        __m256i isum[4];
+        for (int j = 0; j < 4; j++) {
+            acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), acc[j]);
+            isum[j] = _mm256_setzero_si256();
+        }
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh), one = _mm256_set1_epi8(1);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4));
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            for (int j = 0; j < 4; j++) {
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_y(y[j][i].qs + 64 * c)), s0));
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_y(y[j][i].qs + 64 * c + 32)), s1));
+            }
+        }
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    hsum4(acc, res);
+}
+
 static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
     const phiq_kblk_q6_K *x = vx;
     const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
@@ -482,11 +516,11 @@ MATVEC_X4(q4_0)
 MATVEC_X4(q8_0)
 MATVEC_X4(q4_K)
 MATVEC_X4(q6_K)
+MATVEC_X4(q5_K)
 MATVEC(q4_1)
 MATVEC(q5_0)
 MATVEC(q5_1)
 MATVEC(iq4_nl)
-MATVEC(q5_K)
 MATVEC(q2_K)
 MATVEC(q3_K)
 MATVEC(iq4_xs)
