@@ -77,7 +77,39 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
-/* The same three kernels with the ARMv8.2 dot-product instruction (SDOT),
+static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
+    float sumf = 0;
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        int summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        const uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);
+        int isum = 0;
+        for (int c = 0; c < 4; c++) {
+            const uint8x16_t v0 = vld1q_u8(x[i].qs + 32 * c), v1 = vld1q_u8(x[i].qs + 32 * c + 16);
+            const int8x16_t sl = vdupq_n_s8((int8_t)(-2 * c)), sh = vdupq_n_s8((int8_t)(-2 * c - 1));
+            /* bit 2c (sub-block 2c) / 2c+1 (sub-block 2c+1) of qh[l], moved to bit 4 */
+            const uint8x16_t a0 = vorrq_u8(vandq_u8(v0, m4), vshlq_n_u8(vandq_u8(vshlq_u8(h0, sl), one), 4));
+            const uint8x16_t a1 = vorrq_u8(vandq_u8(v1, m4), vshlq_n_u8(vandq_u8(vshlq_u8(h1, sl), one), 4));
+            const uint8x16_t b0 = vorrq_u8(vshrq_n_u8(v0, 4), vshlq_n_u8(vandq_u8(vshlq_u8(h0, sh), one), 4));
+            const uint8x16_t b1 = vorrq_u8(vshrq_n_u8(v1, 4), vshlq_n_u8(vandq_u8(vshlq_u8(h1, sh), one), 4));
+            const int8_t *q8 = y[i].qs + 64 * c;
+            int32x4_t lo = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(a0), vld1q_s8(q8)), vreinterpretq_s8_u8(a1),
+                                 vld1q_s8(q8 + 16));
+            int32x4_t hi = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(b0), vld1q_s8(q8 + 32)), vreinterpretq_s8_u8(b1),
+                                 vld1q_s8(q8 + 48));
+            isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);
+        }
+        sumf += f16(x[i].d) * y[i].d * isum - f16(x[i].dmin) * y[i].d * summ;
+    }
+    *s = sumf;
+}
+
+/* The same kernels (Q4_0, Q8_0, Q4_K, Q5_K) with the ARMv8.2 dot-product instruction (SDOT),
  * chosen at run time when the CPU reports it (HWCAP_ASIMDDP). */
 #define DP __attribute__((target("arch=armv8.2-a+dotprod")))
 DP static inline int32x4_t dot16_dp(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
@@ -169,6 +201,38 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
+DP static void dot_q5_K_dp(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
+    float sumf = 0;
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        int summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        const uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);
+        int isum = 0;
+        for (int c = 0; c < 4; c++) {
+            const uint8x16_t v0 = vld1q_u8(x[i].qs + 32 * c), v1 = vld1q_u8(x[i].qs + 32 * c + 16);
+            const int8x16_t sl = vdupq_n_s8((int8_t)(-2 * c)), sh = vdupq_n_s8((int8_t)(-2 * c - 1));
+            /* bit 2c (sub-block 2c) / 2c+1 (sub-block 2c+1) of qh[l], moved to bit 4 */
+            const uint8x16_t a0 = vorrq_u8(vandq_u8(v0, m4), vshlq_n_u8(vandq_u8(vshlq_u8(h0, sl), one), 4));
+            const uint8x16_t a1 = vorrq_u8(vandq_u8(v1, m4), vshlq_n_u8(vandq_u8(vshlq_u8(h1, sl), one), 4));
+            const uint8x16_t b0 = vorrq_u8(vshrq_n_u8(v0, 4), vshlq_n_u8(vandq_u8(vshlq_u8(h0, sh), one), 4));
+            const uint8x16_t b1 = vorrq_u8(vshrq_n_u8(v1, 4), vshlq_n_u8(vandq_u8(vshlq_u8(h1, sh), one), 4));
+            const int8_t *q8 = y[i].qs + 64 * c;
+            int32x4_t lo = dot16_dp(dot16_dp(vdupq_n_s32(0), vreinterpretq_s8_u8(a0), vld1q_s8(q8)), vreinterpretq_s8_u8(a1),
+                                 vld1q_s8(q8 + 16));
+            int32x4_t hi = dot16_dp(dot16_dp(vdupq_n_s32(0), vreinterpretq_s8_u8(b0), vld1q_s8(q8 + 32)), vreinterpretq_s8_u8(b1),
+                                 vld1q_s8(q8 + 48));
+            isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);
+        }
+        sumf += f16(x[i].d) * y[i].d * isum - f16(x[i].dmin) * y[i].d * summ;
+    }
+    *s = sumf;
+}
+
 /* Float types: four float32x4 accumulators, scalar tail. */
 static inline float32x4_t ld_f16(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 
@@ -233,6 +297,8 @@ WRAP(q4_K)
 WRAP(q4_0_dp)
 WRAP(q8_0_dp)
 WRAP(q4_K_dp)
+WRAP(q5_K)
+WRAP(q5_K_dp)
 WRAP(q6_K)
 WRAP(f16)
 WRAP(f32)
@@ -248,6 +314,7 @@ void phiq_kernels_init_neon(phiq_kernels *k, int dotprod) {
     SET(Q8_0, q8_0);
     SET(Q4_K, q4_K);
     SET(Q6_K, q6_K);
+    SET(Q5_K, q5_K);
     SET(F16, f16);
     SET(F32, f32);
     if (dotprod) {
@@ -255,6 +322,7 @@ void phiq_kernels_init_neon(phiq_kernels *k, int dotprod) {
         SET(Q4_0, q4_0_dp);
         SET(Q8_0, q8_0_dp);
         SET(Q4_K, q4_K_dp);
+        SET(Q5_K, q5_K_dp);
     }
 #undef SET
 }
