@@ -109,6 +109,37 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
+static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q4_1 *x = vx;
+    const phiq_kblk_q8_1 *y = vy;
+    float32x4_t acc = vdupq_n_f32(0);
+    float summ = 0;
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+        const uint8x16_t v = vld1q_u8(x[ib].qs);
+        int32x4_t p = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(v, m4)), vld1q_s8(y[ib].qs)),
+                            vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vld1q_s8(y[ib].qs + 16));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), f16(x[ib].d) * f16(y[ib].d));
+        summ += f16(x[ib].m) * f16(y[ib].s);
+    }
+    *s = vaddvq_f32(acc) + summ;
+}
+
+static void dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_iq4_nl *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
+    float32x4_t acc = vdupq_n_f32(0);
+    const int8x16_t tab = vld1q_s8(phiq_kern_kvalues_iq4nl);
+    const uint8x16_t m4 = vdupq_n_u8(0x0F);
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+        const uint8x16_t v = vld1q_u8(x[ib].qs);
+        int32x4_t p = dot16(dot16(vdupq_n_s32(0), vqtbl1q_s8(tab, vandq_u8(v, m4)), vld1q_s8(y[ib].qs)),
+                            vqtbl1q_s8(tab, vshrq_n_u8(v, 4)), vld1q_s8(y[ib].qs + 16));
+        acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), f16(x[ib].d) * f16(y[ib].d));
+    }
+    *s = vaddvq_f32(acc);
+}
+
 /* The same kernels (Q4_0, Q8_0, Q4_K, Q5_K) with the ARMv8.2 dot-product instruction (SDOT),
  * chosen at run time when the CPU reports it (HWCAP_ASIMDDP). */
 #define DP __attribute__((target("arch=armv8.2-a+dotprod")))
@@ -298,6 +329,8 @@ WRAP(q4_0_dp)
 WRAP(q8_0_dp)
 WRAP(q4_K_dp)
 WRAP(q5_K)
+WRAP(q4_1)
+WRAP(iq4_nl)
 WRAP(q5_K_dp)
 WRAP(q6_K)
 WRAP(f16)
@@ -315,6 +348,8 @@ void phiq_kernels_init_neon(phiq_kernels *k, int dotprod) {
     SET(Q4_K, q4_K);
     SET(Q6_K, q6_K);
     SET(Q5_K, q5_K);
+    SET(Q4_1, q4_1);
+    SET(IQ4_NL, iq4_nl);
     SET(F16, f16);
     SET(F32, f32);
     if (dotprod) {
