@@ -5,7 +5,8 @@
  * constant. K-quant sub-block scales are applied in 16-bit with vpdpwssd
  * after vpmaddubsw (which cannot saturate here: |q| <= 63, |y| <= 127).
  * Integer sums are exact, so results differ from the scalar reference only
- * by float summation order. Selected only when the CPU has AVX-512 VNNI. */
+ * by float summation order. Selected only when the CPU has AVX-512 VNNI;
+ * types without a 512-bit kernel here keep the AVX2 ones. */
 #include <immintrin.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,25 +120,6 @@ static inline __m256i q8_u1(const phiq_kblk_q8_0 *p) {
     return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p->qs), _mm256_set1_epi8((char)0x80));
 }
 PAIR_DOT(dot_q8_0, phiq_kblk_q8_0, phiq_kblk_q8_0, q8_u2, q8_u1, (char)0x80, NO_EXTRA)
-
-/* Q5_0 / Q5_1: nibbles plus 16 where the qh bit is set (bit i = element i). */
-static inline uint32_t qh32(const uint8_t *qh) {
-    uint32_t v;
-    memcpy(&v, qh, 4);
-    return v;
-}
-static inline __m512i q5_u2_(const uint8_t *qs0, const uint8_t *qh0, const uint8_t *qs1, const uint8_t *qh1) {
-    const __m512i q = nibbles2(qs0, qs1);
-    return _mm512_mask_add_epi8(q, _cvtu64_mask64(qh32(qh0) | (uint64_t)qh32(qh1) << 32), q, _mm512_set1_epi8(16));
-}
-static inline __m256i q5_u1_(const uint8_t *qs, const uint8_t *qh) {
-    const __m256i q = nibbles1(qs);
-    return _mm256_mask_add_epi8(q, _cvtu32_mask32(qh32(qh)), q, _mm256_set1_epi8(16));
-}
-#define Q5_U2(p) q5_u2_((p)[0].qs, (p)[0].qh, (p)[1].qs, (p)[1].qh)
-#define Q5_U1(p) q5_u1_((p)->qs, (p)->qh)
-PAIR_DOT(dot_q5_0, phiq_kblk_q5_0, phiq_kblk_q8_0, Q5_U2, Q5_U1, 16, NO_EXTRA)
-PAIR_DOT(dot_q5_1, phiq_kblk_q5_1, phiq_kblk_q8_1, Q5_U2, Q5_U1, 0, MIN_EXTRA)
 
 /* IQ4_NL: table lookup of kvalues + 128 (unsigned), offset 128. */
 static inline __m512i iq4_table512(void) {
@@ -329,55 +311,6 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = _mm512_reduce_add_ps(acc) - (_mm512_reduce_add_ps(_mm512_zextps256_ps512(accm)));
 }
 
-/* Q3_K: the Q2_K planes plus a high bit from hmask (bit 4h+s of hmask[l]);
- * q + 4 is used unsigned and the -4 is folded in through bsums. */
-static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q3_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
-    __m512 acc = _mm512_setzero_ps();
-    const __m512i m3 = _mm512_set1_epi8(3), one = _mm512_set1_epi8(1);
-    const __m512i shA = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
-    const __m512i shB = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
-    __m512i idx[4];
-    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
-        pf(x + i, 2);
-        const float d = y[i].d * F16(x[i].d);
-        uint32_t aux[4];
-        memcpy(aux, x[i].scales, 12);
-        const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f, tmp = aux[2];
-        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-        const __m256i sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)aux)), _mm256_set1_epi16(32));
-        const __m512i sc512 = _mm512_castsi256_si512(sc16);
-        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
-        const __m512i hmz = _mm512_inserti64x4(_mm512_castsi256_si512(hm), hm, 1);
-        __m512i isum = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
-            __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
-            __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(z, shA), m3);
-            __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(z, shB), m3);
-            /* hmask bit 4h+s of byte l is the high bit (+4) of element 128h+32s+l */
-            const short b = (short)(4 * h);
-            const __m512i cA = _mm512_inserti64x4(_mm512_set1_epi16(b), _mm256_set1_epi16((short)(b + 1)), 1);
-            const __m512i cB = _mm512_inserti64x4(_mm512_set1_epi16((short)(b + 2)), _mm256_set1_epi16((short)(b + 3)), 1);
-            qa = _mm512_or_si512(qa, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hmz, cA), one), 2));
-            qb = _mm512_or_si512(qb, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hmz, cB), one), 2));
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, _mm512_loadu_si512(y[i].qs + 128 * h)),
-                                       _mm512_permutexvar_epi16(idx[2 * h], sc512));
-            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, _mm512_loadu_si512(y[i].qs + 128 * h + 64)),
-                                       _mm512_permutexvar_epi16(idx[2 * h + 1], sc512));
-        }
-        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), sc16);
-        isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 2)));
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
-    }
-    *s = _mm512_reduce_add_ps(acc);
-}
-
 /* Four activation columns at once for gemm: each weight super-block is
  * decoded once and multiplied into four Q8_K rows. */
 static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
@@ -496,32 +429,6 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
         }
     }
     for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
-}
-
-/* IQ4_XS: two 32-element sub-blocks per register; the per-sub-block scale
- * (ls - 32) multiplies int32 partial sums. */
-static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_iq4_xs *x = vx;
-    const phiq_kblk_q8_K *y = vy;
-    __m512 acc = _mm512_setzero_ps();
-    const __m512i tab = iq4_table512(), k128 = _mm512_set1_epi8((char)0x80);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
-        pf(x + i, 3);
-        __m512i isum = _mm512_setzero_si512();
-        const unsigned h = x[i].scales_h;
-        for (int p = 0; p < 4; p++) {
-            const int ib = 2 * p;
-            const int ls1 = ((x[i].scales_l[p] & 0xf) | (((h >> (2 * ib)) & 3) << 4)) - 32;
-            const int ls2 = ((x[i].scales_l[p] >> 4) | (((h >> (2 * ib + 2)) & 3) << 4)) - 32;
-            __m512i u = _mm512_shuffle_epi8(tab, nibbles2(x[i].qs + 32 * p, x[i].qs + 32 * p + 16));
-            __m512i yy = _mm512_loadu_si512(y[i].qs + 64 * p);
-            __m512i dd = _mm512_sub_epi32(dpbusd(_mm512_setzero_si512(), u, yy), dpbusd(_mm512_setzero_si512(), k128, yy));
-            __m512i sc = _mm512_inserti64x4(_mm512_set1_epi32(ls1), _mm256_set1_epi32(ls2), 1);
-            isum = _mm512_add_epi32(isum, _mm512_mullo_epi32(dd, sc));
-        }
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(F16(x[i].d) * y[i].d), acc);
-    }
-    *s = _mm512_reduce_add_ps(acc);
 }
 
 /* ---- float types -------------------------------------------------------------------- */
@@ -934,21 +841,19 @@ GEMM_PREPARED(q8_0, KIND_Q8_0)
             dot_##name(n, out + r, p, act);                                                        \
         }                                                                                          \
     }
-MATVEC(q5_0)
-MATVEC(q5_1)
 MATVEC_ONLY(q4_K)
 MATVEC_ONLY(q5_K)
 MATVEC_ONLY(q6_K)
-MATVEC(iq4_xs)
 MATVEC(q2_K)
-MATVEC(q3_K)
 MATVEC_ONLY(f16)
 GEMM_X4(f16)
 MATVEC(bf16)
 MATVEC(f32)
 
+/* Starts from the AVX2 table: for Q5_0, Q5_1, IQ4_XS and Q3_K the AVX2
+ * kernels measured faster here than 512-bit versions (which were removed). */
 void phiq_kernels_init_avx512(phiq_kernels *k) {
-    phiq_kernels_init_scalar(k);
+    phiq_kernels_init_avx2(k);
     k->isa = "avx512";
     k->dot_f16_f32 = dot_f16_f32;
 #define SET(T, name)                                                                               \
@@ -956,16 +861,12 @@ void phiq_kernels_init_avx512(phiq_kernels *k) {
      k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
     SET(Q4_0, q4_0);
     SET(Q4_1, q4_1);
-    SET(Q5_0, q5_0);
-    SET(Q5_1, q5_1);
     SET(Q8_0, q8_0);
     SET(IQ4_NL, iq4_nl);
     SET(Q4_K, q4_K);
     SET(Q5_K, q5_K);
     SET(Q6_K, q6_K);
-    SET(IQ4_XS, iq4_xs);
     SET(Q2_K, q2_K);
-    SET(Q3_K, q3_K);
     SET(F16, f16);
     SET(BF16, bf16);
     SET(F32, f32);
