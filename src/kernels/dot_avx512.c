@@ -1,8 +1,8 @@
 /* dot_avx512.c — AVX-512 (F/BW/VL/DQ) + VNNI kernels. Weight nibbles are
  * unpacked to unsigned bytes so that vpdpbusd (u8 x s8) does the int8 dot
- * directly; signed weights are shifted by +128 (or their offset, -8/-16 for
- * Q4_0/Q5_0) and the shift is removed with a second vpdpbusd against a
- * constant. K-quant sub-block scales are applied in 16-bit with vpdpwssd
+ * directly; signed weights are shifted by +128 (Q4_0: kept as q, its -8
+ * offset) and the shift is removed with a second vpdpbusd against a
+ * constant, or through precomputed per-lane sums in the matvec. K-quant sub-block scales are applied in 16-bit with vpdpwssd
  * after vpmaddubsw (which cannot saturate here: |q| <= 63, |y| <= 127).
  * Integer sums are exact, so results differ from the scalar reference only
  * by float summation order. Selected only when the CPU has AVX-512 VNNI;
