@@ -265,8 +265,9 @@ static void source_signature(const char *src, char *out, size_t cap) {
 static int run_convert(const char *src, const char *out, const char *type, int threads, int quiet) {
     char tbuf[16];
     snprintf(tbuf, sizeof tbuf, "%d", threads);
-    char *args[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--type", (char *)type, "-t", tbuf,
-                    quiet ? "--quiet" : NULL, NULL};
+    /* convert's per-tensor lines would drown the report's own progress */
+    (void)quiet;
+    char *args[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--type", (char *)type, "-t", tbuf, "--quiet", NULL};
     pid_t pid;
     if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, args, environ) != 0)
         return phiq_fail(PHIQ_EIO, "report: cannot run phiq convert: %s", strerror(errno));
