@@ -60,6 +60,8 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     int n_ctx = p->n_ctx;
     if (n_ctx == 0) n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
     if (n_ctx < 1 || n_ctx > (1 << 22)) return phiq_fail_null(PHIQ_EINVAL, "context: n_ctx %d is out of range", p->n_ctx);
+    if (hp->n_ctx_train > 0 && n_ctx > hp->n_ctx_train)
+        return phiq_fail_null(PHIQ_EINVAL, "context: n_ctx %d exceeds the model's context length %d", n_ctx, hp->n_ctx_train);
     int kvt;
     if (p->kv_type == PHIQ_KV_TYPE_F16) kvt = PHIQ_GGML_TYPE_F16;
     else if (p->kv_type == PHIQ_KV_TYPE_F32) kvt = PHIQ_GGML_TYPE_F32;
