@@ -68,6 +68,12 @@ phiq_model *phiq_model_open(const char *path, const phiq_model_params *params);
 void phiq_model_free(phiq_model *m);
 int phiq_model_n_vocab(const phiq_model *m);
 int phiq_model_n_ctx_train(const phiq_model *m);
+/* More facts about an opened model (for tools and tests). */
+const char *phiq_model_arch(const phiq_model *m);  /* "phi3", "phi2" or "phimoe" */
+int phiq_model_n_embd(const phiq_model *m);
+int phiq_model_n_layer(const phiq_model *m);
+int phiq_model_n_ctx_orig(const phiq_model *m);     /* LongRoPE original context */
+int phiq_model_sliding_window(const phiq_model *m); /* 0 = none */
 
 /* ---- contexts (KV cache + scratch) ------------------------------------------ */
 typedef struct phiq_context phiq_context;
@@ -78,11 +84,31 @@ typedef enum phiq_kv_type {
     PHIQ_KV_TYPE_Q8_0 = 2,
 } phiq_kv_type;
 
+/* How LongRoPE picks its short or long factors. */
+typedef enum phiq_rope_mode {
+    /* Hugging Face: long factors once the sequence exceeds the original
+     * context; when an eval crosses that length the cache is recomputed
+     * (re-prefilled) with the long factors, as transformers' generate does. */
+    PHIQ_ROPE_MODE_HF = 0,
+    /* llama.cpp: decided once per context, long iff n_ctx (rounded up to a
+     * multiple of 256) exceeds the original context. */
+    PHIQ_ROPE_MODE_LLAMACPP = 1,
+} phiq_rope_mode;
+
 typedef struct phiq_context_params {
     int n_ctx;          /* 0 = min(model's training context, 4096) */
     int n_threads;      /* 0 = physical cores */
     phiq_kv_type kv_type;
     int all_logits;     /* keep logits of every position of the last batch */
+    phiq_rope_mode rope_mode;
+    int sliding_window; /* 0 = the model's, -1 = none (full causal, as llama.cpp), >0 = this window */
+    int n_batch;        /* tokens per forward chunk (0 = 512); bounds scratch memory */
+    int llamacpp_numerics; /* round matmul inputs as llama.cpp's CPU backend does (to the
+                              weights' dot type: f16, bf16, q8_0, q8_1, q8_K), for parity
+                              tests; slower and slightly less accurate */
+    int phimoe_llamacpp; /* PhiMoE only: llama.cpp's graph (RMSNorm + bias, softmax top-k
+                            renormalized routing) instead of Hugging Face's (LayerNorm,
+                            SparseMixer top-2) */
 } phiq_context_params;
 
 phiq_context_params phiq_context_default_params(void);
@@ -108,6 +134,10 @@ enum {
 int phiq_tokenize(const phiq_model *m, const char *text, int32_t *ids, int cap, int flags);
 /* The bytes of one token as it should be printed (byte tokens give one byte). */
 int phiq_token_to_piece(const phiq_model *m, int32_t id, char *buf, int cap);
+
+/* ---- model information ------------------------------------------------------ */
+/* The BOS id the model's tokenizer prepends, or -1 when it adds none. */
+int phiq_model_bos(const phiq_model *m);
 
 #ifdef __cplusplus
 }

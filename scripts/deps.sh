@@ -8,13 +8,15 @@ set -eu
 # protobuf-c + libonnx-dev (official onnx.proto) for the ONNX exporter
 need="cmake make gcc pkg-config libcjson-dev libpcre2-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev"
 optional=""
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 if [ "${1:-build}" = test ]; then
   need="$need libcmocka-dev git"
   command -v clang >/dev/null 2>&1 || optional="$optional clang"
   command -v npm >/dev/null 2>&1 || optional="$optional npm"
   command -v node >/dev/null 2>&1 || optional="$optional nodejs" # onnxruntime-node tests
+  [ -x /usr/bin/chromium ] || optional="$optional chromium"
+  installed python3-numpy || optional="$optional python3-numpy"
 fi
-installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 missing=""
 for p in $need; do installed "$p" || missing="$missing $p"; done
 [ -z "$missing" ] && [ -z "$optional" ] && exit 0

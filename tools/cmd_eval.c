@@ -1,6 +1,409 @@
-/* cmd_eval.c — placeholder: not implemented yet. */
-#include "cli.h"
+/* cmd_eval.c — `phiq eval` (perplexity, KL divergence), `phiq bench` (speed,
+ * bandwidth, memory) and `phiq report` (every precision side by side). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
-int phiq_cmd_eval(int argc, char **argv) { (void)argc; (void)argv; return phiq_cli_fail("eval", "not implemented yet"); }
-int phiq_cmd_bench(int argc, char **argv) { (void)argc; (void)argv; return phiq_cli_fail("bench", "not implemented yet"); }
-int phiq_cmd_report(int argc, char **argv) { (void)argc; (void)argv; return phiq_cli_fail("report", "not implemented yet"); }
+#include "cli.h"
+#include "core/common.h"
+#include "eval/eval.h"
+#include "formats/gguf.h"
+#include "phiq.h"
+
+extern char **environ;
+
+/* ---- shared helpers ----------------------------------------------------------- */
+static int32_t *read_ids_file(const char *path, int64_t *n) {
+    char *txt;
+    if (phiq_read_file(path, &txt, NULL) < 0) return NULL;
+    int64_t cap = 1024, k = 0;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+    for (char *p = txt; ids && *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) {
+            if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == ',') { p++; continue; }
+            free(ids); free(txt);
+            return phiq_fail_null(PHIQ_EFORMAT, "%s: not a list of token ids (at byte %ld)", path, (long)(p - txt));
+        }
+        if (k == cap) ids = realloc(ids, sizeof(int32_t) * (size_t)(cap *= 2));
+        if (ids) ids[k++] = (int32_t)v;
+        p = end;
+    }
+    free(txt);
+    *n = k;
+    return ids;
+}
+
+static int32_t *tokenize_file(const phiq_model *m, const char *path, int64_t *n) {
+    char *txt;
+    size_t len;
+    if (phiq_read_file(path, &txt, &len) < 0) return NULL;
+    int cap = (int)(len + 16);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+    int k = ids ? phiq_tokenize(m, txt, ids, cap, PHIQ_TOKENIZE_ADD_BOS) : PHIQ_ENOMEM;
+    free(txt);
+    if (k < 0) { free(ids); phiq_error_prefix("%s", path); return NULL; }
+    if (k > cap) { free(ids); return phiq_fail_null(PHIQ_EINVAL, "%s: more tokens than bytes", path); }
+    *n = k;
+    return ids;
+}
+
+/* Bytes of weights one decoded token reads: every matrix once, except the
+ * embedding table (one row gathered) unless it doubles as the output. */
+static uint64_t weight_bytes_per_token(const char *path, uint64_t *all_bytes, double *bpw) {
+    phiq_gguf *g = phiq_gguf_open(path);
+    if (!g) return 0;
+    uint64_t bytes = 0, total = 0;
+    double elems = 0;
+    int tied = phiq_gguf_find_tensor(g, "output.weight") == NULL;
+    for (int64_t i = 0; i < phiq_gguf_n_tensors(g); i++) {
+        const phiq_gguf_tensor *t = phiq_gguf_tensor_at(g, i);
+        total += t->nbytes;
+        elems += (double)t->ne[0] * (double)t->ne[1] * (double)t->ne[2] * (double)t->ne[3];
+        if (!strcmp(t->name, "token_embd.weight") && !tied) bytes += t->nbytes / (uint64_t)(t->ne[1] > 0 ? t->ne[1] : 1);
+        else bytes += t->nbytes;
+    }
+    if (all_bytes) *all_bytes = total;
+    if (bpw) *bpw = elems > 0 ? (double)total * 8.0 / elems : 0;
+    phiq_gguf_close(g);
+    return bytes;
+}
+
+static int is_gguf(const char *path) {
+    FILE *f = fopen(path, "rb");
+    char m[4] = {0};
+    if (!f) return 0;
+    size_t r = fread(m, 1, 4, f);
+    fclose(f);
+    return r == 4 && !memcmp(m, "GGUF", 4);
+}
+
+/* ---- eval ----------------------------------------------------------------------- */
+static void eval_usage(FILE *f) {
+    fprintf(f, "usage: phiq eval MODEL (--text FILE | --ids FILE) [--ref REF_MODEL] [--ctx N] [--chunks N] [-t N] [--json] [--quiet]\n\n"
+               "Perplexity with llama.cpp's conventions: the text is tokenized once and cut into non-overlapping\n"
+               "chunks of --ctx tokens (default 512); each chunk's first token becomes BOS when the model adds BOS;\n"
+               "only the second half of each chunk is scored. With --ref, also the KL divergence of MODEL's\n"
+               "next-token distributions from REF's (mean, median, p90, p99, p99.9, max), top-1 agreement, and\n"
+               "the perplexity difference.\n\n"
+               "  --text FILE    text to evaluate (tokenized with MODEL's tokenizer)\n"
+               "  --ids FILE     token ids instead of text (whitespace or comma separated)\n"
+               "  --ref MODEL    reference model (same vocabulary), e.g. the f32 or f16 conversion\n"
+               "  --ctx N        chunk length (default 512)\n"
+               "  --chunks N     evaluate at most N chunks (default: all)\n"
+               "  -t, --threads N  threads (default: physical cores)\n"
+               "  --json         one JSON object on stdout\n"
+               "  --quiet        no progress\n");
+}
+
+int phiq_cmd_eval(int argc, char **argv) {
+    const char *model = NULL, *text = NULL, *idsf = NULL, *refp = NULL;
+    phiq_ppl_opts o = {.n_ctx = 512, .bos_id = -1};
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (phiq_cli_is(a, "-h", "--help")) { eval_usage(stdout); return 0; }
+        else if (phiq_cli_is(a, "--text", "-f")) text = phiq_cli_value(argc, argv, &i, "eval");
+        else if (!strcmp(a, "--ids")) idsf = phiq_cli_value(argc, argv, &i, "eval");
+        else if (!strcmp(a, "--ref")) refp = phiq_cli_value(argc, argv, &i, "eval");
+        else if (phiq_cli_is(a, "--ctx", "-c")) o.n_ctx = atoi(phiq_cli_value(argc, argv, &i, "eval"));
+        else if (!strcmp(a, "--chunks")) o.max_chunks = atoi(phiq_cli_value(argc, argv, &i, "eval"));
+        else if (phiq_cli_is(a, "-t", "--threads")) o.n_threads = atoi(phiq_cli_value(argc, argv, &i, "eval"));
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--quiet")) o.quiet = 1;
+        else if (a[0] == '-') { fprintf(stderr, "phiq eval: unknown option %s\n", a); eval_usage(stderr); return 2; }
+        else if (!model) model = a;
+        else { fprintf(stderr, "phiq eval: unexpected argument %s\n", a); return 2; }
+    }
+    if (!model || (!text && !idsf)) { eval_usage(stderr); return 2; }
+    phiq_model *m = phiq_model_open(model, NULL);
+    if (!m) return phiq_cli_fail("eval", "%s", phiq_error());
+    phiq_model *r = NULL;
+    if (refp && !(r = phiq_model_open(refp, NULL))) { phiq_model_free(m); return phiq_cli_fail("eval", "%s", phiq_error()); }
+    int64_t n = 0;
+    int32_t *ids = idsf ? read_ids_file(idsf, &n) : tokenize_file(m, text, &n);
+    if (!ids) { phiq_model_free(m); phiq_model_free(r); return phiq_cli_fail("eval", "%s", phiq_error()); }
+    o.bos_id = phiq_model_bos(m);
+    phiq_ppl_result res;
+    int rc = phiq_eval_perplexity(m, r, ids, n, &o, &res);
+    free(ids);
+    phiq_model_free(m);
+    phiq_model_free(r);
+    if (rc < 0) return phiq_cli_fail("eval", "%s", phiq_error());
+    if (json) {
+        printf("{\"model\": \"%s\", \"ctx\": %d, \"chunks\": %d, \"tokens_scored\": %lld, \"ppl\": %.6f, \"ppl_err\": %.6f",
+               model, o.n_ctx, res.n_chunks, (long long)res.n_scored, res.ppl, res.ppl_err);
+        if (res.has_ref)
+            printf(", \"ref_ppl\": %.6f, \"delta_ppl\": %.6f, \"kld_mean\": %.8f, \"kld_err\": %.8f, \"kld_median\": %.8f, "
+                   "\"kld_p90\": %.8f, \"kld_p99\": %.8f, \"kld_p999\": %.8f, \"kld_max\": %.8f, \"top1\": %.6f",
+                   res.ref_ppl, res.delta_ppl, res.kld_mean, res.kld_err, res.kld_median, res.kld_p90, res.kld_p99,
+                   res.kld_p999, res.kld_max, res.top1);
+        printf("}\n");
+    } else {
+        printf("chunks %d x %d tokens, %lld scored\n", res.n_chunks, o.n_ctx, (long long)res.n_scored);
+        printf("PPL = %.4f +/- %.4f\n", res.ppl, res.ppl_err);
+        if (res.has_ref) {
+            printf("reference PPL = %.4f, delta = %+.4f\n", res.ref_ppl, res.delta_ppl);
+            printf("KLD mean %.6f +/- %.6f, median %.6f, p90 %.6f, p99 %.6f, p99.9 %.6f, max %.6f\n", res.kld_mean,
+                   res.kld_err, res.kld_median, res.kld_p90, res.kld_p99, res.kld_p999, res.kld_max);
+            printf("same top-1: %.2f%%\n", 100 * res.top1);
+        }
+    }
+    return 0;
+}
+
+/* ---- bench ------------------------------------------------------------------------ */
+static void bench_usage(FILE *f) {
+    fprintf(f, "usage: phiq bench MODEL [-t N] [--prompt N] [--gen N] [--reps N] [--probe] [--json] [--quiet]\n\n"
+               "Prefill tokens/s (one batch of --prompt random ids, default 128) and decode tokens/s (--gen single\n"
+               "tokens from an empty cache, default 32): medians of --reps runs (default 3) after a warm-up. Also\n"
+               "the weight bytes read per decoded token and the resulting GB/s, peak RSS and load time.\n"
+               "  --probe   also measure this machine's read bandwidth, to show decode as a fraction of the limit\n");
+}
+
+int phiq_cmd_bench(int argc, char **argv) {
+    const char *model = NULL;
+    phiq_bench_opts o = {0};
+    int json = 0, probe = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (phiq_cli_is(a, "-h", "--help")) { bench_usage(stdout); return 0; }
+        else if (phiq_cli_is(a, "-t", "--threads")) o.n_threads = atoi(phiq_cli_value(argc, argv, &i, "bench"));
+        else if (phiq_cli_is(a, "--prompt", "-p")) o.n_prompt = atoi(phiq_cli_value(argc, argv, &i, "bench"));
+        else if (phiq_cli_is(a, "--gen", "-n")) o.n_gen = atoi(phiq_cli_value(argc, argv, &i, "bench"));
+        else if (phiq_cli_is(a, "--reps", "-r")) o.reps = atoi(phiq_cli_value(argc, argv, &i, "bench"));
+        else if (!strcmp(a, "--probe")) probe = 1;
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--quiet")) o.quiet = 1;
+        else if (a[0] == '-') { fprintf(stderr, "phiq bench: unknown option %s\n", a); bench_usage(stderr); return 2; }
+        else if (!model) model = a;
+        else { fprintf(stderr, "phiq bench: unexpected argument %s\n", a); return 2; }
+    }
+    if (!model) { bench_usage(stderr); return 2; }
+    if (json) o.quiet = 1;
+    double t0 = phiq_now();
+    phiq_model *m = phiq_model_open(model, NULL);
+    if (!m) return phiq_cli_fail("bench", "%s", phiq_error());
+    double load_s = phiq_now() - t0;
+    phiq_bench_result r;
+    int rc = phiq_bench_run(m, &o, &r);
+    phiq_model_free(m);
+    if (rc < 0) return phiq_cli_fail("bench", "%s", phiq_error());
+    uint64_t per_tok = is_gguf(model) ? weight_bytes_per_token(model, NULL, NULL) : 0;
+    double gbs = (double)per_tok * r.decode_tok_s / 1e9;
+    double bw = probe ? phiq_bench_read_bandwidth(o.n_threads) : 0;
+    uint64_t rss = phiq_peak_rss();
+    int threads = o.n_threads > 0 ? o.n_threads : phiq_physical_cores();
+    if (json) {
+        printf("{\"model\": \"%s\", \"threads\": %d, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
+               "\"weight_bytes_per_token\": %llu, \"decode_gb_s\": %.3f, \"peak_rss_bytes\": %llu, \"load_s\": %.3f",
+               model, threads, r.prefill_tok_s, r.decode_tok_s, (unsigned long long)per_tok, gbs,
+               (unsigned long long)rss, load_s);
+        if (probe) printf(", \"read_bandwidth_gb_s\": %.3f, \"decode_bandwidth_fraction\": %.4f", bw, bw > 0 ? gbs / bw : 0);
+        printf("}\n");
+    } else {
+        printf("model %s, %d threads, load %.2fs\n", model, threads, load_s);
+        printf("prefill %.2f tok/s, decode %.2f tok/s (medians of %d)\n", r.prefill_tok_s, r.decode_tok_s, r.reps);
+        if (per_tok) printf("weights read per decoded token %.1f MB -> %.2f GB/s\n", per_tok / 1e6, gbs);
+        if (probe) printf("machine read bandwidth %.2f GB/s: decode reaches %.0f%% of it\n", bw, bw > 0 ? 100 * gbs / bw : 0);
+        printf("peak RSS %.1f MB\n", rss / 1e6);
+    }
+    return 0;
+}
+
+/* ---- report ----------------------------------------------------------------------------- */
+static void report_usage(FILE *f) {
+    fprintf(f, "usage: phiq report SRC [--types LIST] [--text FILE] [-o DIR] [--ctx N] [--chunks N] [-t N]\n"
+               "                   [--prompt N] [--gen N] [--reps N] [--json] [--quiet]\n\n"
+               "Converts SRC (an HF checkpoint directory or an F32/F16/BF16 GGUF) to each type, evaluates each\n"
+               "against the highest-precision one (perplexity, KL divergence, top-1 agreement), benches each, and\n"
+               "writes DIR/report.json, DIR/report.md and a self-contained DIR/report.html (table and SVG charts:\n"
+               "size vs KL divergence and size vs decode speed, Pareto front marked). Converted files are reused\n"
+               "while SRC is unchanged.\n\n"
+               "  --types LIST   comma-separated types (default fp32,fp16,int8,int4); any `phiq convert --type` name\n"
+               "  --text FILE    evaluation text (default ../shared/fixtures/text/kjv-heldout.txt when present)\n"
+               "  -o DIR         output directory (default phiq-report)\n"
+               "  --ctx N        perplexity chunk length (default 256)\n"
+               "  --chunks N     at most N chunks per evaluation (default 8)\n"
+               "  --prompt N, --gen N, --reps N   bench settings (defaults 64, 32, 3)\n"
+               "  --json         print report.json to stdout instead of the table\n");
+}
+
+/* A signature of the source: size and mtime of every file in it. */
+static void source_signature(const char *src, char *out, size_t cap) {
+    struct stat st;
+    unsigned long long h = 1469598103934665603ull;
+    if (stat(src, &st) == 0 && S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(src);
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            char *p = phiq_path_join(src, e->d_name);
+            struct stat fs;
+            if (p && stat(p, &fs) == 0 && S_ISREG(fs.st_mode)) {
+                unsigned long long v = (unsigned long long)fs.st_size * 1000003ull ^ (unsigned long long)fs.st_mtime;
+                for (const char *c = e->d_name; *c; c++) v = v * 31 + (unsigned char)*c;
+                h += v * 0x9E3779B97F4A7C15ull; /* order-independent */
+            }
+            free(p);
+        }
+        if (d) closedir(d);
+    } else if (stat(src, &st) == 0) {
+        h ^= (unsigned long long)st.st_size * 1000003ull ^ (unsigned long long)st.st_mtime;
+    }
+    snprintf(out, cap, "%s %016llx\n", src, h);
+}
+
+static int run_convert(const char *src, const char *out, const char *type, int threads, int quiet) {
+    char tbuf[16];
+    snprintf(tbuf, sizeof tbuf, "%d", threads);
+    /* convert's per-tensor lines would drown the report's own progress */
+    (void)quiet;
+    char *args[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--type", (char *)type, "-t", tbuf, "--quiet", NULL};
+    pid_t pid;
+    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, args, environ) != 0)
+        return phiq_fail(PHIQ_EIO, "report: cannot run phiq convert: %s", strerror(errno));
+    int st;
+    if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        return phiq_fail(PHIQ_EIO, "report: phiq convert %s --type %s failed", src, type);
+    return 0;
+}
+
+int phiq_cmd_report(int argc, char **argv) {
+    const char *src = NULL, *types = "fp32,fp16,int8,int4", *text = NULL, *dir = "phiq-report";
+    int json = 0, quiet = 0, threads = 0, ctx = 256, chunks = 8;
+    phiq_bench_opts bo = {.n_prompt = 64, .n_gen = 32, .reps = 3};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (phiq_cli_is(a, "-h", "--help")) { report_usage(stdout); return 0; }
+        else if (!strcmp(a, "--types")) types = phiq_cli_value(argc, argv, &i, "report");
+        else if (phiq_cli_is(a, "--text", "-f")) text = phiq_cli_value(argc, argv, &i, "report");
+        else if (phiq_cli_is(a, "-o", "--out")) dir = phiq_cli_value(argc, argv, &i, "report");
+        else if (phiq_cli_is(a, "--ctx", "-c")) ctx = atoi(phiq_cli_value(argc, argv, &i, "report"));
+        else if (!strcmp(a, "--chunks")) chunks = atoi(phiq_cli_value(argc, argv, &i, "report"));
+        else if (phiq_cli_is(a, "-t", "--threads")) threads = atoi(phiq_cli_value(argc, argv, &i, "report"));
+        else if (!strcmp(a, "--prompt")) bo.n_prompt = atoi(phiq_cli_value(argc, argv, &i, "report"));
+        else if (!strcmp(a, "--gen")) bo.n_gen = atoi(phiq_cli_value(argc, argv, &i, "report"));
+        else if (!strcmp(a, "--reps")) bo.reps = atoi(phiq_cli_value(argc, argv, &i, "report"));
+        else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--quiet")) quiet = 1;
+        else if (a[0] == '-') { fprintf(stderr, "phiq report: unknown option %s\n", a); report_usage(stderr); return 2; }
+        else if (!src) src = a;
+        else { fprintf(stderr, "phiq report: unexpected argument %s\n", a); return 2; }
+    }
+    if (!src) { report_usage(stderr); return 2; }
+    if (!text) {
+        static const char *cands[] = {"../shared/fixtures/text/kjv-heldout.txt", NULL};
+        const char *env = getenv("PHIQ_SHARED");
+        static char buf[4096];
+        if (env) { snprintf(buf, sizeof buf, "%s/fixtures/text/kjv-heldout.txt", env); if (phiq_file_exists(buf)) text = buf; }
+        for (int i = 0; !text && cands[i]; i++) if (phiq_file_exists(cands[i])) text = cands[i];
+        if (!text) return phiq_cli_fail("report", "no --text given and no default evaluation text found");
+    }
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return phiq_cli_fail("report", "%s: cannot create: %s", dir, strerror(errno));
+    if (threads <= 0) threads = phiq_physical_cores();
+    bo.n_threads = threads;
+    bo.quiet = 1;
+
+    /* parse the type list */
+    char *tl = strdup(types);
+    char *names[32];
+    int n = 0;
+    for (char *tok = strtok(tl, ","); tok && n < 32; tok = strtok(NULL, ",")) names[n++] = tok;
+    if (!n) { free(tl); return phiq_cli_fail("report", "--types is empty"); }
+
+    char sig[4200];
+    source_signature(src, sig, sizeof sig);
+    char **paths = calloc((size_t)n, sizeof(char *));
+    phiq_report_row *rows = calloc((size_t)n, sizeof *rows);
+    int rc = 0, ref = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "model-%s.gguf", names[i]);
+        paths[i] = phiq_path_join(dir, name);
+        char stamp[4200];
+        snprintf(stamp, sizeof stamp, "%s.source", paths[i]);
+        char *old = NULL;
+        int fresh = phiq_file_exists(paths[i]) && phiq_read_file(stamp, &old, NULL) == 0 && !strcmp(old, sig);
+        free(old);
+        if (!fresh) {
+            if (!quiet) fprintf(stderr, "report: converting %s to %s\n", src, names[i]);
+            if ((rc = run_convert(src, paths[i], names[i], threads, quiet)) < 0) break;
+            FILE *f = fopen(stamp, "w");
+            if (f) { fputs(sig, f); fclose(f); }
+        } else if (!quiet) {
+            fprintf(stderr, "report: reusing %s (source unchanged)\n", paths[i]);
+        }
+        snprintf(rows[i].type, sizeof rows[i].type, "%s", names[i]);
+        weight_bytes_per_token(paths[i], NULL, &rows[i].bpw);
+        struct stat st;
+        rows[i].size_bytes = stat(paths[i], &st) == 0 ? (uint64_t)st.st_size : 0;
+        if (rows[i].bpw > rows[ref].bpw) ref = i;
+    }
+    if (!rc) {
+        /* the highest precision is the reference: put it first */
+        if (ref) {
+            phiq_report_row tr = rows[0]; rows[0] = rows[ref]; rows[ref] = tr;
+            char *tp = paths[0]; paths[0] = paths[ref]; paths[ref] = tp;
+        }
+        phiq_model *rm = phiq_model_open(paths[0], NULL);
+        if (!rm) rc = PHIQ_EIO;
+        int64_t nids = 0;
+        int32_t *ids = rm ? tokenize_file(rm, text, &nids) : NULL;
+        if (rm && !ids) rc = PHIQ_EINVAL;
+        for (int i = 0; i < n && !rc; i++) {
+            phiq_model *m = i == 0 ? rm : phiq_model_open(paths[i], NULL);
+            if (!m) { rc = PHIQ_EIO; break; }
+            phiq_ppl_opts po = {.n_ctx = ctx, .n_threads = threads, .max_chunks = chunks, .bos_id = phiq_model_bos(m), .quiet = 1};
+            phiq_ppl_result pr;
+            if (!quiet) fprintf(stderr, "report: evaluating %s\n", rows[i].type);
+            rc = phiq_eval_perplexity(m, rm, ids, nids, &po, &pr);
+            if (!rc) {
+                rows[i].ppl = pr.ppl;
+                rows[i].kld_mean = pr.kld_mean;
+                rows[i].kld_p99 = pr.kld_p99;
+                rows[i].top1 = pr.top1;
+                phiq_bench_result br;
+                if (!quiet) fprintf(stderr, "report: benchmarking %s\n", rows[i].type);
+                rc = phiq_bench_run(m, &bo, &br);
+                rows[i].prefill_tok_s = br.prefill_tok_s;
+                rows[i].decode_tok_s = br.decode_tok_s;
+            }
+            if (i) phiq_model_free(m);
+        }
+        free(ids);
+        phiq_model_free(rm);
+    }
+    if (!rc) {
+        const char *base = strrchr(src, '/');
+        char mname[512];
+        snprintf(mname, sizeof mname, "%s", base && base[1] ? base + 1 : src);
+        rc = phiq_report_write(dir, mname, rows, n);
+    }
+    if (!rc) {
+        if (json) {
+            char *p = phiq_path_join(dir, "report.json"), *txt;
+            if (phiq_read_file(p, &txt, NULL) == 0) { fputs(txt, stdout); free(txt); }
+            free(p);
+        } else {
+            char *t = phiq_report_table(rows, n);
+            printf("%s", t ? t : "");
+            free(t);
+            printf("\nreport: %s/report.html (also report.md, report.json)\n", dir);
+        }
+    }
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+    free(rows);
+    free(tl);
+    if (rc < 0) return phiq_cli_fail("report", "%s", phiq_error());
+    return 0;
+}

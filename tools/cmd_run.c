@@ -1,5 +1,5 @@
-/* cmd_run.c — `phiq tokenize` (text -> token ids with a model's tokenizer);
- * `phiq run` and `phiq chat` are placeholders filled in by the engine work. */
+/* cmd_run.c — `phiq tokenize` (text -> token ids with a model's tokenizer).
+ * `phiq run` and `phiq chat` live in cmd_generate.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +8,6 @@
 #include "core/common.h"
 #include "tokenizer/tokenizer.h"
 
-int phiq_cmd_run(int argc, char **argv) { (void)argc; (void)argv; return phiq_cli_fail("run", "not implemented yet"); }
-int phiq_cmd_chat(int argc, char **argv) { (void)argc; (void)argv; return phiq_cli_fail("chat", "not implemented yet"); }
 
 static void tokenize_usage(FILE *f) {
     fputs("usage: phiq tokenize (MODEL | --tokenizer FILE) TEXT [options]\n"

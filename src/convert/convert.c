@@ -32,6 +32,7 @@
 #include "formats/gguf.h"
 #include "formats/hf.h"
 #include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
 
 #if defined(__has_include)
 #if __has_include("quant/mix.h")
@@ -458,12 +459,18 @@ static bool contains_nocase(const char *h, const char *n) {
     return false;
 }
 
+static bool has_token(const phiq_tok_vocab *v, const char *text) {
+    for (int32_t i = 0; i < v->n_tokens; i++)
+        if (!strcmp(v->tokens[i], text)) return true;
+    return false;
+}
+
 /* general.name: the checkpoint directory's name unless given. llama.cpp
  * switches on Phi-3 token handling when the name contains "phi3"/"phi-3"
  * and then looks up </s>, <unk>, <s>, <|endoftext|> unconditionally (load
  * failure if one is missing), so such names are defused for vocabularies
  * that lack them. */
-static char *model_name(const char *src, const char *given, const phiq_vocab *v) {
+static char *model_name(const char *src, const char *given, const phiq_tok_vocab *v) {
     char *name;
     if (given) {
         name = strdup(given);
@@ -478,7 +485,7 @@ static char *model_name(const char *src, const char *given, const phiq_vocab *v)
     if (v && (contains_nocase(name, "phi3") || contains_nocase(name, "phi-3"))) {
         const char *need[4] = {"</s>", "<unk>", "<s>", "<|endoftext|>"};
         bool ok = true;
-        for (int k = 0; k < 4; k++) ok = ok && phiq_vocab_find(v, need[k]) >= 0;
+        for (int k = 0; k < 4; k++) ok = ok && has_token(v, need[k]);
         /* "phi3" -> "phi 3", "phi-3" -> "phi -3" */
         for (size_t at = 0; !ok && name[at]; at++) {
             if (tolower((unsigned char)name[at]) != 'p' || tolower((unsigned char)name[at + 1]) != 'h' ||
@@ -553,12 +560,26 @@ static int imatrix_keys(phiq_gguf_writer *w, const phiq_convert_opts *o, const p
     return 0;
 }
 
+/* The tokenizer.* keys: the tokenizer module's reading of tokenizer.json
+ * (the runtime tokenizer's too), for this model's rows and config.json ids. */
+static int load_vocab(const phiq_hf *hf, const phiq_hparams *hp, phiq_tok_vocab **out) {
+    const char *tj = phiq_hf_tokenizer_json(hf);
+    if (!tj) return phiq_fail(PHIQ_EUNSUPPORTED, "no tokenizer.json (llama.cpp needs a vocabulary)");
+    phiq_tok_hf_model m = {.n_vocab = hp->n_vocab,
+                           .bos_id = hp->bos_id,
+                           .eos_id = hp->n_eos > 0 ? hp->eos_ids[0] : -1,
+                           .pad_id = hp->pad_id,
+                           .phi2 = hp->arch == PHIQ_ARCH_PHI2};
+    *out = phiq_tok_vocab_from_hf_model(tj, phiq_hf_tokenizer_config_json(hf), &m);
+    return *out ? 0 : PHIQ_EFORMAT;
+}
+
 /* ---- drivers --------------------------------------------------------------------------------- */
 static int convert_hf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch,
                       const phiq_imatrix *imat, phiq_convert_stats *st, int n_threads) {
     int rc = 0;
     phiq_plan plan = {0};
-    phiq_vocab voc = {0};
+    phiq_tok_vocab *voc = NULL;
     char *name = NULL;
     int *types = NULL;
     phiq_gguf_writer *w = NULL;
@@ -566,11 +587,11 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
     if (!hf) return PHIQ_EFORMAT;
     const phiq_hparams *hp = phiq_hf_hparams(hf);
     if ((rc = phiq_plan_build(&plan, hf)) < 0) goto done;
-    if ((rc = phiq_vocab_load_hf(&voc, hf, hp)) < 0) {
+    if ((rc = load_vocab(hf, hp, &voc)) < 0) {
         phiq_error_prefix("%s", src);
         goto done;
     }
-    if (!(name = model_name(src, o->name, &voc))) {
+    if (!(name = model_name(src, o->name, voc))) {
         rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
         goto done;
     }
@@ -579,7 +600,7 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
         goto done;
     }
     if ((rc = write_hparams(w, hp, name, ch->ftype)) < 0) goto done;
-    if ((rc = phiq_vocab_to_gguf(&voc, w)) < 0) goto done;
+    if ((rc = phiq_tok_vocab_to_gguf(voc, w)) < 0) goto done;
     if ((rc = phiq_gguf_writer_set_u32(w, "general.quantization_version", 2)) < 0) goto done;
 
     bool has_output = false;
@@ -613,7 +634,7 @@ done:
     phiq_gguf_writer_free(w);
     free(types);
     free(name);
-    phiq_vocab_free(&voc);
+    phiq_tok_vocab_free(voc);
     phiq_plan_free(&plan);
     phiq_hf_close(hf);
     return rc;

@@ -1,6 +1,7 @@
 /* convert.h — HF checkpoint / GGUF → GGUF conversion (streaming, one tensor
- * at a time, multi-threaded within a tensor), the tokenizer → GGUF vocab
- * keys, the HF → GGUF tensor-name plan, and `inspect` summaries.
+ * at a time, multi-threaded within a tensor; the tokenizer.* keys come from
+ * the tokenizer module's phiq_tok_vocab), the HF → GGUF tensor-name plan,
+ * and `inspect` summaries.
  *
  * Output matches what llama.cpp's convert_hf_to_gguf.py (+ llama-quantize for
  * quantized types) writes for phi3 / phi2 / phimoe: same keys with the same
@@ -48,43 +49,6 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *opts
 
 /* Comma-separated list of accepted --type names (static string). */
 const char *phiq_convert_type_names(void);
-
-/* ---- tokenizer → GGUF vocabulary (gguf_vocab.c) ------------------------------ */
-/* llama.cpp token types (include/llama.h) */
-enum {
-    PHIQ_TOKTYPE_NORMAL = 1,
-    PHIQ_TOKTYPE_UNKNOWN = 2,
-    PHIQ_TOKTYPE_CONTROL = 3,
-    PHIQ_TOKTYPE_USER_DEFINED = 4,
-    PHIQ_TOKTYPE_UNUSED = 5,
-    PHIQ_TOKTYPE_BYTE = 6,
-};
-
-typedef struct phiq_vocab {
-    const char *model;  /* "llama" (SentencePiece-derived BPE) or "gpt2" */
-    const char *pre;    /* tokenizer.ggml.pre */
-    int64_t n_tokens;   /* = vocab_size of the model (padded) */
-    char **tokens;      /* [n_tokens], id order */
-    float *scores;      /* [n_tokens], NULL for gpt2 */
-    int32_t *types;     /* [n_tokens] */
-    char **merges;      /* [n_merges] "left right" (gpt2 only) */
-    int64_t n_merges;
-    int bos_id, eos_id, unk_id, pad_id; /* -1 when not written */
-    int add_bos, add_eos;               /* -1 when not written, else 0/1 */
-    char *chat_template;                /* NULL when none */
-} phiq_vocab;
-
-/* Reads the tokenizer files of an HF checkpoint (tokenizer.json,
- * tokenizer_config.json) into v, padded to hp->n_vocab rows. */
-int phiq_vocab_load_hf(phiq_vocab *v, const phiq_hf *hf, const phiq_hparams *hp);
-/* Same from explicit paths (tokenizer_config may be NULL). */
-int phiq_vocab_load_files(phiq_vocab *v, const char *tokenizer_json, const char *tokenizer_config,
-                          const phiq_hparams *hp);
-void phiq_vocab_free(phiq_vocab *v);
-/* Writes the tokenizer.* keys. */
-int phiq_vocab_to_gguf(const phiq_vocab *v, phiq_gguf_writer *w);
-/* Index of a token text, -1 if absent (linear; for small lookups). */
-int64_t phiq_vocab_find(const phiq_vocab *v, const char *text);
 
 /* ---- importance matrix (imatrix.c) ------------------------------------------------ */
 typedef struct phiq_imatrix phiq_imatrix;

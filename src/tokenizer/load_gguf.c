@@ -190,8 +190,10 @@ int phiq_tok_vocab_to_gguf(const phiq_tok_vocab *v, phiq_gguf_writer *w) {
                                                           {"tokenizer.ggml.padding_token_id", v->pad_id}};
     for (int i = 0; i < 4; i++)
         if (ids[i].id >= 0 && (rc = phiq_gguf_writer_set_u32(w, ids[i].key, (uint32_t)ids[i].id)) < 0) return rc;
-    if ((rc = phiq_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos)) < 0) return rc;
-    if ((rc = phiq_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", v->add_eos)) < 0) return rc;
+    if (!v->omit_add_bos && (rc = phiq_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", v->add_bos)) < 0)
+        return rc;
+    if (!v->omit_add_eos && (rc = phiq_gguf_writer_set_bool(w, "tokenizer.ggml.add_eos_token", v->add_eos)) < 0)
+        return rc;
     if (v->chat_template && (rc = phiq_gguf_writer_set_str(w, "tokenizer.chat_template", v->chat_template)) < 0) return rc;
     return 0;
 }

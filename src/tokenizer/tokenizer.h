@@ -68,6 +68,7 @@ typedef struct phiq_tok_vocab {
     int32_t n_eog;      /* extra end-of-generation ids (generation_config eos list) */
     int32_t *eog_ids;
     char *chat_template; /* tokenizer_config chat_template, or NULL */
+    bool omit_add_bos, omit_add_eos; /* GGUF: leave add_bos/add_eos_token out (the source does not set them) */
 } phiq_tok_vocab;
 
 void phiq_tok_vocab_free(phiq_tok_vocab *v); /* frees members and v itself */
@@ -80,6 +81,19 @@ int phiq_tok_vocab_pad(phiq_tok_vocab *v, int32_t n);
  * model SPM with scores reconstructed as llama.cpp's converter writes them
  * from tokenizer.model; byte-level BPE becomes model BPE with merges. */
 phiq_tok_vocab *phiq_tok_vocab_from_hf_json(const char *tokenizer_json_path, const char *tokenizer_config_json_path);
+/* What a checkpoint's config.json adds when converting it (as llama.cpp's
+ * convert_hf_to_gguf.py does). */
+typedef struct phiq_tok_hf_model {
+    int64_t n_vocab;                /* embedding rows: every id must be below; the list is padded to it */
+    int32_t bos_id, eos_id, pad_id; /* config.json's ids (-1 none), used when tokenizer_config names no token */
+    bool phi2;                      /* PhiForCausalLM: GPT-2's regex is pre "phi-2" (else "gpt-2"), add_bos false */
+} phiq_tok_hf_model;
+/* The same vocabulary as phiq_tok_vocab_from_hf_json, for the GGUF of model
+ * m: n_vocab rows ([PAD{i}] UNUSED, score -10000, beyond the tokenizer),
+ * special ids falling back to config.json's, add_bos/add_eos_token written
+ * only when tokenizer_config.json sets them, BPE merges required. */
+phiq_tok_vocab *phiq_tok_vocab_from_hf_model(const char *tokenizer_json_path, const char *tokenizer_config_json_path,
+                                             const phiq_tok_hf_model *m);
 /* .tiktoken ranks file ("base64 rank" lines). pretok: "o200k", "cl100k",
  * "gpt2" or NULL (then <name>.meta.json beside the file gives pat_str and
  * special tokens; else the name is guessed from the file name). Special
@@ -91,8 +105,8 @@ phiq_tok_vocab *phiq_tok_vocab_from_gguf(const struct phiq_gguf *g);
 /* Writes the tokenizer.ggml.* keys (and tokenizer.chat_template) in the order
  * and types llama.cpp's converter uses: model, pre, tokens, scores (SPM),
  * token_type, merges (BPE), bos/eos/unknown/padding ids (u32, when >= 0),
- * add_bos_token, add_eos_token, chat_template. Call phiq_tok_vocab_pad first
- * to match the model's embedding rows. */
+ * add_bos_token, add_eos_token (unless omitted), chat_template. Call
+ * phiq_tok_vocab_pad first to match the model's embedding rows. */
 struct phiq_gguf_writer;
 int phiq_tok_vocab_to_gguf(const phiq_tok_vocab *v, struct phiq_gguf_writer *w);
 

@@ -1,0 +1,184 @@
+/* bench-kernels.c — microbenchmark (not a test): GB/s of weight streaming
+ * of each weight type's matvec (3072 columns x 8192 rows, the shape of a
+ * Phi-3-mini FFN matrix) for the scalar table and the best table, with 1
+ * and 2 threads (rows split in halves), plus the machine's plain read
+ * bandwidth. Weights cycle through copies totalling >= 512 MiB so that
+ * they come from DRAM, not the last-level cache.
+ * Build and run: bench/bench-kernels.sh [TYPE...] */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/common.h"
+#include "kernels/cpu.h"
+#include "kernels/dispatch.h"
+
+enum { N = 3072, ROWS = 8192 };
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+typedef struct job {
+    phiq_matvec_fn mv;
+    const char *w;
+    size_t rb;
+    int64_t r0, r1;
+    float *out;
+    const void *act;
+} job;
+
+static void *run_job(void *p) {
+    job *j = p;
+    j->mv(N, j->r1 - j->r0, j->out + j->r0, j->w + (size_t)j->r0 * j->rb, j->rb, j->act);
+    return NULL;
+}
+
+static void matvec(phiq_matvec_fn mv, const char *w, size_t rb, float *out, const void *act, int nth) {
+    job jobs[2];
+    pthread_t th[2];
+    for (int t = 0; t < nth; t++) {
+        jobs[t] = (job){mv, w, rb, (int64_t)ROWS * t / nth, (int64_t)ROWS * (t + 1) / nth, out, act};
+        if (t) pthread_create(&th[t], NULL, run_job, &jobs[t]);
+    }
+    run_job(&jobs[0]);
+    for (int t = 1; t < nth; t++) pthread_join(th[t], NULL);
+}
+
+typedef struct rjob { const uint64_t *p; size_t n; uint64_t sum; } rjob;
+static void *read_job(void *v) {
+    rjob *j = v;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i < j->n; i += 4) a += j->p[i], b += j->p[i + 1], c += j->p[i + 2], d += j->p[i + 3];
+    j->sum = a + b + c + d;
+    return NULL;
+}
+
+static void read_bw(void) {
+    size_t bytes = (size_t)1 << 30, n = bytes / 8;
+    uint64_t *buf = malloc(bytes);
+    memset(buf, 1, bytes);
+    for (int nth = 1; nth <= 2; nth++) {
+        double best = 1e9;
+        for (int rep = 0; rep < 3; rep++) {
+            rjob j[2];
+            pthread_t th;
+            double t0 = now();
+            for (int t = 0; t < nth; t++) j[t] = (rjob){buf + n / nth * t, n / nth, 0};
+            if (nth == 2) pthread_create(&th, NULL, read_job, &j[1]);
+            read_job(&j[0]);
+            if (nth == 2) pthread_join(th, NULL);
+            double dt = now() - t0;
+            if (dt < best) best = dt;
+            if (j[0].sum == 42) puts("");
+        }
+        printf("read 1 GiB, %d thread%s: %.2f GB/s\n", nth, nth > 1 ? "s" : "", bytes / best / 1e9);
+    }
+    char *dst = malloc(bytes / 2);
+    double t0 = now();
+    memcpy(dst, buf, bytes / 2);
+    double dt = now() - t0;
+    t0 = now();
+    memcpy(dst, buf + n / 2, bytes / 2);
+    dt = now() - t0 < dt ? now() - t0 : dt;
+    printf("memcpy 512 MiB: %.2f GB/s (read+write bytes)\n", bytes / dt / 1e9);
+    free(dst);
+    free(buf);
+}
+
+int main(int argc, char **argv) {
+    const phiq_kernels *best = phiq_kernels_get(), *ref = phiq_kernels_scalar();
+    printf("CPU: %s\nbest ISA: %s; matvec %d x %d (columns x rows)\n", phiq_cpu_describe(), best->isa, N, ROWS);
+    read_bw();
+    const char *def[] = {"Q4_0", "Q8_0", "Q4_K", "Q6_K", "F16", "Q5_K", "Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "IQ4_XS", "Q2_K", "Q3_K", "BF16", "F32"};
+    int ntypes = argc > 1 ? argc - 1 : (int)(sizeof def / sizeof *def);
+    float *x = malloc(sizeof(float) * N), *out = malloc(sizeof(float) * ROWS);
+    for (int i = 0; i < N; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
+    void *act = malloc(N * 4 + 1024);
+    printf("cold = weights streamed from DRAM (wall clock); hot = 256 rows (L2-resident) per thread CPU-second\n");
+    printf("%-7s %-7s %8s %10s %10s %10s\n", "type", "isa", "MB", "cold 1thr", "cold 2thr", "hot 1thr");
+    for (int ti = 0; ti < ntypes; ti++) {
+        const char *name = argc > 1 ? argv[ti + 1] : def[ti];
+        int t = phiq_ggml_type_from_name(name);
+        if (t < 0 || !ref->vec_dot[t]) { printf("%s: unsupported\n", name); continue; }
+        size_t rb = (size_t)phiq_ggml_row_size(t, N), mbytes = rb * ROWS;
+        int copies = (int)((512u << 20) / mbytes) + 1;
+        char *w = malloc(mbytes * copies);
+        for (size_t i = 0; i < mbytes * copies; i++) w[i] = (char)(i * 2654435761u >> 13);
+        /* keep fp16 fields finite: clear the exponent's top bit in every 16-bit word;
+         * F32/BF16 get ordinary values (denormals would time microcode assists) */
+        for (size_t i = 1; i < mbytes * copies; i += 2) w[i] &= 0x3b;
+        if (t == PHIQ_GGML_TYPE_F32)
+            for (size_t i = 0; i < mbytes * copies / 4; i++) ((float *)w)[i] = (float)(i % 17) * 0.01f - 0.08f;
+        if (t == PHIQ_GGML_TYPE_BF16)
+            for (size_t i = 0; i < mbytes * copies / 2; i++) ((uint16_t *)w)[i] = (uint16_t)(0x3c00 + i % 200);
+        const char *const *lv = phiq_kernels_levels();
+        for (int ki = 0; lv[ki]; ki++) {
+            const phiq_kernels *k = phiq_kernels_for(lv[ki]);
+            /* amx only changes gemm; its matvec is avx512's */
+            if (!k || strcmp(k->isa, "amx") == 0) continue;
+            k->quantize_act(k->act_type[t], x, act, N);
+            double gbs[2];
+            for (int nth = 1; nth <= 2; nth++) {
+                int reps = ki == 0 ? copies / 4 + 1 : copies * 3;
+                matvec(k->matvec[t], w, rb, out, act, nth); /* warm-up */
+                double t0 = now();
+                for (int r = 0; r < reps; r++) matvec(k->matvec[t], w + (size_t)(r % copies) * mbytes, rb, out, act, nth);
+                gbs[nth - 1] = (double)mbytes * reps / (now() - t0) / 1e9;
+            }
+            /* hot: the first 256 rows again and again, timed on this thread's CPU clock */
+            int hreps = ki == 0 ? 20 : 400;
+            k->matvec[t](N, 256, out, w, rb, act);
+            double c0 = cpu_now();
+            for (int r = 0; r < hreps; r++) k->matvec[t](N, 256, out, w, rb, act);
+            double hot = (double)rb * 256 * hreps / (cpu_now() - c0) / 1e9;
+            printf("%-7s %-7s %8.1f %10.2f %10.2f %10.2f\n", name, k->isa, mbytes / 1e6, gbs[0], gbs[1], hot);
+            fflush(stdout);
+        }
+        free(w);
+    }
+    /* prompt processing: 3072 x 3072 weights times 64 activation rows, 1 thread */
+    printf("\ngemm 3072x3072 x 64 activation rows, 1 thread (GOPS = 2*n*rows*cols / s, CPU time)\n");
+    for (int ti = 0; ti < ntypes; ti++) {
+        const char *name = argc > 1 ? argv[ti + 1] : def[ti];
+        int t = phiq_ggml_type_from_name(name);
+        if (t < 0 || !ref->vec_dot[t]) continue;
+        enum { R = 3072, C = 64 };
+        size_t rb = (size_t)phiq_ggml_row_size(t, N), ab = (size_t)phiq_ggml_row_size(best->act_type[t], N);
+        char *w = malloc(rb * R), *acts = malloc(ab * C);
+        float *o = malloc(sizeof(float) * R * C);
+        for (size_t i = 0; i < rb * R; i++) w[i] = (char)(i * 2654435761u >> 13);
+        for (size_t i = 1; i < rb * R; i += 2) w[i] &= 0x3b;
+        if (t == PHIQ_GGML_TYPE_F32)
+            for (size_t i = 0; i < rb * R / 4; i++) ((float *)w)[i] = (float)(i % 17) * 0.01f - 0.08f;
+        if (t == PHIQ_GGML_TYPE_BF16)
+            for (size_t i = 0; i < rb * R / 2; i++) ((uint16_t *)w)[i] = (uint16_t)(0x3c00 + i % 200);
+        for (int j = 0; j < C; j++) best->quantize_act(best->act_type[t], x, acts + j * ab, N);
+        const char *const *lv = phiq_kernels_levels();
+        for (int ki = 0; lv[ki]; ki++) {
+            const phiq_kernels *kk = phiq_kernels_for(lv[ki]);
+            if (!kk) continue;
+            double c0 = cpu_now();
+            int reps = 0;
+            do {
+                kk->gemm[t](N, ki == 0 ? 256 : R, C, o, R, w, rb, acts, ab);
+                reps++;
+            } while (cpu_now() - c0 < 0.5);
+            double rows = ki == 0 ? 256 : R;
+            printf("%-7s %-7s %8.1f GOPS\n", name, kk->isa, 2.0 * N * rows * C * reps / (cpu_now() - c0) / 1e9);
+        }
+        free(w), free(acts), free(o);
+    }
+    free(x), free(out), free(act);
+    return 0;
+}

@@ -1,0 +1,119 @@
+/* bench.c — prefill and decode speed (medians of repeats, as llama-bench
+ * measures: random ids, prompt in one batch, then single-token decode from
+ * an empty cache), the machine's read bandwidth, and peak RSS. */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+
+#include "core/common.h"
+#include "eval/eval.h"
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    double t[16];
+    memcpy(t, v, sizeof(double) * (size_t)n);
+    qsort(t, (size_t)n, sizeof(double), cmp_d);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_result *r) {
+    memset(r, 0, sizeof *r);
+    int reps = o->reps > 0 ? o->reps : 3;
+    if (reps > 16) reps = 16;
+    const int np = o->n_prompt > 0 ? o->n_prompt : 128, ng = o->n_gen > 0 ? o->n_gen : 32;
+    phiq_context_params cp = phiq_context_default_params();
+    cp.n_ctx = np + ng + 1;
+    cp.n_threads = o->n_threads;
+    phiq_context *ctx = phiq_context_new(m, &cp);
+    if (!ctx) return PHIQ_EINVAL;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np + ng));
+    if (!ids) { phiq_context_free(ctx); return phiq_fail(PHIQ_ENOMEM, "bench: out of memory"); }
+    const int nv = phiq_model_n_vocab(m);
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int i = 0; i < np + ng; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        ids[i] = (int32_t)(x % (uint64_t)nv);
+    }
+    int rc = 0;
+    /* one warm-up run of each (page-in of the weights, thread start-up) */
+    for (int rep = -1; rep < reps; rep++) {
+        if ((rc = phiq_context_truncate(ctx, 0)) < 0) break;
+        double t0 = phiq_now();
+        if ((rc = phiq_eval(ctx, ids, np)) < 0) break;
+        double t1 = phiq_now();
+        if ((rc = phiq_context_truncate(ctx, 0)) < 0) break;
+        double t2 = phiq_now();
+        for (int i = 0; i < ng; i++)
+            if ((rc = phiq_eval(ctx, ids + np + i, 1)) < 0) break;
+        if (rc < 0) break;
+        double t3 = phiq_now();
+        if (rep >= 0) {
+            r->prefill_runs[rep] = np / (t1 - t0);
+            r->decode_runs[rep] = ng / (t3 - t2);
+        }
+        if (!o->quiet) fprintf(stderr, "bench: %s prefill %.1f tok/s, decode %.1f tok/s\n", rep < 0 ? "warm-up" : "run", np / (t1 - t0), ng / (t3 - t2));
+    }
+    if (rc >= 0) {
+        r->reps = reps;
+        r->prefill_tok_s = median(r->prefill_runs, reps);
+        r->decode_tok_s = median(r->decode_runs, reps);
+    }
+    free(ids);
+    phiq_context_free(ctx);
+    return rc < 0 ? rc : 0;
+}
+
+typedef struct {
+    const uint64_t *p;
+    size_t n;
+    uint64_t sum;
+} bw_job;
+
+static void *bw_worker(void *arg) {
+    bw_job *j = arg;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i + 4 <= j->n; i += 4) {
+        a += j->p[i]; b ^= j->p[i + 1]; c += j->p[i + 2]; d ^= j->p[i + 3];
+    }
+    j->sum = a + b + c + d;
+    return NULL;
+}
+
+double phiq_bench_read_bandwidth(int n_threads) {
+    if (n_threads < 1) n_threads = phiq_physical_cores();
+    if (n_threads > 64) n_threads = 64;
+    const size_t bytes = (size_t)1 << 30, words = bytes / 8;
+    uint64_t *buf = malloc(bytes);
+    if (!buf) return 0;
+    for (size_t i = 0; i < words; i++) buf[i] = i * 0x9E3779B97F4A7C15ull;
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        pthread_t th[64];
+        bw_job jobs[64];
+        size_t per = words / (size_t)n_threads;
+        double t0 = phiq_now();
+        for (int t = 0; t < n_threads; t++) {
+            jobs[t] = (bw_job){buf + per * (size_t)t, per, 0};
+            pthread_create(&th[t], NULL, bw_worker, &jobs[t]);
+        }
+        uint64_t sink = 0;
+        for (int t = 0; t < n_threads; t++) { pthread_join(th[t], NULL); sink += jobs[t].sum; }
+        double el = phiq_now() - t0;
+        if (sink == 42) fputc(' ', stderr); /* keep the sums alive */
+        double gbs = (double)(per * (size_t)n_threads * 8) / el / 1e9;
+        if (gbs > best) best = gbs;
+    }
+    free(buf);
+    return best;
+}
+
+uint64_t phiq_peak_rss(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (uint64_t)ru.ru_maxrss * 1024;
+}

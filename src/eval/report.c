@@ -1,0 +1,236 @@
+/* report.c — the trade-off report: report.json, report.md and a
+ * self-contained report.html (inline SVG charts, no scripts, no network) of
+ * size against KL divergence and against decode speed, Pareto front marked. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+
+#include "core/common.h"
+#include "eval/eval.h"
+
+/* ---- a growable string ------------------------------------------------------ */
+typedef struct {
+    char *s;
+    size_t n, cap;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) PHIQ_PRINTF(2, 3);
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) return;
+        if (b->s && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t nc = (b->cap ? b->cap * 2 : 4096) + (size_t)k;
+        char *ns = realloc(b->s, nc);
+        if (!ns) return;
+        b->s = ns;
+        b->cap = nc;
+    }
+}
+
+static void sb_html(sbuf *b, const char *s) { /* escaped text */
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': sb_printf(b, "&lt;"); break;
+        case '>': sb_printf(b, "&gt;"); break;
+        case '&': sb_printf(b, "&amp;"); break;
+        case '"': sb_printf(b, "&quot;"); break;
+        default: sb_printf(b, "%c", *s);
+        }
+    }
+}
+
+static void json_num(sbuf *b, double v) {
+    if (isfinite(v)) sb_printf(b, "%.6g", v);
+    else sb_printf(b, "null");
+}
+
+int phiq_report_pareto(const phiq_report_row *rows, int n, int speed, int *idx) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        double qi = speed ? -rows[i].decode_tok_s : rows[i].kld_mean;
+        if (!isfinite(qi)) continue;
+        int dominated = 0;
+        for (int j = 0; j < n && !dominated; j++) {
+            if (j == i) continue;
+            double qj = speed ? -rows[j].decode_tok_s : rows[j].kld_mean;
+            if (!isfinite(qj)) continue;
+            if (rows[j].size_bytes <= rows[i].size_bytes && qj <= qi &&
+                (rows[j].size_bytes < rows[i].size_bytes || qj < qi))
+                dominated = 1;
+        }
+        if (!dominated) idx[k++] = i;
+    }
+    for (int a = 1; a < k; a++) /* sort by size */
+        for (int c = a; c > 0 && rows[idx[c]].size_bytes < rows[idx[c - 1]].size_bytes; c--) {
+            int t = idx[c]; idx[c] = idx[c - 1]; idx[c - 1] = t;
+        }
+    return k;
+}
+
+char *phiq_report_table(const phiq_report_row *rows, int n) {
+    sbuf b = {0};
+    sb_printf(&b, "| type | size MB | bpw | ppl | KLD mean | KLD p99 | top-1 %% | prefill tok/s | decode tok/s |\n");
+    sb_printf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < n; i++) {
+        const phiq_report_row *r = &rows[i];
+        sb_printf(&b, "| %s | %.2f | %.2f | %.4f | %.6f | %.6f | %.2f | %.1f | %.1f |\n", r->type,
+                  (double)r->size_bytes / 1e6, r->bpw, r->ppl, r->kld_mean, r->kld_p99, 100 * r->top1,
+                  r->prefill_tok_s, r->decode_tok_s);
+    }
+    return b.s;
+}
+
+/* One scatter chart: x = size (MB, linear), y = metric; log y for KLD. */
+static void svg_chart(sbuf *b, const phiq_report_row *rows, int n, int speed, const char *title) {
+    const double W = 560, H = 360, L = 70, R = 20, T = 36, B = 50;
+    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+    const double kld_floor = 1e-6; /* log axis: the reference itself has KLD 0 */
+    for (int i = 0; i < n; i++) {
+        double x = (double)rows[i].size_bytes / 1e6;
+        double y = speed ? rows[i].decode_tok_s : log10(fmax(rows[i].kld_mean, kld_floor));
+        if (!isfinite(y)) continue;
+        xmin = fmin(xmin, x); xmax = fmax(xmax, x);
+        ymin = fmin(ymin, y); ymax = fmax(ymax, y);
+    }
+    if (!isfinite(xmin)) { xmin = 0; xmax = 1; ymin = 0; ymax = 1; }
+    if (xmax - xmin < 1e-9) { xmin -= 1; xmax += 1; }
+    if (ymax - ymin < 1e-9) { ymin -= 1; ymax += 1; }
+    double xpad = (xmax - xmin) * 0.08, ypad = (ymax - ymin) * 0.1;
+    xmin -= xpad; xmax += xpad; ymin -= ypad; ymax += ypad;
+    if (speed && ymin < 0) ymin = 0;
+#define PX(x) (L + ((x) - xmin) / (xmax - xmin) * (W - L - R))
+#define PY(y) (H - B - ((y) - ymin) / (ymax - ymin) * (H - T - B))
+    sb_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
+              W, H, W, H);
+    sb_html(b, title);
+    sb_printf(b, "\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fff\"/>\n");
+    sb_printf(b, "<text x=\"%.0f\" y=\"22\" font-size=\"15\" font-weight=\"bold\">", L);
+    sb_html(b, title);
+    sb_printf(b, "</text>\n");
+    /* axes and ticks */
+    sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", L, H - B, W - R, H - B);
+    sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#333\"/>\n", L, T, L, H - B);
+    for (int t = 0; t <= 4; t++) {
+        double xv = xmin + (xmax - xmin) * t / 4, yv = ymin + (ymax - ymin) * t / 4;
+        sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%.3g</text>\n", PX(xv), H - B + 16, xv);
+        if (speed)
+            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n", L - 6, PY(yv) + 4, yv);
+        else
+            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.1e</text>\n", L - 6, PY(yv) + 4, pow(10, yv));
+        sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n", L, PY(yv), W - R, PY(yv));
+    }
+    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">size (MB)</text>\n", (L + W - R) / 2, H - 12);
+    sb_printf(b, "<text x=\"16\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 16 %.1f)\">%s</text>\n",
+              (T + H - B) / 2, (T + H - B) / 2, speed ? "decode tokens/s (higher is better)" : "KL divergence vs reference (log, lower is better)");
+    /* Pareto front */
+    int idx[64], k = phiq_report_pareto(rows, n < 64 ? n : 64, speed, idx);
+    if (k > 1) {
+        sb_printf(b, "<polyline class=\"pareto\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"2\" stroke-dasharray=\"6 3\" points=\"");
+        for (int i = 0; i < k; i++) {
+            const phiq_report_row *r = &rows[idx[i]];
+            double y = speed ? r->decode_tok_s : log10(fmax(r->kld_mean, kld_floor));
+            sb_printf(b, "%.1f,%.1f ", PX((double)r->size_bytes / 1e6), PY(y));
+        }
+        sb_printf(b, "\"/>\n");
+    }
+    for (int i = 0; i < n; i++) {
+        const phiq_report_row *r = &rows[i];
+        double y = speed ? r->decode_tok_s : log10(fmax(r->kld_mean, kld_floor));
+        if (!isfinite(y)) continue;
+        int on_front = 0;
+        for (int j = 0; j < k; j++) on_front |= idx[j] == i;
+        double cx = PX((double)r->size_bytes / 1e6), cy = PY(y);
+        sb_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\"><title>", cx, cy, on_front ? 6 : 4,
+                  on_front ? "#d62728" : "#1f77b4");
+        sb_html(b, r->type);
+        sb_printf(b, "</title></circle>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">", cx + 8, cy - 6);
+        sb_html(b, r->type);
+        sb_printf(b, "</text>\n");
+    }
+    sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#d62728\" text-anchor=\"end\">&#8212; Pareto front</text>\n", W - R, T + 4);
+    sb_printf(b, "</svg>\n");
+#undef PX
+#undef PY
+}
+
+static int write_text(const char *dir, const char *name, const char *text) {
+    char *p = phiq_path_join(dir, name);
+    if (!p) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    phiq_outfile o;
+    int rc = phiq_outfile_open(&o, p);
+    if (!rc) rc = phiq_outfile_write(&o, text, strlen(text));
+    if (!rc) rc = phiq_outfile_commit(&o);
+    else if (o.f) phiq_outfile_abort(&o);
+    free(p);
+    return rc;
+}
+
+int phiq_report_write(const char *dir, const char *model_name, const phiq_report_row *rows, int n) {
+    sbuf j = {0}, md = {0}, h = {0};
+    /* JSON */
+    sb_printf(&j, "{\n  \"model\": \"");
+    for (const char *s = model_name; *s; s++) {
+        if (*s == '"' || *s == '\\') sb_printf(&j, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20) sb_printf(&j, "\\u%04x", *s);
+        else sb_printf(&j, "%c", *s);
+    }
+    sb_printf(&j, "\",\n  \"rows\": [\n");
+    for (int i = 0; i < n; i++) {
+        const phiq_report_row *r = &rows[i];
+        sb_printf(&j, "    {\"type\": \"%s\", \"size_bytes\": %llu, \"bpw\": ", r->type, (unsigned long long)r->size_bytes);
+        json_num(&j, r->bpw); sb_printf(&j, ", \"ppl\": "); json_num(&j, r->ppl);
+        sb_printf(&j, ", \"kld_mean\": "); json_num(&j, r->kld_mean);
+        sb_printf(&j, ", \"kld_p99\": "); json_num(&j, r->kld_p99);
+        sb_printf(&j, ", \"top1\": "); json_num(&j, r->top1);
+        sb_printf(&j, ", \"prefill_tok_s\": "); json_num(&j, r->prefill_tok_s);
+        sb_printf(&j, ", \"decode_tok_s\": "); json_num(&j, r->decode_tok_s);
+        sb_printf(&j, "}%s\n", i + 1 < n ? "," : "");
+    }
+    sb_printf(&j, "  ]\n}\n");
+    /* Markdown */
+    char *table = phiq_report_table(rows, n);
+    sb_printf(&md, "# phiq report: %s\n\nKL divergence and top-1 agreement are measured against the highest-precision "
+                   "row (%s); perplexity with llama.cpp's conventions; speeds are medians on this machine.\n\n%s",
+              model_name, n ? rows[0].type : "-", table ? table : "");
+    /* HTML */
+    sb_printf(&h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>phiq report: ");
+    sb_html(&h, model_name);
+    sb_printf(&h, "</title>\n<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+                  "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}"
+                  "th{background:#f4f4f4}td:first-child{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:20px}"
+                  "tr.front td:first-child{font-weight:bold;color:#d62728}</style></head>\n<body>\n<h1>phiq report: ");
+    sb_html(&h, model_name);
+    sb_printf(&h, "</h1>\n<p>Which precision should this device use? Each row is the same model converted by phiq; "
+                  "KL divergence and top-1 agreement are against <b>");
+    sb_html(&h, n ? rows[0].type : "-");
+    sb_printf(&h, "</b>. Red points and bold names are on the Pareto front (nothing else is both smaller and better).</p>\n"
+                  "<table id=\"results\"><tr><th>type</th><th>size MB</th><th>bits/weight</th><th>perplexity</th>"
+                  "<th>KLD mean</th><th>KLD p99</th><th>top-1 %%</th><th>prefill tok/s</th><th>decode tok/s</th></tr>\n");
+    int front[64], nf = phiq_report_pareto(rows, n < 64 ? n : 64, 0, front);
+    for (int i = 0; i < n; i++) {
+        const phiq_report_row *r = &rows[i];
+        int on = 0;
+        for (int q = 0; q < nf; q++) on |= front[q] == i;
+        sb_printf(&h, "<tr%s><td>", on ? " class=\"front\"" : "");
+        sb_html(&h, r->type);
+        sb_printf(&h, "</td><td>%.2f</td><td>%.2f</td><td>%.4f</td><td>%.6f</td><td>%.6f</td><td>%.2f</td><td>%.1f</td><td>%.1f</td></tr>\n",
+                  (double)r->size_bytes / 1e6, r->bpw, r->ppl, r->kld_mean, r->kld_p99, 100 * r->top1, r->prefill_tok_s,
+                  r->decode_tok_s);
+    }
+    sb_printf(&h, "</table>\n<div class=\"charts\">\n");
+    svg_chart(&h, rows, n, 0, "Size vs KL divergence");
+    svg_chart(&h, rows, n, 1, "Size vs decode speed");
+    sb_printf(&h, "</div>\n<p>Generated by phiq %s.</p>\n</body></html>\n", PHIQ_VERSION);
+
+    int rc = 0;
+    if (!j.s || !md.s || !h.s) rc = phiq_fail(PHIQ_ENOMEM, "report: out of memory");
+    if (!rc) rc = write_text(dir, "report.json", j.s);
+    if (!rc) rc = write_text(dir, "report.md", md.s);
+    if (!rc) rc = write_text(dir, "report.html", h.s);
+    free(j.s); free(md.s); free(h.s); free(table);
+    return rc;
+}

@@ -1,0 +1,554 @@
+/* dot_avx2.c — AVX2 + FMA + F16C kernels for CPUs without AVX-512 VNNI.
+ * int8 products go through vpmaddubsw (u8 x s8 -> s16 pairs, which cannot
+ * saturate for these value ranges) and vpmaddwd (-> s32). Signed x signed
+ * uses the sign trick: |x| times y with x's sign. One float multiply-add per
+ * block, as in the scalar reference, so only float summation order differs. */
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels/dot.h"
+
+#define F16(h) _cvtsh_ss(h)
+
+static inline float hsum_ps(__m256 v) {
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/* Sum of u8 x s8 over groups of 4 bytes -> 8 int32. */
+static inline __m256i dot_us8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+/* Signed x signed (x != -128 pairs with |y| <= 127 are fine: |x| reads as u8). */
+static inline __m256i dot_ss8(__m256i x, __m256i y) {
+    return dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* 16 bytes of nibbles -> 32 bytes [lo | hi]. */
+static inline __m256i nibbles(const uint8_t *a) {
+    __m128i v = _mm_loadu_si128((const __m128i *)a);
+    __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+    return _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
+}
+
+/* 32 bits -> 32 bytes, 0xFF where the bit is set (bit i -> byte i). */
+static inline __m256i bits_to_bytes(uint32_t x) {
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x),
+                                    _mm256_setr_epi64x(0x0000000000000000, 0x0101010101010101,
+                                                       0x0202020202020202, 0x0303030303030303));
+    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
+}
+
+static inline uint32_t qh32(const uint8_t *qh) {
+    uint32_t v;
+    memcpy(&v, qh, 4);
+    return v;
+}
+
+/* Software prefetch of the weight stream, PF_DIST bytes ahead (see
+ * dot_avx512.c: it lifts single-thread decode towards the read bandwidth). */
+#define PF_DIST 1024
+static inline void pf(const void *p, int lines) {
+    for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_DIST + 64 * i, _MM_HINT_T0);
+}
+
+static inline __m256i load_y(const int8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* ---- 32-element blocks -------------------------------------------------------------- */
+
+/* BLOCK_DOT(name, WT, YT, INT_EXPR, EXTRA): INT_EXPR computes the 8-lane
+ * int32 block sum from x[ib] and yy (the 32 activation bytes). */
+#define BLOCK_DOT(name, WT, YT, INT_EXPR, EXTRA)                                                   \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const WT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        const int64_t nb = n / PHIQ_KQK;                                                            \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                             \
+        float extra = 0;                                                                           \
+        int64_t ib = 0;                                                                            \
+        for (; ib + 2 <= nb; ib += 2) {                                                            \
+            pf(x + ib, 1);                                                                         \
+            const WT *xb = x + ib;                                                                 \
+            __m256i yy = load_y(y[ib].qs);                                                         \
+            __m256i d0 = INT_EXPR;                                                                 \
+            xb = x + ib + 1;                                                                       \
+            yy = load_y(y[ib + 1].qs);                                                             \
+            __m256i d1 = INT_EXPR;                                                                 \
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(F16(x[ib].d) * F16(y[ib].d)), acc0); \
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(F16(x[ib + 1].d) * F16(y[ib + 1].d)), acc1); \
+            EXTRA(x[ib], y[ib]);                                                                   \
+            EXTRA(x[ib + 1], y[ib + 1]);                                                           \
+        }                                                                                          \
+        for (; ib < nb; ib++) {                                                                    \
+            const WT *xb = x + ib;                                                                 \
+            __m256i yy = load_y(y[ib].qs);                                                         \
+            __m256i d0 = INT_EXPR;                                                                 \
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(F16(x[ib].d) * F16(y[ib].d)), acc0); \
+            EXTRA(x[ib], y[ib]);                                                                   \
+        }                                                                                          \
+        *s = hsum_ps(_mm256_add_ps(acc0, acc1)) + extra;                                           \
+    }
+
+#define NO_EXTRA(xb, yb) (void)0
+#define MIN_EXTRA(xb, yb) (extra += F16((xb).m) * F16((yb).s))
+
+/* (q - off) * y as u8 products minus off * y. */
+static inline __m256i dot_off(__m256i q, __m256i yy, int off) {
+    __m256i p = _mm256_maddubs_epi16(q, yy);
+    if (off) p = _mm256_sub_epi16(p, _mm256_maddubs_epi16(_mm256_set1_epi8((char)off), yy));
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+static inline __m256i q5_bytes(const uint8_t *qs, const uint8_t *qh) {
+    return _mm256_or_si256(nibbles(qs), _mm256_and_si256(bits_to_bytes(qh32(qh)), _mm256_set1_epi8(0x10)));
+}
+
+static inline __m256i iq4_values(const uint8_t *qs) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
+    return _mm256_shuffle_epi8(tab, nibbles(qs));
+}
+
+BLOCK_DOT(dot_q4_0, phiq_kblk_q4_0, phiq_kblk_q8_0, dot_off(nibbles(xb->qs), yy, 8), NO_EXTRA)
+BLOCK_DOT(dot_q4_1, phiq_kblk_q4_1, phiq_kblk_q8_1, dot_off(nibbles(xb->qs), yy, 0), MIN_EXTRA)
+BLOCK_DOT(dot_q5_0, phiq_kblk_q5_0, phiq_kblk_q8_0, dot_off(q5_bytes(xb->qs, xb->qh), yy, 16), NO_EXTRA)
+BLOCK_DOT(dot_q5_1, phiq_kblk_q5_1, phiq_kblk_q8_1, dot_off(q5_bytes(xb->qs, xb->qh), yy, 0), MIN_EXTRA)
+BLOCK_DOT(dot_q8_0, phiq_kblk_q8_0, phiq_kblk_q8_0, dot_ss8(load_y(xb->qs), yy), NO_EXTRA)
+BLOCK_DOT(dot_iq4_nl, phiq_kblk_iq4_nl, phiq_kblk_q8_0, dot_ss8(iq4_values(xb->qs), yy), NO_EXTRA)
+
+/* ---- K-quants ---------------------------------------------------------------------- */
+
+static inline __m128i kq_scales(const uint8_t *q) {
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = uaux;
+    u[0] &= kmask1;
+    return _mm_loadu_si128((const __m128i *)u);
+}
+
+static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
+    __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));
+    __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
+}
+
+static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q4_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
+        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
+        const __m128i scm = kq_scales(x[i].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, scm);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), load_y(y[i].qs + 64 * c));
+            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), load_y(y[i].qs + 64 * c + 32));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+    }
+    *s = hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), k16 = _mm256_set1_epi8(16);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
+        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
+        const __m128i scm = kq_scales(x[i].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, scm);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        __m256i isum = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * c))), b1 = _mm256_set1_epi8((char)(1 << (2 * c + 1)));
+            __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), k16);
+            __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), k16);
+            __m256i q0 = _mm256_or_si256(_mm256_and_si256(v, m4), h0);
+            __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1);
+            __m256i p0 = _mm256_maddubs_epi16(q0, load_y(y[i].qs + 64 * c));
+            __m256i p1 = _mm256_maddubs_epi16(q1, load_y(y[i].qs + 64 * c + 32));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+    }
+    *s = hsum_ps(_mm256_sub_ps(acc, accm));
+}
+
+static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q6_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 4);
+        const float d = F16(x[i].d) * y[i].d;
+        const int8_t *sc = x[i].scales;
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                __m256i p = _mm256_maddubs_epi16(q[k], load_y(y[i].qs + 128 * h + 32 * k));
+                const int g = 8 * h + 2 * k;
+                __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[g]), _mm_set1_epi16(sc[g + 1]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
+                                         _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)));
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q2_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 2);
+        const float dall = y[i].d * F16(x[i].d), dmin = y[i].d * F16(x[i].dmin);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mn16)),
+                               _mm256_set1_ps(dmin), accm);
+        const uint8_t *sc = x[i].scales;
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                __m256i qk = _mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3);
+                __m256i p = _mm256_maddubs_epi16(qk, load_y(y[i].qs + 128 * h + 32 * k));
+                const int g = 8 * h + 2 * k;
+                __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[g] & 15), _mm_set1_epi16(sc[g + 1] & 15));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dall), acc);
+    }
+    *s = hsum_ps(acc) - hsum_ps(accm);
+}
+
+static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q3_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i m3 = _mm256_set1_epi8(3), k4 = _mm256_set1_epi8(4);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 2);
+        const float d = y[i].d * F16(x[i].d);
+        uint32_t aux[4];
+        memcpy(aux, x[i].scales, 12);
+        const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f, tmp = aux[2];
+        aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
+        aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
+        aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
+        aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
+        const uint8_t *sc = (const uint8_t *)aux;
+        const __m256i sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)aux)), _mm256_set1_epi16(32));
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int k = 0; k < 4; k++) {
+                __m256i bit = _mm256_set1_epi8((char)(1 << (4 * h + k)));
+                __m256i hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), k4);
+                __m256i qk = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * k), m3), hb);
+                __m256i p = _mm256_maddubs_epi16(qk, load_y(y[i].qs + 128 * h + 32 * k));
+                const int g = 8 * h + 2 * k;
+                __m256i scv = _mm256_setr_m128i(_mm_set1_epi16((short)(sc[g] - 32)), _mm_set1_epi16((short)(sc[g + 1] - 32)));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
+            }
+        }
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), sc16);
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 2));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* IQ4_XS: signed table values times signed activations through the sign
+ * trick; |v| * |y| pairs stay below 2 * 127 * 127, so vpmaddubsw is exact. */
+static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_iq4_xs *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
+        __m256i isum = _mm256_setzero_si256();
+        const unsigned h = x[i].scales_h;
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = (((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((h >> (2 * ib)) & 3) << 4)) - 32;
+            __m256i v = _mm256_shuffle_epi8(tab, nibbles(x[i].qs + 16 * ib));
+            __m256i yy = load_y(y[i].qs + 32 * ib);
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(yy, v));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, _mm256_set1_epi16((short)ls)));
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(F16(x[i].d) * y[i].d), acc);
+    }
+    *s = hsum_ps(acc);
+}
+
+/* ---- four activation rows per weight decode (gemm) ---------------------------------- */
+
+static inline void hsum4(const __m256 acc[4], float res[4]) {
+    for (int j = 0; j < 4; j++) res[j] = hsum_ps(acc[j]);
+}
+
+/* Q4_0 / Q8_0: the weight bytes are made signed once; |w| and the sign are
+ * shared by the four columns. */
+#define LEGACY_X4(name, WT, SIGNED_EXPR)                                                           \
+    static void name(int64_t n, const void *vx, const void *const vy[4], float res[4]) {           \
+        const WT *x = vx;                                                                          \
+        const phiq_kblk_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                \
+        __m256 acc[4];                                                                             \
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();                                  \
+        for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {                                             \
+            const WT *xb = x + ib;                                                                 \
+            const __m256i q = SIGNED_EXPR, aq = _mm256_sign_epi8(q, q);                            \
+            const float dx = F16(xb->d);                                                           \
+            for (int j = 0; j < 4; j++) {                                                          \
+                __m256i p = dot_us8(aq, _mm256_sign_epi8(load_y(y[j][ib].qs), q));                 \
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dx * F16(y[j][ib].d)), acc[j]); \
+            }                                                                                      \
+        }                                                                                          \
+        hsum4(acc, res);                                                                           \
+    }
+LEGACY_X4(dot_q4_0_x4, phiq_kblk_q4_0, _mm256_sub_epi8(nibbles(xb->qs), _mm256_set1_epi8(8)))
+LEGACY_X4(dot_q8_0_x4, phiq_kblk_q8_0, load_y(xb->qs))
+
+static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_kblk_q4_K *x = vx;
+    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
+        const __m128i scm = kq_scales(x[i].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, scm);
+        __m256i isum[4];
+        for (int j = 0; j < 4; j++) {
+            acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), acc[j]);
+            isum[j] = _mm256_setzero_si256();
+        }
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            for (int j = 0; j < 4; j++) {
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_y(y[j][i].qs + 64 * c)), s0));
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_y(y[j][i].qs + 64 * c + 32)), s1));
+            }
+        }
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    hsum4(acc, res);
+}
+
+static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
+        const __m128i scm = kq_scales(x[i].scales);
+        uint8_t sc[16];
+        _mm_storeu_si128((__m128i *)sc, scm);
+        __m256i isum[4];
+        for (int j = 0; j < 4; j++) {
+            acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), acc[j]);
+            isum[j] = _mm256_setzero_si256();
+        }
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh), one = _mm256_set1_epi8(1);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+            const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
+            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4));
+            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
+            for (int j = 0; j < 4; j++) {
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_y(y[j][i].qs + 64 * c)), s0));
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_y(y[j][i].qs + 64 * c + 32)), s1));
+            }
+        }
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    hsum4(acc, res);
+}
+
+static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_kblk_q6_K *x = vx;
+    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m256 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const int8_t *sc = x[i].scales;
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i isum[4];
+        for (int j = 0; j < 4; j++) {
+            __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[j][i].bsums), sc16);
+            isum[j] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
+            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            for (int k = 0; k < 4; k++) {
+                const int g = 8 * h + 2 * k;
+                const __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[g]), _mm_set1_epi16(sc[g + 1]));
+                for (int j = 0; j < 4; j++)
+                    isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], load_y(y[j][i].qs + 128 * h + 32 * k)), scv));
+            }
+        }
+        const float xd = F16(x[i].d);
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    hsum4(acc, res);
+}
+
+/* ---- float types ------------------------------------------------------------------ */
+
+#define FLOAT_DOT(name, XT, YT, LX, LY, SX, SY)                                                    \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const XT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                \
+        int64_t i = 0;                                                                             \
+        for (; i + 32 <= n; i += 32) {                                                             \
+            pf(x + i, (int)(sizeof(XT) * 32 / 64));                                                \
+            a0 = _mm256_fmadd_ps(LX(x + i), LY(y + i), a0);                                        \
+            a1 = _mm256_fmadd_ps(LX(x + i + 8), LY(y + i + 8), a1);                                \
+            a2 = _mm256_fmadd_ps(LX(x + i + 16), LY(y + i + 16), a2);                              \
+            a3 = _mm256_fmadd_ps(LX(x + i + 24), LY(y + i + 24), a3);                              \
+        }                                                                                          \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LX(x + i), LY(y + i), a0);                 \
+        float t = 0;                                                                               \
+        for (; i < n; i++) t += SX(x[i]) * SY(y[i]);                                               \
+        *s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + t;             \
+    }
+
+static inline float bf16f(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+#define LD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define LD_BF16(p) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+#define LD_F32(p) _mm256_loadu_ps(p)
+#define S_F16(v) _cvtsh_ss(v)
+#define S_BF16(v) bf16f(v)
+#define S_F32(v) (v)
+FLOAT_DOT(dot_f16, uint16_t, uint16_t, LD_F16, LD_F16, S_F16, S_F16)
+FLOAT_DOT(dot_f16_f32, uint16_t, float, LD_F16, LD_F32, S_F16, S_F32)
+FLOAT_DOT(dot_bf16, uint16_t, uint16_t, LD_BF16, LD_BF16, S_BF16, S_BF16)
+FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
+
+/* ---- matvec and table ------------------------------------------------------------- */
+
+#define MATVEC(name)                                                                               \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        const char *p = w;                                                                         \
+        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
+            if (r + 1 < nrows) _mm_prefetch(p + rb, _MM_HINT_T0);                                  \
+            dot_##name(n, out + r, p, act);                                                        \
+        }                                                                                          \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
+    }
+#define MATVEC_X4(name)                                                                            \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        const char *p = w;                                                                         \
+        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
+            if (r + 1 < nrows) _mm_prefetch(p + rb, _MM_HINT_T0);                                  \
+            dot_##name(n, out + r, p, act);                                                        \
+        }                                                                                          \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);      \
+    }
+MATVEC_X4(q4_0)
+MATVEC_X4(q8_0)
+MATVEC_X4(q4_K)
+MATVEC_X4(q6_K)
+MATVEC_X4(q5_K)
+MATVEC(q4_1)
+MATVEC(q5_0)
+MATVEC(q5_1)
+MATVEC(iq4_nl)
+MATVEC(q2_K)
+MATVEC(q3_K)
+MATVEC(iq4_xs)
+MATVEC(f16)
+MATVEC(bf16)
+MATVEC(f32)
+
+void phiq_kernels_init_avx2(phiq_kernels *k) {
+    phiq_kernels_init_scalar(k);
+    k->isa = "avx2";
+    k->dot_f16_f32 = dot_f16_f32;
+#define SET(T, name)                                                                               \
+    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
+     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
+    SET(Q4_0, q4_0);
+    SET(Q4_1, q4_1);
+    SET(Q5_0, q5_0);
+    SET(Q5_1, q5_1);
+    SET(Q8_0, q8_0);
+    SET(IQ4_NL, iq4_nl);
+    SET(Q4_K, q4_K);
+    SET(Q5_K, q5_K);
+    SET(Q6_K, q6_K);
+    SET(Q2_K, q2_K);
+    SET(Q3_K, q3_K);
+    SET(IQ4_XS, iq4_xs);
+    SET(F16, f16);
+    SET(BF16, bf16);
+    SET(F32, f32);
+#undef SET
+}

@@ -1,0 +1,874 @@
+/* dot_avx512.c — AVX-512 (F/BW/VL/DQ) + VNNI kernels. Weight nibbles are
+ * unpacked to unsigned bytes so that vpdpbusd (u8 x s8) does the int8 dot
+ * directly; signed weights are shifted by +128 (Q4_0: kept as q, its -8
+ * offset) and the shift is removed with a second vpdpbusd against a
+ * constant, or through precomputed per-lane sums in the matvec. K-quant sub-block scales are applied in 16-bit with vpdpwssd
+ * after vpmaddubsw (which cannot saturate here: |q| <= 63, |y| <= 127).
+ * Integer sums are exact, so results differ from the scalar reference only
+ * by float summation order. Selected only when the CPU has AVX-512 VNNI;
+ * types without a 512-bit kernel here keep the AVX2 ones. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/dot.h"
+
+#define F16(h) _cvtsh_ss(h)
+
+/* ---- helpers ---------------------------------------------------------------- */
+
+/* Software prefetch PF_DIST bytes ahead of the weight stream: with one row
+ * after another the hardware prefetcher alone left single-thread decode at
+ * about half the read bandwidth (measured on Q4_K: 3.3-4.7 -> 7.6-8.2 GB/s). */
+#define PF_DIST 1024
+static inline void pf(const void *p, int lines) {
+    for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_DIST + 64 * i, _MM_HINT_T0);
+}
+
+/* Two 16-byte nibble arrays -> 64 bytes [a lo | a hi | b lo | b hi], i.e.
+ * the elements of two 32-element blocks in natural order. */
+static inline __m512i nibbles2(const uint8_t *a, const uint8_t *b) {
+    __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)a)),
+                                         _mm_loadu_si128((const __m128i *)b), 1);
+    __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1);
+    z = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* One 16-byte nibble array -> 32 bytes [lo | hi]. */
+static inline __m256i nibbles1(const uint8_t *a) {
+    __m128i v = _mm_loadu_si128((const __m128i *)a);
+    __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+    return _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
+}
+
+static inline __m512i load2x32(const int8_t *a, const int8_t *b) {
+    return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+                              _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* [s0 x8 | s1 x8] */
+static inline __m512 scale2(float s0, float s1) {
+    return _mm512_insertf32x8(_mm512_set1_ps(s0), _mm256_set1_ps(s1), 1);
+}
+
+static inline int hsum256_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) { return _mm512_dpbusd_epi32(acc, u, s); }
+
+/* ---- 32-element blocks × Q8_0 / Q8_1 ------------------------------------------ */
+
+/* Shared skeleton: pairs of blocks through 512-bit registers, a last odd
+ * block through 256 bits. UNPACK2/UNPACK1 give unsigned weight bytes; OFF is
+ * the constant subtracted from them (0 for none). */
+#define PAIR_DOT(name, WT, YT, UNPACK2, UNPACK1, OFF, EXTRA)                                       \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const WT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        const int64_t nb = n / PHIQ_KQK;                                                            \
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                             \
+        const __m512i off = _mm512_set1_epi8(OFF);                                                 \
+        float extra = 0;                                                                           \
+        int64_t ib = 0;                                                                            \
+        for (; ib + 4 <= nb; ib += 4) {                                                            \
+            pf(x + ib, 2);                                                                         \
+            __m512i q0 = UNPACK2(x + ib), q1 = UNPACK2(x + ib + 2);                                \
+            __m512i y0 = load2x32(y[ib].qs, y[ib + 1].qs), y1 = load2x32(y[ib + 2].qs, y[ib + 3].qs); \
+            __m512i d0 = dpbusd(_mm512_setzero_si512(), q0, y0);                                   \
+            __m512i d1 = dpbusd(_mm512_setzero_si512(), q1, y1);                                   \
+            if (OFF) {                                                                             \
+                d0 = _mm512_sub_epi32(d0, dpbusd(_mm512_setzero_si512(), off, y0));                \
+                d1 = _mm512_sub_epi32(d1, dpbusd(_mm512_setzero_si512(), off, y1));                \
+            }                                                                                      \
+            acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d0),                                         \
+                                   scale2(F16(x[ib].d) * F16(y[ib].d), F16(x[ib + 1].d) * F16(y[ib + 1].d)), acc0); \
+            acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d1),                                         \
+                                   scale2(F16(x[ib + 2].d) * F16(y[ib + 2].d), F16(x[ib + 3].d) * F16(y[ib + 3].d)), acc1); \
+            for (int k = 0; k < 4; k++) EXTRA(x[ib + k], y[ib + k]);                               \
+        }                                                                                          \
+        float tail = 0;                                                                            \
+        for (; ib < nb; ib++) {                                                                    \
+            __m256i q = UNPACK1(x + ib);                                                           \
+            __m256i yy = _mm256_loadu_si256((const __m256i *)y[ib].qs);                            \
+            __m256i d = _mm256_dpbusd_epi32(_mm256_setzero_si256(), q, yy);                        \
+            if (OFF) d = _mm256_sub_epi32(d, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(OFF), yy)); \
+            tail += hsum256_epi32(d) * (F16(x[ib].d) * F16(y[ib].d));                              \
+            EXTRA(x[ib], y[ib]);                                                                   \
+        }                                                                                          \
+        *s = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail + extra;                       \
+    }
+
+#define NO_EXTRA(xb, yb) (void)0
+#define MIN_EXTRA(xb, yb) (extra += F16((xb).m) * F16((yb).s))
+
+/* Q4_0 / Q4_1: plain nibbles. */
+#define Q4_U2(p) nibbles2((p)[0].qs, (p)[1].qs)
+#define Q4_U1(p) nibbles1((p)->qs)
+PAIR_DOT(dot_q4_0, phiq_kblk_q4_0, phiq_kblk_q8_0, Q4_U2, Q4_U1, 8, NO_EXTRA)
+PAIR_DOT(dot_q4_1, phiq_kblk_q4_1, phiq_kblk_q8_1, Q4_U2, Q4_U1, 0, MIN_EXTRA)
+
+/* Q8_0: x + 128 as unsigned (xor 0x80), offset 128 (0x80 as a byte). */
+static inline __m512i q8_u2(const phiq_kblk_q8_0 *p) {
+    return _mm512_xor_si512(load2x32(p[0].qs, p[1].qs), _mm512_set1_epi8((char)0x80));
+}
+static inline __m256i q8_u1(const phiq_kblk_q8_0 *p) {
+    return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p->qs), _mm256_set1_epi8((char)0x80));
+}
+PAIR_DOT(dot_q8_0, phiq_kblk_q8_0, phiq_kblk_q8_0, q8_u2, q8_u1, (char)0x80, NO_EXTRA)
+
+/* IQ4_NL: table lookup of kvalues + 128 (unsigned), offset 128. */
+static inline __m512i iq4_table512(void) {
+    return _mm512_broadcast_i32x4(_mm_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141, (char)153,
+                                                (char)166, (char)181, (char)197, (char)217, (char)241));
+}
+#define IQ4_U2(p) _mm512_shuffle_epi8(iq4_table512(), nibbles2((p)[0].qs, (p)[1].qs))
+#define IQ4_U1(p) _mm256_shuffle_epi8(_mm512_castsi512_si256(iq4_table512()), nibbles1((p)->qs))
+PAIR_DOT(dot_iq4_nl, phiq_kblk_iq4_nl, phiq_kblk_q8_0, IQ4_U2, IQ4_U1, (char)0x80, NO_EXTRA)
+
+/* ---- K-quants × Q8_K ------------------------------------------------------------ */
+
+/* Eight 6-bit scales and mins of Q4_K/Q5_K as bytes: sc in out[0..7], m in out[8..15]. */
+static inline __m128i kq_scales(const uint8_t *q) {
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = uaux;
+    u[0] &= kmask1;
+    return _mm_loadu_si128((const __m128i *)u);
+}
+
+/* 16-bit lane index vectors: [2c x16 | 2c+1 x16] for chunk c of Q4_K/Q5_K. */
+static inline __m512i idx_pairs(int c) {
+    return _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+}
+
+/* Sum over j of m_j * (bsums[2j] + bsums[2j+1]), eight int32 lanes. */
+static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
+    __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));         /* m_j as int32 */
+    __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));    /* (m_j, m_j) int16 pairs */
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
+}
+
+static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q4_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
+        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm)); /* sc_j in lanes 0..7 */
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
+        __m512i isum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
+            __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * c));
+            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(idx_pairs(c), sc16));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+    }
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    a = _mm256_sub_ps(a, accm);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    r = _mm_hadd_ps(r, r);
+    r = _mm_hadd_ps(r, r);
+    *s = _mm_cvtss_f32(r);
+}
+
+static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 3);
+        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+        __m512i isum = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
+            /* bit 2c (low half) / 2c+1 (high half) of each qh byte, moved to bit 4 */
+            const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+            q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhz, cnt), one), 4));
+            __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * c));
+            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(idx_pairs(c), sc16));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+    }
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
+    a = _mm256_sub_ps(a, accm);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    r = _mm_hadd_ps(r, r);
+    r = _mm_hadd_ps(r, r);
+    *s = _mm_cvtss_f32(r);
+}
+
+/* Q6_K: 64 bytes of ql give elements 0..63 (low nibbles) and 64..127 (high
+ * nibbles) of a 128-half; the two high bits come from qh shifted per half.
+ * q is used unsigned (0..63) and the -32 is folded in through bsums. */
+static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q6_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    __m512i idx[4];
+    for (int m = 0; m < 4; m++)
+        idx[m] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
+                                                           _mm_set1_epi16((short)(4 * m + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
+                                    _mm_set1_epi16((short)(4 * m + 3)), 1),
+            1);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 4);
+        const float d = F16(x[i].d) * y[i].d;
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m512i sc512 = _mm512_castsi256_si512(sc16);
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+            __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
+            __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+            __m512i p0 = _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[i].qs + 128 * h));
+            __m512i p1 = _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(y[i].qs + 128 * h + 64));
+            isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi16(idx[2 * h], sc512));
+            isum = _mm512_dpwssd_epi32(isum, p1, _mm512_permutexvar_epi16(idx[2 * h + 1], sc512));
+        }
+        /* -32 * sum_g sc_g * bsums_g */
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), sc16);
+        isum = _mm512_sub_epi32(isum, _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+    }
+    *s = _mm512_reduce_add_ps(acc);
+}
+
+/* 16-bit lane index vectors [4m x8 | 4m+1 x8 | 4m+2 x8 | 4m+3 x8]: the
+ * scales of four 16-element groups over a 64-element register. */
+static inline __m512i idx_quads(int m) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
+                                                       _mm_set1_epi16((short)(4 * m + 1)), 1)),
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))), _mm_set1_epi16((short)(4 * m + 3)), 1),
+        1);
+}
+
+/* Q2_K: per 128-half, 32 bytes of qs hold four 2-bit planes (shifts 0,2,4,6)
+ * of 32 consecutive elements each; two planes fill one register in order. */
+static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q2_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    const __m512i m3 = _mm512_set1_epi8(3);
+    const __m512i shA = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i shB = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
+    __m512i idx[4];
+    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        pf(x + i, 2);
+        const float dall = y[i].d * F16(x[i].d), dmin = y[i].d * F16(x[i].dmin);
+        const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0F)));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0F)));
+        const __m512i sc512 = _mm512_castsi256_si512(sc16);
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), mn16)),
+                               _mm256_set1_ps(dmin), accm);
+        __m512i isum = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(q), q, 1);
+            __m512i qa = _mm512_and_si512(_mm512_srlv_epi16(z, shA), m3);
+            __m512i qb = _mm512_and_si512(_mm512_srlv_epi16(z, shB), m3);
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qa, _mm512_loadu_si512(y[i].qs + 128 * h)),
+                                       _mm512_permutexvar_epi16(idx[2 * h], sc512));
+            isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(qb, _mm512_loadu_si512(y[i].qs + 128 * h + 64)),
+                                       _mm512_permutexvar_epi16(idx[2 * h + 1], sc512));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(dall), acc);
+    }
+    *s = _mm512_reduce_add_ps(acc) - (_mm512_reduce_add_ps(_mm512_zextps256_ps512(accm)));
+}
+
+/* Four activation columns at once for gemm: each weight super-block is
+ * decoded once and multiplied into four Q8_K rows. */
+static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_kblk_q4_K *x = vx;
+    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m512 acc[4];
+    __m256 accm[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
+        __m512i isum[4];
+        for (int j = 0; j < 4; j++) {
+            accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), accm[j]);
+            isum[j] = _mm512_setzero_si512();
+        }
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
+            __m512i scv = _mm512_permutexvar_epi16(idx_pairs(c), sc16);
+            for (int j = 0; j < 4; j++)
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[j][i].qs + 64 * c)), scv);
+        }
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
+        a = _mm256_sub_ps(a, accm[j]);
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        r = _mm_hadd_ps(r, r);
+        r = _mm_hadd_ps(r, r);
+        res[j] = _mm_cvtss_f32(r);
+    }
+}
+
+static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m512 acc[4];
+    __m256 accm[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
+        __m512i isum[4];
+        for (int j = 0; j < 4; j++) {
+            accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), accm[j]);
+            isum[j] = _mm512_setzero_si512();
+        }
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
+            const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+            q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhz, cnt), _mm512_set1_epi8(1)), 4));
+            __m512i scv = _mm512_permutexvar_epi16(idx_pairs(c), sc16);
+            for (int j = 0; j < 4; j++)
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[j][i].qs + 64 * c)), scv);
+        }
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
+        a = _mm256_sub_ps(a, accm[j]);
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        r = _mm_hadd_ps(r, r);
+        r = _mm_hadd_ps(r, r);
+        res[j] = _mm_cvtss_f32(r);
+    }
+}
+
+static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const phiq_kblk_q6_K *x = vx;
+    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m512 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    __m512i idx[4];
+    for (int m = 0; m < 4; m++)
+        idx[m] = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
+                                                           _mm_set1_epi16((short)(4 * m + 1)), 1)),
+            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
+                                    _mm_set1_epi16((short)(4 * m + 3)), 1),
+            1);
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const float xd = F16(x[i].d);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m512i sc512 = _mm512_castsi256_si512(sc16);
+        __m512i isum[4];
+        for (int j = 0; j < 4; j++) isum[j] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+            __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
+            __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                          _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+            __m512i s0 = _mm512_permutexvar_epi16(idx[2 * h], sc512), s1 = _mm512_permutexvar_epi16(idx[2 * h + 1], sc512);
+            for (int j = 0; j < 4; j++) {
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[j][i].qs + 128 * h)), s0);
+                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(y[j][i].qs + 128 * h + 64)), s1);
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[j][i].bsums), sc16);
+            isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
+        }
+    }
+    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
+/* ---- float types -------------------------------------------------------------------- */
+
+/* FLOAT_DOT(name, LOADX16, LOADY16, MASKX, MASKY): 64 elements per iteration
+ * in four accumulators, then 16 at a time, then a masked tail. */
+#define FLOAT_DOT(name, XT, YT, LX, LY, LXM, LYM)                                                  \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const XT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                \
+        int64_t i = 0;                                                                             \
+        for (; i + 64 <= n; i += 64) {                                                             \
+            pf(x + i, (int)(sizeof(XT) * 64 / 64));                                                \
+            a0 = _mm512_fmadd_ps(LX(x + i), LY(y + i), a0);                                        \
+            a1 = _mm512_fmadd_ps(LX(x + i + 16), LY(y + i + 16), a1);                              \
+            a2 = _mm512_fmadd_ps(LX(x + i + 32), LY(y + i + 32), a2);                              \
+            a3 = _mm512_fmadd_ps(LX(x + i + 48), LY(y + i + 48), a3);                              \
+        }                                                                                          \
+        for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(LX(x + i), LY(y + i), a0);               \
+        if (i < n) {                                                                               \
+            __mmask16 m = (__mmask16)((1u << (n - i)) - 1);                                        \
+            a1 = _mm512_fmadd_ps(LXM(m, x + i), LYM(m, y + i), a1);                                \
+        }                                                                                          \
+        *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));    \
+    }
+
+#define LD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
+#define LDM_F16(m, p) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (p)))
+#define LD_BF16(p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
+#define LDM_BF16(m, p) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, (p))), 16))
+#define LD_F32(p) _mm512_loadu_ps(p)
+#define LDM_F32(m, p) _mm512_maskz_loadu_ps(m, p)
+FLOAT_DOT(dot_f16, uint16_t, uint16_t, LD_F16, LD_F16, LDM_F16, LDM_F16)
+FLOAT_DOT(dot_f16_f32, uint16_t, float, LD_F16, LD_F32, LDM_F16, LDM_F32)
+FLOAT_DOT(dot_bf16, uint16_t, uint16_t, LD_BF16, LD_BF16, LDM_BF16, LDM_BF16)
+FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, LDM_F32, LDM_F32)
+
+/* F16 weights for gemm: one weight conversion feeds four activation rows. */
+static void dot_f16_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
+    const uint16_t *x = vx;
+    const uint16_t *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    __m512 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 w = LD_F16(x + i);
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(w, LD_F16(y[j] + i), acc[j]);
+    }
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        const __m512 w = LDM_F16(m, x + i);
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(w, LDM_F16(m, y[j] + i), acc[j]);
+    }
+    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
+/* ---- matvec for 32-element blocks with a prepared activation ----------------------
+ *
+ * The activation is the same for every row, so a matvec rearranges it once:
+ * the int8 values are laid out as each row kernel loads them, the weight
+ * offset (-8 for Q4_0, -128 for Q8_0 and IQ4_NL's biased table) is
+ * pre-multiplied into per-lane int32 starting values of vpdpbusd, and the
+ * activation scales are converted to float. Per row, the weight scales of 16
+ * blocks come in with one gather. Nibble types use groups of 4 blocks:
+ *   lo register = [b0 e0..15 | b1 e0..15 | b2 e0..15 | b3 e0..15]
+ *   hi register = [b0 e16..31 | b1 e16..31 | ...]
+ * so one vpdpbusd pair leaves block k's sum in int32 lanes 4k..4k+3. Q8_0
+ * uses pairs of blocks in natural order (lanes 8k..8k+7). Blocks past the
+ * last full group go through vec_dot on the original activation. */
+#define PREP_MAXN 16384
+#define R64(x) (((size_t)(x) + 63) & ~(size_t)63)
+
+typedef struct prep {
+    int8_t *yq;   /* n bytes, in the row kernel's load order */
+    int32_t *off; /* n/4 lanes: -offset * sum of the activation bytes each lane meets */
+    float *dy;    /* n/32 activation scales */
+    float *ys;    /* n/32 Q8_1 s values, for the weight-min term */
+} prep;
+
+static size_t prep_bytes(int64_t n) { return 2 * R64(n) + 2 * R64(n / 32 * 4); }
+
+/* Carves the arrays out of buf (64-byte aligned, prep_bytes(n) long). */
+static prep prep_at(char *buf, int64_t n) {
+    prep p;
+    p.yq = (int8_t *)buf;
+    p.off = (int32_t *)(buf + R64(n));
+    p.dy = (float *)(buf + 2 * R64(n));
+    p.ys = (float *)(buf + 2 * R64(n) + R64(n / 32 * 4));
+    return p;
+}
+
+enum { LAYOUT_NIB4, LAYOUT_PAIR };
+
+static void prep_act(prep *p, int layout, int offset, const void *act, int is_q81, int64_t nb) {
+    const int bs = is_q81 ? 36 : 34, qoff = is_q81 ? 4 : 2;
+    const uint8_t *a = act;
+    /* only whole groups (4 blocks) or pairs; the rest goes through vec_dot */
+    const int64_t nfull = layout == LAYOUT_NIB4 ? nb / 4 * 4 : nb / 2 * 2;
+    for (int64_t b = 0; b < nfull; b++) {
+        const uint8_t *blk = a + b * bs;
+        const int8_t *q = (const int8_t *)(blk + qoff);
+        p->dy[b] = F16((uint16_t)(blk[0] | blk[1] << 8));
+        if (is_q81) p->ys[b] = F16((uint16_t)(blk[2] | blk[3] << 8));
+        int8_t *dst = p->yq + 32 * b;
+        if (layout == LAYOUT_NIB4) {
+            int64_t g = b / 4, k = b % 4;
+            dst = p->yq + 128 * g;
+            memcpy(dst + 16 * k, q, 16);
+            memcpy(dst + 64 + 16 * k, q + 16, 16);
+        } else {
+            memcpy(dst, q, 32);
+        }
+    }
+    /* Lane L of a 64-byte register sums bytes 4L..4L+3; the starting value
+     * of each lane is -offset times the activation bytes it will meet. */
+    const __m512i ones = _mm512_set1_epi8(1);
+    const int sh = offset == 8 ? 3 : offset == 16 ? 4 : 7;
+    for (int64_t g = 0; g < nfull / (layout == LAYOUT_NIB4 ? 4 : 2); g++) {
+        __m512i sum;
+        if (layout == LAYOUT_NIB4)
+            sum = dpbusd(dpbusd(_mm512_setzero_si512(), ones, _mm512_load_si512(p->yq + 128 * g)), ones,
+                         _mm512_load_si512(p->yq + 128 * g + 64));
+        else
+            sum = dpbusd(_mm512_setzero_si512(), ones, _mm512_load_si512(p->yq + 64 * g));
+        __m512i o = offset ? _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_sll_epi32(sum, _mm_cvtsi32_si128(sh)))
+                           : _mm512_setzero_si512();
+        _mm512_store_si512(p->off + 16 * g, o);
+    }
+}
+
+/* Weight scales (fp16 at byte 0 of each block) of up to 16 blocks. */
+static inline __m512 gather_d(const void *x, int stride, int fieldoff, __mmask16 m) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(stride));
+    __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, (const char *)x + fieldoff, 1);
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
+}
+
+static inline __m512i load4x16(const uint8_t *a, size_t stride) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)a));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + stride)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + 2 * stride)), 2);
+    return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + 3 * stride)), 3);
+}
+
+/* One row of a nibble type (Q4_0, Q4_1, IQ4_NL) in groups of four blocks. */
+static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int lut, const prep *p, int64_t ng) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
+    __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+    const int64_t nb = ng * 4;
+    for (int64_t c = 0; c < nb; c += 16) {
+        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *xc = x + c * bsz;
+        __m512 sc = _mm512_mul_ps(gather_d(xc, bsz, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
+        if (has_m) accm = _mm512_fmadd_ps(gather_d(xc, bsz, 2, mk), _mm512_maskz_loadu_ps(mk, p->ys + c), accm);
+        for (int g = 0; g < cnt / 4; g++) {
+            const int64_t G = c / 4 + g;
+            pf(xc + 4 * g * bsz, 2);
+            __m512i v = load4x16(xc + 4 * g * bsz + qoff, bsz);
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            if (lut) lo = _mm512_shuffle_epi8(tab, lo), hi = _mm512_shuffle_epi8(tab, hi);
+            __m512i d = _mm512_load_si512(p->off + 16 * G);
+            d = dpbusd(d, lo, _mm512_load_si512(p->yq + 128 * G));
+            d = dpbusd(d, hi, _mm512_load_si512(p->yq + 128 * G + 64));
+            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(4 * g),
+                                                _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc), acc);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc, accm)); /* accm: Q4_1 sum of m * s */
+}
+
+/* One row of Q8_0 in pairs of blocks. */
+static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
+    __m512 acc = _mm512_setzero_ps();
+    const int64_t nb = npairs * 2;
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    for (int64_t c = 0; c < nb; c += 16) {
+        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *xc = x + c * 34;
+        __m512 sc = _mm512_mul_ps(gather_d(xc, 34, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
+        for (int q = 0; q < cnt / 2; q++) {
+            const int64_t P = c / 2 + q;
+            const uint8_t *b = xc + 2 * q * 34 + 2;
+            pf(b, 2);
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
+                                           _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
+            __m512i d = dpbusd(_mm512_load_si512(p->off + 16 * P), _mm512_xor_si512(v, k80), _mm512_load_si512(p->yq + 64 * P));
+            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
+                                                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc), acc);
+        }
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* The prepared types: Q4_0, Q4_1, IQ4_NL (groups of 4 blocks), Q8_0 (pairs). */
+enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
+static const int kind_bsz[] = {18, 20, 18, 34}, kind_qoff[] = {2, 4, 2, 2}, kind_off[] = {8, 0, 128, 128};
+
+static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
+                            size_t rb, const void *act) {
+    const int64_t nb = n / PHIQ_KQK;
+    const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
+    _Alignas(64) char sbuf[2 * PREP_MAXN + 2 * (PREP_MAXN / 8)];
+    char *buf = n <= PREP_MAXN ? sbuf : aligned_alloc(64, prep_bytes(n)); /* big rows: heap */
+    if (nb < unit || !buf) {
+        phiq_matvec_rows(dot, n, nrows, out, w, rb, act);
+        return;
+    }
+    prep p = prep_at(buf, n);
+    prep_act(&p, kind == KIND_Q8_0 ? LAYOUT_PAIR : LAYOUT_NIB4, kind_off[kind], act, q81, nb);
+    const int64_t done = nb / unit * unit;
+    const size_t aoff = (size_t)done * (q81 ? 36 : 34);
+    const int bsz = kind_bsz[kind];
+    for (int64_t r = 0; r < nrows; r++) {
+        const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
+        float v = kind == KIND_Q8_0 ? row_q8_0(x, &p, nb / 2)
+                                    : row_nib4(x, bsz, kind_qoff[kind], q81, kind == KIND_IQ4_NL, &p, nb / 4);
+        float t = 0;
+        if (done < nb) dot((nb - done) * PHIQ_KQK, &t, x + done * bsz, (const char *)act + aoff);
+        out[r] = v + t;
+    }
+    if (buf != sbuf) free(buf);
+}
+
+#define MATVEC_PREPARED(name, KIND)                                                                \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        matvec_prepared(KIND, dot_##name, n, nrows, out, w, rb, act);                              \
+    }
+MATVEC_PREPARED(q4_0, KIND_Q4_0)
+MATVEC_PREPARED(q4_1, KIND_Q4_1)
+MATVEC_PREPARED(iq4_nl, KIND_IQ4_NL)
+MATVEC_PREPARED(q8_0, KIND_Q8_0)
+
+/* Four activation columns per weight decode (register blocking for gemm):
+ * the nibble unpack and the weight-scale gather are shared by 4 columns. */
+static inline void row_nib4_x4(const uint8_t *x, int bsz, int qoff, int has_m, int lut, const prep *pp, int64_t ng,
+                               float res[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
+    __m512 acc[4], accm[4];
+    for (int j = 0; j < 4; j++) acc[j] = accm[j] = _mm512_setzero_ps();
+    const int64_t nb = ng * 4;
+    for (int64_t c = 0; c < nb; c += 16) {
+        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *xc = x + c * bsz;
+        const __m512 dw = gather_d(xc, bsz, 0, mk);
+        __m512 sc[4];
+        for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
+        if (has_m) {
+            const __m512 dm = gather_d(xc, bsz, 2, mk);
+            for (int j = 0; j < 4; j++) accm[j] = _mm512_fmadd_ps(dm, _mm512_maskz_loadu_ps(mk, pp[j].ys + c), accm[j]);
+        }
+        for (int g = 0; g < cnt / 4; g++) {
+            const int64_t G = c / 4 + g;
+            __m512i v = load4x16(xc + 4 * g * bsz + qoff, bsz);
+            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+            if (lut) lo = _mm512_shuffle_epi8(tab, lo), hi = _mm512_shuffle_epi8(tab, hi);
+            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(4 * g),
+                                                _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
+            for (int j = 0; j < 4; j++) {
+                __m512i d = _mm512_load_si512(pp[j].off + 16 * G);
+                d = dpbusd(d, lo, _mm512_load_si512(pp[j].yq + 128 * G));
+                d = dpbusd(d, hi, _mm512_load_si512(pp[j].yq + 128 * G + 64));
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc[j]), acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
+}
+
+static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs, float res[4]) {
+    __m512 acc[4];
+    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
+    const int64_t nb = npairs * 2;
+    const __m512i k80 = _mm512_set1_epi8((char)0x80);
+    for (int64_t c = 0; c < nb; c += 16) {
+        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        const uint8_t *xc = x + c * 34;
+        const __m512 dw = gather_d(xc, 34, 0, mk);
+        __m512 sc[4];
+        for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
+        for (int q = 0; q < cnt / 2; q++) {
+            const int64_t P = c / 2 + q;
+            const uint8_t *b = xc + 2 * q * 34 + 2;
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
+                                           _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
+            v = _mm512_xor_si512(v, k80);
+            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
+                                                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+            for (int j = 0; j < 4; j++) {
+                __m512i d = dpbusd(_mm512_load_si512(pp[j].off + 16 * P), v, _mm512_load_si512(pp[j].yq + 64 * P));
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc[j]), acc[j]);
+            }
+        }
+    }
+    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
+/* GEMM for the prepared types: activations are prepared once per column
+ * tile, weights are read in row tiles that stay in L1 across the columns. */
+static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
+                          size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
+    const int *bsz = kind_bsz, *qoff = kind_qoff, *offv = kind_off;
+    const int64_t nb = n / PHIQ_KQK;
+    const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
+    const size_t pb = prep_bytes(n);
+    char *buf = nb >= unit ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
+    if (!buf) {
+        phiq_gemm_rows(dot, n, nrows, ncols, out, ldo, w, rb, act, as);
+        return;
+    }
+    const int64_t done = nb / unit * unit;
+    const size_t abs_ = (size_t)(q81 ? 36 : 34), aoff = (size_t)done * abs_;
+    prep pp[PHIQ_GEMM_COL_TILE];
+    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
+        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
+        for (int64_t j = j0; j < j1; j++) {
+            pp[j - j0] = prep_at(buf + (size_t)(j - j0) * pb, n);
+            prep_act(&pp[j - j0], kind == KIND_Q8_0 ? LAYOUT_PAIR : LAYOUT_NIB4, offv[kind],
+                     (const char *)act + (size_t)j * as, q81, nb);
+        }
+        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
+            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
+            int64_t j = j0;
+            for (; j + 4 <= j1; j += 4) {
+                for (int64_t r = r0; r < r1; r++) {
+                    const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
+                    float v[4];
+                    if (kind == KIND_Q8_0) row_q8_0_x4(x, &pp[j - j0], nb / 2, v);
+                    else row_nib4_x4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4, v);
+                    for (int c = 0; c < 4; c++) {
+                        float t = 0;
+                        if (done < nb)
+                            dot((nb - done) * PHIQ_KQK, &t, x + done * bsz[kind], (const char *)act + (size_t)(j + c) * as + aoff);
+                        out[(size_t)(j + c) * ldo + r] = v[c] + t;
+                    }
+                }
+            }
+            for (; j < j1; j++) {
+                const char *aj = (const char *)act + (size_t)j * as;
+                for (int64_t r = r0; r < r1; r++) {
+                    const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
+                    float v = kind == KIND_Q8_0 ? row_q8_0(x, &pp[j - j0], nb / 2)
+                                                : row_nib4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4);
+                    float t = 0;
+                    if (done < nb) dot((nb - done) * PHIQ_KQK, &t, x + done * bsz[kind], aj + aoff);
+                    out[(size_t)j * ldo + r] = v + t;
+                }
+            }
+        }
+    }
+    free(buf);
+}
+
+#define GEMM_X4(name)                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);           \
+    }
+GEMM_X4(q4_K)
+GEMM_X4(q6_K)
+GEMM_X4(q5_K)
+
+#define GEMM_PREPARED(name, KIND)                                                                  \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        gemm_prepared(KIND, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                \
+    }
+GEMM_PREPARED(q4_0, KIND_Q4_0)
+GEMM_PREPARED(q4_1, KIND_Q4_1)
+GEMM_PREPARED(iq4_nl, KIND_IQ4_NL)
+GEMM_PREPARED(q8_0, KIND_Q8_0)
+
+/* ---- matvec and table ------------------------------------------------------------- */
+
+/* Rows one after another: each row is a sequential stream the hardware
+ * prefetcher follows; the next row's first lines are requested early. */
+#define MATVEC(name)                                                                               \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        const char *p = w;                                                                         \
+        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
+            if (r + 1 < nrows) {                                                                   \
+                _mm_prefetch(p + rb, _MM_HINT_T0);                                                 \
+                _mm_prefetch(p + rb + 64, _MM_HINT_T0);                                            \
+            }                                                                                      \
+            dot_##name(n, out + r, p, act);                                                        \
+        }                                                                                          \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
+    }
+#define MATVEC_ONLY(name)                                                                          \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        const char *p = w;                                                                         \
+        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
+            if (r + 1 < nrows) {                                                                   \
+                _mm_prefetch(p + rb, _MM_HINT_T0);                                                 \
+                _mm_prefetch(p + rb + 64, _MM_HINT_T0);                                            \
+            }                                                                                      \
+            dot_##name(n, out + r, p, act);                                                        \
+        }                                                                                          \
+    }
+MATVEC_ONLY(q4_K)
+MATVEC_ONLY(q5_K)
+MATVEC_ONLY(q6_K)
+MATVEC(q2_K)
+MATVEC_ONLY(f16)
+GEMM_X4(f16)
+MATVEC(bf16)
+MATVEC(f32)
+
+/* Starts from the AVX2 table: for Q5_0, Q5_1, IQ4_XS and Q3_K the AVX2
+ * kernels measured faster here than 512-bit versions (which were removed). */
+void phiq_kernels_init_avx512(phiq_kernels *k) {
+    phiq_kernels_init_avx2(k);
+    k->isa = "avx512";
+    k->dot_f16_f32 = dot_f16_f32;
+#define SET(T, name)                                                                               \
+    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
+     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
+    SET(Q4_0, q4_0);
+    SET(Q4_1, q4_1);
+    SET(Q8_0, q8_0);
+    SET(IQ4_NL, iq4_nl);
+    SET(Q4_K, q4_K);
+    SET(Q5_K, q5_K);
+    SET(Q6_K, q6_K);
+    SET(Q2_K, q2_K);
+    SET(F16, f16);
+    SET(BF16, bf16);
+    SET(F32, f32);
+#undef SET
+}

@@ -1,0 +1,544 @@
+/* dot_scalar.c — the portable reference kernels: llama.cpp's activation
+ * quantizers (quantize_row_q8_0_ref / q8_1_ref / q8_K_ref, exact) and a
+ * scalar dot product for every supported weight type, written to follow the
+ * accumulation order of ggml's generic ggml_vec_dot_* (integer sums per
+ * block, then one float multiply-add per block; K-quants through eight float
+ * lanes) so that results are deterministic and comparable. This file is
+ * compiled without ISA flags, so the compiler cannot fuse multiply-adds. */
+#include <math.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "kernels/dot.h"
+
+const int8_t phiq_kern_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                       1,    13,   25,  38,  53,  69,  89,  113};
+
+#define F16(h) phiq_f16_to_f32(h)
+
+/* ---- activation quantizers ------------------------------------------------ */
+
+/* ggml's nearest_int: round half to even through the 1.5*2^23 trick. */
+static inline int nearest_int(float fval) {
+    float val = fval + 12582912.f;
+    int i;
+    memcpy(&i, &val, sizeof(int));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static void quantize_q8_0(const float *x, phiq_kblk_q8_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += PHIQ_KQK) {
+        float amax = 0.0f;
+        for (int j = 0; j < PHIQ_KQK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / ((1 << 7) - 1);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = phiq_f32_to_f16(d);
+        for (int j = 0; j < PHIQ_KQK; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
+    }
+}
+
+static void quantize_q8_1(const float *x, phiq_kblk_q8_1 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += PHIQ_KQK) {
+        float amax = 0.0f;
+        for (int j = 0; j < PHIQ_KQK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / ((1 << 7) - 1);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = phiq_f32_to_f16(d);
+        int sum = 0;
+        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+            y[i].qs[j] = (int8_t)roundf(x[j] * id);
+            y[i].qs[PHIQ_KQK / 2 + j] = (int8_t)roundf(x[PHIQ_KQK / 2 + j] * id);
+            sum += y[i].qs[j] + y[i].qs[PHIQ_KQK / 2 + j];
+        }
+        y[i].s = phiq_f32_to_f16(sum * d);
+    }
+}
+
+static void quantize_q8_K(const float *x, phiq_kblk_q8_K *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += PHIQ_KQK_K) {
+        float max = 0, amax = 0;
+        for (int j = 0; j < PHIQ_KQK_K; j++) {
+            float ax = fabsf(x[j]);
+            if (ax > amax) amax = ax, max = x[j];
+        }
+        if (!amax) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        /* The signed maximum maps to -127, as in quantize_row_q8_K_ref. */
+        const float iscale = -127.f / max;
+        for (int j = 0; j < PHIQ_KQK_K; j++) {
+            int v = nearest_int(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int j = 0; j < PHIQ_KQK_K / 16; j++) {
+            int sum = 0;
+            for (int l = 0; l < 16; l++) sum += y[i].qs[j * 16 + l];
+            y[i].bsums[j] = (int16_t)sum;
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+int phiq_quantize_act_ref(int act_type, const float *x, void *dst, int64_t n) {
+    if (n < 0) return PHIQ_EINVAL;
+    switch (act_type) {
+    case PHIQ_GGML_TYPE_Q8_0:
+        if (n % PHIQ_KQK) return PHIQ_EINVAL;
+        quantize_q8_0(x, dst, n / PHIQ_KQK);
+        return 0;
+    case PHIQ_GGML_TYPE_Q8_1:
+        if (n % PHIQ_KQK) return PHIQ_EINVAL;
+        quantize_q8_1(x, dst, n / PHIQ_KQK);
+        return 0;
+    case PHIQ_GGML_TYPE_Q8_K:
+        if (n % PHIQ_KQK_K) return PHIQ_EINVAL;
+        quantize_q8_K(x, dst, n / PHIQ_KQK_K);
+        return 0;
+    case PHIQ_GGML_TYPE_F16: {
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = phiq_f32_to_f16(x[i]);
+        return 0;
+    }
+    case PHIQ_GGML_TYPE_BF16: {
+        uint16_t *h = dst;
+        for (int64_t i = 0; i < n; i++) h[i] = phiq_f32_to_bf16(x[i]);
+        return 0;
+    }
+    case PHIQ_GGML_TYPE_F32:
+        if (n) memmove(dst, x, (size_t)n * sizeof(float));
+        return 0;
+    default:
+        return PHIQ_EINVAL;
+    }
+}
+
+/* ---- legacy 32-element blocks --------------------------------------------- */
+
+static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q4_0 *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+            const int v0 = (x[ib].qs[j] & 0x0F) - 8;
+            const int v1 = (x[ib].qs[j] >> 4) - 8;
+            sumi0 += v0 * y[ib].qs[j];
+            sumi1 += v1 * y[ib].qs[j + PHIQ_KQK / 2];
+        }
+        sumf += (sumi0 + sumi1) * F16(x[ib].d) * F16(y[ib].d);
+    }
+    *s = sumf;
+}
+
+static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q4_1 *x = vx;
+    const phiq_kblk_q8_1 *y = vy;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+            sumi0 += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
+            sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + PHIQ_KQK / 2];
+        }
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1) + F16(x[ib].m) * F16(y[ib].s);
+    }
+    *s = sumf;
+}
+
+static void dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q5_0 *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+        uint32_t qh;
+        memcpy(&qh, x[ib].qh, sizeof qh);
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+            const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
+            sumi0 += (((x[ib].qs[j] & 0x0F) | h0) - 16) * y[ib].qs[j];
+            sumi1 += (((x[ib].qs[j] >> 4) | h1) - 16) * y[ib].qs[j + PHIQ_KQK / 2];
+        }
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1);
+    }
+    *s = sumf;
+}
+
+static void dot_q5_1(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q5_1 *x = vx;
+    const phiq_kblk_q8_1 *y = vy;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+        uint32_t qh;
+        memcpy(&qh, x[ib].qh, sizeof qh);
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+            const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
+            sumi0 += ((x[ib].qs[j] & 0x0F) | h0) * y[ib].qs[j];
+            sumi1 += ((x[ib].qs[j] >> 4) | h1) * y[ib].qs[j + PHIQ_KQK / 2];
+        }
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1) + F16(x[ib].m) * F16(y[ib].s);
+    }
+    *s = sumf;
+}
+
+static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q8_0 *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < PHIQ_KQK; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
+        sumf += sumi * (F16(x[ib].d) * F16(y[ib].d));
+    }
+    *s = sumf;
+}
+
+static void dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_iq4_nl *x = vx;
+    const phiq_kblk_q8_0 *y = vy;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+        const float d = F16(y[ib].d) * F16(x[ib].d);
+        int sumi1 = 0, sumi2 = 0;
+        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+            sumi1 += y[ib].qs[j] * phiq_kern_kvalues_iq4nl[x[ib].qs[j] & 0xf];
+            sumi2 += y[ib].qs[j + PHIQ_KQK / 2] * phiq_kern_kvalues_iq4nl[x[ib].qs[j] >> 4];
+        }
+        sumf += d * (sumi1 + sumi2);
+    }
+    *s = sumf;
+}
+
+/* ---- K-quants --------------------------------------------------------------- */
+
+/* Adds scale * q8[l] * a[l] over 16 elements into the eight int32 lanes,
+ * as ggml's generic K-quant dots do with aux16/aux32. */
+static inline void lanes16(int32_t aux32[8], int scale, const int8_t *q8, const int8_t *a) {
+    for (int l = 0; l < 8; l++) aux32[l] += scale * (q8[l] * a[l]);
+    for (int l = 0; l < 8; l++) aux32[l] += scale * (q8[l + 8] * a[l + 8]);
+}
+
+static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q2_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        const uint8_t *q2 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        const uint8_t *sc = x[i].scales;
+        int summs = 0;
+        for (int j = 0; j < 16; j++) summs += y[i].bsums[j] * (sc[j] >> 4);
+        const float dall = y[i].d * F16(x[i].d);
+        const float dmin = y[i].d * F16(x[i].dmin);
+        int isum = 0, is = 0;
+        for (int k = 0; k < PHIQ_KQK_K / 128; k++) {
+            for (int shift = 0; shift < 8; shift += 2) {
+                int isuml = 0;
+                for (int l = 0; l < 16; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                isum += (sc[is++] & 0xF) * isuml;
+                isuml = 0;
+                for (int l = 16; l < 32; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
+                isum += (sc[is++] & 0xF) * isuml;
+                q8 += 32;
+            }
+            q2 += 32;
+        }
+        sumf += dall * isum - dmin * summs;
+    }
+    *s = sumf;
+}
+
+static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q3_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    float sums[8] = {0};
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        int8_t aux8[PHIQ_KQK_K];
+        int32_t aux32[8] = {0};
+        const uint8_t *q3 = x[i].qs, *hm = x[i].hmask;
+        int8_t *a = aux8;
+        uint8_t m = 1;
+        for (int j = 0; j < PHIQ_KQK_K; j += 128, q3 += 32) {
+            for (int shift = 0; shift < 8; shift += 2, a += 32, m <<= 1)
+                for (int l = 0; l < 32; l++) a[l] = (int8_t)(((q3[l] >> shift) & 3) - (hm[l] & m ? 0 : 4));
+        }
+        /* sixteen 6-bit scales: low nibbles in scales[0..7], top 2 bits in scales[8..11] */
+        int8_t scales[16];
+        for (int j = 0; j < 16; j++) {
+            int lo = j < 8 ? (x[i].scales[j] & 0xF) : (x[i].scales[j - 8] >> 4);
+            int hi = (x[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+            scales[j] = (int8_t)((lo | (hi << 4)) - 32);
+        }
+        const int8_t *q8 = y[i].qs;
+        a = aux8;
+        for (int j = 0; j < PHIQ_KQK_K / 16; j++, q8 += 16, a += 16) lanes16(aux32, scales[j], q8, a);
+        const float d = F16(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
+    }
+    float sumf = 0;
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    *s = sumf;
+}
+
+static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q4_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    float sums[8] = {0};
+    float sumf = 0;
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        int8_t aux8[PHIQ_KQK_K];
+        int32_t aux32[8] = {0};
+        const uint8_t *q4 = x[i].qs;
+        int8_t *a = aux8;
+        for (int j = 0; j < PHIQ_KQK_K / 64; j++, q4 += 32) {
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] & 0xF);
+            a += 32;
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] >> 4);
+            a += 32;
+        }
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        int sumi = 0;
+        for (int j = 0; j < PHIQ_KQK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
+        const int8_t *q8 = y[i].qs;
+        a = aux8;
+        for (int j = 0; j < PHIQ_KQK_K / 32; j++, q8 += 32, a += 32) {
+            lanes16(aux32, sc[j], q8, a);
+            lanes16(aux32, sc[j], q8 + 16, a + 16);
+        }
+        const float d = F16(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
+        const float dmin = F16(x[i].dmin) * y[i].d;
+        sumf -= dmin * sumi;
+    }
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    *s = sumf;
+}
+
+static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q5_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    float sums[8] = {0};
+    float sumf = 0;
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        int8_t aux8[PHIQ_KQK_K];
+        int32_t aux32[8] = {0};
+        const uint8_t *q4 = x[i].qs, *hm = x[i].qh;
+        int8_t *a = aux8;
+        uint8_t m = 1;
+        for (int j = 0; j < PHIQ_KQK_K / 64; j++, q4 += 32) {
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] & 0xF) + (hm[l] & m ? 16 : 0));
+            a += 32, m <<= 1;
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
+            a += 32, m <<= 1;
+        }
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        int sumi = 0;
+        for (int j = 0; j < PHIQ_KQK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
+        const int8_t *q8 = y[i].qs;
+        a = aux8;
+        for (int j = 0; j < PHIQ_KQK_K / 32; j++, q8 += 32, a += 32) {
+            lanes16(aux32, sc[j], q8, a);
+            lanes16(aux32, sc[j], q8 + 16, a + 16);
+        }
+        const float d = F16(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
+        const float dmin = F16(x[i].dmin) * y[i].d;
+        sumf -= dmin * sumi;
+    }
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    *s = sumf;
+}
+
+static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_q6_K *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    float sums[8] = {0};
+    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+        int8_t aux8[PHIQ_KQK_K];
+        int32_t aux32[8] = {0};
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        int8_t *a = aux8;
+        for (int j = 0; j < PHIQ_KQK_K; j += 128, a += 128, ql += 64, qh += 32) {
+            for (int l = 0; l < 32; l++) {
+                a[l + 0] = (int8_t)(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                a[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                a[l + 64] = (int8_t)(((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                a[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+        }
+        const int8_t *q8 = y[i].qs;
+        a = aux8;
+        for (int j = 0; j < PHIQ_KQK_K / 16; j++, q8 += 16, a += 16) lanes16(aux32, x[i].scales[j], q8, a);
+        const float d = F16(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
+    }
+    float sumf = 0;
+    for (int l = 0; l < 8; l++) sumf += sums[l];
+    *s = sumf;
+}
+
+static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
+    const phiq_kblk_iq4_xs *x = vx;
+    const phiq_kblk_q8_K *y = vy;
+    float sumf = 0;
+    for (int64_t ibl = 0; ibl < n / PHIQ_KQK_K; ibl++) {
+        const float d4d8 = F16(x[ibl].d) * y[ibl].d;
+        uint16_t h = x[ibl].scales_h;
+        const uint8_t *qs = x[ibl].qs;
+        const int8_t *q8 = y[ibl].qs;
+        for (int ib = 0; ib < PHIQ_KQK_K / 32; ib += 2) {
+            const int ls1 = (x[ibl].scales_l[ib / 2] & 0xf) | ((h << 4) & 0x30);
+            const int ls2 = (x[ibl].scales_l[ib / 2] >> 4) | ((h << 2) & 0x30);
+            h >>= 4;
+            const float d1 = d4d8 * (ls1 - 32), d2 = d4d8 * (ls2 - 32);
+            int sumi1 = 0, sumi2 = 0;
+            for (int j = 0; j < 16; j++) {
+                sumi1 += q8[j] * phiq_kern_kvalues_iq4nl[qs[j] & 0xf];
+                sumi2 += q8[j + 16] * phiq_kern_kvalues_iq4nl[qs[j] >> 4];
+            }
+            sumf += d1 * (sumi1 + sumi2);
+            qs += 16, q8 += 32;
+            sumi1 = sumi2 = 0;
+            for (int j = 0; j < 16; j++) {
+                sumi1 += q8[j] * phiq_kern_kvalues_iq4nl[qs[j] & 0xf];
+                sumi2 += q8[j + 16] * phiq_kern_kvalues_iq4nl[qs[j] >> 4];
+            }
+            sumf += d2 * (sumi1 + sumi2);
+            qs += 16, q8 += 32;
+        }
+    }
+    *s = sumf;
+}
+
+/* ---- float types: products in float, sum in double (ggml_vec_dot_f16) ------- */
+
+static void dot_f16(int64_t n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx, *y = vy;
+    double sumf = 0;
+    for (int64_t i = 0; i < n; i++) sumf += (double)(F16(x[i]) * F16(y[i]));
+    *s = (float)sumf;
+}
+
+static void dot_f16_f32(int64_t n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx;
+    const float *y = vy;
+    double sumf = 0;
+    for (int64_t i = 0; i < n; i++) sumf += (double)(F16(x[i]) * y[i]);
+    *s = (float)sumf;
+}
+
+static void dot_bf16(int64_t n, float *s, const void *vx, const void *vy) {
+    const uint16_t *x = vx, *y = vy;
+    double sumf = 0;
+    for (int64_t i = 0; i < n; i++) sumf += (double)(phiq_bf16_to_f32(x[i]) * phiq_bf16_to_f32(y[i]));
+    *s = (float)sumf;
+}
+
+static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
+    const float *x = vx, *y = vy;
+    double sumf = 0;
+    for (int64_t i = 0; i < n; i++) sumf += (double)(x[i] * y[i]);
+    *s = (float)sumf;
+}
+
+/* ---- table ------------------------------------------------------------------ */
+
+void phiq_matvec_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
+                      size_t row_bytes, const void *act) {
+    const char *p = w;
+    for (int64_t r = 0; r < nrows; r++) dot(n, out + r, p + (size_t)r * row_bytes, act);
+}
+
+void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
+                    const void *w, size_t row_bytes, const void *act, size_t act_stride) {
+    const char *wp = w, *ap = act;
+    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
+        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
+        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
+            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
+            for (int64_t j = j0; j < j1; j++)
+                for (int64_t r = r0; r < r1; r++)
+                    dot(n, out + (size_t)j * ldo + r, wp + (size_t)r * row_bytes, ap + (size_t)j * act_stride);
+        }
+    }
+}
+
+/* gemm through a 4-column row kernel (no activation preparation). */
+void phiq_gemm_x4(phiq_dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
+                    size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
+    const char *wp = w, *ap = act;
+    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
+        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
+        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
+            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
+            int64_t j = j0;
+            for (; j + 4 <= j1; j += 4) {
+                const void *const ys[4] = {ap + (size_t)j * as, ap + (size_t)(j + 1) * as, ap + (size_t)(j + 2) * as,
+                                           ap + (size_t)(j + 3) * as};
+                for (int64_t r = r0; r < r1; r++) {
+                    float v[4];
+                    x4(n, wp + (size_t)r * rb, ys, v);
+                    for (int c = 0; c < 4; c++) out[(size_t)(j + c) * ldo + r] = v[c];
+                }
+            }
+            for (; j < j1; j++)
+                for (int64_t r = r0; r < r1; r++) dot(n, out + (size_t)j * ldo + r, wp + (size_t)r * rb, ap + (size_t)j * as);
+        }
+    }
+}
+
+#define SCALAR_MATVEC(name)                                                                        \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        phiq_matvec_rows(dot_##name, n, nrows, out, w, rb, act);                                   \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
+    }
+SCALAR_MATVEC(q4_0)
+SCALAR_MATVEC(q4_1)
+SCALAR_MATVEC(q5_0)
+SCALAR_MATVEC(q5_1)
+SCALAR_MATVEC(q8_0)
+SCALAR_MATVEC(iq4_nl)
+SCALAR_MATVEC(q2_K)
+SCALAR_MATVEC(q3_K)
+SCALAR_MATVEC(q4_K)
+SCALAR_MATVEC(q5_K)
+SCALAR_MATVEC(q6_K)
+SCALAR_MATVEC(iq4_xs)
+SCALAR_MATVEC(f16)
+SCALAR_MATVEC(bf16)
+SCALAR_MATVEC(f32)
+
+void phiq_kernels_init_scalar(phiq_kernels *k) {
+    memset(k, 0, sizeof *k);
+    k->isa = "scalar";
+    for (int t = 0; t < PHIQ_GGML_TYPE_COUNT; t++) k->act_type[t] = -1;
+    k->quantize_act = phiq_quantize_act_ref;
+    k->dot_f16_f32 = dot_f16_f32;
+#define SET(T, name, act)                                                                          \
+    (k->act_type[PHIQ_GGML_TYPE_##T] = PHIQ_GGML_TYPE_##act, k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, \
+     k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name, k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
+    SET(Q4_0, q4_0, Q8_0);
+    SET(Q4_1, q4_1, Q8_1);
+    SET(Q5_0, q5_0, Q8_0);
+    SET(Q5_1, q5_1, Q8_1);
+    SET(Q8_0, q8_0, Q8_0);
+    SET(IQ4_NL, iq4_nl, Q8_0);
+    SET(Q2_K, q2_K, Q8_K);
+    SET(Q3_K, q3_K, Q8_K);
+    SET(Q4_K, q4_K, Q8_K);
+    SET(Q5_K, q5_K, Q8_K);
+    SET(Q6_K, q6_K, Q8_K);
+    SET(IQ4_XS, iq4_xs, Q8_K);
+    SET(F16, f16, F16);
+    SET(BF16, bf16, BF16);
+    SET(F32, f32, F32);
+#undef SET
+}

@@ -1,0 +1,411 @@
+/* gemm_amx.c — prompt-processing GEMM on AMX-INT8 tiles for Q8_0, Q4_0,
+ * IQ4_NL (x Q8_0), Q4_1 (x Q8_1) and the K-quants + IQ4_XS (x Q8_K). The "amx"
+ * table is the AVX-512 table with these gemm entries replaced; decode keeps
+ * the AVX-512 VNNI matvec (tile setup does not pay off for one row).
+ *
+ * One tdpbssd per 32-element block (every block has its own weight and
+ * activation scale, so int32 sums cannot run across blocks):
+ *   A (tmm1) = 16 weight rows x 32 int8   (Q8_0: loaded straight from the
+ *              rows with their stride; others unpacked once per row tile)
+ *   B (tmm2) = 8 x 64 bytes: the block of 16 activation rows in VNNI order,
+ *              B[k/4][4j + k%4] = act_j[k] (prepared once per call)
+ *   C (tmm0) = 16 x 16 int32, C[r][j]; stored and scaled with AVX-512:
+ *              acc_r += float(C[r][.]) * dw[r] * dy[.]
+ * Row tiles short of 16 rows go to the AVX-512 gemm. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/dot.h"
+
+#define F16(h) _cvtsh_ss(h)
+
+typedef struct tilecfg {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tilecfg;
+
+static phiq_gemm_fn g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_1, g_fallback_iq4_nl;
+
+static void tiles_configure(void) {
+    tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    cfg.rows[0] = 16, cfg.colsb[0] = 64; /* C: 16 x 16 int32 */
+    cfg.rows[1] = 16, cfg.colsb[1] = 32; /* A: 16 x 32 int8 */
+    cfg.rows[2] = 8, cfg.colsb[2] = 64;  /* B: 8 x (16 x 4) int8 */
+    cfg.rows[3] = 16, cfg.colsb[3] = 16; /* A for 16-element groups (Q6_K) */
+    cfg.rows[4] = 4, cfg.colsb[4] = 64;  /* B for 16-element groups */
+    _tile_loadconfig(&cfg);
+}
+
+/* Q4_1 (x Q8_1) adds m_r * s_j per block: an outer product of the weight
+ * mins and the activations' s = d * sum(q). IQ4_NL unpacks through its table. */
+enum { WT_Q8_0, WT_Q4_0, WT_Q4_1, WT_IQ4_NL };
+
+static void gemm_amx(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w,
+                     size_t rb, const void *act, size_t as) {
+    const phiq_gemm_fn fallbacks[] = {g_fallback_q8_0, g_fallback_q4_0, g_fallback_q4_1, g_fallback_iq4_nl};
+    const int bszs[] = {34, 18, 20, 18};
+    phiq_gemm_fn fallback = fallbacks[wt];
+    const int64_t nb = n / PHIQ_KQK, nrt = nrows / 16, nct = (ncols + 15) / 16;
+    const int bsz = bszs[wt], q81 = wt == WT_Q4_1, unpack = wt != WT_Q8_0;
+    const int qoff = q81 ? 4 : 2, absz = q81 ? 36 : 34, aqoff = q81 ? 4 : 2;
+    int8_t *B = nrt ? aligned_alloc(64, (size_t)nct * nb * 512) : NULL;
+    float *dy = nrt ? aligned_alloc(64, (size_t)nct * nb * 64) : NULL;
+    float *ys = nrt ? aligned_alloc(64, (size_t)nct * nb * 64) : NULL;
+    int8_t *A = unpack && nrt ? aligned_alloc(64, (size_t)nb * 512) : NULL;
+    float *dw = nrt ? aligned_alloc(64, (size_t)nb * 64) : NULL;
+    float *mw = nrt ? aligned_alloc(64, (size_t)nb * 64) : NULL;
+    if (!B || !dy || !ys || !dw || !mw || (unpack && !A)) {
+        free(B), free(dy), free(ys), free(A), free(dw), free(mw);
+        fallback(n, nrows, ncols, out, ldo, w, rb, act, as);
+        return;
+    }
+    /* activations: VNNI-ordered blocks per 16-column tile, zero past ncols */
+    for (int64_t ct = 0; ct < nct; ct++)
+        for (int64_t b = 0; b < nb; b++) {
+            int8_t *dst = B + ((size_t)ct * nb + b) * 512;
+            float *d = dy + ((size_t)ct * nb + b) * 16;
+            for (int j = 0; j < 16; j++) {
+                const int64_t col = ct * 16 + j;
+                float *sv = ys + ((size_t)ct * nb + b) * 16;
+                if (col >= ncols) {
+                    d[j] = sv[j] = 0;
+                    for (int kk = 0; kk < 8; kk++) memset(dst + kk * 64 + 4 * j, 0, 4);
+                    continue;
+                }
+                const uint8_t *y = (const uint8_t *)act + (size_t)col * as + (size_t)b * absz;
+                d[j] = F16((uint16_t)(y[0] | y[1] << 8));
+                sv[j] = q81 ? F16((uint16_t)(y[2] | y[3] << 8)) : 0;
+                for (int kk = 0; kk < 8; kk++) memcpy(dst + kk * 64 + 4 * j, y + aqoff + 4 * kk, 4);
+            }
+        }
+    tiles_configure();
+    _Alignas(64) int32_t C[16][16];
+    _Alignas(64) float res[16][16];
+    for (int64_t rt = 0; rt < nrt; rt++) {
+        const char *wr = (const char *)w + (size_t)rt * 16 * rb;
+        for (int64_t b = 0; b < nb; b++)
+            for (int r = 0; r < 16; r++) {
+                const uint8_t *blk = (const uint8_t *)wr + (size_t)r * rb + b * bsz;
+                dw[b * 16 + r] = F16((uint16_t)(blk[0] | blk[1] << 8));
+                mw[b * 16 + r] = q81 ? F16((uint16_t)(blk[2] | blk[3] << 8)) : 0;
+                if (unpack) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(blk + qoff));
+                    __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+                    z = _mm256_and_si256(z, _mm256_set1_epi8(0x0F));
+                    if (wt == WT_Q4_0) z = _mm256_sub_epi8(z, _mm256_set1_epi8(8));
+                    if (wt == WT_IQ4_NL)
+                        z = _mm256_shuffle_epi8(
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl)), z);
+                    _mm256_store_si256((__m256i *)(A + b * 512 + r * 32), z);
+                }
+            }
+        for (int64_t ct = 0; ct < nct; ct++) {
+            __m512 acc[16];
+            for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                _tile_zero(0);
+                if (unpack) _tile_loadd(1, A + b * 512, 32);
+                else _tile_loadd(1, wr + b * 34 + 2, (long)rb);
+                _tile_loadd(2, B + ((size_t)ct * nb + b) * 512, 64);
+                _tile_dpbssd(0, 1, 2);
+                _tile_stored(0, C, 64);
+                const __m512 dyv = _mm512_load_ps(dy + ((size_t)ct * nb + b) * 16);
+                for (int r = 0; r < 16; r++)
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(C[r])),
+                                             _mm512_mul_ps(dyv, _mm512_set1_ps(dw[b * 16 + r])), acc[r]);
+                if (q81) {
+                    const __m512 sv = _mm512_load_ps(ys + ((size_t)ct * nb + b) * 16);
+                    for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(sv, _mm512_set1_ps(mw[b * 16 + r]), acc[r]);
+                }
+            }
+            for (int r = 0; r < 16; r++) _mm512_store_ps(res[r], acc[r]);
+            for (int j = 0; j < 16 && ct * 16 + j < ncols; j++)
+                for (int r = 0; r < 16; r++) out[(size_t)(ct * 16 + j) * ldo + rt * 16 + r] = res[r][j];
+        }
+    }
+    _tile_release();
+    free(B), free(dy), free(ys), free(A), free(dw), free(mw);
+    if (nrows > nrt * 16)
+        fallback(n, nrows - nrt * 16, ncols, out + nrt * 16, ldo, (const char *)w + (size_t)nrt * 16 * rb, rb, act, as);
+}
+
+static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
+    gemm_amx(WT_Q8_0, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+static void gm_q4_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
+    gemm_amx(WT_Q4_0, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+static void gm_q4_1(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
+    gemm_amx(WT_Q4_1, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+static void gm_iq4_nl(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                      const void *act, size_t as) {
+    gemm_amx(WT_IQ4_NL, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+/* ---- K-quants and IQ4_XS: weights unpacked per row tile into int8
+ * sub-blocks (32 elements for Q4_K/Q5_K/IQ4_XS, 16 for Q6_K/Q3_K/Q2_K: one
+ * tdpbssd per scale), each with a float scale d*sc per row; mins (Q4_K,
+ * Q5_K, Q2_K) are applied with the activation bsums. */
+enum { WT_Q4_K, WT_Q6_K, WT_Q5_K, WT_IQ4_XS, WT_Q3_K, WT_Q2_K, WT_KCOUNT };
+static phiq_gemm_fn g_fallback_k[WT_KCOUNT];
+
+static void unpack_q4_K(const phiq_kblk_q4_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+    for (int64_t i = 0; i < nsb; i++) {
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        const float d = F16(x[i].d), dmin = F16(x[i].dmin);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            const int64_t s0 = i * 8 + 2 * c;
+            _mm256_store_si256((__m256i *)(A + (s0 * 16 + r) * 32), _mm256_and_si256(v, _mm256_set1_epi8(0x0F)));
+            _mm256_store_si256((__m256i *)(A + ((s0 + 1) * 16 + r) * 32),
+                               _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(0x0F)));
+        }
+        for (int j = 0; j < 8; j++) wsc[(i * 8 + j) * 16 + r] = d * sc[j], wmn[(i * 8 + j) * 16 + r] = dmin * mn[j];
+    }
+}
+
+static void unpack_q6_K(const phiq_kblk_q6_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+    for (int64_t i = 0; i < nsb; i++) {
+        const float d = F16(x[i].d);
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
+            _Alignas(64) int8_t e[128];
+            for (int l = 0; l < 32; l++) {
+                e[l] = (int8_t)(((ql[l] & 0xF) | ((qh[l] & 3) << 4)) - 32);
+                e[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                e[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                e[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+            }
+            for (int g = 0; g < 8; g++) {
+                const int64_t G = i * 16 + 8 * h + g;
+                memcpy(A + (G * 16 + r) * 16, e + 16 * g, 16);
+                wsc[G * 16 + r] = d * x[i].scales[8 * h + g];
+            }
+        }
+    }
+}
+
+static void unpack_q5_K(const phiq_kblk_q5_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    for (int64_t i = 0; i < nsb; i++) {
+        uint8_t sc[8], mn[8];
+        phiq_kq_scale_min(x[i].scales, sc, mn);
+        const float d = F16(x[i].d), dmin = F16(x[i].dmin);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        for (int c = 0; c < 4; c++) {
+            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
+            __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
+            __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
+            const int64_t s0 = i * 8 + 2 * c;
+            _mm256_store_si256((__m256i *)(A + (s0 * 16 + r) * 32),
+                               _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4)));
+            _mm256_store_si256((__m256i *)(A + ((s0 + 1) * 16 + r) * 32),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4)));
+        }
+        for (int j = 0; j < 8; j++) wsc[(i * 8 + j) * 16 + r] = d * sc[j], wmn[(i * 8 + j) * 16 + r] = dmin * mn[j];
+    }
+}
+
+static void unpack_iq4_xs(const phiq_kblk_iq4_xs *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
+    for (int64_t i = 0; i < nsb; i++) {
+        const float d = F16(x[i].d);
+        for (int ib = 0; ib < 8; ib++) {
+            const int ls = ((x[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((x[i].scales_h >> (2 * ib)) & 3) << 4);
+            __m128i v = _mm_loadu_si128((const __m128i *)(x[i].qs + 16 * ib));
+            __m256i z = _mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1);
+            z = _mm256_shuffle_epi8(tab, _mm256_and_si256(z, _mm256_set1_epi8(0x0F)));
+            _mm256_store_si256((__m256i *)(A + ((i * 8 + ib) * 16 + r) * 32), z);
+            wsc[(i * 8 + ib) * 16 + r] = d * (ls - 32);
+        }
+    }
+}
+
+/* Q3_K / Q2_K: 2-bit planes (plus Q3_K's high bit), 16-element groups. */
+static void unpack_q3_K(const phiq_kblk_q3_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+    const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), k4 = _mm256_set1_epi8(4);
+    for (int64_t i = 0; i < nsb; i++) {
+        const float d = F16(x[i].d);
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int s2 = 0; s2 < 4; s2++) {
+                __m256i v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s2)), m3);
+                __m256i hb = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(4 * h + s2)), one);
+                v = _mm256_sub_epi8(_mm256_or_si256(v, _mm256_slli_epi16(hb, 2)), k4);
+                const int64_t g = i * 16 + 8 * h + 2 * s2;
+                _mm_store_si128((__m128i *)(A + (g * 16 + r) * 16), _mm256_castsi256_si128(v));
+                _mm_store_si128((__m128i *)(A + ((g + 1) * 16 + r) * 16), _mm256_extracti128_si256(v, 1));
+            }
+        }
+        for (int g = 0; g < 16; g++) {
+            const int lo = g < 8 ? (x[i].scales[g] & 0xF) : (x[i].scales[g - 8] >> 4);
+            const int hi = (x[i].scales[8 + g % 4] >> (2 * (g / 4))) & 3;
+            wsc[(i * 16 + g) * 16 + r] = d * ((lo | hi << 4) - 32);
+        }
+    }
+}
+
+static void unpack_q2_K(const phiq_kblk_q2_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (int64_t i = 0; i < nsb; i++) {
+        const float d = F16(x[i].d), dmin = F16(x[i].dmin);
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            for (int s2 = 0; s2 < 4; s2++) {
+                __m256i v = _mm256_and_si256(_mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * s2)), m3);
+                const int64_t g = i * 16 + 8 * h + 2 * s2;
+                _mm_store_si128((__m128i *)(A + (g * 16 + r) * 16), _mm256_castsi256_si128(v));
+                _mm_store_si128((__m128i *)(A + ((g + 1) * 16 + r) * 16), _mm256_extracti128_si256(v, 1));
+            }
+        }
+        for (int g = 0; g < 16; g++)
+            wsc[(i * 16 + g) * 16 + r] = d * (x[i].scales[g] & 0xF), wmn[(i * 16 + g) * 16 + r] = dmin * (x[i].scales[g] >> 4);
+    }
+}
+
+static void gemm_amx_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w,
+                       size_t rb, const void *act, size_t as) {
+    phiq_gemm_fn fallback = g_fallback_k[wt];
+    const int ks = wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_IQ4_XS ? 32 : 16; /* elements per scale */
+    const int has_min = wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_Q2_K;
+    const int64_t nsb = n / PHIQ_KQK_K, nsub = n / ks, nrt = nrows / 16, nct = (ncols + 15) / 16;
+    const size_t bsub = (size_t)ks * 16;    /* bytes of one sub-block tile (A and B alike) */
+    int8_t *B = nrt ? aligned_alloc(64, (size_t)nct * nsub * bsub) : NULL;
+    float *dy = nrt ? aligned_alloc(64, (size_t)nct * nsb * 64) : NULL;
+    float *ysum = nrt ? aligned_alloc(64, (size_t)nct * nsub * 64) : NULL;
+    int8_t *A = nrt ? aligned_alloc(64, (size_t)nsub * bsub) : NULL;
+    float *wsc = nrt ? aligned_alloc(64, (size_t)nsub * 64) : NULL;
+    float *wmn = nrt ? aligned_alloc(64, (size_t)nsub * 64) : NULL;
+    if (!B || !dy || !ysum || !A || !wsc || !wmn) {
+        free(B), free(dy), free(ysum), free(A), free(wsc), free(wmn);
+        fallback(n, nrows, ncols, out, ldo, w, rb, act, as);
+        return;
+    }
+    for (int64_t ct = 0; ct < nct; ct++)
+        for (int j = 0; j < 16; j++) {
+            const int64_t col = ct * 16 + j;
+            const phiq_kblk_q8_K *y = col < ncols ? (const phiq_kblk_q8_K *)((const char *)act + (size_t)col * as) : NULL;
+            for (int64_t i = 0; i < nsb; i++) {
+                dy[(ct * nsb + i) * 16 + j] = y ? y[i].d : 0;
+                /* activation sums per sub-block (bsums are per 16), times d */
+                for (int k = 0; k < PHIQ_KQK_K / ks; k++) {
+                    int sum = 0;
+                    for (int t = 0; y && t < ks / 16; t++) sum += y[i].bsums[k * ks / 16 + t];
+                    ysum[(ct * nsub + i * (PHIQ_KQK_K / ks) + k) * 16 + j] = y ? y[i].d * (float)sum : 0;
+                }
+            }
+            for (int64_t sub = 0; sub < nsub; sub++) {
+                int8_t *dst = B + (size_t)(ct * nsub + sub) * bsub;
+                for (int kk = 0; kk < ks / 4; kk++) {
+                    if (y) memcpy(dst + kk * 64 + 4 * j, y[sub * ks / PHIQ_KQK_K].qs + (sub * ks) % PHIQ_KQK_K + 4 * kk, 4);
+                    else memset(dst + kk * 64 + 4 * j, 0, 4);
+                }
+            }
+        }
+    tiles_configure();
+    _Alignas(64) int32_t C[16][16];
+    _Alignas(64) float res[16][16];
+    const int per_sb = PHIQ_KQK_K / ks;
+    for (int64_t rt = 0; rt < nrt; rt++) {
+        for (int r = 0; r < 16; r++) {
+            const void *row = (const char *)w + (size_t)(rt * 16 + r) * rb;
+            switch (wt) {
+            case WT_Q4_K: unpack_q4_K(row, nsb, r, A, wsc, wmn); break;
+            case WT_Q5_K: unpack_q5_K(row, nsb, r, A, wsc, wmn); break;
+            case WT_Q6_K: unpack_q6_K(row, nsb, r, A, wsc); break;
+            case WT_IQ4_XS: unpack_iq4_xs(row, nsb, r, A, wsc); break;
+            case WT_Q3_K: unpack_q3_K(row, nsb, r, A, wsc); break;
+            default: unpack_q2_K(row, nsb, r, A, wsc, wmn); break;
+            }
+        }
+        for (int64_t ct = 0; ct < nct; ct++) {
+            __m512 acc[16];
+            for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
+            for (int64_t sub = 0; sub < nsub; sub++) {
+                _tile_zero(0);
+                if (ks == 32) {
+                    _tile_loadd(1, A + sub * bsub, 32);
+                    _tile_loadd(2, B + (size_t)(ct * nsub + sub) * bsub, 64);
+                    _tile_dpbssd(0, 1, 2);
+                } else {
+                    _tile_loadd(3, A + sub * bsub, 16);
+                    _tile_loadd(4, B + (size_t)(ct * nsub + sub) * bsub, 64);
+                    _tile_dpbssd(0, 3, 4);
+                }
+                _tile_stored(0, C, 64);
+                const __m512 dyv = _mm512_load_ps(dy + (ct * nsb + sub / per_sb) * 16);
+                for (int r = 0; r < 16; r++)
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(C[r])),
+                                             _mm512_mul_ps(dyv, _mm512_set1_ps(wsc[sub * 16 + r])), acc[r]);
+            }
+            if (has_min)
+                for (int64_t sub = 0; sub < nsub; sub++) {
+                    const __m512 ys = _mm512_load_ps(ysum + (ct * nsub + sub) * 16);
+                    for (int r = 0; r < 16; r++) acc[r] = _mm512_fnmadd_ps(ys, _mm512_set1_ps(wmn[sub * 16 + r]), acc[r]);
+                }
+            for (int r = 0; r < 16; r++) _mm512_store_ps(res[r], acc[r]);
+            for (int j = 0; j < 16 && ct * 16 + j < ncols; j++)
+                for (int r = 0; r < 16; r++) out[(size_t)(ct * 16 + j) * ldo + rt * 16 + r] = res[r][j];
+        }
+    }
+    _tile_release();
+    free(B), free(dy), free(ysum), free(A), free(wsc), free(wmn);
+    if (nrows > nrt * 16)
+        fallback(n, nrows - nrt * 16, ncols, out + nrt * 16, ldo, (const char *)w + (size_t)nrt * 16 * rb, rb, act, as);
+}
+
+#define GM_K(name, WT)                                                                             \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        gemm_amx_k(WT, n, nrows, ncols, out, ldo, w, rb, act, as);                                 \
+    }
+GM_K(q5_K, WT_Q5_K)
+GM_K(iq4_xs, WT_IQ4_XS)
+GM_K(q3_K, WT_Q3_K)
+GM_K(q2_K, WT_Q2_K)
+
+static void gm_q4_K(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
+    gemm_amx_k(WT_Q4_K, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+static void gm_q6_K(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
+    gemm_amx_k(WT_Q6_K, n, nrows, ncols, out, ldo, w, rb, act, as);
+}
+
+void phiq_kernels_init_amx(phiq_kernels *k) {
+    phiq_kernels_init_avx512(k);
+    k->isa = "amx";
+    g_fallback_q8_0 = k->gemm[PHIQ_GGML_TYPE_Q8_0];
+    g_fallback_q4_0 = k->gemm[PHIQ_GGML_TYPE_Q4_0];
+    k->gemm[PHIQ_GGML_TYPE_Q8_0] = gm_q8_0;
+    k->gemm[PHIQ_GGML_TYPE_Q4_0] = gm_q4_0;
+    g_fallback_q4_1 = k->gemm[PHIQ_GGML_TYPE_Q4_1];
+    g_fallback_iq4_nl = k->gemm[PHIQ_GGML_TYPE_IQ4_NL];
+    k->gemm[PHIQ_GGML_TYPE_Q4_1] = gm_q4_1;
+    k->gemm[PHIQ_GGML_TYPE_IQ4_NL] = gm_iq4_nl;
+    const struct { int type, wt; phiq_gemm_fn fn; } kq[] = {
+        {PHIQ_GGML_TYPE_Q4_K, WT_Q4_K, gm_q4_K},   {PHIQ_GGML_TYPE_Q6_K, WT_Q6_K, gm_q6_K},
+        {PHIQ_GGML_TYPE_Q5_K, WT_Q5_K, gm_q5_K},   {PHIQ_GGML_TYPE_IQ4_XS, WT_IQ4_XS, gm_iq4_xs},
+        {PHIQ_GGML_TYPE_Q3_K, WT_Q3_K, gm_q3_K},   {PHIQ_GGML_TYPE_Q2_K, WT_Q2_K, gm_q2_K},
+    };
+    for (size_t i = 0; i < sizeof kq / sizeof *kq; i++) {
+        g_fallback_k[kq[i].wt] = k->gemm[kq[i].type];
+        k->gemm[kq[i].type] = kq[i].fn;
+    }
+}

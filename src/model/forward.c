@@ -1,0 +1,234 @@
+/* forward.c — the Phi forward pass on CPU for one batch of tokens:
+ * phi3 (Phi-3/3.5/4/4-mini: RMSNorm, fused Q|K|V, GQA, NeoX RoPE on the first
+ * n_rot dims with LongRoPE factors and attention factor, optional sliding
+ * window, SwiGLU gate-first) and phi2 (Phi-1.5/2: one LayerNorm feeding
+ * attention and MLP in parallel, biases everywhere, GELU through ggml's fp16
+ * table, partial rotary). Semantics: docs/reference/phi-family-architecture.md
+ * §2a/§2b and llamacpp-gguf-quant.md §2.2/§2.3. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "core/common.h"
+#include "formats/ggml_type.h"
+#include "model/model.h"
+
+typedef struct {
+    phiq_context *ctx;
+    int layer, n, p0;
+    const float *qkv; /* [n][nq + 2 nkv] after RoPE */
+    float *out;       /* [n][nq] */
+} phiq_attn_job;
+
+/* One (token, head) pair per work item; each thread owns a score row. */
+static void phiq_attn_task(void *arg, int ith, int nth) {
+    phiq_attn_job *j = arg;
+    phiq_context *ctx = j->ctx;
+    const phiq_hparams *hp = &ctx->m->hp;
+    int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
+    int nq = nh * hd, nk = nkv * hd, group = nh / nkv;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *s = ctx->scores + (size_t)ith * (size_t)ctx->n_ctx;
+    long lo, hi;
+    phiq_split((long)j->n * nh, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        int t = (int)(it / nh), h = (int)(it % nh);
+        int p = j->p0 + t;
+        int first = 0;
+        /* Hugging Face's sliding mask: key k visible to query p iff p - W < k <= p. */
+        if (ctx->window > 0 && p - ctx->window + 1 > 0) first = p - ctx->window + 1;
+        const float *q = j->qkv + (size_t)t * (size_t)(nq + 2 * nk) + (size_t)h * hd;
+        int off = (h / group) * hd;
+        for (int k = first; k <= p; k++) s[k - first] = phiq_kv_dot_k(&ctx->kv, j->layer, k, off, q, hd) * scale;
+        phiq_softmax(s, p - first + 1);
+        float *o = j->out + (size_t)t * nq + (size_t)h * hd;
+        memset(o, 0, (size_t)hd * sizeof(float));
+        for (int k = first; k <= p; k++) phiq_kv_axpy_v(&ctx->kv, j->layer, k, off, s[k - first], o, hd);
+    }
+}
+
+/* The block's normalization: phi2 LayerNorm; phi3 RMSNorm (plus a bias if
+ * the file has one); phimoe LayerNorm as Hugging Face defines it, or
+ * llama.cpp's RMSNorm plus bias. */
+static void phiq_norm(const phiq_context *ctx, float *y, const float *x, const float *w, const float *b) {
+    const phiq_hparams *hp = &ctx->m->hp;
+    const int E = hp->n_embd;
+    if (hp->arch == PHIQ_ARCH_PHI2 || (hp->arch == PHIQ_ARCH_PHIMOE && !ctx->phimoe_llamacpp)) {
+        phiq_layernorm(y, x, w, b, E, hp->norm_eps);
+        return;
+    }
+    phiq_rmsnorm(y, x, w, E, hp->norm_eps);
+    if (b)
+        for (int i = 0; i < E; i++) y[i] += b[i];
+}
+
+/* PhiMoE routing of one token: picks n_used experts and their weights.
+ * llama.cpp: softmax over all, top-k, renormalized. Hugging Face
+ * (SparseMixer, top-2): each pick is a softmax over the logits within a 2%
+ * relative threshold of the current maximum, evaluated at the argmax; the
+ * first pick is excluded from the second; weights are not renormalized. */
+static void phiq_route(const phiq_context *ctx, const float *logit, int n_exp, int n_used, int *sel, float *w) {
+    if (ctx->phimoe_llamacpp) {
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < n_exp; j++) mx = fmax(mx, logit[j]);
+        for (int j = 0; j < n_exp; j++) sum += exp(logit[j] - mx);
+        double tot = 0;
+        for (int k = 0; k < n_used; k++) {
+            int best = -1;
+            for (int j = 0; j < n_exp; j++) {
+                bool taken = false;
+                for (int q = 0; q < k; q++) taken |= sel[q] == j;
+                if (!taken && (best < 0 || logit[j] > logit[best])) best = j;
+            }
+            sel[k] = best;
+            w[k] = (float)(exp(logit[best] - mx) / sum);
+            tot += w[k];
+        }
+        for (int k = 0; k < n_used; k++) w[k] = (float)(w[k] / tot);
+        return;
+    }
+    const float eps2 = 2 * 0.01f; /* 2 x router_jitter_noise of Phi-3.5-MoE */
+    for (int k = 0; k < 2 && k < n_used; k++) {
+        int arg = -1;
+        for (int j = 0; j < n_exp; j++) {
+            if (k == 1 && j == sel[0]) continue;
+            if (arg < 0 || logit[j] > logit[arg]) arg = j;
+        }
+        float m = logit[arg];
+        double sum = 0;
+        for (int j = 0; j < n_exp; j++) {
+            if (k == 1 && j == sel[0]) continue;
+            float factor = fabsf(logit[j]) > m ? fabsf(logit[j]) : m;
+            if ((m - logit[j]) / factor > eps2) continue; /* masked */
+            sum += exp((double)logit[j] - m);
+        }
+        sel[k] = arg;
+        w[k] = (float)(1.0 / sum);
+    }
+}
+
+/* y = W x (+ b) for T rows, with llama.cpp's input rounding when asked. */
+static int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
+                   const float *bias) {
+    if (ctx->llamacpp_numerics && w->type != PHIQ_GGML_TYPE_F32) {
+        int rc = phiq_act_round(w->type, x, ldx, T, w->n_in, ctx->act, ctx->act_q);
+        if (rc < 0) return rc;
+        x = ctx->act;
+        ldx = w->n_in;
+    }
+    phiq_matmul(ctx->tp, w, x, ldx, T, y, ldy, bias, ctx->mm_scratch);
+    return 0;
+}
+
+/* x += mixture of experts over the normalized rows in ctx->h. */
+static int phiq_moe(phiq_context *ctx, const phiq_layer *ly, int n) {
+    const phiq_hparams *hp = &ctx->m->hp;
+    const int E = hp->n_embd, F = hp->n_ff, X = hp->n_expert, U = hp->n_expert_used;
+    float *logits = ctx->moe + (size_t)ctx->n_batch * E; /* [n][X] */
+    int rc;
+    if ((rc = phiq_mm(ctx, &ly->gate_inp, ctx->h, E, n, logits, X, NULL)) < 0) return rc;
+    int sel[PHIQ_MAX_EXPERT_USED];
+    float w[PHIQ_MAX_EXPERT_USED];
+    for (int t = 0; t < n; t++) {
+        float *acc = ctx->moe + (size_t)t * E, *g = ctx->ffn + (size_t)t * 2 * F, *y = ctx->tmp + (size_t)t * E;
+        const float *h = ctx->h + (size_t)t * E;
+        memset(acc, 0, (size_t)E * sizeof(float));
+        phiq_route(ctx, logits + (size_t)t * X, X, U, sel, w);
+        for (int k = 0; k < U; k++) {
+            int e = sel[k];
+            if ((rc = phiq_mm(ctx, &ly->exp_gate[e], h, E, 1, g, F, NULL)) < 0) return rc;
+            if ((rc = phiq_mm(ctx, &ly->exp_up[e], h, E, 1, g + F, F, NULL)) < 0) return rc;
+            phiq_swiglu(g, g, g + F, F);
+            if ((rc = phiq_mm(ctx, &ly->exp_down[e], g, F, 1, y, E, NULL)) < 0) return rc;
+            for (int i = 0; i < E; i++) acc[i] += w[k] * y[i];
+        }
+        float *x = ctx->x + (size_t)t * E;
+        for (int i = 0; i < E; i++) x[i] += acc[i];
+    }
+    return 0;
+}
+
+int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float *out, int out_first) {
+    const phiq_model *m = ctx->m;
+    const phiq_hparams *hp = &m->hp;
+    const bool phi2 = hp->arch == PHIQ_ARCH_PHI2;
+    const int E = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
+    const int nq = nh * hd, nk = nkv * hd, ldqkv = nq + 2 * nk, F = hp->n_ff, nr2 = hp->n_rot / 2;
+    const int ldffn = phi2 ? F : 2 * F;
+    const int p0 = ctx->pos;
+    int rc;
+    if (n <= 0 || n > ctx->n_batch) return phiq_fail(PHIQ_EINVAL, "forward: batch of %d tokens (max %d)", n, ctx->n_batch);
+    if (p0 + n > ctx->n_ctx) return phiq_fail(PHIQ_ERANGE, "context full: %d + %d tokens > n_ctx %d", p0, n, ctx->n_ctx);
+
+    for (int t = 0; t < n; t++) {
+        if (ids[t] < 0 || ids[t] >= hp->n_vocab)
+            return phiq_fail(PHIQ_ERANGE, "token id %d out of range [0, %d)", ids[t], hp->n_vocab);
+        rc = phiq_row_to_f32(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes,
+                                 ctx->x + (size_t)t * E, E);
+        if (rc < 0) return rc;
+    }
+    const float *factors = NULL;
+    if (hp->n_rope_factors > 0) factors = long_f ? hp->rope_long : hp->rope_short;
+    for (int t = 0; t < n; t++)
+        phiq_rope_table(ctx->rope_cos + (size_t)t * nr2, ctx->rope_sin + (size_t)t * nr2, hp->n_rot, (double)(p0 + t),
+                        hp->rope_theta, factors, hp->rope_attn_factor);
+
+    for (int L = 0; L < hp->n_layer; L++) {
+        const phiq_layer *ly = &m->layers[L];
+        for (int t = 0; t < n; t++) {
+            float *h = ctx->h + (size_t)t * E;
+            const float *x = ctx->x + (size_t)t * E;
+            phiq_norm(ctx, h, x, ly->attn_norm, ly->attn_norm_b);
+        }
+        if (ly->fused_qkv) {
+            if ((rc = phiq_mm(ctx, &ly->qkv, ctx->h, E, n, ctx->qkv, ldqkv, ly->qkv_b)) < 0) return rc;
+        } else {
+            if ((rc = phiq_mm(ctx, &ly->q, ctx->h, E, n, ctx->qkv, ldqkv, ly->q_b)) < 0) return rc;
+            if ((rc = phiq_mm(ctx, &ly->k, ctx->h, E, n, ctx->qkv + nq, ldqkv, ly->k_b)) < 0) return rc;
+            if ((rc = phiq_mm(ctx, &ly->v, ctx->h, E, n, ctx->qkv + nq + nk, ldqkv, ly->v_b)) < 0) return rc;
+        }
+        for (int t = 0; t < n; t++) {
+            float *q = ctx->qkv + (size_t)t * ldqkv, *k = q + nq, *v = k + nk;
+            const float *c = ctx->rope_cos + (size_t)t * nr2, *s = ctx->rope_sin + (size_t)t * nr2;
+            for (int h = 0; h < nh; h++) phiq_rope_neox(q + h * hd, hp->n_rot, c, s);
+            for (int h = 0; h < nkv; h++) phiq_rope_neox(k + h * hd, hp->n_rot, c, s);
+            phiq_kv_store(&ctx->kv, L, p0 + t, k, v);
+        }
+        phiq_attn_job aj = {ctx, L, n, p0, ctx->qkv, ctx->att};
+        phiq_threadpool_run(ctx->tp, phiq_attn_task, &aj);
+        if ((rc = phiq_mm(ctx, &ly->wo, ctx->att, nq, n, ctx->tmp, E, ly->wo_b)) < 0) return rc;
+
+        if (phi2) {
+            /* parallel block: the MLP reads the same LayerNorm output h */
+            if ((rc = phiq_mm(ctx, &ly->up, ctx->h, E, n, ctx->ffn, ldffn, ly->up_b)) < 0) return rc;
+            phiq_gelu_lut(ctx->ffn, (int64_t)n * F, m->gelu_table);
+            if ((rc = phiq_mm(ctx, &ly->down, ctx->ffn, ldffn, n, ctx->h, E, ly->down_b)) < 0) return rc;
+            for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i] + ctx->h[i];
+        } else {
+            for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i];
+            for (int t = 0; t < n; t++) {
+                phiq_norm(ctx, ctx->h + (size_t)t * E, ctx->x + (size_t)t * E, ly->ffn_norm, ly->ffn_norm_b);
+            }
+            if (hp->arch == PHIQ_ARCH_PHIMOE) {
+                if ((rc = phiq_moe(ctx, ly, n)) < 0) return rc;
+                continue;
+            }
+            if ((rc = phiq_mm(ctx, &ly->up, ctx->h, E, n, ctx->ffn, ldffn, ly->up_b)) < 0) return rc;
+            for (int t = 0; t < n; t++) {
+                float *g = ctx->ffn + (size_t)t * ldffn;
+                phiq_swiglu(g, g, g + F, F); /* first half gate, second half up */
+            }
+            if ((rc = phiq_mm(ctx, &ly->down, ctx->ffn, ldffn, n, ctx->tmp, E, ly->down_b)) < 0) return rc;
+            for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i];
+        }
+    }
+    ctx->pos = p0 + n;
+    if (!out || out_first >= n) return 0;
+    for (int t = out_first; t < n; t++) {
+        float *h = ctx->h + (size_t)t * E;
+        const float *x = ctx->x + (size_t)t * E;
+        phiq_norm(ctx, h, x, m->output_norm, m->output_norm_b);
+    }
+    if ((rc = phiq_mm(ctx, &m->output, ctx->h + (size_t)out_first * E, E, n - out_first, out, hp->n_vocab, m->output_b)) < 0)
+        return rc;
+    return 0;
+}

@@ -1,0 +1,522 @@
+/* model.c — opening a Phi model for inference: a GGUF file (phiq's or
+ * llama.cpp's, memory-mapped, weights used in place) or a Hugging Face
+ * directory (safetensors mapped; weights converted in memory to the requested
+ * type unless already in it). Hyper-parameters come from GGUF metadata
+ * (keys of llamacpp-gguf-quant.md §1.7) or config.json; every tensor's
+ * presence, shape and type is checked here, once, with an error naming the
+ * file and the tensor, so the forward pass never has to. */
+#include <stdlib.h>
+
+#include "core/common.h"
+#include "formats/ggml_type.h"
+#include "formats/gguf.h"
+#include "formats/hf.h"
+#include "model/model.h"
+#include "quant/quant.h"
+#include "tokenizer/tokenizer.h"
+
+/* A tensor seen the same way whichever file it came from. */
+typedef struct {
+    int type;          /* ggml type */
+    int n_dims;
+    int64_t ne[4];     /* ne[0] innermost */
+    const void *data;
+} phiq_src_tensor;
+
+typedef struct {
+    phiq_model *m;
+    const char *file;  /* for messages */
+    int target;        /* HF: ggml type to hold matrices in */
+} phiq_loader;
+
+static void *phiq_model_own(phiq_model *m, void *p) {
+    if (!p) return NULL;
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        void **o = realloc(m->owned, (size_t)cap * sizeof *o);
+        if (!o) {
+            free(p);
+            return NULL;
+        }
+        m->owned = o;
+        m->cap_owned = cap;
+    }
+    m->owned[m->n_owned++] = p;
+    return p;
+}
+
+/* GGUF tensor names -> Hugging Face names ("blk.N.x" handled by the caller). */
+static const char *phiq_hf_name(phiq_arch arch, const char *g) {
+    bool phi2 = arch == PHIQ_ARCH_PHI2;
+    static const struct { const char *g, *phi3, *phi2; } map[] = {
+        {"token_embd.weight", "model.embed_tokens.weight", "model.embed_tokens.weight"},
+        {"output_norm.weight", "model.norm.weight", "model.final_layernorm.weight"},
+        {"output_norm.bias", "model.norm.bias", "model.final_layernorm.bias"},
+        {"output.weight", "lm_head.weight", "lm_head.weight"},
+        {"output.bias", "lm_head.bias", "lm_head.bias"},
+        {"attn_norm.weight", "input_layernorm.weight", "input_layernorm.weight"},
+        {"attn_norm.bias", "input_layernorm.bias", "input_layernorm.bias"},
+        {"attn_qkv.weight", "self_attn.qkv_proj.weight", "self_attn.qkv_proj.weight"},
+        {"attn_qkv.bias", "self_attn.qkv_proj.bias", "self_attn.qkv_proj.bias"},
+        {"attn_q.weight", "self_attn.q_proj.weight", "self_attn.q_proj.weight"},
+        {"attn_q.bias", "self_attn.q_proj.bias", "self_attn.q_proj.bias"},
+        {"attn_k.weight", "self_attn.k_proj.weight", "self_attn.k_proj.weight"},
+        {"attn_k.bias", "self_attn.k_proj.bias", "self_attn.k_proj.bias"},
+        {"attn_v.weight", "self_attn.v_proj.weight", "self_attn.v_proj.weight"},
+        {"attn_v.bias", "self_attn.v_proj.bias", "self_attn.v_proj.bias"},
+        {"attn_output.weight", "self_attn.o_proj.weight", "self_attn.dense.weight"},
+        {"attn_output.bias", "self_attn.o_proj.bias", "self_attn.dense.bias"},
+        {"ffn_norm.weight", "post_attention_layernorm.weight", "post_attention_layernorm.weight"},
+        {"ffn_norm.bias", "post_attention_layernorm.bias", "post_attention_layernorm.bias"},
+        {"ffn_up.weight", "mlp.gate_up_proj.weight", "mlp.fc1.weight"},
+        {"ffn_up.bias", "mlp.gate_up_proj.bias", "mlp.fc1.bias"},
+        {"ffn_down.weight", "mlp.down_proj.weight", "mlp.fc2.weight"},
+        {"ffn_down.bias", "mlp.down_proj.bias", "mlp.fc2.bias"},
+        {"ffn_gate_inp.weight", "block_sparse_moe.gate.weight", "block_sparse_moe.gate.weight"},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcmp(map[i].g, g)) return phi2 ? map[i].phi2 : map[i].phi3;
+    return NULL;
+}
+
+/* 1 found, 0 absent, <0 error. */
+static int phiq_loader_find(phiq_loader *ld, const char *name, phiq_src_tensor *out) {
+    phiq_model *m = ld->m;
+    memset(out, 0, sizeof *out);
+    if (m->gguf) {
+        const phiq_gguf_tensor *t = phiq_gguf_find_tensor(m->gguf, name);
+        if (!t) return 0;
+        out->type = t->type;
+        out->n_dims = t->n_dims;
+        for (int i = 0; i < 4; i++) out->ne[i] = i < t->n_dims ? t->ne[i] : 1;
+        out->data = t->data;
+        return 1;
+    }
+    char hfname[256];
+    int layer = -1, used = 0;
+    const char *rest = name;
+    if (sscanf(name, "blk.%d.%n", &layer, &used) == 1 && used > 0) rest = name + used;
+    const char *mapped = phiq_hf_name(m->hp.arch, rest);
+    char expname[96];
+    int e = -1, u2 = 0;
+    char which[8];
+    /* per-expert pseudo names "ffn_{gate,up,down}_exp.E.weight" (HF keeps experts apart) */
+    if (!mapped && sscanf(rest, "ffn_%4[a-z]_exp.%d.weight%n", which, &e, &u2) == 2 && rest[u2] == 0 && e >= 0) {
+        const char *w = !strcmp(which, "gate") ? "w1" : !strcmp(which, "up") ? "w3" : !strcmp(which, "down") ? "w2" : NULL;
+        if (!w) return 0;
+        snprintf(expname, sizeof expname, "block_sparse_moe.experts.%d.%s.weight", e, w);
+        mapped = expname;
+    }
+    if (!mapped) return 0;
+    if (layer >= 0) snprintf(hfname, sizeof hfname, "model.layers.%d.%s", layer, mapped);
+    else snprintf(hfname, sizeof hfname, "%s", mapped);
+    const phiq_st_tensor *t = phiq_hf_find(m->hf, hfname);
+    if (!t) return 0;
+    switch (t->dtype) {
+    case PHIQ_ST_F32: out->type = PHIQ_GGML_TYPE_F32; break;
+    case PHIQ_ST_F16: out->type = PHIQ_GGML_TYPE_F16; break;
+    case PHIQ_ST_BF16: out->type = PHIQ_GGML_TYPE_BF16; break;
+    default:
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s has dtype %s, which phiq cannot evaluate", t->file, hfname,
+                         t->dtype_name ? t->dtype_name : "?");
+    }
+    if (t->n_dims < 1 || t->n_dims > 4)
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has %d dimensions", t->file, hfname, t->n_dims);
+    out->n_dims = t->n_dims;
+    for (int i = 0; i < 4; i++) out->ne[i] = i < t->n_dims ? t->shape[t->n_dims - 1 - i] : 1;
+    out->data = t->data;
+    return 1;
+}
+
+static int phiq_convert_row(int from, const void *src, int to, void *dst, int64_t n, float *tmp) {
+    int rc = phiq_row_to_f32(from, src, tmp, n);
+    if (rc < 0) return rc;
+    if (phiq_ggml_type_is_quantized(to)) {
+        int64_t w = phiq_quantize(to, tmp, dst, 1, n, NULL);
+        return w < 0 ? (int)w : 0;
+    }
+    if (to == PHIQ_GGML_TYPE_F32) memcpy(dst, tmp, (size_t)n * 4);
+    else if (to == PHIQ_GGML_TYPE_F16)
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = phiq_f32_to_f16(tmp[i]);
+            memcpy((uint8_t *)dst + 2 * i, &h, 2);
+        }
+    else
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = phiq_f32_to_bf16(tmp[i]);
+            memcpy((uint8_t *)dst + 2 * i, &h, 2);
+        }
+    return 0;
+}
+
+/* A matrix of n_out rows by n_in columns (GGUF ne = {n_in, n_out}). */
+static int phiq_load_mat(phiq_loader *ld, const char *name, int64_t n_in, int64_t n_out, bool required, phiq_mat *out) {
+    memset(out, 0, sizeof *out);
+    phiq_src_tensor t;
+    int rc = phiq_loader_find(ld, name, &t);
+    if (rc < 0) return rc;
+    if (rc == 0) return required ? phiq_fail(PHIQ_EFORMAT, "%s: tensor %s is missing", ld->file, name) : 0;
+    if (t.ne[0] != n_in || t.ne[1] != n_out || t.ne[2] != 1 || t.ne[3] != 1)
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]", ld->file,
+                         name, (long long)t.ne[0], (long long)t.ne[1], (long long)t.ne[2], (long long)t.ne[3],
+                         (long long)n_in, (long long)n_out);
+    if (!phiq_ops_type_supported(t.type))
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s has type %s, which this build cannot evaluate", ld->file, name,
+                         phiq_ggml_type_name(t.type));
+    int64_t rb = phiq_ggml_row_size(t.type, n_in);
+    if (rb <= 0)
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s: row of %lld is not a whole number of %s blocks", ld->file, name,
+                         (long long)n_in, phiq_ggml_type_name(t.type));
+    out->type = t.type;
+    out->n_in = n_in;
+    out->n_out = n_out;
+    out->row_bytes = (size_t)rb;
+    out->data = t.data;
+    if (ld->m->hf && t.type != ld->target) {
+        int64_t trb = phiq_ggml_row_size(ld->target, n_in);
+        if (trb <= 0)
+            return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s: rows of %lld cannot be stored as %s (block size %lld)", ld->file,
+                             name, (long long)n_in, phiq_ggml_type_name(ld->target),
+                             (long long)phiq_ggml_block_size(ld->target));
+        uint8_t *buf = phiq_model_own(ld->m, malloc((size_t)trb * (size_t)n_out));
+        float *tmp = malloc((size_t)n_in * sizeof(float));
+        if (!buf || !tmp) {
+            free(tmp);
+            return phiq_fail(PHIQ_ENOMEM, "%s: tensor %s: out of memory converting to %s", ld->file, name,
+                             phiq_ggml_type_name(ld->target));
+        }
+        for (int64_t r = 0; r < n_out && rc >= 0; r++)
+            rc = phiq_convert_row(t.type, (const uint8_t *)t.data + (size_t)r * (size_t)rb, ld->target,
+                                  buf + (size_t)r * (size_t)trb, n_in, tmp);
+        free(tmp);
+        if (rc < 0) return rc;
+        out->type = ld->target;
+        out->row_bytes = (size_t)trb;
+        out->data = buf;
+    }
+    return 1;
+}
+
+/* A vector of n values, copied to float32. */
+static int phiq_load_vec(phiq_loader *ld, const char *name, int64_t n, bool required, float **out) {
+    *out = NULL;
+    phiq_src_tensor t;
+    int rc = phiq_loader_find(ld, name, &t);
+    if (rc < 0) return rc;
+    if (rc == 0) return required ? phiq_fail(PHIQ_EFORMAT, "%s: tensor %s is missing", ld->file, name) : 0;
+    if (t.ne[0] != n || t.ne[1] != 1 || t.ne[2] != 1 || t.ne[3] != 1)
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has shape [%lld, %lld], expected [%lld]", ld->file, name,
+                         (long long)t.ne[0], (long long)t.ne[1], (long long)n);
+    if (t.type != PHIQ_GGML_TYPE_F32 && t.type != PHIQ_GGML_TYPE_F16 && t.type != PHIQ_GGML_TYPE_BF16)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s has type %s (vectors must be F32, F16 or BF16)", ld->file, name,
+                         phiq_ggml_type_name(t.type));
+    float *v = phiq_model_own(ld->m, malloc((size_t)n * sizeof(float)));
+    if (!v) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", ld->file);
+    phiq_row_to_f32(t.type, t.data, v, n);
+    *out = v;
+    return 1;
+}
+
+/* ---- GGUF metadata ------------------------------------------------------------ */
+
+/* Integer key (any integer type). 1 found, 0 absent (and not required), <0 error. */
+static int phiq_meta_int(phiq_gguf *g, const char *arch, const char *suffix, bool required, int64_t *out) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int64_t i = phiq_gguf_find_kv(g, key);
+    if (i < 0) return required ? phiq_fail(PHIQ_EFORMAT, "%s: metadata key %s is missing", phiq_gguf_path(g), key) : 0;
+    int t = phiq_gguf_kv_type(g, i);
+    double f;
+    if (t == PHIQ_GGUF_ARRAY || t == PHIQ_GGUF_STRING || t == PHIQ_GGUF_FLOAT32 || t == PHIQ_GGUF_FLOAT64 ||
+        t == PHIQ_GGUF_BOOL || phiq_gguf_kv_scalar(g, i, out, &f) < 0)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: metadata key %s has type %s, expected an integer", phiq_gguf_path(g), key,
+                         phiq_gguf_vtype_name(t));
+    return 1;
+}
+
+static int phiq_meta_float(phiq_gguf *g, const char *arch, const char *suffix, bool required, float *out) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    int64_t i = phiq_gguf_find_kv(g, key);
+    if (i < 0) return required ? phiq_fail(PHIQ_EFORMAT, "%s: metadata key %s is missing", phiq_gguf_path(g), key) : 0;
+    int t = phiq_gguf_kv_type(g, i);
+    int64_t iv;
+    double f;
+    if ((t != PHIQ_GGUF_FLOAT32 && t != PHIQ_GGUF_FLOAT64) || phiq_gguf_kv_scalar(g, i, &iv, &f) < 0)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: metadata key %s has type %s, expected a float", phiq_gguf_path(g), key,
+                         phiq_gguf_vtype_name(t));
+    *out = (float)f;
+    return 1;
+}
+
+static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {
+    const char *path = phiq_gguf_path(g);
+    const char *s;
+    uint64_t len;
+    int rc = phiq_gguf_get_str(g, "general.architecture", &s, &len);
+    if (rc < 0) return rc;
+    char arch[32];
+    if (len >= sizeof arch) len = sizeof arch - 1;
+    memcpy(arch, s, len);
+    arch[len] = 0;
+    memset(hp, 0, sizeof *hp);
+    if (!strcmp(arch, "phi3")) hp->arch = PHIQ_ARCH_PHI3;
+    else if (!strcmp(arch, "phi2")) hp->arch = PHIQ_ARCH_PHI2;
+    else if (!strcmp(arch, "phimoe")) hp->arch = PHIQ_ARCH_PHIMOE;
+    else return phiq_fail(PHIQ_EUNSUPPORTED, "%s: architecture \"%s\" is not supported (phi3, phi2, phimoe)", path, arch);
+    int64_t v;
+#define PHIQ_REQ_INT(field, key)                                        \
+    if ((rc = phiq_meta_int(g, arch, key, true, &v)) < 0) return rc;    \
+    if (v <= 0 || v > (1 << 30))                                        \
+        return phiq_fail(PHIQ_EFORMAT, "%s: %s.%s = %lld is out of range", path, arch, key, (long long)v); \
+    hp->field = (int)v;
+    PHIQ_REQ_INT(n_ctx_train, "context_length");
+    PHIQ_REQ_INT(n_embd, "embedding_length");
+    PHIQ_REQ_INT(n_layer, "block_count");
+    PHIQ_REQ_INT(n_ff, "feed_forward_length");
+    PHIQ_REQ_INT(n_head, "attention.head_count");
+#undef PHIQ_REQ_INT
+    hp->n_head_kv = hp->n_head;
+    if ((rc = phiq_meta_int(g, arch, "attention.head_count_kv", false, &v)) < 0) return rc;
+    if (rc) hp->n_head_kv = (int)(v > 0 && v <= hp->n_head ? v : 0);
+    if (hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv)
+        return phiq_fail(PHIQ_EFORMAT, "%s: %s.attention.head_count_kv must divide head_count %d", path, arch, hp->n_head);
+    if (hp->n_embd % hp->n_head)
+        return phiq_fail(PHIQ_EFORMAT, "%s: embedding_length %d is not a multiple of head_count %d", path, hp->n_embd, hp->n_head);
+    hp->head_dim = hp->n_embd / hp->n_head;
+    if ((rc = phiq_meta_int(g, arch, "attention.key_length", false, &v)) < 0) return rc;
+    if (rc && v != hp->head_dim)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: attention.key_length %lld differs from n_embd/n_head %d", path, (long long)v, hp->head_dim);
+    hp->n_rot = hp->head_dim;
+    if ((rc = phiq_meta_int(g, arch, "rope.dimension_count", false, &v)) < 0) return rc;
+    if (rc) {
+        if (v <= 0 || v > hp->head_dim || (v & 1))
+            return phiq_fail(PHIQ_EFORMAT, "%s: rope.dimension_count %lld must be even and <= head_dim %d", path, (long long)v, hp->head_dim);
+        hp->n_rot = (int)v;
+    }
+    hp->rope_theta = 10000.0f;
+    if ((rc = phiq_meta_float(g, arch, "rope.freq_base", false, &hp->rope_theta)) < 0) return rc;
+    hp->rope_attn_factor = 1.0f;
+    if ((rc = phiq_meta_float(g, arch, "rope.scaling.attn_factor", false, &hp->rope_attn_factor)) < 0) return rc;
+    hp->n_ctx_orig = hp->n_ctx_train;
+    if ((rc = phiq_meta_int(g, arch, "rope.scaling.original_context_length", false, &v)) < 0) return rc;
+    if (rc) hp->n_ctx_orig = (int)(v > 0 && v < (1 << 30) ? v : hp->n_ctx_train);
+    const char *eps_key = hp->arch == PHIQ_ARCH_PHI2 ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon";
+    if ((rc = phiq_meta_float(g, arch, eps_key, true, &hp->norm_eps)) < 0) return rc;
+    if ((rc = phiq_meta_int(g, arch, "attention.sliding_window", false, &v)) < 0) return rc;
+    if (rc) hp->sliding_window = (int)(v > 0 && v < (1 << 30) ? v : 0);
+    if (hp->arch == PHIQ_ARCH_PHIMOE) {
+        if ((rc = phiq_meta_int(g, arch, "expert_count", true, &v)) < 0) return rc;
+        hp->n_expert = (int)(v > 0 && v <= 4096 ? v : 0);
+        if ((rc = phiq_meta_int(g, arch, "expert_used_count", true, &v)) < 0) return rc;
+        hp->n_expert_used = (int)(v > 0 && v <= hp->n_expert ? v : 0);
+        if (!hp->n_expert || !hp->n_expert_used)
+            return phiq_fail(PHIQ_EFORMAT, "%s: bad phimoe.expert_count / expert_used_count", path);
+    }
+    hp->attn_bias = hp->arch != PHIQ_ARCH_PHI3;
+    hp->bos_id = hp->pad_id = -1;
+    return 0;
+}
+
+static int phiq_hparams_check(const char *file, phiq_hparams *hp) {
+    if (hp->arch == PHIQ_ARCH_PHIMOE &&
+        (hp->n_expert <= 0 || hp->n_expert > 4096 || hp->n_expert_used <= 0 || hp->n_expert_used > hp->n_expert || hp->n_expert_used > PHIQ_MAX_EXPERT_USED))
+        return phiq_fail(PHIQ_EFORMAT, "%s: phimoe needs 0 < experts used (%d) <= experts (%d)", file, hp->n_expert_used,
+                         hp->n_expert);
+    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_ff <= 0 ||
+        hp->head_dim <= 0 || hp->n_layer > 4096 || hp->n_head % hp->n_head_kv || hp->n_rot <= 0 ||
+        hp->n_rot > hp->head_dim || (hp->n_rot & 1) || hp->n_rot / 2 > PHIQ_MAX_ROPE_FACTORS)
+        return phiq_fail(PHIQ_EFORMAT, "%s: inconsistent hyper-parameters (embd %d, layers %d, heads %d/%d, head_dim %d, rot %d, ff %d)",
+                         file, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->n_ff);
+    if ((int64_t)hp->n_embd * hp->n_ff > ((int64_t)1 << 40))
+        return phiq_fail(PHIQ_EFORMAT, "%s: implausible dimensions", file);
+    if (!(hp->norm_eps >= 0.0f) || !(hp->rope_theta > 0.0f) || !(hp->rope_attn_factor > 0.0f))
+        return phiq_fail(PHIQ_EFORMAT, "%s: bad norm epsilon, rope base or attention factor", file);
+    return 0;
+}
+
+/* phimoe experts: GGUF stacks them in 3-D tensors {n_in, n_out, n_expert}
+ * (one expert's matrix after another); HF keeps one matrix per expert. */
+static int phiq_load_experts(phiq_loader *ld, int L, phiq_layer *ly) {
+    phiq_model *m = ld->m;
+    const phiq_hparams *hp = &m->hp;
+    const int64_t E = hp->n_embd, F = hp->n_ff, X = hp->n_expert;
+    char nm[96];
+    int rc;
+    snprintf(nm, sizeof nm, "blk.%d.ffn_gate_inp.weight", L);
+    if ((rc = phiq_load_mat(ld, nm, E, X, true, &ly->gate_inp)) < 0) return rc;
+    phiq_mat **dst[3] = {&ly->exp_gate, &ly->exp_up, &ly->exp_down};
+    const char *kind[3] = {"gate", "up", "down"};
+    for (int k = 0; k < 3; k++) {
+        *dst[k] = phiq_model_own(m, calloc((size_t)X, sizeof(phiq_mat)));
+        if (!*dst[k]) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", ld->file);
+        int64_t n_in = k == 2 ? F : E, n_out = k == 2 ? E : F;
+        if (m->gguf) {
+            snprintf(nm, sizeof nm, "blk.%d.ffn_%s_exps.weight", L, kind[k]);
+            const phiq_gguf_tensor *t = phiq_gguf_find_tensor(m->gguf, nm);
+            if (!t) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s is missing", ld->file, nm);
+            if (t->n_dims != 3 || t->ne[0] != n_in || t->ne[1] != n_out || t->ne[2] != X)
+                return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has shape [%lld, %lld, %lld], expected [%lld, %lld, %lld]", ld->file,
+                                 nm, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)n_in,
+                                 (long long)n_out, (long long)X);
+            if (!phiq_ops_type_supported(t->type))
+                return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s has type %s, which this build cannot evaluate", ld->file, nm,
+                                 phiq_ggml_type_name(t->type));
+            int64_t rb = phiq_ggml_row_size(t->type, n_in);
+            if (rb <= 0) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s: bad row size", ld->file, nm);
+            for (int64_t e = 0; e < X; e++) {
+                phiq_mat *mm = &(*dst[k])[e];
+                mm->type = t->type;
+                mm->n_in = n_in;
+                mm->n_out = n_out;
+                mm->row_bytes = (size_t)rb;
+                mm->data = (const uint8_t *)t->data + (size_t)e * (size_t)n_out * (size_t)rb;
+            }
+        } else {
+            for (int64_t e = 0; e < X; e++) {
+                snprintf(nm, sizeof nm, "blk.%d.ffn_%s_exp.%lld.weight", L, kind[k], (long long)e);
+                if ((rc = phiq_load_mat(ld, nm, n_in, n_out, true, &(*dst[k])[e])) < 0) return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
+    phiq_hparams *hp = &m->hp;
+    const bool phi2 = hp->arch == PHIQ_ARCH_PHI2, moe = hp->arch == PHIQ_ARCH_PHIMOE, biased = !(hp->arch == PHIQ_ARCH_PHI3);
+    const int64_t E = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim, nk = (int64_t)hp->n_head_kv * hp->head_dim;
+    const int64_t F = hp->n_ff;
+    int rc;
+    /* the vocabulary size is the embedding's row count */
+    phiq_src_tensor te;
+    rc = phiq_loader_find(ld, "token_embd.weight", &te);
+    if (rc < 0) return rc;
+    if (rc == 0) return phiq_fail(PHIQ_EFORMAT, "%s: tensor token_embd.weight is missing", ld->file);
+    if (te.ne[1] <= 0 || te.ne[1] > (1 << 28)) return phiq_fail(PHIQ_EFORMAT, "%s: token_embd.weight has a bad row count", ld->file);
+    hp->n_vocab = (int)te.ne[1];
+    const int64_t V = hp->n_vocab;
+    if ((rc = phiq_load_mat(ld, "token_embd.weight", E, V, true, &m->tok_embd)) < 0) return rc;
+    if ((rc = phiq_load_vec(ld, "output_norm.weight", E, true, &m->output_norm)) < 0) return rc;
+    if ((rc = phiq_load_vec(ld, "output_norm.bias", E, biased, &m->output_norm_b)) < 0) return rc;
+    if ((rc = phiq_load_mat(ld, "output.weight", E, V, false, &m->output)) < 0) return rc;
+    if (rc == 0) {
+        if (phi2) return phiq_fail(PHIQ_EFORMAT, "%s: tensor output.weight is missing (phi2 has an untied head)", ld->file);
+        m->output = m->tok_embd; /* tied embeddings */
+        hp->tied_embeddings = true;
+    }
+    if ((rc = phiq_load_vec(ld, "output.bias", V, biased, &m->output_b)) < 0) return rc;
+    if (m->gguf && hp->arch != PHIQ_ARCH_PHI2) {
+        float *fl = NULL, *fs = NULL;
+        if ((rc = phiq_load_vec(ld, "rope_factors_long.weight", hp->n_rot / 2, false, &fl)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, "rope_factors_short.weight", hp->n_rot / 2, false, &fs)) < 0) return rc;
+        if ((fl == NULL) != (fs == NULL))
+            return phiq_fail(PHIQ_EFORMAT, "%s: only one of rope_factors_long/rope_factors_short is present", ld->file);
+        if (fl) {
+            hp->n_rope_factors = hp->n_rot / 2;
+            memcpy(hp->rope_long, fl, (size_t)hp->n_rope_factors * 4);
+            memcpy(hp->rope_short, fs, (size_t)hp->n_rope_factors * 4);
+        }
+    }
+    for (int i = 0; i < hp->n_rope_factors; i++)
+        if (!(hp->rope_long[i] > 0.0f) || !(hp->rope_short[i] > 0.0f))
+            return phiq_fail(PHIQ_EFORMAT, "%s: rope factor %d is not positive", ld->file, i);
+    m->layers = phiq_model_own(m, calloc((size_t)hp->n_layer, sizeof(phiq_layer)));
+    if (!m->layers) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", ld->file);
+    for (int L = 0; L < hp->n_layer; L++) {
+        phiq_layer *ly = &m->layers[L];
+        char nm[96];
+#define PHIQ_NAME(s) (snprintf(nm, sizeof nm, "blk.%d.%s", L, s), nm)
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_norm.weight"), E, true, &ly->attn_norm)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_norm.bias"), E, biased, &ly->attn_norm_b)) < 0) return rc;
+        if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_qkv.weight"), E, nq + 2 * nk, false, &ly->qkv)) < 0) return rc;
+        ly->fused_qkv = rc == 1;
+        if (ly->fused_qkv) {
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_qkv.bias"), nq + 2 * nk, false, &ly->qkv_b)) < 0) return rc;
+        } else {
+            if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_q.weight"), E, nq, true, &ly->q)) < 0) {
+                phiq_error_prefix("no attn_qkv.weight either");
+                return rc;
+            }
+            if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_k.weight"), E, nk, true, &ly->k)) < 0) return rc;
+            if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_v.weight"), E, nk, true, &ly->v)) < 0) return rc;
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_q.bias"), nq, false, &ly->q_b)) < 0) return rc;
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_k.bias"), nk, false, &ly->k_b)) < 0) return rc;
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_v.bias"), nk, false, &ly->v_b)) < 0) return rc;
+        }
+        if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_output.weight"), nq, E, true, &ly->wo)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_output.bias"), E, biased, &ly->wo_b)) < 0) return rc;
+        if (!phi2) {
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_norm.weight"), E, true, &ly->ffn_norm)) < 0) return rc;
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_norm.bias"), E, moe, &ly->ffn_norm_b)) < 0) return rc;
+        }
+        if (moe) {
+            if ((rc = phiq_load_experts(ld, L, ly)) < 0) return rc;
+            continue;
+        }
+        if ((rc = phiq_load_mat(ld, PHIQ_NAME("ffn_up.weight"), E, phi2 ? F : 2 * F, true, &ly->up)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_up.bias"), phi2 ? F : 2 * F, phi2, &ly->up_b)) < 0) return rc;
+        if ((rc = phiq_load_mat(ld, PHIQ_NAME("ffn_down.weight"), F, E, true, &ly->down)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_down.bias"), E, phi2, &ly->down_b)) < 0) return rc;
+#undef PHIQ_NAME
+    }
+    if (phi2) {
+        m->gelu_table = phiq_model_own(m, malloc(65536 * sizeof(uint16_t)));
+        if (!m->gelu_table) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", ld->file);
+        phiq_gelu_table_init(m->gelu_table);
+    }
+    return 0;
+}
+
+phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
+    if (!path) return phiq_fail_null(PHIQ_EINVAL, "model path is NULL");
+    phiq_model *m = calloc(1, sizeof *m);
+    if (!m) return phiq_fail_null(PHIQ_ENOMEM, "%s: out of memory", path);
+    m->path = strdup(path);
+    phiq_loader ld = {m, path, PHIQ_GGML_TYPE_F16};
+    int rc;
+    if (phiq_dir_exists(path)) {
+        const char *ty = p && p->type ? p->type : "f16";
+        int t = phiq_ggml_type_from_name(ty);
+        if (t < 0 || !phiq_quant_can_quantize(t) || !phiq_ops_type_supported(t)) {
+            phiq_model_free(m);
+            return phiq_fail_null(PHIQ_EUNSUPPORTED, "%s: in-memory type '%s' is not supported for HF directories (f16, bf16, f32, q8_0, q4_k, ...)", path, ty);
+        }
+        ld.target = t;
+        m->hf = phiq_hf_open(path);
+        if (!m->hf) {
+            phiq_model_free(m);
+            return NULL;
+        }
+        m->hp = *phiq_hf_hparams(m->hf);
+    } else {
+        m->gguf = phiq_gguf_open(path);
+        if (!m->gguf) {
+            phiq_model_free(m);
+            return NULL;
+        }
+        if ((rc = phiq_hparams_from_gguf(m->gguf, &m->hp)) < 0) {
+            phiq_model_free(m);
+            return NULL;
+        }
+    }
+    if ((rc = phiq_hparams_check(path, &m->hp)) < 0 || (rc = phiq_model_load_tensors(m, &ld)) < 0) {
+        phiq_model_free(m);
+        return NULL;
+    }
+    if (m->hp.n_ctx_orig <= 0) m->hp.n_ctx_orig = m->hp.n_ctx_train;
+    /* the vocabulary is optional for inference (synthetic models have none) */
+    m->tok = m->gguf ? phiq_tokenizer_from_gguf(m->gguf) : phiq_tokenizer_from_hf_dir(path);
+    return m;
+}
+
+void phiq_model_free(phiq_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    if (m->gguf) phiq_gguf_close(m->gguf);
+    if (m->hf) phiq_hf_close(m->hf);
+    phiq_tokenizer_free(m->tok);
+    free(m->path);
+    free(m);
+}

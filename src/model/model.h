@@ -1,0 +1,109 @@
+/* model.h — the engine's internal view of a loaded model and of a context
+ * (KV cache, scratch, thread pool). Public handles are in include/phiq.h;
+ * this header is for src/model/, src/api.c and the tests. */
+#ifndef PHIQ_MODEL_MODEL_H
+#define PHIQ_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "phiq.h"
+#include "kernels/ops.h"
+#include "kernels/threadpool.h"
+#include "model/hparams.h"
+
+#define PHIQ_MAX_EXPERT_USED 16
+
+typedef struct phiq_gguf phiq_gguf;
+typedef struct phiq_hf phiq_hf;
+
+/* One block. Vectors are float32 copies owned by the model; matrices point
+ * into the file map (GGUF) or into converted buffers (HF). */
+typedef struct phiq_layer {
+    float *attn_norm, *attn_norm_b; /* [E]; bias phi2 only */
+    bool fused_qkv;
+    phiq_mat qkv;                   /* E -> nq + 2 nkv (Q | K | V), when fused */
+    float *qkv_b;                   /* [nq + 2 nkv] or NULL */
+    phiq_mat q, k, v;               /* E -> nq, E -> nkv, E -> nkv, when separate */
+    float *q_b, *k_b, *v_b;
+    phiq_mat wo;                    /* nq -> E */
+    float *wo_b;                    /* [E] or NULL */
+    float *ffn_norm, *ffn_norm_b;   /* [E]; phi3 only (phi2 is a parallel block) */
+    phiq_mat up;                    /* phi3: E -> 2F (gate | up); phi2: E -> F */
+    float *up_b;                    /* phi2 [F] */
+    phiq_mat down;                  /* F -> E */
+    float *down_b;                  /* phi2 [E] */
+    /* phimoe: router and experts (Mixtral layout, expert(x) = down(silu(gate x) * up x)) */
+    phiq_mat gate_inp;              /* E -> n_expert router logits */
+    phiq_mat *exp_gate, *exp_up;    /* [n_expert]: E -> F */
+    phiq_mat *exp_down;             /* [n_expert]: F -> E */
+} phiq_layer;
+
+struct phiq_model {
+    char *path;
+    phiq_hparams hp;
+    phiq_gguf *gguf; /* when opened from GGUF (maps stay open for the weights) */
+    phiq_hf *hf;     /* when opened from a HF directory */
+    phiq_mat tok_embd;               /* E -> V rows: row t is token t's embedding */
+    float *output_norm, *output_norm_b;
+    phiq_mat output;                 /* E -> V (= tok_embd when tied) */
+    float *output_b;                 /* [V] phi2 */
+    phiq_layer *layers;              /* n_layer */
+    uint16_t *gelu_table;            /* phi2: ggml's fp16 GELU table (65536) */
+    struct phiq_tokenizer *tok;      /* NULL when the file carries no vocabulary */
+    void **owned;                    /* buffers freed with the model */
+    int n_owned, cap_owned;
+};
+
+/* ---- KV cache (kv.c) --------------------------------------------------------- */
+typedef struct phiq_kv {
+    int type;        /* PHIQ_GGML_TYPE_F16 or _F32 */
+    int n_layer, n_ctx, dim; /* dim = n_head_kv * head_dim */
+    void *k, *v;     /* [n_layer][n_ctx][dim] each */
+} phiq_kv;
+
+int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim);
+void phiq_kv_free(phiq_kv *kv);
+void phiq_kv_store(phiq_kv *kv, int layer, int pos, const float *k, const float *v);
+/* q . K[layer][pos][off .. off+n) */
+float phiq_kv_dot_k(const phiq_kv *kv, int layer, int pos, int off, const float *q, int n);
+/* out += a * V[layer][pos][off .. off+n) */
+void phiq_kv_axpy_v(const phiq_kv *kv, int layer, int pos, int off, float a, float *out, int n);
+
+/* ---- context ----------------------------------------------------------------- */
+
+struct phiq_context {
+    const phiq_model *m;
+    int n_ctx, n_batch, n_threads;
+    int all_logits;
+    int rope_mode;
+    int window;          /* sliding window in effect (0 = full causal) */
+    int llamacpp_numerics; /* round matmul inputs as ggml's CPU backend does */
+    int phimoe_llamacpp; /* phimoe: llama.cpp's graph instead of Hugging Face's */
+    phiq_kv kv;
+    phiq_threadpool *tp;
+    int pos;             /* tokens in the cache */
+    int32_t *tokens;     /* [n_ctx] ids at each cached position (for re-prefill) */
+    int cache_long;      /* factor set the cached keys were rotated with (0 short, 1 long) */
+    /* scratch, sized for n_batch tokens */
+    float *x, *h, *qkv, *att, *ffn, *tmp; /* [B][E], [B][E], [B][nq+2nkv], [B][nq], [B][2F], [B][E] */
+    float *mm_scratch;   /* [n_threads][max n_in] */
+    float *scores;       /* [n_threads][n_ctx] */
+    float *act;          /* [B][max n_in]: rounded matmul inputs (llamacpp_numerics) */
+    void *act_q;         /* one quantized activation row */
+    float *moe;          /* phimoe: [B][E] mixture output, then [B][n_expert] router logits */
+    float *rope_cos, *rope_sin; /* [B][n_rot/2] */
+    float *logits;       /* [logits_cap][V] */
+    int logits_cap, n_logits, logits_first; /* rows held; position index in batch of row 0 */
+};
+
+/* forward.c: evaluates ids at positions ctx->pos.. (n <= n_batch), writing
+ * logits of batch rows [out_first, n) to out (row out_first at out[0]; out
+ * NULL: none) and advancing ctx->pos. long_f
+ * selects the LongRoPE factor set. */
+int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float *out, int out_first);
+
+/* model.c */
+phiq_model *phiq_model_load(const char *path, const phiq_model_params *p);
+
+#endif

@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""hf_reference.py — an independent numpy forward pass of Hugging Face's
+Phi3ForCausalLM and PhiForCausalLM (transformers semantics, float32), used by
+the tests as the reference where llama.cpp departs from Hugging Face: the
+sliding-window mask and the LongRoPE short/long switch past the original
+context. Written from the transformers modeling code's definitions, not from
+phiq's engine.
+
+usage: hf_reference.py MODEL_DIR --ids 1,2,3 --out FILE [--mode hf|short|long]
+
+Writes float32 logits [len(ids), vocab], row-major. --mode hf (default) gives
+what Hugging Face generation computes position by position: while the
+sequence is at most original_max_position_embeddings long the short factors
+are used; past it the cache is recomputed with the long factors, so those
+positions see every key rotated with the long factors.
+"""
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+
+
+def load_safetensors(path, want):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        base = 8 + n
+        for name, info in header.items():
+            if name == "__metadata__" or name not in want:
+                continue
+            a, b = info["data_offsets"]
+            f.seek(base + a)
+            raw = f.read(b - a)
+            dt = info["dtype"]
+            if dt == "BF16":
+                u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+                arr = u.view(np.float32)
+            elif dt == "F16":
+                arr = np.frombuffer(raw, dtype="<f2").astype(np.float32)
+            elif dt == "F32":
+                arr = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+            else:
+                raise SystemExit(f"{path}: dtype {dt} not supported")
+            want[name] = arr.reshape(info["shape"])
+
+
+def load_model(d):
+    cfg = json.load(open(os.path.join(d, "config.json")))
+    idx = os.path.join(d, "model.safetensors.index.json")
+    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
+    names = {}
+    for fn in files:
+        with open(os.path.join(d, fn), "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            for k in json.loads(f.read(n)):
+                if k != "__metadata__":
+                    names[k] = None
+        load_safetensors(os.path.join(d, fn), names)
+    return cfg, names
+
+
+def rms_norm(x, w, eps):
+    var = np.mean(x.astype(np.float64) ** 2, axis=-1, keepdims=True)
+    return (x / np.sqrt(var + eps)).astype(np.float32) * w
+
+
+def layer_norm(x, w, b, eps):
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+def rope_tables(cfg, head_dim, n, factors):
+    partial = cfg.get("partial_rotary_factor", 1.0 if cfg["architectures"][0] != "PhiForCausalLM" else 0.5)
+    r = int(head_dim * partial)
+    base = cfg.get("rope_theta", 10000.0)
+    inv = 1.0 / (base ** (np.arange(0, r, 2, dtype=np.float64) / r))
+    mscale = 1.0
+    rs = cfg.get("rope_scaling") or {}
+    if factors is not None:
+        inv = inv / np.asarray(factors, dtype=np.float64)
+        orig = cfg.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+        scale = cfg["max_position_embeddings"] / orig
+        mscale = rs.get("attention_factor") or (1.0 if scale <= 1 else math.sqrt(1 + math.log(scale) / math.log(orig)))
+    inv = inv.astype(np.float32)
+    pos = np.arange(n, dtype=np.float32)
+    freqs = np.outer(pos, inv)
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    return r, (np.cos(emb) * mscale).astype(np.float32), (np.sin(emb) * mscale).astype(np.float32)
+
+
+def apply_rope(x, r, cos, sin):  # x: [heads, n, d]; rotate_half on the first r dims
+    xr, xp = x[..., :r], x[..., r:]
+    x1, x2 = xr[..., : r // 2], xr[..., r // 2 :]
+    rot = np.concatenate([-x2, x1], axis=-1)
+    return np.concatenate([xr * cos + rot * sin, xp], axis=-1)
+
+
+def attention(q, k, v, window):  # q: [nh, n, d], k/v: [nkv, n, d]
+    nh, n, d = q.shape
+    rep = nh // k.shape[0]
+    k = np.repeat(k, rep, axis=0)
+    v = np.repeat(v, rep, axis=0)
+    s = (q @ k.transpose(0, 2, 1)) / math.sqrt(d)
+    i = np.arange(n)[:, None]
+    j = np.arange(n)[None, :]
+    allowed = j <= i
+    if window:
+        allowed &= j > i - window
+    s = np.where(allowed, s, -np.inf)
+    s = s - s.max(axis=-1, keepdims=True)
+    p = np.exp(s)
+    p /= p.sum(axis=-1, keepdims=True)
+    return (p @ v).transpose(1, 0, 2).reshape(n, nh * d)
+
+
+def gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def forward(cfg, W, ids, factors):
+    arch = cfg["architectures"][0]
+    H = cfg["hidden_size"]
+    nh = cfg["num_attention_heads"]
+    nkv = cfg.get("num_key_value_heads") or nh
+    hd = cfg.get("head_dim") or H // nh
+    n = len(ids)
+    x = W["model.embed_tokens.weight"][ids].astype(np.float32)
+    r, cos, sin = rope_tables(cfg, hd, n, factors)
+    window = cfg.get("sliding_window") or 0
+    for L in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{L}."
+        if arch == "PhiForCausalLM":
+            eps = cfg.get("layer_norm_eps", 1e-5)
+            h = layer_norm(x, W[p + "input_layernorm.weight"], W[p + "input_layernorm.bias"], eps)
+            q = h @ W[p + "self_attn.q_proj.weight"].T + W[p + "self_attn.q_proj.bias"]
+            k = h @ W[p + "self_attn.k_proj.weight"].T + W[p + "self_attn.k_proj.bias"]
+            vv = h @ W[p + "self_attn.v_proj.weight"].T + W[p + "self_attn.v_proj.bias"]
+            q = apply_rope(q.reshape(n, nh, hd).transpose(1, 0, 2), r, cos, sin)
+            k = apply_rope(k.reshape(n, nkv, hd).transpose(1, 0, 2), r, cos, sin)
+            vv = vv.reshape(n, nkv, hd).transpose(1, 0, 2)
+            a = attention(q, k, vv, 0) @ W[p + "self_attn.dense.weight"].T + W[p + "self_attn.dense.bias"]
+            m = gelu_tanh(h @ W[p + "mlp.fc1.weight"].T + W[p + "mlp.fc1.bias"]) @ W[p + "mlp.fc2.weight"].T + W[p + "mlp.fc2.bias"]
+            x = x + a + m
+        else:
+            eps = cfg.get("rms_norm_eps", 1e-5)
+            h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
+            qkv = h @ W[p + "self_attn.qkv_proj.weight"].T
+            q = qkv[:, : nh * hd].reshape(n, nh, hd).transpose(1, 0, 2)
+            k = qkv[:, nh * hd : (nh + nkv) * hd].reshape(n, nkv, hd).transpose(1, 0, 2)
+            vv = qkv[:, (nh + nkv) * hd :].reshape(n, nkv, hd).transpose(1, 0, 2)
+            q = apply_rope(q, r, cos, sin)
+            k = apply_rope(k, r, cos, sin)
+            x = x + attention(q, k, vv, window) @ W[p + "self_attn.o_proj.weight"].T
+            h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
+            gu = h @ W[p + "mlp.gate_up_proj.weight"].T
+            g, u = gu[:, : gu.shape[1] // 2], gu[:, gu.shape[1] // 2 :]
+            x = x + (u * (g / (1 + np.exp(-g)))) @ W[p + "mlp.down_proj.weight"].T
+    if arch == "PhiForCausalLM":
+        x = layer_norm(x, W["model.final_layernorm.weight"], W["model.final_layernorm.bias"], cfg.get("layer_norm_eps", 1e-5))
+        return x @ W["lm_head.weight"].T + W["lm_head.bias"]
+    x = rms_norm(x, W["model.norm.weight"], cfg.get("rms_norm_eps", 1e-5))
+    out = W.get("lm_head.weight")
+    if out is None or cfg.get("tie_word_embeddings"):
+        out = W["model.embed_tokens.weight"]
+    return x @ out.T
+
+
+def main():
+    a = sys.argv[1:]
+    if not a or "--ids" not in a or "--out" not in a:
+        raise SystemExit(__doc__)
+    d = a[0]
+    ids = [int(t) for t in a[a.index("--ids") + 1].split(",") if t]
+    out = a[a.index("--out") + 1]
+    mode = a[a.index("--mode") + 1] if "--mode" in a else "hf"
+    cfg, W = load_model(d)
+    rs = cfg.get("rope_scaling") or {}
+    short, long_ = rs.get("short_factor"), rs.get("long_factor")
+    orig = cfg.get("original_max_position_embeddings", cfg["max_position_embeddings"])
+    if mode == "short" or long_ is None:
+        logits = forward(cfg, W, ids, short)
+    elif mode == "long":
+        logits = forward(cfg, W, ids, long_)
+    else:
+        if len(ids) <= orig:
+            logits = forward(cfg, W, ids, short)
+        else:  # positions whose sequence fits use the short table; later ones see a long-factor re-prefill
+            logits = np.concatenate([forward(cfg, W, ids[:orig], short), forward(cfg, W, ids, long_)[orig:]])
+    logits.astype("<f4").tofile(out)
+
+
+if __name__ == "__main__":
+    main()

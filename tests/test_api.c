@@ -1,0 +1,61 @@
+/* test_api.c — the public API's refusals: a context larger than the model
+ * allows, bad arguments, a missing file; each a clear one-line error. */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "phiq.h"
+
+static void test_context_limits(void **state) {
+    (void)state;
+    char *err = NULL;
+    const char *g = tu_tmp("kjv.gguf");
+    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type q8_0 --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"), g))
+        fail_msg("convert: %s", err);
+    free(err);
+    phiq_model *m = phiq_model_open(g, NULL);
+    assert_non_null(m);
+    assert_int_equal(phiq_model_n_ctx_train(m), 4096); /* max_position_embeddings of the fixture */
+    phiq_context_params cp = phiq_context_default_params();
+    cp.n_ctx = 4097;
+    assert_null(phiq_context_new(m, &cp));
+    assert_non_null(strstr(phiq_error(), "exceeds the model's context length 4096"));
+    cp.n_ctx = -5;
+    assert_null(phiq_context_new(m, &cp));
+    cp.n_ctx = 8;
+    phiq_context *c = phiq_context_new(m, &cp);
+    assert_non_null(c);
+    int32_t ids[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    assert_true(phiq_eval(c, ids, 9) < 0); /* more than the context holds */
+    assert_non_null(strstr(phiq_error(), "context full"));
+    assert_int_equal(phiq_eval(c, ids, 8), 0);
+    int32_t bad = 1 << 30;
+    assert_int_equal(phiq_context_truncate(c, 0), 0);
+    assert_true(phiq_eval(c, &bad, 1) < 0);
+    assert_non_null(strstr(phiq_error(), "out of range"));
+    phiq_context_free(c);
+    phiq_model_free(m);
+    /* and through the CLI: one line, exit 1 */
+    char *out = NULL;
+    int rc = tu_run(&out, &err, "'%s' run '%s' -p hi -c 100000 -n 1", tu_bin(), g);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "exceeds the model's context length"));
+    free(out);
+    free(err);
+}
+
+static void test_missing_file(void **state) {
+    (void)state;
+    assert_null(phiq_model_open("/nonexistent/model.gguf", NULL));
+    assert_non_null(strstr(phiq_error(), "/nonexistent/model.gguf"));
+    assert_null(strchr(phiq_error(), '\n'));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_context_limits),
+        cmocka_unit_test(test_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

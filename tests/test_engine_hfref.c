@@ -1,0 +1,157 @@
+/* test_engine_hfref.c — where llama.cpp departs from Hugging Face, phiq must
+ * match Hugging Face: checked against tests/ref/hf_reference.py, an
+ * independent numpy forward pass (itself checked against the fixture's
+ * PyTorch logits), on checkpoints made by `phiq synth`:
+ *   - sliding window (a sequence longer than the window);
+ *   - the LongRoPE switch: a batch longer than the original context uses the
+ *     long factors throughout; a generation that crosses it token by token
+ *     uses the short factors until then and recomputes the cache after;
+ *   - phi2 (parallel block, LayerNorm, biases, GELU).
+ * Needs /usr/bin/python3 with numpy (Debian's python3-numpy); skips otherwise. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "phiq.h"
+
+#define N_IDS 48
+static int32_t ids[N_IDS];
+static int V; /* vocabulary of the model under test: the real tokenizer's size, which convert requires */
+static char script[4096];
+
+static int have_numpy(void) {
+    return tu_run(NULL, NULL, "/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
+}
+
+static const char *make_model(const char *name, const char *synth_args) {
+    static char gguf[8][4096];
+    static int k;
+    char *g = gguf[k++ & 7];
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), name);
+    snprintf(g, 4096, "%s.gguf", dir);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "'%s' synth %s --vocab %d --seed 7 -q -o '%s'", tu_bin(), synth_args, V, dir);
+    if (rc) fail_msg("synth: %s", err);
+    free(err);
+    rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(), dir, g);
+    if (rc) fail_msg("convert: %s", err);
+    free(err);
+    return g;
+}
+
+static float *reference(const char *gguf, const char *mode, int n) {
+    char dir[4096], ids_s[1024] = "", out[4200];
+    snprintf(dir, sizeof dir, "%.*s", (int)(strlen(gguf) - 5), gguf);
+    for (int i = 0; i < n; i++) snprintf(ids_s + strlen(ids_s), sizeof ids_s - strlen(ids_s), "%s%d", i ? "," : "", ids[i]);
+    snprintf(out, sizeof out, "%s.%s.ref.f32", dir, mode);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "/usr/bin/python3 '%s' '%s' --ids %s --out '%s' --mode %s", script, dir, ids_s, out, mode);
+    if (rc) fail_msg("reference: %s", err);
+    free(err);
+    size_t nb;
+    float *r = tu_read_all(out, &nb);
+    assert_int_equal(nb, (size_t)n * (size_t)V * sizeof(float));
+    return r;
+}
+
+static phiq_context *open_ctx(phiq_model **m, const char *gguf) {
+    *m = phiq_model_open(gguf, NULL);
+    if (!*m) fail_msg("%s", phiq_error());
+    phiq_context_params cp = phiq_context_default_params();
+    cp.n_ctx = 256;
+    cp.n_threads = 2;
+    cp.kv_type = PHIQ_KV_TYPE_F32;
+    cp.all_logits = 1;
+    phiq_context *c = phiq_context_new(*m, &cp);
+    if (!c) fail_msg("%s", phiq_error());
+    return c;
+}
+
+static void check_rows(const char *what, const float *got, const float *want, int first, int n, double tol) {
+    double worst = 0;
+    for (int p = first; p < n; p++) {
+        const float *g = got + (size_t)(p - first) * (size_t)V, *w = want + (size_t)p * (size_t)V;
+        double rel = tu_max_abs_diff(g, w, (size_t)V) / tu_range(w, (size_t)V);
+        if (rel > worst) worst = rel;
+    }
+    print_message("%s: max |diff| / logit range = %.2e over positions %d..%d\n", what, worst, first, n - 1);
+    assert_true(worst <= tol);
+}
+
+/* Logits of a batch evaluated at once. */
+static float *eval_batch(const char *gguf, int n) {
+    phiq_model *m;
+    phiq_context *c = open_ctx(&m, gguf);
+    assert_int_equal(phiq_eval(c, ids, n), 0);
+    float *out = malloc(sizeof(float) * (size_t)V * (size_t)n);
+    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * (size_t)V, phiq_logits_at(c, i), (size_t)V * sizeof(float));
+    phiq_context_free(c);
+    phiq_model_free(m);
+    return out;
+}
+
+static void test_sliding_window(void **state) {
+    (void)state;
+    if (!have_numpy()) skip();
+    V = 32064;
+    const char *g = make_model("swa", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
+                                      "--ctx-orig 256 --sliding-window 16");
+    float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);
+    check_rows("sliding window 16, 48 tokens", got, want, 0, N_IDS, 1e-3);
+    free(want); free(got);
+}
+
+static void test_longrope_batch_and_generation(void **state) {
+    (void)state;
+    if (!have_numpy()) skip();
+    V = 32064;
+    const char *g = make_model("longrope", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
+                                           "--ctx-orig 32 --partial-rotary 0.75 --sliding-window 0");
+    /* one 48-token batch: the sequence exceeds 32, so Hugging Face uses the long factors everywhere */
+    float *want = reference(g, "long", N_IDS), *got = eval_batch(g, N_IDS);
+    check_rows("LongRoPE, one batch of 48 (long factors)", got, want, 0, N_IDS, 1e-3);
+    free(want); free(got);
+    /* a 20-token prompt, then one token at a time across position 32 */
+    want = reference(g, "hf", N_IDS);
+    phiq_model *m;
+    phiq_context *c = open_ctx(&m, g);
+    const int np = 20;
+    got = malloc(sizeof(float) * (size_t)V * N_IDS);
+    assert_int_equal(phiq_eval(c, ids, np), 0);
+    memcpy(got, phiq_logits(c), (size_t)V * sizeof(float));
+    for (int i = np; i < N_IDS; i++) {
+        assert_int_equal(phiq_eval(c, ids + i, 1), 0);
+        memcpy(got + (size_t)(i - np + 1) * (size_t)V, phiq_logits(c), (size_t)V * sizeof(float));
+    }
+    check_rows("LongRoPE, generation crossing 32 (short, then re-prefill with long)", got, want, np - 1, N_IDS, 1e-3);
+    phiq_context_free(c);
+    phiq_model_free(m);
+    free(want); free(got);
+}
+
+static void test_phi2(void **state) {
+    (void)state;
+    if (!have_numpy()) skip();
+    V = 51200;
+    const char *g = make_model("phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 512 --ctx 256");
+    float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);
+    /* phiq evaluates GELU as ggml does (fp16 table), Hugging Face with the exact tanh formula */
+    check_rows("phi2, 48 tokens", got, want, 0, N_IDS, 5e-3);
+    free(want); free(got);
+}
+
+int main(void) {
+    snprintf(script, sizeof script, "%s/tests/ref/hf_reference.py", PHIQ_SOURCE_DIR);
+    uint64_t x = 12345;
+    for (int i = 0; i < N_IDS; i++) { x = x * 6364136223846793005ull + 1442695040888963407ull; ids[i] = (int32_t)((x >> 33) % 30000); }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sliding_window),
+        cmocka_unit_test(test_longrope_batch_and_generation),
+        cmocka_unit_test(test_phi2),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

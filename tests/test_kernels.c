@@ -1,0 +1,691 @@
+/* test_kernels.c — the CPU dot-product kernels.
+ *
+ * References we did not derive from the kernels:
+ *  - src/quant's phiq_quantize / phiq_dequantize (byte-exact with llama.cpp's
+ *    reference quantizers, written separately): activation bytes must be
+ *    identical, decoders must agree, dots on its blocks must match;
+ *  - a double-precision dot over weights and activations dequantized by the
+ *    straightforward per-element decoders below, written from the block
+ *    layouts in llamacpp-gguf-quant.md §3 (not from the kernels' code);
+ *  - hand-worked values of llama.cpp's activation quantizers (roundf for
+ *    Q8_0/Q8_1, round-half-even and the signed-max rule for Q8_K).
+ * Every SIMD table available on this CPU is compared with the scalar table
+ * on the same inputs (integer-exact paths: tolerance 2e-5 of sum |w*x|). */
+#include "testutil.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/common.h"
+#include "kernels/cpu.h"
+#include "kernels/dispatch.h"
+#include "quant/quant.h"
+
+static const int8_t KV[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+    g_rng ^= g_rng << 13, g_rng ^= g_rng >> 7, g_rng ^= g_rng << 17;
+    return (uint32_t)(g_rng >> 11);
+}
+static float rndf(float lo, float hi) { return lo + (hi - lo) * (float)(rnd() & 0xffffff) / 16777216.0f; }
+
+static float h2f(const uint8_t *p) { return phiq_f16_to_f32((uint16_t)(p[0] | p[1] << 8)); }
+static int16_t rd16(const uint8_t *p) { return (int16_t)(p[0] | p[1] << 8); }
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+
+/* ---- independent decoders: w[i] and |w| bound terms (magnitudes of the parts) --- */
+
+static void k4_scale_min(const uint8_t *q, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = q[j] & 63, *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+/* Decodes n elements of type t; aw gets |d*q| + |min| per element. */
+static void dequant(int t, const uint8_t *b, double *w, double *aw, int64_t n) {
+    for (int64_t e0 = 0; e0 < n;) {
+        switch (t) {
+        case PHIQ_GGML_TYPE_F32: { float f; memcpy(&f, b, 4); w[e0] = f; aw[e0] = fabs(f); b += 4, e0++; break; }
+        case PHIQ_GGML_TYPE_F16: w[e0] = h2f(b); aw[e0] = fabs(w[e0]); b += 2, e0++; break;
+        case PHIQ_GGML_TYPE_BF16: w[e0] = phiq_bf16_to_f32((uint16_t)(b[0] | b[1] << 8)); aw[e0] = fabs(w[e0]); b += 2, e0++; break;
+        case PHIQ_GGML_TYPE_Q4_0: case PHIQ_GGML_TYPE_IQ4_NL: case PHIQ_GGML_TYPE_Q4_1:
+        case PHIQ_GGML_TYPE_Q5_0: case PHIQ_GGML_TYPE_Q5_1: case PHIQ_GGML_TYPE_Q8_0: {
+            bool has_m = t == PHIQ_GGML_TYPE_Q4_1 || t == PHIQ_GGML_TYPE_Q5_1;
+            double d = h2f(b), m = has_m ? h2f(b + 2) : 0;
+            const uint8_t *p = b + (has_m ? 4 : 2);
+            uint32_t qh = 0;
+            if (t == PHIQ_GGML_TYPE_Q5_0 || t == PHIQ_GGML_TYPE_Q5_1) qh = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24, p += 4;
+            for (int i = 0; i < 32; i++) {
+                double v;
+                int q = i < 16 ? (p[i] & 15) : (p[i - 16] >> 4);
+                switch (t) {
+                case PHIQ_GGML_TYPE_Q4_0: v = d * (q - 8); break;
+                case PHIQ_GGML_TYPE_IQ4_NL: v = d * KV[q]; break;
+                case PHIQ_GGML_TYPE_Q4_1: v = d * q; break;
+                case PHIQ_GGML_TYPE_Q5_0: v = d * ((q | (int)((qh >> i) & 1) << 4) - 16); break;
+                case PHIQ_GGML_TYPE_Q5_1: v = d * (q | ((qh >> i) & 1) << 4); break;
+                default: v = d * (int8_t)p[i]; break;
+                }
+                w[e0 + i] = v + m, aw[e0 + i] = fabs(v) + fabs(m);
+            }
+            b += phiq_ggml_type_size(t), e0 += 32;
+            break;
+        }
+        case PHIQ_GGML_TYPE_Q2_K: {
+            const uint8_t *sc = b, *qs = b + 16;
+            double d = h2f(b + 80), dmin = h2f(b + 82);
+            for (int e = 0; e < 256; e++) {
+                int h = e / 128, s = (e % 128) / 32, l = e % 32, g = e / 16;
+                int q = (qs[32 * h + l] >> (2 * s)) & 3;
+                double v = d * (sc[g] & 15) * q, m = dmin * (sc[g] >> 4);
+                w[e0 + e] = v - m, aw[e0 + e] = fabs(v) + fabs(m);
+            }
+            b += 84, e0 += 256;
+            break;
+        }
+        case PHIQ_GGML_TYPE_Q3_K: {
+            const uint8_t *hm = b, *qs = b + 32, *sc = b + 96;
+            double d = h2f(b + 108);
+            for (int e = 0; e < 256; e++) {
+                int h = e / 128, s = (e % 128) / 32, l = e % 32, g = e / 16;
+                int q = ((qs[32 * h + l] >> (2 * s)) & 3) - (((hm[l] >> (e / 32)) & 1) ? 0 : 4);
+                int lo = g < 8 ? (sc[g] & 15) : (sc[g - 8] >> 4);
+                int hi = (sc[8 + g % 4] >> (2 * (g / 4))) & 3;
+                w[e0 + e] = d * ((lo | hi << 4) - 32) * q, aw[e0 + e] = fabs(w[e0 + e]);
+            }
+            b += 110, e0 += 256;
+            break;
+        }
+        case PHIQ_GGML_TYPE_Q4_K: case PHIQ_GGML_TYPE_Q5_K: {
+            bool five = t == PHIQ_GGML_TYPE_Q5_K;
+            double d = h2f(b), dmin = h2f(b + 2);
+            const uint8_t *sc = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
+            for (int e = 0; e < 256; e++) {
+                int c = e / 64, tt = (e % 64) / 32, l = e % 32, scv, mv;
+                int q = tt ? qs[32 * c + l] >> 4 : qs[32 * c + l] & 15;
+                if (five) q |= ((qh[l] >> (2 * c + tt)) & 1) << 4;
+                k4_scale_min(sc, e / 32, &scv, &mv);
+                double v = d * scv * q, m = dmin * mv;
+                w[e0 + e] = v - m, aw[e0 + e] = fabs(v) + fabs(m);
+            }
+            b += five ? 176 : 144, e0 += 256;
+            break;
+        }
+        case PHIQ_GGML_TYPE_Q6_K: {
+            const uint8_t *ql = b, *qh = b + 128;
+            const int8_t *sc = (const int8_t *)(b + 192);
+            double d = h2f(b + 208);
+            for (int e = 0; e < 256; e++) {
+                int h = e / 128, r = e % 128, k = r / 32, l = r % 32;
+                int lo = (k & 1) ? ql[64 * h + l + 32] : ql[64 * h + l];
+                lo = k >= 2 ? lo >> 4 : lo & 15;
+                int hi = (qh[32 * h + l] >> (2 * k)) & 3;
+                w[e0 + e] = d * sc[8 * h + l / 16 + 2 * k] * ((lo | hi << 4) - 32), aw[e0 + e] = fabs(w[e0 + e]);
+            }
+            b += 210, e0 += 256;
+            break;
+        }
+        case PHIQ_GGML_TYPE_IQ4_XS: {
+            double d = h2f(b);
+            int sh = b[2] | b[3] << 8;
+            const uint8_t *sl = b + 4, *qs = b + 8;
+            for (int e = 0; e < 256; e++) {
+                int ib = e / 32, r = e % 32;
+                int ls = ((sl[ib / 2] >> (4 * (ib % 2))) & 15) | (((sh >> (2 * ib)) & 3) << 4);
+                int q = r < 16 ? qs[16 * ib + r] & 15 : qs[16 * ib + r - 16] >> 4;
+                w[e0 + e] = d * (ls - 32) * KV[q], aw[e0 + e] = fabs(w[e0 + e]);
+            }
+            b += 136, e0 += 256;
+            break;
+        }
+        default: fail_msg("no decoder for type %d", t); return;
+        }
+    }
+}
+
+/* Decodes an activation row of type at (Q8_0, Q8_1, Q8_K, F16, BF16, F32). */
+static void dequant_act(int at, const uint8_t *b, double *a, int64_t n) {
+    for (int64_t e = 0; e < n;) {
+        if (at == PHIQ_GGML_TYPE_Q8_0 || at == PHIQ_GGML_TYPE_Q8_1) {
+            double d = h2f(b);
+            const int8_t *q = (const int8_t *)(b + (at == PHIQ_GGML_TYPE_Q8_1 ? 4 : 2));
+            for (int i = 0; i < 32; i++) a[e + i] = d * q[i];
+            b += at == PHIQ_GGML_TYPE_Q8_1 ? 36 : 34, e += 32;
+        } else if (at == PHIQ_GGML_TYPE_Q8_K) {
+            float d;
+            memcpy(&d, b, 4);
+            for (int i = 0; i < 256; i++) a[e + i] = (double)d * (int8_t)b[4 + i];
+            b += 292, e += 256;
+        } else {
+            double *tmp = malloc(sizeof(double) * n);
+            dequant(at, b, a, tmp, n);
+            free(tmp);
+            return;
+        }
+    }
+}
+
+/* ---- random weight rows ------------------------------------------------------------ */
+
+enum { MODE_RANDOM, MODE_ZERO, MODE_EXTREME, MODE_ALLMAX, MODE_COUNT };
+static const char *const MODE_NAMES[] = {"random", "zero", "extreme", "all-max"};
+
+static uint16_t scale_half(int mode) {
+    if (mode == MODE_EXTREME) return (uint16_t)((rnd() % 0x3ff + 1) | (rnd() & 1) << 15); /* subnormal */
+    return phiq_f32_to_f16(rndf(0.001f, 0.1f) * ((rnd() & 1) ? 1 : -1));
+}
+
+/* Offsets of the fp16 fields in a block of t (-1 ends the list). */
+static const int *half_fields(int t) {
+    static const int at0[] = {0, -1}, at01[] = {0, 2, -1}, q2k[] = {80, 82, -1}, q3k[] = {108, -1},
+                     q6k[] = {208, -1};
+    switch (t) {
+    case PHIQ_GGML_TYPE_Q4_1: case PHIQ_GGML_TYPE_Q5_1: case PHIQ_GGML_TYPE_Q4_K: case PHIQ_GGML_TYPE_Q5_K: return at01;
+    case PHIQ_GGML_TYPE_Q2_K: return q2k;
+    case PHIQ_GGML_TYPE_Q3_K: return q3k;
+    case PHIQ_GGML_TYPE_Q6_K: return q6k;
+    default: return at0;
+    }
+}
+
+static void fill_weights(int t, uint8_t *b, int64_t n, int mode) {
+    int64_t bytes = phiq_ggml_row_size(t, n);
+    if (t == PHIQ_GGML_TYPE_F32 || t == PHIQ_GGML_TYPE_F16 || t == PHIQ_GGML_TYPE_BF16) {
+        for (int64_t i = 0; i < n; i++) {
+            float f = mode == MODE_ZERO ? 0 : mode == MODE_EXTREME ? rndf(-1, 1) * 1e-6f
+                    : mode == MODE_ALLMAX ? 60000.0f : rndf(-1, 1);
+            if (t == PHIQ_GGML_TYPE_F32) memcpy(b + 4 * i, &f, 4);
+            else put16(b + 2 * i, t == PHIQ_GGML_TYPE_F16 ? phiq_f32_to_f16(f) : phiq_f32_to_bf16(f));
+        }
+        return;
+    }
+    for (int64_t i = 0; i < bytes; i++) b[i] = mode == MODE_ZERO ? 0 : mode == MODE_ALLMAX ? 0xff : (uint8_t)rnd();
+    int64_t bs = phiq_ggml_type_size(t);
+    for (int64_t o = 0; o < bytes; o += bs)
+        for (const int *f = half_fields(t); *f >= 0; f++)
+            put16(b + o + *f, mode == MODE_ZERO ? 0 : mode == MODE_ALLMAX ? phiq_f32_to_f16(1.0f) : scale_half(mode));
+}
+
+/* Extreme activations stay where llama.cpp's formats stay finite: Q8_0's
+ * fp16 d = amax/127, and Q8_1's fp16 s = d * sum(q) (up to 32 * amax). */
+static void fill_acts(float *x, int64_t n, int mode, int at) {
+    float big = at == PHIQ_GGML_TYPE_Q8_1 ? 1500.0f : 3e4f;
+    for (int64_t i = 0; i < n; i++) {
+        switch (mode) {
+        case MODE_ZERO: x[i] = 0; break;
+        case MODE_EXTREME: x[i] = rndf(-1, 1) * big; break;
+        case MODE_ALLMAX: x[i] = 1.0f; break;
+        default: x[i] = (i / 32) % 5 == 3 ? 0 : rndf(-1, 1); break; /* some all-zero blocks */
+        }
+    }
+}
+
+/* ---- the comparison ------------------------------------------------------------------- */
+
+static const int TYPES[] = {PHIQ_GGML_TYPE_Q4_0, PHIQ_GGML_TYPE_Q8_0, PHIQ_GGML_TYPE_Q4_K, PHIQ_GGML_TYPE_Q6_K,
+                            PHIQ_GGML_TYPE_F16,  PHIQ_GGML_TYPE_Q5_K, PHIQ_GGML_TYPE_Q4_1, PHIQ_GGML_TYPE_Q5_0,
+                            PHIQ_GGML_TYPE_Q5_1, PHIQ_GGML_TYPE_IQ4_NL, PHIQ_GGML_TYPE_IQ4_XS, PHIQ_GGML_TYPE_Q2_K,
+                            PHIQ_GGML_TYPE_Q3_K, PHIQ_GGML_TYPE_BF16, PHIQ_GGML_TYPE_F32};
+
+static int g_failures;
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            if (g_failures++ < 30) print_error(__VA_ARGS__), print_error("\n");                                       \
+        }                                                                                          \
+    } while (0)
+
+static void check_type(const phiq_kernels *ref, int t) {
+    int64_t bs = phiq_ggml_block_size(t);
+    /* 530 blocks of 32 = 16960 elements: past the 16384 that fit the stack buffer */
+    const int64_t nblocks[] = {1, 2, 3, 7, 16, bs == 1 ? 3072 : bs == 32 ? 97 : 12, bs == 32 ? 530 : 5};
+    const char *const *levels = phiq_kernels_levels();
+    enum { NROWS = 3 };
+    for (size_t li = 0; li < sizeof nblocks / sizeof *nblocks; li++) {
+        int64_t n = nblocks[li] * (bs == 1 ? 32 : bs);
+        int64_t rb = phiq_ggml_row_size(t, n);
+        int at = ref->act_type[t];
+        for (int mode = 0; mode < MODE_COUNT; mode++) {
+            uint8_t *w = malloc((size_t)rb * NROWS);
+            float *x = malloc(sizeof(float) * n);
+            uint8_t *act = malloc((size_t)phiq_ggml_row_size(at, n) + 64);
+            double *wd = malloc(sizeof(double) * n), *aw = malloc(sizeof(double) * n), *ad = malloc(sizeof(double) * n);
+            for (int r = 0; r < NROWS; r++) fill_weights(t, w + r * rb, n, mode);
+            fill_acts(x, n, mode, at);
+            assert_int_equal(ref->quantize_act(at, x, act, n), 0);
+            dequant_act(at, act, ad, n);
+            for (int r = 0; r < NROWS; r++) {
+                const uint8_t *wr = w + r * rb;
+                dequant(t, wr, wd, aw, n);
+                double exact = 0, bound = 0;
+                for (int64_t i = 0; i < n; i++) exact += wd[i] * ad[i], bound += aw[i] * fabs(ad[i]);
+                float sref = NAN;
+                ref->vec_dot[t](n, &sref, wr, act);
+                /* Q8_1's s = fp16(d*sum q) carries a 2^-11 relative error by design. */
+                double tol_ref = (at == PHIQ_GGML_TYPE_Q8_1 ? 1e-3 : 1e-4) * bound + 1e-30;
+                CHECK(fabs(sref - exact) <= tol_ref, "scalar %s n=%lld %s row %d: %.9g vs exact %.9g (bound %.3g)",
+                      phiq_ggml_type_name(t), (long long)n, MODE_NAMES[mode], r, sref, exact, bound);
+                for (int l = 0; levels[l]; l++) {
+                    const phiq_kernels *k = phiq_kernels_for(levels[l]);
+                    if (!k || !k->vec_dot[t]) continue;
+                    CHECK(k->act_type[t] == at, "%s %s: act type %d vs %d", k->isa, phiq_ggml_type_name(t), k->act_type[t], at);
+                    float s = NAN;
+                    k->vec_dot[t](n, &s, wr, act);
+                    CHECK(fabs(s - sref) <= 2e-5 * bound + 1e-30, "%s %s n=%lld %s row %d: %.9g vs scalar %.9g (bound %.3g)",
+                          k->isa, phiq_ggml_type_name(t), (long long)n, MODE_NAMES[mode], r, s, sref, bound);
+                }
+            }
+            /* matvec must agree with vec_dot row by row */
+            for (int l = 0; levels[l]; l++) {
+                const phiq_kernels *k = phiq_kernels_for(levels[l]);
+                if (!k || !k->vec_dot[t]) continue;
+                CHECK(k->matvec[t] != NULL, "%s %s: matvec missing", k->isa, phiq_ggml_type_name(t));
+                if (!k->matvec[t]) continue;
+                float out[NROWS + 1];
+                out[NROWS] = 12345.0f;
+                k->matvec[t](n, NROWS, out, w, (size_t)rb, act);
+                CHECK(out[NROWS] == 12345.0f, "%s %s: matvec wrote past nrows", k->isa, phiq_ggml_type_name(t));
+                for (int r = 0; r < NROWS; r++) {
+                    float s;
+                    k->vec_dot[t](n, &s, w + r * rb, act);
+                    dequant(t, w + r * rb, wd, aw, n);
+                    double bound = 0;
+                    for (int64_t i = 0; i < n; i++) bound += aw[i] * fabs(ad[i]);
+                    CHECK(fabs(out[r] - s) <= 2e-5 * bound + 1e-30, "%s %s matvec row %d: %.9g vs %.9g",
+                          k->isa, phiq_ggml_type_name(t), r, out[r], s);
+                }
+            }
+            free(w), free(x), free(act), free(wd), free(aw), free(ad);
+        }
+    }
+}
+
+static void test_all_types_all_isas(void **state) {
+    (void)state;
+    const phiq_kernels *ref = phiq_kernels_scalar();
+    g_failures = 0;
+    for (size_t i = 0; i < sizeof TYPES / sizeof *TYPES; i++) {
+        int t = TYPES[i];
+        assert_non_null(ref->vec_dot[t]);
+        check_type(ref, t);
+    }
+    const char *const *levels = phiq_kernels_levels();
+    for (int l = 0; levels[l]; l++) {
+        const phiq_kernels *k = phiq_kernels_for(levels[l]);
+        if (!k) { print_message("ISA %s: not available on this CPU\n", levels[l]); continue; }
+        char buf[512] = "";
+        for (size_t i = 0; i < sizeof TYPES / sizeof *TYPES; i++) {
+            int t = TYPES[i];
+            if (k == ref || !k->vec_dot[t] || k->vec_dot[t] == ref->vec_dot[t]) continue;
+            strcat(buf, " "), strcat(buf, phiq_ggml_type_name(t));
+        }
+        print_message("ISA %s: own kernels for%s\n", k->isa, k == ref ? " every type" : buf);
+        /* the priority types must have real SIMD kernels, not the scalar fallback */
+        if (k != ref)
+            for (int i = 0; i < 5; i++) assert_true(k->vec_dot[TYPES[i]] != ref->vec_dot[TYPES[i]]);
+    }
+    assert_int_equal(g_failures, 0);
+}
+
+/* gemm (prompt processing) against the scalar vec_dot, crossing the row
+ * tile (16) and column tile (64) boundaries, with ldo > nrows. */
+static void test_gemm(void **state) {
+    (void)state;
+    const phiq_kernels *ref = phiq_kernels_scalar();
+    const char *const *levels = phiq_kernels_levels();
+    enum { NR = 19, NC = 67, LDO = NR + 3 };
+    int fails = 0;
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+        const int t = TYPES[ti], at = ref->act_type[t];
+        const int64_t bs = phiq_ggml_block_size(t);
+        const int64_t n = bs == 1 ? 1000 : bs == 32 ? 97 * 32 : 7 * 256;
+        const int64_t rb = phiq_ggml_row_size(t, n), as = phiq_ggml_row_size(at, n);
+        uint8_t *w = malloc((size_t)rb * NR), *act = malloc((size_t)as * NC);
+        float *x = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * LDO * NC), *want = malloc(sizeof(float) * NR * NC);
+        double *wd = malloc(sizeof(double) * n), *aw = malloc(sizeof(double) * n * NR), *ad = malloc(sizeof(double) * n);
+        double *bound = calloc(NR * NC, sizeof(double));
+        for (int r = 0; r < NR; r++) {
+            fill_weights(t, w + r * rb, n, MODE_RANDOM);
+            dequant(t, w + r * rb, wd, aw + r * n, n);
+        }
+        for (int j = 0; j < NC; j++) {
+            fill_acts(x, n, MODE_RANDOM, at);
+            assert_int_equal(ref->quantize_act(at, x, act + j * as, n), 0);
+            dequant_act(at, act + j * as, ad, n);
+            for (int r = 0; r < NR; r++) {
+                ref->vec_dot[t](n, &want[r * NC + j], w + r * rb, act + j * as);
+                for (int64_t i = 0; i < n; i++) bound[r * NC + j] += aw[r * n + i] * fabs(ad[i]);
+            }
+        }
+        for (int l = 0; levels[l]; l++) {
+            const phiq_kernels *k = phiq_kernels_for(levels[l]);
+            if (!k || !k->vec_dot[t]) continue;
+            assert_non_null(k->gemm[t]);
+            for (int i = 0; i < LDO * NC; i++) out[i] = -777.0f;
+            k->gemm[t](n, NR, NC, out, LDO, w, (size_t)rb, act, (size_t)as);
+            for (int j = 0; j < NC; j++) {
+                for (int r = 0; r < LDO; r++) {
+                    float got = out[j * LDO + r];
+                    if (r >= NR) {
+                        if (got != -777.0f && fails++ < 20) print_error("%s %s gemm wrote padding\n", k->isa, phiq_ggml_type_name(t));
+                        continue;
+                    }
+                    if (!(fabs(got - want[r * NC + j]) <= 2e-5 * bound[r * NC + j] + 1e-30) && fails++ < 20)
+                        print_error("%s %s gemm r=%d j=%d: %.9g vs %.9g\n", k->isa, phiq_ggml_type_name(t), r, j, got, want[r * NC + j]);
+                }
+            }
+        }
+        free(w), free(act), free(x), free(out), free(want), free(wd), free(aw), free(ad), free(bound);
+    }
+    assert_int_equal(fails, 0);
+}
+
+/* F16 weights x F32 activations against the double dot. */
+static void test_f16_f32(void **state) {
+    (void)state;
+    const int64_t n = 1000 + 7;
+    uint16_t *w = malloc(2 * n);
+    float *x = malloc(4 * n);
+    double exact = 0, bound = 0;
+    for (int64_t i = 0; i < n; i++) {
+        w[i] = phiq_f32_to_f16(rndf(-2, 2));
+        x[i] = rndf(-3, 3);
+        exact += (double)phiq_f16_to_f32(w[i]) * x[i];
+        bound += fabs((double)phiq_f16_to_f32(w[i]) * x[i]);
+    }
+    const char *const *levels = phiq_kernels_levels();
+    for (int l = 0; levels[l]; l++) {
+        const phiq_kernels *k = phiq_kernels_for(levels[l]);
+        if (!k) continue;
+        float s = NAN;
+        k->dot_f16_f32(n, &s, w, x);
+        if (fabs(s - exact) > 2e-6 * bound) fail_msg("%s dot_f16_f32: %.9g vs %.9g", k->isa, s, exact);
+    }
+    free(w), free(x);
+}
+
+/* ---- activation quantizers against hand-worked llama.cpp semantics ---------------- */
+
+static void test_quantize_act_q8_0(void **state) {
+    (void)state;
+    const phiq_kernels *k = phiq_kernels_scalar();
+    /* amax 127 -> d = 1, id = 1: roundf rounds halves away from zero. */
+    float x[32] = {127, 2.5f, -2.5f, 0.5f, -0.5f, 1.5f, -126.4f, 0.49f};
+    uint8_t b[36];
+    assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_0, x, b, 32), 0);
+    const int8_t want[8] = {127, 3, -3, 1, -1, 2, -126, 0};
+    assert_int_equal(b[0] | b[1] << 8, 0x3c00); /* fp16(1.0) */
+    for (int i = 0; i < 8; i++) assert_int_equal((int8_t)b[2 + i], want[i]);
+    assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_1, x, b, 32), 0);
+    for (int i = 0; i < 8; i++) assert_int_equal((int8_t)b[4 + i], want[i]);
+    assert_int_equal(b[2] | b[3] << 8, phiq_f32_to_f16(127 + 3 - 3 + 1 - 1 + 2 - 126 + 0));
+    /* all zeros: d = 0, q = 0 */
+    float z[32] = {0};
+    memset(b, 0x55, sizeof b);
+    assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_0, z, b, 32), 0);
+    for (int i = 0; i < 34; i++) assert_int_equal(b[i], 0);
+    /* random rows: |x - d*q| <= d/2 and the largest |x| maps to +-127 */
+    for (int rep = 0; rep < 50; rep++) {
+        for (int i = 0; i < 32; i++) x[i] = rndf(-10, 10);
+        assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_0, x, b, 32), 0);
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+        assert_int_equal(b[0] | b[1] << 8, phiq_f32_to_f16(amax / 127));
+        double d = amax / 127.0;
+        for (int i = 0; i < 32; i++) {
+            assert_true(fabs(x[i] - d * (int8_t)b[2 + i]) <= d * 0.5 * (1 + 1e-5));
+            if (fabsf(x[i]) == amax) assert_int_equal(abs((int8_t)b[2 + i]), 127);
+        }
+    }
+    assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_0, x, b, 31), PHIQ_EINVAL);
+    assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q4_0, x, b, 32), PHIQ_EINVAL);
+}
+
+static void test_quantize_act_q8_K(void **state) {
+    (void)state;
+    const phiq_kernels *k = phiq_kernels_scalar();
+    float x[256] = {0};
+    uint8_t b[292];
+    /* signed max 127 -> iscale = -1 (q = -x), ties to even, d = -1 */
+    x[0] = 127, x[1] = 2.5f, x[2] = -2.5f, x[3] = 0.5f, x[4] = 1.5f, x[5] = -3.5f, x[17] = 100;
+    assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_K, x, b, 256), 0);
+    float d;
+    memcpy(&d, b, 4);
+    assert_true(d == -1.0f);
+    const int8_t want[6] = {-127, -2, 2, 0, -2, 4};
+    for (int i = 0; i < 6; i++) assert_int_equal((int8_t)b[4 + i], want[i]);
+    assert_int_equal(rd16(b + 260), -127 - 2 + 2 + 0 - 2 + 4); /* bsums[0] */
+    assert_int_equal(rd16(b + 262), -100);                       /* bsums[1] */
+    /* a negative extreme: max = -127 -> iscale = +1, min(127, .) clamps nothing */
+    x[0] = -127;
+    assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_K, x, b, 256), 0);
+    memcpy(&d, b, 4);
+    assert_true(d == 1.0f);
+    assert_int_equal((int8_t)b[4], -127);
+    assert_int_equal((int8_t)b[4 + 17], 100);
+    /* zeros: everything 0 */
+    memset(x, 0, sizeof x);
+    memset(b, 0x55, sizeof b);
+    assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_K, x, b, 256), 0);
+    for (int i = 0; i < 292; i++) assert_int_equal(b[i], 0);
+    /* random: bsums are the sums; |x - d*q| <= |d|/2 */
+    for (int rep = 0; rep < 20; rep++) {
+        for (int i = 0; i < 256; i++) x[i] = rndf(-5, 5);
+        assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_K, x, b, 256), 0);
+        memcpy(&d, b, 4);
+        for (int g = 0; g < 16; g++) {
+            int sum = 0;
+            for (int i = 0; i < 16; i++) sum += (int8_t)b[4 + 16 * g + i];
+            assert_int_equal(rd16(b + 260 + 2 * g), sum);
+        }
+        for (int i = 0; i < 256; i++) assert_true(fabs(x[i] - (double)d * (int8_t)b[4 + i]) <= fabs(d) * 0.5 * (1 + 1e-5));
+    }
+}
+
+static void test_dispatch(void **state) {
+    (void)state;
+    const phiq_kernels *best = phiq_kernels_get();
+    assert_non_null(best);
+    assert_ptr_equal(best, phiq_kernels_get());
+    assert_ptr_equal(phiq_kernels_for("scalar"), phiq_kernels_scalar());
+    assert_null(phiq_kernels_for("no-such-isa"));
+    assert_null(phiq_kernels_for(NULL));
+    const char *env = getenv("PHIQ_ISA");
+    if (!env || !*env) {
+        /* unforced: the best is the highest available level */
+        const char *const *levels = phiq_kernels_levels();
+        const phiq_kernels *hi = NULL;
+        for (int l = 0; levels[l]; l++)
+            if (phiq_kernels_for(levels[l])) hi = phiq_kernels_for(levels[l]);
+        assert_ptr_equal(best, hi);
+    }
+    const phiq_cpu *c = phiq_cpu_get();
+    print_message("CPU features: %s; chosen ISA: %s\n", phiq_cpu_describe(), best->isa);
+    if (c->avx512f) assert_true(c->avx2);
+    if (c->amx_int8) assert_true(c->amx_tile);
+}
+
+/* Weights and activations from phiq_quantize (src/quant, byte-exact with
+ * llama.cpp's reference quantizers, written independently of these
+ * kernels): our activation quantizers must produce the same bytes, our test
+ * decoders must agree with phiq_dequantize, and every table's dot must
+ * match a double dot over phiq_dequantize's values. */
+static void test_against_quant(void **state) {
+    (void)state;
+    const int act_types[] = {PHIQ_GGML_TYPE_Q8_0, PHIQ_GGML_TYPE_Q8_1, PHIQ_GGML_TYPE_Q8_K};
+    const phiq_kernels *ref = phiq_kernels_scalar();
+    const int64_t n = 1024;
+    float *x = malloc(sizeof(float) * n), *f = malloc(sizeof(float) * n);
+    uint8_t *a = malloc(sizeof(float) * n + 64); /* room for any activation type */
+    uint8_t *b = malloc(sizeof(float) * n + 64);
+    int compared = 0;
+    for (size_t i = 0; i < sizeof act_types / sizeof *act_types; i++) {
+        const int at = act_types[i];
+        if (!phiq_quant_can_quantize(at)) {
+            print_message("phiq_quantize cannot make %s: activation bytes not compared\n", phiq_ggml_type_name(at));
+            continue;
+        }
+        for (int rep = 0; rep < 5; rep++) {
+            for (int64_t j = 0; j < n; j++) x[j] = rndf(-1, 1) * (rep == 4 ? 1000.0f : 1.0f);
+            const size_t sz = (size_t)phiq_ggml_row_size(at, n);
+            assert_int_equal(ref->quantize_act(at, x, a, n), 0);
+            assert_true(phiq_quantize(at, x, b, 1, n, NULL) == (int64_t)sz);
+            assert_memory_equal(a, b, sz);
+            compared++;
+        }
+    }
+    print_message("activation quantizers compared byte for byte with phiq_quantize: %d rows\n", compared);
+    const char *const *levels = phiq_kernels_levels();
+    int checked = 0;
+    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+        const int t = TYPES[ti], at = ref->act_type[t];
+        if (!phiq_quant_can_quantize(t) || !phiq_quant_can_dequantize(t)) {
+            print_message("phiq_quantize/dequantize lack %s: skipped\n", phiq_ggml_type_name(t));
+            continue;
+        }
+        const int64_t rb = phiq_ggml_row_size(t, n);
+        uint8_t *w = malloc((size_t)rb);
+        double *wd = malloc(sizeof(double) * n), *aw = malloc(sizeof(double) * n), *ad = malloc(sizeof(double) * n);
+        for (int rep = 0; rep < 4; rep++) {
+            for (int64_t j = 0; j < n; j++) x[j] = rndf(-1, 1) * rndf(0, 1) * (1 + (j % 7)) * 0.05f;
+            assert_true(phiq_quantize(t, x, w, 1, n, NULL) == rb);
+            assert_int_equal(phiq_dequantize(t, w, f, n), 0);
+            dequant(t, w, wd, aw, n);
+            for (int64_t j = 0; j < n; j++)
+                if (fabs(wd[j] - f[j]) > 1e-6 * fabs(wd[j]) + 1e-30)
+                    fail_msg("%s element %lld: test decoder %.9g vs phiq_dequantize %.9g", phiq_ggml_type_name(t),
+                             (long long)j, wd[j], f[j]);
+            fill_acts(x, n, MODE_RANDOM, at);
+            assert_int_equal(ref->quantize_act(at, x, a, n), 0);
+            dequant_act(at, a, ad, n);
+            double exact = 0, bound = 0;
+            for (int64_t j = 0; j < n; j++) exact += (double)f[j] * ad[j], bound += aw[j] * fabs(ad[j]);
+            for (int l = 0; levels[l]; l++) {
+                const phiq_kernels *k = phiq_kernels_for(levels[l]);
+                if (!k || !k->vec_dot[t]) continue;
+                float s = NAN;
+                k->vec_dot[t](n, &s, w, a);
+                const double tol = (at == PHIQ_GGML_TYPE_Q8_1 ? 1e-3 : 1e-4) * bound + 1e-30;
+                if (!(fabs(s - exact) <= tol))
+                    fail_msg("%s %s on phiq_quantize blocks: %.9g vs %.9g", k->isa, phiq_ggml_type_name(t), s, exact);
+            }
+            checked++;
+        }
+        free(w), free(wd), free(aw), free(ad);
+    }
+    print_message("dots on phiq_quantize blocks: %d rows\n", checked);
+    assert_true(checked > 0);
+    free(x), free(f), free(a), free(b);
+}
+
+/* Two threads running the best table's gemm and matvec at once (AMX tile
+ * state is per thread) must reproduce the single-threaded results exactly. */
+typedef struct mt_job {
+    const phiq_kernels *k;
+    int t;
+    int64_t n, nrows, ncols;
+    const uint8_t *w, *act;
+    size_t rb, as;
+    float *out, *mv;
+} mt_job;
+
+static void *mt_run(void *p) {
+    mt_job *j = p;
+    for (int rep = 0; rep < 3; rep++) {
+        j->k->gemm[j->t](j->n, j->nrows, j->ncols, j->out, (size_t)j->nrows, j->w, j->rb, j->act, j->as);
+        j->k->matvec[j->t](j->n, j->nrows, j->mv, j->w, j->rb, j->act);
+    }
+    return NULL;
+}
+
+static void test_threads(void **state) {
+    (void)state;
+    const phiq_kernels *k = phiq_kernels_get();
+    const int types[] = {PHIQ_GGML_TYPE_Q4_0, PHIQ_GGML_TYPE_Q8_0, PHIQ_GGML_TYPE_Q4_K, PHIQ_GGML_TYPE_Q6_K};
+    for (size_t ti = 0; ti < sizeof types / sizeof *types; ti++) {
+        const int t = types[ti], at = k->act_type[t];
+        const int64_t n = 1024, nrows = 40, ncols = 20;
+        const int64_t rb = phiq_ggml_row_size(t, n), as = phiq_ggml_row_size(at, n);
+        uint8_t *w = malloc((size_t)rb * nrows), *act = malloc((size_t)as * ncols);
+        float *x = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * nrows * ncols), *wmv = malloc(sizeof(float) * nrows);
+        for (int r = 0; r < nrows; r++) fill_weights(t, w + r * rb, n, MODE_RANDOM);
+        for (int j = 0; j < ncols; j++) {
+            fill_acts(x, n, MODE_RANDOM, at);
+            assert_int_equal(k->quantize_act(at, x, act + j * as, n), 0);
+        }
+        k->gemm[t](n, nrows, ncols, want, (size_t)nrows, w, (size_t)rb, act, (size_t)as);
+        k->matvec[t](n, nrows, wmv, w, (size_t)rb, act);
+        mt_job jobs[2];
+        pthread_t th[2];
+        for (int i = 0; i < 2; i++) {
+            jobs[i] = (mt_job){k, t, n, nrows, ncols, w, act, (size_t)rb, (size_t)as,
+                               malloc(sizeof(float) * nrows * ncols), malloc(sizeof(float) * nrows)};
+            assert_int_equal(pthread_create(&th[i], NULL, mt_run, &jobs[i]), 0);
+        }
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+            assert_memory_equal(jobs[i].out, want, sizeof(float) * nrows * ncols);
+            assert_memory_equal(jobs[i].mv, wmv, sizeof(float) * nrows);
+            free(jobs[i].out), free(jobs[i].mv);
+        }
+        free(w), free(act), free(x), free(want), free(wmv);
+    }
+}
+
+/* PHIQ_ISA lowers the choice and never raises it: checked in child processes
+ * (the table is chosen once per process). */
+static void test_isa_env(void **state) {
+    (void)state;
+    const char *const *levels = phiq_kernels_levels();
+    const char *best = phiq_kernels_get()->isa;
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) skip();
+    self[len] = 0;
+    for (int l = 0; levels[l]; l++) {
+        char *out = NULL;
+        int rc = tu_run(&out, NULL, "PHIQ_ISA=%s '%s' --print-isa 2>/dev/null", levels[l], self);
+        if (rc == 126 || rc == 127) { /* cannot re-execute itself (e.g. under qemu-user without binfmt) */
+            free(out);
+            skip();
+        }
+        assert_int_equal(rc, 0);
+        assert_non_null(out);
+        out[strcspn(out, "\n")] = 0;
+        const char *want = phiq_kernels_for(levels[l]) ? phiq_kernels_for(levels[l])->isa : best;
+        if (strcmp(out, want) != 0) fail_msg("PHIQ_ISA=%s chose %s, expected %s", levels[l], out, want);
+        free(out);
+    }
+    char *out = NULL;
+    assert_int_equal(tu_run(&out, NULL, "PHIQ_ISA=bogus '%s' --print-isa", self), 0);
+    out[strcspn(out, "\n")] = 0;
+    assert_string_equal(out, best);
+    free(out);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) {
+        printf("%s\n", phiq_kernels_get()->isa);
+        return 0;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_quantize_act_q8_0),
+        cmocka_unit_test(test_quantize_act_q8_K),
+        cmocka_unit_test(test_f16_f32),
+        cmocka_unit_test(test_all_types_all_isas),
+        cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_isa_env),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_against_quant),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
