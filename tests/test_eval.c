@@ -42,7 +42,7 @@ static int setup(void **state) {
     size_t n;
     char *txt = tu_read_all(tu_shared_path("fixtures/text/kjv-heldout.txt"), &n);
     assert_non_null(txt);
-    size_t cut = getenv("PHIQ_SANITIZED") ? 3000 : 8000;
+    size_t cut = getenv("PHIQ_SANITIZED") ? 1200 : 8000;
     if (cut < n) txt[cut] = 0;
     for (char *p = txt; *p; p++) if (*p == '\'') *p = ' '; /* keep the shell quoting simple */
     char *out = NULL;
@@ -90,7 +90,9 @@ static void test_ppl_matches_llamacpp(void **state) {
     (void)state;
     if (!ref_bin) skip();
     const char *types[] = {"f16", "q8_0", "q4_k_m"};
-    for (int i = 0; i < 3; i++) {
+    /* under the sanitizers this test is about memory safety, not numbers: one type */
+    const int n = getenv("PHIQ_SANITIZED") ? 1 : 3;
+    for (int i = 0; i < n; i++) {
         cJSON *j = phiq_eval_json(types[i], NULL);
         double ours = num(j, "ppl"), theirs = llama_ppl(types[i]);
         print_message("ppl %-7s phiq %.4f llama.cpp %.4f (%+.3f%%)\n", types[i], ours, theirs, 100 * (ours / theirs - 1));
@@ -107,6 +109,7 @@ static void test_kld_self_zero_and_monotonic(void **state) {
     assert_true(num(self, "kld_max") == 0.0);
     assert_true(num(self, "top1") == 1.0);
     cJSON_Delete(self);
+    if (getenv("PHIQ_SANITIZED")) return; /* the ordering needs the full text; the release build checks it */
     /* the fixture's weights are bf16, which f16 mostly represents exactly: F16 may be 0 */
     const char *order[] = {"f16", "q8_0", "q4_k_m", "q4_0"};
     double prev = -1;
