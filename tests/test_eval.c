@@ -42,7 +42,7 @@ static int setup(void **state) {
     size_t n;
     char *txt = tu_read_all(tu_shared_path("fixtures/text/kjv-heldout.txt"), &n);
     assert_non_null(txt);
-    size_t cut = getenv("PHIQ_SANITIZED") ? 1200 : 8000;
+    size_t cut = getenv("PHIQ_SANITIZED") ? 1600 : 8000;
     if (cut < n) txt[cut] = 0;
     for (char *p = txt; *p; p++) if (*p == '\'') *p = ' '; /* keep the shell quoting simple */
     char *out = NULL;
