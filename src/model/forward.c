@@ -106,19 +106,6 @@ static void phiq_route(const phiq_context *ctx, const float *logit, int n_exp, i
     }
 }
 
-/* y = W x (+ b) for T rows, with llama.cpp's input rounding when asked. */
-static int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
-                   const float *bias) {
-    if (ctx->llamacpp_numerics && w->type != PHIQ_GGML_TYPE_F32) {
-        int rc = phiq_act_round(w->type, x, ldx, T, w->n_in, ctx->act, ctx->act_q);
-        if (rc < 0) return rc;
-        x = ctx->act;
-        ldx = w->n_in;
-    }
-    phiq_matmul(ctx->tp, w, x, ldx, T, y, ldy, bias, ctx->mm_scratch);
-    return 0;
-}
-
 /* x += mixture of experts over the normalized rows in ctx->h. */
 static int phiq_moe(phiq_context *ctx, const phiq_layer *ly, int n) {
     const phiq_hparams *hp = &ctx->m->hp;

@@ -1,0 +1,108 @@
+/* matmul.c — the engine's y = W x (+ b) through the CPU kernel table
+ * (kernels/dispatch.h), with llama.cpp's numerics: the activation rows are
+ * converted once per matmul to the weight type's activation type (Q8_0 for
+ * Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants and IQ4_XS,
+ * F16 for F16, BF16 for BF16, F32 for F32) into the context's scratch, then
+ * weight rows are split across the thread pool in contiguous 16-row-aligned
+ * ranges and each thread runs one matvec (one token) or gemm (a batch).
+ *
+ * The f32 reference path (each weight row dequantized and dotted with f32
+ * activations, kernels/ops.c) stays reachable: PHIQ_REFERENCE_MATMUL=1 in the
+ * environment when the context is created, weight types the table lacks,
+ * row shapes its kernels do not accept, and BF16 weights unless llama.cpp's
+ * numerics were asked for. */
+#include <stdlib.h>
+
+#include "core/common.h"
+#include "formats/ggml_type.h"
+#include "kernels/dispatch.h"
+#include "model/model.h"
+
+/* Rows per scheduling unit: the AMX/AVX-512 gemm works on 16-row tiles. */
+#define PHIQ_MM_ROW_ALIGN 16
+
+typedef struct {
+    const phiq_kernels *k;
+    const phiq_mat *w;
+    const void *act; /* T converted rows, act_stride bytes apart */
+    size_t act_stride;
+    int T;
+    float *y;
+    int64_t ldy;
+    const float *bias;
+} phiq_mm_job;
+
+/* Thread ith's rows: [lo, hi), whole 16-row units, units split evenly. */
+static void phiq_mm_rows(int64_t n_out, int ith, int nth, int64_t *lo, int64_t *hi) {
+    long units = (long)((n_out + PHIQ_MM_ROW_ALIGN - 1) / PHIQ_MM_ROW_ALIGN), a, b;
+    phiq_split(units, ith, nth, &a, &b);
+    *lo = (int64_t)a * PHIQ_MM_ROW_ALIGN;
+    *hi = (int64_t)b * PHIQ_MM_ROW_ALIGN;
+    if (*hi > n_out) *hi = n_out;
+    if (*lo > *hi) *lo = *hi;
+}
+
+static void phiq_mm_task(void *arg, int ith, int nth) {
+    const phiq_mm_job *j = arg;
+    const phiq_mat *w = j->w;
+    int64_t lo, hi;
+    phiq_mm_rows(w->n_out, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    const char *wr = (const char *)w->data + (size_t)lo * w->row_bytes;
+    if (j->T == 1)
+        j->k->matvec[w->type](w->n_in, hi - lo, j->y + lo, wr, w->row_bytes, j->act);
+    else
+        j->k->gemm[w->type](w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act, j->act_stride);
+    if (j->bias)
+        for (int t = 0; t < j->T; t++) {
+            float *yt = j->y + (size_t)t * (size_t)j->ldy;
+            for (int64_t r = lo; r < hi; r++) yt[r] += j->bias[r];
+        }
+}
+
+/* True when the kernel table can run this matrix with the context's scratch. */
+static bool phiq_mm_fast_ok(const phiq_context *ctx, const phiq_mat *w) {
+    const phiq_kernels *k = ctx->kern;
+    if (!k || ctx->ref_matmul || w->type < 0 || w->type >= PHIQ_GGML_TYPE_COUNT) return false;
+    int at = k->act_type[w->type];
+    if (at < 0 || !k->matvec[w->type] || !k->gemm[w->type]) return false;
+    /* BF16 weights hold the checkpoint exactly; rounding activations to bf16
+     * (llama.cpp) costs 1e-3 of the logit range against PyTorch's f32, so
+     * only do it when llama.cpp's numerics were asked for. */
+    if (w->type == PHIQ_GGML_TYPE_BF16 && !ctx->llamacpp_numerics) return false;
+    if (w->n_in % phiq_ggml_block_size(w->type) != 0 || w->n_in % phiq_ggml_block_size(at) != 0) return false;
+    if (((uintptr_t)w->data & 1) != 0 || (w->row_bytes & 1) != 0) return false;
+    if (at != PHIQ_GGML_TYPE_F32 && (size_t)phiq_ggml_row_size(at, w->n_in) > ctx->actq_row) return false;
+    return true;
+}
+
+int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
+            const float *bias) {
+    if (!phiq_mm_fast_ok(ctx, w)) {
+        if (ctx->llamacpp_numerics && w->type != PHIQ_GGML_TYPE_F32) {
+            int rc = phiq_act_round(w->type, x, ldx, T, w->n_in, ctx->act, ctx->act_q);
+            if (rc < 0) return rc;
+            x = ctx->act;
+            ldx = w->n_in;
+        }
+        phiq_matmul(ctx->tp, w, x, ldx, T, y, ldy, bias, ctx->mm_scratch);
+        return 0;
+    }
+    const phiq_kernels *k = ctx->kern;
+    int at = k->act_type[w->type];
+    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias};
+    if (at == PHIQ_GGML_TYPE_F32 && ((uintptr_t)x & 3) == 0) {
+        j.act = x; /* already in the activation type */
+        j.act_stride = (size_t)ldx * sizeof(float);
+    } else {
+        if (at == PHIQ_GGML_TYPE_F32) return phiq_fail(PHIQ_EINVAL, "matmul: misaligned f32 activations");
+        for (int t = 0; t < T; t++) {
+            int rc = k->quantize_act(at, x + (size_t)t * (size_t)ldx, ctx->actq + (size_t)t * ctx->actq_row, w->n_in);
+            if (rc < 0) return rc;
+        }
+        j.act = ctx->actq;
+        j.act_stride = ctx->actq_row;
+    }
+    phiq_threadpool_run(ctx->tp, phiq_mm_task, &j);
+    return 0;
+}
