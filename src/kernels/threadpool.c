@@ -3,13 +3,19 @@
  * (with a CPU pause) for a few milliseconds after each job, because decode
  * issues hundreds of short jobs per token and a condvar wake-up costs tens
  * of microseconds, then fall back to sleeping on a condition variable so an
- * idle context does not burn a core. The caller spins on a pending counter
- * until every worker has finished. */
+ * idle context does not burn a core.
+ *
+ * Chunks are claimed dynamically from one atomic word holding (generation,
+ * next chunk): on a shared machine a worker is often descheduled for a whole
+ * time slice, and with a static split the caller would wait for it; here the
+ * running threads take its chunks. A job is complete when every chunk has
+ * been run; a late worker's claim fails because the generation moved on. */
 #include "kernels/threadpool.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "core/common.h"
@@ -33,12 +39,29 @@ struct phiq_threadpool {
     pthread_mutex_t mu;
     pthread_cond_t wake;        /* new job or shutdown, for sleeping workers */
     atomic_ulong gen;           /* bumped per job */
-    atomic_int pending;         /* workers (excluding caller) still running the job */
+    _Atomic uint64_t next;      /* (gen & 0xffffffff) << 32 | next unclaimed chunk */
+    atomic_int nchunks;         /* chunks of the current job */
+    atomic_int done;            /* chunks of the current job finished */
     atomic_int sleepers;        /* workers blocked (or about to block) on wake */
     atomic_int stop;
-    phiq_task_fn fn;            /* written before gen is bumped */
-    void *arg;
+    _Atomic(phiq_task_fn) fn;   /* written before next is published */
+    _Atomic(void *) arg;
 };
+
+/* Claims and runs chunks of job generation g until none is left. */
+static void phiq_pool_work(phiq_threadpool *tp, uint32_t g) {
+    for (;;) {
+        uint64_t v = atomic_load(&tp->next);
+        if ((uint32_t)(v >> 32) != g) return;
+        int nch = atomic_load(&tp->nchunks);
+        if ((int)(uint32_t)v >= nch) return;
+        if (!atomic_compare_exchange_weak(&tp->next, &v, v + 1)) continue;
+        /* the job cannot complete (nor fn/arg change) before this chunk is done */
+        phiq_task_fn fn = atomic_load(&tp->fn);
+        fn(atomic_load(&tp->arg), (int)(uint32_t)v, nch);
+        atomic_fetch_add_explicit(&tp->done, 1, memory_order_release);
+    }
+}
 
 typedef struct {
     phiq_threadpool *tp;
@@ -65,8 +88,7 @@ static void *phiq_worker_main(void *p) {
         }
         if (atomic_load(&tp->stop)) break;
         seen = g;
-        tp->fn(tp->arg, wa.ith, tp->n);
-        atomic_fetch_sub_explicit(&tp->pending, 1, memory_order_release);
+        phiq_pool_work(tp, (uint32_t)g);
     }
     return NULL;
 }
@@ -80,7 +102,11 @@ phiq_threadpool *phiq_threadpool_new(int n_threads) {
     pthread_mutex_init(&tp->mu, NULL);
     pthread_cond_init(&tp->wake, NULL);
     atomic_init(&tp->gen, 0);
-    atomic_init(&tp->pending, 0);
+    atomic_init(&tp->next, 0);
+    atomic_init(&tp->nchunks, 0);
+    atomic_init(&tp->done, 0);
+    atomic_init(&tp->fn, NULL);
+    atomic_init(&tp->arg, NULL);
     atomic_init(&tp->sleepers, 0);
     atomic_init(&tp->stop, 0);
     tp->threads = calloc((size_t)n_threads, sizeof(pthread_t));
@@ -119,23 +145,30 @@ void phiq_threadpool_free(phiq_threadpool *tp) {
 
 int phiq_threadpool_n(const phiq_threadpool *tp) { return tp->n; }
 
-void phiq_threadpool_run(phiq_threadpool *tp, phiq_task_fn fn, void *arg) {
+void phiq_threadpool_run_chunks(phiq_threadpool *tp, phiq_task_fn fn, void *arg, int nchunks) {
+    if (nchunks <= 0) return;
     if (tp->n == 1) {
-        fn(arg, 0, 1);
+        for (int c = 0; c < nchunks; c++) fn(arg, c, nchunks);
         return;
     }
-    tp->fn = fn;
-    tp->arg = arg;
-    atomic_store(&tp->pending, tp->n - 1);
-    atomic_fetch_add(&tp->gen, 1); /* seq_cst: pairs with the sleepers check in the worker */
+    atomic_store(&tp->fn, fn);
+    atomic_store(&tp->arg, arg);
+    atomic_store(&tp->nchunks, nchunks);
+    atomic_store(&tp->done, 0);
+    unsigned long g = atomic_load(&tp->gen) + 1;
+    atomic_store(&tp->next, (uint64_t)(uint32_t)g << 32);
+    atomic_store(&tp->gen, g); /* seq_cst: pairs with the sleepers check in the worker */
     if (atomic_load(&tp->sleepers) > 0) {
         pthread_mutex_lock(&tp->mu);
         pthread_cond_broadcast(&tp->wake);
         pthread_mutex_unlock(&tp->mu);
     }
-    fn(arg, 0, tp->n);
-    for (unsigned i = 0; atomic_load_explicit(&tp->pending, memory_order_acquire) > 0; i++) {
-        if (i < (1u << 20)) PHIQ_CPU_RELAX();
-        else sched_yield(); /* a worker was descheduled: give it the core */
+    phiq_pool_work(tp, (uint32_t)g);
+    /* only chunks claimed by other threads remain; their owner may be descheduled */
+    for (unsigned i = 0; atomic_load_explicit(&tp->done, memory_order_acquire) < nchunks; i++) {
+        if (i < 4096) PHIQ_CPU_RELAX();
+        else sched_yield();
     }
 }
+
+void phiq_threadpool_run(phiq_threadpool *tp, phiq_task_fn fn, void *arg) { phiq_threadpool_run_chunks(tp, fn, arg, tp->n); }

@@ -3,8 +3,9 @@
  * converted once per matmul to the weight type's activation type (Q8_0 for
  * Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants and IQ4_XS,
  * F16 for F16, BF16 for BF16, F32 for F32) into the context's scratch, then
- * weight rows are split across the thread pool in contiguous 16-row-aligned
- * ranges and each thread runs one matvec (one token) or gemm (a batch).
+ * weight rows are split into contiguous 16-row-aligned chunks that the
+ * thread pool's threads claim dynamically, each a matvec (one token) or
+ * gemm (a batch).
  *
  * The f32 reference path (each weight row dequantized and dotted with f32
  * activations, kernels/ops.c) stays reachable: PHIQ_REFERENCE_MATMUL=1 in the
@@ -32,14 +33,27 @@ typedef struct {
     const float *bias;
 } phiq_mm_job;
 
-/* Thread ith's rows: [lo, hi), whole 16-row units, units split evenly. */
-static void phiq_mm_rows(int64_t n_out, int ith, int nth, int64_t *lo, int64_t *hi) {
+/* Chunk c's rows: [lo, hi), whole 16-row units, units split evenly. */
+static void phiq_mm_rows(int64_t n_out, int c, int nch, int64_t *lo, int64_t *hi) {
     long units = (long)((n_out + PHIQ_MM_ROW_ALIGN - 1) / PHIQ_MM_ROW_ALIGN), a, b;
-    phiq_split(units, ith, nth, &a, &b);
+    phiq_split(units, c, nch, &a, &b);
     *lo = (int64_t)a * PHIQ_MM_ROW_ALIGN;
     *hi = (int64_t)b * PHIQ_MM_ROW_ALIGN;
     if (*hi > n_out) *hi = n_out;
     if (*lo > *hi) *lo = *hi;
+}
+
+/* Chunks per matmul: small enough that a thread descheduled mid-job leaves
+ * little for the others to wait on, large enough that per-call set-up
+ * (activation rearrangement, AMX tile packing of all T columns) stays small. */
+static int phiq_mm_chunks(const phiq_context *ctx, const phiq_mat *w, int T) {
+    int64_t units = (w->n_out + PHIQ_MM_ROW_ALIGN - 1) / PHIQ_MM_ROW_ALIGN;
+    int64_t per = T == 1 ? 4 : 16; /* 64 rows for matvec, 256 for gemm */
+    int64_t nch = units / per;
+    if (nch > 8 * (int64_t)ctx->n_threads && T > 1) nch = 8 * (int64_t)ctx->n_threads;
+    if (nch > 1024) nch = 1024;
+    if (nch < 1) nch = 1;
+    return (int)nch;
 }
 
 static void phiq_mm_task(void *arg, int ith, int nth) {
@@ -103,6 +117,6 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;
     }
-    phiq_threadpool_run(ctx->tp, phiq_mm_task, &j);
+    phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
     return 0;
 }
