@@ -133,8 +133,9 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->ref_matmul = refmm && *refmm && *refmm != '0';
     if (!ctx->ref_matmul) {
         ctx->kern = phiq_kernels_get();
-        /* widest activation row: F16/BF16 (2 bytes a value); Q8_x take < 1.2 */
-        ctx->actq_row = (2 * max_in + 64 + 63) & ~(size_t)63;
+        /* widest activation row: f16-rounded f32 for the F16 prefill gemm
+         * (4 bytes a value); F16/BF16 take 2, Q8_x < 1.2 */
+        ctx->actq_row = (4 * max_in + 64 + 63) & ~(size_t)63;
         ctx->actq = aligned_alloc(64, B * ctx->actq_row);
         if (!ctx->actq) {
             phiq_context_free(ctx);

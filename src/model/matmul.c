@@ -17,6 +17,7 @@
 #include "core/common.h"
 #include "formats/ggml_type.h"
 #include "kernels/dispatch.h"
+#include "kernels/gemm_f16.h"
 #include "model/model.h"
 
 /* Rows per scheduling unit: the AMX/AVX-512 gemm works on 16-row tiles. */
@@ -31,6 +32,7 @@ typedef struct {
     float *y;
     int64_t ldy;
     const float *bias;
+    bool f16_f32; /* F16 weights, f32 activation rows (f16-rounded) for the register-tiled gemm */
 } phiq_mm_job;
 
 /* Chunk c's rows: [lo, hi), whole 16-row units, units split evenly. */
@@ -63,6 +65,12 @@ static void phiq_mm_task(void *arg, int ith, int nth) {
     phiq_mm_rows(w->n_out, ith, nth, &lo, &hi);
     if (lo >= hi) return;
     const char *wr = (const char *)w->data + (size_t)lo * w->row_bytes;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (j->f16_f32)
+        phiq_gemm_f16_f32_avx512(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
+                                 j->act_stride / sizeof(float));
+    else
+#endif
     if (j->T == 1)
         j->k->matvec[w->type](w->n_in, hi - lo, j->y + lo, wr, w->row_bytes, j->act);
     else
@@ -104,7 +112,22 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
     }
     const phiq_kernels *k = ctx->kern;
     int at = k->act_type[w->type];
-    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias};
+    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false};
+#if defined(__x86_64__) || defined(_M_X64)
+    /* prefill with F16 weights: the table's gemm converts both operands per
+     * FMA; the tiled kernel converts weights only (AVX-512 tables). */
+    if (at == PHIQ_GGML_TYPE_F16 && T > 1 && w->n_in % 16 == 0 && (size_t)w->n_in * sizeof(float) <= ctx->actq_row &&
+        (strcmp(k->isa, "avx512") == 0 || strcmp(k->isa, "amx") == 0)) {
+        for (int t = 0; t < T; t++)
+            phiq_round_f16_f32_avx512((float *)(void *)(ctx->actq + (size_t)t * ctx->actq_row), x + (size_t)t * (size_t)ldx,
+                                      w->n_in);
+        j.act = ctx->actq;
+        j.act_stride = ctx->actq_row;
+        j.f16_f32 = true;
+        phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
+        return 0;
+    }
+#endif
     if (at == PHIQ_GGML_TYPE_F32 && ((uintptr_t)x & 3) == 0) {
         j.act = x; /* already in the activation type */
         j.act_stride = (size_t)ldx * sizeof(float);
