@@ -12,6 +12,7 @@
  * environment when the context is created, weight types the table lacks,
  * row shapes its kernels do not accept, and BF16 weights unless llama.cpp's
  * numerics were asked for. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "core/common.h"
@@ -82,6 +83,54 @@ static void phiq_mm_task(void *arg, int ith, int nth) {
         }
 }
 
+/* Converting a batch's activation rows: T rows split across the pool. */
+typedef struct {
+    const phiq_context *ctx;
+    int at, T, f16_f32;
+    const float *x;
+    int64_t ldx, n;
+    atomic_int err;
+} phiq_conv_job;
+
+static int phiq_conv_row(const phiq_context *ctx, int at, int f16_f32, const float *x, int64_t n, uint8_t *dst) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (f16_f32) {
+        phiq_round_f16_f32_avx512((float *)(void *)dst, x, n);
+        return 0;
+    }
+#else
+    (void)f16_f32;
+#endif
+    return ctx->kern->quantize_act(at, x, dst, n);
+}
+
+static void phiq_conv_task(void *arg, int c, int nch) {
+    phiq_conv_job *j = arg;
+    long lo, hi;
+    phiq_split(j->T, c, nch, &lo, &hi);
+    for (long t = lo; t < hi; t++) {
+        int rc = phiq_conv_row(j->ctx, j->at, j->f16_f32, j->x + (size_t)t * (size_t)j->ldx, j->n,
+                               j->ctx->actq + (size_t)t * j->ctx->actq_row);
+        if (rc < 0) atomic_store(&j->err, rc);
+    }
+}
+
+/* Activation rows x (T of them) into ctx->actq; parallel for batches. */
+static int phiq_conv(phiq_context *ctx, int at, int f16_f32, const float *x, int64_t ldx, int T, int64_t n) {
+    if (T < 4) {
+        for (int t = 0; t < T; t++) {
+            int rc = phiq_conv_row(ctx, at, f16_f32, x + (size_t)t * (size_t)ldx, n, ctx->actq + (size_t)t * ctx->actq_row);
+            if (rc < 0) return rc;
+        }
+        return 0;
+    }
+    phiq_conv_job j = {ctx, at, T, f16_f32, x, ldx, n, 0};
+    atomic_init(&j.err, 0);
+    int nch = T / 2 < 4 * ctx->n_threads ? T / 2 : 4 * ctx->n_threads;
+    phiq_threadpool_run_chunks(ctx->tp, phiq_conv_task, &j, nch);
+    return atomic_load(&j.err);
+}
+
 /* True when the kernel table can run this matrix with the context's scratch. */
 static bool phiq_mm_fast_ok(const phiq_context *ctx, const phiq_mat *w) {
     const phiq_kernels *k = ctx->kern;
@@ -118,9 +167,7 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
      * FMA; the tiled kernel converts weights only (AVX-512 tables). */
     if (at == PHIQ_GGML_TYPE_F16 && T > 1 && w->n_in % 16 == 0 && (size_t)w->n_in * sizeof(float) <= ctx->actq_row &&
         (strcmp(k->isa, "avx512") == 0 || strcmp(k->isa, "amx") == 0)) {
-        for (int t = 0; t < T; t++)
-            phiq_round_f16_f32_avx512((float *)(void *)(ctx->actq + (size_t)t * ctx->actq_row), x + (size_t)t * (size_t)ldx,
-                                      w->n_in);
+        phiq_conv(ctx, at, 1, x, ldx, T, w->n_in);
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;
         j.f16_f32 = true;
@@ -133,10 +180,8 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
         j.act_stride = (size_t)ldx * sizeof(float);
     } else {
         if (at == PHIQ_GGML_TYPE_F32) return phiq_fail(PHIQ_EINVAL, "matmul: misaligned f32 activations");
-        for (int t = 0; t < T; t++) {
-            int rc = k->quantize_act(at, x + (size_t)t * (size_t)ldx, ctx->actq + (size_t)t * ctx->actq_row, w->n_in);
-            if (rc < 0) return rc;
-        }
+        int rc = phiq_conv(ctx, at, 0, x, ldx, T, w->n_in);
+        if (rc < 0) return rc;
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;
     }
