@@ -17,6 +17,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
+#include "kernels/cpu.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm_f16.h"
 #include "model/model.h"
@@ -34,6 +35,7 @@ typedef struct {
     int64_t ldy;
     const float *bias;
     bool f16_f32; /* F16 weights, f32 activation rows (f16-rounded) for the register-tiled gemm */
+    bool f16_amx; /* ... on AMX-BF16 tiles (exact split products) */
 } phiq_mm_job;
 
 /* Chunk c's rows: [lo, hi), whole 16-row units, units split evenly. */
@@ -67,7 +69,11 @@ static void phiq_mm_task(void *arg, int ith, int nth) {
     if (lo >= hi) return;
     const char *wr = (const char *)w->data + (size_t)lo * w->row_bytes;
 #if defined(__x86_64__) || defined(_M_X64)
-    if (j->f16_f32)
+    if (j->f16_f32 && j->f16_amx &&
+        phiq_gemm_f16_amx(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
+                          j->act_stride / sizeof(float)) == 0) {
+        /* done */
+    } else if (j->f16_f32)
         phiq_gemm_f16_f32_avx512(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
                                  j->act_stride / sizeof(float));
     else
@@ -161,7 +167,7 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
     }
     const phiq_kernels *k = ctx->kern;
     int at = k->act_type[w->type];
-    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false};
+    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false};
 #if defined(__x86_64__) || defined(_M_X64)
     /* prefill with F16 weights: the table's gemm converts both operands per
      * FMA; the tiled kernel converts weights only (AVX-512 tables). */
@@ -171,6 +177,10 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;
         j.f16_f32 = true;
+        const phiq_cpu *cpu = phiq_cpu_get();
+        const char *noamx = getenv("PHIQ_F16_NO_AMX");
+        j.f16_amx = strcmp(k->isa, "amx") == 0 && cpu->amx_bf16 && cpu->avx512bf16 && w->n_in % 32 == 0 &&
+                    !(noamx && *noamx && *noamx != '0');
         phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
         return 0;
     }
