@@ -5,6 +5,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
+#include "kernels/dispatch.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
@@ -43,6 +44,7 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->scores);
     free(ctx->act);
     free(ctx->act_q);
+    free(ctx->actq);
     free(ctx->moe);
     free(ctx->rope_cos);
     free(ctx->rope_sin);
@@ -127,6 +129,19 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
         if (!ctx->act || !ctx->act_q) {
             phiq_context_free(ctx);
             return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
+        }
+    }
+    const char *refmm = getenv("PHIQ_REFERENCE_MATMUL");
+    ctx->ref_matmul = refmm && *refmm && *refmm != '0';
+    if (!ctx->ref_matmul) {
+        ctx->kern = phiq_kernels_get();
+        /* widest activation row: f16-rounded f32 for the F16 prefill gemm
+         * (4 bytes a value); F16/BF16 take 2, Q8_x < 1.2 */
+        ctx->actq_row = (4 * max_in + 64 + 63) & ~(size_t)63;
+        ctx->actq = aligned_alloc(64, B * ctx->actq_row);
+        if (!ctx->actq) {
+            phiq_context_free(ctx);
+            return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory for activation scratch");
         }
     }
     ctx->rope_cos = phiq_alloc_f(B * (size_t)(hp->n_rot / 2));

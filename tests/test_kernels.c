@@ -23,6 +23,7 @@
 #include "core/common.h"
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
+#include "kernels/gemm_f16.h"
 #include "quant/quant.h"
 
 static const int8_t KV[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
@@ -490,6 +491,46 @@ static void test_quantize_act_q8_K(void **state) {
     }
 }
 
+/* The engine's F16 prefill gemms (AVX-512 FMA tile, AMX-BF16 hi/lo split)
+ * against exact double sums of the f16 products: 40 rows (two 16-row tiles
+ * and a tail), 21 columns (a partial column tile), n = 96. */
+static void test_gemm_f16_tiled(void **state) {
+    (void)state;
+#if defined(__x86_64__) || defined(_M_X64)
+    const phiq_cpu *c = phiq_cpu_get();
+    if (!c->avx512f) skip();
+    enum { N = 96, R = 40, J = 21 };
+    uint16_t *w = malloc(sizeof(uint16_t) * R * N);
+    float *a = malloc(sizeof(float) * J * N), *o1 = malloc(sizeof(float) * J * R), *o2 = malloc(sizeof(float) * J * R);
+    uint32_t x = 12345;
+    for (int i = 0; i < R * N; i++) {
+        x = x * 1664525u + 1013904223u;
+        w[i] = phiq_f32_to_f16(((float)(x >> 8) / 16777216.0f - 0.5f) * (i % 7 == 0 ? 40.0f : 0.3f));
+    }
+    for (int i = 0; i < J * N; i++) {
+        x = x * 1664525u + 1013904223u;
+        a[i] = phiq_f16_to_f32(phiq_f32_to_f16(((float)(x >> 8) / 16777216.0f - 0.5f) * 3.0f));
+    }
+    phiq_gemm_f16_f32_avx512(N, R, J, o1, R, w, N * 2, a, N);
+    int amx = c->amx_bf16 && c->avx512bf16 && phiq_gemm_f16_amx(N, R, J, o2, R, w, N * 2, a, N) == 0;
+    for (int j = 0; j < J; j++)
+        for (int r = 0; r < R; r++) {
+            double ref = 0, mag = 0;
+            for (int k = 0; k < N; k++) {
+                double p = (double)phiq_f16_to_f32(w[r * N + k]) * a[j * N + k];
+                ref += p;
+                mag += fabs(p);
+            }
+            assert_true(fabs(o1[j * R + r] - ref) <= 1e-6 * mag + 1e-30);
+            if (amx) assert_true(fabs(o2[j * R + r] - ref) <= 1e-6 * mag + 1e-30);
+        }
+    print_message("F16 tiled gemm: AVX-512 checked, AMX-BF16 split %s\n", amx ? "checked" : "not available");
+    free(w), free(a), free(o1), free(o2);
+#else
+    skip();
+#endif
+}
+
 static void test_dispatch(void **state) {
     (void)state;
     const phiq_kernels *best = phiq_kernels_get();
@@ -683,6 +724,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_f16_f32),
         cmocka_unit_test(test_all_types_all_isas),
         cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_gemm_f16_tiled),
         cmocka_unit_test(test_isa_env),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_against_quant),

@@ -1,7 +1,7 @@
 /* threadpool.h — a fixed pool of pthreads owned by one context. The caller
  * thread is worker 0, so a pool of n threads starts n-1 pthreads. A job is a
- * function run once on every worker with (ith, nth); run() returns when all
- * workers have finished it. Not reentrant: one job at a time per pool. */
+ * function run once per chunk (ith, nth); run() returns when all chunks are
+ * done. Not reentrant: one job at a time per pool. */
 #ifndef PHIQ_KERNELS_THREADPOOL_H
 #define PHIQ_KERNELS_THREADPOOL_H
 
@@ -12,6 +12,12 @@ typedef void (*phiq_task_fn)(void *arg, int ith, int nth);
 phiq_threadpool *phiq_threadpool_new(int n_threads);
 void phiq_threadpool_free(phiq_threadpool *tp);
 int phiq_threadpool_n(const phiq_threadpool *tp);
+/* Runs fn(arg, c, nchunks) once for every chunk c in [0, nchunks), chunks
+ * claimed dynamically by whichever threads are running (the caller too);
+ * returns when all are done. Two chunks never run at once with the same c. */
+void phiq_threadpool_run_chunks(phiq_threadpool *tp, phiq_task_fn fn, void *arg, int nchunks);
+/* run_chunks with one chunk per worker: fn(arg, ith, nth) for ith < nth, each
+ * ith once (possibly several on the same thread), so per-ith scratch is safe. */
 void phiq_threadpool_run(phiq_threadpool *tp, phiq_task_fn fn, void *arg);
 
 /* Splits [0, n) into nth near-equal parts; part ith is [*lo, *hi). */

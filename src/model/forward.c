@@ -10,6 +10,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
+#include "kernels/attn.h"
 #include "model/model.h"
 
 typedef struct {
@@ -19,7 +20,8 @@ typedef struct {
     float *out;       /* [n][nq] */
 } phiq_attn_job;
 
-/* One (token, head) pair per work item; each thread owns a score row. */
+/* One (token, head) pair per work item; each thread owns a score row. With
+ * an f16 cache the whole head runs in one kernel (kernels/attn.h). */
 static void phiq_attn_task(void *arg, int ith, int nth) {
     phiq_attn_job *j = arg;
     phiq_context *ctx = j->ctx;
@@ -28,6 +30,7 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
     int nq = nh * hd, nk = nkv * hd, group = nh / nkv;
     float scale = 1.0f / sqrtf((float)hd);
     float *s = ctx->scores + (size_t)ith * (size_t)ctx->n_ctx;
+    const phiq_attn_kernels *ak = phiq_attn_kernels_get();
     long lo, hi;
     phiq_split((long)j->n * nh, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
@@ -38,9 +41,15 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
         if (ctx->window > 0 && p - ctx->window + 1 > 0) first = p - ctx->window + 1;
         const float *q = j->qkv + (size_t)t * (size_t)(nq + 2 * nk) + (size_t)h * hd;
         int off = (h / group) * hd;
+        float *o = j->out + (size_t)t * nq + (size_t)h * hd;
+        if (ctx->kv.type == PHIQ_GGML_TYPE_F16) {
+            size_t base = ((size_t)j->layer * (size_t)ctx->kv.n_ctx + (size_t)first) * (size_t)ctx->kv.dim + (size_t)off;
+            ak->head_f16(q, (const uint16_t *)ctx->kv.k + base, (const uint16_t *)ctx->kv.v + base, (size_t)ctx->kv.dim,
+                         p - first + 1, scale, s, o, hd);
+            continue;
+        }
         for (int k = first; k <= p; k++) s[k - first] = phiq_kv_dot_k(&ctx->kv, j->layer, k, off, q, hd) * scale;
         phiq_softmax(s, p - first + 1);
-        float *o = j->out + (size_t)t * nq + (size_t)h * hd;
         memset(o, 0, (size_t)hd * sizeof(float));
         for (int k = first; k <= p; k++) phiq_kv_axpy_v(&ctx->kv, j->layer, k, off, s[k - first], o, hd);
     }
@@ -104,19 +113,6 @@ static void phiq_route(const phiq_context *ctx, const float *logit, int n_exp, i
         sel[k] = arg;
         w[k] = (float)(1.0 / sum);
     }
-}
-
-/* y = W x (+ b) for T rows, with llama.cpp's input rounding when asked. */
-static int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
-                   const float *bias) {
-    if (ctx->llamacpp_numerics && w->type != PHIQ_GGML_TYPE_F32) {
-        int rc = phiq_act_round(w->type, x, ldx, T, w->n_in, ctx->act, ctx->act_q);
-        if (rc < 0) return rc;
-        x = ctx->act;
-        ldx = w->n_in;
-    }
-    phiq_matmul(ctx->tp, w, x, ldx, T, y, ldy, bias, ctx->mm_scratch);
-    return 0;
 }
 
 /* x += mixture of experts over the normalized rows in ctx->h. */

@@ -4,6 +4,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
+#include "kernels/attn.h"
 #include "model/model.h"
 
 int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim) {
@@ -41,11 +42,9 @@ void phiq_kv_store(phiq_kv *kv, int layer, int pos, const float *k, const float 
         memcpy((float *)kv->k + o, k, (size_t)kv->dim * 4);
         memcpy((float *)kv->v + o, v, (size_t)kv->dim * 4);
     } else {
-        uint16_t *kk = (uint16_t *)kv->k + o, *vv = (uint16_t *)kv->v + o;
-        for (int i = 0; i < kv->dim; i++) {
-            kk[i] = phiq_f32_to_f16(k[i]);
-            vv[i] = phiq_f32_to_f16(v[i]);
-        }
+        const phiq_attn_kernels *ak = phiq_attn_kernels_get();
+        ak->to_f16((uint16_t *)kv->k + o, k, kv->dim);
+        ak->to_f16((uint16_t *)kv->v + o, v, kv->dim);
     }
 }
 

@@ -91,6 +91,10 @@ struct phiq_context {
     float *scores;       /* [n_threads][n_ctx] */
     float *act;          /* [B][max n_in]: rounded matmul inputs (llamacpp_numerics) */
     void *act_q;         /* one quantized activation row */
+    const struct phiq_kernels *kern; /* kernel table (kernels/dispatch.h) */
+    int ref_matmul;      /* PHIQ_REFERENCE_MATMUL=1: f32 dequantize-and-dot matmuls */
+    uint8_t *actq;       /* [B][actq_row]: activations converted for the kernel table */
+    size_t actq_row;     /* bytes per converted row (64-aligned) */
     float *moe;          /* phimoe: [B][E] mixture output, then [B][n_expert] router logits */
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
     float *logits;       /* [logits_cap][V] */
@@ -102,6 +106,12 @@ struct phiq_context {
  * NULL: none) and advancing ctx->pos. long_f
  * selects the LongRoPE factor set. */
 int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float *out, int out_first);
+
+/* matmul.c: y[t*ldy + r] = W[r] . x[t*ldx ..] (+ bias[r]) for T rows, through
+ * the kernel table with llama.cpp's activation conversion (or the f32
+ * reference path). Returns 0 or a negative code. */
+int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
+            const float *bias);
 
 /* model.c */
 phiq_model *phiq_model_load(const char *path, const phiq_model_params *p);

@@ -1,0 +1,200 @@
+/* matmul.c — the engine's y = W x (+ b) through the CPU kernel table
+ * (kernels/dispatch.h), with llama.cpp's numerics: the activation rows are
+ * converted once per matmul to the weight type's activation type (Q8_0 for
+ * Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants and IQ4_XS,
+ * F16 for F16, BF16 for BF16, F32 for F32) into the context's scratch, then
+ * weight rows are split into contiguous 16-row-aligned chunks that the
+ * thread pool's threads claim dynamically, each a matvec (one token) or
+ * gemm (a batch).
+ *
+ * The f32 reference path (each weight row dequantized and dotted with f32
+ * activations, kernels/ops.c) stays reachable: PHIQ_REFERENCE_MATMUL=1 in the
+ * environment when the context is created, weight types the table lacks,
+ * row shapes its kernels do not accept, and BF16 weights unless llama.cpp's
+ * numerics were asked for. */
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "core/common.h"
+#include "formats/ggml_type.h"
+#include "kernels/cpu.h"
+#include "kernels/dispatch.h"
+#include "kernels/gemm_f16.h"
+#include "model/model.h"
+
+/* Rows per scheduling unit: the AMX/AVX-512 gemm works on 16-row tiles. */
+#define PHIQ_MM_ROW_ALIGN 16
+
+typedef struct {
+    const phiq_kernels *k;
+    const phiq_mat *w;
+    const void *act; /* T converted rows, act_stride bytes apart */
+    size_t act_stride;
+    int T;
+    float *y;
+    int64_t ldy;
+    const float *bias;
+    bool f16_f32; /* F16 weights, f32 activation rows (f16-rounded) for the register-tiled gemm */
+    bool f16_amx; /* ... on AMX-BF16 tiles (exact split products) */
+} phiq_mm_job;
+
+/* Chunk c's rows: [lo, hi), whole 16-row units, units split evenly. */
+static void phiq_mm_rows(int64_t n_out, int c, int nch, int64_t *lo, int64_t *hi) {
+    long units = (long)((n_out + PHIQ_MM_ROW_ALIGN - 1) / PHIQ_MM_ROW_ALIGN), a, b;
+    phiq_split(units, c, nch, &a, &b);
+    *lo = (int64_t)a * PHIQ_MM_ROW_ALIGN;
+    *hi = (int64_t)b * PHIQ_MM_ROW_ALIGN;
+    if (*hi > n_out) *hi = n_out;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* Chunks per matmul: small enough that a thread descheduled mid-job leaves
+ * little for the others to wait on, large enough that per-call set-up
+ * (activation rearrangement, AMX tile packing of all T columns) stays small. */
+static int phiq_mm_chunks(const phiq_context *ctx, const phiq_mat *w, int T) {
+    int64_t units = (w->n_out + PHIQ_MM_ROW_ALIGN - 1) / PHIQ_MM_ROW_ALIGN;
+    int64_t per = T == 1 ? 4 : 16; /* 64 rows for matvec, 256 for gemm */
+    int64_t nch = units / per;
+    if (nch > 8 * (int64_t)ctx->n_threads && T > 1) nch = 8 * (int64_t)ctx->n_threads;
+    if (nch > 1024) nch = 1024;
+    if (nch < 1) nch = 1;
+    return (int)nch;
+}
+
+static void phiq_mm_task(void *arg, int ith, int nth) {
+    const phiq_mm_job *j = arg;
+    const phiq_mat *w = j->w;
+    int64_t lo, hi;
+    phiq_mm_rows(w->n_out, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    const char *wr = (const char *)w->data + (size_t)lo * w->row_bytes;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (j->f16_f32 && j->f16_amx &&
+        phiq_gemm_f16_amx(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
+                          j->act_stride / sizeof(float)) == 0) {
+        /* done */
+    } else if (j->f16_f32)
+        phiq_gemm_f16_f32_avx512(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
+                                 j->act_stride / sizeof(float));
+    else
+#endif
+    if (j->T == 1)
+        j->k->matvec[w->type](w->n_in, hi - lo, j->y + lo, wr, w->row_bytes, j->act);
+    else
+        j->k->gemm[w->type](w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act, j->act_stride);
+    if (j->bias)
+        for (int t = 0; t < j->T; t++) {
+            float *yt = j->y + (size_t)t * (size_t)j->ldy;
+            for (int64_t r = lo; r < hi; r++) yt[r] += j->bias[r];
+        }
+}
+
+/* Converting a batch's activation rows: T rows split across the pool. */
+typedef struct {
+    const phiq_context *ctx;
+    int at, T, f16_f32;
+    const float *x;
+    int64_t ldx, n;
+    atomic_int err;
+} phiq_conv_job;
+
+static int phiq_conv_row(const phiq_context *ctx, int at, int f16_f32, const float *x, int64_t n, uint8_t *dst) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (f16_f32) {
+        phiq_round_f16_f32_avx512((float *)(void *)dst, x, n);
+        return 0;
+    }
+#else
+    (void)f16_f32;
+#endif
+    return ctx->kern->quantize_act(at, x, dst, n);
+}
+
+static void phiq_conv_task(void *arg, int c, int nch) {
+    phiq_conv_job *j = arg;
+    long lo, hi;
+    phiq_split(j->T, c, nch, &lo, &hi);
+    for (long t = lo; t < hi; t++) {
+        int rc = phiq_conv_row(j->ctx, j->at, j->f16_f32, j->x + (size_t)t * (size_t)j->ldx, j->n,
+                               j->ctx->actq + (size_t)t * j->ctx->actq_row);
+        if (rc < 0) atomic_store(&j->err, rc);
+    }
+}
+
+/* Activation rows x (T of them) into ctx->actq; parallel for batches. */
+static int phiq_conv(phiq_context *ctx, int at, int f16_f32, const float *x, int64_t ldx, int T, int64_t n) {
+    if (T < 4) {
+        for (int t = 0; t < T; t++) {
+            int rc = phiq_conv_row(ctx, at, f16_f32, x + (size_t)t * (size_t)ldx, n, ctx->actq + (size_t)t * ctx->actq_row);
+            if (rc < 0) return rc;
+        }
+        return 0;
+    }
+    phiq_conv_job j = {ctx, at, T, f16_f32, x, ldx, n, 0};
+    atomic_init(&j.err, 0);
+    int nch = T / 2 < 4 * ctx->n_threads ? T / 2 : 4 * ctx->n_threads;
+    phiq_threadpool_run_chunks(ctx->tp, phiq_conv_task, &j, nch);
+    return atomic_load(&j.err);
+}
+
+/* True when the kernel table can run this matrix with the context's scratch. */
+static bool phiq_mm_fast_ok(const phiq_context *ctx, const phiq_mat *w) {
+    const phiq_kernels *k = ctx->kern;
+    if (!k || ctx->ref_matmul || w->type < 0 || w->type >= PHIQ_GGML_TYPE_COUNT) return false;
+    int at = k->act_type[w->type];
+    if (at < 0 || !k->matvec[w->type] || !k->gemm[w->type]) return false;
+    /* BF16 weights hold the checkpoint exactly; rounding activations to bf16
+     * (llama.cpp) costs 1e-3 of the logit range against PyTorch's f32, so
+     * only do it when llama.cpp's numerics were asked for. */
+    if (w->type == PHIQ_GGML_TYPE_BF16 && !ctx->llamacpp_numerics) return false;
+    if (w->n_in % phiq_ggml_block_size(w->type) != 0 || w->n_in % phiq_ggml_block_size(at) != 0) return false;
+    if (((uintptr_t)w->data & 1) != 0 || (w->row_bytes & 1) != 0) return false;
+    if (at != PHIQ_GGML_TYPE_F32 && (size_t)phiq_ggml_row_size(at, w->n_in) > ctx->actq_row) return false;
+    return true;
+}
+
+int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
+            const float *bias) {
+    if (!phiq_mm_fast_ok(ctx, w)) {
+        if (ctx->llamacpp_numerics && w->type != PHIQ_GGML_TYPE_F32) {
+            int rc = phiq_act_round(w->type, x, ldx, T, w->n_in, ctx->act, ctx->act_q);
+            if (rc < 0) return rc;
+            x = ctx->act;
+            ldx = w->n_in;
+        }
+        phiq_matmul(ctx->tp, w, x, ldx, T, y, ldy, bias, ctx->mm_scratch);
+        return 0;
+    }
+    const phiq_kernels *k = ctx->kern;
+    int at = k->act_type[w->type];
+    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false};
+#if defined(__x86_64__) || defined(_M_X64)
+    /* prefill with F16 weights: the table's gemm converts both operands per
+     * FMA; the tiled kernel converts weights only (AVX-512 tables). */
+    if (at == PHIQ_GGML_TYPE_F16 && T > 1 && w->n_in % 16 == 0 && (size_t)w->n_in * sizeof(float) <= ctx->actq_row &&
+        (strcmp(k->isa, "avx512") == 0 || strcmp(k->isa, "amx") == 0)) {
+        phiq_conv(ctx, at, 1, x, ldx, T, w->n_in);
+        j.act = ctx->actq;
+        j.act_stride = ctx->actq_row;
+        j.f16_f32 = true;
+        const phiq_cpu *cpu = phiq_cpu_get();
+        const char *noamx = getenv("PHIQ_F16_NO_AMX");
+        j.f16_amx = strcmp(k->isa, "amx") == 0 && cpu->amx_bf16 && cpu->avx512bf16 && w->n_in % 32 == 0 &&
+                    !(noamx && *noamx && *noamx != '0');
+        phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
+        return 0;
+    }
+#endif
+    if (at == PHIQ_GGML_TYPE_F32 && ((uintptr_t)x & 3) == 0) {
+        j.act = x; /* already in the activation type */
+        j.act_stride = (size_t)ldx * sizeof(float);
+    } else {
+        if (at == PHIQ_GGML_TYPE_F32) return phiq_fail(PHIQ_EINVAL, "matmul: misaligned f32 activations");
+        int rc = phiq_conv(ctx, at, 0, x, ldx, T, w->n_in);
+        if (rc < 0) return rc;
+        j.act = ctx->actq;
+        j.act_stride = ctx->actq_row;
+    }
+    phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
+    return 0;
+}
