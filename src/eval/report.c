@@ -86,7 +86,7 @@ char *phiq_report_table(const phiq_report_row *rows, int n) {
 
 /* One scatter chart: x = size (MB, linear), y = metric; log y for KLD. */
 static void svg_chart(sbuf *b, const phiq_report_row *rows, int n, int speed, const char *title) {
-    const double W = 560, H = 360, L = 70, R = 20, T = 36, B = 50;
+    const double W = 560, H = 360, L = 78, R = 20, T = 36, B = 50;
     double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
     const double kld_floor = 1e-6; /* log axis: the reference itself has KLD 0 */
     for (int i = 0; i < n; i++) {
@@ -117,8 +117,9 @@ static void svg_chart(sbuf *b, const phiq_report_row *rows, int n, int speed, co
     for (int t = 0; t <= 4; t++) {
         double xv = xmin + (xmax - xmin) * t / 4, yv = ymin + (ymax - ymin) * t / 4;
         sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%.3g</text>\n", PX(xv), H - B + 16, xv);
-        if (speed)
-            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n", L - 6, PY(yv) + 4, yv);
+        if (speed) /* plain numbers: tokens/s in the thousands must not turn into 2.44e+03 */
+            sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.*f</text>\n", L - 6, PY(yv) + 4,
+                      fabs(yv) >= 100 ? 0 : 1, yv);
         else
             sb_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.1e</text>\n", L - 6, PY(yv) + 4, pow(10, yv));
         sb_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n", L, PY(yv), W - R, PY(yv));
