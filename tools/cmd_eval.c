@@ -78,15 +78,6 @@ static uint64_t weight_bytes_per_token(const char *path, uint64_t *all_bytes, do
     return bytes;
 }
 
-static int is_gguf(const char *path) {
-    FILE *f = fopen(path, "rb");
-    char m[4] = {0};
-    if (!f) return 0;
-    size_t r = fread(m, 1, 4, f);
-    fclose(f);
-    return r == 4 && !memcmp(m, "GGUF", 4);
-}
-
 /* ---- eval ----------------------------------------------------------------------- */
 static void eval_usage(FILE *f) {
     fprintf(f, "usage: phiq eval MODEL (--text FILE | --ids FILE) [--ref REF_MODEL] [--ctx N] [--chunks N] [-t N] [--json] [--quiet]\n\n"
@@ -198,7 +189,7 @@ int phiq_cmd_bench(int argc, char **argv) {
     int rc = phiq_bench_run(m, &o, &r);
     phiq_model_free(m);
     if (rc < 0) return phiq_cli_fail("bench", "%s", phiq_error());
-    uint64_t per_tok = is_gguf(model) ? weight_bytes_per_token(model, NULL, NULL) : 0;
+    uint64_t per_tok = phiq_gguf_sniff(model) ? weight_bytes_per_token(model, NULL, NULL) : 0;
     double gbs = (double)per_tok * r.decode_tok_s / 1e9;
     double bw = probe ? phiq_bench_read_bandwidth(o.n_threads) : 0;
     uint64_t rss = phiq_peak_rss();

@@ -198,15 +198,11 @@ done:
 phiq_imatrix *phiq_imatrix_load(const char *path) {
     phiq_imatrix *m = calloc(1, sizeof *m);
     if (!m) return phiq_fail_null(PHIQ_ENOMEM, "out of memory");
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    if (!phiq_file_exists(path)) {
         free(m);
         return phiq_fail_null(PHIQ_EIO, "%s: cannot open", path);
     }
-    char magic[4] = {0};
-    size_t got = fread(magic, 1, 4, f);
-    fclose(f);
-    int rc = got == 4 && !memcmp(magic, "GGUF", 4) ? load_gguf(m, path) : load_dat(m, path);
+    int rc = phiq_gguf_sniff(path) ? load_gguf(m, path) : load_dat(m, path);
     if (rc == 0 && m->n == 0) rc = phiq_fail(PHIQ_EFORMAT, "%s: no importance-matrix entries", path);
     if (rc < 0) {
         phiq_imatrix_free(m);

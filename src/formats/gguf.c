@@ -967,3 +967,12 @@ fail:
     phiq_outfile_abort(&o);
     return rc;
 }
+
+bool phiq_gguf_sniff(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char magic[4] = {0};
+    size_t got = fread(magic, 1, 4, f);
+    fclose(f);
+    return got == 4 && !memcmp(magic, "GGUF", 4);
+}

@@ -60,6 +60,9 @@ typedef struct phiq_gguf_tensor {
     const void *data;     /* points into the map */
 } phiq_gguf_tensor;
 
+/* True when the file exists and starts with the GGUF magic (cheap: reads 4 bytes). */
+bool phiq_gguf_sniff(const char *path);
+
 phiq_gguf *phiq_gguf_open(const char *path);
 /* Same checks on bytes already in memory (fuzzing, embedded files); data must
  * outlive the reader; name is used in messages. */
