@@ -42,6 +42,7 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->tmp);
     free(ctx->mm_scratch);
     free(ctx->scores);
+    free(ctx->attn_q8);
     free(ctx->act);
     free(ctx->act_q);
     free(ctx->actq);
@@ -67,7 +68,8 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     int kvt;
     if (p->kv_type == PHIQ_KV_TYPE_F16) kvt = PHIQ_GGML_TYPE_F16;
     else if (p->kv_type == PHIQ_KV_TYPE_F32) kvt = PHIQ_GGML_TYPE_F32;
-    else return phiq_fail_null(PHIQ_EUNSUPPORTED, "context: KV cache type %d is not supported (f16, f32)", (int)p->kv_type);
+    else if (p->kv_type == PHIQ_KV_TYPE_Q8_0) kvt = PHIQ_GGML_TYPE_Q8_0;
+    else return phiq_fail_null(PHIQ_EUNSUPPORTED, "context: KV cache type %d is not supported (f16, f32, q8_0)", (int)p->kv_type);
     if (p->rope_mode != PHIQ_ROPE_MODE_HF && p->rope_mode != PHIQ_ROPE_MODE_LLAMACPP)
         return phiq_fail_null(PHIQ_EINVAL, "context: unknown rope_mode %d", (int)p->rope_mode);
     if (p->n_threads < 0 || p->n_threads > 512 || p->n_batch < 0)
@@ -86,7 +88,7 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
         int padded = (n_ctx + 255) / 256 * 256;
         ctx->cache_long = hp->n_rope_factors > 0 && padded > hp->n_ctx_orig;
     }
-    if (phiq_kv_init(&ctx->kv, kvt, hp->n_layer, n_ctx, hp->n_head_kv * hp->head_dim) < 0) {
+    if (phiq_kv_init(&ctx->kv, kvt, hp->n_layer, n_ctx, hp->n_head_kv * hp->head_dim, hp->head_dim) < 0) {
         phiq_context_free(ctx);
         return NULL;
     }
@@ -110,6 +112,15 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->ffn = phiq_alloc_f(B * nffn);
     ctx->mm_scratch = phiq_alloc_f((size_t)ctx->n_threads * max_in);
     ctx->scores = phiq_alloc_f((size_t)ctx->n_threads * (size_t)n_ctx);
+    if (kvt == PHIQ_GGML_TYPE_Q8_0) {
+        const size_t hd = (size_t)hp->head_dim;
+        ctx->attn_q8_stride = (hd * sizeof(float) + hd / 32 * 34 + 63) & ~(size_t)63;
+        ctx->attn_q8 = malloc((size_t)ctx->n_threads * ctx->attn_q8_stride);
+        if (!ctx->attn_q8) {
+            phiq_context_free(ctx);
+            return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
+        }
+    }
     ctx->llamacpp_numerics = p->llamacpp_numerics != 0;
     ctx->phimoe_llamacpp = p->phimoe_llamacpp != 0;
     if (hp->arch == PHIQ_ARCH_PHIMOE) {

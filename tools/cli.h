@@ -21,5 +21,7 @@ int phiq_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(p
 int phiq_cli_is(const char *arg, const char *a, const char *b);
 /* Fetches the value after a flag or fails with usage; advances *i. */
 const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd);
+/* --kv-type value: "f16", "f32" or "q8_0" -> PHIQ_KV_TYPE_*, anything else -1. */
+int phiq_cli_kv_type(const char *s);
 
 #endif

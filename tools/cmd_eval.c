@@ -154,10 +154,13 @@ int phiq_cmd_eval(int argc, char **argv) {
 
 /* ---- bench ------------------------------------------------------------------------ */
 static void bench_usage(FILE *f) {
-    fprintf(f, "usage: phiq bench MODEL [-t N] [--prompt N] [--gen N] [--reps N] [--probe] [--json] [--quiet]\n\n"
+    fprintf(f, "usage: phiq bench MODEL [-t N] [--prompt N] [--gen N] [--reps N] [-d N] [--kv-type T] [--probe] [--json]\n"
+               "                  [--quiet]\n\n"
                "Prefill tokens/s (one batch of --prompt random ids, default 128) and decode tokens/s (--gen single\n"
                "tokens from an empty cache, default 32): medians of --reps runs (default 3) after a warm-up. Also\n"
                "the weight bytes read per decoded token and the resulting GB/s, peak RSS and load time.\n"
+               "  -d, --depth N    decode with N tokens already in the cache (untimed fill; as llama-bench -d)\n"
+               "  --kv-type T      KV cache type: f16 (default), f32 or q8_0\n"
                "  --probe   also measure this machine's read bandwidth, to show decode as a fraction of the limit\n");
 }
 
@@ -172,7 +175,11 @@ int phiq_cmd_bench(int argc, char **argv) {
         else if (phiq_cli_is(a, "--prompt", "-p")) o.n_prompt = atoi(phiq_cli_value(argc, argv, &i, "bench"));
         else if (phiq_cli_is(a, "--gen", "-n")) o.n_gen = atoi(phiq_cli_value(argc, argv, &i, "bench"));
         else if (phiq_cli_is(a, "--reps", "-r")) o.reps = atoi(phiq_cli_value(argc, argv, &i, "bench"));
-        else if (!strcmp(a, "--probe")) probe = 1;
+        else if (phiq_cli_is(a, "-d", "--depth")) o.n_depth = atoi(phiq_cli_value(argc, argv, &i, "bench"));
+        else if (phiq_cli_is(a, "--kv-type", NULL)) {
+            const char *v = phiq_cli_value(argc, argv, &i, "bench");
+            if ((o.kv_type = phiq_cli_kv_type(v)) < 0) return phiq_cli_fail("bench", "--kv-type must be f16, f32 or q8_0, not '%s'", v);
+        } else if (!strcmp(a, "--probe")) probe = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--quiet")) o.quiet = 1;
         else if (a[0] == '-') { fprintf(stderr, "phiq bench: unknown option %s\n", a); bench_usage(stderr); return 2; }

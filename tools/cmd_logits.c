@@ -20,7 +20,8 @@ static void logits_usage(FILE *f) {
             "  -t, --threads N     threads (default: physical cores)\n"
             "  -c, --ctx-size N    context size (default: max(#ids, 256)); matters for --rope-mode llamacpp\n"
             "  -b, --batch N       tokens per forward chunk (default 512)\n"
-            "  --kv-type f16|f32   KV cache precision (default f16)\n"
+            "  --kv-type f16|f32|q8_0  KV cache precision (default f16); q8_0 as llama.cpp's\n"
+            "                      -ctk q8_0 -ctv q8_0 -fa on (head_dim a multiple of 32)\n"
             "  --rope-mode hf|llamacpp  LongRoPE factor rule (default hf: by sequence length;\n"
             "                      llamacpp: by context size, decided once)\n"
             "  --no-swa            ignore the model's sliding window (as llama.cpp does)\n"
@@ -81,9 +82,9 @@ int phiq_cmd_logits(int argc, char **argv) {
         } else if (phiq_cli_is(a, "-b", "--batch")) cp.n_batch = atoi(phiq_cli_value(argc, argv, &i, "logits"));
         else if (phiq_cli_is(a, "--kv-type", NULL)) {
             const char *v = phiq_cli_value(argc, argv, &i, "logits");
-            if (!strcmp(v, "f16")) cp.kv_type = PHIQ_KV_TYPE_F16;
-            else if (!strcmp(v, "f32")) cp.kv_type = PHIQ_KV_TYPE_F32;
-            else return phiq_cli_fail("logits", "--kv-type must be f16 or f32, not '%s'", v);
+            int kt = phiq_cli_kv_type(v);
+            if (kt < 0) return phiq_cli_fail("logits", "--kv-type must be f16, f32 or q8_0, not '%s'", v);
+            cp.kv_type = (phiq_kv_type)kt;
         } else if (phiq_cli_is(a, "--rope-mode", NULL)) {
             const char *v = phiq_cli_value(argc, argv, &i, "logits");
             if (!strcmp(v, "hf")) cp.rope_mode = PHIQ_ROPE_MODE_HF;

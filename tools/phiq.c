@@ -47,6 +47,13 @@ const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd) {
     return argv[++*i];
 }
 
+int phiq_cli_kv_type(const char *s) {
+    if (!strcmp(s, "f16")) return PHIQ_KV_TYPE_F16;
+    if (!strcmp(s, "f32")) return PHIQ_KV_TYPE_F32;
+    if (!strcmp(s, "q8_0")) return PHIQ_KV_TYPE_Q8_0;
+    return -1;
+}
+
 static void usage(FILE *f) {
     fprintf(f, "phiq %s — quantize, convert, evaluate and run Microsoft Phi models on CPUs\n\n"
                "usage: phiq COMMAND [options]    (phiq COMMAND --help for each)\n\ncommands:\n",

@@ -1,6 +1,7 @@
 /* bench.c — prefill and decode speed (medians of repeats, as llama-bench
  * measures: random ids, prompt in one batch, then single-token decode from
- * an empty cache), the machine's read bandwidth, and peak RSS. */
+ * an empty cache, or after --depth cached tokens), the machine's read
+ * bandwidth, and peak RSS. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdlib.h>
@@ -26,16 +27,18 @@ int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_res
     int reps = o->reps > 0 ? o->reps : 3;
     if (reps > 16) reps = 16;
     const int np = o->n_prompt > 0 ? o->n_prompt : 128, ng = o->n_gen > 0 ? o->n_gen : 32;
+    const int nd = o->n_depth > 0 ? o->n_depth : 0, nfill = np > nd ? np : nd;
     phiq_context_params cp = phiq_context_default_params();
-    cp.n_ctx = np + ng + 1;
+    cp.n_ctx = nfill + ng + 1;
     cp.n_threads = o->n_threads;
+    cp.kv_type = (phiq_kv_type)o->kv_type;
     phiq_context *ctx = phiq_context_new(m, &cp);
     if (!ctx) return PHIQ_EINVAL;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(np + ng));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(nfill + ng));
     if (!ids) { phiq_context_free(ctx); return phiq_fail(PHIQ_ENOMEM, "bench: out of memory"); }
     const int nv = phiq_model_n_vocab(m);
     uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; i < np + ng; i++) {
+    for (int i = 0; i < nfill + ng; i++) {
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         ids[i] = (int32_t)(x % (uint64_t)nv);
     }
@@ -47,9 +50,10 @@ int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_res
         if ((rc = phiq_eval(ctx, ids, np)) < 0) break;
         double t1 = phiq_now();
         if ((rc = phiq_context_truncate(ctx, 0)) < 0) break;
+        if (nd > 0 && (rc = phiq_eval(ctx, ids, nd)) < 0) break; /* untimed: the cached depth */
         double t2 = phiq_now();
         for (int i = 0; i < ng; i++)
-            if ((rc = phiq_eval(ctx, ids + np + i, 1)) < 0) break;
+            if ((rc = phiq_eval(ctx, ids + nfill + i, 1)) < 0) break;
         if (rc < 0) break;
         double t3 = phiq_now();
         if (rep >= 0) {

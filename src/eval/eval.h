@@ -41,6 +41,8 @@ int phiq_eval_perplexity(const phiq_model *model, const phiq_model *ref, const i
 typedef struct phiq_bench_opts {
     int n_threads, n_prompt, n_gen, reps;
     int quiet;
+    int kv_type;  /* phiq_kv_type (0 = f16) */
+    int n_depth;  /* decode with this many tokens already cached (llama-bench -d; default 0) */
 } phiq_bench_opts;
 
 typedef struct phiq_bench_result {

@@ -1,6 +1,7 @@
 /* attn.h — attention of one query head over a run of cached positions with
- * a float16 KV cache: scores, softmax, weighted sum of values. A portable
- * version and an AVX2+F16C one (attn_avx2.c), chosen once per CPU. */
+ * a float16 KV cache (scores, softmax, weighted sum of values) or a Q8_0
+ * one (llama.cpp's CPU flash-attention numerics). A portable version of
+ * each and an AVX2+F16C one (attn_avx2.c), chosen once per CPU. */
 #ifndef PHIQ_KERNELS_ATTN_H
 #define PHIQ_KERNELS_ATTN_H
 
@@ -15,10 +16,25 @@ typedef void (*phiq_attn_head_f16_fn)(const float *q, const uint16_t *K, const u
 /* dst[i] = f16(src[i]), round to nearest even (as ggml). */
 typedef void (*phiq_f32_to_f16_row_fn)(uint16_t *dst, const float *src, int n);
 
+/* Q8_0 cache, as ggml_compute_forward_flash_attn_ext_f16 with K and V in
+ * Q8_0: q8 is the query already multiplied by the softmax scale and
+ * quantized to Q8_0 (hd / 32 blocks, ggml's block_q8_0: f16 d, int8 qs[32],
+ * 34 bytes); K_k and V_k (hd / 32 blocks each) start at K + k * stride and
+ * V + k * stride bytes. Score s_k = Q8_0 . Q8_0 dot (no further scale); V
+ * rows dequantized to f32 and summed with an online softmax (running max M
+ * and sum S, o rescaled by expf(M_old - M) when the max rises), o /= S at
+ * the end. hd: a multiple of 32; n >= 1. No scratch. */
+typedef void (*phiq_attn_head_q8_0_fn)(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n,
+                                        float *o, int hd);
+
 typedef struct {
     phiq_attn_head_f16_fn head_f16;
     phiq_f32_to_f16_row_fn to_f16;
+    phiq_attn_head_q8_0_fn head_q8_0;
 } phiq_attn_kernels;
+
+/* The portable table (for tests comparing the SIMD kernels with it). */
+const phiq_attn_kernels *phiq_attn_kernels_ref(void);
 
 /* The best for this CPU (PHIQ_ISA=scalar selects the portable one). */
 const phiq_attn_kernels *phiq_attn_kernels_get(void);
@@ -27,6 +43,8 @@ const phiq_attn_kernels *phiq_attn_kernels_get(void);
 void phiq_attn_head_f16_avx2(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, int n, float scale,
                              float *s, float *o, int hd);
 void phiq_f32_to_f16_row_avx2(uint16_t *dst, const float *src, int n);
+void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *o,
+                              int hd);
 #endif
 
 #endif

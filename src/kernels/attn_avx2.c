@@ -1,10 +1,14 @@
 /* attn_avx2.c — AVX2+F16C attention of one head over an f16 KV cache (see
- * attn.h): 8-wide F16C conversion of keys and values, FMA dots and axpys.
- * The softmax is the portable one (max-subtracted expf, double sum). */
+ * attn.h): 8-wide F16C conversion of keys and values, FMA dots and axpys;
+ * the softmax is the portable one (max-subtracted expf, double sum). And
+ * over a Q8_0 cache: int8 dots through vpmaddubsw as ggml's AVX2
+ * vec_dot_q8_0_q8_0 (8 float lanes, one FMA per block), V blocks widened
+ * to f32 and added with FMA under an online softmax. */
 #include <immintrin.h>
 #include <math.h>
 
 #include "kernels/attn.h"
+#include "kernels/dot.h"
 
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -73,4 +77,52 @@ void phiq_f32_to_f16_row_avx2(uint16_t *dst, const float *src, int n) {
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
     for (; i < n; i++) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
+}
+
+/* 8 int32 lane sums of x[i] * y[i] over 32 signed bytes (|x| as u8 times y
+ * with x's sign: no saturation for Q8_0 values in [-127, 127]). */
+static inline __m256 q8_dot_lanes(const int8_t *x, const int8_t *y) {
+    const __m256i vx = _mm256_loadu_si256((const __m256i *)(const void *)x);
+    const __m256i vy = _mm256_loadu_si256((const __m256i *)(const void *)y);
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(vx, vx), _mm256_sign_epi8(vy, vx));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *o,
+                              int hd) {
+    const phiq_kblk_q8_0 *qb = q8;
+    const int nb = hd / PHIQ_KQK;
+    float S = 0.0f, M = -INFINITY;
+    for (int i = 0; i < hd; i++) o[i] = 0;
+    for (int k = 0; k < n; k++) {
+        const phiq_kblk_q8_0 *kb = (const phiq_kblk_q8_0 *)(const void *)(K + (size_t)k * stride);
+        const phiq_kblk_q8_0 *vb = (const phiq_kblk_q8_0 *)(const void *)(V + (size_t)k * stride);
+        __m256 acc = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++)
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(kb[b].d) * h2f(qb[b].d)), q8_dot_lanes(kb[b].qs, qb[b].qs), acc);
+        const float s = hsum8(acc);
+        float ms = 1.0f, vs = 1.0f;
+        if (s > M) {
+            const float Mold = M;
+            M = s;
+            ms = expf(Mold - M);
+            const __m256 vms = _mm256_set1_ps(ms);
+            for (int i = 0; i < hd; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), vms));
+        } else {
+            vs = expf(s - M);
+        }
+        const __m256 vvs = _mm256_set1_ps(vs);
+        for (int b = 0; b < nb; b++) {
+            const __m256 d = _mm256_set1_ps(h2f(vb[b].d));
+            float *ob = o + b * PHIQ_KQK;
+            for (int j = 0; j < PHIQ_KQK; j += 8) {
+                const __m128i q = _mm_loadl_epi64((const __m128i *)(const void *)(vb[b].qs + j));
+                const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+                _mm256_storeu_ps(ob + j, _mm256_fmadd_ps(v, vvs, _mm256_loadu_ps(ob + j)));
+            }
+        }
+        S = S * ms + vs;
+    }
+    const __m256 inv = _mm256_set1_ps(S == 0.0f ? 0.0f : 1.0f / S);
+    for (int i = 0; i < hd; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), inv));
 }

@@ -12,6 +12,7 @@
 #include "formats/ggml_type.h"
 #include "kernels/attn.h"
 #include "model/model.h"
+#include "quant/quant.h"
 
 typedef struct {
     phiq_context *ctx;
@@ -20,8 +21,9 @@ typedef struct {
     float *out;       /* [n][nq] */
 } phiq_attn_job;
 
-/* One (token, head) pair per work item; each thread owns a score row. With
- * an f16 cache the whole head runs in one kernel (kernels/attn.h). */
+/* One (token, head) pair per work item; each thread owns a score row (and
+ * a query scratch row for Q8_0). With an f16 or Q8_0 cache the whole head
+ * runs in one kernel (kernels/attn.h). */
 static void phiq_attn_task(void *arg, int ith, int nth) {
     phiq_attn_job *j = arg;
     phiq_context *ctx = j->ctx;
@@ -42,6 +44,18 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
         const float *q = j->qkv + (size_t)t * (size_t)(nq + 2 * nk) + (size_t)h * hd;
         int off = (h / group) * hd;
         float *o = j->out + (size_t)t * nq + (size_t)h * hd;
+        if (ctx->kv.type == PHIQ_GGML_TYPE_Q8_0) {
+            /* llama.cpp's phi graphs scale Q before attention (kq_scale 1);
+             * flash attention then converts that row to K's dot type */
+            float *qs = (float *)(void *)(ctx->attn_q8 + (size_t)ith * ctx->attn_q8_stride);
+            uint8_t *q8 = (uint8_t *)(qs + hd);
+            for (int i = 0; i < hd; i++) qs[i] = q[i] * scale;
+            phiq_quantize_row_q8_0(qs, q8, hd);
+            ak->head_q8_0(q8, phiq_kv_row(&ctx->kv, 0, j->layer, first) + (size_t)off / 32 * 34,
+                          phiq_kv_row(&ctx->kv, 1, j->layer, first) + (size_t)off / 32 * 34, ctx->kv.row_bytes,
+                          p - first + 1, o, hd);
+            continue;
+        }
         if (ctx->kv.type == PHIQ_GGML_TYPE_F16) {
             size_t base = ((size_t)j->layer * (size_t)ctx->kv.n_ctx + (size_t)first) * (size_t)ctx->kv.dim + (size_t)off;
             ak->head_f16(q, (const uint16_t *)ctx->kv.k + base, (const uint16_t *)ctx->kv.v + base, (size_t)ctx->kv.dim,

@@ -1,27 +1,41 @@
 /* kv.c — the KV cache: per layer, keys and values of every cached position,
- * float16 (default, as llama.cpp) or float32. Layout [layer][pos][kv_head * head_dim]. */
+ * float16 (default, as llama.cpp), float32, or Q8_0 (ggml's block_q8_0,
+ * quantized as quantize_row_q8_0_ref: 34 bytes per 32 values, 47% less than
+ * f16). Layout [layer][pos][row_bytes]; a row holds n_kv_head * head_dim
+ * values, head h's slice at h * head_dim. */
 #include <stdlib.h>
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
 #include "kernels/attn.h"
 #include "model/model.h"
+#include "quant/quant.h"
 
-int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim) {
+#define PHIQ_KV_QK 32 /* values per Q8_0 block */
+#define PHIQ_KV_QB 34 /* bytes per Q8_0 block: f16 d + 32 int8 */
+
+int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int head_dim) {
     memset(kv, 0, sizeof *kv);
-    if (type != PHIQ_GGML_TYPE_F16 && type != PHIQ_GGML_TYPE_F32)
-        return phiq_fail(PHIQ_EUNSUPPORTED, "KV cache type %s is not supported (f16 or f32)", phiq_ggml_type_name(type));
-    size_t elt = type == PHIQ_GGML_TYPE_F16 ? 2 : 4;
-    size_t n = (size_t)n_layer * (size_t)n_ctx * (size_t)dim;
+    size_t row;
+    if (type == PHIQ_GGML_TYPE_F16) row = (size_t)dim * 2;
+    else if (type == PHIQ_GGML_TYPE_F32) row = (size_t)dim * 4;
+    else if (type == PHIQ_GGML_TYPE_Q8_0) {
+        if (head_dim <= 0 || head_dim % PHIQ_KV_QK || dim % PHIQ_KV_QK)
+            return phiq_fail(PHIQ_EUNSUPPORTED, "q8_0 KV cache needs head_dim a multiple of 32; this model's is %d", head_dim);
+        row = (size_t)dim / PHIQ_KV_QK * PHIQ_KV_QB;
+    } else
+        return phiq_fail(PHIQ_EUNSUPPORTED, "KV cache type %s is not supported (f16, f32 or q8_0)", phiq_ggml_type_name(type));
+    size_t n = (size_t)n_layer * (size_t)n_ctx * row;
     kv->type = type;
     kv->n_layer = n_layer;
     kv->n_ctx = n_ctx;
     kv->dim = dim;
-    kv->k = calloc(n ? n : 1, elt);
-    kv->v = calloc(n ? n : 1, elt);
+    kv->row_bytes = row;
+    kv->k = calloc(n ? n : 1, 1);
+    kv->v = calloc(n ? n : 1, 1);
     if (!kv->k || !kv->v) {
         phiq_kv_free(kv);
-        return phiq_fail(PHIQ_ENOMEM, "KV cache: cannot allocate %zu MB", 2 * n * elt >> 20);
+        return phiq_fail(PHIQ_ENOMEM, "KV cache: cannot allocate %zu MB", 2 * n >> 20);
     }
     return 0;
 }
@@ -32,26 +46,39 @@ void phiq_kv_free(phiq_kv *kv) {
     kv->k = kv->v = NULL;
 }
 
-static size_t phiq_kv_index(const phiq_kv *kv, int layer, int pos) {
-    return ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * (size_t)kv->dim;
-}
-
 void phiq_kv_store(phiq_kv *kv, int layer, int pos, const float *k, const float *v) {
-    size_t o = phiq_kv_index(kv, layer, pos);
+    uint8_t *kr = phiq_kv_row(kv, 0, layer, pos), *vr = phiq_kv_row(kv, 1, layer, pos);
     if (kv->type == PHIQ_GGML_TYPE_F32) {
-        memcpy((float *)kv->k + o, k, (size_t)kv->dim * 4);
-        memcpy((float *)kv->v + o, v, (size_t)kv->dim * 4);
+        memcpy(kr, k, (size_t)kv->dim * 4);
+        memcpy(vr, v, (size_t)kv->dim * 4);
+    } else if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
+        /* dim is a multiple of 32, so every head's slice is whole blocks */
+        phiq_quantize_row_q8_0(k, kr, kv->dim);
+        phiq_quantize_row_q8_0(v, vr, kv->dim);
     } else {
         const phiq_attn_kernels *ak = phiq_attn_kernels_get();
-        ak->to_f16((uint16_t *)kv->k + o, k, kv->dim);
-        ak->to_f16((uint16_t *)kv->v + o, v, kv->dim);
+        ak->to_f16((uint16_t *)(void *)kr, k, kv->dim);
+        ak->to_f16((uint16_t *)(void *)vr, v, kv->dim);
     }
 }
 
+/* Element i of a Q8_0 row: qs * d of its block. */
+static float phiq_kv_q8_at(const uint8_t *row, int i) {
+    const uint8_t *b = row + (size_t)(i / PHIQ_KV_QK) * PHIQ_KV_QB;
+    uint16_t d;
+    memcpy(&d, b, 2);
+    return (float)(int8_t)b[2 + i % PHIQ_KV_QK] * phiq_ops_h2f(d);
+}
+
 float phiq_kv_dot_k(const phiq_kv *kv, int layer, int pos, int off, const float *q, int n) {
-    size_t o = phiq_kv_index(kv, layer, pos) + (size_t)off;
-    if (kv->type == PHIQ_GGML_TYPE_F32) return phiq_dot_f32((const float *)kv->k + o, q, n);
-    const uint16_t *kk = (const uint16_t *)kv->k + o;
+    const uint8_t *row = phiq_kv_row(kv, 0, layer, pos);
+    if (kv->type == PHIQ_GGML_TYPE_F32) return phiq_dot_f32((const float *)(const void *)row + off, q, n);
+    if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
+        float s = 0;
+        for (int i = 0; i < n; i++) s += phiq_kv_q8_at(row, off + i) * q[i];
+        return s;
+    }
+    const uint16_t *kk = (const uint16_t *)(const void *)row + off;
     float acc[4] = {0};
     int i = 0;
     for (; i + 4 <= n; i += 4)
@@ -62,12 +89,14 @@ float phiq_kv_dot_k(const phiq_kv *kv, int layer, int pos, int off, const float 
 }
 
 void phiq_kv_axpy_v(const phiq_kv *kv, int layer, int pos, int off, float a, float *out, int n) {
-    size_t o = phiq_kv_index(kv, layer, pos) + (size_t)off;
+    const uint8_t *row = phiq_kv_row(kv, 1, layer, pos);
     if (kv->type == PHIQ_GGML_TYPE_F32) {
-        const float *vv = (const float *)kv->v + o;
+        const float *vv = (const float *)(const void *)row + off;
         for (int i = 0; i < n; i++) out[i] += a * vv[i];
+    } else if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
+        for (int i = 0; i < n; i++) out[i] += a * phiq_kv_q8_at(row, off + i);
     } else {
-        const uint16_t *vv = (const uint16_t *)kv->v + o;
+        const uint16_t *vv = (const uint16_t *)(const void *)row + off;
         for (int i = 0; i < n; i++) out[i] += a * phiq_ops_h2f(vv[i]);
     }
 }

@@ -57,12 +57,19 @@ struct phiq_model {
 
 /* ---- KV cache (kv.c) --------------------------------------------------------- */
 typedef struct phiq_kv {
-    int type;        /* PHIQ_GGML_TYPE_F16 or _F32 */
+    int type;        /* PHIQ_GGML_TYPE_F16, _F32 or _Q8_0 */
     int n_layer, n_ctx, dim; /* dim = n_head_kv * head_dim */
-    void *k, *v;     /* [n_layer][n_ctx][dim] each */
+    size_t row_bytes; /* bytes of one position's dim values: 2 dim, 4 dim, or 34 dim / 32 (Q8_0) */
+    void *k, *v;     /* [n_layer][n_ctx][row_bytes] each; Q8_0 rows are dim / 32 block_q8_0
+                        (f16 d, int8 qs[32]), each head's slice whole blocks */
 } phiq_kv;
 
-int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim);
+/* head_dim: Q8_0 needs it a multiple of 32 (each head's slice whole blocks). */
+int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int head_dim);
+/* Start of the K (or V) row of layer at pos. */
+static inline uint8_t *phiq_kv_row(const phiq_kv *kv, int v, int layer, int pos) {
+    return (uint8_t *)(v ? kv->v : kv->k) + ((size_t)layer * (size_t)kv->n_ctx + (size_t)pos) * kv->row_bytes;
+}
 void phiq_kv_free(phiq_kv *kv);
 void phiq_kv_store(phiq_kv *kv, int layer, int pos, const float *k, const float *v);
 /* q . K[layer][pos][off .. off+n) */
@@ -89,6 +96,9 @@ struct phiq_context {
     float *x, *h, *qkv, *att, *ffn, *tmp; /* [B][E], [B][E], [B][nq+2nkv], [B][nq], [B][2F], [B][E] */
     float *mm_scratch;   /* [n_threads][max n_in] */
     float *scores;       /* [n_threads][n_ctx] */
+    uint8_t *attn_q8;    /* Q8_0 cache: [n_threads][attn_q8_stride]: scaled query (head_dim floats),
+                            then its Q8_0 blocks (head_dim / 32 * 34 bytes) */
+    size_t attn_q8_stride;
     float *act;          /* [B][max n_in]: rounded matmul inputs (llamacpp_numerics) */
     void *act_q;         /* one quantized activation row */
     const struct phiq_kernels *kern; /* kernel table (kernels/dispatch.h) */
