@@ -69,6 +69,18 @@ static void attn_head_q8_0_ref(const void *q8, const uint8_t *K, const uint8_t *
     for (int i = 0; i < hd; i++) o[i] *= inv;
 }
 
+void phiq_attn_fwht(float *x, int n) {
+    const float scale = 1.0f / sqrtf((float)n);
+    for (int i = 0; i < n; i++) x[i] *= scale;
+    for (int len = 1; len < n; len <<= 1)
+        for (int i = 0; i < n; i += 2 * len)
+            for (int j = i; j < i + len; j++) {
+                const float u = x[j], v = x[j + len];
+                x[j] = u + v;
+                x[j + len] = u - v;
+            }
+}
+
 static void f32_to_f16_row_ref(uint16_t *dst, const float *src, int n) {
     for (int i = 0; i < n; i++) dst[i] = phiq_f32_to_f16(src[i]);
 }

@@ -33,6 +33,12 @@ typedef struct {
     phiq_attn_head_q8_0_fn head_q8_0;
 } phiq_attn_kernels;
 
+/* x[0..n) = H x, H the orthonormal Walsh-Hadamard matrix of order n (a
+ * power of two) in Sylvester order: as ggml's CPU FWHT, x is first scaled
+ * by 1/sqrt(n), then butterflies (u + v, u - v) at strides 1, 2, 4, ...
+ * H H = I. llama.cpp rotates Q, K and V with it before a quantized cache. */
+void phiq_attn_fwht(float *x, int n);
+
 /* The portable table (for tests comparing the SIMD kernels with it). */
 const phiq_attn_kernels *phiq_attn_kernels_ref(void);
 

@@ -50,10 +50,13 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
             float *qs = (float *)(void *)(ctx->attn_q8 + (size_t)ith * ctx->attn_q8_stride);
             uint8_t *q8 = (uint8_t *)(qs + hd);
             for (int i = 0; i < hd; i++) qs[i] = q[i] * scale;
+            for (int c = 0; ctx->kv.rot_k && c < hd; c += ctx->kv.rot_k) phiq_attn_fwht(qs + c, ctx->kv.rot_k);
             phiq_quantize_row_q8_0(qs, q8, hd);
             ak->head_q8_0(q8, phiq_kv_row(&ctx->kv, 0, j->layer, first) + (size_t)off / 32 * 34,
                           phiq_kv_row(&ctx->kv, 1, j->layer, first) + (size_t)off / 32 * 34, ctx->kv.row_bytes,
                           p - first + 1, o, hd);
+            /* V was stored rotated: H H = I brings the output back */
+            for (int c = 0; ctx->kv.rot_v && c < hd; c += ctx->kv.rot_v) phiq_attn_fwht(o + c, ctx->kv.rot_v);
             continue;
         }
         if (ctx->kv.type == PHIQ_GGML_TYPE_F16) {
@@ -201,6 +204,11 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
             const float *c = ctx->rope_cos + (size_t)t * nr2, *s = ctx->rope_sin + (size_t)t * nr2;
             for (int h = 0; h < nh; h++) phiq_rope_neox(q + h * hd, hp->n_rot, c, s);
             for (int h = 0; h < nkv; h++) phiq_rope_neox(k + h * hd, hp->n_rot, c, s);
+            /* Q8_0 cache: rotate as llama.cpp before quantizing (the chunk
+             * sizes divide head_dim, so chunks never straddle heads); k and
+             * v here are only read by the store */
+            for (int i = 0; ctx->kv.rot_k && i < nk; i += ctx->kv.rot_k) phiq_attn_fwht(k + i, ctx->kv.rot_k);
+            for (int i = 0; ctx->kv.rot_v && i < nk; i += ctx->kv.rot_v) phiq_attn_fwht(v + i, ctx->kv.rot_v);
             phiq_kv_store(&ctx->kv, L, p0 + t, k, v);
         }
         phiq_attn_job aj = {ctx, L, n, p0, ctx->qkv, ctx->att};

@@ -1,8 +1,9 @@
 /* kv.c — the KV cache: per layer, keys and values of every cached position,
  * float16 (default, as llama.cpp), float32, or Q8_0 (ggml's block_q8_0,
  * quantized as quantize_row_q8_0_ref: 34 bytes per 32 values, 47% less than
- * f16). Layout [layer][pos][row_bytes]; a row holds n_kv_head * head_dim
- * values, head h's slice at h * head_dim. */
+ * f16; rows Walsh-Hadamard rotated first as llama.cpp does, see rot_k in
+ * model.h). Layout [layer][pos][row_bytes]; a row holds n_kv_head *
+ * head_dim values, head h's slice at h * head_dim. */
 #include <stdlib.h>
 
 #include "core/common.h"
@@ -23,6 +24,16 @@ int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int hea
         if (head_dim <= 0 || head_dim % PHIQ_KV_QK || dim % PHIQ_KV_QK)
             return phiq_fail(PHIQ_EUNSUPPORTED, "q8_0 KV cache needs head_dim a multiple of 32; this model's is %d", head_dim);
         row = (size_t)dim / PHIQ_KV_QK * PHIQ_KV_QB;
+        /* llama.cpp (LLAMA_ATTN_ROT_DISABLE is its switch) rotates before a
+         * quantized cache when head_dim % 64 == 0: outliers spread over the
+         * block, so the int8 steps are finer */
+        const char *off = getenv("PHIQ_ATTN_ROT_DISABLE");
+        if (head_dim % 64 == 0 && !(off && atoi(off))) {
+            int r = 64;
+            while (head_dim % (2 * r) == 0) r *= 2;
+            kv->rot_k = r;
+            kv->rot_v = 64;
+        }
     } else
         return phiq_fail(PHIQ_EUNSUPPORTED, "KV cache type %s is not supported (f16, f32 or q8_0)", phiq_ggml_type_name(type));
     size_t n = (size_t)n_layer * (size_t)n_ctx * row;

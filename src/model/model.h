@@ -60,6 +60,10 @@ typedef struct phiq_kv {
     int type;        /* PHIQ_GGML_TYPE_F16, _F32 or _Q8_0 */
     int n_layer, n_ctx, dim; /* dim = n_head_kv * head_dim */
     size_t row_bytes; /* bytes of one position's dim values: 2 dim, 4 dim, or 34 dim / 32 (Q8_0) */
+    int rot_k, rot_v; /* Q8_0, as llama.cpp's attn_rot: Walsh-Hadamard order applied to each head's
+                         Q and K (largest power of two >= 64 dividing head_dim) and V (64) in
+                         consecutive chunks before quantizing, output rotated back; 0 = none
+                         (head_dim not a multiple of 64, or PHIQ_ATTN_ROT_DISABLE=1) */
     void *k, *v;     /* [n_layer][n_ctx][row_bytes] each; Q8_0 rows are dim / 32 block_q8_0
                         (f16 d, int8 qs[32]), each head's slice whole blocks */
 } phiq_kv;
