@@ -2,7 +2,7 @@
  *  - kernels: the SIMD Q8_0 attention kernel against the portable one, and
  *    the portable one against a two-pass double-precision softmax written
  *    here from the block layout (random, zero and large inputs, n = 1, 7,
- *    33, 100 positions, head_dim 32/64/96/128); the Walsh-Hadamard
+ *    33, 100 positions, head_dim 32/64/96/128/160); the Walsh-Hadamard
  *    transform against the explicit Sylvester matrix;
  *  - llama.cpp's own q8_0 KV cache (type_k = type_v = Q8_0, flash attention
  *    on; a small driver, tests/ref/llama_kvq8.c, compiled here against the
@@ -61,11 +61,11 @@ static void attn_double(const uint8_t *q8, const uint8_t *K, const uint8_t *V, s
 static void test_kernel_q8(void **state) {
     (void)state;
     const phiq_attn_kernels *fast = phiq_attn_kernels_get(), *ref = phiq_attn_kernels_ref();
-    const int hds[] = {32, 64, 96, 128}, ns[] = {1, 7, 33, 100};
+    const int hds[] = {32, 64, 96, 128, 160}, ns[] = {1, 7, 33, 100}; /* 160: the > 128 path */
     unsigned seed = 12345;
     int checked = 0;
     for (int kind = 0; kind < 3; kind++) /* random, zeros, large */
-        for (size_t a = 0; a < 4; a++)
+        for (size_t a = 0; a < 5; a++)
             for (size_t b = 0; b < 4; b++) {
                 const int hd = hds[a], n = ns[b];
                 /* rows hold 2 heads; the kernel reads the second, so stride > head bytes */
@@ -84,8 +84,10 @@ static void test_kernel_q8(void **state) {
                 phiq_quantize_row_q8_0(x, q8, hd);
                 float *o1 = malloc(sizeof(float) * (size_t)hd), *o2 = malloc(sizeof(float) * (size_t)hd);
                 double *od = malloc(sizeof(double) * (size_t)hd);
-                fast->head_q8_0(q8, K + hb, V + hb, stride, n, o1, hd);
-                ref->head_q8_0(q8, K + hb, V + hb, stride, n, o2, hd);
+                float *sc = malloc(sizeof(float) * (size_t)n);
+                fast->head_q8_0(q8, K + hb, V + hb, stride, n, sc, o1, hd);
+                ref->head_q8_0(q8, K + hb, V + hb, stride, n, sc, o2, hd);
+                free(sc);
                 attn_double(q8, K + hb, V + hb, stride, n, hd, od);
                 double mx = 0, d12 = 0, d2d = 0;
                 for (int i = 0; i < hd; i++) {
@@ -100,7 +102,7 @@ static void test_kernel_q8(void **state) {
                 checked++;
                 free(x), free(K), free(V), free(q8), free(o1), free(o2), free(od);
             }
-    assert_int_equal(checked, 48);
+    assert_int_equal(checked, 60);
 }
 
 static void test_fwht(void **state) {

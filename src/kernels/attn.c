@@ -35,8 +35,9 @@ static void attn_head_f16_ref(const float *q, const uint16_t *K, const uint16_t 
 /* Follows ggml's generic path: integer block sums times d_k * d_q (as
  * ggml_vec_dot_q8_0_q8_0), dequantized V rows (dequantize_row_q8_0) added
  * with the online-softmax weight (ggml_vec_mad_f32). */
-static void attn_head_q8_0_ref(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *o,
-                               int hd) {
+static void attn_head_q8_0_ref(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *sc,
+                               float *o, int hd) {
+    (void)sc; /* one position at a time, as ggml */
     const phiq_kblk_q8_0 *qb = q8;
     const int nb = hd / PHIQ_KQK;
     float S = 0.0f, M = -INFINITY;

@@ -23,9 +23,9 @@ typedef void (*phiq_f32_to_f16_row_fn)(uint16_t *dst, const float *src, int n);
  * V + k * stride bytes. Score s_k = Q8_0 . Q8_0 dot (no further scale); V
  * rows dequantized to f32 and summed with an online softmax (running max M
  * and sum S, o rescaled by expf(M_old - M) when the max rises), o /= S at
- * the end. hd: a multiple of 32; n >= 1. No scratch. */
+ * the end. hd: a multiple of 32; n >= 1; s: n floats of scratch. */
 typedef void (*phiq_attn_head_q8_0_fn)(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n,
-                                        float *o, int hd);
+                                        float *s, float *o, int hd);
 
 typedef struct {
     phiq_attn_head_f16_fn head_f16;
@@ -49,8 +49,8 @@ const phiq_attn_kernels *phiq_attn_kernels_get(void);
 void phiq_attn_head_f16_avx2(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, int n, float scale,
                              float *s, float *o, int hd);
 void phiq_f32_to_f16_row_avx2(uint16_t *dst, const float *src, int n);
-void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *o,
-                              int hd);
+void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *s,
+                              float *o, int hd);
 #endif
 
 #endif

@@ -88,40 +88,80 @@ static inline __m256 q8_dot_lanes(const int8_t *x, const int8_t *y) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
-void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *o,
-                              int hd) {
+/* 8 values j..j+7 of a Q8_0 block, dequantized (qs * d, as dequantize_row_q8_0). */
+static inline __m256 q8_deq8(const phiq_kblk_q8_0 *b, int j, __m256 d) {
+    const __m128i q = _mm_loadl_epi64((const __m128i *)(const void *)(b->qs + j));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
+}
+
+/* o += V_k * w_k over positions, rescaling o by -w_k where w_k is negative
+ * (or -0.0): the new-maximum events of the online softmax. NB blocks of
+ * 32 (4 vectors each) stay in registers when NB is a constant. */
+static inline __attribute__((always_inline)) void q8_v_pass(const uint8_t *V, size_t stride, int n, const float *w,
+                                                            float *o, const int NB) {
+    __m256 acc[16];
+    for (int i = 0; i < 4 * NB; i++) acc[i] = _mm256_loadu_ps(o + 8 * i);
+    for (int k = 0; k < n; k++) {
+        const phiq_kblk_q8_0 *vb = (const phiq_kblk_q8_0 *)(const void *)(V + (size_t)k * stride);
+        float vs = w[k];
+        if (signbit(vs)) {
+            const __m256 ms = _mm256_set1_ps(-vs);
+            for (int i = 0; i < 4 * NB; i++) acc[i] = _mm256_mul_ps(acc[i], ms);
+            vs = 1.0f;
+        }
+        const __m256 vvs = _mm256_set1_ps(vs);
+        for (int b = 0; b < NB; b++) {
+            const __m256 d = _mm256_set1_ps(h2f(vb[b].d));
+            for (int j = 0; j < 4; j++) acc[4 * b + j] = _mm256_fmadd_ps(q8_deq8(&vb[b], 8 * j, d), vvs, acc[4 * b + j]);
+        }
+    }
+    for (int i = 0; i < 4 * NB; i++) _mm256_storeu_ps(o + 8 * i, acc[i]);
+}
+
+/* Three passes with ggml's arithmetic: all scores (independent of each
+ * other, so they pipeline), then the online-softmax recurrence in scalar
+ * (its weights in s, new-maximum rescales encoded as -ms), then the V sum
+ * with o in registers for head_dim <= 128. */
+void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *s,
+                              float *o, int hd) {
     const phiq_kblk_q8_0 *qb = q8;
     const int nb = hd / PHIQ_KQK;
-    float S = 0.0f, M = -INFINITY;
-    for (int i = 0; i < hd; i++) o[i] = 0;
     for (int k = 0; k < n; k++) {
         const phiq_kblk_q8_0 *kb = (const phiq_kblk_q8_0 *)(const void *)(K + (size_t)k * stride);
-        const phiq_kblk_q8_0 *vb = (const phiq_kblk_q8_0 *)(const void *)(V + (size_t)k * stride);
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++)
             acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(kb[b].d) * h2f(qb[b].d)), q8_dot_lanes(kb[b].qs, qb[b].qs), acc);
-        const float s = hsum8(acc);
-        float ms = 1.0f, vs = 1.0f;
-        if (s > M) {
-            const float Mold = M;
-            M = s;
-            ms = expf(Mold - M);
-            const __m256 vms = _mm256_set1_ps(ms);
-            for (int i = 0; i < hd; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), vms));
+        s[k] = hsum8(acc);
+    }
+    float S = 0.0f, M = -INFINITY;
+    for (int k = 0; k < n; k++) {
+        const float x = s[k];
+        if (x > M) {
+            const float ms = expf(M - x);
+            M = x;
+            S = S * ms + 1.0f;
+            s[k] = -ms; /* ms in [0, 1); -0.0 still reads as an event */
         } else {
-            vs = expf(s - M);
+            const float vs = expf(x - M);
+            S = S + vs;
+            s[k] = vs;
         }
-        const __m256 vvs = _mm256_set1_ps(vs);
-        for (int b = 0; b < nb; b++) {
-            const __m256 d = _mm256_set1_ps(h2f(vb[b].d));
-            float *ob = o + b * PHIQ_KQK;
-            for (int j = 0; j < PHIQ_KQK; j += 8) {
-                const __m128i q = _mm_loadl_epi64((const __m128i *)(const void *)(vb[b].qs + j));
-                const __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
-                _mm256_storeu_ps(ob + j, _mm256_fmadd_ps(v, vvs, _mm256_loadu_ps(ob + j)));
-            }
+    }
+    for (int i = 0; i < hd; i++) o[i] = 0;
+    switch (nb) {
+    case 1: q8_v_pass(V, stride, n, s, o, 1); break;
+    case 2: q8_v_pass(V, stride, n, s, o, 2); break;
+    case 3: q8_v_pass(V, stride, n, s, o, 3); break;
+    case 4: q8_v_pass(V, stride, n, s, o, 4); break;
+    default:
+        for (int b = 0; b < nb; b += 4) {
+            const int c = nb - b < 4 ? nb - b : 4;
+            const uint8_t *vb = V + (size_t)b * sizeof(phiq_kblk_q8_0);
+            if (c == 4) q8_v_pass(vb, stride, n, s, o + b * PHIQ_KQK, 4);
+            else if (c == 3) q8_v_pass(vb, stride, n, s, o + b * PHIQ_KQK, 3);
+            else if (c == 2) q8_v_pass(vb, stride, n, s, o + b * PHIQ_KQK, 2);
+            else q8_v_pass(vb, stride, n, s, o + b * PHIQ_KQK, 1);
         }
-        S = S * ms + vs;
     }
     const __m256 inv = _mm256_set1_ps(S == 0.0f ? 0.0f : 1.0f / S);
     for (int i = 0; i < hd; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), inv));

@@ -54,7 +54,7 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
             phiq_quantize_row_q8_0(qs, q8, hd);
             ak->head_q8_0(q8, phiq_kv_row(&ctx->kv, 0, j->layer, first) + (size_t)off / 32 * 34,
                           phiq_kv_row(&ctx->kv, 1, j->layer, first) + (size_t)off / 32 * 34, ctx->kv.row_bytes,
-                          p - first + 1, o, hd);
+                          p - first + 1, s, o, hd);
             /* V was stored rotated: H H = I brings the output back */
             for (int c = 0; ctx->kv.rot_v && c < hd; c += ctx->kv.rot_v) phiq_attn_fwht(o + c, ctx->kv.rot_v);
             continue;
