@@ -15,7 +15,6 @@ if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch
 fi
 aarch64-linux-gnu-gcc -std=gnu11 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Iinclude -Isrc -Itests \
     src/kernels/cpu.c src/kernels/dispatch.c src/kernels/dot_scalar.c src/kernels/dot_neon.c \
-    src/kernels/pack.c src/kernels/ops.c src/kernels/threadpool.c \
     src/quant/quant.c src/quant/quant_k.c \
     src/core/common.c src/formats/ggml_type.c tests/testutil.c tests/test_kernels.c \
     -L/usr/lib/aarch64-linux-gnu -lcmocka -lm -lpthread -o "$out"

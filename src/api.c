@@ -45,7 +45,6 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->act);
     free(ctx->act_q);
     free(ctx->actq);
-    free(ctx->unpack);
     free(ctx->moe);
     free(ctx->rope_cos);
     free(ctx->rope_sin);
@@ -143,15 +142,6 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
         if (!ctx->actq) {
             phiq_context_free(ctx);
             return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory for activation scratch");
-        }
-        if (m->packed && B > 1) {
-            ctx->unpack_nslots = ctx->n_threads < 64 ? ctx->n_threads : 64;
-            ctx->unpack_slot = (PHIQ_MM_UNPACK_ROWS * m->packed_row_max + 63) & ~(size_t)63;
-            ctx->unpack = aligned_alloc(64, (size_t)ctx->unpack_nslots * ctx->unpack_slot);
-            if (!ctx->unpack) {
-                phiq_context_free(ctx);
-                return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory for prefill scratch");
-            }
         }
     }
     ctx->rope_cos = phiq_alloc_f(B * (size_t)(hp->n_rot / 2));

@@ -23,8 +23,6 @@
 #include "core/common.h"
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
-#include "kernels/ops.h"
-#include "kernels/pack.h"
 #include "kernels/gemm_f16.h"
 #include "quant/quant.h"
 
@@ -336,72 +334,6 @@ static void test_all_types_all_isas(void **state) {
             for (int i = 0; i < 5; i++) assert_true(k->vec_dot[TYPES[i]] != ref->vec_dot[TYPES[i]]);
     }
     assert_int_equal(g_failures, 0);
-}
-
-/* The split Q4_0 / Q8_0 layout (kernels/pack.h): packing is a byte
- * permutation that unpacking undoes, dequantizing a packed row gives exactly
- * the ggml row's floats, and every table's packed mat-vec equals the scalar
- * mat-vec on the unpacked rows (lengths with and without tail blocks, the
- * zero / extreme / all-max inputs, more rows than one 16-block scale run). */
-static void test_packed(void **state) {
-    (void)state;
-    const phiq_kernels *ref = phiq_kernels_scalar();
-    const int types[] = {PHIQ_GGML_TYPE_Q4_0, PHIQ_GGML_TYPE_Q8_0};
-    const int64_t nblocks[] = {1, 2, 3, 4, 5, 7, 16, 17, 33, 96, 97, 512};
-    const char *const *levels = phiq_kernels_levels();
-    enum { NROWS = 5 };
-    int tested = 0;
-    g_failures = 0;
-    for (size_t ti = 0; ti < 2; ti++) {
-        const int t = types[ti], at = ref->act_type[t];
-        assert_true(phiq_pack_type_supported(t));
-        for (size_t li = 0; li < sizeof nblocks / sizeof *nblocks; li++) {
-            const int64_t n = nblocks[li] * 32, rb = phiq_ggml_row_size(t, n);
-            for (int mode = 0; mode < MODE_COUNT; mode++) {
-                uint8_t *w = malloc((size_t)rb * NROWS), *pk = malloc((size_t)rb * NROWS), *back = malloc((size_t)rb * NROWS);
-                uint8_t *act = malloc((size_t)phiq_ggml_row_size(at, n) + 64);
-                float *x = malloc(sizeof(float) * n), *f0 = malloc(sizeof(float) * n), *f1 = malloc(sizeof(float) * n);
-                double *wd = malloc(sizeof(double) * n), *aw = malloc(sizeof(double) * n), *ad = malloc(sizeof(double) * n);
-                for (int r = 0; r < NROWS; r++) fill_weights(t, w + r * rb, n, mode);
-                fill_acts(x, n, mode, at);
-                assert_int_equal(ref->quantize_act(at, x, act, n), 0);
-                dequant_act(at, act, ad, n);
-                phiq_pack_rows(t, pk, w, n, NROWS, (size_t)rb);
-                phiq_unpack_rows(t, back, pk, n, NROWS, (size_t)rb);
-                CHECK(memcmp(back, w, (size_t)rb * NROWS) == 0, "%s n=%lld: unpack(pack(w)) != w", phiq_ggml_type_name(t),
-                      (long long)n);
-                float want[NROWS];
-                ref->matvec[t](n, NROWS, want, w, (size_t)rb, act);
-                for (int r = 0; r < NROWS; r++) {
-                    phiq_row_to_f32(t, w + r * rb, f0, n);
-                    phiq_packed_row_to_f32(t, pk + r * rb, f1, n);
-                    CHECK(memcmp(f0, f1, sizeof(float) * n) == 0, "%s n=%lld row %d: packed dequantization differs",
-                          phiq_ggml_type_name(t), (long long)n, r);
-                }
-                for (int l = 0; levels[l]; l++) {
-                    const phiq_kernels *k = phiq_kernels_for(levels[l]);
-                    if (!k || !k->matvec_packed[t]) continue;
-                    float out[NROWS + 1];
-                    out[NROWS] = 12345.0f;
-                    k->matvec_packed[t](n, NROWS, out, pk, (size_t)rb, act);
-                    CHECK(out[NROWS] == 12345.0f, "%s %s: packed matvec wrote past nrows", k->isa, phiq_ggml_type_name(t));
-                    for (int r = 0; r < NROWS; r++) {
-                        dequant(t, w + r * rb, wd, aw, n);
-                        double bound = 0;
-                        for (int64_t i = 0; i < n; i++) bound += aw[i] * fabs(ad[i]);
-                        CHECK(fabs(out[r] - want[r]) <= 2e-5 * bound + 1e-30, "%s %s n=%lld %s packed matvec row %d: %.9g vs scalar %.9g",
-                              k->isa, phiq_ggml_type_name(t), (long long)n, MODE_NAMES[mode], r, out[r], want[r]);
-                    }
-                    tested++;
-                }
-                free(w), free(pk), free(back), free(act), free(x), free(f0), free(f1), free(wd), free(aw), free(ad);
-            }
-        }
-    }
-    print_message("packed mat-vec: %d (table, type, length, input) cases against the scalar mat-vec\n", tested);
-    assert_int_equal(g_failures, 0);
-    const phiq_kernels *best = phiq_kernels_get();
-    if (best->matvec_packed[PHIQ_GGML_TYPE_Q4_0] == NULL) print_message("(this CPU's table keeps the ggml layout)\n");
 }
 
 /* gemm (prompt processing) against the scalar vec_dot, crossing the row
@@ -792,7 +724,6 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_f16_f32),
         cmocka_unit_test(test_all_types_all_isas),
         cmocka_unit_test(test_gemm),
-        cmocka_unit_test(test_packed),
         cmocka_unit_test(test_gemm_f16_tiled),
         cmocka_unit_test(test_isa_env),
         cmocka_unit_test(test_threads),

@@ -190,7 +190,7 @@ static void check_matmul(int t, int rows, int cols, int T, phiq_threadpool *tp) 
     fill(bias, rows, 1.0);
     size_t rb;
     uint8_t *enc = encode(t, w, rows, cols, &rb);
-    phiq_mat m = {enc, t, cols, rows, rb, false};
+    phiq_mat m = {enc, t, cols, rows, rb};
     phiq_matmul(tp, &m, x, cols, T, y, rows, bias, scratch);
     for (int r = 0; r < rows; r++) {
         if (phiq_ggml_type_is_quantized(t)) assert_int_equal(phiq_dequantize(t, enc + rb * r, deq, cols), 0);

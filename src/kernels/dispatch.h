@@ -61,9 +61,6 @@ typedef struct phiq_kernels {
     phiq_gemm_fn gemm[PHIQ_GGML_TYPE_COUNT];       /* non-NULL wherever vec_dot is */
     /* F16 weights times F32 activations (no activation conversion). */
     phiq_vec_dot_fn dot_f16_f32;
-    /* matvec over rows in the split layout of kernels/pack.h (n <= PHIQ_PACK_MAX_N);
-     * NULL where this table reads the ggml layout faster (then weights are not packed). */
-    phiq_matvec_fn matvec_packed[PHIQ_GGML_TYPE_COUNT];
 } phiq_kernels;
 
 /* The best table for this CPU, chosen once (thread-safe). The environment

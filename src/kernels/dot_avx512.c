@@ -575,15 +575,8 @@ static inline __m512i load4x16(const uint8_t *a, size_t stride) {
     return _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + 3 * stride)), 3);
 }
 
-/* Up to 16 fp16 scales stored contiguously (packed rows, kernels/pack.h). */
-static inline __m512 load_d(const uint8_t *d, __mmask16 m) {
-    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, d));
-}
-
-/* One row of a nibble type (Q4_0, Q4_1, IQ4_NL) in groups of four blocks;
- * packed: a Q4_0 row in the split layout of kernels/pack.h. */
-static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int lut, const prep *p, int64_t ng,
-                             int packed) {
+/* One row of a nibble type (Q4_0, Q4_1, IQ4_NL) in groups of four blocks. */
+static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int lut, const prep *p, int64_t ng) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     const int64_t nb = ng * 4;
@@ -591,19 +584,12 @@ static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int
         const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
         const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
         const uint8_t *xc = x + c * bsz;
-        __m512 sc = _mm512_mul_ps(packed ? load_d(x + ng * 64 + 2 * c, mk) : gather_d(xc, bsz, 0, mk),
-                                  _mm512_maskz_loadu_ps(mk, p->dy + c));
+        __m512 sc = _mm512_mul_ps(gather_d(xc, bsz, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
         if (has_m) accm = _mm512_fmadd_ps(gather_d(xc, bsz, 2, mk), _mm512_maskz_loadu_ps(mk, p->ys + c), accm);
         for (int g = 0; g < cnt / 4; g++) {
             const int64_t G = c / 4 + g;
-            __m512i v;
-            if (packed) {
-                pf(x + 64 * G, 1);
-                v = _mm512_loadu_si512(x + 64 * G);
-            } else {
-                pf(xc + 4 * g * bsz, 2);
-                v = load4x16(xc + 4 * g * bsz + qoff, bsz);
-            }
+            pf(xc + 4 * g * bsz, 2);
+            __m512i v = load4x16(xc + 4 * g * bsz + qoff, bsz);
             __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
             if (lut) lo = _mm512_shuffle_epi8(tab, lo), hi = _mm512_shuffle_epi8(tab, hi);
             __m512i d = _mm512_load_si512(p->off + 16 * G);
@@ -617,8 +603,8 @@ static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int
     return _mm512_reduce_add_ps(_mm512_add_ps(acc, accm)); /* accm: Q4_1 sum of m * s */
 }
 
-/* One row of Q8_0 in pairs of blocks (packed: the split layout). */
-static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs, int packed) {
+/* One row of Q8_0 in pairs of blocks. */
+static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
     __m512 acc = _mm512_setzero_ps();
     const int64_t nb = npairs * 2;
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
@@ -626,20 +612,13 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs, in
         const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
         const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
         const uint8_t *xc = x + c * 34;
-        __m512 sc = _mm512_mul_ps(packed ? load_d(x + npairs * 64 + 2 * c, mk) : gather_d(xc, 34, 0, mk),
-                                  _mm512_maskz_loadu_ps(mk, p->dy + c));
+        __m512 sc = _mm512_mul_ps(gather_d(xc, 34, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
-            __m512i v;
-            if (packed) {
-                pf(x + 64 * P, 1);
-                v = _mm512_loadu_si512(x + 64 * P);
-            } else {
-                const uint8_t *b = xc + 2 * q * 34 + 2;
-                pf(b, 2);
-                v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
-                                       _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
-            }
+            const uint8_t *b = xc + 2 * q * 34 + 2;
+            pf(b, 2);
+            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
+                                           _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
             __m512i d = dpbusd(_mm512_load_si512(p->off + 16 * P), _mm512_xor_si512(v, k80), _mm512_load_si512(p->yq + 64 * P));
             const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
                                                 _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
@@ -654,7 +633,7 @@ enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
 static const int kind_bsz[] = {18, 20, 18, 34}, kind_qoff[] = {2, 4, 2, 2}, kind_off[] = {8, 0, 128, 128};
 
 static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
-                            size_t rb, const void *act, int packed) {
+                            size_t rb, const void *act) {
     const int64_t nb = n / PHIQ_KQK;
     const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
     _Alignas(64) char sbuf[2 * PREP_MAXN + 2 * (PREP_MAXN / 8)];
@@ -670,9 +649,9 @@ static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nr
     const int bsz = kind_bsz[kind];
     for (int64_t r = 0; r < nrows; r++) {
         const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-        float v = kind == KIND_Q8_0 ? row_q8_0(x, &p, nb / 2, packed)
-                                    : row_nib4(x, bsz, kind_qoff[kind], q81, kind == KIND_IQ4_NL, &p, nb / 4, packed);
-        float t = 0; /* the blocks past the last group: ggml layout in both */
+        float v = kind == KIND_Q8_0 ? row_q8_0(x, &p, nb / 2)
+                                    : row_nib4(x, bsz, kind_qoff[kind], q81, kind == KIND_IQ4_NL, &p, nb / 4);
+        float t = 0;
         if (done < nb) dot((nb - done) * PHIQ_KQK, &t, x + done * bsz, (const char *)act + aoff);
         out[r] = v + t;
     }
@@ -682,20 +661,12 @@ static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nr
 #define MATVEC_PREPARED(name, KIND)                                                                \
     static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
                           const void *act) {                                                       \
-        matvec_prepared(KIND, dot_##name, n, nrows, out, w, rb, act, 0);                           \
+        matvec_prepared(KIND, dot_##name, n, nrows, out, w, rb, act);                              \
     }
 MATVEC_PREPARED(q4_0, KIND_Q4_0)
 MATVEC_PREPARED(q4_1, KIND_Q4_1)
 MATVEC_PREPARED(iq4_nl, KIND_IQ4_NL)
 MATVEC_PREPARED(q8_0, KIND_Q8_0)
-
-/* Rows in the split layout of kernels/pack.h. */
-static void mv_q4_0_packed(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act) {
-    matvec_prepared(KIND_Q4_0, dot_q4_0, n, nrows, out, w, rb, act, 1);
-}
-static void mv_q8_0_packed(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act) {
-    matvec_prepared(KIND_Q8_0, dot_q8_0, n, nrows, out, w, rb, act, 1);
-}
 
 /* Four activation columns per weight decode (register blocking for gemm):
  * the nibble unpack and the weight-scale gather are shared by 4 columns. */
@@ -807,8 +778,8 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
                 const char *aj = (const char *)act + (size_t)j * as;
                 for (int64_t r = r0; r < r1; r++) {
                     const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                    float v = kind == KIND_Q8_0 ? row_q8_0(x, &pp[j - j0], nb / 2, 0)
-                                                : row_nib4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4, 0);
+                    float v = kind == KIND_Q8_0 ? row_q8_0(x, &pp[j - j0], nb / 2)
+                                                : row_nib4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4);
                     float t = 0;
                     if (done < nb) dot((nb - done) * PHIQ_KQK, &t, x + done * bsz[kind], aj + aoff);
                     out[(size_t)j * ldo + r] = v + t;
@@ -888,8 +859,6 @@ void phiq_kernels_init_avx512(phiq_kernels *k) {
 #define SET(T, name)                                                                               \
     (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
      k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
-    k->matvec_packed[PHIQ_GGML_TYPE_Q4_0] = mv_q4_0_packed;
-    k->matvec_packed[PHIQ_GGML_TYPE_Q8_0] = mv_q8_0_packed;
     SET(Q4_0, q4_0);
     SET(Q4_1, q4_1);
     SET(Q8_0, q8_0);

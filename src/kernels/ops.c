@@ -3,7 +3,6 @@
  * dotted with every token of the batch, and that dots use several float
  * accumulators so the compiler can keep them in vector registers. */
 #include "kernels/ops.h"
-#include "kernels/pack.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -72,8 +71,7 @@ void phiq_matmul_rows(const phiq_mat *w, const float *x, int64_t ldx, int T, flo
         if (w->type == PHIQ_GGML_TYPE_F32 && ((uintptr_t)(base + (size_t)r * w->row_bytes) & 3) == 0) {
             row = (const float *)(const void *)(base + (size_t)r * w->row_bytes);
         } else {
-            if (w->packed) phiq_packed_row_to_f32(w->type, base + (size_t)r * w->row_bytes, scratch, w->n_in);
-            else phiq_row_to_f32(w->type, base + (size_t)r * w->row_bytes, scratch, w->n_in);
+            phiq_row_to_f32(w->type, base + (size_t)r * w->row_bytes, scratch, w->n_in);
             row = scratch;
         }
         float b = bias ? bias[r] : 0.0f;

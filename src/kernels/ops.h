@@ -29,14 +29,13 @@ static inline float phiq_ops_h2f(uint16_t h) {
     return f;
 }
 
-/* A weight matrix as stored in a file (or packed from it at load): n_out rows of n_in elements (GGUF ne0 =
+/* A weight matrix as stored in a file: n_out rows of n_in elements (GGUF ne0 =
  * n_in, ne1 = n_out), row r at data + r * row_bytes, of ggml type `type`. */
 typedef struct phiq_mat {
     const void *data;
     int type;
     int64_t n_in, n_out;
     size_t row_bytes;
-    bool packed; /* rows in the split layout of kernels/pack.h, not ggml's */
 } phiq_mat;
 
 /* True when rows of this ggml type can be turned into float32. */

@@ -20,14 +20,12 @@
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm_f16.h"
-#include "kernels/pack.h"
 #include "model/model.h"
 
 /* Rows per scheduling unit: the AMX/AVX-512 gemm works on 16-row tiles. */
 #define PHIQ_MM_ROW_ALIGN 16
 
 typedef struct {
-    phiq_context *ctx;
     const phiq_kernels *k;
     const phiq_mat *w;
     const void *act; /* T converted rows, act_stride bytes apart */
@@ -63,35 +61,6 @@ static int phiq_mm_chunks(const phiq_context *ctx, const phiq_mat *w, int T) {
     return (int)nch;
 }
 
-/* Rows [lo, hi) of a packed matrix (kernels/pack.h): the mat-vec reads the
- * packed layout; the gemm kernels get slices unpacked into a scratch slot
- * (a copy of the weights, small beside the gemm's T-fold arithmetic). */
-static void phiq_mm_packed(const phiq_mm_job *j, int64_t lo, int64_t hi) {
-    const phiq_mat *w = j->w;
-    const char *wr = (const char *)w->data + (size_t)lo * w->row_bytes;
-    if (j->T == 1) {
-        j->k->matvec_packed[w->type](w->n_in, hi - lo, j->y + lo, wr, w->row_bytes, j->act);
-        return;
-    }
-    phiq_context *ctx = j->ctx;
-    int slot = -1;
-    while (slot < 0) { /* at most n_threads tasks run at once: a slot is free */
-        uint64_t busy = __atomic_load_n(&ctx->unpack_busy, __ATOMIC_ACQUIRE);
-        for (int i = 0; i < ctx->unpack_nslots && slot < 0; i++)
-            if (!(busy & (1ull << i)) &&
-                __atomic_compare_exchange_n(&ctx->unpack_busy, &busy, busy | (1ull << i), false, __ATOMIC_ACQ_REL,
-                                            __ATOMIC_ACQUIRE))
-                slot = i;
-    }
-    uint8_t *buf = ctx->unpack + (size_t)slot * ctx->unpack_slot;
-    for (int64_t r = lo; r < hi; r += PHIQ_MM_UNPACK_ROWS) {
-        int64_t nr = hi - r < PHIQ_MM_UNPACK_ROWS ? hi - r : PHIQ_MM_UNPACK_ROWS;
-        phiq_unpack_rows(w->type, buf, (const char *)w->data + (size_t)r * w->row_bytes, w->n_in, nr, w->row_bytes);
-        j->k->gemm[w->type](w->n_in, nr, j->T, j->y + r, (size_t)j->ldy, buf, w->row_bytes, j->act, j->act_stride);
-    }
-    __atomic_fetch_and(&ctx->unpack_busy, ~(1ull << slot), __ATOMIC_RELEASE);
-}
-
 static void phiq_mm_task(void *arg, int ith, int nth) {
     const phiq_mm_job *j = arg;
     const phiq_mat *w = j->w;
@@ -99,9 +68,6 @@ static void phiq_mm_task(void *arg, int ith, int nth) {
     phiq_mm_rows(w->n_out, ith, nth, &lo, &hi);
     if (lo >= hi) return;
     const char *wr = (const char *)w->data + (size_t)lo * w->row_bytes;
-    if (w->packed)
-        phiq_mm_packed(j, lo, hi);
-    else
 #if defined(__x86_64__) || defined(_M_X64)
     if (j->f16_f32 && j->f16_amx &&
         phiq_gemm_f16_amx(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
@@ -175,8 +141,6 @@ static int phiq_conv(phiq_context *ctx, int at, int f16_f32, const float *x, int
 static bool phiq_mm_fast_ok(const phiq_context *ctx, const phiq_mat *w) {
     const phiq_kernels *k = ctx->kern;
     if (!k || ctx->ref_matmul || w->type < 0 || w->type >= PHIQ_GGML_TYPE_COUNT) return false;
-    if (w->packed && (!k->matvec_packed[w->type] || w->n_in > PHIQ_PACK_MAX_N || (!ctx->unpack && ctx->n_batch > 1)))
-        return false;
     int at = k->act_type[w->type];
     if (at < 0 || !k->matvec[w->type] || !k->gemm[w->type]) return false;
     /* BF16 weights hold the checkpoint exactly; rounding activations to bf16
@@ -203,11 +167,11 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
     }
     const phiq_kernels *k = ctx->kern;
     int at = k->act_type[w->type];
-    phiq_mm_job j = {ctx, k, w, NULL, 0, T, y, ldy, bias, false, false};
+    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false};
 #if defined(__x86_64__) || defined(_M_X64)
     /* prefill with F16 weights: the table's gemm converts both operands per
      * FMA; the tiled kernel converts weights only (AVX-512 tables). */
-    if (at == PHIQ_GGML_TYPE_F16 && !w->packed && T > 1 && w->n_in % 16 == 0 && (size_t)w->n_in * sizeof(float) <= ctx->actq_row &&
+    if (at == PHIQ_GGML_TYPE_F16 && T > 1 && w->n_in % 16 == 0 && (size_t)w->n_in * sizeof(float) <= ctx->actq_row &&
         (strcmp(k->isa, "avx512") == 0 || strcmp(k->isa, "amx") == 0)) {
         phiq_conv(ctx, at, 1, x, ldx, T, w->n_in);
         j.act = ctx->actq;

@@ -1,21 +1,16 @@
 /* model.c — opening a Phi model for inference: a GGUF file (phiq's or
- * llama.cpp's, memory-mapped, weights used in place except Q4_0 / Q8_0
- * matrices repacked for the AVX-512 mat-vec, kernels/pack.h) or a Hugging Face
+ * llama.cpp's, memory-mapped, weights used in place) or a Hugging Face
  * directory (safetensors mapped; weights converted in memory to the requested
  * type unless already in it). Hyper-parameters come from GGUF metadata
  * (keys of llamacpp-gguf-quant.md §1.7) or config.json; every tensor's
  * presence, shape and type is checked here, once, with an error naming the
  * file and the tensor, so the forward pass never has to. */
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
 #include "formats/gguf.h"
 #include "formats/hf.h"
-#include "kernels/dispatch.h"
-#include "kernels/pack.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
@@ -473,84 +468,6 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
     return 0;
 }
 
-/* Every matrix the engine only reads through phiq_mm (not the embedding
- * table, which the forward pass also reads by row), in a fixed order. */
-static int phiq_model_matmul_mats(phiq_model *m, phiq_mat **out, int cap) {
-    int n = 0;
-#define PHIQ_ADD(w) \
-    do { if (n < cap) out[n] = (w); n++; } while (0)
-    for (int L = 0; L < m->hp.n_layer; L++) {
-        phiq_layer *ly = &m->layers[L];
-        PHIQ_ADD(&ly->qkv); PHIQ_ADD(&ly->q); PHIQ_ADD(&ly->k); PHIQ_ADD(&ly->v); PHIQ_ADD(&ly->wo);
-        PHIQ_ADD(&ly->up); PHIQ_ADD(&ly->down);
-        for (int e = 0; ly->exp_gate && e < m->hp.n_expert; e++) {
-            PHIQ_ADD(&ly->exp_gate[e]); PHIQ_ADD(&ly->exp_up[e]); PHIQ_ADD(&ly->exp_down[e]);
-        }
-    }
-    if (m->output.data != m->tok_embd.data) PHIQ_ADD(&m->output);
-#undef PHIQ_ADD
-    return n;
-}
-
-/* Rewrites the Q4_0 / Q8_0 matrices into the split layout of kernels/pack.h
- * when this CPU's kernel table reads it faster (AVX-512): one anonymous
- * allocation holding all of them, so GGUF weights of those types are then
- * read from memory rather than from the file map. PHIQ_REPACK=0 keeps the
- * file's layout. */
-static int phiq_model_pack(phiq_model *m, const char *path) {
-    const phiq_kernels *k = phiq_kernels_get();
-    const char *env = getenv("PHIQ_REPACK");
-    if (env && !strcmp(env, "0")) return 0;
-    int n = phiq_model_matmul_mats(m, NULL, 0);
-    phiq_mat **mats = calloc((size_t)(n ? n : 1), sizeof *mats);
-    if (!mats) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", path);
-    phiq_model_matmul_mats(m, mats, n);
-    size_t total = 0;
-    for (int i = 0; i < n; i++) {
-        phiq_mat *w = mats[i];
-        bool ok = w->data && !w->packed && w->type >= 0 && w->type < PHIQ_GGML_TYPE_COUNT &&
-                  k->matvec_packed[w->type] && phiq_pack_type_supported(w->type) && w->n_in <= PHIQ_PACK_MAX_N &&
-                  w->n_in % 32 == 0;
-        if (!ok) mats[i] = NULL;
-        else total += (w->row_bytes * (size_t)w->n_out + 63) & ~(size_t)63;
-    }
-    if (total == 0) {
-        free(mats);
-        return 0;
-    }
-    uint8_t *arena = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (arena == MAP_FAILED) {
-        free(mats);
-        return 0; /* not an error: the ggml layout still works */
-    }
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        phiq_mat *w = mats[i];
-        if (!w) continue;
-        const void *src = w->data;
-        phiq_pack_rows(w->type, arena + off, src, w->n_in, w->n_out, w->row_bytes);
-        if (w->row_bytes > m->packed_row_max) m->packed_row_max = w->row_bytes;
-        if (m->gguf) { /* drop the file pages just read from this process's RSS (the page cache keeps them) */
-            const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = ((uintptr_t)src + pg - 1) & ~(pg - 1);
-            const uintptr_t e = ((uintptr_t)src + w->row_bytes * (size_t)w->n_out) & ~(pg - 1);
-            if (e > a) madvise((void *)a, e - a, MADV_DONTNEED);
-        } else { /* HF: the source is a buffer converted at load, not needed any more */
-            for (int o = 0; o < m->n_owned; o++)
-                if (m->owned[o] == src) {
-                    free(m->owned[o]);
-                    m->owned[o] = NULL;
-                }
-        }
-        w->data = arena + off;
-        w->packed = true;
-        off += (w->row_bytes * (size_t)w->n_out + 63) & ~(size_t)63;
-    }
-    free(mats);
-    m->packed = arena;
-    m->packed_size = total;
-    return 0;
-}
-
 phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
     if (!path) return phiq_fail_null(PHIQ_EINVAL, "model path is NULL");
     phiq_model *m = calloc(1, sizeof *m);
@@ -583,8 +500,7 @@ phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
             return NULL;
         }
     }
-    if ((rc = phiq_hparams_check(path, &m->hp)) < 0 || (rc = phiq_model_load_tensors(m, &ld)) < 0 ||
-        (rc = phiq_model_pack(m, path)) < 0) {
+    if ((rc = phiq_hparams_check(path, &m->hp)) < 0 || (rc = phiq_model_load_tensors(m, &ld)) < 0) {
         phiq_model_free(m);
         return NULL;
     }
@@ -598,7 +514,6 @@ void phiq_model_free(phiq_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
-    if (m->packed) munmap(m->packed, m->packed_size);
     if (m->gguf) phiq_gguf_close(m->gguf);
     if (m->hf) phiq_hf_close(m->hf);
     phiq_tokenizer_free(m->tok);

@@ -51,8 +51,6 @@ struct phiq_model {
     phiq_layer *layers;              /* n_layer */
     uint16_t *gelu_table;            /* phi2: ggml's fp16 GELU table (65536) */
     struct phiq_tokenizer *tok;      /* NULL when the file carries no vocabulary */
-    uint8_t *packed;                 /* matrices repacked at load (kernels/pack.h), or NULL */
-    size_t packed_size, packed_row_max; /* bytes mapped; longest packed row */
     void **owned;                    /* buffers freed with the model */
     int n_owned, cap_owned;
 };
@@ -97,12 +95,6 @@ struct phiq_context {
     int ref_matmul;      /* PHIQ_REFERENCE_MATMUL=1: f32 dequantize-and-dot matmuls */
     uint8_t *actq;       /* [B][actq_row]: activations converted for the kernel table */
     size_t actq_row;     /* bytes per converted row (64-aligned) */
-    /* prefill over packed matrices: slots of PHIQ_MM_UNPACK_ROWS rows in the
-     * ggml layout for the gemm kernels, claimed through a bit mask */
-    uint8_t *unpack;     /* [unpack_nslots][unpack_slot] */
-    size_t unpack_slot;
-    int unpack_nslots;
-    uint64_t unpack_busy; /* bit i: slot i in use (__atomic builtins) */
     float *moe;          /* phimoe: [B][E] mixture output, then [B][n_expert] router logits */
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
     float *logits;       /* [logits_cap][V] */
@@ -114,8 +106,6 @@ struct phiq_context {
  * NULL: none) and advancing ctx->pos. long_f
  * selects the LongRoPE factor set. */
 int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float *out, int out_first);
-
-#define PHIQ_MM_UNPACK_ROWS 256
 
 /* matmul.c: y[t*ldy + r] = W[r] . x[t*ldx ..] (+ bias[r]) for T rows, through
  * the kernel table with llama.cpp's activation conversion (or the f32
