@@ -19,6 +19,7 @@
 
 typedef struct gen_opts {
     const char *model, *prompt, *system, *kv_type;
+    int weights; /* phiq_weights_mode */
     int n_predict, n_ctx, n_threads, chat, json, no_special;
     phiq_sampler_params sp;
 } gen_opts;
@@ -56,6 +57,7 @@ static void gen_usage(FILE *f, const char *cmd) {
                "  -t, --threads N       threads (default: physical cores)\n"
                "  -c, --ctx-size N      context length (default: min(model's, 4096))\n"
                "  --kv-type T           KV cache type: f16 (default), f32 or q8_0\n"
+               PHIQ_CLI_WEIGHTS_HELP
                "  --no-special          treat special-token text in the prompt as plain text\n"
                "  --json                (run) print one JSON object instead of streaming text\n"
                "  -h, --help            this help\n");
@@ -93,6 +95,7 @@ static int parse_gen(int argc, char **argv, const char *cmd, gen_opts *o) {
         else if (phiq_cli_is(a, "-t", "--threads")) o->n_threads = atoi(VAL());
         else if (phiq_cli_is(a, "-c", "--ctx-size")) o->n_ctx = atoi(VAL());
         else if (!strcmp(a, "--kv-type")) o->kv_type = VAL();
+        else if (phiq_cli_weights_flag(a, &o->weights)) continue;
         else if (!strcmp(a, "--no-special")) o->no_special = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (a[0] == '-' && a[1]) {
@@ -125,7 +128,8 @@ static int session_open(session *s, const gen_opts *o, const char *cmd) {
     memset(s, 0, sizeof *s);
     s->tok = phiq_tokenizer_load(o->model, NULL);
     if (!s->tok) return phiq_cli_fail(cmd, "%s", phiq_error());
-    s->m = phiq_model_open(o->model, NULL);
+    phiq_model_params mp = {NULL, o->n_threads, (phiq_weights_mode)o->weights};
+    s->m = phiq_model_open(o->model, &mp);
     if (!s->m) return phiq_cli_fail(cmd, "%s", phiq_error());
     phiq_context_params cp = phiq_context_default_params();
     cp.n_ctx = o->n_ctx;

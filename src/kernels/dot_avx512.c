@@ -20,7 +20,7 @@
 /* Software prefetch PF_DIST bytes ahead of the weight stream: with one row
  * after another the hardware prefetcher alone left single-thread decode at
  * about half the read bandwidth (measured on Q4_K: 3.3-4.7 -> 7.6-8.2 GB/s). */
-#define PF_DIST 1024
+#define PF_DIST 2048
 static inline void pf(const void *p, int lines) {
     for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_DIST + 64 * i, _MM_HINT_T0);
 }
