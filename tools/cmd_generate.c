@@ -197,16 +197,21 @@ typedef struct gen_result {
     int32_t *ids;
     int n;
     char *text;
-    size_t text_len;
+    size_t text_len, text_cap; /* grown geometrically: no allocation per token */
     const char *stop; /* "eos", "length", "interrupted", "context" */
     double prefill_s, decode_s;
 } gen_result;
 
 static void text_append(gen_result *r, const char *p, int n) {
-    char *t = realloc(r->text, r->text_len + (size_t)n + 1);
-    if (!t) return;
-    memcpy(t + r->text_len, p, (size_t)n);
-    r->text = t;
+    if (r->text_len + (size_t)n + 1 > r->text_cap) {
+        size_t cap = r->text_cap ? r->text_cap : 256;
+        while (cap < r->text_len + (size_t)n + 1) cap *= 2;
+        char *t = realloc(r->text, cap);
+        if (!t) return;
+        r->text = t;
+        r->text_cap = cap;
+    }
+    memcpy(r->text + r->text_len, p, (size_t)n);
     r->text_len += (size_t)n;
     r->text[r->text_len] = 0;
 }

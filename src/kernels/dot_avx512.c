@@ -499,7 +499,7 @@ static void dot_f16_x4(int64_t n, const void *vx, const void *const vy[4], float
  * so one vpdpbusd pair leaves block k's sum in int32 lanes 4k..4k+3. Q8_0
  * uses pairs of blocks in natural order (lanes 8k..8k+7). Blocks past the
  * last full group go through vec_dot on the original activation. */
-#define PREP_MAXN 16384
+#define PREP_MAXN 32768 /* Phi-4's n_ff is 17920: its down projection stays on the stack */
 #define R64(x) (((size_t)(x) + 63) & ~(size_t)63)
 
 typedef struct prep {
