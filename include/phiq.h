@@ -57,10 +57,25 @@ const char *phiq_error(void);
 /* ---- models --------------------------------------------------------------- */
 typedef struct phiq_model phiq_model;
 
+/* How a GGUF file's tensor data is held. Decoding streams every weight once
+ * per token, so its speed is the memory's read speed; on x86 a private copy
+ * on 2 MiB (transparent huge) pages reads faster than the file's page cache
+ * through a map (on the development machine 28-32 GB/s against 16-22 GB/s,
+ * bench/read-bandwidth.c), for a load-time copy and memory the page cache
+ * cannot share. */
+typedef enum phiq_weights_mode {
+    PHIQ_WEIGHTS_AUTO = 0, /* copy when the data fits in half of the memory available
+                              now, else map */
+    PHIQ_WEIGHTS_MMAP,     /* map the file (llama.cpp's default): nothing copied, pages
+                              shared with the page cache and read on first touch */
+    PHIQ_WEIGHTS_COPY      /* always copy (as llama.cpp's --no-mmap) */
+} phiq_weights_mode;
+
 typedef struct phiq_model_params {
     const char *type;   /* for HF directories: weight type to convert to in memory
                            (NULL = f16); ignored for GGUF files */
     int n_threads;      /* threads used while loading (0 = physical cores) */
+    phiq_weights_mode weights; /* GGUF files only */
 } phiq_model_params;
 
 /* path: a GGUF file or a Hugging Face checkpoint directory. */

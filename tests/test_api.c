@@ -1,5 +1,6 @@
 /* test_api.c — the public API's refusals: a context larger than the model
- * allows, bad arguments, a missing file; each a clear one-line error. */
+ * allows, bad arguments, a missing file; each a clear one-line error. And
+ * the two ways of holding GGUF weights agreeing exactly. */
 #include "testutil.h"
 
 #include <stdlib.h>
@@ -45,6 +46,41 @@ static void test_context_limits(void **state) {
     free(err);
 }
 
+/* A GGUF file read through the map and copied onto huge pages gives the
+ * same logits bit for bit (the copy changes where bytes live, nothing else). */
+static void test_weights_modes(void **state) {
+    (void)state;
+    char *err = NULL;
+    const char *g = tu_tmp("kjv-q4km.gguf");
+    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type q4_k_m --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"), g))
+        fail_msg("convert: %s", err);
+    free(err);
+    const phiq_weights_mode modes[2] = {PHIQ_WEIGHTS_MMAP, PHIQ_WEIGHTS_COPY};
+    float *logits[2] = {NULL, NULL};
+    int n_vocab = 0;
+    for (int i = 0; i < 2; i++) {
+        phiq_model_params mp = {.n_threads = 2, .weights = modes[i]};
+        phiq_model *m = phiq_model_open(g, &mp);
+        assert_non_null(m);
+        n_vocab = phiq_model_n_vocab(m);
+        phiq_context_params cp = phiq_context_default_params();
+        cp.n_ctx = 32;
+        cp.n_threads = 2;
+        phiq_context *c = phiq_context_new(m, &cp);
+        assert_non_null(c);
+        int32_t ids[12] = {1, 450, 3186, 310, 278, 6534, 338, 1230, 29892, 322, 7256, 13};
+        assert_int_equal(phiq_eval(c, ids, 12), 0);      /* prefill */
+        assert_int_equal(phiq_eval(c, ids + 3, 1), 0);   /* and one decode step */
+        logits[i] = malloc(sizeof(float) * (size_t)n_vocab);
+        memcpy(logits[i], phiq_logits(c), sizeof(float) * (size_t)n_vocab);
+        phiq_context_free(c);
+        phiq_model_free(m);
+    }
+    assert_memory_equal(logits[0], logits[1], sizeof(float) * (size_t)n_vocab);
+    free(logits[0]);
+    free(logits[1]);
+}
+
 static void test_missing_file(void **state) {
     (void)state;
     assert_null(phiq_model_open("/nonexistent/model.gguf", NULL));
@@ -55,6 +91,7 @@ static void test_missing_file(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_context_limits),
+        cmocka_unit_test(test_weights_modes),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -292,7 +292,7 @@ static void test_fixture_hf_dir(void **state) {
     const char *types[] = {"f32", "bf16", "f16", "q8_0"};
     for (int t = 0; t < 4; t++) {
         if (getenv("PHIQ_SANITIZED") && t != 1) continue;
-        phiq_model_params mp = {types[t], 2};
+        phiq_model_params mp = {.type = types[t], .n_threads = 2};
         phiq_model *m = phiq_model_open(fixture_dir(), &mp);
         if (!m) fail_msg("open %s: %s", fixture_dir(), phiq_error());
         if (t < 2) {
@@ -438,7 +438,7 @@ static void test_llama_synth(void **state) {
         for (int i = 0; i < 40; i++) ids[i] = rand() % (nv < 2000 ? nv : 2000);
         compare_llama(gguf, ids, 40, models[k].name);
         /* the HF directory loaded directly gives the same logits as its GGUF */
-        phiq_model_params mp = {"f32", 2};
+        phiq_model_params mp = {.type = "f32", .n_threads = 2};
         phiq_model *mh = phiq_model_open(dir, &mp), *mg = phiq_model_open(gguf, NULL);
         if (!mh || !mg) fail_msg("%s", phiq_error());
         for (int graph = 0; graph < 2; graph++) {
@@ -521,7 +521,7 @@ static void test_longrope_switch(void **state) {
         fprintf(stderr, "test_engine: LongRoPE switch needs > 1024 tokens; skipped in the sanitizer build\n");
         skip();
     }
-    phiq_model_params mp = {"f32", 2};
+    phiq_model_params mp = {.type = "f32", .n_threads = 2};
     phiq_model *m = phiq_model_open(fixture_dir(), &mp);
     if (!m) fail_msg("%s", phiq_error());
     int orig = phiq_model_n_ctx_orig(m);
@@ -585,7 +585,7 @@ static void test_longrope_switch(void **state) {
  * flash-attention off-by-one) or of W-1 would fail one of the two checks. */
 static void test_sliding_window(void **state) {
     (void)state;
-    phiq_model_params mp = {"f32", 2};
+    phiq_model_params mp = {.type = "f32", .n_threads = 2};
     phiq_model *m = phiq_model_open(fixture_dir(), &mp);
     if (!m) fail_msg("%s", phiq_error());
     const int L = phiq_model_n_layer(m), N = 40;
@@ -648,7 +648,7 @@ static void *thread_main(void *p) {
 
 static void test_api_threads_truncate(void **state) {
     (void)state;
-    phiq_model_params mp = {"bf16", 2};
+    phiq_model_params mp = {.type = "bf16", .n_threads = 2};
     phiq_model *m = phiq_model_open(fixture_dir(), &mp);
     if (!m) fail_msg("%s", phiq_error());
     prompt ps[8];

@@ -3,7 +3,8 @@
  *   - the --chat prompt is the token ids llama.cpp gives for the Phi-3
  *     template text (doc §3c: <|user|>\n{content}<|end|>\n<|assistant|>\n);
  *   - the same seed gives the same sample, another seed another one;
- *   - chat answers several turns from a pipe, /clear works, exit 0. */
+ *   - chat answers several turns from a pipe, /clear works, exit 0;
+ *   - decoding more tokens makes no more heap allocations (valgrind counts). */
 #include "testutil.h"
 
 #include <cjson/cJSON.h>
@@ -70,6 +71,38 @@ static void test_greedy_equals_llamacpp(void **state) {
     cJSON_Delete(j);
 }
 
+/* valgrind's count of heap allocations for a run of 4 and of 24 generated
+ * tokens: the engine, sampler and CLI allocate nothing per token. */
+static long heap_allocs(int n) {
+    char *out = NULL, *err = NULL;
+    int rc = tu_run(&out, &err, "valgrind --tool=memcheck '%s' run '%s' -p 'And God said unto Moses' -n %d --temp 0 -t 2 --json",
+                    tu_bin(), gguf, n);
+    if (rc) fail_msg("valgrind phiq run -n %d: %s", n, err);
+    const char *p = strstr(err, "total heap usage: ");
+    if (!p) fail_msg("no heap summary from valgrind: %s", err);
+    long allocs = 0;
+    for (p += strlen("total heap usage: "); *p && *p != ' '; p++)
+        if (*p >= '0' && *p <= '9') allocs = allocs * 10 + (*p - '0');
+    cJSON *j = cJSON_Parse(out);
+    assert_non_null(j);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(j, "ids")), n); /* really generated n */
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    return allocs;
+}
+
+static void test_no_allocation_per_token(void **state) {
+    (void)state;
+    if (getenv("PHIQ_SANITIZED") || tu_run(NULL, NULL, "command -v valgrind") != 0) {
+        print_message("skipped: needs valgrind, and not the sanitizer build\n");
+        skip();
+    }
+    long a4 = heap_allocs(4), a24 = heap_allocs(24);
+    print_message("heap allocations: %ld for 4 tokens, %ld for 24\n", a4, a24);
+    assert_true(a24 == a4);
+}
+
 static void test_chat_prompt_ids(void **state) {
     (void)state;
     const char *lr = tu_llama_ref();
@@ -119,6 +152,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_equals_llamacpp),
         cmocka_unit_test(test_chat_prompt_ids),
         cmocka_unit_test(test_seeds),
+        cmocka_unit_test(test_no_allocation_per_token),
         cmocka_unit_test(test_chat_pipe),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

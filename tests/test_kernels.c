@@ -246,8 +246,9 @@ static int g_failures;
 
 static void check_type(const phiq_kernels *ref, int t) {
     int64_t bs = phiq_ggml_block_size(t);
-    /* 530 blocks of 32 = 16960 elements: past the 16384 that fit the stack buffer */
-    const int64_t nblocks[] = {1, 2, 3, 7, 16, bs == 1 ? 3072 : bs == 32 ? 97 : 12, bs == 32 ? 530 : 5};
+    /* 1030 blocks of 32 = 32960 and 130 of 256 = 33280 elements: past the
+     * 32768 whose prepared activations fit the mat-vec's stack buffer */
+    const int64_t nblocks[] = {1, 2, 3, 7, 16, bs == 1 ? 3072 : bs == 32 ? 97 : 12, bs == 32 ? 1030 : bs == 256 ? 130 : 5};
     const char *const *levels = phiq_kernels_levels();
     enum { NROWS = 3 };
     for (size_t li = 0; li < sizeof nblocks / sizeof *nblocks; li++) {

@@ -351,7 +351,7 @@ static void test_head_dim_80(void **state) {
     }
     assert_true(access(tu_tmp("phi2.f32"), F_OK) != 0); /* no partial output */
     /* the API says the same */
-    phiq_model_params mp = {"f32", 1};
+    phiq_model_params mp = {.type = "f32", .n_threads = 1};
     phiq_model *m = phiq_model_open(dir, &mp);
     if (!m) fail_msg("%s", phiq_error());
     phiq_context_params cp = phiq_context_default_params();

@@ -24,4 +24,13 @@ const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd);
 /* --kv-type value: "f16", "f32" or "q8_0" -> PHIQ_KV_TYPE_*, anything else -1. */
 int phiq_cli_kv_type(const char *s);
 
+/* --mmap / --no-mmap (phiq_weights_mode): sets *mode and returns 1 when arg
+ * is one of them, else 0. */
+int phiq_cli_weights_flag(const char *arg, int *mode);
+#define PHIQ_CLI_WEIGHTS_HELP \
+    "  --mmap                read GGUF weights through the file map (llama.cpp's default; shares the\n" \
+    "                        page cache, loads instantly, decodes slower)\n" \
+    "  --no-mmap             always copy GGUF weights into memory on huge pages (default when they fit\n" \
+    "                        in half of the available memory)\n"
+
 #endif

@@ -155,22 +155,25 @@ int phiq_cmd_eval(int argc, char **argv) {
 /* ---- bench ------------------------------------------------------------------------ */
 static void bench_usage(FILE *f) {
     fprintf(f, "usage: phiq bench MODEL [-t N] [--prompt N] [--gen N] [--reps N] [-d N] [--kv-type T] [--probe] [--json]\n"
-               "                  [--quiet]\n\n"
+               "                  [--quiet] [--mmap | --no-mmap]\n\n"
                "Prefill tokens/s (one batch of --prompt random ids, default 128) and decode tokens/s (--gen single\n"
                "tokens from an empty cache, default 32): medians of --reps runs (default 3) after a warm-up. Also\n"
                "the weight bytes read per decoded token and the resulting GB/s, peak RSS and load time.\n"
                "  -d, --depth N    decode with N tokens already in the cache (untimed fill; as llama-bench -d)\n"
                "  --kv-type T      KV cache type: f16 (default), f32 or q8_0\n"
-               "  --probe   also measure this machine's read bandwidth, to show decode as a fraction of the limit\n");
+               "  --probe   also measure this machine's read bandwidth, to show decode as a fraction of the limit\n"
+               "            (the best of plain and vector reads of 1 GiB on huge pages, several runs)\n"
+               PHIQ_CLI_WEIGHTS_HELP);
 }
 
 int phiq_cmd_bench(int argc, char **argv) {
     const char *model = NULL;
     phiq_bench_opts o = {0};
-    int json = 0, probe = 0;
+    int json = 0, probe = 0, weights = PHIQ_WEIGHTS_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (phiq_cli_is(a, "-h", "--help")) { bench_usage(stdout); return 0; }
+        else if (phiq_cli_weights_flag(a, &weights)) continue;
         else if (phiq_cli_is(a, "-t", "--threads")) o.n_threads = atoi(phiq_cli_value(argc, argv, &i, "bench"));
         else if (phiq_cli_is(a, "--prompt", "-p")) o.n_prompt = atoi(phiq_cli_value(argc, argv, &i, "bench"));
         else if (phiq_cli_is(a, "--gen", "-n")) o.n_gen = atoi(phiq_cli_value(argc, argv, &i, "bench"));
@@ -189,7 +192,8 @@ int phiq_cmd_bench(int argc, char **argv) {
     if (!model) { bench_usage(stderr); return 2; }
     if (json) o.quiet = 1;
     double t0 = phiq_now();
-    phiq_model *m = phiq_model_open(model, NULL);
+    phiq_model_params mp = {NULL, o.n_threads, (phiq_weights_mode)weights};
+    phiq_model *m = phiq_model_open(model, &mp);
     if (!m) return phiq_cli_fail("bench", "%s", phiq_error());
     double load_s = phiq_now() - t0;
     phiq_bench_result r;

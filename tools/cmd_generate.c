@@ -19,6 +19,7 @@
 
 typedef struct gen_opts {
     const char *model, *prompt, *system, *kv_type;
+    int weights; /* phiq_weights_mode */
     int n_predict, n_ctx, n_threads, chat, json, no_special;
     phiq_sampler_params sp;
 } gen_opts;
@@ -57,6 +58,7 @@ static void gen_usage(FILE *f, const char *cmd) {
                "  -c, --ctx-size N      context length (default: min(model's, 4096))\n"
                "  --kv-type T           KV cache type: f16 (default), f32 or q8_0 (34 bytes per 32 values,\n"
                "                        47%% less memory than f16; needs head_dim a multiple of 32)\n"
+               PHIQ_CLI_WEIGHTS_HELP
                "  --no-special          treat special-token text in the prompt as plain text\n"
                "  --json                (run) print one JSON object instead of streaming text\n"
                "  -h, --help            this help\n");
@@ -94,6 +96,7 @@ static int parse_gen(int argc, char **argv, const char *cmd, gen_opts *o) {
         else if (phiq_cli_is(a, "-t", "--threads")) o->n_threads = atoi(VAL());
         else if (phiq_cli_is(a, "-c", "--ctx-size")) o->n_ctx = atoi(VAL());
         else if (!strcmp(a, "--kv-type")) o->kv_type = VAL();
+        else if (phiq_cli_weights_flag(a, &o->weights)) continue;
         else if (!strcmp(a, "--no-special")) o->no_special = 1;
         else if (!strcmp(a, "--json")) o->json = 1;
         else if (a[0] == '-' && a[1]) {
@@ -126,7 +129,8 @@ static int session_open(session *s, const gen_opts *o, const char *cmd) {
     memset(s, 0, sizeof *s);
     s->tok = phiq_tokenizer_load(o->model, NULL);
     if (!s->tok) return phiq_cli_fail(cmd, "%s", phiq_error());
-    s->m = phiq_model_open(o->model, NULL);
+    phiq_model_params mp = {NULL, o->n_threads, (phiq_weights_mode)o->weights};
+    s->m = phiq_model_open(o->model, &mp);
     if (!s->m) return phiq_cli_fail(cmd, "%s", phiq_error());
     phiq_context_params cp = phiq_context_default_params();
     cp.n_ctx = o->n_ctx;
@@ -193,16 +197,21 @@ typedef struct gen_result {
     int32_t *ids;
     int n;
     char *text;
-    size_t text_len;
+    size_t text_len, text_cap; /* grown geometrically: no allocation per token */
     const char *stop; /* "eos", "length", "interrupted", "context" */
     double prefill_s, decode_s;
 } gen_result;
 
 static void text_append(gen_result *r, const char *p, int n) {
-    char *t = realloc(r->text, r->text_len + (size_t)n + 1);
-    if (!t) return;
-    memcpy(t + r->text_len, p, (size_t)n);
-    r->text = t;
+    if (r->text_len + (size_t)n + 1 > r->text_cap) {
+        size_t cap = r->text_cap ? r->text_cap : 256;
+        while (cap < r->text_len + (size_t)n + 1) cap *= 2;
+        char *t = realloc(r->text, cap);
+        if (!t) return;
+        r->text = t;
+        r->text_cap = cap;
+    }
+    memcpy(r->text + r->text_len, p, (size_t)n);
     r->text_len += (size_t)n;
     r->text[r->text_len] = 0;
 }

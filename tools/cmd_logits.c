@@ -29,7 +29,8 @@ static void logits_usage(FILE *f) {
             "  --llamacpp-numerics round matmul inputs to f16/bf16/q8 as llama.cpp's CPU backend\n"
             "                      does, for closer comparisons with it\n"
             "  --phimoe-llamacpp   PhiMoE: llama.cpp's graph (RMSNorm+bias, softmax top-k) instead of HF's\n"
-            "  --type T            HF directories: in-memory weight type f16 (default), bf16, f32, q8_0, q4_k, ...\n");
+            "  --type T            HF directories: in-memory weight type f16 (default), bf16, f32, q8_0, q4_k, ...\n"
+            PHIQ_CLI_WEIGHTS_HELP);
 }
 
 static int parse_ids(const char *s, int32_t **out) {
@@ -65,7 +66,7 @@ static int parse_ids(const char *s, int32_t **out) {
 int phiq_cmd_logits(int argc, char **argv) {
     const char *model = NULL, *ids_s = NULL, *out = NULL, *type = NULL;
     phiq_context_params cp = phiq_context_default_params();
-    int all = 0, ctx_set = 0;
+    int all = 0, ctx_set = 0, weights = PHIQ_WEIGHTS_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (phiq_cli_is(a, "-h", "--help")) {
@@ -97,6 +98,7 @@ int phiq_cmd_logits(int argc, char **argv) {
             cp.sliding_window = atoi(phiq_cli_value(argc, argv, &i, "logits"));
             if (cp.sliding_window <= 0) return phiq_cli_fail("logits", "--swa needs a positive window");
         } else if (phiq_cli_is(a, "--type", NULL)) type = phiq_cli_value(argc, argv, &i, "logits");
+        else if (phiq_cli_weights_flag(a, &weights)) continue;
         else if (a[0] == '-' && a[1]) {
             logits_usage(stderr);
             return phiq_cli_fail("logits", "unknown option '%s'", a);
@@ -112,7 +114,7 @@ int phiq_cmd_logits(int argc, char **argv) {
     if (n <= 0) return phiq_cli_fail("logits", "--ids: expected comma-separated non-negative integers");
     if (!ctx_set) cp.n_ctx = n < 256 ? 256 : n;
     cp.all_logits = all;
-    phiq_model_params mp = {type, cp.n_threads};
+    phiq_model_params mp = {type, cp.n_threads, (phiq_weights_mode)weights};
     phiq_model *m = phiq_model_open(model, &mp);
     if (!m) {
         free(ids);

@@ -39,6 +39,13 @@ int phiq_cli_is(const char *arg, const char *a, const char *b) {
     return (a && strcmp(arg, a) == 0) || (b && strcmp(arg, b) == 0);
 }
 
+int phiq_cli_weights_flag(const char *arg, int *mode) {
+    if (!strcmp(arg, "--mmap")) *mode = PHIQ_WEIGHTS_MMAP;
+    else if (!strcmp(arg, "--no-mmap")) *mode = PHIQ_WEIGHTS_COPY;
+    else return 0;
+    return 1;
+}
+
 const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd) {
     if (*i + 1 >= argc) {
         fprintf(stderr, "phiq %s: %s needs a value (see phiq %s --help)\n", cmd, argv[*i], cmd);

@@ -20,7 +20,7 @@
 /* Software prefetch PF_DIST bytes ahead of the weight stream: with one row
  * after another the hardware prefetcher alone left single-thread decode at
  * about half the read bandwidth (measured on Q4_K: 3.3-4.7 -> 7.6-8.2 GB/s). */
-#define PF_DIST 1024
+#define PF_DIST 2048
 static inline void pf(const void *p, int lines) {
     for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_DIST + 64 * i, _MM_HINT_T0);
 }
@@ -499,7 +499,7 @@ static void dot_f16_x4(int64_t n, const void *vx, const void *const vy[4], float
  * so one vpdpbusd pair leaves block k's sum in int32 lanes 4k..4k+3. Q8_0
  * uses pairs of blocks in natural order (lanes 8k..8k+7). Blocks past the
  * last full group go through vec_dot on the original activation. */
-#define PREP_MAXN 16384
+#define PREP_MAXN 32768 /* Phi-4's n_ff is 17920: its down projection stays on the stack */
 #define R64(x) (((size_t)(x) + 63) & ~(size_t)63)
 
 typedef struct prep {
@@ -841,7 +841,67 @@ GEMM_PREPARED(q8_0, KIND_Q8_0)
             dot_##name(n, out + r, p, act);                                                        \
         }                                                                                          \
     }
-MATVEC_ONLY(q4_K)
+/* Q4_K mat-vec with the activation rearranged once per call: a 64-byte load
+ * of qs (chunks 2G, 2G+1) gives, as low nibbles, sub-blocks 4G and 4G+2 and,
+ * as high nibbles, 4G+1 and 4G+3; yq holds the activation's sub-blocks in
+ * that order ([4G | 4G+2], [4G+1 | 4G+3]), so that each super-block takes
+ * two weight loads and no lane inserts (the dot above takes four of each). */
+static inline __m512i idx_q4k(int a, int b) {
+    return _mm512_inserti64x4(_mm512_set1_epi16((short)a), _mm256_set1_epi16((short)b), 1);
+}
+
+static float row_q4_K_prep(const phiq_kblk_q4_K *x, const phiq_kblk_q8_K *y, const int8_t *yq, int64_t nb) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i i0 = idx_q4k(0, 2), i1 = idx_q4k(1, 3), i2 = idx_q4k(4, 6), i3 = idx_q4k(5, 7);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        pf(x + i, 3);
+        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
+        const __m128i scm = kq_scales(x[i].scales);
+        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
+        const int8_t *a = yq + 256 * i;
+        const __m512i v0 = _mm512_loadu_si512(x[i].qs), v1 = _mm512_loadu_si512(x[i].qs + 64);
+        __m512i isum = _mm512_dpwssd_epi32(_mm512_setzero_si512(),
+                                           _mm512_maddubs_epi16(_mm512_and_si512(v0, m4), _mm512_load_si512(a)),
+                                           _mm512_permutexvar_epi16(i0, sc16));
+        isum = _mm512_dpwssd_epi32(isum,
+                                   _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(v0, 4), m4), _mm512_load_si512(a + 64)),
+                                   _mm512_permutexvar_epi16(i1, sc16));
+        isum = _mm512_dpwssd_epi32(isum, _mm512_maddubs_epi16(_mm512_and_si512(v1, m4), _mm512_load_si512(a + 128)),
+                                   _mm512_permutexvar_epi16(i2, sc16));
+        isum = _mm512_dpwssd_epi32(isum,
+                                   _mm512_maddubs_epi16(_mm512_and_si512(_mm512_srli_epi16(v1, 4), m4), _mm512_load_si512(a + 192)),
+                                   _mm512_permutexvar_epi16(i3, sc16));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+    }
+    __m256 r8 = _mm256_sub_ps(_mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1)), accm);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(r8), _mm256_extractf128_ps(r8, 1));
+    r = _mm_hadd_ps(r, r);
+    r = _mm_hadd_ps(r, r);
+    return _mm_cvtss_f32(r);
+}
+
+static void mv_q4_K(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act) {
+    const int64_t nb = n / PHIQ_KQK_K;
+    if (n > PREP_MAXN) {
+        phiq_matvec_rows(dot_q4_K, n, nrows, out, w, rb, act);
+        return;
+    }
+    _Alignas(64) int8_t yq[PREP_MAXN];
+    const phiq_kblk_q8_K *y = act;
+    static const int order[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* sub-block at each 32-byte slot */
+    for (int64_t i = 0; i < nb; i++)
+        for (int k = 0; k < 8; k++) memcpy(yq + 256 * i + 32 * k, y[i].qs + 32 * order[k], 32);
+    for (int64_t r = 0; r < nrows; r++) {
+        if (r + 1 < nrows) {
+            _mm_prefetch((const char *)w + (size_t)(r + 1) * rb, _MM_HINT_T0);
+            _mm_prefetch((const char *)w + (size_t)(r + 1) * rb + 64, _MM_HINT_T0);
+        }
+        out[r] = row_q4_K_prep((const phiq_kblk_q4_K *)(const void *)((const char *)w + (size_t)r * rb), y, yq, nb);
+    }
+}
 MATVEC_ONLY(q5_K)
 MATVEC_ONLY(q6_K)
 MATVEC(q2_K)

@@ -1,11 +1,18 @@
 /* model.c — opening a Phi model for inference: a GGUF file (phiq's or
- * llama.cpp's, memory-mapped, weights used in place) or a Hugging Face
+ * llama.cpp's: metadata memory-mapped, tensor data copied onto huge pages
+ * when memory allows, else used in place through the map) or a Hugging Face
  * directory (safetensors mapped; weights converted in memory to the requested
  * type unless already in it). Hyper-parameters come from GGUF metadata
  * (keys of llamacpp-gguf-quant.md §1.7) or config.json; every tensor's
  * presence, shape and type is checked here, once, with an error naming the
  * file and the tensor, so the forward pass never has to. */
+#include <errno.h>
+#include <pthread.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
@@ -89,7 +96,7 @@ static int phiq_loader_find(phiq_loader *ld, const char *name, phiq_src_tensor *
         out->type = t->type;
         out->n_dims = t->n_dims;
         for (int i = 0; i < 4; i++) out->ne[i] = i < t->n_dims ? t->ne[i] : 1;
-        out->data = t->data;
+        out->data = m->weights ? m->weights + t->offset : t->data;
         return 1;
     }
     char hfname[256];
@@ -468,6 +475,102 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
     return 0;
 }
 
+/* MemAvailable from /proc/meminfo in bytes, 0 when unknown. */
+static uint64_t phiq_mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[128];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return (uint64_t)kb * 1024;
+}
+
+typedef struct {
+    int fd;
+    uint8_t *dst;
+    uint64_t off, n, done;
+    int err;
+} phiq_pread_job;
+
+static void *phiq_pread_worker(void *arg) {
+    phiq_pread_job *j = arg;
+    while (j->done < j->n) {
+        uint64_t left = j->n - j->done;
+        size_t want = left > ((uint64_t)1 << 30) ? ((size_t)1 << 30) : (size_t)left;
+        ssize_t got = pread(j->fd, j->dst + j->done, want, (off_t)(j->off + j->done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            j->err = got < 0 ? errno : 0;
+            break;
+        }
+        j->done += (uint64_t)got;
+    }
+    return NULL;
+}
+
+/* Copies the GGUF tensor data into private memory on transparent huge pages
+ * (see phiq_weights_mode). pread, not the map, so the file's page cache is
+ * not also counted in this process's RSS. */
+static int phiq_weights_copy(phiq_model *m, const char *path, phiq_weights_mode mode, int n_threads) {
+    uint64_t off = phiq_gguf_data_offset(m->gguf), fsz = phiq_gguf_file_size(m->gguf);
+    if (mode == PHIQ_WEIGHTS_MMAP || off >= fsz) return 0;
+    const uint64_t n = fsz - off;
+    if (mode == PHIQ_WEIGHTS_AUTO) {
+        uint64_t avail = phiq_mem_available();
+        if (avail == 0 || n > avail / 2) return 0;
+    }
+    const size_t huge = (size_t)2 << 20, size = (size_t)((n + huge - 1) / huge * huge);
+    /* one huge page more than needed, so that the start can be 2 MiB aligned */
+    uint8_t *raw = mmap(NULL, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) {
+        if (mode == PHIQ_WEIGHTS_AUTO) return 0;
+        return phiq_fail(PHIQ_ENOMEM, "%s: cannot allocate %llu MB for the weights (the file map needs none)", path,
+                         (unsigned long long)(n >> 20));
+    }
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    if (p + size < raw + size + huge) munmap(p + size, (size_t)(raw + size + huge - (p + size)));
+#ifdef MADV_HUGEPAGE
+    madvise(p, size, MADV_HUGEPAGE); /* advice only: 4 KiB pages work too */
+#endif
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        munmap(p, size);
+        return phiq_fail(PHIQ_EIO, "%s: cannot reopen to read the weights: %s", path, strerror(errno));
+    }
+    /* threads share the page faults (and the kernel's huge page compaction) */
+    int nt = n_threads > 0 ? n_threads : phiq_physical_cores();
+    if (nt > 16) nt = 16;
+    if ((uint64_t)nt * huge > n) nt = 1;
+    phiq_pread_job jobs[16];
+    pthread_t th[16];
+    uint64_t per = (n / (uint64_t)nt + huge - 1) / huge * huge;
+    int started = 0;
+    for (int t = 0; t < nt; t++) {
+        uint64_t lo = per * (uint64_t)t, hi = lo + per < n ? lo + per : n;
+        jobs[t] = (phiq_pread_job){fd, p + lo, off + lo, lo < hi ? hi - lo : 0, 0, 0};
+        if (t == 0 || pthread_create(&th[t], NULL, phiq_pread_worker, &jobs[t]) != 0) continue;
+        started |= 1 << t;
+    }
+    for (int t = 0; t < nt; t++)
+        if (!(started & (1 << t))) phiq_pread_worker(&jobs[t]);
+    for (int t = 0; t < nt; t++)
+        if (started & (1 << t)) pthread_join(th[t], NULL);
+    close(fd);
+    for (int t = 0; t < nt; t++)
+        if (jobs[t].done < jobs[t].n) {
+            munmap(p, size);
+            return phiq_fail(PHIQ_EIO, "%s: reading the weights at byte %llu: %s", path,
+                             (unsigned long long)(jobs[t].off + jobs[t].done),
+                             jobs[t].err ? strerror(jobs[t].err) : "the file shrank while loading");
+        }
+    m->weights = p;
+    m->weights_size = size;
+    return 0;
+}
+
 phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
     if (!path) return phiq_fail_null(PHIQ_EINVAL, "model path is NULL");
     phiq_model *m = calloc(1, sizeof *m);
@@ -495,7 +598,8 @@ phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
             phiq_model_free(m);
             return NULL;
         }
-        if ((rc = phiq_hparams_from_gguf(m->gguf, &m->hp)) < 0) {
+        if ((rc = phiq_hparams_from_gguf(m->gguf, &m->hp)) < 0 ||
+            (rc = phiq_weights_copy(m, path, p ? p->weights : PHIQ_WEIGHTS_AUTO, p ? p->n_threads : 0)) < 0) {
             phiq_model_free(m);
             return NULL;
         }
@@ -514,6 +618,7 @@ void phiq_model_free(phiq_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    if (m->weights) munmap(m->weights, m->weights_size);
     if (m->gguf) phiq_gguf_close(m->gguf);
     if (m->hf) phiq_hf_close(m->hf);
     phiq_tokenizer_free(m->tok);

@@ -42,7 +42,10 @@ typedef struct phiq_layer {
 struct phiq_model {
     char *path;
     phiq_hparams hp;
-    phiq_gguf *gguf; /* when opened from GGUF (maps stay open for the weights) */
+    phiq_gguf *gguf; /* when opened from GGUF (the map stays open for the metadata) */
+    uint8_t *weights;      /* GGUF tensor data copied to 2 MiB-aligned anonymous memory
+                              (tensor t at weights + t->offset), or NULL: read from the map */
+    size_t weights_size;   /* bytes mapped for it (a multiple of 2 MiB) */
     phiq_hf *hf;     /* when opened from a HF directory */
     phiq_mat tok_embd;               /* E -> V rows: row t is token t's embedding */
     float *output_norm, *output_norm_b;
