@@ -154,16 +154,21 @@ int phiq_cmd_eval(int argc, char **argv) {
 
 /* ---- bench ------------------------------------------------------------------------ */
 static void bench_usage(FILE *f) {
-    fprintf(f, "usage: phiq bench MODEL [-t N] [--prompt N] [--gen N] [--reps N] [-d N] [--kv-type T] [--probe] [--json]\n"
-               "                  [--quiet] [--mmap | --no-mmap]\n\n"
-               "Prefill tokens/s (one batch of --prompt random ids, default 128) and decode tokens/s (--gen single\n"
-               "tokens from an empty cache, default 32): medians of --reps runs (default 3) after a warm-up. Also\n"
-               "the weight bytes read per decoded token and the resulting GB/s, peak RSS and load time.\n"
-               "  -d, --depth N    decode with N tokens already in the cache (untimed fill; as llama-bench -d)\n"
-               "  --kv-type T      KV cache type: f16 (default), f32 or q8_0\n"
-               "  --probe   also measure this machine's read bandwidth, to show decode as a fraction of the limit\n"
-               "            (the best of plain and vector reads of 1 GiB on huge pages, several runs)\n"
-               PHIQ_CLI_WEIGHTS_HELP);
+    fprintf(f, "usage: phiq bench MODEL [options]\n\n"
+               "Prefill tokens/s (one batch of --prompt random ids) and decode tokens/s (--gen single tokens after\n"
+               "--depth cached ones): medians of --reps runs after a warm-up. Also the weight bytes read per decoded\n"
+               "token and the resulting GB/s, peak RSS and load time.\n"
+               "  -t, --threads N       threads (default: physical cores)\n"
+               "  -p, --prompt N        prefill batch (default 128)\n"
+               "  -n, --gen N           decoded tokens (default 32)\n"
+               "  -r, --reps N          repetitions, median reported (default 3)\n"
+               "  -d, --depth N         decode with N tokens already in the cache (untimed fill; as llama-bench -d)\n"
+               "  --kv-type T           KV cache type: f16 (default), f32 or q8_0\n"
+               "  --probe               also measure this machine's read bandwidth (the best of plain and vector\n"
+               "                        reads of 1 GiB on huge pages) and show decode as a fraction of it\n"
+               PHIQ_CLI_WEIGHTS_HELP
+               "  --json                one JSON object on stdout\n"
+               "  --quiet               no per-run lines on stderr\n");
 }
 
 int phiq_cmd_bench(int argc, char **argv) {
