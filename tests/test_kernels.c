@@ -531,6 +531,81 @@ static void test_gemm_f16_tiled(void **state) {
 #endif
 }
 
+/* The two-stage AMX F16 gemm (activations packed once, possibly by several
+ * callers over disjoint column tiles; rows run in pieces against the same
+ * packing) against exact double sums of the f16 products, over shapes that
+ * cross its blocking: n = 1088 (two K blocks, the second short), 40 and 293
+ * rows (row blocks of 256, a 5-row tail), 1, 17 and 70 columns (partial
+ * column tiles and groups). Activations are unrounded floats (the pack
+ * rounds them to f16), with zeros, f16 extremes (65504, subnormals) and
+ * values that round to neighbours of a bf16 boundary. */
+static void test_gemm_f16_amx_packed(void **state) {
+    (void)state;
+#if defined(__x86_64__) || defined(_M_X64)
+    const phiq_cpu *c = phiq_cpu_get();
+    if (!c->amx_bf16 || !c->avx512bf16) skip();
+    const int N = 1088, RMAX = 293, JS[] = {1, 17, 70};
+    uint16_t *w = malloc(sizeof(uint16_t) * RMAX * N);
+    float *a = malloc(sizeof(float) * 70 * N), *ar = malloc(sizeof(float) * 70 * N), *o = malloc(sizeof(float) * 70 * RMAX);
+    assert_non_null(w), assert_non_null(a), assert_non_null(ar), assert_non_null(o);
+    uint32_t x = 777;
+    for (int i = 0; i < RMAX * N; i++) {
+        x = x * 1664525u + 1013904223u;
+        float v = ((float)(x >> 8) / 16777216.0f - 0.5f) * (i % 11 == 0 ? 50.0f : 0.2f);
+        if (i % 97 == 0) v = 0;
+        if (i % 389 == 1) v = (i & 2) ? 65504.0f : -6.0e-8f; /* f16 max, a subnormal */
+        if (i % 389 == 2) v = 1.0f + 1.0f / 256 + 1.0f / 1024; /* hi rounds up in bf16 */
+        w[i] = phiq_f32_to_f16(v);
+    }
+    for (int i = 0; i < 70 * N; i++) {
+        x = x * 1664525u + 1013904223u;
+        float v = ((float)(x >> 8) / 16777216.0f - 0.5f) * 4.0f;
+        if (i % 53 == 0) v = 0;
+        if (i % 211 == 3) v = (i & 1) ? 1.0e-4f : -2.5e-7f; /* f16 subnormal range */
+        a[i] = v;
+        ar[i] = phiq_f16_to_f32(phiq_f32_to_f16(v)); /* what the kernel multiplies */
+    }
+    for (int ji = 0; ji < 3; ji++) {
+        const int J = JS[ji];
+        for (int R = 40; R <= RMAX; R += RMAX - 40) {
+            uint8_t *B = aligned_alloc(64, phiq_gemm_f16_amx_packed_size(N, J));
+            uint8_t *S = aligned_alloc(64, (phiq_gemm_f16_amx_scratch_size(N, J) + 63) & ~(size_t)63);
+            assert_non_null(B), assert_non_null(S);
+            /* packed in two parts, as two threads would */
+            const int64_t nt = phiq_gemm_f16_amx_packed_tiles(J);
+            assert_true(nt * 16 >= J && nt % 4 == 0);
+            phiq_gemm_f16_amx_pack(N, J, 0, nt / 2, a, N, B);
+            phiq_gemm_f16_amx_pack(N, J, nt / 2, nt, a, N, B);
+            for (int i = 0; i < J * R; i++) o[i] = -777.0f;
+            /* rows in two pieces: [0, 16) and [16, R) (tail R % 16 to AVX-512) */
+            assert_int_equal(phiq_gemm_f16_amx_packed(N, 16, J, o, R, w, N * 2, B, S, ar, N), 0);
+            assert_int_equal(phiq_gemm_f16_amx_packed(N, R - 16, J, o + 16, R, w + 16 * N, N * 2, B, S, ar, N), 0);
+            /* too few rows for a tile or a bad n: refused, nothing written */
+            assert_int_equal(phiq_gemm_f16_amx_packed(N, 15, J, o, R, w, N * 2, B, S, ar, N), -1);
+            assert_int_equal(phiq_gemm_f16_amx_packed(48, 16, J, o, R, w, N * 2, B, S, ar, N), -1);
+            int fails = 0;
+            for (int j = 0; j < J; j++)
+                for (int r = 0; r < R; r++) {
+                    double ref = 0, mag = 0;
+                    for (int k = 0; k < N; k++) {
+                        double p = (double)phiq_f16_to_f32(w[(size_t)r * N + k]) * ar[(size_t)j * N + k];
+                        ref += p;
+                        mag += fabs(p);
+                    }
+                    float got = o[j * R + r];
+                    if (!(fabs(got - ref) <= 2e-6 * mag + 1e-30) && fails++ < 10)
+                        print_error("AMX F16 packed R=%d J=%d r=%d j=%d: %.9g vs %.9g\n", R, J, r, j, got, ref);
+                }
+            assert_int_equal(fails, 0);
+            free(B), free(S);
+        }
+    }
+    free(w), free(a), free(ar), free(o);
+#else
+    skip();
+#endif
+}
+
 static void test_dispatch(void **state) {
     (void)state;
     const phiq_kernels *best = phiq_kernels_get();
@@ -725,6 +800,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_all_types_all_isas),
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_gemm_f16_tiled),
+        cmocka_unit_test(test_gemm_f16_amx_packed),
         cmocka_unit_test(test_isa_env),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_against_quant),
