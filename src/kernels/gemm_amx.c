@@ -56,6 +56,13 @@ enum { WT_Q8_0, WT_Q4_0, WT_Q4_1, WT_IQ4_NL };
  * zeros past ncols; nb * 640 bytes a tile. */
 static size_t q8_tile_bytes(int64_t nb) { return (size_t)nb * 640; }
 
+/* Asks for the next row tile's weights (16 rows of rowlen bytes) in L2, so
+ * that they arrive while this tile's column tiles run. */
+static inline void prefetch_rows(const char *w, size_t rb, size_t rowlen) {
+    for (int r = 0; r < 16; r++)
+        for (size_t off = 0; off < rowlen; off += 64) _mm_prefetch(w + (size_t)r * rb + off, _MM_HINT_T1);
+}
+
 static void pack_q8(int wt, int64_t n, int64_t ncols, int64_t ct0, int64_t ct1, const void *act, size_t as,
                     void *packed) {
     const int64_t nb = n / PHIQ_KQK;
@@ -85,7 +92,9 @@ static void pack_q8(int wt, int64_t n, int64_t ncols, int64_t ct0, int64_t ct1, 
  * tile), dw [nb][16], mw [nb][16] f32 (weight scales and Q4_1 mins). */
 static size_t q8_scratch_bytes(int64_t nb) { return (size_t)nb * (512 + 64 + 64); }
 
-static void run_q8(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+/* always inlined so that each weight type gets its own copy with the
+ * unpack / Q8_1 branches folded away */
+static inline __attribute__((always_inline)) void run_q8(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                    const void *packed, void *scratch) {
     const int bszs[] = {34, 18, 20, 18};
     const int64_t nb = n / PHIQ_KQK, nrt = nrows / 16, nct = (ncols + 15) / 16;
@@ -98,6 +107,7 @@ static void run_q8(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, 
     _Alignas(64) float res[16][16];
     for (int64_t rt = 0; rt < nrt; rt++) {
         const char *wr = (const char *)w + (size_t)rt * 16 * rb;
+        if (rt + 1 < nrt) prefetch_rows(wr + 16 * rb, rb, (size_t)nb * bsz);
         for (int64_t b = 0; b < nb; b++)
             for (int r = 0; r < 16; r++) {
                 const uint8_t *blk = (const uint8_t *)wr + (size_t)r * rb + b * bsz;
@@ -311,7 +321,7 @@ static void pack_k(int wt, int64_t n, int64_t ncols, int64_t ct0, int64_t ct1, c
  * wsc / wmn [nsub][16] f32 (sub-block scales d*sc and mins dmin*m). */
 static size_t k_scratch_bytes(int64_t n, int ks) { return (size_t)n * 16 + (size_t)(n / ks) * 128; }
 
-static void run_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+static inline __attribute__((always_inline)) void run_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                   const void *packed, void *scratch) {
     const int ks = k_sub(wt);
     const int has_min = wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_Q2_K;
@@ -324,6 +334,7 @@ static void run_k(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, s
     _Alignas(64) float res[16][16];
     const int per_sb = PHIQ_KQK_K / ks;
     for (int64_t rt = 0; rt < nrt; rt++) {
+        if (rt + 1 < nrt) prefetch_rows((const char *)w + (size_t)(rt + 1) * 16 * rb, rb, rb);
         for (int r = 0; r < 16; r++) {
             const void *row = (const char *)w + (size_t)(rt * 16 + r) * rb;
             switch (wt) {
@@ -424,8 +435,18 @@ void phiq_gemm_amx_run(int wtype, int64_t n, int64_t nrows, int64_t ncols, float
     int wt;
     const int fam = amx_kind(wtype, &wt);
     const int64_t nrt = nrows / 16;
-    if (nrt > 0 && fam == 0) run_q8(wt, n, nrt * 16, ncols, out, ldo, w, rb, packed, scratch);
-    else if (nrt > 0 && fam == 1) run_k(wt, n, nrt * 16, ncols, out, ldo, w, rb, packed, scratch);
+    const int64_t nr = nrt * 16;
+    if (nrt > 0 && fam == 0) switch (wt) {
+        case WT_Q8_0: run_q8(WT_Q8_0, n, nr, ncols, out, ldo, w, rb, packed, scratch); break;
+        case WT_Q4_0: run_q8(WT_Q4_0, n, nr, ncols, out, ldo, w, rb, packed, scratch); break;
+        case WT_Q4_1: run_q8(WT_Q4_1, n, nr, ncols, out, ldo, w, rb, packed, scratch); break;
+        default: run_q8(WT_IQ4_NL, n, nr, ncols, out, ldo, w, rb, packed, scratch); break;
+        }
+    else if (nrt > 0 && fam == 1) switch (wt) {
+        case WT_Q4_K: run_k(WT_Q4_K, n, nr, ncols, out, ldo, w, rb, packed, scratch); break;
+        case WT_Q6_K: run_k(WT_Q6_K, n, nr, ncols, out, ldo, w, rb, packed, scratch); break;
+        default: run_k(wt, n, nr, ncols, out, ldo, w, rb, packed, scratch); break;
+        }
     if (nrows > nrt * 16)
         g_fallback[wtype](n, nrows - nrt * 16, ncols, out + nrt * 16, ldo, (const char *)w + (size_t)nrt * 16 * rb, rb,
                           act, as);
