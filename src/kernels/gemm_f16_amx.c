@@ -170,6 +170,13 @@ int phiq_gemm_f16_amx_packed(int64_t n, int64_t nrows, int64_t ncols, float *out
         const int64_t nsteps = more ? (ns0 + KB < ns ? KB : ns - ns0) : 0, units = 16 * nsteps;
         const int64_t iters = ncg / 4 * (s1 - s0);
         const char *nw = (const char *)w + (size_t)nrt_ * 16 * rb;
+        /* and the unit after it asked for in L2 (a 64-byte line per row and
+         * step), so that splitting it does not wait on memory */
+        int64_t prt = nrt_, ps0 = ns0;
+        const int pmore = more && next_unit(nrt, ns, &prt, &ps0);
+        const int64_t psteps = pmore ? (ps0 + KB < ns ? KB : ns - ps0) : 0, punits = 16 * psteps;
+        const char *pw = (const char *)w + (size_t)prt * 16 * rb + (size_t)ps0 * 64;
+        int64_t pu = 0;
         const uint16_t *A = Ab[cur];
         uint16_t *An = Ab[cur ^ 1];
         float *C = Cs + (size_t)(rt - rt0) * nct * 256;
@@ -197,6 +204,8 @@ int phiq_gemm_f16_amx_packed(int64_t n, int64_t nrows, int64_t ncols, float *out
                 for (const int64_t ue = (i + 1) * units / iters; u < ue; u++)
                     pack_one((const uint16_t *)(nw + (size_t)(u / nsteps) * rb), ns0 + u % nsteps, u % nsteps,
                              (int)(u / nsteps), An);
+                for (const int64_t pe = (i + 1) * punits / iters; pu < pe; pu++)
+                    _mm_prefetch(pw + (size_t)(pu / psteps) * rb + (size_t)(pu % psteps) * 64, _MM_HINT_T1);
                 DP4(2, bs + 2 * bstep, bs + 2 * bstep + 512);
                 DP4(3, bs + 3 * bstep, bs + 3 * bstep + 512);
             }
