@@ -23,6 +23,7 @@
 #include "core/common.h"
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
+#include "kernels/gemm_amx.h"
 #include "kernels/gemm_f16.h"
 #include "quant/quant.h"
 
@@ -343,7 +344,7 @@ static void test_gemm(void **state) {
     const phiq_kernels *ref = phiq_kernels_scalar();
     const char *const *levels = phiq_kernels_levels();
     enum { NR = 19, NC = 67, LDO = NR + 3 };
-    int fails = 0;
+    int fails = 0, two_stage = 0;
     for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
         const int t = TYPES[ti], at = ref->act_type[t];
         const int64_t bs = phiq_ggml_block_size(t);
@@ -383,9 +384,38 @@ static void test_gemm(void **state) {
                         print_error("%s %s gemm r=%d j=%d: %.9g vs %.9g\n", k->isa, phiq_ggml_type_name(t), r, j, got, want[r * NC + j]);
                 }
             }
+#if defined(__x86_64__) || defined(_M_X64)
+            /* the AMX gemm in two stages, as phiq_mm runs it: activations
+             * packed in two column-tile ranges (as two threads would), rows
+             * run in two pieces ([0, 16) on tiles, a 3-row tail on AVX-512) */
+            if (strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(t)) {
+                const int64_t nct = (NC + 15) / 16;
+                uint8_t *pk = aligned_alloc(64, (phiq_gemm_amx_packed_size(t, n, NC) + 63) & ~(size_t)63);
+                uint8_t *sc = aligned_alloc(64, (phiq_gemm_amx_scratch_size(t, n) + 63) & ~(size_t)63);
+                assert_non_null(pk), assert_non_null(sc);
+                /* garbage first: malloc may hand back the table gemm's packing */
+                memset(pk, 0x5A, phiq_gemm_amx_packed_size(t, n, NC));
+                memset(sc, 0xA5, phiq_gemm_amx_scratch_size(t, n));
+                phiq_gemm_amx_pack(t, n, NC, 0, 2, act, (size_t)as, pk);
+                phiq_gemm_amx_pack(t, n, NC, 2, nct, act, (size_t)as, pk);
+                for (int i = 0; i < LDO * NC; i++) out[i] = -777.0f;
+                phiq_gemm_amx_run(t, n, 16, NC, out, LDO, w, (size_t)rb, pk, sc, act, (size_t)as);
+                phiq_gemm_amx_run(t, n, NR - 16, NC, out + 16, LDO, w + 16 * rb, (size_t)rb, pk, sc, act, (size_t)as);
+                for (int j = 0; j < NC; j++)
+                    for (int r = 0; r < LDO; r++) {
+                        float got = out[j * LDO + r];
+                        int bad = r >= NR ? got != -777.0f : !(fabs(got - want[r * NC + j]) <= 2e-5 * bound[r * NC + j] + 1e-30);
+                        if (bad && fails++ < 20)
+                            print_error("amx two-stage %s gemm r=%d j=%d: %.9g\n", phiq_ggml_type_name(t), r, j, got);
+                    }
+                free(pk), free(sc);
+                two_stage++;
+            }
+#endif
         }
         free(w), free(act), free(x), free(out), free(want), free(wd), free(aw), free(ad), free(bound);
     }
+    print_message("gemm: every table checked; AMX two-stage gemm checked for %d types\n", two_stage);
     assert_int_equal(fails, 0);
 }
 
@@ -571,6 +601,8 @@ static void test_gemm_f16_amx_packed(void **state) {
             uint8_t *B = aligned_alloc(64, phiq_gemm_f16_amx_packed_size(N, J));
             uint8_t *S = aligned_alloc(64, (phiq_gemm_f16_amx_scratch_size(N, J) + 63) & ~(size_t)63);
             assert_non_null(B), assert_non_null(S);
+            memset(B, 0x5A, phiq_gemm_f16_amx_packed_size(N, J)); /* no stale packing from an earlier call */
+            memset(S, 0xA5, phiq_gemm_f16_amx_scratch_size(N, J));
             /* packed in two parts, as two threads would */
             const int64_t nt = phiq_gemm_f16_amx_packed_tiles(J);
             assert_true(nt * 16 >= J && nt % 4 == 0);
