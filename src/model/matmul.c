@@ -32,10 +32,12 @@
 /* Rows per scheduling unit: the AMX/AVX-512 gemm works on 16-row tiles. */
 #define PHIQ_MM_ROW_ALIGN 16
 
-/* Scratch of the AMX F16 gemm, allocated once per context (NULL when the
- * kernel table has no AMX): the packed activation tiles of one matmul and
- * one tile scratch per concurrently running chunk; a chunk claims a free
- * slot (at most n_threads chunks run at once, so one is always free). */
+/* Scratch of the AMX gemms, allocated once per context (NULL when the
+ * kernel table has no AMX): the packed activation tiles of one matmul
+ * (sized for the largest: F16's bf16 hi/lo, 4 bytes a value, so 16 MiB at
+ * n_batch 512 x 8192 inputs; pages only touched as used) and one weight
+ * scratch per concurrently running chunk (~0.6 MiB each); a chunk claims a
+ * free slot (at most n_threads chunks run at once, so one is always free). */
 struct phiq_mm_scratch {
     int64_t max_in, max_cols;
     bool f16;          /* AMX-BF16 usable: the F16 gemm may run */
