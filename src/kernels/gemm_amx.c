@@ -40,8 +40,21 @@ static void tiles_configure(void) {
     cfg.rows[0] = 16, cfg.colsb[0] = 64; /* C: 16 x 16 int32 */
     cfg.rows[1] = 16, cfg.colsb[1] = 32; /* A: 16 x 32 int8 */
     cfg.rows[2] = 8, cfg.colsb[2] = 64;  /* B: 8 x (16 x 4) int8 */
-    cfg.rows[3] = 16, cfg.colsb[3] = 16; /* A for 16-element groups (Q6_K) */
-    cfg.rows[4] = 4, cfg.colsb[4] = 64;  /* B for 16-element groups */
+    cfg.rows[5] = 16, cfg.colsb[5] = 64; /* second C, A, B: two blocks in flight */
+    cfg.rows[6] = 16, cfg.colsb[6] = 32;
+    cfg.rows[7] = 8, cfg.colsb[7] = 64;
+    _tile_loadconfig(&cfg);
+}
+
+/* The K-quant kernel's tiles: C in 0 and 5; A (16 x ks int8) in 1 and 6;
+ * B (ks/4 x 64) in 2 and 7. */
+static void tiles_configure_k(int ks) {
+    tilecfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    cfg.rows[0] = cfg.rows[5] = 16, cfg.colsb[0] = cfg.colsb[5] = 64;
+    cfg.rows[1] = cfg.rows[6] = 16, cfg.colsb[1] = cfg.colsb[6] = (uint16_t)ks;
+    cfg.rows[2] = cfg.rows[7] = (uint8_t)(ks / 4), cfg.colsb[2] = cfg.colsb[7] = 64;
     _tile_loadconfig(&cfg);
 }
 
@@ -103,7 +116,7 @@ static inline __attribute__((always_inline)) void run_q8(int wt, int64_t n, int6
     int8_t *A = scratch;
     float *dw = (float *)(void *)(A + (size_t)nb * 512), *mw = dw + nb * 16;
     tiles_configure();
-    _Alignas(64) int32_t C[16][16];
+    _Alignas(64) int32_t C[16][16], C2[16][16];
     _Alignas(64) float res[16][16];
     for (int64_t rt = 0; rt < nrt; rt++) {
         const char *wr = (const char *)w + (size_t)rt * 16 * rb;
@@ -129,22 +142,40 @@ static inline __attribute__((always_inline)) void run_q8(int wt, int64_t n, int6
             const float *dy = (const float *)(const void *)(B + (size_t)nb * 512), *ys = dy + nb * 16;
             __m512 acc[16];
             for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                _tile_zero(0);
-                if (unpack) _tile_loadd(1, A + b * 512, 32);
-                else _tile_loadd(1, wr + b * 34 + 2, (long)rb);
-                _tile_loadd(2, B + (size_t)b * 512, 64);
-                _tile_dpbssd(0, 1, 2);
+            /* two blocks in flight (tiles 0-2 and 5-7): block b+1's tile
+             * product runs while block b's sums are stored and scaled */
+#define Q8_ISSUE(c, a, bt, blk)                                                                                        \
+    do {                                                                                                               \
+        _tile_zero(c);                                                                                                 \
+        if (unpack) _tile_loadd(a, A + (blk) * 512, 32);                                                               \
+        else _tile_loadd(a, wr + (blk) * 34 + 2, (long)rb);                                                            \
+        _tile_loadd(bt, B + (size_t)(blk) * 512, 64);                                                                  \
+        _tile_dpbssd(c, a, bt);                                                                                        \
+    } while (0)
+#define Q8_SCALE(Cb, blk)                                                                                              \
+    do {                                                                                                               \
+        const __m512 dyv = _mm512_load_ps(dy + (blk) * 16);                                                            \
+        for (int r = 0; r < 16; r++)                                                                                   \
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(Cb[r])),                                     \
+                                     _mm512_mul_ps(dyv, _mm512_set1_ps(dw[(blk) * 16 + r])), acc[r]);                  \
+        if (q81) {                                                                                                     \
+            const __m512 sv = _mm512_load_ps(ys + (blk) * 16);                                                         \
+            for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(sv, _mm512_set1_ps(mw[(blk) * 16 + r]), acc[r]);     \
+        }                                                                                                              \
+    } while (0)
+            Q8_ISSUE(0, 1, 2, 0);
+            for (int64_t b = 0; b < nb; b += 2) {
+                if (b + 1 < nb) Q8_ISSUE(5, 6, 7, b + 1);
                 _tile_stored(0, C, 64);
-                const __m512 dyv = _mm512_load_ps(dy + b * 16);
-                for (int r = 0; r < 16; r++)
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(C[r])),
-                                             _mm512_mul_ps(dyv, _mm512_set1_ps(dw[b * 16 + r])), acc[r]);
-                if (q81) {
-                    const __m512 sv = _mm512_load_ps(ys + b * 16);
-                    for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(sv, _mm512_set1_ps(mw[b * 16 + r]), acc[r]);
+                Q8_SCALE(C, b);
+                if (b + 1 < nb) {
+                    if (b + 2 < nb) Q8_ISSUE(0, 1, 2, b + 2);
+                    _tile_stored(5, C2, 64);
+                    Q8_SCALE(C2, b + 1);
                 }
             }
+#undef Q8_ISSUE
+#undef Q8_SCALE
             for (int r = 0; r < 16; r++) _mm512_store_ps(res[r], acc[r]);
             for (int j = 0; j < 16 && ct * 16 + j < ncols; j++)
                 for (int r = 0; r < 16; r++) out[(size_t)(ct * 16 + j) * ldo + rt * 16 + r] = res[r][j];
@@ -329,8 +360,8 @@ static inline __attribute__((always_inline)) void run_k(int wt, int64_t n, int64
     const size_t bsub = (size_t)ks * 16;
     int8_t *A = scratch;
     float *wsc = (float *)(void *)(A + (size_t)n * 16), *wmn = wsc + nsub * 16;
-    tiles_configure();
-    _Alignas(64) int32_t C[16][16];
+    tiles_configure_k(ks);
+    _Alignas(64) int32_t C[16][16], C2[16][16];
     _Alignas(64) float res[16][16];
     const int per_sb = PHIQ_KQK_K / ks;
     for (int64_t rt = 0; rt < nrt; rt++) {
@@ -351,23 +382,34 @@ static inline __attribute__((always_inline)) void run_k(int wt, int64_t n, int64
             const float *dy = (const float *)(const void *)(B + (size_t)n * 16), *ysum = dy + nsb * 16;
             __m512 acc[16];
             for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
-            for (int64_t sub = 0; sub < nsub; sub++) {
-                _tile_zero(0);
-                if (ks == 32) {
-                    _tile_loadd(1, A + sub * bsub, 32);
-                    _tile_loadd(2, B + (size_t)sub * bsub, 64);
-                    _tile_dpbssd(0, 1, 2);
-                } else {
-                    _tile_loadd(3, A + sub * bsub, 16);
-                    _tile_loadd(4, B + (size_t)sub * bsub, 64);
-                    _tile_dpbssd(0, 3, 4);
-                }
+            /* two sub-blocks in flight, as in run_q8 */
+#define K_ISSUE(c, a, bt, sb)                                                                                          \
+    do {                                                                                                               \
+        _tile_zero(c);                                                                                                 \
+        _tile_loadd(a, A + (sb) * bsub, ks);                                                                           \
+        _tile_loadd(bt, B + (size_t)(sb) * bsub, 64);                                                                  \
+        _tile_dpbssd(c, a, bt);                                                                                        \
+    } while (0)
+#define K_SCALE(Cb, sb)                                                                                                \
+    do {                                                                                                               \
+        const __m512 dyv = _mm512_load_ps(dy + ((sb) / per_sb) * 16);                                                  \
+        for (int r = 0; r < 16; r++)                                                                                   \
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(Cb[r])),                                     \
+                                     _mm512_mul_ps(dyv, _mm512_set1_ps(wsc[(sb) * 16 + r])), acc[r]);                  \
+    } while (0)
+            K_ISSUE(0, 1, 2, 0);
+            for (int64_t sub = 0; sub < nsub; sub += 2) {
+                if (sub + 1 < nsub) K_ISSUE(5, 6, 7, sub + 1);
                 _tile_stored(0, C, 64);
-                const __m512 dyv = _mm512_load_ps(dy + (sub / per_sb) * 16);
-                for (int r = 0; r < 16; r++)
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(C[r])),
-                                             _mm512_mul_ps(dyv, _mm512_set1_ps(wsc[sub * 16 + r])), acc[r]);
+                K_SCALE(C, sub);
+                if (sub + 1 < nsub) {
+                    if (sub + 2 < nsub) K_ISSUE(0, 1, 2, sub + 2);
+                    _tile_stored(5, C2, 64);
+                    K_SCALE(C2, sub + 1);
+                }
             }
+#undef K_ISSUE
+#undef K_SCALE
             if (has_min)
                 for (int64_t sub = 0; sub < nsub; sub++) {
                     const __m512 ys = _mm512_load_ps(ysum + sub * 16);
