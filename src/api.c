@@ -46,6 +46,7 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->act);
     free(ctx->act_q);
     free(ctx->actq);
+    phiq_mm_scratch_free(ctx);
     free(ctx->moe);
     free(ctx->rope_cos);
     free(ctx->rope_sin);
@@ -153,6 +154,10 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
         if (!ctx->actq) {
             phiq_context_free(ctx);
             return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory for activation scratch");
+        }
+        if (phiq_mm_scratch_init(ctx, (int64_t)max_in) < 0) {
+            phiq_context_free(ctx);
+            return NULL;
         }
     }
     ctx->rope_cos = phiq_alloc_f(B * (size_t)(hp->n_rot / 2));

@@ -23,6 +23,7 @@
 #include "core/common.h"
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
+#include "kernels/gemm_amx.h"
 #include "kernels/gemm_f16.h"
 #include "quant/quant.h"
 
@@ -344,7 +345,7 @@ static void test_gemm(void **state) {
     const phiq_kernels *ref = phiq_kernels_scalar();
     const char *const *levels = phiq_kernels_levels();
     enum { NR = 19, NC = 67, LDO = NR + 3 };
-    int fails = 0;
+    int fails = 0, two_stage = 0;
     for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
         const int t = TYPES[ti], at = ref->act_type[t];
         const int64_t bs = phiq_ggml_block_size(t);
@@ -384,9 +385,38 @@ static void test_gemm(void **state) {
                         print_error("%s %s gemm r=%d j=%d: %.9g vs %.9g\n", k->isa, phiq_ggml_type_name(t), r, j, got, want[r * NC + j]);
                 }
             }
+#if defined(__x86_64__) || defined(_M_X64)
+            /* the AMX gemm in two stages, as phiq_mm runs it: activations
+             * packed in two column-tile ranges (as two threads would), rows
+             * run in two pieces ([0, 16) on tiles, a 3-row tail on AVX-512) */
+            if (strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(t)) {
+                const int64_t nct = (NC + 15) / 16;
+                uint8_t *pk = aligned_alloc(64, (phiq_gemm_amx_packed_size(t, n, NC) + 63) & ~(size_t)63);
+                uint8_t *sc = aligned_alloc(64, (phiq_gemm_amx_scratch_size(t, n) + 63) & ~(size_t)63);
+                assert_non_null(pk), assert_non_null(sc);
+                /* garbage first: malloc may hand back the table gemm's packing */
+                memset(pk, 0x5A, phiq_gemm_amx_packed_size(t, n, NC));
+                memset(sc, 0xA5, phiq_gemm_amx_scratch_size(t, n));
+                phiq_gemm_amx_pack(t, n, NC, 0, 2, act, (size_t)as, pk);
+                phiq_gemm_amx_pack(t, n, NC, 2, nct, act, (size_t)as, pk);
+                for (int i = 0; i < LDO * NC; i++) out[i] = -777.0f;
+                phiq_gemm_amx_run(t, n, 16, NC, out, LDO, w, (size_t)rb, pk, sc, act, (size_t)as);
+                phiq_gemm_amx_run(t, n, NR - 16, NC, out + 16, LDO, w + 16 * rb, (size_t)rb, pk, sc, act, (size_t)as);
+                for (int j = 0; j < NC; j++)
+                    for (int r = 0; r < LDO; r++) {
+                        float got = out[j * LDO + r];
+                        int bad = r >= NR ? got != -777.0f : !(fabs(got - want[r * NC + j]) <= 2e-5 * bound[r * NC + j] + 1e-30);
+                        if (bad && fails++ < 20)
+                            print_error("amx two-stage %s gemm r=%d j=%d: %.9g\n", phiq_ggml_type_name(t), r, j, got);
+                    }
+                free(pk), free(sc);
+                two_stage++;
+            }
+#endif
         }
         free(w), free(act), free(x), free(out), free(want), free(wd), free(aw), free(ad), free(bound);
     }
+    print_message("gemm: every table checked; AMX two-stage gemm checked for %d types\n", two_stage);
     assert_int_equal(fails, 0);
 }
 
@@ -527,6 +557,83 @@ static void test_gemm_f16_tiled(void **state) {
         }
     print_message("F16 tiled gemm: AVX-512 checked, AMX-BF16 split %s\n", amx ? "checked" : "not available");
     free(w), free(a), free(o1), free(o2);
+#else
+    skip();
+#endif
+}
+
+/* The two-stage AMX F16 gemm (activations packed once, possibly by several
+ * callers over disjoint column tiles; rows run in pieces against the same
+ * packing) against exact double sums of the f16 products, over shapes that
+ * cross its blocking: n = 1088 (two K blocks, the second short), 40 and 293
+ * rows (row blocks of 256, a 5-row tail), 1, 17 and 70 columns (partial
+ * column tiles and groups). Activations are unrounded floats (the pack
+ * rounds them to f16), with zeros, f16 extremes (65504, subnormals) and
+ * values that round to neighbours of a bf16 boundary. */
+static void test_gemm_f16_amx_packed(void **state) {
+    (void)state;
+#if defined(__x86_64__) || defined(_M_X64)
+    const phiq_cpu *c = phiq_cpu_get();
+    if (!c->amx_bf16 || !c->avx512bf16) skip();
+    const int N = 1088, RMAX = 293, JS[] = {1, 17, 70};
+    uint16_t *w = malloc(sizeof(uint16_t) * RMAX * N);
+    float *a = malloc(sizeof(float) * 70 * N), *ar = malloc(sizeof(float) * 70 * N), *o = malloc(sizeof(float) * 70 * RMAX);
+    assert_non_null(w), assert_non_null(a), assert_non_null(ar), assert_non_null(o);
+    uint32_t x = 777;
+    for (int i = 0; i < RMAX * N; i++) {
+        x = x * 1664525u + 1013904223u;
+        float v = ((float)(x >> 8) / 16777216.0f - 0.5f) * (i % 11 == 0 ? 50.0f : 0.2f);
+        if (i % 97 == 0) v = 0;
+        if (i % 389 == 1) v = (i & 2) ? 65504.0f : -6.0e-8f; /* f16 max, a subnormal */
+        if (i % 389 == 2) v = 1.0f + 1.0f / 256 + 1.0f / 1024; /* hi rounds up in bf16 */
+        w[i] = phiq_f32_to_f16(v);
+    }
+    for (int i = 0; i < 70 * N; i++) {
+        x = x * 1664525u + 1013904223u;
+        float v = ((float)(x >> 8) / 16777216.0f - 0.5f) * 4.0f;
+        if (i % 53 == 0) v = 0;
+        if (i % 211 == 3) v = (i & 1) ? 1.0e-4f : -2.5e-7f; /* f16 subnormal range */
+        a[i] = v;
+        ar[i] = phiq_f16_to_f32(phiq_f32_to_f16(v)); /* what the kernel multiplies */
+    }
+    for (int ji = 0; ji < 3; ji++) {
+        const int J = JS[ji];
+        for (int R = 40; R <= RMAX; R += RMAX - 40) {
+            uint8_t *B = aligned_alloc(64, phiq_gemm_f16_amx_packed_size(N, J));
+            uint8_t *S = aligned_alloc(64, (phiq_gemm_f16_amx_scratch_size(N, J) + 63) & ~(size_t)63);
+            assert_non_null(B), assert_non_null(S);
+            memset(B, 0x5A, phiq_gemm_f16_amx_packed_size(N, J)); /* no stale packing from an earlier call */
+            memset(S, 0xA5, phiq_gemm_f16_amx_scratch_size(N, J));
+            /* packed in two parts, as two threads would */
+            const int64_t nt = phiq_gemm_f16_amx_packed_tiles(J);
+            assert_true(nt * 16 >= J && nt % 4 == 0);
+            phiq_gemm_f16_amx_pack(N, J, 0, nt / 2, a, N, B);
+            phiq_gemm_f16_amx_pack(N, J, nt / 2, nt, a, N, B);
+            for (int i = 0; i < J * R; i++) o[i] = -777.0f;
+            /* rows in two pieces: [0, 16) and [16, R) (tail R % 16 to AVX-512) */
+            assert_int_equal(phiq_gemm_f16_amx_packed(N, 16, J, o, R, w, N * 2, B, S, ar, N), 0);
+            assert_int_equal(phiq_gemm_f16_amx_packed(N, R - 16, J, o + 16, R, w + 16 * N, N * 2, B, S, ar, N), 0);
+            /* too few rows for a tile or a bad n: refused, nothing written */
+            assert_int_equal(phiq_gemm_f16_amx_packed(N, 15, J, o, R, w, N * 2, B, S, ar, N), -1);
+            assert_int_equal(phiq_gemm_f16_amx_packed(48, 16, J, o, R, w, N * 2, B, S, ar, N), -1);
+            int fails = 0;
+            for (int j = 0; j < J; j++)
+                for (int r = 0; r < R; r++) {
+                    double ref = 0, mag = 0;
+                    for (int k = 0; k < N; k++) {
+                        double p = (double)phiq_f16_to_f32(w[(size_t)r * N + k]) * ar[(size_t)j * N + k];
+                        ref += p;
+                        mag += fabs(p);
+                    }
+                    float got = o[j * R + r];
+                    if (!(fabs(got - ref) <= 2e-6 * mag + 1e-30) && fails++ < 10)
+                        print_error("AMX F16 packed R=%d J=%d r=%d j=%d: %.9g vs %.9g\n", R, J, r, j, got, ref);
+                }
+            assert_int_equal(fails, 0);
+            free(B), free(S);
+        }
+    }
+    free(w), free(a), free(ar), free(o);
 #else
     skip();
 #endif
@@ -726,6 +833,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_all_types_all_isas),
         cmocka_unit_test(test_gemm),
         cmocka_unit_test(test_gemm_f16_tiled),
+        cmocka_unit_test(test_gemm_f16_amx_packed),
         cmocka_unit_test(test_isa_env),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_against_quant),

@@ -7,6 +7,12 @@
  * thread pool's threads claim dynamically, each a matvec (one token) or
  * gemm (a batch).
  *
+ * On AMX the prefill gemms (AMX-BF16 for F16 weights, AMX-INT8 for the
+ * quantized types) get their activations packed into tiles once per matmul
+ * (a parallel pass over column tiles into the context's phiq_mm_scratch,
+ * sized at context creation); each chunk then unpacks only its own weight
+ * rows, in a per-thread slot of that scratch.
+ *
  * The f32 reference path (each weight row dequantized and dotted with f32
  * activations, kernels/ops.c) stays reachable: PHIQ_REFERENCE_MATMUL=1 in the
  * environment when the context is created, weight types the table lacks,
@@ -19,11 +25,89 @@
 #include "formats/ggml_type.h"
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
+#include "kernels/gemm_amx.h"
 #include "kernels/gemm_f16.h"
 #include "model/model.h"
 
 /* Rows per scheduling unit: the AMX/AVX-512 gemm works on 16-row tiles. */
 #define PHIQ_MM_ROW_ALIGN 16
+
+/* Scratch of the AMX gemms, allocated once per context (NULL when the
+ * kernel table has no AMX): the packed activation tiles of one matmul
+ * (sized for the largest: F16's bf16 hi/lo, 4 bytes a value, so 16 MiB at
+ * n_batch 512 x 8192 inputs; pages only touched as used) and one weight
+ * scratch per concurrently running chunk (~0.6 MiB each); a chunk claims a
+ * free slot (at most n_threads chunks run at once, so one is always free). */
+struct phiq_mm_scratch {
+    int64_t max_in, max_cols;
+    bool f16;          /* AMX-BF16 usable: the F16 gemm may run */
+    void *packed;      /* the largest packing of max_cols rows of max_in values */
+    uint8_t *slots;    /* [n_slots][slot_size] */
+    size_t slot_size;
+    int n_slots;
+    atomic_int *busy;  /* [n_slots] */
+};
+
+void phiq_mm_scratch_free(phiq_context *ctx) {
+    struct phiq_mm_scratch *s = ctx->mms;
+    if (!s) return;
+    free(s->packed);
+    free(s->slots);
+    free(s->busy);
+    free(s);
+    ctx->mms = NULL;
+}
+
+int phiq_mm_scratch_init(phiq_context *ctx, int64_t max_in) {
+#if defined(__x86_64__) || defined(_M_X64)
+    const phiq_cpu *cpu = phiq_cpu_get();
+    max_in = max_in / 32 * 32; /* both gemms take n a multiple of 32 */
+    if (!ctx->kern || strcmp(ctx->kern->isa, "amx") != 0 || max_in <= 0) return 0;
+    struct phiq_mm_scratch *s = calloc(1, sizeof *s);
+    if (!s) return phiq_fail(PHIQ_ENOMEM, "context: out of memory for matmul scratch");
+    ctx->mms = s;
+    s->max_in = max_in;
+    s->max_cols = ctx->n_batch;
+    s->n_slots = ctx->n_threads;
+    s->f16 = cpu->amx_bf16 && cpu->avx512bf16;
+    size_t packed = 0, slot = 0;
+    if (s->f16) {
+        packed = phiq_gemm_f16_amx_packed_size(max_in, s->max_cols);
+        slot = phiq_gemm_f16_amx_scratch_size(max_in, s->max_cols);
+    }
+    for (int t = 0; t < PHIQ_GGML_TYPE_COUNT; t++)
+        if (phiq_gemm_amx_supports(t)) {
+            const int64_t n = max_in / phiq_ggml_block_size(t) * phiq_ggml_block_size(t);
+            if (phiq_gemm_amx_packed_size(t, n, s->max_cols) > packed) packed = phiq_gemm_amx_packed_size(t, n, s->max_cols);
+            if (phiq_gemm_amx_scratch_size(t, n) > slot) slot = phiq_gemm_amx_scratch_size(t, n);
+        }
+    s->slot_size = (slot + 63) & ~(size_t)63;
+    s->packed = aligned_alloc(64, (packed + 63) & ~(size_t)63);
+    s->slots = aligned_alloc(64, (size_t)s->n_slots * s->slot_size);
+    s->busy = calloc((size_t)s->n_slots, sizeof *s->busy);
+    if (!s->packed || !s->slots || !s->busy) {
+        phiq_mm_scratch_free(ctx);
+        return phiq_fail(PHIQ_ENOMEM, "context: out of memory for matmul scratch");
+    }
+    for (int i = 0; i < s->n_slots; i++) atomic_init(&s->busy[i], 0);
+#else
+    (void)ctx, (void)max_in;
+#endif
+    return 0;
+}
+
+/* A free slot of the tile scratch (claimed until phiq_mm_slot_put). */
+static int phiq_mm_slot_get(struct phiq_mm_scratch *s) {
+    for (;;)
+        for (int i = 0; i < s->n_slots; i++) {
+            int z = 0;
+            if (atomic_load_explicit(&s->busy[i], memory_order_relaxed) == 0 &&
+                atomic_compare_exchange_strong(&s->busy[i], &z, 1))
+                return i;
+        }
+}
+
+static void phiq_mm_slot_put(struct phiq_mm_scratch *s, int i) { atomic_store(&s->busy[i], 0); }
 
 typedef struct {
     const phiq_kernels *k;
@@ -35,7 +119,9 @@ typedef struct {
     int64_t ldy;
     const float *bias;
     bool f16_f32; /* F16 weights, f32 activation rows (f16-rounded) for the register-tiled gemm */
-    bool f16_amx; /* ... on AMX-BF16 tiles (exact split products) */
+    bool f16_amx; /* ... on AMX-BF16 tiles (exact split products), activations packed in mms */
+    bool q_amx;   /* quantized weights on AMX-INT8 tiles, activations packed in mms */
+    struct phiq_mm_scratch *mms;
 } phiq_mm_job;
 
 /* Chunk c's rows: [lo, hi), whole 16-row units, units split evenly. */
@@ -73,10 +159,22 @@ static void phiq_mm_task(void *arg, int ith, int nth) {
     if (lo >= hi) return;
     const char *wr = (const char *)w->data + (size_t)lo * w->row_bytes;
 #if defined(__x86_64__) || defined(_M_X64)
-    if (j->f16_f32 && j->f16_amx &&
-        phiq_gemm_f16_amx(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
-                          j->act_stride / sizeof(float)) == 0) {
-        /* done */
+    if (j->f16_amx || j->q_amx) {
+        /* AMX on the packed activations, weight rows unpacked in a claimed slot */
+        struct phiq_mm_scratch *s = j->mms;
+        const int slot = phiq_mm_slot_get(s);
+        void *scratch = s->slots + (size_t)slot * s->slot_size;
+        int rc = 0;
+        if (j->q_amx)
+            phiq_gemm_amx_run(w->type, w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, s->packed,
+                              scratch, j->act, j->act_stride);
+        else
+            rc = phiq_gemm_f16_amx_packed(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes,
+                                          s->packed, scratch, j->act, j->act_stride / sizeof(float));
+        phiq_mm_slot_put(s, slot);
+        if (rc < 0) /* fewer than 16 rows: the tail of n_out % 16, rows in actq */
+            phiq_gemm_f16_f32_avx512(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
+                                     j->act_stride / sizeof(float));
     } else if (j->f16_f32)
         phiq_gemm_f16_f32_avx512(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
                                  j->act_stride / sizeof(float));
@@ -141,6 +239,34 @@ static int phiq_conv(phiq_context *ctx, int at, int f16_f32, const float *x, int
     return atomic_load(&j.err);
 }
 
+/* Packing a batch's activations for an AMX gemm: column tiles split across
+ * the pool (every tile of the padded layout, zeros included). wtype -1:
+ * the F16 gemm from f32 rows (x, ldx floats apart); else the INT8 gemm of
+ * that weight type from converted rows (x, ldx bytes apart). */
+typedef struct {
+    int64_t n, T;
+    const void *x;
+    size_t ldx;
+    void *packed;
+    int wtype;
+} phiq_pack_job;
+
+static void phiq_pack_task(void *arg, int c, int nch) {
+    const phiq_pack_job *j = arg;
+    long lo, hi;
+#if defined(__x86_64__) || defined(_M_X64)
+    if (j->wtype < 0) {
+        phiq_split((long)phiq_gemm_f16_amx_packed_tiles(j->T), c, nch, &lo, &hi);
+        phiq_gemm_f16_amx_pack(j->n, j->T, lo, hi, j->x, j->ldx, j->packed);
+    } else {
+        phiq_split((long)((j->T + 15) / 16), c, nch, &lo, &hi);
+        phiq_gemm_amx_pack(j->wtype, j->n, j->T, lo, hi, j->x, j->ldx, j->packed);
+    }
+#else
+    (void)j, (void)lo, (void)hi, (void)c, (void)nch;
+#endif
+}
+
 /* True when the kernel table can run this matrix with the context's scratch. */
 static bool phiq_mm_fast_ok(const phiq_context *ctx, const phiq_mat *w) {
     const phiq_kernels *k = ctx->kern;
@@ -171,20 +297,26 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
     }
     const phiq_kernels *k = ctx->kern;
     int at = k->act_type[w->type];
-    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false};
+    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false, false, ctx->mms};
 #if defined(__x86_64__) || defined(_M_X64)
     /* prefill with F16 weights: the table's gemm converts both operands per
      * FMA; the tiled kernel converts weights only (AVX-512 tables). */
     if (at == PHIQ_GGML_TYPE_F16 && T > 1 && w->n_in % 16 == 0 && (size_t)w->n_in * sizeof(float) <= ctx->actq_row &&
         (strcmp(k->isa, "avx512") == 0 || strcmp(k->isa, "amx") == 0)) {
-        phiq_conv(ctx, at, 1, x, ldx, T, w->n_in);
+        const struct phiq_mm_scratch *mms = ctx->mms;
+        const char *noamx = getenv("PHIQ_F16_NO_AMX");
+        j.f16_amx = mms && mms->f16 && w->n_in % 32 == 0 && w->n_in <= mms->max_in && T <= mms->max_cols && w->n_out >= 16 &&
+                    !(noamx && *noamx && *noamx != '0');
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;
         j.f16_f32 = true;
-        const phiq_cpu *cpu = phiq_cpu_get();
-        const char *noamx = getenv("PHIQ_F16_NO_AMX");
-        j.f16_amx = strcmp(k->isa, "amx") == 0 && cpu->amx_bf16 && cpu->avx512bf16 && w->n_in % 32 == 0 &&
-                    !(noamx && *noamx && *noamx != '0');
+        /* f16-rounded f32 rows for the AVX-512 kernel: all rows, or a tail of n_out % 16 */
+        if (!j.f16_amx || w->n_out % PHIQ_MM_ROW_ALIGN != 0) phiq_conv(ctx, at, 1, x, ldx, T, w->n_in);
+        if (j.f16_amx) {
+            phiq_pack_job pj = {w->n_in, T, x, (size_t)ldx, mms->packed, -1};
+            int64_t nct = ((int64_t)T + 15) / 16;
+            phiq_threadpool_run_chunks(ctx->tp, phiq_pack_task, &pj, (int)(nct < 4 * ctx->n_threads ? nct : 4 * ctx->n_threads));
+        }
         phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
         return 0;
     }
@@ -198,6 +330,17 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
         if (rc < 0) return rc;
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;
+#if defined(__x86_64__) || defined(_M_X64)
+        /* AMX-INT8 prefill: the converted rows packed into tiles once */
+        const struct phiq_mm_scratch *mms = ctx->mms;
+        if (mms && T > 1 && strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(w->type) && w->n_in <= mms->max_in &&
+            T <= mms->max_cols && w->n_out >= 16) {
+            phiq_pack_job pj = {w->n_in, T, j.act, j.act_stride, mms->packed, w->type};
+            int64_t nct = ((int64_t)T + 15) / 16;
+            phiq_threadpool_run_chunks(ctx->tp, phiq_pack_task, &pj, (int)(nct < 4 * ctx->n_threads ? nct : 4 * ctx->n_threads));
+            j.q_amx = true;
+        }
+#endif
     }
     phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
     return 0;

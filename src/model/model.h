@@ -112,6 +112,7 @@ struct phiq_context {
     int ref_matmul;      /* PHIQ_REFERENCE_MATMUL=1: f32 dequantize-and-dot matmuls */
     uint8_t *actq;       /* [B][actq_row]: activations converted for the kernel table */
     size_t actq_row;     /* bytes per converted row (64-aligned) */
+    struct phiq_mm_scratch *mms; /* matmul.c: AMX gemm scratch (NULL without AMX) */
     float *moe;          /* phimoe: [B][E] mixture output, then [B][n_expert] router logits */
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
     float *logits;       /* [logits_cap][V] */
@@ -129,6 +130,11 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
  * reference path). Returns 0 or a negative code. */
 int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
             const float *bias);
+/* matmul.c: the AMX gemm's scratch for matrices of up to max_in inputs and
+ * n_batch columns, after ctx->kern, n_threads and n_batch are set (nothing
+ * without AMX). Returns 0 or PHIQ_ENOMEM; free with phiq_mm_scratch_free. */
+int phiq_mm_scratch_init(phiq_context *ctx, int64_t max_in);
+void phiq_mm_scratch_free(phiq_context *ctx);
 
 /* model.c */
 phiq_model *phiq_model_load(const char *path, const phiq_model_params *p);
