@@ -73,41 +73,14 @@ void phiq_kv_store(phiq_kv *kv, int layer, int pos, const float *k, const float 
     }
 }
 
-/* Element i of a Q8_0 row: qs * d of its block. */
-static float phiq_kv_q8_at(const uint8_t *row, int i) {
-    const uint8_t *b = row + (size_t)(i / PHIQ_KV_QK) * PHIQ_KV_QB;
-    uint16_t d;
-    memcpy(&d, b, 2);
-    return (float)(int8_t)b[2 + i % PHIQ_KV_QK] * phiq_ops_h2f(d);
-}
-
+/* The f32 cache's attention (the f16 and q8_0 caches have kernels,
+ * kernels/attn.h): q . K[layer][pos][off .. off+n). */
 float phiq_kv_dot_k(const phiq_kv *kv, int layer, int pos, int off, const float *q, int n) {
-    const uint8_t *row = phiq_kv_row(kv, 0, layer, pos);
-    if (kv->type == PHIQ_GGML_TYPE_F32) return phiq_dot_f32((const float *)(const void *)row + off, q, n);
-    if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
-        float s = 0;
-        for (int i = 0; i < n; i++) s += phiq_kv_q8_at(row, off + i) * q[i];
-        return s;
-    }
-    const uint16_t *kk = (const uint16_t *)(const void *)row + off;
-    float acc[4] = {0};
-    int i = 0;
-    for (; i + 4 <= n; i += 4)
-        for (int j = 0; j < 4; j++) acc[j] += phiq_ops_h2f(kk[i + j]) * q[i + j];
-    float s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (; i < n; i++) s += phiq_ops_h2f(kk[i]) * q[i];
-    return s;
+    return phiq_dot_f32((const float *)(const void *)phiq_kv_row(kv, 0, layer, pos) + off, q, n);
 }
 
+/* out += a * V[layer][pos][off .. off+n), f32 cache. */
 void phiq_kv_axpy_v(const phiq_kv *kv, int layer, int pos, int off, float a, float *out, int n) {
-    const uint8_t *row = phiq_kv_row(kv, 1, layer, pos);
-    if (kv->type == PHIQ_GGML_TYPE_F32) {
-        const float *vv = (const float *)(const void *)row + off;
-        for (int i = 0; i < n; i++) out[i] += a * vv[i];
-    } else if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
-        for (int i = 0; i < n; i++) out[i] += a * phiq_kv_q8_at(row, off + i);
-    } else {
-        const uint16_t *vv = (const uint16_t *)(const void *)row + off;
-        for (int i = 0; i < n; i++) out[i] += a * phiq_ops_h2f(vv[i]);
-    }
+    const float *vv = (const float *)(const void *)phiq_kv_row(kv, 1, layer, pos) + off;
+    for (int i = 0; i < n; i++) out[i] += a * vv[i];
 }

@@ -79,9 +79,9 @@ static inline uint8_t *phiq_kv_row(const phiq_kv *kv, int v, int layer, int pos)
 }
 void phiq_kv_free(phiq_kv *kv);
 void phiq_kv_store(phiq_kv *kv, int layer, int pos, const float *k, const float *v);
-/* q . K[layer][pos][off .. off+n) */
+/* f32 cache only (f16 and q8_0 go through kernels/attn.h): q . K[layer][pos][off .. off+n) */
 float phiq_kv_dot_k(const phiq_kv *kv, int layer, int pos, int off, const float *q, int n);
-/* out += a * V[layer][pos][off .. off+n) */
+/* f32 cache only: out += a * V[layer][pos][off .. off+n) */
 void phiq_kv_axpy_v(const phiq_kv *kv, int layer, int pos, int off, float a, float *out, int n);
 
 /* ---- context ----------------------------------------------------------------- */
