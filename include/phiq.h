@@ -89,6 +89,10 @@ int phiq_model_n_embd(const phiq_model *m);
 int phiq_model_n_layer(const phiq_model *m);
 int phiq_model_n_ctx_orig(const phiq_model *m);     /* LongRoPE original context */
 int phiq_model_sliding_window(const phiq_model *m); /* 0 = none */
+/* How the weights ended up held: PHIQ_WEIGHTS_COPY (GGUF data copied to
+ * memory) or PHIQ_WEIGHTS_MMAP (read through the file map; also HF
+ * directories, whose converted tensors live in ordinary memory). */
+int phiq_model_weights_mode(const phiq_model *m);
 
 /* ---- contexts (KV cache + scratch) ------------------------------------------ */
 typedef struct phiq_context phiq_context;

@@ -20,6 +20,9 @@ int phiq_model_n_embd(const phiq_model *m) { return m ? m->hp.n_embd : PHIQ_EINV
 int phiq_model_n_layer(const phiq_model *m) { return m ? m->hp.n_layer : PHIQ_EINVAL; }
 int phiq_model_n_ctx_orig(const phiq_model *m) { return m ? m->hp.n_ctx_orig : PHIQ_EINVAL; }
 int phiq_model_sliding_window(const phiq_model *m) { return m ? m->hp.sliding_window : PHIQ_EINVAL; }
+int phiq_model_weights_mode(const phiq_model *m) {
+    return !m ? PHIQ_EINVAL : m->weights ? PHIQ_WEIGHTS_COPY : PHIQ_WEIGHTS_MMAP;
+}
 
 phiq_context_params phiq_context_default_params(void) {
     phiq_context_params p;

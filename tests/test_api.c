@@ -3,8 +3,11 @@
  * the two ways of holding GGUF weights agreeing exactly. */
 #include "testutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "phiq.h"
 
@@ -81,6 +84,64 @@ static void test_weights_modes(void **state) {
     free(logits[1]);
 }
 
+/* The default keeps the file map when copying would not leave half of the
+ * memory the process may use: under a cgroup memory limit (a container) the
+ * host's MemAvailable is not the room. Needs root and a memory cgroup it can
+ * create a child in; skips otherwise. */
+static void test_weights_cgroup_limit(void **state) {
+    (void)state;
+    if (getenv("PHIQ_SANITIZED")) { /* ASan's own memory would not fit the limit */
+        print_message("skipped in the sanitizer build\n");
+        skip();
+    }
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    char line[512], dir[640] = "";
+    int v2 = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (strstr(line, ":memory:")) {
+            snprintf(dir, sizeof dir, "/sys/fs/cgroup/memory%s", strstr(line, ":memory:") + 8);
+            v2 = 0;
+            break;
+        }
+        if (!strncmp(line, "0::", 3)) snprintf(dir, sizeof dir, "/sys/fs/cgroup%s", line + 3), v2 = 1;
+    }
+    if (f) fclose(f);
+    char cg[700], file[760];
+    snprintf(cg, sizeof cg, "%s/phiq-test-%d", dir, (int)getpid());
+    if (!dir[0] || mkdir(cg, 0755) != 0) {
+        print_message("skipped: cannot create a memory cgroup under '%s' (needs root)\n", dir);
+        skip();
+    }
+    snprintf(file, sizeof file, "%s/%s", cg, v2 ? "memory.max" : "memory.limit_in_bytes");
+    FILE *lf = fopen(file, "w");
+    int ok = lf && fprintf(lf, "%d\n", 130 << 20) > 0;
+    if (lf) ok = fclose(lf) == 0 && ok;
+    if (!ok) {
+        rmdir(cg);
+        print_message("skipped: cannot set %s\n", file);
+        skip();
+    }
+    char *err = NULL, *out = NULL;
+    const char *g = tu_tmp("kjv-f32-cg.gguf");
+    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"), g))
+        fail_msg("convert: %s", err);
+    free(err);
+    /* 79 MB of f32 weights: copied without a limit, mapped under 130 MB */
+    int rc = tu_run(&out, &err, "'%s' bench '%s' -p 4 -n 2 -r 1 --json", tu_bin(), g);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(out, "\"weights\": \"copied\""));
+    free(out), free(err);
+    snprintf(file, sizeof file, "%s/cgroup.procs", cg);
+    rc = tu_run(&out, &err, "sh -c 'echo $$ > %s && exec \"%s\" bench \"%s\" -p 4 -n 2 -r 1 --json'", file, tu_bin(), g);
+    print_message("under a 130 MB cgroup limit: %s", out ? out : "");
+    int mapped = out && strstr(out, "\"weights\": \"mapped\"") != NULL;
+    free(out), free(err);
+    rmdir(cg); /* empty again: the process has exited */
+    assert_int_equal(rc, 0);
+    assert_true(mapped);
+}
+
 static void test_missing_file(void **state) {
     (void)state;
     assert_null(phiq_model_open("/nonexistent/model.gguf", NULL));
@@ -92,6 +153,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_context_limits),
         cmocka_unit_test(test_weights_modes),
+        cmocka_unit_test(test_weights_cgroup_limit),
         cmocka_unit_test(test_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

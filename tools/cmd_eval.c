@@ -201,6 +201,7 @@ int phiq_cmd_bench(int argc, char **argv) {
     phiq_model *m = phiq_model_open(model, &mp);
     if (!m) return phiq_cli_fail("bench", "%s", phiq_error());
     double load_s = phiq_now() - t0;
+    const char *held = phiq_model_weights_mode(m) == PHIQ_WEIGHTS_COPY ? "copied" : "mapped";
     phiq_bench_result r;
     int rc = phiq_bench_run(m, &o, &r);
     phiq_model_free(m);
@@ -212,13 +213,14 @@ int phiq_cmd_bench(int argc, char **argv) {
     int threads = o.n_threads > 0 ? o.n_threads : phiq_physical_cores();
     if (json) {
         printf("{\"model\": \"%s\", \"threads\": %d, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
-               "\"weight_bytes_per_token\": %llu, \"decode_gb_s\": %.3f, \"peak_rss_bytes\": %llu, \"load_s\": %.3f",
+               "\"weight_bytes_per_token\": %llu, \"decode_gb_s\": %.3f, \"peak_rss_bytes\": %llu, \"load_s\": %.3f, "
+               "\"weights\": \"%s\"",
                model, threads, r.prefill_tok_s, r.decode_tok_s, (unsigned long long)per_tok, gbs,
-               (unsigned long long)rss, load_s);
+               (unsigned long long)rss, load_s, held);
         if (probe) printf(", \"read_bandwidth_gb_s\": %.3f, \"decode_bandwidth_fraction\": %.4f", bw, bw > 0 ? gbs / bw : 0);
         printf("}\n");
     } else {
-        printf("model %s, %d threads, load %.2fs\n", model, threads, load_s);
+        printf("model %s, %d threads, load %.2fs (weights %s)\n", model, threads, load_s, held);
         printf("prefill %.2f tok/s, decode %.2f tok/s (medians of %d)\n", r.prefill_tok_s, r.decode_tok_s, r.reps);
         if (per_tok) printf("weights read per decoded token %.1f MB -> %.2f GB/s\n", per_tok / 1e6, gbs);
         if (probe) printf("machine read bandwidth %.2f GB/s: decode reaches %.0f%% of it\n", bw, bw > 0 ? 100 * gbs / bw : 0);

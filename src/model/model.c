@@ -475,16 +475,69 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
     return 0;
 }
 
-/* MemAvailable from /proc/meminfo in bytes, 0 when unknown. */
+/* One unsigned number from a file ("max" or a missing file: UINT64_MAX). */
+static uint64_t phiq_read_u64(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return UINT64_MAX;
+    unsigned long long v = 0;
+    int ok = fscanf(f, "%llu", &v) == 1;
+    fclose(f);
+    return ok ? (uint64_t)v : UINT64_MAX;
+}
+
+/* A "key value" line of a memory.stat file, 0 when absent. */
+static uint64_t phiq_stat_u64(const char *path, const char *key) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char k[64];
+    unsigned long long v;
+    uint64_t out = 0;
+    while (fscanf(f, "%63s %llu", k, &v) == 2)
+        if (!strcmp(k, key)) out = (uint64_t)v;
+    fclose(f);
+    return out;
+}
+
+/* Memory this process may still use, in bytes (0 when unknown): MemAvailable,
+ * lowered to the room left under a cgroup memory limit (containers see the
+ * host's MemAvailable; the file's page cache is reclaimable, so it does not
+ * count against the room). */
 static uint64_t phiq_mem_available(void) {
     FILE *f = fopen("/proc/meminfo", "r");
     if (!f) return 0;
-    char line[128];
+    char line[512];
     unsigned long long kb = 0;
     while (fgets(line, sizeof line, f))
         if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
     fclose(f);
-    return (uint64_t)kb * 1024;
+    uint64_t avail = (uint64_t)kb * 1024;
+    f = fopen("/proc/self/cgroup", "r");
+    if (!f) return avail;
+    char dir[512 + 64] = "";
+    int v2 = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *path = NULL;
+        if (!strncmp(line, "0::", 3)) path = line + 3, v2 = 1; /* unified hierarchy */
+        else if (strstr(line, ":memory:")) path = strstr(line, ":memory:") + 8, v2 = 0;
+        if (!path) continue;
+        snprintf(dir, sizeof dir, "/sys/fs/cgroup%s%s", v2 ? "" : "/memory", path);
+        if (!v2) break; /* v1 memory controller found */
+    }
+    fclose(f);
+    if (!dir[0]) return avail;
+    char p[sizeof dir + 32];
+    snprintf(p, sizeof p, "%s/%s", dir, v2 ? "memory.max" : "memory.limit_in_bytes");
+    uint64_t limit = phiq_read_u64(p);
+    if (limit >= ((uint64_t)1 << 60)) return avail; /* no limit */
+    snprintf(p, sizeof p, "%s/%s", dir, v2 ? "memory.current" : "memory.usage_in_bytes");
+    uint64_t used = phiq_read_u64(p);
+    snprintf(p, sizeof p, "%s/memory.stat", dir);
+    uint64_t cache = phiq_stat_u64(p, v2 ? "inactive_file" : "total_inactive_file");
+    if (used == UINT64_MAX) return avail;
+    used = cache < used ? used - cache : 0;
+    uint64_t room = limit > used ? limit - used : 0;
+    return room < avail ? room : avail;
 }
 
 typedef struct {
