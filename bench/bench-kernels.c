@@ -3,10 +3,13 @@
  * Phi-3-mini FFN matrix) for the scalar table and the best table, with 1
  * and 2 threads (rows split in halves), plus the machine's plain read
  * bandwidth. Weights cycle through copies totalling >= 512 MiB so that
- * they come from DRAM, not the last-level cache.
+ * they come from DRAM, not the last-level cache; like the engine's weights
+ * (and phiq bench --probe) they sit on transparent huge pages.
  * Build and run: bench/bench-kernels.sh [TYPE...] */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,16 +26,29 @@ static double cpu_now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* 2 MiB-aligned anonymous memory advised for transparent huge pages. */
+static void *huge_alloc(size_t bytes) {
+    const size_t huge = (size_t)2 << 20;
+    char *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    char *p = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    madvise(p, bytes, MADV_HUGEPAGE);
+    return p;
+}
+
 static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Each thread streams its half of the rows of every copy, reps times over,
+ * in 256-row mat-vec calls (the engine's chunk); threads start once. */
 typedef struct job {
     phiq_matvec_fn mv;
     const char *w;
-    size_t rb;
+    size_t rb, mbytes;
+    int copies, reps;
     int64_t r0, r1;
     float *out;
     const void *act;
@@ -40,15 +56,22 @@ typedef struct job {
 
 static void *run_job(void *p) {
     job *j = p;
-    j->mv(N, j->r1 - j->r0, j->out + j->r0, j->w + (size_t)j->r0 * j->rb, j->rb, j->act);
+    for (int r = 0; r < j->reps; r++) {
+        const char *m = j->w + (size_t)(r % j->copies) * j->mbytes;
+        for (int64_t a = j->r0; a < j->r1; a += 256) {
+            int64_t b = a + 256 < j->r1 ? a + 256 : j->r1;
+            j->mv(N, b - a, j->out + a, m + (size_t)a * j->rb, j->rb, j->act);
+        }
+    }
     return NULL;
 }
 
-static void matvec(phiq_matvec_fn mv, const char *w, size_t rb, float *out, const void *act, int nth) {
+static void matvec(phiq_matvec_fn mv, const char *w, size_t rb, size_t mbytes, int copies, int reps, float *out,
+                   const void *act, int nth) {
     job jobs[2];
     pthread_t th[2];
     for (int t = 0; t < nth; t++) {
-        jobs[t] = (job){mv, w, rb, (int64_t)ROWS * t / nth, (int64_t)ROWS * (t + 1) / nth, out, act};
+        jobs[t] = (job){mv, w, rb, mbytes, copies, reps, (int64_t)ROWS * t / nth, (int64_t)ROWS * (t + 1) / nth, out, act};
         if (t) pthread_create(&th[t], NULL, run_job, &jobs[t]);
     }
     run_job(&jobs[0]);
@@ -66,7 +89,7 @@ static void *read_job(void *v) {
 
 static void read_bw(void) {
     size_t bytes = (size_t)1 << 30, n = bytes / 8;
-    uint64_t *buf = malloc(bytes);
+    uint64_t *buf = huge_alloc(bytes);
     memset(buf, 1, bytes);
     for (int nth = 1; nth <= 2; nth++) {
         double best = 1e9;
@@ -93,7 +116,7 @@ static void read_bw(void) {
     dt = now() - t0 < dt ? now() - t0 : dt;
     printf("memcpy 512 MiB: %.2f GB/s (read+write bytes)\n", bytes / dt / 1e9);
     free(dst);
-    free(buf);
+    munmap(buf, bytes);
 }
 
 int main(int argc, char **argv) {
@@ -113,7 +136,7 @@ int main(int argc, char **argv) {
         if (t < 0 || !ref->vec_dot[t]) { printf("%s: unsupported\n", name); continue; }
         size_t rb = (size_t)phiq_ggml_row_size(t, N), mbytes = rb * ROWS;
         int copies = (int)((512u << 20) / mbytes) + 1;
-        char *w = malloc(mbytes * copies);
+        char *w = huge_alloc(mbytes * copies);
         for (size_t i = 0; i < mbytes * copies; i++) w[i] = (char)(i * 2654435761u >> 13);
         /* keep fp16 fields finite: clear the exponent's top bit in every 16-bit word;
          * F32/BF16 get ordinary values (denormals would time microcode assists) */
@@ -131,9 +154,9 @@ int main(int argc, char **argv) {
             double gbs[2];
             for (int nth = 1; nth <= 2; nth++) {
                 int reps = ki == 0 ? copies / 4 + 1 : copies * 3;
-                matvec(k->matvec[t], w, rb, out, act, nth); /* warm-up */
+                matvec(k->matvec[t], w, rb, mbytes, copies, 1, out, act, nth); /* warm-up */
                 double t0 = now();
-                for (int r = 0; r < reps; r++) matvec(k->matvec[t], w + (size_t)(r % copies) * mbytes, rb, out, act, nth);
+                matvec(k->matvec[t], w, rb, mbytes, copies, reps, out, act, nth);
                 gbs[nth - 1] = (double)mbytes * reps / (now() - t0) / 1e9;
             }
             /* hot: the first 256 rows again and again, timed on this thread's CPU clock */
@@ -145,7 +168,7 @@ int main(int argc, char **argv) {
             printf("%-7s %-7s %8.1f %10.2f %10.2f %10.2f\n", name, k->isa, mbytes / 1e6, gbs[0], gbs[1], hot);
             fflush(stdout);
         }
-        free(w);
+        munmap(w, mbytes * copies); /* the aligned start: unmaps all but the head below it */
     }
     /* prompt processing: 3072 x 3072 weights times 64 activation rows, 1 thread */
     printf("\ngemm 3072x3072 x 64 activation rows, 1 thread (GOPS = 2*n*rows*cols / s, CPU time)\n");
