@@ -1,5 +1,6 @@
 /* dot_scalar.c — the portable reference kernels: llama.cpp's activation
- * quantizers (quantize_row_q8_0_ref / q8_1_ref / q8_K_ref, exact) and a
+ * quantizers (quantize_row_q8_0_ref / q8_1_ref / q8_K_ref, exact, from
+ * src/quant) and a
  * scalar dot product for every supported weight type, written to follow the
  * accumulation order of ggml's generic ggml_vec_dot_* (integer sums per
  * block, then one float multiply-add per block; K-quants through eight float
@@ -10,6 +11,7 @@
 
 #include "core/common.h"
 #include "kernels/dot.h"
+#include "quant/quant.h"
 
 const int8_t phiq_kern_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                        1,    13,   25,  38,  53,  69,  89,  113};
@@ -18,82 +20,22 @@ const int8_t phiq_kern_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22,
 
 /* ---- activation quantizers ------------------------------------------------ */
 
-/* ggml's nearest_int: round half to even through the 1.5*2^23 trick. */
-static inline int nearest_int(float fval) {
-    float val = fval + 12582912.f;
-    int i;
-    memcpy(&i, &val, sizeof(int));
-    return (i & 0x007fffff) - 0x00400000;
-}
-
-static void quantize_q8_0(const float *x, phiq_kblk_q8_0 *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, x += PHIQ_KQK) {
-        float amax = 0.0f;
-        for (int j = 0; j < PHIQ_KQK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / ((1 << 7) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = phiq_f32_to_f16(d);
-        for (int j = 0; j < PHIQ_KQK; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
-    }
-}
-
-static void quantize_q8_1(const float *x, phiq_kblk_q8_1 *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, x += PHIQ_KQK) {
-        float amax = 0.0f;
-        for (int j = 0; j < PHIQ_KQK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / ((1 << 7) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = phiq_f32_to_f16(d);
-        int sum = 0;
-        for (int j = 0; j < PHIQ_KQK / 2; j++) {
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
-            y[i].qs[PHIQ_KQK / 2 + j] = (int8_t)roundf(x[PHIQ_KQK / 2 + j] * id);
-            sum += y[i].qs[j] + y[i].qs[PHIQ_KQK / 2 + j];
-        }
-        y[i].s = phiq_f32_to_f16(sum * d);
-    }
-}
-
-static void quantize_q8_K(const float *x, phiq_kblk_q8_K *y, int64_t nb) {
-    for (int64_t i = 0; i < nb; i++, x += PHIQ_KQK_K) {
-        float max = 0, amax = 0;
-        for (int j = 0; j < PHIQ_KQK_K; j++) {
-            float ax = fabsf(x[j]);
-            if (ax > amax) amax = ax, max = x[j];
-        }
-        if (!amax) {
-            memset(&y[i], 0, sizeof y[i]);
-            continue;
-        }
-        /* The signed maximum maps to -127, as in quantize_row_q8_K_ref. */
-        const float iscale = -127.f / max;
-        for (int j = 0; j < PHIQ_KQK_K; j++) {
-            int v = nearest_int(iscale * x[j]);
-            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
-        }
-        for (int j = 0; j < PHIQ_KQK_K / 16; j++) {
-            int sum = 0;
-            for (int l = 0; l < 16; l++) sum += y[i].qs[j * 16 + l];
-            y[i].bsums[j] = (int16_t)sum;
-        }
-        y[i].d = 1 / iscale;
-    }
-}
-
+/* Q8_0 / Q8_1 / Q8_K come from the quantization module (src/quant), which
+ * holds llama.cpp's reference quantizers byte for byte. */
 int phiq_quantize_act_ref(int act_type, const float *x, void *dst, int64_t n) {
     if (n < 0) return PHIQ_EINVAL;
     switch (act_type) {
     case PHIQ_GGML_TYPE_Q8_0:
         if (n % PHIQ_KQK) return PHIQ_EINVAL;
-        quantize_q8_0(x, dst, n / PHIQ_KQK);
+        phiq_quantize_row_q8_0(x, dst, n);
         return 0;
     case PHIQ_GGML_TYPE_Q8_1:
         if (n % PHIQ_KQK) return PHIQ_EINVAL;
-        quantize_q8_1(x, dst, n / PHIQ_KQK);
+        phiq_quantize_row_q8_1(x, dst, n);
         return 0;
     case PHIQ_GGML_TYPE_Q8_K:
         if (n % PHIQ_KQK_K) return PHIQ_EINVAL;
-        quantize_q8_K(x, dst, n / PHIQ_KQK_K);
+        phiq_quantize_row_q8_K(x, dst, n);
         return 0;
     case PHIQ_GGML_TYPE_F16: {
         uint16_t *h = dst;
