@@ -68,6 +68,17 @@ void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols
 typedef void (*phiq_dot_x4_fn)(int64_t n, const void *x, const void *const y[4], float res[4]);
 void phiq_gemm_x4(phiq_dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
                   size_t ldo, const void *w, size_t row_bytes, const void *act, size_t act_stride);
+/* mv_NAME / gm_NAME (table matvec and gemm) from dot_NAME through the two
+ * generic loops above, for types with no multi-row kernel. */
+#define PHIQ_ROWS_FROM_DOT(name)                                                                   \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
+                          const void *act) {                                                       \
+        phiq_matvec_rows(dot_##name, n, nrows, out, w, rb, act);                                   \
+    }                                                                                              \
+    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
+                          const void *w, size_t rb, const void *act, size_t as) {                  \
+        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
+    }
 #define PHIQ_GEMM_ROW_TILE 16
 #define PHIQ_GEMM_COL_TILE 64
 

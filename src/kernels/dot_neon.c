@@ -313,28 +313,19 @@ static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
     *s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3))) + t;
 }
 
-#define WRAP(name)                                                                                 \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        phiq_matvec_rows(dot_##name, n, nrows, out, w, rb, act);                                   \
-    }                                                                                              \
-    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
-                          const void *w, size_t rb, const void *act, size_t as) {                  \
-        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
-    }
-WRAP(q4_0)
-WRAP(q8_0)
-WRAP(q4_K)
-WRAP(q4_0_dp)
-WRAP(q8_0_dp)
-WRAP(q4_K_dp)
-WRAP(q5_K)
-WRAP(q4_1)
-WRAP(iq4_nl)
-WRAP(q5_K_dp)
-WRAP(q6_K)
-WRAP(f16)
-WRAP(f32)
+PHIQ_ROWS_FROM_DOT(q4_0)
+PHIQ_ROWS_FROM_DOT(q8_0)
+PHIQ_ROWS_FROM_DOT(q4_K)
+PHIQ_ROWS_FROM_DOT(q4_0_dp)
+PHIQ_ROWS_FROM_DOT(q8_0_dp)
+PHIQ_ROWS_FROM_DOT(q4_K_dp)
+PHIQ_ROWS_FROM_DOT(q5_K)
+PHIQ_ROWS_FROM_DOT(q4_1)
+PHIQ_ROWS_FROM_DOT(iq4_nl)
+PHIQ_ROWS_FROM_DOT(q5_K_dp)
+PHIQ_ROWS_FROM_DOT(q6_K)
+PHIQ_ROWS_FROM_DOT(f16)
+PHIQ_ROWS_FROM_DOT(f32)
 
 void phiq_kernels_init_neon(phiq_kernels *k, int dotprod) {
     phiq_kernels_init_scalar(k);

@@ -433,30 +433,21 @@ void phiq_gemm_x4(phiq_dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nro
     }
 }
 
-#define SCALAR_MATVEC(name)                                                                        \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        phiq_matvec_rows(dot_##name, n, nrows, out, w, rb, act);                                   \
-    }                                                                                              \
-    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
-                          const void *w, size_t rb, const void *act, size_t as) {                  \
-        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
-    }
-SCALAR_MATVEC(q4_0)
-SCALAR_MATVEC(q4_1)
-SCALAR_MATVEC(q5_0)
-SCALAR_MATVEC(q5_1)
-SCALAR_MATVEC(q8_0)
-SCALAR_MATVEC(iq4_nl)
-SCALAR_MATVEC(q2_K)
-SCALAR_MATVEC(q3_K)
-SCALAR_MATVEC(q4_K)
-SCALAR_MATVEC(q5_K)
-SCALAR_MATVEC(q6_K)
-SCALAR_MATVEC(iq4_xs)
-SCALAR_MATVEC(f16)
-SCALAR_MATVEC(bf16)
-SCALAR_MATVEC(f32)
+PHIQ_ROWS_FROM_DOT(q4_0)
+PHIQ_ROWS_FROM_DOT(q4_1)
+PHIQ_ROWS_FROM_DOT(q5_0)
+PHIQ_ROWS_FROM_DOT(q5_1)
+PHIQ_ROWS_FROM_DOT(q8_0)
+PHIQ_ROWS_FROM_DOT(iq4_nl)
+PHIQ_ROWS_FROM_DOT(q2_K)
+PHIQ_ROWS_FROM_DOT(q3_K)
+PHIQ_ROWS_FROM_DOT(q4_K)
+PHIQ_ROWS_FROM_DOT(q5_K)
+PHIQ_ROWS_FROM_DOT(q6_K)
+PHIQ_ROWS_FROM_DOT(iq4_xs)
+PHIQ_ROWS_FROM_DOT(f16)
+PHIQ_ROWS_FROM_DOT(bf16)
+PHIQ_ROWS_FROM_DOT(f32)
 
 void phiq_kernels_init_scalar(phiq_kernels *k) {
     memset(k, 0, sizeof *k);
