@@ -26,15 +26,8 @@
 
 #define F16(h) _cvtsh_ss(h)
 
-typedef struct tilecfg {
-    uint8_t palette, start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tilecfg;
-
 static void tiles_configure(void) {
-    tilecfg cfg;
+    phiq_amx_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     cfg.rows[0] = 16, cfg.colsb[0] = 64; /* C: 16 x 16 int32 */
@@ -49,7 +42,7 @@ static void tiles_configure(void) {
 /* The K-quant kernel's tiles: C in 0 and 5; A (16 x ks int8) in 1 and 6;
  * B (ks/4 x 64) in 2 and 7. */
 static void tiles_configure_k(int ks) {
-    tilecfg cfg;
+    phiq_amx_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     cfg.rows[0] = cfg.rows[5] = 16, cfg.colsb[0] = cfg.colsb[5] = 64;

@@ -25,4 +25,13 @@ void phiq_gemm_amx_pack(int wtype, int64_t n, int64_t ncols, int64_t ct0, int64_
 void phiq_gemm_amx_run(int wtype, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w,
                        size_t rb, const void *packed, void *scratch, const void *act, size_t as);
 
+/* The 64-byte operand of _tile_loadconfig (palette 1: rows and bytes per
+ * row of tiles 0..15); both AMX gemms fill one per tile layout. */
+typedef struct phiq_amx_tilecfg {
+    uint8_t palette, start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} phiq_amx_tilecfg;
+
 #endif

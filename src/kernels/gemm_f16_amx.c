@@ -28,17 +28,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/gemm_amx.h"
 #include "kernels/gemm_f16.h"
 
-typedef struct tilecfg {
-    uint8_t palette, start_row;
-    uint8_t reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} tilecfg;
-
 static void tiles_configure(void) {
-    tilecfg cfg;
+    phiq_amx_tilecfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
