@@ -9,7 +9,6 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,16 +23,6 @@ static double cpu_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* 2 MiB-aligned anonymous memory advised for transparent huge pages. */
-static void *huge_alloc(size_t bytes) {
-    const size_t huge = (size_t)2 << 20;
-    char *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return NULL;
-    char *p = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
-    madvise(p, bytes, MADV_HUGEPAGE);
-    return p;
 }
 
 static double now(void) {
@@ -89,7 +78,8 @@ static void *read_job(void *v) {
 
 static void read_bw(void) {
     size_t bytes = (size_t)1 << 30, n = bytes / 8;
-    uint64_t *buf = huge_alloc(bytes);
+    uint64_t *buf = phiq_huge_alloc(&bytes); /* 1 GiB: whole huge pages already */
+    if (!buf) return;
     memset(buf, 1, bytes);
     for (int nth = 1; nth <= 2; nth++) {
         double best = 1e9;
@@ -116,7 +106,7 @@ static void read_bw(void) {
     dt = now() - t0 < dt ? now() - t0 : dt;
     printf("memcpy 512 MiB: %.2f GB/s (read+write bytes)\n", bytes / dt / 1e9);
     free(dst);
-    munmap(buf, bytes);
+    phiq_huge_free(buf, bytes);
 }
 
 int main(int argc, char **argv) {
@@ -136,7 +126,9 @@ int main(int argc, char **argv) {
         if (t < 0 || !ref->vec_dot[t]) { printf("%s: unsupported\n", name); continue; }
         size_t rb = (size_t)phiq_ggml_row_size(t, N), mbytes = rb * ROWS;
         int copies = (int)((512u << 20) / mbytes) + 1;
-        char *w = huge_alloc(mbytes * copies);
+        size_t wsize = mbytes * copies;
+        char *w = phiq_huge_alloc(&wsize);
+        if (!w) { printf("%s: cannot map %zu bytes\n", name, wsize); continue; }
         for (size_t i = 0; i < mbytes * copies; i++) w[i] = (char)(i * 2654435761u >> 13);
         /* keep fp16 fields finite: clear the exponent's top bit in every 16-bit word;
          * F32/BF16 get ordinary values (denormals would time microcode assists) */
@@ -168,7 +160,7 @@ int main(int argc, char **argv) {
             printf("%-7s %-7s %8.1f %10.2f %10.2f %10.2f\n", name, k->isa, mbytes / 1e6, gbs[0], gbs[1], hot);
             fflush(stdout);
         }
-        munmap(w, mbytes * copies); /* the aligned start: unmaps all but the head below it */
+        phiq_huge_free(w, wsize);
     }
     /* prompt processing: 3072 x 3072 weights times 64 activation rows, 1 thread */
     printf("\ngemm 3072x3072 x 64 activation rows, 1 thread (GOPS = 2*n*rows*cols / s, CPU time)\n");

@@ -104,6 +104,26 @@ uint16_t phiq_f32_to_bf16(float f) {
 }
 
 /* ---- input files ------------------------------------------------------------ */
+void *phiq_huge_alloc(size_t *size) {
+    const size_t huge = (size_t)2 << 20, n = (*size + huge - 1) / huge * huge;
+    /* one huge page more than needed, so that the start can be aligned; the
+     * parts before and after are given back */
+    uint8_t *raw = mmap(NULL, n + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    uint8_t *p = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (p > raw) munmap(raw, (size_t)(p - raw));
+    if (p + n < raw + n + huge) munmap(p + n, (size_t)(raw + n + huge - (p + n)));
+#ifdef MADV_HUGEPAGE
+    madvise(p, n, MADV_HUGEPAGE); /* advice only: 4 KiB pages work too */
+#endif
+    *size = n;
+    return p;
+}
+
+void phiq_huge_free(void *p, size_t size) {
+    if (p) munmap(p, size);
+}
+
 int phiq_map_open(phiq_map *m, const char *path) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY | O_CLOEXEC);

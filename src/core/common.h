@@ -55,6 +55,12 @@ typedef struct phiq_map {
 
 int phiq_map_open(phiq_map *m, const char *path);
 void phiq_map_close(phiq_map *m);
+/* Anonymous memory for data streamed at memory bandwidth: *size bytes
+ * rounded up to 2 MiB (the rounded size is written back), 2 MiB aligned,
+ * advised for transparent huge pages where the kernel offers them. NULL when
+ * it cannot be mapped. Free with phiq_huge_free(p, that size). */
+void *phiq_huge_alloc(size_t *size);
+void phiq_huge_free(void *p, size_t size);
 /* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
 int phiq_read_file(const char *path, char **out, size_t *len);
 bool phiq_file_exists(const char *path);

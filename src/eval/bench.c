@@ -5,7 +5,6 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 
 #include "core/common.h"
@@ -114,13 +113,9 @@ static void *bw_worker(void *arg) {
 double phiq_bench_read_bandwidth(int n_threads) {
     if (n_threads < 1) n_threads = phiq_physical_cores();
     if (n_threads > 64) n_threads = 64;
-    const size_t bytes = (size_t)1 << 30, huge = (size_t)2 << 20;
-    uint8_t *raw = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return 0;
-    uint8_t *buf = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
-#ifdef MADV_HUGEPAGE
-    madvise(buf, bytes, MADV_HUGEPAGE);
-#endif
+    size_t bytes = (size_t)1 << 30;
+    uint8_t *buf = phiq_huge_alloc(&bytes);
+    if (!buf) return 0;
     for (size_t i = 0; i < bytes / 8; i++) ((uint64_t *)(void *)buf)[i] = i * 0x9E3779B97F4A7C15ull;
     double best = 0;
     for (int rep = 0; rep < 6; rep++) {
@@ -139,7 +134,7 @@ double phiq_bench_read_bandwidth(int n_threads) {
         double gbs = (double)(per * (size_t)n_threads) / el / 1e9;
         if (gbs > best) best = gbs;
     }
-    munmap(raw, bytes + huge);
+    phiq_huge_free(buf, bytes);
     return best;
 }
 

@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -574,23 +573,17 @@ static int phiq_weights_copy(phiq_model *m, const char *path, phiq_weights_mode 
         uint64_t avail = phiq_mem_available();
         if (avail == 0 || n > avail / 2) return 0;
     }
-    const size_t huge = (size_t)2 << 20, size = (size_t)((n + huge - 1) / huge * huge);
-    /* one huge page more than needed, so that the start can be 2 MiB aligned */
-    uint8_t *raw = mmap(NULL, size + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) {
+    const size_t huge = (size_t)2 << 20;
+    size_t size = (size_t)n;
+    uint8_t *p = phiq_huge_alloc(&size);
+    if (!p) {
         if (mode == PHIQ_WEIGHTS_AUTO) return 0;
         return phiq_fail(PHIQ_ENOMEM, "%s: cannot allocate %llu MB for the weights (the file map needs none)", path,
                          (unsigned long long)(n >> 20));
     }
-    uint8_t *p = (uint8_t *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
-    if (p > raw) munmap(raw, (size_t)(p - raw));
-    if (p + size < raw + size + huge) munmap(p + size, (size_t)(raw + size + huge - (p + size)));
-#ifdef MADV_HUGEPAGE
-    madvise(p, size, MADV_HUGEPAGE); /* advice only: 4 KiB pages work too */
-#endif
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        munmap(p, size);
+        phiq_huge_free(p, size);
         return phiq_fail(PHIQ_EIO, "%s: cannot reopen to read the weights: %s", path, strerror(errno));
     }
     /* threads share the page faults (and the kernel's huge page compaction) */
@@ -614,7 +607,7 @@ static int phiq_weights_copy(phiq_model *m, const char *path, phiq_weights_mode 
     close(fd);
     for (int t = 0; t < nt; t++)
         if (jobs[t].done < jobs[t].n) {
-            munmap(p, size);
+            phiq_huge_free(p, size);
             return phiq_fail(PHIQ_EIO, "%s: reading the weights at byte %llu: %s", path,
                              (unsigned long long)(jobs[t].off + jobs[t].done),
                              jobs[t].err ? strerror(jobs[t].err) : "the file shrank while loading");
@@ -671,7 +664,7 @@ void phiq_model_free(phiq_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
-    if (m->weights) munmap(m->weights, m->weights_size);
+    phiq_huge_free(m->weights, m->weights_size);
     if (m->gguf) phiq_gguf_close(m->gguf);
     if (m->hf) phiq_hf_close(m->hf);
     phiq_tokenizer_free(m->tok);
