@@ -394,14 +394,7 @@ static phiq_tok_vocab *load(const char *path, const char *cfg_path, const phiq_t
         v->add_bos = false;
     }
     /* holes in the id space, and the rows past the tokenizer (converting) */
-    for (int32_t i = 0; i < v->n_tokens; i++) {
-        if (v->tokens[i]) continue;
-        char name[32];
-        snprintf(name, sizeof name, "[PAD%d]", (int)i);
-        if (!(v->tokens[i] = strdup(name))) goto oom;
-        v->types[i] = PHIQ_TOK_TYPE_UNUSED;
-        if (v->scores) v->scores[i] = -10000.0f;
-    }
+    if (phiq_tok_vocab_fill_holes(v) < 0) goto oom;
     /* special ids: tokenizer_config's token texts; else, converting,
      * config.json's ids (llama.cpp's SpecialVocab), or on its own the usual
      * names of the family and SentencePiece's unknown piece */

@@ -157,13 +157,7 @@ phiq_tok_vocab *phiq_tok_vocab_from_tiktoken(const char *path, const char *preto
         v->tokens[sp[i].id] = d;
         v->types[sp[i].id] = PHIQ_TOK_TYPE_CONTROL;
     }
-    for (int32_t i = 0; i < v->n_tokens; i++) {
-        if (v->tokens[i]) continue;
-        char name[32];
-        snprintf(name, sizeof name, "[PAD%d]", (int)i);
-        if (!(v->tokens[i] = strdup(name))) goto oom;
-        v->types[i] = PHIQ_TOK_TYPE_UNUSED;
-    }
+    if (phiq_tok_vocab_fill_holes(v) < 0) goto oom;
     /* pre-tokenizer: explicit name, else meta.json, else the file name */
     const char *name = llama_pre_name(pretok);
     if (!name && !pat) {

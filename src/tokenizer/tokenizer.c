@@ -286,6 +286,19 @@ void phiq_tok_vocab_free(phiq_tok_vocab *v) {
     free(v);
 }
 
+int phiq_tok_vocab_fill_holes(phiq_tok_vocab *v) {
+    for (int32_t i = 0; i < v->n_tokens; i++) {
+        if (v->tokens[i]) continue;
+        char name[32];
+        snprintf(name, sizeof name, "[PAD%d]", (int)i);
+        if (!(v->tokens[i] = strdup(name))) return phiq_fail(PHIQ_ENOMEM, "tokenizer: out of memory");
+        v->types[i] = PHIQ_TOK_TYPE_UNUSED;
+        if (v->attrs) v->attrs[i] = 0;
+        if (v->scores) v->scores[i] = -10000.0f;
+    }
+    return 0;
+}
+
 int phiq_tok_vocab_pad(phiq_tok_vocab *v, int32_t n) {
     if (n <= v->n_tokens) return 0;
     char **t = realloc(v->tokens, sizeof *t * (size_t)n);
@@ -300,17 +313,9 @@ int phiq_tok_vocab_pad(phiq_tok_vocab *v, int32_t n) {
         if (!s) return phiq_fail(PHIQ_ENOMEM, "tokenizer: out of memory");
     }
     if (!t || !ty || !at) return phiq_fail(PHIQ_ENOMEM, "tokenizer: out of memory");
-    for (int32_t i = v->n_tokens; i < n; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "[PAD%d]", (int)i);
-        v->tokens[i] = strdup(name);
-        if (!v->tokens[i]) return phiq_fail(PHIQ_ENOMEM, "tokenizer: out of memory");
-        v->types[i] = PHIQ_TOK_TYPE_UNUSED;
-        v->attrs[i] = 0;
-        if (v->scores) v->scores[i] = -10000.0f;
-        v->n_tokens = i + 1;
-    }
-    return 0;
+    for (int32_t i = v->n_tokens; i < n; i++) v->tokens[i] = NULL;
+    v->n_tokens = n;
+    return phiq_tok_vocab_fill_holes(v);
 }
 
 /* ---- build ---------------------------------------------------------------------- */

@@ -75,6 +75,9 @@ void phiq_tok_vocab_free(phiq_tok_vocab *v); /* frees members and v itself */
 /* Appends "[PAD{i}]" tokens (score -10000, UNUSED, as llama.cpp's converter)
  * until n_tokens == n (the model's embedding rows). No-op if already >= n. */
 int phiq_tok_vocab_pad(phiq_tok_vocab *v, int32_t n);
+/* Gives every id without a token (tokens[i] == NULL) the same "[PAD{i}]"
+ * UNUSED token. */
+int phiq_tok_vocab_fill_holes(phiq_tok_vocab *v);
 
 /* tokenizer.json (+ optional tokenizer_config.json for add_bos/eos/bos/eos
  * names and the chat template). SPM-style byte-fallback BPE (Phi-3) becomes
