@@ -60,8 +60,9 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
             continue;
         }
         if (ctx->kv.type == PHIQ_GGML_TYPE_F16) {
-            size_t base = ((size_t)j->layer * (size_t)ctx->kv.n_ctx + (size_t)first) * (size_t)ctx->kv.dim + (size_t)off;
-            ak->head_f16(q, (const uint16_t *)ctx->kv.k + base, (const uint16_t *)ctx->kv.v + base, (size_t)ctx->kv.dim,
+            const uint16_t *K = (const uint16_t *)(const void *)phiq_kv_row(&ctx->kv, 0, j->layer, first) + off;
+            const uint16_t *V = (const uint16_t *)(const void *)phiq_kv_row(&ctx->kv, 1, j->layer, first) + off;
+            ak->head_f16(q, K, V, (size_t)ctx->kv.dim,
                          p - first + 1, scale, s, o, hd);
             continue;
         }
