@@ -134,6 +134,19 @@ static void test_malformed(void **state) {
     assert_true(after - before < 8 * 1024);
 }
 
+static void test_page(void **state) {
+    (void)state;
+    char probe[4300];
+    snprintf(probe, sizeof probe, "%s/puppeteer-core/package.json", node_modules);
+    if (access("/usr/bin/chromium", X_OK) != 0 || access(probe, R_OK) != 0) {
+        print_message("skipped: needs Debian's chromium and puppeteer-core\n");
+        skip();
+    }
+    char env[4400];
+    snprintf(env, sizeof env, "PHIQ_SERVE_SCREENSHOT='%s'", tu_tmp("serve.png"));
+    client_case("page", env);
+}
+
 static void test_slowclient(void **state) { (void)state; client_case("slowclient", NULL); }
 
 static void test_sigterm(void **state) {
@@ -164,7 +177,7 @@ int main(void) {
         cmocka_unit_test(test_chat),       cmocka_unit_test(test_sse),        cmocka_unit_test(test_completions),
         cmocka_unit_test(test_stop),       cmocka_unit_test(test_errors),     cmocka_unit_test(test_kvreuse),
         cmocka_unit_test(test_parallel),   cmocka_unit_test(test_queue),      cmocka_unit_test(test_disconnect),
-        cmocka_unit_test(test_malformed),  cmocka_unit_test(test_slowclient), cmocka_unit_test(test_sigterm),
+        cmocka_unit_test(test_malformed),  cmocka_unit_test(test_page), cmocka_unit_test(test_slowclient), cmocka_unit_test(test_sigterm),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

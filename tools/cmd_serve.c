@@ -815,8 +815,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!strcmp(url, "/metrics")) return handle_metrics(c);
     if (!strcmp(url, "/") && get)
         return send_text(c, 200, "text/html; charset=utf-8", serve_page_html, strlen(serve_page_html));
-    char m[160];
-    snprintf(m, sizeof m, "no such endpoint: %s %.80s", method, url);
+    char m[200], shown[96], meth[24];
+    serve_printable(url, shown, sizeof shown);
+    serve_printable(method, meth, sizeof meth);
+    snprintf(m, sizeof m, "no such endpoint: %s %s", meth, shown);
     return send_error(c, 404, m, NULL, NULL);
 }
 

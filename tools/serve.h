@@ -36,5 +36,8 @@ typedef struct serve_req {
 int serve_req_parse(const char *body, size_t len, int chat, serve_req *r, char *err, size_t errcap, char *param,
                     size_t paramcap);
 void serve_req_free(serve_req *r);
+/* A client's string shown in a one-line message: at most cap-1 bytes,
+ * control bytes as \xNN, cut with "..." when long. */
+void serve_printable(const char *s, char *out, size_t cap);
 
 #endif

@@ -109,8 +109,11 @@ static int parse_messages(const cJSON *root, serve_req *r, perr *e) {
         /* "developer" is OpenAI's newer name for the system role */
         const char *rn = role->valuestring;
         if (!strcmp(rn, "developer")) rn = "system";
-        if (strcmp(rn, "system") && strcmp(rn, "user") && strcmp(rn, "assistant"))
-            return bad(e, param, "'%s' is '%.40s'; phiq serves system, user and assistant messages", param, rn);
+        if (strcmp(rn, "system") && strcmp(rn, "user") && strcmp(rn, "assistant")) {
+            char shown[48];
+            serve_printable(rn, shown, sizeof shown);
+            return bad(e, param, "'%s' is '%s'; phiq serves system, user and assistant messages", param, shown);
+        }
         snprintf(param, sizeof param, "messages[%d].content", i);
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(m, "content");
         if (!c && strcmp(rn, "assistant")) return bad(e, param, "'%s' is required", param);
@@ -230,4 +233,20 @@ void serve_req_free(serve_req *r) {
     free(r->prompt);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
+}
+
+void serve_printable(const char *s, char *out, size_t cap) {
+    size_t o = 0;
+    if (!cap) return;
+    for (; *s && o + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f) o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+        else out[o++] = (char)c;
+    }
+    if (*s && cap >= 4) {
+        o = o + 4 <= cap ? o : cap - 4;
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = 0;
 }

@@ -326,6 +326,52 @@ const cases = {
   },
 };
 
+cases.page = async function page() { // the chat page in Debian's headless Chromium
+  const puppeteer = require('puppeteer-core');
+  const browser = await puppeteer.launch({ executablePath: process.env.PHIQ_CHROMIUM || '/usr/bin/chromium', headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
+  try {
+    const p = await browser.newPage();
+    await p.setViewport({ width: 1100, height: 700 });
+    const foreign = [];
+    p.on('request', (r) => { if (!r.url().startsWith(URL_)) foreign.push(r.url()); });
+    const before = await metrics();
+    await p.goto(URL_ + '/', { waitUntil: 'load' });
+    const setField = (id, v) => p.$eval('#' + id, (el, v) => { el.value = v; el.dispatchEvent(new Event('change')); el.dispatchEvent(new Event('input')); }, v);
+    await setField('key', KEY);
+    await setField('temp', '0');
+    await setField('system', 'You are a helpful assistant who quotes scripture.');
+    // a short answer, to the end
+    await setField('maxtok', '40');
+    await p.type('#input', QUESTIONS[0]);
+    await p.keyboard.press('Enter');
+    await p.waitForSelector('.msg.assistant .meta', { timeout: 30000 });
+    const first = await p.$eval('.msg.assistant .body', (el) => el.textContent);
+    truthy(first.length > 0, 'the first answer has text');
+    const meta = await p.$eval('.msg.assistant .meta', (el) => el.textContent);
+    truthy(/tok\/s/.test(meta), `tokens/s shown: ${meta}`);
+    // a long answer, stopped as soon as it streams
+    await setField('maxtok', '4000');
+    await p.type('#input', QUESTIONS[3]);
+    await p.click('#send');
+    await p.waitForFunction(() => { const b = document.querySelectorAll('.msg.assistant .body'); return b.length === 2 && b[1].textContent.length > 0; },
+      { polling: 'mutation', timeout: 30000 });
+    const partial = await p.$$eval('.msg.assistant .body', (b) => b[1].textContent.length);
+    await p.click('#stop');
+    await p.waitForFunction(() => document.querySelectorAll('.msg.assistant .meta').length === 2, { timeout: 10000 });
+    const meta2 = await p.$$eval('.msg.assistant .meta', (m) => m[1].textContent);
+    eq(meta2, 'stopped', 'the second answer was stopped mid-way');
+    truthy(partial > 0, 'text appeared before stop');
+    eq(await p.$eval('#send', (b) => b.disabled), false, 'send enabled again after stop');
+    const m = await waitIdle('after the page stopped its answer');
+    truthy(m.phiq_requests_cancelled_total > (before.phiq_requests_cancelled_total || 0), 'the stop cancelled the request on the server');
+    eq(foreign, [], 'the page fetches nothing outside the server');
+    if (process.env.PHIQ_SERVE_SCREENSHOT) await p.screenshot({ path: process.env.PHIQ_SERVE_SCREENSHOT });
+  } finally {
+    await browser.close();
+  }
+};
+
 const name = process.argv[2];
 if (!cases[name]) { console.error(`unknown case ${name}`); process.exit(2); }
 try {
