@@ -113,7 +113,7 @@ static void phiq_route(const phiq_context *ctx, const float *logit, int n_exp, i
         for (int k = 0; k < n_used; k++) w[k] = (float)(w[k] / tot);
         return;
     }
-    const float eps2 = 2 * 0.01f; /* 2 x router_jitter_noise of Phi-3.5-MoE */
+    const float eps2 = 2 * ctx->m->hp.router_jitter; /* sparsemixer's 2 x jitter_eps, in float32 as torch */
     for (int k = 0; k < 2 && k < n_used; k++) {
         int arg = -1;
         for (int j = 0; j < n_exp; j++) {
@@ -184,7 +184,7 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
     if (hp->n_rope_factors > 0) factors = long_f ? hp->rope_long : hp->rope_short;
     for (int t = 0; t < n; t++)
         phiq_rope_table(ctx->rope_cos + (size_t)t * nr2, ctx->rope_sin + (size_t)t * nr2, hp->n_rot, (double)(p0 + t),
-                        hp->rope_theta, factors, hp->rope_attn_factor);
+                        hp->rope_theta, factors, long_f ? hp->rope_attn_factor_long : hp->rope_attn_factor);
 
     for (int L = 0; L < hp->n_layer; L++) {
         const phiq_layer *ly = &m->layers[L];
