@@ -55,6 +55,11 @@ const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd) {
     return argv[++*i];
 }
 
+int phiq_cli_default_ctx(const phiq_model *m, int want) {
+    int train = phiq_model_n_ctx_train(m);
+    return train > 0 && train < want ? train : want;
+}
+
 int phiq_cli_kv_type(const char *s) {
     if (!strcmp(s, "f16")) return PHIQ_KV_TYPE_F16;
     if (!strcmp(s, "f32")) return PHIQ_KV_TYPE_F32;

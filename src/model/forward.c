@@ -116,7 +116,7 @@ static void phiq_route(const phiq_context *ctx, const float *logit, int n_exp, i
         for (int k = 0; k < n_used; k++) w[k] = (float)(w[k] / tot);
         return;
     }
-    const float eps2 = 2 * 0.01f; /* 2 x router_jitter_noise of Phi-3.5-MoE */
+    const float eps2 = 2 * ctx->m->hp.router_jitter; /* sparsemixer's 2 x jitter_eps, in float32 as torch */
     for (int k = 0; k < 2 && k < n_used; k++) {
         int arg = -1;
         for (int j = 0; j < n_exp; j++) {
@@ -192,8 +192,9 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
     for (int t = 0; t < n; t++) {
         const float *factors = NULL;
         if (hp->n_rope_factors > 0) factors = b->long_f[t] ? hp->rope_long : hp->rope_short;
+        /* PhiMoE: long_mscale with the long factors */
         phiq_rope_table(ctx->rope_cos + (size_t)t * nr2, ctx->rope_sin + (size_t)t * nr2, hp->n_rot, (double)b->pos[t],
-                        hp->rope_theta, factors, hp->rope_attn_factor);
+                        hp->rope_theta, factors, b->long_f[t] ? hp->rope_attn_factor_long : hp->rope_attn_factor);
     }
 
     for (int L = 0; L < hp->n_layer; L++) {
