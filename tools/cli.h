@@ -13,6 +13,7 @@ int phiq_cmd_logits(int argc, char **argv);
 int phiq_cmd_eval(int argc, char **argv);
 int phiq_cmd_bench(int argc, char **argv);
 int phiq_cmd_report(int argc, char **argv);
+int phiq_cmd_imatrix(int argc, char **argv);
 int phiq_cmd_convert_onnx(int argc, char **argv); /* tools/cmd_onnx.c: convert --format onnx */
 
 /* Prints "phiq CMD: message" to stderr and returns 1. */

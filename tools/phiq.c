@@ -20,6 +20,7 @@ static const struct {
     {"tokenize", phiq_cmd_tokenize, "print the token ids of a text"},
     {"logits", phiq_cmd_logits, "write float32 logits for token ids"},
     {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},
+    {"imatrix", phiq_cmd_imatrix, "importance matrix of a text (llama-imatrix's GGUF format)"},
     {"bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory"},
     {"convert-onnx", phiq_cmd_convert_onnx, "(temporary) convert --format onnx: HF checkpoint -> ONNX Runtime GenAI"},
     {"report", phiq_cmd_report, "convert to several precisions, evaluate, bench, and chart the trade-off"},
