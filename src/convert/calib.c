@@ -99,7 +99,7 @@ static int build_entries(phiq_calib *c, const phiq_model *m, const phiq_calib_op
             if (!rc) rc = add_entry(c, &ly->down, L, "ffn_down", 0, 1, h);
         }
     }
-    if (!rc && o->process_output) rc = add_entry(c, &m->output, -1, "output", 0, 1, 0);
+    if (!rc && (o->process_output || o->h_output)) rc = add_entry(c, &m->output, -1, "output", 0, 1, o->h_output);
     return rc;
 }
 
@@ -183,7 +183,7 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
     phiq_calib *c = calloc(1, sizeof *c);
     if (!c) return phiq_fail_null(PHIQ_ENOMEM, "calibration: out of memory");
     c->n_ctx = n_ctx;
-    c->process_output = o->process_output;
+    c->process_output = o->process_output || o->h_output;
     int n_chunks = (int)(n_ids / n_ctx);
     if (o->max_chunks > 0 && o->max_chunks < n_chunks) n_chunks = o->max_chunks;
     int rc = build_entries(c, m, o);
@@ -191,7 +191,7 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
     cp.n_ctx = n_ctx;
     cp.n_batch = n_ctx;
     cp.n_threads = o->n_threads;
-    cp.all_logits = o->process_output; /* the output matmul runs for every row only then */
+    cp.all_logits = c->process_output; /* the output matmul runs for every row only then */
     int32_t *batch = malloc(sizeof(int32_t) * (size_t)n_ctx);
     int64_t max_in = 0;
     for (int i = 0; i < c->n_st; i++)
@@ -344,3 +344,86 @@ int phiq_calib_write_imatrix(const phiq_calib *c, const char *path, const char *
     free(s);
     return rc;
 }
+
+/* ---- session ------------------------------------------------------------------------------ */
+struct phiq_calib_session {
+    phiq_model *m;
+    int32_t *ids;
+    int64_t n_ids;
+    phiq_calib_opts o;
+    int group;            /* layers per pass */
+    phiq_calib *cur;      /* statistics of the current group */
+    int l0, l1, has_output;
+    int passes;
+    double seconds;
+};
+
+phiq_calib_session *phiq_calib_session_new(const char *model_path, const char *text_path, const phiq_calib_opts *o,
+                                           uint64_t mem_budget) {
+    phiq_calib_session *s = calloc(1, sizeof *s);
+    if (!s) return phiq_fail_null(PHIQ_ENOMEM, "calibration: out of memory");
+    s->o = *o;
+    s->l0 = s->l1 = -1;
+    if (s->o.n_ctx <= 0) s->o.n_ctx = 512;
+    if (!(s->m = phiq_model_open(model_path, NULL)) ||
+        !(s->ids = phiq_calib_tokenize(s->m, text_path, s->o.n_ctx, &s->n_ids))) {
+        phiq_calib_session_free(s);
+        return NULL;
+    }
+    uint64_t per = phiq_calib_layer_hessian_bytes(s->m);
+    s->group = per > 0 ? (int)(mem_budget / per) : 1;
+    if (s->group < 1) s->group = 1;
+    return s;
+}
+
+void phiq_calib_session_free(phiq_calib_session *s) {
+    if (!s) return;
+    phiq_calib_free(s->cur);
+    free(s->ids);
+    phiq_model_free(s->m);
+    free(s);
+}
+
+static int session_pass(phiq_calib_session *s, int layer) {
+    const int nl = s->m->hp.n_layer;
+    phiq_calib_free(s->cur);
+    s->cur = NULL;
+    phiq_calib_opts o = s->o;
+    o.h_layer0 = layer < nl ? layer : nl;
+    o.h_layer1 = layer + s->group < nl ? layer + s->group : nl;
+    o.h_output = o.h_layer1 == nl; /* output's H is small: it rides with the last group */
+    char label[48];
+    snprintf(label, sizeof label, "calib %d-%d/%d", o.h_layer0, o.h_layer1, nl);
+    o.label = label;
+    double t0 = phiq_now();
+    s->cur = phiq_calib_run(s->m, s->ids, s->n_ids, &o);
+    s->seconds += phiq_now() - t0;
+    if (!s->cur) return PHIQ_EINVAL;
+    s->passes++;
+    s->l0 = o.h_layer0;
+    s->l1 = o.h_layer1;
+    s->has_output = o.h_output;
+    return 0;
+}
+
+const float *phiq_calib_session_hessian(phiq_calib_session *s, const char *name, int64_t *n_in, int *failed) {
+    *failed = 0;
+    int layer;
+    const int nl = s->m->hp.n_layer;
+    if (!strcmp(name, "output.weight")) layer = nl;
+    else if (sscanf(name, "blk.%d.", &layer) != 1 || layer < 0 || layer >= nl) return NULL;
+    int have = s->cur && (layer == nl ? s->has_output : layer >= s->l0 && layer < s->l1);
+    if (!have && session_pass(s, layer == nl ? (nl - 1 > 0 ? nl - 1 : 0) : layer) < 0) {
+        *failed = 1;
+        return NULL;
+    }
+    return phiq_calib_hessian(s->cur, name, n_in);
+}
+
+const float *phiq_calib_session_imatrix(phiq_calib_session *s, const char *name, int64_t *n_in, int *n_mat) {
+    return s->cur ? phiq_calib_imatrix(s->cur, name, n_in, n_mat) : NULL;
+}
+
+int phiq_calib_session_passes(const phiq_calib_session *s) { return s->passes; }
+double phiq_calib_session_seconds(const phiq_calib_session *s) { return s->seconds; }
+int64_t phiq_calib_session_tokens(const phiq_calib_session *s) { return s->cur ? phiq_calib_tokens(s->cur) : 0; }

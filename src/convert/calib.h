@@ -25,6 +25,7 @@ typedef struct phiq_calib_opts {
     int quiet;          /* no progress */
     int process_output; /* also collect output.weight */
     int h_layer0, h_layer1; /* Hessians for dense weights of layers [h_layer0, h_layer1); empty = none */
+    int h_output;       /* and for output.weight (implies process_output) */
     const char *label;  /* progress label (default "imatrix") */
 } phiq_calib_opts;
 
@@ -49,5 +50,25 @@ const float *phiq_calib_imatrix(phiq_calib *c, const char *name, int64_t *n_in, 
 const float *phiq_calib_hessian(const phiq_calib *c, const char *name, int64_t *n_in);
 /* Bytes of the Hessians of one layer of m (to size the layer groups). */
 uint64_t phiq_calib_layer_hessian_bytes(const phiq_model *m);
+
+
+/* ---- a calibration session for convert --calib --------------------------------------- */
+/* Owns the source model and the tokenized text; Hessians are computed for
+ * groups of consecutive layers whose Hessians fit in mem_budget bytes (at
+ * least one layer), one forward pass over the text per group, so memory
+ * stays bounded whatever the depth. */
+typedef struct phiq_calib_session phiq_calib_session;
+phiq_calib_session *phiq_calib_session_new(const char *model_path, const char *text_path, const phiq_calib_opts *o,
+                                           uint64_t mem_budget);
+void phiq_calib_session_free(phiq_calib_session *s);
+/* H of GGUF weight `name` (blk.N.* or output.weight), running the pass for
+ * its group when needed; NULL with no error when the weight has none (token
+ * embeddings, experts); NULL with an error when the pass failed (*failed = 1). */
+const float *phiq_calib_session_hessian(phiq_calib_session *s, const char *name, int64_t *n_in, int *failed);
+/* Mean squared inputs (imatrix) of `name` from the current group, or NULL. */
+const float *phiq_calib_session_imatrix(phiq_calib_session *s, const char *name, int64_t *n_in, int *n_mat);
+int phiq_calib_session_passes(const phiq_calib_session *s);
+double phiq_calib_session_seconds(const phiq_calib_session *s);
+int64_t phiq_calib_session_tokens(const phiq_calib_session *s);
 
 #endif
