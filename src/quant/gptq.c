@@ -101,6 +101,19 @@ static float round_on_grid(int type, uint8_t *blk, int j, float x) {
         b->qs[byte] = (uint8_t)(hi ? ((b->qs[byte] & 0x0F) | (q << 4)) : ((b->qs[byte] & 0xF0) | q));
         return d * (float)q - mn;
     }
+    case PHIQ_GGML_TYPE_Q5_K: {
+        phiq_block_q5_K *b = (phiq_block_q5_K *)(void *)blk;
+        uint8_t sc, m;
+        get_scale_min_k4(j / 32, b->scales, &sc, &m);
+        float d = phiq_f16_to_f32(b->d) * sc, mn = phiq_f16_to_f32(b->dmin) * m;
+        int q = d != 0 ? (int)lrintf((x + mn) / d) : 0;
+        q = q < 0 ? 0 : q > 31 ? 31 : q;
+        /* element j = 64 c + 32 s + l: qs[32 c + l] nibble s, qh[l] bit 2 c + s */
+        int c = j / 64, sub = (j / 32) & 1, l = j % 32, byte = 32 * c + l, bit = 2 * c + sub;
+        b->qs[byte] = (uint8_t)(sub ? ((b->qs[byte] & 0x0F) | ((q & 15) << 4)) : ((b->qs[byte] & 0xF0) | (q & 15)));
+        b->qh[l] = (uint8_t)((b->qh[l] & ~(1u << bit)) | ((unsigned)(q >> 4) << bit));
+        return d * (float)q - mn;
+    }
     case PHIQ_GGML_TYPE_Q6_K: {
         phiq_block_q6_K *b = (phiq_block_q6_K *)(void *)blk;
         /* element j = 128 h + 32 g + l: ql[64 h + l + 32 (g & 1)] nibble (g >> 1),

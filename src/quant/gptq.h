@@ -6,7 +6,7 @@
  * diag(H) = mean squared input, i.e. the imatrix), then each column is
  * rounded on that fixed grid and its error, scaled by the inverse Hessian's
  * Cholesky factor, is subtracted from the columns not yet quantized. Q4_0,
- * Q8_0, Q4_K and Q6_K round column by column; the other types keep the
+ * Q8_0, Q4_K, Q5_K and Q6_K round column by column; the other types keep the
  * block's own rounding and compensate the columns after the block. */
 #ifndef PHIQ_QUANT_GPTQ_H
 #define PHIQ_QUANT_GPTQ_H
