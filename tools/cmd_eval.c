@@ -89,6 +89,7 @@ static void eval_usage(FILE *f) {
                "  --text FILE    text to evaluate (tokenized with MODEL's tokenizer)\n"
                "  --ids FILE     token ids instead of text (whitespace or comma separated)\n"
                "  --ref MODEL    reference model (same vocabulary), e.g. the f32 or f16 conversion\n"
+               "  --type T       directories (HF or MLX): in-memory weight type, f16 (default), f32, bf16, q8_0, ...\n"
                "  --ctx N        chunk length (default 512)\n"
                "  --chunks N     evaluate at most N chunks (default: all)\n"
                "  -t, --threads N  threads (default: physical cores)\n"
@@ -97,7 +98,7 @@ static void eval_usage(FILE *f) {
 }
 
 int phiq_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *idsf = NULL, *refp = NULL;
+    const char *model = NULL, *text = NULL, *idsf = NULL, *refp = NULL, *type = NULL;
     phiq_ppl_opts o = {.n_ctx = 512, .bos_id = -1};
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -106,6 +107,7 @@ int phiq_cmd_eval(int argc, char **argv) {
         else if (phiq_cli_is(a, "--text", "-f")) text = phiq_cli_value(argc, argv, &i, "eval");
         else if (!strcmp(a, "--ids")) idsf = phiq_cli_value(argc, argv, &i, "eval");
         else if (!strcmp(a, "--ref")) refp = phiq_cli_value(argc, argv, &i, "eval");
+        else if (!strcmp(a, "--type")) type = phiq_cli_value(argc, argv, &i, "eval");
         else if (phiq_cli_is(a, "--ctx", "-c")) o.n_ctx = atoi(phiq_cli_value(argc, argv, &i, "eval"));
         else if (!strcmp(a, "--chunks")) o.max_chunks = atoi(phiq_cli_value(argc, argv, &i, "eval"));
         else if (phiq_cli_is(a, "-t", "--threads")) o.n_threads = atoi(phiq_cli_value(argc, argv, &i, "eval"));
@@ -116,10 +118,12 @@ int phiq_cmd_eval(int argc, char **argv) {
         else { fprintf(stderr, "phiq eval: unexpected argument %s\n", a); return 2; }
     }
     if (!model || (!text && !idsf)) { eval_usage(stderr); return 2; }
-    phiq_model *m = phiq_model_open(model, NULL);
+    /* --type: the in-memory weight type of directories (HF, MLX) */
+    phiq_model_params mp = {.type = type};
+    phiq_model *m = phiq_model_open(model, type ? &mp : NULL);
     if (!m) return phiq_cli_fail("eval", "%s", phiq_error());
     phiq_model *r = NULL;
-    if (refp && !(r = phiq_model_open(refp, NULL))) { phiq_model_free(m); return phiq_cli_fail("eval", "%s", phiq_error()); }
+    if (refp && !(r = phiq_model_open(refp, type ? &mp : NULL))) { phiq_model_free(m); return phiq_cli_fail("eval", "%s", phiq_error()); }
     int64_t n = 0;
     int32_t *ids = idsf ? read_ids_file(idsf, &n) : tokenize_file(m, text, &n);
     if (!ids) { phiq_model_free(m); phiq_model_free(r); return phiq_cli_fail("eval", "%s", phiq_error()); }

@@ -265,6 +265,14 @@ void phiq_outfile_abort(phiq_outfile *o) {
     memset(o, 0, sizeof *o);
 }
 
+void phiq_release_pages(const void *p, uint64_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (!p || n == 0 || ps <= 0) return;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1);
+    uintptr_t e = ((uintptr_t)p + n + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
+    (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
 /* ---- output directories ------------------------------------------------------------ */
 static int outdir_usable(const char *out) {
     struct stat st;

@@ -61,6 +61,10 @@ void phiq_map_close(phiq_map *m);
  * it cannot be mapped. Free with phiq_huge_free(p, that size). */
 void *phiq_huge_alloc(size_t *size);
 void phiq_huge_free(void *p, size_t size);
+/* Drops the pages of [p, p + n) of a read-only file mapping from this
+ * process once converted (they stay in the page cache), so streaming a whole
+ * checkpoint does not grow the resident set to its size. */
+void phiq_release_pages(const void *p, uint64_t n);
 /* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
 int phiq_read_file(const char *path, char **out, size_t *len);
 bool phiq_file_exists(const char *path);
