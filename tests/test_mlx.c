@@ -156,6 +156,26 @@ static void test_eval_matches_reference(void **state) {
     free(err);
 }
 
+/* report rows for MLX beside GGUF ones */
+static void test_report(void **state) {
+    (void)state;
+    char fx[4096], text[4096], dir[4096];
+    snprintf(fx, sizeof fx, "%s", tu_shared_path("fixtures/tiny-phi3-kjv"));
+    snprintf(text, sizeof text, "%s", tu_shared_path("fixtures/text/kjv-heldout.txt"));
+    snprintf(dir, sizeof dir, "%s", tu_tmp("report"));
+    char *out = NULL, *err = NULL;
+    if (tu_run(&out, &err, "'%s' report '%s' --formats gguf,mlx --types fp32 --mlx-bits 4 --text '%s' --chunks 2 "
+               "--prompt 8 --gen 4 --reps 1 -o '%s' --quiet --json", tu_bin(), fx, text, dir))
+        fail_msg("report: %s", err);
+    assert_non_null(strstr(out, "\"mlx-4bit-g64\""));
+    assert_non_null(strstr(out, "\"fp32\""));
+    free(out);
+    free(err);
+    assert_int_not_equal(tu_run(NULL, &err, "'%s' report '%s' --formats onnx --text '%s' -o '%s'", tu_bin(), fx, text, dir), 0);
+    assert_non_null(strstr(err, "ONNX"));
+    free(err);
+}
+
 static bool exists(const char *p) {
     struct stat st;
     return stat(p, &st) == 0;
@@ -215,6 +235,7 @@ int main(void) {
         cmocka_unit_test(test_fixture_grid),
         cmocka_unit_test(test_architectures),
         cmocka_unit_test(test_eval_matches_reference),
+        cmocka_unit_test(test_report),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

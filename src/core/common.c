@@ -354,21 +354,23 @@ int phiq_outdir_commit(phiq_outdir *d) {
     return rc;
 }
 
-void phiq_outdir_abort(phiq_outdir *d) {
-    if (d->tmp_path) {
-        DIR *dir = opendir(d->tmp_path);
-        if (dir) {
-            struct dirent *e;
-            while ((e = readdir(dir))) {
-                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-                char *p = phiq_path_join(d->tmp_path, e->d_name);
-                if (p) unlink(p);
-                free(p);
-            }
-            closedir(dir);
+void phiq_rmdir_flat(const char *path) {
+    DIR *dir = opendir(path);
+    if (dir) {
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = phiq_path_join(path, e->d_name);
+            if (p) unlink(p);
+            free(p);
         }
-        rmdir(d->tmp_path);
+        closedir(dir);
     }
+    rmdir(path);
+}
+
+void phiq_outdir_abort(phiq_outdir *d) {
+    if (d->tmp_path) phiq_rmdir_flat(d->tmp_path);
     free(d->tmp_path);
     free(d->final_path);
     memset(d, 0, sizeof *d);

@@ -105,6 +105,8 @@ char *phiq_outdir_path(const phiq_outdir *d, const char *name);
 int phiq_outdir_write(const phiq_outdir *d, const char *name, const void *data, size_t len);
 int phiq_outdir_copy(const phiq_outdir *d, const char *src_path, const char *name);
 int phiq_outdir_commit(phiq_outdir *d);
+/* Removes a directory of plain files (an export written by phiq_outdir). */
+void phiq_rmdir_flat(const char *dir);
 void phiq_outdir_abort(phiq_outdir *d);
 
 /* ---- progress --------------------------------------------------------------- */
