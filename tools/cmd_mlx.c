@@ -28,6 +28,7 @@ static void mlx_usage(FILE *f) {
             "  --recipe R            mixed_2_6, mixed_3_4, mixed_3_6 or mixed_4_6 (--quant-predicate): high bits\n"
             "                        for lm_head and for v_proj/down_proj in the first/last eighth of the\n"
             "                        layers and every third layer between (not Phi-2)\n"
+            "  -t, --threads N       quantization threads (default: physical cores); same files for any N\n"
             "  --mlx-kernel gpu|cpu  reproduce MLX's GPU kernel (default; what a Mac runs) or its CPU fallback\n"
             "  --calib FILE          calibrated MLX quantization: not implemented yet (refused)\n"
             "  --quiet               no progress output\n"
@@ -82,7 +83,9 @@ int phiq_cmd_convert_mlx(int argc, char **argv) {
         } else if (!strcmp(a, "--json")) {
             json = 1;
         } else if (phiq_cli_is(a, "-t", "--threads")) {
-            (void)phiq_cli_value(argc, argv, &i, cmd); /* accepted for symmetry; the export is one stream */
+            const char *v = phiq_cli_value(argc, argv, &i, cmd);
+            if (parse_int(v, &o.n_threads) || o.n_threads < 1 || o.n_threads > 1024)
+                return phiq_cli_fail(cmd, "-t %s: expected a positive integer", v);
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "phiq convert: unknown option '%s' for --format mlx (see phiq convert --format mlx --help)\n", a);
             return 2;

@@ -13,12 +13,15 @@
  * fill callback produces the bytes of one tensor row by row from the
  * memory-mapped source (re-quantizing a row for each of its .biases, .scales
  * and .weight parts, which sort apart in the file), so memory stays at a few
- * rows whatever the model size. */
+ * rows per thread whatever the model size. Rows that land whole in a fill
+ * buffer are shared among -t threads; each row's bytes depend on that row
+ * only, so the files are the same for any thread count. */
 #include "convert/mlx_export.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +260,13 @@ static int build_tensors(plan *p, int bits, int group) {
 }
 
 /* ---- producing rows ------------------------------------------------------------------ */
+#define MLX_MAX_THREADS 64
+
+typedef struct scratch {
+    float *f, *sc, *bi; /* row values, group scales and biases */
+    uint32_t *words;
+} scratch;
+
 typedef struct filler {
     plan *p;
     const int *order;   /* otensor index of the shard's i-th tensor */
@@ -264,10 +274,25 @@ typedef struct filler {
     int64_t row, rel_row;
     uint8_t *carry;     /* one produced row */
     size_t carry_len, carry_off;
-    float *f, *sc, *bi; /* row values, group scales and biases */
-    uint32_t *words;
+    scratch s[MLX_MAX_THREADS];
+    int n_threads;
     phiq_progress *prog;
 } filler;
+
+static int scratch_alloc(scratch *s, int64_t max_in) {
+    s->f = malloc((size_t)max_in * sizeof(float));
+    s->sc = malloc((size_t)(max_in / 32 + 1) * sizeof(float));
+    s->bi = malloc((size_t)(max_in / 32 + 1) * sizeof(float));
+    s->words = malloc((size_t)(max_in / 4 + 8) * sizeof(uint32_t));
+    return s->f && s->sc && s->bi && s->words ? 0 : -1;
+}
+
+static void scratch_free(scratch *s) {
+    free(s->f);
+    free(s->sc);
+    free(s->bi);
+    free(s->words);
+}
 
 static float round_to(phiq_st_dtype dt, float v) {
     if (dt == PHIQ_ST_BF16) return phiq_bf16_to_f32(phiq_f32_to_bf16(v));
@@ -292,9 +317,8 @@ static int64_t t_rows(const plan *p, const otensor *t) {
 }
 
 
-/* row r of tensor t into out (t_row_bytes bytes) */
-static int produce_row(filler *f, const otensor *t, int64_t r, uint8_t *out) {
-    const plan *p = f->p;
+/* row r of tensor t into out (its row's bytes); may run on a worker thread */
+static int produce_row(const plan *p, scratch *f, const otensor *t, int64_t r, uint8_t *out) {
     const mmod *m = &p->m[t->mod];
     if (t->part == PART_BIAS) {
         if (phiq_st_to_f32(m->b, 0, m->b->shape[0], f->f) < 0) return PHIQ_EFORMAT;
@@ -337,6 +361,47 @@ static void release_rows(filler *f) {
     f->rel_row = f->row;
 }
 
+typedef struct rows_job {
+    const plan *p;
+    scratch *s;
+    const otensor *t;
+    int64_t r0, r1;
+    size_t rb;
+    uint8_t *out;
+    int rc;
+    char err[256];
+    pthread_t th;
+} rows_job;
+
+static void *rows_run(void *arg) {
+    rows_job *j = arg;
+    j->rc = 0;
+    for (int64_t r = j->r0; r < j->r1 && !j->rc; r++)
+        if ((j->rc = produce_row(j->p, j->s, j->t, r, j->out + (size_t)(r - j->r0) * j->rb)) < 0)
+            snprintf(j->err, sizeof j->err, "%s", phiq_error()); /* the message is thread-local */
+    return NULL;
+}
+
+/* rows [r0, r0 + n) of t, whole, into out, on up to f->n_threads threads */
+static int produce_rows(filler *f, const otensor *t, int64_t r0, int64_t n, size_t rb, uint8_t *out) {
+    int nt = f->n_threads;
+    if (nt < 1 || (uint64_t)n * rb < ((uint64_t)1 << 20) || n < 2 * nt) nt = 1; /* not worth a thread */
+    rows_job js[MLX_MAX_THREADS];
+    for (int k = 0; k < nt; k++) {
+        int64_t a = n * k / nt, b = n * (k + 1) / nt;
+        js[k] = (rows_job){.p = f->p, .s = &f->s[k], .t = t, .r0 = r0 + a, .r1 = r0 + b, .rb = rb, .out = out + (size_t)a * rb};
+    }
+    int started = 1;
+    for (int k = 1; k < nt; k++, started++)
+        if (pthread_create(&js[k].th, NULL, rows_run, &js[k]) != 0) break;
+    rows_run(&js[0]);
+    for (int k = started; k < nt; k++) rows_run(&js[k]); /* threads that could not start */
+    for (int k = 1; k < started; k++) pthread_join(js[k].th, NULL);
+    for (int k = 0; k < nt; k++)
+        if (js[k].rc < 0) return phiq_fail(js[k].rc, "%s", js[k].err);
+    return 0;
+}
+
 static int fill_cb(void *user, int i, void *buf, uint64_t nbytes) {
     filler *f = user;
     int ti = f->order[i];
@@ -360,20 +425,27 @@ static int fill_cb(void *user, int i, void *buf, uint64_t nbytes) {
             continue;
         }
         if (f->row >= t_rows(f->p, t)) return phiq_fail(PHIQ_EINVAL, "%s: more bytes requested than it has", t->name);
-        if (nbytes >= rb) { /* whole row straight into the buffer */
-            if ((rc = produce_row(f, t, f->row++, out)) < 0) return rc;
-            out += rb;
-            nbytes -= rb;
+        if (nbytes >= rb) { /* whole rows straight into the buffer */
+            int64_t k = (int64_t)(nbytes / rb), left = t_rows(f->p, t) - f->row;
+            if (k > left) k = left;
+            /* at most 32 MB of source per batch, released after it: .scales and .biases are far smaller
+             * than the rows they come from */
+            const mmod *m = &f->p->m[t->mod];
+            int64_t per = (int64_t)(((uint64_t)32 << 20) / (uint64_t)(m->n_in * 4 + 1)) + 1;
+            if (k > per) k = per;
+            if ((rc = produce_rows(f, t, f->row, k, rb, out)) < 0) return rc;
+            f->row += k;
+            release_rows(f);
+            out += (size_t)k * rb;
+            nbytes -= (uint64_t)k * rb;
         } else {
-            if ((rc = produce_row(f, t, f->row++, f->carry)) < 0) return rc;
+            if ((rc = produce_row(f->p, &f->s[0], t, f->row++, f->carry)) < 0) return rc;
             f->carry_len = rb;
             f->carry_off = 0;
         }
     }
-    if (f->row == t_rows(f->p, t) && f->carry_off == f->carry_len) {
-        release_rows(f);
-        phiq_progress_step(f->prog, t->name, t->nbytes);
-    }
+    release_rows(f); /* the source pages read so far: at most one fill buffer's worth stays resident */
+    if (f->row == t_rows(f->p, t) && f->carry_off == f->carry_len) phiq_progress_step(f->prog, t->name, t->nbytes);
     return 0;
 }
 
@@ -647,15 +719,15 @@ static int write_shards(plan *p, const phiq_outdir *od, uint64_t max_bytes, phiq
         if (p->m[i].b && p->m[i].b->shape[0] > max_in) max_in = p->m[i].b->shape[0];
     }
     f.carry = malloc((size_t)max_in * 4 + 64);
-    f.f = malloc((size_t)max_in * sizeof(float));
-    f.sc = malloc((size_t)(max_in / 32 + 1) * sizeof(float));
-    f.bi = malloc((size_t)(max_in / 32 + 1) * sizeof(float));
-    f.words = malloc((size_t)(max_in / 4 + 8) * sizeof(uint32_t));
+    f.n_threads = p->o->n_threads > 0 ? p->o->n_threads : phiq_physical_cores();
+    if (f.n_threads < 1) f.n_threads = 1;
+    if (f.n_threads > MLX_MAX_THREADS) f.n_threads = MLX_MAX_THREADS;
+    bool scratch_ok = true;
+    for (int k = 0; k < f.n_threads; k++) scratch_ok = scratch_alloc(&f.s[k], max_in) == 0 && scratch_ok;
     cJSON *index = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(index, "metadata");
     cJSON *wm = cJSON_AddObjectToObject(index, "weight_map");
     int rc = 0;
-    if (!order || !ts || !f.carry || !f.f || !f.sc || !f.bi || !f.words || !wm)
-        rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
+    if (!order || !ts || !f.carry || !scratch_ok || !wm) rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
     phiq_progress prog;
     uint64_t total = 0;
     for (int i = 0; i < p->nt; i++) total += p->t[i].nbytes;
@@ -720,10 +792,7 @@ static int write_shards(plan *p, const phiq_outdir *od, uint64_t max_bytes, phiq
     free(order);
     free(ts);
     free(f.carry);
-    free(f.f);
-    free(f.sc);
-    free(f.bi);
-    free(f.words);
+    for (int k = 0; k < f.n_threads; k++) scratch_free(&f.s[k]);
     return rc;
 }
 

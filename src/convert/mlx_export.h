@@ -16,6 +16,7 @@ typedef struct phiq_mlx_opts {
     const char *recipe;  /* NULL, "mixed_2_6", "mixed_3_4", "mixed_3_6", "mixed_4_6" */
     phiq_mlx_kernel kernel; /* GPU (default, what a Mac runs) or CPU rounding */
     uint64_t shard_bytes;   /* 0: mlx-lm's 5 GiB */
+    int n_threads;          /* <= 0: physical cores; the output is the same for any count */
     int quiet;
 } phiq_mlx_opts;
 
