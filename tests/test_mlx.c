@@ -7,7 +7,9 @@
  *     mixed recipes on `phiq synth` checkpoints of each architecture (phi3,
  *     Phi-4-mini-like tied phi3, phi2, phimoe, and rows narrower than a group);
  *   - `phiq eval` of the 4-bit g64 directory equals the F32 evaluation of the
- *     reference's own dequantization of the same weights; its KLD vs F32;
+ *     reference's own dequantization of the same weights, `phiq logits` too
+ *     (bit for bit); its KLD vs F32; `run` and `inspect` read it; `report
+ *     --formats gguf,mlx` has an MLX row;
  *   - bad input: one line naming the limit, nothing written.
  * Needs /usr/bin/python3 with numpy (Debian's python3-numpy); skips otherwise. */
 #include "testutil.h"
@@ -149,7 +151,24 @@ static void test_eval_matches_reference(void **state) {
     assert_true(kld > 0 && kld < 0.05);
     free(out);
     free(err);
-    /* the other readers: inspect names the format, logits runs */
+    /* logits of the MLX directory equal those of the reference's dequantized weights, bit for bit
+     * (both held as f32; every position of one sequence), for the moe too */
+    char la[4200], lb[4200];
+    snprintf(la, sizeof la, "%s.logits", mlx);
+    snprintf(lb, sizeof lb, "%s.logits", deq);
+    const char *lg = "'%s' logits '%s' --ids 1,450,3988,1550,338,278,9088 --all --type f32 --out '%s'";
+    if (tu_run(NULL, &err, lg, tu_bin(), mlx, la) || tu_run(NULL, &err, lg, tu_bin(), deq, lb)) fail_msg("logits: %s", err);
+    free(err);
+    size_t na, nb;
+    float *A = tu_read_all(la, &na), *Bv = tu_read_all(lb, &nb);
+    assert_true(na == nb && na > 0);
+    assert_memory_equal(A, Bv, na);
+    free(A);
+    free(Bv);
+    if (tu_run(&out, &err, "'%s' run '%s' -p 'In the beginning' -n 6 --seed 1", tu_bin(), mlx)) fail_msg("run: %s", err);
+    free(out);
+    free(err);
+    /* the other readers: inspect names the format */
     if (tu_run(&out, &err, "'%s' inspect '%s'", tu_bin(), mlx)) fail_msg("inspect: %s", err);
     assert_non_null(strstr(out, "MLX"));
     free(out);
