@@ -45,7 +45,7 @@ static void help(FILE *f) {
             "  --calib-mem MIB         Hessians held at once (default 1024): layers are calibrated in groups that\n"
             "                          fit, one forward pass over TEXT per group\n"
             "  --name NAME             general.name (default: the source directory's name)\n"
-            "  --format gguf|onnx      output format (default gguf; onnx: see phiq convert --format onnx --help)\n"
+            "  --format gguf|onnx|mlx  output format (default gguf; see phiq convert --format onnx|mlx --help)\n"
             "  --quiet                 no progress bar and no summary line\n"
             "  --json                  print a JSON summary on stdout\n"
             "  -h, --help              this help\n"
@@ -62,7 +62,8 @@ int phiq_cmd_convert(int argc, char **argv) {
             if (phiq_cmd_convert_onnx) return phiq_cmd_convert_onnx(argc, argv);
             return phiq_cli_fail("convert", "--format onnx: ONNX export is not part of this build");
         }
-        if (strcmp(argv[i + 1], "gguf")) return phiq_cli_fail("convert", "--format %s: expected gguf or onnx", argv[i + 1]);
+        if (!strcmp(argv[i + 1], "mlx")) return phiq_cmd_convert_mlx(argc, argv);
+        if (strcmp(argv[i + 1], "gguf")) return phiq_cli_fail("convert", "--format %s: expected gguf, onnx or mlx", argv[i + 1]);
     }
     const char *src = NULL, *dst = NULL;
     phiq_convert_opts o = {0};

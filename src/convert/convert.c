@@ -181,19 +181,6 @@ typedef struct source {
     int64_t n_elements;
 } source;
 
-/* Drops source pages from this process once they have been converted
- * (called per chunk, so even the largest tensor is never resident whole). The inputs are read-only file mappings, so the pages stay in
- * the page cache and would simply be faulted in again; without this, every
- * page ever read would count in our RSS and peak memory would approach the
- * size of the whole checkpoint. */
-static void release_pages(const void *p, uint64_t n) {
-    long ps = sysconf(_SC_PAGESIZE);
-    if (!p || n == 0 || ps <= 0) return;
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1);
-    uintptr_t e = ((uintptr_t)p + n + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
-    (void)madvise((void *)a, e - a, MADV_DONTNEED);
-}
-
 /* Reads elements [start, start+n) of s as float32. Returns 0 or a negative
  * code; never calls phiq_fail (runs on worker threads). */
 static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
@@ -220,7 +207,7 @@ static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
             rc = PHIQ_EUNSUPPORTED;
 #endif
         }
-        release_pages(p, (uint64_t)(n / bs * ts));
+        phiq_release_pages(p, (uint64_t)(n / bs * ts));
         return rc;
     }
     const phiq_plan_tensor *t = s->pt;
@@ -234,7 +221,7 @@ static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
         int64_t off = start - (int64_t)k * per, m = per - off < n ? per - off : n;
         if (phiq_st_to_f32(t->src[k], off, m, dst) < 0) return PHIQ_EFORMAT;
         int64_t es = t->src[k]->dtype == PHIQ_ST_F32 ? 4 : 2;
-        release_pages((const uint8_t *)t->src[k]->data + off * es, (uint64_t)(m * es));
+        phiq_release_pages((const uint8_t *)t->src[k]->data + off * es, (uint64_t)(m * es));
         start += m;
         n -= m;
         dst += m;
@@ -468,7 +455,7 @@ static int fill_hf(void *user, int64_t i, const char *name, void *buf, uint64_t 
     const phiq_plan_tensor *t = &c->plan->t[i];
     source s = {.pt = t, .n_elements = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]};
     int rc = convert_tensor(c, &s, name, c->types[i], t->ne[0], buf, nbytes);
-    for (int k = 0; k < t->n_src; k++) release_pages(t->src[k]->data, t->src[k]->nbytes);
+    for (int k = 0; k < t->n_src; k++) phiq_release_pages(t->src[k]->data, t->src[k]->nbytes);
     return rc;
 }
 
@@ -479,7 +466,7 @@ static int fill_gguf(void *user, int64_t i, const char *name, void *buf, uint64_
     ctx *c = user;
     const phiq_gguf_tensor *t = phiq_gguf_tensor_at(c->gin, i);
     int rc = fill_gguf_tensor(c, t, i, name, buf, nbytes);
-    release_pages(t->data, t->nbytes);
+    phiq_release_pages(t->data, t->nbytes);
     return rc;
 }
 
