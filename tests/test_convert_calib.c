@@ -49,6 +49,29 @@ static void test_q4_0_calibrated(void **state) {
     assert_true(kc < 0.8 * kr);
 }
 
+/* Hessians held for one layer at a time (--calib-mem 1: one pass per layer)
+ * give the same bytes as all layers in one pass: memory is bounded for free. */
+static void test_layer_groups_same_bytes(void **state) {
+    (void)state;
+    const char *f32 = tu_tmp("f32.gguf"), *a = tu_tmp("g1.gguf"), *b = tu_tmp("gall.gguf"),
+               *text = tu_shared_path("fixtures/text/kjv-calibration.txt");
+    char *out = NULL;
+    assert_int_equal(tu_run(&out, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m --calib '%s' --calib-chunks 6 --calib-mem 1 --json -t 2",
+                            tu_bin(), f32, a, text), 0);
+    assert_non_null(strstr(out, "\"calib_passes\":\t4"));
+    free(out);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m --calib '%s' --calib-chunks 6 --quiet -t 2",
+                            tu_bin(), f32, b, text), 0);
+    size_t na, nb;
+    void *da = tu_read_all(a, &na), *db = tu_read_all(b, &nb);
+    assert_non_null(da);
+    assert_non_null(db);
+    assert_int_equal(na, nb);
+    assert_memory_equal(da, db, na);
+    free(da);
+    free(db);
+}
+
 static void test_short_calibration_text(void **state) {
     (void)state;
     const char *f32 = tu_tmp("f32.gguf"), *txt = tu_tmp("short.txt"), *out = tu_tmp("short.gguf");
@@ -69,6 +92,7 @@ static void test_short_calibration_text(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_q4_0_calibrated),
+        cmocka_unit_test(test_layer_groups_same_bytes),
         cmocka_unit_test(test_short_calibration_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
