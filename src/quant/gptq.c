@@ -53,15 +53,31 @@ static int inverse_chol_upper(const float *H, int64_t n, float damp, float *U) {
         }
     }
     /* R[i][j] = L[n-1-i][n-1-j] (upper); U = R⁻¹ (upper). Invert L (lower)
-     * in place as M = L⁻¹, then U[i][j] = M[n-1-i][n-1-j]. */
-    for (int64_t i = 0; i < n; i++) {
-        a[i * n + i] = 1.0 / a[i * n + i];
-        for (int64_t j = 0; j < i; j++) {
-            double s = 0;
-            for (int64_t k = j; k < i; k++) s += a[i * n + k] * a[k * n + j];
-            a[i * n + j] = -s * a[i * n + i];
-        }
+     * in place as M = L⁻¹, then U[i][j] = M[n-1-i][n-1-j]. Row by row so
+     * that every inner loop runs along contiguous rows: Lᵀ is parked in the
+     * upper triangle (L[i][k] at a[k][i]) and the diagonal aside, then
+     * M[i][0..i) = -(Σ_k<i L[i][k] M[k][0..k]) / L[i][i], M[i][i] = 1 / L[i][i]. */
+    double *diag = malloc(sizeof(double) * (size_t)n);
+    if (!diag) {
+        free(a);
+        return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
     }
+    for (int64_t i = 0; i < n; i++) {
+        diag[i] = a[i * n + i];
+        for (int64_t k = 0; k < i; k++) a[k * n + i] = a[i * n + k];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double *mi = a + i * n;
+        for (int64_t j = 0; j < i; j++) mi[j] = 0;
+        for (int64_t k = 0; k < i; k++) {
+            const double l = a[k * n + i], *mk = a + k * n;
+            for (int64_t j = 0; j <= k; j++) mi[j] += l * mk[j];
+        }
+        const double inv = 1.0 / diag[i];
+        for (int64_t j = 0; j < i; j++) mi[j] *= -inv;
+        mi[i] = inv;
+    }
+    free(diag);
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) U[i * n + j] = j >= i ? (float)a[(n - 1 - i) * n + (n - 1 - j)] : 0.0f;
     free(a);
