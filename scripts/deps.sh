@@ -7,6 +7,8 @@
 set -eu
 # protobuf-c + libonnx-dev (official onnx.proto) for the ONNX exporter
 need="cmake make gcc pkg-config libcjson-dev libpcre2-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev"
+# libmicrohttpd-dev: the HTTP server of phiq serve (the CLI only)
+need="$need libmicrohttpd-dev"
 optional=""
 arm=""
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
