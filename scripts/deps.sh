@@ -19,6 +19,7 @@ if [ "${1:-build}" = test ]; then
   command -v node >/dev/null 2>&1 || optional="$optional nodejs" # onnxruntime-node tests
   [ -x /usr/bin/chromium ] || optional="$optional chromium"
   installed python3-numpy || optional="$optional python3-numpy"
+  installed python3-jinja2 || optional="$optional python3-jinja2" # test_template_ref: the chat-template reference
   command -v valgrind >/dev/null 2>&1 || optional="$optional valgrind" # test_generate: no allocation per token
   # AArch64 NEON kernels: cross-compiled and run under qemu-user by CTest
   # (test_kernels_neon_qemu); cmocka for arm64 comes through dpkg multiarch.
