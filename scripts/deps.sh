@@ -11,12 +11,14 @@ set -eu
 # ---- the package lists: one package per line, so additions merge cleanly ----
 # build: libphiq (libc, libm, pthreads, PCRE2), the CLI and the ONNX exporter
 # (protobuf-c + libonnx-dev's official onnx.proto); ca-certificates for npm/git.
+# libmicrohttpd-dev: the HTTP server of phiq serve (the CLI only).
 BUILD_PKGS="
 ca-certificates
 cmake
 gcc
 libc6-dev
 libcjson-dev
+libmicrohttpd-dev
 libonnx-dev
 libpcre2-dev
 libprotobuf-c-dev

@@ -5,6 +5,7 @@
 #   llama-ref        llama.cpp's own library (../shared/tools/llama-ref/setup.sh)
 #   onnxruntime-node ONNX Runtime, CPU (test_onnx_ort)
 #   js-tiktoken      the tiktoken encoder (test_tokenizer_random)
+#   openai, puppeteer-core  the official OpenAI client and a Chromium driver (test_serve)
 # in one npm install. Gives up within seconds when npm or its registry cannot
 # be reached. Writes one line "NAME: why" per reference it could not provide
 # to $PHIQ_REFS/unavailable, which the tests quote when they skip (exit 77).
@@ -14,32 +15,33 @@ REFS=${PHIQ_REFS:-${HOME:-/tmp}/.cache/phiq-refs}
 HERE=$(cd "$(dirname "$0")" && pwd)
 SHARED=${PHIQ_SHARED:-$HERE/../../shared}
 LLAMA_VER=3.22.1 # the llama.cpp release node-llama-cpp ships; ../shared/tools/llama-ref/setup.sh pins the same
-PKGS="node-llama-cpp@$LLAMA_VER @node-llama-cpp/linux-x64@$LLAMA_VER onnxruntime-node@1.30.0 js-tiktoken@1.0.21"
+PKGS="node-llama-cpp@$LLAMA_VER @node-llama-cpp/linux-x64@$LLAMA_VER onnxruntime-node@1.30.0 js-tiktoken@1.0.21 openai@4 puppeteer-core@24"
 
 mkdir -p "$REFS" || { echo "refs: cannot create $REFS"; exit 0; }
 exec 9>"$REFS/.lock"
 flock 9 # one install per machine, whichever test or script comes first
 
 have() { [ -f "$REFS/node_modules/$1/package.json" ]; }
-complete() { have onnxruntime-node && have js-tiktoken && [ -x "$REFS/llama-ref" ]; }
+complete() { have onnxruntime-node && have js-tiktoken && have openai && have puppeteer-core && [ -x "$REFS/llama-ref" ]; }
 give_up() { # reason: every reference not there is unavailable for it
   : >"$REFS/unavailable"
   [ -x "$REFS/llama-ref" ] || echo "llama-ref: $1" >>"$REFS/unavailable"
   have onnxruntime-node || echo "onnxruntime-node: $1" >>"$REFS/unavailable"
   have js-tiktoken || echo "js-tiktoken: $1" >>"$REFS/unavailable"
+  have openai || echo "openai: $1" >>"$REFS/unavailable"
   echo "refs: $1"
   cat "$REFS/unavailable"
   exit 0
 }
 if complete; then
   rm -f "$REFS/unavailable"
-  echo "refs: llama-ref, onnxruntime-node and js-tiktoken ready in $REFS"
+  echo "refs: llama-ref, onnxruntime-node, js-tiktoken, openai ready in $REFS"
   exit 0
 fi
 command -v npm >/dev/null 2>&1 || give_up "npm not found (scripts/deps.sh test installs nodejs and npm)"
 command -v node >/dev/null 2>&1 || give_up "node not found (scripts/deps.sh test installs nodejs)"
 start=$(date +%s)
-if ! have onnxruntime-node || ! have js-tiktoken || [ ! -d "$REFS/node_modules/@node-llama-cpp/linux-x64" ]; then
+if ! have onnxruntime-node || ! have js-tiktoken || ! have openai || ! have puppeteer-core || [ ! -d "$REFS/node_modules/@node-llama-cpp/linux-x64" ]; then
   # a registry that does not answer in 20 s will not serve 100 MB: say so now
   if ! timeout 20 npm ping >"$REFS/npm-ping.log" 2>&1; then
     give_up "the npm registry does not answer (timeout 20 npm ping: $(grep -m1 -iE 'err|code' "$REFS/npm-ping.log" | cut -c1-160))"

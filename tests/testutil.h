@@ -49,10 +49,29 @@ void tu_note_unavailable(const char *fmt, ...) __attribute__((format(printf, 1, 
  * else 77 when a reference was unavailable, else 0. */
 int tu_finish(int failed);
 #define tu_run_group(tests, setup, teardown) tu_finish(cmocka_run_group_tests(tests, setup, teardown))
+/* Path of llama.cpp's own tool `name` (llama-imatrix, llama-quantize,
+ * llama-perplexity) as scripts/llama-tools.sh builds it ($PHIQ_LLAMA_TOOLS or
+ * ~/.cache/llama-tools/build/bin), static buffer; NULL (saying why on stderr)
+ * when it is not there: the caller skips. */
+const char *tu_llama_tool(const char *name);
 /* Reads a whole binary file; returns malloc'd bytes and sets *n. */
 void *tu_read_all(const char *path, size_t *n);
 /* max |a-b| and the range (max-min) of b over n floats. */
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_range(const float *b, size_t n);
+
+/* Hugging Face reference forwards (tests/ref/hf_reference.py, numpy). */
+/* True when /usr/bin/python3 has numpy (Debian's python3-numpy). */
+int tu_have_numpy(void);
+/* `phiq synth ARGS -o tmp/NAME` then `phiq convert` to tmp/NAME.gguf at type;
+ * returns the GGUF path (static buffer rotated among 8 slots). */
+const char *tu_synth_gguf(const char *name, const char *synth_args, const char *type);
+/* hf_reference.py on the checkpoint beside gguf (its name less ".gguf"):
+ * float32 logits [n][n_vocab] (malloc'd); mode hf, short or long; routes,
+ * if non-NULL, receives the PhiMoE routing lines. Fails the test on error. */
+float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab, const char *mode, const char *routes);
+/* max over positions first..n-1 of max|got - want| / range(want); got holds
+ * rows first..n-1, want rows 0..n-1. */
+double tu_worst_rel(const float *got, const float *want, int first, int n, int n_vocab);
 
 #endif

@@ -12,14 +12,16 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
-    {"convert", phiq_cmd_convert, "convert an HF checkpoint or GGUF to GGUF (f32/f16/bf16/Q4_K_M/int4/...) or ONNX"},
+    {"convert", phiq_cmd_convert, "convert an HF checkpoint or GGUF to GGUF (f32/f16/bf16/Q4_K_M/int4/...), ONNX or MLX"},
     {"inspect", phiq_cmd_inspect, "show architecture, hyper-parameters and tensors of a GGUF, safetensors or HF dir"},
     {"synth", phiq_cmd_synth, "write a random-weight HF checkpoint of any Phi shape"},
     {"run", phiq_cmd_run, "generate text from a prompt"},
     {"chat", phiq_cmd_chat, "interactive multi-turn chat"},
+    {"serve", phiq_cmd_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page"},
     {"tokenize", phiq_cmd_tokenize, "print the token ids of a text"},
     {"logits", phiq_cmd_logits, "write float32 logits for token ids"},
     {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},
+    {"imatrix", phiq_cmd_imatrix, "importance matrix of a text (llama-imatrix's GGUF format)"},
     {"bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory"},
     {"convert-onnx", phiq_cmd_convert_onnx, "(temporary) convert --format onnx: HF checkpoint -> ONNX Runtime GenAI"},
     {"report", phiq_cmd_report, "convert to several precisions, evaluate, bench, and chart the trade-off"},
@@ -52,6 +54,11 @@ const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd) {
         exit(2);
     }
     return argv[++*i];
+}
+
+int phiq_cli_default_ctx(const phiq_model *m, int want) {
+    int train = phiq_model_n_ctx_train(m);
+    return train > 0 && train < want ? train : want;
 }
 
 int phiq_cli_kv_type(const char *s) {
