@@ -145,8 +145,8 @@ ca_restore() {
 }
 
 need=$(for l in $lists; do [ "$l" = TOOL_PKGS ] || [ "$l" = ARM64_PKGS ] || missing_of "$l"; done | tr '\n' ' ')
-tools=$(missing_of TOOL_PKGS)
-arm=""
+tools="" arm=""
+case $lists in *TOOL_PKGS*) tools=$(missing_of TOOL_PKGS) ;; esac
 case $lists in *ARM64_PKGS*) arm=$(missing_of ARM64_PKGS) ;; esac
 case $arm in *:arm64*) dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64 ;; esac
 apt_update || echo "phiq: apt-get update failed; trying the package lists there are" >&2
