@@ -13,6 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef PHIQ_SOURCE_DIR /* the AArch64 cross build of test_kernels compiles this file without CMake's definitions */
+#define PHIQ_SOURCE_DIR "."
+#endif
+
 static char tmpdir[4096];
 
 const char *tu_shared(void) {
@@ -136,6 +140,16 @@ const char *tu_llama_ref(void) {
     if (fd >= 0) { flock(fd, LOCK_UN); close(fd); }
     if (access(wrapper, X_OK) == 0) { snprintf(path, sizeof path, "%s", wrapper); return path; }
     fprintf(stderr, "llama-ref unavailable: setup did not produce %s\n", wrapper);
+    return NULL;
+}
+
+const char *tu_llama_tool(const char *name) {
+    static char path[4096];
+    const char *env = getenv("PHIQ_LLAMA_TOOLS"), *home = getenv("HOME");
+    if (env) snprintf(path, sizeof path, "%s/%s", env, name);
+    else snprintf(path, sizeof path, "%s/.cache/llama-tools/build/bin/%s", home ? home : "/tmp", name);
+    if (access(path, X_OK) == 0) return path;
+    fprintf(stderr, "%s unavailable: build it with scripts/llama-tools.sh (looked for %s)\n", name, path);
     return NULL;
 }
 
