@@ -7,7 +7,7 @@
  * renderings must be byte-identical; where jinja2 raises, phiq must fail too.
  * Error cases: a syntax error, raise_exception and an unknown filter each give
  * one line on stderr, nothing on stdout and a non-zero exit.
- * Without python3 + jinja2 the whole test SKIPs (exit 77): it cannot pass
+ * Without python3 + jinja2 it SKIPs (tu_unavailable, exit 77): it cannot pass
  * without its reference. */
 #include "testutil.h"
 
@@ -22,6 +22,11 @@
 #include "tokenizer/tokenizer.h"
 
 #define PY "/usr/bin/python3"
+
+static int have_jinja2(void) { return tu_run(NULL, NULL, PY " -c 'import jinja2' >/dev/null 2>&1") == 0; }
+#define NEED_JINJA2() \
+    if (!have_jinja2()) tu_unavailable(PY " with jinja2 not found (scripts/deps.sh test installs python3-jinja2)")
+
 
 /* Conversations: JSON message arrays (optionally with top-level tools). */
 static const struct { const char *name, *messages, *tools; } CONVS[] = {
@@ -152,6 +157,7 @@ static void collect(void) {
  * one Python run for all of them (--batch). */
 static void test_templates_match_jinja2(void **s) {
     (void)s;
+    NEED_JINJA2();
     collect();
     cJSON *cases = cJSON_CreateArray();
     for (int ti = 0; ti < n_t; ti++)
@@ -256,6 +262,7 @@ static void expect_error(const char *tmpl_text, const char *needle) {
 
 static void test_errors(void **s) {
     (void)s;
+    NEED_JINJA2();
     expect_error("{% for m in messages %}{{ m.content }}", "endfor");
     expect_error("{{ 'a' + }}", "template");
     expect_error("{% if messages[0].role == messages[1].role %}{{ raise_exception('Conversation roles must alternate') }}{% endif %}",
@@ -264,13 +271,9 @@ static void test_errors(void **s) {
 }
 
 int main(void) {
-    if (tu_run(NULL, NULL, PY " -c 'import jinja2' >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "test_template_ref: SKIP: %s with jinja2 (Debian's python3-jinja2) is not installed\n", PY);
-        return 77;
-    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_templates_match_jinja2),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }
