@@ -116,6 +116,8 @@ int phiq_cmd_eval(int argc, char **argv) {
         else { fprintf(stderr, "phiq eval: unexpected argument %s\n", a); return 2; }
     }
     if (!model || (!text && !idsf)) { eval_usage(stderr); return 2; }
+    if (!(model = phiq_cli_model_path("eval", model))) return 1;
+    if (refp && !(refp = phiq_cli_model_path("eval", refp))) return 1;
     phiq_model *m = phiq_model_open(model, NULL);
     if (!m) return phiq_cli_fail("eval", "%s", phiq_error());
     phiq_model *r = NULL;
@@ -195,6 +197,7 @@ int phiq_cmd_bench(int argc, char **argv) {
         else { fprintf(stderr, "phiq bench: unexpected argument %s\n", a); return 2; }
     }
     if (!model) { bench_usage(stderr); return 2; }
+    if (!(model = phiq_cli_model_path("bench", model))) return 1;
     if (json) o.quiet = 1;
     double t0 = phiq_now();
     phiq_model_params mp = {NULL, o.n_threads, (phiq_weights_mode)weights};
@@ -309,6 +312,7 @@ int phiq_cmd_report(int argc, char **argv) {
         else { fprintf(stderr, "phiq report: unexpected argument %s\n", a); return 2; }
     }
     if (!src) { report_usage(stderr); return 2; }
+    if (!(src = phiq_cli_model_path("report", src))) return 1;
     if (!text) {
         static const char *cands[] = {"../shared/fixtures/text/kjv-heldout.txt", NULL};
         const char *env = getenv("PHIQ_SHARED");

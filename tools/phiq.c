@@ -22,6 +22,7 @@ static const struct {
     {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},
     {"bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory"},
     {"convert-onnx", phiq_cmd_convert_onnx, "(temporary) convert --format onnx: HF checkpoint -> ONNX Runtime GenAI"},
+    {"pull", phiq_cmd_pull, "download a model from the Hugging Face Hub into the huggingface_hub cache"},
     {"report", phiq_cmd_report, "convert to several precisions, evaluate, bench, and chart the trade-off"},
 };
 
