@@ -58,10 +58,12 @@ def main():
             rel = os.path.relpath(full, a.root).replace(os.sep, "/")
             data = open(full, "rb").read()
             lfs = bool(LFS.match(rel))
-            e = {"data": data, "lfs": lfs, "oid": git_oid(data), "sha256": hashlib.sha256(data).hexdigest()}
+            e = {"data": data, "lfs": lfs, "sha256": hashlib.sha256(data).hexdigest() if lfs else None}
             if lfs:  # the git blob the repo holds is the LFS pointer file
                 ptr = ("version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %d\n" % (e["sha256"], len(data))).encode()
                 e["oid"] = git_oid(ptr)
+            else:
+                e["oid"] = git_oid(data)
             files[rel] = e
     commit = hashlib.sha1(json.dumps(sorted((k, v["oid"]) for k, v in files.items())).encode()).hexdigest()
     by_sha = {v["sha256"]: v for v in files.values() if v["lfs"]}
