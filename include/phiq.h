@@ -144,6 +144,36 @@ int phiq_context_pos(const phiq_context *ctx);
 /* Drops the cache from position pos on (0 resets). */
 int phiq_context_truncate(phiq_context *ctx, int pos);
 
+/* ---- sequences: several conversations in shared forward passes -------------
+ * A sequence is one conversation's KV cache. phiq_seq_eval_batch evaluates
+ * the new tokens of several sequences together (prefill chunks and decode
+ * steps mixed), reading the weights once per pass instead of once per
+ * sequence: what a server batches. The context lends its scratch and
+ * threads and fixes n_ctx and the cache type; it must outlive its
+ * sequences, and one thread at a time may evaluate through it. */
+typedef struct phiq_seq phiq_seq;
+
+/* A new empty sequence (cache pages are only touched as positions fill). */
+phiq_seq *phiq_seq_new(phiq_context *ctx);
+void phiq_seq_free(phiq_seq *s);
+int phiq_seq_pos(const phiq_seq *s);
+/* Drops the cache from position pos on (0 resets). */
+int phiq_seq_truncate(phiq_seq *s, int pos);
+/* Logits of the sequence's last evaluated token (n_vocab floats), or NULL. */
+const float *phiq_seq_logits(const phiq_seq *s);
+
+typedef struct phiq_seq_item {
+    phiq_seq *seq;
+    const int32_t *ids; /* appended at the sequence's position */
+    int n;
+} phiq_seq_item;
+/* Evaluates every item (each sequence at most once) in passes of up to
+ * n_batch tokens; afterwards phiq_seq_logits(items[i].seq) holds the logits
+ * of its last token. The logits equal those of phiq_eval on a context of the
+ * same parameters holding the same tokens. On error no sequence's position
+ * moves (its logits are then undefined). */
+int phiq_seq_eval_batch(phiq_context *ctx, const phiq_seq_item *items, int n_items);
+
 /* ---- tokens ------------------------------------------------------------------ */
 enum {
     PHIQ_TOKENIZE_ADD_BOS = 1,      /* add BOS if the model's tokenizer does */

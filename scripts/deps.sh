@@ -7,11 +7,15 @@
 set -eu
 # protobuf-c + libonnx-dev (official onnx.proto) for the ONNX exporter
 need="cmake make gcc pkg-config libcjson-dev libpcre2-dev protobuf-c-compiler libprotobuf-c-dev libonnx-dev"
+# libmicrohttpd-dev: the HTTP server of phiq serve (the CLI only)
+need="$need libmicrohttpd-dev"
+# libcurl (OpenSSL flavour) + libssl (sha256): phiq pull from the Hugging Face Hub (the CLI only)
+need="$need libcurl4-openssl-dev libssl-dev"
 optional=""
 arm=""
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 if [ "${1:-build}" = test ]; then
-  need="$need libcmocka-dev git"
+  need="$need libcmocka-dev git python3" # python3: tests/hub_mock.py, the mock Hub of test_hub
   command -v clang >/dev/null 2>&1 || optional="$optional clang"
   command -v npm >/dev/null 2>&1 || optional="$optional npm"
   command -v node >/dev/null 2>&1 || optional="$optional nodejs" # onnxruntime-node tests

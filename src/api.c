@@ -54,6 +54,10 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->rope_cos);
     free(ctx->rope_sin);
     free(ctx->logits);
+    free(ctx->fb_pos);
+    free(ctx->fb_rows);
+    free(ctx->fb_kv);
+    free(ctx->fb_long);
     free(ctx);
 }
 
@@ -167,8 +171,13 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->rope_sin = phiq_alloc_f(B * (size_t)(hp->n_rot / 2));
     ctx->logits_cap = 1;
     ctx->logits = phiq_alloc_f((size_t)hp->n_vocab);
+    ctx->fb_pos = malloc(B * sizeof(int));
+    ctx->fb_rows = malloc(B * sizeof(int));
+    ctx->fb_kv = malloc(B * sizeof(phiq_kv *));
+    ctx->fb_long = malloc(B);
     if (!ctx->tokens || !ctx->x || !ctx->h || !ctx->tmp || !ctx->qkv || !ctx->att || !ctx->ffn || !ctx->mm_scratch ||
-        !ctx->scores || !ctx->rope_cos || !ctx->rope_sin || !ctx->logits) {
+        !ctx->scores || !ctx->rope_cos || !ctx->rope_sin || !ctx->logits ||
+        !ctx->fb_pos || !ctx->fb_rows || !ctx->fb_kv || !ctx->fb_long) {
         phiq_context_free(ctx);
         return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory for n_ctx %d", n_ctx);
     }

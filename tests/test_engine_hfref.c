@@ -20,43 +20,14 @@
 #define N_IDS 48
 static int32_t ids[N_IDS];
 static int V; /* vocabulary of the model under test: the real tokenizer's size, which convert requires */
-static char script[4096];
-
-static int have_numpy(void) {
-    return tu_run(NULL, NULL, "/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
-}
 
 static const char *make_model(const char *name, const char *synth_args) {
-    static char gguf[8][4096];
-    static int k;
-    char *g = gguf[k++ & 7];
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), name);
-    snprintf(g, 4096, "%s.gguf", dir);
-    char *err = NULL;
-    int rc = tu_run(NULL, &err, "'%s' synth %s --vocab %d --seed 7 -q -o '%s'", tu_bin(), synth_args, V, dir);
-    if (rc) fail_msg("synth: %s", err);
-    free(err);
-    rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(), dir, g);
-    if (rc) fail_msg("convert: %s", err);
-    free(err);
-    return g;
+    char args[1024];
+    snprintf(args, sizeof args, "%s --vocab %d --seed 7", synth_args, V);
+    return tu_synth_gguf(name, args, "f32");
 }
 
-static float *reference(const char *gguf, const char *mode, int n) {
-    char dir[4096], ids_s[1024] = "", out[4200];
-    snprintf(dir, sizeof dir, "%.*s", (int)(strlen(gguf) - 5), gguf);
-    for (int i = 0; i < n; i++) snprintf(ids_s + strlen(ids_s), sizeof ids_s - strlen(ids_s), "%s%d", i ? "," : "", ids[i]);
-    snprintf(out, sizeof out, "%s.%s.ref.f32", dir, mode);
-    char *err = NULL;
-    int rc = tu_run(NULL, &err, "/usr/bin/python3 '%s' '%s' --ids %s --out '%s' --mode %s", script, dir, ids_s, out, mode);
-    if (rc) fail_msg("reference: %s", err);
-    free(err);
-    size_t nb;
-    float *r = tu_read_all(out, &nb);
-    assert_int_equal(nb, (size_t)n * (size_t)V * sizeof(float));
-    return r;
-}
+static float *reference(const char *gguf, const char *mode, int n) { return tu_hf_reference(gguf, ids, n, V, mode, NULL); }
 
 static phiq_context *open_ctx(phiq_model **m, const char *gguf) {
     *m = phiq_model_open(gguf, NULL);
@@ -72,12 +43,7 @@ static phiq_context *open_ctx(phiq_model **m, const char *gguf) {
 }
 
 static void check_rows(const char *what, const float *got, const float *want, int first, int n, double tol) {
-    double worst = 0;
-    for (int p = first; p < n; p++) {
-        const float *g = got + (size_t)(p - first) * (size_t)V, *w = want + (size_t)p * (size_t)V;
-        double rel = tu_max_abs_diff(g, w, (size_t)V) / tu_range(w, (size_t)V);
-        if (rel > worst) worst = rel;
-    }
+    double worst = tu_worst_rel(got, want, first, n, V);
     print_message("%s: max |diff| / logit range = %.2e over positions %d..%d\n", what, worst, first, n - 1);
     assert_true(worst <= tol);
 }
@@ -96,7 +62,7 @@ static float *eval_batch(const char *gguf, int n) {
 
 static void test_sliding_window(void **state) {
     (void)state;
-    if (!have_numpy()) skip();
+    if (!tu_have_numpy()) skip();
     V = 32064;
     const char *g = make_model("swa", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
                                       "--ctx-orig 256 --sliding-window 16");
@@ -107,7 +73,7 @@ static void test_sliding_window(void **state) {
 
 static void test_longrope_batch_and_generation(void **state) {
     (void)state;
-    if (!have_numpy()) skip();
+    if (!tu_have_numpy()) skip();
     V = 32064;
     const char *g = make_model("longrope", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
                                            "--ctx-orig 32 --partial-rotary 0.75 --sliding-window 0");
@@ -135,7 +101,7 @@ static void test_longrope_batch_and_generation(void **state) {
 
 static void test_phi2(void **state) {
     (void)state;
-    if (!have_numpy()) skip();
+    if (!tu_have_numpy()) skip();
     V = 51200;
     const char *g = make_model("phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 512 --ctx 256");
     float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);
@@ -145,7 +111,6 @@ static void test_phi2(void **state) {
 }
 
 int main(void) {
-    snprintf(script, sizeof script, "%s/tests/ref/hf_reference.py", PHIQ_SOURCE_DIR);
     uint64_t x = 12345;
     for (int i = 0; i < N_IDS; i++) { x = x * 6364136223846793005ull + 1442695040888963407ull; ids[i] = (int32_t)((x >> 33) % 30000); }
     const struct CMUnitTest tests[] = {

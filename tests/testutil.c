@@ -169,3 +169,53 @@ double tu_range(const float *b, size_t n) {
     }
     return hi - lo;
 }
+
+int tu_have_numpy(void) { return tu_run(NULL, NULL, "/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0; }
+
+const char *tu_synth_gguf(const char *name, const char *synth_args, const char *type) {
+    static char gguf[8][4096];
+    static int k;
+    char *g = gguf[k++ & 7];
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", tu_tmpdir(), name);
+    snprintf(g, 4096, "%s.gguf", dir);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "'%s' synth %s -q -o '%s'", tu_bin(), synth_args, dir);
+    if (rc) fail_msg("synth %s: %s", synth_args, err);
+    free(err);
+    err = NULL;
+    rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type %s --quiet", tu_bin(), dir, g, type);
+    if (rc) fail_msg("convert: %s", err);
+    free(err);
+    return g;
+}
+
+float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab, const char *mode, const char *routes) {
+    char dir[4096], out[4200], script[4096];
+    char *ids_s = malloc((size_t)n * 12 + 1);
+    ids_s[0] = 0;
+    for (int i = 0, o = 0; i < n; i++) o += snprintf(ids_s + o, 13, "%s%d", i ? "," : "", ids[i]);
+    snprintf(dir, sizeof dir, "%.*s", (int)(strlen(gguf) - 5), gguf);
+    snprintf(out, sizeof out, "%s.%s.%d.ref.f32", dir, mode, n);
+    snprintf(script, sizeof script, "%s/tests/ref/hf_reference.py", PHIQ_SOURCE_DIR);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "/usr/bin/python3 '%s' '%s' --ids %s --out '%s' --mode %s%s%s%s", script, dir, ids_s, out,
+                    mode, routes ? " --routes '" : "", routes ? routes : "", routes ? "'" : "");
+    free(ids_s);
+    if (rc) fail_msg("reference: %s", err);
+    free(err);
+    size_t nb;
+    float *r = tu_read_all(out, &nb);
+    assert_int_equal(nb, (size_t)n * (size_t)n_vocab * sizeof(float));
+    return r;
+}
+
+double tu_worst_rel(const float *got, const float *want, int first, int n, int n_vocab) {
+    double worst = 0;
+    for (int p = first; p < n; p++) {
+        const float *g = got + (size_t)(p - first) * (size_t)n_vocab, *w = want + (size_t)p * (size_t)n_vocab;
+        double rel = tu_max_abs_diff(g, w, (size_t)n_vocab) / tu_range(w, (size_t)n_vocab);
+        if (!(rel <= worst)) worst = rel;
+    }
+    return worst;
+}

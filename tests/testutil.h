@@ -33,4 +33,18 @@ void *tu_read_all(const char *path, size_t *n);
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_range(const float *b, size_t n);
 
+/* Hugging Face reference forwards (tests/ref/hf_reference.py, numpy). */
+/* True when /usr/bin/python3 has numpy (Debian's python3-numpy). */
+int tu_have_numpy(void);
+/* `phiq synth ARGS -o tmp/NAME` then `phiq convert` to tmp/NAME.gguf at type;
+ * returns the GGUF path (static buffer rotated among 8 slots). */
+const char *tu_synth_gguf(const char *name, const char *synth_args, const char *type);
+/* hf_reference.py on the checkpoint beside gguf (its name less ".gguf"):
+ * float32 logits [n][n_vocab] (malloc'd); mode hf, short or long; routes,
+ * if non-NULL, receives the PhiMoE routing lines. Fails the test on error. */
+float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab, const char *mode, const char *routes);
+/* max over positions first..n-1 of max|got - want| / range(want); got holds
+ * rows first..n-1, want rows 0..n-1. */
+double tu_worst_rel(const float *got, const float *want, int first, int n, int n_vocab);
+
 #endif

@@ -3,6 +3,8 @@
 #ifndef PHIQ_TOOLS_CLI_H
 #define PHIQ_TOOLS_CLI_H
 
+#include "phiq.h"
+
 int phiq_cmd_convert(int argc, char **argv);
 int phiq_cmd_inspect(int argc, char **argv);
 int phiq_cmd_synth(int argc, char **argv);
@@ -14,6 +16,7 @@ int phiq_cmd_eval(int argc, char **argv);
 int phiq_cmd_bench(int argc, char **argv);
 int phiq_cmd_report(int argc, char **argv);
 int phiq_cmd_pull(int argc, char **argv);
+int phiq_cmd_serve(int argc, char **argv);   /* tools/cmd_serve.c */
 int phiq_cmd_convert_onnx(int argc, char **argv); /* tools/cmd_onnx.c: convert --format onnx */
 
 /* Prints "phiq CMD: message" to stderr and returns 1. */
@@ -24,6 +27,8 @@ int phiq_cli_is(const char *arg, const char *a, const char *b);
 const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd);
 /* --kv-type value: "f16", "f32" or "q8_0" -> PHIQ_KV_TYPE_*, anything else -1. */
 int phiq_cli_kv_type(const char *s);
+/* A command's default context, fitted to the model: min(want, its context length). */
+int phiq_cli_default_ctx(const phiq_model *m, int want);
 
 /* --mmap / --no-mmap (phiq_weights_mode): sets *mode and returns 1 when arg
  * is one of them, else 0. */

@@ -89,7 +89,7 @@ static void eval_usage(FILE *f) {
                "  --text FILE    text to evaluate (tokenized with MODEL's tokenizer)\n"
                "  --ids FILE     token ids instead of text (whitespace or comma separated)\n"
                "  --ref MODEL    reference model (same vocabulary), e.g. the f32 or f16 conversion\n"
-               "  --ctx N        chunk length (default 512)\n"
+               "  --ctx N        chunk length (default 512, or the model's context length if shorter)\n"
                "  --chunks N     evaluate at most N chunks (default: all)\n"
                "  -t, --threads N  threads (default: physical cores)\n"
                "  --json         one JSON object on stdout\n"
@@ -98,7 +98,7 @@ static void eval_usage(FILE *f) {
 
 int phiq_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *idsf = NULL, *refp = NULL;
-    phiq_ppl_opts o = {.n_ctx = 512, .bos_id = -1};
+    phiq_ppl_opts o = {.n_ctx = 0, .bos_id = -1}; /* 0: 512, or the model's context if shorter */
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -128,6 +128,7 @@ int phiq_cmd_eval(int argc, char **argv) {
     o.bos_id = phiq_model_bos(m);
     phiq_ppl_result res;
     int rc = phiq_eval_perplexity(m, r, ids, n, &o, &res);
+    if (!o.n_ctx) o.n_ctx = phiq_cli_default_ctx(m, 512); /* what the library used, for the report */
     free(ids);
     phiq_model_free(m);
     phiq_model_free(r);
@@ -161,8 +162,8 @@ static void bench_usage(FILE *f) {
                "--depth cached ones): medians of --reps runs after a warm-up. Also the weight bytes read per decoded\n"
                "token and the resulting GB/s, peak RSS and load time.\n"
                "  -t, --threads N       threads (default: physical cores)\n"
-               "  -p, --prompt N        prefill batch (default 128)\n"
-               "  -n, --gen N           decoded tokens (default 32)\n"
+               "  -p, --prompt N        prefill batch (default 128, shrunk to fit the model's context)\n"
+               "  -n, --gen N           decoded tokens (default 32, shrunk to fit the model's context)\n"
                "  -r, --reps N          repetitions, median reported (default 3)\n"
                "  -d, --depth N         decode with N tokens already in the cache (untimed fill; as llama-bench -d)\n"
                "  --kv-type T           KV cache type: f16 (default), f32 or q8_0\n"
@@ -244,7 +245,7 @@ static void report_usage(FILE *f) {
                "  --types LIST   comma-separated types (default fp32,fp16,int8,int4); any `phiq convert --type` name\n"
                "  --text FILE    evaluation text (default ../shared/fixtures/text/kjv-heldout.txt when present)\n"
                "  -o DIR         output directory (default phiq-report)\n"
-               "  --ctx N        perplexity chunk length (default 256)\n"
+               "  --ctx N        perplexity chunk length (default 256, or the model's context length if shorter)\n"
                "  --chunks N     at most N chunks per evaluation (default 8)\n"
                "  --prompt N, --gen N, --reps N   bench settings (defaults 64, 32, 3)\n"
                "  --json         print report.json to stdout instead of the table\n");
@@ -291,8 +292,8 @@ static int run_convert(const char *src, const char *out, const char *type, int t
 
 int phiq_cmd_report(int argc, char **argv) {
     const char *src = NULL, *types = "fp32,fp16,int8,int4", *text = NULL, *dir = "phiq-report";
-    int json = 0, quiet = 0, threads = 0, ctx = 256, chunks = 8;
-    phiq_bench_opts bo = {.n_prompt = 64, .n_gen = 32, .reps = 3};
+    int json = 0, quiet = 0, threads = 0, ctx = 0, chunks = 8; /* ctx 0: 256, or the model's if shorter */
+    phiq_bench_opts bo = {.n_prompt = 0, .n_gen = 0, .reps = 3}; /* 0: 64 / 32, fitted to the model */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (phiq_cli_is(a, "-h", "--help")) { report_usage(stdout); return 0; }
@@ -369,6 +370,13 @@ int phiq_cmd_report(int argc, char **argv) {
         }
         phiq_model *rm = phiq_model_open(paths[0], NULL);
         if (!rm) rc = PHIQ_EIO;
+        if (rm && !ctx) ctx = phiq_cli_default_ctx(rm, 256);
+        if (rm && !bo.n_prompt && !bo.n_gen) {
+            bo.n_gen = phiq_cli_default_ctx(rm, 32 * 4) / 4;
+            bo.n_prompt = phiq_cli_default_ctx(rm, 64 + bo.n_gen + 1) - bo.n_gen - 1;
+            if (bo.n_gen < 1) bo.n_gen = 1;
+            if (bo.n_prompt < 1) bo.n_prompt = 1;
+        }
         int64_t nids = 0;
         int32_t *ids = rm ? tokenize_file(rm, text, &nids) : NULL;
         if (rm && !ids) rc = PHIQ_EINVAL;

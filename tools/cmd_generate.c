@@ -143,7 +143,7 @@ static int session_open(session *s, const gen_opts *o, const char *cmd) {
     }
     s->ctx = phiq_context_new(s->m, &cp);
     if (!s->ctx) return phiq_cli_fail(cmd, "%s", phiq_error());
-    s->n_ctx = o->n_ctx > 0 ? o->n_ctx : phiq_model_n_ctx_train(s->m) < 4096 ? phiq_model_n_ctx_train(s->m) : 4096;
+    s->n_ctx = o->n_ctx > 0 ? o->n_ctx : phiq_cli_default_ctx(s->m, 4096);
     /* sample only real vocabulary entries, never the padding rows of the embedding */
     s->n_vocab = phiq_tokenizer_n_vocab(s->tok);
     if (s->n_vocab <= 0 || s->n_vocab > phiq_model_n_vocab(s->m)) s->n_vocab = phiq_model_n_vocab(s->m);

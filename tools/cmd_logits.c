@@ -18,7 +18,8 @@ static void logits_usage(FILE *f) {
             "  --out FILE          float32 logits, row-major [rows][n_vocab]\n"
             "  --all               every position (default: the last one only)\n"
             "  -t, --threads N     threads (default: physical cores)\n"
-            "  -c, --ctx-size N    context size (default: max(#ids, 256)); matters for --rope-mode llamacpp\n"
+            "  -c, --ctx-size N    context size (default: max(#ids, 256 or the model's context length if\n"
+            "                      shorter)); matters for --rope-mode llamacpp\n"
             "  -b, --batch N       tokens per forward chunk (default 512)\n"
             "  --kv-type f16|f32|q8_0  KV cache precision (default f16); q8_0 as llama.cpp's\n"
             "                      -ctk q8_0 -ctv q8_0 -fa on (head_dim a multiple of 32)\n"
@@ -113,7 +114,6 @@ int phiq_cmd_logits(int argc, char **argv) {
     int32_t *ids = NULL;
     int n = parse_ids(ids_s, &ids);
     if (n <= 0) return phiq_cli_fail("logits", "--ids: expected comma-separated non-negative integers");
-    if (!ctx_set) cp.n_ctx = n < 256 ? 256 : n;
     cp.all_logits = all;
     phiq_model_params mp = {type, cp.n_threads, (phiq_weights_mode)weights};
     phiq_model *m = phiq_model_open(model, &mp);
@@ -122,6 +122,7 @@ int phiq_cmd_logits(int argc, char **argv) {
         return phiq_cli_fail("logits", "%s", phiq_error());
     }
     int rc = 1;
+    if (!ctx_set) cp.n_ctx = n > phiq_cli_default_ctx(m, 256) ? n : phiq_cli_default_ctx(m, 256);
     phiq_context *ctx = phiq_context_new(m, &cp);
     phiq_outfile of;
     memset(&of, 0, sizeof of);

@@ -25,6 +25,8 @@ static void synth_usage(FILE *f) {
             "  --vocab N             vocab_size\n"
             "  --experts N           num_local_experts (phimoe, default 4)\n"
             "  --experts-used N      num_experts_per_tok (phimoe, default 2)\n"
+            "  --router-jitter F     router_jitter_noise (phimoe, default 0.01): the SparseMixer mask's eps\n"
+            "  --mscale S[,L]        rope_scaling short_mscale[,long_mscale] (phimoe, default 1.243163121016122)\n"
             "  --partial-rotary F    partial_rotary_factor\n"
             "  --ctx N               max_position_embeddings\n"
             "  --ctx-orig N          original_max_position_embeddings (< ctx writes LongRoPE factors)\n"
@@ -78,7 +80,7 @@ int phiq_cmd_synth(int argc, char **argv) {
     /* explicit values, applied after the preset; -1 = not given */
     long long v_hidden = -1, v_layers = -1, v_heads = -1, v_kv = -1, v_ff = -1, v_vocab = -1, v_exp = -1, v_expu = -1;
     long long v_ctx = -1, v_orig = -1, v_sw = -1, v_seed = -1, v_shard = -1;
-    double v_prf = -1, v_theta = -1;
+    double v_prf = -1, v_theta = -1, v_jit = -1, v_msl = -1, v_mss = -1;
     int tied = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -107,6 +109,16 @@ int phiq_cmd_synth(int argc, char **argv) {
         else if (phiq_cli_is(a, "--shard-size", NULL)) iv = &v_shard;
         else if (phiq_cli_is(a, "--partial-rotary", NULL)) dv = &v_prf;
         else if (phiq_cli_is(a, "--rope-theta", NULL)) dv = &v_theta;
+        else if (phiq_cli_is(a, "--router-jitter", NULL)) dv = &v_jit;
+        else if (phiq_cli_is(a, "--mscale", NULL)) {
+            const char *v = phiq_cli_value(argc, argv, &i, "synth");
+            char *end;
+            v_mss = strtod(v, &end);
+            v_msl = v_mss;
+            if (*end == ',') v_msl = strtod(end + 1, &end);
+            if (!*v || *end || !(v_mss > 0 && v_mss < 100) || !(v_msl > 0 && v_msl < 100))
+                return phiq_cli_fail("synth", "--mscale: expected S or S,L with 0 < S, L < 100, not '%s'", v);
+        }
         else {
             fprintf(stderr, "phiq synth: unknown option '%s'\n", a);
             synth_usage(stderr);
@@ -162,6 +174,11 @@ int phiq_cmd_synth(int argc, char **argv) {
     if (v_shard > 0) p.shard_size = (uint64_t)v_shard;
     if (v_prf > 0) p.partial_rotary = v_prf;
     if (v_theta > 0) p.rope_theta = v_theta;
+    if (v_jit > 0) {
+        if (v_jit >= 1) return phiq_cli_fail("synth", "--router-jitter must be in (0, 1)");
+        p.router_jitter = v_jit;
+    }
+    if (v_mss > 0) { p.short_mscale = v_mss; p.long_mscale = v_msl; }
     if (tied) p.tied = true;
     p.quiet = quiet;
     if (tok) {

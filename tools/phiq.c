@@ -17,6 +17,7 @@ static const struct {
     {"synth", phiq_cmd_synth, "write a random-weight HF checkpoint of any Phi shape"},
     {"run", phiq_cmd_run, "generate text from a prompt"},
     {"chat", phiq_cmd_chat, "interactive multi-turn chat"},
+    {"serve", phiq_cmd_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page"},
     {"tokenize", phiq_cmd_tokenize, "print the token ids of a text"},
     {"logits", phiq_cmd_logits, "write float32 logits for token ids"},
     {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},
@@ -53,6 +54,11 @@ const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd) {
         exit(2);
     }
     return argv[++*i];
+}
+
+int phiq_cli_default_ctx(const phiq_model *m, int want) {
+    int train = phiq_model_n_ctx_train(m);
+    return train > 0 && train < want ? train : want;
 }
 
 int phiq_cli_kv_type(const char *s) {

@@ -541,9 +541,15 @@ static int write_hparams(phiq_gguf_writer *w, const phiq_hparams *hp, const char
         if (hp->arch == PHIQ_ARCH_PHIMOE) {
             SET(phiq_gguf_writer_set_u32(w, KEY("expert_count"), (uint32_t)hp->n_expert));
             SET(phiq_gguf_writer_set_u32(w, KEY("expert_used_count"), (uint32_t)hp->n_expert_used));
+            /* phiq's key (llama.cpp ignores it): the SparseMixer mask's eps */
+            SET(phiq_gguf_writer_set_f32(w, KEY("router_jitter_noise"), hp->router_jitter));
         }
-        if (hp->n_rope_factors > 0)
+        if (hp->n_rope_factors > 0) {
             SET(phiq_gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), hp->rope_attn_factor));
+            /* PhiMoE's long_mscale, phiq's key, only where it differs */
+            if (hp->rope_attn_factor_long != hp->rope_attn_factor)
+                SET(phiq_gguf_writer_set_f32(w, KEY("rope.scaling.long_attn_factor"), hp->rope_attn_factor_long));
+        }
     }
 #undef KEY
     return 0;

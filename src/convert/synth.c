@@ -36,7 +36,7 @@ static void preset_phi3_base(phiq_synth_params *p) {
 }
 
 const char *phiq_synth_preset_names(void) {
-    return "phi-2, phi-3-mini-4k, phi-3-mini-128k, phi-3.5-mini, phi-3-medium, phi-4, phi-4-mini";
+    return "phi-2, phi-3-mini-4k, phi-3-mini-128k, phi-3.5-mini, phi-3-medium, phi-3.5-moe, phi-4, phi-4-mini";
 }
 
 int phiq_synth_preset(const char *name, phiq_synth_params *p) {
@@ -49,6 +49,16 @@ int phiq_synth_preset(const char *name, phiq_synth_params *p) {
     }
     if (!strcmp(name, "phi-3-medium")) { /* the 4k variant */
         p->n_embd = 5120; p->n_ff = 17920; p->n_layer = 40; p->n_head = 40; p->n_head_kv = 10;
+        return 0;
+    }
+    if (!strcmp(name, "phi-3.5-moe")) { /* Phi-3.5-MoE-instruct's config.json */
+        p->arch = PHIQ_ARCH_PHIMOE;
+        p->n_embd = 4096; p->n_ff = 6400; p->n_head = 32; p->n_head_kv = 8;
+        p->n_expert = 16; p->n_expert_used = 2;
+        p->n_ctx_train = 131072;
+        p->sliding_window = 131072;
+        p->pad_id = -1;
+        p->gen_eos[0] = 32000; p->gen_eos[1] = 32007; p->n_gen_eos = 2;
         return 0;
     }
     if (!strcmp(name, "phi-4")) {
@@ -335,6 +345,8 @@ static cJSON *make_config(const phiq_synth_params *p) {
     cJSON_AddNumberToObject(c, "initializer_range", 0.02);
     cJSON_AddNumberToObject(c, "intermediate_size", p->n_ff);
     if (phi2) cJSON_AddNumberToObject(c, "layer_norm_eps", 1e-5);
+    const double ms_short = p->short_mscale > 0 ? p->short_mscale : 1.243163121016122;
+    const double ms_long = p->long_mscale > 0 ? p->long_mscale : 1.243163121016122;
     if (moe) {
         cJSON_AddNumberToObject(c, "input_jitter_noise", 0.01);
         cJSON_AddBoolToObject(c, "lm_head_bias", true);
@@ -353,7 +365,7 @@ static cJSON *make_config(const phiq_synth_params *p) {
     if (phi2) cJSON_AddBoolToObject(c, "qk_layernorm", false);
     cJSON_AddNumberToObject(c, "resid_pdrop", 0.0);
     if (!phi2) cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
-    if (moe) cJSON_AddNumberToObject(c, "router_jitter_noise", 0.01);
+    if (moe) cJSON_AddNumberToObject(c, "router_jitter_noise", p->router_jitter > 0 ? p->router_jitter : 0.01);
     if (p->n_ctx_orig < p->n_ctx_train && !phi2) {
         /* LongRoPE factor lists of length n_rot/2 shaped like the real ones:
          * short rising gently from 1, long rising steeply to tens. */
@@ -367,11 +379,11 @@ static cJSON *make_config(const phiq_synth_params *p) {
         cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
         cJSON_AddItemToObject(rs, "long_factor", cJSON_CreateDoubleArray(lf, nf));
         if (moe) {
-            cJSON_AddNumberToObject(rs, "long_mscale", 1.243163121016122);
+            cJSON_AddNumberToObject(rs, "long_mscale", ms_long);
             cJSON_AddNumberToObject(rs, "original_max_position_embeddings", p->n_ctx_orig);
         }
         cJSON_AddItemToObject(rs, "short_factor", cJSON_CreateDoubleArray(sf, nf));
-        if (moe) cJSON_AddNumberToObject(rs, "short_mscale", 1.243163121016122);
+        if (moe) cJSON_AddNumberToObject(rs, "short_mscale", ms_short);
         cJSON_AddStringToObject(rs, "type", "longrope");
     } else {
         cJSON_AddNullToObject(c, "rope_scaling");

@@ -24,6 +24,8 @@ typedef struct phiq_synth_params {
     phiq_arch arch;
     int n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff;
     int n_expert, n_expert_used;  /* phimoe */
+    double router_jitter;         /* phimoe router_jitter_noise; 0 = 0.01 as Phi-3.5-MoE */
+    double short_mscale, long_mscale; /* phimoe rope_scaling mscales; 0 = 1.243163121016122 */
     double partial_rotary;        /* partial_rotary_factor */
     int n_ctx_train, n_ctx_orig;  /* n_ctx_orig < n_ctx_train → LongRoPE factors written */
     double rope_theta;
@@ -39,7 +41,7 @@ typedef struct phiq_synth_params {
 } phiq_synth_params;
 
 /* Fills p with a named preset (phi-2, phi-3-mini-4k, phi-3-mini-128k,
- * phi-3.5-mini, phi-3-medium, phi-4, phi-4-mini) at full size. */
+ * phi-3.5-mini, phi-3-medium, phi-3.5-moe, phi-4, phi-4-mini) at full size. */
 int phiq_synth_preset(const char *name, phiq_synth_params *p);
 /* Comma-separated preset names, for help texts. */
 const char *phiq_synth_preset_names(void);

@@ -26,8 +26,13 @@ int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_res
     memset(r, 0, sizeof *r);
     int reps = o->reps > 0 ? o->reps : 3;
     if (reps > 16) reps = 16;
-    const int np = o->n_prompt > 0 ? o->n_prompt : 128, ng = o->n_gen > 0 ? o->n_gen : 32;
-    const int nd = o->n_depth > 0 ? o->n_depth : 0, nfill = np > nd ? np : nd;
+    int np = o->n_prompt > 0 ? o->n_prompt : 128, ng = o->n_gen > 0 ? o->n_gen : 32;
+    const int nd = o->n_depth > 0 ? o->n_depth : 0;
+    /* defaults must fit the model's context (prefill + decode + 1 slot) */
+    const int train = phiq_model_n_ctx_train(m);
+    if (o->n_gen <= 0 && train > 0 && ng > train / 4) ng = train / 4 > 0 ? train / 4 : 1;
+    if (o->n_prompt <= 0 && train > 0 && np > train - ng - 1) np = train - ng - 1 > 0 ? train - ng - 1 : 1;
+    const int nfill = np > nd ? np : nd;
     phiq_context_params cp = phiq_context_default_params();
     cp.n_ctx = nfill + ng + 1;
     cp.n_threads = o->n_threads;

@@ -15,7 +15,7 @@
 #include "phiq.h"
 
 typedef struct phiq_ppl_opts {
-    int n_ctx;       /* chunk length (default 512) */
+    int n_ctx;       /* chunk length; 0 = 512, or the model's context length if shorter */
     int n_threads;   /* 0 = physical cores */
     int max_chunks;  /* 0 = all */
     int bos_id;      /* BOS replacing each chunk's first token; -1 = none */
@@ -38,6 +38,8 @@ typedef struct phiq_ppl_result {
 int phiq_eval_perplexity(const phiq_model *model, const phiq_model *ref, const int32_t *ids, int64_t n_ids,
                          const phiq_ppl_opts *opts, phiq_ppl_result *out);
 
+/* n_prompt / n_gen 0: 128 / 32, shrunk (to at least 1) so that they fit the
+ * model's context length. */
 typedef struct phiq_bench_opts {
     int n_threads, n_prompt, n_gen, reps;
     int quiet;

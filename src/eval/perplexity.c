@@ -35,7 +35,9 @@ static double quantile(const double *sorted, int64_t n, double q) {
 int phiq_eval_perplexity(const phiq_model *model, const phiq_model *ref, const int32_t *ids, int64_t n_ids,
                          const phiq_ppl_opts *opts, phiq_ppl_result *out) {
     memset(out, 0, sizeof *out);
-    const int n_ctx = opts->n_ctx > 0 ? opts->n_ctx : 512;
+    /* the default must fit the model: min(512, its context length) */
+    const int train = phiq_model_n_ctx_train(model);
+    const int n_ctx = opts->n_ctx > 0 ? opts->n_ctx : train > 0 && train < 512 ? train : 512;
     if (n_ctx < 8) return phiq_fail(PHIQ_EINVAL, "perplexity: context %d is too small (need >= 8)", n_ctx);
     if (n_ids < 2 * (int64_t)n_ctx)
         return phiq_fail(PHIQ_EINVAL, "perplexity: %lld tokens, need at least 2*ctx = %d (use a smaller --ctx or a longer text)",

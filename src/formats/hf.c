@@ -192,12 +192,17 @@ static int parse_config(phiq_hf *hf, const char *path, const cJSON *cfg) {
             return rc < 0 ? rc : phiq_fail(PHIQ_EFORMAT, "%s: missing 'num_experts_per_tok'", path);
         if (hp->n_expert_used > hp->n_expert)
             return phiq_fail(PHIQ_EFORMAT, "%s: num_experts_per_tok %d > num_local_experts %d", path, hp->n_expert_used, hp->n_expert);
+        double jit = 0.01; /* PhimoeConfig's default */
+        if ((rc = cfg_num(cfg, "router_jitter_noise", path, &jit)) < 0) return rc;
+        if (!(jit >= 0 && jit < 1))
+            return phiq_fail(PHIQ_EFORMAT, "%s: router_jitter_noise %g out of range [0, 1)", path, jit);
+        hp->router_jitter = (float)jit;
     }
 
     /* RoPE scaling */
     hp->n_ctx_orig = 0;
     if ((rc = cfg_int(cfg, "original_max_position_embeddings", path, 1, 1 << 30, &hp->n_ctx_orig)) < 0) return rc;
-    hp->rope_attn_factor = 1.0f;
+    hp->rope_attn_factor = hp->rope_attn_factor_long = 1.0f;
     const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
     if (rs && !cJSON_IsNull(rs)) {
         if (!cJSON_IsObject(rs)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling must be an object or null", path);
@@ -220,11 +225,23 @@ static int parse_config(phiq_hf *hf, const char *path, const cJSON *cfg) {
             int orig = hp->n_ctx_orig ? hp->n_ctx_orig : hp->n_ctx_train;
             double s = (double)hp->n_ctx_train / orig, af = 1.0;
             if (s > 1 && orig > 1) af = sqrt(1.0 + log(s) / log((double)orig));
-            /* explicit overrides: attention_factor (transformers), short_mscale (PhiMoE) */
+            /* explicit overrides: attention_factor (transformers); PhiMoE's
+             * rotary embedding instead takes short_mscale up to the original
+             * context and long_mscale past it (PhimoeConfig requires both) */
             if ((rc = cfg_num(rs, "attention_factor", path, &af)) < 0) return rc;
-            if (rc == 0 && (rc = cfg_num(rs, "short_mscale", path, &af)) < 0) return rc;
-            if (!(af > 0 && af < 100)) return phiq_fail(PHIQ_EFORMAT, "%s: rope attention factor %g out of range", path, af);
+            double afl = af;
+            if (moe) {
+                const char *mk[2] = {"short_mscale", "long_mscale"};
+                double *mv[2] = {&af, &afl};
+                for (int i = 0; i < 2; i++) {
+                    if ((rc = cfg_num(rs, mk[i], path, mv[i])) < 0) return rc;
+                    if (rc == 0) return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling.%s missing (PhiMoE's LongRoPE needs it)", path, mk[i]);
+                }
+            }
+            if (!(af > 0 && af < 100) || !(afl > 0 && afl < 100))
+                return phiq_fail(PHIQ_EFORMAT, "%s: rope attention factor %g / %g out of range (0, 100)", path, af, afl);
             hp->rope_attn_factor = (float)af;
+            hp->rope_attn_factor_long = (float)afl;
         } else {
             return phiq_fail(PHIQ_EUNSUPPORTED, "%s: rope_scaling type '%.32s' not supported (phiq handles longrope/su)", path, t);
         }

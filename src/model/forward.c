@@ -16,7 +16,9 @@
 
 typedef struct {
     phiq_context *ctx;
-    int layer, n, p0;
+    int layer, n;
+    const int *pos;        /* [n] each token's position */
+    phiq_kv *const *kv;    /* [n] each token's sequence cache */
     const float *qkv; /* [n][nq + 2 nkv] after RoPE */
     float *out;       /* [n][nq] */
 } phiq_attn_job;
@@ -37,39 +39,40 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
     phiq_split((long)j->n * nh, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
         int t = (int)(it / nh), h = (int)(it % nh);
-        int p = j->p0 + t;
+        int p = j->pos[t];
+        const phiq_kv *kv = j->kv[t];
         int first = 0;
         /* Hugging Face's sliding mask: key k visible to query p iff p - W < k <= p. */
         if (ctx->window > 0 && p - ctx->window + 1 > 0) first = p - ctx->window + 1;
         const float *q = j->qkv + (size_t)t * (size_t)(nq + 2 * nk) + (size_t)h * hd;
         int off = (h / group) * hd;
         float *o = j->out + (size_t)t * nq + (size_t)h * hd;
-        if (ctx->kv.type == PHIQ_GGML_TYPE_Q8_0) {
+        if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
             /* llama.cpp's phi graphs scale Q before attention (kq_scale 1);
              * flash attention then converts that row to K's dot type */
             float *qs = (float *)(void *)(ctx->attn_q8 + (size_t)ith * ctx->attn_q8_stride);
             uint8_t *q8 = (uint8_t *)(qs + hd);
             for (int i = 0; i < hd; i++) qs[i] = q[i] * scale;
-            for (int c = 0; ctx->kv.rot_k && c < hd; c += ctx->kv.rot_k) phiq_attn_fwht(qs + c, ctx->kv.rot_k);
+            for (int c = 0; kv->rot_k && c < hd; c += kv->rot_k) phiq_attn_fwht(qs + c, kv->rot_k);
             phiq_quantize_row_q8_0(qs, q8, hd);
-            ak->head_q8_0(q8, phiq_kv_row(&ctx->kv, 0, j->layer, first) + (size_t)off / 32 * 34,
-                          phiq_kv_row(&ctx->kv, 1, j->layer, first) + (size_t)off / 32 * 34, ctx->kv.row_bytes,
+            ak->head_q8_0(q8, phiq_kv_row(kv, 0, j->layer, first) + (size_t)off / 32 * 34,
+                          phiq_kv_row(kv, 1, j->layer, first) + (size_t)off / 32 * 34, kv->row_bytes,
                           p - first + 1, s, o, hd);
             /* V was stored rotated: H H = I brings the output back */
-            for (int c = 0; ctx->kv.rot_v && c < hd; c += ctx->kv.rot_v) phiq_attn_fwht(o + c, ctx->kv.rot_v);
+            for (int c = 0; kv->rot_v && c < hd; c += kv->rot_v) phiq_attn_fwht(o + c, kv->rot_v);
             continue;
         }
-        if (ctx->kv.type == PHIQ_GGML_TYPE_F16) {
-            const uint16_t *K = (const uint16_t *)(const void *)phiq_kv_row(&ctx->kv, 0, j->layer, first) + off;
-            const uint16_t *V = (const uint16_t *)(const void *)phiq_kv_row(&ctx->kv, 1, j->layer, first) + off;
-            ak->head_f16(q, K, V, (size_t)ctx->kv.dim,
+        if (kv->type == PHIQ_GGML_TYPE_F16) {
+            const uint16_t *K = (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, first) + off;
+            const uint16_t *V = (const uint16_t *)(const void *)phiq_kv_row(kv, 1, j->layer, first) + off;
+            ak->head_f16(q, K, V, (size_t)kv->dim,
                          p - first + 1, scale, s, o, hd);
             continue;
         }
-        for (int k = first; k <= p; k++) s[k - first] = phiq_kv_dot_k(&ctx->kv, j->layer, k, off, q, hd) * scale;
+        for (int k = first; k <= p; k++) s[k - first] = phiq_kv_dot_k(kv, j->layer, k, off, q, hd) * scale;
         phiq_softmax(s, p - first + 1);
         memset(o, 0, (size_t)hd * sizeof(float));
-        for (int k = first; k <= p; k++) phiq_kv_axpy_v(&ctx->kv, j->layer, k, off, s[k - first], o, hd);
+        for (int k = first; k <= p; k++) phiq_kv_axpy_v(kv, j->layer, k, off, s[k - first], o, hd);
     }
 }
 
@@ -113,7 +116,7 @@ static void phiq_route(const phiq_context *ctx, const float *logit, int n_exp, i
         for (int k = 0; k < n_used; k++) w[k] = (float)(w[k] / tot);
         return;
     }
-    const float eps2 = 2 * 0.01f; /* 2 x router_jitter_noise of Phi-3.5-MoE */
+    const float eps2 = 2 * ctx->m->hp.router_jitter; /* sparsemixer's 2 x jitter_eps, in float32 as torch */
     for (int k = 0; k < 2 && k < n_used; k++) {
         int arg = -1;
         for (int j = 0; j < n_exp; j++) {
@@ -161,30 +164,38 @@ static int phiq_moe(phiq_context *ctx, const phiq_layer *ly, int n) {
     return 0;
 }
 
-int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float *out, int out_first) {
+int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
     const phiq_model *m = ctx->m;
     const phiq_hparams *hp = &m->hp;
     const bool phi2 = hp->arch == PHIQ_ARCH_PHI2;
     const int E = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
     const int nq = nh * hd, nk = nkv * hd, ldqkv = nq + 2 * nk, F = hp->n_ff, nr2 = hp->n_rot / 2;
     const int ldffn = phi2 ? F : 2 * F;
-    const int p0 = ctx->pos;
+    const int n = b->n;
     int rc;
     if (n <= 0 || n > ctx->n_batch) return phiq_fail(PHIQ_EINVAL, "forward: batch of %d tokens (max %d)", n, ctx->n_batch);
-    if (p0 + n > ctx->n_ctx) return phiq_fail(PHIQ_ERANGE, "context full: %d + %d tokens > n_ctx %d", p0, n, ctx->n_ctx);
+    for (int t = 0; t < n; t++) {
+        if (b->pos[t] < 0 || b->pos[t] >= b->kv[t]->n_ctx || b->pos[t] >= ctx->n_ctx)
+            return phiq_fail(PHIQ_ERANGE, "context full: position %d >= n_ctx %d", b->pos[t], b->kv[t]->n_ctx);
+        if (b->kv[t]->type != ctx->kv.type || b->kv[t]->dim != ctx->kv.dim)
+            return phiq_fail(PHIQ_EINVAL, "forward: a sequence's cache does not match its context");
+    }
 
     for (int t = 0; t < n; t++) {
-        if (ids[t] < 0 || ids[t] >= hp->n_vocab)
-            return phiq_fail(PHIQ_ERANGE, "token id %d out of range [0, %d)", ids[t], hp->n_vocab);
-        rc = phiq_row_to_f32(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)ids[t] * m->tok_embd.row_bytes,
+        const int32_t id = b->ids[t];
+        if (id < 0 || id >= hp->n_vocab)
+            return phiq_fail(PHIQ_ERANGE, "token id %d out of range [0, %d)", id, hp->n_vocab);
+        rc = phiq_row_to_f32(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)id * m->tok_embd.row_bytes,
                                  ctx->x + (size_t)t * E, E);
         if (rc < 0) return rc;
     }
-    const float *factors = NULL;
-    if (hp->n_rope_factors > 0) factors = long_f ? hp->rope_long : hp->rope_short;
-    for (int t = 0; t < n; t++)
-        phiq_rope_table(ctx->rope_cos + (size_t)t * nr2, ctx->rope_sin + (size_t)t * nr2, hp->n_rot, (double)(p0 + t),
-                        hp->rope_theta, factors, hp->rope_attn_factor);
+    for (int t = 0; t < n; t++) {
+        const float *factors = NULL;
+        if (hp->n_rope_factors > 0) factors = b->long_f[t] ? hp->rope_long : hp->rope_short;
+        /* PhiMoE: long_mscale with the long factors */
+        phiq_rope_table(ctx->rope_cos + (size_t)t * nr2, ctx->rope_sin + (size_t)t * nr2, hp->n_rot, (double)b->pos[t],
+                        hp->rope_theta, factors, b->long_f[t] ? hp->rope_attn_factor_long : hp->rope_attn_factor);
+    }
 
     for (int L = 0; L < hp->n_layer; L++) {
         const phiq_layer *ly = &m->layers[L];
@@ -203,16 +214,19 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
         for (int t = 0; t < n; t++) {
             float *q = ctx->qkv + (size_t)t * ldqkv, *k = q + nq, *v = k + nk;
             const float *c = ctx->rope_cos + (size_t)t * nr2, *s = ctx->rope_sin + (size_t)t * nr2;
+            phiq_kv *kv = b->kv[t];
             for (int h = 0; h < nh; h++) phiq_rope_neox(q + h * hd, hp->n_rot, c, s);
             for (int h = 0; h < nkv; h++) phiq_rope_neox(k + h * hd, hp->n_rot, c, s);
             /* Q8_0 cache: rotate as llama.cpp before quantizing (the chunk
              * sizes divide head_dim, so chunks never straddle heads); k and
              * v here are only read by the store */
-            for (int i = 0; ctx->kv.rot_k && i < nk; i += ctx->kv.rot_k) phiq_attn_fwht(k + i, ctx->kv.rot_k);
-            for (int i = 0; ctx->kv.rot_v && i < nk; i += ctx->kv.rot_v) phiq_attn_fwht(v + i, ctx->kv.rot_v);
-            phiq_kv_store(&ctx->kv, L, p0 + t, k, v);
+            for (int i = 0; kv->rot_k && i < nk; i += kv->rot_k) phiq_attn_fwht(k + i, kv->rot_k);
+            for (int i = 0; kv->rot_v && i < nk; i += kv->rot_v) phiq_attn_fwht(v + i, kv->rot_v);
+            phiq_kv_store(kv, L, b->pos[t], k, v);
         }
-        phiq_attn_job aj = {ctx, L, n, p0, ctx->qkv, ctx->att};
+        /* every row of this layer is stored before any attends: a prefill
+         * chunk's tokens see each other */
+        phiq_attn_job aj = {ctx, L, n, b->pos, b->kv, ctx->qkv, ctx->att};
         phiq_threadpool_run(ctx->tp, phiq_attn_task, &aj);
         if ((rc = phiq_mm(ctx, &ly->wo, ctx->att, nq, n, ctx->tmp, E, ly->wo_b)) < 0) return rc;
 
@@ -240,14 +254,31 @@ int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float
             for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i];
         }
     }
-    ctx->pos = p0 + n;
-    if (!out || out_first >= n) return 0;
-    for (int t = out_first; t < n; t++) {
-        float *h = ctx->h + (size_t)t * E;
-        const float *x = ctx->x + (size_t)t * E;
-        phiq_norm(ctx, h, x, m->output_norm, m->output_norm_b);
+    if (!out || b->n_out <= 0) return 0;
+    /* the selected rows, normalized into consecutive rows of h (row k <=
+     * out_rows[k], and h is free now), go through the output matrix together */
+    for (int k = 0; k < b->n_out; k++) {
+        int t = b->out_rows[k];
+        if (t < 0 || t >= n) return phiq_fail(PHIQ_EINVAL, "forward: output row %d not in the batch", t);
+        phiq_norm(ctx, ctx->h + (size_t)k * E, ctx->x + (size_t)t * E, m->output_norm, m->output_norm_b);
     }
-    if ((rc = phiq_mm(ctx, &m->output, ctx->h + (size_t)out_first * E, E, n - out_first, out, hp->n_vocab, m->output_b)) < 0)
-        return rc;
+    return phiq_mm(ctx, &m->output, ctx->h, E, b->n_out, out, hp->n_vocab, m->output_b);
+}
+
+int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float *out, int out_first) {
+    if (n <= 0 || n > ctx->n_batch) return phiq_fail(PHIQ_EINVAL, "forward: batch of %d tokens (max %d)", n, ctx->n_batch);
+    if (ctx->pos + n > ctx->n_ctx)
+        return phiq_fail(PHIQ_ERANGE, "context full: %d + %d tokens > n_ctx %d", ctx->pos, n, ctx->n_ctx);
+    for (int t = 0; t < n; t++) {
+        ctx->fb_pos[t] = ctx->pos + t;
+        ctx->fb_kv[t] = &ctx->kv;
+        ctx->fb_long[t] = (uint8_t)(long_f != 0);
+    }
+    int n_out = 0;
+    for (int t = out_first; out && t < n; t++) ctx->fb_rows[n_out++] = t;
+    phiq_fwd_batch b = {ids, ctx->fb_pos, ctx->fb_kv, ctx->fb_long, n, ctx->fb_rows, n_out};
+    int rc = phiq_forward_batch(ctx, &b, out);
+    if (rc < 0) return rc;
+    ctx->pos += n;
     return 0;
 }

@@ -36,8 +36,10 @@ typedef struct phiq_hparams {
     int n_rope_factors; /* 0 when none */
     float rope_short[PHIQ_MAX_ROPE_FACTORS];
     float rope_long[PHIQ_MAX_ROPE_FACTORS];
-    float rope_attn_factor; /* sqrt(1 + ln(max/orig) / ln(orig)), 1 if none */
+    float rope_attn_factor; /* sqrt(1 + ln(max/orig) / ln(orig)), 1 if none; PhiMoE: short_mscale */
+    float rope_attn_factor_long; /* past n_ctx_orig: PhiMoE's long_mscale; otherwise = rope_attn_factor */
     int n_expert, n_expert_used; /* phimoe */
+    float router_jitter; /* phimoe: router_jitter_noise (0.01), the SparseMixer mask's eps */
     /* token ids (-1 when unknown) */
     int bos_id, pad_id;
     int n_eos;

@@ -304,6 +304,10 @@ static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {
     if ((rc = phiq_meta_float(g, arch, "rope.freq_base", false, &hp->rope_theta)) < 0) return rc;
     hp->rope_attn_factor = 1.0f;
     if ((rc = phiq_meta_float(g, arch, "rope.scaling.attn_factor", false, &hp->rope_attn_factor)) < 0) return rc;
+    /* phiq's key for PhiMoE's long_mscale, written only where it differs
+     * from the short one (llama.cpp has a single attention factor) */
+    hp->rope_attn_factor_long = hp->rope_attn_factor;
+    if ((rc = phiq_meta_float(g, arch, "rope.scaling.long_attn_factor", false, &hp->rope_attn_factor_long)) < 0) return rc;
     hp->n_ctx_orig = hp->n_ctx_train;
     if ((rc = phiq_meta_int(g, arch, "rope.scaling.original_context_length", false, &v)) < 0) return rc;
     if (rc) hp->n_ctx_orig = (int)(v > 0 && v < (1 << 30) ? v : hp->n_ctx_train);
@@ -318,6 +322,8 @@ static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {
         hp->n_expert_used = (int)(v > 0 && v <= hp->n_expert ? v : 0);
         if (!hp->n_expert || !hp->n_expert_used)
             return phiq_fail(PHIQ_EFORMAT, "%s: bad phimoe.expert_count / expert_used_count", path);
+        hp->router_jitter = 0.01f; /* files without phiq's key: Phi-3.5-MoE's value */
+        if ((rc = phiq_meta_float(g, arch, "router_jitter_noise", false, &hp->router_jitter)) < 0) return rc;
     }
     hp->attn_bias = hp->arch != PHIQ_ARCH_PHI3;
     hp->bos_id = hp->pad_id = -1;
@@ -336,8 +342,11 @@ static int phiq_hparams_check(const char *file, phiq_hparams *hp) {
                          file, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_rot, hp->n_ff);
     if ((int64_t)hp->n_embd * hp->n_ff > ((int64_t)1 << 40))
         return phiq_fail(PHIQ_EFORMAT, "%s: implausible dimensions", file);
-    if (!(hp->norm_eps >= 0.0f) || !(hp->rope_theta > 0.0f) || !(hp->rope_attn_factor > 0.0f))
+    if (!(hp->norm_eps >= 0.0f) || !(hp->rope_theta > 0.0f) || !(hp->rope_attn_factor > 0.0f) ||
+        !(hp->rope_attn_factor < 100.0f) || !(hp->rope_attn_factor_long > 0.0f) || !(hp->rope_attn_factor_long < 100.0f))
         return phiq_fail(PHIQ_EFORMAT, "%s: bad norm epsilon, rope base or attention factor", file);
+    if (hp->arch == PHIQ_ARCH_PHIMOE && !(hp->router_jitter >= 0.0f && hp->router_jitter < 1.0f))
+        return phiq_fail(PHIQ_EFORMAT, "%s: phimoe router_jitter_noise %g out of range [0, 1)", file, (double)hp->router_jitter);
     return 0;
 }
 

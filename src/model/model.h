@@ -117,7 +117,31 @@ struct phiq_context {
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
     float *logits;       /* [logits_cap][V] */
     int logits_cap, n_logits, logits_first; /* rows held; position index in batch of row 0 */
+    /* [n_batch] each: the per-token description of one forward batch
+     * (phiq_forward fills them for the context's own cache; seq.c for
+     * several sequences) */
+    int *fb_pos, *fb_rows;
+    phiq_kv **fb_kv;
+    uint8_t *fb_long;
 };
+
+/* One forward batch: token t is ids[t] at position pos[t] of the sequence
+ * whose cache is kv[t] (several tokens may share a sequence: a prefill
+ * chunk, in position order), RoPE'd with the long (1) or short (0) LongRoPE
+ * factors long_f[t]. Every weight is read once for all n tokens. */
+typedef struct phiq_fwd_batch {
+    const int32_t *ids;
+    const int *pos;
+    phiq_kv *const *kv;
+    const uint8_t *long_f;
+    int n;
+    const int *out_rows; /* rows whose logits are written to out[k * n_vocab], k < n_out */
+    int n_out;
+} phiq_fwd_batch;
+
+/* forward.c: evaluates a batch (n <= n_batch, every cache of the context's
+ * type and n_ctx); positions are not advanced (the caller owns them). */
+int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out);
 
 /* forward.c: evaluates ids at positions ctx->pos.. (n <= n_batch), writing
  * logits of batch rows [out_first, n) to out (row out_first at out[0]; out
