@@ -2,7 +2,8 @@
 # demo.sh — the README's first command: which precision should this device
 # use? Converts the default model to fp32, fp16, int8 and int4, measures each
 # (perplexity, KL divergence against fp32, size, speed), prints the table,
-# writes the HTML report, then answers one chat prompt with the int4 model.
+# writes the HTML report, answers one chat prompt with the int4 model, and
+# ends with the `phiq serve` command that serves it.
 # Default model: ../shared/fixtures/tiny-phi3-kjv if present, else $PHIQ_MODEL,
 # else a small random-weight model made by `phiq synth` (saying so).
 set -eu
@@ -27,3 +28,6 @@ echo "demo: one chat turn with the int4 model ($OUT/model-int4.gguf):"
 "$PHIQ" run "$OUT/model-int4.gguf" --chat -p "Who made the heaven and the earth?" -n 48 --temp 0 2>/dev/null
 echo
 echo "demo: open $OUT/report.html in a browser for the charts"
+echo
+echo "demo: serve the int4 model (OpenAI API and a chat page at http://127.0.0.1:8080/):"
+echo "  $PHIQ serve $OUT/model-int4.gguf --parallel 4"

@@ -131,7 +131,8 @@ static void test_malformed(void **state) {
     long after = rss_kb();
     print_message("RSS %ld kB before 1000 malformed bodies, %ld kB after\n", before, after);
     assert_true(before > 0 && after > 0);
-    assert_true(after - before < 8 * 1024);
+    /* ASan keeps freed memory in quarantine (256 MB): leaks show at exit instead (test_sigterm) */
+    if (!getenv("PHIQ_SANITIZED")) assert_true(after - before < 8 * 1024);
 }
 
 static void test_page(void **state) {

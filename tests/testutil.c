@@ -139,6 +139,16 @@ const char *tu_llama_ref(void) {
     return NULL;
 }
 
+const char *tu_llama_tool(const char *name) {
+    static char path[4096];
+    const char *env = getenv("PHIQ_LLAMA_TOOLS"), *home = getenv("HOME");
+    if (env) snprintf(path, sizeof path, "%s/%s", env, name);
+    else snprintf(path, sizeof path, "%s/.cache/llama-tools/build/bin/%s", home ? home : "/tmp", name);
+    if (access(path, X_OK) == 0) return path;
+    fprintf(stderr, "%s unavailable: build it with scripts/llama-tools.sh (looked for %s)\n", name, path);
+    return NULL;
+}
+
 void *tu_read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

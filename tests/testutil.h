@@ -27,6 +27,11 @@ int tu_run(char **out, char **err, const char *fmt, ...) __attribute__((format(p
  * on first use (serialized with a lock). NULL when it cannot be had (no npm):
  * the caller skips, saying why. */
 const char *tu_llama_ref(void);
+/* Path of llama.cpp's own tool `name` (llama-imatrix, llama-quantize,
+ * llama-perplexity) as scripts/llama-tools.sh builds it ($PHIQ_LLAMA_TOOLS or
+ * ~/.cache/llama-tools/build/bin), static buffer; NULL (saying why on stderr)
+ * when it is not there: the caller skips. */
+const char *tu_llama_tool(const char *name);
 /* Reads a whole binary file; returns malloc'd bytes and sets *n. */
 void *tu_read_all(const char *path, size_t *n);
 /* max |a-b| and the range (max-min) of b over n floats. */

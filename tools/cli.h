@@ -16,8 +16,10 @@ int phiq_cmd_eval(int argc, char **argv);
 int phiq_cmd_bench(int argc, char **argv);
 int phiq_cmd_report(int argc, char **argv);
 int phiq_cmd_pull(int argc, char **argv);
+int phiq_cmd_imatrix(int argc, char **argv);
 int phiq_cmd_serve(int argc, char **argv);   /* tools/cmd_serve.c */
 int phiq_cmd_convert_onnx(int argc, char **argv); /* tools/cmd_onnx.c: convert --format onnx */
+int phiq_cmd_convert_mlx(int argc, char **argv);  /* tools/cmd_mlx.c: convert --format mlx */
 
 /* Prints "phiq CMD: message" to stderr and returns 1. */
 int phiq_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

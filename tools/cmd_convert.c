@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "eval/eval.h"
 #include "convert/convert.h"
 #include "phiq.h"
 
@@ -34,8 +35,17 @@ static void help(FILE *f) {
             "                          (repeatable; first match wins; overrides the two options above)\n"
             "  --allow-requantize      accept an already-quantized GGUF input (dequantized, then requantized)\n"
             "  --imatrix FILE          importance matrix from llama-imatrix (GGUF or legacy .dat), as llama-quantize\n"
+            "  --calib TEXT            calibrated quantization: GPTQ inside the same ggml blocks (scales from the\n"
+            "                          imatrix-weighted search on error-updated weights, then error feedback\n"
+            "                          through H = X^T X of TEXT's activations); same types and file layout,\n"
+            "                          loads in stock llama.cpp. Without it output is byte-identical to llama-quantize\n"
+            "  --calib-ctx N           calibration chunk length (default 512)\n"
+            "  --calib-chunks N        calibration chunks used (default: all of TEXT)\n"
+            "  --damp F                GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
+            "  --calib-mem MIB         Hessians held at once (default 1024): layers are calibrated in groups that\n"
+            "                          fit, one forward pass over TEXT per group\n"
             "  --name NAME             general.name (default: the source directory's name)\n"
-            "  --format gguf|onnx      output format (default gguf; onnx: see phiq convert --format onnx --help)\n"
+            "  --format gguf|onnx|mlx  output format (default gguf; see phiq convert --format onnx|mlx --help)\n"
             "  --quiet                 no progress bar and no summary line\n"
             "  --json                  print a JSON summary on stdout\n"
             "  -h, --help              this help\n"
@@ -52,7 +62,8 @@ int phiq_cmd_convert(int argc, char **argv) {
             if (phiq_cmd_convert_onnx) return phiq_cmd_convert_onnx(argc, argv);
             return phiq_cli_fail("convert", "--format onnx: ONNX export is not part of this build");
         }
-        if (strcmp(argv[i + 1], "gguf")) return phiq_cli_fail("convert", "--format %s: expected gguf or onnx", argv[i + 1]);
+        if (!strcmp(argv[i + 1], "mlx")) return phiq_cmd_convert_mlx(argc, argv);
+        if (strcmp(argv[i + 1], "gguf")) return phiq_cli_fail("convert", "--format %s: expected gguf, onnx or mlx", argv[i + 1]);
     }
     const char *src = NULL, *dst = NULL;
     phiq_convert_opts o = {0};
@@ -92,6 +103,25 @@ int phiq_cmd_convert(int argc, char **argv) {
             o.allow_requantize = 1;
         } else if (!strcmp(a, "--imatrix")) {
             o.imatrix = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (!strcmp(a, "--calib")) {
+            o.calib = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (!strcmp(a, "--calib-ctx")) {
+            o.calib_ctx = atoi(phiq_cli_value(argc, argv, &i, "convert"));
+        } else if (!strcmp(a, "--calib-chunks")) {
+            o.calib_chunks = atoi(phiq_cli_value(argc, argv, &i, "convert"));
+        } else if (!strcmp(a, "--damp")) {
+            o.damp = (float)atof(phiq_cli_value(argc, argv, &i, "convert"));
+            if (!(o.damp > 0 && o.damp < 10)) {
+                free(tt);
+                return phiq_cli_fail("convert", "--damp: expected a number in (0, 10), got '%s'", argv[i]);
+            }
+        } else if (!strcmp(a, "--calib-mem")) {
+            long mb = atol(phiq_cli_value(argc, argv, &i, "convert"));
+            if (mb <= 0) {
+                free(tt);
+                return phiq_cli_fail("convert", "--calib-mem: expected a positive number of MiB, got '%s'", argv[i]);
+            }
+            o.calib_mem = (uint64_t)mb << 20;
         } else if (!strcmp(a, "--format")) {
             i++; /* gguf (onnx was routed above) */
         } else if (!strcmp(a, "--name")) {
@@ -142,6 +172,13 @@ int phiq_cmd_convert(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "file_bytes", (double)st.file_bytes);
         cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
         cJSON_AddNumberToObject(j, "seconds", st.seconds);
+        if (o.calib) {
+            cJSON_AddNumberToObject(j, "gptq_tensors", st.n_gptq);
+            cJSON_AddNumberToObject(j, "calib_passes", st.calib_passes);
+            cJSON_AddNumberToObject(j, "calib_tokens", (double)st.calib_tokens);
+            cJSON_AddNumberToObject(j, "calib_forward_seconds", st.calib_seconds);
+            cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)phiq_peak_rss());
+        }
         char *txt = cJSON_Print(j);
         if (txt) puts(txt);
         free(txt);
@@ -150,6 +187,10 @@ int phiq_cmd_convert(int argc, char **argv) {
         printf("wrote %s: %s %s, %lld tensors, %.2fM weights, %.1f MB, %.3f bits/weight, %.1fs\n", dst, st.arch,
                st.ftype, (long long)st.n_tensors, (double)st.n_elements / 1e6, (double)st.file_bytes / 1e6, bpw,
                st.seconds);
+        if (o.calib)
+            printf("calibration: %d tensors by GPTQ, %d forward passes of %lld tokens (%.1fs), peak RSS %.0f MiB\n",
+                   st.n_gptq, st.calib_passes, (long long)st.calib_tokens, st.calib_seconds,
+                   (double)phiq_peak_rss() / 1048576.0);
     }
     return 0;
 }

@@ -1,7 +1,9 @@
 /* cmd_eval.c — `phiq eval` (perplexity, KL divergence), `phiq bench` (speed,
  * bandwidth, memory) and `phiq report` (every precision side by side). */
 #define _GNU_SOURCE
+#include <cJSON.h>
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <math.h>
 #include <spawn.h>
@@ -89,6 +91,7 @@ static void eval_usage(FILE *f) {
                "  --text FILE    text to evaluate (tokenized with MODEL's tokenizer)\n"
                "  --ids FILE     token ids instead of text (whitespace or comma separated)\n"
                "  --ref MODEL    reference model (same vocabulary), e.g. the f32 or f16 conversion\n"
+               "  --type T       directories (HF or MLX): in-memory weight type, f16 (default), f32, bf16, q8_0, ...\n"
                "  --ctx N        chunk length (default 512, or the model's context length if shorter)\n"
                "  --chunks N     evaluate at most N chunks (default: all)\n"
                "  -t, --threads N  threads (default: physical cores)\n"
@@ -97,7 +100,7 @@ static void eval_usage(FILE *f) {
 }
 
 int phiq_cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *text = NULL, *idsf = NULL, *refp = NULL;
+    const char *model = NULL, *text = NULL, *idsf = NULL, *refp = NULL, *type = NULL;
     phiq_ppl_opts o = {.n_ctx = 0, .bos_id = -1}; /* 0: 512, or the model's context if shorter */
     int json = 0;
     for (int i = 1; i < argc; i++) {
@@ -106,6 +109,7 @@ int phiq_cmd_eval(int argc, char **argv) {
         else if (phiq_cli_is(a, "--text", "-f")) text = phiq_cli_value(argc, argv, &i, "eval");
         else if (!strcmp(a, "--ids")) idsf = phiq_cli_value(argc, argv, &i, "eval");
         else if (!strcmp(a, "--ref")) refp = phiq_cli_value(argc, argv, &i, "eval");
+        else if (!strcmp(a, "--type")) type = phiq_cli_value(argc, argv, &i, "eval");
         else if (phiq_cli_is(a, "--ctx", "-c")) o.n_ctx = atoi(phiq_cli_value(argc, argv, &i, "eval"));
         else if (!strcmp(a, "--chunks")) o.max_chunks = atoi(phiq_cli_value(argc, argv, &i, "eval"));
         else if (phiq_cli_is(a, "-t", "--threads")) o.n_threads = atoi(phiq_cli_value(argc, argv, &i, "eval"));
@@ -118,10 +122,12 @@ int phiq_cmd_eval(int argc, char **argv) {
     if (!model || (!text && !idsf)) { eval_usage(stderr); return 2; }
     if (!(model = phiq_cli_model_path("eval", model))) return 1;
     if (refp && !(refp = phiq_cli_model_path("eval", refp))) return 1;
-    phiq_model *m = phiq_model_open(model, NULL);
+    /* --type: the in-memory weight type of directories (HF, MLX) */
+    phiq_model_params mp = {.type = type};
+    phiq_model *m = phiq_model_open(model, type ? &mp : NULL);
     if (!m) return phiq_cli_fail("eval", "%s", phiq_error());
     phiq_model *r = NULL;
-    if (refp && !(r = phiq_model_open(refp, NULL))) { phiq_model_free(m); return phiq_cli_fail("eval", "%s", phiq_error()); }
+    if (refp && !(r = phiq_model_open(refp, type ? &mp : NULL))) { phiq_model_free(m); return phiq_cli_fail("eval", "%s", phiq_error()); }
     int64_t n = 0;
     int32_t *ids = idsf ? read_ids_file(idsf, &n) : tokenize_file(m, text, &n);
     if (!ids) { phiq_model_free(m); phiq_model_free(r); return phiq_cli_fail("eval", "%s", phiq_error()); }
@@ -235,14 +241,19 @@ int phiq_cmd_bench(int argc, char **argv) {
 
 /* ---- report ----------------------------------------------------------------------------- */
 static void report_usage(FILE *f) {
-    fprintf(f, "usage: phiq report SRC [--types LIST] [--text FILE] [-o DIR] [--ctx N] [--chunks N] [-t N]\n"
+    fprintf(f, "usage: phiq report SRC [--formats gguf,mlx] [--types LIST] [--mlx-bits LIST] [--mlx-group G]\n"
+               "                   [--text FILE] [-o DIR] [--ctx N] [--chunks N] [-t N]\n"
                "                   [--prompt N] [--gen N] [--reps N] [--json] [--quiet]\n\n"
                "Converts SRC (an HF checkpoint directory or an F32/F16/BF16 GGUF) to each type, evaluates each\n"
                "against the highest-precision one (perplexity, KL divergence, top-1 agreement), benches each, and\n"
                "writes DIR/report.json, DIR/report.md and a self-contained DIR/report.html (table and SVG charts:\n"
                "size vs KL divergence and size vs decode speed, Pareto front marked). Converted files are reused\n"
                "while SRC is unchanged.\n\n"
-               "  --types LIST   comma-separated types (default fp32,fp16,int8,int4); any `phiq convert --type` name\n"
+               "  --formats LIST gguf (default) and/or mlx; onnx is refused (phiq cannot evaluate ONNX models)\n"
+               "  --types LIST   GGUF rows: comma-separated types (default fp32,fp16,int8,int4); any `phiq convert --type` name\n"
+               "  --mlx-bits LIST  MLX rows (SRC an HF directory): bits per row (default 4,8), affine, group --mlx-group\n"
+               "                 (default 64); evaluated through phiq's reader (dequantized to f16 in memory), so the\n"
+               "                 speed columns are this CPU's, not a Mac's\n"
                "  --text FILE    evaluation text (default ../shared/fixtures/text/kjv-heldout.txt when present)\n"
                "  -o DIR         output directory (default phiq-report)\n"
                "  --ctx N        perplexity chunk length (default 256, or the model's context length if shorter)\n"
@@ -275,29 +286,57 @@ static void source_signature(const char *src, char *out, size_t cap) {
     snprintf(out, cap, "%s %016llx\n", src, h);
 }
 
-static int run_convert(const char *src, const char *out, const char *type, int threads, int quiet) {
-    char tbuf[16];
+/* runs `phiq convert SRC -o OUT` with the GGUF --type or the MLX settings */
+static int run_convert(const char *src, const char *out, const char *type, int mlx_bits, int mlx_group, int threads) {
+    char tbuf[16], bbuf[16], gbuf[16];
     snprintf(tbuf, sizeof tbuf, "%d", threads);
+    snprintf(bbuf, sizeof bbuf, "%d", mlx_bits);
+    snprintf(gbuf, sizeof gbuf, "%d", mlx_group);
     /* convert's per-tensor lines would drown the report's own progress */
-    (void)quiet;
-    char *args[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--type", (char *)type, "-t", tbuf, "--quiet", NULL};
+    char *gguf[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--type", (char *)type, "-t", tbuf, "--quiet", NULL};
+    char *mlx[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--format", "mlx", "--bits", bbuf,
+                   "--group-size", gbuf, "--quiet", NULL};
     pid_t pid;
-    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, args, environ) != 0)
+    if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, mlx_bits ? mlx : gguf, environ) != 0)
         return phiq_fail(PHIQ_EIO, "report: cannot run phiq convert: %s", strerror(errno));
     int st;
     if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        return phiq_fail(PHIQ_EIO, "report: phiq convert %s --type %s failed", src, type);
+        return phiq_fail(PHIQ_EIO, "report: phiq convert %s to %s failed", src, mlx_bits ? "MLX" : type);
     return 0;
+}
+
+/* bits per weight and tensor bytes of an MLX directory, from its index */
+static int mlx_size(const char *dir, double *bpw, uint64_t *bytes) {
+    char *p = phiq_path_join(dir, "model.safetensors.index.json"), *txt = NULL;
+    int rc = p ? phiq_read_file(p, &txt, NULL) : PHIQ_ENOMEM;
+    free(p);
+    if (rc) return rc;
+    cJSON *j = cJSON_Parse(txt);
+    free(txt);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "metadata");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(m, "total_size"), *tp = cJSON_GetObjectItemCaseSensitive(m, "total_parameters");
+    rc = cJSON_IsNumber(ts) && cJSON_IsNumber(tp) && tp->valuedouble > 0 ? 0 : phiq_fail(PHIQ_EFORMAT, "%s: bad index", dir);
+    if (!rc) {
+        *bytes = (uint64_t)ts->valuedouble;
+        *bpw = 8.0 * ts->valuedouble / tp->valuedouble;
+    }
+    cJSON_Delete(j);
+    return rc;
 }
 
 int phiq_cmd_report(int argc, char **argv) {
     const char *src = NULL, *types = "fp32,fp16,int8,int4", *text = NULL, *dir = "phiq-report";
+    const char *formats = "gguf", *mlx_bits = "4,8";
+    int mlx_group = 64;
     int json = 0, quiet = 0, threads = 0, ctx = 0, chunks = 8; /* ctx 0: 256, or the model's if shorter */
     phiq_bench_opts bo = {.n_prompt = 0, .n_gen = 0, .reps = 3}; /* 0: 64 / 32, fitted to the model */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (phiq_cli_is(a, "-h", "--help")) { report_usage(stdout); return 0; }
         else if (!strcmp(a, "--types")) types = phiq_cli_value(argc, argv, &i, "report");
+        else if (!strcmp(a, "--formats")) formats = phiq_cli_value(argc, argv, &i, "report");
+        else if (!strcmp(a, "--mlx-bits")) mlx_bits = phiq_cli_value(argc, argv, &i, "report");
+        else if (!strcmp(a, "--mlx-group")) mlx_group = atoi(phiq_cli_value(argc, argv, &i, "report"));
         else if (phiq_cli_is(a, "--text", "-f")) text = phiq_cli_value(argc, argv, &i, "report");
         else if (phiq_cli_is(a, "-o", "--out")) dir = phiq_cli_value(argc, argv, &i, "report");
         else if (phiq_cli_is(a, "--ctx", "-c")) ctx = atoi(phiq_cli_value(argc, argv, &i, "report"));
@@ -327,12 +366,37 @@ int phiq_cmd_report(int argc, char **argv) {
     bo.n_threads = threads;
     bo.quiet = 1;
 
-    /* parse the type list */
-    char *tl = strdup(types);
-    char *names[32];
+    /* rows: the GGUF types, then the MLX bit widths */
+    bool want_gguf = false, want_mlx = false;
+    {
+        char *fl = strdup(formats);
+        for (char *tok = fl ? strtok(fl, ",") : NULL; tok; tok = strtok(NULL, ",")) {
+            if (!strcmp(tok, "gguf")) want_gguf = true;
+            else if (!strcmp(tok, "mlx")) want_mlx = true;
+            else if (!strcmp(tok, "onnx")) { free(fl); return phiq_cli_fail("report", "--formats onnx: phiq cannot evaluate ONNX models (no ONNX reader); measure them with onnxruntime"); }
+            else { free(fl); return phiq_cli_fail("report", "--formats: unknown format '%s' (gguf, mlx)", tok); }
+        }
+        free(fl);
+    }
+    if (want_mlx && !phiq_dir_exists(src)) return phiq_cli_fail("report", "--formats mlx: SRC must be a Hugging Face directory");
+    if (want_mlx && mlx_group != 32 && mlx_group != 64 && mlx_group != 128)
+        return phiq_cli_fail("report", "--mlx-group %d: MLX's group sizes are 32, 64 and 128", mlx_group);
+    char *tl = strdup(types), *ml = strdup(mlx_bits);
+    char *names[32], mlx_names[32][32];
+    int bits_of[32] = {0};
     int n = 0;
-    for (char *tok = strtok(tl, ","); tok && n < 32; tok = strtok(NULL, ",")) names[n++] = tok;
-    if (!n) { free(tl); return phiq_cli_fail("report", "--types is empty"); }
+    for (char *tok = want_gguf && tl ? strtok(tl, ",") : NULL; tok && n < 32; tok = strtok(NULL, ",")) names[n++] = tok;
+    for (char *tok = want_mlx && ml ? strtok(ml, ",") : NULL; tok && n < 32; tok = strtok(NULL, ",")) {
+        int b = atoi(tok);
+        if (b != 2 && b != 3 && b != 4 && b != 5 && b != 6 && b != 8) {
+            free(tl); free(ml);
+            return phiq_cli_fail("report", "--mlx-bits: %s is not 2, 3, 4, 5, 6 or 8", tok);
+        }
+        snprintf(mlx_names[n], sizeof mlx_names[n], "mlx-%dbit-g%d", b, mlx_group);
+        names[n] = mlx_names[n];
+        bits_of[n++] = b;
+    }
+    if (!n) { free(tl); free(ml); return phiq_cli_fail("report", "no rows: --formats/--types/--mlx-bits are empty"); }
 
     char sig[4200];
     source_signature(src, sig, sizeof sig);
@@ -341,25 +405,31 @@ int phiq_cmd_report(int argc, char **argv) {
     int rc = 0, ref = 0;
     for (int i = 0; i < n && !rc; i++) {
         char name[64];
-        snprintf(name, sizeof name, "model-%s.gguf", names[i]);
+        snprintf(name, sizeof name, bits_of[i] ? "model-%s" : "model-%s.gguf", names[i]);
         paths[i] = phiq_path_join(dir, name);
         char stamp[4200];
         snprintf(stamp, sizeof stamp, "%s.source", paths[i]);
         char *old = NULL;
-        int fresh = phiq_file_exists(paths[i]) && phiq_read_file(stamp, &old, NULL) == 0 && !strcmp(old, sig);
+        int there = bits_of[i] ? phiq_dir_exists(paths[i]) : phiq_file_exists(paths[i]);
+        int fresh = there && phiq_read_file(stamp, &old, NULL) == 0 && !strcmp(old, sig);
         free(old);
         if (!fresh) {
             if (!quiet) fprintf(stderr, "report: converting %s to %s\n", src, names[i]);
-            if ((rc = run_convert(src, paths[i], names[i], threads, quiet)) < 0) break;
+            if (bits_of[i] && there) phiq_rmdir_flat(paths[i]); /* the export writes a new directory */
+            if ((rc = run_convert(src, paths[i], names[i], bits_of[i], mlx_group, threads)) < 0) break;
             FILE *f = fopen(stamp, "w");
             if (f) { fputs(sig, f); fclose(f); }
         } else if (!quiet) {
             fprintf(stderr, "report: reusing %s (source unchanged)\n", paths[i]);
         }
         snprintf(rows[i].type, sizeof rows[i].type, "%s", names[i]);
-        weight_bytes_per_token(paths[i], NULL, &rows[i].bpw);
         struct stat st;
-        rows[i].size_bytes = stat(paths[i], &st) == 0 ? (uint64_t)st.st_size : 0;
+        if (bits_of[i]) {
+            if ((rc = mlx_size(paths[i], &rows[i].bpw, &rows[i].size_bytes)) < 0) break;
+        } else {
+            weight_bytes_per_token(paths[i], NULL, &rows[i].bpw);
+            rows[i].size_bytes = stat(paths[i], &st) == 0 ? (uint64_t)st.st_size : 0;
+        }
         if (rows[i].bpw > rows[ref].bpw) ref = i;
     }
     if (!rc) {
@@ -425,6 +495,7 @@ int phiq_cmd_report(int argc, char **argv) {
     free(paths);
     free(rows);
     free(tl);
+    free(ml);
     if (rc < 0) return phiq_cli_fail("report", "%s", phiq_error());
     return 0;
 }

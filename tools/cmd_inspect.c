@@ -255,10 +255,13 @@ static int inspect_hf(const char *dir, int json, int tensors) {
         cJSON_AddStringToObject(root, "format", "hf");
         cJSON_AddStringToObject(root, "path", dir);
         cJSON_AddStringToObject(root, "architecture", phiq_hf_architecture(hf));
+        cJSON_AddStringToObject(root, "format", phiq_hf_is_mlx(hf) ? "mlx" : "hf");
         cJSON_AddItemToObject(root, "hparams", h);
     } else {
-        printf("%s: Hugging Face checkpoint, %s (%s)\nhyper-parameters:\n", dir, phiq_hf_architecture(hf),
-               phiq_arch_name(hp->arch));
+        printf("%s: %s, %s (%s)\nhyper-parameters:\n", dir,
+               phiq_hf_is_mlx(hf) ? "MLX checkpoint (affine-quantized .weight/.scales/.biases, dequantized on load)"
+                                  : "Hugging Face checkpoint",
+               phiq_hf_architecture(hf), phiq_arch_name(hp->arch));
         const cJSON *e;
         cJSON_ArrayForEach(e, h) {
             if (cJSON_IsBool(e)) printf("  %-18s %s\n", e->string, cJSON_IsTrue(e) ? "true" : "false");

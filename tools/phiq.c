@@ -12,7 +12,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
-    {"convert", phiq_cmd_convert, "convert an HF checkpoint or GGUF to GGUF (f32/f16/bf16/Q4_K_M/int4/...) or ONNX"},
+    {"convert", phiq_cmd_convert, "convert an HF checkpoint or GGUF to GGUF (f32/f16/bf16/Q4_K_M/int4/...), ONNX or MLX"},
     {"inspect", phiq_cmd_inspect, "show architecture, hyper-parameters and tensors of a GGUF, safetensors or HF dir"},
     {"synth", phiq_cmd_synth, "write a random-weight HF checkpoint of any Phi shape"},
     {"run", phiq_cmd_run, "generate text from a prompt"},
@@ -21,6 +21,7 @@ static const struct {
     {"tokenize", phiq_cmd_tokenize, "print the token ids of a text"},
     {"logits", phiq_cmd_logits, "write float32 logits for token ids"},
     {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},
+    {"imatrix", phiq_cmd_imatrix, "importance matrix of a text (llama-imatrix's GGUF format)"},
     {"bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory"},
     {"convert-onnx", phiq_cmd_convert_onnx, "(temporary) convert --format onnx: HF checkpoint -> ONNX Runtime GenAI"},
     {"pull", phiq_cmd_pull, "download a model from the Hugging Face Hub into the huggingface_hub cache"},

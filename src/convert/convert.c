@@ -26,11 +26,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert/calib.h"
 #include "convert/convert.h"
 #include "core/common.h"
 #include "formats/ggml_type.h"
 #include "formats/gguf.h"
 #include "formats/hf.h"
+#include "quant/gptq.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 
@@ -179,19 +181,6 @@ typedef struct source {
     int64_t n_elements;
 } source;
 
-/* Drops source pages from this process once they have been converted
- * (called per chunk, so even the largest tensor is never resident whole). The inputs are read-only file mappings, so the pages stay in
- * the page cache and would simply be faulted in again; without this, every
- * page ever read would count in our RSS and peak memory would approach the
- * size of the whole checkpoint. */
-static void release_pages(const void *p, uint64_t n) {
-    long ps = sysconf(_SC_PAGESIZE);
-    if (!p || n == 0 || ps <= 0) return;
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1);
-    uintptr_t e = ((uintptr_t)p + n + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
-    (void)madvise((void *)a, e - a, MADV_DONTNEED);
-}
-
 /* Reads elements [start, start+n) of s as float32. Returns 0 or a negative
  * code; never calls phiq_fail (runs on worker threads). */
 static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
@@ -218,7 +207,7 @@ static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
             rc = PHIQ_EUNSUPPORTED;
 #endif
         }
-        release_pages(p, (uint64_t)(n / bs * ts));
+        phiq_release_pages(p, (uint64_t)(n / bs * ts));
         return rc;
     }
     const phiq_plan_tensor *t = s->pt;
@@ -232,7 +221,7 @@ static int source_read(const source *s, int64_t start, int64_t n, float *dst) {
         int64_t off = start - (int64_t)k * per, m = per - off < n ? per - off : n;
         if (phiq_st_to_f32(t->src[k], off, m, dst) < 0) return PHIQ_EFORMAT;
         int64_t es = t->src[k]->dtype == PHIQ_ST_F32 ? 4 : 2;
-        release_pages((const uint8_t *)t->src[k]->data + off * es, (uint64_t)(m * es));
+        phiq_release_pages((const uint8_t *)t->src[k]->data + off * es, (uint64_t)(m * es));
         start += m;
         n -= m;
         dst += m;
@@ -327,6 +316,8 @@ typedef struct ctx {
     const phiq_imatrix *imat; /* NULL = none */
     int n_imat_used;
     int *types;         /* chosen type per output tensor */
+    phiq_calib_session *cal;  /* --calib, NULL = none */
+    int n_gptq;
     int64_t n_elements; /* running total */
     uint64_t n_bytes;   /* tensor bytes written */
 } ctx;
@@ -347,12 +338,60 @@ static void source_where(const source *s, int64_t idx, char *buf, size_t cap, in
     }
 }
 
+#if PHIQ_HAVE_MIX
+/* GPTQ (quant/gptq.h) against the calibration Hessian: the whole tensor in float32. */
+static int convert_tensor_gptq(ctx *c, const source *src, const char *name, int type, int64_t ne0, const float *H,
+                               void *buf, uint64_t nbytes) {
+    int64_t nrows = src->n_elements / ne0;
+    if ((uint64_t)(nrows * phiq_ggml_row_size(type, ne0)) != nbytes)
+        return phiq_fail(PHIQ_EFORMAT, "%s: size mismatch (%llu bytes expected)", name, (unsigned long long)nbytes);
+    float *w = malloc(sizeof(float) * (size_t)src->n_elements);
+    if (!w) return phiq_fail(PHIQ_ENOMEM, "out of memory converting %s", name);
+    int rc = source_read(src, 0, src->n_elements, w);
+    for (int64_t i = 0; rc == 0 && i < src->n_elements; i++)
+        if (!isfinite(w[i])) {
+            char where[256];
+            int64_t local;
+            source_where(src, i, where, sizeof where, &local);
+            rc = phiq_fail(PHIQ_EFORMAT, "%s: non-finite value (%s) at element %lld", where, isnan(w[i]) ? "nan" : "inf",
+                           (long long)local);
+        }
+    float damp = c->o->damp > 0 ? c->o->damp : 0.01f;
+    if (rc == 0 && (rc = phiq_gptq_quantize(type, w, buf, nrows, ne0, H, damp, c->n_threads)) < 0)
+        phiq_error_prefix("%s", name);
+    free(w);
+    if (rc < 0) return rc;
+    c->n_gptq++;
+    c->n_elements += src->n_elements;
+    c->n_bytes += nbytes;
+    return 0;
+}
+#endif
+
 static int convert_tensor(ctx *c, const source *src, const char *name, int type, int64_t ne0, void *buf,
                           uint64_t nbytes) {
     tjob j = {.src = src, .type = type, .ne0 = ne0, .dst = buf};
     j.row_bytes = phiq_ggml_row_size(type, ne0);
     if (j.row_bytes <= 0 || ne0 <= 0) return phiq_fail(PHIQ_EFORMAT, "%s: bad row length %lld", name, (long long)ne0);
     j.nrows = src->n_elements / ne0;
+#if PHIQ_HAVE_MIX
+    if (c->cal && phiq_ggml_type_is_quantized(type)) {
+        int failed;
+        int64_t hn = 0;
+        const float *H = phiq_calib_session_hessian(c->cal, name, &hn, &failed);
+        if (failed) {
+            phiq_error_prefix("calibration for %s", name);
+            return PHIQ_EINVAL;
+        }
+        if (H && hn == ne0) return convert_tensor_gptq(c, src, name, type, ne0, H, buf, nbytes);
+        int n_mat = 1;
+        const float *im = phiq_calib_session_imatrix(c->cal, name, &hn, &n_mat);
+        if (im && hn == ne0 && j.nrows % n_mat == 0) {
+            j.imatrix = im;
+            j.rows_per_mat = j.nrows / n_mat;
+        }
+    }
+#endif
     if (c->imat && phiq_ggml_type_is_quantized(type)) {
         int64_t ine0;
         int n_mat;
@@ -416,7 +455,7 @@ static int fill_hf(void *user, int64_t i, const char *name, void *buf, uint64_t 
     const phiq_plan_tensor *t = &c->plan->t[i];
     source s = {.pt = t, .n_elements = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]};
     int rc = convert_tensor(c, &s, name, c->types[i], t->ne[0], buf, nbytes);
-    for (int k = 0; k < t->n_src; k++) release_pages(t->src[k]->data, t->src[k]->nbytes);
+    for (int k = 0; k < t->n_src; k++) phiq_release_pages(t->src[k]->data, t->src[k]->nbytes);
     return rc;
 }
 
@@ -427,7 +466,7 @@ static int fill_gguf(void *user, int64_t i, const char *name, void *buf, uint64_
     ctx *c = user;
     const phiq_gguf_tensor *t = phiq_gguf_tensor_at(c->gin, i);
     int rc = fill_gguf_tensor(c, t, i, name, buf, nbytes);
-    release_pages(t->data, t->nbytes);
+    phiq_release_pages(t->data, t->nbytes);
     return rc;
 }
 
@@ -581,7 +620,7 @@ static int load_vocab(const phiq_hf *hf, const phiq_hparams *hp, phiq_tok_vocab 
 }
 
 /* ---- drivers --------------------------------------------------------------------------------- */
-static int convert_hf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch,
+static int convert_hf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch, phiq_calib_session *cal,
                       const phiq_imatrix *imat, phiq_convert_stats *st, int n_threads) {
     int rc = 0;
     phiq_plan plan = {0};
@@ -625,7 +664,7 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
         if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
     if ((rc = imatrix_keys(w, o, imat)) < 0) goto done;
-    ctx c = {.o = o, .n_threads = n_threads, .plan = &plan, .types = types, .imat = imat};
+    ctx c = {.o = o, .n_threads = n_threads, .plan = &plan, .types = types, .imat = imat, .cal = cal};
     phiq_gguf_write_opts wo = {.quiet = o->quiet, .label = "convert"};
     double t0 = phiq_now();
     if ((rc = phiq_gguf_writer_write(w, dst, fill_hf, &c, &wo)) < 0) goto done;
@@ -633,6 +672,7 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
         st->seconds = phiq_now() - t0;
         st->n_tensors = plan.n;
         st->n_elements = c.n_elements;
+        st->n_gptq = c.n_gptq;
         st->data_bytes = c.n_bytes;
         snprintf(st->arch, sizeof st->arch, "%s", phiq_arch_name(hp->arch));
     }
@@ -646,7 +686,7 @@ done:
     return rc;
 }
 
-static int convert_gguf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch,
+static int convert_gguf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch, phiq_calib_session *cal,
                         const phiq_imatrix *imat, phiq_convert_stats *st, int n_threads) {
     int rc = 0;
     int *types = NULL;
@@ -711,7 +751,7 @@ static int convert_gguf(const char *src, const char *dst, const phiq_convert_opt
         if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
     if ((rc = imatrix_keys(w, o, imat)) < 0) goto done;
-    ctx c = {.o = o, .n_threads = n_threads, .gin = g, .types = types, .imat = imat};
+    ctx c = {.o = o, .n_threads = n_threads, .gin = g, .types = types, .imat = imat, .cal = cal};
     phiq_gguf_write_opts wo = {.quiet = o->quiet, .label = "convert"};
     double t0 = phiq_now();
     if ((rc = phiq_gguf_writer_write(w, dst, fill_gguf, &c, &wo)) < 0) goto done;
@@ -719,6 +759,7 @@ static int convert_gguf(const char *src, const char *dst, const phiq_convert_opt
         st->seconds = phiq_now() - t0;
         st->n_tensors = nt;
         st->n_elements = c.n_elements;
+        st->n_gptq = c.n_gptq;
         st->data_bytes = c.n_bytes;
         snprintf(st->arch, sizeof st->arch, "%.*s", (int)(alen < 15 ? alen : 15), arch);
     }
@@ -753,10 +794,25 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *o, p
     int n_threads = o->n_threads > 0 ? o->n_threads : phiq_physical_cores();
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
+    phiq_calib_session *cal = NULL;
+    if (o->calib) {
+        if (imat) {
+            chooser_free(&ch);
+            phiq_imatrix_free(imat);
+            return phiq_fail(PHIQ_EINVAL, "--calib computes its own statistics: drop --imatrix");
+        }
+        phiq_calib_opts co = {.n_ctx = o->calib_ctx > 0 ? o->calib_ctx : 512, .max_chunks = o->calib_chunks,
+                              .n_threads = n_threads, .quiet = o->quiet};
+        if (!(cal = phiq_calib_session_new(src, o->calib, &co, o->calib_mem ? o->calib_mem : (uint64_t)1 << 30))) {
+            chooser_free(&ch);
+            return PHIQ_EINVAL;
+        }
+        ch.mix.has_imatrix = true; /* the same per-tensor types as llama-quantize --imatrix */
+    }
     if (phiq_dir_exists(src)) {
-        rc = convert_hf(src, dst, o, &ch, imat, st, n_threads);
+        rc = convert_hf(src, dst, o, &ch, cal, imat, st, n_threads);
     } else if (phiq_file_exists(src)) {
-        rc = convert_gguf(src, dst, o, &ch, imat, st, n_threads);
+        rc = convert_gguf(src, dst, o, &ch, cal, imat, st, n_threads);
     } else {
         rc = phiq_fail(PHIQ_EIO, "%s: no such file or directory", src);
     }
@@ -765,6 +821,12 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *o, p
         struct stat sb;
         if (stat(dst, &sb) == 0) st->file_bytes = (uint64_t)sb.st_size;
     }
+    if (cal && st) {
+        st->calib_passes = phiq_calib_session_passes(cal);
+        st->calib_seconds = phiq_calib_session_seconds(cal);
+        st->calib_tokens = phiq_calib_session_tokens(cal);
+    }
+    phiq_calib_session_free(cal);
     chooser_free(&ch);
     phiq_imatrix_free(imat);
     return rc;

@@ -31,6 +31,12 @@ typedef struct phiq_convert_opts {
     int allow_requantize;        /* accept an already-quantized GGUF input */
     const char *imatrix;         /* llama-imatrix file (GGUF or .dat), NULL = none */
     const char *name;            /* general.name override, NULL = from the source */
+    /* calibrated quantization (GPTQ inside the blocks, quant/gptq.h): */
+    const char *calib;           /* calibration text, NULL = round-to-nearest as llama-quantize */
+    int calib_ctx;               /* chunk length (default 512) */
+    int calib_chunks;            /* chunks used (0 = all) */
+    float damp;                  /* GPTQ dampening, fraction of the mean diagonal (default 0.01) */
+    uint64_t calib_mem;          /* bytes of Hessians held at once (default 1 GiB) */
 } phiq_convert_opts;
 
 typedef struct phiq_convert_stats {
@@ -41,6 +47,10 @@ typedef struct phiq_convert_stats {
     double seconds;
     char arch[16];
     char ftype[24];          /* e.g. "F16", "Q4_K_M" */
+    int calib_passes;        /* --calib: forward passes over the text, */
+    double calib_seconds;    /* their time */
+    int64_t calib_tokens;    /* tokens per pass */
+    int n_gptq;              /* tensors quantized with GPTQ */
 } phiq_convert_stats;
 
 /* Converts src (an HF directory or a GGUF file) into the GGUF file dst.

@@ -61,7 +61,7 @@ static int map1(builder *b, const char *gname, int layer, const char *hname, int
         else snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
         return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has shape [%s], expected [%s]", s->file, hname, got, want);
     }
-    if (s->dtype == PHIQ_ST_OTHER)
+    if (!phiq_st_is_float(s->dtype))
         return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s has dtype %s (F32/F16/BF16 only)", s->file, hname,
                          s->dtype_name);
     phiq_plan_tensor *t = add(b, gname, layer);
@@ -138,7 +138,7 @@ static int experts(builder *b, int l, const char *g, const char *w, int64_t out,
         if (s->n_dims != 2 || s->shape[0] != out || s->shape[1] != in)
             return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has the wrong shape (expected [%lld, %lld])", s->file, hn,
                              (long long)out, (long long)in);
-        if (s->dtype == PHIQ_ST_OTHER)
+        if (!phiq_st_is_float(s->dtype))
             return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s has dtype %s", s->file, hn, s->dtype_name);
         t->src[e] = s;
     }

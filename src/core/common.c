@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "core/common.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -262,6 +263,117 @@ void phiq_outfile_abort(phiq_outfile *o) {
     free(o->tmp_path);
     free(o->final_path);
     memset(o, 0, sizeof *o);
+}
+
+void phiq_release_pages(const void *p, uint64_t n) {
+    long ps = sysconf(_SC_PAGESIZE);
+    if (!p || n == 0 || ps <= 0) return;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(ps - 1);
+    uintptr_t e = ((uintptr_t)p + n + (uintptr_t)ps - 1) & ~(uintptr_t)(ps - 1);
+    (void)madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+/* ---- output directories ------------------------------------------------------------ */
+static int outdir_usable(const char *out) {
+    struct stat st;
+    if (stat(out, &st) != 0) return 0;
+    if (!S_ISDIR(st.st_mode)) return phiq_fail(PHIQ_EINVAL, "%s: exists and is not a directory", out);
+    DIR *d = opendir(out);
+    if (!d) return phiq_fail(PHIQ_EIO, "%s: %s", out, strerror(errno));
+    struct dirent *e;
+    int nonempty = 0;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) nonempty = 1;
+    closedir(d);
+    return nonempty ? phiq_fail(PHIQ_EINVAL, "%s: output directory exists and is not empty", out) : 0;
+}
+
+int phiq_outdir_open(phiq_outdir *d, const char *path) {
+    memset(d, 0, sizeof *d);
+    size_t ol = strlen(path);
+    while (ol > 1 && path[ol - 1] == '/') ol--;
+    if (!ol) return phiq_fail(PHIQ_EINVAL, "output directory path is empty");
+    int rc;
+    if (!(d->final_path = strndup(path, ol))) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    if ((rc = outdir_usable(d->final_path))) {
+        phiq_outdir_abort(d);
+        return rc;
+    }
+    const char *out = d->final_path, *slash = strrchr(out, '/');
+    size_t plen = slash ? (size_t)(slash - out) : 0, n = ol + 64;
+    if (!(d->tmp_path = malloc(n))) {
+        phiq_outdir_abort(d);
+        return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    }
+    if (slash) snprintf(d->tmp_path, n, "%.*s/.%s.tmp.%ld", (int)(plen ? plen : 1), plen ? out : "/", slash + 1, (long)getpid());
+    else snprintf(d->tmp_path, n, ".%s.tmp.%ld", out, (long)getpid());
+    if (mkdir(d->tmp_path, 0755) != 0) {
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot create: %s", d->tmp_path, strerror(errno));
+        free(d->tmp_path);
+        d->tmp_path = NULL;
+        phiq_outdir_abort(d);
+        return rc;
+    }
+    return 0;
+}
+
+char *phiq_outdir_path(const phiq_outdir *d, const char *name) { return phiq_path_join(d->tmp_path, name); }
+
+int phiq_outdir_write(const phiq_outdir *d, const char *name, const void *data, size_t len) {
+    char *p = phiq_outdir_path(d, name);
+    if (!p) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    FILE *f = fopen(p, "wb");
+    int rc = 0;
+    if (!f || (len && fwrite(data, 1, len, f) != len) || fflush(f) || fsync(fileno(f)))
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot write: %s", p, strerror(errno));
+    if (f && fclose(f) && !rc) rc = phiq_fail(PHIQ_EIO, "%s: cannot write: %s", p, strerror(errno));
+    free(p);
+    return rc;
+}
+
+int phiq_outdir_copy(const phiq_outdir *d, const char *src_path, const char *name) {
+    char *txt;
+    size_t len;
+    int rc = phiq_read_file(src_path, &txt, &len);
+    if (rc) return rc;
+    rc = phiq_outdir_write(d, name, txt, len);
+    free(txt);
+    return rc;
+}
+
+int phiq_outdir_commit(phiq_outdir *d) {
+    int rc = 0;
+    if (rename(d->tmp_path, d->final_path) != 0)
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot rename %s into place: %s", d->final_path, d->tmp_path, strerror(errno));
+    if (rc) phiq_outdir_abort(d);
+    else {
+        free(d->tmp_path);
+        free(d->final_path);
+        memset(d, 0, sizeof *d);
+    }
+    return rc;
+}
+
+void phiq_rmdir_flat(const char *path) {
+    DIR *dir = opendir(path);
+    if (dir) {
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *p = phiq_path_join(path, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+        closedir(dir);
+    }
+    rmdir(path);
+}
+
+void phiq_outdir_abort(phiq_outdir *d) {
+    if (d->tmp_path) phiq_rmdir_flat(d->tmp_path);
+    free(d->tmp_path);
+    free(d->final_path);
+    memset(d, 0, sizeof *d);
 }
 
 /* ---- progress ------------------------------------------------------------------ */

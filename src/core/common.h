@@ -61,6 +61,10 @@ void phiq_map_close(phiq_map *m);
  * it cannot be mapped. Free with phiq_huge_free(p, that size). */
 void *phiq_huge_alloc(size_t *size);
 void phiq_huge_free(void *p, size_t size);
+/* Drops the pages of [p, p + n) of a read-only file mapping from this
+ * process once converted (they stay in the page cache), so streaming a whole
+ * checkpoint does not grow the resident set to its size. */
+void phiq_release_pages(const void *p, uint64_t n);
 /* Reads a whole (small) file into a NUL-terminated malloc'd buffer. */
 int phiq_read_file(const char *path, char **out, size_t *len);
 bool phiq_file_exists(const char *path);
@@ -83,6 +87,27 @@ int phiq_outfile_write(phiq_outfile *o, const void *buf, size_t n);
 int phiq_outfile_pad(phiq_outfile *o, size_t alignment); /* zeros to a multiple */
 int phiq_outfile_commit(phiq_outfile *o);
 void phiq_outfile_abort(phiq_outfile *o);
+
+/* A directory of output files (ONNX, MLX exports), written into the
+ * temporary sibling "<parent>/.<name>.tmp.<pid>" and renamed into place by
+ * commit, so the final path only ever holds a complete directory. The final
+ * path must not exist, or be an empty directory. abort removes the temporary
+ * directory and everything in it (it holds plain files only). */
+typedef struct phiq_outdir {
+    char *final_path;
+    char *tmp_path; /* where files go until commit */
+} phiq_outdir;
+
+int phiq_outdir_open(phiq_outdir *d, const char *path);
+/* path of `name` inside the temporary directory, malloc'd */
+char *phiq_outdir_path(const phiq_outdir *d, const char *name);
+/* Writes (or copies) a whole small file into the directory, fsynced. */
+int phiq_outdir_write(const phiq_outdir *d, const char *name, const void *data, size_t len);
+int phiq_outdir_copy(const phiq_outdir *d, const char *src_path, const char *name);
+int phiq_outdir_commit(phiq_outdir *d);
+/* Removes a directory of plain files (an export written by phiq_outdir). */
+void phiq_rmdir_flat(const char *dir);
+void phiq_outdir_abort(phiq_outdir *d);
 
 /* ---- progress --------------------------------------------------------------- */
 /* A bar with "i/n, MB/s, ETA" when stderr is a terminal; one plain line per

@@ -32,6 +32,7 @@ struct phiq_hf {
     int hcap;
     uint64_t total_bytes;
     char *tok_json, *tok_cfg, *gen_cfg;
+    cJSON *quant; /* MLX: config.json's "quantization" object, NULL otherwise */
 };
 
 static uint32_t hf_hash(const char *s) {
@@ -52,6 +53,7 @@ void phiq_hf_close(phiq_hf *hf) {
     free(hf->tok_json);
     free(hf->tok_cfg);
     free(hf->gen_cfg);
+    cJSON_Delete(hf->quant);
     free(hf);
 }
 
@@ -350,9 +352,96 @@ static int build_lookup(phiq_hf *hf) {
     return 0;
 }
 
+/* ---- MLX quantization ------------------------------------------------------------------ */
+
+/* config "quantization": affine only; the defaults must be what MLX supports */
+static int read_quantization(phiq_hf *hf, const char *path, const cJSON *cfg) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(cfg, "quantization");
+    if (!q || cJSON_IsNull(q)) return 0;
+    if (!cJSON_IsObject(q)) return phiq_fail(PHIQ_EFORMAT, "%s: 'quantization' must be an object", path);
+    const cJSON *mode = cJSON_GetObjectItemCaseSensitive(q, "mode");
+    if (mode && !(cJSON_IsString(mode) && !strcmp(mode->valuestring, "affine")))
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: MLX quantization mode '%.32s' is not supported (affine only)", path,
+                         cJSON_IsString(mode) ? mode->valuestring : "?");
+    if (!(hf->quant = cJSON_Duplicate(q, 1))) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    return 0;
+}
+
+bool phiq_hf_is_mlx(const phiq_hf *hf) { return hf->quant != NULL; }
+
+/* bits and group size of module `mpath`: its own entry, else the defaults
+ * (a null or absent group size is MLX's default, 64) */
+static int affine_settings(const phiq_hf *hf, const char *mpath, int *bits, int *group) {
+    const cJSON *q = hf->quant, *e = cJSON_GetObjectItemCaseSensitive(q, mpath);
+    if (cJSON_IsObject(e)) q = e;
+    else if (e && !cJSON_IsBool(e)) return phiq_fail(PHIQ_EFORMAT, "%s: quantization['%.96s'] must be an object", hf->dir, mpath);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(q, "bits"), *g = cJSON_GetObjectItemCaseSensitive(q, "group_size");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(q, "mode");
+    if (m && !(cJSON_IsString(m) && !strcmp(m->valuestring, "affine")))
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: module %.96s uses a quantization mode other than affine", hf->dir, mpath);
+    *bits = cJSON_IsNumber(b) ? (int)b->valuedouble : -1;
+    *group = !g || cJSON_IsNull(g) ? 64 : cJSON_IsNumber(g) ? (int)g->valuedouble : -1;
+    if (!(*bits == 2 || *bits == 3 || *bits == 4 || *bits == 5 || *bits == 6 || *bits == 8) ||
+        !(*group == 32 || *group == 64 || *group == 128))
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: module %.96s: %d bits, group size %d (MLX: bits 2,3,4,5,6,8; groups 32,64,128)",
+                         hf->dir, mpath, *bits, *group);
+    return 0;
+}
+
+int phiq_hf_affine_find(const phiq_hf *hf, const char *weight_name, int64_t n_in, phiq_hf_affine *out) {
+    memset(out, 0, sizeof *out);
+    size_t n = strlen(weight_name);
+    if (!hf->quant || n < 8 || strcmp(weight_name + n - 7, ".weight") || n > 480) return 0;
+    char mpath[512], nm[520];
+    snprintf(mpath, sizeof mpath, "%.*s", (int)(n - 7), weight_name);
+    snprintf(nm, sizeof nm, "%s.scales", mpath);
+    const phiq_st_tensor *sc = phiq_hf_find(hf, nm);
+    if (!sc) return 0;
+    snprintf(nm, sizeof nm, "%s.biases", mpath);
+    const phiq_st_tensor *bi = phiq_hf_find(hf, nm), *w = phiq_hf_find(hf, weight_name);
+    if (!bi || !w) return phiq_fail(PHIQ_EFORMAT, "%s: %s.scales without .biases and .weight", hf->dir, mpath);
+    int rc = affine_settings(hf, mpath, &out->bits, &out->group_size);
+    if (rc) return rc;
+    int nd = w->n_dims;
+    if (n_in < 0) n_in = sc->n_dims >= 2 ? sc->shape[sc->n_dims - 1] * out->group_size : 0;
+    bool ok = w->dtype == PHIQ_ST_U32 && phiq_st_is_float(sc->dtype) && bi->dtype == sc->dtype && nd >= 2 &&
+              sc->n_dims == nd && bi->n_dims == nd && n_in % out->group_size == 0 &&
+              w->shape[nd - 1] == n_in * out->bits / 32 && sc->shape[nd - 1] == n_in / out->group_size &&
+              bi->shape[nd - 1] == sc->shape[nd - 1];
+    for (int d = 0; ok && d < nd - 1; d++) ok = sc->shape[d] == w->shape[d] && bi->shape[d] == w->shape[d];
+    if (!ok)
+        return phiq_fail(PHIQ_EFORMAT, "%s: %s: weight/scales/biases do not describe %d-bit groups of %d over rows of %lld (dtypes %s/%s/%s)",
+                         w->file, mpath, out->bits, out->group_size, (long long)n_in, w->dtype_name, sc->dtype_name,
+                         bi->dtype_name);
+    out->weight = w;
+    out->scales = sc;
+    out->biases = bi;
+    return 1;
+}
+
 /* ---- required tensors ----------------------------------------------------------------- */
 
+/* A matrix [lead..., d0 rows, d1 columns] (nl leading dims), plain or, in an
+ * MLX checkpoint, affine-quantized. */
+static int need_mat(phiq_hf *hf, const char *name, int nl, const int64_t *lead, int64_t d0, int64_t d1) {
+    phiq_hf_affine a;
+    int rc = phiq_hf_affine_find(hf, name, d1, &a);
+    if (rc < 0) return rc;
+    const phiq_st_tensor *t = rc ? a.scales : phiq_hf_find(hf, name);
+    if (!t)
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor '%s' missing (config declares %d layers)", hf->dir, name, hf->hp.n_layer);
+    bool ok = t->n_dims == nl + 2 && t->shape[nl] == d0 && (rc || t->shape[nl + 1] == d1);
+    for (int i = 0; ok && i < nl; i++) ok = t->shape[i] == lead[i];
+    if (!ok)
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor '%s' does not have the %lld x %lld shape the config implies", t->file,
+                         name, (long long)d0, (long long)d1);
+    if (!rc && !phiq_st_is_float(t->dtype))
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (phiq converts F32, F16, BF16)", t->file, name, t->dtype_name);
+    return 0;
+}
+
 static int need(phiq_hf *hf, const char *name, int nd, int64_t d0, int64_t d1) {
+    if (nd == 2 && hf->quant) return need_mat(hf, name, 0, NULL, d0, d1);
     const phiq_st_tensor *t = phiq_hf_find(hf, name);
     if (!t)
         return phiq_fail(PHIQ_EFORMAT, "%s: tensor '%s' missing (config declares %d layers)", hf->dir, name, hf->hp.n_layer);
@@ -366,7 +455,7 @@ static int need(phiq_hf *hf, const char *name, int nd, int64_t d0, int64_t d1) {
         else snprintf(want, sizeof want, "%lld, %lld", (long long)d0, (long long)d1);
         return phiq_fail(PHIQ_EFORMAT, "%s: tensor '%s' has shape [%s], config implies [%s]", t->file, name, got, want);
     }
-    if (t->dtype == PHIQ_ST_OTHER)
+    if (!phiq_st_is_float(t->dtype))
         return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor '%s' has dtype %s (phiq converts F32, F16, BF16)", t->file, name, t->dtype_name);
     return 0;
 }
@@ -424,6 +513,14 @@ static int check_tensors(phiq_hf *hf) {
                 NEED1(L("self_attn.o_proj.bias"), H);
             }
             NEED2(L("block_sparse_moe.gate.weight"), hp->n_expert, H);
+            if (hf->quant) { /* mlx-lm's sanitize stacks the experts */
+                int64_t X = hp->n_expert;
+                if ((rc = need_mat(hf, L("block_sparse_moe.switch_mlp.gate_proj.weight"), 1, &X, I, H)) ||
+                    (rc = need_mat(hf, L("block_sparse_moe.switch_mlp.up_proj.weight"), 1, &X, I, H)) ||
+                    (rc = need_mat(hf, L("block_sparse_moe.switch_mlp.down_proj.weight"), 1, &X, H, I)))
+                    return rc;
+                break;
+            }
             for (int e = 0; e < hp->n_expert; e++) {
                 snprintf(nm, sizeof nm, "model.layers.%d.block_sparse_moe.experts.%d.w1.weight", l, e);
                 NEED2(nm, I, H);
@@ -472,7 +569,7 @@ phiq_hf *phiq_hf_open(const char *dir) {
     if (!phiq_file_exists(cpath)) { rc = phiq_fail(PHIQ_EIO, "%s: no config.json (not a Hugging Face checkpoint?)", dir); goto out; }
     cfg = load_json(cpath);
     if (!cfg) { rc = PHIQ_EFORMAT; goto out; }
-    if ((rc = parse_config(hf, cpath, cfg))) goto out;
+    if ((rc = parse_config(hf, cpath, cfg)) || (rc = read_quantization(hf, cpath, cfg))) goto out;
     hf->tok_json = side_file(dir, "tokenizer.json");
     hf->tok_cfg = side_file(dir, "tokenizer_config.json");
     hf->gen_cfg = side_file(dir, "generation_config.json");

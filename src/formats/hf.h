@@ -34,6 +34,25 @@ const phiq_st_tensor *phiq_hf_find(const phiq_hf *hf, const char *name);
 const char *phiq_hf_tokenizer_json(const phiq_hf *hf);
 const char *phiq_hf_tokenizer_config_json(const phiq_hf *hf);
 const char *phiq_hf_generation_config_json(const phiq_hf *hf);
+/* ---- MLX checkpoints (what `mlx_lm.convert -q` writes) ----------------------------
+ * config.json carries "quantization": {"group_size", "bits", "mode": "affine",
+ * "<module path>": {per-module override}}; a module quantized with MLX's
+ * affine scheme stores <path>.weight (U32 packed codes, [..., n_out,
+ * n_in * bits / 32]), <path>.scales and <path>.biases ([..., n_out, n_in /
+ * group_size], float). Phi-3.5-MoE experts are stacked as
+ * block_sparse_moe.switch_mlp.{gate,up,down}_proj [E, n_out, n_in]. */
+typedef struct phiq_hf_affine {
+    const phiq_st_tensor *weight, *scales, *biases;
+    int bits, group_size;
+} phiq_hf_affine;
+
+bool phiq_hf_is_mlx(const phiq_hf *hf);
+/* For weight_name "<path>.weight" whose rows have n_in values: 1 with *out
+ * filled if the module is affine-quantized, 0 if it is a plain float tensor
+ * (or absent), negative with a message if the triplet or its settings are
+ * malformed. n_in < 0: taken from the scales and the module's group size. */
+int phiq_hf_affine_find(const phiq_hf *hf, const char *weight_name, int64_t n_in, phiq_hf_affine *out);
+
 /* Total bytes of tensor data across shards. */
 uint64_t phiq_hf_total_bytes(const phiq_hf *hf);
 

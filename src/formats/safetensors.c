@@ -41,7 +41,7 @@ static int st_dtype(const char *s, phiq_st_dtype *dt, int *elsize) {
     static const struct { const char *name; phiq_st_dtype dt; int size; } tab[] = {
         {"F32", PHIQ_ST_F32, 4}, {"F16", PHIQ_ST_F16, 2}, {"BF16", PHIQ_ST_BF16, 2},
         {"F64", PHIQ_ST_OTHER, 8}, {"I64", PHIQ_ST_OTHER, 8}, {"U64", PHIQ_ST_OTHER, 8},
-        {"I32", PHIQ_ST_OTHER, 4}, {"U32", PHIQ_ST_OTHER, 4}, {"I16", PHIQ_ST_OTHER, 2},
+        {"I32", PHIQ_ST_OTHER, 4}, {"U32", PHIQ_ST_U32, 4}, {"I16", PHIQ_ST_OTHER, 2},
         {"U16", PHIQ_ST_OTHER, 2}, {"I8", PHIQ_ST_OTHER, 1}, {"U8", PHIQ_ST_OTHER, 1},
         {"BOOL", PHIQ_ST_OTHER, 1}, {"F8_E4M3", PHIQ_ST_OTHER, 1}, {"F8_E5M2", PHIQ_ST_OTHER, 1},
     };
@@ -59,11 +59,13 @@ static const char *st_dtype_name(phiq_st_dtype dt) {
     case PHIQ_ST_F32: return "F32";
     case PHIQ_ST_F16: return "F16";
     case PHIQ_ST_BF16: return "BF16";
+    case PHIQ_ST_U32: return "U32";
     default: return NULL;
     }
 }
 
-static int st_elsize(phiq_st_dtype dt) { return dt == PHIQ_ST_F32 ? 4 : 2; }
+static int st_elsize(phiq_st_dtype dt) { return dt == PHIQ_ST_F32 || dt == PHIQ_ST_U32 ? 4 : 2; }
+int phiq_st_dtype_size(phiq_st_dtype dt) { return st_elsize(dt); }
 
 /* A JSON number that is a non-negative integer representable exactly. */
 static int st_uint(const cJSON *j, uint64_t *out) {
@@ -297,10 +299,21 @@ int phiq_st_to_f32(const phiq_st_tensor *t, int64_t start, int64_t n, float *dst
 #define ST_CHUNK ((uint64_t)32 << 20)
 
 int phiq_st_write(const char *path, const phiq_st_out_tensor *ts, int n, phiq_st_fill_fn fill, void *user) {
+    return phiq_st_write_ex(path, ts, n, fill, user, NULL);
+}
+
+int phiq_st_write_ex(const char *path, const phiq_st_out_tensor *ts, int n, phiq_st_fill_fn fill, void *user,
+                     const phiq_st_write_opts *wo) {
+    const bool mlx = wo && wo->mlx_header;
+    for (int i = 1; mlx && i < n; i++)
+        if (strcmp(ts[i - 1].name, ts[i].name) >= 0)
+            return phiq_fail(PHIQ_EINVAL, "%s: tensors must be sorted by name ('%s' before '%s')", path, ts[i - 1].name,
+                             ts[i].name);
     cJSON *root = cJSON_CreateObject();
     if (!root) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", path);
+    /* "__metadata__" sorts before every lower-case tensor name */
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
-    cJSON_AddStringToObject(meta, "format", "pt");
+    cJSON_AddStringToObject(meta, "format", wo && wo->format ? wo->format : "pt");
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
         const char *dn = st_dtype_name(ts[i].dtype);
@@ -310,16 +323,16 @@ int phiq_st_write(const char *path, const phiq_st_out_tensor *ts, int n, phiq_st
         }
         uint64_t numel = 1;
         cJSON *e = cJSON_AddObjectToObject(root, ts[i].name);
-        cJSON_AddStringToObject(e, "dtype", dn);
-        cJSON *sh = cJSON_AddArrayToObject(e, "shape");
-        for (int d = 0; d < ts[i].n_dims; d++) {
-            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)ts[i].shape[d]));
-            numel *= (uint64_t)ts[i].shape[d];
-        }
+        for (int d = 0; d < ts[i].n_dims; d++) numel *= (uint64_t)ts[i].shape[d];
         uint64_t nb = numel * (uint64_t)st_elsize(ts[i].dtype);
-        cJSON *of = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON *of = cJSON_CreateArray();
         cJSON_AddItemToArray(of, cJSON_CreateNumber((double)off));
         cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(off + nb)));
+        if (mlx) cJSON_AddItemToObject(e, "data_offsets", of); /* sorted keys: data_offsets, dtype, shape */
+        cJSON_AddStringToObject(e, "dtype", dn);
+        cJSON *sh = cJSON_AddArrayToObject(e, "shape");
+        for (int d = 0; d < ts[i].n_dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)ts[i].shape[d]));
+        if (!mlx) cJSON_AddItemToObject(e, "data_offsets", of);
         off += nb;
     }
     char *json = cJSON_PrintUnformatted(root);
@@ -327,7 +340,7 @@ int phiq_st_write(const char *path, const phiq_st_out_tensor *ts, int n, phiq_st
     if (!json) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", path);
     /* The reference writer pads the header with spaces so the data starts
      * 8-byte aligned. */
-    size_t jl = strlen(json), padded = (jl + 7) & ~(size_t)7;
+    size_t jl = strlen(json), padded = mlx ? jl : (jl + 7) & ~(size_t)7;
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     phiq_outfile o;

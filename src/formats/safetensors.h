@@ -17,7 +17,11 @@ typedef enum phiq_st_dtype {
     PHIQ_ST_F16 = 1,
     PHIQ_ST_BF16 = 2,
     PHIQ_ST_OTHER = 3, /* listed but not convertible (I64, U8, ...) */
+    PHIQ_ST_U32 = 4,   /* MLX's packed quantization codes */
 } phiq_st_dtype;
+
+/* F32, F16 or BF16: convertible to float32 by phiq_st_to_f32. */
+static inline int phiq_st_is_float(phiq_st_dtype dt) { return dt == PHIQ_ST_F32 || dt == PHIQ_ST_F16 || dt == PHIQ_ST_BF16; }
 
 #define PHIQ_ST_MAX_DIMS 8
 
@@ -56,5 +60,17 @@ typedef struct phiq_st_out_tensor {
 } phiq_st_out_tensor;
 typedef int (*phiq_st_fill_fn)(void *user, int i, void *buf, uint64_t nbytes);
 int phiq_st_write(const char *path, const phiq_st_out_tensor *ts, int n, phiq_st_fill_fn fill, void *user);
+
+/* The header as MLX writes it (nlohmann::json: every object's keys sorted,
+ * compact, no padding) with __metadata__ {"format": format}; ts must already
+ * be sorted by name (the data follows in that order). */
+typedef struct phiq_st_write_opts {
+    const char *format;  /* __metadata__.format; NULL: "pt" */
+    int mlx_header;      /* keys sorted at every level, header not padded */
+} phiq_st_write_opts;
+int phiq_st_write_ex(const char *path, const phiq_st_out_tensor *ts, int n, phiq_st_fill_fn fill, void *user,
+                     const phiq_st_write_opts *opts);
+/* Bytes of one element of a writable dtype (F32, F16, BF16, U32). */
+int phiq_st_dtype_size(phiq_st_dtype dt);
 
 #endif

@@ -285,6 +285,10 @@ static bool phiq_mm_fast_ok(const phiq_context *ctx, const phiq_mat *w) {
 
 int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
             const float *bias) {
+    if (ctx->mm_hook) {
+        int hrc = ctx->mm_hook(ctx->mm_hook_ud, w, x, ldx, T);
+        if (hrc < 0) return hrc;
+    }
     if (!phiq_mm_fast_ok(ctx, w)) {
         if (ctx->llamacpp_numerics && w->type != PHIQ_GGML_TYPE_F32) {
             int rc = phiq_act_round(w->type, x, ldx, T, w->n_in, ctx->act, ctx->act_q);

@@ -18,6 +18,7 @@
 #include "formats/gguf.h"
 #include "formats/hf.h"
 #include "model/model.h"
+#include "quant/mlx_affine.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
 
@@ -27,6 +28,9 @@ typedef struct {
     int n_dims;
     int64_t ne[4];     /* ne[0] innermost */
     const void *data;
+    bool affine;       /* MLX affine codes in aff, rows from row0 (an expert of a stack); type is F32 */
+    phiq_hf_affine aff;
+    int64_t row0;
 } phiq_src_tensor;
 
 typedef struct {
@@ -106,18 +110,37 @@ static int phiq_loader_find(phiq_loader *ld, const char *name, phiq_src_tensor *
     char expname[96];
     int e = -1, u2 = 0;
     char which[8];
+    bool stacked = false; /* MLX: expert e of switch_mlp.*_proj [E, out, in] */
     /* per-expert pseudo names "ffn_{gate,up,down}_exp.E.weight" (HF keeps experts apart) */
     if (!mapped && sscanf(rest, "ffn_%4[a-z]_exp.%d.weight%n", which, &e, &u2) == 2 && rest[u2] == 0 && e >= 0) {
         const char *w = !strcmp(which, "gate") ? "w1" : !strcmp(which, "up") ? "w3" : !strcmp(which, "down") ? "w2" : NULL;
         if (!w) return 0;
-        snprintf(expname, sizeof expname, "block_sparse_moe.experts.%d.%s.weight", e, w);
+        stacked = phiq_hf_is_mlx(m->hf);
+        if (stacked) snprintf(expname, sizeof expname, "block_sparse_moe.switch_mlp.%s_proj.weight", which);
+        else snprintf(expname, sizeof expname, "block_sparse_moe.experts.%d.%s.weight", e, w);
         mapped = expname;
     }
     if (!mapped) return 0;
     if (layer >= 0) snprintf(hfname, sizeof hfname, "model.layers.%d.%s", layer, mapped);
     else snprintf(hfname, sizeof hfname, "%s", mapped);
-    const phiq_st_tensor *t = phiq_hf_find(m->hf, hfname);
+    int rc = phiq_hf_affine_find(m->hf, hfname, -1, &out->aff);
+    if (rc < 0) return rc;
+    const phiq_st_tensor *t = rc ? out->aff.scales : phiq_hf_find(m->hf, hfname);
     if (!t) return 0;
+    if (stacked && (t->n_dims != 3 || e >= t->shape[0]))
+        return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s is not a stack of more than %d experts", t->file, hfname, e);
+    if (rc) { /* dequantized to float32 on load */
+        out->affine = true;
+        out->type = PHIQ_GGML_TYPE_F32;
+        out->n_dims = 2;
+        out->ne[0] = t->shape[t->n_dims - 1] * out->aff.group_size;
+        out->ne[1] = t->shape[t->n_dims - 2];
+        out->ne[2] = out->ne[3] = 1;
+        if (!stacked && t->n_dims != 2)
+            return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has %d dimensions", t->file, hfname, t->n_dims);
+        out->row0 = stacked ? (int64_t)e * out->ne[1] : 0;
+        return 1;
+    }
     switch (t->dtype) {
     case PHIQ_ST_F32: out->type = PHIQ_GGML_TYPE_F32; break;
     case PHIQ_ST_F16: out->type = PHIQ_GGML_TYPE_F16; break;
@@ -131,6 +154,13 @@ static int phiq_loader_find(phiq_loader *ld, const char *name, phiq_src_tensor *
     out->n_dims = t->n_dims;
     for (int i = 0; i < 4; i++) out->ne[i] = i < t->n_dims ? t->shape[t->n_dims - 1 - i] : 1;
     out->data = t->data;
+    if (stacked) { /* one expert's [out, in] slice of the float stack */
+        if (t->n_dims != 3) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s is not 3-D", t->file, hfname);
+        size_t es = t->dtype == PHIQ_ST_F32 ? 4 : 2;
+        out->data = (const uint8_t *)t->data + (size_t)e * (size_t)(out->ne[0] * out->ne[1]) * es;
+        out->n_dims = 2;
+        out->ne[2] = 1;
+    }
     return 1;
 }
 
@@ -153,6 +183,44 @@ static int phiq_convert_row(int from, const void *src, int to, void *dst, int64_
             memcpy((uint8_t *)dst + 2 * i, &h, 2);
         }
     return 0;
+}
+
+static int phiq_st_ggml_type(phiq_st_dtype dt) {
+    return dt == PHIQ_ST_F32 ? PHIQ_GGML_TYPE_F32 : dt == PHIQ_ST_F16 ? PHIQ_GGML_TYPE_F16 : PHIQ_GGML_TYPE_BF16;
+}
+
+/* MLX affine codes → float32 rows → the in-memory type. */
+static int phiq_load_affine(phiq_loader *ld, const char *name, const phiq_src_tensor *t, phiq_mat *out) {
+    const phiq_hf_affine *a = &t->aff;
+    const int64_t n_in = out->n_in, n_out = out->n_out, ng = n_in / a->group_size, nw = n_in * a->bits / 32;
+    const int sty = phiq_st_ggml_type(a->scales->dtype);
+    const size_t ses = a->scales->dtype == PHIQ_ST_F32 ? 4 : 2;
+    int64_t trb = phiq_ggml_row_size(ld->target, n_in);
+    if (trb <= 0)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s: rows of %lld cannot be stored as %s", ld->file, name,
+                         (long long)n_in, phiq_ggml_type_name(ld->target));
+    uint8_t *buf = phiq_model_own(ld->m, malloc((size_t)trb * (size_t)n_out));
+    float *tmp = malloc((size_t)(2 * n_in + 2 * ng) * sizeof(float)); /* row, scales, biases, staging */
+    uint32_t *words = malloc((size_t)nw * sizeof *words);
+    int rc = 0;
+    if (!buf || !tmp || !words) rc = phiq_fail(PHIQ_ENOMEM, "%s: tensor %s: out of memory dequantizing", ld->file, name);
+    for (int64_t r = 0; r < n_out && rc >= 0; r++) {
+        const int64_t row = t->row0 + r;
+        float *sc = tmp + n_in, *bi = sc + ng;
+        memcpy(words, (const uint8_t *)a->weight->data + (size_t)row * (size_t)nw * 4, (size_t)nw * 4); /* may be unaligned */
+        if ((rc = phiq_row_to_f32(sty, (const uint8_t *)a->scales->data + (size_t)(row * ng) * ses, sc, ng)) < 0 ||
+            (rc = phiq_row_to_f32(sty, (const uint8_t *)a->biases->data + (size_t)(row * ng) * ses, bi, ng)) < 0)
+            break;
+        phiq_mlx_dequantize_row(words, sc, bi, n_in, a->bits, a->group_size, tmp);
+        rc = phiq_convert_row(PHIQ_GGML_TYPE_F32, tmp, ld->target, buf + (size_t)r * (size_t)trb, n_in, bi + ng);
+    }
+    free(tmp);
+    free(words);
+    if (rc < 0) return rc;
+    out->type = ld->target;
+    out->row_bytes = (size_t)trb;
+    out->data = buf;
+    return 1;
 }
 
 /* A matrix of n_out rows by n_in columns (GGUF ne = {n_in, n_out}). */
@@ -178,6 +246,7 @@ static int phiq_load_mat(phiq_loader *ld, const char *name, int64_t n_in, int64_
     out->n_out = n_out;
     out->row_bytes = (size_t)rb;
     out->data = t.data;
+    if (t.affine) return phiq_load_affine(ld, name, &t, out);
     if (ld->m->hf && t.type != ld->target) {
         int64_t trb = phiq_ggml_row_size(ld->target, n_in);
         if (trb <= 0)

@@ -117,6 +117,10 @@ struct phiq_context {
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
     float *logits;       /* [logits_cap][V] */
     int logits_cap, n_logits, logits_first; /* rows held; position index in batch of row 0 */
+    /* Calibration (src/convert/calib.c): called by phiq_mm with every matmul's
+     * float32 input rows before they are converted; NULL in normal use. */
+    int (*mm_hook)(void *ud, const phiq_mat *w, const float *x, int64_t ldx, int T);
+    void *mm_hook_ud;
     /* [n_batch] each: the per-token description of one forward batch
      * (phiq_forward fills them for the context's own cache; seq.c for
      * several sequences) */

@@ -502,7 +502,7 @@ static int ox_rows_named(const phiq_hf *hf, ox_rows *r, int64_t k, const char *c
     for (int i = 0; names[i]; i++) {
         const phiq_st_tensor *t = phiq_hf_find(hf, names[i]);
         if (!t) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s missing", phiq_hf_dir(hf), names[i]);
-        if (t->dtype == PHIQ_ST_OTHER || t->n_dims != 2 || t->shape[1] != k ||
+        if (!phiq_st_is_float(t->dtype) || t->n_dims != 2 || t->shape[1] != k ||
             t->shape[0] < row0[i] + rows[i])
             return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s has dtype %s shape [%lld, %lld], expected [>=%lld, %lld]",
                              t->file, names[i], t->dtype_name, (long long)t->shape[0],
@@ -556,7 +556,7 @@ static int ox_layer_rows(const phiq_hf *hf, const phiq_hparams *hp, int i, ox_la
 static int ox_check_vec(const phiq_hf *hf, const char *name, int64_t n) {
     const phiq_st_tensor *t = phiq_hf_find(hf, name);
     if (!t) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s missing", phiq_hf_dir(hf), name);
-    if (t->dtype == PHIQ_ST_OTHER || t->n_dims != 1 || t->shape[0] != n)
+    if (!phiq_st_is_float(t->dtype) || t->n_dims != 1 || t->shape[0] != n)
         return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s should be [%lld]", t->file, name, (long long)n);
     return 0;
 }
@@ -870,66 +870,15 @@ static int ox_build(ox *x) {
 
 /* ---- output directory -------------------------------------------------------- */
 
-static void ox_rmtree_flat(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *p = phiq_path_join(dir, e->d_name);
-            if (p) unlink(p);
-            free(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static int ox_dir_usable(const char *out) {
-    struct stat st;
-    if (stat(out, &st) != 0) return 0;
-    if (!S_ISDIR(st.st_mode)) return phiq_fail(PHIQ_EINVAL, "%s: exists and is not a directory", out);
-    DIR *d = opendir(out);
-    if (!d) return phiq_fail(PHIQ_EIO, "%s: %s", out, strerror(errno));
-    struct dirent *e;
-    int nonempty = 0;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) nonempty = 1;
-    closedir(d);
-    if (nonempty) return phiq_fail(PHIQ_EINVAL, "%s: output directory exists and is not empty", out);
-    return 0;
-}
-
-static int ox_write_text(const char *dir, const char *name, const char *txt, size_t len) {
-    char *p = phiq_path_join(dir, name);
-    if (!p) return phiq_fail(PHIQ_ENOMEM, "out of memory");
-    FILE *f = fopen(p, "wb");
-    int rc = 0;
-    if (!f || fwrite(txt, 1, len, f) != len) rc = phiq_fail(PHIQ_EIO, "%s: cannot write: %s", p, strerror(errno));
-    if (f && fclose(f) && !rc) rc = phiq_fail(PHIQ_EIO, "%s: cannot write: %s", p, strerror(errno));
-    free(p);
-    return rc;
-}
-
-static int ox_copy_file(const char *src, const char *dir, const char *name) {
-    char *txt;
-    size_t len;
-    int rc = phiq_read_file(src, &txt, &len);
-    if (rc) return rc;
-    rc = ox_write_text(dir, name, txt, len);
-    free(txt);
-    return rc;
-}
-
-static int ox_copy_tokenizer(phiq_hf *hf, const char *dir) {
+static int ox_copy_tokenizer(phiq_hf *hf, const phiq_outdir *od) {
     int rc;
     const char *tj = phiq_hf_tokenizer_json(hf), *tc = phiq_hf_tokenizer_config_json(hf);
-    if (tj && (rc = ox_copy_file(tj, dir, "tokenizer.json"))) return rc;
-    if (tc && (rc = ox_copy_file(tc, dir, "tokenizer_config.json"))) return rc;
+    if (tj && (rc = phiq_outdir_copy(od, tj, "tokenizer.json"))) return rc;
+    if (tc && (rc = phiq_outdir_copy(od, tc, "tokenizer_config.json"))) return rc;
     static const char *extra[] = {"special_tokens_map.json", "added_tokens.json"};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
         char *p = phiq_path_join(phiq_hf_dir(hf), extra[i]);
-        rc = p && phiq_file_exists(p) ? ox_copy_file(p, dir, extra[i]) : 0;
+        rc = p && phiq_file_exists(p) ? phiq_outdir_copy(od, p, extra[i]) : 0;
         free(p);
         if (rc) return rc;
     }
@@ -947,49 +896,26 @@ int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_o
         return phiq_fail(PHIQ_EINVAL, "onnx export: accuracy level %d not in 0..4", opt->accuracy_level);
     if (opt->max_length < 0) return phiq_fail(PHIQ_EINVAL, "onnx export: negative max length");
 
-    /* Normalized output path, parent and the temporary sibling. */
-    size_t ol = strlen(out_dir);
-    while (ol > 1 && out_dir[ol - 1] == '/') ol--;
-    char *out = strndup(out_dir, ol);
-    if (!out) return phiq_fail(PHIQ_ENOMEM, "out of memory");
     int rc = 0;
     ox x;
     memset(&x, 0, sizeof x);
-    char *tmp = NULL, *model_path = NULL;
-    bool tmp_made = false;
+    char *model_path = NULL;
+    phiq_outdir od = {0};
 
     x.opt = opt;
     x.hf = phiq_hf_open(src_dir);
     if (!x.hf) {
         rc = PHIQ_EFORMAT;
-        goto fail_keep_msg;
+        goto fail;
     }
     x.hp = phiq_hf_hparams(x.hf);
-    if ((rc = ox_validate(opt, x.hf, src_dir))) goto fail_keep_msg;
-    if ((rc = ox_dir_usable(out))) goto fail_keep_msg;
-    {
-        const char *slash = strrchr(out, '/');
-        size_t plen = slash ? (size_t)(slash - out) : 0;
-        const char *base = slash ? slash + 1 : out;
-        size_t n = ol + 64;
-        tmp = malloc(n);
-        if (!tmp) {
-            rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
-            goto fail_keep_msg;
-        }
-        if (slash) snprintf(tmp, n, "%.*s/.%s.tmp.%ld", (int)(plen ? plen : 1), plen ? out : "/", base, (long)getpid());
-        else snprintf(tmp, n, ".%s.tmp.%ld", base, (long)getpid());
-    }
-    if (mkdir(tmp, 0755) != 0) {
-        rc = phiq_fail(PHIQ_EIO, "%s: cannot create: %s", tmp, strerror(errno));
-        goto fail_keep_msg;
-    }
-    tmp_made = true;
+    if ((rc = ox_validate(opt, x.hf, src_dir))) goto fail;
+    if ((rc = phiq_outdir_open(&od, out_dir))) goto fail;
 
     x.bits = opt->type == PHIQ_ONNX_INT4 ? 4 : opt->type == PHIQ_ONNX_INT8 ? 8 : 0;
     x.n_threads = opt->n_threads > 0 ? opt->n_threads : phiq_physical_cores();
-    x.data_path = phiq_path_join(tmp, OX_DATA_NAME);
-    model_path = phiq_path_join(tmp, "model.onnx");
+    x.data_path = phiq_outdir_path(&od, OX_DATA_NAME);
+    model_path = phiq_outdir_path(&od, "model.onnx");
     if (!x.data_path || !model_path) {
         rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
         goto fail;
@@ -1034,28 +960,19 @@ int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_o
             rc = PHIQ_ENOMEM;
             goto fail;
         }
-        rc = ox_write_text(tmp, "genai_config.json", cfg, strlen(cfg));
+        rc = phiq_outdir_write(&od, "genai_config.json", cfg, strlen(cfg));
         free(cfg);
         if (rc) goto fail;
     }
-    if ((rc = ox_copy_tokenizer(x.hf, tmp))) goto fail;
-    if (rename(tmp, out) != 0) {
-        rc = phiq_fail(PHIQ_EIO, "%s: cannot rename %s into place: %s", out, tmp, strerror(errno));
-        goto fail;
-    }
-    tmp_made = false;
-    goto done;
+    if ((rc = ox_copy_tokenizer(x.hf, &od))) goto fail;
+    rc = phiq_outdir_commit(&od);
 
 fail:
-fail_keep_msg:
-done:
     if (x.data) fclose(x.data);
-    if (tmp_made) ox_rmtree_flat(tmp);
+    phiq_outdir_abort(&od); /* no-op after a commit */
     phiq_og_free(&x.g);
     if (x.hf) phiq_hf_close(x.hf);
     free(x.data_path);
     free(model_path);
-    free(tmp);
-    free(out);
     return rc;
 }

@@ -65,6 +65,18 @@ _Static_assert(sizeof(phiq_block_iq4_nl) == 18, "iq4_nl");
 _Static_assert(sizeof(phiq_block_q2_K) == 84, "q2_K");
 _Static_assert(sizeof(phiq_block_q3_K) == 110, "q3_K");
 _Static_assert(sizeof(phiq_block_q4_K) == 144, "q4_K");
+
+/* Q4_K/Q5_K: 6-bit scale and min of sub-block j from the 12-byte packing (ggml's get_scale_min_k4). */
+static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
 _Static_assert(sizeof(phiq_block_q5_K) == 176, "q5_K");
 _Static_assert(sizeof(phiq_block_q6_K) == 210, "q6_K");
 _Static_assert(sizeof(phiq_block_q8_K) == 292, "q8_K");

@@ -348,16 +348,6 @@ static void pack_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t *s) {
     }
 }
 
-static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-    }
-}
-
 /* ---- Q2_K --------------------------------------------------------------------- */
 
 static void q2_K_requant(const float *x, phiq_block_q2_K *y, uint8_t *L) {

@@ -1,0 +1,429 @@
+/* calib.c — the calibration forward pass (calib.h): a matmul hook on an
+ * ordinary context (model.h mm_hook) maps each weight to its GGUF name and
+ * accumulates the squared inputs (in float, row after row, as llama-imatrix
+ * does, so the sums agree to float rounding) and, for the requested layers,
+ * XᵀX through the context's thread pool. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "convert/calib.h"
+#include "core/common.h"
+#include "formats/gguf.h"
+#include "model/model.h"
+
+typedef struct calib_entry {
+    const phiq_mat *w;   /* the weight (an expert's for MoE) */
+    char name[PHIQ_GGUF_MAX_NAME];
+    int mat, n_mat;      /* expert index and count (0, 1 for dense) */
+    int layer;           /* -1 for output.weight */
+    int stats;           /* index into calib->st */
+} calib_entry;
+
+typedef struct calib_stats {
+    char name[PHIQ_GGUF_MAX_NAME];
+    int64_t n_in;
+    int n_mat;
+    float *sum2;         /* [n_mat][n_in] */
+    int64_t *count;      /* [n_mat] */
+    float *mean;         /* [n_mat][n_in], filled on demand */
+    float *h;            /* [n_in][n_in] or NULL; sums until the end of the run, then / count */
+} calib_stats;
+
+struct phiq_calib {
+    calib_entry *e;
+    int n_e;
+    calib_stats *st;
+    int n_st;
+    int n_ctx, chunks;
+    int64_t tokens;
+    int process_output;
+    phiq_context *ctx;   /* during the run */
+    float *xt;           /* [max n_in][n_batch] transposed inputs for the Hessians */
+};
+
+static int add_stats(phiq_calib *c, const char *name, int64_t n_in, int n_mat, int hess) {
+    for (int i = 0; i < c->n_st; i++)
+        if (!strcmp(c->st[i].name, name)) return i;
+    calib_stats *s = &c->st[c->n_st];
+    snprintf(s->name, sizeof s->name, "%s", name);
+    s->n_in = n_in;
+    s->n_mat = n_mat;
+    s->sum2 = calloc((size_t)(n_in * n_mat), sizeof(float));
+    s->count = calloc((size_t)n_mat, sizeof(int64_t));
+    if (hess) s->h = calloc((size_t)(n_in * n_in), sizeof(float));
+    if (!s->sum2 || !s->count || (hess && !s->h))
+        return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory for %s%s", name, hess ? " (Hessian)" : "");
+    return c->n_st++;
+}
+
+static int add_entry(phiq_calib *c, const phiq_mat *w, int layer, const char *what, int mat, int n_mat, int hess) {
+    if (!w->data) return 0;
+    calib_entry *e = &c->e[c->n_e];
+    e->w = w;
+    e->layer = layer;
+    e->mat = mat;
+    e->n_mat = n_mat;
+    if (layer >= 0) snprintf(e->name, sizeof e->name, "blk.%d.%s.weight", layer, what);
+    else snprintf(e->name, sizeof e->name, "%s.weight", what);
+    int k = add_stats(c, e->name, w->n_in, n_mat, hess && n_mat == 1);
+    if (k < 0) return k;
+    e->stats = k;
+    c->n_e++;
+    return 0;
+}
+
+static int build_entries(phiq_calib *c, const phiq_model *m, const phiq_calib_opts *o) {
+    const phiq_hparams *hp = &m->hp;
+    int per_layer = 8 + 3 * hp->n_expert;
+    c->e = calloc((size_t)(per_layer * hp->n_layer + 1), sizeof *c->e);
+    c->st = calloc((size_t)(per_layer * hp->n_layer + 1), sizeof *c->st);
+    if (!c->e || !c->st) return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
+    int rc = 0;
+    for (int L = 0; L < hp->n_layer && rc == 0; L++) {
+        const phiq_layer *ly = &m->layers[L];
+        int h = L >= o->h_layer0 && L < o->h_layer1;
+        if (ly->fused_qkv) rc = add_entry(c, &ly->qkv, L, "attn_qkv", 0, 1, h);
+        else if (!(rc = add_entry(c, &ly->q, L, "attn_q", 0, 1, h)) && !(rc = add_entry(c, &ly->k, L, "attn_k", 0, 1, h)))
+            rc = add_entry(c, &ly->v, L, "attn_v", 0, 1, h);
+        if (!rc) rc = add_entry(c, &ly->wo, L, "attn_output", 0, 1, h);
+        if (hp->arch == PHIQ_ARCH_PHIMOE) {
+            if (!rc) rc = add_entry(c, &ly->gate_inp, L, "ffn_gate_inp", 0, 1, h);
+            for (int x = 0; x < hp->n_expert && !rc; x++) {
+                if (!(rc = add_entry(c, &ly->exp_gate[x], L, "ffn_gate_exps", x, hp->n_expert, 0)) &&
+                    !(rc = add_entry(c, &ly->exp_up[x], L, "ffn_up_exps", x, hp->n_expert, 0)))
+                    rc = add_entry(c, &ly->exp_down[x], L, "ffn_down_exps", x, hp->n_expert, 0);
+            }
+        } else {
+            if (!rc) rc = add_entry(c, &ly->up, L, "ffn_up", 0, 1, h);
+            if (!rc) rc = add_entry(c, &ly->down, L, "ffn_down", 0, 1, h);
+        }
+    }
+    if (!rc && (o->process_output || o->h_output)) rc = add_entry(c, &m->output, -1, "output", 0, 1, o->h_output);
+    return rc;
+}
+
+typedef struct syrk_job {
+    float *h;
+    const float *xt; /* [n][T] */
+    int64_t n;
+    int T;
+} syrk_job;
+
+/* rows i of the upper triangle: H[i][j] += xt_i . xt_j for j >= i; the
+ * chunks interleave rows so that each gets a similar share of the triangle */
+static void syrk_task(void *arg, int c, int nc) {
+    syrk_job *j = arg;
+    for (int64_t i = c; i < j->n; i += nc) {
+        const float *a = j->xt + i * j->T;
+        float *hr = j->h + i * j->n;
+        for (int64_t k = i; k < j->n; k++) hr[k] += phiq_dot_f32(a, j->xt + k * j->T, j->T);
+    }
+}
+
+static int calib_hook(void *ud, const phiq_mat *w, const float *x, int64_t ldx, int T) {
+    phiq_calib *c = ud;
+    calib_entry *e = NULL;
+    for (int i = 0; i < c->n_e; i++)
+        if (c->e[i].w == w) {
+            e = &c->e[i];
+            break;
+        }
+    if (!e) return 0;                       /* token_embd / output without process_output */
+    if (e->n_mat == 1 && T < 16) return 0;  /* llama-imatrix skips small dense batches */
+    calib_stats *s = &c->st[e->stats];
+    const int64_t n = s->n_in;
+    float *acc = s->sum2 + (int64_t)e->mat * n;
+    for (int t = 0; t < T; t++) {
+        const float *r = x + (int64_t)t * ldx;
+        for (int64_t j = 0; j < n; j++) acc[j] += r[j] * r[j];
+    }
+    s->count[e->mat] += T;
+    if (s->h) {
+        for (int t = 0; t < T; t++)
+            for (int64_t j = 0; j < n; j++) c->xt[j * T + t] = x[(int64_t)t * ldx + j];
+        syrk_job sj = {s->h, c->xt, n, T};
+        int nc = c->ctx->n_threads * 8;
+        phiq_threadpool_run_chunks(c->ctx->tp, syrk_task, &sj, nc);
+    }
+    return 0;
+}
+
+int32_t *phiq_calib_tokenize(const phiq_model *m, const char *text_path, int n_ctx, int64_t *n) {
+    char *txt;
+    size_t len;
+    if (phiq_read_file(text_path, &txt, &len) < 0) return NULL;
+    if (len > (size_t)1 << 30) {
+        free(txt);
+        return phiq_fail_null(PHIQ_EINVAL, "%s: calibration text over 1 GiB", text_path);
+    }
+    int cap = (int)(len + 16);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
+    int k = ids ? phiq_tokenize(m, txt, ids, cap, PHIQ_TOKENIZE_ADD_BOS) : PHIQ_ENOMEM;
+    free(txt);
+    if (k < 0 || k > cap) {
+        free(ids);
+        return phiq_fail_null(PHIQ_EINVAL, "%s: cannot tokenize: %s", text_path, phiq_error());
+    }
+    if (k < 2 * n_ctx) {
+        free(ids);
+        return phiq_fail_null(PHIQ_EINVAL, "%s: %d tokens, need at least 2 x context = %d (shorter -c or a longer text)",
+                              text_path, k, 2 * n_ctx);
+    }
+    *n = k;
+    return ids;
+}
+
+phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_ids, const phiq_calib_opts *o) {
+    const int n_ctx = o->n_ctx > 0 ? o->n_ctx : 512;
+    if (n_ctx < 16) return phiq_fail_null(PHIQ_EINVAL, "calibration: context %d is too small (need >= 16)", n_ctx);
+    if (n_ids < 2 * (int64_t)n_ctx)
+        return phiq_fail_null(PHIQ_EINVAL, "calibration: %lld tokens, need at least 2 x context = %d", (long long)n_ids,
+                              2 * n_ctx);
+    phiq_calib *c = calloc(1, sizeof *c);
+    if (!c) return phiq_fail_null(PHIQ_ENOMEM, "calibration: out of memory");
+    c->n_ctx = n_ctx;
+    c->process_output = o->process_output || o->h_output;
+    int n_chunks = (int)(n_ids / n_ctx);
+    if (o->max_chunks > 0 && o->max_chunks < n_chunks) n_chunks = o->max_chunks;
+    int rc = build_entries(c, m, o);
+    phiq_context_params cp = phiq_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_ctx;
+    cp.n_threads = o->n_threads;
+    cp.all_logits = c->process_output; /* the output matmul runs for every row only then */
+    int32_t *batch = malloc(sizeof(int32_t) * (size_t)n_ctx);
+    int64_t max_in = 0;
+    for (int i = 0; i < c->n_st; i++)
+        if (c->st[i].h && c->st[i].n_in > max_in) max_in = c->st[i].n_in;
+    if (!rc && max_in && !(c->xt = malloc(sizeof(float) * (size_t)(max_in * n_ctx))))
+        rc = phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
+    if (!rc && !batch) rc = phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
+    if (!rc && !(c->ctx = phiq_context_new(m, &cp))) rc = PHIQ_EINVAL;
+    if (!rc) {
+        c->ctx->mm_hook = calib_hook;
+        c->ctx->mm_hook_ud = c;
+        const int bos = phiq_model_bos(m);
+        phiq_progress pr;
+        phiq_progress_start(&pr, o->label ? o->label : "imatrix", n_chunks, 0, o->quiet);
+        for (int k = 0; k < n_chunks && !rc; k++) {
+            memcpy(batch, ids + (int64_t)k * n_ctx, sizeof(int32_t) * (size_t)n_ctx);
+            if (bos >= 0) batch[0] = bos;
+            if ((rc = phiq_context_truncate(c->ctx, 0)) < 0 || (rc = phiq_eval(c->ctx, batch, n_ctx)) < 0) break;
+            c->chunks++;
+            c->tokens += n_ctx;
+            phiq_progress_step(&pr, NULL, 0);
+        }
+        phiq_progress_end(&pr);
+    }
+    for (int i = 0; i < c->n_st && !rc; i++) {
+        calib_stats *s = &c->st[i];
+        if (!s->h) continue;
+        const float inv = s->count[0] > 0 ? 1.0f / (float)s->count[0] : 0.0f;
+        for (int64_t a = 0; a < s->n_in; a++)
+            for (int64_t b = a; b < s->n_in; b++) {
+                float v = s->h[a * s->n_in + b] * inv;
+                s->h[a * s->n_in + b] = v;
+                s->h[b * s->n_in + a] = v;
+            }
+    }
+    free(batch);
+    free(c->xt);
+    c->xt = NULL;
+    if (c->ctx) phiq_context_free(c->ctx);
+    c->ctx = NULL;
+    if (rc < 0) {
+        phiq_calib_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void phiq_calib_free(phiq_calib *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n_st; i++) {
+        free(c->st[i].sum2);
+        free(c->st[i].count);
+        free(c->st[i].mean);
+        free(c->st[i].h);
+    }
+    free(c->st);
+    free(c->e);
+    free(c);
+}
+
+int phiq_calib_chunks(const phiq_calib *c) { return c->chunks; }
+int64_t phiq_calib_tokens(const phiq_calib *c) { return c->tokens; }
+
+static const calib_stats *find_stats(const phiq_calib *c, const char *name) {
+    for (int i = 0; i < c->n_st; i++)
+        if (!strcmp(c->st[i].name, name)) return &c->st[i];
+    return NULL;
+}
+
+const float *phiq_calib_imatrix(phiq_calib *c, const char *name, int64_t *n_in, int *n_mat) {
+    calib_stats *s = (calib_stats *)find_stats(c, name);
+    if (!s) return NULL;
+    if (!s->mean) {
+        if (!(s->mean = malloc(sizeof(float) * (size_t)(s->n_in * s->n_mat))))
+            return phiq_fail_null(PHIQ_ENOMEM, "calibration: out of memory");
+        for (int k = 0; k < s->n_mat; k++)
+            for (int64_t j = 0; j < s->n_in; j++)
+                s->mean[k * s->n_in + j] = s->count[k] > 0 ? s->sum2[k * s->n_in + j] / (float)s->count[k] : 1.0f;
+    }
+    *n_in = s->n_in;
+    *n_mat = s->n_mat;
+    return s->mean;
+}
+
+const float *phiq_calib_hessian(const phiq_calib *c, const char *name, int64_t *n_in) {
+    const calib_stats *s = find_stats(c, name);
+    if (!s || !s->h || s->count[0] == 0) return NULL;
+    *n_in = s->n_in;
+    return s->h;
+}
+
+uint64_t phiq_calib_layer_hessian_bytes(const phiq_model *m) {
+    const phiq_hparams *hp = &m->hp;
+    uint64_t E = (uint64_t)hp->n_embd, nq = (uint64_t)hp->n_head * (uint64_t)hp->head_dim, F = (uint64_t)hp->n_ff;
+    return 4 * (2 * E * E + nq * nq + F * F);
+}
+
+static int cmp_names(const void *a, const void *b) {
+    return strcmp((*(const calib_stats *const *)a)->name, (*(const calib_stats *const *)b)->name);
+}
+
+typedef struct write_ctx {
+    const calib_stats **s;
+} write_ctx;
+
+static int fill_imatrix(void *u, int64_t i, const char *name, void *buf, uint64_t nb) {
+    const calib_stats *s = ((write_ctx *)u)->s[i / 2];
+    (void)name;
+    if (i % 2 == 0) {
+        memcpy(buf, s->sum2, nb);
+    } else {
+        float *f = buf;
+        for (int k = 0; k < s->n_mat; k++) f[k] = (float)s->count[k];
+    }
+    return 0;
+}
+
+int phiq_calib_write_imatrix(const phiq_calib *c, const char *path, const char *dataset, int quiet) {
+    const calib_stats **s = malloc(sizeof *s * (size_t)(c->n_st + 1));
+    phiq_gguf_writer *w = phiq_gguf_writer_new();
+    int rc = (!s || !w) ? phiq_fail(PHIQ_ENOMEM, "imatrix: out of memory") : 0;
+    int n = 0;
+    for (int i = 0; i < c->n_st && !rc; i++) {
+        int64_t tot = 0;
+        for (int k = 0; k < c->st[i].n_mat; k++) tot += c->st[i].count[k];
+        if (tot > 0) s[n++] = &c->st[i]; /* llama-imatrix stores only what it saw */
+    }
+    if (!rc) qsort(s, (size_t)n, sizeof *s, cmp_names);
+    const char *ds[1] = {dataset ? dataset : ""};
+#define SET(x)                                                                                                         \
+    if (!rc) rc = (x)
+    SET(phiq_gguf_writer_set_str(w, "general.type", "imatrix"));
+    SET(phiq_gguf_writer_set_arr_str(w, "imatrix.datasets", ds, NULL, 1));
+    SET(phiq_gguf_writer_set_u32(w, "imatrix.chunk_count", (uint32_t)c->chunks));
+    SET(phiq_gguf_writer_set_u32(w, "imatrix.chunk_size", (uint32_t)c->n_ctx));
+    for (int i = 0; i < n && !rc; i++) {
+        char nm[PHIQ_GGUF_MAX_NAME + 16];
+        int64_t ne[2] = {s[i]->n_in, s[i]->n_mat}, ne1[2] = {1, s[i]->n_mat};
+        snprintf(nm, sizeof nm, "%s.in_sum2", s[i]->name);
+        SET(phiq_gguf_writer_add_tensor(w, nm, PHIQ_GGML_TYPE_F32, 2, ne));
+        snprintf(nm, sizeof nm, "%s.counts", s[i]->name);
+        SET(phiq_gguf_writer_add_tensor(w, nm, PHIQ_GGML_TYPE_F32, 2, ne1));
+    }
+#undef SET
+    if (!rc && n == 0) rc = phiq_fail(PHIQ_EINVAL, "imatrix: no matmul was observed");
+    write_ctx wc = {s};
+    phiq_gguf_write_opts wo = {.quiet = quiet, .label = "imatrix"};
+    if (!rc) rc = phiq_gguf_writer_write(w, path, fill_imatrix, &wc, &wo);
+    phiq_gguf_writer_free(w);
+    free(s);
+    return rc;
+}
+
+/* ---- session ------------------------------------------------------------------------------ */
+struct phiq_calib_session {
+    phiq_model *m;
+    int32_t *ids;
+    int64_t n_ids;
+    phiq_calib_opts o;
+    int group;            /* layers per pass */
+    phiq_calib *cur;      /* statistics of the current group */
+    int l0, l1, has_output;
+    int passes;
+    double seconds;
+};
+
+phiq_calib_session *phiq_calib_session_new(const char *model_path, const char *text_path, const phiq_calib_opts *o,
+                                           uint64_t mem_budget) {
+    phiq_calib_session *s = calloc(1, sizeof *s);
+    if (!s) return phiq_fail_null(PHIQ_ENOMEM, "calibration: out of memory");
+    s->o = *o;
+    s->l0 = s->l1 = -1;
+    if (s->o.n_ctx <= 0) s->o.n_ctx = 512;
+    if (!(s->m = phiq_model_open(model_path, NULL)) ||
+        !(s->ids = phiq_calib_tokenize(s->m, text_path, s->o.n_ctx, &s->n_ids))) {
+        phiq_calib_session_free(s);
+        return NULL;
+    }
+    uint64_t per = phiq_calib_layer_hessian_bytes(s->m);
+    s->group = per > 0 ? (int)(mem_budget / per) : 1;
+    if (s->group < 1) s->group = 1;
+    return s;
+}
+
+void phiq_calib_session_free(phiq_calib_session *s) {
+    if (!s) return;
+    phiq_calib_free(s->cur);
+    free(s->ids);
+    phiq_model_free(s->m);
+    free(s);
+}
+
+static int session_pass(phiq_calib_session *s, int layer) {
+    const int nl = s->m->hp.n_layer;
+    phiq_calib_free(s->cur);
+    s->cur = NULL;
+    phiq_calib_opts o = s->o;
+    o.h_layer0 = layer < nl ? layer : nl;
+    o.h_layer1 = layer + s->group < nl ? layer + s->group : nl;
+    o.h_output = o.h_layer1 == nl; /* output's H is small: it rides with the last group */
+    char label[48];
+    snprintf(label, sizeof label, "calib %d-%d/%d", o.h_layer0, o.h_layer1, nl);
+    o.label = label;
+    double t0 = phiq_now();
+    s->cur = phiq_calib_run(s->m, s->ids, s->n_ids, &o);
+    s->seconds += phiq_now() - t0;
+    if (!s->cur) return PHIQ_EINVAL;
+    s->passes++;
+    s->l0 = o.h_layer0;
+    s->l1 = o.h_layer1;
+    s->has_output = o.h_output;
+    return 0;
+}
+
+const float *phiq_calib_session_hessian(phiq_calib_session *s, const char *name, int64_t *n_in, int *failed) {
+    *failed = 0;
+    int layer;
+    const int nl = s->m->hp.n_layer;
+    if (!strcmp(name, "output.weight")) layer = nl;
+    else if (sscanf(name, "blk.%d.", &layer) != 1 || layer < 0 || layer >= nl) return NULL;
+    int have = s->cur && (layer == nl ? s->has_output : layer >= s->l0 && layer < s->l1);
+    if (!have && session_pass(s, layer == nl ? (nl - 1 > 0 ? nl - 1 : 0) : layer) < 0) {
+        *failed = 1;
+        return NULL;
+    }
+    return phiq_calib_hessian(s->cur, name, n_in);
+}
+
+const float *phiq_calib_session_imatrix(phiq_calib_session *s, const char *name, int64_t *n_in, int *n_mat) {
+    return s->cur ? phiq_calib_imatrix(s->cur, name, n_in, n_mat) : NULL;
+}
+
+int phiq_calib_session_passes(const phiq_calib_session *s) { return s->passes; }
+double phiq_calib_session_seconds(const phiq_calib_session *s) { return s->seconds; }
+int64_t phiq_calib_session_tokens(const phiq_calib_session *s) { return s->cur ? phiq_calib_tokens(s->cur) : 0; }

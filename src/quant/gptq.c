@@ -1,0 +1,251 @@
+/* gptq.c — GPTQ error feedback inside ggml blocks (gptq.h).
+ *
+ * With A = H + λI, GPTQ needs the upper Cholesky factor U of A⁻¹
+ * (A⁻¹ = UᵀU). A = RRᵀ with R = U⁻¹ upper triangular, so R is the Cholesky
+ * factor of A with rows and columns reversed, and U its triangular inverse:
+ * one factorization and one inversion, in double. Rows of W are independent
+ * given U, so threads take tiles of rows; within a tile each U row is read
+ * once for all of the tile's rows. */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "formats/ggml_type.h"
+#include "quant/gptq.h"
+#include "quant/quant.h"
+#include "quant/quant_internal.h"
+
+#define TILE 16
+
+/* U (float, [n][n], upper) from H; dead columns (zero diagonal) get 1. */
+static int inverse_chol_upper(const float *H, int64_t n, float damp, float *U) {
+    double *a = malloc(sizeof(double) * (size_t)(n * n));
+    if (!a) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory for a %lld x %lld Hessian", (long long)n, (long long)n);
+    double mean = 0;
+    for (int64_t i = 0; i < n; i++) mean += H[i * n + i];
+    mean /= (double)n;
+    if (!(mean > 0)) mean = 1;
+    const double lambda = damp * mean;
+    /* reversed order: a[i][j] = H[n-1-i][n-1-j] */
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) a[i * n + j] = H[(n - 1 - i) * n + (n - 1 - j)];
+    for (int64_t i = 0; i < n; i++) {
+        if (a[i * n + i] <= 0) a[i * n + i] = 1;
+        a[i * n + i] += lambda;
+    }
+    /* Cholesky a = L Lᵀ (lower, in place) */
+    for (int64_t j = 0; j < n; j++) {
+        double d = a[j * n + j];
+        for (int64_t k = 0; k < j; k++) d -= a[j * n + k] * a[j * n + k];
+        if (!(d > 0)) {
+            free(a);
+            return phiq_fail(PHIQ_EINVAL, "gptq: Hessian not positive definite (raise --damp)");
+        }
+        d = sqrt(d);
+        a[j * n + j] = d;
+        for (int64_t i = j + 1; i < n; i++) {
+            double s = a[i * n + j];
+            const double *ri = a + i * n, *rj = a + j * n;
+            for (int64_t k = 0; k < j; k++) s -= ri[k] * rj[k];
+            a[i * n + j] = s / d;
+        }
+    }
+    /* R[i][j] = L[n-1-i][n-1-j] (upper); U = R⁻¹ (upper). Invert L (lower)
+     * in place as M = L⁻¹, then U[i][j] = M[n-1-i][n-1-j]. Row by row so
+     * that every inner loop runs along contiguous rows: Lᵀ is parked in the
+     * upper triangle (L[i][k] at a[k][i]) and the diagonal aside, then
+     * M[i][0..i) = -(Σ_k<i L[i][k] M[k][0..k]) / L[i][i], M[i][i] = 1 / L[i][i]. */
+    double *diag = malloc(sizeof(double) * (size_t)n);
+    if (!diag) {
+        free(a);
+        return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
+    }
+    for (int64_t i = 0; i < n; i++) {
+        diag[i] = a[i * n + i];
+        for (int64_t k = 0; k < i; k++) a[k * n + i] = a[i * n + k];
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double *mi = a + i * n;
+        for (int64_t j = 0; j < i; j++) mi[j] = 0;
+        for (int64_t k = 0; k < i; k++) {
+            const double l = a[k * n + i], *mk = a + k * n;
+            for (int64_t j = 0; j <= k; j++) mi[j] += l * mk[j];
+        }
+        const double inv = 1.0 / diag[i];
+        for (int64_t j = 0; j < i; j++) mi[j] *= -inv;
+        mi[i] = inv;
+    }
+    free(diag);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) U[i * n + j] = j >= i ? (float)a[(n - 1 - i) * n + (n - 1 - j)] : 0.0f;
+    free(a);
+    return 0;
+}
+
+/* ---- rounding one column on a block's fixed grid ------------------------------ */
+/* Sets element j of the block to the grid point nearest x, returns its value;
+ * NAN when the type has no column rounding (the block's own value is kept). */
+static float round_on_grid(int type, uint8_t *blk, int j, float x) {
+    switch (type) {
+    case PHIQ_GGML_TYPE_Q4_0: {
+        phiq_block_q4_0 *b = (phiq_block_q4_0 *)(void *)blk;
+        float d = phiq_f16_to_f32(b->d);
+        int q = d != 0 ? (int)lrintf(x / d) + 8 : 8;
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        int byte = j & 15, hi = j >= 16;
+        b->qs[byte] = (uint8_t)(hi ? ((b->qs[byte] & 0x0F) | (q << 4)) : ((b->qs[byte] & 0xF0) | q));
+        return d * (float)(q - 8);
+    }
+    case PHIQ_GGML_TYPE_Q8_0: {
+        phiq_block_q8_0 *b = (phiq_block_q8_0 *)(void *)blk;
+        float d = phiq_f16_to_f32(b->d);
+        int q = d != 0 ? (int)lrintf(x / d) : 0;
+        q = q < -128 ? -128 : q > 127 ? 127 : q;
+        b->qs[j] = (int8_t)q;
+        return d * (float)q;
+    }
+    case PHIQ_GGML_TYPE_Q4_K: {
+        phiq_block_q4_K *b = (phiq_block_q4_K *)(void *)blk;
+        uint8_t sc, m;
+        get_scale_min_k4(j / 32, b->scales, &sc, &m);
+        float d = phiq_f16_to_f32(b->d) * sc, mn = phiq_f16_to_f32(b->dmin) * m;
+        int q = d != 0 ? (int)lrintf((x + mn) / d) : 0;
+        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        int byte = (j / 64) * 32 + (j % 32), hi = (j / 32) & 1;
+        b->qs[byte] = (uint8_t)(hi ? ((b->qs[byte] & 0x0F) | (q << 4)) : ((b->qs[byte] & 0xF0) | q));
+        return d * (float)q - mn;
+    }
+    case PHIQ_GGML_TYPE_Q5_K: {
+        phiq_block_q5_K *b = (phiq_block_q5_K *)(void *)blk;
+        uint8_t sc, m;
+        get_scale_min_k4(j / 32, b->scales, &sc, &m);
+        float d = phiq_f16_to_f32(b->d) * sc, mn = phiq_f16_to_f32(b->dmin) * m;
+        int q = d != 0 ? (int)lrintf((x + mn) / d) : 0;
+        q = q < 0 ? 0 : q > 31 ? 31 : q;
+        /* element j = 64 c + 32 s + l: qs[32 c + l] nibble s, qh[l] bit 2 c + s */
+        int c = j / 64, sub = (j / 32) & 1, l = j % 32, byte = 32 * c + l, bit = 2 * c + sub;
+        b->qs[byte] = (uint8_t)(sub ? ((b->qs[byte] & 0x0F) | ((q & 15) << 4)) : ((b->qs[byte] & 0xF0) | (q & 15)));
+        b->qh[l] = (uint8_t)((b->qh[l] & ~(1u << bit)) | ((unsigned)(q >> 4) << bit));
+        return d * (float)q - mn;
+    }
+    case PHIQ_GGML_TYPE_Q6_K: {
+        phiq_block_q6_K *b = (phiq_block_q6_K *)(void *)blk;
+        /* element j = 128 h + 32 g + l: ql[64 h + l + 32 (g & 1)] nibble (g >> 1),
+         * qh[32 h + l] bits 2g, scale 8 h + l / 16 + 2 g */
+        int h = j / 128, g = (j % 128) / 32, l = j % 32;
+        float d = phiq_f16_to_f32(b->d) * (float)b->scales[8 * h + l / 16 + 2 * g];
+        int q = d != 0 ? (int)lrintf(x / d) + 32 : 32;
+        q = q < 0 ? 0 : q > 63 ? 63 : q;
+        uint8_t *ql = &b->ql[64 * h + l + 32 * (g & 1)], *qh = &b->qh[32 * h + l];
+        if (g >> 1) *ql = (uint8_t)((*ql & 0x0F) | ((q & 15) << 4));
+        else *ql = (uint8_t)((*ql & 0xF0) | (q & 15));
+        *qh = (uint8_t)((*qh & ~(3 << (2 * g))) | ((q >> 4) << (2 * g)));
+        return d * (float)(q - 32);
+    }
+    default: return NAN;
+    }
+}
+
+typedef struct gjob {
+    int type;
+    float *w;
+    uint8_t *dst;
+    int64_t nrows, ncols, bs, row_bytes, blk_bytes;
+    const float *U, *imat;
+    int64_t next; /* next tile (under mu) */
+    pthread_mutex_t mu;
+    int rc;
+} gjob;
+
+static void *gptq_worker(void *arg) {
+    gjob *j = arg;
+    const int64_t n = j->ncols, bs = j->bs;
+    float *deq = malloc(sizeof(float) * (size_t)(TILE * bs));
+    float err[TILE];
+    if (!deq) {
+        pthread_mutex_lock(&j->mu);
+        j->rc = PHIQ_ENOMEM;
+        pthread_mutex_unlock(&j->mu);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        int64_t r0 = j->next;
+        j->next += TILE;
+        int stop = j->rc < 0;
+        pthread_mutex_unlock(&j->mu);
+        if (stop || r0 >= j->nrows) break;
+        int64_t nr = j->nrows - r0 < TILE ? j->nrows - r0 : TILE;
+        for (int64_t c0 = 0; c0 < n; c0 += bs) {
+            for (int64_t r = 0; r < nr; r++) {
+                float *row = j->w + (r0 + r) * n;
+                uint8_t *blk = j->dst + (r0 + r) * j->row_bytes + (c0 / bs) * j->blk_bytes;
+                if (phiq_quantize(j->type, row + c0, blk, 1, bs, j->imat + c0) < 0 ||
+                    phiq_dequantize(j->type, blk, deq + r * bs, bs) < 0) {
+                    pthread_mutex_lock(&j->mu);
+                    j->rc = PHIQ_EUNSUPPORTED;
+                    pthread_mutex_unlock(&j->mu);
+                    free(deq);
+                    return NULL;
+                }
+            }
+            for (int64_t c = c0; c < c0 + bs; c++) {
+                const float *u = j->U + c * n;
+                for (int64_t r = 0; r < nr; r++) {
+                    float *row = j->w + (r0 + r) * n;
+                    uint8_t *blk = j->dst + (r0 + r) * j->row_bytes + (c0 / bs) * j->blk_bytes;
+                    float q = round_on_grid(j->type, blk, (int)(c - c0), row[c]);
+                    if (isnan(q)) q = deq[r * bs + (c - c0)];
+                    err[r] = (row[c] - q) / u[c];
+                }
+                for (int64_t r = 0; r < nr; r++) {
+                    float *row = j->w + (r0 + r) * n;
+                    const float e = err[r];
+                    for (int64_t k = c + 1; k < n; k++) row[k] -= e * u[k];
+                }
+            }
+        }
+    }
+    free(deq);
+    return NULL;
+}
+
+int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t ncols, const float *H, float damp,
+                       int n_threads) {
+    const int64_t bs = phiq_ggml_block_size(type);
+    if (bs <= 1 || ncols % bs) return phiq_fail(PHIQ_EUNSUPPORTED, "gptq: type %s is not a block type for rows of %lld",
+                                               phiq_ggml_type_name(type), (long long)ncols);
+    float *U = malloc(sizeof(float) * (size_t)(ncols * ncols));
+    float *imat = malloc(sizeof(float) * (size_t)ncols);
+    if (!U || !imat) {
+        free(U);
+        free(imat);
+        return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
+    }
+    int rc = inverse_chol_upper(H, ncols, damp, U);
+    /* the scale search's importance: diag(H), the imatrix of the same text */
+    for (int64_t i = 0; i < ncols && rc == 0; i++) imat[i] = H[i * ncols + i] > 0 ? H[i * ncols + i] : 1e-12f;
+    if (rc == 0) {
+        gjob j = {.type = type, .w = w, .dst = dst, .nrows = nrows, .ncols = ncols, .bs = bs,
+                  .row_bytes = phiq_ggml_row_size(type, ncols), .blk_bytes = phiq_ggml_row_size(type, bs),
+                  .U = U, .imat = imat};
+        pthread_mutex_init(&j.mu, NULL);
+        if (n_threads < 1) n_threads = 1;
+        if (n_threads > 64) n_threads = 64;
+        pthread_t th[64];
+        int started = 0;
+        for (int i = 1; i < n_threads; i++, started++)
+            if (pthread_create(&th[i - 1], NULL, gptq_worker, &j) != 0) break;
+        gptq_worker(&j);
+        for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+        pthread_mutex_destroy(&j.mu);
+        rc = j.rc;
+        if (rc == PHIQ_EUNSUPPORTED) rc = phiq_fail(rc, "gptq: cannot quantize to %s", phiq_ggml_type_name(type));
+        else if (rc == PHIQ_ENOMEM) rc = phiq_fail(rc, "gptq: out of memory");
+    }
+    free(U);
+    free(imat);
+    return rc;
+}

@@ -1,0 +1,23 @@
+/* gptq.h — GPTQ (Frantar et al. 2022) inside the ggml block layouts: the
+ * file stays a standard GGUF of the same type, only the values inside the
+ * blocks change. Columns are swept left to right one block (32 or 256) at a
+ * time; each block's scales (and mins) come from phiq_quantize's
+ * importance-weighted search run on the error-updated weights (importance =
+ * diag(H) = mean squared input, i.e. the imatrix), then each column is
+ * rounded on that fixed grid and its error, scaled by the inverse Hessian's
+ * Cholesky factor, is subtracted from the columns not yet quantized. Q4_0,
+ * Q8_0, Q4_K, Q5_K and Q6_K round column by column; the other types keep the
+ * block's own rounding and compensate the columns after the block. */
+#ifndef PHIQ_QUANT_GPTQ_H
+#define PHIQ_QUANT_GPTQ_H
+
+#include <stdint.h>
+
+/* Quantizes w [nrows][ncols] (float32, overwritten: it is the working copy)
+ * into dst (nrows rows of `type`) against H [ncols][ncols] (= XᵀX / N of
+ * the inputs). damp: fraction of the mean diagonal added to it (GPTQ's 0.01).
+ * Returns 0 or a negative code (PHIQ_EUNSUPPORTED for non-block types). */
+int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t ncols, const float *H, float damp,
+                       int n_threads);
+
+#endif
