@@ -24,8 +24,8 @@ run_suite() { # name builddir cmake-args...
   rc=$?
   cat "build-logs/$name-ctest.log" | grep -vE "^ *Start +[0-9]+:" 
   n=$(grep -cE "Test +#[0-9]+: .* Passed" "build-logs/$name-ctest.log")
-  s=$(grep -cE "Test +#[0-9]+: .* \*\*\*Skipped" "build-logs/$name-ctest.log")
-  f=$(grep -cE "Test +#[0-9]+: .* (\*\*\*Failed|\*\*\*Exception|\*\*\*Timeout|Not Run)" "build-logs/$name-ctest.log")
+  s=$(grep -cE "Test +#[0-9]+: .*\*\*\*Skipped" "build-logs/$name-ctest.log")
+  f=$(grep -cE "Test +#[0-9]+: .*(\*\*\*Failed|\*\*\*Exception|\*\*\*Timeout|Not Run)" "build-logs/$name-ctest.log")
   total_pass=$((total_pass + n)); total_skip=$((total_skip + s)); total_fail=$((total_fail + f))
   [ $rc -eq 0 ] || status=1
 }

@@ -134,7 +134,7 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     if (hp->arch == PHIQ_ARCH_PHIMOE) {
         if (!ctx->phimoe_llamacpp && hp->n_expert_used != 2) {
             phiq_context_free(ctx);
-            return phiq_fail_null(PHIQ_EUNSUPPORTED, "context: SparseMixer routing needs 2 experts per token (model uses %d); set phimoe_llamacpp", hp->n_expert_used);
+            return phiq_fail_null(PHIQ_EUNSUPPORTED, "context: Hugging Face's SparseMixer routing needs 2 experts per token (model uses %d); use llama.cpp's routing (phimoe_llamacpp, --phimoe-llamacpp)", hp->n_expert_used);
         }
         ctx->moe = phiq_alloc_f(B * (E + (size_t)hp->n_expert));
         if (!ctx->moe) {

@@ -5,7 +5,12 @@
  * (0.75x llama.cpp's imatrix Q4_0 on this fixture) and beat the imatrix
  * round-to-nearest file phiq writes byte-identically to llama-quantize; it
  * has the same size. A calibration text shorter than two contexts is a
- * one-line error and leaves no file. */
+ * one-line error and leaves no file.
+ *
+ * Under the sanitizers (PHIQ_SANITIZED) the same code runs on 4 calibration
+ * chunks and 2 evaluation chunks: memory safety is what that build checks,
+ * and the full protocol there takes longer than CI allows. The quality gate
+ * is the release build's. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -14,10 +19,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+static int sanitized(void) { return getenv("PHIQ_SANITIZED") != NULL; }
+
+/* the calibration-size arguments for this build ("" in release) */
+static const char *calib_limit(void) { return sanitized() ? "--calib-chunks 4" : ""; }
+
 static double kld(const char *model, const char *ref) {
     char *out = NULL;
-    assert_int_equal(tu_run(&out, NULL, "'%s' eval '%s' --ref '%s' --text '%s' --ctx 256 --json --quiet -t 2", tu_bin(),
-                            model, ref, tu_shared_path("fixtures/text/kjv-heldout.txt")), 0);
+    assert_int_equal(tu_run(&out, NULL, "'%s' eval '%s' --ref '%s' --text '%s' --ctx 256 %s --json --quiet -t 2", tu_bin(),
+                            model, ref, tu_shared_path("fixtures/text/kjv-heldout.txt"), sanitized() ? "--chunks 2" : ""), 0);
     const char *p = strstr(out, "\"kld_mean\": ");
     assert_non_null(p);
     double v = atof(p + 12);
@@ -37,14 +47,17 @@ static void test_q4_0_calibrated(void **state) {
                *cal = tu_tmp("q4_0-calib.gguf"), *text = tu_shared_path("fixtures/text/kjv-calibration.txt");
     assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(),
                             tu_shared_path("fixtures/tiny-phi3-kjv"), f32), 0);
-    assert_int_equal(tu_run(NULL, NULL, "'%s' imatrix '%s' -f '%s' -o '%s' --quiet -t 2", tu_bin(), f32, text, imat), 0);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' imatrix '%s' -f '%s' -o '%s' %s --quiet -t 2", tu_bin(), f32, text, imat,
+                            sanitized() ? "--chunks 4" : ""), 0);
     assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_0 --imatrix '%s' --quiet", tu_bin(), f32, rtn,
                             imat), 0);
-    assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_0 --calib '%s' --quiet -t 2", tu_bin(), f32,
-                            cal, text), 0);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_0 --calib '%s' %s --quiet -t 2", tu_bin(), f32,
+                            cal, text, calib_limit()), 0);
     double kr = kld(rtn, f32), kc = kld(cal, f32);
     fprintf(stderr, "Q4_0 KLD vs f32 on kjv-heldout (ctx 256): imatrix RTN %.5f, calibrated %.5f\n", kr, kc);
     assert_true(fsize(cal) <= fsize(rtn));
+    assert_true(kc > 0.0 && kc < 1.0 && kr > 0.0 && kr < 1.0);
+    if (sanitized()) return;
     assert_true(kc <= 0.0041);
     assert_true(kc < 0.8 * kr);
 }
@@ -56,12 +69,12 @@ static void test_layer_groups_same_bytes(void **state) {
     const char *f32 = tu_tmp("f32.gguf"), *a = tu_tmp("g1.gguf"), *b = tu_tmp("gall.gguf"),
                *text = tu_shared_path("fixtures/text/kjv-calibration.txt");
     char *out = NULL;
-    assert_int_equal(tu_run(&out, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m --calib '%s' --calib-chunks 6 --calib-mem 1 --json -t 2",
-                            tu_bin(), f32, a, text), 0);
+    assert_int_equal(tu_run(&out, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m --calib '%s' --calib-chunks %d --calib-mem 1 --json -t 2",
+                            tu_bin(), f32, a, text, sanitized() ? 2 : 6), 0);
     assert_non_null(strstr(out, "\"calib_passes\":\t4"));
     free(out);
-    assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m --calib '%s' --calib-chunks 6 --quiet -t 2",
-                            tu_bin(), f32, b, text), 0);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m --calib '%s' --calib-chunks %d --quiet -t 2",
+                            tu_bin(), f32, b, text, sanitized() ? 2 : 6), 0);
     size_t na, nb;
     void *da = tu_read_all(a, &na), *db = tu_read_all(b, &nb);
     assert_non_null(da);

@@ -49,7 +49,10 @@ static int setup(void **state) {
     /* a held-out passage, tokenized by llama.cpp */
     size_t n;
     char *txt = tu_read_all(tu_shared_path("fixtures/text/kjv-heldout.txt"), &n);
-    size_t cut = getenv("PHIQ_SANITIZED") ? 1500 : 6000;
+    /* the same 512 positions in every build: top-1 agreement counts near-ties
+     * (llama.cpp keeps the KV cache in F16), so a shorter sanitizer run would
+     * test a different threshold */
+    size_t cut = 6000;
     if (cut < n) txt[cut] = 0;
     for (char *p = txt; *p; p++) if (*p == '\'') *p = ' ';
     char *out = NULL;

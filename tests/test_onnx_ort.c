@@ -9,7 +9,11 @@
  *    llama-ref on llama.cpp's Phi-3 vocab, else the fixture's prompt ids);
  *  - refusals (bad block size, non-empty output dir) write nothing;
  *  - `phiq synth` Phi-3.5-mini- (LongRoPE) and Phi-4-mini-shaped (tied,
- *    partial rotary, 24/8-style GQA) checkpoints load and run, when synth exists.
+ *    partial rotary, 24/8-style GQA) checkpoints load and run, when synth exists;
+ *  - the LongRoPE long branch (a sequence past original_max_position_embeddings:
+ *    the If picks the long-factor caches) and the short one, and sliding-window
+ *    attention, against tests/ref/hf_reference.py (numpy, Hugging Face's code);
+ *  - PhiMoE is refused in one line (ORT GenAI's MoE operator is CUDA-only).
  * Skips (77) when npm/network cannot provide onnxruntime-node. */
 #include "testutil.h"
 
@@ -645,6 +649,69 @@ static void synth_case(const char *name, const char *args, int seq_short, int se
     free(b);
 }
 
+/* Logits of the exported fp32 graph against the numpy Hugging Face forward:
+ * positions 0..n-1 of one prefill. */
+static void vs_hf_reference(const char *what, const char *gguf, const char *onnx_dir, int n, const char *mode) {
+    int ids[64];
+    srand(5);
+    for (int i = 0; i < n; i++) ids[i] = 1 + rand() % 30000;
+    char tag[96];
+    snprintf(tag, sizeof tag, "hfref-%s-%d", mode, n);
+    float *l = ort_logits(onnx_dir, ids, n, false, tag);
+    float *ref = tu_hf_reference(gguf, ids, n, KJV_VOCAB, mode, NULL);
+    double w = tu_worst_rel(l, ref, 0, n, KJV_VOCAB);
+    fprintf(stderr, "%s: ORT fp32 vs HF reference (%s, %d tokens): max|diff|/range %.3g\n", what, mode, n, w);
+    assert_true(w <= 1e-4);
+    free(l);
+    free(ref);
+}
+
+static void test_long_context_vs_reference(void **st) {
+    (void)st;
+    if (!have_synth()) skip();
+    if (!tu_have_numpy()) {
+        fprintf(stderr, "numpy unavailable: skipping the Hugging Face reference comparisons\n");
+        skip();
+    }
+    /* LongRoPE with original context 32 of 256, partial rotary 0.75: 24
+     * tokens use the short caches, 48 the long ones (Hugging Face: the long
+     * factors for every position of a sequence longer than 32) */
+    const char *g = tu_synth_gguf("onnx-longrope", "--arch phi3 --hidden 256 --layers 2 --heads 4 --kv-heads 2 --ff 256 "
+                                  "--vocab 32064 --ctx 256 --ctx-orig 32 --partial-rotary 0.75 --sliding-window 0 "
+                                  "--seed 9", "f32");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", (int)(strlen(g) - 5), g);
+    const char *o = tmp_keep("onnx-longrope-fp32");
+    export_or_fail(dir, o, PHIQ_ONNX_FP32, 32, false, 0);
+    vs_hf_reference("LongRoPE", g, o, 24, "short");
+    vs_hf_reference("LongRoPE", g, o, 48, "long");
+    /* sliding window 16 over 48 tokens (Hugging Face: key j visible to query
+     * i iff i - 16 < j <= i) */
+    g = tu_synth_gguf("onnx-swa", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --vocab 32064 "
+                      "--ctx 256 --ctx-orig 256 --sliding-window 16 --seed 9", "f32");
+    snprintf(dir, sizeof dir, "%.*s", (int)(strlen(g) - 5), g);
+    o = tmp_keep("onnx-swa-fp32");
+    export_or_fail(dir, o, PHIQ_ONNX_FP32, 32, false, 0);
+    vs_hf_reference("sliding window 16", g, o, 48, "hf");
+    /* PhiMoE: refused in one line, nothing written */
+    const char *moe = tmp_keep("onnx-moe");
+    char *err = NULL;
+    if (tu_run(NULL, &err, "'%s' synth --arch phimoe --hidden 64 --layers 1 --heads 4 --ff 64 --vocab 32064 "
+               "--tokenizer none -q -o '%s'", tu_bin(), moe) != 0)
+        fail_msg("synth phimoe: %s", err);
+    free(err);
+    const char *mo = tmp_keep("onnx-moe-out");
+    phiq_onnx_options op;
+    phiq_onnx_options_default(&op);
+    op.quiet = true;
+    assert_true(phiq_onnx_export(moe, mo, &op) != 0);
+    const char *msg = phiq_error();
+    fprintf(stderr, "PhiMoE export refused: %s\n", msg);
+    assert_non_null(strstr(msg, "CUDA-only"));
+    assert_null(strchr(msg, '\n'));
+    assert_false(phiq_dir_exists(mo));
+}
+
 static void test_synth_shapes(void **st) {
     (void)st;
     if (!have_synth()) skip();
@@ -678,6 +745,7 @@ int main(void) {
         cmocka_unit_test(test_fixture_quantized_top1),
         cmocka_unit_test(test_refusals_write_nothing),
         cmocka_unit_test(test_synth_shapes),
+        cmocka_unit_test(test_long_context_vs_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#ifndef PHIQ_SOURCE_DIR /* the AArch64 cross build of test_kernels compiles this file without CMake's definitions */
+#define PHIQ_SOURCE_DIR "."
+#endif
+
 static char tmpdir[4096];
 
 const char *tu_shared(void) {

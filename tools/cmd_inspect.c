@@ -73,6 +73,31 @@ static cJSON *gguf_value_json(const phiq_gguf *g, int64_t i, char *txt, size_t c
     return cJSON_CreateNumber((double)iv);
 }
 
+/* Where llama.cpp runs a PhiMoE checkpoint differently from Hugging Face's
+ * modeling_phimoe.py, which phiq follows (src/models/phimoe.cpp and phi3.cpp,
+ * conversion/phi.py in llama.cpp). */
+static const char *const phimoe_llamacpp_diffs[] = {
+    "routing: llama.cpp takes a softmax over all experts, the top 2, renormalised; Hugging Face's SparseMixer "
+    "weights each pick by a softmax over only the experts within 2 x router_jitter_noise (relative) of it, the "
+    "second with the first removed, not renormalised (same experts, different weights)",
+    "norms: llama.cpp applies RMSNorm plus the bias; Hugging Face a LayerNorm (mean subtracted) with weight and bias",
+    "LongRoPE attention factor: llama.cpp's own converter writes sqrt(1 + ln(max/orig) / ln(orig)) (1.19 for "
+    "128K/4K), not short_mscale (1.2432); phiq writes short_mscale, and llama.cpp has no long_mscale",
+    "LongRoPE factors: llama.cpp picks long or short once from the context size, Hugging Face by sequence length",
+    "sliding window: llama.cpp's phimoe graph does not read it",
+    NULL,
+};
+
+/* Prints (or adds to root as "llamacpp_differences") the notes above. */
+static void phimoe_notes(int json, cJSON *root) {
+    cJSON *a = json ? cJSON_AddArrayToObject(root, "llamacpp_differences") : NULL;
+    if (!json) printf("llama.cpp runs PhiMoE differently (phiq follows Hugging Face; logits --phimoe-llamacpp gives llama.cpp's graph):\n");
+    for (int i = 0; phimoe_llamacpp_diffs[i]; i++) {
+        if (json) cJSON_AddItemToArray(a, cJSON_CreateString(phimoe_llamacpp_diffs[i]));
+        else printf("  - %s\n", phimoe_llamacpp_diffs[i]);
+    }
+}
+
 static int inspect_gguf(const char *path, int json, int tensors) {
     phiq_gguf *g = phiq_gguf_open(path);
     if (!g) return phiq_cli_fail("inspect", "%s", phiq_error());
@@ -133,6 +158,7 @@ static int inspect_gguf(const char *path, int json, int tensors) {
         cJSON_AddNumberToObject(root, "bits_per_weight", bpw);
         if (tensors) cJSON_AddItemToObject(root, "tensors", ta);
         else cJSON_Delete(ta);
+        if (!strcmp(arch, "phimoe")) phimoe_notes(json, root);
         char *out = cJSON_Print(root);
         if (out) puts(out);
         free(out);
@@ -141,6 +167,7 @@ static int inspect_gguf(const char *path, int json, int tensors) {
         cJSON_Delete(ta);
         printf("%lld tensors, %lld elements (%.2fM), %.1f MB of tensor data, %.4f bits/weight\n", (long long)nt,
                (long long)nel, (double)nel / 1e6, (double)bytes / 1e6, bpw);
+        if (!strcmp(arch, "phimoe")) phimoe_notes(json, root);
     }
     cJSON_Delete(root);
     phiq_gguf_close(g);
@@ -246,9 +273,12 @@ static int inspect_hf(const char *dir, int json, int tensors) {
     cJSON_AddBoolToObject(h, "tied_embeddings", hp->tied_embeddings);
     cJSON_AddNumberToObject(h, "n_rope_factors", hp->n_rope_factors);
     cJSON_AddNumberToObject(h, "rope_attn_factor", hp->rope_attn_factor);
+    if (hp->n_rope_factors > 0 && hp->rope_attn_factor_long != hp->rope_attn_factor)
+        cJSON_AddNumberToObject(h, "rope_attn_factor_long", hp->rope_attn_factor_long);
     if (hp->arch == PHIQ_ARCH_PHIMOE) {
         cJSON_AddNumberToObject(h, "n_expert", hp->n_expert);
         cJSON_AddNumberToObject(h, "n_expert_used", hp->n_expert_used);
+        cJSON_AddNumberToObject(h, "router_jitter_noise", hp->router_jitter);
     }
     uint64_t size = phiq_hf_total_bytes(hf);
     if (json) {
@@ -272,6 +302,7 @@ static int inspect_hf(const char *dir, int json, int tensors) {
     }
     tlist l = {phiq_hf_n_tensors(hf), hf_at, hf};
     tensors_out(&l, json, tensors, root, size);
+    if (hp->arch == PHIQ_ARCH_PHIMOE) phimoe_notes(json, root);
     if (json) {
         char *out = cJSON_Print(root);
         if (out) puts(out);

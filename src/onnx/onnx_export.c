@@ -563,6 +563,14 @@ static int ox_check_vec(const phiq_hf *hf, const char *name, int64_t n) {
 
 static int ox_validate(const phiq_onnx_options *o, phiq_hf *hf, const char *src) {
     const phiq_hparams *hp = phiq_hf_hparams(hf);
+    /* ORT GenAI's builder exports PhiMoE through the com.microsoft MoE
+     * operator, which ONNX Runtime implements for CUDA only; phiq's graphs
+     * are for the CPU provider */
+    if (hp->arch == PHIQ_ARCH_PHIMOE)
+        return phiq_fail(PHIQ_EUNSUPPORTED,
+                         "%s: PhiMoE has no CPU ONNX form (ONNX Runtime's MoE operator is CUDA-only); convert it to "
+                         "GGUF instead",
+                         src);
     if (hp->arch != PHIQ_ARCH_PHI3)
         return phiq_fail(PHIQ_EUNSUPPORTED,
                          "%s: architecture %s is not supported by the ONNX exporter (Phi3ForCausalLM only: "
