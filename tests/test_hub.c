@@ -203,6 +203,18 @@ static void test_listing_and_selection(void **state) {
     assert_false(phiq_hub_glob("*.gguf", "model.safetensors"));
 }
 
+/* A child phiq run that must succeed: on failure, says what it printed
+ * (a sanitizer report included) and frees its output before failing, so a
+ * failing case does not add leaks of its own to the report. */
+static void must_succeed(int rc, const char *what, char **out, char **err) {
+    if (!rc) return;
+    print_error("%s failed (exit %d): %s\n", what, rc, *err ? *err : "");
+    free(*out);
+    free(*err);
+    *out = *err = NULL;
+    fail();
+}
+
 /* ---- against the mock Hub ------------------------------------------------------------- */
 static int have_tools(void) {
     return system("command -v python3 >/dev/null 2>&1 && command -v git >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1") == 0;
@@ -327,7 +339,7 @@ static void test_pull_clean(void **state) {
     mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, NULL);
     char *out = NULL, *err = NULL;
     int rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-clean", m.port), tu_bin());
-    if (rc) fail_msg("pull failed: %s", err);
+    must_succeed(rc, "pull", &out, &err);
     char want[4096];
     snprintf(want, sizeof want, "%s/" FOLDER "/snapshots/%s\n", tu_tmp("c-clean"), m.commit);
     assert_string_equal(out, want);
@@ -340,7 +352,7 @@ static void test_pull_clean(void **state) {
     int gets0;
     long long bytes0 = served(&m, "/", &gets0, NULL, 0);
     rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-clean", m.port), tu_bin());
-    if (rc) fail_msg("second pull failed: %s", err);
+    must_succeed(rc, "second pull", &out, &err);
     int gets1;
     long long bytes1 = served(&m, "/", &gets1, NULL, 0);
     assert_int_equal(gets1, gets0 + 1); /* only the listing */
@@ -358,7 +370,7 @@ static void test_pull_resumes(void **state) {
     mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, "--drop-after 1000000");
     char *out = NULL, *err = NULL;
     int rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-drop", m.port), tu_bin());
-    if (rc) fail_msg("pull failed: %s", err);
+    must_succeed(rc, "pull", &out, &err);
     int gets;
     char range[64];
     long long b = served(&m, "/cdn/", &gets, range, sizeof range);
@@ -377,7 +389,7 @@ static void test_pull_resumes(void **state) {
     assert_int_equal(tu_run(NULL, NULL, "mkdir -p '%s/" FOLDER "/blobs' && head -c 5000000 '%s/model.safetensors' > '%s/" FOLDER "/blobs/%s.incomplete'",
                             tu_tmp("c-part"), tu_shared_path("fixtures/tiny-phi3-kjv"), tu_tmp("c-part"), etag), 0);
     rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-part", m.port), tu_bin());
-    if (rc) fail_msg("pull failed: %s", err);
+    must_succeed(rc, "pull", &out, &err);
     assert_non_null(strstr(err, "resuming at byte 5000000"));
     b = served(&m, "/cdn/", &gets, range, sizeof range);
     assert_int_equal(gets, 1);
@@ -484,7 +496,7 @@ static void test_offline_and_commands(void **state) {
     mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, NULL);
     char *out = NULL, *err = NULL;
     int rc = tu_run(&out, &err, "%s '%s' pull --quiet " REPO, envp("c-off", m.port), tu_bin());
-    if (rc) fail_msg("pull failed: %s", err);
+    must_succeed(rc, "pull", &out, &err);
     free(out);
     free(err);
     mock_stop(&m);
@@ -501,7 +513,7 @@ static void test_offline_and_commands(void **state) {
     /* the command: convert from the cache by id */
     const char *gguf = tu_tmp("off-q4.gguf");
     rc = tu_run(&out, &err, "%s HF_HUB_OFFLINE=1 '%s' convert " REPO " -o '%s' --type Q4_K_M --quiet", e, tu_bin(), gguf);
-    if (rc) fail_msg("convert by id failed: %s", err);
+    must_succeed(rc, "convert by id", &out, &err);
     free(out);
     free(err);
     size_t n;
@@ -512,20 +524,20 @@ static void test_offline_and_commands(void **state) {
     /* and the same bytes as converting the fixture directory itself */
     rc = tu_run(&out, &err, "'%s' convert '%s' -o '%s' --type Q4_K_M --quiet && cmp '%s' '%s'", tu_bin(),
                 tu_shared_path("fixtures/tiny-phi3-kjv"), tu_tmp("dir-q4.gguf"), gguf, tu_tmp("dir-q4.gguf"));
-    if (rc) fail_msg("by id and by directory differ: %s", err);
+    must_succeed(rc, "converting the directory and comparing it with the GGUF by id", &out, &err);
     free(out);
     free(err);
     /* another command taking a model: eval on the cached id */
     rc = tu_run(&out, &err, "%s HF_HUB_OFFLINE=1 '%s' eval " REPO " --text '%s' --ctx 64 --chunks 1 --json", e, tu_bin(),
                 tu_shared_path("fixtures/text/kjv-heldout.txt"));
-    if (rc) fail_msg("eval by id failed: %s", err);
+    must_succeed(rc, "eval by id", &out, &err);
     assert_non_null(strstr(out, "\"ppl\""));
     free(out);
     free(err);
     /* a local directory with the id's name wins, said once */
     rc = tu_run(&out, &err, "cd '%s' && mkdir -p microsoft && ln -sfn '%s' microsoft/tiny-phi3-kjv && %s HF_HUB_OFFLINE=1 "
                 "'%s' inspect " REPO " --json --no-tensors", tu_tmpdir(), tu_shared_path("fixtures/tiny-phi3-kjv"), e, tu_bin());
-    if (rc) fail_msg("inspect of the local directory failed: %s", err);
+    must_succeed(rc, "inspect of the local directory", &out, &err);
     assert_string_equal(err, "phiq inspect: '" REPO "' is a local path; using it, not the Hub model\n");
     assert_non_null(strstr(out, REPO));
     assert_null(strstr(out, "snapshots")); /* the directory, not the cache */

@@ -58,5 +58,7 @@ int phiq_hub_pull(const char *cmd, const struct phiq_hub_id *id, const phiq_pull
  * is also a Hub id); otherwise an ORG/NAME[:QUANT] Hub id resolved from the
  * cache, or pulled when missing. NULL (message printed) on failure. */
 const char *phiq_cli_model_path(const char *cmd, const char *arg);
+/* Frees every path phiq_cli_model_path returned (main() calls it after the command). */
+void phiq_cli_model_paths_free(void);
 
 #endif

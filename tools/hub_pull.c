@@ -640,6 +640,28 @@ out:
     return rc;
 }
 
+/* The paths phiq_cli_model_path resolved: they outlive the call (a command
+ * keeps them in its options until it returns), so this file owns them and
+ * main() frees them once the command is done. */
+static char **resolved;
+static int n_resolved;
+
+static const char *keep_resolved(const char *cmd, char *p) {
+    if (!p) return NULL;
+    char **r = realloc(resolved, (size_t)(n_resolved + 1) * sizeof *r);
+    if (!r) { free(p); phiq_cli_fail(cmd, "out of memory"); return NULL; }
+    resolved = r;
+    resolved[n_resolved++] = p;
+    return p;
+}
+
+void phiq_cli_model_paths_free(void) {
+    for (int i = 0; i < n_resolved; i++) free(resolved[i]);
+    free(resolved);
+    resolved = NULL;
+    n_resolved = 0;
+}
+
 const char *phiq_cli_model_path(const char *cmd, const char *arg) {
     struct stat st;
     phiq_hub_id id;
@@ -656,9 +678,9 @@ const char *phiq_cli_model_path(const char *cmd, const char *arg) {
     free(folder);
     char *p = cached_path(repo_dir, &id, "main", 1);
     free(repo_dir);
-    if (p) return p; /* the cache is enough: no network for a model already pulled */
+    if (p) return keep_resolved(cmd, p); /* the cache is enough: no network for a model already pulled */
     phiq_pull_opts o = {0};
     char *out = NULL;
     if (phiq_hub_pull(cmd, &id, &o, &out)) return NULL;
-    return out;
+    return keep_resolved(cmd, out);
 }

@@ -88,7 +88,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            phiq_cli_model_paths_free();
+            return rc;
+        }
     fprintf(stderr, "phiq: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
