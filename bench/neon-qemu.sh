@@ -10,10 +10,11 @@ out=${NEON_OUT:-build/test_kernels_aarch64}
 mkdir -p "$(dirname "$out")"
 if ! command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || ! command -v qemu-aarch64 >/dev/null 2>&1 ||
    [ ! -e /usr/lib/aarch64-linux-gnu/libcmocka.so ]; then
-  echo "neon-qemu: skipped: needs gcc-aarch64-linux-gnu, qemu-user and libcmocka-dev:arm64 (dpkg multiarch)"
+  echo "SKIPPED: neon-qemu: needs gcc-aarch64-linux-gnu, qemu-user and libcmocka-dev:arm64 (dpkg multiarch)"
   exit 77
 fi
 aarch64-linux-gnu-gcc -std=gnu11 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Iinclude -Isrc -Itests \
+    -DPHIQ_SOURCE_DIR="\"$PWD\"" \
     src/kernels/cpu.c src/kernels/dispatch.c src/kernels/dot_scalar.c src/kernels/dot_neon.c \
     src/quant/quant.c src/quant/quant_k.c \
     src/core/common.c src/formats/ggml_type.c tests/testutil.c tests/test_kernels.c \

@@ -4,6 +4,7 @@
  * and the GPT-2 regex) — encoded with every flag combination, decoded whole
  * and streamed — and also a chat template to detect and render. Checks that
  * the streamed bytes equal the whole decode and that ids stay in range. */
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,20 @@
 #!/bin/sh
 # fuzz.sh — builds the libFuzzer targets in fuzz/ with clang and runs each for
 # a short time (PHIQ_FUZZ_SECONDS, default 20) from its seed corpus.
+# Exits 77 (skipped, saying why) where clang or its libFuzzer runtime is missing.
 set -eu
+cd "$(dirname "$0")/.."
 secs=${PHIQ_FUZZ_SECONDS:-20}
-if ! command -v clang >/dev/null 2>&1; then echo "fuzz: clang not found, skipping" >&2; exit 0; fi
+if ! command -v clang >/dev/null 2>&1; then
+  echo "fuzz: SKIPPED: clang not found (scripts/deps.sh test installs clang and libclang-rt-14-dev)"; exit 77
+fi
+probe=$(mktemp -d)
+printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; return (int)n * 0; }\n' >"$probe/p.c"
+if ! clang -fsanitize=fuzzer "$probe/p.c" -o "$probe/p" >"$probe/log" 2>&1; then
+  echo "fuzz: SKIPPED: clang cannot link a libFuzzer target (libclang-rt-14-dev missing?): $(tail -1 "$probe/log")"
+  rm -rf "$probe"; exit 77
+fi
+rm -rf "$probe"
 ls fuzz/fuzz_*.c >/dev/null 2>&1 || { echo "fuzz: no targets"; exit 0; }
 n=0
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DPHIQ_FUZZ=ON -DPHIQ_TESTS=OFF >/dev/null

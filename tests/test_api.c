@@ -156,5 +156,5 @@ int main(void) {
         cmocka_unit_test(test_weights_cgroup_limit),
         cmocka_unit_test(test_missing_file),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -143,5 +143,5 @@ int main(void) {
         cmocka_unit_test(test_phi35),                 cmocka_unit_test(test_phi4),
         cmocka_unit_test(test_phi4_mini),             cmocka_unit_test(test_unknown_template),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -97,5 +97,5 @@ int main(void) {
         cmocka_unit_test(test_outfile_atomic),
         cmocka_unit_test(test_outfile_bad_dir),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

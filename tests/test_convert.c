@@ -640,5 +640,5 @@ int main(void) {
         cmocka_unit_test(test_bad_inputs),
     };
     (void)sanitized;
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

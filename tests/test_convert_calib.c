@@ -108,5 +108,5 @@ int main(void) {
         cmocka_unit_test(test_layer_groups_same_bytes),
         cmocka_unit_test(test_short_calibration_text),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

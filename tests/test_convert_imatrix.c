@@ -223,5 +223,5 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_imatrix),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -373,5 +373,5 @@ int main(void) {
         cmocka_unit_test(test_quantized_equals_llama_quantize),
         cmocka_unit_test(test_phi3_name_gotcha),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -874,5 +874,5 @@ int main(void) {
         cmocka_unit_test(test_api_threads_truncate), cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_cli_logits),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

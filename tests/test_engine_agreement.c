@@ -160,5 +160,5 @@ int main(void) {
         cmocka_unit_test(test_greedy_f32_f16),
         cmocka_unit_test(test_top1_llamacpp_quantized),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return tu_run_group(tests, setup, NULL);
 }

@@ -62,7 +62,7 @@ static float *eval_batch(const char *gguf, int n) {
 
 static void test_sliding_window(void **state) {
     (void)state;
-    if (!tu_have_numpy()) skip();
+    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
     V = 32064;
     const char *g = make_model("swa", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
                                       "--ctx-orig 256 --sliding-window 16");
@@ -73,7 +73,7 @@ static void test_sliding_window(void **state) {
 
 static void test_longrope_batch_and_generation(void **state) {
     (void)state;
-    if (!tu_have_numpy()) skip();
+    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
     V = 32064;
     const char *g = make_model("longrope", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
                                            "--ctx-orig 32 --partial-rotary 0.75 --sliding-window 0");
@@ -101,7 +101,7 @@ static void test_longrope_batch_and_generation(void **state) {
 
 static void test_phi2(void **state) {
     (void)state;
-    if (!tu_have_numpy()) skip();
+    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
     V = 51200;
     const char *g = make_model("phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 512 --ctx 256");
     float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);
@@ -118,5 +118,5 @@ int main(void) {
         cmocka_unit_test(test_longrope_batch_and_generation),
         cmocka_unit_test(test_phi2),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

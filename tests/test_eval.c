@@ -128,5 +128,5 @@ int main(void) {
         cmocka_unit_test(test_ppl_matches_llamacpp),
         cmocka_unit_test(test_kld_self_zero_and_monotonic),
     };
-    return cmocka_run_group_tests(tests, setup, NULL);
+    return tu_run_group(tests, setup, NULL);
 }

@@ -1004,5 +1004,5 @@ int main(void) {
         cmocka_unit_test(test_writer_rejects_bad_input),
         cmocka_unit_test(test_open_600_tensors_fast),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

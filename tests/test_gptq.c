@@ -124,5 +124,5 @@ int main(void) {
         cmocka_unit_test(test_correlated_inputs),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -233,5 +233,5 @@ int main(void) {
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_config_variants),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -106,5 +106,5 @@ int main(void) {
         cmocka_unit_test(test_matches_llama_imatrix),
         cmocka_unit_test(test_short_text),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -129,5 +129,5 @@ int main(void) {
         cmocka_unit_test(test_llama_quantize_output),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

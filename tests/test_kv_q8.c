@@ -149,7 +149,7 @@ static const char *driver(void) {
                     "%s/libllama.v*.so %s/libggml.v*.so %s/libggml-base.so -Wl,-rpath,'%s/%s' -lm 2>&1",
                     dir, bin, PHIQ_SOURCE_DIR, bins, bins, bins, dir, bins);
     if (rc != 0) {
-        fprintf(stderr, "test_kv_q8: cannot build the llama.cpp driver (%.200s); skipping\n", err ? err : "");
+        tu_note_unavailable("test_kv_q8: cannot build the llama.cpp driver (%.200s)", err ? err : "");
         free(err);
         bin[0] = 0;
         return NULL;
@@ -374,5 +374,5 @@ int main(void) {
         cmocka_unit_test(test_llama_fixture),
         cmocka_unit_test(test_llama_synth),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -261,5 +261,5 @@ int main(void) {
         cmocka_unit_test(test_eval_matches_reference),
         cmocka_unit_test(test_report),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

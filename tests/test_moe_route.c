@@ -95,7 +95,7 @@ static void routes_summary(const char *path, int *n, int *multi, int *differ) {
  * from short_mscale so the long branch's attention factor is exercised. */
 static void test_moe_route_sparsemixer(void **state) {
     (void)state;
-    if (!tu_have_numpy()) skip();
+    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
     const char *g = moe_model("moe_j02", "--router-jitter 0.2 --mscale 1.243163121016122,1.4");
     char routes[4200];
     snprintf(routes, sizeof routes, "%s.routes", g);
@@ -160,7 +160,7 @@ static void test_moe_route_sparsemixer(void **state) {
  * issue's case (7 tokens, then 41 past an original context of 32). */
 static void test_moe_route_real_config(void **state) {
     (void)state;
-    if (!tu_have_numpy()) skip();
+    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
     const char *g = moe_model("moe_real", "");
     phiq_model *m = phiq_model_open(g, NULL);
     if (!m) fail_msg("%s", phiq_error());
@@ -184,5 +184,5 @@ int main(void) {
         cmocka_unit_test(test_moe_route_sparsemixer),
         cmocka_unit_test(test_moe_route_real_config),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

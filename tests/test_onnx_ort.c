@@ -39,41 +39,23 @@ static char g_node_path[1024]; /* NODE_PATH for onnxruntime-node */
 static char g_scripts[1024];   /* tests/onnx */
 static int g_sanitized;
 
-/* Installs onnxruntime-node once into $HOME/.cache/phiq-ort (serialized
- * with flock). Returns 0 when usable. */
+/* onnxruntime-node from tests/refs-setup.sh's npm install. Returns 0 when
+ * usable, else -1 after tu_note_unavailable() said why. */
 static int ort_setup(void) {
-    const char *home = getenv("HOME");
-    char dir[900];
-    snprintf(dir, sizeof dir, "%s/.cache/phiq-ort", home && *home ? home : "/tmp");
-    snprintf(g_node_path, sizeof g_node_path, "%s/node_modules", dir);
     snprintf(g_scripts, sizeof g_scripts, "%s", __FILE__);
     char *slash = strrchr(g_scripts, '/');
     if (slash) strcpy(slash, "/onnx");
     else snprintf(g_scripts, sizeof g_scripts, "tests/onnx");
     if (tu_run(NULL, NULL, "command -v node >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "onnxruntime unavailable: node not found\n");
+        tu_note_unavailable("onnxruntime-node: node not found (scripts/deps.sh test installs nodejs)");
         return -1;
     }
-    char probe[1200];
-    snprintf(probe, sizeof probe, "%s/onnxruntime-node/package.json", g_node_path);
-    if (access(probe, R_OK) != 0) {
-        if (tu_run(NULL, NULL, "command -v npm >/dev/null 2>&1") != 0) {
-            fprintf(stderr, "onnxruntime unavailable: npm not found\n");
-            return -1;
-        }
-        int rc = tu_run(NULL, NULL,
-                        "mkdir -p '%s' && cd '%s' && flock .lock sh -c '[ -f node_modules/onnxruntime-node/package.json ] "
-                        "|| timeout 600 npm install --no-audit --no-fund --ignore-scripts onnxruntime-node@1.30.0 "
-                        ">npm.log 2>&1'",
-                        dir, dir);
-        if (rc != 0 || access(probe, R_OK) != 0) {
-            fprintf(stderr, "onnxruntime unavailable: npm install onnxruntime-node failed (see %s/npm.log)\n", dir);
-            return -1;
-        }
-    }
+    const char *nm = tu_node_modules("onnxruntime-node");
+    if (!nm) return -1;
+    snprintf(g_node_path, sizeof g_node_path, "%s", nm);
     char *out = NULL;
     if (tu_run(&out, NULL, "NODE_PATH='%s' node -e 'require(\"onnxruntime-node\")' 2>&1", g_node_path) != 0) {
-        fprintf(stderr, "onnxruntime unavailable: onnxruntime-node does not load: %s\n", out ? out : "");
+        tu_note_unavailable("onnxruntime-node does not load in this node: %.300s", out ? out : "");
         free(out);
         return -1;
     }
@@ -737,7 +719,7 @@ static void test_synth_shapes(void **st) {
 
 int main(void) {
     g_sanitized = getenv("PHIQ_SANITIZED") != NULL;
-    if (ort_setup() != 0) return 77;
+    if (ort_setup() != 0) return tu_finish(0); /* 77: skipped, saying why */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmulnbits_single_node),
         cmocka_unit_test(test_gatherblockquantized_single_node),
@@ -747,5 +729,5 @@ int main(void) {
         cmocka_unit_test(test_synth_shapes),
         cmocka_unit_test(test_long_context_vs_reference),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

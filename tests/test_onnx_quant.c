@@ -204,5 +204,5 @@ int main(void) {
         cmocka_unit_test(test_rows_layout_and_roundtrip),
         cmocka_unit_test(test_layout_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -311,5 +311,5 @@ int main(void) {
         cmocka_unit_test(test_softmax_swiglu_gelu), cmocka_unit_test(test_f16_rows_exhaustive),
         cmocka_unit_test(test_matmul), cmocka_unit_test(test_act_round), cmocka_unit_test(test_threadpool),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -446,5 +446,5 @@ int main(void) {
         cmocka_unit_test(test_mix_presets),      cmocka_unit_test(test_mix_rules),
         cmocka_unit_test(test_k45_simd_equals_scalar), cmocka_unit_test(test_simd_equals_scalar_all_types),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -132,8 +132,7 @@ static void test_ggml_chunk(void **state) {
     (void)state;
     void *lib = open_ggml();
     if (!lib) {
-        fprintf(stderr, "SKIP: llama.cpp's libggml-base.so not available\n");
-        skip();
+        tu_unavailable("llama.cpp's libggml-base.so not available");
     }
     quantize_chunk_fn qchunk = (quantize_chunk_fn)dlsym(lib, "ggml_quantize_chunk");
     traits_fn traits = (traits_fn)dlsym(lib, "ggml_get_type_traits");
@@ -732,8 +731,7 @@ static void test_libllama_quantize(void **state) {
     (void)state;
     void *lib = open_llama();
     if (!lib) {
-        fprintf(stderr, "SKIP: llama.cpp's libllama not available\n");
-        skip();
+        tu_unavailable("llama.cpp's libllama not available");
     }
     static const char *presets[] = {"Q4_0",   "Q4_1",   "Q5_0",   "Q5_1",   "Q8_0",   "Q2_K",   "Q3_K_S",
                                     "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K",
@@ -778,5 +776,5 @@ int main(void) {
         cmocka_unit_test(test_llama_quantize_mix),
         cmocka_unit_test(test_libllama_quantize),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -269,5 +269,5 @@ int main(void) {
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_other_dtypes_and_metadata),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

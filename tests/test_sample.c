@@ -210,5 +210,5 @@ int main(void) {
         cmocka_unit_test(test_distribution),     cmocka_unit_test(test_top_p_min_p_top_k),
         cmocka_unit_test(test_penalties),        cmocka_unit_test(test_bad_logits),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

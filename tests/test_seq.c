@@ -196,5 +196,5 @@ int main(void) {
         cmocka_unit_test(test_batched_longrope),
         cmocka_unit_test(test_refusals),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -22,30 +22,16 @@
 static char node_modules[4096], url[128], logpath[4096];
 static pid_t server = -1;
 
-/* The npm packages, installed once into ~/.cache/phiq-serve. */
+/* The npm packages (openai, puppeteer-core), from tests/refs-setup.sh's one
+ * npm install; 0 after tu_note_unavailable() said why. */
 static int ensure_node(void) {
     if (system("command -v node >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "test_serve skipped: node not found\n");
+        tu_note_unavailable("test_serve: node not found (scripts/deps.sh test installs nodejs)");
         return 0;
     }
-    const char *home = getenv("HOME");
-    char dir[4096], probe[4300], cmd[9000];
-    snprintf(dir, sizeof dir, "%s/.cache/phiq-serve", home ? home : "/tmp");
-    snprintf(node_modules, sizeof node_modules, "%s/node_modules", dir);
-    snprintf(probe, sizeof probe, "%s/openai/package.json", node_modules);
-    if (access(probe, R_OK) == 0) return 1;
-    if (system("command -v npm >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "test_serve skipped: npm not found (needed for the openai client)\n");
-        return 0;
-    }
-    snprintf(cmd, sizeof cmd,
-             "mkdir -p '%s' && cd '%s' && flock .lock npm install --no-audit --no-fund --ignore-scripts "
-             "openai@4 puppeteer-core@24 >npm.log 2>&1",
-             dir, dir);
-    if (system(cmd) != 0 || access(probe, R_OK) != 0) {
-        fprintf(stderr, "test_serve skipped: npm install openai failed (see %s/npm.log)\n", dir);
-        return 0;
-    }
+    const char *nm = tu_node_modules("openai");
+    if (!nm) return 0;
+    snprintf(node_modules, sizeof node_modules, "%s", nm);
     return 1;
 }
 
@@ -139,10 +125,8 @@ static void test_page(void **state) {
     (void)state;
     char probe[4300];
     snprintf(probe, sizeof probe, "%s/puppeteer-core/package.json", node_modules);
-    if (access("/usr/bin/chromium", X_OK) != 0 || access(probe, R_OK) != 0) {
-        print_message("skipped: needs Debian's chromium and puppeteer-core\n");
-        skip();
-    }
+    if (access("/usr/bin/chromium", X_OK) != 0 || access(probe, R_OK) != 0)
+        tu_unavailable("test_page needs Debian's chromium and puppeteer-core (tests/refs-setup.sh)");
     char env[4400];
     snprintf(env, sizeof env, "PHIQ_SERVE_SCREENSHOT='%s'", tu_tmp("serve.png"));
     client_case("page", env);
@@ -173,12 +157,12 @@ static int teardown(void **state) {
 }
 
 int main(void) {
-    if (!ensure_node()) return 77;
+    if (!ensure_node()) return tu_finish(0); /* 77: skipped, saying why */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chat),       cmocka_unit_test(test_sse),        cmocka_unit_test(test_completions),
         cmocka_unit_test(test_stop),       cmocka_unit_test(test_errors),     cmocka_unit_test(test_kvreuse),
         cmocka_unit_test(test_parallel),   cmocka_unit_test(test_queue),      cmocka_unit_test(test_disconnect),
         cmocka_unit_test(test_malformed),  cmocka_unit_test(test_page), cmocka_unit_test(test_slowclient), cmocka_unit_test(test_sigterm),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return tu_run_group(tests, setup, teardown);
 }

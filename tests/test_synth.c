@@ -422,5 +422,5 @@ int main(void) {
         cmocka_unit_test(test_tiktoken_tokenizers),
         cmocka_unit_test(test_cli_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -680,5 +680,5 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),           cmocka_unit_test(test_stream_bytes),
         cmocka_unit_test(test_spm_word_split_guard), cmocka_unit_test(test_bad_inputs),          cmocka_unit_test(test_cli),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

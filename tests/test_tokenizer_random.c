@@ -263,32 +263,22 @@ static void test_phi3_random_vs_llama(void **st) {
 }
 
 /* ---- cl100k / o200k vs js-tiktoken ---------------------------------------------- */
-/* js-tiktoken installed once into $HOME/.cache/phiq-jstiktoken (under a lock);
- * NULL (after saying why) when node/npm are missing or the install failed. */
+/* The directory whose node_modules holds js-tiktoken (tests/refs-setup.sh
+ * installs it); NULL after tu_note_unavailable() said why. */
 static const char *js_dir(void) {
-    static char dir[4096];
     static int state; /* 0 unknown, 1 ok, -1 unavailable */
-    if (state) return state > 0 ? dir : NULL;
+    if (state) {
+        if (state < 0) tu_note_unavailable("js-tiktoken unavailable (see above)");
+        return state > 0 ? tu_refs() : NULL;
+    }
     state = -1;
-    if (tu_run(NULL, NULL, "command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1") != 0) {
-        print_message("node/npm unavailable: skipping the js-tiktoken comparison\n");
+    if (tu_run(NULL, NULL, "command -v node >/dev/null 2>&1") != 0) {
+        tu_note_unavailable("js-tiktoken: node not found (scripts/deps.sh test installs nodejs)");
         return NULL;
     }
-    const char *home = getenv("HOME");
-    snprintf(dir, sizeof dir, "%s/.cache/phiq-jstiktoken", home && *home ? home : "/tmp");
-    char *err = NULL;
-    int rc = tu_run(NULL, &err,
-                    "mkdir -p '%s' && cd '%s' && flock .lock sh -c '[ -f node_modules/js-tiktoken/package.json ] || "
-                    "npm install --no-audit --no-fund --ignore-scripts js-tiktoken >npm.log 2>&1'",
-                    dir, dir);
-    if (rc != 0) {
-        print_message("js-tiktoken could not be installed into %s (%s): skipping\n", dir, err ? err : "");
-        free(err);
-        return NULL;
-    }
-    free(err);
+    if (!tu_node_modules("js-tiktoken")) return NULL;
     state = 1;
-    return dir;
+    return tu_refs();
 }
 
 static char *js_script(void) {
@@ -523,5 +513,5 @@ int main(void) {
         cmocka_unit_test(test_chat_prompts_vs_reference),
         cmocka_unit_test(test_roundtrip_all_families),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

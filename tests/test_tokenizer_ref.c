@@ -214,5 +214,5 @@ int main(void) {
         cmocka_unit_test(test_gpt2_vs_llama),
         cmocka_unit_test(test_written_vocab_vs_llama),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, NULL);
 }

@@ -111,35 +111,95 @@ int tu_run(char **out, char **err, const char *fmt, ...) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+const char *tu_refs(void) {
+    static char dir[4096];
+    if (!dir[0]) {
+        const char *env = getenv("PHIQ_REFS"), *home = getenv("HOME");
+        if (env && *env) snprintf(dir, sizeof dir, "%s", env);
+        else snprintf(dir, sizeof dir, "%s/.cache/phiq-refs", home && *home ? home : "/tmp");
+    }
+    return dir;
+}
+
+static int n_unavailable;
+
+void tu_note_unavailable(const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "SKIPPED: %s\n", msg);
+    n_unavailable++;
+}
+
+int tu_finish(int failed) {
+    if (failed) return failed;
+    if (n_unavailable) {
+        fprintf(stderr, "SKIPPED: %d check(s) could not run their reference (see SKIPPED lines above)\n", n_unavailable);
+        return 77;
+    }
+    return 0;
+}
+
+/* Why tests/refs-setup.sh could not provide `name` ("" when it said
+ * nothing): runs the setup first when this process comes before any
+ * (a test run by hand, outside CTest's fixture). */
+static const char *refs_reason(const char *name, const char *probe) {
+    static char why[1024];
+    char path[4200];
+    snprintf(path, sizeof path, "%s/unavailable", tu_refs());
+    if (access(probe, F_OK) != 0 && access(path, F_OK) != 0) {
+        char cmd[8600];
+        snprintf(cmd, sizeof cmd, "PHIQ_REFS='%s' PHIQ_SHARED='%s' sh '%s/tests/refs-setup.sh' >&2", tu_refs(), tu_shared(),
+                 PHIQ_SOURCE_DIR);
+        if (system(cmd) != 0) { /* it says why itself */ }
+    }
+    if (access(probe, F_OK) == 0) return NULL;
+    snprintf(why, sizeof why, "%s not installed in %s (tests/refs-setup.sh)", name, tu_refs());
+    FILE *f = fopen(path, "r");
+    char line[1024];
+    size_t nl = strlen(name);
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!strncmp(line, name, nl) && line[nl] == ':') snprintf(why, sizeof why, "%s", line);
+    }
+    if (f) fclose(f);
+    return why;
+}
+
 const char *tu_llama_ref(void) {
     static char path[4096];
     static int tried;
-    if (tried) return path[0] ? path : NULL;
+    if (tried) {
+        if (!path[0]) n_unavailable++; /* said once, counted each time */
+        return path[0] ? path : NULL;
+    }
     tried = 1;
     const char *env = getenv("PHIQ_LLAMA_REF");
-    if (env) { snprintf(path, sizeof path, "%s", env); return path; }
-    const char *home = getenv("HOME");
-    char dir[4096], lock[4200], wrapper[4200];
-    snprintf(dir, sizeof dir, "%s/.cache/llama-ref", home ? home : "/tmp");
-    snprintf(wrapper, sizeof wrapper, "%s/llama-ref", dir);
-    if (access(wrapper, X_OK) == 0) { snprintf(path, sizeof path, "%s", wrapper); return path; }
-    if (system("command -v npm >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "llama-ref unavailable: npm not found\n");
-        return NULL;
+    if (env && *env) {
+        snprintf(path, sizeof path, "%s", env);
+        return path;
     }
-    char cmd[16384];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && touch '%s/.lock'", dir, dir);
-    if (system(cmd) != 0) return NULL;
-    snprintf(lock, sizeof lock, "%s/.lock", dir);
-    int fd = open(lock, O_RDWR);
-    if (fd >= 0) flock(fd, LOCK_EX);
-    if (access(wrapper, X_OK) != 0) {
-        snprintf(cmd, sizeof cmd, "sh '%s/tools/llama-ref/setup.sh' '%s' >'%s/setup.log' 2>&1", tu_shared(), dir, dir);
-        if (system(cmd) != 0) fprintf(stderr, "llama-ref setup failed, see %s/setup.log\n", dir);
+    char wrapper[4200];
+    snprintf(wrapper, sizeof wrapper, "%s/llama-ref", tu_refs());
+    const char *why = refs_reason("llama-ref", wrapper);
+    if (!why && access(wrapper, X_OK) == 0) {
+        snprintf(path, sizeof path, "%s", wrapper);
+        return path;
     }
-    if (fd >= 0) { flock(fd, LOCK_UN); close(fd); }
-    if (access(wrapper, X_OK) == 0) { snprintf(path, sizeof path, "%s", wrapper); return path; }
-    fprintf(stderr, "llama-ref unavailable: setup did not produce %s\n", wrapper);
+    tu_note_unavailable("%s", why ? why : "llama-ref is not executable");
+    return NULL;
+}
+
+const char *tu_node_modules(const char *pkg) {
+    static char dir[4200];
+    char probe[4400];
+    snprintf(dir, sizeof dir, "%s/node_modules", tu_refs());
+    snprintf(probe, sizeof probe, "%s/%s/package.json", dir, pkg);
+    const char *why = refs_reason(pkg, probe);
+    if (!why) return dir;
+    tu_note_unavailable("%s", why);
     return NULL;
 }
 
@@ -149,7 +209,7 @@ const char *tu_llama_tool(const char *name) {
     if (env) snprintf(path, sizeof path, "%s/%s", env, name);
     else snprintf(path, sizeof path, "%s/.cache/llama-tools/build/bin/%s", home ? home : "/tmp", name);
     if (access(path, X_OK) == 0) return path;
-    fprintf(stderr, "%s unavailable: build it with scripts/llama-tools.sh (looked for %s)\n", name, path);
+    tu_note_unavailable("%s unavailable: build it with scripts/llama-tools.sh (looked for %s)", name, path);
     return NULL;
 }
 

@@ -23,10 +23,32 @@ const char *tu_tmp(const char *name);
  * discard) and returns the exit status (-1 if it could not run). stderr is
  * captured into *err when err is non-NULL. */
 int tu_run(char **out, char **err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Path of the llama-ref wrapper, building it with shared/tools/llama-ref/setup.sh
- * on first use (serialized with a lock). NULL when it cannot be had (no npm):
- * the caller skips, saying why. */
+/* The references installed from npm by tests/refs-setup.sh (the CTest
+ * fixture "refs", run once before the tests): $PHIQ_REFS, default
+ * ~/.cache/phiq-refs. */
+const char *tu_refs(void);
+/* Path of the llama-ref wrapper (llama.cpp's library; $PHIQ_LLAMA_REF
+ * overrides). NULL when it cannot be had, after tu_note_unavailable() said
+ * why: the caller skips. */
 const char *tu_llama_ref(void);
+/* The node_modules directory holding npm package `pkg` (onnxruntime-node,
+ * js-tiktoken), or NULL after tu_note_unavailable() said why. */
+const char *tu_node_modules(const char *pkg);
+/* A reference or tool the test compares with cannot run: prints
+ * "SKIPPED: <why>" and makes tu_finish() exit 77 (CTest counts the test as
+ * skipped, with that line in its output) unless a test failed. The caller
+ * then skip()s the cmocka test, or tu_unavailable() does both. A test that
+ * could not compare must never report Passed. */
+void tu_note_unavailable(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define tu_unavailable(...)              \
+    do {                                 \
+        tu_note_unavailable(__VA_ARGS__); \
+        skip();                          \
+    } while (0)
+/* The exit status of a test program: cmocka's failure count when non-zero,
+ * else 77 when a reference was unavailable, else 0. */
+int tu_finish(int failed);
+#define tu_run_group(tests, setup, teardown) tu_finish(cmocka_run_group_tests(tests, setup, teardown))
 /* Path of llama.cpp's own tool `name` (llama-imatrix, llama-quantize,
  * llama-perplexity) as scripts/llama-tools.sh builds it ($PHIQ_LLAMA_TOOLS or
  * ~/.cache/llama-tools/build/bin), static buffer; NULL (saying why on stderr)
