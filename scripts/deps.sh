@@ -12,24 +12,29 @@ set -eu
 # build: libphiq (libc, libm, pthreads, PCRE2), the CLI and the ONNX exporter
 # (protobuf-c + libonnx-dev's official onnx.proto); ca-certificates for npm/git.
 # libmicrohttpd-dev: the HTTP server of phiq serve (the CLI only).
+# libcurl4-openssl-dev + libssl-dev (sha256): phiq pull from the Hugging Face Hub (the CLI only).
 BUILD_PKGS="
 ca-certificates
 cmake
 gcc
 libc6-dev
 libcjson-dev
+libcurl4-openssl-dev
 libmicrohttpd-dev
 libonnx-dev
 libpcre2-dev
 libprotobuf-c-dev
+libssl-dev
 make
 pkg-config
 protobuf-c-compiler
 "
-# test: what configuring and building the test suite needs on top of build.
+# test: what configuring and building the test suite needs on top of build;
+# python3 runs tests/hub_mock.py, the mock Hugging Face Hub of test_hub.
 TEST_PKGS="
 git
 libcmocka-dev
+python3
 "
 # test tools: the references the tests compare with, and the checkers.
 #   clang + libclang-rt-14-dev  the libFuzzer targets (fuzz.sh; the runtime is only a Recommends)
@@ -73,7 +78,7 @@ present() {
   installed "$1" && return 0
   case $1 in
     nodejs) command -v node ;;
-    npm | clang | valgrind | chromium | cmake | make | gcc | git) command -v "$1" ;;
+    npm | clang | valgrind | chromium | cmake | make | gcc | git | python3) command -v "$1" ;;
     *) false ;;
   esac >/dev/null 2>&1
 }

@@ -16,6 +16,7 @@ int phiq_cmd_logits(int argc, char **argv);
 int phiq_cmd_eval(int argc, char **argv);
 int phiq_cmd_bench(int argc, char **argv);
 int phiq_cmd_report(int argc, char **argv);
+int phiq_cmd_pull(int argc, char **argv);
 int phiq_cmd_imatrix(int argc, char **argv);
 int phiq_cmd_serve(int argc, char **argv);   /* tools/cmd_serve.c */
 int phiq_cmd_convert_onnx(int argc, char **argv); /* tools/cmd_onnx.c: convert --format onnx */
@@ -40,5 +41,25 @@ int phiq_cli_weights_flag(const char *arg, int *mode);
     "                        page cache, loads instantly, decodes slower)\n" \
     "  --no-mmap             always copy GGUF weights into memory on huge pages (default when they fit\n" \
     "                        in half of the available memory)\n"
+
+/* ---- the Hugging Face Hub (tools/hub_pull.c) ---- */
+typedef struct phiq_pull_opts {
+    const char *revision; /* NULL: main */
+    const char **include, **exclude;
+    int n_include, n_exclude;
+    const char *token; /* NULL: HF_TOKEN or the token file */
+    int quiet;
+} phiq_pull_opts;
+struct phiq_hub_id;
+/* Pulls id into the huggingface_hub cache (or, with HF_HUB_OFFLINE, finds it
+ * there); *path = the snapshot directory, or the .gguf file of a GGUF repo
+ * (malloc'd). Prints "phiq CMD: ..." on failure and returns 1. */
+int phiq_hub_pull(const char *cmd, const struct phiq_hub_id *id, const phiq_pull_opts *o, char **path);
+/* The model argument of a command: a local path as it is (said once when it
+ * is also a Hub id); otherwise an ORG/NAME[:QUANT] Hub id resolved from the
+ * cache, or pulled when missing. NULL (message printed) on failure. */
+const char *phiq_cli_model_path(const char *cmd, const char *arg);
+/* Frees every path phiq_cli_model_path returned (main() calls it after the command). */
+void phiq_cli_model_paths_free(void);
 
 #endif

@@ -148,6 +148,14 @@ int phiq_cmd_convert(int argc, char **argv) {
         fprintf(stderr, "phiq convert: need SRC and -o OUT.gguf (see phiq convert --help)\n");
         return 2;
     }
+    const char *arg = src;
+    if (!(src = phiq_cli_model_path("convert", src))) { free(tt); return 1; }
+    /* a Hub snapshot directory is named by its commit: name the model after the repo */
+    static char repo_name[128];
+    if (src != arg && !o.name && strchr(arg, '/')) {
+        snprintf(repo_name, sizeof repo_name, "%.*s", (int)strcspn(strchr(arg, '/') + 1, ":"), strchr(arg, '/') + 1);
+        o.name = repo_name;
+    }
     phiq_convert_stats st;
     int rc = phiq_convert(src, dst, &o, &st);
     free(tt);

@@ -120,6 +120,8 @@ int phiq_cmd_eval(int argc, char **argv) {
         else { fprintf(stderr, "phiq eval: unexpected argument %s\n", a); return 2; }
     }
     if (!model || (!text && !idsf)) { eval_usage(stderr); return 2; }
+    if (!(model = phiq_cli_model_path("eval", model))) return 1;
+    if (refp && !(refp = phiq_cli_model_path("eval", refp))) return 1;
     /* --type: the in-memory weight type of directories (HF, MLX) */
     phiq_model_params mp = {.type = type};
     phiq_model *m = phiq_model_open(model, type ? &mp : NULL);
@@ -202,6 +204,7 @@ int phiq_cmd_bench(int argc, char **argv) {
         else { fprintf(stderr, "phiq bench: unexpected argument %s\n", a); return 2; }
     }
     if (!model) { bench_usage(stderr); return 2; }
+    if (!(model = phiq_cli_model_path("bench", model))) return 1;
     if (json) o.quiet = 1;
     double t0 = phiq_now();
     phiq_model_params mp = {NULL, o.n_threads, (phiq_weights_mode)weights};
@@ -349,6 +352,7 @@ int phiq_cmd_report(int argc, char **argv) {
         else { fprintf(stderr, "phiq report: unexpected argument %s\n", a); return 2; }
     }
     if (!src) { report_usage(stderr); return 2; }
+    if (!(src = phiq_cli_model_path("report", src))) return 1;
     if (!text) {
         static const char *cands[] = {"../shared/fixtures/text/kjv-heldout.txt", NULL};
         const char *env = getenv("PHIQ_SHARED");

@@ -109,6 +109,7 @@ static int parse_gen(int argc, char **argv, const char *cmd, gen_opts *o) {
 #undef VAL
     }
     if (!o->model) { gen_usage(stderr, cmd); return 2; }
+    if (!(o->model = phiq_cli_model_path(cmd, o->model))) return 1;
     if (o->n_predict < 0) o->n_predict = 1 << 30;
     return 0;
 }

@@ -48,6 +48,7 @@ int phiq_cmd_imatrix(int argc, char **argv) {
         else { fprintf(stderr, "phiq imatrix: unexpected argument %s\n", a); return 2; }
     }
     if (!model || !text || !out) { imatrix_usage(stderr); return 2; }
+    if (!(model = phiq_cli_model_path("imatrix", model))) return 1;
     if (o.n_ctx < 16) return phiq_cli_fail("imatrix", "-c %d is too small (need >= 16)", o.n_ctx);
     double t0 = phiq_now();
     phiq_model *m = phiq_model_open(model, NULL);

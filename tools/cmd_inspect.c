@@ -338,6 +338,7 @@ int phiq_cmd_inspect(int argc, char **argv) {
         help(stderr);
         return 2;
     }
+    if (!(path = phiq_cli_model_path("inspect", path))) return 1;
     if (phiq_dir_exists(path)) return inspect_hf(path, json, tensors);
     FILE *f = fopen(path, "rb");
     if (!f) return phiq_cli_fail("inspect", "%s: cannot open", path);

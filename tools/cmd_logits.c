@@ -110,6 +110,7 @@ int phiq_cmd_logits(int argc, char **argv) {
         logits_usage(stderr);
         return 2;
     }
+    if (!(model = phiq_cli_model_path("logits", model))) return 1;
     int32_t *ids = NULL;
     int n = parse_ids(ids_s, &ids);
     if (n <= 0) return phiq_cli_fail("logits", "--ids: expected comma-separated non-negative integers");

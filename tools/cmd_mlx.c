@@ -1,5 +1,5 @@
 /* cmd_mlx.c — `phiq convert SRC -o OUT_DIR --format mlx [--bits B]
- * [--group-size G] [--recipe R]`: the MLX directory `mlx_lm.convert -q`
+ * [--group-size G] [--recipe R] [--calib TEXT]`: the MLX directory `mlx_lm.convert -q`
  * writes (library: src/convert/mlx_export.c). The convert command routes
  * `--format mlx` here. */
 #include <cJSON.h>
@@ -13,7 +13,7 @@
 
 static void mlx_usage(FILE *f) {
     fprintf(f,
-            "usage: phiq convert SRC_DIR -o OUT_DIR --format mlx [--bits B] [--group-size G] [--recipe R]\n\n"
+            "usage: phiq convert SRC_DIR -o OUT_DIR --format mlx [--bits B] [--group-size G] [--recipe R] [--calib TEXT]\n\n"
             "Writes the directory `mlx_lm.convert --hf-path SRC_DIR -q` writes, loadable by mlx_lm.load on\n"
             "Apple silicon: model.safetensors (or 5 GiB shards) + model.safetensors.index.json with MLX\n"
             "affine-quantized .weight/.scales/.biases triplets (bit for bit what mx.quantize computes on a\n"
@@ -30,7 +30,14 @@ static void mlx_usage(FILE *f) {
             "                        layers and every third layer between (not Phi-2)\n"
             "  -t, --threads N       quantization threads (default: physical cores); same files for any N\n"
             "  --mlx-kernel gpu|cpu  reproduce MLX's GPU kernel (default; what a Mac runs) or its CPU fallback\n"
-            "  --calib FILE          calibrated MLX quantization: not implemented yet (refused)\n"
+            "  --calib TEXT          calibrated MLX quantization: GPTQ inside MLX's affine groups (each group's\n"
+            "                        scale and bias refit on the error-updated weights, then error feedback\n"
+            "                        through H = X^T X of TEXT's activations); same layout, loads in stock mlx-lm.\n"
+            "                        Modules without a Hessian (embeddings, PhiMoE experts) stay plain\n"
+            "  --calib-ctx N         calibration chunk length (default 512)\n"
+            "  --calib-chunks N      calibration chunks used (default: all of TEXT)\n"
+            "  --damp F              GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
+            "  --calib-mem MIB       Hessians held at once (default 1024): one forward pass per layer group\n"
             "  --quiet               no progress output\n"
             "  --json                JSON summary on stdout\n"
             "  -h, --help            this help\n");
@@ -75,9 +82,22 @@ int phiq_cmd_convert_mlx(int argc, char **argv) {
             else if (!strcmp(v, "cpu")) o.kernel = PHIQ_MLX_CPU;
             else return phiq_cli_fail(cmd, "--mlx-kernel %s: expected gpu or cpu", v);
         } else if (!strcmp(a, "--calib")) {
-            (void)phiq_cli_value(argc, argv, &i, cmd);
-            return phiq_cli_fail(cmd, "--calib with --format mlx is not implemented (calibrated quantization is not in "
-                                      "this build); plain MLX affine quantization needs no calibration text");
+            o.calib = phiq_cli_value(argc, argv, &i, cmd);
+        } else if (!strcmp(a, "--calib-ctx") || !strcmp(a, "--calib-chunks")) {
+            const char *v = phiq_cli_value(argc, argv, &i, cmd);
+            int n;
+            if (parse_int(v, &n) || n < 1) return phiq_cli_fail(cmd, "%s %s: expected a positive integer", a, v);
+            if (!strcmp(a, "--calib-ctx")) o.calib_ctx = n;
+            else o.calib_chunks = n;
+        } else if (!strcmp(a, "--damp")) {
+            const char *v = phiq_cli_value(argc, argv, &i, cmd);
+            o.damp = (float)atof(v);
+            if (!(o.damp > 0 && o.damp < 10)) return phiq_cli_fail(cmd, "--damp: expected a number in (0, 10), got '%s'", v);
+        } else if (!strcmp(a, "--calib-mem")) {
+            const char *v = phiq_cli_value(argc, argv, &i, cmd);
+            int mb;
+            if (parse_int(v, &mb) || mb < 1) return phiq_cli_fail(cmd, "--calib-mem: expected a positive number of MiB, got '%s'", v);
+            o.calib_mem = (uint64_t)mb << 20;
         } else if (phiq_cli_is(a, "-q", "--quiet")) {
             o.quiet = 1;
         } else if (!strcmp(a, "--json")) {
@@ -118,6 +138,12 @@ int phiq_cmd_convert_mlx(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "tensor_bytes", (double)st.total_size);
         cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
         cJSON_AddNumberToObject(j, "seconds", st.seconds);
+        if (o.calib) {
+            cJSON_AddNumberToObject(j, "gptq_modules", st.n_gptq);
+            cJSON_AddNumberToObject(j, "calib_passes", st.calib_passes);
+            cJSON_AddNumberToObject(j, "calib_tokens", (double)st.calib_tokens);
+            cJSON_AddNumberToObject(j, "calib_forward_seconds", st.calib_seconds);
+        }
         char *txt = cJSON_Print(j);
         if (txt) puts(txt);
         free(txt);
@@ -128,6 +154,9 @@ int phiq_cmd_convert_mlx(int argc, char **argv) {
                out, st.arch, o.bits ? o.bits : 4, o.group_size ? o.group_size : 64, o.recipe ? " " : "",
                o.recipe ? o.recipe : "", st.n_tensors, st.n_quantized, st.n_shards, (double)st.n_parameters / 1e6,
                (double)st.total_size / 1e6, bpw, st.seconds);
+        if (o.calib)
+            printf("calibration: %d modules by GPTQ, %d forward passes of %lld tokens (%.1fs)\n", st.n_gptq,
+                   st.calib_passes, (long long)st.calib_tokens, st.calib_seconds);
     }
     return 0;
 }

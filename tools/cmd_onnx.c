@@ -95,6 +95,7 @@ int phiq_cmd_convert_onnx(int argc, char **argv) {
         onnx_usage(stderr);
         return 2;
     }
+    if (!(src = phiq_cli_model_path(cmd, src))) return 1;
     if (phiq_onnx_export(src, out, &o) != 0) return phiq_cli_fail(cmd, "%s", phiq_error());
     if (!o.quiet) fprintf(stderr, "phiq convert: wrote %s (model.onnx, model.onnx.data, genai_config.json)\n", out);
     return 0;

@@ -88,6 +88,7 @@ int phiq_cmd_tokenize(int argc, char **argv) {
         return 2;
     }
     if (model && tokfile) return phiq_cli_fail("tokenize", "give either MODEL or --tokenizer, not both");
+    if (model && !(model = phiq_cli_model_path("tokenize", model))) return 1;
     char *buf = NULL;
     size_t len;
     if (file) {

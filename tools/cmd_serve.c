@@ -37,7 +37,7 @@
 #include "tokenizer/tokenizer.h"
 
 typedef struct serve_opts {
-    const char *model, *host, *api_key, *alias, *kv_type;
+    const char *model, *model_arg, *host, *api_key, *alias, *kv_type;
     int port, parallel, n_ctx, n_threads, queue, timeout, weights;
     size_t max_body;
 } serve_opts;
@@ -903,6 +903,8 @@ static int parse_serve(int argc, char **argv, serve_opts *o) {
         serve_usage(stderr);
         return 2;
     }
+    o->model_arg = o->model;
+    if (!(o->model = phiq_cli_model_path("serve", o->model))) return 1;
     if (o->port < 0 || o->port > 65535) return phiq_cli_fail("serve", "--port %d is not a port number", o->port) + 1;
     if (o->parallel < 1 || o->parallel > 256) return phiq_cli_fail("serve", "--parallel must be 1..256") + 1;
     if (o->queue < 0 || o->queue > 100000) return phiq_cli_fail("serve", "--queue must be 0..100000") + 1;
@@ -965,8 +967,8 @@ int phiq_cmd_serve(int argc, char **argv) {
     srv.n_vocab = phiq_tokenizer_n_vocab(srv.tok);
     if (srv.n_vocab <= 0 || srv.n_vocab > phiq_model_n_vocab(srv.m)) srv.n_vocab = phiq_model_n_vocab(srv.m);
     srv.have_tmpl = phiq_chat_template_from_tokenizer(srv.tok, &srv.tmpl) > 0;
-    const char *base = strrchr(o->model, '/');
-    base = base && base[1] ? base + 1 : o->model;
+    const char *base = strrchr(o->model_arg, '/'); /* the id's name, not a snapshot's commit */
+    base = base && base[1] ? base + 1 : o->model_arg;
     snprintf(srv.name, sizeof srv.name, "%s", o->alias ? o->alias : base);
     srv.slots = calloc((size_t)o->parallel, sizeof *srv.slots);
     srv.queue = calloc((size_t)(o->queue + o->parallel) + 1, sizeof *srv.queue);

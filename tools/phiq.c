@@ -25,6 +25,7 @@ static const struct {
     {"imatrix", phiq_cmd_imatrix, "importance matrix of a text (llama-imatrix's GGUF format)"},
     {"bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory"},
     {"convert-onnx", phiq_cmd_convert_onnx, "(temporary) convert --format onnx: HF checkpoint -> ONNX Runtime GenAI"},
+    {"pull", phiq_cmd_pull, "download a model from the Hugging Face Hub into the huggingface_hub cache"},
     {"report", phiq_cmd_report, "convert to several precisions, evaluate, bench, and chart the trade-off"},
 };
 
@@ -88,7 +89,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+        if (!strcmp(argv[1], commands[i].name)) {
+            int rc = commands[i].fn(argc - 1, argv + 1);
+            phiq_cli_model_paths_free();
+            return rc;
+        }
     fprintf(stderr, "phiq: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -20,14 +20,19 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "convert/calib.h"
 #include "convert/convert.h"
 #include "core/common.h"
+#include "quant/gptq.h"
 #include "formats/hf.h"
 #include "formats/safetensors.h"
 
@@ -45,6 +50,8 @@ typedef struct mmod {
     int64_t n_out, n_in;                  /* per source; norms: n_out 0, n_in = dim */
     bool quant;
     int bits, group;
+    int layer;                            /* -1 outside the layers */
+    int64_t spill;                        /* --calib: offset of its GPTQ codes in the spill file, -1 none */
 } mmod;
 
 typedef struct otensor {
@@ -59,6 +66,7 @@ typedef struct otensor {
 typedef struct plan {
     const phiq_hf *hf;
     const phiq_mlx_opts *o;
+    int spill_fd;      /* --calib: the unlinked file holding the calibrated codes, -1 none */
     int dtype; /* output float dtype, -1: keep each tensor's */
     mmod *m;
     int nm, cap;
@@ -80,6 +88,8 @@ static mmod *add_mod(plan *p, int kind, const char *fmt, int layer) {
     mmod *m = &p->m[p->nm++];
     memset(m, 0, sizeof *m);
     m->kind = kind;
+    m->layer = layer;
+    m->spill = -1;
     if (layer >= 0) {
         char sub[96];
         snprintf(sub, sizeof sub, "%s", fmt);
@@ -317,6 +327,150 @@ static int64_t t_rows(const plan *p, const otensor *t) {
 }
 
 
+/* ---- --calib: GPTQ into MLX's groups, before the shards are written ------------------ */
+/* Layout of a module's codes in the spill file: words [n_out][n_in·bits/32],
+ * then scales and biases [n_out][n_in/group] as float32 (already rounded to
+ * the stored dtype). */
+static int spill_row(const plan *p, const mmod *m, const otensor *t, int64_t r, scratch *f, uint8_t *out) {
+    const int64_t wpr = m->n_in * m->bits / 32, gpr = m->n_in / m->group;
+    int64_t off = m->spill;
+    size_t len;
+    void *dst = out;
+    if (t->part == PART_W) {
+        off += r * wpr * 4;
+        len = (size_t)wpr * 4; /* little-endian hosts: the words are the file's bytes */
+    } else {
+        off += m->n_out * wpr * 4 + (t->part == PART_S ? 0 : m->n_out * gpr * 4) + r * gpr * 4;
+        len = (size_t)gpr * 4;
+        dst = f->sc;
+    }
+    if (pread(p->spill_fd, dst, len, (off_t)off) != (ssize_t)len)
+        return phiq_fail(PHIQ_EIO, "%s: reading back the calibrated codes failed", t->name);
+    if (t->part != PART_W) store(t->dtype, f->sc, gpr, out);
+    return 0;
+}
+
+static int pwrite_all(int fd, const void *buf, size_t len, int64_t off) {
+    for (size_t done = 0; done < len;) {
+        ssize_t k = pwrite(fd, (const uint8_t *)buf + done, len - done, (off_t)(off + (int64_t)done));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        done += (size_t)k;
+    }
+    return 0;
+}
+
+static int ggml_float_type(phiq_st_dtype dt) {
+    return dt == PHIQ_ST_BF16 ? PHIQ_GGML_TYPE_BF16 : dt == PHIQ_ST_F16 ? PHIQ_GGML_TYPE_F16 : PHIQ_GGML_TYPE_F32;
+}
+
+/* The Hessian of the matmul that reads the same input as module m, by the
+ * GGUF names phiq's calibration pass uses; NULL when it has none (experts,
+ * embeddings). */
+static const float *module_hessian(phiq_calib_session *cal, const mmod *m, int *failed) {
+    static const struct { const char *suffix, *gguf[2]; } map[] = {
+        {"self_attn.qkv_proj", {"attn_qkv", NULL}}, {"self_attn.q_proj", {"attn_q", "attn_qkv"}},
+        {"self_attn.k_proj", {"attn_k", "attn_qkv"}}, {"self_attn.v_proj", {"attn_v", "attn_qkv"}},
+        {"self_attn.o_proj", {"attn_output", NULL}}, {"self_attn.dense", {"attn_output", NULL}},
+        {"mlp.gate_up_proj", {"ffn_up", NULL}},      {"mlp.fc1", {"ffn_up", NULL}},
+        {"mlp.down_proj", {"ffn_down", NULL}},       {"mlp.fc2", {"ffn_down", NULL}},
+        {"block_sparse_moe.gate", {"ffn_gate_inp", NULL}},
+    };
+    *failed = 0;
+    if (m->kind != MOD_LINEAR) return NULL;
+    char name[96];
+    int64_t hn = 0;
+    if (m->layer < 0) {
+        if (strcmp(m->path, "lm_head")) return NULL;
+        const float *H = phiq_calib_session_hessian(cal, "output.weight", &hn, failed);
+        return H && hn == m->n_in ? H : NULL;
+    }
+    const char *sub = strchr(m->path + strlen("model.layers."), '.') + 1;
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
+        if (strcmp(sub, map[i].suffix)) continue;
+        for (int k = 0; k < 2 && map[i].gguf[k]; k++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", m->layer, map[i].gguf[k]);
+            const float *H = phiq_calib_session_hessian(cal, name, &hn, failed);
+            if (*failed) return NULL;
+            if (H && hn == m->n_in) return H;
+        }
+    }
+    return NULL;
+}
+
+/* Runs the calibration text through the source model (layer groups within
+ * the memory budget) and GPTQ-quantizes every module that has a Hessian,
+ * in layer order, into the spill file; produce_row reads the codes back. */
+static int calib_prepass(plan *p, const char *src_dir, const phiq_outdir *od, phiq_mlx_stats *st) {
+    const phiq_mlx_opts *o = p->o;
+    char *path = phiq_outdir_path(od, ".calib-codes");
+    if (!path) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    p->spill_fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int rc = p->spill_fd < 0 ? phiq_fail(PHIQ_EIO, "%s: %s", path, strerror(errno)) : 0;
+    if (p->spill_fd >= 0) unlink(path); /* the directory is committed without it */
+    free(path);
+    if (rc) return rc;
+    phiq_calib_opts co = {.n_ctx = o->calib_ctx > 0 ? o->calib_ctx : 512, .max_chunks = o->calib_chunks,
+                          .n_threads = o->n_threads, .quiet = o->quiet};
+    phiq_calib_session *cal = phiq_calib_session_new(src_dir, o->calib, &co, o->calib_mem ? o->calib_mem : (uint64_t)1 << 30);
+    if (!cal) return PHIQ_EINVAL;
+    int64_t off = 0, max_elems = 0;
+    for (int i = 0; i < p->nm; i++)
+        if (p->m[i].quant && p->m[i].kind == MOD_LINEAR && p->m[i].n_out * p->m[i].n_in > max_elems)
+            max_elems = p->m[i].n_out * p->m[i].n_in;
+    float *w = malloc(sizeof(float) * (size_t)max_elems);
+    uint8_t *codes = malloc((size_t)max_elems + (size_t)max_elems / 4 + 64); /* words (≤ 1 byte/weight) + scales/biases */
+    if (!w || !codes) rc = phiq_fail(PHIQ_ENOMEM, "--calib: out of memory for a module of %lld weights", (long long)max_elems);
+    for (int i = 0; i < p->nm && !rc; i++) {
+        mmod *m = &p->m[i];
+        if (!m->quant) continue;
+        int failed;
+        const float *H = module_hessian(cal, m, &failed);
+        if (failed) {
+            phiq_error_prefix("calibration for %s", m->path);
+            rc = PHIQ_EINVAL;
+            break;
+        }
+        if (!H) continue;
+        const int64_t n = m->n_out * m->n_in, wpr = m->n_in * m->bits / 32, gpr = m->n_in / m->group;
+        const phiq_st_dtype dt = out_dtype(p, m->w[0]);
+        if (phiq_st_to_f32(m->w[0], 0, n, w) < 0) {
+            rc = PHIQ_EFORMAT;
+            break;
+        }
+        for (int64_t k = 0; k < n && !rc; k++) {
+            if (!isfinite(w[k]))
+                rc = phiq_fail(PHIQ_EFORMAT, "%s: tensor %s: element %lld is %g", m->w[0]->file, m->w[0]->name,
+                               (long long)k, (double)w[k]);
+            w[k] = round_to(dt, w[k]); /* mlx-lm casts to the model dtype, then quantizes that */
+        }
+        if (rc) break;
+        uint32_t *words = (uint32_t *)(void *)codes;
+        float *sc = (float *)(void *)(codes + (size_t)(m->n_out * wpr * 4)), *bi = sc + m->n_out * gpr;
+        float damp = o->damp > 0 ? o->damp : 0.01f;
+        if ((rc = phiq_gptq_quantize_mlx(w, m->n_out, m->n_in, H, damp, o->n_threads > 0 ? o->n_threads : phiq_physical_cores(),
+                                         m->bits, m->group, o->kernel, ggml_float_type(dt), words, sc, bi)) < 0) {
+            phiq_error_prefix("%s", m->path);
+            break;
+        }
+        const size_t len = (size_t)(m->n_out * wpr * 4 + 2 * m->n_out * gpr * 4);
+        if (pwrite_all(p->spill_fd, codes, len, off) < 0) {
+            rc = phiq_fail(PHIQ_EIO, "--calib: writing the calibrated codes of %s failed: %s", m->path, strerror(errno));
+            break;
+        }
+        m->spill = off;
+        off += (int64_t)len;
+        st->n_gptq++;
+    }
+    st->calib_passes = phiq_calib_session_passes(cal);
+    st->calib_seconds = phiq_calib_session_seconds(cal);
+    st->calib_tokens = phiq_calib_session_tokens(cal);
+    free(w);
+    free(codes);
+    phiq_calib_session_free(cal);
+    return rc;
+}
+
 /* row r of tensor t into out (its row's bytes); may run on a worker thread */
 static int produce_row(const plan *p, scratch *f, const otensor *t, int64_t r, uint8_t *out) {
     const mmod *m = &p->m[t->mod];
@@ -326,6 +480,7 @@ static int produce_row(const plan *p, scratch *f, const otensor *t, int64_t r, u
         return 0;
     }
     const int64_t n = m->n_in;
+    if (m->spill >= 0 && t->part != PART_PLAIN) return spill_row(p, m, t, r, f, out);
     const phiq_st_tensor *src = m->w[m->kind == MOD_NORM ? 0 : r / m->n_out];
     int64_t local = m->kind == MOD_NORM ? 0 : r % m->n_out;
     if (phiq_st_to_f32(src, local * n, n, f->f) < 0) return PHIQ_EFORMAT;
@@ -811,7 +966,7 @@ int phiq_mlx_export(const char *src_dir, const char *out_dir, const phiq_mlx_opt
     if (!phiq_dir_exists(src_dir))
         return phiq_fail(PHIQ_EINVAL, "%s: MLX export reads a Hugging Face checkpoint directory", src_dir);
     double t0 = phiq_now();
-    plan p = {.o = o, .dtype = -1};
+    plan p = {.o = o, .dtype = -1, .spill_fd = -1};
     cJSON *cfg = NULL;
     phiq_outdir od = {0};
     int rc = 0;
@@ -842,6 +997,7 @@ int phiq_mlx_export(const char *src_dir, const char *out_dir, const phiq_mlx_opt
     }
     if ((rc = build_modules(&p)) || (rc = build_tensors(&p, bits, group))) goto out;
     if ((rc = phiq_outdir_open(&od, out_dir))) goto out;
+    if (o->calib && (rc = calib_prepass(&p, src_dir, &od, st))) goto out;
     if ((rc = write_shards(&p, &od, o->shard_bytes ? o->shard_bytes : (uint64_t)5 << 30, st)) ||
         (rc = write_config(&p, cfg, &od, bits, group)) || (rc = copy_side_files(hf, &od)))
         goto out;
@@ -849,6 +1005,7 @@ int phiq_mlx_export(const char *src_dir, const char *out_dir, const phiq_mlx_opt
     snprintf(st->arch, sizeof st->arch, "%s", phiq_arch_name(hp->arch));
     st->seconds = phiq_now() - t0;
 out:
+    if (p.spill_fd >= 0) close(p.spill_fd);
     phiq_outdir_abort(&od);
     cJSON_Delete(cfg);
     free(p.m);

@@ -18,6 +18,12 @@ typedef struct phiq_mlx_opts {
     uint64_t shard_bytes;   /* 0: mlx-lm's 5 GiB */
     int n_threads;          /* <= 0: physical cores; the output is the same for any count */
     int quiet;
+    /* calibrated quantization (--calib): GPTQ inside MLX's affine groups
+     * against the Hessians of this text (convert/calib.h); NULL = plain mx.quantize */
+    const char *calib;
+    int calib_ctx, calib_chunks; /* chunk length (0: 512), chunks used (0: all) */
+    uint64_t calib_mem;          /* Hessian bytes held at once (0: 1 GiB) */
+    float damp;                  /* GPTQ dampening (0: 0.01) */
 } phiq_mlx_opts;
 
 typedef struct phiq_mlx_stats {
@@ -26,6 +32,9 @@ typedef struct phiq_mlx_stats {
     uint64_t total_size;  /* tensor bytes (index total_size) */
     double seconds;
     char arch[16];
+    int n_gptq, calib_passes;  /* --calib: modules quantized by GPTQ, forward passes over the text */
+    int64_t calib_tokens;
+    double calib_seconds;
 } phiq_mlx_stats;
 
 /* Writes out_dir (absent or empty) through a temporary sibling renamed into

@@ -14,6 +14,7 @@
 #include "core/common.h"
 #include "formats/ggml_type.h"
 #include "quant/gptq.h"
+#include "quant/mlx_affine.h"
 #include "quant/quant.h"
 #include "quant/quant_internal.h"
 
@@ -148,11 +149,135 @@ static float round_on_grid(int type, uint8_t *blk, int j, float x) {
     }
 }
 
-typedef struct gjob {
+/* ---- the grids GPTQ rounds on ------------------------------------------------------ */
+/* A grid is a block layout: fit() chooses a block's parameters (scales,
+ * mins, biases) from the error-updated weights of that block, round() puts
+ * one column of it on those parameters and records its code. */
+typedef struct grid grid;
+struct grid {
+    int64_t bs; /* columns per block */
+    /* fits row r's block at column c0 to x[0..bs) (importance imp[0..bs));
+     * deq gets the block's dequantized values (used where round() gives NAN) */
+    int (*fit)(const grid *g, int64_t r, int64_t c0, const float *x, const float *imp, float *deq);
+    float (*round)(const grid *g, int64_t r, int64_t c, float x);
+    /* ggml blocks */
     int type;
-    float *w;
     uint8_t *dst;
-    int64_t nrows, ncols, bs, row_bytes, blk_bytes;
+    int64_t row_bytes, blk_bytes;
+    /* MLX affine */
+    int bits, sdt;
+    phiq_mlx_kernel kernel;
+    uint32_t *words;
+    float *scales, *biases;
+    int64_t words_per_row, groups_per_row;
+};
+
+static int ggml_fit(const grid *g, int64_t r, int64_t c0, const float *x, const float *imp, float *deq) {
+    uint8_t *blk = g->dst + r * g->row_bytes + (c0 / g->bs) * g->blk_bytes;
+    if (phiq_quantize(g->type, x, blk, 1, g->bs, imp) < 0 || phiq_dequantize(g->type, blk, deq, g->bs) < 0)
+        return PHIQ_EUNSUPPORTED;
+    return 0;
+}
+
+static float ggml_round(const grid *g, int64_t r, int64_t c, float x) {
+    uint8_t *blk = g->dst + r * g->row_bytes + (c / g->bs) * g->blk_bytes;
+    return round_on_grid(g->type, blk, (int)(c % g->bs), x);
+}
+
+static float to_stored(int sdt, float v) {
+    if (sdt == PHIQ_GGML_TYPE_BF16) return phiq_bf16_to_f32(phiq_f32_to_bf16(v));
+    if (sdt == PHIQ_GGML_TYPE_F16) return phiq_f16_to_f32(phiq_f32_to_f16(v));
+    return v;
+}
+
+/* code of x on (scale, bias) with MLX's rounding, clamped */
+static float mlx_code(float x, float s, float b, float n_bins, phiq_mlx_kernel k) {
+    float d = (x - b) / s;
+    float q = k == PHIQ_MLX_GPU ? roundf(d) : rintf(d);
+    return q < 0.0f ? 0.0f : q > n_bins ? n_bins : q;
+}
+
+/* importance-weighted squared error of x on (s, b) */
+static double mlx_err(const float *x, const float *imp, int64_t n, float s, float b, float n_bins, phiq_mlx_kernel k) {
+    double e = 0;
+    for (int64_t i = 0; i < n; i++) {
+        float v = s * mlx_code(x[i], s, b, n_bins, k) + b;
+        e += (double)imp[i] * (double)(x[i] - v) * (double)(x[i] - v);
+    }
+    return e;
+}
+
+/* MLX's own parameters of the group, then a search that may beat them:
+ * for a range of grid densities, the codes of the min-anchored grid and the
+ * importance-weighted least-squares (scale, bias) for those codes (as
+ * llama.cpp's make_qkx2_quants does for its K-quants), each rounded to the
+ * stored dtype; the best by weighted error wins. Any (scale, bias) is a
+ * valid MLX affine group, so stock mlx-lm reads the result unchanged. */
+static int mlx_fit(const grid *g, int64_t r, int64_t c0, const float *x, const float *imp, float *deq) {
+    const int64_t n = g->bs, gi = r * g->groups_per_row + c0 / n;
+    const float n_bins = (float)((1 << g->bits) - 1);
+    uint32_t tmp[8 * 128 / 32];
+    float s, b;
+    phiq_mlx_quantize_row(x, n, g->bits, (int)n, g->kernel, tmp, &s, &b);
+    s = to_stored(g->sdt, s);
+    b = to_stored(g->sdt, b);
+    double best = s != 0.0f ? mlx_err(x, imp, n, s, b, n_bins, g->kernel) : INFINITY;
+    float lo = x[0], hi = x[0];
+    for (int64_t i = 1; i < n; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    for (int step = 0; step <= 20 && hi > lo; step++) {
+        const float iscale = (n_bins - 1.0f + 0.1f * (float)step) / (hi - lo);
+        double sw = 0, sl = 0, sl2 = 0, sx = 0, sxl = 0;
+        for (int64_t i = 0; i < n; i++) {
+            float l = rintf(iscale * (x[i] - lo));
+            l = l < 0.0f ? 0.0f : l > n_bins ? n_bins : l;
+            const double w = imp[i];
+            sw += w;
+            sl += w * l;
+            sl2 += w * l * l;
+            sx += w * x[i];
+            sxl += w * x[i] * l;
+        }
+        const double D = sw * sl2 - sl * sl;
+        if (!(D > 0)) continue;
+        float cs = to_stored(g->sdt, (float)((sw * sxl - sx * sl) / D));
+        float cb = to_stored(g->sdt, (float)((sl2 * sx - sl * sxl) / D));
+        if (!(fabsf(cs) > 1e-30f) || !isfinite(cs) || !isfinite(cb)) continue;
+        double e = mlx_err(x, imp, n, cs, cb, n_bins, g->kernel);
+        if (e < best) {
+            best = e;
+            s = cs;
+            b = cb;
+        }
+    }
+    if (!(s != 0.0f)) s = to_stored(g->sdt, 1e-7f);
+    g->scales[gi] = s;
+    g->biases[gi] = b;
+    for (int64_t i = 0; i < n; i++) deq[i] = s * mlx_code(x[i], s, b, n_bins, g->kernel) + b;
+    return 0;
+}
+
+static float mlx_round(const grid *g, int64_t r, int64_t c, float x) {
+    const int64_t gi = r * g->groups_per_row + c / g->bs;
+    const float s = g->scales[gi], b = g->biases[gi], q = mlx_code(x, s, b, (float)((1 << g->bits) - 1), g->kernel);
+    uint32_t *words = g->words + r * g->words_per_row, code = (uint32_t)q, mask = (1u << g->bits) - 1;
+    uint64_t bit = (uint64_t)c * (uint64_t)g->bits;
+    words[bit >> 5] = (words[bit >> 5] & ~(mask << (bit & 31))) | (code << (bit & 31));
+    if ((bit & 31) + (uint64_t)g->bits > 32) {
+        const int sh = 32 - (int)(bit & 31);
+        words[(bit >> 5) + 1] = (words[(bit >> 5) + 1] & ~(mask >> sh)) | (code >> sh);
+    }
+    const float p = s * q; /* two roundings, as MLX dequantizes */
+    return p + b;
+}
+
+/* ---- the sweep ------------------------------------------------------------------ */
+typedef struct gjob {
+    const grid *g;
+    float *w;
+    int64_t nrows, ncols;
     const float *U, *imat;
     int64_t next; /* next tile (under mu) */
     pthread_mutex_t mu;
@@ -161,7 +286,8 @@ typedef struct gjob {
 
 static void *gptq_worker(void *arg) {
     gjob *j = arg;
-    const int64_t n = j->ncols, bs = j->bs;
+    const grid *g = j->g;
+    const int64_t n = j->ncols, bs = g->bs;
     float *deq = malloc(sizeof(float) * (size_t)(TILE * bs));
     float err[TILE];
     if (!deq) {
@@ -180,12 +306,10 @@ static void *gptq_worker(void *arg) {
         int64_t nr = j->nrows - r0 < TILE ? j->nrows - r0 : TILE;
         for (int64_t c0 = 0; c0 < n; c0 += bs) {
             for (int64_t r = 0; r < nr; r++) {
-                float *row = j->w + (r0 + r) * n;
-                uint8_t *blk = j->dst + (r0 + r) * j->row_bytes + (c0 / bs) * j->blk_bytes;
-                if (phiq_quantize(j->type, row + c0, blk, 1, bs, j->imat + c0) < 0 ||
-                    phiq_dequantize(j->type, blk, deq + r * bs, bs) < 0) {
+                int rc = g->fit(g, r0 + r, c0, j->w + (r0 + r) * n + c0, j->imat + c0, deq + r * bs);
+                if (rc < 0) {
                     pthread_mutex_lock(&j->mu);
-                    j->rc = PHIQ_EUNSUPPORTED;
+                    j->rc = rc;
                     pthread_mutex_unlock(&j->mu);
                     free(deq);
                     return NULL;
@@ -195,8 +319,7 @@ static void *gptq_worker(void *arg) {
                 const float *u = j->U + c * n;
                 for (int64_t r = 0; r < nr; r++) {
                     float *row = j->w + (r0 + r) * n;
-                    uint8_t *blk = j->dst + (r0 + r) * j->row_bytes + (c0 / bs) * j->blk_bytes;
-                    float q = round_on_grid(j->type, blk, (int)(c - c0), row[c]);
+                    float q = g->round(g, r0 + r, c, row[c]);
                     if (isnan(q)) q = deq[r * bs + (c - c0)];
                     err[r] = (row[c] - q) / u[c];
                 }
@@ -212,11 +335,7 @@ static void *gptq_worker(void *arg) {
     return NULL;
 }
 
-int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t ncols, const float *H, float damp,
-                       int n_threads) {
-    const int64_t bs = phiq_ggml_block_size(type);
-    if (bs <= 1 || ncols % bs) return phiq_fail(PHIQ_EUNSUPPORTED, "gptq: type %s is not a block type for rows of %lld",
-                                               phiq_ggml_type_name(type), (long long)ncols);
+static int gptq_run(const grid *g, float *w, int64_t nrows, int64_t ncols, const float *H, float damp, int n_threads) {
     float *U = malloc(sizeof(float) * (size_t)(ncols * ncols));
     float *imat = malloc(sizeof(float) * (size_t)ncols);
     if (!U || !imat) {
@@ -225,12 +344,10 @@ int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t nco
         return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
     }
     int rc = inverse_chol_upper(H, ncols, damp, U);
-    /* the scale search's importance: diag(H), the imatrix of the same text */
+    /* the parameter search's importance: diag(H), the imatrix of the same text */
     for (int64_t i = 0; i < ncols && rc == 0; i++) imat[i] = H[i * ncols + i] > 0 ? H[i * ncols + i] : 1e-12f;
     if (rc == 0) {
-        gjob j = {.type = type, .w = w, .dst = dst, .nrows = nrows, .ncols = ncols, .bs = bs,
-                  .row_bytes = phiq_ggml_row_size(type, ncols), .blk_bytes = phiq_ggml_row_size(type, bs),
-                  .U = U, .imat = imat};
+        gjob j = {.g = g, .w = w, .nrows = nrows, .ncols = ncols, .U = U, .imat = imat};
         pthread_mutex_init(&j.mu, NULL);
         if (n_threads < 1) n_threads = 1;
         if (n_threads > 64) n_threads = 64;
@@ -242,10 +359,36 @@ int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t nco
         for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
         pthread_mutex_destroy(&j.mu);
         rc = j.rc;
-        if (rc == PHIQ_EUNSUPPORTED) rc = phiq_fail(rc, "gptq: cannot quantize to %s", phiq_ggml_type_name(type));
-        else if (rc == PHIQ_ENOMEM) rc = phiq_fail(rc, "gptq: out of memory");
     }
     free(U);
     free(imat);
+    return rc;
+}
+
+int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t ncols, const float *H, float damp,
+                       int n_threads) {
+    const int64_t bs = phiq_ggml_block_size(type);
+    if (bs <= 1 || ncols % bs) return phiq_fail(PHIQ_EUNSUPPORTED, "gptq: type %s is not a block type for rows of %lld",
+                                               phiq_ggml_type_name(type), (long long)ncols);
+    grid g = {.bs = bs, .fit = ggml_fit, .round = ggml_round, .type = type, .dst = dst,
+              .row_bytes = phiq_ggml_row_size(type, ncols), .blk_bytes = phiq_ggml_row_size(type, bs)};
+    int rc = gptq_run(&g, w, nrows, ncols, H, damp, n_threads);
+    if (rc == PHIQ_EUNSUPPORTED) rc = phiq_fail(rc, "gptq: cannot quantize to %s", phiq_ggml_type_name(type));
+    else if (rc == PHIQ_ENOMEM) rc = phiq_fail(rc, "gptq: out of memory");
+    return rc;
+}
+
+int phiq_gptq_quantize_mlx(float *w, int64_t nrows, int64_t ncols, const float *H, float damp, int n_threads, int bits,
+                           int group_size, phiq_mlx_kernel kernel, int scale_type, uint32_t *words, float *scales,
+                           float *biases) {
+    if (!phiq_mlx_bits_ok(bits) || !phiq_mlx_group_ok(group_size) || ncols % group_size)
+        return phiq_fail(PHIQ_EINVAL, "gptq: MLX %d-bit groups of %d do not fit rows of %lld", bits, group_size,
+                         (long long)ncols);
+    grid g = {.bs = group_size, .fit = mlx_fit, .round = mlx_round, .bits = bits, .sdt = scale_type, .kernel = kernel,
+              .words = words, .scales = scales, .biases = biases, .words_per_row = ncols * bits / 32,
+              .groups_per_row = ncols / group_size};
+    memset(words, 0, sizeof(uint32_t) * (size_t)(nrows * g.words_per_row));
+    int rc = gptq_run(&g, w, nrows, ncols, H, damp, n_threads);
+    if (rc == PHIQ_ENOMEM) rc = phiq_fail(rc, "gptq: out of memory");
     return rc;
 }

@@ -7,11 +7,14 @@
  * rounded on that fixed grid and its error, scaled by the inverse Hessian's
  * Cholesky factor, is subtracted from the columns not yet quantized. Q4_0,
  * Q8_0, Q4_K, Q5_K and Q6_K round column by column; the other types keep the
- * block's own rounding and compensate the columns after the block. */
+ * block's own rounding and compensate the columns after the block. The
+ * same sweep fills MLX's affine groups (phiq_gptq_quantize_mlx). */
 #ifndef PHIQ_QUANT_GPTQ_H
 #define PHIQ_QUANT_GPTQ_H
 
 #include <stdint.h>
+
+#include "quant/mlx_affine.h"
 
 /* Quantizes w [nrows][ncols] (float32, overwritten: it is the working copy)
  * into dst (nrows rows of `type`) against H [ncols][ncols] (= XᵀX / N of
@@ -19,5 +22,17 @@
  * Returns 0 or a negative code (PHIQ_EUNSUPPORTED for non-block types). */
 int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t ncols, const float *H, float damp,
                        int n_threads);
+
+/* The same sweep into MLX's affine groups (mlx_affine.h): each group's scale
+ * and bias are chosen on the error-updated weights (MLX's own min/max rule,
+ * or the importance-weighted least-squares refit of a grid-density search
+ * when that has a smaller diag(H)-weighted error), rounded to scale_type
+ * (PHIQ_GGML_TYPE_F32, F16 or BF16: the dtype they are stored in) before the
+ * codes are chosen on them. Outputs for nrows rows: words [nrows][ncols *
+ * bits / 32], scales and biases [nrows][ncols / group_size] (values already
+ * rounded to scale_type). */
+int phiq_gptq_quantize_mlx(float *w, int64_t nrows, int64_t ncols, const float *H, float damp, int n_threads, int bits,
+                           int group_size, phiq_mlx_kernel kernel, int scale_type, uint32_t *words, float *scales,
+                           float *biases);
 
 #endif

@@ -16,6 +16,11 @@ usage:
   mlx_reference.py dequant SRC_HF_DIR OUT_DIR [_:BITS:GROUP[:RECIPE]]
       writes the reference-quantized model dequantized to float32 as an HF
       checkpoint (HF names, experts apart), for evaluation
+  mlx_reference.py read MLX_DIR OUT_DIR
+      reads any MLX affine directory (e.g. phiq's calibrated one) as mlx-lm
+      would: unpacks each .weight/.scales/.biases triplet (w = scale * q +
+      bias, float32, two roundings) and writes the float32 HF checkpoint
+      (dense architectures: Phi-2, Phi-3/3.5, Phi-4, Phi-4-mini)
 """
 import json
 import os
@@ -294,6 +299,62 @@ def dequant(src, out, bits, group, recipe):
     return "ok"
 
 
+def unpack(words, bits, n):  # MLX packs each row as one little-endian bit stream
+    rows = words.shape[0]
+    bitstream = np.unpackbits(words.astype("<u4").view(np.uint8).reshape(rows, -1), axis=1, bitorder="little")
+    bitstream = bitstream[:, : n * bits].reshape(rows, n, bits).astype(np.uint32)
+    return (bitstream << np.arange(bits, dtype=np.uint32)).sum(axis=2, dtype=np.uint32)
+
+
+def read_mlx(mlx, out):
+    cfg = json.load(open(os.path.join(mlx, "config.json")))
+    q = cfg.get("quantization")
+    if not q:
+        raise SystemExit("read: %s has no quantization entry in config.json" % mlx)
+    w = load_hf(mlx)
+    if any(".switch_mlp." in k for k in w):
+        raise SystemExit("read: stacked experts (switch_mlp) are not supported by this reader")
+    res = {}
+    for k, (dt, a) in w.items():
+        if k.endswith(".scales") or k.endswith(".biases"):
+            continue
+        base = k[: -len(".weight")] if k.endswith(".weight") else None
+        if base and base + ".scales" in w:
+            entry = q.get(base, q)
+            bits, group = int(entry["bits"]), int(entry["group_size"] or q["group_size"])
+            sdt, sc = w[base + ".scales"]
+            _, bi = w[base + ".biases"]
+            sc, bi = to_f32(sdt, sc), to_f32(sdt, bi)
+            n = a.shape[1] * 32 // bits
+            codes = unpack(a, bits, n).astype(np.float32)
+            s = np.repeat(sc, group, axis=1)
+            b = np.repeat(bi, group, axis=1)
+            res[k] = (s * codes).astype(np.float32) + b
+        else:
+            res[k] = to_f32(dt, a)
+    os.makedirs(out, exist_ok=True)
+    header, off, blobs = {"__metadata__": {"format": "pt"}}, 0, []
+    for k in sorted(res):
+        a = np.ascontiguousarray(res[k], dtype=np.float32)
+        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
+        blobs.append(a.tobytes())
+        off += a.nbytes
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(os.path.join(out, "model.safetensors"), "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for b in blobs:
+            f.write(b)
+    for key in ("quantization", "quantization_config"):
+        cfg.pop(key, None)
+    cfg["torch_dtype"] = "float32"
+    json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=2)
+    for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
+        if os.path.exists(os.path.join(mlx, fn)):
+            shutil.copy(os.path.join(mlx, fn), out)
+    return "ok %d tensors" % len(res)
+
+
 def main():
     args = sys.argv[1:]
     if len(args) >= 3 and args[0] == "check":
@@ -309,6 +370,9 @@ def main():
     if len(args) in (3, 4) and args[0] == "dequant":
         parts = (args[3] if len(args) == 4 else "x:4:64").split(":")
         print(dequant(args[1], args[2], int(parts[1]), int(parts[2]), parts[3] if len(parts) > 3 else None))
+        return 0
+    if len(args) == 3 and args[0] == "read":
+        print(read_mlx(args[1], args[2]))
         return 0
     sys.stderr.write(__doc__)
     return 2
