@@ -512,6 +512,78 @@ static void test_fixture_quantized_top1(void **st) {
     free(ref);
 }
 
+/* mean KL(P_ref || P) over n positions of logits */
+static double mean_kld(const float *l, const float *ref, int n, int vocab) {
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        const float *a = ref + (size_t)i * vocab, *b = l + (size_t)i * vocab;
+        double ma = a[0], mb = b[0], za = 0, zb = 0;
+        for (int v = 1; v < vocab; v++) {
+            ma = a[v] > ma ? a[v] : ma;
+            mb = b[v] > mb ? b[v] : mb;
+        }
+        for (int v = 0; v < vocab; v++) {
+            za += exp(a[v] - ma);
+            zb += exp(b[v] - mb);
+        }
+        double k = 0;
+        for (int v = 0; v < vocab; v++) {
+            double lp = a[v] - ma - log(za), lq = b[v] - mb - log(zb);
+            k += exp(lp) * (lp - lq);
+        }
+        sum += k;
+    }
+    return sum / n;
+}
+
+/* --calib: GPTQ inside the MatMulNBits blocks, calibrated on
+ * kjv-calibration.txt only; onnxruntime runs both files on held-out windows
+ * and the calibrated one must be closer to the fp32 export (KL divergence of
+ * onnxruntime's own logits) at the same size. Under the sanitizers: 2
+ * calibration chunks, one window, no quality bar. */
+static void test_fixture_calibrated(void **st) {
+    (void)st;
+    static int ids[768];
+    int n = heldout_ids(ids, g_sanitized ? 256 : 768);
+    int nw = n / 256 > 0 ? n / 256 : 1, wl = n / 256 > 0 ? 256 : n;
+    const char *d32 = tmp_keep("kjv-fp32-c"), *rtn = tmp_keep("kjv-int4-rtn"), *cal = tmp_keep("kjv-int4-calib");
+    export_or_fail(tu_shared_path(KJV), d32, PHIQ_ONNX_FP32, 32, false, 0);
+    export_or_fail(tu_shared_path(KJV), rtn, PHIQ_ONNX_INT4, 32, false, 4);
+    phiq_onnx_options o;
+    phiq_onnx_options_default(&o);
+    o.type = PHIQ_ONNX_INT4;
+    o.block_size = 32;
+    o.quiet = true;
+    o.n_threads = 2;
+    o.calib = tu_shared_path("fixtures/text/kjv-calibration.txt");
+    o.calib_chunks = g_sanitized ? 2 : 0;
+    phiq_onnx_stats ost;
+    if (phiq_onnx_export_ex(tu_shared_path(KJV), cal, &o, &ost) != 0) fail_msg("export --calib: %s", phiq_error());
+    assert_int_equal(ost.n_gptq, 4 * 5 + 1); /* qkv, o, gate, up, down per layer, and lm_head */
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/model.onnx.data", rtn);
+    snprintf(b, sizeof b, "%s/model.onnx.data", cal);
+    struct stat sa, sb;
+    assert_int_equal(stat(a, &sa), 0);
+    assert_int_equal(stat(b, &sb), 0);
+    assert_int_equal(sa.st_size, sb.st_size);
+    double k_rtn = 0, k_cal = 0;
+    for (int w = 0; w < nw; w++) {
+        float *ref = ort_logits(d32, ids + w * wl, wl, false, "c-ref");
+        float *lr = ort_logits(rtn, ids + w * wl, wl, false, "c-rtn");
+        float *lc = ort_logits(cal, ids + w * wl, wl, false, "c-cal");
+        k_rtn += mean_kld(lr, ref, wl, KJV_VOCAB) / nw;
+        k_cal += mean_kld(lc, ref, wl, KJV_VOCAB) / nw;
+        free(ref);
+        free(lr);
+        free(lc);
+    }
+    fprintf(stderr, "int4 sym bs32, onnxruntime KLD from fp32 over %d held-out positions: RTN %.5f, --calib %.5f (%.2fx)\n",
+            nw * wl, k_rtn, k_cal, k_cal / k_rtn);
+    assert_true(k_rtn > 0 && k_cal > 0 && k_cal < 1);
+    if (!g_sanitized) assert_true(k_cal <= 0.8 * k_rtn);
+}
+
 static bool have_synth(void) {
     char *out = NULL;
     int rc = tu_run(&out, NULL, "'%s' synth --help 2>&1", tu_bin());
@@ -725,6 +797,7 @@ int main(void) {
         cmocka_unit_test(test_gatherblockquantized_single_node),
         cmocka_unit_test(test_fixture_fp32_matches_pytorch),
         cmocka_unit_test(test_fixture_quantized_top1),
+        cmocka_unit_test(test_fixture_calibrated),
         cmocka_unit_test(test_refusals_write_nothing),
         cmocka_unit_test(test_synth_shapes),
         cmocka_unit_test(test_long_context_vs_reference),

@@ -28,6 +28,11 @@ static void onnx_usage(FILE *f) {
             "                           0/1: float path, slower but closer to fp32)\n"
             "  --max-length N           genai_config search.max_length (default min(context, 4096))\n"
             "  -t, --threads N          quantization threads (default: physical cores)\n"
+            "  --calib TEXT             calibrated int4/int8: GPTQ inside the MatMulNBits blocks (each block's scale\n"
+            "                           and zero point chosen on the error-updated weights, error feedback through\n"
+            "                           H = X^T X of TEXT's activations); same graph and layout, loads in stock\n"
+            "                           onnxruntime. --calib-ctx N (512), --calib-chunks N (all), --damp F (0.01),\n"
+            "                           --calib-mem MIB (1024) as for GGUF\n"
             "  --quiet                  no progress output\n"
             "  -h, --help               this help\n");
 }
@@ -81,6 +86,19 @@ int phiq_cmd_convert_onnx(int argc, char **argv) {
             if (parse_int(v, 1, 64, &o.n_threads)) return phiq_cli_fail(cmd, "-t %s: must be 1..64", v);
         } else if (phiq_cli_is(a, "--quiet", "-q")) {
             o.quiet = true;
+        } else if (!strcmp(a, "--calib")) {
+            o.calib = phiq_cli_value(argc, argv, &i, cmd);
+        } else if (!strcmp(a, "--calib-ctx") || !strcmp(a, "--calib-chunks") || !strcmp(a, "--calib-mem")) {
+            const char *v = phiq_cli_value(argc, argv, &i, cmd);
+            int n;
+            if (parse_int(v, 1, 1 << 30, &n)) return phiq_cli_fail(cmd, "%s %s: expected a positive integer", a, v);
+            if (!strcmp(a, "--calib-ctx")) o.calib_ctx = n;
+            else if (!strcmp(a, "--calib-chunks")) o.calib_chunks = n;
+            else o.calib_mem = (uint64_t)n << 20;
+        } else if (!strcmp(a, "--damp")) {
+            const char *v = phiq_cli_value(argc, argv, &i, cmd);
+            o.damp = (float)atof(v);
+            if (!(o.damp > 0 && o.damp < 10)) return phiq_cli_fail(cmd, "--damp: expected a number in (0, 10), got '%s'", v);
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "phiq %s: unknown option '%s'\n", cmd, a);
             onnx_usage(stderr);
@@ -96,7 +114,13 @@ int phiq_cmd_convert_onnx(int argc, char **argv) {
         return 2;
     }
     if (!(src = phiq_cli_model_path(cmd, src))) return 1;
-    if (phiq_onnx_export(src, out, &o) != 0) return phiq_cli_fail(cmd, "%s", phiq_error());
-    if (!o.quiet) fprintf(stderr, "phiq convert: wrote %s (model.onnx, model.onnx.data, genai_config.json)\n", out);
+    phiq_onnx_stats st;
+    if (phiq_onnx_export_ex(src, out, &o, &st) != 0) return phiq_cli_fail(cmd, "%s", phiq_error());
+    if (!o.quiet) {
+        fprintf(stderr, "phiq convert: wrote %s (model.onnx, model.onnx.data, genai_config.json)\n", out);
+        if (o.calib)
+            fprintf(stderr, "calibration: %d weights by GPTQ, %d forward passes of %lld tokens (%.1fs)\n", st.n_gptq,
+                    st.calib_passes, (long long)st.calib_tokens, st.calib_seconds);
+    }
     return 0;
 }

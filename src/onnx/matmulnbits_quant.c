@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "quant/gptq.h"
 
 int phiq_mnb_layout_init(phiq_mnb_layout *l, int bits, int block_size, bool sym, int64_t n, int64_t k,
                          const char *what) {
@@ -113,4 +114,100 @@ void phiq_mnb_dequantize_rows(const phiq_mnb_layout *l, const uint8_t *b, const 
             }
         }
     }
+}
+
+/* ---- GPTQ on the MatMulNBits grid (convert --format onnx --calib) --------------------- */
+typedef struct mnb_grid {
+    const phiq_mnb_layout *l;
+    uint8_t *b, *zp;
+    float *scales;
+} mnb_grid;
+
+static int mnb_zp(const mnb_grid *g, int64_t r, int64_t blk) {
+    const phiq_mnb_layout *l = g->l;
+    if (l->sym) return 1 << (l->bits - 1);
+    const uint8_t *zr = g->zp + r * l->zp_row;
+    return l->bits == 8 ? zr[blk] : (zr[blk / 2] >> ((blk & 1) * 4)) & 0xF;
+}
+
+static double mnb_err(const float *x, const float *imp, int n, float s, int z, float qmax) {
+    double e = 0;
+    const float recip = s != 0.0f ? 1.0f / s : 0.0f;
+    for (int i = 0; i < n; i++) {
+        float v = ((float)mnb_q(x[i], recip, (float)z, qmax) - (float)z) * s;
+        e += (double)imp[i] * (double)(x[i] - v) * (double)(x[i] - v);
+    }
+    return e;
+}
+
+/* ORT's own block parameters on the error-updated weights, then smaller
+ * scales (clipping the extremes) kept when the importance-weighted error
+ * drops; asymmetric blocks refit the zero point for each. */
+static int mnb_fit(const phiq_gptq_grid *gg, int64_t r, int64_t c0, const float *x, const float *imp, float *deq) {
+    const mnb_grid *g = gg->ud;
+    const phiq_mnb_layout *l = g->l;
+    const int bs = l->block_size;
+    const int64_t blk = c0 / bs;
+    const float qmax = (float)((1 << l->bits) - 1);
+    uint8_t bq[256], zq = 0;
+    float s0;
+    phiq_mnb_layout one = *l;
+    one.n = 1;
+    one.k = bs;
+    one.kb = 1;
+    one.zp_row = 1;
+    phiq_mnb_quantize_rows(&one, x, 1, bq, &s0, &zq);
+    int z = l->sym ? 1 << (l->bits - 1) : (l->bits == 8 ? zq : zq & 0xF);
+    float best_s = s0;
+    int best_z = z;
+    double best = mnb_err(x, imp, bs, s0, z, qmax);
+    float mn = x[0];
+    for (int i = 1; i < bs; i++) mn = x[i] < mn ? x[i] : mn;
+    for (int step = 1; step <= 10 && s0 != 0.0f; step++) {
+        const float s = s0 * (1.0f - 0.03f * (float)step);
+        /* asymmetric: the zero point nearest the block's minimum, or one
+         * step either side (the clipped range can sit off-centre) */
+        const int z0 = l->sym ? z : (int)roundf(-fminf(mn, 0.0f) / s);
+        for (int dz = l->sym ? 0 : -1; dz <= (l->sym ? 0 : 1); dz++) {
+            int zc = z0 + dz;
+            if (zc < 0 || zc > (int)qmax) continue;
+            double e = mnb_err(x, imp, bs, s, zc, qmax);
+            if (e < best) {
+                best = e;
+                best_s = s;
+                best_z = zc;
+            }
+        }
+    }
+    g->scales[r * l->kb + blk] = best_s;
+    if (!l->sym) {
+        uint8_t *zr = g->zp + r * l->zp_row;
+        if (l->bits == 8) zr[blk] = (uint8_t)best_z;
+        else zr[blk / 2] = (uint8_t)((zr[blk / 2] & ~(0xF << ((blk & 1) * 4))) | ((best_z & 0xF) << ((blk & 1) * 4)));
+    }
+    const float recip = best_s != 0.0f ? 1.0f / best_s : 0.0f;
+    for (int i = 0; i < bs; i++) deq[i] = ((float)mnb_q(x[i], recip, (float)best_z, qmax) - (float)best_z) * best_s;
+    return 0;
+}
+
+static float mnb_round(const phiq_gptq_grid *gg, int64_t r, int64_t c, float x) {
+    const mnb_grid *g = gg->ud;
+    const phiq_mnb_layout *l = g->l;
+    const int64_t blk = c / l->block_size, i = c % l->block_size;
+    const float s = g->scales[r * l->kb + blk], qmax = (float)((1 << l->bits) - 1);
+    const int z = mnb_zp(g, r, blk);
+    const uint8_t q = mnb_q(x, s != 0.0f ? 1.0f / s : 0.0f, (float)z, qmax);
+    uint8_t *o = g->b + (r * l->kb + blk) * l->blob;
+    if (l->bits == 8) o[i] = q;
+    else o[i / 2] = (uint8_t)((o[i / 2] & ~(0xF << ((i & 1) * 4))) | (q << ((i & 1) * 4)));
+    return ((float)q - (float)z) * s;
+}
+
+int phiq_mnb_quantize_gptq(const phiq_mnb_layout *l, float *w, const float *H, float damp, int n_threads, uint8_t *b,
+                           float *scales, uint8_t *zp) {
+    mnb_grid gs = {.l = l, .b = b, .zp = zp, .scales = scales};
+    phiq_gptq_grid g = {.bs = l->block_size, .fit = mnb_fit, .round = mnb_round, .ud = &gs};
+    memset(b, 0, (size_t)(l->n * l->kb * l->blob));
+    if (zp) memset(zp, 0, (size_t)(l->n * l->zp_row));
+    return phiq_gptq_run(&g, w, l->n, l->k, H, damp, n_threads);
 }

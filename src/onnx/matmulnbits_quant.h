@@ -43,6 +43,14 @@ int phiq_mnb_layout_init(phiq_mnb_layout *l, int bits, int block_size, bool sym,
 void phiq_mnb_quantize_rows(const phiq_mnb_layout *l, const float *w, int64_t rows, uint8_t *b, float *scales,
                             uint8_t *zp);
 
+/* GPTQ (quant/gptq.h) into the same layout against H [K][K] of the inputs:
+ * each block's scale (and zero point) from ORT's rule on the error-updated
+ * weights or a smaller, clipping scale when its diag(H)-weighted error is
+ * lower; then the codes column by column with error feedback. w (l->n x
+ * l->k floats) is overwritten. b, scales, zp: whole-matrix outputs. */
+int phiq_mnb_quantize_gptq(const phiq_mnb_layout *l, float *w, const float *H, float damp, int n_threads, uint8_t *b,
+                           float *scales, uint8_t *zp);
+
 /* The inverse, w[n,k] = (q - zp) * scale, for tests. */
 void phiq_mnb_dequantize_rows(const phiq_mnb_layout *l, const uint8_t *b, const float *scales, const uint8_t *zp,
                               int64_t rows, float *w);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "convert/calib.h"
 #include "formats/hf.h"
 #include "onnx/genai_config.h"
 #include "onnx/matmulnbits_quant.h"
@@ -67,6 +68,8 @@ typedef struct ox {
     int bits; /* 0: float weights */
     int n_threads;
     bool head_written; /* tied + quantized: lm_head weights already written for GatherBlockQuantized */
+    phiq_calib_session *cal; /* --calib: Hessians for GPTQ, NULL = ORT's round-to-nearest */
+    int n_gptq;
     phiq_progress prog;
 } ox;
 
@@ -227,10 +230,70 @@ static int64_t ox_chunk_rows(int64_t k) {
     return c < 1 ? 1 : c;
 }
 
+/* --calib: the Hessian of the matmul reading the same input as the
+ * initializer stem wname ("model.layers.3.mlp.down_proj.MatMul.weight"), by
+ * the GGUF names of phiq's calibration pass; NULL when there is none. */
+static const float *ox_hessian(ox *x, const char *wname, int64_t k, int *failed) {
+    static const struct { const char *part, *gguf[2]; } map[] = {
+        {".attn.qkv_proj.", {"attn_qkv", "attn_q"}}, {".attn.o_proj.", {"attn_output", NULL}},
+        {".mlp.gate_proj.", {"ffn_up", "ffn_gate"}}, {".mlp.up_proj.", {"ffn_up", NULL}},
+        {".mlp.down_proj.", {"ffn_down", NULL}},
+    };
+    char name[96];
+    int64_t hn = 0;
+    int layer;
+    *failed = 0;
+    if (!strncmp(wname, "lm_head.", 8)) {
+        const float *H = phiq_calib_session_hessian(x->cal, "output.weight", &hn, failed);
+        return H && hn == k ? H : NULL;
+    }
+    if (sscanf(wname, "model.layers.%d.", &layer) != 1) return NULL;
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
+        if (!strstr(wname, map[i].part)) continue;
+        for (int j = 0; j < 2 && map[i].gguf[j]; j++) {
+            snprintf(name, sizeof name, "blk.%d.%s.weight", layer, map[i].gguf[j]);
+            const float *H = phiq_calib_session_hessian(x->cal, name, &hn, failed);
+            if (*failed) return NULL;
+            if (H && hn == k) return H;
+        }
+    }
+    return NULL;
+}
+
+/* --calib: the whole weight in float32, GPTQ into B/scales/zero points. */
+static int ox_weight_nbits_gptq(ox *x, const char *wname, const ox_rows *r, const phiq_mnb_layout *l, const float *H,
+                                uint8_t **b, float *s, uint8_t *z) {
+    float *w = malloc((size_t)(r->n * r->k) * sizeof *w);
+    *b = malloc((size_t)(r->n * l->kb * l->blob));
+    if (!w || !*b) {
+        free(w);
+        return phiq_fail(PHIQ_ENOMEM, "%s: out of memory for GPTQ (%lld x %lld floats)", wname, (long long)r->n,
+                         (long long)r->k);
+    }
+    int rc = 0;
+    for (int64_t row = 0; row < r->n && !rc; row++) rc = ox_read(r, row, 0, r->k, w + row * r->k);
+    for (int64_t i = 0; i < r->n * r->k && !rc; i++)
+        if (!isfinite(w[i])) rc = phiq_fail(PHIQ_EFORMAT, "%s: element %lld is %g", wname, (long long)i, (double)w[i]);
+    float damp = x->opt->damp > 0 ? x->opt->damp : 0.01f;
+    if (!rc && (rc = phiq_mnb_quantize_gptq(l, w, H, damp, x->n_threads, *b, s, z)) < 0) phiq_error_prefix("%s", wname);
+    free(w);
+    if (!rc) x->n_gptq++;
+    return rc;
+}
+
 /* MatMulNBits weight: B, scales (and zero points) from W [N, K]. */
 static int ox_weight_nbits(ox *x, const char *wname, const ox_rows *r, phiq_mnb_layout *l) {
     int rc = phiq_mnb_layout_init(l, x->bits, x->opt->block_size, !x->opt->asym, r->n, r->k, wname);
     if (rc) return rc;
+    const float *H = NULL;
+    if (x->cal) {
+        int failed;
+        H = ox_hessian(x, wname, r->k, &failed);
+        if (failed) {
+            phiq_error_prefix("calibration for %s", wname);
+            return PHIQ_EINVAL;
+        }
+    }
     int64_t cr = ox_chunk_rows(r->k);
     float *f = malloc((size_t)(cr * r->k) * sizeof *f);
     uint8_t *b = malloc((size_t)(cr * l->kb * l->blob));
@@ -241,9 +304,17 @@ static int ox_weight_nbits(ox *x, const char *wname, const ox_rows *r, phiq_mnb_
         goto out;
     }
     uint64_t bbytes = (uint64_t)(r->n * l->kb * l->blob);
+    if (H) {
+        free(b);
+        if ((rc = ox_weight_nbits_gptq(x, wname, r, l, H, &b, s, z))) goto out;
+    }
     if ((rc = ox_align(x, bbytes))) goto out;
     uint64_t boff = x->off;
-    for (int64_t row = 0; row < r->n; row += cr) {
+    if (H) {
+        if ((rc = ox_write(x, b, (size_t)bbytes))) goto out;
+        ox_release_row_range(r, 0, r->n);
+    }
+    for (int64_t row = 0; row < r->n && !H; row += cr) {
         int64_t n = r->n - row < cr ? r->n - row : cr;
         if ((rc = ox_chunk(x, r, l, row, n, f, b, s + row * l->kb, z ? z + row * l->zp_row : NULL))) goto out;
         if ((rc = ox_write(x, b, (size_t)(n * l->kb * l->blob)))) goto out;
@@ -894,6 +965,11 @@ static int ox_copy_tokenizer(phiq_hf *hf, const phiq_outdir *od) {
 }
 
 int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_options *opt) {
+    return phiq_onnx_export_ex(src_dir, out_dir, opt, NULL);
+}
+
+int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onnx_options *opt, phiq_onnx_stats *st) {
+    if (st) memset(st, 0, sizeof *st);
     if (!src_dir || !out_dir || !opt) return phiq_fail(PHIQ_EINVAL, "onnx export: missing argument");
     if (opt->type < PHIQ_ONNX_FP32 || opt->type > PHIQ_ONNX_INT4)
         return phiq_fail(PHIQ_EINVAL, "onnx export: unknown type %d", (int)opt->type);
@@ -924,6 +1000,18 @@ int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_o
     x.n_threads = opt->n_threads > 0 ? opt->n_threads : phiq_physical_cores();
     x.data_path = phiq_outdir_path(&od, OX_DATA_NAME);
     model_path = phiq_outdir_path(&od, "model.onnx");
+    if (opt->calib) {
+        if (!x.bits) {
+            rc = phiq_fail(PHIQ_EINVAL, "--calib calibrates int4/int8 MatMulNBits weights; fp16/fp32 exports have none");
+            goto fail;
+        }
+        phiq_calib_opts co = {.n_ctx = opt->calib_ctx > 0 ? opt->calib_ctx : 512, .max_chunks = opt->calib_chunks,
+                              .n_threads = x.n_threads, .quiet = opt->quiet};
+        if (!(x.cal = phiq_calib_session_new(src_dir, opt->calib, &co, opt->calib_mem ? opt->calib_mem : (uint64_t)1 << 30))) {
+            rc = PHIQ_EINVAL;
+            goto fail;
+        }
+    }
     if (!x.data_path || !model_path) {
         rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
         goto fail;
@@ -976,6 +1064,13 @@ int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_o
     rc = phiq_outdir_commit(&od);
 
 fail:
+    if (x.cal && st) {
+        st->n_gptq = x.n_gptq;
+        st->calib_passes = phiq_calib_session_passes(x.cal);
+        st->calib_tokens = phiq_calib_session_tokens(x.cal);
+        st->calib_seconds = phiq_calib_session_seconds(x.cal);
+    }
+    phiq_calib_session_free(x.cal);
     if (x.data) fclose(x.data);
     phiq_outdir_abort(&od); /* no-op after a commit */
     phiq_og_free(&x.g);

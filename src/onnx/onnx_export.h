@@ -13,6 +13,7 @@
 #define PHIQ_ONNX_EXPORT_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef enum phiq_onnx_type {
     PHIQ_ONNX_FP32 = 0,
@@ -29,7 +30,19 @@ typedef struct phiq_onnx_options {
     int n_threads;      /* quantization threads, <= 0: physical cores */
     int max_length;     /* genai_config search.max_length, 0: min(context, 4096) */
     bool quiet;         /* no progress output */
+    /* calibrated quantization (--calib): GPTQ inside the MatMulNBits blocks
+     * against the Hessians of this text (convert/calib.h); NULL = ORT's RTN */
+    const char *calib;
+    int calib_ctx, calib_chunks; /* chunk length (0: 512), chunks used (0: all) */
+    uint64_t calib_mem;          /* Hessian bytes held at once (0: 1 GiB) */
+    float damp;                  /* GPTQ dampening (0: 0.01) */
 } phiq_onnx_options;
+
+typedef struct phiq_onnx_stats {
+    int n_gptq, calib_passes; /* --calib: weights by GPTQ, forward passes over the text */
+    int64_t calib_tokens;
+    double calib_seconds;
+} phiq_onnx_stats;
 
 void phiq_onnx_options_default(phiq_onnx_options *o);
 
@@ -40,5 +53,7 @@ int phiq_onnx_type_parse(const char *s);
  * directory beside it that is renamed into place only on success. Returns 0
  * or a negative PHIQ_E* with a one-line message (phiq_error()). */
 int phiq_onnx_export(const char *src_dir, const char *out_dir, const phiq_onnx_options *opt);
+/* The same, filling st (may be NULL) with the calibration figures. */
+int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onnx_options *opt, phiq_onnx_stats *st);
 
 #endif

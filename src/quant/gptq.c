@@ -149,39 +149,33 @@ static float round_on_grid(int type, uint8_t *blk, int j, float x) {
     }
 }
 
-/* ---- the grids GPTQ rounds on ------------------------------------------------------ */
-/* A grid is a block layout: fit() chooses a block's parameters (scales,
- * mins, biases) from the error-updated weights of that block, round() puts
- * one column of it on those parameters and records its code. */
-typedef struct grid grid;
-struct grid {
-    int64_t bs; /* columns per block */
-    /* fits row r's block at column c0 to x[0..bs) (importance imp[0..bs));
-     * deq gets the block's dequantized values (used where round() gives NAN) */
-    int (*fit)(const grid *g, int64_t r, int64_t c0, const float *x, const float *imp, float *deq);
-    float (*round)(const grid *g, int64_t r, int64_t c, float x);
-    /* ggml blocks */
+/* ---- the grids GPTQ rounds on (gptq.h) ------------------------------------------- */
+typedef struct ggml_grid {
     int type;
     uint8_t *dst;
     int64_t row_bytes, blk_bytes;
-    /* MLX affine */
+} ggml_grid;
+
+typedef struct mlx_grid {
     int bits, sdt;
     phiq_mlx_kernel kernel;
     uint32_t *words;
     float *scales, *biases;
     int64_t words_per_row, groups_per_row;
-};
+} mlx_grid;
 
-static int ggml_fit(const grid *g, int64_t r, int64_t c0, const float *x, const float *imp, float *deq) {
-    uint8_t *blk = g->dst + r * g->row_bytes + (c0 / g->bs) * g->blk_bytes;
-    if (phiq_quantize(g->type, x, blk, 1, g->bs, imp) < 0 || phiq_dequantize(g->type, blk, deq, g->bs) < 0)
+static int ggml_fit(const phiq_gptq_grid *gg, int64_t r, int64_t c0, const float *x, const float *imp, float *deq) {
+    const ggml_grid *g = gg->ud;
+    uint8_t *blk = g->dst + r * g->row_bytes + (c0 / gg->bs) * g->blk_bytes;
+    if (phiq_quantize(g->type, x, blk, 1, gg->bs, imp) < 0 || phiq_dequantize(g->type, blk, deq, gg->bs) < 0)
         return PHIQ_EUNSUPPORTED;
     return 0;
 }
 
-static float ggml_round(const grid *g, int64_t r, int64_t c, float x) {
-    uint8_t *blk = g->dst + r * g->row_bytes + (c / g->bs) * g->blk_bytes;
-    return round_on_grid(g->type, blk, (int)(c % g->bs), x);
+static float ggml_round(const phiq_gptq_grid *gg, int64_t r, int64_t c, float x) {
+    const ggml_grid *g = gg->ud;
+    uint8_t *blk = g->dst + r * g->row_bytes + (c / gg->bs) * g->blk_bytes;
+    return round_on_grid(g->type, blk, (int)(c % gg->bs), x);
 }
 
 static float to_stored(int sdt, float v) {
@@ -213,8 +207,9 @@ static double mlx_err(const float *x, const float *imp, int64_t n, float s, floa
  * llama.cpp's make_qkx2_quants does for its K-quants), each rounded to the
  * stored dtype; the best by weighted error wins. Any (scale, bias) is a
  * valid MLX affine group, so stock mlx-lm reads the result unchanged. */
-static int mlx_fit(const grid *g, int64_t r, int64_t c0, const float *x, const float *imp, float *deq) {
-    const int64_t n = g->bs, gi = r * g->groups_per_row + c0 / n;
+static int mlx_fit(const phiq_gptq_grid *gg, int64_t r, int64_t c0, const float *x, const float *imp, float *deq) {
+    const mlx_grid *g = gg->ud;
+    const int64_t n = gg->bs, gi = r * g->groups_per_row + c0 / n;
     const float n_bins = (float)((1 << g->bits) - 1);
     uint32_t tmp[8 * 128 / 32];
     float s, b;
@@ -259,8 +254,9 @@ static int mlx_fit(const grid *g, int64_t r, int64_t c0, const float *x, const f
     return 0;
 }
 
-static float mlx_round(const grid *g, int64_t r, int64_t c, float x) {
-    const int64_t gi = r * g->groups_per_row + c / g->bs;
+static float mlx_round(const phiq_gptq_grid *gg, int64_t r, int64_t c, float x) {
+    const mlx_grid *g = gg->ud;
+    const int64_t gi = r * g->groups_per_row + c / gg->bs;
     const float s = g->scales[gi], b = g->biases[gi], q = mlx_code(x, s, b, (float)((1 << g->bits) - 1), g->kernel);
     uint32_t *words = g->words + r * g->words_per_row, code = (uint32_t)q, mask = (1u << g->bits) - 1;
     uint64_t bit = (uint64_t)c * (uint64_t)g->bits;
@@ -275,7 +271,7 @@ static float mlx_round(const grid *g, int64_t r, int64_t c, float x) {
 
 /* ---- the sweep ------------------------------------------------------------------ */
 typedef struct gjob {
-    const grid *g;
+    const phiq_gptq_grid *g;
     float *w;
     int64_t nrows, ncols;
     const float *U, *imat;
@@ -286,7 +282,7 @@ typedef struct gjob {
 
 static void *gptq_worker(void *arg) {
     gjob *j = arg;
-    const grid *g = j->g;
+    const phiq_gptq_grid *g = j->g;
     const int64_t n = j->ncols, bs = g->bs;
     float *deq = malloc(sizeof(float) * (size_t)(TILE * bs));
     float err[TILE];
@@ -335,7 +331,7 @@ static void *gptq_worker(void *arg) {
     return NULL;
 }
 
-static int gptq_run(const grid *g, float *w, int64_t nrows, int64_t ncols, const float *H, float damp, int n_threads) {
+int phiq_gptq_run(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t ncols, const float *H, float damp, int n_threads) {
     float *U = malloc(sizeof(float) * (size_t)(ncols * ncols));
     float *imat = malloc(sizeof(float) * (size_t)ncols);
     if (!U || !imat) {
@@ -370,9 +366,10 @@ int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t nco
     const int64_t bs = phiq_ggml_block_size(type);
     if (bs <= 1 || ncols % bs) return phiq_fail(PHIQ_EUNSUPPORTED, "gptq: type %s is not a block type for rows of %lld",
                                                phiq_ggml_type_name(type), (long long)ncols);
-    grid g = {.bs = bs, .fit = ggml_fit, .round = ggml_round, .type = type, .dst = dst,
-              .row_bytes = phiq_ggml_row_size(type, ncols), .blk_bytes = phiq_ggml_row_size(type, bs)};
-    int rc = gptq_run(&g, w, nrows, ncols, H, damp, n_threads);
+    ggml_grid gs = {.type = type, .dst = dst, .row_bytes = phiq_ggml_row_size(type, ncols),
+                    .blk_bytes = phiq_ggml_row_size(type, bs)};
+    phiq_gptq_grid g = {.bs = bs, .fit = ggml_fit, .round = ggml_round, .ud = &gs};
+    int rc = phiq_gptq_run(&g, w, nrows, ncols, H, damp, n_threads);
     if (rc == PHIQ_EUNSUPPORTED) rc = phiq_fail(rc, "gptq: cannot quantize to %s", phiq_ggml_type_name(type));
     else if (rc == PHIQ_ENOMEM) rc = phiq_fail(rc, "gptq: out of memory");
     return rc;
@@ -384,11 +381,11 @@ int phiq_gptq_quantize_mlx(float *w, int64_t nrows, int64_t ncols, const float *
     if (!phiq_mlx_bits_ok(bits) || !phiq_mlx_group_ok(group_size) || ncols % group_size)
         return phiq_fail(PHIQ_EINVAL, "gptq: MLX %d-bit groups of %d do not fit rows of %lld", bits, group_size,
                          (long long)ncols);
-    grid g = {.bs = group_size, .fit = mlx_fit, .round = mlx_round, .bits = bits, .sdt = scale_type, .kernel = kernel,
-              .words = words, .scales = scales, .biases = biases, .words_per_row = ncols * bits / 32,
-              .groups_per_row = ncols / group_size};
-    memset(words, 0, sizeof(uint32_t) * (size_t)(nrows * g.words_per_row));
-    int rc = gptq_run(&g, w, nrows, ncols, H, damp, n_threads);
+    mlx_grid gs = {.bits = bits, .sdt = scale_type, .kernel = kernel, .words = words, .scales = scales,
+                   .biases = biases, .words_per_row = ncols * bits / 32, .groups_per_row = ncols / group_size};
+    phiq_gptq_grid g = {.bs = group_size, .fit = mlx_fit, .round = mlx_round, .ud = &gs};
+    memset(words, 0, sizeof(uint32_t) * (size_t)(nrows * gs.words_per_row));
+    int rc = phiq_gptq_run(&g, w, nrows, ncols, H, damp, n_threads);
     if (rc == PHIQ_ENOMEM) rc = phiq_fail(rc, "gptq: out of memory");
     return rc;
 }

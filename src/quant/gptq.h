@@ -16,6 +16,25 @@
 
 #include "quant/mlx_affine.h"
 
+/* A block layout GPTQ can round on: fit() chooses the parameters of row r's
+ * block at column c0 (bs columns) from the error-updated weights x[0..bs)
+ * and their importance imp (diag H), writing the block's dequantized values
+ * to deq; round() puts column c of row r on those parameters, records its
+ * code and returns its value (NAN: take deq's). ud is the layout's state.
+ * fit/round are called for disjoint rows from several threads. */
+typedef struct phiq_gptq_grid phiq_gptq_grid;
+struct phiq_gptq_grid {
+    int64_t bs;
+    int (*fit)(const phiq_gptq_grid *g, int64_t r, int64_t c0, const float *x, const float *imp, float *deq);
+    float (*round)(const phiq_gptq_grid *g, int64_t r, int64_t c, float x);
+    void *ud;
+};
+
+/* The sweep itself over any grid (ncols a multiple of g->bs); 0 or a
+ * negative code (fit's, or PHIQ_ENOMEM / PHIQ_EINVAL with a message). */
+int phiq_gptq_run(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t ncols, const float *H, float damp,
+                  int n_threads);
+
 /* Quantizes w [nrows][ncols] (float32, overwritten: it is the working copy)
  * into dst (nrows rows of `type`) against H [ncols][ncols] (= XᵀX / N of
  * the inputs). damp: fraction of the mean diagonal added to it (GPTQ's 0.01).
