@@ -40,6 +40,7 @@ python3
 #   clang + libclang-rt-14-dev  the libFuzzer targets (fuzz.sh; the runtime is only a Recommends)
 #   nodejs + npm                llama-ref, onnxruntime-node, js-tiktoken (tests/refs-setup.sh)
 #   python3-numpy               the numpy forward pass of HF's modeling code (tests/ref)
+#   python3-jinja2              test_template_ref: chat templates rendered as transformers renders them
 #   valgrind                    test_generate: no heap allocation per token
 #   chromium                    test_report: the HTML report renders
 TOOL_PKGS="
@@ -48,6 +49,7 @@ clang
 libclang-rt-14-dev
 nodejs
 npm
+python3-jinja2
 python3-numpy
 valgrind
 "

@@ -1,4 +1,5 @@
-/* test_chat.c — chat formats. Expected strings restate
+/* test_chat.c — chat formats. Templates given as text are run by the Jinja
+ * interpreter (test_template_ref compares it with jinja2 itself); expected strings restate
  * docs/reference/phi-family-architecture.md §3c (and llamacpp-gguf-quant.md
  * §2.6 for llama.cpp's built-in "phi3"/"phi4"); templates are the real ones
  * from the fixtures where we have them (tokenizers/phi3/tokenizer_config.json,
@@ -130,10 +131,17 @@ static void test_phi4_mini(void **s) {
     expect(&t, CONV, 3, false, "<|system|>S<|end|><|user|>Hi<|end|><|assistant|>Yo<|end|><|endoftext|>");
 }
 
+/* A template of no Phi format still renders (it is run, not recognised); one
+ * using something the interpreter lacks is an error naming it. */
 static void test_unknown_template(void **s) {
     (void)s;
     phiq_chat_template t;
-    assert_true(phiq_chat_template_detect("{% for m in messages %}{{ m.content }}{% endfor %}", &t) < 0);
+    assert_int_equal(phiq_chat_template_detect("{% for m in messages %}[{{ m.content }}]{% endfor %}", &t), PHIQ_CHAT_JINJA);
+    expect(&t, CONV, 2, true, "[S][Hi]");
+    assert_true(phiq_chat_template_detect("{% include 'x.jinja' %}", &t) < 0);
+    assert_non_null(strstr(phiq_error(), "unsupported tag 'include'"));
+    assert_true(phiq_chat_template_detect("{{ messages|wordwrap }}", &t) < 0);
+    assert_non_null(strstr(phiq_error(), "unsupported filter 'wordwrap'"));
     assert_true(phiq_chat_template_named("chatml", &t) < 0);
 }
 

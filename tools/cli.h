@@ -11,6 +11,7 @@ int phiq_cmd_synth(int argc, char **argv);
 int phiq_cmd_run(int argc, char **argv);
 int phiq_cmd_chat(int argc, char **argv);
 int phiq_cmd_tokenize(int argc, char **argv);
+int phiq_cmd_template(int argc, char **argv); /* tools/cmd_template.c */
 int phiq_cmd_logits(int argc, char **argv);
 int phiq_cmd_eval(int argc, char **argv);
 int phiq_cmd_bench(int argc, char **argv);

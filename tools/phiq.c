@@ -18,6 +18,7 @@ static const struct {
     {"run", phiq_cmd_run, "generate text from a prompt"},
     {"chat", phiq_cmd_chat, "interactive multi-turn chat"},
     {"serve", phiq_cmd_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page"},
+    {"template", phiq_cmd_template, "print the prompt a conversation becomes (the chat template, run as Jinja)"},
     {"tokenize", phiq_cmd_tokenize, "print the token ids of a text"},
     {"logits", phiq_cmd_logits, "write float32 logits for token ids"},
     {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},

@@ -378,6 +378,6 @@ try {
   await cases[name]();
   process.exit(0);
 } catch (e) {
-  console.error(`${name}: ${e.message}`);
+  console.error(`${name}: ${e.message}${e.cause ? ` (${e.cause.code ?? e.cause.message ?? e.cause})` : ""}`);
   process.exit(1);
 }
