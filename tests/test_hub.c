@@ -534,6 +534,14 @@ static void test_offline_and_commands(void **state) {
     assert_non_null(strstr(out, "\"ppl\""));
     free(out);
     free(err);
+    /* and the chat template of the cached id, as of the fixture directory */
+    assert_int_equal(tu_run(NULL, NULL, "printf '%%s' '[{\"role\":\"user\",\"content\":\"Hi\"}]' > '%s'", tu_tmp("msgs.json")), 0);
+    rc = tu_run(&out, &err, "%s HF_HUB_OFFLINE=1 '%s' template " REPO " --messages '%s' > '%s' && '%s' template '%s' --messages '%s' | cmp - '%s'",
+                e, tu_bin(), tu_tmp("msgs.json"), tu_tmp("tmpl-id.txt"), tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"),
+                tu_tmp("msgs.json"), tu_tmp("tmpl-id.txt"));
+    must_succeed(rc, "template by id", &out, &err);
+    free(out);
+    free(err);
     /* a local directory with the id's name wins, said once */
     rc = tu_run(&out, &err, "cd '%s' && mkdir -p microsoft && ln -sfn '%s' microsoft/tiny-phi3-kjv && %s HF_HUB_OFFLINE=1 "
                 "'%s' inspect " REPO " --json --no-tensors", tu_tmpdir(), tu_shared_path("fixtures/tiny-phi3-kjv"), e, tu_bin());

@@ -120,6 +120,7 @@ int phiq_cmd_convert_mlx(int argc, char **argv) {
         fprintf(stderr, "phiq convert: need SRC_DIR and -o OUT_DIR (see phiq convert --format mlx --help)\n");
         return 2;
     }
+    if (!(src = phiq_cli_model_path(cmd, src))) return 1;
     phiq_mlx_stats st;
     if (phiq_mlx_export(src, out, &o, &st) < 0) return phiq_cli_fail(cmd, "%s", phiq_error());
     double bpw = st.n_parameters ? 8.0 * (double)st.total_size / (double)st.n_parameters : 0;

@@ -77,6 +77,7 @@ int phiq_cmd_template(int argc, char **argv) {
         else { fprintf(stderr, "phiq template: unexpected argument %s\n", a); return 2; }
     }
     if (!messages || (!model && !tmpl_path)) { template_usage(stderr); return 2; }
+    if (model && !(model = phiq_cli_model_path("template", model))) return 1;
 
     int rc = 1;
     phiq_tokenizer *tok = NULL;
