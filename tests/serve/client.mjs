@@ -81,8 +81,12 @@ async function streamText(messages, extra = {}) {
 
 const cases = {
   async chat() {
-    for (const [system, user] of [[null, QUESTIONS[0]], ['You are a preacher.', QUESTIONS[3]]]) {
-      const want = runCli(user, 24, { system });
+    // Both CLI answers first: a CLI run between requests can outlast the server's --timeout 3 idle close
+    // under ASan, and the client then reuses the closed keep-alive socket (ECONNRESET).
+    const pairs = [[null, QUESTIONS[0]], ['You are a preacher.', QUESTIONS[3]]];
+    const wants = pairs.map(([system, user]) => runCli(user, 24, { system }));
+    for (const [i, [system, user]] of pairs.entries()) {
+      const want = wants[i];
       const messages = system ? [{ role: 'system', content: system }, { role: 'user', content: user }] : [{ role: 'user', content: user }];
       const r = await client.chat.completions.create({ model: 'x', messages, temperature: 0, max_tokens: 24 });
       eq(r.object, 'chat.completion', 'object');
