@@ -13,7 +13,13 @@ import net from 'node:net';
 const require = createRequire(process.env.PHIQ_NODE_MODULES + '/');
 const OpenAI = require('openai').default ?? require('openai');
 const URL_ = process.env.PHIQ_SERVE_URL, KEY = process.env.PHIQ_SERVE_KEY;
-const client = new OpenAI({ baseURL: URL_ + '/v1', apiKey: KEY, maxRetries: 0, timeout: 120000 });
+// Node's own fetch (undici) as the transport, as openai v5 uses by default:
+// openai v4's default node-fetch 2.7 with its keep-alive agent reports
+// 'Premature close' on every complete chunked stream under Node 18 (Debian
+// bookworm's nodejs), whatever the server (node-fetch issue #1767; a Node
+// http.Server streaming SSE fails the same way).
+const transport = typeof globalThis.fetch === 'function' ? { fetch: globalThis.fetch } : {};
+const client = new OpenAI({ baseURL: URL_ + '/v1', apiKey: KEY, maxRetries: 0, timeout: 120000, ...transport });
 
 function fail(msg) { throw new Error(msg); }
 function eq(a, b, what) {
@@ -207,7 +213,7 @@ const cases = {
     eq(r.json.error.type, 'authentication_error', 'wrong key type');
     const noauth = await fetch(URL_ + '/v1/models');
     eq(noauth.status, 401, 'missing key');
-    const other = new OpenAI({ baseURL: URL_ + '/v1', apiKey: 'nope', maxRetries: 0 });
+    const other = new OpenAI({ baseURL: URL_ + '/v1', apiKey: 'nope', maxRetries: 0, ...transport });
     try { await other.models.list(); fail('client with a wrong key succeeded'); } catch (e) { eq(e.status, 401, 'client sees 401'); }
     // 413: a body above --max-body
     r = await post('/v1/chat/completions', JSON.stringify({ messages: [{ role: 'user', content: 'x'.repeat(300000) }] }));
