@@ -209,7 +209,7 @@ const char *tu_llama_tool(const char *name) {
     if (env) snprintf(path, sizeof path, "%s/%s", env, name);
     else snprintf(path, sizeof path, "%s/.cache/llama-tools/build/bin/%s", home ? home : "/tmp", name);
     if (access(path, X_OK) == 0) return path;
-    tu_note_unavailable("%s unavailable: build it with scripts/llama-tools.sh (looked for %s)", name, path);
+    tu_note_unavailable("%s unavailable: build it with scripts/llama-tools.sh (looked for %s; the llama_tools CTest fixture builds it)", name, path);
     return NULL;
 }
 
