@@ -140,7 +140,8 @@ static int lex_tag(lexer *L, char close) {
             }
             if (!after_dot && q + 1 < L->n && s[q] == '.' && s[q + 1] >= '0' && s[q + 1] <= '9') {
                 isf = true;
-                num[k++] = s[q++];
+                if (k < sizeof num - 1) num[k++] = s[q];
+                q++;
                 while (q < L->n && ((s[q] >= '0' && s[q] <= '9') || s[q] == '_')) {
                     if (s[q] != '_' && k < sizeof num - 1) num[k++] = s[q];
                     q++;
@@ -151,7 +152,8 @@ static int lex_tag(lexer *L, char close) {
                 if (r < L->n && (s[r] == '+' || s[r] == '-')) r++;
                 if (r < L->n && s[r] >= '0' && s[r] <= '9') {
                     isf = true;
-                    while (q < r && k < sizeof num - 1) num[k++] = s[q++];
+                    for (; q < r; q++)
+                        if (k < sizeof num - 1) num[k++] = s[q];
                     while (q < L->n && s[q] >= '0' && s[q] <= '9') {
                         if (k < sizeof num - 1) num[k++] = s[q];
                         q++;
@@ -159,6 +161,8 @@ static int lex_tag(lexer *L, char close) {
                 }
             }
             num[k] = 0;
+            if (k == sizeof num - 1) /* the buffer filled: the literal would be read truncated */
+                tpl_fail(L->a->err, L->line, "number literal %.20s... is too long", num);
             token *t = emit(L, isf ? T_FLOAT : T_INT);
             if (isf) t->f = strtod(num, NULL);
             else {
