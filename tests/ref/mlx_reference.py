@@ -276,12 +276,13 @@ def check(src, mlx, bits, group, recipe):
     return "ok %d tensors" % len(got)
 
 
-def dequant(src, out, bits, group, recipe):
-    cfg, _, _, deq, _ = expected(src, bits, group, recipe, True)
+def write_f32_checkpoint(out, tensors, cfg, side_dir):
+    """tensors (name -> array) as one float32 model.safetensors, cfg as config.json
+    (torch_dtype float32), the tokenizer/generation files copied from side_dir"""
     os.makedirs(out, exist_ok=True)
     header, off, blobs = {"__metadata__": {"format": "pt"}}, 0, []
-    for k in sorted(deq):
-        a = np.ascontiguousarray(deq[k], dtype=np.float32)
+    for k in sorted(tensors):
+        a = np.ascontiguousarray(tensors[k], dtype=np.float32)
         header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
         blobs.append(a.tobytes())
         off += a.nbytes
@@ -294,8 +295,13 @@ def dequant(src, out, bits, group, recipe):
     cfg["torch_dtype"] = "float32"
     json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=2)
     for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
-        if os.path.exists(os.path.join(src, fn)):
-            shutil.copy(os.path.join(src, fn), out)
+        if os.path.exists(os.path.join(side_dir, fn)):
+            shutil.copy(os.path.join(side_dir, fn), out)
+
+
+def dequant(src, out, bits, group, recipe):
+    cfg, _, _, deq, _ = expected(src, bits, group, recipe, True)
+    write_f32_checkpoint(out, deq, cfg, src)
     return "ok"
 
 
@@ -332,26 +338,9 @@ def read_mlx(mlx, out):
             res[k] = (s * codes).astype(np.float32) + b
         else:
             res[k] = to_f32(dt, a)
-    os.makedirs(out, exist_ok=True)
-    header, off, blobs = {"__metadata__": {"format": "pt"}}, 0, []
-    for k in sorted(res):
-        a = np.ascontiguousarray(res[k], dtype=np.float32)
-        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + a.nbytes]}
-        blobs.append(a.tobytes())
-        off += a.nbytes
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(os.path.join(out, "model.safetensors"), "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
     for key in ("quantization", "quantization_config"):
         cfg.pop(key, None)
-    cfg["torch_dtype"] = "float32"
-    json.dump(cfg, open(os.path.join(out, "config.json"), "w"), indent=2)
-    for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"):
-        if os.path.exists(os.path.join(mlx, fn)):
-            shutil.copy(os.path.join(mlx, fn), out)
+    write_f32_checkpoint(out, res, cfg, mlx)
     return "ok %d tensors" % len(res)
 
 
