@@ -13,9 +13,6 @@
 
 #include "quant/quant_internal.h"
 
-const int8_t phiq_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                       1,    13,   25,  38,  53,  69,  89,  113};
-
 int64_t phiq_quant_check_finite(const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         uint32_t u;

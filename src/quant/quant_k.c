@@ -636,7 +636,7 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
     }
     for (int j = 0; j < 8; j++) {
         uint8_t sc, m;
-        get_scale_min_k4(j, sc12, &sc, &m);
+        phiq_k4_scale_min(j, sc12, &sc, &m);
         const float d = phiq_h2f(*pd) * sc;
         if (!d) continue;
         const float dm = phiq_h2f(*pdmin) * m;
@@ -695,9 +695,9 @@ void phiq_dequantize_row_q4_K(const void *vx, float *y, int64_t n) {
         int is = 0;
         for (int j = 0; j < PHIQ_QK_K; j += 64, q += 32, is += 2) {
             uint8_t sc, m;
-            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            phiq_k4_scale_min(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            phiq_k4_scale_min(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
@@ -714,9 +714,9 @@ void phiq_dequantize_row_q5_K(const void *vx, float *y, int64_t n) {
         uint8_t u1 = 1, u2 = 2;
         for (int j = 0; j < PHIQ_QK_K; j += 64, ql += 32, is += 2) {
             uint8_t sc, m;
-            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            phiq_k4_scale_min(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            phiq_k4_scale_min(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
