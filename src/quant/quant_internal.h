@@ -1,6 +1,7 @@
 /* quant_internal.h — float32 helpers and the scale searches shared by the
- * reference quantizers (quant.c: 32-element types, quant_k.c: 256-element
- * K-quants). The block layouts are formats/ggml_blocks.h's.
+ * quantizer families (quant_q32.c, quant_iq4.c, quant_k.c) and the table
+ * in quant.c that dispatches to them. The block layouts are
+ * formats/ggml_blocks.h's.
  *
  * Byte-exactness with llama.cpp rests on doing every float32 operation in
  * the same order and type as ggml-quants.c; the helpers here (nearest_int,
@@ -81,10 +82,50 @@ static inline int phiq_quant_simd(void) {
 int64_t phiq_quantize_impl(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix, int simd);
 
-/* Per-row quantizers (n_per_row elements; qw = NULL or n_per_row weights;
- * simd: use the AVX2 searches — callers pass phiq_quant_simd()). */
-void phiq_quantize_row_q2_K(const float *x, void *y, int64_t n, const float *qw);
-void phiq_quantize_row_q3_K(const float *x, void *y, int64_t n, const float *qw);
+/* ---- scale searches (quant_search.c), shared by every family ---------------- */
+
+/* make_qx_quants with rmse_type 1: symmetric levels -nmax..nmax-1, 19 trial
+ * scales, weights qw (or x^2). L receives l + nmax. */
+float phiq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw);
+/* make_q3_quants with do_rmse: x^2-weighted coordinate descent; L receives l + nmax. */
+float phiq_make_q3_quants(int n, int nmax, const float *x, int8_t *L);
+/* make_qkx2_quants (weights given; use_mad: |diff| instead of diff^2) and
+ * make_qkx3_quants (weights NULL: x^2): asymmetric 0..nmax levels and a min
+ * (*the_min = -min); Laux: n bytes of scratch. */
+float phiq_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                            uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad);
+float phiq_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                            uint8_t *Laux, float rmin, float rdelta, int nstep);
+/* make_qp_quants: non-negative values (sub-block scales/mins) to 0..nmax with weights qw. */
+float phiq_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw);
+
+/* ---- per-family row functions, the entries of quant.c's table ---------------- */
+
+/* One row of n elements (whole blocks); qw: NULL (llama-quantize without an
+ * imatrix) or n importance weights; simd: may use the AVX2 searches
+ * (identical bytes; callers pass phiq_quant_simd()). */
+typedef void (*phiq_quant_row_fn)(const float *x, void *y, int64_t n, const float *qw, int simd);
+typedef void (*phiq_dequant_row_fn)(const void *x, float *y, int64_t n);
+
+/* quant_q32.c */
+void phiq_quantize_row_q4_0(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q4_1(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q5_0(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q5_1(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_dequantize_row_q4_0(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q4_1(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q5_0(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q5_1(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q8_0(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q8_1(const void *x, float *y, int64_t n);
+/* quant_iq4.c */
+void phiq_quantize_row_iq4_nl(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_iq4_xs(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_dequantize_row_iq4_nl(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_iq4_xs(const void *x, float *y, int64_t n);
+/* quant_k.c */
+void phiq_quantize_row_q2_K(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q3_K(const float *x, void *y, int64_t n, const float *qw, int simd);
 void phiq_quantize_row_q4_K(const float *x, void *y, int64_t n, const float *qw, int simd);
 void phiq_quantize_row_q5_K(const float *x, void *y, int64_t n, const float *qw, int simd);
 void phiq_quantize_row_q6_K(const float *x, void *y, int64_t n, const float *qw, int simd);
@@ -93,5 +134,6 @@ void phiq_dequantize_row_q3_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q4_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q5_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q6_K(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q8_K(const void *x, float *y, int64_t n);
 
 #endif
