@@ -83,7 +83,7 @@ if [ "${PHIQ_LLAMA_TOOLS_FULL:-0}" != 1 ]; then
     echo "$OUT/build/bin"
     exit 0
   fi
-  echo "llama-tools: fast path unavailable (${why:-see $OUT/fast.log}); full CMake build" >&2
+  echo "llama-tools: fast path not taken (${why:-failed}; see $OUT/fast.log); full CMake build" >&2
 fi
 # a fast path's backend link would make the full build's libggml load a
 # second CPU backend
