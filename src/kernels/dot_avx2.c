@@ -444,69 +444,39 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
-#define MATVEC(name)                                                                               \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        const char *p = w;                                                                         \
-        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
-            if (r + 1 < nrows) _mm_prefetch(p + rb, _MM_HINT_T0);                                  \
-            dot_##name(n, out + r, p, act);                                                        \
-        }                                                                                          \
-    }                                                                                              \
-    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
-                          const void *w, size_t rb, const void *act, size_t as) {                  \
-        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
-    }
-#define MATVEC_X4(name)                                                                            \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        const char *p = w;                                                                         \
-        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
-            if (r + 1 < nrows) _mm_prefetch(p + rb, _MM_HINT_T0);                                  \
-            dot_##name(n, out + r, p, act);                                                        \
-        }                                                                                          \
-    }                                                                                              \
-    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
-                          const void *w, size_t rb, const void *act, size_t as) {                  \
-        phiq_gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);      \
-    }
-MATVEC_X4(q4_0)
-MATVEC_X4(q8_0)
-MATVEC_X4(q4_K)
-MATVEC_X4(q6_K)
-MATVEC_X4(q5_K)
-MATVEC(q4_1)
-MATVEC(q5_0)
-MATVEC(q5_1)
-MATVEC(iq4_nl)
-MATVEC(q2_K)
-MATVEC(q3_K)
-MATVEC(iq4_xs)
-MATVEC(f16)
-MATVEC(bf16)
-MATVEC(f32)
+PHIQ_ROWS_FROM_X4(q4_0)
+PHIQ_ROWS_FROM_X4(q8_0)
+PHIQ_ROWS_FROM_X4(q4_K)
+PHIQ_ROWS_FROM_X4(q6_K)
+PHIQ_ROWS_FROM_X4(q5_K)
+PHIQ_ROWS_FROM_DOT(q4_1)
+PHIQ_ROWS_FROM_DOT(q5_0)
+PHIQ_ROWS_FROM_DOT(q5_1)
+PHIQ_ROWS_FROM_DOT(iq4_nl)
+PHIQ_ROWS_FROM_DOT(q2_K)
+PHIQ_ROWS_FROM_DOT(q3_K)
+PHIQ_ROWS_FROM_DOT(iq4_xs)
+PHIQ_ROWS_FROM_DOT(f16)
+PHIQ_ROWS_FROM_DOT(bf16)
+PHIQ_ROWS_FROM_DOT(f32)
 
 void phiq_kernels_init_avx2(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx2";
     k->dot_f16_f32 = dot_f16_f32;
-#define SET(T, name)                                                                               \
-    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
-     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
-    SET(Q4_0, q4_0);
-    SET(Q4_1, q4_1);
-    SET(Q5_0, q5_0);
-    SET(Q5_1, q5_1);
-    SET(Q8_0, q8_0);
-    SET(IQ4_NL, iq4_nl);
-    SET(Q4_K, q4_K);
-    SET(Q5_K, q5_K);
-    SET(Q6_K, q6_K);
-    SET(Q2_K, q2_K);
-    SET(Q3_K, q3_K);
-    SET(IQ4_XS, iq4_xs);
-    SET(F16, f16);
-    SET(BF16, bf16);
-    SET(F32, f32);
-#undef SET
+    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
+    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
+    PHIQ_KERNELS_SET(k, Q5_0, q5_0);
+    PHIQ_KERNELS_SET(k, Q5_1, q5_1);
+    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
+    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
+    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
+    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
+    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
+    PHIQ_KERNELS_SET(k, Q2_K, q2_K);
+    PHIQ_KERNELS_SET(k, Q3_K, q3_K);
+    PHIQ_KERNELS_SET(k, IQ4_XS, iq4_xs);
+    PHIQ_KERNELS_SET(k, F16, f16);
+    PHIQ_KERNELS_SET(k, BF16, bf16);
+    PHIQ_KERNELS_SET(k, F32, f32);
 }

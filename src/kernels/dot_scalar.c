@@ -366,12 +366,6 @@ static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
 
 /* ---- table ------------------------------------------------------------------ */
 
-void phiq_matvec_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
-                      size_t row_bytes, const void *act) {
-    const char *p = w;
-    for (int64_t r = 0; r < nrows; r++) dot(n, out + r, p + (size_t)r * row_bytes, act);
-}
-
 void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
                     const void *w, size_t row_bytes, const void *act, size_t act_stride) {
     const char *wp = w, *ap = act;

@@ -55,8 +55,9 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
             for (int i = 0; i < hd; i++) qs[i] = q[i] * scale;
             for (int c = 0; kv->rot_k && c < hd; c += kv->rot_k) phiq_attn_fwht(qs + c, kv->rot_k);
             phiq_quantize_row_q8_0(qs, q8, hd);
-            ak->head_q8_0(q8, phiq_kv_row(kv, 0, j->layer, first) + (size_t)off / 32 * 34,
-                          phiq_kv_row(kv, 1, j->layer, first) + (size_t)off / 32 * 34, kv->row_bytes,
+            const size_t head_off = (size_t)phiq_ggml_row_size(PHIQ_GGML_TYPE_Q8_0, off);
+            ak->head_q8_0(q8, phiq_kv_row(kv, 0, j->layer, first) + head_off,
+                          phiq_kv_row(kv, 1, j->layer, first) + head_off, kv->row_bytes,
                           p - first + 1, s, o, hd);
             /* V was stored rotated: H H = I brings the output back */
             for (int c = 0; kv->rot_v && c < hd; c += kv->rot_v) phiq_attn_fwht(o + c, kv->rot_v);
