@@ -214,6 +214,30 @@ static inline float k45_hsum(__m512 acc, __m256 accm) {
 K45_DOT(dot_q4_K, phiq_block_q4_K, Q4K_HIGH)
 K45_DOT(dot_q5_K, phiq_block_q5_K, Q5K_HIGH)
 
+/* 16-bit lane index vectors [4m x8 | 4m+1 x8 | 4m+2 x8 | 4m+3 x8]: the
+ * scales of four 16-element groups over a 64-element register. */
+static inline __m512i idx_quads(int m) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
+                                                       _mm_set1_epi16((short)(4 * m + 1)), 1)),
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))), _mm_set1_epi16((short)(4 * m + 3)), 1),
+        1);
+}
+
+/* Q6_K half h (128 values) as two registers of unsigned 6-bit values:
+ * qlo = elements 0..63 (low nibbles of ql, qh bits shifted up by 4 / 2),
+ * qhi = elements 64..127 (high nibbles, qh bits shifted down by 0 / 2). */
+static inline void q6_half(const phiq_block_q6_K *xb, int h, __m512i *qlo, __m512i *qhi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i ql = _mm512_loadu_si512(xb->ql + 64 * h);
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(xb->qh + 32 * h));
+    const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+    *qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
+    *qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+}
+
 /* Q6_K: 64 bytes of ql give elements 0..63 (low nibbles) and 64..127 (high
  * nibbles) of a 128-half; the two high bits come from qh shifted per half.
  * q is used unsigned (0..63) and the -32 is folded in through bsums. */
@@ -221,17 +245,8 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q6_K *x = vx;
     const phiq_block_q8_K *y = vy;
     __m512 acc = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     __m512i idx[4];
-    for (int m = 0; m < 4; m++)
-        idx[m] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
-                                                           _mm_set1_epi16((short)(4 * m + 1)), 1)),
-            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
-                                    _mm_set1_epi16((short)(4 * m + 3)), 1),
-            1);
+    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 4);
         const float d = F16(x[i].d) * y[i].d;
@@ -239,12 +254,8 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
         const __m512i sc512 = _mm512_castsi256_si512(sc16);
         __m512i isum = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
-            __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
-            __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
-            __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                          _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+            __m512i qlo, qhi;
+            q6_half(x + i, h, &qlo, &qhi);
             __m512i p0 = _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[i].qs + 128 * h));
             __m512i p1 = _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(y[i].qs + 128 * h + 64));
             isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi16(idx[2 * h], sc512));
@@ -258,15 +269,6 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = _mm512_reduce_add_ps(acc);
 }
 
-/* 16-bit lane index vectors [4m x8 | 4m+1 x8 | 4m+2 x8 | 4m+3 x8]: the
- * scales of four 16-element groups over a 64-element register. */
-static inline __m512i idx_quads(int m) {
-    return _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
-                                                       _mm_set1_epi16((short)(4 * m + 1)), 1)),
-        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))), _mm_set1_epi16((short)(4 * m + 3)), 1),
-        1);
-}
 
 /* Q2_K: per 128-half, 32 bytes of qs hold four 2-bit planes (shifts 0,2,4,6)
  * of 32 consecutive elements each; two planes fill one register in order. */
@@ -343,17 +345,8 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
     const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m512 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     __m512i idx[4];
-    for (int m = 0; m < 4; m++)
-        idx[m] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
-                                                           _mm_set1_epi16((short)(4 * m + 1)), 1)),
-            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
-                                    _mm_set1_epi16((short)(4 * m + 3)), 1),
-            1);
+    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const float xd = F16(x[i].d);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
@@ -361,12 +354,8 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
         __m512i isum[4];
         for (int j = 0; j < 4; j++) isum[j] = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
-            __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
-            __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
-            __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                          _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+            __m512i qlo, qhi;
+            q6_half(x + i, h, &qlo, &qhi);
             __m512i s0 = _mm512_permutexvar_epi16(idx[2 * h], sc512), s1 = _mm512_permutexvar_epi16(idx[2 * h + 1], sc512);
             for (int j = 0; j < 4; j++) {
                 isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[j][i].qs + 128 * h)), s0);
