@@ -240,26 +240,16 @@ static void dq_q5(const uint8_t *qs, uint32_t qh, float d, float m, int sym, flo
 /* Without an imatrix llama-quantize runs ggml's *_ref (blocks independent of
  * the row); with one, quantize_row_*_impl, whose weights use the row's
  * mean square. */
-void phiq_quantize_row_q4_0(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)simd;
-    if (qw) q4_0_imat(x, y, n, qw);
-    else q4_0_ref(x, y, n / PHIQ_QK);
-}
-void phiq_quantize_row_q4_1(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)simd;
-    if (qw) q4_1_imat(x, y, n, qw);
-    else q4_1_ref(x, y, n / PHIQ_QK);
-}
-void phiq_quantize_row_q5_0(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)simd;
-    if (qw) q5_0_imat(x, y, n, qw);
-    else q5_0_ref(x, y, n / PHIQ_QK);
-}
-void phiq_quantize_row_q5_1(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)simd;
-    if (qw) q5_1_imat(x, y, n, qw);
-    else q5_1_ref(x, y, n / PHIQ_QK);
-}
+#define Q32_ROW(T)                                                                                 \
+    void phiq_quantize_row_##T(const float *x, void *y, int64_t n, const float *qw, int simd) {    \
+        (void)simd;                                                                                \
+        if (qw) T##_imat(x, y, n, qw);                                                             \
+        else T##_ref(x, y, n / PHIQ_QK);                                                           \
+    }
+Q32_ROW(q4_0)
+Q32_ROW(q4_1)
+Q32_ROW(q5_0)
+Q32_ROW(q5_1)
 
 void phiq_dequantize_row_q4_0(const void *x, float *y, int64_t n) { dq_q4_0(x, y, n / PHIQ_QK); }
 void phiq_dequantize_row_q4_1(const void *x, float *y, int64_t n) { dq_q4_1(x, y, n / PHIQ_QK); }
