@@ -124,7 +124,7 @@ static inline __m256 q8_dot_lanes(const int8_t *x, const int8_t *y) {
 }
 
 /* 16 values j..j+15 of a Q8_0 block, dequantized (qs * d, as dequantize_row_q8_0). */
-static inline __m512 q8_deq16(const phiq_kblk_q8_0 *b, int j, __m512 d) {
+static inline __m512 q8_deq16(const phiq_block_q8_0 *b, int j, __m512 d) {
     const __m128i q = _mm_loadu_si128((const __m128i *)(const void *)(b->qs + j));
     return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), d);
 }
@@ -134,10 +134,10 @@ static inline __m512 q8_deq16(const phiq_kblk_q8_0 *b, int j, __m512 d) {
 static inline __attribute__((always_inline)) void q8_v_pass(const uint8_t *V, size_t stride, int n, const float *w,
                                                             float *o, const int NB) {
     __m512 acc[8];
-    const size_t rb = (size_t)NB * sizeof(phiq_kblk_q8_0);
+    const size_t rb = (size_t)NB * sizeof(phiq_block_q8_0);
     for (int i = 0; i < 2 * NB; i++) acc[i] = _mm512_loadu_ps(o + 16 * i);
     for (int k = 0; k < n; k++) {
-        const phiq_kblk_q8_0 *vb = (const phiq_kblk_q8_0 *)(const void *)(V + (size_t)k * stride);
+        const phiq_block_q8_0 *vb = (const phiq_block_q8_0 *)(const void *)(V + (size_t)k * stride);
         if (k + PF_AHEAD < n) prefetch_row(V + (size_t)(k + PF_AHEAD) * stride, rb);
         float vs = w[k];
         if (signbit(vs)) {
@@ -190,17 +190,17 @@ static void q8_weights(float *s, int n, float *pM, float *pS) {
 
 void phiq_attn_span_q8_0_avx512(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *st,
                                 float *s, int hd) {
-    const int nb = hd / PHIQ_KQK;
+    const int nb = hd / PHIQ_QK;
     if (nb > 4) {
         phiq_attn_span_q8_0_avx2(q8, K, V, stride, n, st, s, hd);
         return;
     }
-    const phiq_kblk_q8_0 *qb = q8;
-    const size_t rb = (size_t)nb * sizeof(phiq_kblk_q8_0);
+    const phiq_block_q8_0 *qb = q8;
+    const size_t rb = (size_t)nb * sizeof(phiq_block_q8_0);
     __m256 qd[4];
     for (int b = 0; b < nb; b++) qd[b] = _mm256_set1_ps(_cvtsh_ss(qb[b].d));
     for (int k = 0; k < n; k++) {
-        const phiq_kblk_q8_0 *kb = (const phiq_kblk_q8_0 *)(const void *)(K + (size_t)k * stride);
+        const phiq_block_q8_0 *kb = (const phiq_block_q8_0 *)(const void *)(K + (size_t)k * stride);
         if (k + PF_AHEAD < n) prefetch_row(K + (size_t)(k + PF_AHEAD) * stride, rb);
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++)

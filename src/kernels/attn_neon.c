@@ -70,17 +70,17 @@ static inline int32_t q8_block_dot(const int8_t *x, const int8_t *y) {
 
 void phiq_attn_span_q8_0_neon(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *st,
                               float *s, int hd) {
-    const phiq_kblk_q8_0 *qb = q8;
-    const int nb = hd / PHIQ_KQK;
+    const phiq_block_q8_0 *qb = q8;
+    const int nb = hd / PHIQ_QK;
     for (int k = 0; k < n; k++) {
-        const phiq_kblk_q8_0 *kb = (const phiq_kblk_q8_0 *)(const void *)(K + (size_t)k * stride);
+        const phiq_block_q8_0 *kb = (const phiq_block_q8_0 *)(const void *)(K + (size_t)k * stride);
         float d = 0.0f;
         for (int b = 0; b < nb; b++) d += (float)q8_block_dot(kb[b].qs, qb[b].qs) * (h2f(kb[b].d) * h2f(qb[b].d));
         s[k] = d;
     }
     float M = st[0], S = st[1], *o = st + 2;
     for (int k = 0; k < n; k++) {
-        const phiq_kblk_q8_0 *vb = (const phiq_kblk_q8_0 *)(const void *)(V + (size_t)k * stride);
+        const phiq_block_q8_0 *vb = (const phiq_block_q8_0 *)(const void *)(V + (size_t)k * stride);
         float ms = 1.0f, vs = 1.0f;
         if (s[k] > M) {
             ms = expf(M - s[k]);
@@ -92,8 +92,8 @@ void phiq_attn_span_q8_0_neon(const void *q8, const uint8_t *K, const uint8_t *V
         }
         for (int b = 0; b < nb; b++) {
             const float32x4_t d = vdupq_n_f32(h2f(vb[b].d));
-            float *ob = o + b * PHIQ_KQK;
-            for (int j = 0; j < PHIQ_KQK; j += 8) {
+            float *ob = o + b * PHIQ_QK;
+            for (int j = 0; j < PHIQ_QK; j += 8) {
                 const int16x8_t w = vmovl_s8(vld1_s8(vb[b].qs + j));
                 const float32x4_t lo = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(w))), d);
                 const float32x4_t hi = vmulq_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(w))), d);
