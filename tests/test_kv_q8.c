@@ -199,12 +199,7 @@ static void test_llama_fixture(void **state) {
     int32_t ids[128];
     for (int t = 0; t < 2; t++) {
         if (sanitized && t) break; /* f32 only under the sanitizers */
-        const char *gguf = tu_tmp(t ? "fx16.gguf" : "fx32.gguf");
-        char *err = NULL;
-        if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type %s -q", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"),
-                   gguf, t ? "f16" : "f32") != 0)
-            fail_msg("phiq convert: %s", err ? err : "");
-        free(err);
+        const char *gguf = tu_fixture_gguf(t ? "f16" : "f32");
         /* prompts 0 (12 tokens: Genesis 1:1) and 2 (96 tokens of held-out KJV text) */
         const int which[] = {0, 2};
         for (int k = 0; k < 2; k++) {

@@ -138,61 +138,47 @@ static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
     return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
 }
 
-static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        pf(x + i, 3);
-        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
-        const __m128i scm = kq_scales(x[i].scales);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, scm);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
-        __m256i isum = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            __m256i p0 = _mm256_maddubs_epi16(_mm256_and_si256(v, m4), load_y(y[i].qs + 64 * c));
-            __m256i p1 = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), load_y(y[i].qs + 64 * c + 32));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
-        }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
-    }
-    *s = hsum_ps(_mm256_sub_ps(acc, accm));
+/* Q4_K and Q5_K are one body: chunk c of a super-block gives 32 low-nibble
+ * and 32 high-nibble values (lo, hi); Q5_K's HIGH step ors in the fifth bit
+ * (bit 2c / 2c+1 of each qh byte, as 16). */
+static inline void k5_high(const uint8_t *qh, int c, __m256i *lo, __m256i *hi) {
+    const __m256i h = _mm256_loadu_si256((const __m256i *)qh), k16 = _mm256_set1_epi8(16);
+    const __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * c))), b1 = _mm256_set1_epi8((char)(1 << (2 * c + 1)));
+    *lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, b0), b0), k16));
+    *hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(h, b1), b1), k16));
 }
+#define Q4K_HIGH(xb, c, lo, hi) (void)0
+#define Q5K_HIGH(xb, c, lo, hi) k5_high((xb)->qh, c, &(lo), &(hi))
 
-static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q5_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F), k16 = _mm256_set1_epi8(16);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        pf(x + i, 3);
-        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
-        const __m128i scm = kq_scales(x[i].scales);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, scm);
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        __m256i isum = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            __m256i b0 = _mm256_set1_epi8((char)(1 << (2 * c))), b1 = _mm256_set1_epi8((char)(1 << (2 * c + 1)));
-            __m256i h0 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b0), b0), k16);
-            __m256i h1 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(qh, b1), b1), k16);
-            __m256i q0 = _mm256_or_si256(_mm256_and_si256(v, m4), h0);
-            __m256i q1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), h1);
-            __m256i p0 = _mm256_maddubs_epi16(q0, load_y(y[i].qs + 64 * c));
-            __m256i p1 = _mm256_maddubs_epi16(q1, load_y(y[i].qs + 64 * c + 32));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c])));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1])));
-        }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
+#define K45_DOT(name, BT, HIGH)                                                                    \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const BT *x = vx;                                                                          \
+        const phiq_block_q8_K *y = vy;                                                             \
+        __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();                              \
+        const __m256i m4 = _mm256_set1_epi8(0x0F);                                                 \
+        for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {                                              \
+            pf(x + i, 3);                                                                          \
+            const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;                  \
+            const __m128i scm = kq_scales(x[i].scales);                                            \
+            uint8_t sc[16];                                                                        \
+            _mm_storeu_si128((__m128i *)sc, scm);                                                  \
+            accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm); \
+            __m256i isum = _mm256_setzero_si256();                                                 \
+            for (int c = 0; c < 4; c++) {                                                          \
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));         \
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4); \
+                HIGH(x + i, c, lo, hi);                                                            \
+                const __m256i p0 = _mm256_maddubs_epi16(lo, load_y(y[i].qs + 64 * c));             \
+                const __m256i p1 = _mm256_maddubs_epi16(hi, load_y(y[i].qs + 64 * c + 32));        \
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]))); \
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]))); \
+            }                                                                                      \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);               \
+        }                                                                                          \
+        *s = hsum_ps(_mm256_sub_ps(acc, accm));                                                    \
     }
-    *s = hsum_ps(_mm256_sub_ps(acc, accm));
-}
+K45_DOT(dot_q4_K, phiq_block_q4_K, Q4K_HIGH)
+K45_DOT(dot_q5_K, phiq_block_q5_K, Q5K_HIGH)
 
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q6_K *x = vx;
@@ -346,69 +332,41 @@ static inline void hsum4(const __m256 acc[4], float res[4]) {
 LEGACY_X4(dot_q4_0_x4, phiq_block_q4_0, _mm256_sub_epi8(nibbles(xb->qs), _mm256_set1_epi8(8)))
 LEGACY_X4(dot_q8_0_x4, phiq_block_q8_0, load_y(xb->qs))
 
-static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
-    __m256 acc[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
-        const __m128i scm = kq_scales(x[i].scales);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, scm);
-        __m256i isum[4];
-        for (int j = 0; j < 4; j++) {
-            acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), acc[j]);
-            isum[j] = _mm256_setzero_si256();
-        }
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
-            for (int j = 0; j < 4; j++) {
-                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_y(y[j][i].qs + 64 * c)), s0));
-                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_y(y[j][i].qs + 64 * c + 32)), s1));
-            }
-        }
-        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
+#define K45_X4(name, BT, HIGH)                                                                     \
+    static void name(int64_t n, const void *vx, const void *const vy[4], float res[4]) {           \
+        const BT *x = vx;                                                                          \
+        const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                \
+        __m256 acc[4];                                                                             \
+        for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();                                  \
+        const __m256i m4 = _mm256_set1_epi8(0x0F);                                                 \
+        for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {                                              \
+            const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);                                  \
+            const __m128i scm = kq_scales(x[i].scales);                                            \
+            uint8_t sc[16];                                                                        \
+            _mm_storeu_si128((__m128i *)sc, scm);                                                  \
+            __m256i isum[4];                                                                       \
+            for (int j = 0; j < 4; j++) {                                                          \
+                acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)),       \
+                                          _mm256_set1_ps(xdmin * y[j][i].d), acc[j]);              \
+                isum[j] = _mm256_setzero_si256();                                                  \
+            }                                                                                      \
+            for (int c = 0; c < 4; c++) {                                                          \
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));         \
+                __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4); \
+                HIGH(x + i, c, lo, hi);                                                            \
+                const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]); \
+                for (int j = 0; j < 4; j++) {                                                      \
+                    isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_y(y[j][i].qs + 64 * c)), s0)); \
+                    isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_y(y[j][i].qs + 64 * c + 32)), s1)); \
+                }                                                                                  \
+            }                                                                                      \
+            for (int j = 0; j < 4; j++)                                                            \
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]); \
+        }                                                                                          \
+        hsum4(acc, res);                                                                           \
     }
-    hsum4(acc, res);
-}
-
-static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_block_q5_K *x = vx;
-    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
-    __m256 acc[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
-        const __m128i scm = kq_scales(x[i].scales);
-        uint8_t sc[16];
-        _mm_storeu_si128((__m128i *)sc, scm);
-        __m256i isum[4];
-        for (int j = 0; j < 4; j++) {
-            acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), acc[j]);
-            isum[j] = _mm256_setzero_si256();
-        }
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh), one = _mm256_set1_epi8(1);
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            const __m256i h0 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c)), one);
-            const __m256i h1 = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * c + 1)), one);
-            const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, m4), _mm256_slli_epi16(h0, 4));
-            const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), m4), _mm256_slli_epi16(h1, 4));
-            const __m256i s0 = _mm256_set1_epi16(sc[2 * c]), s1 = _mm256_set1_epi16(sc[2 * c + 1]);
-            for (int j = 0; j < 4; j++) {
-                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_y(y[j][i].qs + 64 * c)), s0));
-                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_y(y[j][i].qs + 64 * c + 32)), s1));
-            }
-        }
-        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
-    }
-    hsum4(acc, res);
-}
+K45_X4(dot_q4_K_x4, phiq_block_q4_K, Q4K_HIGH)
+K45_X4(dot_q5_K_x4, phiq_block_q5_K, Q5K_HIGH)
 
 static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
     const phiq_block_q6_K *x = vx;

@@ -157,68 +157,58 @@ static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
     return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
 }
 
-static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        pf(x + i, 3);
-        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
-        const __m128i scm = kq_scales(x[i].scales);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm)); /* sc_j in lanes 0..7 */
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
-        __m512i isum = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
-            __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * c));
-            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(idx_pairs(c), sc16));
-        }
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
-    }
+/* Q4_K and Q5_K are one body: chunk c of a super-block gives 64 values
+ * (32 low nibbles, then 32 high ones) in q; Q5_K's HIGH step ors in the
+ * fifth bit (bit 2c of each qh byte for the low half, 2c+1 for the high). */
+static inline __m512i k5_high(const uint8_t *qh, int c, __m512i q) {
+    const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+    const __m512i hz = _mm512_inserti64x4(_mm512_castsi256_si512(h), h, 1);
+    const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
+    return _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(hz, cnt), _mm512_set1_epi8(1)), 4));
+}
+#define Q4K_HIGH(xb, c, q) (q)
+#define Q5K_HIGH(xb, c, q) k5_high((xb)->qh, c, q)
+
+/* (acc - accm) summed to one float. */
+static inline float k45_hsum(__m512 acc, __m256 accm) {
     __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
     a = _mm256_sub_ps(a, accm);
     __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
     r = _mm_hadd_ps(r, r);
     r = _mm_hadd_ps(r, r);
-    *s = _mm_cvtss_f32(r);
+    return _mm_cvtss_f32(r);
 }
 
-static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q5_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    __m512 acc = _mm512_setzero_ps();
-    __m256 accm = _mm256_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        pf(x + i, 3);
-        const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
-        const __m128i scm = kq_scales(x[i].scales);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm);
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
-        __m512i isum = _mm512_setzero_si512();
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
-            /* bit 2c (low half) / 2c+1 (high half) of each qh byte, moved to bit 4 */
-            const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
-            q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhz, cnt), one), 4));
-            __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * c));
-            isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(idx_pairs(c), sc16));
-        }
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);
+/* Chunk c's 64 values of super-block xb, nibbles only. */
+#define K45_NIBBLES(xb, c)                                                                         \
+    _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)((xb)->qs + 32 * (c)))), \
+                                        _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)((xb)->qs + 32 * (c))), 4), 1), \
+                     _mm512_set1_epi8(0x0F))
+
+#define K45_DOT(name, BT, HIGH)                                                                    \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const BT *x = vx;                                                                          \
+        const phiq_block_q8_K *y = vy;                                                             \
+        __m512 acc = _mm512_setzero_ps();                                                          \
+        __m256 accm = _mm256_setzero_ps();                                                         \
+        for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {                                              \
+            pf(x + i, 3);                                                                          \
+            const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;                  \
+            const __m128i scm = kq_scales(x[i].scales);                                            \
+            const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm)); /* sc_j in lanes 0..7 */ \
+            accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm); \
+            __m512i isum = _mm512_setzero_si512();                                                 \
+            for (int c = 0; c < 4; c++) {                                                          \
+                const __m512i q = HIGH(x + i, c, K45_NIBBLES(x + i, c));                           \
+                const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * c));   \
+                isum = _mm512_dpwssd_epi32(isum, p, _mm512_permutexvar_epi16(idx_pairs(c), sc16)); \
+            }                                                                                      \
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(d), acc);               \
+        }                                                                                          \
+        *s = k45_hsum(acc, accm);                                                                  \
     }
-    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1));
-    a = _mm256_sub_ps(a, accm);
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-    r = _mm_hadd_ps(r, r);
-    r = _mm_hadd_ps(r, r);
-    *s = _mm_cvtss_f32(r);
-}
+K45_DOT(dot_q4_K, phiq_block_q4_K, Q4K_HIGH)
+K45_DOT(dot_q5_K, phiq_block_q5_K, Q5K_HIGH)
 
 /* Q6_K: 64 bytes of ql give elements 0..63 (low nibbles) and 64..127 (high
  * nibbles) of a 128-half; the two high bits come from qh shifted per half.
@@ -311,81 +301,38 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = _mm512_reduce_add_ps(acc) - (_mm512_reduce_add_ps(_mm512_zextps256_ps512(accm)));
 }
 
+#define K45_X4(name, BT, HIGH)                                                                     \
+    static void name(int64_t n, const void *vx, const void *const vy[4], float res[4]) {           \
+        const BT *x = vx;                                                                          \
+        const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                \
+        __m512 acc[4];                                                                             \
+        __m256 accm[4];                                                                            \
+        for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();   \
+        for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {                                              \
+            const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);                                  \
+            const __m128i scm = kq_scales(x[i].scales);                                            \
+            const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));                \
+            __m512i isum[4];                                                                       \
+            for (int j = 0; j < 4; j++) {                                                          \
+                accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)),       \
+                                          _mm256_set1_ps(xdmin * y[j][i].d), accm[j]);             \
+                isum[j] = _mm512_setzero_si512();                                                  \
+            }                                                                                      \
+            for (int c = 0; c < 4; c++) {                                                          \
+                const __m512i q = HIGH(x + i, c, K45_NIBBLES(x + i, c));                           \
+                const __m512i scv = _mm512_permutexvar_epi16(idx_pairs(c), sc16);                  \
+                for (int j = 0; j < 4; j++)                                                        \
+                    isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[j][i].qs + 64 * c)), scv); \
+            }                                                                                      \
+            for (int j = 0; j < 4; j++)                                                            \
+                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]); \
+        }                                                                                          \
+        for (int j = 0; j < 4; j++) res[j] = k45_hsum(acc[j], accm[j]);                            \
+    }
 /* Four activation columns at once for gemm: each weight super-block is
  * decoded once and multiplied into four Q8_K rows. */
-static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
-    __m512 acc[4];
-    __m256 accm[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
-        const __m128i scm = kq_scales(x[i].scales);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
-        __m512i isum[4];
-        for (int j = 0; j < 4; j++) {
-            accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), accm[j]);
-            isum[j] = _mm512_setzero_si512();
-        }
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
-            __m512i scv = _mm512_permutexvar_epi16(idx_pairs(c), sc16);
-            for (int j = 0; j < 4; j++)
-                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[j][i].qs + 64 * c)), scv);
-        }
-        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
-    }
-    for (int j = 0; j < 4; j++) {
-        __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
-        a = _mm256_sub_ps(a, accm[j]);
-        __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        r = _mm_hadd_ps(r, r);
-        r = _mm_hadd_ps(r, r);
-        res[j] = _mm_cvtss_f32(r);
-    }
-}
-
-static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_block_q5_K *x = vx;
-    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
-    __m512 acc[4];
-    __m256 accm[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
-        const __m128i scm = kq_scales(x[i].scales);
-        const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
-        __m512i isum[4];
-        for (int j = 0; j < 4; j++) {
-            accm[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[j][i].bsums)), _mm256_set1_ps(xdmin * y[j][i].d), accm[j]);
-            isum[j] = _mm512_setzero_si512();
-        }
-        const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
-        const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
-        for (int c = 0; c < 4; c++) {
-            __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
-            __m512i q = _mm512_and_si512(_mm512_inserti64x4(_mm512_castsi256_si512(v), _mm256_srli_epi16(v, 4), 1), m4);
-            const __m512i cnt = _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
-            q = _mm512_or_si512(q, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qhz, cnt), _mm512_set1_epi8(1)), 4));
-            __m512i scv = _mm512_permutexvar_epi16(idx_pairs(c), sc16);
-            for (int j = 0; j < 4; j++)
-                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[j][i].qs + 64 * c)), scv);
-        }
-        for (int j = 0; j < 4; j++) acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
-    }
-    for (int j = 0; j < 4; j++) {
-        __m256 a = _mm256_add_ps(_mm512_castps512_ps256(acc[j]), _mm512_extractf32x8_ps(acc[j], 1));
-        a = _mm256_sub_ps(a, accm[j]);
-        __m128 r = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
-        r = _mm_hadd_ps(r, r);
-        r = _mm_hadd_ps(r, r);
-        res[j] = _mm_cvtss_f32(r);
-    }
-}
+K45_X4(dot_q4_K_x4, phiq_block_q4_K, Q4K_HIGH)
+K45_X4(dot_q5_K_x4, phiq_block_q5_K, Q5K_HIGH)
 
 static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
     const phiq_block_q6_K *x = vx;

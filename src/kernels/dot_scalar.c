@@ -7,6 +7,7 @@
  * lanes) so that results are deterministic and comparable. This file is
  * compiled without ISA flags, so the compiler cannot fuse multiply-adds. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -221,24 +222,29 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
-static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y = vy;
+/* Q4_K and Q5_K are one body (ggml's generic loops): the 256 values of a
+ * super-block are the nibbles of qs, plus 16 where Q5_K's qh has bit 2c
+ * (low nibbles of chunk c) or 2c+1 (high nibbles) set; qh NULL for Q4_K. */
+static void k45_dot(int64_t n, float *s, const uint8_t *blocks, size_t stride, size_t qh_off, size_t qs_off,
+                    const phiq_block_q8_K *y) {
     float sums[8] = {0};
     float sumf = 0;
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const uint8_t *b = blocks + (size_t)i * stride;
+        const phiq_block_q4_K *hd = (const phiq_block_q4_K *)(const void *)b; /* d, dmin, scales: same in both */
         int8_t aux8[PHIQ_QK_K];
         int32_t aux32[8] = {0};
-        const uint8_t *q4 = x[i].qs;
+        const uint8_t *q4 = b + qs_off, *hm = qh_off ? b + qh_off : NULL;
         int8_t *a = aux8;
+        uint8_t m = 1;
         for (int j = 0; j < PHIQ_QK_K / 64; j++, q4 += 32) {
-            for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] & 0xF);
-            a += 32;
-            for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] >> 4);
-            a += 32;
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] & 0xF) + (hm && (hm[l] & m) ? 16 : 0));
+            a += 32, m <<= 1;
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] >> 4) + (hm && (hm[l] & m) ? 16 : 0));
+            a += 32, m <<= 1;
         }
         uint8_t sc[8], mn[8];
-        phiq_k4_scale_min_all(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(hd->scales, sc, mn);
         int sumi = 0;
         for (int j = 0; j < PHIQ_QK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
         const int8_t *q8 = y[i].qs;
@@ -247,49 +253,23 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
             lanes16(aux32, sc[j], q8, a);
             lanes16(aux32, sc[j], q8 + 16, a + 16);
         }
-        const float d = F16(x[i].d) * y[i].d;
+        const float d = F16(hd->d) * y[i].d;
         for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
-        const float dmin = F16(x[i].dmin) * y[i].d;
+        const float dmin = F16(hd->dmin) * y[i].d;
         sumf -= dmin * sumi;
     }
     for (int l = 0; l < 8; l++) sumf += sums[l];
     *s = sumf;
 }
 
+_Static_assert(offsetof(phiq_block_q4_K, scales) == offsetof(phiq_block_q5_K, scales), "Q4_K/Q5_K share d, dmin, scales");
+
+static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
+    k45_dot(n, s, vx, sizeof(phiq_block_q4_K), 0, offsetof(phiq_block_q4_K, qs), vy);
+}
+
 static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q5_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    float sums[8] = {0};
-    float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        int8_t aux8[PHIQ_QK_K];
-        int32_t aux32[8] = {0};
-        const uint8_t *q4 = x[i].qs, *hm = x[i].qh;
-        int8_t *a = aux8;
-        uint8_t m = 1;
-        for (int j = 0; j < PHIQ_QK_K / 64; j++, q4 += 32) {
-            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] & 0xF) + (hm[l] & m ? 16 : 0));
-            a += 32, m <<= 1;
-            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
-            a += 32, m <<= 1;
-        }
-        uint8_t sc[8], mn[8];
-        phiq_k4_scale_min_all(x[i].scales, sc, mn);
-        int sumi = 0;
-        for (int j = 0; j < PHIQ_QK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
-        const int8_t *q8 = y[i].qs;
-        a = aux8;
-        for (int j = 0; j < PHIQ_QK_K / 32; j++, q8 += 32, a += 32) {
-            lanes16(aux32, sc[j], q8, a);
-            lanes16(aux32, sc[j], q8 + 16, a + 16);
-        }
-        const float d = F16(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
-        const float dmin = F16(x[i].dmin) * y[i].d;
-        sumf -= dmin * sumi;
-    }
-    for (int l = 0; l < 8; l++) sumf += sums[l];
-    *s = sumf;
+    k45_dot(n, s, vx, sizeof(phiq_block_q5_K), offsetof(phiq_block_q5_K, qh), offsetof(phiq_block_q5_K, qs), vy);
 }
 
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
