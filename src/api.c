@@ -130,7 +130,7 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
         size_t ws = 64 + B * SS; /* one tile of scores, then B states */
         if (ws < hd) ws = hd;
         ctx->attn_ws_stride = (ws + 15) & ~(size_t)15;
-        ctx->attn_part_stride = (nh * SS + 64 + (size_t)n_ctx + 15) & ~(size_t)15; /* XXX experiment */
+        ctx->attn_part_stride = (nh * SS + 64 + 15) & ~(size_t)15;
         ctx->attn_ws = phiq_alloc_f(NT * ctx->attn_ws_stride);
         ctx->attn_part = phiq_alloc_f(NT * ctx->attn_part_stride);
         if (kvt == PHIQ_GGML_TYPE_F32) ctx->scores = phiq_alloc_f(NT * (size_t)n_ctx);

@@ -101,16 +101,8 @@ static void phiq_attn_split_task(void *arg, int c, int nc) {
     phiq_split(j->pos[t] - first + 1, c % j->cpt, j->cpt, &lo, &hi);
     float *st = ctx->attn_part + (size_t)c * ctx->attn_part_stride, *s = st + (size_t)nh * SS;
     for (int h = 0; h < nh; h++) phiq_attn_state_init(st + h * SS, hd);
-    static int TD = 0, PFT = 0;
-    if (!TD) { const char *e = getenv("XTD"); TD = e ? atoi(e) : PHIQ_ATTN_TILE_DEC; e = getenv("XPFT"); PFT = e ? atoi(e) : 0; }
-    const phiq_kv *kv = j->kv[t];
-    for (long k0 = lo; k0 < hi; k0 += TD) {
-        const int nk = (int)(hi - k0 < TD ? hi - k0 : TD);
-        if (PFT && k0 + TD < hi) {
-            const int nn = (int)(hi - k0 - TD < TD ? hi - k0 - TD : TD);
-            const uint8_t *pk = phiq_kv_row(kv, 0, j->layer, first + (int)k0 + TD), *pv = phiq_kv_row(kv, 1, j->layer, first + (int)k0 + TD);
-            for (size_t b = 0; b < (size_t)nn * kv->row_bytes; b += 64) { __builtin_prefetch(pk + b); __builtin_prefetch(pv + b); }
-        }
+    for (long k0 = lo; k0 < hi; k0 += PHIQ_ATTN_TILE_DEC) {
+        const int nk = (int)(hi - k0 < PHIQ_ATTN_TILE_DEC ? hi - k0 : PHIQ_ATTN_TILE_DEC);
         for (int h = 0; h < nh; h++) attn_span(j, ak, t, h, first + (int)k0, nk, st + h * SS, s);
     }
 }
