@@ -181,3 +181,15 @@ double tu_mean_kld(const float *l, const float *ref, int n, int vocab) {
 
 const char *tu_ort_node_path(void) { return g_node_path; }
 const char *tu_ort_scripts(void) { return g_scripts; }
+
+const char *tu_onnx_convert(const char *name, const char *args, char **json) {
+    const char *out = tu_tmp_keep(name);
+    char *err = NULL, *so = NULL;
+    int rc = tu_run(&so, &err, "'%s' convert '%s' -o '%s' --format onnx %s --quiet --json -t 2", tu_bin(),
+                    tu_shared_path("fixtures/tiny-phi3-kjv"), out, args);
+    if (rc != 0) fail_msg("phiq convert --format onnx %s failed: %s", args, err ? err : "");
+    free(err);
+    if (json) *json = so;
+    else free(so);
+    return out;
+}

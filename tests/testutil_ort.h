@@ -16,6 +16,12 @@ const char *tu_ort_scripts(void);   /* tests/onnx (run.js, feed.js) */
  * step feeds one token at a time through the KV cache. Fails the test on error. */
 float *tu_ort_logits(const char *model_dir, const int *ids, int n, bool step, const char *tag);
 
+/* `phiq convert FIXTURE -o tmp/NAME --format onnx ARGS --quiet --json -t 2`
+ * on the tiny-phi3-kjv fixture; returns the
+ * directory (stable) and, when json is non-NULL, the JSON summary
+ * (malloc'd). Fails the test when the conversion fails. */
+const char *tu_onnx_convert(const char *name, const char *args, char **json);
+
 /* tu_tmp(name) kept stable for the whole run (tu_tmp's buffers rotate). */
 const char *tu_tmp_keep(const char *name);
 void tu_write_file(const char *path, const void *p, size_t n);
