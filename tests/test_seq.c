@@ -126,38 +126,25 @@ static void run_batched(const char *model, phiq_kv_type kvt, int n_batch, int lo
     phiq_model_free(m);
 }
 
-static const char *fixture_gguf(const char *type) {
-    static char path[4][4096];
-    static int k;
-    char *p = path[k++ & 3], name[64], *err = NULL;
-    snprintf(name, sizeof name, "kjv-%s.gguf", type);
-    snprintf(p, 4096, "%s", tu_tmp(name));
-    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type %s --quiet", tu_bin(),
-               tu_shared_path("fixtures/tiny-phi3-kjv"), p, type))
-        fail_msg("convert: %s", err);
-    free(err);
-    return p;
-}
-
 static void test_batched_q4_0(void **state) {
     (void)state;
-    run_batched(fixture_gguf("q4_0"), PHIQ_KV_TYPE_F16, 512, 0);
+    run_batched(tu_fixture_gguf("q4_0"), PHIQ_KV_TYPE_F16, 512, 0);
 }
 
 static void test_batched_small_passes_q8_kv(void **state) {
     (void)state;
     /* 7-token passes: prompts are cut across passes and share them */
-    run_batched(fixture_gguf("q8_0"), PHIQ_KV_TYPE_Q8_0, 7, 0);
+    run_batched(tu_fixture_gguf("q8_0"), PHIQ_KV_TYPE_Q8_0, 7, 0);
 }
 
 static void test_batched_longrope(void **state) {
     (void)state;
-    run_batched(fixture_gguf("q8_0"), PHIQ_KV_TYPE_F32, 512, 1);
+    run_batched(tu_fixture_gguf("q8_0"), PHIQ_KV_TYPE_F32, 512, 1);
 }
 
 static void test_refusals(void **state) {
     (void)state;
-    phiq_model *m = phiq_model_open(fixture_gguf("q8_0"), NULL);
+    phiq_model *m = phiq_model_open(tu_fixture_gguf("q8_0"), NULL);
     assert_non_null(m);
     phiq_context_params cp = phiq_context_default_params();
     cp.n_ctx = 8;

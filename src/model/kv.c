@@ -42,6 +42,20 @@ int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int hea
     kv->n_ctx = n_ctx;
     kv->dim = dim;
     kv->row_bytes = row;
+    /* decode at depth streams the whole cache every token: huge pages read
+     * faster (bench --probe), as for the weights; small caches (tests, the
+     * sanitizers) stay on the heap */
+    if (n >= ((size_t)16 << 20)) {
+        size_t hk = n, hv = n;
+        kv->k = phiq_huge_alloc(&hk);
+        kv->v = phiq_huge_alloc(&hv);
+        kv->huge_bytes = kv->k ? hk : hv; /* both rounded alike */
+        if (!kv->k || !kv->v) {
+            phiq_kv_free(kv);
+            return phiq_fail(PHIQ_ENOMEM, "KV cache: cannot allocate %zu MB", 2 * n >> 20);
+        }
+        return 0;
+    }
     kv->k = calloc(n ? n : 1, 1);
     kv->v = calloc(n ? n : 1, 1);
     if (!kv->k || !kv->v) {
@@ -52,9 +66,15 @@ int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int hea
 }
 
 void phiq_kv_free(phiq_kv *kv) {
-    free(kv->k);
-    free(kv->v);
+    if (kv->huge_bytes) {
+        phiq_huge_free(kv->k, kv->huge_bytes);
+        phiq_huge_free(kv->v, kv->huge_bytes);
+    } else {
+        free(kv->k);
+        free(kv->v);
+    }
     kv->k = kv->v = NULL;
+    kv->huge_bytes = 0;
 }
 
 void phiq_kv_store(phiq_kv *kv, int layer, int pos, const float *k, const float *v) {
