@@ -12,10 +12,13 @@
  * stock llama.cpp loads and runs it). The knapsack is checked against brute
  * force, and a budget no mix can meet is a one-line error with no file.
  *
- * Under the sanitizers (PHIQ_SANITIZED) one reduced conversion runs (2
- * calibration chunks, 1 selection chunk, 2 candidate types, 2 evaluation
- * chunks) without the quality gates: memory safety is what that build
- * checks; the gates are the release build's. */
+ * To stay near a minute per case the conversions here calibrate on 8
+ * chunks, select on 2 and choose among 5 types, and both KLDs are over the
+ * first 32 chunks of kjv-heldout (README's figures use the defaults and all
+ * 197 chunks). Under the sanitizers (PHIQ_SANITIZED) one smaller conversion
+ * runs (contexts of 64, 2 candidate types, 2 evaluation chunks) without the
+ * quality gates: memory safety is what that build checks; the gates are the
+ * release build's. */
 #include "testutil.h"
 
 #include <math.h>
@@ -30,6 +33,8 @@
 
 static int sanitized(void) { return getenv("PHIQ_SANITIZED") != NULL; }
 
+#define EVAL_CHUNKS 32
+
 static const char *calib_text(void) { return tu_shared_path("fixtures/text/kjv-calibration.txt"); }
 static const char *heldout_text(void) { return tu_shared_path("fixtures/text/kjv-heldout.txt"); }
 
@@ -41,8 +46,8 @@ static long long fsize(const char *p) {
 
 static double phiq_kld(const char *model, const char *ref) {
     char *out = NULL;
-    assert_int_equal(tu_run(&out, NULL, "'%s' eval '%s' --ref '%s' --text '%s' --ctx 256 %s --json --quiet -t 2", tu_bin(),
-                            model, ref, heldout_text(), sanitized() ? "--chunks 2" : ""), 0);
+    assert_int_equal(tu_run(&out, NULL, "'%s' eval '%s' --ref '%s' --text '%s' --ctx 256 --chunks %d --json --quiet -t 2",
+                            tu_bin(), model, ref, heldout_text(), sanitized() ? 2 : EVAL_CHUNKS), 0);
     const char *p = strstr(out, "\"kld_mean\": ");
     assert_non_null(p);
     double v = atof(p + 12);
@@ -144,7 +149,8 @@ static void budget_case(const char *preset, double bound) {
     char *js = NULL;
     assert_int_equal(tu_run(&js, NULL, "'%s' convert '%s' -o '%s' --target-size %s --calib '%s' %s --json -t 2 --quiet",
                             tu_bin(), f32, out, preset, calib_text(),
-                            sanitized() ? "--calib-chunks 2 --select-chunks 1 --bpw-types q4_0,q8_0" : ""), 0);
+                            sanitized() ? "--calib-ctx 64 --calib-chunks 2 --select-ctx 64 --select-chunks 1 --bpw-types q4_0,q8_0"
+                                        : "--calib-chunks 8 --select-chunks 2 --bpw-types q3_k,q4_k,q5_k,q6_k,q8_0"), 0);
     assert_non_null(strstr(js, "\"tensor_types\""));
     assert_non_null(strstr(js, "\"selection_kld\""));
     free(js);
@@ -160,11 +166,11 @@ static void budget_case(const char *preset, double bound) {
     if (access(base, F_OK) != 0) {
         const char *ppl = tu_llama_tool("llama-perplexity");
         assert_non_null(ppl);
-        assert_int_equal(tu_run(NULL, NULL, "'%s' -m '%s' -f '%s' -c 256 --kl-divergence-base '%s' -t 2 >/dev/null 2>&1", ppl,
-                                f32, heldout_text(), base), 0);
+        assert_int_equal(tu_run(NULL, NULL, "'%s' -m '%s' -f '%s' -c 256 --chunks %d --kl-divergence-base '%s' -t 2 >/dev/null 2>&1",
+                                ppl, f32, heldout_text(), EVAL_CHUNKS, base), 0);
     }
     const double kl = llama_kld(out, base);
-    fprintf(stderr, "%s size: llama-perplexity KLD %.6f\n", preset, kl);
+    fprintf(stderr, "%s size: llama-perplexity KLD %.6f (same %d chunks)\n", preset, kl, EVAL_CHUNKS);
     assert_true(fabs(kl - k) <= 0.03 * k + 2e-5);
 }
 
