@@ -60,6 +60,11 @@ void *tu_read_all(const char *path, size_t *n);
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_range(const float *b, size_t n);
 
+/* The fixture tiny-phi3-kjv converted to TYPE (any `phiq convert --type`
+ * name) in this test's tmpdir, once per process; fails the test when the
+ * conversion fails. The path stays valid for the whole process. */
+const char *tu_fixture_gguf(const char *type);
+
 /* Hugging Face reference forwards (tests/ref/hf_reference.py, numpy). */
 /* True when /usr/bin/python3 has numpy (Debian's python3-numpy). */
 int tu_have_numpy(void);
