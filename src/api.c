@@ -40,6 +40,7 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->x);
     free(ctx->h);
     free(ctx->qkv);
+    free(ctx->p3s_tmp);
     free(ctx->att);
     free(ctx->ffn);
     free(ctx->tmp);
@@ -115,7 +116,7 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->x = phiq_alloc_f(B * E);
     ctx->h = phiq_alloc_f(B * E);
     ctx->tmp = phiq_alloc_f(B * E);
-    ctx->qkv = phiq_alloc_f(B * (nq + 2 * nk));
+    ctx->qkv = phiq_alloc_f((B + 1) * (nq + 2 * nk));
     ctx->att = phiq_alloc_f(B * nq);
     ctx->ffn = phiq_alloc_f(B * nffn);
     ctx->mm_scratch = phiq_alloc_f((size_t)ctx->n_threads * max_in);
@@ -138,6 +139,13 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
         }
         ctx->moe = phiq_alloc_f(B * (E + (size_t)hp->n_expert));
         if (!ctx->moe) {
+            phiq_context_free(ctx);
+            return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
+        }
+    }
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL) {
+        ctx->p3s_tmp = phiq_alloc_f((size_t)ctx->n_threads * 2 * (size_t)hp->head_dim);
+        if (!ctx->p3s_tmp) {
             phiq_context_free(ctx);
             return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
         }

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -292,4 +294,39 @@ double tu_worst_rel(const float *got, const float *want, int first, int n, int n
         if (!(rel <= worst)) worst = rel;
     }
     return worst;
+}
+
+void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "%s", cmd);
+    const char *e = err ? err : "";
+    print_message("%s: exit %d: %s", what, rc, e);
+    assert_true(rc != 0);
+    if (!strstr(e, want)) fail_msg("%s: the error does not mention '%s'", what, want);
+    const char *nl = strchr(e, '\n');
+    assert_true(nl && nl[1] == 0); /* one line */
+    if (out) assert_true(access(out, F_OK) != 0);
+    free(err);
+}
+
+void tu_edit_json(const char *path, void (*edit)(cJSON *)) {
+    size_t n;
+    char *txt = tu_read_all(path, &n);
+    if (!txt) fail_msg("%s: cannot read", path);
+    cJSON *c = cJSON_Parse(txt);
+    free(txt);
+    if (!c) fail_msg("%s: not JSON", path);
+    edit(c);
+    char *s = cJSON_Print(c);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(s, f);
+    fclose(f);
+    free(s);
+    cJSON_Delete(c);
 }

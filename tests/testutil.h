@@ -60,6 +60,16 @@ void *tu_read_all(const char *path, size_t *n);
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_range(const float *b, size_t n);
 
+/* Runs the shell command (printf-style; the caller names tu_bin() itself)
+ * and asserts the refusal bad input must get: a non-zero exit, exactly one
+ * stderr line, containing want, and no file at out (when out is non-NULL). */
+void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Rewrites the JSON file at path through edit (which changes the parsed
+ * document in place); fails the test when it does not parse. */
+struct cJSON;
+void tu_edit_json(const char *path, void (*edit)(struct cJSON *));
+
 /* Hugging Face reference forwards (tests/ref/hf_reference.py, numpy). */
 /* True when /usr/bin/python3 has numpy (Debian's python3-numpy). */
 int tu_have_numpy(void);
