@@ -38,17 +38,17 @@ static void attn_head_f16_ref(const float *q, const uint16_t *K, const uint16_t 
 static void attn_head_q8_0_ref(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *sc,
                                float *o, int hd) {
     (void)sc; /* one position at a time, as ggml */
-    const phiq_kblk_q8_0 *qb = q8;
-    const int nb = hd / PHIQ_KQK;
+    const phiq_block_q8_0 *qb = q8;
+    const int nb = hd / PHIQ_QK;
     float S = 0.0f, M = -INFINITY;
     for (int i = 0; i < hd; i++) o[i] = 0;
     for (int k = 0; k < n; k++) {
-        const phiq_kblk_q8_0 *kb = (const phiq_kblk_q8_0 *)(const void *)(K + (size_t)k * stride);
-        const phiq_kblk_q8_0 *vb = (const phiq_kblk_q8_0 *)(const void *)(V + (size_t)k * stride);
+        const phiq_block_q8_0 *kb = (const phiq_block_q8_0 *)(const void *)(K + (size_t)k * stride);
+        const phiq_block_q8_0 *vb = (const phiq_block_q8_0 *)(const void *)(V + (size_t)k * stride);
         float s = 0.0f;
         for (int b = 0; b < nb; b++) {
             int sumi = 0;
-            for (int j = 0; j < PHIQ_KQK; j++) sumi += kb[b].qs[j] * qb[b].qs[j];
+            for (int j = 0; j < PHIQ_QK; j++) sumi += kb[b].qs[j] * qb[b].qs[j];
             s += (float)sumi * (phiq_ops_h2f(kb[b].d) * phiq_ops_h2f(qb[b].d));
         }
         float ms = 1.0f, vs = 1.0f;
@@ -62,7 +62,7 @@ static void attn_head_q8_0_ref(const void *q8, const uint8_t *K, const uint8_t *
         }
         for (int b = 0; b < nb; b++) {
             const float d = phiq_ops_h2f(vb[b].d);
-            for (int j = 0; j < PHIQ_KQK; j++) o[b * PHIQ_KQK + j] += ((float)vb[b].qs[j] * d) * vs;
+            for (int j = 0; j < PHIQ_QK; j++) o[b * PHIQ_QK + j] += ((float)vb[b].qs[j] * d) * vs;
         }
         S = S * ms + vs;
     }

@@ -89,7 +89,7 @@ static inline __m256 q8_dot_lanes(const int8_t *x, const int8_t *y) {
 }
 
 /* 8 values j..j+7 of a Q8_0 block, dequantized (qs * d, as dequantize_row_q8_0). */
-static inline __m256 q8_deq8(const phiq_kblk_q8_0 *b, int j, __m256 d) {
+static inline __m256 q8_deq8(const phiq_block_q8_0 *b, int j, __m256 d) {
     const __m128i q = _mm_loadl_epi64((const __m128i *)(const void *)(b->qs + j));
     return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d);
 }
@@ -102,7 +102,7 @@ static inline __attribute__((always_inline)) void q8_v_pass(const uint8_t *V, si
     __m256 acc[16];
     for (int i = 0; i < 4 * NB; i++) acc[i] = _mm256_loadu_ps(o + 8 * i);
     for (int k = 0; k < n; k++) {
-        const phiq_kblk_q8_0 *vb = (const phiq_kblk_q8_0 *)(const void *)(V + (size_t)k * stride);
+        const phiq_block_q8_0 *vb = (const phiq_block_q8_0 *)(const void *)(V + (size_t)k * stride);
         float vs = w[k];
         if (signbit(vs)) {
             const __m256 ms = _mm256_set1_ps(-vs);
@@ -124,10 +124,10 @@ static inline __attribute__((always_inline)) void q8_v_pass(const uint8_t *V, si
  * with o in registers for head_dim <= 128. */
 void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *s,
                               float *o, int hd) {
-    const phiq_kblk_q8_0 *qb = q8;
-    const int nb = hd / PHIQ_KQK;
+    const phiq_block_q8_0 *qb = q8;
+    const int nb = hd / PHIQ_QK;
     for (int k = 0; k < n; k++) {
-        const phiq_kblk_q8_0 *kb = (const phiq_kblk_q8_0 *)(const void *)(K + (size_t)k * stride);
+        const phiq_block_q8_0 *kb = (const phiq_block_q8_0 *)(const void *)(K + (size_t)k * stride);
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++)
             acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(kb[b].d) * h2f(qb[b].d)), q8_dot_lanes(kb[b].qs, qb[b].qs), acc);
@@ -156,11 +156,11 @@ void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V
     default:
         for (int b = 0; b < nb; b += 4) {
             const int c = nb - b < 4 ? nb - b : 4;
-            const uint8_t *vb = V + (size_t)b * sizeof(phiq_kblk_q8_0);
-            if (c == 4) q8_v_pass(vb, stride, n, s, o + b * PHIQ_KQK, 4);
-            else if (c == 3) q8_v_pass(vb, stride, n, s, o + b * PHIQ_KQK, 3);
-            else if (c == 2) q8_v_pass(vb, stride, n, s, o + b * PHIQ_KQK, 2);
-            else q8_v_pass(vb, stride, n, s, o + b * PHIQ_KQK, 1);
+            const uint8_t *vb = V + (size_t)b * sizeof(phiq_block_q8_0);
+            if (c == 4) q8_v_pass(vb, stride, n, s, o + b * PHIQ_QK, 4);
+            else if (c == 3) q8_v_pass(vb, stride, n, s, o + b * PHIQ_QK, 3);
+            else if (c == 2) q8_v_pass(vb, stride, n, s, o + b * PHIQ_QK, 2);
+            else q8_v_pass(vb, stride, n, s, o + b * PHIQ_QK, 1);
         }
     }
     const __m256 inv = _mm256_set1_ps(S == 0.0f ? 0.0f : 1.0f / S);

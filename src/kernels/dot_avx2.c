@@ -65,7 +65,7 @@ static inline __m256i load_y(const int8_t *p) { return _mm256_loadu_si256((const
     static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
         const WT *x = vx;                                                                          \
         const YT *y = vy;                                                                          \
-        const int64_t nb = n / PHIQ_KQK;                                                            \
+        const int64_t nb = n / PHIQ_QK;                                                            \
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();                             \
         float extra = 0;                                                                           \
         int64_t ib = 0;                                                                            \
@@ -107,16 +107,16 @@ static inline __m256i q5_bytes(const uint8_t *qs, const uint8_t *qh) {
 }
 
 static inline __m256i iq4_values(const uint8_t *qs) {
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl));
     return _mm256_shuffle_epi8(tab, nibbles(qs));
 }
 
-BLOCK_DOT(dot_q4_0, phiq_kblk_q4_0, phiq_kblk_q8_0, dot_off(nibbles(xb->qs), yy, 8), NO_EXTRA)
-BLOCK_DOT(dot_q4_1, phiq_kblk_q4_1, phiq_kblk_q8_1, dot_off(nibbles(xb->qs), yy, 0), MIN_EXTRA)
-BLOCK_DOT(dot_q5_0, phiq_kblk_q5_0, phiq_kblk_q8_0, dot_off(q5_bytes(xb->qs, xb->qh), yy, 16), NO_EXTRA)
-BLOCK_DOT(dot_q5_1, phiq_kblk_q5_1, phiq_kblk_q8_1, dot_off(q5_bytes(xb->qs, xb->qh), yy, 0), MIN_EXTRA)
-BLOCK_DOT(dot_q8_0, phiq_kblk_q8_0, phiq_kblk_q8_0, dot_ss8(load_y(xb->qs), yy), NO_EXTRA)
-BLOCK_DOT(dot_iq4_nl, phiq_kblk_iq4_nl, phiq_kblk_q8_0, dot_ss8(iq4_values(xb->qs), yy), NO_EXTRA)
+BLOCK_DOT(dot_q4_0, phiq_block_q4_0, phiq_block_q8_0, dot_off(nibbles(xb->qs), yy, 8), NO_EXTRA)
+BLOCK_DOT(dot_q4_1, phiq_block_q4_1, phiq_block_q8_1, dot_off(nibbles(xb->qs), yy, 0), MIN_EXTRA)
+BLOCK_DOT(dot_q5_0, phiq_block_q5_0, phiq_block_q8_0, dot_off(q5_bytes(xb->qs, xb->qh), yy, 16), NO_EXTRA)
+BLOCK_DOT(dot_q5_1, phiq_block_q5_1, phiq_block_q8_1, dot_off(q5_bytes(xb->qs, xb->qh), yy, 0), MIN_EXTRA)
+BLOCK_DOT(dot_q8_0, phiq_block_q8_0, phiq_block_q8_0, dot_ss8(load_y(xb->qs), yy), NO_EXTRA)
+BLOCK_DOT(dot_iq4_nl, phiq_block_iq4_nl, phiq_block_q8_0, dot_ss8(iq4_values(xb->qs), yy), NO_EXTRA)
 
 /* ---- K-quants ---------------------------------------------------------------------- */
 
@@ -139,11 +139,11 @@ static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
 }
 
 static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 3);
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
@@ -164,11 +164,11 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q5_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q5_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), k16 = _mm256_set1_epi8(16);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 3);
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
@@ -195,11 +195,11 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q6_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 4);
         const float d = F16(x[i].d) * y[i].d;
         const int8_t *sc = x[i].scales;
@@ -229,11 +229,11 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q2_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q2_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     const __m256i m3 = _mm256_set1_epi8(3);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 2);
         const float dall = y[i].d * F16(x[i].d), dmin = y[i].d * F16(x[i].dmin);
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
@@ -258,11 +258,11 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q3_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q3_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps();
     const __m256i m3 = _mm256_set1_epi8(3), k4 = _mm256_set1_epi8(4);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 2);
         const float d = y[i].d * F16(x[i].d);
         uint32_t aux[4];
@@ -298,11 +298,11 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
 /* IQ4_XS: signed table values times signed activations through the sign
  * trick; |v| * |y| pairs stay below 2 * 127 * 127, so vpmaddubsw is exact. */
 static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_iq4_xs *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_iq4_xs *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps();
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl));
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 3);
         __m256i isum = _mm256_setzero_si256();
         const unsigned h = x[i].scales_h;
@@ -329,10 +329,10 @@ static inline void hsum4(const __m256 acc[4], float res[4]) {
 #define LEGACY_X4(name, WT, SIGNED_EXPR)                                                           \
     static void name(int64_t n, const void *vx, const void *const vy[4], float res[4]) {           \
         const WT *x = vx;                                                                          \
-        const phiq_kblk_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                \
+        const phiq_block_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                \
         __m256 acc[4];                                                                             \
         for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();                                  \
-        for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {                                             \
+        for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {                                             \
             const WT *xb = x + ib;                                                                 \
             const __m256i q = SIGNED_EXPR, aq = _mm256_sign_epi8(q, q);                            \
             const float dx = F16(xb->d);                                                           \
@@ -343,16 +343,16 @@ static inline void hsum4(const __m256 acc[4], float res[4]) {
         }                                                                                          \
         hsum4(acc, res);                                                                           \
     }
-LEGACY_X4(dot_q4_0_x4, phiq_kblk_q4_0, _mm256_sub_epi8(nibbles(xb->qs), _mm256_set1_epi8(8)))
-LEGACY_X4(dot_q8_0_x4, phiq_kblk_q8_0, load_y(xb->qs))
+LEGACY_X4(dot_q4_0_x4, phiq_block_q4_0, _mm256_sub_epi8(nibbles(xb->qs), _mm256_set1_epi8(8)))
+LEGACY_X4(dot_q8_0_x4, phiq_block_q8_0, load_y(xb->qs))
 
 static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_kblk_q4_K *x = vx;
-    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m256 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
         const __m128i scm = kq_scales(x[i].scales);
         uint8_t sc[16];
@@ -377,12 +377,12 @@ static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
 }
 
 static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_kblk_q5_K *x = vx;
-    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const phiq_block_q5_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m256 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
         const __m128i scm = kq_scales(x[i].scales);
         uint8_t sc[16];
@@ -411,12 +411,12 @@ static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
 }
 
 static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_kblk_q6_K *x = vx;
-    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m256 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const int8_t *sc = x[i].scales;
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
         __m256i isum[4];

@@ -70,7 +70,7 @@ static inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) { return _mm512_
     static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
         const WT *x = vx;                                                                          \
         const YT *y = vy;                                                                          \
-        const int64_t nb = n / PHIQ_KQK;                                                            \
+        const int64_t nb = n / PHIQ_QK;                                                            \
         __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                             \
         const __m512i off = _mm512_set1_epi8(OFF);                                                 \
         float extra = 0;                                                                           \
@@ -109,17 +109,17 @@ static inline __m512i dpbusd(__m512i acc, __m512i u, __m512i s) { return _mm512_
 /* Q4_0 / Q4_1: plain nibbles. */
 #define Q4_U2(p) nibbles2((p)[0].qs, (p)[1].qs)
 #define Q4_U1(p) nibbles1((p)->qs)
-PAIR_DOT(dot_q4_0, phiq_kblk_q4_0, phiq_kblk_q8_0, Q4_U2, Q4_U1, 8, NO_EXTRA)
-PAIR_DOT(dot_q4_1, phiq_kblk_q4_1, phiq_kblk_q8_1, Q4_U2, Q4_U1, 0, MIN_EXTRA)
+PAIR_DOT(dot_q4_0, phiq_block_q4_0, phiq_block_q8_0, Q4_U2, Q4_U1, 8, NO_EXTRA)
+PAIR_DOT(dot_q4_1, phiq_block_q4_1, phiq_block_q8_1, Q4_U2, Q4_U1, 0, MIN_EXTRA)
 
 /* Q8_0: x + 128 as unsigned (xor 0x80), offset 128 (0x80 as a byte). */
-static inline __m512i q8_u2(const phiq_kblk_q8_0 *p) {
+static inline __m512i q8_u2(const phiq_block_q8_0 *p) {
     return _mm512_xor_si512(load2x32(p[0].qs, p[1].qs), _mm512_set1_epi8((char)0x80));
 }
-static inline __m256i q8_u1(const phiq_kblk_q8_0 *p) {
+static inline __m256i q8_u1(const phiq_block_q8_0 *p) {
     return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)p->qs), _mm256_set1_epi8((char)0x80));
 }
-PAIR_DOT(dot_q8_0, phiq_kblk_q8_0, phiq_kblk_q8_0, q8_u2, q8_u1, (char)0x80, NO_EXTRA)
+PAIR_DOT(dot_q8_0, phiq_block_q8_0, phiq_block_q8_0, q8_u2, q8_u1, (char)0x80, NO_EXTRA)
 
 /* IQ4_NL: table lookup of kvalues + 128 (unsigned), offset 128. */
 static inline __m512i iq4_table512(void) {
@@ -128,7 +128,7 @@ static inline __m512i iq4_table512(void) {
 }
 #define IQ4_U2(p) _mm512_shuffle_epi8(iq4_table512(), nibbles2((p)[0].qs, (p)[1].qs))
 #define IQ4_U1(p) _mm256_shuffle_epi8(_mm512_castsi512_si256(iq4_table512()), nibbles1((p)->qs))
-PAIR_DOT(dot_iq4_nl, phiq_kblk_iq4_nl, phiq_kblk_q8_0, IQ4_U2, IQ4_U1, (char)0x80, NO_EXTRA)
+PAIR_DOT(dot_iq4_nl, phiq_block_iq4_nl, phiq_block_q8_0, IQ4_U2, IQ4_U1, (char)0x80, NO_EXTRA)
 
 /* ---- K-quants × Q8_K ------------------------------------------------------------ */
 
@@ -158,12 +158,12 @@ static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
 }
 
 static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 3);
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
@@ -187,12 +187,12 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q5_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q5_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F), one = _mm512_set1_epi8(1);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 3);
         const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;
         const __m128i scm = kq_scales(x[i].scales);
@@ -224,8 +224,8 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
  * nibbles) of a 128-half; the two high bits come from qh shifted per half.
  * q is used unsigned (0..63) and the -32 is folded in through bsums. */
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q6_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m512 acc = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
     const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
@@ -238,7 +238,7 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
             _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
                                     _mm_set1_epi16((short)(4 * m + 3)), 1),
             1);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 4);
         const float d = F16(x[i].d) * y[i].d;
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
@@ -277,8 +277,8 @@ static inline __m512i idx_quads(int m) {
 /* Q2_K: per 128-half, 32 bytes of qs hold four 2-bit planes (shifts 0,2,4,6)
  * of 32 consecutive elements each; two planes fill one register in order. */
 static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q2_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q2_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     __m512 acc = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     const __m512i m3 = _mm512_set1_epi8(3);
@@ -286,7 +286,7 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
     const __m512i shB = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(6), 1);
     __m512i idx[4];
     for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 2);
         const float dall = y[i].d * F16(x[i].d), dmin = y[i].d * F16(x[i].dmin);
         const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
@@ -314,13 +314,13 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
 /* Four activation columns at once for gemm: each weight super-block is
  * decoded once and multiplied into four Q8_K rows. */
 static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_kblk_q4_K *x = vx;
-    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m512 acc[4];
     __m256 accm[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
         const __m128i scm = kq_scales(x[i].scales);
         const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
@@ -349,13 +349,13 @@ static void dot_q4_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
 }
 
 static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_kblk_q5_K *x = vx;
-    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const phiq_block_q5_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m512 acc[4];
     __m256 accm[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps(), accm[j] = _mm256_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const float xd = F16(x[i].d), xdmin = F16(x[i].dmin);
         const __m128i scm = kq_scales(x[i].scales);
         const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(scm));
@@ -388,8 +388,8 @@ static void dot_q5_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
 }
 
 static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_kblk_q6_K *x = vx;
-    const phiq_kblk_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m512 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
@@ -403,7 +403,7 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
             _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
                                     _mm_set1_epi16((short)(4 * m + 3)), 1),
             1);
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const float xd = F16(x[i].d);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
         const __m512i sc512 = _mm512_castsi256_si512(sc16);
@@ -634,7 +634,7 @@ static const int kind_bsz[] = {18, 20, 18, 34}, kind_qoff[] = {2, 4, 2, 2}, kind
 
 static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
                             size_t rb, const void *act) {
-    const int64_t nb = n / PHIQ_KQK;
+    const int64_t nb = n / PHIQ_QK;
     const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
     _Alignas(64) char sbuf[2 * PREP_MAXN + 2 * (PREP_MAXN / 8)];
     char *buf = n <= PREP_MAXN ? sbuf : aligned_alloc(64, prep_bytes(n)); /* big rows: heap */
@@ -652,7 +652,7 @@ static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nr
         float v = kind == KIND_Q8_0 ? row_q8_0(x, &p, nb / 2)
                                     : row_nib4(x, bsz, kind_qoff[kind], q81, kind == KIND_IQ4_NL, &p, nb / 4);
         float t = 0;
-        if (done < nb) dot((nb - done) * PHIQ_KQK, &t, x + done * bsz, (const char *)act + aoff);
+        if (done < nb) dot((nb - done) * PHIQ_QK, &t, x + done * bsz, (const char *)act + aoff);
         out[r] = v + t;
     }
     if (buf != sbuf) free(buf);
@@ -739,7 +739,7 @@ static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs,
 static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
                           size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
     const int *bsz = kind_bsz, *qoff = kind_qoff, *offv = kind_off;
-    const int64_t nb = n / PHIQ_KQK;
+    const int64_t nb = n / PHIQ_QK;
     const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
     const size_t pb = prep_bytes(n);
     char *buf = nb >= unit ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
@@ -769,7 +769,7 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
                     for (int c = 0; c < 4; c++) {
                         float t = 0;
                         if (done < nb)
-                            dot((nb - done) * PHIQ_KQK, &t, x + done * bsz[kind], (const char *)act + (size_t)(j + c) * as + aoff);
+                            dot((nb - done) * PHIQ_QK, &t, x + done * bsz[kind], (const char *)act + (size_t)(j + c) * as + aoff);
                         out[(size_t)(j + c) * ldo + r] = v[c] + t;
                     }
                 }
@@ -781,7 +781,7 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
                     float v = kind == KIND_Q8_0 ? row_q8_0(x, &pp[j - j0], nb / 2)
                                                 : row_nib4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4);
                     float t = 0;
-                    if (done < nb) dot((nb - done) * PHIQ_KQK, &t, x + done * bsz[kind], aj + aoff);
+                    if (done < nb) dot((nb - done) * PHIQ_QK, &t, x + done * bsz[kind], aj + aoff);
                     out[(size_t)j * ldo + r] = v + t;
                 }
             }
@@ -850,7 +850,7 @@ static inline __m512i idx_q4k(int a, int b) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)a), _mm256_set1_epi16((short)b), 1);
 }
 
-static float row_q4_K_prep(const phiq_kblk_q4_K *x, const phiq_kblk_q8_K *y, const int8_t *yq, int64_t nb) {
+static float row_q4_K_prep(const phiq_block_q4_K *x, const phiq_block_q8_K *y, const int8_t *yq, int64_t nb) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i i0 = idx_q4k(0, 2), i1 = idx_q4k(1, 3), i2 = idx_q4k(4, 6), i3 = idx_q4k(5, 7);
     __m512 acc = _mm512_setzero_ps();
@@ -884,13 +884,13 @@ static float row_q4_K_prep(const phiq_kblk_q4_K *x, const phiq_kblk_q8_K *y, con
 }
 
 static void mv_q4_K(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act) {
-    const int64_t nb = n / PHIQ_KQK_K;
+    const int64_t nb = n / PHIQ_QK_K;
     if (n > PREP_MAXN) {
         phiq_matvec_rows(dot_q4_K, n, nrows, out, w, rb, act);
         return;
     }
     _Alignas(64) int8_t yq[PREP_MAXN];
-    const phiq_kblk_q8_K *y = act;
+    const phiq_block_q8_K *y = act;
     static const int order[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* sub-block at each 32-byte slot */
     for (int64_t i = 0; i < nb; i++)
         for (int k = 0; k < 8; k++) memcpy(yq + 256 * i + 32 * k, y[i].qs + 32 * order[k], 32);
@@ -899,7 +899,7 @@ static void mv_q4_K(int64_t n, int64_t nrows, float *out, const void *w, size_t 
             _mm_prefetch((const char *)w + (size_t)(r + 1) * rb, _MM_HINT_T0);
             _mm_prefetch((const char *)w + (size_t)(r + 1) * rb + 64, _MM_HINT_T0);
         }
-        out[r] = row_q4_K_prep((const phiq_kblk_q4_K *)(const void *)((const char *)w + (size_t)r * rb), y, yq, nb);
+        out[r] = row_q4_K_prep((const phiq_block_q4_K *)(const void *)((const char *)w + (size_t)r * rb), y, yq, nb);
     }
 }
 MATVEC_ONLY(q5_K)

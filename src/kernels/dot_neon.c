@@ -21,12 +21,12 @@ static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
 }
 
 static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_0 *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_q4_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t k8 = vdupq_n_s8(8);
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         const uint8x16_t v = vld1q_u8(x[ib].qs);
         const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), k8);
         const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), k8);
@@ -39,10 +39,10 @@ static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q8_0 *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_q8_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         int32x4_t p = dot16(dot16(vdupq_n_s32(0), vld1q_s8(x[ib].qs), vld1q_s8(y[ib].qs)), vld1q_s8(x[ib].qs + 16),
                             vld1q_s8(y[ib].qs + 16));
         const float d = f16(x[ib].d) * f16(y[ib].d);
@@ -53,13 +53,13 @@ static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         uint8_t sc[8], mn[8];
-        phiq_kq_scale_min(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(x[i].scales, sc, mn);
         int summ = 0;
         for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         int isum = 0;
@@ -78,13 +78,13 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q5_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q5_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         uint8_t sc[8], mn[8];
-        phiq_kq_scale_min(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(x[i].scales, sc, mn);
         int summ = 0;
         for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         const uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);
@@ -110,12 +110,12 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_1 *x = vx;
-    const phiq_kblk_q8_1 *y = vy;
+    const phiq_block_q4_1 *x = vx;
+    const phiq_block_q8_1 *y = vy;
     float32x4_t acc = vdupq_n_f32(0);
     float summ = 0;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         const uint8x16_t v = vld1q_u8(x[ib].qs);
         int32x4_t p = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(v, m4)), vld1q_s8(y[ib].qs)),
                             vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), vld1q_s8(y[ib].qs + 16));
@@ -126,12 +126,12 @@ static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_iq4_nl *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_iq4_nl *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float32x4_t acc = vdupq_n_f32(0);
-    const int8x16_t tab = vld1q_s8(phiq_kern_kvalues_iq4nl);
+    const int8x16_t tab = vld1q_s8(phiq_kvalues_iq4nl);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         const uint8x16_t v = vld1q_u8(x[ib].qs);
         int32x4_t p = dot16(dot16(vdupq_n_s32(0), vqtbl1q_s8(tab, vandq_u8(v, m4)), vld1q_s8(y[ib].qs)),
                             vqtbl1q_s8(tab, vshrq_n_u8(v, 4)), vld1q_s8(y[ib].qs + 16));
@@ -146,12 +146,12 @@ static void dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
 DP static inline int32x4_t dot16_dp(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
 
 DP static void dot_q4_0_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_0 *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_q4_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     const int8x16_t k8 = vdupq_n_s8(8);
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         const uint8x16_t v = vld1q_u8(x[ib].qs);
         const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), k8);
         const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), k8);
@@ -164,10 +164,10 @@ DP static void dot_q4_0_dp(int64_t n, float *s, const void *vx, const void *vy) 
 }
 
 DP static void dot_q8_0_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q8_0 *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_q8_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         int32x4_t p = dot16_dp(dot16_dp(vdupq_n_s32(0), vld1q_s8(x[ib].qs), vld1q_s8(y[ib].qs)), vld1q_s8(x[ib].qs + 16),
                             vld1q_s8(y[ib].qs + 16));
         const float d = f16(x[ib].d) * f16(y[ib].d);
@@ -178,13 +178,13 @@ DP static void dot_q8_0_dp(int64_t n, float *s, const void *vx, const void *vy) 
 }
 
 DP static void dot_q4_K_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     const uint8x16_t m4 = vdupq_n_u8(0x0F);
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         uint8_t sc[8], mn[8];
-        phiq_kq_scale_min(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(x[i].scales, sc, mn);
         int summ = 0;
         for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         int isum = 0;
@@ -203,12 +203,12 @@ DP static void dot_q4_K_dp(int64_t n, float *s, const void *vx, const void *vy) 
 }
 
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q6_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     const uint8x16_t m4 = vdupq_n_u8(0x0F), m3 = vdupq_n_u8(3);
     const int8x16_t k32 = vdupq_n_s8(32);
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         int isum = 0;
         for (int h = 0; h < 2; h++) {
             const uint8_t *ql = x[i].ql + 64 * h, *qh = x[i].qh + 32 * h;
@@ -233,13 +233,13 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 DP static void dot_q5_K_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q5_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q5_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         uint8_t sc[8], mn[8];
-        phiq_kq_scale_min(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(x[i].scales, sc, mn);
         int summ = 0;
         for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
         const uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);

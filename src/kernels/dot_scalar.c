@@ -13,9 +13,6 @@
 #include "kernels/dot.h"
 #include "quant/quant.h"
 
-const int8_t phiq_kern_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                       1,    13,   25,  38,  53,  69,  89,  113};
-
 #define F16(h) phiq_f16_to_f32(h)
 
 /* ---- activation quantizers ------------------------------------------------ */
@@ -26,15 +23,15 @@ int phiq_quantize_act_ref(int act_type, const float *x, void *dst, int64_t n) {
     if (n < 0) return PHIQ_EINVAL;
     switch (act_type) {
     case PHIQ_GGML_TYPE_Q8_0:
-        if (n % PHIQ_KQK) return PHIQ_EINVAL;
+        if (n % PHIQ_QK) return PHIQ_EINVAL;
         phiq_quantize_row_q8_0(x, dst, n);
         return 0;
     case PHIQ_GGML_TYPE_Q8_1:
-        if (n % PHIQ_KQK) return PHIQ_EINVAL;
+        if (n % PHIQ_QK) return PHIQ_EINVAL;
         phiq_quantize_row_q8_1(x, dst, n);
         return 0;
     case PHIQ_GGML_TYPE_Q8_K:
-        if (n % PHIQ_KQK_K) return PHIQ_EINVAL;
+        if (n % PHIQ_QK_K) return PHIQ_EINVAL;
         phiq_quantize_row_q8_K(x, dst, n);
         return 0;
     case PHIQ_GGML_TYPE_F16: {
@@ -58,16 +55,16 @@ int phiq_quantize_act_ref(int act_type, const float *x, void *dst, int64_t n) {
 /* ---- legacy 32-element blocks --------------------------------------------- */
 
 static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_0 *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_q4_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+        for (int j = 0; j < PHIQ_QK / 2; j++) {
             const int v0 = (x[ib].qs[j] & 0x0F) - 8;
             const int v1 = (x[ib].qs[j] >> 4) - 8;
             sumi0 += v0 * y[ib].qs[j];
-            sumi1 += v1 * y[ib].qs[j + PHIQ_KQK / 2];
+            sumi1 += v1 * y[ib].qs[j + PHIQ_QK / 2];
         }
         sumf += (sumi0 + sumi1) * F16(x[ib].d) * F16(y[ib].d);
     }
@@ -75,14 +72,14 @@ static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_1 *x = vx;
-    const phiq_kblk_q8_1 *y = vy;
+    const phiq_block_q4_1 *x = vx;
+    const phiq_block_q8_1 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+        for (int j = 0; j < PHIQ_QK / 2; j++) {
             sumi0 += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
-            sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + PHIQ_KQK / 2];
+            sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + PHIQ_QK / 2];
         }
         sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1) + F16(x[ib].m) * F16(y[ib].s);
     }
@@ -90,17 +87,17 @@ static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q5_0 *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_q5_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         uint32_t qh;
         memcpy(&qh, x[ib].qh, sizeof qh);
         int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+        for (int j = 0; j < PHIQ_QK / 2; j++) {
             const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
             sumi0 += (((x[ib].qs[j] & 0x0F) | h0) - 16) * y[ib].qs[j];
-            sumi1 += (((x[ib].qs[j] >> 4) | h1) - 16) * y[ib].qs[j + PHIQ_KQK / 2];
+            sumi1 += (((x[ib].qs[j] >> 4) | h1) - 16) * y[ib].qs[j + PHIQ_QK / 2];
         }
         sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1);
     }
@@ -108,17 +105,17 @@ static void dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q5_1(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q5_1 *x = vx;
-    const phiq_kblk_q8_1 *y = vy;
+    const phiq_block_q5_1 *x = vx;
+    const phiq_block_q8_1 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         uint32_t qh;
         memcpy(&qh, x[ib].qh, sizeof qh);
         int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_KQK / 2; j++) {
+        for (int j = 0; j < PHIQ_QK / 2; j++) {
             const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
             sumi0 += ((x[ib].qs[j] & 0x0F) | h0) * y[ib].qs[j];
-            sumi1 += ((x[ib].qs[j] >> 4) | h1) * y[ib].qs[j + PHIQ_KQK / 2];
+            sumi1 += ((x[ib].qs[j] >> 4) | h1) * y[ib].qs[j + PHIQ_QK / 2];
         }
         sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1) + F16(x[ib].m) * F16(y[ib].s);
     }
@@ -126,27 +123,27 @@ static void dot_q5_1(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q8_0 *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_q8_0 *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         int sumi = 0;
-        for (int j = 0; j < PHIQ_KQK; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
+        for (int j = 0; j < PHIQ_QK; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
         sumf += sumi * (F16(x[ib].d) * F16(y[ib].d));
     }
     *s = sumf;
 }
 
 static void dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_iq4_nl *x = vx;
-    const phiq_kblk_q8_0 *y = vy;
+    const phiq_block_iq4_nl *x = vx;
+    const phiq_block_q8_0 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_KQK; ib++) {
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         const float d = F16(y[ib].d) * F16(x[ib].d);
         int sumi1 = 0, sumi2 = 0;
-        for (int j = 0; j < PHIQ_KQK / 2; j++) {
-            sumi1 += y[ib].qs[j] * phiq_kern_kvalues_iq4nl[x[ib].qs[j] & 0xf];
-            sumi2 += y[ib].qs[j + PHIQ_KQK / 2] * phiq_kern_kvalues_iq4nl[x[ib].qs[j] >> 4];
+        for (int j = 0; j < PHIQ_QK / 2; j++) {
+            sumi1 += y[ib].qs[j] * phiq_kvalues_iq4nl[x[ib].qs[j] & 0xf];
+            sumi2 += y[ib].qs[j + PHIQ_QK / 2] * phiq_kvalues_iq4nl[x[ib].qs[j] >> 4];
         }
         sumf += d * (sumi1 + sumi2);
     }
@@ -163,10 +160,10 @@ static inline void lanes16(int32_t aux32[8], int scale, const int8_t *q8, const 
 }
 
 static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q2_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q2_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const uint8_t *q2 = x[i].qs;
         const int8_t *q8 = y[i].qs;
         const uint8_t *sc = x[i].scales;
@@ -175,7 +172,7 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
         const float dall = y[i].d * F16(x[i].d);
         const float dmin = y[i].d * F16(x[i].dmin);
         int isum = 0, is = 0;
-        for (int k = 0; k < PHIQ_KQK_K / 128; k++) {
+        for (int k = 0; k < PHIQ_QK_K / 128; k++) {
             for (int shift = 0; shift < 8; shift += 2) {
                 int isuml = 0;
                 for (int l = 0; l < 16; l++) isuml += q8[l] * ((q2[l] >> shift) & 3);
@@ -193,16 +190,16 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q3_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q3_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     float sums[8] = {0};
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
-        int8_t aux8[PHIQ_KQK_K];
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        int8_t aux8[PHIQ_QK_K];
         int32_t aux32[8] = {0};
         const uint8_t *q3 = x[i].qs, *hm = x[i].hmask;
         int8_t *a = aux8;
         uint8_t m = 1;
-        for (int j = 0; j < PHIQ_KQK_K; j += 128, q3 += 32) {
+        for (int j = 0; j < PHIQ_QK_K; j += 128, q3 += 32) {
             for (int shift = 0; shift < 8; shift += 2, a += 32, m <<= 1)
                 for (int l = 0; l < 32; l++) a[l] = (int8_t)(((q3[l] >> shift) & 3) - (hm[l] & m ? 0 : 4));
         }
@@ -215,7 +212,7 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
         }
         const int8_t *q8 = y[i].qs;
         a = aux8;
-        for (int j = 0; j < PHIQ_KQK_K / 16; j++, q8 += 16, a += 16) lanes16(aux32, scales[j], q8, a);
+        for (int j = 0; j < PHIQ_QK_K / 16; j++, q8 += 16, a += 16) lanes16(aux32, scales[j], q8, a);
         const float d = F16(x[i].d) * y[i].d;
         for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
     }
@@ -225,28 +222,28 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q4_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q4_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     float sums[8] = {0};
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
-        int8_t aux8[PHIQ_KQK_K];
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        int8_t aux8[PHIQ_QK_K];
         int32_t aux32[8] = {0};
         const uint8_t *q4 = x[i].qs;
         int8_t *a = aux8;
-        for (int j = 0; j < PHIQ_KQK_K / 64; j++, q4 += 32) {
+        for (int j = 0; j < PHIQ_QK_K / 64; j++, q4 += 32) {
             for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] & 0xF);
             a += 32;
             for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] >> 4);
             a += 32;
         }
         uint8_t sc[8], mn[8];
-        phiq_kq_scale_min(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(x[i].scales, sc, mn);
         int sumi = 0;
-        for (int j = 0; j < PHIQ_KQK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
+        for (int j = 0; j < PHIQ_QK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
         const int8_t *q8 = y[i].qs;
         a = aux8;
-        for (int j = 0; j < PHIQ_KQK_K / 32; j++, q8 += 32, a += 32) {
+        for (int j = 0; j < PHIQ_QK_K / 32; j++, q8 += 32, a += 32) {
             lanes16(aux32, sc[j], q8, a);
             lanes16(aux32, sc[j], q8 + 16, a + 16);
         }
@@ -260,29 +257,29 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q5_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q5_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     float sums[8] = {0};
     float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
-        int8_t aux8[PHIQ_KQK_K];
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        int8_t aux8[PHIQ_QK_K];
         int32_t aux32[8] = {0};
         const uint8_t *q4 = x[i].qs, *hm = x[i].qh;
         int8_t *a = aux8;
         uint8_t m = 1;
-        for (int j = 0; j < PHIQ_KQK_K / 64; j++, q4 += 32) {
+        for (int j = 0; j < PHIQ_QK_K / 64; j++, q4 += 32) {
             for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] & 0xF) + (hm[l] & m ? 16 : 0));
             a += 32, m <<= 1;
             for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
             a += 32, m <<= 1;
         }
         uint8_t sc[8], mn[8];
-        phiq_kq_scale_min(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(x[i].scales, sc, mn);
         int sumi = 0;
-        for (int j = 0; j < PHIQ_KQK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
+        for (int j = 0; j < PHIQ_QK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
         const int8_t *q8 = y[i].qs;
         a = aux8;
-        for (int j = 0; j < PHIQ_KQK_K / 32; j++, q8 += 32, a += 32) {
+        for (int j = 0; j < PHIQ_QK_K / 32; j++, q8 += 32, a += 32) {
             lanes16(aux32, sc[j], q8, a);
             lanes16(aux32, sc[j], q8 + 16, a + 16);
         }
@@ -296,15 +293,15 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_q6_K *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_q6_K *x = vx;
+    const phiq_block_q8_K *y = vy;
     float sums[8] = {0};
-    for (int64_t i = 0; i < n / PHIQ_KQK_K; i++) {
-        int8_t aux8[PHIQ_KQK_K];
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        int8_t aux8[PHIQ_QK_K];
         int32_t aux32[8] = {0};
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
         int8_t *a = aux8;
-        for (int j = 0; j < PHIQ_KQK_K; j += 128, a += 128, ql += 64, qh += 32) {
+        for (int j = 0; j < PHIQ_QK_K; j += 128, a += 128, ql += 64, qh += 32) {
             for (int l = 0; l < 32; l++) {
                 a[l + 0] = (int8_t)(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
                 a[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
@@ -314,7 +311,7 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
         }
         const int8_t *q8 = y[i].qs;
         a = aux8;
-        for (int j = 0; j < PHIQ_KQK_K / 16; j++, q8 += 16, a += 16) lanes16(aux32, x[i].scales[j], q8, a);
+        for (int j = 0; j < PHIQ_QK_K / 16; j++, q8 += 16, a += 16) lanes16(aux32, x[i].scales[j], q8, a);
         const float d = F16(x[i].d) * y[i].d;
         for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
     }
@@ -324,30 +321,30 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_kblk_iq4_xs *x = vx;
-    const phiq_kblk_q8_K *y = vy;
+    const phiq_block_iq4_xs *x = vx;
+    const phiq_block_q8_K *y = vy;
     float sumf = 0;
-    for (int64_t ibl = 0; ibl < n / PHIQ_KQK_K; ibl++) {
+    for (int64_t ibl = 0; ibl < n / PHIQ_QK_K; ibl++) {
         const float d4d8 = F16(x[ibl].d) * y[ibl].d;
         uint16_t h = x[ibl].scales_h;
         const uint8_t *qs = x[ibl].qs;
         const int8_t *q8 = y[ibl].qs;
-        for (int ib = 0; ib < PHIQ_KQK_K / 32; ib += 2) {
+        for (int ib = 0; ib < PHIQ_QK_K / 32; ib += 2) {
             const int ls1 = (x[ibl].scales_l[ib / 2] & 0xf) | ((h << 4) & 0x30);
             const int ls2 = (x[ibl].scales_l[ib / 2] >> 4) | ((h << 2) & 0x30);
             h >>= 4;
             const float d1 = d4d8 * (ls1 - 32), d2 = d4d8 * (ls2 - 32);
             int sumi1 = 0, sumi2 = 0;
             for (int j = 0; j < 16; j++) {
-                sumi1 += q8[j] * phiq_kern_kvalues_iq4nl[qs[j] & 0xf];
-                sumi2 += q8[j + 16] * phiq_kern_kvalues_iq4nl[qs[j] >> 4];
+                sumi1 += q8[j] * phiq_kvalues_iq4nl[qs[j] & 0xf];
+                sumi2 += q8[j + 16] * phiq_kvalues_iq4nl[qs[j] >> 4];
             }
             sumf += d1 * (sumi1 + sumi2);
             qs += 16, q8 += 32;
             sumi1 = sumi2 = 0;
             for (int j = 0; j < 16; j++) {
-                sumi1 += q8[j] * phiq_kern_kvalues_iq4nl[qs[j] & 0xf];
-                sumi2 += q8[j + 16] * phiq_kern_kvalues_iq4nl[qs[j] >> 4];
+                sumi1 += q8[j] * phiq_kvalues_iq4nl[qs[j] & 0xf];
+                sumi2 += q8[j + 16] * phiq_kvalues_iq4nl[qs[j] >> 4];
             }
             sumf += d2 * (sumi1 + sumi2);
             qs += 16, q8 += 32;

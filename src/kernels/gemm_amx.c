@@ -71,7 +71,7 @@ static inline void prefetch_rows(const char *w, size_t rb, size_t rowlen) {
 
 static void pack_q8(int wt, int64_t n, int64_t ncols, int64_t ct0, int64_t ct1, const void *act, size_t as,
                     void *packed) {
-    const int64_t nb = n / PHIQ_KQK;
+    const int64_t nb = n / PHIQ_QK;
     const int q81 = wt == WT_Q4_1, absz = q81 ? 36 : 34, aqoff = q81 ? 4 : 2;
     for (int64_t ct = ct0; ct < ct1; ct++) {
         int8_t *B = (int8_t *)packed + (size_t)ct * q8_tile_bytes(nb);
@@ -103,7 +103,7 @@ static size_t q8_scratch_bytes(int64_t nb) { return (size_t)nb * (512 + 64 + 64)
 static inline __attribute__((always_inline)) void run_q8(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                    const void *packed, void *scratch) {
     const int bszs[] = {34, 18, 20, 18};
-    const int64_t nb = n / PHIQ_KQK, nrt = nrows / 16, nct = (ncols + 15) / 16;
+    const int64_t nb = n / PHIQ_QK, nrt = nrows / 16, nct = (ncols + 15) / 16;
     const int bsz = bszs[wt], q81 = wt == WT_Q4_1, unpack = wt != WT_Q8_0;
     const int qoff = q81 ? 4 : 2;
     int8_t *A = scratch;
@@ -126,7 +126,7 @@ static inline __attribute__((always_inline)) void run_q8(int wt, int64_t n, int6
                     if (wt == WT_Q4_0) z = _mm256_sub_epi8(z, _mm256_set1_epi8(8));
                     if (wt == WT_IQ4_NL)
                         z = _mm256_shuffle_epi8(
-                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl)), z);
+                            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl)), z);
                     _mm256_store_si256((__m256i *)(A + b * 512 + r * 32), z);
                 }
             }
@@ -183,10 +183,10 @@ static inline __attribute__((always_inline)) void run_q8(int wt, int64_t n, int6
  * Q5_K, Q2_K) are applied with the activation bsums. */
 enum { WT_Q4_K, WT_Q6_K, WT_Q5_K, WT_IQ4_XS, WT_Q3_K, WT_Q2_K, WT_KCOUNT };
 
-static void unpack_q4_K(const phiq_kblk_q4_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+static void unpack_q4_K(const phiq_block_q4_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
     for (int64_t i = 0; i < nsb; i++) {
         uint8_t sc[8], mn[8];
-        phiq_kq_scale_min(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(x[i].scales, sc, mn);
         const float d = F16(x[i].d), dmin = F16(x[i].dmin);
         for (int c = 0; c < 4; c++) {
             __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));
@@ -199,7 +199,7 @@ static void unpack_q4_K(const phiq_kblk_q4_K *x, int64_t nsb, int r, int8_t *A, 
     }
 }
 
-static void unpack_q6_K(const phiq_kblk_q6_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+static void unpack_q6_K(const phiq_block_q6_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d);
         for (int h = 0; h < 2; h++) {
@@ -220,11 +220,11 @@ static void unpack_q6_K(const phiq_kblk_q6_K *x, int64_t nsb, int r, int8_t *A, 
     }
 }
 
-static void unpack_q5_K(const phiq_kblk_q5_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+static void unpack_q5_K(const phiq_block_q5_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     for (int64_t i = 0; i < nsb; i++) {
         uint8_t sc[8], mn[8];
-        phiq_kq_scale_min(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(x[i].scales, sc, mn);
         const float d = F16(x[i].d), dmin = F16(x[i].dmin);
         const __m256i qh = _mm256_loadu_si256((const __m256i *)x[i].qh);
         for (int c = 0; c < 4; c++) {
@@ -241,8 +241,8 @@ static void unpack_q5_K(const phiq_kblk_q5_K *x, int64_t nsb, int r, int8_t *A, 
     }
 }
 
-static void unpack_iq4_xs(const phiq_kblk_iq4_xs *x, int64_t nsb, int r, int8_t *A, float *wsc) {
-    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kern_kvalues_iq4nl));
+static void unpack_iq4_xs(const phiq_block_iq4_xs *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+    const __m256i tab = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)phiq_kvalues_iq4nl));
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d);
         for (int ib = 0; ib < 8; ib++) {
@@ -257,7 +257,7 @@ static void unpack_iq4_xs(const phiq_kblk_iq4_xs *x, int64_t nsb, int r, int8_t 
 }
 
 /* Q3_K / Q2_K: 2-bit planes (plus Q3_K's high bit), 16-element groups. */
-static void unpack_q3_K(const phiq_kblk_q3_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
+static void unpack_q3_K(const phiq_block_q3_K *x, int64_t nsb, int r, int8_t *A, float *wsc) {
     const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), k4 = _mm256_set1_epi8(4);
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d);
@@ -281,7 +281,7 @@ static void unpack_q3_K(const phiq_kblk_q3_K *x, int64_t nsb, int r, int8_t *A, 
     }
 }
 
-static void unpack_q2_K(const phiq_kblk_q2_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
+static void unpack_q2_K(const phiq_block_q2_K *x, int64_t nsb, int r, int8_t *A, float *wsc, float *wmn) {
     const __m256i m3 = _mm256_set1_epi8(3);
     for (int64_t i = 0; i < nsb; i++) {
         const float d = F16(x[i].d), dmin = F16(x[i].dmin);
@@ -305,7 +305,7 @@ static void unpack_q2_K(const phiq_kblk_q2_K *x, int64_t nsb, int r, int8_t *A, 
  *   ysum [nsub][16] f32: d * (sum of the sub-block's q), for the mins
  * zeros past ncols. */
 static size_t k_tile_bytes(int64_t n, int ks) {
-    return (size_t)n * 16 + (size_t)(n / PHIQ_KQK_K) * 64 + (size_t)(n / ks) * 64;
+    return (size_t)n * 16 + (size_t)(n / PHIQ_QK_K) * 64 + (size_t)(n / ks) * 64;
 }
 
 static int k_sub(int wt) { return wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_IQ4_XS ? 32 : 16; } /* elements per scale */
@@ -313,27 +313,27 @@ static int k_sub(int wt) { return wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_IQ4
 static void pack_k(int wt, int64_t n, int64_t ncols, int64_t ct0, int64_t ct1, const void *act, size_t as,
                    void *packed) {
     const int ks = k_sub(wt);
-    const int64_t nsb = n / PHIQ_KQK_K, nsub = n / ks;
+    const int64_t nsb = n / PHIQ_QK_K, nsub = n / ks;
     const size_t bsub = (size_t)ks * 16; /* bytes of one sub-block tile */
     for (int64_t ct = ct0; ct < ct1; ct++) {
         int8_t *B = (int8_t *)packed + (size_t)ct * k_tile_bytes(n, ks);
         float *dy = (float *)(void *)(B + (size_t)n * 16), *ysum = dy + nsb * 16;
         for (int j = 0; j < 16; j++) {
             const int64_t col = ct * 16 + j;
-            const phiq_kblk_q8_K *y = col < ncols ? (const phiq_kblk_q8_K *)((const char *)act + (size_t)col * as) : NULL;
+            const phiq_block_q8_K *y = col < ncols ? (const phiq_block_q8_K *)((const char *)act + (size_t)col * as) : NULL;
             for (int64_t i = 0; i < nsb; i++) {
                 dy[i * 16 + j] = y ? y[i].d : 0;
                 /* activation sums per sub-block (bsums are per 16), times d */
-                for (int k = 0; k < PHIQ_KQK_K / ks; k++) {
+                for (int k = 0; k < PHIQ_QK_K / ks; k++) {
                     int sum = 0;
                     for (int t = 0; y && t < ks / 16; t++) sum += y[i].bsums[k * ks / 16 + t];
-                    ysum[(i * (PHIQ_KQK_K / ks) + k) * 16 + j] = y ? y[i].d * (float)sum : 0;
+                    ysum[(i * (PHIQ_QK_K / ks) + k) * 16 + j] = y ? y[i].d * (float)sum : 0;
                 }
             }
             for (int64_t sub = 0; sub < nsub; sub++) {
                 int8_t *dst = B + (size_t)sub * bsub;
                 for (int kk = 0; kk < ks / 4; kk++) {
-                    if (y) memcpy(dst + kk * 64 + 4 * j, y[sub * ks / PHIQ_KQK_K].qs + (sub * ks) % PHIQ_KQK_K + 4 * kk, 4);
+                    if (y) memcpy(dst + kk * 64 + 4 * j, y[sub * ks / PHIQ_QK_K].qs + (sub * ks) % PHIQ_QK_K + 4 * kk, 4);
                     else memset(dst + kk * 64 + 4 * j, 0, 4);
                 }
             }
@@ -349,14 +349,14 @@ static inline __attribute__((always_inline)) void run_k(int wt, int64_t n, int64
                   const void *packed, void *scratch) {
     const int ks = k_sub(wt);
     const int has_min = wt == WT_Q4_K || wt == WT_Q5_K || wt == WT_Q2_K;
-    const int64_t nsb = n / PHIQ_KQK_K, nsub = n / ks, nrt = nrows / 16, nct = (ncols + 15) / 16;
+    const int64_t nsb = n / PHIQ_QK_K, nsub = n / ks, nrt = nrows / 16, nct = (ncols + 15) / 16;
     const size_t bsub = (size_t)ks * 16;
     int8_t *A = scratch;
     float *wsc = (float *)(void *)(A + (size_t)n * 16), *wmn = wsc + nsub * 16;
     tiles_configure_k(ks);
     _Alignas(64) int32_t C[16][16], C2[16][16];
     _Alignas(64) float res[16][16];
-    const int per_sb = PHIQ_KQK_K / ks;
+    const int per_sb = PHIQ_QK_K / ks;
     for (int64_t rt = 0; rt < nrt; rt++) {
         if (rt + 1 < nrt) prefetch_rows((const char *)w + (size_t)(rt + 1) * 16 * rb, rb, rb);
         for (int r = 0; r < 16; r++) {
@@ -444,7 +444,7 @@ int phiq_gemm_amx_supports(int wtype) {
 
 static size_t tile_bytes(int wtype, int64_t n) {
     int wt;
-    return amx_kind(wtype, &wt) == 0 ? q8_tile_bytes(n / PHIQ_KQK) : k_tile_bytes(n, k_sub(wt));
+    return amx_kind(wtype, &wt) == 0 ? q8_tile_bytes(n / PHIQ_QK) : k_tile_bytes(n, k_sub(wt));
 }
 
 size_t phiq_gemm_amx_packed_size(int wtype, int64_t n, int64_t ncols) {
@@ -453,7 +453,7 @@ size_t phiq_gemm_amx_packed_size(int wtype, int64_t n, int64_t ncols) {
 
 size_t phiq_gemm_amx_scratch_size(int wtype, int64_t n) {
     int wt;
-    return amx_kind(wtype, &wt) == 0 ? q8_scratch_bytes(n / PHIQ_KQK) : k_scratch_bytes(n, k_sub(wt));
+    return amx_kind(wtype, &wt) == 0 ? q8_scratch_bytes(n / PHIQ_QK) : k_scratch_bytes(n, k_sub(wt));
 }
 
 void phiq_gemm_amx_pack(int wtype, int64_t n, int64_t ncols, int64_t ct0, int64_t ct1, const void *act, size_t as,

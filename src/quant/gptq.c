@@ -110,7 +110,7 @@ static float round_on_grid(int type, uint8_t *blk, int j, float x) {
     case PHIQ_GGML_TYPE_Q4_K: {
         phiq_block_q4_K *b = (phiq_block_q4_K *)(void *)blk;
         uint8_t sc, m;
-        get_scale_min_k4(j / 32, b->scales, &sc, &m);
+        phiq_k4_scale_min(j / 32, b->scales, &sc, &m);
         float d = phiq_f16_to_f32(b->d) * sc, mn = phiq_f16_to_f32(b->dmin) * m;
         int q = d != 0 ? (int)lrintf((x + mn) / d) : 0;
         q = q < 0 ? 0 : q > 15 ? 15 : q;
@@ -121,7 +121,7 @@ static float round_on_grid(int type, uint8_t *blk, int j, float x) {
     case PHIQ_GGML_TYPE_Q5_K: {
         phiq_block_q5_K *b = (phiq_block_q5_K *)(void *)blk;
         uint8_t sc, m;
-        get_scale_min_k4(j / 32, b->scales, &sc, &m);
+        phiq_k4_scale_min(j / 32, b->scales, &sc, &m);
         float d = phiq_f16_to_f32(b->d) * sc, mn = phiq_f16_to_f32(b->dmin) * m;
         int q = d != 0 ? (int)lrintf((x + mn) / d) : 0;
         q = q < 0 ? 0 : q > 31 ? 31 : q;

@@ -1,8 +1,7 @@
-/* quant_internal.h — block layouts and float32 helpers shared by the
- * reference quantizers (quant.c: 32-element types, quant_k.c: 256-element
- * K-quants). Layouts are ggml's (ggml-common.h); all multi-byte fields are
- * little-endian and the structs have no padding (checked below), so a row
- * is an array of these blocks.
+/* quant_internal.h — float32 helpers and the scale searches shared by the
+ * quantizer families (quant_q32.c, quant_iq4.c, quant_k.c) and the table
+ * in quant.c that dispatches to them. The block layouts are
+ * formats/ggml_blocks.h's.
  *
  * Byte-exactness with llama.cpp rests on doing every float32 operation in
  * the same order and type as ggml-quants.c; the helpers here (nearest_int,
@@ -16,6 +15,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "formats/ggml_blocks.h"
 
 /* llama.cpp's reference build has no FMA; contracting a*b+c into one
  * rounding would change results, so forbid it in every file that includes
@@ -33,57 +33,7 @@
 #define PHIQ_QUANT_HAVE_AVX2 0
 #endif
 
-#define PHIQ_QK 32     /* elements per block of the 32-element types */
-#define PHIQ_QK_K 256  /* elements per K-quant super-block */
 #define PHIQ_GROUP_MAX_EPS 1e-15f
-
-typedef uint16_t phiq_half;
-
-typedef struct { phiq_half d; uint8_t qs[16]; } phiq_block_q4_0;                 /* 18 B */
-typedef struct { phiq_half d, m; uint8_t qs[16]; } phiq_block_q4_1;              /* 20 B */
-typedef struct { phiq_half d; uint8_t qh[4]; uint8_t qs[16]; } phiq_block_q5_0;  /* 22 B */
-typedef struct { phiq_half d, m; uint8_t qh[4]; uint8_t qs[16]; } phiq_block_q5_1; /* 24 B */
-typedef struct { phiq_half d; int8_t qs[32]; } phiq_block_q8_0;                  /* 34 B */
-typedef struct { phiq_half d, s; int8_t qs[32]; } phiq_block_q8_1;               /* 36 B, s = d*sum(qs) */
-typedef struct { phiq_half d; uint8_t qs[16]; } phiq_block_iq4_nl;               /* 18 B */
-/* K-quants: 256 elements */
-typedef struct { uint8_t scales[16]; uint8_t qs[64]; phiq_half d, dmin; } phiq_block_q2_K;      /* 84 B */
-typedef struct { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; phiq_half d; } phiq_block_q3_K; /* 110 B */
-typedef struct { phiq_half d, dmin; uint8_t scales[12]; uint8_t qs[128]; } phiq_block_q4_K;    /* 144 B */
-typedef struct { phiq_half d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; } phiq_block_q5_K; /* 176 B */
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; phiq_half d; } phiq_block_q6_K; /* 210 B */
-typedef struct { float d; int8_t qs[256]; int16_t bsums[16]; } phiq_block_q8_K;  /* 292 B, d is f32 */
-typedef struct { phiq_half d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; } phiq_block_iq4_xs; /* 136 B */
-
-_Static_assert(sizeof(phiq_block_q4_0) == 18, "q4_0");
-_Static_assert(sizeof(phiq_block_q4_1) == 20, "q4_1");
-_Static_assert(sizeof(phiq_block_q5_0) == 22, "q5_0");
-_Static_assert(sizeof(phiq_block_q5_1) == 24, "q5_1");
-_Static_assert(sizeof(phiq_block_q8_0) == 34, "q8_0");
-_Static_assert(sizeof(phiq_block_q8_1) == 36, "q8_1");
-_Static_assert(sizeof(phiq_block_iq4_nl) == 18, "iq4_nl");
-_Static_assert(sizeof(phiq_block_q2_K) == 84, "q2_K");
-_Static_assert(sizeof(phiq_block_q3_K) == 110, "q3_K");
-_Static_assert(sizeof(phiq_block_q4_K) == 144, "q4_K");
-
-/* Q4_K/Q5_K: 6-bit scale and min of sub-block j from the 12-byte packing (ggml's get_scale_min_k4). */
-static inline void get_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
-    if (j < 4) {
-        *d = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-    }
-}
-
-_Static_assert(sizeof(phiq_block_q5_K) == 176, "q5_K");
-_Static_assert(sizeof(phiq_block_q6_K) == 210, "q6_K");
-_Static_assert(sizeof(phiq_block_q8_K) == 292, "q8_K");
-_Static_assert(sizeof(phiq_block_iq4_xs) == 136, "iq4_xs");
-
-/* The 16 non-linear levels of IQ4_NL / IQ4_XS. */
-extern const int8_t phiq_kvalues_iq4nl[16];
 
 static inline float phiq_h2f(phiq_half h) { return phiq_f16_to_f32(h); }
 static inline phiq_half phiq_f2h(float f) { return phiq_f32_to_f16(f); }
@@ -132,10 +82,50 @@ static inline int phiq_quant_simd(void) {
 int64_t phiq_quantize_impl(int type, const float *src, void *dst, int64_t nrows, int64_t n_per_row,
                            const float *imatrix, int simd);
 
-/* Per-row quantizers (n_per_row elements; qw = NULL or n_per_row weights;
- * simd: use the AVX2 searches — callers pass phiq_quant_simd()). */
-void phiq_quantize_row_q2_K(const float *x, void *y, int64_t n, const float *qw);
-void phiq_quantize_row_q3_K(const float *x, void *y, int64_t n, const float *qw);
+/* ---- scale searches (quant_search.c), shared by every family ---------------- */
+
+/* make_qx_quants with rmse_type 1: symmetric levels -nmax..nmax-1, 19 trial
+ * scales, weights qw (or x^2). L receives l + nmax. */
+float phiq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw);
+/* make_q3_quants with do_rmse: x^2-weighted coordinate descent; L receives l + nmax. */
+float phiq_make_q3_quants(int n, int nmax, const float *x, int8_t *L);
+/* make_qkx2_quants (weights given; use_mad: |diff| instead of diff^2) and
+ * make_qkx3_quants (weights NULL: x^2): asymmetric 0..nmax levels and a min
+ * (*the_min = -min); Laux: n bytes of scratch. */
+float phiq_make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                            uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad);
+float phiq_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                            uint8_t *Laux, float rmin, float rdelta, int nstep);
+/* make_qp_quants: non-negative values (sub-block scales/mins) to 0..nmax with weights qw. */
+float phiq_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw);
+
+/* ---- per-family row functions, the entries of quant.c's table ---------------- */
+
+/* One row of n elements (whole blocks); qw: NULL (llama-quantize without an
+ * imatrix) or n importance weights; simd: may use the AVX2 searches
+ * (identical bytes; callers pass phiq_quant_simd()). */
+typedef void (*phiq_quant_row_fn)(const float *x, void *y, int64_t n, const float *qw, int simd);
+typedef void (*phiq_dequant_row_fn)(const void *x, float *y, int64_t n);
+
+/* quant_q32.c */
+void phiq_quantize_row_q4_0(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q4_1(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q5_0(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q5_1(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_dequantize_row_q4_0(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q4_1(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q5_0(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q5_1(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q8_0(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q8_1(const void *x, float *y, int64_t n);
+/* quant_iq4.c */
+void phiq_quantize_row_iq4_nl(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_iq4_xs(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_dequantize_row_iq4_nl(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_iq4_xs(const void *x, float *y, int64_t n);
+/* quant_k.c */
+void phiq_quantize_row_q2_K(const float *x, void *y, int64_t n, const float *qw, int simd);
+void phiq_quantize_row_q3_K(const float *x, void *y, int64_t n, const float *qw, int simd);
 void phiq_quantize_row_q4_K(const float *x, void *y, int64_t n, const float *qw, int simd);
 void phiq_quantize_row_q5_K(const float *x, void *y, int64_t n, const float *qw, int simd);
 void phiq_quantize_row_q6_K(const float *x, void *y, int64_t n, const float *qw, int simd);
@@ -144,5 +134,6 @@ void phiq_dequantize_row_q3_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q4_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q5_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q6_K(const void *x, float *y, int64_t n);
+void phiq_dequantize_row_q8_K(const void *x, float *y, int64_t n);
 
 #endif

@@ -1,7 +1,6 @@
-/* quant_k.c — the K-quants (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K: 256-element
+/* quant_k.c — the K-quant family (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K: 256-element
  * super-blocks with 16 or 32-element sub-blocks) and the Q8_K activation
- * quantizer, plus the scale-search helpers they share with the imatrix
- * paths of the 32-element types.
+ * quantizer. The scale searches are quant_search.c's.
  *
  * Without an imatrix llama-quantize runs ggml's quantize_row_*_ref (fixed
  * weights derived from x); with one it runs quantize_row_*_impl. Both are
@@ -11,321 +10,6 @@
  */
 #include "quant/quant_internal.h"
 
-
-/* ---- scale searches ------------------------------------------------------ */
-
-/* Weight used by make_qx_quants: the given importance, else x^2 (rmse_type 1). */
-static inline float qx_weight(const float *qw, const float *x, int i) { return qw ? qw[i] : x[i] * x[i]; }
-
-float phiq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < PHIQ_GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = phiq_nearest_int(iscale * x[i]);
-        l = phiq_imax(-nmax, phiq_imin(nmax - 1, l));
-        L[i] = (int8_t)(l + nmax);
-        const float w = qx_weight(qw, x, i);
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; is++) {
-        if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; i++) {
-            int l = phiq_nearest_int(iscale * x[i]);
-            l = phiq_imax(-nmax, phiq_imin(nmax - 1, l));
-            const float w = qx_weight(qw, x, i);
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; i++) {
-                const int l = phiq_nearest_int(iscale * x[i]);
-                L[i] = (int8_t)(nmax + phiq_imax(-nmax, phiq_imin(nmax - 1, l)));
-            }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
-
-void phiq_qx16_search_scalar(const float *x, const float *qw, int nmax, int8_t *L, float *scales) {
-    for (int g = 0; g < 8; g++)
-        scales[g] = phiq_make_qx_quants(16, nmax, x + 16 * g, L + 16 * g, qw ? qw + 16 * g : NULL);
-}
-
-/* ggml's make_q3_quants with do_rmse: x^2-weighted coordinate descent. */
-static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < PHIQ_GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    const float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = phiq_nearest_int(iscale * x[i]);
-        l = phiq_imax(-nmax, phiq_imin(nmax - 1, l));
-        L[i] = (int8_t)l;
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    for (int itry = 0; itry < 5; itry++) {
-        int n_changed = 0;
-        for (int i = 0; i < n; i++) {
-            const float w = x[i] * x[i];
-            float slx = sumlx - w * x[i] * L[i];
-            if (slx > 0) {
-                float sl2 = suml2 - w * L[i] * L[i];
-                int new_l = phiq_nearest_int(x[i] * sl2 / slx);
-                new_l = phiq_imax(-nmax, phiq_imin(nmax - 1, new_l));
-                if (new_l != L[i]) {
-                    slx += w * x[i] * new_l;
-                    sl2 += w * new_l * new_l;
-                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (int8_t)new_l;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        n_changed++;
-                    }
-                }
-            }
-        }
-        if (!n_changed) break;
-    }
-    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
-
-/* ggml's make_qkx2_quants (weights given, use_mad selects |diff| vs diff^2).
- * Note the running min: once a candidate wins, later steps quantize
- * against the new min — required for byte-exactness. */
-static float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
-                              uint8_t *Laux, float rmin, float rdelta, int nstep, int use_mad) {
-    float min = x[0], max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        const float w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max == min) {
-        memset(L, 0, (size_t)n);
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
-    for (int i = 0; i < n; i++) {
-        const int l = phiq_nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)phiq_imax(0, phiq_imin(nmax, l));
-        float diff = scale * L[i] + min - x[i];
-        diff = use_mad ? fabsf(diff) : diff * diff;
-        best_error += weights[i] * diff;
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            int l = phiq_nearest_int(iscale * (x[i] - min));
-            l = phiq_imax(0, phiq_imin(nmax, l));
-            Laux[i] = (uint8_t)l;
-            const float w = weights[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float cur_error = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? fabsf(diff) : diff * diff;
-                cur_error += weights[i] * diff;
-            }
-            if (cur_error < best_error) {
-                memcpy(L, Laux, (size_t)n);
-                best_error = cur_error;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-}
-
-/* ggml's make_qkx3_quants with use_mad = false (weights NULL → x^2). */
-float phiq_make_qkx3_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
-                            uint8_t *Laux, float rmin, float rdelta, int nstep) {
-#define QKX3_W(i) (weights ? weights[i] : x[i] * x[i])
-    float min = x[0], max = x[0];
-    float sum_w = QKX3_W(0);
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; i++) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        const float w = QKX3_W(i);
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max <= min) {
-        memset(L, 0, (size_t)n);
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_mad = 0;
-    for (int i = 0; i < n; i++) {
-        const int l = phiq_nearest_int(iscale * (x[i] - min));
-        L[i] = (uint8_t)phiq_imax(0, phiq_imin(nmax, l));
-        float diff = scale * L[i] + min - x[i];
-        diff = diff * diff;
-        best_mad += QKX3_W(i) * diff;
-    }
-    for (int is = 0; is <= nstep; is++) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; i++) {
-            int l = phiq_nearest_int(iscale * (x[i] - min));
-            l = phiq_imax(0, phiq_imin(nmax, l));
-            Laux[i] = (uint8_t)l;
-            const float w = QKX3_W(i);
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float mad = 0;
-            for (int i = 0; i < n; i++) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = diff * diff;
-                mad += QKX3_W(i) * diff;
-            }
-            if (mad < best_mad) {
-                memcpy(L, Laux, (size_t)n);
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
-#undef QKX3_W
-}
-
-/* ggml's make_qp_quants: non-negative values (sub-block scales/mins) to
- * 0..nmax with weights, returns the step. */
-static float make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw) {
-    float max = 0;
-    for (int i = 0; i < n; i++) max = x[i] > max ? x[i] : max;
-    if (max < PHIQ_GROUP_MAX_EPS) {
-        memset(L, 0, (size_t)n);
-        return 0.f;
-    }
-    float iscale = nmax / max;
-    for (int i = 0; i < n; i++) L[i] = (uint8_t)phiq_nearest_int(iscale * x[i]);
-    const float scale = 1 / iscale;
-    float best_mse = 0;
-    for (int i = 0; i < n; i++) {
-        const float diff = x[i] - scale * L[i];
-        best_mse += qw[i] * diff * diff;
-    }
-    for (int is = -4; is <= 4; is++) {
-        if (is == 0) continue;
-        const float iscale_is = (0.1f * is + nmax) / max;
-        const float scale_is = 1 / iscale_is;
-        float mse = 0;
-        for (int i = 0; i < n; i++) {
-            int l = phiq_nearest_int(iscale_is * x[i]);
-            l = phiq_imin(nmax, l);
-            const float diff = x[i] - scale_is * l;
-            mse += qw[i] * diff * diff;
-        }
-        if (mse < best_mse) {
-            best_mse = mse;
-            iscale = iscale_is;
-        }
-    }
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; i++) {
-        int l = phiq_nearest_int(iscale * x[i]);
-        l = phiq_imin(nmax, l);
-        L[i] = (uint8_t)l;
-        const float w = qw[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    for (int itry = 0; itry < 5; itry++) {
-        int n_changed = 0;
-        for (int i = 0; i < n; i++) {
-            const float w = qw[i];
-            float slx = sumlx - w * x[i] * L[i];
-            float sl2 = suml2 - w * L[i] * L[i];
-            if (slx > 0 && sl2 > 0) {
-                int new_l = phiq_nearest_int(x[i] * sl2 / slx);
-                new_l = phiq_imin(nmax, new_l);
-                if (new_l != L[i]) {
-                    slx += w * x[i] * new_l;
-                    sl2 += w * new_l * new_l;
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = (uint8_t)new_l;
-                        sumlx = slx;
-                        suml2 = sl2;
-                        n_changed++;
-                    }
-                }
-            }
-        }
-        if (!n_changed) break;
-    }
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
-}
 
 /* ---- shared packing ----------------------------------------------------------- */
 
@@ -364,7 +48,8 @@ static void q2_K_requant(const float *x, phiq_block_q2_K *y, uint8_t *L) {
     pack2(L, y->qs);
 }
 
-void phiq_quantize_row_q2_K(const float *x, void *vy, int64_t n, const float *qw) {
+void phiq_quantize_row_q2_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
+    (void)simd; /* no SIMD search for this type */
     phiq_block_q2_K *y = vy;
     uint8_t L[PHIQ_QK_K], Laux[16], Ls[16], Lm[16];
     float weights[16], mins[16], scales[16], sw[16];
@@ -374,7 +59,7 @@ void phiq_quantize_row_q2_K(const float *x, void *vy, int64_t n, const float *qw
             float max_scale = 0, max_min = 0;
             for (int j = 0; j < 16; j++) {
                 for (int l = 0; l < 16; l++) weights[l] = fabsf(x[16 * j + l]);
-                scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f,
+                scales[j] = phiq_make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f,
                                              15, 1);
                 if (scales[j] > max_scale) max_scale = scales[j];
                 if (mins[j] > max_min) max_min = mins[j];
@@ -411,8 +96,8 @@ void phiq_quantize_row_q2_K(const float *x, void *vy, int64_t n, const float *qw
                 scales[j] = phiq_make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f,
                                                   36);
             }
-            const float dm = make_qp_quants(16, 15, scales, Ls, sw);
-            const float mm = make_qp_quants(16, 15, mins, Lm, sw);
+            const float dm = phiq_make_qp_quants(16, 15, scales, Ls, sw);
+            const float mm = phiq_make_qp_quants(16, 15, mins, Lm, sw);
             y[i].d = phiq_f2h(dm);
             y[i].dmin = phiq_f2h(mm);
             for (int j = 0; j < 16; j++) y[i].scales[j] = (uint8_t)(Ls[j] | (Lm[j] << 4));
@@ -480,7 +165,8 @@ static void q3_K_finish(const float *x, phiq_block_q3_K *y, int8_t *L) {
     pack2((const uint8_t *)L, y->qs);
 }
 
-void phiq_quantize_row_q3_K(const float *x, void *vy, int64_t n, const float *qw) {
+void phiq_quantize_row_q3_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
+    (void)simd; /* no SIMD search for this type */
     phiq_block_q3_K *y = vy;
     int8_t L[PHIQ_QK_K], Ls[16];
     float scales[16], weight[16], sw[16];
@@ -489,7 +175,7 @@ void phiq_quantize_row_q3_K(const float *x, void *vy, int64_t n, const float *qw
         if (!qw) {
             float max_scale = 0, amax = 0;
             for (int j = 0; j < 16; j++) {
-                scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+                scales[j] = phiq_make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
                 const float scale = fabsf(scales[j]);
                 if (scale > amax) {
                     amax = scale;
@@ -556,26 +242,6 @@ void phiq_dequantize_row_q3_K(const void *vx, float *y, int64_t n) {
 
 /* ---- Q4_K / Q5_K ---------------------------------------------------------------- */
 
-/* Scale search common to Q4_K (nmax 15) and Q5_K (nmax 31): fills the
- * 12-byte scales, d, dmin of one super-block and leaves L requantized. */
-void phiq_k45_search_scalar(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep, uint8_t *L,
-                            float *scales, float *mins) {
-    uint8_t Laux[32];
-    float weights[32];
-    for (int j = 0; j < 8; j++) {
-        if (w) {
-            scales[j] = phiq_make_qkx3_quants(32, nmax, x + 32 * j, w + 32 * j, L + 32 * j, &mins[j], Laux, rmin,
-                                              rdelta, nstep);
-            continue;
-        }
-        float sum_x2 = 0;
-        for (int l = 0; l < 32; l++) sum_x2 += x[32 * j + l] * x[32 * j + l];
-        const float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) weights[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep, 0);
-    }
-}
-
 static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *pdmin, uint8_t *L, int nmax,
                       const float *qw, int simd) {
     uint8_t Ls[8], Lm[8];
@@ -625,8 +291,8 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
         else
 #endif
             phiq_k45_search_scalar(x, wall, nmax, -0.9f, 0.05f, 36, L, scales, mins);
-        const float d_block = make_qp_quants(8, 63, scales, Ls, sw);
-        const float m_block = make_qp_quants(8, 63, mins, Lm, sw);
+        const float d_block = phiq_make_qp_quants(8, 63, scales, Ls, sw);
+        const float m_block = phiq_make_qp_quants(8, 63, mins, Lm, sw);
         for (int j = 0; j < 8; j++) {
             const uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63;
             pack_scale_min_k4(j, ls, lm, sc12);
@@ -636,7 +302,7 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
     }
     for (int j = 0; j < 8; j++) {
         uint8_t sc, m;
-        get_scale_min_k4(j, sc12, &sc, &m);
+        phiq_k4_scale_min(j, sc12, &sc, &m);
         const float d = phiq_h2f(*pd) * sc;
         if (!d) continue;
         const float dm = phiq_h2f(*pdmin) * m;
@@ -695,9 +361,9 @@ void phiq_dequantize_row_q4_K(const void *vx, float *y, int64_t n) {
         int is = 0;
         for (int j = 0; j < PHIQ_QK_K; j += 64, q += 32, is += 2) {
             uint8_t sc, m;
-            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            phiq_k4_scale_min(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            phiq_k4_scale_min(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
@@ -714,9 +380,9 @@ void phiq_dequantize_row_q5_K(const void *vx, float *y, int64_t n) {
         uint8_t u1 = 1, u2 = 2;
         for (int j = 0; j < PHIQ_QK_K; j += 64, ql += 32, is += 2) {
             uint8_t sc, m;
-            get_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            phiq_k4_scale_min(is + 0, x[i].scales, &sc, &m);
             const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            phiq_k4_scale_min(is + 1, x[i].scales, &sc, &m);
             const float d2 = d * sc, m2 = min * m;
             for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
@@ -832,4 +498,10 @@ void phiq_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
         }
         y[i].d = 1 / iscale;
     }
+}
+
+void phiq_dequantize_row_q8_K(const void *vx, float *y, int64_t n) {
+    const phiq_block_q8_K *x = vx;
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++)
+        for (int j = 0; j < PHIQ_QK_K; j++) y[PHIQ_QK_K * i + j] = x[i].d * x[i].qs[j];
 }
