@@ -38,21 +38,7 @@ static const char *synth_dir(const char *name, const char *args) {
 }
 
 static float *reference(const char *dir, int n) {
-    char out[4200], script[4096];
-    char *ids_s = malloc((size_t)n * 12 + 1);
-    ids_s[0] = 0;
-    for (int i = 0, o = 0; i < n; i++) o += snprintf(ids_s + o, 13, "%s%d", i ? "," : "", ids[i]);
-    snprintf(out, sizeof out, "%s.ref.%d.f32", dir, n);
-    snprintf(script, sizeof script, "%s/tests/ref/phi3small_reference.py", PHIQ_SOURCE_DIR);
-    char *err = NULL;
-    int rc = tu_run(NULL, &err, "/usr/bin/python3 '%s' '%s' --ids %s --out '%s'", script, dir, ids_s, out);
-    free(ids_s);
-    if (rc) fail_msg("reference: %s", err);
-    free(err);
-    size_t nb;
-    float *r = tu_read_all(out, &nb);
-    assert_int_equal(nb, (size_t)n * V * sizeof(float));
-    return r;
+    return tu_ref_logits("phi3small_reference.py", dir, ids, n, V, "hf", NULL);
 }
 
 /* phiq's logits of ids[0..n): one prefill (decode_from < 0) or a prefill of

@@ -53,17 +53,6 @@ static char *extra_json(void) {
     return s;
 }
 
-static void esc_line(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '\n') fputs("\\n", f);
-        else if (*s == '\t') fputs("\\t", f);
-        else if (*s == '"' || *s == '\\') fprintf(f, "\\%c", *s);
-        else fputc(*s, f);
-    }
-    fputs("\"\n", f);
-}
-
 /* "id id id" of phiq's encoding (specials parsed, no BOS) */
 static void phiq_ids(const phiq_tokenizer *t, const char *text, char *out, size_t cap) {
     int32_t ids[512];
@@ -97,7 +86,7 @@ static void test_tokenizer_vs_js_tiktoken(void **state) {
     const char *lines = tu_tmp("p3s-lines.txt");
     FILE *f = fopen(lines, "w");
     assert_non_null(f);
-    for (int i = 0; i < N_TEXTS; i++) esc_line(f, TEXTS[i]);
+    for (int i = 0; i < N_TEXTS; i++) tu_json_line(f, TEXTS[i]);
     fclose(f);
     char ranks[4200], script[4096];
     snprintf(ranks, sizeof ranks, "%s", tu_shared_path("fixtures/tokenizers/tiktoken/cl100k_base.tiktoken"));

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 /* ../shared (PHIQ_SHARED). */
@@ -65,6 +66,9 @@ double tu_range(const float *b, size_t n);
  * stderr line, containing want, and no file at out (when out is non-NULL). */
 void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Writes s as one JSON string literal and a newline (the line files the
+ * node references read); s must be valid UTF-8. */
+void tu_json_line(FILE *f, const char *s);
 /* Rewrites the JSON file at path through edit (which changes the parsed
  * document in place); fails the test when it does not parse. */
 struct cJSON;
@@ -80,6 +84,10 @@ const char *tu_synth_gguf(const char *name, const char *synth_args, const char *
  * float32 logits [n][n_vocab] (malloc'd); mode hf, short or long; routes,
  * if non-NULL, receives the PhiMoE routing lines. Fails the test on error. */
 float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab, const char *mode, const char *routes);
+/* The same for any reference script in tests/ref/ (hf_reference.py,
+ * phi3small_reference.py) run on the checkpoint directory dir. */
+float *tu_ref_logits(const char *script, const char *dir, const int32_t *ids, int n, int n_vocab, const char *mode,
+                     const char *routes);
 /* max over positions first..n-1 of max|got - want| / range(want); got holds
  * rows first..n-1, want rows 0..n-1. */
 double tu_worst_rel(const float *got, const float *want, int first, int n, int n_vocab);
