@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "formats/gguf.h"
+#include "hub/hub.h"
 #include "tokenizer/tokenizer.h"
 
 static const char *TEXTS[] = {
@@ -123,6 +124,7 @@ static void test_tokenizer_vs_js_tiktoken(void **state) {
  * <|role|>\ncontent<|end|>\n per message, <|assistant|>\n or eos. */
 static void test_chat_template(void **state) {
     (void)state;
+    assert_true(phiq_hub_default_want("cl100k_base.tiktoken")); /* `phiq pull` fetches the ranks too */
     const char *dir = synth_dir();
     const char *msgs = tu_tmp("p3s-msgs.json");
     FILE *f = fopen(msgs, "w");
