@@ -10,6 +10,8 @@
  *     local window (so the comparison above would catch a dense forward);
  *   - decoding token by token through the KV cache (f32, f16) equals the
  *     prefill;
+ *   - the 128k variant's LongRoPE across its original context (short, then a
+ *     long-factor re-prefill, as Hugging Face's cache recompute);
  *   - the dummy token ids come out as -FLT_MAX, as the reference's finfo.min;
  *   - the phi-3-small presets have the reference's table-1a shapes.
  * Needs /usr/bin/python3 with numpy (Debian's python3-numpy); skips otherwise. */
@@ -134,6 +136,21 @@ static void test_decode_equals_prefill(void **state) {
     free(want);
 }
 
+/* The 128k variant's LongRoPE (positional_embedding.py): short factors and
+ * short_mscale (absent: 1) up to the original context, long factors and
+ * sqrt(1 + ln(max/orig)/ln(orig)) past it; a generation crossing the
+ * original context recomputes the cache with the long factors. */
+static void test_longrope(void **state) {
+    (void)state;
+    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    const char *dir = synth_dir("p3s-long", "--blocksparse 16,2,3 --ctx 512 --ctx-orig 64");
+    float *want = reference(dir, 100);
+    float *got = run(dir, 100, 40, PHIQ_KV_TYPE_F32);
+    check("LongRoPE (orig 64): prefill 40, decode across 64 to 99", got, want, 0, 100, 1e-4);
+    free(got);
+    free(want);
+}
+
 /* The checkpoint's GGUF (phiq's phi3small architecture): F32 gives the same
  * logits as the directory; Q8_0 stays close; run, eval and inspect take it. */
 static void test_gguf(void **state) {
@@ -219,6 +236,7 @@ int main(void) {
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_prefill_matches_reference),
         cmocka_unit_test(test_decode_equals_prefill),
+        cmocka_unit_test(test_longrope),
         cmocka_unit_test(test_gguf),
     };
     return tu_run_group(tests, NULL, NULL);
