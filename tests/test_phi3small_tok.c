@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "formats/gguf.h"
 #include "hub/hub.h"
 #include "tokenizer/tokenizer.h"
