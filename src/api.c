@@ -5,6 +5,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
+#include "kernels/attn.h"
 #include "kernels/dispatch.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
@@ -47,6 +48,8 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->mm_scratch);
     free(ctx->scores);
     free(ctx->attn_q8);
+    free(ctx->attn_ws);
+    free(ctx->attn_part);
     free(ctx->act);
     free(ctx->act_q);
     free(ctx->actq);
@@ -120,14 +123,25 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->att = phiq_alloc_f(B * nq);
     ctx->ffn = phiq_alloc_f(B * nffn);
     ctx->mm_scratch = phiq_alloc_f((size_t)ctx->n_threads * max_in);
-    ctx->scores = phiq_alloc_f((size_t)ctx->n_threads * (size_t)n_ctx);
-    if (kvt == PHIQ_GGML_TYPE_Q8_0) {
-        const size_t hd = (size_t)hp->head_dim;
-        ctx->attn_q8_stride = (hd * sizeof(float) + hd / 32 * 34 + 63) & ~(size_t)63;
-        ctx->attn_q8 = malloc((size_t)ctx->n_threads * ctx->attn_q8_stride);
-        if (!ctx->attn_q8) {
+    {
+        /* attention scratch (model/forward.c): bounded by the batch and the
+         * thread count, never by n_ctx squared */
+        const size_t hd = (size_t)hp->head_dim, nh = (size_t)hp->n_head, SS = PHIQ_ATTN_STATE(hd);
+        const size_t NT = (size_t)ctx->n_threads;
+        size_t ws = 64 + B * SS; /* one tile of scores, then B states */
+        if (ws < hd) ws = hd;
+        ctx->attn_ws_stride = (ws + 15) & ~(size_t)15;
+        ctx->attn_part_stride = (nh * SS + 64 + 15) & ~(size_t)15;
+        ctx->attn_ws = phiq_alloc_f(NT * ctx->attn_ws_stride);
+        ctx->attn_part = phiq_alloc_f(NT * ctx->attn_part_stride);
+        /* f32 caches and Phi-3-small's block-sparse layers score a whole row per (token, head) */
+        const bool rows = kvt == PHIQ_GGML_TYPE_F32 || hp->arch == PHIQ_ARCH_PHI3SMALL;
+        if (rows) ctx->scores = phiq_alloc_f(NT * (size_t)n_ctx);
+        if (kvt == PHIQ_GGML_TYPE_Q8_0) ctx->attn_q8 = malloc(B * nh * (hd / 32 * 34) + 1);
+        if (!ctx->attn_ws || !ctx->attn_part || (rows && !ctx->scores) ||
+            (kvt == PHIQ_GGML_TYPE_Q8_0 && !ctx->attn_q8)) {
             phiq_context_free(ctx);
-            return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
+            return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory for attention scratch");
         }
     }
     ctx->llamacpp_numerics = p->llamacpp_numerics != 0;
@@ -184,7 +198,7 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->fb_kv = malloc(B * sizeof(phiq_kv *));
     ctx->fb_long = malloc(B);
     if (!ctx->tokens || !ctx->x || !ctx->h || !ctx->tmp || !ctx->qkv || !ctx->att || !ctx->ffn || !ctx->mm_scratch ||
-        !ctx->scores || !ctx->rope_cos || !ctx->rope_sin || !ctx->logits ||
+        !ctx->rope_cos || !ctx->rope_sin || !ctx->logits ||
         !ctx->fb_pos || !ctx->fb_rows || !ctx->fb_kv || !ctx->fb_long) {
         phiq_context_free(ctx);
         return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory for n_ctx %d", n_ctx);

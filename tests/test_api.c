@@ -13,11 +13,7 @@
 
 static void test_context_limits(void **state) {
     (void)state;
-    char *err = NULL;
-    const char *g = tu_tmp("kjv.gguf");
-    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type q8_0 --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"), g))
-        fail_msg("convert: %s", err);
-    free(err);
+    const char *g = tu_fixture_gguf("q8_0");
     phiq_model *m = phiq_model_open(g, NULL);
     assert_non_null(m);
     assert_int_equal(phiq_model_n_ctx_train(m), 4096); /* max_position_embeddings of the fixture */
@@ -41,7 +37,7 @@ static void test_context_limits(void **state) {
     phiq_context_free(c);
     phiq_model_free(m);
     /* and through the CLI: one line, exit 1 */
-    char *out = NULL;
+    char *out = NULL, *err = NULL;
     int rc = tu_run(&out, &err, "'%s' run '%s' -p hi -c 100000 -n 1", tu_bin(), g);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "exceeds the model's context length"));
@@ -53,11 +49,7 @@ static void test_context_limits(void **state) {
  * same logits bit for bit (the copy changes where bytes live, nothing else). */
 static void test_weights_modes(void **state) {
     (void)state;
-    char *err = NULL;
-    const char *g = tu_tmp("kjv-q4km.gguf");
-    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type q4_k_m --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"), g))
-        fail_msg("convert: %s", err);
-    free(err);
+    const char *g = tu_fixture_gguf("q4_k_m");
     const phiq_weights_mode modes[2] = {PHIQ_WEIGHTS_MMAP, PHIQ_WEIGHTS_COPY};
     float *logits[2] = {NULL, NULL};
     int n_vocab = 0;
@@ -123,10 +115,7 @@ static void test_weights_cgroup_limit(void **state) {
         skip();
     }
     char *err = NULL, *out = NULL;
-    const char *g = tu_tmp("kjv-f32-cg.gguf");
-    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"), g))
-        fail_msg("convert: %s", err);
-    free(err);
+    const char *g = tu_fixture_gguf("f32");
     /* 79 MB of f32 weights: copied without a limit, mapped under 130 MB */
     int rc = tu_run(&out, &err, "'%s' bench '%s' -p 4 -n 2 -r 1 --json", tu_bin(), g);
     assert_int_equal(rc, 0);

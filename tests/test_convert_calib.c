@@ -43,10 +43,8 @@ static long long fsize(const char *p) {
 
 static void test_q4_0_calibrated(void **state) {
     (void)state;
-    const char *f32 = tu_tmp("f32.gguf"), *imat = tu_tmp("imatrix.gguf"), *rtn = tu_tmp("q4_0-imat.gguf"),
+    const char *f32 = tu_fixture_gguf("f32"), *imat = tu_tmp("imatrix.gguf"), *rtn = tu_tmp("q4_0-imat.gguf"),
                *cal = tu_tmp("q4_0-calib.gguf"), *text = tu_shared_path("fixtures/text/kjv-calibration.txt");
-    assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(),
-                            tu_shared_path("fixtures/tiny-phi3-kjv"), f32), 0);
     assert_int_equal(tu_run(NULL, NULL, "'%s' imatrix '%s' -f '%s' -o '%s' %s --quiet -t 2", tu_bin(), f32, text, imat,
                             sanitized() ? "--chunks 4" : ""), 0);
     assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_0 --imatrix '%s' --quiet", tu_bin(), f32, rtn,
@@ -66,7 +64,7 @@ static void test_q4_0_calibrated(void **state) {
  * give the same bytes as all layers in one pass: memory is bounded for free. */
 static void test_layer_groups_same_bytes(void **state) {
     (void)state;
-    const char *f32 = tu_tmp("f32.gguf"), *a = tu_tmp("g1.gguf"), *b = tu_tmp("gall.gguf"),
+    const char *f32 = tu_fixture_gguf("f32"), *a = tu_tmp("g1.gguf"), *b = tu_tmp("gall.gguf"),
                *text = tu_shared_path("fixtures/text/kjv-calibration.txt");
     char *out = NULL;
     assert_int_equal(tu_run(&out, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m --calib '%s' --calib-chunks %d --calib-mem 1 --json -t 2",
@@ -87,7 +85,7 @@ static void test_layer_groups_same_bytes(void **state) {
 
 static void test_short_calibration_text(void **state) {
     (void)state;
-    const char *f32 = tu_tmp("f32.gguf"), *txt = tu_tmp("short.txt"), *out = tu_tmp("short.gguf");
+    const char *f32 = tu_fixture_gguf("f32"), *txt = tu_tmp("short.txt"), *out = tu_tmp("short.gguf");
     FILE *f = fopen(txt, "w");
     assert_non_null(f);
     fputs("And God said, Let there be light: and there was light.\n", f);

@@ -37,15 +37,8 @@ static int setup(void **state) {
     (void)state;
     lr = tu_llama_ref();
     if (!lr) return 0;
-    char *err = NULL;
-    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"),
-               path("f32.gguf")) != 0)
-        fail_msg("convert: %s", err);
-    free(err);
-    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f16 --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"),
-               path("f16.gguf")) != 0)
-        fail_msg("convert: %s", err);
-    free(err);
+    tu_fixture_gguf("f32");
+    tu_fixture_gguf("f16");
     /* a held-out passage, tokenized by llama.cpp */
     size_t n;
     char *txt = tu_read_all(tu_shared_path("fixtures/text/kjv-heldout.txt"), &n);
@@ -56,7 +49,7 @@ static int setup(void **state) {
     if (cut < n) txt[cut] = 0;
     for (char *p = txt; *p; p++) if (*p == '\'') *p = ' ';
     char *out = NULL;
-    if (tu_run(&out, NULL, "'%s' tokenize '%s' '%s'", lr, path("f32.gguf"), txt) != 0) fail_msg("llama-ref tokenize");
+    if (tu_run(&out, NULL, "'%s' tokenize '%s' '%s'", lr, tu_fixture_gguf("f32"), txt) != 0) fail_msg("llama-ref tokenize");
     heldout = parse_ids(out, &n_heldout);
     free(out);
     free(txt);
@@ -111,8 +104,8 @@ static void greedy_equal(const char *file) {
 static void test_greedy_f32_f16(void **state) {
     (void)state;
     if (!lr) skip();
-    greedy_equal(path("f32.gguf"));
-    greedy_equal(path("f16.gguf"));
+    greedy_equal(tu_fixture_gguf("f32"));
+    greedy_equal(tu_fixture_gguf("f16"));
 }
 
 static void test_top1_llamacpp_quantized(void **state) {
@@ -125,7 +118,7 @@ static void test_top1_llamacpp_quantized(void **state) {
     for (int k = 0; k < 4; k++) {
         char q[64];
         snprintf(q, sizeof q, "llama-%s.gguf", types[k]);
-        if (tu_run(NULL, NULL, "'%s' quantize '%s' '%s' %s", lr, path("f32.gguf"), path(q), types[k]) != 0)
+        if (tu_run(NULL, NULL, "'%s' quantize '%s' '%s' %s", lr, tu_fixture_gguf("f32"), path(q), types[k]) != 0)
             fail_msg("llama-ref quantize %s", types[k]);
         phiq_model *m;
         phiq_context *c = ctx_for(&m, path(q), CHUNK);

@@ -15,28 +15,12 @@
 static const char *ref_bin;
 static char ids_path[4096];
 
-static const char *model_path(const char *type) {
-    static char buf[8][4096];
-    static int k;
-    char *b = buf[k++ & 7];
-    snprintf(b, 4096, "%s/kjv-%s.gguf", tu_tmpdir(), type);
-    return b;
-}
-
-static void convert(const char *type) {
-    char *err = NULL;
-    int rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type %s --quiet", tu_bin(),
-                    tu_shared_path("fixtures/tiny-phi3-kjv"), model_path(type), type);
-    if (rc != 0) fail_msg("convert %s: %s", type, err);
-    free(err);
-}
-
 static int setup(void **state) {
     (void)state;
     ref_bin = tu_llama_ref();
     if (!ref_bin) return 0;
     const char *types[] = {"f32", "f16", "q8_0", "q4_k_m", "q4_0"};
-    for (int i = 0; i < 5; i++) convert(types[i]);
+    for (int i = 0; i < 5; i++) tu_fixture_gguf(types[i]);
     /* held-out text, tokenized by llama.cpp (with BOS, as llama-perplexity does);
      * 8 KB keeps the engine quick under the sanitizers too */
     size_t n;
@@ -46,7 +30,7 @@ static int setup(void **state) {
     if (cut < n) txt[cut] = 0;
     for (char *p = txt; *p; p++) if (*p == '\'') *p = ' '; /* keep the shell quoting simple */
     char *out = NULL;
-    int rc = tu_run(&out, NULL, "'%s' tokenize '%s' '%s'", ref_bin, model_path("f32"), txt);
+    int rc = tu_run(&out, NULL, "'%s' tokenize '%s' '%s'", ref_bin, tu_fixture_gguf("f32"), txt);
     assert_int_equal(rc, 0);
     snprintf(ids_path, sizeof ids_path, "%s/ids.txt", tu_tmpdir());
     FILE *f = fopen(ids_path, "w");
@@ -60,8 +44,8 @@ static int setup(void **state) {
 static cJSON *phiq_eval_json(const char *type, const char *ref_type) {
     char *out = NULL, *err = NULL;
     char refarg[4200] = "";
-    if (ref_type) snprintf(refarg, sizeof refarg, "--ref '%s'", model_path(ref_type));
-    int rc = tu_run(&out, &err, "'%s' eval '%s' --ids '%s' --ctx %d %s --json --quiet -t 2", tu_bin(), model_path(type),
+    if (ref_type) snprintf(refarg, sizeof refarg, "--ref '%s'", tu_fixture_gguf(ref_type));
+    int rc = tu_run(&out, &err, "'%s' eval '%s' --ids '%s' --ctx %d %s --json --quiet -t 2", tu_bin(), tu_fixture_gguf(type),
                     ids_path, CTX, refarg);
     if (rc != 0) fail_msg("phiq eval %s: %s", type, err);
     cJSON *j = cJSON_Parse(out);
@@ -78,7 +62,7 @@ static double num(const cJSON *j, const char *key) {
 
 static double llama_ppl(const char *type) {
     char *out = NULL;
-    int rc = tu_run(&out, NULL, "'%s' ppl '%s' '%s' --ctx %d", ref_bin, model_path(type), ids_path, CTX);
+    int rc = tu_run(&out, NULL, "'%s' ppl '%s' '%s' --ctx %d", ref_bin, tu_fixture_gguf(type), ids_path, CTX);
     assert_int_equal(rc, 0);
     double ppl = 0;
     if (sscanf(out, "ppl %lf", &ppl) != 1) fail_msg("llama-ref ppl said: %s", out);

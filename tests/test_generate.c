@@ -16,11 +16,7 @@ static char gguf[4096];
 
 static int setup(void **state) {
     (void)state;
-    snprintf(gguf, sizeof gguf, "%s", tu_tmp("kjv-f32.gguf"));
-    char *err = NULL;
-    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"), gguf))
-        fail_msg("convert: %s", err);
-    free(err);
+    snprintf(gguf, sizeof gguf, "%s", tu_fixture_gguf("f32"));
     return 0;
 }
 

@@ -14,17 +14,6 @@
 
 #include "formats/gguf.h"
 
-static const char *f32_model(void) {
-    static int done;
-    const char *p = tu_tmp("f32.gguf");
-    if (!done) {
-        assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type f32 --quiet", tu_bin(),
-                                tu_shared_path("fixtures/tiny-phi3-kjv"), p), 0);
-        done = 1;
-    }
-    return p;
-}
-
 static float f32_at(const phiq_gguf_tensor *t, int64_t i) {
     float f;
     memcpy(&f, (const uint8_t *)t->data + 4 * i, 4);
@@ -35,7 +24,7 @@ static void test_matches_llama_imatrix(void **state) {
     (void)state;
     const char *li = tu_llama_tool("llama-imatrix");
     if (!li) skip();
-    const char *model = f32_model(), *text = tu_shared_path("fixtures/text/kjv-calibration.txt");
+    const char *model = tu_fixture_gguf("f32"), *text = tu_shared_path("fixtures/text/kjv-calibration.txt");
     const char *ours = tu_tmp("phiq.imatrix.gguf"), *theirs = tu_tmp("llama.imatrix.gguf");
     assert_int_equal(tu_run(NULL, NULL, "'%s' imatrix '%s' -f '%s' -o '%s' -c 128 --chunks 12 -t 2 --quiet", tu_bin(),
                             model, text, ours), 0);
@@ -86,7 +75,7 @@ static void test_matches_llama_imatrix(void **state) {
 
 static void test_short_text(void **state) {
     (void)state;
-    const char *model = f32_model(), *txt = tu_tmp("short.txt"), *out = tu_tmp("short.imatrix.gguf");
+    const char *model = tu_fixture_gguf("f32"), *txt = tu_tmp("short.txt"), *out = tu_tmp("short.imatrix.gguf");
     FILE *f = fopen(txt, "w");
     assert_non_null(f);
     fputs("In the beginning God created the heaven and the earth.\n", f);

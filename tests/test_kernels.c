@@ -1,4 +1,4 @@
-/* test_kernels.c — the CPU dot-product kernels.
+/* test_kernels.c — the CPU dot-product and attention kernels.
  *
  * References we did not derive from the kernels:
  *  - src/quant's phiq_quantize / phiq_dequantize (byte-exact with llama.cpp's
@@ -10,7 +10,9 @@
  *  - hand-worked values of llama.cpp's activation quantizers (roundf for
  *    Q8_0/Q8_1, round-half-even and the signed-max rule for Q8_K).
  * Every SIMD table available on this CPU is compared with the scalar table
- * on the same inputs (integer-exact paths: tolerance 2e-5 of sum |w*x|). */
+ * on the same inputs (integer-exact paths: tolerance 2e-5 of sum |w*x|).
+ * Attention spans (f16 and Q8_0 caches, whole and split-and-merged) against
+ * a two-pass double-precision softmax over values decoded here. */
 #include "testutil.h"
 
 #include <math.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "core/common.h"
+#include "kernels/attn.h"
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm_amx.h"
@@ -820,6 +823,137 @@ static void test_isa_env(void **state) {
     free(out);
 }
 
+
+/* ---- attention spans (kernels/attn.h) ------------------------------------------- */
+
+/* IEEE half -> double, written out here (not the library's). */
+static double half_d(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp((double)m, -24) : e == 31 ? INFINITY : ldexp((double)(m | 1024), e - 25);
+    return h & 0x8000 ? -v : v;
+}
+
+/* element i of a head slice: f16 values, or Q8_0 blocks (f16 d, 32 int8) */
+static double kv_at(int q8, const uint8_t *row, int i) {
+    if (!q8) return half_d((uint16_t)(row[2 * i] | row[2 * i + 1] << 8));
+    const uint8_t *b = row + (i / 32) * 34;
+    return (double)(int8_t)b[2 + i % 32] * half_d((uint16_t)(b[0] | b[1] << 8));
+}
+
+/* Two-pass softmax in double: o = sum_k softmax(scale q . K_k) V_k. */
+static void attn_double(int q8, const double *q, double scale, const uint8_t *K, const uint8_t *V, size_t stride, int n,
+                        int hd, double *o) {
+    double *s = malloc(sizeof(double) * (size_t)n), mx = -INFINITY, sum = 0;
+    for (int k = 0; k < n; k++) {
+        s[k] = 0;
+        for (int i = 0; i < hd; i++) s[k] += kv_at(q8, K + (size_t)k * stride, i) * q[i];
+        s[k] *= scale;
+        if (s[k] > mx) mx = s[k];
+    }
+    for (int k = 0; k < n; k++) sum += (s[k] = exp(s[k] - mx));
+    for (int i = 0; i < hd; i++) {
+        o[i] = 0;
+        for (int k = 0; k < n; k++) o[i] += s[k] / sum * kv_at(q8, V + (size_t)k * stride, i);
+    }
+    free(s);
+}
+
+/* One span over all n positions, and pieces (a third, then spans of 16)
+ * folded into two states and merged (flash-decoding), both as outputs. */
+static void attn_run(const phiq_attn_kernels *ak, int q8, const void *q, float scale, const uint8_t *K,
+                     const uint8_t *V, size_t stride, int n, int hd, float *whole, float *split) {
+    float *st = malloc(sizeof(float) * PHIQ_ATTN_STATE(hd)), *st2 = malloc(sizeof(float) * PHIQ_ATTN_STATE(hd));
+    float *sc = malloc(sizeof(float) * (size_t)n);
+    const size_t es = q8 ? 1 : 2; /* K/V pointer unit for the f16 kernel's stride */
+    for (int pass = 0; pass < 2; pass++) {
+        phiq_attn_state_init(st, hd);
+        phiq_attn_state_init(st2, hd);
+        int k0 = 0;
+        while (k0 < n) {
+            const int len = pass == 0 ? n : k0 == 0 ? (n / 3 > 0 ? n / 3 : 1) : (n - k0 < 16 ? n - k0 : 16);
+            float *dst = pass == 1 && k0 > 0 ? st2 : st;
+            if (q8) ak->span_q8_0(q, K + (size_t)k0 * stride, V + (size_t)k0 * stride, stride, len, dst, sc, hd);
+            else
+                ak->span_f16(q, scale, (const uint16_t *)(const void *)(K + (size_t)k0 * stride),
+                             (const uint16_t *)(const void *)(V + (size_t)k0 * stride), stride / es, len, dst, sc, hd);
+            k0 += len;
+        }
+        if (pass == 1) phiq_attn_state_merge(st, st2, hd);
+        phiq_attn_state_out(st, pass ? split : whole, hd);
+    }
+    free(st), free(st2), free(sc);
+}
+
+/* Every attention table on this CPU against the double-precision softmax
+ * (and the SIMD ones against the portable one): f16 and Q8_0 caches, head
+ * sizes 32-160 (40: a partial vector; 160: beyond the register-resident
+ * paths), 1-300 positions, random, zero and large values. */
+static void test_attn_spans(void **state) {
+    (void)state;
+    int nt = 0;
+    const phiq_attn_kernels *const *all = phiq_attn_kernels_all(&nt);
+    const phiq_attn_kernels *ref = phiq_attn_kernels_ref();
+    assert_true(nt >= 1 && all[0] == ref && phiq_attn_kernels_get() != NULL);
+    const int hds[] = {32, 40, 64, 80, 96, 128, 160}, ns[] = {1, 7, 33, 100, 300};
+    int checked = 0;
+    for (int q8 = 0; q8 < 2; q8++)
+        for (int kind = 0; kind < 3; kind++) /* random, zeros, large */
+            for (size_t a = 0; a < sizeof hds / sizeof *hds; a++)
+                for (size_t b = 0; b < sizeof ns / sizeof *ns; b++) {
+                    const int hd = hds[a], n = ns[b];
+                    if (q8 && hd % 32) continue;
+                    /* rows hold 2 heads; the kernel reads the second, so stride > head bytes */
+                    const int dim = 2 * hd;
+                    const size_t stride = q8 ? (size_t)dim / 32 * 34 : (size_t)dim * 2, hb = stride / 2;
+                    float *x = malloc(sizeof(float) * (size_t)dim), *qf = malloc(sizeof(float) * (size_t)hd);
+                    uint8_t *K = malloc(stride * (size_t)n), *V = malloc(stride * (size_t)n), *qb = malloc(hb);
+                    const float big = kind == 2 ? 3000.0f : 1.0f;
+                    for (int k = 0; k < n; k++)
+                        for (int w = 0; w < 2; w++) {
+                            uint8_t *row = (w ? V : K) + (size_t)k * stride;
+                            for (int i = 0; i < dim; i++) x[i] = kind == 1 ? 0.0f : rndf(-1, 1) * big * (i % 7 == 0 ? 4 : 1);
+                            if (q8) phiq_quantize_row_q8_0(x, row, dim);
+                            else
+                                for (int i = 0; i < dim; i++) put16(row + 2 * i, phiq_f32_to_f16(x[i]));
+                        }
+                    /* a large K with a small query keeps the scores finite but spread */
+                    for (int i = 0; i < hd; i++) qf[i] = kind == 1 ? 0.0f : rndf(-1, 1) * (kind == 2 ? 0.001f : 0.5f);
+                    const float scale = q8 ? 1.0f : 1.0f / sqrtf((float)hd);
+                    double *qd = malloc(sizeof(double) * (size_t)hd), *od = malloc(sizeof(double) * (size_t)hd);
+                    if (q8) {
+                        phiq_quantize_row_q8_0(qf, qb, hd);
+                        for (int i = 0; i < hd; i++) qd[i] = kv_at(1, qb, i);
+                    } else
+                        for (int i = 0; i < hd; i++) qd[i] = qf[i];
+                    attn_double(q8, qd, scale, K + hb, V + hb, stride, n, hd, od);
+                    double mx = 0;
+                    for (int i = 0; i < hd; i++) mx = fmax(mx, fabs(od[i]));
+                    float *o[2 * 5];
+                    for (int t = 0; t < nt; t++) {
+                        o[2 * t] = malloc(sizeof(float) * (size_t)hd), o[2 * t + 1] = malloc(sizeof(float) * (size_t)hd);
+                        attn_run(all[t], q8, q8 ? (const void *)qb : (const void *)qf, scale, K + hb, V + hb, stride, n,
+                                 hd, o[2 * t], o[2 * t + 1]);
+                        for (int v = 0; v < 2; v++) {
+                            double dd = 0, dr = 0;
+                            for (int i = 0; i < hd; i++) {
+                                dd = fmax(dd, fabs((double)o[2 * t + v][i] - od[i]));
+                                dr = fmax(dr, fabs((double)o[2 * t + v][i] - o[v][i]));
+                            }
+                            if (dd > 1e-5 * mx + 1e-30 || dr > 1e-5 * mx + 1e-30)
+                                fail_msg("%s attention %s hd %d n %d kind %d %s: vs double %g, vs scalar %g (max |o| %g)",
+                                         q8 ? "q8_0" : "f16", all[t]->name, hd, n, kind, v ? "split+merge" : "one span",
+                                         dd, dr, mx);
+                            if (kind == 1)
+                                for (int i = 0; i < hd; i++) assert_true(o[2 * t + v][i] == 0.0f);
+                        }
+                        checked++;
+                    }
+                    for (int t = 0; t < 2 * nt; t++) free(o[t]);
+                    free(x), free(qf), free(K), free(V), free(qb), free(qd), free(od);
+                }
+    assert_int_equal(checked, nt * 3 * (7 * 5 + 5 * 5));
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) {
         printf("%s\n", phiq_kernels_get()->isa);
@@ -837,6 +971,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_isa_env),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_against_quant),
+        cmocka_unit_test(test_attn_spans),
     };
     return tu_run_group(tests, NULL, NULL);
 }

@@ -1,9 +1,6 @@
 /* test_kv_q8.c — the Q8_0 KV cache (--kv-type q8_0):
- *  - kernels: the SIMD Q8_0 attention kernel against the portable one, and
- *    the portable one against a two-pass double-precision softmax written
- *    here from the block layout (random, zero and large inputs, n = 1, 7,
- *    33, 100 positions, head_dim 32/64/96/128/160); the Walsh-Hadamard
- *    transform against the explicit Sylvester matrix;
+ *  - the Walsh-Hadamard transform against the explicit Sylvester matrix
+ *    (the Q8_0 attention kernels themselves: test_kernels' test_attn_spans);
  *  - llama.cpp's own q8_0 KV cache (type_k = type_v = Q8_0, flash attention
  *    on; a small driver, tests/ref/llama_kvq8.c, compiled here against the
  *    libraries llama-ref uses): last-position logits of the tiny-phi3-kjv
@@ -29,80 +26,6 @@
 static float frand(unsigned *s) {
     *s = *s * 1103515245u + 12345u;
     return (float)((*s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-}
-
-static float h2f(const uint8_t *p) {
-    /* IEEE half -> float, written out here (not the library's) */
-    unsigned h = (unsigned)p[0] | (unsigned)p[1] << 8;
-    int e = (h >> 10) & 31, m = h & 1023;
-    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? INFINITY : ldexpf((float)(m | 1024), e - 25);
-    return h & 0x8000 ? -v : v;
-}
-
-/* element i of a row of Q8_0 blocks */
-static double q8_at(const uint8_t *row, int i) { return (double)(int8_t)row[(i / 32) * 34 + 2 + i % 32] * h2f(row + (i / 32) * 34); }
-
-/* Two-pass softmax in double over dequantized values. */
-static void attn_double(const uint8_t *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, int hd, double *o) {
-    double *s = malloc(sizeof(double) * (size_t)n), mx = -INFINITY, sum = 0;
-    for (int k = 0; k < n; k++) {
-        s[k] = 0;
-        for (int i = 0; i < hd; i++) s[k] += q8_at(K + (size_t)k * stride, i) * q8_at(q8, i);
-        if (s[k] > mx) mx = s[k];
-    }
-    for (int k = 0; k < n; k++) sum += (s[k] = exp(s[k] - mx));
-    for (int i = 0; i < hd; i++) {
-        o[i] = 0;
-        for (int k = 0; k < n; k++) o[i] += s[k] / sum * q8_at(V + (size_t)k * stride, i);
-    }
-    free(s);
-}
-
-static void test_kernel_q8(void **state) {
-    (void)state;
-    const phiq_attn_kernels *fast = phiq_attn_kernels_get(), *ref = phiq_attn_kernels_ref();
-    const int hds[] = {32, 64, 96, 128, 160}, ns[] = {1, 7, 33, 100}; /* 160: the > 128 path */
-    unsigned seed = 12345;
-    int checked = 0;
-    for (int kind = 0; kind < 3; kind++) /* random, zeros, large */
-        for (size_t a = 0; a < 5; a++)
-            for (size_t b = 0; b < 4; b++) {
-                const int hd = hds[a], n = ns[b];
-                /* rows hold 2 heads; the kernel reads the second, so stride > head bytes */
-                const int dim = 2 * hd;
-                const size_t stride = (size_t)dim / 32 * 34, hb = (size_t)hd / 32 * 34;
-                float *x = malloc(sizeof(float) * (size_t)dim);
-                uint8_t *K = malloc(stride * (size_t)n), *V = malloc(stride * (size_t)n), *q8 = malloc(hb);
-                float scale = kind == 2 ? 3000.0f : 1.0f;
-                for (int k = 0; k < n; k++)
-                    for (int w = 0; w < 2; w++) {
-                        for (int i = 0; i < dim; i++) x[i] = kind == 1 ? 0.0f : frand(&seed) * scale * (i % 7 == 0 ? 4 : 1);
-                        phiq_quantize_row_q8_0(x, (w ? V : K) + (size_t)k * stride, dim);
-                    }
-                /* a large query makes the softmax peaked; kind 2 keeps scores finite */
-                for (int i = 0; i < hd; i++) x[i] = kind == 1 ? 0.0f : frand(&seed) * (kind == 2 ? 0.001f : 0.5f);
-                phiq_quantize_row_q8_0(x, q8, hd);
-                float *o1 = malloc(sizeof(float) * (size_t)hd), *o2 = malloc(sizeof(float) * (size_t)hd);
-                double *od = malloc(sizeof(double) * (size_t)hd);
-                float *sc = malloc(sizeof(float) * (size_t)n);
-                fast->head_q8_0(q8, K + hb, V + hb, stride, n, sc, o1, hd);
-                ref->head_q8_0(q8, K + hb, V + hb, stride, n, sc, o2, hd);
-                free(sc);
-                attn_double(q8, K + hb, V + hb, stride, n, hd, od);
-                double mx = 0, d12 = 0, d2d = 0;
-                for (int i = 0; i < hd; i++) {
-                    mx = fmax(mx, fabs(od[i]));
-                    d12 = fmax(d12, fabs((double)o1[i] - o2[i]));
-                    d2d = fmax(d2d, fabs((double)o2[i] - od[i]));
-                }
-                if (d12 > 1e-5 * mx + 1e-30 || d2d > 1e-5 * mx + 1e-30)
-                    fail_msg("q8_0 attention hd %d n %d kind %d: simd-ref %g, ref-double %g (max |o| %g)", hd, n, kind,
-                             d12, d2d, mx);
-                if (kind == 1) assert_true(mx == 0 && o1[0] == 0 && o2[hd - 1] == 0);
-                checked++;
-                free(x), free(K), free(V), free(q8), free(o1), free(o2), free(od);
-            }
-    assert_int_equal(checked, 60);
 }
 
 static void test_fwht(void **state) {
@@ -276,12 +199,7 @@ static void test_llama_fixture(void **state) {
     int32_t ids[128];
     for (int t = 0; t < 2; t++) {
         if (sanitized && t) break; /* f32 only under the sanitizers */
-        const char *gguf = tu_tmp(t ? "fx16.gguf" : "fx32.gguf");
-        char *err = NULL;
-        if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type %s -q", tu_bin(), tu_shared_path("fixtures/tiny-phi3-kjv"),
-                   gguf, t ? "f16" : "f32") != 0)
-            fail_msg("phiq convert: %s", err ? err : "");
-        free(err);
+        const char *gguf = tu_fixture_gguf(t ? "f16" : "f32");
         /* prompts 0 (12 tokens: Genesis 1:1) and 2 (96 tokens of held-out KJV text) */
         const int which[] = {0, 2};
         for (int k = 0; k < 2; k++) {
@@ -368,7 +286,6 @@ static void test_head_dim_80(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kernel_q8),
         cmocka_unit_test(test_fwht),
         cmocka_unit_test(test_head_dim_80),
         cmocka_unit_test(test_llama_fixture),

@@ -71,18 +71,23 @@ static void run_batched(const char *model, phiq_kv_type kvt, int n_batch, int lo
         seq[s] = phiq_seq_new(ctx);
         assert_non_null(seq[s]);
     }
+    /* under the sanitizers the long case decodes 5 steps from 1021 instead of
+     * 8 from 1020 (each step re-runs the solo reference over the whole
+     * prompt): it still crosses 1024 */
+    const int sanitized = getenv("PHIQ_SANITIZED") != NULL;
+    const int start = long_prompt && sanitized ? 1021 : 1020, steps = long_prompt && sanitized ? 5 : 8;
     if (long_prompt) { /* sequence 0 crosses the fixture's original context of 1024 during decode */
-        while (nh[0] < 1020) {
+        while (nh[0] < start) {
             int k = phiq_tokenize(m, " And the evening and the morning were the first day.", hist[0] + nh[0], cap - nh[0], 0);
             nh[0] += k;
         }
-        nh[0] = 1020;
+        nh[0] = start;
     }
     /* prefill all prompts in one call (mixed lengths, several passes when n_batch is small) */
     phiq_seq_item items[NSEQ];
     for (int s = 0; s < NSEQ; s++) items[s] = (phiq_seq_item){seq[s], hist[s], nh[s]};
     assert_int_equal(phiq_seq_eval_batch(ctx, items, NSEQ), 0);
-    for (int step = 0; step < 8; step++) {
+    for (int step = 0; step < steps; step++) {
         int32_t next[NSEQ];
         for (int s = 0; s < NSEQ; s++) {
             assert_int_equal(phiq_seq_pos(seq[s]), nh[s]);
@@ -126,38 +131,25 @@ static void run_batched(const char *model, phiq_kv_type kvt, int n_batch, int lo
     phiq_model_free(m);
 }
 
-static const char *fixture_gguf(const char *type) {
-    static char path[4][4096];
-    static int k;
-    char *p = path[k++ & 3], name[64], *err = NULL;
-    snprintf(name, sizeof name, "kjv-%s.gguf", type);
-    snprintf(p, 4096, "%s", tu_tmp(name));
-    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type %s --quiet", tu_bin(),
-               tu_shared_path("fixtures/tiny-phi3-kjv"), p, type))
-        fail_msg("convert: %s", err);
-    free(err);
-    return p;
-}
-
 static void test_batched_q4_0(void **state) {
     (void)state;
-    run_batched(fixture_gguf("q4_0"), PHIQ_KV_TYPE_F16, 512, 0);
+    run_batched(tu_fixture_gguf("q4_0"), PHIQ_KV_TYPE_F16, 512, 0);
 }
 
 static void test_batched_small_passes_q8_kv(void **state) {
     (void)state;
     /* 7-token passes: prompts are cut across passes and share them */
-    run_batched(fixture_gguf("q8_0"), PHIQ_KV_TYPE_Q8_0, 7, 0);
+    run_batched(tu_fixture_gguf("q8_0"), PHIQ_KV_TYPE_Q8_0, 7, 0);
 }
 
 static void test_batched_longrope(void **state) {
     (void)state;
-    run_batched(fixture_gguf("q8_0"), PHIQ_KV_TYPE_F32, 512, 1);
+    run_batched(tu_fixture_gguf("q8_0"), PHIQ_KV_TYPE_F32, 512, 1);
 }
 
 static void test_refusals(void **state) {
     (void)state;
-    phiq_model *m = phiq_model_open(fixture_gguf("q8_0"), NULL);
+    phiq_model *m = phiq_model_open(tu_fixture_gguf("q8_0"), NULL);
     assert_non_null(m);
     phiq_context_params cp = phiq_context_default_params();
     cp.n_ctx = 8;

@@ -248,6 +248,27 @@ double tu_range(const float *b, size_t n) {
 
 int tu_have_numpy(void) { return tu_run(NULL, NULL, "/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0; }
 
+/* One "convert SRC to TYPE" step; fails the test with phiq's message. */
+static void convert_or_fail(const char *src, const char *out, const char *type) {
+    char *err = NULL;
+    const int rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type %s --quiet", tu_bin(), src, out, type);
+    if (rc) fail_msg("phiq convert %s --type %s: %s", src, type, err ? err : "(no message)");
+    free(err);
+}
+
+const char *tu_fixture_gguf(const char *type) {
+    static char done[16][4096];
+    static int n_done;
+    char want[4096];
+    snprintf(want, sizeof want, "%s/fixture-%s.gguf", tu_tmpdir(), type);
+    for (int i = 0; i < n_done; i++)
+        if (!strcmp(done[i], want)) return done[i];
+    if (n_done == 16) fail_msg("tu_fixture_gguf: more than 16 types in one test");
+    convert_or_fail(tu_shared_path("fixtures/tiny-phi3-kjv"), want, type);
+    snprintf(done[n_done], 4096, "%s", want);
+    return done[n_done++];
+}
+
 const char *tu_synth_gguf(const char *name, const char *synth_args, const char *type) {
     static char gguf[8][4096];
     static int k;
@@ -259,10 +280,7 @@ const char *tu_synth_gguf(const char *name, const char *synth_args, const char *
     int rc = tu_run(NULL, &err, "'%s' synth %s -q -o '%s'", tu_bin(), synth_args, dir);
     if (rc) fail_msg("synth %s: %s", synth_args, err);
     free(err);
-    err = NULL;
-    rc = tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type %s --quiet", tu_bin(), dir, g, type);
-    if (rc) fail_msg("convert: %s", err);
-    free(err);
+    convert_or_fail(dir, g, type);
     return g;
 }
 

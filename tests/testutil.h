@@ -73,6 +73,10 @@ void tu_json_line(FILE *f, const char *s);
  * document in place); fails the test when it does not parse. */
 struct cJSON;
 void tu_edit_json(const char *path, void (*edit)(struct cJSON *));
+/* The fixture tiny-phi3-kjv converted to TYPE (any `phiq convert --type`
+ * name) in this test's tmpdir, once per process; fails the test when the
+ * conversion fails. The path stays valid for the whole process. */
+const char *tu_fixture_gguf(const char *type);
 
 /* Hugging Face reference forwards (tests/ref/hf_reference.py, numpy). */
 /* True when /usr/bin/python3 has numpy (Debian's python3-numpy). */

@@ -164,14 +164,15 @@ int phiq_cmd_eval(int argc, char **argv) {
 /* ---- bench ------------------------------------------------------------------------ */
 static void bench_usage(FILE *f) {
     fprintf(f, "usage: phiq bench MODEL [options]\n\n"
-               "Prefill tokens/s (one batch of --prompt random ids) and decode tokens/s (--gen single tokens after\n"
-               "--depth cached ones): medians of --reps runs after a warm-up. Also the weight bytes read per decoded\n"
+               "Prefill tokens/s (one batch of --prompt random ids) and decode tokens/s (--gen single tokens), each after\n"
+               "--depth cached tokens: medians of --reps runs after a warm-up. Also the weight bytes read per decoded\n"
                "token and the resulting GB/s, peak RSS and load time.\n"
                "  -t, --threads N       threads (default: physical cores)\n"
                "  -p, --prompt N        prefill batch (default 128, shrunk to fit the model's context)\n"
                "  -n, --gen N           decoded tokens (default 32, shrunk to fit the model's context)\n"
                "  -r, --reps N          repetitions, median reported (default 3)\n"
-               "  -d, --depth N         decode with N tokens already in the cache (untimed fill; as llama-bench -d)\n"
+               "  -d, --depth N         prefill and decode on top of N cached tokens (filled once, untimed; as\n"
+               "                        llama-bench -d; the model's context must hold N + max(prompt, gen) + 1)\n"
                "  --kv-type T           KV cache type: f16 (default), f32 or q8_0\n"
                "  --probe               also measure this machine's read bandwidth (the best of plain and vector\n"
                "                        reads of 1 GiB on huge pages) and show decode as a fraction of it\n"
@@ -222,16 +223,17 @@ int phiq_cmd_bench(int argc, char **argv) {
     uint64_t rss = phiq_peak_rss();
     int threads = o.n_threads > 0 ? o.n_threads : phiq_physical_cores();
     if (json) {
-        printf("{\"model\": \"%s\", \"threads\": %d, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
+        printf("{\"model\": \"%s\", \"threads\": %d, \"depth\": %d, \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, "
                "\"weight_bytes_per_token\": %llu, \"decode_gb_s\": %.3f, \"peak_rss_bytes\": %llu, \"load_s\": %.3f, "
                "\"weights\": \"%s\"",
-               model, threads, r.prefill_tok_s, r.decode_tok_s, (unsigned long long)per_tok, gbs,
+               model, threads, o.n_depth > 0 ? o.n_depth : 0, r.prefill_tok_s, r.decode_tok_s, (unsigned long long)per_tok, gbs,
                (unsigned long long)rss, load_s, held);
         if (probe) printf(", \"read_bandwidth_gb_s\": %.3f, \"decode_bandwidth_fraction\": %.4f", bw, bw > 0 ? gbs / bw : 0);
         printf("}\n");
     } else {
         printf("model %s, %d threads, load %.2fs (weights %s)\n", model, threads, load_s, held);
-        printf("prefill %.2f tok/s, decode %.2f tok/s (medians of %d)\n", r.prefill_tok_s, r.decode_tok_s, r.reps);
+        printf("prefill %.2f tok/s, decode %.2f tok/s (medians of %d%s)\n", r.prefill_tok_s, r.decode_tok_s, r.reps,
+               o.n_depth > 0 ? ", on top of the --depth cache" : "");
         if (per_tok) printf("weights read per decoded token %.1f MB -> %.2f GB/s\n", per_tok / 1e6, gbs);
         if (probe) printf("machine read bandwidth %.2f GB/s: decode reaches %.0f%% of it\n", bw, bw > 0 ? 100 * gbs / bw : 0);
         printf("peak RSS %.1f MB\n", rss / 1e6);

@@ -1,6 +1,6 @@
 /* bench.c — prefill and decode speed (medians of repeats, as llama-bench
- * measures: random ids, prompt in one batch, then single-token decode from
- * an empty cache, or after --depth cached tokens), the machine's read
+ * measures: random ids, prompt in one batch, then single-token decode, both
+ * from an empty cache or on top of --depth cached tokens), the machine's read
  * bandwidth (the probe below), and peak RSS. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -32,33 +32,41 @@ int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_res
     const int train = phiq_model_n_ctx_train(m);
     if (o->n_gen <= 0 && train > 0 && ng > train / 4) ng = train / 4 > 0 ? train / 4 : 1;
     if (o->n_prompt <= 0 && train > 0 && np > train - ng - 1) np = train - ng - 1 > 0 ? train - ng - 1 : 1;
-    const int nfill = np > nd ? np : nd;
+    /* as llama-bench -d: the timed prefill and the timed decode both run on
+     * top of nd cached tokens (filled once, untimed; llama-bench restores a
+     * saved state instead of refilling, the same work) */
+    const int ntop = np > ng ? np : ng;
     phiq_context_params cp = phiq_context_default_params();
-    cp.n_ctx = nfill + ng + 1;
+    cp.n_ctx = nd + ntop + 1;
     cp.n_threads = o->n_threads;
     cp.kv_type = (phiq_kv_type)o->kv_type;
     phiq_context *ctx = phiq_context_new(m, &cp);
     if (!ctx) return PHIQ_EINVAL;
-    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(nfill + ng));
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)(nd + np + ng));
     if (!ids) { phiq_context_free(ctx); return phiq_fail(PHIQ_ENOMEM, "bench: out of memory"); }
     const int nv = phiq_model_n_vocab(m);
     uint64_t x = 0x9E3779B97F4A7C15ull;
-    for (int i = 0; i < nfill + ng; i++) {
+    for (int i = 0; i < nd + np + ng; i++) {
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         ids[i] = (int32_t)(x % (uint64_t)nv);
     }
     int rc = 0;
+    if (nd > 0) {
+        if (!o->quiet) fprintf(stderr, "bench: filling the cache with %d tokens (untimed)\n", nd);
+        double t = phiq_now();
+        rc = phiq_eval(ctx, ids, nd);
+        if (!o->quiet && rc >= 0) fprintf(stderr, "bench: depth %d filled in %.1f s\n", nd, phiq_now() - t);
+    }
     /* one warm-up run of each (page-in of the weights, thread start-up) */
-    for (int rep = -1; rep < reps; rep++) {
-        if ((rc = phiq_context_truncate(ctx, 0)) < 0) break;
+    for (int rep = -1; rep < reps && rc >= 0; rep++) {
+        if ((rc = phiq_context_truncate(ctx, nd)) < 0) break;
         double t0 = phiq_now();
-        if ((rc = phiq_eval(ctx, ids, np)) < 0) break;
+        if ((rc = phiq_eval(ctx, ids + nd, np)) < 0) break;
         double t1 = phiq_now();
-        if ((rc = phiq_context_truncate(ctx, 0)) < 0) break;
-        if (nd > 0 && (rc = phiq_eval(ctx, ids, nd)) < 0) break; /* untimed: the cached depth */
+        if ((rc = phiq_context_truncate(ctx, nd)) < 0) break;
         double t2 = phiq_now();
         for (int i = 0; i < ng; i++)
-            if ((rc = phiq_eval(ctx, ids + nfill + i, 1)) < 0) break;
+            if ((rc = phiq_eval(ctx, ids + nd + np + i, 1)) < 0) break;
         if (rc < 0) break;
         double t3 = phiq_now();
         if (rep >= 0) {

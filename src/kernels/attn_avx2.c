@@ -1,9 +1,8 @@
-/* attn_avx2.c — AVX2+F16C attention of one head over an f16 KV cache (see
- * attn.h): 8-wide F16C conversion of keys and values, FMA dots and axpys;
- * the softmax is the portable one (max-subtracted expf, double sum). And
- * over a Q8_0 cache: int8 dots through vpmaddubsw as ggml's AVX2
- * vec_dot_q8_0_q8_0 (8 float lanes, one FMA per block), V blocks widened
- * to f32 and added with FMA under an online softmax. */
+/* attn_avx2.c — AVX2+F16C span kernels of attention (see attn.h). f16
+ * cache: 8-wide F16C conversion of keys and values, FMA dots and axpys,
+ * libm expf for the weights. Q8_0 cache: int8 dots through vpmaddubsw as
+ * ggml's AVX2 vec_dot_q8_0_q8_0 (8 float lanes, one FMA per block), V blocks
+ * widened to f32 and added with FMA under ggml's online softmax. */
 #include <immintrin.h>
 #include <math.h>
 
@@ -19,10 +18,10 @@ static inline float hsum8(__m256 v) {
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
-void phiq_attn_head_f16_avx2(const float *q, const uint16_t *K, const uint16_t *V, size_t stride, int n, float scale,
-                             float *s, float *o, int hd) {
+void phiq_attn_span_f16_avx2(const float *q, float scale, const uint16_t *K, const uint16_t *V, size_t stride, int n,
+                             float *st, float *s, int hd) {
     const int hd8 = hd & ~7;
-    float mx = -INFINITY;
+    float mx = st[0];
     for (int k = 0; k < n; k++) {
         const uint16_t *kr = K + (size_t)k * stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -38,18 +37,21 @@ void phiq_attn_head_f16_avx2(const float *q, const uint16_t *K, const uint16_t *
         s[k] = d * scale;
         if (s[k] > mx) mx = s[k];
     }
-    double sum = 0;
-    for (int k = 0; k < n; k++) {
-        s[k] = expf(s[k] - mx);
-        sum += s[k];
+    float *o = st + 2;
+    if (mx > st[0]) {
+        const float c = expf(st[0] - mx);
+        st[1] *= c;
+        for (int i = 0; i < hd; i++) o[i] *= c;
+        st[0] = mx;
     }
-    const float inv = (float)(1.0 / sum);
-    for (int i = 0; i < hd; i++) o[i] = 0;
+    float S = 0.0f;
+    for (int k = 0; k < n; k++) S += (s[k] = expf(s[k] - mx));
+    st[1] += S;
     int k = 0;
     /* two positions per pass halve the loads and stores of o */
     for (; k + 2 <= n; k += 2) {
         const uint16_t *v0 = V + (size_t)k * stride, *v1 = v0 + stride;
-        const float p0 = s[k] * inv, p1 = s[k + 1] * inv;
+        const float p0 = s[k], p1 = s[k + 1];
         const __m256 b0 = _mm256_set1_ps(p0), b1 = _mm256_set1_ps(p1);
         int i = 0;
         for (; i < hd8; i += 8) {
@@ -62,7 +64,7 @@ void phiq_attn_head_f16_avx2(const float *q, const uint16_t *K, const uint16_t *
     }
     for (; k < n; k++) {
         const uint16_t *v0 = V + (size_t)k * stride;
-        const float p0 = s[k] * inv;
+        const float p0 = s[k];
         const __m256 b0 = _mm256_set1_ps(p0);
         int i = 0;
         for (; i < hd8; i += 8)
@@ -122,8 +124,8 @@ static inline __attribute__((always_inline)) void q8_v_pass(const uint8_t *V, si
  * other, so they pipeline), then the online-softmax recurrence in scalar
  * (its weights in s, new-maximum rescales encoded as -ms), then the V sum
  * with o in registers for head_dim <= 128. */
-void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *s,
-                              float *o, int hd) {
+void phiq_attn_span_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *st,
+                              float *s, int hd) {
     const phiq_block_q8_0 *qb = q8;
     const int nb = hd / PHIQ_QK;
     for (int k = 0; k < n; k++) {
@@ -133,7 +135,7 @@ void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V
             acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(kb[b].d) * h2f(qb[b].d)), q8_dot_lanes(kb[b].qs, qb[b].qs), acc);
         s[k] = hsum8(acc);
     }
-    float S = 0.0f, M = -INFINITY;
+    float S = st[1], M = st[0];
     for (int k = 0; k < n; k++) {
         const float x = s[k];
         if (x > M) {
@@ -147,7 +149,9 @@ void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V
             s[k] = vs;
         }
     }
-    for (int i = 0; i < hd; i++) o[i] = 0;
+    st[0] = M;
+    st[1] = S;
+    float *o = st + 2;
     switch (nb) {
     case 1: q8_v_pass(V, stride, n, s, o, 1); break;
     case 2: q8_v_pass(V, stride, n, s, o, 2); break;
@@ -163,6 +167,4 @@ void phiq_attn_head_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V
             else q8_v_pass(vb, stride, n, s, o + b * PHIQ_QK, 1);
         }
     }
-    const __m256 inv = _mm256_set1_ps(S == 0.0f ? 0.0f : 1.0f / S);
-    for (int i = 0; i < hd; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), inv));
 }

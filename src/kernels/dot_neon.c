@@ -20,94 +20,96 @@ static inline int32x4_t dot16(int32x4_t acc, int8x16_t a, int8x16_t b) {
     return vpadalq_s16(acc, vmull_high_s8(a, b));
 }
 
-static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_0 *x = vx;
-    const phiq_block_q8_0 *y = vy;
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    const int8x16_t k8 = vdupq_n_s8(8);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        const uint8x16_t v = vld1q_u8(x[ib].qs);
-        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), k8);
-        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), k8);
-        int32x4_t p = dot16(dot16(vdupq_n_s32(0), lo, vld1q_s8(y[ib].qs)), hi, vld1q_s8(y[ib].qs + 16));
-        const float d = f16(x[ib].d) * f16(y[ib].d);
-        if (ib & 1) acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p), d);
-        else acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), d);
-    }
-    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
-}
+/* The ARMv8.2 dot-product instruction (SDOT), chosen at run time when the
+ * CPU reports it (HWCAP_ASIMDDP): Q4_0, Q8_0, Q4_K and Q5_K exist in both
+ * forms, generated from one body each with DOT = dot16 or dot16_dp. */
+#define DP __attribute__((target("arch=armv8.2-a+dotprod")))
+DP static inline int32x4_t dot16_dp(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
+#define NO_ATTR
 
-static void dot_q8_0(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q8_0 *x = vx;
-    const phiq_block_q8_0 *y = vy;
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        int32x4_t p = dot16(dot16(vdupq_n_s32(0), vld1q_s8(x[ib].qs), vld1q_s8(y[ib].qs)), vld1q_s8(x[ib].qs + 16),
-                            vld1q_s8(y[ib].qs + 16));
-        const float d = f16(x[ib].d) * f16(y[ib].d);
-        if (ib & 1) acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p), d);
-        else acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), d);
+#define NEON_Q4_0(name, ATTR, DOT)                                                                 \
+    ATTR static void name(int64_t n, float *s, const void *vx, const void *vy) {                   \
+        const phiq_block_q4_0 *x = vx;                                                             \
+        const phiq_block_q8_0 *y = vy;                                                             \
+        float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);                                  \
+        const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                    \
+        const int8x16_t k8 = vdupq_n_s8(8);                                                        \
+        for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {                                             \
+            const uint8x16_t v = vld1q_u8(x[ib].qs);                                               \
+            const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), k8);               \
+            const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), k8);              \
+            int32x4_t p = DOT(DOT(vdupq_n_s32(0), lo, vld1q_s8(y[ib].qs)), hi, vld1q_s8(y[ib].qs + 16)); \
+            const float d = f16(x[ib].d) * f16(y[ib].d);                                           \
+            if (ib & 1) acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p), d);                             \
+            else acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), d);                                    \
+        }                                                                                          \
+        *s = vaddvq_f32(vaddq_f32(acc0, acc1));                                                    \
     }
-    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
-}
 
-static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        phiq_k4_scale_min_all(x[i].scales, sc, mn);
-        int summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        int isum = 0;
-        for (int c = 0; c < 4; c++) {
-            const uint8x16_t v0 = vld1q_u8(x[i].qs + 32 * c), v1 = vld1q_u8(x[i].qs + 32 * c + 16);
-            const int8_t *q8 = y[i].qs + 64 * c;
-            int32x4_t lo = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(v0, m4)), vld1q_s8(q8)),
-                                 vreinterpretq_s8_u8(vandq_u8(v1, m4)), vld1q_s8(q8 + 16));
-            int32x4_t hi = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), vld1q_s8(q8 + 32)),
-                                 vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)), vld1q_s8(q8 + 48));
-            isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);
-        }
-        sumf += f16(x[i].d) * y[i].d * isum - f16(x[i].dmin) * y[i].d * summ;
+#define NEON_Q8_0(name, ATTR, DOT)                                                                 \
+    ATTR static void name(int64_t n, float *s, const void *vx, const void *vy) {                   \
+        const phiq_block_q8_0 *x = vx;                                                             \
+        const phiq_block_q8_0 *y = vy;                                                             \
+        float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);                                  \
+        for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {                                             \
+            int32x4_t p = DOT(DOT(vdupq_n_s32(0), vld1q_s8(x[ib].qs), vld1q_s8(y[ib].qs)), vld1q_s8(x[ib].qs + 16), \
+                              vld1q_s8(y[ib].qs + 16));                                            \
+            const float d = f16(x[ib].d) * f16(y[ib].d);                                           \
+            if (ib & 1) acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p), d);                             \
+            else acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), d);                                    \
+        }                                                                                          \
+        *s = vaddvq_f32(vaddq_f32(acc0, acc1));                                                    \
     }
-    *s = sumf;
-}
 
-static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q5_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
-    float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        phiq_k4_scale_min_all(x[i].scales, sc, mn);
-        int summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        const uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);
-        int isum = 0;
-        for (int c = 0; c < 4; c++) {
-            const uint8x16_t v0 = vld1q_u8(x[i].qs + 32 * c), v1 = vld1q_u8(x[i].qs + 32 * c + 16);
-            const int8x16_t sl = vdupq_n_s8((int8_t)(-2 * c)), sh = vdupq_n_s8((int8_t)(-2 * c - 1));
-            /* bit 2c (sub-block 2c) / 2c+1 (sub-block 2c+1) of qh[l], moved to bit 4 */
-            const uint8x16_t a0 = vorrq_u8(vandq_u8(v0, m4), vshlq_n_u8(vandq_u8(vshlq_u8(h0, sl), one), 4));
-            const uint8x16_t a1 = vorrq_u8(vandq_u8(v1, m4), vshlq_n_u8(vandq_u8(vshlq_u8(h1, sl), one), 4));
-            const uint8x16_t b0 = vorrq_u8(vshrq_n_u8(v0, 4), vshlq_n_u8(vandq_u8(vshlq_u8(h0, sh), one), 4));
-            const uint8x16_t b1 = vorrq_u8(vshrq_n_u8(v1, 4), vshlq_n_u8(vandq_u8(vshlq_u8(h1, sh), one), 4));
-            const int8_t *q8 = y[i].qs + 64 * c;
-            int32x4_t lo = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(a0), vld1q_s8(q8)), vreinterpretq_s8_u8(a1),
-                                 vld1q_s8(q8 + 16));
-            int32x4_t hi = dot16(dot16(vdupq_n_s32(0), vreinterpretq_s8_u8(b0), vld1q_s8(q8 + 32)), vreinterpretq_s8_u8(b1),
-                                 vld1q_s8(q8 + 48));
-            isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);
-        }
-        sumf += f16(x[i].d) * y[i].d * isum - f16(x[i].dmin) * y[i].d * summ;
-    }
-    *s = sumf;
+/* Q4_K and Q5_K: chunk c of a super-block is 32 low nibbles (a0, a1) and 32
+ * high ones (b0, b1); Q5_K's HIGH step ors in bit 2c / 2c+1 of qh[l] as 16. */
+static inline void k5_high(const uint8_t *qh, int c, uint8x16_t *a0, uint8x16_t *a1, uint8x16_t *b0, uint8x16_t *b1) {
+    const uint8x16_t h0 = vld1q_u8(qh), h1 = vld1q_u8(qh + 16), one = vdupq_n_u8(1);
+    const int8x16_t sl = vdupq_n_s8((int8_t)(-2 * c)), sh = vdupq_n_s8((int8_t)(-2 * c - 1));
+    *a0 = vorrq_u8(*a0, vshlq_n_u8(vandq_u8(vshlq_u8(h0, sl), one), 4));
+    *a1 = vorrq_u8(*a1, vshlq_n_u8(vandq_u8(vshlq_u8(h1, sl), one), 4));
+    *b0 = vorrq_u8(*b0, vshlq_n_u8(vandq_u8(vshlq_u8(h0, sh), one), 4));
+    *b1 = vorrq_u8(*b1, vshlq_n_u8(vandq_u8(vshlq_u8(h1, sh), one), 4));
 }
+#define Q4K_HIGH(xb, c, a0, a1, b0, b1) (void)0
+#define Q5K_HIGH(xb, c, a0, a1, b0, b1) k5_high((xb)->qh, c, &(a0), &(a1), &(b0), &(b1))
+
+#define NEON_K45(name, ATTR, DOT, BT, HIGH)                                                        \
+    ATTR static void name(int64_t n, float *s, const void *vx, const void *vy) {                   \
+        const BT *x = vx;                                                                          \
+        const phiq_block_q8_K *y = vy;                                                             \
+        const uint8x16_t m4 = vdupq_n_u8(0x0F);                                                    \
+        float sumf = 0;                                                                            \
+        for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {                                              \
+            uint8_t sc[8], mn[8];                                                                  \
+            phiq_k4_scale_min_all(x[i].scales, sc, mn);                                            \
+            int summ = 0;                                                                          \
+            for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]); \
+            int isum = 0;                                                                          \
+            for (int c = 0; c < 4; c++) {                                                          \
+                const uint8x16_t v0 = vld1q_u8(x[i].qs + 32 * c), v1 = vld1q_u8(x[i].qs + 32 * c + 16); \
+                uint8x16_t a0 = vandq_u8(v0, m4), a1 = vandq_u8(v1, m4), b0 = vshrq_n_u8(v0, 4), b1 = vshrq_n_u8(v1, 4); \
+                HIGH(x + i, c, a0, a1, b0, b1);                                                    \
+                const int8_t *q8 = y[i].qs + 64 * c;                                               \
+                int32x4_t lo = DOT(DOT(vdupq_n_s32(0), vreinterpretq_s8_u8(a0), vld1q_s8(q8)),     \
+                                   vreinterpretq_s8_u8(a1), vld1q_s8(q8 + 16));                    \
+                int32x4_t hi = DOT(DOT(vdupq_n_s32(0), vreinterpretq_s8_u8(b0), vld1q_s8(q8 + 32)), \
+                                   vreinterpretq_s8_u8(b1), vld1q_s8(q8 + 48));                    \
+                isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);               \
+            }                                                                                      \
+            sumf += f16(x[i].d) * y[i].d * isum - f16(x[i].dmin) * y[i].d * summ;                  \
+        }                                                                                          \
+        *s = sumf;                                                                                 \
+    }
+
+NEON_Q4_0(dot_q4_0, NO_ATTR, dot16)
+NEON_Q4_0(dot_q4_0_dp, DP, dot16_dp)
+NEON_Q8_0(dot_q8_0, NO_ATTR, dot16)
+NEON_Q8_0(dot_q8_0_dp, DP, dot16_dp)
+NEON_K45(dot_q4_K, NO_ATTR, dot16, phiq_block_q4_K, Q4K_HIGH)
+NEON_K45(dot_q4_K_dp, DP, dot16_dp, phiq_block_q4_K, Q4K_HIGH)
+NEON_K45(dot_q5_K, NO_ATTR, dot16, phiq_block_q5_K, Q5K_HIGH)
+NEON_K45(dot_q5_K_dp, DP, dot16_dp, phiq_block_q5_K, Q5K_HIGH)
 
 static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q4_1 *x = vx;
@@ -140,67 +142,6 @@ static void dot_iq4_nl(int64_t n, float *s, const void *vx, const void *vy) {
     *s = vaddvq_f32(acc);
 }
 
-/* The same kernels (Q4_0, Q8_0, Q4_K, Q5_K) with the ARMv8.2 dot-product instruction (SDOT),
- * chosen at run time when the CPU reports it (HWCAP_ASIMDDP). */
-#define DP __attribute__((target("arch=armv8.2-a+dotprod")))
-DP static inline int32x4_t dot16_dp(int32x4_t acc, int8x16_t a, int8x16_t b) { return vdotq_s32(acc, a, b); }
-
-DP static void dot_q4_0_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_0 *x = vx;
-    const phiq_block_q8_0 *y = vy;
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    const int8x16_t k8 = vdupq_n_s8(8);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        const uint8x16_t v = vld1q_u8(x[ib].qs);
-        const int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), k8);
-        const int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(v, 4)), k8);
-        int32x4_t p = dot16_dp(dot16_dp(vdupq_n_s32(0), lo, vld1q_s8(y[ib].qs)), hi, vld1q_s8(y[ib].qs + 16));
-        const float d = f16(x[ib].d) * f16(y[ib].d);
-        if (ib & 1) acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p), d);
-        else acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), d);
-    }
-    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
-}
-
-DP static void dot_q8_0_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q8_0 *x = vx;
-    const phiq_block_q8_0 *y = vy;
-    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        int32x4_t p = dot16_dp(dot16_dp(vdupq_n_s32(0), vld1q_s8(x[ib].qs), vld1q_s8(y[ib].qs)), vld1q_s8(x[ib].qs + 16),
-                            vld1q_s8(y[ib].qs + 16));
-        const float d = f16(x[ib].d) * f16(y[ib].d);
-        if (ib & 1) acc1 = vmlaq_n_f32(acc1, vcvtq_f32_s32(p), d);
-        else acc0 = vmlaq_n_f32(acc0, vcvtq_f32_s32(p), d);
-    }
-    *s = vaddvq_f32(vaddq_f32(acc0, acc1));
-}
-
-DP static void dot_q4_K_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    const uint8x16_t m4 = vdupq_n_u8(0x0F);
-    float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        phiq_k4_scale_min_all(x[i].scales, sc, mn);
-        int summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        int isum = 0;
-        for (int c = 0; c < 4; c++) {
-            const uint8x16_t v0 = vld1q_u8(x[i].qs + 32 * c), v1 = vld1q_u8(x[i].qs + 32 * c + 16);
-            const int8_t *q8 = y[i].qs + 64 * c;
-            int32x4_t lo = dot16_dp(dot16_dp(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(v0, m4)), vld1q_s8(q8)),
-                                 vreinterpretq_s8_u8(vandq_u8(v1, m4)), vld1q_s8(q8 + 16));
-            int32x4_t hi = dot16_dp(dot16_dp(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(v0, 4)), vld1q_s8(q8 + 32)),
-                                 vreinterpretq_s8_u8(vshrq_n_u8(v1, 4)), vld1q_s8(q8 + 48));
-            isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);
-        }
-        sumf += f16(x[i].d) * y[i].d * isum - f16(x[i].dmin) * y[i].d * summ;
-    }
-    *s = sumf;
-}
 
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q6_K *x = vx;
@@ -232,86 +173,30 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
-DP static void dot_q5_K_dp(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q5_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    const uint8x16_t m4 = vdupq_n_u8(0x0F), one = vdupq_n_u8(1);
-    float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        uint8_t sc[8], mn[8];
-        phiq_k4_scale_min_all(x[i].scales, sc, mn);
-        int summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        const uint8x16_t h0 = vld1q_u8(x[i].qh), h1 = vld1q_u8(x[i].qh + 16);
-        int isum = 0;
-        for (int c = 0; c < 4; c++) {
-            const uint8x16_t v0 = vld1q_u8(x[i].qs + 32 * c), v1 = vld1q_u8(x[i].qs + 32 * c + 16);
-            const int8x16_t sl = vdupq_n_s8((int8_t)(-2 * c)), sh = vdupq_n_s8((int8_t)(-2 * c - 1));
-            /* bit 2c (sub-block 2c) / 2c+1 (sub-block 2c+1) of qh[l], moved to bit 4 */
-            const uint8x16_t a0 = vorrq_u8(vandq_u8(v0, m4), vshlq_n_u8(vandq_u8(vshlq_u8(h0, sl), one), 4));
-            const uint8x16_t a1 = vorrq_u8(vandq_u8(v1, m4), vshlq_n_u8(vandq_u8(vshlq_u8(h1, sl), one), 4));
-            const uint8x16_t b0 = vorrq_u8(vshrq_n_u8(v0, 4), vshlq_n_u8(vandq_u8(vshlq_u8(h0, sh), one), 4));
-            const uint8x16_t b1 = vorrq_u8(vshrq_n_u8(v1, 4), vshlq_n_u8(vandq_u8(vshlq_u8(h1, sh), one), 4));
-            const int8_t *q8 = y[i].qs + 64 * c;
-            int32x4_t lo = dot16_dp(dot16_dp(vdupq_n_s32(0), vreinterpretq_s8_u8(a0), vld1q_s8(q8)), vreinterpretq_s8_u8(a1),
-                                 vld1q_s8(q8 + 16));
-            int32x4_t hi = dot16_dp(dot16_dp(vdupq_n_s32(0), vreinterpretq_s8_u8(b0), vld1q_s8(q8 + 32)), vreinterpretq_s8_u8(b1),
-                                 vld1q_s8(q8 + 48));
-            isum += sc[2 * c] * vaddvq_s32(lo) + sc[2 * c + 1] * vaddvq_s32(hi);
-        }
-        sumf += f16(x[i].d) * y[i].d * isum - f16(x[i].dmin) * y[i].d * summ;
-    }
-    *s = sumf;
-}
-
 /* Float types: four float32x4 accumulators, scalar tail. */
 static inline float32x4_t ld_f16(const uint16_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
 
-static void dot_f16(int64_t n, float *s, const void *vx, const void *vy) {
-    const uint16_t *x = vx, *y = vy;
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = vfmaq_f32(a0, ld_f16(x + i), ld_f16(y + i));
-        a1 = vfmaq_f32(a1, ld_f16(x + i + 4), ld_f16(y + i + 4));
-        a2 = vfmaq_f32(a2, ld_f16(x + i + 8), ld_f16(y + i + 8));
-        a3 = vfmaq_f32(a3, ld_f16(x + i + 12), ld_f16(y + i + 12));
+/* f16 x f16, f16 x f32 and f32 x f32: one body, LX/LY load four lanes, SX/SY one value. */
+#define NEON_FLOAT_DOT(name, XT, YT, LX, LY, SX, SY)                                               \
+    static void name(int64_t n, float *s, const void *vx, const void *vy) {                        \
+        const XT *x = vx;                                                                          \
+        const YT *y = vy;                                                                          \
+        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;                                \
+        int64_t i = 0;                                                                             \
+        for (; i + 16 <= n; i += 16) {                                                             \
+            a0 = vfmaq_f32(a0, LX(x + i), LY(y + i));                                              \
+            a1 = vfmaq_f32(a1, LX(x + i + 4), LY(y + i + 4));                                      \
+            a2 = vfmaq_f32(a2, LX(x + i + 8), LY(y + i + 8));                                      \
+            a3 = vfmaq_f32(a3, LX(x + i + 12), LY(y + i + 12));                                    \
+        }                                                                                          \
+        float t = 0;                                                                               \
+        for (; i < n; i++) t += SX(x[i]) * SY(y[i]);                                               \
+        *s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3))) + t;                      \
     }
-    float t = 0;
-    for (; i < n; i++) t += f16(x[i]) * f16(y[i]);
-    *s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3))) + t;
-}
-
-static void dot_f16_f32(int64_t n, float *s, const void *vx, const void *vy) {
-    const uint16_t *x = vx;
-    const float *y = vy;
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = vfmaq_f32(a0, ld_f16(x + i), vld1q_f32(y + i));
-        a1 = vfmaq_f32(a1, ld_f16(x + i + 4), vld1q_f32(y + i + 4));
-        a2 = vfmaq_f32(a2, ld_f16(x + i + 8), vld1q_f32(y + i + 8));
-        a3 = vfmaq_f32(a3, ld_f16(x + i + 12), vld1q_f32(y + i + 12));
-    }
-    float t = 0;
-    for (; i < n; i++) t += f16(x[i]) * y[i];
-    *s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3))) + t;
-}
-
-static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
-    const float *x = vx, *y = vy;
-    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(y + i));
-        a1 = vfmaq_f32(a1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
-        a2 = vfmaq_f32(a2, vld1q_f32(x + i + 8), vld1q_f32(y + i + 8));
-        a3 = vfmaq_f32(a3, vld1q_f32(x + i + 12), vld1q_f32(y + i + 12));
-    }
-    float t = 0;
-    for (; i < n; i++) t += x[i] * y[i];
-    *s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3))) + t;
-}
+#define S_SAME(v) (v)
+NEON_FLOAT_DOT(dot_f16, uint16_t, uint16_t, ld_f16, ld_f16, f16, f16)
+NEON_FLOAT_DOT(dot_f16_f32, uint16_t, float, ld_f16, vld1q_f32, f16, S_SAME)
+NEON_FLOAT_DOT(dot_f32, float, float, vld1q_f32, vld1q_f32, S_SAME, S_SAME)
 
 PHIQ_ROWS_FROM_DOT(q4_0)
 PHIQ_ROWS_FROM_DOT(q8_0)
@@ -331,24 +216,20 @@ void phiq_kernels_init_neon(phiq_kernels *k, int dotprod) {
     phiq_kernels_init_scalar(k);
     k->isa = "neon";
     k->dot_f16_f32 = dot_f16_f32;
-#define SET(T, name)                                                                               \
-    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
-     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
-    SET(Q4_0, q4_0);
-    SET(Q8_0, q8_0);
-    SET(Q4_K, q4_K);
-    SET(Q6_K, q6_K);
-    SET(Q5_K, q5_K);
-    SET(Q4_1, q4_1);
-    SET(IQ4_NL, iq4_nl);
-    SET(F16, f16);
-    SET(F32, f32);
+    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
+    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
+    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
+    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
+    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
+    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
+    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
+    PHIQ_KERNELS_SET(k, F16, f16);
+    PHIQ_KERNELS_SET(k, F32, f32);
     if (dotprod) {
         k->isa = "neon+dotprod";
-        SET(Q4_0, q4_0_dp);
-        SET(Q8_0, q8_0_dp);
-        SET(Q4_K, q4_K_dp);
-        SET(Q5_K, q5_K_dp);
+        PHIQ_KERNELS_SET(k, Q4_0, q4_0_dp);
+        PHIQ_KERNELS_SET(k, Q8_0, q8_0_dp);
+        PHIQ_KERNELS_SET(k, Q4_K, q4_K_dp);
+        PHIQ_KERNELS_SET(k, Q5_K, q5_K_dp);
     }
-#undef SET
 }

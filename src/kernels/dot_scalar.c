@@ -7,6 +7,7 @@
  * lanes) so that results are deterministic and comparable. This file is
  * compiled without ISA flags, so the compiler cannot fuse multiply-adds. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -54,20 +55,31 @@ int phiq_quantize_act_ref(int act_type, const float *x, void *dst, int64_t n) {
 
 /* ---- legacy 32-element blocks --------------------------------------------- */
 
+/* The integer dot of one 4- or 5-bit block with a Q8 block, as ggml's
+ * generic loops: element j is the low nibble of qs[j] (j < 16) or the high
+ * nibble of qs[j-16], plus 16 when bit j of qh is set (Q5 types; qh 0 for
+ * Q4), minus off (8 for Q4_0, 16 for Q5_0, 0 for the types with a min). */
+static inline int nib_sumi(const uint8_t qs[PHIQ_QK / 2], uint32_t qh, const int8_t *yq, int off) {
+    int sumi0 = 0, sumi1 = 0;
+    for (int j = 0; j < PHIQ_QK / 2; j++) {
+        const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
+        sumi0 += (((qs[j] & 0x0F) | h0) - off) * yq[j];
+        sumi1 += (((qs[j] >> 4) | h1) - off) * yq[j + PHIQ_QK / 2];
+    }
+    return sumi0 + sumi1;
+}
+
+static inline uint32_t qh_bits(const uint8_t qh[4]) {
+    uint32_t v;
+    memcpy(&v, qh, sizeof v);
+    return v;
+}
+
 static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q4_0 *x = vx;
     const phiq_block_q8_0 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_QK / 2; j++) {
-            const int v0 = (x[ib].qs[j] & 0x0F) - 8;
-            const int v1 = (x[ib].qs[j] >> 4) - 8;
-            sumi0 += v0 * y[ib].qs[j];
-            sumi1 += v1 * y[ib].qs[j + PHIQ_QK / 2];
-        }
-        sumf += (sumi0 + sumi1) * F16(x[ib].d) * F16(y[ib].d);
-    }
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) sumf += nib_sumi(x[ib].qs, 0, y[ib].qs, 8) * F16(x[ib].d) * F16(y[ib].d);
     *s = sumf;
 }
 
@@ -75,14 +87,8 @@ static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q4_1 *x = vx;
     const phiq_block_q8_1 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_QK / 2; j++) {
-            sumi0 += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
-            sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + PHIQ_QK / 2];
-        }
-        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1) + F16(x[ib].m) * F16(y[ib].s);
-    }
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++)
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * nib_sumi(x[ib].qs, 0, y[ib].qs, 0) + F16(x[ib].m) * F16(y[ib].s);
     *s = sumf;
 }
 
@@ -90,17 +96,8 @@ static void dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q5_0 *x = vx;
     const phiq_block_q8_0 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        uint32_t qh;
-        memcpy(&qh, x[ib].qh, sizeof qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_QK / 2; j++) {
-            const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
-            sumi0 += (((x[ib].qs[j] & 0x0F) | h0) - 16) * y[ib].qs[j];
-            sumi1 += (((x[ib].qs[j] >> 4) | h1) - 16) * y[ib].qs[j + PHIQ_QK / 2];
-        }
-        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1);
-    }
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++)
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * nib_sumi(x[ib].qs, qh_bits(x[ib].qh), y[ib].qs, 16);
     *s = sumf;
 }
 
@@ -108,17 +105,9 @@ static void dot_q5_1(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q5_1 *x = vx;
     const phiq_block_q8_1 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        uint32_t qh;
-        memcpy(&qh, x[ib].qh, sizeof qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_QK / 2; j++) {
-            const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
-            sumi0 += ((x[ib].qs[j] & 0x0F) | h0) * y[ib].qs[j];
-            sumi1 += ((x[ib].qs[j] >> 4) | h1) * y[ib].qs[j + PHIQ_QK / 2];
-        }
-        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1) + F16(x[ib].m) * F16(y[ib].s);
-    }
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++)
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * nib_sumi(x[ib].qs, qh_bits(x[ib].qh), y[ib].qs, 0) +
+                F16(x[ib].m) * F16(y[ib].s);
     *s = sumf;
 }
 
@@ -221,24 +210,29 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
-static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q4_K *x = vx;
-    const phiq_block_q8_K *y = vy;
+/* Q4_K and Q5_K are one body (ggml's generic loops): the 256 values of a
+ * super-block are the nibbles of qs, plus 16 where Q5_K's qh has bit 2c
+ * (low nibbles of chunk c) or 2c+1 (high nibbles) set; qh NULL for Q4_K. */
+static void k45_dot(int64_t n, float *s, const uint8_t *blocks, size_t stride, size_t qh_off, size_t qs_off,
+                    const phiq_block_q8_K *y) {
     float sums[8] = {0};
     float sumf = 0;
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
+        const uint8_t *b = blocks + (size_t)i * stride;
+        const phiq_block_q4_K *hd = (const phiq_block_q4_K *)(const void *)b; /* d, dmin, scales: same in both */
         int8_t aux8[PHIQ_QK_K];
         int32_t aux32[8] = {0};
-        const uint8_t *q4 = x[i].qs;
+        const uint8_t *q4 = b + qs_off, *hm = qh_off ? b + qh_off : NULL;
         int8_t *a = aux8;
+        uint8_t m = 1;
         for (int j = 0; j < PHIQ_QK_K / 64; j++, q4 += 32) {
-            for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] & 0xF);
-            a += 32;
-            for (int l = 0; l < 32; l++) a[l] = (int8_t)(q4[l] >> 4);
-            a += 32;
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] & 0xF) + (hm && (hm[l] & m) ? 16 : 0));
+            a += 32, m <<= 1;
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] >> 4) + (hm && (hm[l] & m) ? 16 : 0));
+            a += 32, m <<= 1;
         }
         uint8_t sc[8], mn[8];
-        phiq_k4_scale_min_all(x[i].scales, sc, mn);
+        phiq_k4_scale_min_all(hd->scales, sc, mn);
         int sumi = 0;
         for (int j = 0; j < PHIQ_QK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
         const int8_t *q8 = y[i].qs;
@@ -247,49 +241,23 @@ static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
             lanes16(aux32, sc[j], q8, a);
             lanes16(aux32, sc[j], q8 + 16, a + 16);
         }
-        const float d = F16(x[i].d) * y[i].d;
+        const float d = F16(hd->d) * y[i].d;
         for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
-        const float dmin = F16(x[i].dmin) * y[i].d;
+        const float dmin = F16(hd->dmin) * y[i].d;
         sumf -= dmin * sumi;
     }
     for (int l = 0; l < 8; l++) sumf += sums[l];
     *s = sumf;
 }
 
+_Static_assert(offsetof(phiq_block_q4_K, scales) == offsetof(phiq_block_q5_K, scales), "Q4_K/Q5_K share d, dmin, scales");
+
+static void dot_q4_K(int64_t n, float *s, const void *vx, const void *vy) {
+    k45_dot(n, s, vx, sizeof(phiq_block_q4_K), 0, offsetof(phiq_block_q4_K, qs), vy);
+}
+
 static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q5_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    float sums[8] = {0};
-    float sumf = 0;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        int8_t aux8[PHIQ_QK_K];
-        int32_t aux32[8] = {0};
-        const uint8_t *q4 = x[i].qs, *hm = x[i].qh;
-        int8_t *a = aux8;
-        uint8_t m = 1;
-        for (int j = 0; j < PHIQ_QK_K / 64; j++, q4 += 32) {
-            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] & 0xF) + (hm[l] & m ? 16 : 0));
-            a += 32, m <<= 1;
-            for (int l = 0; l < 32; l++) a[l] = (int8_t)((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
-            a += 32, m <<= 1;
-        }
-        uint8_t sc[8], mn[8];
-        phiq_k4_scale_min_all(x[i].scales, sc, mn);
-        int sumi = 0;
-        for (int j = 0; j < PHIQ_QK_K / 16; j++) sumi += y[i].bsums[j] * mn[j / 2];
-        const int8_t *q8 = y[i].qs;
-        a = aux8;
-        for (int j = 0; j < PHIQ_QK_K / 32; j++, q8 += 32, a += 32) {
-            lanes16(aux32, sc[j], q8, a);
-            lanes16(aux32, sc[j], q8 + 16, a + 16);
-        }
-        const float d = F16(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
-        const float dmin = F16(x[i].dmin) * y[i].d;
-        sumf -= dmin * sumi;
-    }
-    for (int l = 0; l < 8; l++) sumf += sums[l];
-    *s = sumf;
+    k45_dot(n, s, vx, sizeof(phiq_block_q5_K), offsetof(phiq_block_q5_K, qh), offsetof(phiq_block_q5_K, qs), vy);
 }
 
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
@@ -385,12 +353,6 @@ static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 /* ---- table ------------------------------------------------------------------ */
-
-void phiq_matvec_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
-                      size_t row_bytes, const void *act) {
-    const char *p = w;
-    for (int64_t r = 0; r < nrows; r++) dot(n, out + r, p + (size_t)r * row_bytes, act);
-}
 
 void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
                     const void *w, size_t row_bytes, const void *act, size_t act_stride) {

@@ -17,6 +17,14 @@
 #include "model/phi3small.h"
 #include "quant/quant.h"
 
+/* Positions per span call. Prefill: one head's K and V slices of a tile
+ * (64 x head_dim values each) stay in L1 while every query of the batch
+ * passes over them, so the cache is read once per layer, not once per
+ * token. Decode: every head of a tile of cache rows is visited before the
+ * next tile, so the rows stream from memory nearly in order. */
+#define PHIQ_ATTN_TILE 64
+#define PHIQ_ATTN_TILE_DEC 32
+
 typedef struct {
     phiq_context *ctx;
     int layer, n;
@@ -24,57 +32,144 @@ typedef struct {
     phiq_kv *const *kv;    /* [n] each token's sequence cache */
     const float *qkv; /* [n][nq + 2 nkv] after RoPE */
     float *out;       /* [n][nq] */
+    int cpt;          /* split mode: chunks of the sequence per token */
 } phiq_attn_job;
 
-/* One (token, head) pair per work item; each thread owns a score row (and
- * a query scratch row for Q8_0). With an f16 or Q8_0 cache the whole head
- * runs in one kernel (kernels/attn.h). */
-static void phiq_attn_task(void *arg, int ith, int nth) {
+/* Hugging Face's sliding mask: key k visible to query p iff p - W < k <= p. */
+static inline int attn_first(const phiq_context *ctx, int p) {
+    return ctx->window > 0 && p - ctx->window + 1 > 0 ? p - ctx->window + 1 : 0;
+}
+
+/* The softmax scale: 1/sqrt(head_dim), or Phi-3-small's muP mup_attn_multiplier/head_dim. */
+static inline float attn_scale(const phiq_hparams *hp) {
+    return hp->attn_scale > 0 ? hp->attn_scale : 1.0f / sqrtf((float)hp->head_dim);
+}
+
+static inline size_t attn_q8_bytes(int hd) { return (size_t)phiq_ggml_row_size(PHIQ_GGML_TYPE_Q8_0, hd); }
+
+/* Q8_0 cache: each (token, head) query scaled, rotated and quantized once.
+ * llama.cpp's phi graphs scale Q before attention (kq_scale 1); flash
+ * attention then converts that row to K's dot type. */
+static void phiq_attn_prep_q8(void *arg, int ith, int nth) {
+    phiq_attn_job *j = arg;
+    phiq_context *ctx = j->ctx;
+    const phiq_hparams *hp = &ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, nq = nh * hd, ld = nq + 2 * hp->n_head_kv * hd;
+    const float scale = attn_scale(hp);
+    float *qs = ctx->attn_ws + (size_t)ith * ctx->attn_ws_stride;
+    long lo, hi;
+    phiq_split((long)j->n * nh, ith, nth, &lo, &hi);
+    for (long it = lo; it < hi; it++) {
+        const int t = (int)(it / nh), h = (int)(it % nh), rot = j->kv[t]->rot_k;
+        const float *q = j->qkv + (size_t)t * ld + (size_t)h * hd;
+        for (int i = 0; i < hd; i++) qs[i] = q[i] * scale;
+        for (int c = 0; rot && c < hd; c += rot) phiq_attn_fwht(qs + c, rot);
+        phiq_quantize_row_q8_0(qs, ctx->attn_q8 + (size_t)it * attn_q8_bytes(hd), hd);
+    }
+}
+
+/* Folds positions [k0, k0 + n) of token t's sequence into head h's state. */
+static inline void attn_span(const phiq_attn_job *j, const phiq_attn_kernels *ak, int t, int h, int k0, int n,
+                             float *st, float *s) {
+    const phiq_hparams *hp = &j->ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, off = (h / (nh / nkv)) * hd;
+    const phiq_kv *kv = j->kv[t];
+    if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
+        const size_t ob = (size_t)phiq_ggml_row_size(PHIQ_GGML_TYPE_Q8_0, off);
+        ak->span_q8_0(j->ctx->attn_q8 + ((size_t)t * nh + h) * attn_q8_bytes(hd), phiq_kv_row(kv, 0, j->layer, k0) + ob,
+                      phiq_kv_row(kv, 1, j->layer, k0) + ob, kv->row_bytes, n, st, s, hd);
+    } else {
+        const float *q = j->qkv + (size_t)t * (size_t)(nh * hd + 2 * nkv * hd) + (size_t)h * hd;
+        ak->span_f16(q, attn_scale(hp), (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, k0) + off,
+                     (const uint16_t *)(const void *)phiq_kv_row(kv, 1, j->layer, k0) + off, (size_t)kv->dim, n, st, s,
+                     hd);
+    }
+}
+
+/* out = o / S of one finished state; a Q8_0 cache's V was stored rotated,
+ * and H H = I brings the output back. */
+static inline void attn_finish(const phiq_kv *kv, const float *st, float *out, int hd) {
+    phiq_attn_state_out(st, out, hd);
+    for (int c = 0; kv->rot_v && c < hd; c += kv->rot_v) phiq_attn_fwht(out + c, kv->rot_v);
+}
+
+/* Split mode (decode, few tokens), flash-decoding: chunk c is part c % cpt
+ * of token c / cpt's visible positions, every head, into its own partial
+ * states (ctx->attn_part); the caller merges them. */
+static void phiq_attn_split_task(void *arg, int c, int nc) {
+    (void)nc;
+    phiq_attn_job *j = arg;
+    phiq_context *ctx = j->ctx;
+    const phiq_hparams *hp = &ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, t = c / j->cpt;
+    const size_t SS = PHIQ_ATTN_STATE(hd);
+    const phiq_attn_kernels *ak = phiq_attn_kernels_get();
+    const int first = attn_first(ctx, j->pos[t]);
+    long lo, hi;
+    phiq_split(j->pos[t] - first + 1, c % j->cpt, j->cpt, &lo, &hi);
+    float *st = ctx->attn_part + (size_t)c * ctx->attn_part_stride, *s = st + (size_t)nh * SS;
+    for (int h = 0; h < nh; h++) phiq_attn_state_init(st + h * SS, hd);
+    for (long k0 = lo; k0 < hi; k0 += PHIQ_ATTN_TILE_DEC) {
+        const int nk = (int)(hi - k0 < PHIQ_ATTN_TILE_DEC ? hi - k0 : PHIQ_ATTN_TILE_DEC);
+        for (int h = 0; h < nh; h++) attn_span(j, ak, t, h, first + (int)k0, nk, st + h * SS, s);
+    }
+}
+
+/* Head mode (prefill): thread ith takes a range of heads; per head, tiles
+ * of positions, and every token of the batch folds the part of the tile it
+ * sees (causal, sliding window) into its state (per-thread scratch). */
+static void phiq_attn_head_task(void *arg, int ith, int nth) {
+    phiq_attn_job *j = arg;
+    phiq_context *ctx = j->ctx;
+    const phiq_hparams *hp = &ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, nq = nh * hd;
+    const size_t SS = PHIQ_ATTN_STATE(hd);
+    const phiq_attn_kernels *ak = phiq_attn_kernels_get();
+    float *s = ctx->attn_ws + (size_t)ith * ctx->attn_ws_stride, *states = s + PHIQ_ATTN_TILE;
+    int kmin = j->pos[0], kmax = j->pos[0];
+    for (int t = 0; t < j->n; t++) {
+        const int f = attn_first(ctx, j->pos[t]);
+        if (f < kmin) kmin = f;
+        if (j->pos[t] > kmax) kmax = j->pos[t];
+    }
+    long hlo, hhi;
+    phiq_split(nh, ith, nth, &hlo, &hhi);
+    for (int h = (int)hlo; h < (int)hhi; h++) {
+        for (int t = 0; t < j->n; t++) phiq_attn_state_init(states + t * SS, hd);
+        for (int k0 = kmin; k0 <= kmax; k0 += PHIQ_ATTN_TILE) {
+            const int k1 = k0 + PHIQ_ATTN_TILE;
+            for (int t = 0; t < j->n; t++) {
+                const int f = attn_first(ctx, j->pos[t]), a = k0 > f ? k0 : f, b = k1 < j->pos[t] + 1 ? k1 : j->pos[t] + 1;
+                if (a < b) attn_span(j, ak, t, h, a, b - a, states + t * SS, s);
+            }
+        }
+        for (int t = 0; t < j->n; t++) attn_finish(j->kv[t], states + t * SS, j->out + (size_t)t * nq + (size_t)h * hd, hd);
+    }
+}
+
+/* The f32 cache (tests and references, not a speed path): one (token,
+ * head) pair per work item, scores in a per-thread row of n_ctx floats. */
+static void phiq_attn_f32_task(void *arg, int ith, int nth) {
     phiq_attn_job *j = arg;
     phiq_context *ctx = j->ctx;
     const phiq_hparams *hp = &ctx->m->hp;
     int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
     int nq = nh * hd, nk = nkv * hd, group = nh / nkv;
-    float scale = hp->attn_scale > 0 ? hp->attn_scale : 1.0f / sqrtf((float)hd); /* phi3small: muP's 1/head_dim */
+    float scale = attn_scale(hp);
     const bool sparse = hp->arch == PHIQ_ARCH_PHI3SMALL && !phiq_phi3small_dense(hp, j->layer);
     float *s = ctx->scores + (size_t)ith * (size_t)ctx->n_ctx;
-    const phiq_attn_kernels *ak = phiq_attn_kernels_get();
     long lo, hi;
     phiq_split((long)j->n * nh, ith, nth, &lo, &hi);
     for (long it = lo; it < hi; it++) {
         int t = (int)(it / nh), h = (int)(it % nh);
         int p = j->pos[t];
         const phiq_kv *kv = j->kv[t];
-        int first = 0;
-        /* Hugging Face's sliding mask: key k visible to query p iff p - W < k <= p. */
-        if (ctx->window > 0 && p - ctx->window + 1 > 0) first = p - ctx->window + 1;
+        int first = attn_first(ctx, p);
         const float *q = j->qkv + (size_t)t * (size_t)(nq + 2 * nk) + (size_t)h * hd;
         int off = (h / group) * hd;
         float *o = j->out + (size_t)t * nq + (size_t)h * hd;
-        if (sparse) {
+        if (sparse) { /* any cache type: the block-sparse layout is not a contiguous span */
             phiq_phi3small_attn_head(hp, kv, j->layer, h, p, q, scale, s, ctx->p3s_tmp + (size_t)ith * 2 * hd, o);
-            continue;
-        }
-        if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
-            /* llama.cpp's phi graphs scale Q before attention (kq_scale 1);
-             * flash attention then converts that row to K's dot type */
-            float *qs = (float *)(void *)(ctx->attn_q8 + (size_t)ith * ctx->attn_q8_stride);
-            uint8_t *q8 = (uint8_t *)(qs + hd);
-            for (int i = 0; i < hd; i++) qs[i] = q[i] * scale;
-            for (int c = 0; kv->rot_k && c < hd; c += kv->rot_k) phiq_attn_fwht(qs + c, kv->rot_k);
-            phiq_quantize_row_q8_0(qs, q8, hd);
-            ak->head_q8_0(q8, phiq_kv_row(kv, 0, j->layer, first) + (size_t)off / 32 * 34,
-                          phiq_kv_row(kv, 1, j->layer, first) + (size_t)off / 32 * 34, kv->row_bytes,
-                          p - first + 1, s, o, hd);
-            /* V was stored rotated: H H = I brings the output back */
-            for (int c = 0; kv->rot_v && c < hd; c += kv->rot_v) phiq_attn_fwht(o + c, kv->rot_v);
-            continue;
-        }
-        if (kv->type == PHIQ_GGML_TYPE_F16) {
-            const uint16_t *K = (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, first) + off;
-            const uint16_t *V = (const uint16_t *)(const void *)phiq_kv_row(kv, 1, j->layer, first) + off;
-            ak->head_f16(q, K, V, (size_t)kv->dim,
-                         p - first + 1, scale, s, o, hd);
             continue;
         }
         for (int k = first; k <= p; k++) s[k - first] = phiq_kv_dot_k(kv, j->layer, k, off, q, hd) * scale;
@@ -82,6 +177,33 @@ static void phiq_attn_task(void *arg, int ith, int nth) {
         memset(o, 0, (size_t)hd * sizeof(float));
         for (int k = first; k <= p; k++) phiq_kv_axpy_v(kv, j->layer, k, off, s[k - first], o, hd);
     }
+}
+
+/* Attention of the batch's n tokens (their K and V already stored). Few
+ * tokens (decode): split over the sequence, partial states merged here;
+ * more: split over heads. */
+static void phiq_attention(phiq_context *ctx, phiq_attn_job *j) {
+    const phiq_hparams *hp = &ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, nth = ctx->n_threads;
+    /* Phi-3-small's block-sparse layers take the per-head path whatever the cache */
+    if (ctx->kv.type == PHIQ_GGML_TYPE_F32 || (hp->arch == PHIQ_ARCH_PHI3SMALL && !phiq_phi3small_dense(hp, j->layer))) {
+        phiq_threadpool_run(ctx->tp, phiq_attn_f32_task, j);
+        return;
+    }
+    if (ctx->kv.type == PHIQ_GGML_TYPE_Q8_0) phiq_threadpool_run(ctx->tp, phiq_attn_prep_q8, j);
+    if (j->n > nth) {
+        phiq_threadpool_run(ctx->tp, phiq_attn_head_task, j);
+        return;
+    }
+    j->cpt = nth / j->n;
+    phiq_threadpool_run_chunks(ctx->tp, phiq_attn_split_task, j, j->n * j->cpt);
+    const size_t SS = PHIQ_ATTN_STATE(hd);
+    for (int t = 0; t < j->n; t++)
+        for (int h = 0; h < nh; h++) {
+            float *st = ctx->attn_part + (size_t)t * j->cpt * ctx->attn_part_stride + h * SS;
+            for (int c = 1; c < j->cpt; c++) phiq_attn_state_merge(st, st + (size_t)c * ctx->attn_part_stride, hd);
+            attn_finish(j->kv[t], st, j->out + (size_t)t * nh * hd + (size_t)h * hd, hd);
+        }
 }
 
 /* The block's normalization: phi2 LayerNorm; phi3 RMSNorm (plus a bias if
@@ -240,8 +362,8 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
         }
         /* every row of this layer is stored before any attends: a prefill
          * chunk's tokens see each other */
-        phiq_attn_job aj = {ctx, L, n, b->pos, b->kv, ctx->qkv, ctx->att};
-        phiq_threadpool_run(ctx->tp, phiq_attn_task, &aj);
+        phiq_attn_job aj = {ctx, L, n, b->pos, b->kv, ctx->qkv, ctx->att, 0};
+        phiq_attention(ctx, &aj);
         if ((rc = phiq_mm(ctx, &ly->wo, ctx->att, nq, n, ctx->tmp, E, ly->wo_b)) < 0) return rc;
 
         if (phi2) {

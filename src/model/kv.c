@@ -7,13 +7,12 @@
 #include <stdlib.h>
 
 #include "core/common.h"
+#include "formats/ggml_blocks.h"
 #include "formats/ggml_type.h"
 #include "kernels/attn.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
-#define PHIQ_KV_QK 32 /* values per Q8_0 block */
-#define PHIQ_KV_QB 34 /* bytes per Q8_0 block: f16 d + 32 int8 */
 
 int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int head_dim) {
     memset(kv, 0, sizeof *kv);
@@ -21,9 +20,9 @@ int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int hea
     if (type == PHIQ_GGML_TYPE_F16) row = (size_t)dim * 2;
     else if (type == PHIQ_GGML_TYPE_F32) row = (size_t)dim * 4;
     else if (type == PHIQ_GGML_TYPE_Q8_0) {
-        if (head_dim <= 0 || head_dim % PHIQ_KV_QK || dim % PHIQ_KV_QK)
+        if (head_dim <= 0 || head_dim % PHIQ_QK || dim % PHIQ_QK)
             return phiq_fail(PHIQ_EUNSUPPORTED, "q8_0 KV cache needs head_dim a multiple of 32; this model's is %d", head_dim);
-        row = (size_t)dim / PHIQ_KV_QK * PHIQ_KV_QB;
+        row = (size_t)phiq_ggml_row_size(PHIQ_GGML_TYPE_Q8_0, dim);
         /* llama.cpp (LLAMA_ATTN_ROT_DISABLE is its switch) rotates before a
          * quantized cache when head_dim % 64 == 0: outliers spread over the
          * block, so the int8 steps are finer */
@@ -42,6 +41,20 @@ int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int hea
     kv->n_ctx = n_ctx;
     kv->dim = dim;
     kv->row_bytes = row;
+    /* decode at depth streams the whole cache every token: huge pages read
+     * faster (bench --probe), as for the weights; small caches (tests, the
+     * sanitizers) stay on the heap */
+    if (n >= ((size_t)16 << 20)) {
+        size_t hk = n, hv = n;
+        kv->k = phiq_huge_alloc(&hk);
+        kv->v = phiq_huge_alloc(&hv);
+        kv->huge_bytes = kv->k ? hk : hv; /* both rounded alike */
+        if (!kv->k || !kv->v) {
+            phiq_kv_free(kv);
+            return phiq_fail(PHIQ_ENOMEM, "KV cache: cannot allocate %zu MB", 2 * n >> 20);
+        }
+        return 0;
+    }
     kv->k = calloc(n ? n : 1, 1);
     kv->v = calloc(n ? n : 1, 1);
     if (!kv->k || !kv->v) {
@@ -52,9 +65,15 @@ int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int hea
 }
 
 void phiq_kv_free(phiq_kv *kv) {
-    free(kv->k);
-    free(kv->v);
+    if (kv->huge_bytes) {
+        phiq_huge_free(kv->k, kv->huge_bytes);
+        phiq_huge_free(kv->v, kv->huge_bytes);
+    } else {
+        free(kv->k);
+        free(kv->v);
+    }
     kv->k = kv->v = NULL;
+    kv->huge_bytes = 0;
 }
 
 void phiq_kv_store(phiq_kv *kv, int layer, int pos, const float *k, const float *v) {

@@ -69,6 +69,8 @@ typedef struct phiq_kv {
                          (head_dim not a multiple of 64, or PHIQ_ATTN_ROT_DISABLE=1) */
     void *k, *v;     /* [n_layer][n_ctx][row_bytes] each; Q8_0 rows are dim / 32 block_q8_0
                         (f16 d, int8 qs[32]), each head's slice whole blocks */
+    size_t huge_bytes; /* k and v each on huge pages of this many bytes (phiq_huge_alloc), or
+                          0: calloc (small caches) */
 } phiq_kv;
 
 /* head_dim: Q8_0 needs it a multiple of 32 (each head's slice whole blocks). */
@@ -102,10 +104,14 @@ struct phiq_context {
     /* scratch, sized for n_batch tokens */
     float *x, *h, *qkv, *att, *ffn, *tmp; /* [B][E], [B][E], [B+1][nq+2nkv] (one spare row), [B][nq], [B][2F], [B][E] */
     float *mm_scratch;   /* [n_threads][max n_in] */
-    float *scores;       /* [n_threads][n_ctx] */
-    uint8_t *attn_q8;    /* Q8_0 cache: [n_threads][attn_q8_stride]: scaled query (head_dim floats),
-                            then its Q8_0 blocks (head_dim / 32 * 34 bytes) */
-    size_t attn_q8_stride;
+    float *scores;       /* f32 cache: [n_threads][n_ctx] */
+    uint8_t *attn_q8;    /* Q8_0 cache: [B][n_head][head_dim / 32 * 34] the scaled, rotated queries */
+    float *attn_ws;      /* [n_threads][attn_ws_stride] (forward.c): span scores (one tile), then
+                            the attention states of the batch's rows for one head (prefill) */
+    size_t attn_ws_stride;
+    float *attn_part;    /* [n_threads][attn_part_stride]: decode's partial states per sequence
+                            chunk ([n_head][head_dim + 2]), then one tile of span scores */
+    size_t attn_part_stride;
     float *act;          /* [B][max n_in]: rounded matmul inputs (llamacpp_numerics) */
     void *act_q;         /* one quantized activation row */
     const struct phiq_kernels *kern; /* kernel table (kernels/dispatch.h) */

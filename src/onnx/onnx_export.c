@@ -339,38 +339,44 @@ out:
     return rc;
 }
 
+/* Writes count floats as f32, or converted to f16 a stack buffer at a time. */
+static int ox_write_floats(ox *x, const float *f, int64_t count, bool f16) {
+    if (!f16) return ox_write(x, f, (size_t)count * 4);
+    uint16_t h[4096];
+    for (int64_t i0 = 0; i0 < count; i0 += 4096) {
+        const int64_t n = count - i0 < 4096 ? count - i0 : 4096;
+        for (int64_t i = 0; i < n; i++) h[i] = phiq_f32_to_f16(f[i0 + i]);
+        int rc = ox_write(x, h, (size_t)n * 2);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Aligns the data file for a float tensor of r's n x k values; *at: where it starts. */
+static int ox_float_begin(ox *x, const ox_rows *r, bool f16, uint64_t *total, uint64_t *at) {
+    *total = (uint64_t)(r->n * r->k) * (f16 ? 2 : 4);
+    const int rc = ox_align(x, *total);
+    *at = x->off;
+    return rc;
+}
+
 /* Float weight in row order [N, K] (embedding table): f32 or f16. */
 static int ox_weight_rows_float(ox *x, const char *name, const ox_rows *r, bool f16) {
     int64_t cr = ox_chunk_rows(r->k);
     float *f = malloc((size_t)(cr * r->k) * sizeof *f);
-    uint16_t *h = f16 ? malloc((size_t)(cr * r->k) * sizeof *h) : NULL;
-    int rc = 0;
-    if (!f || (f16 && !h)) {
-        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
-        goto out;
-    }
-    size_t es = f16 ? 2 : 4;
-    uint64_t total = (uint64_t)(r->n * r->k) * es;
-    if ((rc = ox_align(x, total))) goto out;
-    uint64_t at = x->off;
-    for (int64_t row = 0; row < r->n; row += cr) {
+    if (!f) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
+    uint64_t total, at;
+    int rc = ox_float_begin(x, r, f16, &total, &at);
+    for (int64_t row = 0; row < r->n && !rc; row += cr) {
         int64_t n = r->n - row < cr ? r->n - row : cr;
-        if ((rc = ox_chunk(x, r, NULL, row, n, f, NULL, NULL, NULL))) goto out;
-        if (f16) {
-            for (int64_t i = 0; i < n * r->k; i++) h[i] = phiq_f32_to_f16(f[i]);
-            rc = ox_write(x, h, (size_t)(n * r->k) * 2);
-        } else {
-            rc = ox_write(x, f, (size_t)(n * r->k) * 4);
-        }
-        if (rc) goto out;
-        ox_release_row_range(r, row, n);
+        if (!(rc = ox_chunk(x, r, NULL, row, n, f, NULL, NULL, NULL)) && !(rc = ox_write_floats(x, f, n * r->k, f16)))
+            ox_release_row_range(r, row, n);
     }
+    free(f);
+    if (rc) return rc;
     int64_t d[2] = {r->n, r->k};
     phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
-out:
-    free(f);
-    free(h);
-    return rc;
+    return 0;
 }
 
 /* Float MatMul weight: W^T [K, N] written in tiles of 64 K-rows. */
@@ -378,37 +384,24 @@ static int ox_weight_transposed(ox *x, const char *name, const ox_rows *r, bool 
     const int64_t TK = 64;
     float *tile = malloc((size_t)(TK * r->n) * sizeof *tile);
     float *tmp = malloc((size_t)TK * sizeof *tmp);
-    uint16_t *h = f16 ? malloc((size_t)(TK * r->n) * sizeof *h) : NULL;
     int rc = 0;
-    if (!tile || !tmp || (f16 && !h)) {
-        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
-        goto out;
-    }
-    size_t es = f16 ? 2 : 4;
-    uint64_t total = (uint64_t)(r->n * r->k) * es;
-    if ((rc = ox_align(x, total))) goto out;
-    uint64_t at = x->off;
-    for (int64_t k0 = 0; k0 < r->k; k0 += TK) {
+    uint64_t total = 0, at = 0;
+    if (!tile || !tmp) rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
+    else rc = ox_float_begin(x, r, f16, &total, &at);
+    for (int64_t k0 = 0; k0 < r->k && !rc; k0 += TK) {
         int64_t nk = r->k - k0 < TK ? r->k - k0 : TK;
-        for (int64_t n = 0; n < r->n; n++) {
-            if ((rc = ox_read(r, n, k0, nk, tmp))) goto out;
-            for (int64_t kk = 0; kk < nk; kk++) tile[kk * r->n + n] = tmp[kk];
+        for (int64_t n = 0; n < r->n && !rc; n++) {
+            rc = ox_read(r, n, k0, nk, tmp);
+            for (int64_t kk = 0; kk < nk && !rc; kk++) tile[kk * r->n + n] = tmp[kk];
         }
-        if (f16) {
-            for (int64_t i = 0; i < nk * r->n; i++) h[i] = phiq_f32_to_f16(tile[i]);
-            rc = ox_write(x, h, (size_t)(nk * r->n) * 2);
-        } else {
-            rc = ox_write(x, tile, (size_t)(nk * r->n) * 4);
-        }
-        if (rc) goto out;
+        if (!rc) rc = ox_write_floats(x, tile, nk * r->n, f16);
     }
-    int64_t d[2] = {r->k, r->n};
-    phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
-out:
     free(tile);
     free(tmp);
-    free(h);
-    return rc;
+    if (rc) return rc;
+    int64_t d[2] = {r->k, r->n};
+    phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
+    return 0;
 }
 
 /* ---- graph pieces ------------------------------------------------------------- */

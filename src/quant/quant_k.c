@@ -475,14 +475,8 @@ void phiq_dequantize_row_q6_K(const void *vx, float *y, int64_t n) {
 void phiq_quantize_row_q8_K(const float *x, void *vy, int64_t n) {
     phiq_block_q8_K *y = vy;
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
-        float max = 0, amax = 0;
-        for (int j = 0; j < PHIQ_QK_K; j++) {
-            const float ax = fabsf(x[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = x[j];
-            }
-        }
+        float amax;
+        const float max = phiq_signed_absmax(x, PHIQ_QK_K, &amax);
         if (!amax) {
             y[i].d = 0;
             memset(y[i].qs, 0, PHIQ_QK_K);
