@@ -207,8 +207,11 @@ const char *tu_node_modules(const char *pkg) {
 
 const char *tu_llama_tool(const char *name) {
     static char path[4096];
-    const char *env = getenv("PHIQ_LLAMA_TOOLS"), *home = getenv("HOME");
+    const char *env = getenv("PHIQ_LLAMA_TOOLS"), *dir = getenv("PHIQ_LLAMA_TOOLS_DIR"), *home = getenv("HOME");
+    /* PHIQ_LLAMA_TOOLS names the bin directory; PHIQ_LLAMA_TOOLS_DIR is where
+       the llama_tools fixture (tests/llama-tools-setup.sh) built them */
     if (env) snprintf(path, sizeof path, "%s/%s", env, name);
+    else if (dir) snprintf(path, sizeof path, "%s/build/bin/%s", dir, name);
     else snprintf(path, sizeof path, "%s/.cache/llama-tools/build/bin/%s", home ? home : "/tmp", name);
     if (access(path, X_OK) == 0) return path;
     tu_note_unavailable("%s unavailable: build it with scripts/llama-tools.sh (looked for %s; the llama_tools CTest fixture builds it)", name, path);
