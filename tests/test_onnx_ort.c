@@ -31,89 +31,12 @@
 #include "onnx/matmulnbits_quant.h"
 #include "onnx/onnx_export.h"
 #include "onnx/onnx_graph.h"
+#include "testutil_ort.h"
 
 #define KJV "fixtures/tiny-phi3-kjv"
 #define KJV_VOCAB 32064
 
-static char g_node_path[1024]; /* NODE_PATH for onnxruntime-node */
-static char g_scripts[1024];   /* tests/onnx */
 static int g_sanitized;
-
-/* onnxruntime-node from tests/refs-setup.sh's npm install. Returns 0 when
- * usable, else -1 after tu_note_unavailable() said why. */
-static int ort_setup(void) {
-    snprintf(g_scripts, sizeof g_scripts, "%s", __FILE__);
-    char *slash = strrchr(g_scripts, '/');
-    if (slash) strcpy(slash, "/onnx");
-    else snprintf(g_scripts, sizeof g_scripts, "tests/onnx");
-    if (tu_run(NULL, NULL, "command -v node >/dev/null 2>&1") != 0) {
-        tu_note_unavailable("onnxruntime-node: node not found (scripts/deps.sh test installs nodejs)");
-        return -1;
-    }
-    const char *nm = tu_node_modules("onnxruntime-node");
-    if (!nm) return -1;
-    snprintf(g_node_path, sizeof g_node_path, "%s", nm);
-    char *out = NULL;
-    if (tu_run(&out, NULL, "NODE_PATH='%s' node -e 'require(\"onnxruntime-node\")' 2>&1", g_node_path) != 0) {
-        tu_note_unavailable("onnxruntime-node does not load in this node: %.300s", out ? out : "");
-        free(out);
-        return -1;
-    }
-    free(out);
-    return 0;
-}
-
-/* tu_tmp's buffers rotate; keep a stable copy for the whole run. */
-static const char *tmp_keep(const char *name) {
-    static char keep[32][600];
-    static int next;
-    char *p = keep[next++ % 32];
-    snprintf(p, sizeof keep[0], "%s", tu_tmp(name));
-    return p;
-}
-
-static void write_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
-static float *read_f32(const char *path, size_t *n) {
-    size_t bytes = 0;
-    float *p = tu_read_all(path, &bytes);
-    assert_non_null(p);
-    *n = bytes / 4;
-    return p;
-}
-
-static void write_ids(const char *path, const int *ids, int n) {
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputc('[', f);
-    for (int i = 0; i < n; i++) fprintf(f, "%s%d", i ? "," : "", ids[i]);
-    fputs("]\n", f);
-    fclose(f);
-}
-
-/* Runs run.js; returns logits [n, vocab] (malloc'd). */
-static float *ort_logits(const char *model_dir, const int *ids, int n, bool step, const char *tag) {
-    char idsf[512], outf[512];
-    snprintf(idsf, sizeof idsf, "%s", tu_tmp(tag));
-    strcat(idsf, ".ids.json");
-    snprintf(outf, sizeof outf, "%s", tu_tmp(tag));
-    strcat(outf, ".logits.f32");
-    write_ids(idsf, ids, n);
-    char *err = NULL;
-    int rc = tu_run(NULL, &err, "NODE_PATH='%s' node '%s/run.js' '%s' '%s' '%s' %s", g_node_path, g_scripts,
-                    model_dir, idsf, outf, step ? "--step" : "");
-    if (rc != 0) fail_msg("run.js on %s failed: %s", model_dir, err ? err : "");
-    free(err);
-    size_t cnt;
-    float *l = read_f32(outf, &cnt);
-    assert_true(cnt % (size_t)n == 0);
-    return l;
-}
 
 static int argmax(const float *x, int n) {
     int b = 0;
@@ -126,39 +49,6 @@ static double top1_agree(const float *a, const float *b, int n, int vocab) {
     int agree = 0;
     for (int i = 0; i < n; i++) agree += argmax(a + (size_t)i * vocab, vocab) == argmax(b + (size_t)i * vocab, vocab);
     return (double)agree / n;
-}
-
-/* ---- fixture prompt ids (reference/prompts.json) ----------------------------- */
-
-typedef struct prompt {
-    int ids[512];
-    int n;
-} prompt;
-
-static int load_prompts(prompt *p, int maxp) {
-    char *txt = tu_read_all(tu_shared_path(KJV "/reference/prompts.json"), &(size_t){0});
-    assert_non_null(txt);
-    int np = 0;
-    char *s = txt;
-    while (np < maxp && (s = strstr(s, "\"ids\""))) {
-        s = strchr(s, '[');
-        assert_non_null(s);
-        s++;
-        p[np].n = 0;
-        while (*s && *s != ']') {
-            char *e;
-            long v = strtol(s, &e, 10);
-            if (e == s) {
-                s++;
-                continue;
-            }
-            if (p[np].n < 512) p[np].ids[p[np].n++] = (int)v;
-            s = e;
-        }
-        np++;
-    }
-    free(txt);
-    return np;
 }
 
 /* ---- single-node MatMulNBits vs f32 MatMul on the dequantized weights ---------- */
@@ -208,17 +98,17 @@ static void mnb_case(int bits, int bs, bool sym, int acc, int K) {
     assert_int_equal(phiq_og_write_model(&g, f, 10, 21, 1, "phiq-test", model), 0);
     fclose(f);
     phiq_og_free(&g);
-    write_file(af, a, sizeof(float) * M * K);
+    tu_write_file(af, a, sizeof(float) * M * K);
     char *err = NULL;
-    int rc = tu_run(NULL, &err, "NODE_PATH='%s' node '%s/feed.js' '%s' '%s' 'A=%s:f32:%dx%d'", g_node_path,
-                    g_scripts, model, prefix, af, M, K);
+    int rc = tu_run(NULL, &err, "NODE_PATH='%s' node '%s/feed.js' '%s' '%s' 'A=%s:f32:%dx%d'", tu_ort_node_path(),
+                    tu_ort_scripts(), model, prefix, af, M, K);
     if (rc) fail_msg("feed.js failed (bits %d bs %d sym %d): %s", bits, bs, sym, err ? err : "");
     free(err);
     char yf[600], rf[600];
     snprintf(yf, sizeof yf, "%s.Y.f32", prefix);
     snprintf(rf, sizeof rf, "%s.Yref.f32", prefix);
     size_t ny, nr;
-    float *y = read_f32(yf, &ny), *yr = read_f32(rf, &nr);
+    float *y = tu_read_f32(yf, &ny), *yr = tu_read_f32(rf, &nr);
     assert_int_equal(ny, (size_t)(M * N));
     assert_int_equal(nr, (size_t)(M * N));
     double md = tu_max_abs_diff(y, yr, ny), range = tu_range(yr, nr);
@@ -256,29 +146,29 @@ static void test_matmulnbits_single_node(void **st) {
 }
 
 
-/* GatherBlockQuantized (tied 4-bit embedding) on our lm_head bytes returns
- * exactly our dequantized rows. */
-static void gbq_case(bool sym, int bs) {
+/* GatherBlockQuantized (tied 4-bit embedding; the 8-bit embedding of --ratio)
+ * on our MatMulNBits bytes returns exactly our dequantized rows. */
+static void gbq_case(int bits, bool sym, int bs) {
     const int N = 40, K = 3 * bs, M = 5;
     float *w = malloc(sizeof(float) * N * K), *dq = malloc(sizeof(float) * N * K);
-    srand((unsigned)(bs + sym));
+    srand((unsigned)(bits * 1000 + bs + sym));
     for (int i = 0; i < N * K; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
     phiq_mnb_layout l;
-    assert_int_equal(phiq_mnb_layout_init(&l, 4, bs, sym, N, K, "w"), 0);
+    assert_int_equal(phiq_mnb_layout_init(&l, bits, bs, sym, N, K, "w"), 0);
     uint8_t *b = malloc((size_t)(N * l.kb * l.blob)), *z = malloc((size_t)(N * l.zp_row));
     float *s = malloc(sizeof(float) * N * l.kb);
     phiq_mnb_quantize_rows(&l, w, N, b, s, sym ? NULL : z);
     phiq_mnb_dequantize_rows(&l, b, s, sym ? NULL : z, N, dq);
     phiq_og g;
     assert_int_equal(phiq_og_init(&g, "gbq", NULL), 0);
-    int64_t bd[2] = {N, K / 2}, sd[2] = {N, l.kb}, zd[2] = {N, l.zp_row}, id[2] = {1, M}, od[3] = {1, M, K};
+    int64_t bd[2] = {N, K * bits / 8}, sd[2] = {N, l.kb}, zd[2] = {N, l.zp_row}, id[2] = {1, M}, od[3] = {1, M, K};
     phiq_og_input(&g, "ids", PHIQ_OG_INT64, 2, NULL, id);
-    phiq_og_init_inline(&g, "B", PHIQ_OG_UINT8, bd, 2, b, (size_t)(N * K / 2));
+    phiq_og_init_inline(&g, "B", PHIQ_OG_UINT8, bd, 2, b, (size_t)(N * K * bits / 8));
     phiq_og_init_inline(&g, "S", PHIQ_OG_FLOAT, sd, 2, s, sizeof(float) * N * l.kb);
     if (!sym) phiq_og_init_inline(&g, "Z", PHIQ_OG_UINT8, zd, 2, z, (size_t)(N * l.zp_row));
     const char *ins_sym[] = {"B", "ids", "S", NULL}, *ins_asym[] = {"B", "ids", "S", "Z", NULL}, *o[] = {"E", NULL};
     Onnx__NodeProto *n = phiq_og_node(&g, "GatherBlockQuantized", "com.microsoft", "gbq", sym ? ins_sym : ins_asym, o);
-    phiq_og_attr_i(&g, n, "bits", 4);
+    phiq_og_attr_i(&g, n, "bits", bits);
     phiq_og_attr_i(&g, n, "block_size", bs);
     phiq_og_attr_i(&g, n, "gather_axis", 0);
     phiq_og_attr_i(&g, n, "quantize_axis", 1);
@@ -293,20 +183,20 @@ static void gbq_case(bool sym, int bs) {
     fclose(f);
     phiq_og_free(&g);
     int64_t ids[5] = {0, 39, 7, 7, 22};
-    write_file(idf, ids, sizeof ids);
+    tu_write_file(idf, ids, sizeof ids);
     char *err = NULL;
-    if (tu_run(NULL, &err, "NODE_PATH='%s' node '%s/feed.js' '%s' '%s' 'ids=%s:i64:1x%d'", g_node_path, g_scripts,
+    if (tu_run(NULL, &err, "NODE_PATH='%s' node '%s/feed.js' '%s' '%s' 'ids=%s:i64:1x%d'", tu_ort_node_path(), tu_ort_scripts(),
                model, prefix, idf, M))
         fail_msg("feed.js GatherBlockQuantized failed: %s", err ? err : "");
     free(err);
     snprintf(ef, sizeof ef, "%s.E.f32", prefix);
     size_t ne;
-    float *e = read_f32(ef, &ne);
+    float *e = tu_read_f32(ef, &ne);
     assert_int_equal(ne, (size_t)(M * K));
     for (int m = 0; m < M; m++)
         for (int k = 0; k < K; k++)
             if (fabsf(e[m * K + k] - dq[ids[m] * K + k]) > 1e-6f)
-                fail_msg("GatherBlockQuantized %s bs %d row %lld col %d: ORT %g, ours %g", sym ? "sym" : "asym", bs,
+                fail_msg("GatherBlockQuantized %d-bit %s bs %d row %lld col %d: ORT %g, ours %g", bits, sym ? "sym" : "asym", bs,
                          (long long)ids[m], k, e[m * K + k], dq[ids[m] * K + k]);
     free(e);
     free(w);
@@ -318,9 +208,11 @@ static void gbq_case(bool sym, int bs) {
 
 static void test_gatherblockquantized_single_node(void **st) {
     (void)st;
-    gbq_case(true, 32);
-    gbq_case(false, 32);
-    gbq_case(true, 128);
+    gbq_case(4, true, 32);
+    gbq_case(4, false, 32);
+    gbq_case(4, true, 128);
+    gbq_case(8, false, 256);
+    gbq_case(8, true, 64);
 }
 
 /* ---- the fixture ------------------------------------------------------------------ */
@@ -382,22 +274,22 @@ static void check_genai_config(const char *dir) {
 
 static void test_fixture_fp32_matches_pytorch(void **st) {
     (void)st;
-    prompt p[4];
-    int np = load_prompts(p, 4);
+    tu_prompt p[4];
+    int np = tu_fixture_prompts(p, 4);
     assert_true(np >= 3);
-    const char *dir = tmp_keep("kjv-fp32");
+    const char *dir = tu_tmp_keep("kjv-fp32");
     export_or_fail(tu_shared_path(KJV), dir, PHIQ_ONNX_FP32, 32, false, 0);
     check_genai_config(dir);
     for (int i = 0; i < np; i++) {
         char rp[64], tag[32];
         snprintf(rp, sizeof rp, KJV "/reference/logits-%d.f32", i);
         size_t nref;
-        float *ref = read_f32(tu_shared_path(rp), &nref);
+        float *ref = tu_read_f32(tu_shared_path(rp), &nref);
         assert_int_equal(nref, (size_t)p[i].n * KJV_VOCAB);
         for (int step = 0; step < 2; step++) {
             if (step && i != 1) continue; /* one decode-path prompt is enough */
             snprintf(tag, sizeof tag, "kjv-fp32-%d-%d", i, step);
-            float *l = ort_logits(dir, p[i].ids, p[i].n, step, tag);
+            float *l = tu_ort_logits(dir, p[i].ids, p[i].n, step, tag);
             double md = tu_max_abs_diff(l, ref, nref), range = tu_range(ref, nref);
             fprintf(stderr, "fixture fp32 prompt %d %s: max|diff| %.3g, range %.3g, rel %.3g, top1 %.3f\n", i,
                     step ? "step" : "prefill", md, range, md / range, top1_agree(l, ref, p[i].n, KJV_VOCAB));
@@ -408,11 +300,11 @@ static void test_fixture_fp32_matches_pytorch(void **st) {
     }
     /* fp16 weights (Cast to fp32 in the graph): BF16 checkpoint values are
      * mostly exact in fp16, so the logits stay close. */
-    const char *d16 = tmp_keep("kjv-fp16");
+    const char *d16 = tu_tmp_keep("kjv-fp16");
     export_or_fail(tu_shared_path(KJV), d16, PHIQ_ONNX_FP16, 32, false, 0);
     size_t nref;
-    float *ref = read_f32(tu_shared_path(KJV "/reference/logits-0.f32"), &nref);
-    float *l = ort_logits(d16, p[0].ids, p[0].n, false, "kjv-fp16");
+    float *ref = tu_read_f32(tu_shared_path(KJV "/reference/logits-0.f32"), &nref);
+    float *l = tu_ort_logits(d16, p[0].ids, p[0].n, false, "kjv-fp16");
     double md = tu_max_abs_diff(l, ref, nref), range = tu_range(ref, nref);
     fprintf(stderr, "fixture fp16 prompt 0: max|diff| %.3g, rel %.3g\n", md, md / range);
     assert_true(md <= 1e-2 * range);
@@ -420,49 +312,11 @@ static void test_fixture_fp32_matches_pytorch(void **st) {
     free(ref);
 }
 
-/* Held-out token windows: llama-ref (llama.cpp) tokenizes KJV chapters the
- * model never saw; without it, the fixture's longest prompt. */
-static int heldout_ids(int *ids, int max) {
-    const char *lr = g_sanitized ? NULL : tu_llama_ref();
-    if (lr) {
-        size_t tlen = 0;
-        char *txt = tu_read_all(tu_shared_path("fixtures/text/kjv-heldout.txt"), &tlen);
-        int n = 0;
-        size_t offs[3] = {0, tlen / 3, 2 * tlen / 3};
-        for (int w = 0; w < 3 && n < max; w++) {
-            size_t o = offs[w];
-            while (o < tlen && txt[o] != ' ') o++;
-            size_t len = tlen - o < 1400 ? tlen - o : 1400;
-            char path[512];
-            snprintf(path, sizeof path, "%s", tu_tmp("heldout.txt"));
-            write_file(path, txt + o, len);
-            char *out = NULL;
-            if (tu_run(&out, NULL, "'%s' tokenize '%s' \"$(cat '%s')\"", lr,
-                       tu_shared_path("fixtures/vocab/ggml-vocab-phi-3.gguf"), path) == 0 && out) {
-                char *s = out, *e;
-                int got = 0;
-                for (long v; got < 256 && n < max && (v = strtol(s, &e, 10), e != s); s = e, got++) ids[n++] = (int)v;
-            }
-            free(out);
-        }
-        free(txt);
-        if (n >= 256) return n;
-        fprintf(stderr, "llama-ref tokenize gave %d ids; using the fixture prompt\n", n);
-    }
-    prompt p[4];
-    int np = load_prompts(p, 4);
-    int best = 0;
-    for (int i = 1; i < np; i++)
-        if (p[i].n > p[best].n) best = i;
-    memcpy(ids, p[best].ids, sizeof(int) * (size_t)p[best].n);
-    return p[best].n;
-}
-
 static void test_fixture_quantized_top1(void **st) {
     (void)st;
     static int ids[768];
-    int n = heldout_ids(ids, g_sanitized ? 256 : 768);
-    const char *d32 = tmp_keep("kjv-fp32-q");
+    int n = tu_heldout_ids(ids, g_sanitized ? 256 : 768);
+    const char *d32 = tu_tmp_keep("kjv-fp32-q");
     export_or_fail(tu_shared_path(KJV), d32, PHIQ_ONNX_FP32, 32, false, 0);
     /* windows of 256 tokens (the model's training length) */
     int nw = n / 256 > 0 ? n / 256 : 1, wl = n / 256 > 0 ? 256 : n;
@@ -470,7 +324,7 @@ static void test_fixture_quantized_top1(void **st) {
     for (int w = 0; w < nw; w++) {
         char tag[32];
         snprintf(tag, sizeof tag, "q-ref-%d", w);
-        ref[w] = ort_logits(d32, ids + w * wl, wl, false, tag);
+        ref[w] = tu_ort_logits(d32, ids + w * wl, wl, false, tag);
     }
     struct {
         phiq_onnx_type t;
@@ -491,13 +345,13 @@ static void test_fixture_quantized_top1(void **st) {
         if (g_sanitized && c != 0 && c != 2) continue;
         char dir[64];
         snprintf(dir, sizeof dir, "kjv-q%zu", c);
-        const char *d = tmp_keep(dir);
+        const char *d = tu_tmp_keep(dir);
         export_or_fail(tu_shared_path(KJV), d, cases[c].t, cases[c].bs, cases[c].asym, cases[c].acc);
         double agree = 0, maxrel = 0;
         for (int w = 0; w < nw; w++) {
             char tag[32];
             snprintf(tag, sizeof tag, "q%zu-%d", c, w);
-            float *l = ort_logits(d, ids + w * wl, wl, false, tag);
+            float *l = tu_ort_logits(d, ids + w * wl, wl, false, tag);
             agree += top1_agree(l, ref[w], wl, KJV_VOCAB) * wl;
             double md = tu_max_abs_diff(l, ref[w], (size_t)wl * KJV_VOCAB) / tu_range(ref[w], (size_t)wl * KJV_VOCAB);
             if (md > maxrel) maxrel = md;
@@ -512,30 +366,6 @@ static void test_fixture_quantized_top1(void **st) {
     free(ref);
 }
 
-/* mean KL(P_ref || P) over n positions of logits */
-static double mean_kld(const float *l, const float *ref, int n, int vocab) {
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        const float *a = ref + (size_t)i * vocab, *b = l + (size_t)i * vocab;
-        double ma = a[0], mb = b[0], za = 0, zb = 0;
-        for (int v = 1; v < vocab; v++) {
-            ma = a[v] > ma ? a[v] : ma;
-            mb = b[v] > mb ? b[v] : mb;
-        }
-        for (int v = 0; v < vocab; v++) {
-            za += exp(a[v] - ma);
-            zb += exp(b[v] - mb);
-        }
-        double k = 0;
-        for (int v = 0; v < vocab; v++) {
-            double lp = a[v] - ma - log(za), lq = b[v] - mb - log(zb);
-            k += exp(lp) * (lp - lq);
-        }
-        sum += k;
-    }
-    return sum / n;
-}
-
 /* --calib: GPTQ inside the MatMulNBits blocks, calibrated on
  * kjv-calibration.txt only; onnxruntime runs both files on held-out windows
  * and the calibrated one must be closer to the fp32 export (KL divergence of
@@ -544,9 +374,9 @@ static double mean_kld(const float *l, const float *ref, int n, int vocab) {
 static void test_fixture_calibrated(void **st) {
     (void)st;
     static int ids[768];
-    int n = heldout_ids(ids, g_sanitized ? 256 : 768);
+    int n = tu_heldout_ids(ids, g_sanitized ? 256 : 768);
     int nw = n / 256 > 0 ? n / 256 : 1, wl = n / 256 > 0 ? 256 : n;
-    const char *d32 = tmp_keep("kjv-fp32-c"), *rtn = tmp_keep("kjv-int4-rtn"), *cal = tmp_keep("kjv-int4-calib");
+    const char *d32 = tu_tmp_keep("kjv-fp32-c"), *rtn = tu_tmp_keep("kjv-int4-rtn"), *cal = tu_tmp_keep("kjv-int4-calib");
     export_or_fail(tu_shared_path(KJV), d32, PHIQ_ONNX_FP32, 32, false, 0);
     export_or_fail(tu_shared_path(KJV), rtn, PHIQ_ONNX_INT4, 32, false, 4);
     phiq_onnx_options o;
@@ -569,11 +399,11 @@ static void test_fixture_calibrated(void **st) {
     assert_int_equal(sa.st_size, sb.st_size);
     double k_rtn = 0, k_cal = 0;
     for (int w = 0; w < nw; w++) {
-        float *ref = ort_logits(d32, ids + w * wl, wl, false, "c-ref");
-        float *lr = ort_logits(rtn, ids + w * wl, wl, false, "c-rtn");
-        float *lc = ort_logits(cal, ids + w * wl, wl, false, "c-cal");
-        k_rtn += mean_kld(lr, ref, wl, KJV_VOCAB) / nw;
-        k_cal += mean_kld(lc, ref, wl, KJV_VOCAB) / nw;
+        float *ref = tu_ort_logits(d32, ids + w * wl, wl, false, "c-ref");
+        float *lr = tu_ort_logits(rtn, ids + w * wl, wl, false, "c-rtn");
+        float *lc = tu_ort_logits(cal, ids + w * wl, wl, false, "c-cal");
+        k_rtn += tu_mean_kld(lr, ref, wl, KJV_VOCAB) / nw;
+        k_cal += tu_mean_kld(lc, ref, wl, KJV_VOCAB) / nw;
         free(ref);
         free(lr);
         free(lc);
@@ -599,7 +429,7 @@ static void test_refusals_write_nothing(void **st) {
     phiq_onnx_options o;
     phiq_onnx_options_default(&o);
     o.quiet = true;
-    const char *out = tmp_keep("refused");
+    const char *out = tu_tmp_keep("refused");
     o.block_size = 48;
     assert_int_not_equal(phiq_onnx_export(tu_shared_path(KJV), out, &o), 0);
     assert_non_null(strstr(phiq_error(), "power of two"));
@@ -609,7 +439,7 @@ static void test_refusals_write_nothing(void **st) {
     mkdir(out, 0755);
     char keep[600];
     snprintf(keep, sizeof keep, "%s/keep.txt", out);
-    write_file(keep, "x", 1);
+    tu_write_file(keep, "x", 1);
     o.block_size = 32;
     assert_int_not_equal(phiq_onnx_export(tu_shared_path(KJV), out, &o), 0);
     assert_non_null(strstr(phiq_error(), "not empty"));
@@ -629,12 +459,12 @@ static void test_refusals_write_nothing(void **st) {
     free(msg);
     if (!have_synth()) return;
     /* unsupported architecture (Phi-2) and a block size not dividing K = 320 */
-    const char *phi2 = tmp_keep("synth-phi2"), *h320 = tmp_keep("synth-h320");
+    const char *phi2 = tu_tmp_keep("synth-phi2"), *h320 = tu_tmp_keep("synth-h320");
     assert_int_equal(tu_run(NULL, NULL, "'%s' synth --preset phi-2 --layers 1 --hidden 320 --heads 4 --kv-heads 4 "
                             "--ff 512 --vocab 1024 --tokenizer none -o '%s' --quiet", tu_bin(), phi2), 0);
     assert_int_equal(tu_run(NULL, NULL, "'%s' synth --layers 1 --hidden 320 --heads 5 --kv-heads 5 --ff 640 "
                             "--vocab 1024 --tokenizer none -o '%s' --quiet", tu_bin(), h320), 0);
-    const char *o2 = tmp_keep("refused2");
+    const char *o2 = tu_tmp_keep("refused2");
     o.block_size = 32;
     assert_int_not_equal(phiq_onnx_export(phi2, o2, &o), 0);
     assert_non_null(strstr(phiq_error(), "PhiForCausalLM is not supported"));
@@ -652,17 +482,17 @@ static void test_refusals_write_nothing(void **st) {
 
 
 static void synth_case(const char *name, const char *args, int seq_short, int seq_long, int orig) {
-    const char *src = tmp_keep(name);
+    const char *src = tu_tmp_keep(name);
     char *err = NULL;
     if (tu_run(NULL, &err, "'%s' synth %s -o '%s' --quiet", tu_bin(), args, src) != 0)
         fail_msg("phiq synth %s failed: %s", args, err ? err : "");
     free(err);
     char outn[96];
     snprintf(outn, sizeof outn, "%s-fp32", name);
-    const char *d32 = tmp_keep(outn);
+    const char *d32 = tu_tmp_keep(outn);
     export_or_fail(src, d32, PHIQ_ONNX_FP32, 32, false, 0);
     snprintf(outn, sizeof outn, "%s-int4", name);
-    const char *d4 = tmp_keep(outn);
+    const char *d4 = tu_tmp_keep(outn);
     export_or_fail(src, d4, PHIQ_ONNX_INT4, 32, false, 4);
     int ids[600] = {0};
     srand(3);
@@ -670,9 +500,9 @@ static void synth_case(const char *name, const char *args, int seq_short, int se
     /* prefill == token-by-token through the KV cache (short caches) */
     char tag[96];
     snprintf(tag, sizeof tag, "%s-p", name);
-    float *a = ort_logits(d32, ids, seq_short, false, tag);
+    float *a = tu_ort_logits(d32, ids, seq_short, false, tag);
     snprintf(tag, sizeof tag, "%s-s", name);
-    float *b = ort_logits(d32, ids, seq_short, true, tag);
+    float *b = tu_ort_logits(d32, ids, seq_short, true, tag);
     char cfgp[600];
     snprintf(cfgp, sizeof cfgp, "%s/genai_config.json", d32);
     char *cfg = tu_read_all(cfgp, &(size_t){0});
@@ -685,7 +515,7 @@ static void synth_case(const char *name, const char *args, int seq_short, int se
     fprintf(stderr, "%s: fp32 prefill vs decode max|diff| %.3g (range %.3g)\n", name, md, range);
     assert_true(md <= 1e-4 * range);
     snprintf(tag, sizeof tag, "%s-q", name);
-    float *q = ort_logits(d4, ids, seq_short, false, tag);
+    float *q = tu_ort_logits(d4, ids, seq_short, false, tag);
     fprintf(stderr, "%s: int4 acc4 vs fp32 top-1 %.3f over %d random-id positions\n", name,
             top1_agree(q, a, seq_short, vocab), seq_short);
     free(q);
@@ -693,7 +523,7 @@ static void synth_case(const char *name, const char *args, int seq_short, int se
         /* LongRoPE: past the original context the If switches to the long
          * factors, so the logits of the first positions change. */
         snprintf(tag, sizeof tag, "%s-l", name);
-        float *l = ort_logits(d32, ids, seq_long, false, tag);
+        float *l = tu_ort_logits(d32, ids, seq_long, false, tag);
         double d = tu_max_abs_diff(l, a, n);
         fprintf(stderr, "%s: long-context prefill changes early logits by %.3g\n", name, d);
         assert_true(d > 1e-3 * range);
@@ -711,7 +541,7 @@ static void vs_hf_reference(const char *what, const char *gguf, const char *onnx
     for (int i = 0; i < n; i++) ids[i] = 1 + rand() % 30000;
     char tag[96];
     snprintf(tag, sizeof tag, "hfref-%s-%d", mode, n);
-    float *l = ort_logits(onnx_dir, ids, n, false, tag);
+    float *l = tu_ort_logits(onnx_dir, ids, n, false, tag);
     float *ref = tu_hf_reference(gguf, ids, n, KJV_VOCAB, mode, NULL);
     double w = tu_worst_rel(l, ref, 0, n, KJV_VOCAB);
     fprintf(stderr, "%s: ORT fp32 vs HF reference (%s, %d tokens): max|diff|/range %.3g\n", what, mode, n, w);
@@ -735,7 +565,7 @@ static void test_long_context_vs_reference(void **st) {
                                   "--seed 9", "f32");
     char dir[4096];
     snprintf(dir, sizeof dir, "%.*s", (int)(strlen(g) - 5), g);
-    const char *o = tmp_keep("onnx-longrope-fp32");
+    const char *o = tu_tmp_keep("onnx-longrope-fp32");
     export_or_fail(dir, o, PHIQ_ONNX_FP32, 32, false, 0);
     vs_hf_reference("LongRoPE", g, o, 24, "short");
     vs_hf_reference("LongRoPE", g, o, 48, "long");
@@ -744,17 +574,17 @@ static void test_long_context_vs_reference(void **st) {
     g = tu_synth_gguf("onnx-swa", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --vocab 32064 "
                       "--ctx 256 --ctx-orig 256 --sliding-window 16 --seed 9", "f32");
     snprintf(dir, sizeof dir, "%.*s", (int)(strlen(g) - 5), g);
-    o = tmp_keep("onnx-swa-fp32");
+    o = tu_tmp_keep("onnx-swa-fp32");
     export_or_fail(dir, o, PHIQ_ONNX_FP32, 32, false, 0);
     vs_hf_reference("sliding window 16", g, o, 48, "hf");
     /* PhiMoE: refused in one line, nothing written */
-    const char *moe = tmp_keep("onnx-moe");
+    const char *moe = tu_tmp_keep("onnx-moe");
     char *err = NULL;
     if (tu_run(NULL, &err, "'%s' synth --arch phimoe --hidden 64 --layers 1 --heads 4 --ff 64 --vocab 32064 "
                "--tokenizer none -q -o '%s'", tu_bin(), moe) != 0)
         fail_msg("synth phimoe: %s", err);
     free(err);
-    const char *mo = tmp_keep("onnx-moe-out");
+    const char *mo = tu_tmp_keep("onnx-moe-out");
     phiq_onnx_options op;
     phiq_onnx_options_default(&op);
     op.quiet = true;
@@ -791,7 +621,7 @@ static void test_synth_shapes(void **st) {
 
 int main(void) {
     g_sanitized = getenv("PHIQ_SANITIZED") != NULL;
-    if (ort_setup() != 0) return tu_finish(0); /* 77: skipped, saying why */
+    if (tu_ort_setup() != 0) return tu_finish(0); /* 77: skipped, saying why */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmulnbits_single_node),
         cmocka_unit_test(test_gatherblockquantized_single_node),

@@ -71,18 +71,23 @@ static void run_batched(const char *model, phiq_kv_type kvt, int n_batch, int lo
         seq[s] = phiq_seq_new(ctx);
         assert_non_null(seq[s]);
     }
+    /* under the sanitizers the long case decodes 5 steps from 1021 instead of
+     * 8 from 1020 (each step re-runs the solo reference over the whole
+     * prompt): it still crosses 1024 */
+    const int sanitized = getenv("PHIQ_SANITIZED") != NULL;
+    const int start = long_prompt && sanitized ? 1021 : 1020, steps = long_prompt && sanitized ? 5 : 8;
     if (long_prompt) { /* sequence 0 crosses the fixture's original context of 1024 during decode */
-        while (nh[0] < 1020) {
+        while (nh[0] < start) {
             int k = phiq_tokenize(m, " And the evening and the morning were the first day.", hist[0] + nh[0], cap - nh[0], 0);
             nh[0] += k;
         }
-        nh[0] = 1020;
+        nh[0] = start;
     }
     /* prefill all prompts in one call (mixed lengths, several passes when n_batch is small) */
     phiq_seq_item items[NSEQ];
     for (int s = 0; s < NSEQ; s++) items[s] = (phiq_seq_item){seq[s], hist[s], nh[s]};
     assert_int_equal(phiq_seq_eval_batch(ctx, items, NSEQ), 0);
-    for (int step = 0; step < 8; step++) {
+    for (int step = 0; step < steps; step++) {
         int32_t next[NSEQ];
         for (int s = 0; s < NSEQ; s++) {
             assert_int_equal(phiq_seq_pos(seq[s]), nh[s]);

@@ -158,6 +158,21 @@ static int tl_add(tlist *l, wkind k, int64_t d0, int64_t d1, const char *fmt, ..
     return 0;
 }
 
+/* Phi-2 and PhiMoE layers open alike: a LayerNorm with bias, then separate
+ * q/k/v projections and the output projection (named `out`), all biased. */
+static int tl_add_ln_attn(tlist *l, const char *L, int i, int64_t H, int64_t q, int64_t kv, const char *out) {
+    return tl_add(l, W_NORM, H, 0, "%s.%d.input_layernorm.weight", L, i) ||
+           tl_add(l, W_BIAS, H, 0, "%s.%d.input_layernorm.bias", L, i) ||
+           tl_add(l, W_MATRIX, q, H, "%s.%d.self_attn.q_proj.weight", L, i) ||
+           tl_add(l, W_BIAS, q, 0, "%s.%d.self_attn.q_proj.bias", L, i) ||
+           tl_add(l, W_MATRIX, kv, H, "%s.%d.self_attn.k_proj.weight", L, i) ||
+           tl_add(l, W_BIAS, kv, 0, "%s.%d.self_attn.k_proj.bias", L, i) ||
+           tl_add(l, W_MATRIX, kv, H, "%s.%d.self_attn.v_proj.weight", L, i) ||
+           tl_add(l, W_BIAS, kv, 0, "%s.%d.self_attn.v_proj.bias", L, i) ||
+           tl_add(l, W_MATRIX, H, q, "%s.%d.self_attn.%s.weight", L, i, out) ||
+           tl_add(l, W_BIAS, H, 0, "%s.%d.self_attn.%s.bias", L, i, out);
+}
+
 static void tl_free(tlist *l) {
     for (int i = 0; i < l->n; i++) free(l->names[i]);
     free(l->t);
@@ -183,32 +198,14 @@ static int list_tensors(const phiq_synth_params *p, tlist *l) {
                  tl_add(l, W_MATRIX, H, I, "%s.%d.mlp.down_proj.weight", L, i);
             break;
         case PHIQ_ARCH_PHI2:
-            rc = tl_add(l, W_NORM, H, 0, "%s.%d.input_layernorm.weight", L, i) ||
-                 tl_add(l, W_BIAS, H, 0, "%s.%d.input_layernorm.bias", L, i) ||
-                 tl_add(l, W_MATRIX, q, H, "%s.%d.self_attn.q_proj.weight", L, i) ||
-                 tl_add(l, W_BIAS, q, 0, "%s.%d.self_attn.q_proj.bias", L, i) ||
-                 tl_add(l, W_MATRIX, kv, H, "%s.%d.self_attn.k_proj.weight", L, i) ||
-                 tl_add(l, W_BIAS, kv, 0, "%s.%d.self_attn.k_proj.bias", L, i) ||
-                 tl_add(l, W_MATRIX, kv, H, "%s.%d.self_attn.v_proj.weight", L, i) ||
-                 tl_add(l, W_BIAS, kv, 0, "%s.%d.self_attn.v_proj.bias", L, i) ||
-                 tl_add(l, W_MATRIX, H, q, "%s.%d.self_attn.dense.weight", L, i) ||
-                 tl_add(l, W_BIAS, H, 0, "%s.%d.self_attn.dense.bias", L, i) ||
+            rc = tl_add_ln_attn(l, L, i, H, q, kv, "dense") ||
                  tl_add(l, W_MATRIX, I, H, "%s.%d.mlp.fc1.weight", L, i) ||
                  tl_add(l, W_BIAS, I, 0, "%s.%d.mlp.fc1.bias", L, i) ||
                  tl_add(l, W_MATRIX, H, I, "%s.%d.mlp.fc2.weight", L, i) ||
                  tl_add(l, W_BIAS, H, 0, "%s.%d.mlp.fc2.bias", L, i);
             break;
         case PHIQ_ARCH_PHIMOE:
-            rc = tl_add(l, W_NORM, H, 0, "%s.%d.input_layernorm.weight", L, i) ||
-                 tl_add(l, W_BIAS, H, 0, "%s.%d.input_layernorm.bias", L, i) ||
-                 tl_add(l, W_MATRIX, q, H, "%s.%d.self_attn.q_proj.weight", L, i) ||
-                 tl_add(l, W_BIAS, q, 0, "%s.%d.self_attn.q_proj.bias", L, i) ||
-                 tl_add(l, W_MATRIX, kv, H, "%s.%d.self_attn.k_proj.weight", L, i) ||
-                 tl_add(l, W_BIAS, kv, 0, "%s.%d.self_attn.k_proj.bias", L, i) ||
-                 tl_add(l, W_MATRIX, kv, H, "%s.%d.self_attn.v_proj.weight", L, i) ||
-                 tl_add(l, W_BIAS, kv, 0, "%s.%d.self_attn.v_proj.bias", L, i) ||
-                 tl_add(l, W_MATRIX, H, q, "%s.%d.self_attn.o_proj.weight", L, i) ||
-                 tl_add(l, W_BIAS, H, 0, "%s.%d.self_attn.o_proj.bias", L, i) ||
+            rc = tl_add_ln_attn(l, L, i, H, q, kv, "o_proj") ||
                  tl_add(l, W_NORM, H, 0, "%s.%d.post_attention_layernorm.weight", L, i) ||
                  tl_add(l, W_BIAS, H, 0, "%s.%d.post_attention_layernorm.bias", L, i) ||
                  tl_add(l, W_MATRIX, p->n_expert, H, "%s.%d.block_sparse_moe.gate.weight", L, i);

@@ -180,25 +180,31 @@ static inline void k5_high(const uint8_t *qh, int c, __m256i *lo, __m256i *hi) {
 K45_DOT(dot_q4_K, phiq_block_q4_K, Q4K_HIGH)
 K45_DOT(dot_q5_K, phiq_block_q5_K, Q5K_HIGH)
 
+/* Q6_K half h (128 values) as four registers of unsigned 6-bit values
+ * (elements 32k .. 32k+31 in q[k]); the -32 is applied through bsums. */
+static inline void q6_half(const phiq_block_q6_K *xb, int h, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(xb->ql + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(xb->ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(xb->qh + 32 * h));
+    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+}
+
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q6_K *x = vx;
     const phiq_block_q8_K *y = vy;
     __m256 acc = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 4);
         const float d = F16(x[i].d) * y[i].d;
         const int8_t *sc = x[i].scales;
         __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
-            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
-            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            q6_half(x + i, h, q);
             for (int k = 0; k < 4; k++) {
                 __m256i p = _mm256_maddubs_epi16(q[k], load_y(y[i].qs + 128 * h + 32 * k));
                 const int g = 8 * h + 2 * k;
@@ -373,7 +379,6 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
     const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m256 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const int8_t *sc = x[i].scales;
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
@@ -383,14 +388,8 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
             isum[j] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
         }
         for (int h = 0; h < 2; h++) {
-            __m256i ql0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
-            __m256i ql1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-            q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+            q6_half(x + i, h, q);
             for (int k = 0; k < 4; k++) {
                 const int g = 8 * h + 2 * k;
                 const __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[g]), _mm_set1_epi16(sc[g + 1]));
@@ -444,69 +443,39 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
-#define MATVEC(name)                                                                               \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        const char *p = w;                                                                         \
-        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
-            if (r + 1 < nrows) _mm_prefetch(p + rb, _MM_HINT_T0);                                  \
-            dot_##name(n, out + r, p, act);                                                        \
-        }                                                                                          \
-    }                                                                                              \
-    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
-                          const void *w, size_t rb, const void *act, size_t as) {                  \
-        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
-    }
-#define MATVEC_X4(name)                                                                            \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        const char *p = w;                                                                         \
-        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
-            if (r + 1 < nrows) _mm_prefetch(p + rb, _MM_HINT_T0);                                  \
-            dot_##name(n, out + r, p, act);                                                        \
-        }                                                                                          \
-    }                                                                                              \
-    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
-                          const void *w, size_t rb, const void *act, size_t as) {                  \
-        phiq_gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);      \
-    }
-MATVEC_X4(q4_0)
-MATVEC_X4(q8_0)
-MATVEC_X4(q4_K)
-MATVEC_X4(q6_K)
-MATVEC_X4(q5_K)
-MATVEC(q4_1)
-MATVEC(q5_0)
-MATVEC(q5_1)
-MATVEC(iq4_nl)
-MATVEC(q2_K)
-MATVEC(q3_K)
-MATVEC(iq4_xs)
-MATVEC(f16)
-MATVEC(bf16)
-MATVEC(f32)
+PHIQ_ROWS_FROM_X4(q4_0)
+PHIQ_ROWS_FROM_X4(q8_0)
+PHIQ_ROWS_FROM_X4(q4_K)
+PHIQ_ROWS_FROM_X4(q6_K)
+PHIQ_ROWS_FROM_X4(q5_K)
+PHIQ_ROWS_FROM_DOT(q4_1)
+PHIQ_ROWS_FROM_DOT(q5_0)
+PHIQ_ROWS_FROM_DOT(q5_1)
+PHIQ_ROWS_FROM_DOT(iq4_nl)
+PHIQ_ROWS_FROM_DOT(q2_K)
+PHIQ_ROWS_FROM_DOT(q3_K)
+PHIQ_ROWS_FROM_DOT(iq4_xs)
+PHIQ_ROWS_FROM_DOT(f16)
+PHIQ_ROWS_FROM_DOT(bf16)
+PHIQ_ROWS_FROM_DOT(f32)
 
 void phiq_kernels_init_avx2(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx2";
     k->dot_f16_f32 = dot_f16_f32;
-#define SET(T, name)                                                                               \
-    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
-     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
-    SET(Q4_0, q4_0);
-    SET(Q4_1, q4_1);
-    SET(Q5_0, q5_0);
-    SET(Q5_1, q5_1);
-    SET(Q8_0, q8_0);
-    SET(IQ4_NL, iq4_nl);
-    SET(Q4_K, q4_K);
-    SET(Q5_K, q5_K);
-    SET(Q6_K, q6_K);
-    SET(Q2_K, q2_K);
-    SET(Q3_K, q3_K);
-    SET(IQ4_XS, iq4_xs);
-    SET(F16, f16);
-    SET(BF16, bf16);
-    SET(F32, f32);
-#undef SET
+    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
+    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
+    PHIQ_KERNELS_SET(k, Q5_0, q5_0);
+    PHIQ_KERNELS_SET(k, Q5_1, q5_1);
+    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
+    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
+    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
+    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
+    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
+    PHIQ_KERNELS_SET(k, Q2_K, q2_K);
+    PHIQ_KERNELS_SET(k, Q3_K, q3_K);
+    PHIQ_KERNELS_SET(k, IQ4_XS, iq4_xs);
+    PHIQ_KERNELS_SET(k, F16, f16);
+    PHIQ_KERNELS_SET(k, BF16, bf16);
+    PHIQ_KERNELS_SET(k, F32, f32);
 }

@@ -9,9 +9,13 @@
  * types without a 512-bit kernel here keep the AVX2 ones. */
 #include <immintrin.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "kernels/dot.h"
+
+#define Q8_0_BYTES ((int)sizeof(phiq_block_q8_0))
+#define Q8_1_BYTES ((int)sizeof(phiq_block_q8_1))
 
 #define F16(h) _cvtsh_ss(h)
 
@@ -210,6 +214,30 @@ static inline float k45_hsum(__m512 acc, __m256 accm) {
 K45_DOT(dot_q4_K, phiq_block_q4_K, Q4K_HIGH)
 K45_DOT(dot_q5_K, phiq_block_q5_K, Q5K_HIGH)
 
+/* 16-bit lane index vectors [4m x8 | 4m+1 x8 | 4m+2 x8 | 4m+3 x8]: the
+ * scales of four 16-element groups over a 64-element register. */
+static inline __m512i idx_quads(int m) {
+    return _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
+                                                       _mm_set1_epi16((short)(4 * m + 1)), 1)),
+        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))), _mm_set1_epi16((short)(4 * m + 3)), 1),
+        1);
+}
+
+/* Q6_K half h (128 values) as two registers of unsigned 6-bit values:
+ * qlo = elements 0..63 (low nibbles of ql, qh bits shifted up by 4 / 2),
+ * qhi = elements 64..127 (high nibbles, qh bits shifted down by 0 / 2). */
+static inline void q6_half(const phiq_block_q6_K *xb, int h, __m512i *qlo, __m512i *qhi) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
+    const __m512i ql = _mm512_loadu_si512(xb->ql + 64 * h);
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(xb->qh + 32 * h));
+    const __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
+    *qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
+    *qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+}
+
 /* Q6_K: 64 bytes of ql give elements 0..63 (low nibbles) and 64..127 (high
  * nibbles) of a 128-half; the two high bits come from qh shifted per half.
  * q is used unsigned (0..63) and the -32 is folded in through bsums. */
@@ -217,17 +245,8 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q6_K *x = vx;
     const phiq_block_q8_K *y = vy;
     __m512 acc = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     __m512i idx[4];
-    for (int m = 0; m < 4; m++)
-        idx[m] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
-                                                           _mm_set1_epi16((short)(4 * m + 1)), 1)),
-            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
-                                    _mm_set1_epi16((short)(4 * m + 3)), 1),
-            1);
+    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 4);
         const float d = F16(x[i].d) * y[i].d;
@@ -235,12 +254,8 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
         const __m512i sc512 = _mm512_castsi256_si512(sc16);
         __m512i isum = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
-            __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
-            __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
-            __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                          _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+            __m512i qlo, qhi;
+            q6_half(x + i, h, &qlo, &qhi);
             __m512i p0 = _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[i].qs + 128 * h));
             __m512i p1 = _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(y[i].qs + 128 * h + 64));
             isum = _mm512_dpwssd_epi32(isum, p0, _mm512_permutexvar_epi16(idx[2 * h], sc512));
@@ -254,15 +269,6 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = _mm512_reduce_add_ps(acc);
 }
 
-/* 16-bit lane index vectors [4m x8 | 4m+1 x8 | 4m+2 x8 | 4m+3 x8]: the
- * scales of four 16-element groups over a 64-element register. */
-static inline __m512i idx_quads(int m) {
-    return _mm512_inserti64x4(
-        _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
-                                                       _mm_set1_epi16((short)(4 * m + 1)), 1)),
-        _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))), _mm_set1_epi16((short)(4 * m + 3)), 1),
-        1);
-}
 
 /* Q2_K: per 128-half, 32 bytes of qs hold four 2-bit planes (shifts 0,2,4,6)
  * of 32 consecutive elements each; two planes fill one register in order. */
@@ -339,17 +345,8 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
     const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
     __m512 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
-    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
-    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
-    const __m512i shr = _mm512_inserti64x4(_mm512_set1_epi16(0), _mm256_set1_epi16(2), 1);
     __m512i idx[4];
-    for (int m = 0; m < 4; m++)
-        idx[m] = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m))),
-                                                           _mm_set1_epi16((short)(4 * m + 1)), 1)),
-            _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_set1_epi16((short)(4 * m + 2))),
-                                    _mm_set1_epi16((short)(4 * m + 3)), 1),
-            1);
+    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         const float xd = F16(x[i].d);
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
@@ -357,12 +354,8 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
         __m512i isum[4];
         for (int j = 0; j < 4; j++) isum[j] = _mm512_setzero_si512();
         for (int h = 0; h < 2; h++) {
-            __m512i ql = _mm512_loadu_si512(x[i].ql + 64 * h);
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
-            __m512i qhz = _mm512_inserti64x4(_mm512_castsi256_si512(qh), qh, 1);
-            __m512i qlo = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(_mm512_sllv_epi16(qhz, shl), m30));
-            __m512i qhi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                          _mm512_and_si512(_mm512_srlv_epi16(qhz, shr), m30));
+            __m512i qlo, qhi;
+            q6_half(x + i, h, &qlo, &qhi);
             __m512i s0 = _mm512_permutexvar_epi16(idx[2 * h], sc512), s1 = _mm512_permutexvar_epi16(idx[2 * h + 1], sc512);
             for (int j = 0; j < 4; j++) {
                 isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[j][i].qs + 128 * h)), s0);
@@ -471,7 +464,7 @@ static prep prep_at(char *buf, int64_t n) {
 enum { LAYOUT_NIB4, LAYOUT_PAIR };
 
 static void prep_act(prep *p, int layout, int offset, const void *act, int is_q81, int64_t nb) {
-    const int bs = is_q81 ? 36 : 34, qoff = is_q81 ? 4 : 2;
+    const int bs = is_q81 ? Q8_1_BYTES : Q8_0_BYTES, qoff = is_q81 ? (int)offsetof(phiq_block_q8_1, qs) : (int)offsetof(phiq_block_q8_0, qs);
     const uint8_t *a = act;
     /* only whole groups (4 blocks) or pairs; the rest goes through vec_dot */
     const int64_t nfull = layout == LAYOUT_NIB4 ? nb / 4 * 4 : nb / 2 * 2;
@@ -558,14 +551,14 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
     for (int64_t c = 0; c < nb; c += 16) {
         const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
         const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-        const uint8_t *xc = x + c * 34;
-        __m512 sc = _mm512_mul_ps(gather_d(xc, 34, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
+        const uint8_t *xc = x + c * Q8_0_BYTES;
+        __m512 sc = _mm512_mul_ps(gather_d(xc, Q8_0_BYTES, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
-            const uint8_t *b = xc + 2 * q * 34 + 2;
+            const uint8_t *b = xc + 2 * q * Q8_0_BYTES + offsetof(phiq_block_q8_0, qs);
             pf(b, 2);
             __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
-                                           _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
+                                           _mm256_loadu_si256((const __m256i *)(b + Q8_0_BYTES)), 1);
             __m512i d = dpbusd(_mm512_load_si512(p->off + 16 * P), _mm512_xor_si512(v, k80), _mm512_load_si512(p->yq + 64 * P));
             const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
                                                 _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
@@ -577,7 +570,11 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
 
 /* The prepared types: Q4_0, Q4_1, IQ4_NL (groups of 4 blocks), Q8_0 (pairs). */
 enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
-static const int kind_bsz[] = {18, 20, 18, 34}, kind_qoff[] = {2, 4, 2, 2}, kind_off[] = {8, 0, 128, 128};
+static const int kind_bsz[] = {sizeof(phiq_block_q4_0), sizeof(phiq_block_q4_1), sizeof(phiq_block_iq4_nl),
+                               sizeof(phiq_block_q8_0)},
+                 kind_qoff[] = {offsetof(phiq_block_q4_0, qs), offsetof(phiq_block_q4_1, qs),
+                                offsetof(phiq_block_iq4_nl, qs), offsetof(phiq_block_q8_0, qs)},
+                 kind_off[] = {8, 0, 128, 128};
 
 static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
                             size_t rb, const void *act) {
@@ -592,7 +589,7 @@ static void matvec_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nr
     prep p = prep_at(buf, n);
     prep_act(&p, kind == KIND_Q8_0 ? LAYOUT_PAIR : LAYOUT_NIB4, kind_off[kind], act, q81, nb);
     const int64_t done = nb / unit * unit;
-    const size_t aoff = (size_t)done * (q81 ? 36 : 34);
+    const size_t aoff = (size_t)done * (q81 ? Q8_1_BYTES : Q8_0_BYTES);
     const int bsz = kind_bsz[kind];
     for (int64_t r = 0; r < nrows; r++) {
         const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
@@ -660,15 +657,15 @@ static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs,
     for (int64_t c = 0; c < nb; c += 16) {
         const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
         const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-        const uint8_t *xc = x + c * 34;
-        const __m512 dw = gather_d(xc, 34, 0, mk);
+        const uint8_t *xc = x + c * Q8_0_BYTES;
+        const __m512 dw = gather_d(xc, Q8_0_BYTES, 0, mk);
         __m512 sc[4];
         for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
-            const uint8_t *b = xc + 2 * q * 34 + 2;
+            const uint8_t *b = xc + 2 * q * Q8_0_BYTES + offsetof(phiq_block_q8_0, qs);
             __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
-                                           _mm256_loadu_si256((const __m256i *)(b + 34)), 1);
+                                           _mm256_loadu_si256((const __m256i *)(b + Q8_0_BYTES)), 1);
             v = _mm512_xor_si512(v, k80);
             const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
                                                 _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
@@ -695,7 +692,7 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
         return;
     }
     const int64_t done = nb / unit * unit;
-    const size_t abs_ = (size_t)(q81 ? 36 : 34), aoff = (size_t)done * abs_;
+    const size_t abs_ = (size_t)(q81 ? Q8_1_BYTES : Q8_0_BYTES), aoff = (size_t)done * abs_;
     prep pp[PHIQ_GEMM_COL_TILE];
     for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
         const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
@@ -737,14 +734,9 @@ static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrow
     free(buf);
 }
 
-#define GEMM_X4(name)                                                                              \
-    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
-                          const void *w, size_t rb, const void *act, size_t as) {                  \
-        phiq_gemm_x4(dot_##name##_x4, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);           \
-    }
-GEMM_X4(q4_K)
-GEMM_X4(q6_K)
-GEMM_X4(q5_K)
+PHIQ_GEMM_FROM_X4(q4_K)
+PHIQ_GEMM_FROM_X4(q6_K)
+PHIQ_GEMM_FROM_X4(q5_K)
 
 #define GEMM_PREPARED(name, KIND)                                                                  \
     static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
@@ -758,36 +750,6 @@ GEMM_PREPARED(q8_0, KIND_Q8_0)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
-/* Rows one after another: each row is a sequential stream the hardware
- * prefetcher follows; the next row's first lines are requested early. */
-#define MATVEC(name)                                                                               \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        const char *p = w;                                                                         \
-        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
-            if (r + 1 < nrows) {                                                                   \
-                _mm_prefetch(p + rb, _MM_HINT_T0);                                                 \
-                _mm_prefetch(p + rb + 64, _MM_HINT_T0);                                            \
-            }                                                                                      \
-            dot_##name(n, out + r, p, act);                                                        \
-        }                                                                                          \
-    }                                                                                              \
-    static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
-                          const void *w, size_t rb, const void *act, size_t as) {                  \
-        phiq_gemm_rows(dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                     \
-    }
-#define MATVEC_ONLY(name)                                                                          \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb,          \
-                          const void *act) {                                                       \
-        const char *p = w;                                                                         \
-        for (int64_t r = 0; r < nrows; r++, p += rb) {                                             \
-            if (r + 1 < nrows) {                                                                   \
-                _mm_prefetch(p + rb, _MM_HINT_T0);                                                 \
-                _mm_prefetch(p + rb + 64, _MM_HINT_T0);                                            \
-            }                                                                                      \
-            dot_##name(n, out + r, p, act);                                                        \
-        }                                                                                          \
-    }
 /* Q4_K mat-vec with the activation rearranged once per call: a 64-byte load
  * of qs (chunks 2G, 2G+1) gives, as low nibbles, sub-blocks 4G and 4G+2 and,
  * as high nibbles, 4G+1 and 4G+3; yq holds the activation's sub-blocks in
@@ -849,13 +811,13 @@ static void mv_q4_K(int64_t n, int64_t nrows, float *out, const void *w, size_t 
         out[r] = row_q4_K_prep((const phiq_block_q4_K *)(const void *)((const char *)w + (size_t)r * rb), y, yq, nb);
     }
 }
-MATVEC_ONLY(q5_K)
-MATVEC_ONLY(q6_K)
-MATVEC(q2_K)
-MATVEC_ONLY(f16)
-GEMM_X4(f16)
-MATVEC(bf16)
-MATVEC(f32)
+PHIQ_MATVEC_FROM_DOT(q5_K)
+PHIQ_MATVEC_FROM_DOT(q6_K)
+PHIQ_ROWS_FROM_DOT(q2_K)
+PHIQ_MATVEC_FROM_DOT(f16)
+PHIQ_GEMM_FROM_X4(f16)
+PHIQ_ROWS_FROM_DOT(bf16)
+PHIQ_ROWS_FROM_DOT(f32)
 
 /* Starts from the AVX2 table: for Q5_0, Q5_1, IQ4_XS and Q3_K the AVX2
  * kernels measured faster here than 512-bit versions (which were removed). */
@@ -863,19 +825,15 @@ void phiq_kernels_init_avx512(phiq_kernels *k) {
     phiq_kernels_init_avx2(k);
     k->isa = "avx512";
     k->dot_f16_f32 = dot_f16_f32;
-#define SET(T, name)                                                                               \
-    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
-     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
-    SET(Q4_0, q4_0);
-    SET(Q4_1, q4_1);
-    SET(Q8_0, q8_0);
-    SET(IQ4_NL, iq4_nl);
-    SET(Q4_K, q4_K);
-    SET(Q5_K, q5_K);
-    SET(Q6_K, q6_K);
-    SET(Q2_K, q2_K);
-    SET(F16, f16);
-    SET(BF16, bf16);
-    SET(F32, f32);
-#undef SET
+    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
+    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
+    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
+    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
+    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
+    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
+    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
+    PHIQ_KERNELS_SET(k, Q2_K, q2_K);
+    PHIQ_KERNELS_SET(k, F16, f16);
+    PHIQ_KERNELS_SET(k, BF16, bf16);
+    PHIQ_KERNELS_SET(k, F32, f32);
 }

@@ -216,24 +216,20 @@ void phiq_kernels_init_neon(phiq_kernels *k, int dotprod) {
     phiq_kernels_init_scalar(k);
     k->isa = "neon";
     k->dot_f16_f32 = dot_f16_f32;
-#define SET(T, name)                                                                               \
-    (k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,               \
-     k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
-    SET(Q4_0, q4_0);
-    SET(Q8_0, q8_0);
-    SET(Q4_K, q4_K);
-    SET(Q6_K, q6_K);
-    SET(Q5_K, q5_K);
-    SET(Q4_1, q4_1);
-    SET(IQ4_NL, iq4_nl);
-    SET(F16, f16);
-    SET(F32, f32);
+    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
+    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
+    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
+    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
+    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
+    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
+    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
+    PHIQ_KERNELS_SET(k, F16, f16);
+    PHIQ_KERNELS_SET(k, F32, f32);
     if (dotprod) {
         k->isa = "neon+dotprod";
-        SET(Q4_0, q4_0_dp);
-        SET(Q8_0, q8_0_dp);
-        SET(Q4_K, q4_K_dp);
-        SET(Q5_K, q5_K_dp);
+        PHIQ_KERNELS_SET(k, Q4_0, q4_0_dp);
+        PHIQ_KERNELS_SET(k, Q8_0, q8_0_dp);
+        PHIQ_KERNELS_SET(k, Q4_K, q4_K_dp);
+        PHIQ_KERNELS_SET(k, Q5_K, q5_K_dp);
     }
-#undef SET
 }

@@ -55,20 +55,31 @@ int phiq_quantize_act_ref(int act_type, const float *x, void *dst, int64_t n) {
 
 /* ---- legacy 32-element blocks --------------------------------------------- */
 
+/* The integer dot of one 4- or 5-bit block with a Q8 block, as ggml's
+ * generic loops: element j is the low nibble of qs[j] (j < 16) or the high
+ * nibble of qs[j-16], plus 16 when bit j of qh is set (Q5 types; qh 0 for
+ * Q4), minus off (8 for Q4_0, 16 for Q5_0, 0 for the types with a min). */
+static inline int nib_sumi(const uint8_t qs[PHIQ_QK / 2], uint32_t qh, const int8_t *yq, int off) {
+    int sumi0 = 0, sumi1 = 0;
+    for (int j = 0; j < PHIQ_QK / 2; j++) {
+        const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
+        sumi0 += (((qs[j] & 0x0F) | h0) - off) * yq[j];
+        sumi1 += (((qs[j] >> 4) | h1) - off) * yq[j + PHIQ_QK / 2];
+    }
+    return sumi0 + sumi1;
+}
+
+static inline uint32_t qh_bits(const uint8_t qh[4]) {
+    uint32_t v;
+    memcpy(&v, qh, sizeof v);
+    return v;
+}
+
 static void dot_q4_0(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q4_0 *x = vx;
     const phiq_block_q8_0 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_QK / 2; j++) {
-            const int v0 = (x[ib].qs[j] & 0x0F) - 8;
-            const int v1 = (x[ib].qs[j] >> 4) - 8;
-            sumi0 += v0 * y[ib].qs[j];
-            sumi1 += v1 * y[ib].qs[j + PHIQ_QK / 2];
-        }
-        sumf += (sumi0 + sumi1) * F16(x[ib].d) * F16(y[ib].d);
-    }
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) sumf += nib_sumi(x[ib].qs, 0, y[ib].qs, 8) * F16(x[ib].d) * F16(y[ib].d);
     *s = sumf;
 }
 
@@ -76,14 +87,8 @@ static void dot_q4_1(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q4_1 *x = vx;
     const phiq_block_q8_1 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_QK / 2; j++) {
-            sumi0 += (x[ib].qs[j] & 0x0F) * y[ib].qs[j];
-            sumi1 += (x[ib].qs[j] >> 4) * y[ib].qs[j + PHIQ_QK / 2];
-        }
-        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1) + F16(x[ib].m) * F16(y[ib].s);
-    }
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++)
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * nib_sumi(x[ib].qs, 0, y[ib].qs, 0) + F16(x[ib].m) * F16(y[ib].s);
     *s = sumf;
 }
 
@@ -91,17 +96,8 @@ static void dot_q5_0(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q5_0 *x = vx;
     const phiq_block_q8_0 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        uint32_t qh;
-        memcpy(&qh, x[ib].qh, sizeof qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_QK / 2; j++) {
-            const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
-            sumi0 += (((x[ib].qs[j] & 0x0F) | h0) - 16) * y[ib].qs[j];
-            sumi1 += (((x[ib].qs[j] >> 4) | h1) - 16) * y[ib].qs[j + PHIQ_QK / 2];
-        }
-        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1);
-    }
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++)
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * nib_sumi(x[ib].qs, qh_bits(x[ib].qh), y[ib].qs, 16);
     *s = sumf;
 }
 
@@ -109,17 +105,9 @@ static void dot_q5_1(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q5_1 *x = vx;
     const phiq_block_q8_1 *y = vy;
     float sumf = 0;
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        uint32_t qh;
-        memcpy(&qh, x[ib].qh, sizeof qh);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < PHIQ_QK / 2; j++) {
-            const int h0 = ((qh >> j) & 1) << 4, h1 = ((qh >> (j + 16)) & 1) << 4;
-            sumi0 += ((x[ib].qs[j] & 0x0F) | h0) * y[ib].qs[j];
-            sumi1 += ((x[ib].qs[j] >> 4) | h1) * y[ib].qs[j + PHIQ_QK / 2];
-        }
-        sumf += (F16(x[ib].d) * F16(y[ib].d)) * (sumi0 + sumi1) + F16(x[ib].m) * F16(y[ib].s);
-    }
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++)
+        sumf += (F16(x[ib].d) * F16(y[ib].d)) * nib_sumi(x[ib].qs, qh_bits(x[ib].qh), y[ib].qs, 0) +
+                F16(x[ib].m) * F16(y[ib].s);
     *s = sumf;
 }
 
@@ -365,12 +353,6 @@ static void dot_f32(int64_t n, float *s, const void *vx, const void *vy) {
 }
 
 /* ---- table ------------------------------------------------------------------ */
-
-void phiq_matvec_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, float *out, const void *w,
-                      size_t row_bytes, const void *act) {
-    const char *p = w;
-    for (int64_t r = 0; r < nrows; r++) dot(n, out + r, p + (size_t)r * row_bytes, act);
-}
 
 void phiq_gemm_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
                     const void *w, size_t row_bytes, const void *act, size_t act_stride) {

@@ -18,6 +18,7 @@
  * thread's rows run against them (phiq_gemm_amx_run) with its own scratch
  * for the unpacked weights; the table's gemm entries do both in one call. */
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,7 +73,8 @@ static inline void prefetch_rows(const char *w, size_t rb, size_t rowlen) {
 static void pack_q8(int wt, int64_t n, int64_t ncols, int64_t ct0, int64_t ct1, const void *act, size_t as,
                     void *packed) {
     const int64_t nb = n / PHIQ_QK;
-    const int q81 = wt == WT_Q4_1, absz = q81 ? 36 : 34, aqoff = q81 ? 4 : 2;
+    const int q81 = wt == WT_Q4_1, absz = q81 ? (int)sizeof(phiq_block_q8_1) : (int)sizeof(phiq_block_q8_0),
+              aqoff = q81 ? (int)offsetof(phiq_block_q8_1, qs) : (int)offsetof(phiq_block_q8_0, qs);
     for (int64_t ct = ct0; ct < ct1; ct++) {
         int8_t *B = (int8_t *)packed + (size_t)ct * q8_tile_bytes(nb);
         float *dy = (float *)(void *)(B + (size_t)nb * 512), *ys = dy + nb * 16;
@@ -102,10 +104,11 @@ static size_t q8_scratch_bytes(int64_t nb) { return (size_t)nb * (512 + 64 + 64)
  * unpack / Q8_1 branches folded away */
 static inline __attribute__((always_inline)) void run_q8(int wt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                    const void *packed, void *scratch) {
-    const int bszs[] = {34, 18, 20, 18};
+    const int bszs[] = {sizeof(phiq_block_q8_0), sizeof(phiq_block_q4_0), sizeof(phiq_block_q4_1),
+                        sizeof(phiq_block_iq4_nl)}; /* by WT_ */
     const int64_t nb = n / PHIQ_QK, nrt = nrows / 16, nct = (ncols + 15) / 16;
     const int bsz = bszs[wt], q81 = wt == WT_Q4_1, unpack = wt != WT_Q8_0;
-    const int qoff = q81 ? 4 : 2;
+    const int qoff = q81 ? (int)offsetof(phiq_block_q4_1, qs) : (int)offsetof(phiq_block_q4_0, qs);
     int8_t *A = scratch;
     float *dw = (float *)(void *)(A + (size_t)nb * 512), *mw = dw + nb * 16;
     tiles_configure();
@@ -141,7 +144,7 @@ static inline __attribute__((always_inline)) void run_q8(int wt, int64_t n, int6
     do {                                                                                                               \
         _tile_zero(c);                                                                                                 \
         if (unpack) _tile_loadd(a, A + (blk) * 512, 32);                                                               \
-        else _tile_loadd(a, wr + (blk) * 34 + 2, (long)rb);                                                            \
+        else _tile_loadd(a, wr + (blk) * sizeof(phiq_block_q8_0) + offsetof(phiq_block_q8_0, qs), (long)rb);                                                            \
         _tile_loadd(bt, B + (size_t)(blk) * 512, 64);                                                                  \
         _tile_dpbssd(c, a, bt);                                                                                        \
     } while (0)

@@ -37,7 +37,7 @@ static inline int attn_first(const phiq_context *ctx, int p) {
     return ctx->window > 0 && p - ctx->window + 1 > 0 ? p - ctx->window + 1 : 0;
 }
 
-static inline size_t attn_q8_bytes(int hd) { return (size_t)hd / 32 * 34; }
+static inline size_t attn_q8_bytes(int hd) { return (size_t)phiq_ggml_row_size(PHIQ_GGML_TYPE_Q8_0, hd); }
 
 /* Q8_0 cache: each (token, head) query scaled, rotated and quantized once.
  * llama.cpp's phi graphs scale Q before attention (kq_scale 1); flash
@@ -67,7 +67,7 @@ static inline void attn_span(const phiq_attn_job *j, const phiq_attn_kernels *ak
     const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, off = (h / (nh / nkv)) * hd;
     const phiq_kv *kv = j->kv[t];
     if (kv->type == PHIQ_GGML_TYPE_Q8_0) {
-        const size_t ob = (size_t)off / 32 * 34;
+        const size_t ob = (size_t)phiq_ggml_row_size(PHIQ_GGML_TYPE_Q8_0, off);
         ak->span_q8_0(j->ctx->attn_q8 + ((size_t)t * nh + h) * attn_q8_bytes(hd), phiq_kv_row(kv, 0, j->layer, k0) + ob,
                       phiq_kv_row(kv, 1, j->layer, k0) + ob, kv->row_bytes, n, st, s, hd);
     } else {

@@ -7,13 +7,12 @@
 #include <stdlib.h>
 
 #include "core/common.h"
+#include "formats/ggml_blocks.h"
 #include "formats/ggml_type.h"
 #include "kernels/attn.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
-#define PHIQ_KV_QK 32 /* values per Q8_0 block */
-#define PHIQ_KV_QB 34 /* bytes per Q8_0 block: f16 d + 32 int8 */
 
 int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int head_dim) {
     memset(kv, 0, sizeof *kv);
@@ -21,9 +20,9 @@ int phiq_kv_init(phiq_kv *kv, int type, int n_layer, int n_ctx, int dim, int hea
     if (type == PHIQ_GGML_TYPE_F16) row = (size_t)dim * 2;
     else if (type == PHIQ_GGML_TYPE_F32) row = (size_t)dim * 4;
     else if (type == PHIQ_GGML_TYPE_Q8_0) {
-        if (head_dim <= 0 || head_dim % PHIQ_KV_QK || dim % PHIQ_KV_QK)
+        if (head_dim <= 0 || head_dim % PHIQ_QK || dim % PHIQ_QK)
             return phiq_fail(PHIQ_EUNSUPPORTED, "q8_0 KV cache needs head_dim a multiple of 32; this model's is %d", head_dim);
-        row = (size_t)dim / PHIQ_KV_QK * PHIQ_KV_QB;
+        row = (size_t)phiq_ggml_row_size(PHIQ_GGML_TYPE_Q8_0, dim);
         /* llama.cpp (LLAMA_ATTN_ROT_DISABLE is its switch) rotates before a
          * quantized cache when head_dim % 64 == 0: outliers spread over the
          * block, so the int8 steps are finer */

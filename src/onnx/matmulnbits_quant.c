@@ -94,6 +94,91 @@ void phiq_mnb_quantize_rows(const phiq_mnb_layout *l, const float *w, int64_t ro
     }
 }
 
+/* ---- NNCF's rule (convert --format onnx --ratio) ----------------------------------------- */
+
+/* Scale and zero point of n values as NNCF computes them (header). */
+static void nncf_params(const float *x, int64_t n, int bits, bool sym, float *scale, float *zpf) {
+    float mn = x[0], mx = x[0];
+    for (int64_t i = 1; i < n; i++) {
+        mn = x[i] < mn ? x[i] : mn;
+        mx = x[i] > mx ? x[i] : mx;
+    }
+    float s;
+    if (sym) {
+        const float amin = fabsf(mn);
+        s = (amin >= mx ? amin : -mx) / (float)(1 << (bits - 1));
+        *zpf = 0.0f;
+    } else {
+        const float qmax = (float)((1 << bits) - 1);
+        s = (mx - mn) / qmax;
+    }
+    if (fabsf(s) < FLT_EPSILON) s = FLT_EPSILON;
+    if (!sym) {
+        float z = 0.0f - rintf(mn / s);
+        const float qmax = (float)((1 << bits) - 1);
+        *zpf = z < 0.0f ? 0.0f : z > qmax ? qmax : z;
+    }
+    *scale = s;
+}
+
+/* The stored (unsigned) code of v: sym codes are offset by 2^(bits-1), the
+ * zero point MatMulNBits assumes when none is stored. */
+static inline int nncf_code(float v, float s, float zpf, int bits, bool sym) {
+    float q = rintf(v / s + zpf);
+    const float lo = sym ? -(float)(1 << (bits - 1)) : 0.0f, hi = sym ? (float)((1 << (bits - 1)) - 1) : (float)((1 << bits) - 1);
+    q = q < lo ? lo : q > hi ? hi : q;
+    return (int)q + (sym ? 1 << (bits - 1) : 0);
+}
+
+void phiq_mnb_quantize_rows_nncf(const phiq_mnb_layout *l, int64_t group, const float *w, int64_t rows, uint8_t *b,
+                                 float *scales, uint8_t *zp) {
+    const int bs = l->block_size;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *wr = w + r * l->k;
+        uint8_t *br = b + r * l->kb * l->blob;
+        uint8_t *zr = zp ? zp + r * l->zp_row : NULL;
+        if (zr) memset(zr, 0, (size_t)l->zp_row);
+        for (int64_t g0 = 0; g0 < l->k; g0 += group) {
+            float s, zpf;
+            nncf_params(wr + g0, group, l->bits, l->sym, &s, &zpf);
+            for (int64_t blk = g0 / bs; blk < (g0 + group) / bs; blk++) {
+                scales[r * l->kb + blk] = s;
+                if (zr) {
+                    const uint8_t zq = (uint8_t)zpf;
+                    if (l->bits == 8) zr[blk] = zq;
+                    else zr[blk / 2] |= (uint8_t)((zq & 0xF) << ((blk & 1) * 4));
+                }
+                const float *x = wr + blk * bs;
+                uint8_t *o = br + blk * l->blob;
+                if (l->bits == 8) {
+                    for (int i = 0; i < bs; i++) o[i] = (uint8_t)nncf_code(x[i], s, zpf, 8, l->sym);
+                } else {
+                    for (int i = 0; i < bs; i += 2)
+                        o[i / 2] = (uint8_t)(nncf_code(x[i], s, zpf, 4, l->sym) |
+                                             (nncf_code(x[i + 1], s, zpf, 4, l->sym) << 4));
+                }
+            }
+        }
+    }
+}
+
+double phiq_nncf_int8_row_error(const float *w, int64_t rows, int64_t k) {
+    double worst = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *x = w + r * k;
+        float s, zpf;
+        nncf_params(x, k, 8, false, &s, &zpf);
+        double e = 0;
+        for (int64_t i = 0; i < k; i++) {
+            const float dq = (float)(nncf_code(x[i], s, zpf, 8, false) - (int)zpf) * s, d = dq - x[i];
+            e += (double)(d * d);
+        }
+        e /= (double)k;
+        worst = e > worst ? e : worst;
+    }
+    return worst;
+}
+
 void phiq_mnb_dequantize_rows(const phiq_mnb_layout *l, const uint8_t *b, const float *scales, const uint8_t *zp,
                               int64_t rows, float *w) {
     const int bs = l->block_size;

@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -39,6 +40,14 @@ void phiq_onnx_options_default(phiq_onnx_options *o) {
     o->max_length = 0;
 }
 
+int phiq_onnx_backup_parse(const char *s) {
+    if (!s) return -1;
+    if (phiq_streq_nocase(s, "int8_asym")) return PHIQ_ONNX_BACKUP_INT8_ASYM;
+    if (phiq_streq_nocase(s, "int8_sym")) return PHIQ_ONNX_BACKUP_INT8_SYM;
+    if (phiq_streq_nocase(s, "none")) return PHIQ_ONNX_BACKUP_NONE;
+    return -1;
+}
+
 int phiq_onnx_type_parse(const char *s) {
     if (!s) return -1;
     if (phiq_streq_nocase(s, "int4") || phiq_streq_nocase(s, "q4")) return PHIQ_ONNX_INT4;
@@ -55,6 +64,7 @@ typedef struct ox_rows {
     int64_t row0[OX_MAX_SEG], rows[OX_MAX_SEG];
     int nseg;
     int64_t n, k;
+    const float *f32; /* --awq: the rows as rescaled in memory [n, k], read instead of t */
 } ox_rows;
 
 typedef struct ox {
@@ -71,11 +81,50 @@ typedef struct ox {
     phiq_calib_session *cal; /* --calib: Hessians for GPTQ, NULL = ORT's round-to-nearest */
     int n_gptq;
     phiq_progress prog;
+    /* --ratio: bits of each layer matmul, plan[layer * OX_KINDS + kind] (4, 8
+     * or 0 = float), and of lm_head / the embedding */
+    uint8_t *plan;
+    int head_bits;
+    phiq_onnx_stats mixed; /* the plan's figures (n_int4 ...) */
+    /* --awq: layer awq_layer's rescaled weights, norm divisors and
+     * Hessians in the rescaled basis */
+    phiq_awq_layer awq;
+    int awq_layer;
 } ox;
+
+/* How one weight is stored: bits (0 = float), MatMulNBits block size,
+ * symmetric, and the rule: group 0 = ORT's default quantizer, else NNCF's
+ * with parameters per `group` values of a row (block size, or K for the
+ * per-channel int8 backup). */
+typedef struct ox_q {
+    int bits, bs;
+    bool sym;
+    int64_t group;
+} ox_q;
+
+enum { OX_QKV, OX_O, OX_GATE, OX_UP, OX_DOWN, OX_KINDS };
+static const char *const ox_kind_names[OX_KINDS] = {"attn.qkv_proj", "attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                                                     "mlp.down_proj"};
+
+/* The layer-matmul kind of an initializer stem or name
+ * ("model.layers.3.mlp.up_proj[.MatMul.weight]") and its layer; -1 if none. */
+static int ox_kind_of(const char *name, int *layer) {
+    int at = 0;
+    if (sscanf(name, "model.layers.%d.%n", layer, &at) != 1 || !at) return -1;
+    for (int kd = 0; kd < OX_KINDS; kd++) {
+        size_t n = strlen(ox_kind_names[kd]);
+        if (!strncmp(name + at, ox_kind_names[kd], n) && (name[at + n] == '.' || !name[at + n])) return kd;
+    }
+    return -1;
+}
 
 /* ---- reading rows ---------------------------------------------------------- */
 
 static int ox_read(const ox_rows *r, int64_t row, int64_t col0, int64_t ncols, float *dst) {
+    if (r->f32) {
+        memcpy(dst, r->f32 + row * r->k + col0, sizeof *dst * (size_t)ncols);
+        return 0;
+    }
     for (int s = 0; s < r->nseg; s++) {
         if (row < r->rows[s]) {
             const phiq_st_tensor *t = r->t[s];
@@ -168,6 +217,7 @@ typedef struct ox_job {
     uint8_t *b;        /* [rows, kb*blob] */
     float *s;          /* [rows, kb] */
     uint8_t *z;        /* [rows, zp_row] or NULL */
+    int64_t group;     /* 0: ORT's rule, else NNCF's per group values */
     int rc;
     char err[256];
 } ox_job;
@@ -178,7 +228,10 @@ static void *ox_job_run(void *arg) {
         j->rc = ox_read(j->r, j->row + i, 0, j->r->k, j->f + i * j->r->k);
         if (j->rc) snprintf(j->err, sizeof j->err, "%s", phiq_error());
     }
-    if (!j->rc && j->l) phiq_mnb_quantize_rows(j->l, j->f, j->rows, j->b, j->s, j->z);
+    if (!j->rc && j->l) {
+        if (j->group) phiq_mnb_quantize_rows_nncf(j->l, j->group, j->f, j->rows, j->b, j->s, j->z);
+        else phiq_mnb_quantize_rows(j->l, j->f, j->rows, j->b, j->s, j->z);
+    }
     return NULL;
 }
 
@@ -197,8 +250,8 @@ static int ox_parallel(ox *x, ox_job *jobs, int nj) {
 }
 
 /* Splits [row, row+rows) among threads and runs read (+ quantize). */
-static int ox_chunk(ox *x, const ox_rows *r, const phiq_mnb_layout *l, int64_t row, int64_t rows, float *f,
-                    uint8_t *b, float *s, uint8_t *z) {
+static int ox_chunk(ox *x, const ox_rows *r, const phiq_mnb_layout *l, int64_t group, int64_t row, int64_t rows,
+                    float *f, uint8_t *b, float *s, uint8_t *z) {
     ox_job jobs[64];
     int nt = x->n_threads < 1 ? 1 : (x->n_threads > 64 ? 64 : x->n_threads);
     if (nt > rows) nt = (int)rows;
@@ -210,6 +263,7 @@ static int ox_chunk(ox *x, const ox_rows *r, const phiq_mnb_layout *l, int64_t r
         memset(j, 0, sizeof *j);
         j->r = r;
         j->l = l;
+        j->group = group;
         j->row = row + r0;
         j->rows = n;
         j->f = f + r0 * r->k;
@@ -230,32 +284,41 @@ static int64_t ox_chunk_rows(int64_t k) {
     return c < 1 ? 1 : c;
 }
 
-/* --calib: the Hessian of the matmul reading the same input as the
- * initializer stem wname ("model.layers.3.mlp.down_proj.MatMul.weight"), by
- * the GGUF names of phiq's calibration pass; NULL when there is none. */
-static const float *ox_hessian(ox *x, const char *wname, int64_t k, int *failed) {
+/* --calib: the GGUF names (phiq's calibration pass) of the weights reading
+ * the same input as the initializer stem wname ("model.layers.3.mlp.
+ * down_proj.MatMul.weight" -> "blk.3.ffn_down.weight"): up to two candidates
+ * (fused or split checkpoints); returns how many. */
+static int ox_calib_names(const char *wname, char names[2][96]) {
     static const struct { const char *part, *gguf[2]; } map[] = {
         {".attn.qkv_proj.", {"attn_qkv", "attn_q"}}, {".attn.o_proj.", {"attn_output", NULL}},
         {".mlp.gate_proj.", {"ffn_up", "ffn_gate"}}, {".mlp.up_proj.", {"ffn_up", NULL}},
         {".mlp.down_proj.", {"ffn_down", NULL}},
     };
-    char name[96];
-    int64_t hn = 0;
-    int layer;
-    *failed = 0;
     if (!strncmp(wname, "lm_head.", 8)) {
-        const float *H = phiq_calib_session_hessian(x->cal, "output.weight", &hn, failed);
-        return H && hn == k ? H : NULL;
+        snprintf(names[0], 96, "output.weight");
+        return 1;
     }
-    if (sscanf(wname, "model.layers.%d.", &layer) != 1) return NULL;
-    for (size_t i = 0; i < sizeof map / sizeof *map; i++) {
-        if (!strstr(wname, map[i].part)) continue;
-        for (int j = 0; j < 2 && map[i].gguf[j]; j++) {
-            snprintf(name, sizeof name, "blk.%d.%s.weight", layer, map[i].gguf[j]);
-            const float *H = phiq_calib_session_hessian(x->cal, name, &hn, failed);
-            if (*failed) return NULL;
-            if (H && hn == k) return H;
-        }
+    int layer, n = 0;
+    if (sscanf(wname, "model.layers.%d.", &layer) != 1) return 0;
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+        if (strstr(wname, map[i].part))
+            for (int j = 0; j < 2 && map[i].gguf[j]; j++) snprintf(names[n++], 96, "blk.%d.%s.weight", layer, map[i].gguf[j]);
+    return n;
+}
+
+/* --calib: the Hessian of the matmul reading the same input as wname, NULL
+ * when there is none. */
+static const float *ox_hessian(ox *x, const char *wname, int64_t k, int *failed) {
+    char names[2][96];
+    int n = ox_calib_names(wname, names);
+    *failed = 0;
+    int layer = -1, kind = ox_kind_of(wname, &layer);
+    if (x->opt->awq && kind >= 0 && layer == x->awq_layer && x->awq.h_scaled[kind]) return x->awq.h_scaled[kind];
+    for (int j = 0; j < n; j++) {
+        int64_t hn = 0;
+        const float *H = phiq_calib_session_hessian(x->cal, names[j], &hn, failed);
+        if (*failed) return NULL;
+        if (H && hn == k) return H;
     }
     return NULL;
 }
@@ -282,11 +345,13 @@ static int ox_weight_nbits_gptq(ox *x, const char *wname, const ox_rows *r, cons
 }
 
 /* MatMulNBits weight: B, scales (and zero points) from W [N, K]. */
-static int ox_weight_nbits(ox *x, const char *wname, const ox_rows *r, phiq_mnb_layout *l) {
-    int rc = phiq_mnb_layout_init(l, x->bits, x->opt->block_size, !x->opt->asym, r->n, r->k, wname);
+static int ox_weight_nbits(ox *x, const char *wname, const ox_rows *r, phiq_mnb_layout *l, const ox_q *q) {
+    int rc = phiq_mnb_layout_init(l, q->bits, q->bs, q->sym, r->n, r->k, wname);
     if (rc) return rc;
     const float *H = NULL;
-    if (x->cal) {
+    /* --calib: GPTQ for every weight, or with --ratio for the int4 ones (the
+     * per-channel int8 backup stays NNCF's round-to-nearest) */
+    if (x->cal && (!q->group || q->bits == 4)) {
         int failed;
         H = ox_hessian(x, wname, r->k, &failed);
         if (failed) {
@@ -316,12 +381,13 @@ static int ox_weight_nbits(ox *x, const char *wname, const ox_rows *r, phiq_mnb_
     }
     for (int64_t row = 0; row < r->n && !H; row += cr) {
         int64_t n = r->n - row < cr ? r->n - row : cr;
-        if ((rc = ox_chunk(x, r, l, row, n, f, b, s + row * l->kb, z ? z + row * l->zp_row : NULL))) goto out;
+        if ((rc = ox_chunk(x, r, l, q->group, row, n, f, b, s + row * l->kb, z ? z + row * l->zp_row : NULL)))
+            goto out;
         if ((rc = ox_write(x, b, (size_t)(n * l->kb * l->blob)))) goto out;
         ox_release_row_range(r, row, n);
     }
     char nm[320];
-    const char *qs = x->bits == 4 ? "Q4" : "Q8";
+    const char *qs = q->bits == 4 ? "Q4" : "Q8";
     int64_t bd[3] = {r->n, l->kb, l->blob}, sd[2] = {r->n, l->kb}, zd[1] = {r->n * l->zp_row};
     snprintf(nm, sizeof nm, "%s_%s", wname, qs);
     phiq_og_init_external(&x->g, nm, PHIQ_OG_UINT8, bd, 3, boff, bbytes);
@@ -339,38 +405,44 @@ out:
     return rc;
 }
 
+/* Writes count floats as f32, or converted to f16 a stack buffer at a time. */
+static int ox_write_floats(ox *x, const float *f, int64_t count, bool f16) {
+    if (!f16) return ox_write(x, f, (size_t)count * 4);
+    uint16_t h[4096];
+    for (int64_t i0 = 0; i0 < count; i0 += 4096) {
+        const int64_t n = count - i0 < 4096 ? count - i0 : 4096;
+        for (int64_t i = 0; i < n; i++) h[i] = phiq_f32_to_f16(f[i0 + i]);
+        int rc = ox_write(x, h, (size_t)n * 2);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Aligns the data file for a float tensor of r's n x k values; *at: where it starts. */
+static int ox_float_begin(ox *x, const ox_rows *r, bool f16, uint64_t *total, uint64_t *at) {
+    *total = (uint64_t)(r->n * r->k) * (f16 ? 2 : 4);
+    const int rc = ox_align(x, *total);
+    *at = x->off;
+    return rc;
+}
+
 /* Float weight in row order [N, K] (embedding table): f32 or f16. */
 static int ox_weight_rows_float(ox *x, const char *name, const ox_rows *r, bool f16) {
     int64_t cr = ox_chunk_rows(r->k);
     float *f = malloc((size_t)(cr * r->k) * sizeof *f);
-    uint16_t *h = f16 ? malloc((size_t)(cr * r->k) * sizeof *h) : NULL;
-    int rc = 0;
-    if (!f || (f16 && !h)) {
-        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
-        goto out;
-    }
-    size_t es = f16 ? 2 : 4;
-    uint64_t total = (uint64_t)(r->n * r->k) * es;
-    if ((rc = ox_align(x, total))) goto out;
-    uint64_t at = x->off;
-    for (int64_t row = 0; row < r->n; row += cr) {
+    if (!f) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
+    uint64_t total, at;
+    int rc = ox_float_begin(x, r, f16, &total, &at);
+    for (int64_t row = 0; row < r->n && !rc; row += cr) {
         int64_t n = r->n - row < cr ? r->n - row : cr;
-        if ((rc = ox_chunk(x, r, NULL, row, n, f, NULL, NULL, NULL))) goto out;
-        if (f16) {
-            for (int64_t i = 0; i < n * r->k; i++) h[i] = phiq_f32_to_f16(f[i]);
-            rc = ox_write(x, h, (size_t)(n * r->k) * 2);
-        } else {
-            rc = ox_write(x, f, (size_t)(n * r->k) * 4);
-        }
-        if (rc) goto out;
-        ox_release_row_range(r, row, n);
+        if (!(rc = ox_chunk(x, r, NULL, 0, row, n, f, NULL, NULL, NULL)) && !(rc = ox_write_floats(x, f, n * r->k, f16)))
+            ox_release_row_range(r, row, n);
     }
+    free(f);
+    if (rc) return rc;
     int64_t d[2] = {r->n, r->k};
     phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
-out:
-    free(f);
-    free(h);
-    return rc;
+    return 0;
 }
 
 /* Float MatMul weight: W^T [K, N] written in tiles of 64 K-rows. */
@@ -378,37 +450,24 @@ static int ox_weight_transposed(ox *x, const char *name, const ox_rows *r, bool 
     const int64_t TK = 64;
     float *tile = malloc((size_t)(TK * r->n) * sizeof *tile);
     float *tmp = malloc((size_t)TK * sizeof *tmp);
-    uint16_t *h = f16 ? malloc((size_t)(TK * r->n) * sizeof *h) : NULL;
     int rc = 0;
-    if (!tile || !tmp || (f16 && !h)) {
-        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
-        goto out;
-    }
-    size_t es = f16 ? 2 : 4;
-    uint64_t total = (uint64_t)(r->n * r->k) * es;
-    if ((rc = ox_align(x, total))) goto out;
-    uint64_t at = x->off;
-    for (int64_t k0 = 0; k0 < r->k; k0 += TK) {
+    uint64_t total = 0, at = 0;
+    if (!tile || !tmp) rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", name);
+    else rc = ox_float_begin(x, r, f16, &total, &at);
+    for (int64_t k0 = 0; k0 < r->k && !rc; k0 += TK) {
         int64_t nk = r->k - k0 < TK ? r->k - k0 : TK;
-        for (int64_t n = 0; n < r->n; n++) {
-            if ((rc = ox_read(r, n, k0, nk, tmp))) goto out;
-            for (int64_t kk = 0; kk < nk; kk++) tile[kk * r->n + n] = tmp[kk];
+        for (int64_t n = 0; n < r->n && !rc; n++) {
+            rc = ox_read(r, n, k0, nk, tmp);
+            for (int64_t kk = 0; kk < nk && !rc; kk++) tile[kk * r->n + n] = tmp[kk];
         }
-        if (f16) {
-            for (int64_t i = 0; i < nk * r->n; i++) h[i] = phiq_f32_to_f16(tile[i]);
-            rc = ox_write(x, h, (size_t)(nk * r->n) * 2);
-        } else {
-            rc = ox_write(x, tile, (size_t)(nk * r->n) * 4);
-        }
-        if (rc) goto out;
+        if (!rc) rc = ox_write_floats(x, tile, nk * r->n, f16);
     }
-    int64_t d[2] = {r->k, r->n};
-    phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
-out:
     free(tile);
     free(tmp);
-    free(h);
-    return rc;
+    if (rc) return rc;
+    int64_t d[2] = {r->k, r->n};
+    phiq_og_init_external(&x->g, name, f16 ? PHIQ_OG_FLOAT16 : PHIQ_OG_FLOAT, d, 2, at, total);
+    return 0;
 }
 
 /* ---- graph pieces ------------------------------------------------------------- */
@@ -418,20 +477,23 @@ out:
 /* y = x @ W^T for W [N, K] as MatMulNBits (quantized) or MatMul. prefix is
  * the builder's node path ("/model/layers.0/attn/qkv_proj"), wprefix its
  * initializer stem ("model.layers.0.attn.qkv_proj"). */
+static ox_q ox_quant_for(const ox *x, const char *wprefix, int64_t k);
+
 static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_rows *r, const char *in,
                      const char *out) {
     phiq_og *g = &x->g;
     char wname[320], nname[320];
     snprintf(wname, sizeof wname, "%s.MatMul.weight", wprefix);
     int rc;
-    if (x->bits) {
+    const ox_q q = ox_quant_for(x, wprefix, r->k);
+    if (q.bits) {
         phiq_mnb_layout l;
         if (x->head_written && !strcmp(wprefix, "lm_head"))
-            rc = phiq_mnb_layout_init(&l, x->bits, x->opt->block_size, !x->opt->asym, r->n, r->k, wname);
+            rc = phiq_mnb_layout_init(&l, q.bits, q.bs, q.sym, r->n, r->k, wname);
         else
-            rc = ox_weight_nbits(x, wname, r, &l);
+            rc = ox_weight_nbits(x, wname, r, &l, &q);
         if (rc) return rc;
-        const char *qs = x->bits == 4 ? "Q4" : "Q8";
+        const char *qs = q.bits == 4 ? "Q4" : "Q8";
         char b[340], s[340], z[340];
         snprintf(b, sizeof b, "%s_%s", wname, qs);
         snprintf(s, sizeof s, "%s_scales", wname);
@@ -441,8 +503,8 @@ static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_ro
                                    : phiq_og_node(g, "MatMulNBits", "com.microsoft", nname, IN(in, b, s, z), IN(out));
         phiq_og_attr_i(g, n, "K", r->k);
         phiq_og_attr_i(g, n, "N", r->n);
-        phiq_og_attr_i(g, n, "bits", x->bits);
-        phiq_og_attr_i(g, n, "block_size", x->opt->block_size);
+        phiq_og_attr_i(g, n, "bits", q.bits);
+        phiq_og_attr_i(g, n, "block_size", q.bs);
         if (x->opt->accuracy_level) phiq_og_attr_i(g, n, "accuracy_level", x->opt->accuracy_level);
     } else {
         bool f16 = x->opt->type == PHIQ_ONNX_FP16;
@@ -464,12 +526,14 @@ static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_ro
     return 0;
 }
 
-static int ox_norm_weight(ox *x, const char *hfname, const char *oname) {
+/* A norm weight; div (--awq's scales, folded in) divides it when non-NULL. */
+static int ox_norm_weight(ox *x, const char *hfname, const char *oname, const float *div) {
     const phiq_st_tensor *t = phiq_hf_find(x->hf, hfname);
     int64_t n = x->hp->n_embd;
     float *w = malloc((size_t)n * sizeof *w);
     if (!w) return phiq_fail(PHIQ_ENOMEM, "out of memory");
     int rc = phiq_st_to_f32(t, 0, n, w);
+    for (int64_t i = 0; div && i < n; i++) w[i] /= div[i];
     if (!rc) rc = ox_blob(x, oname, PHIQ_OG_FLOAT, &n, 1, w, (size_t)n * sizeof *w);
     free(w);
     return rc;
@@ -696,6 +760,239 @@ static int ox_validate(const phiq_onnx_options *o, phiq_hf *hf, const char *src)
     return 0;
 }
 
+/* ---- NNCF mixed precision (--ratio) ------------------------------------------------- */
+
+/* The per-channel int8 backup is stored as MatMulNBits blocks repeating the
+ * row's scale: the largest power-of-two block (<= 256) dividing K keeps that
+ * repetition cheapest. */
+static int ox_backup_block(int64_t k) {
+    int bs = 256;
+    while (bs > 16 && k % bs) bs /= 2;
+    return bs;
+}
+
+static ox_q ox_quant_bits(const ox *x, int bits, int64_t k) {
+    const phiq_onnx_options *o = x->opt;
+    if (!o->mixed) return (ox_q){x->bits, o->block_size, !o->asym, 0};
+    if (bits == 4) return (ox_q){4, o->block_size, !o->asym, o->block_size};
+    if (bits == 8) return (ox_q){8, ox_backup_block(k), o->backup == PHIQ_ONNX_BACKUP_INT8_SYM, k};
+    return (ox_q){0, 0, false, 0};
+}
+
+/* The storage of the matmul weight with initializer stem wprefix. */
+static ox_q ox_quant_for(const ox *x, const char *wprefix, int64_t k) {
+    if (!x->opt->mixed) return ox_quant_bits(x, x->bits, k);
+    int layer = -1, kd = ox_kind_of(wprefix, &layer);
+    if (kd >= 0 && layer >= 0 && layer < x->hp->n_layer) return ox_quant_bits(x, x->plan[layer * OX_KINDS + kd], k);
+    return ox_quant_bits(x, x->head_bits, k); /* lm_head */
+}
+
+/* One ratio-defining weight: an HF tensor (fused gate_up_proj is one, as
+ * NNCF sees it; q/k/v are decided together because ORT's graph fuses them). */
+typedef struct ox_unit {
+    int layer, kind[2], nparts;
+    ox_rows part[2];
+    int64_t params;
+    double score;
+} ox_unit;
+
+/* --calib: mean squared inputs of the weight wname reads (imatrix), NULL
+ * when there is none. Every calibration pass collects the imatrix of all
+ * layers: the first one (layer 0's group, which the export needs next) is
+ * run when none has been. */
+static const float *ox_imatrix(ox *x, const char *wname, int64_t k) {
+    char names[2][96];
+    int n = ox_calib_names(wname, names);
+    for (int j = 0; j < n; j++) {
+        int64_t ni = 0;
+        int nm = 0, failed = 0;
+        const float *im = phiq_calib_session_imatrix(x->cal, names[j], &ni, &nm);
+        if (!im) {
+            ox_hessian(x, "model.layers.0.attn.qkv_proj.MatMul.weight", x->hp->n_embd, &failed);
+            if (failed) return NULL;
+            im = phiq_calib_session_imatrix(x->cal, names[j], &ni, &nm);
+        }
+        if (im && ni == k) return im;
+    }
+    return NULL;
+}
+
+/* The unit's score: without --calib NNCF's data-free sensitivity
+ * 1 / (max over rows of the per-channel int8 mean squared error + eps); with
+ * --calib the activation-weighted relative int4 error
+ * sum_k E[x_k^2] sum_n (W - Q4(W))^2 / sum_k E[x_k^2] sum_n W^2 (how much of
+ * the layer's output energy int4 moves). Lowest first gets int4. */
+static int ox_unit_score(ox *x, ox_unit *u) {
+    const int64_t k = u->part[0].k, cr = ox_chunk_rows(k);
+    const ox_q q4 = ox_quant_bits(x, 4, k);
+    phiq_mnb_layout l;
+    int rc = phiq_mnb_layout_init(&l, 4, q4.bs, q4.sym, cr, k, "ratio");
+    if (rc) return rc;
+    const float *im = NULL;
+    if (x->cal && x->opt->sensitivity != 1) {
+        char wname[160];
+        snprintf(wname, sizeof wname, "model.layers.%d.%s.MatMul.weight", u->layer, ox_kind_names[u->kind[0]]);
+        if (!(im = ox_imatrix(x, wname, k)))
+            return phiq_fail(PHIQ_EINVAL, "calibration: no activation statistics for %s", wname);
+    }
+    float *f = malloc((size_t)(cr * k) * sizeof *f), *dq = im ? malloc((size_t)(cr * k) * sizeof *dq) : NULL;
+    uint8_t *b = im ? malloc((size_t)(cr * l.kb * l.blob)) : NULL, *z = im ? malloc((size_t)(cr * l.zp_row)) : NULL;
+    float *s = im ? malloc((size_t)(cr * l.kb) * sizeof *s) : NULL;
+    if (!f || (im && (!dq || !b || !z || !s))) {
+        rc = phiq_fail(PHIQ_ENOMEM, "out of memory ranking layers for --ratio");
+        goto out;
+    }
+    double err8 = 0, num = 0, den = 0;
+    for (int p = 0; p < u->nparts && !rc; p++) {
+        const ox_rows *r = &u->part[p];
+        for (int64_t row = 0; row < r->n && !rc; row += cr) {
+            int64_t n = r->n - row < cr ? r->n - row : cr;
+            if ((rc = ox_chunk(x, r, NULL, 0, row, n, f, NULL, NULL, NULL))) break;
+            if (!im) {
+                double e = phiq_nncf_int8_row_error(f, n, k);
+                err8 = e > err8 ? e : err8;
+            } else {
+                phiq_mnb_quantize_rows_nncf(&l, q4.group, f, n, b, s, q4.sym ? NULL : z);
+                phiq_mnb_dequantize_rows(&l, b, s, q4.sym ? NULL : z, n, dq);
+                for (int64_t i = 0; i < n * k; i++) {
+                    const double a = im[i % k], d = (double)f[i] - dq[i];
+                    num += a * d * d;
+                    den += a * (double)f[i] * f[i];
+                }
+            }
+            ox_release_row_range(r, row, n);
+        }
+    }
+    u->score = im ? (den > 0 ? num / den : 0) : 1.0 / (err8 + (double)FLT_EPSILON);
+out:
+    free(f);
+    free(dq);
+    free(b);
+    free(z);
+    free(s);
+    return rc;
+}
+
+/* NNCF's MixedPrecisionCriterion.apply: stable ascending sort by score, int4
+ * while (int4 parameters + this unit's) / all ratio-defining parameters stays
+ * below the ratio, stopping at the first that does not fit; ratio 1 skips the
+ * ranking (everything int4). */
+static int ox_plan(ox *x) {
+    const phiq_hparams *hp = x->hp;
+    const int nl = hp->n_layer;
+    const int backup = x->opt->backup == PHIQ_ONNX_BACKUP_NONE ? 0 : 8;
+    x->head_bits = backup;
+    if (!(x->plan = malloc((size_t)nl * OX_KINDS))) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    memset(x->plan, backup, (size_t)nl * OX_KINDS);
+    ox_unit *u = calloc((size_t)nl * OX_KINDS, sizeof *u);
+    int *ord = calloc((size_t)nl * OX_KINDS, sizeof *ord);
+    if (!u || !ord) {
+        free(u);
+        free(ord);
+        return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    }
+    int nu = 0, rc = 0;
+    int64_t total = 0;
+    for (int i = 0; i < nl && !rc; i++) {
+        ox_layer L;
+        if ((rc = ox_layer_rows(x->hf, hp, i, &L))) break;
+        const ox_rows *rows[OX_KINDS] = {&L.qkv, &L.o, &L.gate, &L.up, &L.down};
+        for (int kd = 0; kd < OX_KINDS; kd++) {
+            /* up shares gate's unit when both are halves of gate_up_proj */
+            if (kd == OX_UP && L.up.t[0] == L.gate.t[0]) {
+                ox_unit *g = &u[nu - 1];
+                g->part[g->nparts] = L.up;
+                g->kind[g->nparts++] = OX_UP;
+                g->params += L.up.n * L.up.k;
+                total += L.up.n * L.up.k;
+                continue;
+            }
+            ox_unit *n = &u[nu++];
+            n->layer = i;
+            n->part[0] = *rows[kd];
+            n->kind[0] = kd;
+            n->nparts = 1;
+            n->params = rows[kd]->n * rows[kd]->k;
+            total += n->params;
+        }
+    }
+    phiq_progress pr;
+    phiq_progress_start(&pr, "rank", nu, (uint64_t)total * 2, x->opt->quiet || x->opt->ratio >= 1.0);
+    for (int i = 0; i < nu && !rc; i++) {
+        ord[i] = i;
+        if (x->opt->ratio < 1.0 && !(rc = ox_unit_score(x, &u[i]))) phiq_progress_step(&pr, "", (uint64_t)u[i].params * 2);
+    }
+    phiq_progress_end(&pr);
+    if (!rc) {
+        /* insertion sort: stable, so equal scores keep graph order as
+         * Python's sorted() does */
+        for (int i = 1; i < nu; i++)
+            for (int j = i; j > 0 && u[ord[j]].score < u[ord[j - 1]].score; j--) {
+                int t = ord[j];
+                ord[j] = ord[j - 1];
+                ord[j - 1] = t;
+            }
+        int64_t in4 = 0;
+        for (int i = 0; i < nu; i++) {
+            const ox_unit *c = &u[ord[i]];
+            if (x->opt->ratio < 1.0 && (double)(in4 + c->params) / (double)total >= x->opt->ratio) break;
+            in4 += c->params;
+            x->mixed.n_int4++;
+            for (int p = 0; p < c->nparts; p++) x->plan[c->layer * OX_KINDS + c->kind[p]] = 4;
+        }
+        x->mixed.params_int4 = in4;
+        x->mixed.n_ratio_defining = nu;
+        x->mixed.params_ratio_defining = total;
+    }
+    free(u);
+    free(ord);
+    return rc;
+}
+
+/* ---- AWQ (--awq) ---------------------------------------------------------------------------- */
+
+static void ox_awq_free(ox *x) {
+    phiq_awq_layer_free(&x->awq);
+    x->awq_layer = -1;
+}
+
+static float *ox_load_rows(const ox_rows *r) {
+    float *w = malloc(sizeof *w * (size_t)(r->n * r->k));
+    if (!w) return phiq_fail_null(PHIQ_ENOMEM, "AWQ: out of memory for %lld x %lld floats", (long long)r->n,
+                                  (long long)r->k);
+    int rc = 0;
+    for (int64_t i = 0; i < r->n && !rc; i++) rc = ox_read(r, i, 0, r->k, w + i * r->k);
+    if (rc) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* AWQ for layer i (matmulnbits_awq.c): its weights in float, rescaled; they
+ * replace the checkpoint's rows in L, and ox_hessian hands out the rescaled
+ * Hessians for GPTQ until the next layer. */
+static int ox_awq_layer(ox *x, int i, ox_layer *L) {
+    const phiq_hparams *hp = x->hp;
+    ox_awq_free(x);
+    ox_rows *rows[OX_KINDS] = {&L->qkv, &L->o, &L->gate, &L->up, &L->down};
+    for (int k = 0; k < OX_KINDS; k++) {
+        char wname[160];
+        int failed;
+        snprintf(wname, sizeof wname, "model.layers.%d.%s.MatMul.weight", i, ox_kind_names[k]);
+        x->awq.h[k] = ox_hessian(x, wname, rows[k]->k, &failed);
+        if (failed || !x->awq.h[k])
+            return failed ? PHIQ_EINVAL : phiq_fail(PHIQ_EINVAL, "AWQ: no calibration statistics for %s", wname);
+        if (!(x->awq.w[k] = ox_load_rows(rows[k]))) return PHIQ_ENOMEM;
+    }
+    int rc = phiq_awq_layer_run(&x->awq, x->bits, x->opt->block_size, !x->opt->asym, hp->n_head, hp->n_head_kv,
+                                hp->head_dim, hp->n_embd, hp->n_ff);
+    if (rc) return rc;
+    x->awq_layer = i;
+    for (int k = 0; k < OX_KINDS; k++) rows[k]->f32 = x->awq.w[k];
+    return 0;
+}
+
 /* ---- the graph -------------------------------------------------------------- */
 
 static int ox_build(ox *x) {
@@ -767,38 +1064,45 @@ static int ox_build(ox *x) {
                             (int64_t[]){0})))
         return rc;
     const char *embeds = "/model/embed_tokens/Gather/output_0";
-    if (hp->tied_embeddings && x->bits == 4) {
-        /* Tied and 4-bit quantized (Phi-4-mini): as the builder does, the
-         * embedding gathers rows of the quantized lm_head weight with
-         * com.microsoft.GatherBlockQuantized instead of storing a float table. */
+    /* A quantized embedding gathers rows of MatMulNBits bytes with
+     * com.microsoft.GatherBlockQuantized: tied and 4-bit (Phi-4-mini), as the
+     * builder does, the lm_head weight; with --ratio, NNCF's int8 backup of
+     * the table (tied: the one weight both read, as NNCF compresses it). */
+    ox_q eq = {0};
+    const char *estem = hp->tied_embeddings ? "lm_head.MatMul.weight" : "model.embed_tokens.weight";
+    if (x->opt->mixed) eq = ox_quant_bits(x, x->head_bits, hp->n_embd);
+    else if (hp->tied_embeddings && x->bits == 4) eq = ox_quant_bits(x, 4, hp->n_embd);
+    if (eq.bits) {
         phiq_mnb_layout l;
-        if ((rc = ox_weight_nbits(x, "lm_head.MatMul.weight", &emb, &l))) return rc;
-        x->head_written = true;
-        int64_t shp[2] = {hp->n_vocab, (int64_t)hp->n_embd * x->bits / 8};
+        if ((rc = ox_weight_nbits(x, estem, &emb, &l, &eq))) return rc;
+        x->head_written = hp->tied_embeddings;
+        char eb[200], es[200], ez[200];
+        snprintf(eb, sizeof eb, "%s_%s", estem, eq.bits == 4 ? "Q4" : "Q8");
+        snprintf(es, sizeof es, "%s_scales", estem);
+        snprintf(ez, sizeof ez, "%s_zero_points", estem);
+        int64_t shp[2] = {hp->n_vocab, (int64_t)hp->n_embd * eq.bits / 8};
         phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/1D/embed_shape", PHIQ_OG_INT64, (int64_t[]){2},
                          1, shp, sizeof shp);
         phiq_og_node(g, "Reshape", "", "/model/embed_tokens/Reshape",
-                     IN("lm_head.MatMul.weight_Q4", "/model/constant_nodes/TensorProto.INT64/1D/embed_shape"),
+                     IN(eb, "/model/constant_nodes/TensorProto.INT64/1D/embed_shape"),
                      IN("/model/embed_tokens/Reshape/output_0"));
         if (l.sym) {
             n = phiq_og_node(g, "GatherBlockQuantized", "com.microsoft", "/model/embed_tokens/GatherBlockQuantized",
-                             IN("/model/embed_tokens/Reshape/output_0", "input_ids", "lm_head.MatMul.weight_scales"),
-                             IN(embeds));
+                             IN("/model/embed_tokens/Reshape/output_0", "input_ids", es), IN(embeds));
         } else {
             int64_t zs[2] = {hp->n_vocab, l.zp_row};
             phiq_og_constant(g, "/model/constant_nodes/TensorProto.INT64/1D/embed_zp_shape", PHIQ_OG_INT64,
                              (int64_t[]){2}, 1, zs, sizeof zs);
             phiq_og_node(g, "Reshape", "", "/model/embed_tokens/ReshapeZp",
-                         IN("lm_head.MatMul.weight_zero_points",
-                            "/model/constant_nodes/TensorProto.INT64/1D/embed_zp_shape"),
+                         IN(ez, "/model/constant_nodes/TensorProto.INT64/1D/embed_zp_shape"),
                          IN("/model/embed_tokens/ReshapeZp/output_0"));
             n = phiq_og_node(g, "GatherBlockQuantized", "com.microsoft", "/model/embed_tokens/GatherBlockQuantized",
-                             IN("/model/embed_tokens/Reshape/output_0", "input_ids", "lm_head.MatMul.weight_scales",
+                             IN("/model/embed_tokens/Reshape/output_0", "input_ids", es,
                                 "/model/embed_tokens/ReshapeZp/output_0"),
                              IN(embeds));
         }
-        phiq_og_attr_i(g, n, "bits", x->bits);
-        phiq_og_attr_i(g, n, "block_size", x->opt->block_size);
+        phiq_og_attr_i(g, n, "bits", eq.bits);
+        phiq_og_attr_i(g, n, "block_size", eq.bs);
         phiq_og_attr_i(g, n, "gather_axis", 0);
         phiq_og_attr_i(g, n, "quantize_axis", 1);
     } else {
@@ -827,8 +1131,9 @@ static int ox_build(ox *x) {
         snprintf(wp, sizeof wp, "model.layers.%d", i);
 
         /* input_layernorm */
+        if (x->opt->awq && (rc = ox_awq_layer(x, i, &L))) return rc;
         snprintf(w, sizeof w, "model.layers.%d.input_layernorm.weight", i);
-        if ((rc = ox_norm_weight(x, w, w))) return rc;
+        if ((rc = ox_norm_weight(x, w, w, x->opt->awq ? x->awq.s_in : NULL))) return rc;
         snprintf(ln_out, sizeof ln_out, "%s/input_layernorm/output_0", p);
         if (i == 0) {
             snprintf(ln, sizeof ln, "%s/input_layernorm/LayerNorm", p);
@@ -877,7 +1182,7 @@ static int ox_build(ox *x) {
 
         /* post_attention_layernorm */
         snprintf(w, sizeof w, "model.layers.%d.post_attention_layernorm.weight", i);
-        if ((rc = ox_norm_weight(x, w, w))) return rc;
+        if ((rc = ox_norm_weight(x, w, w, x->opt->awq ? x->awq.s_post : NULL))) return rc;
         snprintf(ln, sizeof ln, "%s/post_attention_layernorm/SkipLayerNorm", p);
         snprintf(ln_out, sizeof ln_out, "%s/post_attention_layernorm/output_0", p);
         snprintf(res_out, sizeof res_out, "%s/post_attention_layernorm/output_3", p);
@@ -916,7 +1221,8 @@ static int ox_build(ox *x) {
     snprintf(ln, sizeof ln, "/model/layers.%d/final_norm_layernorm/SkipLayerNorm", hp->n_layer);
     snprintf(fw, sizeof fw, "model.layers.%d.final_norm_layernorm.weight", hp->n_layer);
     snprintf(fo, sizeof fo, "/model/layers.%d/final_norm_layernorm/output_0", hp->n_layer);
-    if ((rc = ox_norm_weight(x, "model.norm.weight", fw))) return rc;
+    ox_awq_free(x);
+    if ((rc = ox_norm_weight(x, "model.norm.weight", fw, NULL))) return rc;
     n = phiq_og_node(g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln, IN(residual, down_prev, fw),
                      IN(fo));
     phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
@@ -979,6 +1285,18 @@ int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onn
     if (opt->accuracy_level < 0 || opt->accuracy_level > 4)
         return phiq_fail(PHIQ_EINVAL, "onnx export: accuracy level %d not in 0..4", opt->accuracy_level);
     if (opt->max_length < 0) return phiq_fail(PHIQ_EINVAL, "onnx export: negative max length");
+    if (opt->awq && (!opt->calib || !quant || opt->mixed))
+        return phiq_fail(PHIQ_EINVAL, "--awq needs --calib TEXT and --type int4 or int8 (not --ratio)");
+    if (opt->mixed) {
+        if (opt->type != PHIQ_ONNX_INT4)
+            return phiq_fail(PHIQ_EINVAL, "--ratio mixes int4 with a backup precision: it needs --type int4");
+        if (!(opt->ratio >= 0.0 && opt->ratio <= 1.0))
+            return phiq_fail(PHIQ_EINVAL, "--ratio %g: must be in [0, 1]", opt->ratio);
+        if (opt->sensitivity < 0 || opt->sensitivity > 2 || (opt->sensitivity == 2 && !opt->calib))
+            return phiq_fail(PHIQ_EINVAL, "--sensitivity-metric activation_weighted_error needs --calib TEXT");
+        if (opt->backup < PHIQ_ONNX_BACKUP_INT8_ASYM || opt->backup > PHIQ_ONNX_BACKUP_NONE)
+            return phiq_fail(PHIQ_EINVAL, "onnx export: unknown backup precision %d", (int)opt->backup);
+    }
 
     int rc = 0;
     ox x;
@@ -1015,6 +1333,23 @@ int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onn
     if (!x.data_path || !model_path) {
         rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
         goto fail;
+    }
+    if (opt->mixed) {
+        double t0 = phiq_now();
+        if ((rc = ox_plan(&x))) goto fail;
+        if (!opt->quiet) {
+            static const char *bk[] = {"int8_asym", "int8_sym", "float"};
+            fprintf(stderr,
+                    "ratio %.2f (%s): int4 for %d of %d layer weights, %.1f%% of their %lld parameters; %s for the "
+                    "rest, the embedding and lm_head (%.1fs)\n",
+                    opt->ratio,
+                    opt->ratio >= 1.0                              ? "all"
+                    : opt->calib && opt->sensitivity != 1 ? "ranked by activation-weighted int4 error"
+                                                          : "ranked by NNCF's int8 error",
+                    x.mixed.n_int4, x.mixed.n_ratio_defining,
+                    100.0 * (double)x.mixed.params_int4 / (double)(x.mixed.params_ratio_defining ? x.mixed.params_ratio_defining : 1),
+                    (long long)x.mixed.params_ratio_defining, bk[opt->backup], phiq_now() - t0);
+        }
     }
     x.data = fopen(x.data_path, "wb");
     if (!x.data) {
@@ -1064,6 +1399,19 @@ int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onn
     rc = phiq_outdir_commit(&od);
 
 fail:
+    if (st && opt->mixed) {
+        st->n_int4 = x.mixed.n_int4;
+        st->n_ratio_defining = x.mixed.n_ratio_defining;
+        st->params_int4 = x.mixed.params_int4;
+        st->params_ratio_defining = x.mixed.params_ratio_defining;
+    }
+    free(x.plan);
+    ox_awq_free(&x);
+    if (st) {
+        st->n_awq = x.awq.groups;
+        st->awq_err_plain = x.awq.err_plain;
+        st->awq_err_best = x.awq.err_best;
+    }
     if (x.cal && st) {
         st->n_gptq = x.n_gptq;
         st->calib_passes = phiq_calib_session_passes(x.cal);

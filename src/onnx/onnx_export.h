@@ -22,6 +22,14 @@ typedef enum phiq_onnx_type {
     PHIQ_ONNX_INT4 = 3, /* MatMulNBits bits=4 */
 } phiq_onnx_type;
 
+/* NNCF's --backup-precision: per-channel int8 (asymmetric with a uint8
+ * zero point, or symmetric with a signed scale) or the source precision. */
+typedef enum phiq_onnx_backup {
+    PHIQ_ONNX_BACKUP_INT8_ASYM = 0,
+    PHIQ_ONNX_BACKUP_INT8_SYM = 1,
+    PHIQ_ONNX_BACKUP_NONE = 2,
+} phiq_onnx_backup;
+
 typedef struct phiq_onnx_options {
     phiq_onnx_type type;
     int block_size;     /* MatMulNBits block size, power of two 16..256 (32) */
@@ -36,15 +44,43 @@ typedef struct phiq_onnx_options {
     int calib_ctx, calib_chunks; /* chunk length (0: 512), chunks used (0: all) */
     uint64_t calib_mem;          /* Hessian bytes held at once (0: 1 GiB) */
     float damp;                  /* GPTQ dampening (0: 0.01) */
+    /* --awq (with --calib, not --ratio): AWQ's activation-aware equivalent
+     * scaling before GPTQ, folded into input_layernorm (qkv), the v rows
+     * (o_proj, one scale per kv-head channel), post_attention_layernorm
+     * (gate+up) and the up rows (down) */
+    bool awq;
+    /* NNCF mixed precision (--ratio, int4 only): the ratio-defining weights
+     * (every layer matmul; lm_head and the embedding are outside) are ranked
+     * by NNCF's data-free criterion (without --calib: largest per-channel int8
+     * error first) or by their activation-weighted int4 error (--calib), and
+     * given int4 (group = block_size, NNCF's rule, GPTQ with --calib) in that
+     * order while the int4 share of their parameters stays below ratio; the
+     * rest, the embedding and lm_head get the backup precision. */
+    bool mixed;
+    double ratio;                /* 0..1 */
+    phiq_onnx_backup backup;     /* PHIQ_ONNX_BACKUP_INT8_ASYM by default */
+    /* ranking: 0 = NNCF's weight_quantization_error without --calib, the
+     * activation-weighted int4 error with it; 1 / 2 = either explicitly
+     * (2 needs --calib) */
+    int sensitivity;
 } phiq_onnx_options;
 
 typedef struct phiq_onnx_stats {
     int n_gptq, calib_passes; /* --calib: weights by GPTQ, forward passes over the text */
     int64_t calib_tokens;
     double calib_seconds;
+    /* --ratio: ratio-defining weights (HF tensors) given int4 / in total, and
+     * their parameters */
+    int n_awq;                   /* --awq: weight groups rescaled */
+    double awq_err_plain, awq_err_best; /* their summed output-error proxy at s = 1 and as chosen */
+    int n_int4, n_ratio_defining;
+    int64_t params_int4, params_ratio_defining;
 } phiq_onnx_stats;
 
 void phiq_onnx_options_default(phiq_onnx_options *o);
+
+/* Parses "int8_asym"/"int8_sym"/"none"; -1 if unknown. */
+int phiq_onnx_backup_parse(const char *s);
 
 /* Parses "int4"/"int8"/"fp16"/"fp32"/"f16"/"f32"; -1 if unknown. */
 int phiq_onnx_type_parse(const char *s);

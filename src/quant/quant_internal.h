@@ -48,6 +48,21 @@ static inline int phiq_nearest_int(float fval) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+/* The value of largest magnitude (the first on ties) and, in *amax, that
+ * magnitude: the scale anchor of ggml's symmetric quantizers. */
+static inline float phiq_signed_absmax(const float *x, int n, float *amax) {
+    float a = 0.0f, max = 0.0f;
+    for (int j = 0; j < n; j++) {
+        const float ax = fabsf(x[j]);
+        if (ax > a) {
+            a = ax;
+            max = x[j];
+        }
+    }
+    if (amax) *amax = a;
+    return max;
+}
+
 static inline int phiq_imin(int a, int b) { return a < b ? a : b; }
 static inline int phiq_imax(int a, int b) { return a > b ? a : b; }
 

@@ -46,14 +46,8 @@ static void iq4_block(int sb, const float *x, phiq_half *dh, uint8_t *q4, uint16
         } else {
             for (int j = 0; j < bs; j++) weight[j] = xb[j] * xb[j];
         }
-        float amax = 0, max = 0;
-        for (int j = 0; j < bs; j++) {
-            const float ax = fabsf(xb[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = xb[j];
-            }
-        }
+        float amax;
+        const float max = phiq_signed_absmax(xb, bs, &amax);
         if (amax < PHIQ_GROUP_MAX_EPS) {
             scales[ib] = 0;
             continue;

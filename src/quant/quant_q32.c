@@ -14,21 +14,9 @@
 
 /* ---- Q4_0 / Q4_1 / Q5_0 / Q5_1 / Q8_0 / Q8_1 reference paths ------------ */
 
-/* Signed value of largest magnitude (first one on ties) and its magnitude. */
-static float signed_absmax(const float *x, int n) {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < n; j++) {
-        if (amax < fabsf(x[j])) {
-            amax = fabsf(x[j]);
-            max = x[j];
-        }
-    }
-    return max;
-}
-
 static void q4_0_ref(const float *x, phiq_block_q4_0 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += PHIQ_QK) {
-        const float max = signed_absmax(x, PHIQ_QK);
+        const float max = phiq_signed_absmax(x, PHIQ_QK, NULL);
         const float d = max / -8;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = phiq_f2h(d);
@@ -84,7 +72,7 @@ static void pack5(const uint8_t *L, uint8_t qs[16], uint8_t qh[4]) {
 static void q5_0_ref(const float *x, phiq_block_q5_0 *y, int64_t nb) {
     uint8_t L[32];
     for (int64_t i = 0; i < nb; i++, x += PHIQ_QK) {
-        const float max = signed_absmax(x, PHIQ_QK);
+        const float max = phiq_signed_absmax(x, PHIQ_QK, NULL);
         const float d = max / -16;
         const float id = d ? 1.0f / d : 0.0f;
         y[i].d = phiq_f2h(d);
@@ -145,57 +133,58 @@ static float row_sigma2(const float *x, int64_t n) {
     return sum_x2 / (float)n;
 }
 
+/* One block of ggml's quantize_row_q4_0/q4_1/q5_0/q5_1_impl: weights
+ * qw * sqrt(sigma2 + x^2), then make_qx_quants (symmetric, with_min 0:
+ * L = l + nmax) or make_qkx3_quants (with a min, *min = -minimum).
+ * Returns the scale. */
+static float imat_block(const float *xb, const float *qw, float sigma2, int nmax, int with_min, uint8_t L[PHIQ_QK],
+                        float *min) {
+    float weight[PHIQ_QK];
+    for (int j = 0; j < PHIQ_QK; j++) weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+    if (!with_min) return phiq_make_qx_quants(PHIQ_QK, nmax, xb, (int8_t *)L, weight);
+    uint8_t Laux[PHIQ_QK];
+    return phiq_make_qkx3_quants(PHIQ_QK, nmax, xb, weight, L, min, Laux, -0.9f, 0.05f, 36);
+}
+
+static void pack4(const uint8_t *L, uint8_t qs[16]) {
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+}
+
 static void q4_0_imat(const float *x, phiq_block_q4_0 *y, int64_t n, const float *qw) {
-    float weight[32];
-    int8_t L[32];
+    uint8_t L[PHIQ_QK];
     const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / 32; ib++) {
-        const float *xb = x + 32 * ib, *w = qw + 32 * ib;
-        for (int j = 0; j < 32; j++) weight[j] = w[j] * sqrtf(sigma2 + xb[j] * xb[j]);
-        const float d = phiq_make_qx_quants(32, 8, xb, L, weight);
-        y[ib].d = phiq_f2h(d);
-        for (int j = 0; j < 16; j++) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
+        y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, 8, 0, L, NULL));
+        pack4(L, y[ib].qs);
     }
 }
 
 static void q4_1_imat(const float *x, phiq_block_q4_1 *y, int64_t n, const float *qw) {
-    float weight[32];
-    uint8_t L[32], Laux[32];
+    uint8_t L[PHIQ_QK];
     const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / 32; ib++) {
-        const float *xb = x + 32 * ib, *w = qw + 32 * ib;
-        for (int j = 0; j < 32; j++) weight[j] = w[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         float min;
-        const float d = phiq_make_qkx3_quants(32, 15, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
-        y[ib].d = phiq_f2h(d);
+        y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, 15, 1, L, &min));
         y[ib].m = phiq_f2h(-min);
-        for (int j = 0; j < 16; j++) y[ib].qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
+        pack4(L, y[ib].qs);
     }
 }
 
 static void q5_0_imat(const float *x, phiq_block_q5_0 *y, int64_t n, const float *qw) {
-    float weight[32];
-    int8_t L[32];
+    uint8_t L[PHIQ_QK];
     const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / 32; ib++) {
-        const float *xb = x + 32 * ib, *w = qw + 32 * ib;
-        for (int j = 0; j < 32; j++) weight[j] = w[j] * sqrtf(sigma2 + xb[j] * xb[j]);
-        const float d = phiq_make_qx_quants(32, 16, xb, L, weight);
-        y[ib].d = phiq_f2h(d);
-        pack5((const uint8_t *)L, y[ib].qs, y[ib].qh);
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
+        y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, 16, 0, L, NULL));
+        pack5(L, y[ib].qs, y[ib].qh);
     }
 }
 
 static void q5_1_imat(const float *x, phiq_block_q5_1 *y, int64_t n, const float *qw) {
-    float weight[32];
-    uint8_t L[32], Laux[32];
+    uint8_t L[PHIQ_QK];
     const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / 32; ib++) {
-        const float *xb = x + 32 * ib, *w = qw + 32 * ib;
-        for (int j = 0; j < 32; j++) weight[j] = w[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
         float min;
-        const float d = phiq_make_qkx3_quants(32, 31, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36);
-        y[ib].d = phiq_f2h(d);
+        y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, 31, 1, L, &min));
         y[ib].m = phiq_f2h(-min);
         pack5(L, y[ib].qs, y[ib].qh);
     }
@@ -251,26 +240,16 @@ static void dq_q5(const uint8_t *qs, uint32_t qh, float d, float m, int sym, flo
 /* Without an imatrix llama-quantize runs ggml's *_ref (blocks independent of
  * the row); with one, quantize_row_*_impl, whose weights use the row's
  * mean square. */
-void phiq_quantize_row_q4_0(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)simd;
-    if (qw) q4_0_imat(x, y, n, qw);
-    else q4_0_ref(x, y, n / PHIQ_QK);
-}
-void phiq_quantize_row_q4_1(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)simd;
-    if (qw) q4_1_imat(x, y, n, qw);
-    else q4_1_ref(x, y, n / PHIQ_QK);
-}
-void phiq_quantize_row_q5_0(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)simd;
-    if (qw) q5_0_imat(x, y, n, qw);
-    else q5_0_ref(x, y, n / PHIQ_QK);
-}
-void phiq_quantize_row_q5_1(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)simd;
-    if (qw) q5_1_imat(x, y, n, qw);
-    else q5_1_ref(x, y, n / PHIQ_QK);
-}
+#define Q32_ROW(T)                                                                                 \
+    void phiq_quantize_row_##T(const float *x, void *y, int64_t n, const float *qw, int simd) {    \
+        (void)simd;                                                                                \
+        if (qw) T##_imat(x, y, n, qw);                                                             \
+        else T##_ref(x, y, n / PHIQ_QK);                                                           \
+    }
+Q32_ROW(q4_0)
+Q32_ROW(q4_1)
+Q32_ROW(q5_0)
+Q32_ROW(q5_1)
 
 void phiq_dequantize_row_q4_0(const void *x, float *y, int64_t n) { dq_q4_0(x, y, n / PHIQ_QK); }
 void phiq_dequantize_row_q4_1(const void *x, float *y, int64_t n) { dq_q4_1(x, y, n / PHIQ_QK); }

@@ -15,14 +15,8 @@
 static inline float qx_weight(const float *qw, const float *x, int i) { return qw ? qw[i] : x[i] * x[i]; }
 
 float phiq_make_qx_quants(int n, int nmax, const float *x, int8_t *L, const float *qw) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = phiq_signed_absmax(x, n, &amax);
     if (amax < PHIQ_GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
@@ -69,14 +63,8 @@ void phiq_qx16_search_scalar(const float *x, const float *qw, int nmax, int8_t *
 
 /* ggml's make_q3_quants with do_rmse: x^2-weighted coordinate descent. */
 float phiq_make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
-    float max = 0, amax = 0;
-    for (int i = 0; i < n; i++) {
-        const float ax = fabsf(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
+    float amax;
+    const float max = phiq_signed_absmax(x, n, &amax);
     if (amax < PHIQ_GROUP_MAX_EPS) {
         memset(L, 0, (size_t)n);
         return 0.f;
