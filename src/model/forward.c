@@ -135,7 +135,7 @@ static void attn_block_f16(const phiq_attn_job *j, const phiq_attn_kernels *ak, 
             if (b > n) n = b;
         }
         if (n > 0)
-            ak->block_f16(j->qkv + (size_t)t0 * ld + (size_t)h * hd, ld, t1 - t0, lo + t0, hi + t0, 1.0f / sqrtf((float)hd),
+            ak->block_f16(j->qkv + (size_t)t0 * ld + (size_t)h * hd, ld, t1 - t0, lo + t0, hi + t0, attn_scale(hp),
                           (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, k0) + off,
                           (const uint16_t *)(const void *)phiq_kv_row(kv, 1, j->layer, k0) + off, (size_t)kv->dim, n,
                           states + (size_t)t0 * SS, bws, hd);
