@@ -128,7 +128,9 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
          * thread count, never by n_ctx squared */
         const size_t hd = (size_t)hp->head_dim, nh = (size_t)hp->n_head, SS = PHIQ_ATTN_STATE(hd);
         const size_t NT = (size_t)ctx->n_threads;
-        size_t ws = 64 + B * SS; /* one tile of scores, then B states */
+        /* one tile of scores, B states, B tile bounds (2 ints each), the
+         * block kernel's scratch (64-byte aligned) */
+        size_t ws = 64 + B * SS + 2 * B + PHIQ_ATTN_BLOCK_WS(hd) + 16;
         if (ws < hd) ws = hd;
         ctx->attn_ws_stride = (ws + 15) & ~(size_t)15;
         ctx->attn_part_stride = (nh * SS + 64 + 15) & ~(size_t)15;

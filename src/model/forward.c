@@ -115,6 +115,34 @@ static void phiq_attn_split_task(void *arg, int c, int nc) {
     }
 }
 
+/* One tile [k0, k0 + PHIQ_ATTN_TILE) of head h for every token of the
+ * batch through the f16 block kernel, one call per run of consecutive
+ * tokens sharing a cache; lo/hi: per-token scratch. */
+static void attn_block_f16(const phiq_attn_job *j, const phiq_attn_kernels *ak, int h, int k0, int *lo, int *hi,
+                           float *states, float *bws) {
+    const phiq_hparams *hp = &j->ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, off = (h / (nh / nkv)) * hd;
+    const size_t SS = PHIQ_ATTN_STATE(hd), ld = (size_t)(nh * hd + 2 * nkv * hd);
+    for (int t0 = 0; t0 < j->n;) {
+        const phiq_kv *kv = j->kv[t0];
+        int t1 = t0, n = 0;
+        for (; t1 < j->n && j->kv[t1] == kv; t1++) {
+            const int f = attn_first(j->ctx, j->pos[t1]);
+            int a = (f > k0 ? f : k0) - k0, b = j->pos[t1] + 1 - k0;
+            if (b > PHIQ_ATTN_TILE) b = PHIQ_ATTN_TILE;
+            if (b < 0) b = 0;
+            lo[t1] = a < b ? a : b, hi[t1] = b; /* 0 <= lo <= hi <= tile */
+            if (b > n) n = b;
+        }
+        if (n > 0)
+            ak->block_f16(j->qkv + (size_t)t0 * ld + (size_t)h * hd, ld, t1 - t0, lo + t0, hi + t0, attn_scale(hp),
+                          (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, k0) + off,
+                          (const uint16_t *)(const void *)phiq_kv_row(kv, 1, j->layer, k0) + off, (size_t)kv->dim, n,
+                          states + (size_t)t0 * SS, bws, hd);
+        t0 = t1;
+    }
+}
+
 /* Head mode (prefill): thread ith takes a range of heads; per head, tiles
  * of positions, and every token of the batch folds the part of the tile it
  * sees (causal, sliding window) into its state (per-thread scratch). */
@@ -126,6 +154,9 @@ static void phiq_attn_head_task(void *arg, int ith, int nth) {
     const size_t SS = PHIQ_ATTN_STATE(hd);
     const phiq_attn_kernels *ak = phiq_attn_kernels_get();
     float *s = ctx->attn_ws + (size_t)ith * ctx->attn_ws_stride, *states = s + PHIQ_ATTN_TILE;
+    int *lo = (int *)(void *)(states + (size_t)ctx->n_batch * SS), *hi = lo + ctx->n_batch;
+    float *bws = (float *)(((uintptr_t)(hi + ctx->n_batch) + 63) & ~(uintptr_t)63);
+    const bool block = ak->block_f16 && j->kv[0]->type == PHIQ_GGML_TYPE_F16;
     int kmin = j->pos[0], kmax = j->pos[0];
     for (int t = 0; t < j->n; t++) {
         const int f = attn_first(ctx, j->pos[t]);
@@ -138,6 +169,10 @@ static void phiq_attn_head_task(void *arg, int ith, int nth) {
         for (int t = 0; t < j->n; t++) phiq_attn_state_init(states + t * SS, hd);
         for (int k0 = kmin; k0 <= kmax; k0 += PHIQ_ATTN_TILE) {
             const int k1 = k0 + PHIQ_ATTN_TILE;
+            if (block) {
+                attn_block_f16(j, ak, h, k0, lo, hi, states, bws);
+                continue;
+            }
             for (int t = 0; t < j->n; t++) {
                 const int f = attn_first(ctx, j->pos[t]), a = k0 > f ? k0 : f, b = k1 < j->pos[t] + 1 ? k1 : j->pos[t] + 1;
                 if (a < b) attn_span(j, ak, t, h, a, b - a, states + t * SS, s);
