@@ -72,6 +72,20 @@ static inline void phiq_k4_scale_min(int j, const uint8_t q[12], uint8_t *d, uin
     }
 }
 
+/* The inverse: stores 6-bit scale ls and min lm of sub-block j into q, whose
+ * bytes must start zeroed (sub-blocks 4..7 OR their top bits into bytes
+ * 0..7), as ggml's quantize_row_q4_K/q5_K pack them. */
+static inline void phiq_k4_scale_min_pack(int j, uint8_t ls, uint8_t lm, uint8_t q[12]) {
+    if (j < 4) {
+        q[j] = ls;
+        q[j + 4] = lm;
+    } else {
+        q[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+        q[j - 4] |= (uint8_t)((ls >> 4) << 6);
+        q[j - 0] |= (uint8_t)((lm >> 4) << 6);
+    }
+}
+
 /* All eight at once (the kernels' form). */
 static inline void phiq_k4_scale_min_all(const uint8_t q[12], uint8_t sc[8], uint8_t m[8]) {
     for (int j = 0; j < 8; j++) phiq_k4_scale_min(j, q, &sc[j], &m[j]);

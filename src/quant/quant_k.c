@@ -20,18 +20,6 @@ static void pack2(const uint8_t *L, uint8_t *qs) {
             qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
-/* Q4_K/Q5_K 12-byte scale/min packing (decoder: get_scale_min_k4). */
-static void pack_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t *s) {
-    if (j < 4) {
-        s[j] = ls;
-        s[j + 4] = lm;
-    } else {
-        s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-        s[j - 4] |= (uint8_t)((ls >> 4) << 6);
-        s[j - 0] |= (uint8_t)((lm >> 4) << 6);
-    }
-}
-
 /* ---- Q2_K --------------------------------------------------------------------- */
 
 static void q2_K_requant(const float *x, phiq_block_q2_K *y, uint8_t *L) {
@@ -268,7 +256,7 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
             uint8_t lm = (uint8_t)phiq_nearest_int(inv_min * mins[j]);
             ls = ls < 63 ? ls : 63;
             lm = lm < 63 ? lm : 63;
-            pack_scale_min_k4(j, ls, lm, sc12);
+            phiq_k4_scale_min_pack(j, ls, lm, sc12);
         }
         *pd = phiq_f2h(max_scale / 63.f);
         *pdmin = phiq_f2h(max_min / 63.f);
@@ -295,7 +283,7 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
         const float m_block = phiq_make_qp_quants(8, 63, mins, Lm, sw);
         for (int j = 0; j < 8; j++) {
             const uint8_t ls = Ls[j] < 63 ? Ls[j] : 63, lm = Lm[j] < 63 ? Lm[j] : 63;
-            pack_scale_min_k4(j, ls, lm, sc12);
+            phiq_k4_scale_min_pack(j, ls, lm, sc12);
         }
         *pd = phiq_f2h(d_block);
         *pdmin = phiq_f2h(m_block);
