@@ -84,7 +84,7 @@ void phiq_model_free(phiq_model *m);
 int phiq_model_n_vocab(const phiq_model *m);
 int phiq_model_n_ctx_train(const phiq_model *m);
 /* More facts about an opened model (for tools and tests). */
-const char *phiq_model_arch(const phiq_model *m);  /* "phi3", "phi2" or "phimoe" */
+const char *phiq_model_arch(const phiq_model *m);  /* "phi3", "phi2", "phimoe" or "phi3small" */
 int phiq_model_n_embd(const phiq_model *m);
 int phiq_model_n_layer(const phiq_model *m);
 int phiq_model_n_ctx_orig(const phiq_model *m);     /* LongRoPE original context */

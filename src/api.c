@@ -41,6 +41,7 @@ void phiq_context_free(phiq_context *ctx) {
     free(ctx->x);
     free(ctx->h);
     free(ctx->qkv);
+    free(ctx->p3s_tmp);
     free(ctx->att);
     free(ctx->ffn);
     free(ctx->tmp);
@@ -118,7 +119,7 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->x = phiq_alloc_f(B * E);
     ctx->h = phiq_alloc_f(B * E);
     ctx->tmp = phiq_alloc_f(B * E);
-    ctx->qkv = phiq_alloc_f(B * (nq + 2 * nk));
+    ctx->qkv = phiq_alloc_f((B + 1) * (nq + 2 * nk));
     ctx->att = phiq_alloc_f(B * nq);
     ctx->ffn = phiq_alloc_f(B * nffn);
     ctx->mm_scratch = phiq_alloc_f((size_t)ctx->n_threads * max_in);
@@ -127,15 +128,19 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
          * thread count, never by n_ctx squared */
         const size_t hd = (size_t)hp->head_dim, nh = (size_t)hp->n_head, SS = PHIQ_ATTN_STATE(hd);
         const size_t NT = (size_t)ctx->n_threads;
-        size_t ws = 64 + B * SS; /* one tile of scores, then B states */
+        /* one tile of scores, B states, B tile bounds (2 ints each), the
+         * block kernel's scratch (64-byte aligned) */
+        size_t ws = 64 + B * SS + 2 * B + PHIQ_ATTN_BLOCK_WS(hd) + 16;
         if (ws < hd) ws = hd;
         ctx->attn_ws_stride = (ws + 15) & ~(size_t)15;
         ctx->attn_part_stride = (nh * SS + 64 + 15) & ~(size_t)15;
         ctx->attn_ws = phiq_alloc_f(NT * ctx->attn_ws_stride);
         ctx->attn_part = phiq_alloc_f(NT * ctx->attn_part_stride);
-        if (kvt == PHIQ_GGML_TYPE_F32) ctx->scores = phiq_alloc_f(NT * (size_t)n_ctx);
+        /* f32 caches and Phi-3-small's block-sparse layers score a whole row per (token, head) */
+        const bool rows = kvt == PHIQ_GGML_TYPE_F32 || hp->arch == PHIQ_ARCH_PHI3SMALL;
+        if (rows) ctx->scores = phiq_alloc_f(NT * (size_t)n_ctx);
         if (kvt == PHIQ_GGML_TYPE_Q8_0) ctx->attn_q8 = malloc(B * nh * (hd / 32 * 34) + 1);
-        if (!ctx->attn_ws || !ctx->attn_part || (kvt == PHIQ_GGML_TYPE_F32 && !ctx->scores) ||
+        if (!ctx->attn_ws || !ctx->attn_part || (rows && !ctx->scores) ||
             (kvt == PHIQ_GGML_TYPE_Q8_0 && !ctx->attn_q8)) {
             phiq_context_free(ctx);
             return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory for attention scratch");
@@ -150,6 +155,13 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
         }
         ctx->moe = phiq_alloc_f(B * (E + (size_t)hp->n_expert));
         if (!ctx->moe) {
+            phiq_context_free(ctx);
+            return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
+        }
+    }
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL) {
+        ctx->p3s_tmp = phiq_alloc_f((size_t)ctx->n_threads * 2 * (size_t)hp->head_dim);
+        if (!ctx->p3s_tmp) {
             phiq_context_free(ctx);
             return phiq_fail_null(PHIQ_ENOMEM, "context: out of memory");
         }

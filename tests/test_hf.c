@@ -117,7 +117,7 @@ static void test_bad_configs(void **state) {
     cJSON_ReplaceItemInArray(cJSON_GetObjectItem(c, "architectures"), 0, cJSON_CreateString("LlamaForCausalLM"));
     const char *d = make_case(c, true);
     char want[600];
-    snprintf(want, sizeof want, "%s/config.json: unsupported architecture 'LlamaForCausalLM' (phiq handles Phi3ForCausalLM, PhiForCausalLM, PhiMoEForCausalLM)", d);
+    snprintf(want, sizeof want, "%s/config.json: unsupported architecture 'LlamaForCausalLM' (phiq handles Phi3ForCausalLM, Phi3SmallForCausalLM, PhiForCausalLM, PhiMoEForCausalLM)", d);
     phiq_hf *hf = phiq_hf_open(d);
     assert_null(hf);
     assert_string_equal(phiq_error(), want);

@@ -884,6 +884,55 @@ static void attn_run(const phiq_attn_kernels *ak, int q8, const void *q, float s
     free(st), free(st2), free(sc);
 }
 
+/* The f16 block kernels (prefill: several rows over tiles of positions):
+ * 5 rows (a group of 4 and an odd one), row r sees [r, n - 2r) of the n
+ * positions (so tiles start and end inside rows' ranges), queries the
+ * first query scaled by 1 + r / 4; each row against the double softmax
+ * over its own range. K, V: f16 rows of stride elements. */
+static void check_block(const phiq_attn_kernels *const *all, int nt, const float *q0, float scale, const uint8_t *K,
+                        const uint8_t *V, size_t stride, int n, int hd) {
+    enum { NQ = 5 };
+    const size_t SS = PHIQ_ATTN_STATE(hd);
+    float *q = malloc(sizeof(float) * (size_t)(NQ * hd)), *st = malloc(sizeof(float) * NQ * SS);
+    float *ws = aligned_alloc(64, (PHIQ_ATTN_BLOCK_WS(hd) * sizeof(float) + 63) / 64 * 64), *o = malloc(sizeof(float) * (size_t)hd);
+    double *qd = malloc(sizeof(double) * (size_t)hd), *od = malloc(sizeof(double) * (size_t)hd);
+    int lo[NQ], hi[NQ], rlo[NQ], rhi[NQ];
+    for (int r = 0; r < NQ; r++) {
+        for (int i = 0; i < hd; i++) q[r * hd + i] = q0[i] * (1.0f + 0.25f * (float)r);
+        rlo[r] = r < n ? r : n, rhi[r] = n - 2 * r > rlo[r] ? n - 2 * r : rlo[r];
+    }
+    for (int t = 0; t < nt; t++) {
+        if (!all[t]->block_f16) continue;
+        for (int r = 0; r < NQ; r++) phiq_attn_state_init(st + r * SS, hd);
+        for (int k0 = 0; k0 < n; k0 += PHIQ_ATTN_BLOCK_POS) {
+            const int m = n - k0 < PHIQ_ATTN_BLOCK_POS ? n - k0 : PHIQ_ATTN_BLOCK_POS;
+            for (int r = 0; r < NQ; r++) {
+                lo[r] = rlo[r] > k0 ? rlo[r] - k0 : 0, hi[r] = rhi[r] - k0 < m ? rhi[r] - k0 : m;
+                if (hi[r] < 0) hi[r] = 0;
+                if (lo[r] > hi[r]) lo[r] = hi[r];
+            }
+            all[t]->block_f16(q, (size_t)hd, NQ, lo, hi, scale, (const uint16_t *)(const void *)K + (size_t)k0 * stride,
+                              (const uint16_t *)(const void *)V + (size_t)k0 * stride, stride, m, st, ws, hd);
+        }
+        for (int r = 0; r < NQ; r++) {
+            phiq_attn_state_out(st + r * SS, o, hd);
+            const int len = rhi[r] - rlo[r];
+            double mx = 0, dd = 0;
+            if (len > 0) {
+                for (int i = 0; i < hd; i++) qd[i] = q[r * hd + i];
+                attn_double(0, qd, scale, K + (size_t)rlo[r] * stride * 2, V + (size_t)rlo[r] * stride * 2, stride * 2,
+                            len, hd, od);
+            } else
+                for (int i = 0; i < hd; i++) od[i] = 0;
+            for (int i = 0; i < hd; i++) mx = fmax(mx, fabs(od[i])), dd = fmax(dd, fabs((double)o[i] - od[i]));
+            if (dd > 1e-5 * mx + 1e-30)
+                fail_msg("f16 block %s hd %d n %d row %d [%d, %d): vs double %g (max |o| %g)", all[t]->name, hd, n, r,
+                         rlo[r], rhi[r], dd, mx);
+        }
+    }
+    free(q), free(st), free(ws), free(o), free(qd), free(od);
+}
+
 /* Every attention table on this CPU against the double-precision softmax
  * (and the SIMD ones against the portable one): f16 and Q8_0 caches, head
  * sizes 32-160 (40: a partial vector; 160: beyond the register-resident
@@ -948,6 +997,7 @@ static void test_attn_spans(void **state) {
                         }
                         checked++;
                     }
+                    if (!q8 && kind != 1) check_block(all, nt, qf, scale, K + hb, V + hb, stride / 2, n, hd);
                     for (int t = 0; t < 2 * nt; t++) free(o[t]);
                     free(x), free(qf), free(K), free(V), free(qb), free(qd), free(od);
                 }

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <cjson/cJSON.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -205,8 +207,11 @@ const char *tu_node_modules(const char *pkg) {
 
 const char *tu_llama_tool(const char *name) {
     static char path[4096];
-    const char *env = getenv("PHIQ_LLAMA_TOOLS"), *home = getenv("HOME");
+    const char *env = getenv("PHIQ_LLAMA_TOOLS"), *dir = getenv("PHIQ_LLAMA_TOOLS_DIR"), *home = getenv("HOME");
+    /* PHIQ_LLAMA_TOOLS names the bin directory; PHIQ_LLAMA_TOOLS_DIR is where
+       the llama_tools fixture (tests/llama-tools-setup.sh) built them */
     if (env) snprintf(path, sizeof path, "%s/%s", env, name);
+    else if (dir) snprintf(path, sizeof path, "%s/build/bin/%s", dir, name);
     else snprintf(path, sizeof path, "%s/.cache/llama-tools/build/bin/%s", home ? home : "/tmp", name);
     if (access(path, X_OK) == 0) return path;
     tu_note_unavailable("%s unavailable: build it with scripts/llama-tools.sh (looked for %s; the llama_tools CTest fixture builds it)", name, path);
@@ -282,16 +287,16 @@ const char *tu_synth_gguf(const char *name, const char *synth_args, const char *
     return g;
 }
 
-float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab, const char *mode, const char *routes) {
-    char dir[4096], out[4200], script[4096];
+float *tu_ref_logits(const char *script, const char *dir, const int32_t *ids, int n, int n_vocab, const char *mode,
+                     const char *routes) {
+    char out[4200], path[4096];
     char *ids_s = malloc((size_t)n * 12 + 1);
     ids_s[0] = 0;
     for (int i = 0, o = 0; i < n; i++) o += snprintf(ids_s + o, 13, "%s%d", i ? "," : "", ids[i]);
-    snprintf(dir, sizeof dir, "%.*s", (int)(strlen(gguf) - 5), gguf);
     snprintf(out, sizeof out, "%s.%s.%d.ref.f32", dir, mode, n);
-    snprintf(script, sizeof script, "%s/tests/ref/hf_reference.py", PHIQ_SOURCE_DIR);
+    snprintf(path, sizeof path, "%s/tests/ref/%s", PHIQ_SOURCE_DIR, script);
     char *err = NULL;
-    int rc = tu_run(NULL, &err, "/usr/bin/python3 '%s' '%s' --ids %s --out '%s' --mode %s%s%s%s", script, dir, ids_s, out,
+    int rc = tu_run(NULL, &err, "/usr/bin/python3 '%s' '%s' --ids %s --out '%s' --mode %s%s%s%s", path, dir, ids_s, out,
                     mode, routes ? " --routes '" : "", routes ? routes : "", routes ? "'" : "");
     free(ids_s);
     if (rc) fail_msg("reference: %s", err);
@@ -302,6 +307,12 @@ float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab,
     return r;
 }
 
+float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab, const char *mode, const char *routes) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", (int)(strlen(gguf) - 5), gguf);
+    return tu_ref_logits("hf_reference.py", dir, ids, n, n_vocab, mode, routes);
+}
+
 double tu_worst_rel(const float *got, const float *want, int first, int n, int n_vocab) {
     double worst = 0;
     for (int p = first; p < n; p++) {
@@ -310,4 +321,53 @@ double tu_worst_rel(const float *got, const float *want, int first, int n, int n
         if (!(rel <= worst)) worst = rel;
     }
     return worst;
+}
+
+void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char *err = NULL;
+    int rc = tu_run(NULL, &err, "%s", cmd);
+    const char *e = err ? err : "";
+    print_message("%s: exit %d: %s", what, rc, e);
+    assert_true(rc != 0);
+    if (!strstr(e, want)) fail_msg("%s: the error does not mention '%s'", what, want);
+    const char *nl = strchr(e, '\n');
+    assert_true(nl && nl[1] == 0); /* one line */
+    if (out) assert_true(access(out, F_OK) != 0);
+    free(err);
+}
+
+void tu_edit_json(const char *path, void (*edit)(cJSON *)) {
+    size_t n;
+    char *txt = tu_read_all(path, &n);
+    if (!txt) fail_msg("%s: cannot read", path);
+    cJSON *c = cJSON_Parse(txt);
+    free(txt);
+    if (!c) fail_msg("%s: not JSON", path);
+    edit(c);
+    char *s = cJSON_Print(c);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(s, f);
+    fclose(f);
+    free(s);
+    cJSON_Delete(c);
+}
+
+void tu_json_line(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '\n') fputs("\\n", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c < 0x20) fprintf(f, "\\u%04x", c);
+        else fputc(c, f);
+    }
+    fputs("\"\n", f);
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 /* ../shared (PHIQ_SHARED). */
@@ -60,6 +61,18 @@ void *tu_read_all(const char *path, size_t *n);
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_range(const float *b, size_t n);
 
+/* Runs the shell command (printf-style; the caller names tu_bin() itself)
+ * and asserts the refusal bad input must get: a non-zero exit, exactly one
+ * stderr line, containing want, and no file at out (when out is non-NULL). */
+void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Writes s as one JSON string literal and a newline (the line files the
+ * node references read); s must be valid UTF-8. */
+void tu_json_line(FILE *f, const char *s);
+/* Rewrites the JSON file at path through edit (which changes the parsed
+ * document in place); fails the test when it does not parse. */
+struct cJSON;
+void tu_edit_json(const char *path, void (*edit)(struct cJSON *));
 /* The fixture tiny-phi3-kjv converted to TYPE (any `phiq convert --type`
  * name) in this test's tmpdir, once per process; fails the test when the
  * conversion fails. The path stays valid for the whole process. */
@@ -75,6 +88,10 @@ const char *tu_synth_gguf(const char *name, const char *synth_args, const char *
  * float32 logits [n][n_vocab] (malloc'd); mode hf, short or long; routes,
  * if non-NULL, receives the PhiMoE routing lines. Fails the test on error. */
 float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab, const char *mode, const char *routes);
+/* The same for any reference script in tests/ref/ (hf_reference.py,
+ * phi3small_reference.py) run on the checkpoint directory dir. */
+float *tu_ref_logits(const char *script, const char *dir, const int32_t *ids, int n, int n_vocab, const char *mode,
+                     const char *routes);
 /* max over positions first..n-1 of max|got - want| / range(want); got holds
  * rows first..n-1, want rows 0..n-1. */
 double tu_worst_rel(const float *got, const float *want, int first, int n, int n_vocab);

@@ -98,6 +98,14 @@ static void phimoe_notes(int json, cJSON *root) {
     }
 }
 
+/* phi3small is phiq's own GGUF architecture (docs/FORMATS.md) */
+static void phi3small_notes(int json, cJSON *root) {
+    static const char note[] = "phi3small is phiq's own GGUF architecture: llama.cpp has no Phi-3-small graph (block-sparse "
+                               "attention, GeGELU, muP) and will not load this file; phiq run/eval/logits do";
+    if (json) cJSON_AddStringToObject(root, "note", note);
+    else printf("note: %s\n", note);
+}
+
 static int inspect_gguf(const char *path, int json, int tensors) {
     phiq_gguf *g = phiq_gguf_open(path);
     if (!g) return phiq_cli_fail("inspect", "%s", phiq_error());
@@ -159,6 +167,7 @@ static int inspect_gguf(const char *path, int json, int tensors) {
         if (tensors) cJSON_AddItemToObject(root, "tensors", ta);
         else cJSON_Delete(ta);
         if (!strcmp(arch, "phimoe")) phimoe_notes(json, root);
+        if (!strcmp(arch, "phi3small")) phi3small_notes(json, root);
         char *out = cJSON_Print(root);
         if (out) puts(out);
         free(out);
@@ -168,6 +177,7 @@ static int inspect_gguf(const char *path, int json, int tensors) {
         printf("%lld tensors, %lld elements (%.2fM), %.1f MB of tensor data, %.4f bits/weight\n", (long long)nt,
                (long long)nel, (double)nel / 1e6, (double)bytes / 1e6, bpw);
         if (!strcmp(arch, "phimoe")) phimoe_notes(json, root);
+        if (!strcmp(arch, "phi3small")) phi3small_notes(json, root);
     }
     cJSON_Delete(root);
     phiq_gguf_close(g);
@@ -275,6 +285,18 @@ static int inspect_hf(const char *dir, int json, int tensors) {
     cJSON_AddNumberToObject(h, "rope_attn_factor", hp->rope_attn_factor);
     if (hp->n_rope_factors > 0 && hp->rope_attn_factor_long != hp->rope_attn_factor)
         cJSON_AddNumberToObject(h, "rope_attn_factor_long", hp->rope_attn_factor_long);
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL) { /* modeling_phi3_small.py's extras */
+        cJSON_AddNumberToObject(h, "mup_embedding_multiplier", hp->emb_mult);
+        cJSON_AddNumberToObject(h, "mup_width_multiplier", hp->logit_div);
+        cJSON_AddNumberToObject(h, "attention_scale", hp->attn_scale);
+        cJSON_AddNumberToObject(h, "gegelu_limit", hp->gegelu_limit);
+        cJSON_AddNumberToObject(h, "blocksparse_block_size", hp->bs_block);
+        cJSON_AddNumberToObject(h, "blocksparse_local_blocks", hp->bs_local);
+        cJSON_AddNumberToObject(h, "blocksparse_vert_stride", hp->bs_stride);
+        cJSON_AddBoolToObject(h, "blocksparse_homo_head", hp->bs_homo);
+        cJSON_AddNumberToObject(h, "dense_every_n_layers", hp->bs_dense_every);
+        cJSON_AddNumberToObject(h, "n_dummy_tokens", hp->n_dummy);
+    }
     if (hp->arch == PHIQ_ARCH_PHIMOE) {
         cJSON_AddNumberToObject(h, "n_expert", hp->n_expert);
         cJSON_AddNumberToObject(h, "n_expert_used", hp->n_expert_used);
@@ -303,6 +325,7 @@ static int inspect_hf(const char *dir, int json, int tensors) {
     tlist l = {phiq_hf_n_tensors(hf), hf_at, hf};
     tensors_out(&l, json, tensors, root, size);
     if (hp->arch == PHIQ_ARCH_PHIMOE) phimoe_notes(json, root);
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL) phi3small_notes(json, root);
     if (json) {
         char *out = cJSON_Print(root);
         if (out) puts(out);

@@ -16,7 +16,7 @@ static void synth_usage(FILE *f) {
             "Writes a random-weight Hugging Face checkpoint (config.json, generation_config.json,\n"
             "BF16 safetensors, tokenizer files) of a Phi shape, for testing conversion and inference.\n\n"
             "  --preset NAME         %s\n"
-            "  --arch A              phi3 (default), phi2 or phimoe (explicit dimensions)\n"
+            "  --arch A              phi3 (default), phi2, phimoe or phi3small (explicit dimensions)\n"
             "  --hidden N            hidden_size\n"
             "  --layers N            num_hidden_layers (with --preset: shrink the preset)\n"
             "  --heads N             num_attention_heads\n"
@@ -27,13 +27,17 @@ static void synth_usage(FILE *f) {
             "  --experts-used N      num_experts_per_tok (phimoe, default 2)\n"
             "  --router-jitter F     router_jitter_noise (phimoe, default 0.01): the SparseMixer mask's eps\n"
             "  --mscale S[,L]        rope_scaling short_mscale[,long_mscale] (phimoe, default 1.243163121016122)\n"
+            "  --blocksparse B,L,S[,D] phi3small: blocksparse_block_size B (a power of two >= 16),\n"
+            "                        _num_local_blocks L, _vert_stride S, dense_attention_every_n_layers D\n"
+            "                        (0 = every layer block-sparse); phi-3-small: 64,16,8,2\n"
             "  --partial-rotary F    partial_rotary_factor\n"
             "  --ctx N               max_position_embeddings\n"
             "  --ctx-orig N          original_max_position_embeddings (< ctx writes LongRoPE factors)\n"
             "  --rope-theta F        rope_theta\n"
             "  --sliding-window N    sliding_window (0 = null)\n"
             "  --tied                tie_word_embeddings (no lm_head tensor)\n"
-            "  --tokenizer T         phi3, gpt2, cl100k, o200k or none (default: the preset's / the arch's)\n"
+            "  --tokenizer T         phi3, gpt2, cl100k, o200k, phi3small or none (default: the preset's /\n"
+            "                        the arch's; phi3small = cl100k_base.tiktoken + Phi3SmallTokenizer config)\n"
             "  --tokenizer-dir DIR   fixtures/tokenizers directory (default: $PHIQ_SHARED/fixtures/tokenizers,\n"
             "                        ../shared/fixtures/tokenizers, or beside the binary)\n"
             "  --seed S              random seed (default 1); same seed, same bytes\n"
@@ -81,6 +85,7 @@ int phiq_cmd_synth(int argc, char **argv) {
     long long v_hidden = -1, v_layers = -1, v_heads = -1, v_kv = -1, v_ff = -1, v_vocab = -1, v_exp = -1, v_expu = -1;
     long long v_ctx = -1, v_orig = -1, v_sw = -1, v_seed = -1, v_shard = -1;
     double v_prf = -1, v_theta = -1, v_jit = -1, v_msl = -1, v_mss = -1;
+    long long v_bs[4] = {-1, -1, -1, -1};
     int tied = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -110,6 +115,14 @@ int phiq_cmd_synth(int argc, char **argv) {
         else if (phiq_cli_is(a, "--partial-rotary", NULL)) dv = &v_prf;
         else if (phiq_cli_is(a, "--rope-theta", NULL)) dv = &v_theta;
         else if (phiq_cli_is(a, "--router-jitter", NULL)) dv = &v_jit;
+        else if (phiq_cli_is(a, "--blocksparse", NULL)) {
+            const char *v = phiq_cli_value(argc, argv, &i, "synth");
+            int nf = v ? sscanf(v, "%lld,%lld,%lld,%lld", &v_bs[0], &v_bs[1], &v_bs[2], &v_bs[3]) : 0;
+            if (nf < 3 || v_bs[0] < 16 || v_bs[0] > 65536 || v_bs[1] < 1 || v_bs[1] > 65536 || v_bs[2] < 1 ||
+                v_bs[2] > 65536 || (nf == 4 && (v_bs[3] < 0 || v_bs[3] > 4096)))
+                return phiq_cli_fail("synth", "--blocksparse: expected BLOCK,LOCAL,STRIDE[,DENSE_EVERY], not '%s'", v ? v : "");
+            if (nf == 3) v_bs[3] = -1;
+        }
         else if (phiq_cli_is(a, "--mscale", NULL)) {
             const char *v = phiq_cli_value(argc, argv, &i, "synth");
             char *end;
@@ -152,8 +165,10 @@ int phiq_cmd_synth(int argc, char **argv) {
             p.n_expert = 4;
             p.n_expert_used = 2;
             p.gen_eos[0] = 32000; p.gen_eos[1] = 32007; p.n_gen_eos = 2;
+        } else if (arch && !strcmp(arch, "phi3small")) {
+            phiq_synth_preset("phi-3-small", &p);
         } else if (arch && strcmp(arch, "phi3")) {
-            return phiq_cli_fail("synth", "--arch must be phi3, phi2 or phimoe");
+            return phiq_cli_fail("synth", "--arch must be phi3, phi2, phimoe or phi3small");
         }
         p.sliding_window = 0;
         p.n_ctx_train = p.n_ctx_orig = p.arch == PHIQ_ARCH_PHI2 ? 2048 : 4096;
@@ -173,6 +188,13 @@ int phiq_cmd_synth(int argc, char **argv) {
     if (v_seed >= 0) p.seed = (uint64_t)v_seed;
     if (v_shard > 0) p.shard_size = (uint64_t)v_shard;
     if (v_prf > 0) p.partial_rotary = v_prf;
+    if (v_bs[0] > 0) {
+        if (p.arch != PHIQ_ARCH_PHI3SMALL) return phiq_cli_fail("synth", "--blocksparse applies to phi3small only");
+        p.bs_block = (int)v_bs[0];
+        p.bs_local = (int)v_bs[1];
+        p.bs_stride = (int)v_bs[2];
+        if (v_bs[3] >= 0) p.bs_dense_every = (int)v_bs[3];
+    }
     if (v_theta > 0) p.rope_theta = v_theta;
     if (v_jit > 0) {
         if (v_jit >= 1) return phiq_cli_fail("synth", "--router-jitter must be in (0, 1)");
@@ -187,7 +209,8 @@ int phiq_cmd_synth(int argc, char **argv) {
         else if (!strcmp(tok, "gpt2")) p.tokenizer = PHIQ_SYNTH_TOK_GPT2;
         else if (!strcmp(tok, "cl100k")) p.tokenizer = PHIQ_SYNTH_TOK_CL100K;
         else if (!strcmp(tok, "o200k")) p.tokenizer = PHIQ_SYNTH_TOK_O200K;
-        else return phiq_cli_fail("synth", "--tokenizer must be phi3, gpt2, cl100k, o200k or none");
+        else if (!strcmp(tok, "phi3small")) p.tokenizer = PHIQ_SYNTH_TOK_PHI3SMALL;
+        else return phiq_cli_fail("synth", "--tokenizer must be phi3, gpt2, cl100k, o200k, phi3small or none");
     }
     char *tokdir = NULL;
     if (p.tokenizer != PHIQ_SYNTH_TOK_NONE) {

@@ -32,6 +32,7 @@
 #include "formats/ggml_type.h"
 #include "formats/gguf.h"
 #include "formats/hf.h"
+#include "model/phi3small.h"
 #include "quant/gptq.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
@@ -570,6 +571,16 @@ static int write_hparams(phiq_gguf_writer *w, const phiq_hparams *hp, const char
         SET(phiq_gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), hp->norm_eps));
         SET(phiq_gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hp->n_rot));
         SET(phiq_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype));
+    } else if (hp->arch == PHIQ_ARCH_PHI3SMALL) { /* phiq's own keys: docs/FORMATS.md */
+        SET(phiq_gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), hp->norm_eps));
+        SET(phiq_gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hp->n_rot));
+        SET(phiq_gguf_writer_set_f32(w, KEY("rope.freq_base"), hp->rope_theta));
+        SET(phiq_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype));
+        if (hp->n_rope_factors > 0) {
+            SET(phiq_gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), hp->rope_attn_factor));
+            SET(phiq_gguf_writer_set_f32(w, KEY("rope.scaling.long_attn_factor"), hp->rope_attn_factor_long));
+        }
+        SET(phiq_phi3small_gguf_write(w, hp));
     } else {
         SET(phiq_gguf_writer_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), hp->norm_eps));
         SET(phiq_gguf_writer_set_u32(w, KEY("rope.dimension_count"), (uint32_t)hp->n_rot));
@@ -609,6 +620,19 @@ static int imatrix_keys(phiq_gguf_writer *w, const phiq_convert_opts *o, const p
  * (the runtime tokenizer's too), for this model's rows and config.json ids. */
 static int load_vocab(const phiq_hf *hf, const phiq_hparams *hp, phiq_tok_vocab **out) {
     const char *tj = phiq_hf_tokenizer_json(hf);
+    if (!tj && hp->arch == PHIQ_ARCH_PHI3SMALL) { /* Phi3SmallTokenizer: the tiktoken ranks beside config.json */
+        char *tk = phiq_path_join(phiq_hf_dir(hf), "cl100k_base.tiktoken");
+        if (!tk) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+        if (!phiq_file_exists(tk)) *out = phiq_fail_null(PHIQ_EUNSUPPORTED, "no cl100k_base.tiktoken (Phi-3-small's tokenizer)");
+        else *out = phiq_tok_vocab_phi3small(tk, phiq_hf_tokenizer_config_json(hf));
+        free(tk);
+        if (*out && phiq_tok_vocab_pad(*out, hp->n_vocab) < 0) {
+            phiq_tok_vocab_free(*out);
+            *out = NULL;
+            return phiq_fail(PHIQ_ENOMEM, "out of memory");
+        }
+        return *out ? 0 : PHIQ_EFORMAT;
+    }
     if (!tj) return phiq_fail(PHIQ_EUNSUPPORTED, "no tokenizer.json (llama.cpp needs a vocabulary)");
     phiq_tok_hf_model m = {.n_vocab = hp->n_vocab,
                            .bos_id = hp->bos_id,

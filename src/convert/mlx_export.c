@@ -150,6 +150,8 @@ static int build_modules(plan *p) {
     do {                                                                                                               \
         if ((rc = mod(p, kind, path, layer, biased, req))) return rc;                                                  \
     } while (0)
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: MLX export of Phi-3-small is not supported (convert it to GGUF)", phiq_hf_dir(p->hf));
     M(MOD_EMBED, "model.embed_tokens", -1, false, false);
     for (int l = 0; l < hp->n_layer; l++) {
         switch (hp->arch) {
@@ -182,6 +184,8 @@ static int build_modules(plan *p) {
                 return rc;
             M(MOD_NORM, "input_layernorm", l, true, true);
             M(MOD_NORM, "post_attention_layernorm", l, true, true);
+            break;
+        case PHIQ_ARCH_PHI3SMALL: /* refused above */
             break;
         }
     }

@@ -1,4 +1,4 @@
-/* names.c — the HF → GGUF tensor plan for phi3 / phi2 / phimoe: which
+/* names.c — the HF → GGUF tensor plan for phi3 / phi2 / phimoe / phi3small: which
  * safetensors tensor(s) become which GGUF tensor, with what shape, in what
  * order (llama.cpp's gguf-py tensor_mapping.py names; docs §2.1).
  *
@@ -207,6 +207,27 @@ int phiq_plan_build(phiq_plan *p, const phiq_hf *hf) {
             if ((rc = map1(&b, "output.weight", -1, "lm_head.weight", V, E, !hp->tied_embeddings)) < 0) goto fail;
             if ((rc = map1(&b, "output.bias", -1, "lm_head.bias", V, 0, false)) < 0) goto fail;
         }
+        break;
+    }
+    case PHIQ_ARCH_PHI3SMALL: {
+        /* phiq's own architecture (llama.cpp has none): the same bytes as the
+         * checkpoint, so attn_qkv keeps its KV-group-major rows and ffn_up its
+         * interleaved gelu/linear rows (the engine reads them so) */
+        if ((rc = rope_factors(&b, hp)) < 0) goto fail;
+        if ((rc = map1(&b, "token_embd.weight", -1, "model.embed_tokens.weight", V, E, true)) < 0) goto fail;
+        for (int l = 0; l < hp->n_layer; l++) {
+            if ((rc = mapl(&b, l, "attn_norm.weight", "input_layernorm.weight", E, 0, true)) < 0) goto fail;
+            if ((rc = mapl(&b, l, "attn_norm.bias", "input_layernorm.bias", E, 0, true)) < 0) goto fail;
+            if ((rc = linear(&b, l, "attn_qkv", "self_attn.query_key_value", Dq + 2 * Dkv, E, true)) < 0) goto fail;
+            if ((rc = linear(&b, l, "attn_output", "self_attn.dense", E, Dq, true)) < 0) goto fail;
+            if ((rc = mapl(&b, l, "ffn_norm.weight", "post_attention_layernorm.weight", E, 0, true)) < 0) goto fail;
+            if ((rc = mapl(&b, l, "ffn_norm.bias", "post_attention_layernorm.bias", E, 0, true)) < 0) goto fail;
+            if ((rc = linear(&b, l, "ffn_up", "mlp.up_proj", 2 * F, E, true)) < 0) goto fail;
+            if ((rc = linear(&b, l, "ffn_down", "mlp.down_proj", E, F, true)) < 0) goto fail;
+        }
+        if ((rc = map1(&b, "output_norm.weight", -1, "model.final_layernorm.weight", E, 0, true)) < 0) goto fail;
+        if ((rc = map1(&b, "output_norm.bias", -1, "model.final_layernorm.bias", E, 0, true)) < 0) goto fail;
+        if (!hp->tied_embeddings && (rc = map1(&b, "output.weight", -1, "lm_head.weight", V, E, true)) < 0) goto fail;
         break;
     }
     case PHIQ_ARCH_PHI2: {

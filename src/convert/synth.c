@@ -16,6 +16,7 @@
 
 #include "core/common.h"
 #include "formats/safetensors.h"
+#include "tokenizer/tokenizer.h"
 
 #define SYNTH_DEFAULT_SHARD ((uint64_t)2 << 30)
 
@@ -36,7 +37,8 @@ static void preset_phi3_base(phiq_synth_params *p) {
 }
 
 const char *phiq_synth_preset_names(void) {
-    return "phi-2, phi-3-mini-4k, phi-3-mini-128k, phi-3.5-mini, phi-3-medium, phi-3.5-moe, phi-4, phi-4-mini";
+    return "phi-2, phi-3-mini-4k, phi-3-mini-128k, phi-3.5-mini, phi-3-medium, phi-3.5-moe, phi-3-small, phi-3-small-128k, "
+           "phi-3-small-tiny, phi-4, phi-4-mini";
 }
 
 int phiq_synth_preset(const char *name, phiq_synth_params *p) {
@@ -59,6 +61,26 @@ int phiq_synth_preset(const char *name, phiq_synth_params *p) {
         p->sliding_window = 131072;
         p->pad_id = -1;
         p->gen_eos[0] = 32000; p->gen_eos[1] = 32007; p->n_gen_eos = 2;
+        return 0;
+    }
+    if (!strcmp(name, "phi-3-small-tiny")) { /* test size: 2 layers (one block-sparse, one dense), blocks of 16 */
+        phiq_synth_preset("phi-3-small", p);
+        p->n_embd = 128; p->n_ff = 256; p->n_layer = 2; p->n_head = 4; p->n_head_kv = 2;
+        p->bs_block = 16; p->bs_local = 2; p->bs_stride = 2;
+        return 0;
+    }
+    if (!strcmp(name, "phi-3-small") || !strcmp(name, "phi-3-small-128k")) { /* Phi-3-small-8k/128k-instruct */
+        p->arch = PHIQ_ARCH_PHI3SMALL;
+        p->n_vocab = 100352; p->n_embd = 4096; p->n_ff = 14336; p->n_head = 32; p->n_head_kv = 8;
+        p->n_ctx_train = p->n_ctx_orig = 8192;
+        if (name[11]) p->n_ctx_train = 131072;
+        p->rope_theta = 1e6;
+        p->sliding_window = 0;
+        p->tied = true;
+        p->bs_block = 64; p->bs_local = 16; p->bs_stride = 8; p->bs_dense_every = 2;
+        p->bos_id = p->eos_id = 100257; p->pad_id = -1;
+        p->gen_eos[0] = 100257; p->n_gen_eos = 1;
+        p->tokenizer = PHIQ_SYNTH_TOK_PHI3SMALL;
         return 0;
     }
     if (!strcmp(name, "phi-4")) {
@@ -111,6 +133,8 @@ static int synth_check(const phiq_synth_params *p) {
     if (p->arch == PHIQ_ARCH_PHIMOE && (p->n_expert < 1 || p->n_expert_used < 1 || p->n_expert_used > p->n_expert || p->n_expert > 256))
         return phiq_fail(PHIQ_EINVAL, "synth: phimoe needs 1 <= experts-used <= experts <= 256");
     if (p->n_ctx_orig < 1 || p->n_ctx_orig > p->n_ctx_train) return phiq_fail(PHIQ_EINVAL, "synth: original context must be in [1, max context]");
+    if (p->arch == PHIQ_ARCH_PHI3SMALL && (p->bs_block < 16 || (p->bs_block & (p->bs_block - 1)) || p->bs_local < 1 || p->bs_stride < 1 || p->bs_dense_every < 0))
+        return phiq_fail(PHIQ_EINVAL, "synth: phi3small needs a power-of-two block >= 16 (its triton kernel's), local blocks >= 1, stride >= 1");
     return 0;
 }
 
@@ -204,6 +228,20 @@ static int list_tensors(const phiq_synth_params *p, tlist *l) {
                  tl_add(l, W_MATRIX, H, I, "%s.%d.mlp.fc2.weight", L, i) ||
                  tl_add(l, W_BIAS, H, 0, "%s.%d.mlp.fc2.bias", L, i);
             break;
+        case PHIQ_ARCH_PHI3SMALL: /* modeling_phi3_small.py: biases everywhere, KV-group-major fused QKV */
+            rc = tl_add(l, W_NORM, H, 0, "%s.%d.input_layernorm.weight", L, i) ||
+                 tl_add(l, W_BIAS, H, 0, "%s.%d.input_layernorm.bias", L, i) ||
+                 tl_add(l, W_MATRIX, q + 2 * kv, H, "%s.%d.self_attn.query_key_value.weight", L, i) ||
+                 tl_add(l, W_BIAS, q + 2 * kv, 0, "%s.%d.self_attn.query_key_value.bias", L, i) ||
+                 tl_add(l, W_MATRIX, H, q, "%s.%d.self_attn.dense.weight", L, i) ||
+                 tl_add(l, W_BIAS, H, 0, "%s.%d.self_attn.dense.bias", L, i) ||
+                 tl_add(l, W_NORM, H, 0, "%s.%d.post_attention_layernorm.weight", L, i) ||
+                 tl_add(l, W_BIAS, H, 0, "%s.%d.post_attention_layernorm.bias", L, i) ||
+                 tl_add(l, W_MATRIX, 2 * I, H, "%s.%d.mlp.up_proj.weight", L, i) ||
+                 tl_add(l, W_BIAS, 2 * I, 0, "%s.%d.mlp.up_proj.bias", L, i) ||
+                 tl_add(l, W_MATRIX, H, I, "%s.%d.mlp.down_proj.weight", L, i) ||
+                 tl_add(l, W_BIAS, H, 0, "%s.%d.mlp.down_proj.bias", L, i);
+            break;
         case PHIQ_ARCH_PHIMOE:
             rc = tl_add_ln_attn(l, L, i, H, q, kv, "o_proj") ||
                  tl_add(l, W_NORM, H, 0, "%s.%d.post_attention_layernorm.weight", L, i) ||
@@ -217,14 +255,14 @@ static int list_tensors(const phiq_synth_params *p, tlist *l) {
         }
     }
     if (rc) return PHIQ_ENOMEM;
-    if (p->arch == PHIQ_ARCH_PHI2)
+    if (p->arch == PHIQ_ARCH_PHI2 || p->arch == PHIQ_ARCH_PHI3SMALL)
         rc = tl_add(l, W_NORM, H, 0, "model.final_layernorm.weight") || tl_add(l, W_BIAS, H, 0, "model.final_layernorm.bias");
     else {
         rc = tl_add(l, W_NORM, H, 0, "model.norm.weight");
         if (!rc && p->arch == PHIQ_ARCH_PHIMOE) rc = tl_add(l, W_BIAS, H, 0, "model.norm.bias");
     }
     if (!rc && !p->tied) rc = tl_add(l, W_MATRIX, V, H, "lm_head.weight");
-    if (!rc && !p->tied && p->arch != PHIQ_ARCH_PHI3) rc = tl_add(l, W_BIAS, V, 0, "lm_head.bias");
+    if (!rc && !p->tied && p->arch != PHIQ_ARCH_PHI3 && p->arch != PHIQ_ARCH_PHI3SMALL) rc = tl_add(l, W_BIAS, V, 0, "lm_head.bias");
     return rc ? PHIQ_ENOMEM : 0;
 }
 
@@ -326,7 +364,79 @@ static void add_id(cJSON *o, const char *key, int id) {
 
 static double round4(double x) { return round(x * 1e4) / 1e4; }
 
+/* LongRoPE factor lists of length nf shaped like the real ones: short rising
+ * gently from 1, long rising steeply to tens. */
+static void longrope_factors(const phiq_synth_params *p, int nf, double *sf, double *lf) {
+    for (int i = 0; i < nf; i++) {
+        double x = nf > 1 ? (double)i / (nf - 1) : 0;
+        sf[i] = p->longrope_short_ones ? 1.0 : round4(1.0 + 1.84 * x * x);
+        lf[i] = round4(1.0 + 47.0 * x * x * x);
+    }
+}
+
+/* Phi-3-small-8k/128k-instruct's config.json keys (configuration_phi3_small.py names). */
+static cJSON *make_config_phi3small(const phiq_synth_params *p) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddItemToArray(cJSON_AddArrayToObject(c, "architectures"), cJSON_CreateString("Phi3SmallForCausalLM"));
+    cJSON_AddNumberToObject(c, "attention_dropout_prob", 0.0);
+    cJSON *am = cJSON_AddObjectToObject(c, "auto_map");
+    cJSON_AddStringToObject(am, "AutoConfig", "configuration_phi3_small.Phi3SmallConfig");
+    cJSON_AddStringToObject(am, "AutoModelForCausalLM", "modeling_phi3_small.Phi3SmallForCausalLM");
+    cJSON_AddStringToObject(am, "AutoTokenizer", "tokenization_phi3_small.Phi3SmallTokenizer");
+    cJSON_AddNumberToObject(c, "blocksparse_block_size", p->bs_block);
+    cJSON_AddBoolToObject(c, "blocksparse_homo_head_pattern", false);
+    cJSON_AddNumberToObject(c, "blocksparse_num_local_blocks", p->bs_local);
+    cJSON_AddNumberToObject(c, "blocksparse_triton_kernel_block_size", p->bs_block);
+    cJSON_AddNumberToObject(c, "blocksparse_vert_stride", p->bs_stride);
+    add_id(c, "bos_token_id", p->bos_id);
+    if (p->bs_dense_every > 0) cJSON_AddNumberToObject(c, "dense_attention_every_n_layers", p->bs_dense_every);
+    else cJSON_AddNullToObject(c, "dense_attention_every_n_layers");
+    cJSON_AddNumberToObject(c, "embedding_dropout_prob", 0.1);
+    add_id(c, "eos_token_id", p->eos_id);
+    cJSON_AddNullToObject(c, "ff_dim_multiplier");
+    cJSON_AddNumberToObject(c, "ff_intermediate_size", p->n_ff);
+    cJSON_AddNumberToObject(c, "ffn_dropout_prob", 0.1);
+    cJSON_AddNumberToObject(c, "gegelu_limit", 20.0);
+    cJSON_AddBoolToObject(c, "gegelu_pad_to_256", true);
+    cJSON_AddStringToObject(c, "hidden_act", "gegelu");
+    cJSON_AddNumberToObject(c, "hidden_size", p->n_embd);
+    cJSON_AddNumberToObject(c, "initializer_range", 0.02);
+    cJSON_AddNumberToObject(c, "layer_norm_epsilon", 1e-5);
+    cJSON_AddNumberToObject(c, "max_position_embeddings", p->n_ctx_train);
+    cJSON_AddStringToObject(c, "model_type", "phi3small");
+    cJSON_AddNumberToObject(c, "mup_attn_multiplier", 1.0);
+    cJSON_AddNumberToObject(c, "mup_embedding_multiplier", 10.0);
+    cJSON_AddBoolToObject(c, "mup_use_scaling", true);
+    cJSON_AddNumberToObject(c, "mup_width_multiplier", 8.0);
+    cJSON_AddNumberToObject(c, "num_attention_heads", p->n_head);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", p->n_layer);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", p->n_head_kv);
+    cJSON_AddBoolToObject(c, "pad_sequence_to_multiple_of_64", true);
+    cJSON_AddBoolToObject(c, "reorder_and_upcast_attn", false);
+    cJSON_AddNumberToObject(c, "rope_embedding_base", p->rope_theta);
+    cJSON_AddNumberToObject(c, "rope_position_scale", 1.0);
+    if (p->n_ctx_orig < p->n_ctx_train) { /* the 128k variant: LongRopeConfig's keys */
+        int nf = p->n_embd / p->n_head / 2;
+        double sf[PHIQ_MAX_ROPE_FACTORS], lf[PHIQ_MAX_ROPE_FACTORS];
+        longrope_factors(p, nf, sf, lf);
+        cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+        cJSON_AddItemToObject(rs, "long_factor", cJSON_CreateDoubleArray(lf, nf));
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", p->n_ctx_orig);
+        cJSON_AddItemToObject(rs, "short_factor", cJSON_CreateDoubleArray(sf, nf));
+        cJSON_AddStringToObject(rs, "type", "su");
+    } else {
+        cJSON_AddNullToObject(c, "rope_scaling");
+    }
+    cJSON_AddStringToObject(c, "torch_dtype", "bfloat16");
+    cJSON_AddStringToObject(c, "transformers_version", "4.38.1");
+    cJSON_AddBoolToObject(c, "use_cache", true);
+    cJSON_AddNumberToObject(c, "vocab_size", p->n_vocab);
+    if (!p->tied) cJSON_AddBoolToObject(c, "tie_word_embeddings", false);
+    return c;
+}
+
 static cJSON *make_config(const phiq_synth_params *p) {
+    if (p->arch == PHIQ_ARCH_PHI3SMALL) return make_config_phi3small(p);
     cJSON *c = cJSON_CreateObject();
     bool phi2 = p->arch == PHIQ_ARCH_PHI2, moe = p->arch == PHIQ_ARCH_PHIMOE;
     cJSON *a = cJSON_AddArrayToObject(c, "architectures");
@@ -364,15 +474,9 @@ static cJSON *make_config(const phiq_synth_params *p) {
     if (!phi2) cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
     if (moe) cJSON_AddNumberToObject(c, "router_jitter_noise", p->router_jitter > 0 ? p->router_jitter : 0.01);
     if (p->n_ctx_orig < p->n_ctx_train && !phi2) {
-        /* LongRoPE factor lists of length n_rot/2 shaped like the real ones:
-         * short rising gently from 1, long rising steeply to tens. */
         int n_rot = (int)(p->partial_rotary * p->n_embd) / p->n_head, nf = n_rot / 2;
         double sf[PHIQ_MAX_ROPE_FACTORS], lf[PHIQ_MAX_ROPE_FACTORS];
-        for (int i = 0; i < nf; i++) {
-            double x = nf > 1 ? (double)i / (nf - 1) : 0;
-            sf[i] = p->longrope_short_ones ? 1.0 : round4(1.0 + 1.84 * x * x);
-            lf[i] = round4(1.0 + 47.0 * x * x * x);
-        }
+        longrope_factors(p, nf, sf, lf);
         cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
         cJSON_AddItemToObject(rs, "long_factor", cJSON_CreateDoubleArray(lf, nf));
         if (moe) {
@@ -423,12 +527,50 @@ static int copy_file(const char *src_dir, const char *name, const char *dst_dir,
     return rc;
 }
 
+static cJSON *added_token(int id, const char *s);
+
+/* As the Phi-3-small checkpoints ship it: the tiktoken ranks and a
+ * tokenizer_config.json naming the remote-code Phi3SmallTokenizer, its
+ * special tokens (added_tokens_decoder) and chat template; no tokenizer.json. */
+static int phi3small_tokenizer(const char *tokdir, const char *dir) {
+    char *src = phiq_path_join(tokdir, "tiktoken");
+    if (!src) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    int rc = copy_file(src, "cl100k_base.tiktoken", dir, false);
+    free(src);
+    if (rc) return rc;
+    cJSON *tc = cJSON_CreateObject();
+    cJSON *atd = cJSON_AddObjectToObject(tc, "added_tokens_decoder");
+    for (int id = PHIQ_PHI3SMALL_FIRST_SPECIAL; id < PHIQ_PHI3SMALL_N_VOCAB; id++) {
+        char nm[32], idk[16];
+        phiq_phi3small_special(id, nm, sizeof nm, NULL);
+        snprintf(idk, sizeof idk, "%d", id);
+        cJSON *t = added_token(id, nm);
+        cJSON_DeleteItemFromObject(t, "id");
+        cJSON_AddItemToObject(atd, idk, t);
+    }
+    cJSON *am = cJSON_AddObjectToObject(tc, "auto_map");
+    cJSON *at = cJSON_AddArrayToObject(am, "AutoTokenizer");
+    cJSON_AddItemToArray(at, cJSON_CreateString("tokenization_phi3_small.Phi3SmallTokenizer"));
+    cJSON_AddItemToArray(at, cJSON_CreateString("tokenization_phi3_small.Phi3SmallTokenizer"));
+    cJSON_AddStringToObject(tc, "bos_token", "<|endoftext|>");
+    cJSON_AddStringToObject(tc, "chat_template", phiq_phi3small_chat_template());
+    cJSON_AddBoolToObject(tc, "clean_up_tokenization_spaces", true);
+    cJSON_AddStringToObject(tc, "eos_token", "<|endoftext|>");
+    cJSON_AddNumberToObject(tc, "model_max_length", 8192);
+    cJSON_AddStringToObject(tc, "pad_token", "<|endoftext|>");
+    cJSON_AddStringToObject(tc, "tokenizer_class", "Phi3SmallTokenizer");
+    rc = write_json(dir, "tokenizer_config.json", tc);
+    cJSON_Delete(tc);
+    return rc;
+}
+
 static int write_tokenizer(const phiq_synth_params *p, const char *dir, const char *tokdir) {
     if (p->tokenizer == PHIQ_SYNTH_TOK_NONE) return 0;
     if (!tokdir || !phiq_dir_exists(tokdir))
         return phiq_fail(PHIQ_EIO, "synth: tokenizer fixtures directory '%s' not found (use --tokenizer-dir or PHIQ_SHARED)", tokdir ? tokdir : "(none)");
     if (p->tokenizer == PHIQ_SYNTH_TOK_CL100K || p->tokenizer == PHIQ_SYNTH_TOK_O200K)
         return phiq_synth_tiktoken_tokenizer(p->tokenizer, tokdir, dir);
+    if (p->tokenizer == PHIQ_SYNTH_TOK_PHI3SMALL) return phi3small_tokenizer(tokdir, dir);
     char *src = phiq_path_join(tokdir, p->tokenizer == PHIQ_SYNTH_TOK_PHI3 ? "phi3" : "gpt2");
     if (!src) return phiq_fail(PHIQ_ENOMEM, "out of memory");
     int rc = copy_file(src, "tokenizer.json", dir, false);

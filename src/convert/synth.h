@@ -18,6 +18,7 @@ typedef enum phiq_synth_tok {
     PHIQ_SYNTH_TOK_GPT2,   /* fixtures/tokenizers/gpt2 (phi-2, 51200 rows) */
     PHIQ_SYNTH_TOK_CL100K, /* phi-4: built from tiktoken/cl100k_base */
     PHIQ_SYNTH_TOK_O200K,  /* phi-4-mini: built from tiktoken/o200k_base */
+    PHIQ_SYNTH_TOK_PHI3SMALL, /* Phi-3-small: cl100k_base.tiktoken + Phi3SmallTokenizer's tokenizer_config.json */
 } phiq_synth_tok;
 
 typedef struct phiq_synth_params {
@@ -27,6 +28,8 @@ typedef struct phiq_synth_params {
     double router_jitter;         /* phimoe router_jitter_noise; 0 = 0.01 as Phi-3.5-MoE */
     double short_mscale, long_mscale; /* phimoe rope_scaling mscales; 0 = 1.243163121016122 */
     double partial_rotary;        /* partial_rotary_factor */
+    int bs_block, bs_local, bs_stride; /* phi3small blocksparse_block_size / _num_local_blocks / _vert_stride */
+    int bs_dense_every;           /* phi3small dense_attention_every_n_layers (0 → null) */
     int n_ctx_train, n_ctx_orig;  /* n_ctx_orig < n_ctx_train → LongRoPE factors written */
     double rope_theta;
     bool longrope_short_ones;     /* Phi-4-mini: short factors all 1.0 */
@@ -41,7 +44,8 @@ typedef struct phiq_synth_params {
 } phiq_synth_params;
 
 /* Fills p with a named preset (phi-2, phi-3-mini-4k, phi-3-mini-128k,
- * phi-3.5-mini, phi-3-medium, phi-3.5-moe, phi-4, phi-4-mini) at full size. */
+ * phi-3.5-mini, phi-3-medium, phi-3.5-moe, phi-3-small, phi-3-small-128k,
+ * phi-4, phi-4-mini) at full size. */
 int phiq_synth_preset(const char *name, phiq_synth_params *p);
 /* Comma-separated preset names, for help texts. */
 const char *phiq_synth_preset_names(void);

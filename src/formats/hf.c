@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/common.h"
+#include "tokenizer/tokenizer.h"
 
 /* Dimensions above these are refused as implausible (and keep every product
  * of two of them far from int64 overflow). */
@@ -127,6 +128,152 @@ static int read_factors(const cJSON *rs, const char *key, const char *path, int 
     return 0;
 }
 
+/* A key that upstream would default but phiq requires (so a config lacking
+ * it is named, not silently given Phi-3-small-8k's value): an integer >= lo. */
+static int cfg_must_int(const cJSON *cfg, const char *key, const char *path, long long lo, int *out) {
+    if (!cJSON_GetObjectItemCaseSensitive(cfg, key)) return phiq_fail(PHIQ_EFORMAT, "%s: missing '%s' (Phi-3-small)", path, key);
+    int rc = cfg_int(cfg, key, path, lo, HF_MAX_DIM, out);
+    if (rc == 0) return phiq_fail(PHIQ_EFORMAT, "%s: '%s' is null", path, key);
+    return rc < 0 ? rc : 0;
+}
+
+/* Phi3SmallConfig (configuration_phi3_small.py) and what modeling_phi3_small.py
+ * derives from it; defaults are Phi3SmallConfig's. */
+static int parse_phi3small(phiq_hparams *hp, const char *path, const cJSON *cfg) {
+    int rc;
+    hp->arch = PHIQ_ARCH_PHI3SMALL;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "hidden_act");
+    if (act && !(cJSON_IsString(act) && !strcmp(act->valuestring, "gegelu")))
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: hidden_act must be \"gegelu\" for Phi3SmallForCausalLM", path);
+    if ((rc = cfg_must_int(cfg, "vocab_size", path, 1, &hp->n_vocab)) || (rc = cfg_must_int(cfg, "hidden_size", path, 1, &hp->n_embd)) ||
+        (rc = cfg_must_int(cfg, "num_attention_heads", path, 1, &hp->n_head)) ||
+        (rc = cfg_must_int(cfg, "num_key_value_heads", path, 1, &hp->n_head_kv)))
+        return rc;
+    rc = cfg_int(cfg, "num_hidden_layers", path, 1, HF_MAX_LAYERS, &hp->n_layer);
+    if (rc <= 0) return rc < 0 ? rc : phiq_fail(PHIQ_EFORMAT, "%s: missing 'num_hidden_layers'", path);
+    if (hp->n_embd % hp->n_head)
+        return phiq_fail(PHIQ_EFORMAT, "%s: hidden_size %d is not a multiple of num_attention_heads %d", path, hp->n_embd, hp->n_head);
+    if (hp->n_head % hp->n_head_kv)
+        return phiq_fail(PHIQ_EFORMAT, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d", path, hp->n_head, hp->n_head_kv);
+    hp->head_dim = hp->n_rot = hp->n_embd / hp->n_head; /* the attention ignores any head_dim key */
+    if (hp->n_rot % 2) return phiq_fail(PHIQ_EFORMAT, "%s: head dimension %d must be even (rotary)", path, hp->n_rot);
+    /* intermediate_size: ff_intermediate_size, or ff_dim_multiplier * (hidden // 3) * 2 rounded up to 256 */
+    int ffi = 0, ffm = 0;
+    if ((rc = cfg_int(cfg, "ff_intermediate_size", path, 1, HF_MAX_DIM, &ffi)) < 0 ||
+        (rc = cfg_int(cfg, "ff_dim_multiplier", path, 1, 1 << 12, &ffm)) < 0)
+        return rc;
+    if (!ffi == !ffm)
+        return phiq_fail(PHIQ_EFORMAT, "%s: exactly one of ff_intermediate_size and ff_dim_multiplier must be set", path);
+    if (ffi) hp->n_ff = ffi;
+    else {
+        int64_t ff = (int64_t)ffm * (hp->n_embd / 3) * 2;
+        const cJSON *pad = cJSON_GetObjectItemCaseSensitive(cfg, "gegelu_pad_to_256");
+        if (!pad || cJSON_IsTrue(pad)) ff = (ff + 255) / 256 * 256;
+        if (ff < 1 || ff > HF_MAX_DIM) return phiq_fail(PHIQ_EFORMAT, "%s: ff_dim_multiplier %d gives an implausible size", path, ffm);
+        hp->n_ff = (int)ff;
+    }
+    double eps = 1e-5, base = 1e6, pscale = 1.0, limit = 20.0;
+    if ((rc = cfg_num(cfg, "layer_norm_epsilon", path, &eps)) < 0 || (rc = cfg_num(cfg, "rope_embedding_base", path, &base)) < 0 ||
+        (rc = cfg_num(cfg, "rope_position_scale", path, &pscale)) < 0)
+        return rc;
+    if (!(eps > 0 && eps < 1)) return phiq_fail(PHIQ_EFORMAT, "%s: layer_norm_epsilon %g out of range", path, eps);
+    if (!(base > 0)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_embedding_base must be positive", path);
+    if (!(pscale > 0 && pscale < 1e6)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_position_scale %g out of range", path, pscale);
+    const cJSON *gl = cJSON_GetObjectItemCaseSensitive(cfg, "gegelu_limit");
+    if (gl && cJSON_IsNull(gl)) limit = INFINITY; /* gegelu(limit=None): no clamp */
+    else if ((rc = cfg_num(cfg, "gegelu_limit", path, &limit)) < 0) return rc;
+    if (!(limit > 0)) return phiq_fail(PHIQ_EFORMAT, "%s: gegelu_limit %g must be positive", path, limit);
+    hp->norm_eps = (float)eps;
+    hp->rope_theta = (float)base;
+    hp->rope_pos_scale = (float)pscale;
+    hp->gegelu_limit = (float)limit;
+    /* muP: embeddings x mup_embedding_multiplier (when > 0), logits / mup_width_multiplier
+     * (when non-zero), attention scale mup_attn_multiplier / head_dim under mup_use_scaling */
+    double emb = 10.0, width = 8.0, attn = 1.0;
+    if ((rc = cfg_num(cfg, "mup_embedding_multiplier", path, &emb)) < 0 || (rc = cfg_num(cfg, "mup_width_multiplier", path, &width)) < 0 ||
+        (rc = cfg_num(cfg, "mup_attn_multiplier", path, &attn)) < 0)
+        return rc;
+    const cJSON *mus = cJSON_GetObjectItemCaseSensitive(cfg, "mup_use_scaling");
+    if (!(fabs(emb) < 1e6 && fabs(width) < 1e6 && attn > 0 && attn < 1e6))
+        return phiq_fail(PHIQ_EFORMAT, "%s: mup multipliers out of range", path);
+    hp->emb_mult = emb > 0 ? (float)emb : 0.0f;
+    hp->logit_div = (float)width;
+    hp->attn_scale = (!mus || cJSON_IsTrue(mus)) ? (float)(attn / hp->head_dim) : (float)(1.0 / sqrt((double)hp->head_dim));
+    /* block-sparse attention: required (no layer shape follows from defaults) */
+    if ((rc = cfg_must_int(cfg, "blocksparse_block_size", path, 1, &hp->bs_block)) ||
+        (rc = cfg_must_int(cfg, "blocksparse_num_local_blocks", path, 1, &hp->bs_local)) ||
+        (rc = cfg_must_int(cfg, "blocksparse_vert_stride", path, 1, &hp->bs_stride)))
+        return rc;
+    const cJSON *dense = cJSON_GetObjectItemCaseSensitive(cfg, "dense_attention_every_n_layers");
+    if (!dense) return phiq_fail(PHIQ_EFORMAT, "%s: missing 'dense_attention_every_n_layers' (Phi-3-small; null for none)", path);
+    if ((rc = cfg_int(cfg, "dense_attention_every_n_layers", path, 0, HF_MAX_LAYERS, &hp->bs_dense_every)) < 0) return rc;
+    const cJSON *homo = cJSON_GetObjectItemCaseSensitive(cfg, "blocksparse_homo_head_pattern");
+    if (homo && !cJSON_IsBool(homo)) return phiq_fail(PHIQ_EFORMAT, "%s: 'blocksparse_homo_head_pattern' must be true or false", path);
+    hp->bs_homo = cJSON_IsTrue(homo);
+    /* the triton layer's own checks: kernel blocks of a power of two >= 16 that divide the sparse block */
+    int kb = 64;
+    if ((rc = cfg_int(cfg, "blocksparse_triton_kernel_block_size", path, 1, HF_MAX_DIM, &kb)) < 0) return rc;
+    if (kb < 16 || (kb & (kb - 1)) || hp->bs_block % kb)
+        return phiq_fail(PHIQ_EFORMAT, "%s: blocksparse_block_size %d must be a multiple of blocksparse_triton_kernel_block_size %d (a power of two >= 16)",
+                         path, hp->bs_block, kb);
+    hp->n_ctx_train = 8192;
+    if ((rc = cfg_int(cfg, "max_position_embeddings", path, 1, 1 << 30, &hp->n_ctx_train)) < 0) return rc;
+    /* LongRoPE (128k): LongRopeConfig needs short_factor, long_factor, original_max_position_embeddings;
+     * the short branch scales cos/sin by short_mscale (if > 0, else 1), the long one by long_mscale (if > 0,
+     * else sqrt(1 + ln(max/orig) / ln(orig))) -- positional_embedding.py, unlike Phi3ForCausalLM */
+    hp->rope_attn_factor = hp->rope_attn_factor_long = 1.0f;
+    hp->n_ctx_orig = hp->n_ctx_train;
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
+    if (rs && !cJSON_IsNull(rs)) {
+        if (!cJSON_IsObject(rs)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling must be an object or null", path);
+        const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        if (ty && !(cJSON_IsString(ty) && (!strcmp(ty->valuestring, "longrope") || !strcmp(ty->valuestring, "su"))))
+            return phiq_fail(PHIQ_EUNSUPPORTED, "%s: rope_scaling type must be longrope or su (Phi-3-small)", path);
+        if ((rc = cfg_int(rs, "original_max_position_embeddings", path, 1, 1 << 30, &hp->n_ctx_orig)) <= 0)
+            return rc < 0 ? rc : phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling.original_max_position_embeddings missing", path);
+        int nf = hp->n_rot / 2;
+        if (nf > PHIQ_MAX_ROPE_FACTORS) return phiq_fail(PHIQ_EUNSUPPORTED, "%s: %d LongRoPE factors (at most %d)", path, nf, PHIQ_MAX_ROPE_FACTORS);
+        if ((rc = read_factors(rs, "short_factor", path, nf, hp->rope_short)) || (rc = read_factors(rs, "long_factor", path, nf, hp->rope_long)))
+            return rc;
+        hp->n_rope_factors = nf;
+        double ms = -1, ml = -1, s = (double)hp->n_ctx_train / hp->n_ctx_orig;
+        if ((rc = cfg_num(rs, "short_mscale", path, &ms)) < 0 || (rc = cfg_num(rs, "long_mscale", path, &ml)) < 0) return rc;
+        if (!(ml > 0)) ml = s > 1 && hp->n_ctx_orig > 1 ? sqrt(1.0 + log(s) / log((double)hp->n_ctx_orig)) : 1.0;
+        if (!(ms > 0)) ms = 1.0;
+        if (!(ms < 100) || !(ml < 100)) return phiq_fail(PHIQ_EFORMAT, "%s: rope_scaling mscale out of range (0, 100)", path);
+        hp->rope_attn_factor = (float)ms;
+        hp->rope_attn_factor_long = (float)ml;
+        hp->rope_pos_scale = 1.0f; /* the LongRoPE branch does not scale positions */
+    }
+    /* dummy_token_indices: the config's list if it has one, else Phi3SmallTokenizer's (ids below vocab_size) */
+    const cJSON *dl = cJSON_GetObjectItemCaseSensitive(cfg, "dummy_token_indices");
+    if (dl && !cJSON_IsNull(dl)) {
+        if (!cJSON_IsArray(dl)) return phiq_fail(PHIQ_EFORMAT, "%s: dummy_token_indices must be a list of ids", path);
+        const cJSON *e;
+        cJSON_ArrayForEach(e, dl) {
+            if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || e->valuedouble < 0 || e->valuedouble >= hp->n_vocab)
+                return phiq_fail(PHIQ_EFORMAT, "%s: dummy_token_indices holds something other than an id below vocab_size %d", path, hp->n_vocab);
+            if (hp->n_dummy == PHIQ_MAX_DUMMY) return phiq_fail(PHIQ_EUNSUPPORTED, "%s: more than %d dummy_token_indices", path, PHIQ_MAX_DUMMY);
+            hp->dummy_ids[hp->n_dummy++] = (int)e->valuedouble;
+        }
+    } else {
+        char nm[32];
+        bool dummy;
+        for (int id = PHIQ_PHI3SMALL_FIRST_SPECIAL; id < PHIQ_PHI3SMALL_N_VOCAB && id < hp->n_vocab; id++)
+            if (phiq_phi3small_special(id, nm, sizeof nm, &dummy) && dummy) hp->dummy_ids[hp->n_dummy++] = id;
+    }
+    /* LayerNorms and every linear carry biases; lm_head is tied unless tie_word_embeddings is false */
+    hp->attn_bias = true;
+    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(cfg, "tie_word_embeddings");
+    hp->tied_embeddings = !tie || cJSON_IsTrue(tie);
+    hp->bos_id = 100257; /* Phi3SmallConfig's defaults: bos = eos = <|endoftext|>, no pad */
+    hp->pad_id = -1;
+    if ((rc = cfg_int(cfg, "bos_token_id", path, 0, HF_MAX_DIM, &hp->bos_id)) < 0) return rc;
+    if ((rc = cfg_int(cfg, "pad_token_id", path, 0, HF_MAX_DIM, &hp->pad_id)) < 0) return rc;
+    if (!cJSON_GetObjectItemCaseSensitive(cfg, "eos_token_id")) add_eos(hp, 100257);
+    return read_eos(hp, cfg, path);
+}
+
 static int parse_config(phiq_hf *hf, const char *path, const cJSON *cfg) {
     phiq_hparams *hp = &hf->hp;
     memset(hp, 0, sizeof *hp);
@@ -135,11 +282,18 @@ static int parse_config(phiq_hf *hf, const char *path, const cJSON *cfg) {
     const cJSON *a0 = cJSON_IsArray(archs) ? archs->child : NULL;
     if (!cJSON_IsString(a0)) return phiq_fail(PHIQ_EFORMAT, "%s: missing 'architectures'", path);
     const char *an = a0->valuestring;
+    if (!strcmp(an, "Phi3SmallForCausalLM")) {
+        const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
+        hf->arch_name = strdup(an);
+        hf->model_type = strdup(cJSON_IsString(mt) ? mt->valuestring : "");
+        if (!hf->arch_name || !hf->model_type) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+        return parse_phi3small(hp, path, cfg);
+    }
     if (!strcmp(an, "Phi3ForCausalLM")) hp->arch = PHIQ_ARCH_PHI3;
     else if (!strcmp(an, "PhiForCausalLM")) hp->arch = PHIQ_ARCH_PHI2;
     else if (!strcmp(an, "PhiMoEForCausalLM") || !strcmp(an, "PhimoeForCausalLM")) hp->arch = PHIQ_ARCH_PHIMOE;
     else
-        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: unsupported architecture '%.64s' (phiq handles Phi3ForCausalLM, PhiForCausalLM, PhiMoEForCausalLM)", path, an);
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: unsupported architecture '%.64s' (phiq handles Phi3ForCausalLM, Phi3SmallForCausalLM, PhiForCausalLM, PhiMoEForCausalLM)", path, an);
     hf->arch_name = strdup(an);
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
     hf->model_type = strdup(cJSON_IsString(mt) ? mt->valuestring : "");
@@ -497,6 +651,20 @@ static int check_tensors(phiq_hf *hf) {
             NEED2(L("mlp.fc2.weight"), H, I);
             NEED1(L("mlp.fc2.bias"), H);
             break;
+        case PHIQ_ARCH_PHI3SMALL: /* modeling_phi3_small.py: every Linear and LayerNorm has a bias */
+            NEED1(L("input_layernorm.weight"), H);
+            NEED1(L("input_layernorm.bias"), H);
+            NEED2(L("self_attn.query_key_value.weight"), q + 2 * kv, H);
+            NEED1(L("self_attn.query_key_value.bias"), q + 2 * kv);
+            NEED2(L("self_attn.dense.weight"), H, q);
+            NEED1(L("self_attn.dense.bias"), H);
+            NEED1(L("post_attention_layernorm.weight"), H);
+            NEED1(L("post_attention_layernorm.bias"), H);
+            NEED2(L("mlp.up_proj.weight"), 2 * I, H);
+            NEED1(L("mlp.up_proj.bias"), 2 * I);
+            NEED2(L("mlp.down_proj.weight"), H, I);
+            NEED1(L("mlp.down_proj.bias"), H);
+            break;
         case PHIQ_ARCH_PHIMOE:
             NEED1(L("input_layernorm.weight"), H);
             NEED1(L("input_layernorm.bias"), H);
@@ -532,7 +700,7 @@ static int check_tensors(phiq_hf *hf) {
             break;
         }
     }
-    if (hp->arch == PHIQ_ARCH_PHI2) {
+    if (hp->arch == PHIQ_ARCH_PHI2 || hp->arch == PHIQ_ARCH_PHI3SMALL) {
         NEED1("model.final_layernorm.weight", H);
         NEED1("model.final_layernorm.bias", H);
     } else {

@@ -336,6 +336,7 @@ bool phiq_hub_default_want(const char *path) {
         "config.json", "generation_config.json", "model.safetensors.index.json",
         "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json",
         "added_tokens.json", "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja",
+        "cl100k_base.tiktoken", /* Phi-3-small's Phi3SmallTokenizer reads its ranks from it */
     };
     if (strchr(path, '/')) return false; /* onnx/, gguf/ ... variants live in sub-directories */
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)

@@ -123,16 +123,16 @@ static void f32_to_f16_row_ref(uint16_t *dst, const float *src, int n) {
     for (int i = 0; i < n; i++) dst[i] = phiq_f32_to_f16(src[i]);
 }
 
-static const phiq_attn_kernels g_attn_ref = {attn_span_f16_ref, f32_to_f16_row_ref, attn_span_q8_0_ref, "scalar"};
+static const phiq_attn_kernels g_attn_ref = {attn_span_f16_ref, f32_to_f16_row_ref, attn_span_q8_0_ref, NULL, "scalar"};
 #if defined(__x86_64__) || defined(_M_X64)
 static const phiq_attn_kernels g_attn_avx2 = {phiq_attn_span_f16_avx2, phiq_f32_to_f16_row_avx2,
-                                              phiq_attn_span_q8_0_avx2, "avx2"};
+                                              phiq_attn_span_q8_0_avx2, NULL, "avx2"};
 static const phiq_attn_kernels g_attn_avx512 = {phiq_attn_span_f16_avx512, phiq_f32_to_f16_row_avx2,
-                                                phiq_attn_span_q8_0_avx512, "avx512"};
+                                                phiq_attn_span_q8_0_avx512, phiq_attn_block_f16_avx512, "avx512"};
 #endif
 #if defined(__aarch64__)
 static const phiq_attn_kernels g_attn_neon = {phiq_attn_span_f16_neon, phiq_f32_to_f16_row_neon,
-                                              phiq_attn_span_q8_0_neon, "neon"};
+                                              phiq_attn_span_q8_0_neon, NULL, "neon"};
 #endif
 static const phiq_attn_kernels *g_all[5];
 static int g_n_all;

@@ -42,10 +42,28 @@ typedef void (*phiq_f32_to_f16_row_fn)(uint16_t *dst, const float *src, int n);
 typedef void (*phiq_attn_span_q8_0_fn)(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n,
                                         float *st, float *s, int hd);
 
+/* Positions in one tile of phiq_attn_block_f16_fn. */
+#define PHIQ_ATTN_BLOCK_POS 64
+/* Floats of scratch phiq_attn_block_f16_fn needs (64-byte aligned). */
+#define PHIQ_ATTN_BLOCK_WS(hd) (2 * (size_t)(hd) * PHIQ_ATTN_BLOCK_POS + 4 * PHIQ_ATTN_BLOCK_POS)
+
+/* Prefill over an f16 cache: nq query rows (row r at q + r * ldq) and one
+ * tile of n <= PHIQ_ATTN_BLOCK_POS positions; row r sees tile positions
+ * [lo[r], hi[r]) and folds them into its state st + r * PHIQ_ATTN_STATE(hd)
+ * as span_f16 does (the same f32 arithmetic up to the order of the dot
+ * product's sums). The tile is widened to f32 once for all rows, keys
+ * transposed, so the scores of 64 positions are 16-wide FMAs without
+ * horizontal sums. ws: PHIQ_ATTN_BLOCK_WS(hd) floats. NULL in tables
+ * without one (the caller then runs spans). */
+typedef void (*phiq_attn_block_f16_fn)(const float *q, size_t ldq, int nq, const int *lo, const int *hi, float scale,
+                                        const uint16_t *K, const uint16_t *V, size_t stride, int n, float *st,
+                                        float *ws, int hd);
+
 typedef struct {
     phiq_attn_span_f16_fn span_f16;
     phiq_f32_to_f16_row_fn to_f16;
     phiq_attn_span_q8_0_fn span_q8_0;
+    phiq_attn_block_f16_fn block_f16;
     const char *name; /* "scalar", "avx2", "avx512", "neon" */
 } phiq_attn_kernels;
 
@@ -83,6 +101,8 @@ void phiq_attn_span_f16_avx512(const float *q, float scale, const uint16_t *K, c
                                float *st, float *s, int hd);
 void phiq_attn_span_q8_0_avx512(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *st,
                                 float *s, int hd);
+void phiq_attn_block_f16_avx512(const float *q, size_t ldq, int nq, const int *lo, const int *hi, float scale,
+                                const uint16_t *K, const uint16_t *V, size_t stride, int n, float *st, float *ws, int hd);
 #endif
 #if defined(__aarch64__)
 void phiq_attn_span_f16_neon(const float *q, float scale, const uint16_t *K, const uint16_t *V, size_t stride, int n,

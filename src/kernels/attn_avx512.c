@@ -215,3 +215,138 @@ void phiq_attn_span_q8_0_avx512(const void *q8, const uint8_t *K, const uint8_t 
     default: q8_v_pass(V, stride, n, s, st + 2, 4); break;
     }
 }
+
+/* ---- prefill: several query rows over one tile (attn.h, block_f16) ---------------- */
+
+/* Scores of 4 rows (q0..q3) against the transposed tile KT[hd][64]: 16
+ * accumulators, one load of each key column group shared by 4 rows. */
+static inline void block_scores4(const float *q0, const float *q1, const float *q2, const float *q3, const float *KT,
+                                 int hd, __m512 acc[4][4]) {
+    for (int r = 0; r < 4; r++)
+        for (int c = 0; c < 4; c++) acc[r][c] = _mm512_setzero_ps();
+    for (int i = 0; i < hd; i++) {
+        const float *kt = KT + (size_t)i * PHIQ_ATTN_BLOCK_POS;
+        const __m512 k0 = _mm512_load_ps(kt), k1 = _mm512_load_ps(kt + 16), k2 = _mm512_load_ps(kt + 32),
+                     k3 = _mm512_load_ps(kt + 48);
+        const float *qs[4] = {q0, q1, q2, q3};
+        for (int r = 0; r < 4; r++) {
+            const __m512 b = _mm512_set1_ps(qs[r][i]);
+            acc[r][0] = _mm512_fmadd_ps(b, k0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(b, k1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(b, k2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(b, k3, acc[r][3]);
+        }
+    }
+}
+
+/* o_a += sum_k P_a[k] VF[k], o_b likewise, over k in [k0, k1): NV vectors
+ * of each output in registers, each V row loaded once for both. */
+static inline __attribute__((always_inline)) void block_v2(const float *VF, int hd, const float *Pa, const float *Pb,
+                                                           float *oa, float *ob, int k0, int k1, const int NV) {
+    __m512 a[8], b[8];
+    for (int i = 0; i < NV; i++) a[i] = _mm512_loadu_ps(oa + 16 * i), b[i] = _mm512_loadu_ps(ob + 16 * i);
+    for (int k = k0; k < k1; k++) {
+        const float *v = VF + (size_t)k * hd;
+        const __m512 pa = _mm512_set1_ps(Pa[k]), pb = _mm512_set1_ps(Pb[k]);
+        for (int i = 0; i < NV; i++) {
+            const __m512 x = _mm512_load_ps(v + 16 * i);
+            a[i] = _mm512_fmadd_ps(x, pa, a[i]);
+            b[i] = _mm512_fmadd_ps(x, pb, b[i]);
+        }
+    }
+    for (int i = 0; i < NV; i++) _mm512_storeu_ps(oa + 16 * i, a[i]), _mm512_storeu_ps(ob + 16 * i, b[i]);
+}
+
+void phiq_attn_block_f16_avx512(const float *q, size_t ldq, int nq, const int *lo, const int *hi, float scale,
+                                const uint16_t *K, const uint16_t *V, size_t stride, int n, float *st, float *ws,
+                                int hd) {
+    const size_t SS = PHIQ_ATTN_STATE(hd);
+    if (hd % 16 || hd > 128) { /* not register-blocked: one span per row */
+        for (int r = 0; r < nq; r++)
+            if (lo[r] < hi[r])
+                phiq_attn_span_f16_avx512(q + (size_t)r * ldq, scale, K + (size_t)lo[r] * stride,
+                                          V + (size_t)lo[r] * stride, stride, hi[r] - lo[r], st + r * SS, ws, hd);
+        return;
+    }
+    const int NV = hd / 16, BP = PHIQ_ATTN_BLOCK_POS;
+    float *KT = ws, *VF = ws + (size_t)hd * BP, *P = VF + (size_t)hd * BP; /* P: [4][64] */
+    /* widen the tile once: keys transposed (column k of row i), values as rows */
+    const __m512i col = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(BP));
+    for (int k = 0; k < BP; k++) {
+        if (k < n) {
+            const uint16_t *kr = K + (size_t)k * stride, *vr = V + (size_t)k * stride;
+            for (int i = 0; i < NV; i++) {
+                _mm512_i32scatter_ps(KT + (size_t)16 * i * BP + k, col, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(kr + 16 * i))), 4);
+                _mm512_store_ps(VF + (size_t)k * hd + 16 * i, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(vr + 16 * i))));
+            }
+        } else
+            for (int i = 0; i < NV; i++) _mm512_i32scatter_ps(KT + (size_t)16 * i * BP + k, col, _mm512_setzero_ps(), 4);
+    }
+    const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+    float zero[PHIQ_ATTN_BLOCK_POS] __attribute__((aligned(64))) = {0}, dummy[128] __attribute__((aligned(64))) = {0};
+    const __m512 vscale = _mm512_set1_ps(scale), ninf = _mm512_set1_ps(-INFINITY);
+    for (int r0 = 0; r0 < nq; r0 += 4) {
+        const int R = nq - r0 < 4 ? nq - r0 : 4;
+        const float *qr[4];
+        for (int r = 0; r < 4; r++) qr[r] = q + (size_t)(r0 + (r < R ? r : R - 1)) * ldq;
+        __m512 acc[4][4];
+        block_scores4(qr[0], qr[1], qr[2], qr[3], KT, hd, acc);
+        int kmin = BP, kmax = 0;
+        for (int r = 0; r < 4; r++) {
+            float *pr = P + r * BP;
+            const int a = r < R ? lo[r0 + r] : 0, b = r < R ? hi[r0 + r] : 0;
+            if (a >= b) { /* nothing visible: weights 0, state unchanged */
+                for (int c = 0; c < 4; c++) _mm512_store_ps(pr + 16 * c, _mm512_setzero_ps());
+                continue;
+            }
+            if (a < kmin) kmin = a;
+            if (b > kmax) kmax = b;
+            float *s = st + (size_t)(r0 + r) * SS;
+            __mmask16 m[4];
+            __m512 sc[4], mx = ninf;
+            for (int c = 0; c < 4; c++) {
+                const __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(16 * c));
+                m[c] = _mm512_cmpge_epi32_mask(idx, _mm512_set1_epi32(a)) & _mm512_cmplt_epi32_mask(idx, _mm512_set1_epi32(b));
+                sc[c] = _mm512_mask_blend_ps(m[c], ninf, _mm512_mul_ps(acc[r][c], vscale));
+                mx = _mm512_max_ps(mx, sc[c]);
+            }
+            const float tmax = _mm512_reduce_max_ps(mx);
+            if (tmax > s[0]) {
+                const float cf = expf(s[0] - tmax); /* 0 for the empty state */
+                s[1] *= cf;
+                for (int i = 0; i < NV; i++) _mm512_storeu_ps(s + 2 + 16 * i, _mm512_mul_ps(_mm512_loadu_ps(s + 2 + 16 * i), _mm512_set1_ps(cf)));
+                s[0] = tmax;
+            }
+            const __m512 M = _mm512_set1_ps(s[0]);
+            __m512 sum = _mm512_setzero_ps();
+            for (int c = 0; c < 4; c++) {
+                const __m512 p = _mm512_maskz_mov_ps(m[c], v_expf(_mm512_sub_ps(sc[c], M)));
+                _mm512_store_ps(pr + 16 * c, p);
+                sum = _mm512_add_ps(sum, p);
+            }
+            s[1] += _mm512_reduce_add_ps(sum);
+        }
+        if (kmin >= kmax) continue;
+        for (int r = 0; r < R; r += 2) {
+            /* an odd last row gets a twin with zero weights writing to a
+             * discarded buffer */
+            float *oa = st + (size_t)(r0 + r) * SS + 2, *ob = dummy;
+            const float *Pb = zero;
+            if (r + 1 < R) {
+                Pb = P + (r + 1) * BP;
+                ob = st + (size_t)(r0 + r + 1) * SS + 2;
+            }
+            switch (NV) {
+            case 1: block_v2(VF, hd, P + r * BP, Pb, oa, ob, kmin, kmax, 1); break;
+            case 2: block_v2(VF, hd, P + r * BP, Pb, oa, ob, kmin, kmax, 2); break;
+            case 3: block_v2(VF, hd, P + r * BP, Pb, oa, ob, kmin, kmax, 3); break;
+            case 4: block_v2(VF, hd, P + r * BP, Pb, oa, ob, kmin, kmax, 4); break;
+            case 5: block_v2(VF, hd, P + r * BP, Pb, oa, ob, kmin, kmax, 5); break;
+            case 6: block_v2(VF, hd, P + r * BP, Pb, oa, ob, kmin, kmax, 6); break;
+            case 7: block_v2(VF, hd, P + r * BP, Pb, oa, ob, kmin, kmax, 7); break;
+            default: block_v2(VF, hd, P + r * BP, Pb, oa, ob, kmin, kmax, 8); break;
+            }
+        }
+    }
+}

@@ -1,10 +1,12 @@
 /* forward.c — the Phi forward pass on CPU for one batch of tokens:
  * phi3 (Phi-3/3.5/4/4-mini: RMSNorm, fused Q|K|V, GQA, NeoX RoPE on the first
  * n_rot dims with LongRoPE factors and attention factor, optional sliding
- * window, SwiGLU gate-first) and phi2 (Phi-1.5/2: one LayerNorm feeding
+ * window, SwiGLU gate-first), phi2 (Phi-1.5/2: one LayerNorm feeding
  * attention and MLP in parallel, biases everywhere, GELU through ggml's fp16
- * table, partial rotary). Semantics: docs/reference/phi-family-architecture.md
- * §2a/§2b and llamacpp-gguf-quant.md §2.2/§2.3. */
+ * table, partial rotary), phimoe, and phi3small (Phi-3-small: LayerNorm,
+ * muP scalings, block-sparse layers, GeGELU; its own pieces in phi3small.c).
+ * Semantics: docs/reference/phi-family-architecture.md §2a-§2d and
+ * llamacpp-gguf-quant.md §2.2/§2.3. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -12,6 +14,7 @@
 #include "formats/ggml_type.h"
 #include "kernels/attn.h"
 #include "model/model.h"
+#include "model/phi3small.h"
 #include "quant/quant.h"
 
 /* Positions per span call. Prefill: one head's K and V slices of a tile
@@ -37,6 +40,11 @@ static inline int attn_first(const phiq_context *ctx, int p) {
     return ctx->window > 0 && p - ctx->window + 1 > 0 ? p - ctx->window + 1 : 0;
 }
 
+/* The softmax scale: 1/sqrt(head_dim), or Phi-3-small's muP mup_attn_multiplier/head_dim. */
+static inline float attn_scale(const phiq_hparams *hp) {
+    return hp->attn_scale > 0 ? hp->attn_scale : 1.0f / sqrtf((float)hp->head_dim);
+}
+
 static inline size_t attn_q8_bytes(int hd) { return (size_t)phiq_ggml_row_size(PHIQ_GGML_TYPE_Q8_0, hd); }
 
 /* Q8_0 cache: each (token, head) query scaled, rotated and quantized once.
@@ -47,7 +55,7 @@ static void phiq_attn_prep_q8(void *arg, int ith, int nth) {
     phiq_context *ctx = j->ctx;
     const phiq_hparams *hp = &ctx->m->hp;
     const int hd = hp->head_dim, nh = hp->n_head, nq = nh * hd, ld = nq + 2 * hp->n_head_kv * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
+    const float scale = attn_scale(hp);
     float *qs = ctx->attn_ws + (size_t)ith * ctx->attn_ws_stride;
     long lo, hi;
     phiq_split((long)j->n * nh, ith, nth, &lo, &hi);
@@ -72,7 +80,7 @@ static inline void attn_span(const phiq_attn_job *j, const phiq_attn_kernels *ak
                       phiq_kv_row(kv, 1, j->layer, k0) + ob, kv->row_bytes, n, st, s, hd);
     } else {
         const float *q = j->qkv + (size_t)t * (size_t)(nh * hd + 2 * nkv * hd) + (size_t)h * hd;
-        ak->span_f16(q, 1.0f / sqrtf((float)hd), (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, k0) + off,
+        ak->span_f16(q, attn_scale(hp), (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, k0) + off,
                      (const uint16_t *)(const void *)phiq_kv_row(kv, 1, j->layer, k0) + off, (size_t)kv->dim, n, st, s,
                      hd);
     }
@@ -107,6 +115,34 @@ static void phiq_attn_split_task(void *arg, int c, int nc) {
     }
 }
 
+/* One tile [k0, k0 + PHIQ_ATTN_TILE) of head h for every token of the
+ * batch through the f16 block kernel, one call per run of consecutive
+ * tokens sharing a cache; lo/hi: per-token scratch. */
+static void attn_block_f16(const phiq_attn_job *j, const phiq_attn_kernels *ak, int h, int k0, int *lo, int *hi,
+                           float *states, float *bws) {
+    const phiq_hparams *hp = &j->ctx->m->hp;
+    const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, off = (h / (nh / nkv)) * hd;
+    const size_t SS = PHIQ_ATTN_STATE(hd), ld = (size_t)(nh * hd + 2 * nkv * hd);
+    for (int t0 = 0; t0 < j->n;) {
+        const phiq_kv *kv = j->kv[t0];
+        int t1 = t0, n = 0;
+        for (; t1 < j->n && j->kv[t1] == kv; t1++) {
+            const int f = attn_first(j->ctx, j->pos[t1]);
+            int a = (f > k0 ? f : k0) - k0, b = j->pos[t1] + 1 - k0;
+            if (b > PHIQ_ATTN_TILE) b = PHIQ_ATTN_TILE;
+            if (b < 0) b = 0;
+            lo[t1] = a < b ? a : b, hi[t1] = b; /* 0 <= lo <= hi <= tile */
+            if (b > n) n = b;
+        }
+        if (n > 0)
+            ak->block_f16(j->qkv + (size_t)t0 * ld + (size_t)h * hd, ld, t1 - t0, lo + t0, hi + t0, attn_scale(hp),
+                          (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, k0) + off,
+                          (const uint16_t *)(const void *)phiq_kv_row(kv, 1, j->layer, k0) + off, (size_t)kv->dim, n,
+                          states + (size_t)t0 * SS, bws, hd);
+        t0 = t1;
+    }
+}
+
 /* Head mode (prefill): thread ith takes a range of heads; per head, tiles
  * of positions, and every token of the batch folds the part of the tile it
  * sees (causal, sliding window) into its state (per-thread scratch). */
@@ -118,6 +154,9 @@ static void phiq_attn_head_task(void *arg, int ith, int nth) {
     const size_t SS = PHIQ_ATTN_STATE(hd);
     const phiq_attn_kernels *ak = phiq_attn_kernels_get();
     float *s = ctx->attn_ws + (size_t)ith * ctx->attn_ws_stride, *states = s + PHIQ_ATTN_TILE;
+    int *lo = (int *)(void *)(states + (size_t)ctx->n_batch * SS), *hi = lo + ctx->n_batch;
+    float *bws = (float *)(((uintptr_t)(hi + ctx->n_batch) + 63) & ~(uintptr_t)63);
+    const bool block = ak->block_f16 && j->kv[0]->type == PHIQ_GGML_TYPE_F16;
     int kmin = j->pos[0], kmax = j->pos[0];
     for (int t = 0; t < j->n; t++) {
         const int f = attn_first(ctx, j->pos[t]);
@@ -130,6 +169,10 @@ static void phiq_attn_head_task(void *arg, int ith, int nth) {
         for (int t = 0; t < j->n; t++) phiq_attn_state_init(states + t * SS, hd);
         for (int k0 = kmin; k0 <= kmax; k0 += PHIQ_ATTN_TILE) {
             const int k1 = k0 + PHIQ_ATTN_TILE;
+            if (block) {
+                attn_block_f16(j, ak, h, k0, lo, hi, states, bws);
+                continue;
+            }
             for (int t = 0; t < j->n; t++) {
                 const int f = attn_first(ctx, j->pos[t]), a = k0 > f ? k0 : f, b = k1 < j->pos[t] + 1 ? k1 : j->pos[t] + 1;
                 if (a < b) attn_span(j, ak, t, h, a, b - a, states + t * SS, s);
@@ -147,7 +190,8 @@ static void phiq_attn_f32_task(void *arg, int ith, int nth) {
     const phiq_hparams *hp = &ctx->m->hp;
     int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
     int nq = nh * hd, nk = nkv * hd, group = nh / nkv;
-    float scale = 1.0f / sqrtf((float)hd);
+    float scale = attn_scale(hp);
+    const bool sparse = hp->arch == PHIQ_ARCH_PHI3SMALL && !phiq_phi3small_dense(hp, j->layer);
     float *s = ctx->scores + (size_t)ith * (size_t)ctx->n_ctx;
     long lo, hi;
     phiq_split((long)j->n * nh, ith, nth, &lo, &hi);
@@ -159,6 +203,10 @@ static void phiq_attn_f32_task(void *arg, int ith, int nth) {
         const float *q = j->qkv + (size_t)t * (size_t)(nq + 2 * nk) + (size_t)h * hd;
         int off = (h / group) * hd;
         float *o = j->out + (size_t)t * nq + (size_t)h * hd;
+        if (sparse) { /* any cache type: the block-sparse layout is not a contiguous span */
+            phiq_phi3small_attn_head(hp, kv, j->layer, h, p, q, scale, s, ctx->p3s_tmp + (size_t)ith * 2 * hd, o);
+            continue;
+        }
         for (int k = first; k <= p; k++) s[k - first] = phiq_kv_dot_k(kv, j->layer, k, off, q, hd) * scale;
         phiq_softmax(s, p - first + 1);
         memset(o, 0, (size_t)hd * sizeof(float));
@@ -172,7 +220,8 @@ static void phiq_attn_f32_task(void *arg, int ith, int nth) {
 static void phiq_attention(phiq_context *ctx, phiq_attn_job *j) {
     const phiq_hparams *hp = &ctx->m->hp;
     const int hd = hp->head_dim, nh = hp->n_head, nth = ctx->n_threads;
-    if (ctx->kv.type == PHIQ_GGML_TYPE_F32) {
+    /* Phi-3-small's block-sparse layers take the per-head path whatever the cache */
+    if (ctx->kv.type == PHIQ_GGML_TYPE_F32 || (hp->arch == PHIQ_ARCH_PHI3SMALL && !phiq_phi3small_dense(hp, j->layer))) {
         phiq_threadpool_run(ctx->tp, phiq_attn_f32_task, j);
         return;
     }
@@ -198,7 +247,7 @@ static void phiq_attention(phiq_context *ctx, phiq_attn_job *j) {
 static void phiq_norm(const phiq_context *ctx, float *y, const float *x, const float *w, const float *b) {
     const phiq_hparams *hp = &ctx->m->hp;
     const int E = hp->n_embd;
-    if (hp->arch == PHIQ_ARCH_PHI2 || (hp->arch == PHIQ_ARCH_PHIMOE && !ctx->phimoe_llamacpp)) {
+    if (hp->arch == PHIQ_ARCH_PHI2 || hp->arch == PHIQ_ARCH_PHI3SMALL || (hp->arch == PHIQ_ARCH_PHIMOE && !ctx->phimoe_llamacpp)) {
         phiq_layernorm(y, x, w, b, E, hp->norm_eps);
         return;
     }
@@ -283,7 +332,7 @@ static int phiq_moe(phiq_context *ctx, const phiq_layer *ly, int n) {
 int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
     const phiq_model *m = ctx->m;
     const phiq_hparams *hp = &m->hp;
-    const bool phi2 = hp->arch == PHIQ_ARCH_PHI2;
+    const bool phi2 = hp->arch == PHIQ_ARCH_PHI2, p3s = hp->arch == PHIQ_ARCH_PHI3SMALL;
     const int E = hp->n_embd, hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv;
     const int nq = nh * hd, nk = nkv * hd, ldqkv = nq + 2 * nk, F = hp->n_ff, nr2 = hp->n_rot / 2;
     const int ldffn = phi2 ? F : 2 * F;
@@ -304,12 +353,16 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
         rc = phiq_row_to_f32(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)id * m->tok_embd.row_bytes,
                                  ctx->x + (size_t)t * E, E);
         if (rc < 0) return rc;
+        if (p3s && hp->emb_mult > 0)
+            for (int i = 0; i < E; i++) ctx->x[(size_t)t * E + i] *= hp->emb_mult; /* muP embedding multiplier */
     }
     for (int t = 0; t < n; t++) {
         const float *factors = NULL;
         if (hp->n_rope_factors > 0) factors = b->long_f[t] ? hp->rope_long : hp->rope_short;
         /* PhiMoE: long_mscale with the long factors */
-        phiq_rope_table(ctx->rope_cos + (size_t)t * nr2, ctx->rope_sin + (size_t)t * nr2, hp->n_rot, (double)b->pos[t],
+        /* phi3small: rope_position_scale multiplies the positions (float32, as its cos/sin cache) */
+        double pos = p3s ? (double)((float)b->pos[t] * hp->rope_pos_scale) : (double)b->pos[t];
+        phiq_rope_table(ctx->rope_cos + (size_t)t * nr2, ctx->rope_sin + (size_t)t * nr2, hp->n_rot, pos,
                         hp->rope_theta, factors, b->long_f[t] ? hp->rope_attn_factor_long : hp->rope_attn_factor);
     }
 
@@ -322,6 +375,8 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
         }
         if (ly->fused_qkv) {
             if ((rc = phiq_mm(ctx, &ly->qkv, ctx->h, E, n, ctx->qkv, ldqkv, ly->qkv_b)) < 0) return rc;
+            for (int t = 0; p3s && t < n; t++) /* KV-group-major -> Q | K | V; the spare row is scratch */
+                phiq_phi3small_regroup_qkv(hp, ctx->qkv + (size_t)t * ldqkv, ctx->qkv + (size_t)ctx->n_batch * ldqkv);
         } else {
             if ((rc = phiq_mm(ctx, &ly->q, ctx->h, E, n, ctx->qkv, ldqkv, ly->q_b)) < 0) return rc;
             if ((rc = phiq_mm(ctx, &ly->k, ctx->h, E, n, ctx->qkv + nq, ldqkv, ly->k_b)) < 0) return rc;
@@ -364,7 +419,8 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
             if ((rc = phiq_mm(ctx, &ly->up, ctx->h, E, n, ctx->ffn, ldffn, ly->up_b)) < 0) return rc;
             for (int t = 0; t < n; t++) {
                 float *g = ctx->ffn + (size_t)t * ldffn;
-                phiq_swiglu(g, g, g + F, F); /* first half gate, second half up */
+                if (p3s) phiq_phi3small_gegelu(g, F, hp->gegelu_limit); /* even columns gelu, odd linear */
+                else phiq_swiglu(g, g, g + F, F); /* first half gate, second half up */
             }
             if ((rc = phiq_mm(ctx, &ly->down, ctx->ffn, ldffn, n, ctx->tmp, E, ly->down_b)) < 0) return rc;
             for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i];
@@ -378,7 +434,9 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
         if (t < 0 || t >= n) return phiq_fail(PHIQ_EINVAL, "forward: output row %d not in the batch", t);
         phiq_norm(ctx, ctx->h + (size_t)k * E, ctx->x + (size_t)t * E, m->output_norm, m->output_norm_b);
     }
-    return phiq_mm(ctx, &m->output, ctx->h, E, b->n_out, out, hp->n_vocab, m->output_b);
+    if ((rc = phiq_mm(ctx, &m->output, ctx->h, E, b->n_out, out, hp->n_vocab, m->output_b)) < 0) return rc;
+    if (p3s) phiq_phi3small_logits(hp, out, b->n_out, hp->n_vocab);
+    return 0;
 }
 
 int phiq_forward(phiq_context *ctx, const int32_t *ids, int n, int long_f, float *out, int out_first) {

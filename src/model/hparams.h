@@ -13,7 +13,10 @@ typedef enum phiq_arch {
     PHIQ_ARCH_PHI3 = 0,   /* Phi3ForCausalLM: Phi-3/3.5, Phi-4, Phi-4-mini */
     PHIQ_ARCH_PHI2 = 1,   /* PhiForCausalLM: Phi-1.5, Phi-2 */
     PHIQ_ARCH_PHIMOE = 2, /* PhiMoEForCausalLM: Phi-3.5-MoE */
+    PHIQ_ARCH_PHI3SMALL = 3, /* Phi3SmallForCausalLM: Phi-3-small (remote code; phiq's own GGUF name) */
 } phiq_arch;
+
+#define PHIQ_MAX_DUMMY 256 /* phi3small: ids forced to the lowest logit */
 
 typedef struct phiq_hparams {
     phiq_arch arch;
@@ -40,12 +43,25 @@ typedef struct phiq_hparams {
     float rope_attn_factor_long; /* past n_ctx_orig: PhiMoE's long_mscale; otherwise = rope_attn_factor */
     int n_expert, n_expert_used; /* phimoe */
     float router_jitter; /* phimoe: router_jitter_noise (0.01), the SparseMixer mask's eps */
+    /* phi3small (modeling_phi3_small.py): muP scalings, GeGELU clamp, block-sparse attention */
+    float emb_mult;      /* mup_embedding_multiplier: embeddings x this (0 = none) */
+    float logit_div;     /* mup_width_multiplier: logits / this (0 = none) */
+    float attn_scale;    /* softmax scale: mup_attn_multiplier / head_dim (mup_use_scaling), 0 = 1/sqrt(head_dim) */
+    float gegelu_limit;  /* gegelu_limit (20); INFINITY when null */
+    float rope_pos_scale; /* rope_position_scale (1; positions x this, plain RoPE only) */
+    int bs_block;        /* blocksparse_block_size */
+    int bs_local;        /* blocksparse_num_local_blocks */
+    int bs_stride;       /* blocksparse_vert_stride */
+    bool bs_homo;        /* blocksparse_homo_head_pattern */
+    int bs_dense_every;  /* dense_attention_every_n_layers (0: every layer block-sparse) */
+    int n_dummy;         /* dummy_token_indices (ids < n_vocab) */
+    int dummy_ids[PHIQ_MAX_DUMMY];
     /* token ids (-1 when unknown) */
     int bos_id, pad_id;
     int n_eos;
     int eos_ids[PHIQ_MAX_EOS]; /* config eos plus generation_config eos list */
 } phiq_hparams;
 
-const char *phiq_arch_name(phiq_arch a); /* "phi3", "phi2", "phimoe" (GGUF names) */
+const char *phiq_arch_name(phiq_arch a); /* "phi3", "phi2", "phimoe", "phi3small" (GGUF names) */
 
 #endif

@@ -18,6 +18,7 @@
 #include "formats/gguf.h"
 #include "formats/hf.h"
 #include "model/model.h"
+#include "model/phi3small.h"
 #include "quant/mlx_affine.h"
 #include "quant/quant.h"
 #include "tokenizer/tokenizer.h"
@@ -57,35 +58,35 @@ static void *phiq_model_own(phiq_model *m, void *p) {
 
 /* GGUF tensor names -> Hugging Face names ("blk.N.x" handled by the caller). */
 static const char *phiq_hf_name(phiq_arch arch, const char *g) {
-    bool phi2 = arch == PHIQ_ARCH_PHI2;
-    static const struct { const char *g, *phi3, *phi2; } map[] = {
-        {"token_embd.weight", "model.embed_tokens.weight", "model.embed_tokens.weight"},
-        {"output_norm.weight", "model.norm.weight", "model.final_layernorm.weight"},
-        {"output_norm.bias", "model.norm.bias", "model.final_layernorm.bias"},
-        {"output.weight", "lm_head.weight", "lm_head.weight"},
-        {"output.bias", "lm_head.bias", "lm_head.bias"},
-        {"attn_norm.weight", "input_layernorm.weight", "input_layernorm.weight"},
-        {"attn_norm.bias", "input_layernorm.bias", "input_layernorm.bias"},
-        {"attn_qkv.weight", "self_attn.qkv_proj.weight", "self_attn.qkv_proj.weight"},
-        {"attn_qkv.bias", "self_attn.qkv_proj.bias", "self_attn.qkv_proj.bias"},
-        {"attn_q.weight", "self_attn.q_proj.weight", "self_attn.q_proj.weight"},
-        {"attn_q.bias", "self_attn.q_proj.bias", "self_attn.q_proj.bias"},
-        {"attn_k.weight", "self_attn.k_proj.weight", "self_attn.k_proj.weight"},
-        {"attn_k.bias", "self_attn.k_proj.bias", "self_attn.k_proj.bias"},
-        {"attn_v.weight", "self_attn.v_proj.weight", "self_attn.v_proj.weight"},
-        {"attn_v.bias", "self_attn.v_proj.bias", "self_attn.v_proj.bias"},
-        {"attn_output.weight", "self_attn.o_proj.weight", "self_attn.dense.weight"},
-        {"attn_output.bias", "self_attn.o_proj.bias", "self_attn.dense.bias"},
-        {"ffn_norm.weight", "post_attention_layernorm.weight", "post_attention_layernorm.weight"},
-        {"ffn_norm.bias", "post_attention_layernorm.bias", "post_attention_layernorm.bias"},
-        {"ffn_up.weight", "mlp.gate_up_proj.weight", "mlp.fc1.weight"},
-        {"ffn_up.bias", "mlp.gate_up_proj.bias", "mlp.fc1.bias"},
-        {"ffn_down.weight", "mlp.down_proj.weight", "mlp.fc2.weight"},
-        {"ffn_down.bias", "mlp.down_proj.bias", "mlp.fc2.bias"},
-        {"ffn_gate_inp.weight", "block_sparse_moe.gate.weight", "block_sparse_moe.gate.weight"},
+    static const struct { const char *g, *phi3, *phi2, *p3s; } map[] = {
+        {"token_embd.weight", "model.embed_tokens.weight", "model.embed_tokens.weight", "model.embed_tokens.weight"},
+        {"output_norm.weight", "model.norm.weight", "model.final_layernorm.weight", "model.final_layernorm.weight"},
+        {"output_norm.bias", "model.norm.bias", "model.final_layernorm.bias", "model.final_layernorm.bias"},
+        {"output.weight", "lm_head.weight", "lm_head.weight", "lm_head.weight"},
+        {"output.bias", "lm_head.bias", "lm_head.bias", NULL},
+        {"attn_norm.weight", "input_layernorm.weight", "input_layernorm.weight", "input_layernorm.weight"},
+        {"attn_norm.bias", "input_layernorm.bias", "input_layernorm.bias", "input_layernorm.bias"},
+        {"attn_qkv.weight", "self_attn.qkv_proj.weight", "self_attn.qkv_proj.weight", "self_attn.query_key_value.weight"},
+        {"attn_qkv.bias", "self_attn.qkv_proj.bias", "self_attn.qkv_proj.bias", "self_attn.query_key_value.bias"},
+        {"attn_q.weight", "self_attn.q_proj.weight", "self_attn.q_proj.weight", NULL},
+        {"attn_q.bias", "self_attn.q_proj.bias", "self_attn.q_proj.bias", NULL},
+        {"attn_k.weight", "self_attn.k_proj.weight", "self_attn.k_proj.weight", NULL},
+        {"attn_k.bias", "self_attn.k_proj.bias", "self_attn.k_proj.bias", NULL},
+        {"attn_v.weight", "self_attn.v_proj.weight", "self_attn.v_proj.weight", NULL},
+        {"attn_v.bias", "self_attn.v_proj.bias", "self_attn.v_proj.bias", NULL},
+        {"attn_output.weight", "self_attn.o_proj.weight", "self_attn.dense.weight", "self_attn.dense.weight"},
+        {"attn_output.bias", "self_attn.o_proj.bias", "self_attn.dense.bias", "self_attn.dense.bias"},
+        {"ffn_norm.weight", "post_attention_layernorm.weight", "post_attention_layernorm.weight", "post_attention_layernorm.weight"},
+        {"ffn_norm.bias", "post_attention_layernorm.bias", "post_attention_layernorm.bias", "post_attention_layernorm.bias"},
+        {"ffn_up.weight", "mlp.gate_up_proj.weight", "mlp.fc1.weight", "mlp.up_proj.weight"},
+        {"ffn_up.bias", "mlp.gate_up_proj.bias", "mlp.fc1.bias", "mlp.up_proj.bias"},
+        {"ffn_down.weight", "mlp.down_proj.weight", "mlp.fc2.weight", "mlp.down_proj.weight"},
+        {"ffn_down.bias", "mlp.down_proj.bias", "mlp.fc2.bias", "mlp.down_proj.bias"},
+        {"ffn_gate_inp.weight", "block_sparse_moe.gate.weight", "block_sparse_moe.gate.weight", NULL},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (!strcmp(map[i].g, g)) return phi2 ? map[i].phi2 : map[i].phi3;
+        if (!strcmp(map[i].g, g))
+            return arch == PHIQ_ARCH_PHI2 ? map[i].phi2 : arch == PHIQ_ARCH_PHI3SMALL ? map[i].p3s : map[i].phi3;
     return NULL;
 }
 
@@ -338,7 +339,8 @@ static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {
     if (!strcmp(arch, "phi3")) hp->arch = PHIQ_ARCH_PHI3;
     else if (!strcmp(arch, "phi2")) hp->arch = PHIQ_ARCH_PHI2;
     else if (!strcmp(arch, "phimoe")) hp->arch = PHIQ_ARCH_PHIMOE;
-    else return phiq_fail(PHIQ_EUNSUPPORTED, "%s: architecture \"%s\" is not supported (phi3, phi2, phimoe)", path, arch);
+    else if (!strcmp(arch, "phi3small")) hp->arch = PHIQ_ARCH_PHI3SMALL;
+    else return phiq_fail(PHIQ_EUNSUPPORTED, "%s: architecture \"%s\" is not supported (phi3, phi2, phimoe, phi3small)", path, arch);
     int64_t v;
 #define PHIQ_REQ_INT(field, key)                                        \
     if ((rc = phiq_meta_int(g, arch, key, true, &v)) < 0) return rc;    \
@@ -380,7 +382,8 @@ static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {
     hp->n_ctx_orig = hp->n_ctx_train;
     if ((rc = phiq_meta_int(g, arch, "rope.scaling.original_context_length", false, &v)) < 0) return rc;
     if (rc) hp->n_ctx_orig = (int)(v > 0 && v < (1 << 30) ? v : hp->n_ctx_train);
-    const char *eps_key = hp->arch == PHIQ_ARCH_PHI2 ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon";
+    const bool ln = hp->arch == PHIQ_ARCH_PHI2 || hp->arch == PHIQ_ARCH_PHI3SMALL;
+    const char *eps_key = ln ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon";
     if ((rc = phiq_meta_float(g, arch, eps_key, true, &hp->norm_eps)) < 0) return rc;
     if ((rc = phiq_meta_int(g, arch, "attention.sliding_window", false, &v)) < 0) return rc;
     if (rc) hp->sliding_window = (int)(v > 0 && v < (1 << 30) ? v : 0);
@@ -394,6 +397,7 @@ static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {
         hp->router_jitter = 0.01f; /* files without phiq's key: Phi-3.5-MoE's value */
         if ((rc = phiq_meta_float(g, arch, "router_jitter_noise", false, &hp->router_jitter)) < 0) return rc;
     }
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL && (rc = phiq_phi3small_gguf_read(g, hp)) < 0) return rc;
     hp->attn_bias = hp->arch != PHIQ_ARCH_PHI3;
     hp->bos_id = hp->pad_id = -1;
     return 0;
@@ -414,6 +418,7 @@ static int phiq_hparams_check(const char *file, phiq_hparams *hp) {
     if (!(hp->norm_eps >= 0.0f) || !(hp->rope_theta > 0.0f) || !(hp->rope_attn_factor > 0.0f) ||
         !(hp->rope_attn_factor < 100.0f) || !(hp->rope_attn_factor_long > 0.0f) || !(hp->rope_attn_factor_long < 100.0f))
         return phiq_fail(PHIQ_EFORMAT, "%s: bad norm epsilon, rope base or attention factor", file);
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL && phiq_phi3small_check(file, hp) < 0) return PHIQ_EFORMAT;
     if (hp->arch == PHIQ_ARCH_PHIMOE && !(hp->router_jitter >= 0.0f && hp->router_jitter < 1.0f))
         return phiq_fail(PHIQ_EFORMAT, "%s: phimoe router_jitter_noise %g out of range [0, 1)", file, (double)hp->router_jitter);
     return 0;
@@ -469,6 +474,7 @@ static int phiq_load_experts(phiq_loader *ld, int L, phiq_layer *ly) {
 static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
     phiq_hparams *hp = &m->hp;
     const bool phi2 = hp->arch == PHIQ_ARCH_PHI2, moe = hp->arch == PHIQ_ARCH_PHIMOE, biased = !(hp->arch == PHIQ_ARCH_PHI3);
+    const bool p3s = hp->arch == PHIQ_ARCH_PHI3SMALL; /* biases everywhere but lm_head, fused KV-group-major qkv */
     const int64_t E = hp->n_embd, nq = (int64_t)hp->n_head * hp->head_dim, nk = (int64_t)hp->n_head_kv * hp->head_dim;
     const int64_t F = hp->n_ff;
     int rc;
@@ -479,17 +485,20 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
     if (rc == 0) return phiq_fail(PHIQ_EFORMAT, "%s: tensor token_embd.weight is missing", ld->file);
     if (te.ne[1] <= 0 || te.ne[1] > (1 << 28)) return phiq_fail(PHIQ_EFORMAT, "%s: token_embd.weight has a bad row count", ld->file);
     hp->n_vocab = (int)te.ne[1];
+    if (p3s && (rc = phiq_phi3small_check(ld->file, hp)) < 0) return rc; /* its dummy ids against the rows */
     const int64_t V = hp->n_vocab;
     if ((rc = phiq_load_mat(ld, "token_embd.weight", E, V, true, &m->tok_embd)) < 0) return rc;
     if ((rc = phiq_load_vec(ld, "output_norm.weight", E, true, &m->output_norm)) < 0) return rc;
     if ((rc = phiq_load_vec(ld, "output_norm.bias", E, biased, &m->output_norm_b)) < 0) return rc;
-    if ((rc = phiq_load_mat(ld, "output.weight", E, V, false, &m->output)) < 0) return rc;
+    /* Phi-3-small ties lm_head to the embedding unless tie_word_embeddings is false */
+    rc = p3s && m->hf && hp->tied_embeddings ? 0 : phiq_load_mat(ld, "output.weight", E, V, false, &m->output);
+    if (rc < 0) return rc;
     if (rc == 0) {
         if (phi2) return phiq_fail(PHIQ_EFORMAT, "%s: tensor output.weight is missing (phi2 has an untied head)", ld->file);
         m->output = m->tok_embd; /* tied embeddings */
         hp->tied_embeddings = true;
     }
-    if ((rc = phiq_load_vec(ld, "output.bias", V, biased, &m->output_b)) < 0) return rc;
+    if (!p3s && (rc = phiq_load_vec(ld, "output.bias", V, biased, &m->output_b)) < 0) return rc;
     if (m->gguf && hp->arch != PHIQ_ARCH_PHI2) {
         float *fl = NULL, *fs = NULL;
         if ((rc = phiq_load_vec(ld, "rope_factors_long.weight", hp->n_rot / 2, false, &fl)) < 0) return rc;
@@ -513,10 +522,10 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
 #define PHIQ_NAME(s) (snprintf(nm, sizeof nm, "blk.%d.%s", L, s), nm)
         if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_norm.weight"), E, true, &ly->attn_norm)) < 0) return rc;
         if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_norm.bias"), E, biased, &ly->attn_norm_b)) < 0) return rc;
-        if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_qkv.weight"), E, nq + 2 * nk, false, &ly->qkv)) < 0) return rc;
+        if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_qkv.weight"), E, nq + 2 * nk, p3s, &ly->qkv)) < 0) return rc;
         ly->fused_qkv = rc == 1;
         if (ly->fused_qkv) {
-            if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_qkv.bias"), nq + 2 * nk, false, &ly->qkv_b)) < 0) return rc;
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_qkv.bias"), nq + 2 * nk, p3s, &ly->qkv_b)) < 0) return rc;
         } else {
             if ((rc = phiq_load_mat(ld, PHIQ_NAME("attn_q.weight"), E, nq, true, &ly->q)) < 0) {
                 phiq_error_prefix("no attn_qkv.weight either");
@@ -532,16 +541,16 @@ static int phiq_model_load_tensors(phiq_model *m, phiq_loader *ld) {
         if ((rc = phiq_load_vec(ld, PHIQ_NAME("attn_output.bias"), E, biased, &ly->wo_b)) < 0) return rc;
         if (!phi2) {
             if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_norm.weight"), E, true, &ly->ffn_norm)) < 0) return rc;
-            if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_norm.bias"), E, moe, &ly->ffn_norm_b)) < 0) return rc;
+            if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_norm.bias"), E, moe || p3s, &ly->ffn_norm_b)) < 0) return rc;
         }
         if (moe) {
             if ((rc = phiq_load_experts(ld, L, ly)) < 0) return rc;
             continue;
         }
         if ((rc = phiq_load_mat(ld, PHIQ_NAME("ffn_up.weight"), E, phi2 ? F : 2 * F, true, &ly->up)) < 0) return rc;
-        if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_up.bias"), phi2 ? F : 2 * F, phi2, &ly->up_b)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_up.bias"), phi2 ? F : 2 * F, phi2 || p3s, &ly->up_b)) < 0) return rc;
         if ((rc = phiq_load_mat(ld, PHIQ_NAME("ffn_down.weight"), F, E, true, &ly->down)) < 0) return rc;
-        if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_down.bias"), E, phi2, &ly->down_b)) < 0) return rc;
+        if ((rc = phiq_load_vec(ld, PHIQ_NAME("ffn_down.bias"), E, phi2 || p3s, &ly->down_b)) < 0) return rc;
 #undef PHIQ_NAME
     }
     if (phi2) {

@@ -102,7 +102,7 @@ struct phiq_context {
     int32_t *tokens;     /* [n_ctx] ids at each cached position (for re-prefill) */
     int cache_long;      /* factor set the cached keys were rotated with (0 short, 1 long) */
     /* scratch, sized for n_batch tokens */
-    float *x, *h, *qkv, *att, *ffn, *tmp; /* [B][E], [B][E], [B][nq+2nkv], [B][nq], [B][2F], [B][E] */
+    float *x, *h, *qkv, *att, *ffn, *tmp; /* [B][E], [B][E], [B+1][nq+2nkv] (one spare row), [B][nq], [B][2F], [B][E] */
     float *mm_scratch;   /* [n_threads][max n_in] */
     float *scores;       /* f32 cache: [n_threads][n_ctx] */
     uint8_t *attn_q8;    /* Q8_0 cache: [B][n_head][head_dim / 32 * 34] the scaled, rotated queries */
@@ -120,6 +120,7 @@ struct phiq_context {
     size_t actq_row;     /* bytes per converted row (64-aligned) */
     struct phiq_mm_scratch *mms; /* matmul.c: AMX gemm scratch (NULL without AMX) */
     float *moe;          /* phimoe: [B][E] mixture output, then [B][n_expert] router logits */
+    float *p3s_tmp;      /* phi3small: [n_threads][2 head_dim] for block-sparse heads */
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
     float *logits;       /* [logits_cap][V] */
     int logits_cap, n_logits, logits_first; /* rows held; position index in batch of row 0 */

@@ -693,6 +693,12 @@ static int ox_validate(const phiq_onnx_options *o, phiq_hf *hf, const char *src)
                          "%s: PhiMoE has no CPU ONNX form (ONNX Runtime's MoE operator is CUDA-only); convert it to "
                          "GGUF instead",
                          src);
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL)
+        return phiq_fail(PHIQ_EUNSUPPORTED,
+                         "%s: Phi-3-small has no ONNX export in phiq: its block-sparse layers need "
+                         "com.microsoft.SparseAttention with past and present KV in one shared buffer, which the "
+                         "exporter does not build yet; convert it to GGUF instead",
+                         src);
     if (hp->arch != PHIQ_ARCH_PHI3)
         return phiq_fail(PHIQ_EUNSUPPORTED,
                          "%s: architecture %s is not supported by the ONNX exporter (Phi3ForCausalLM only: "

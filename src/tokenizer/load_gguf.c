@@ -88,7 +88,11 @@ phiq_tok_vocab *phiq_tok_vocab_from_gguf(const phiq_gguf *g) {
         for (uint64_t i = 0; i < n; i++) memcpy(&v->types[i], (const char *)data + 4 * i, 4);
     }
     int64_t mi = phiq_gguf_find_kv(g, "tokenizer.ggml.merges");
-    if (kind == PHIQ_TOK_MODEL_BPE) {
+    /* phiq's phi3small files keep Phi3SmallTokenizer's tiktoken rule (no merges list) */
+    char *arch = dup_str(g, "general.architecture");
+    bool tiktoken_rule = arch && !strcmp(arch, "phi3small") && mi < 0;
+    free(arch);
+    if (kind == PHIQ_TOK_MODEL_BPE && !tiktoken_rule) {
         uint64_t mn;
         if (mi < 0 || phiq_gguf_kv_arr(g, mi, &et, &mn, &data) < 0 || et != PHIQ_GGUF_STRING || mn > 16777216) {
             phiq_fail(PHIQ_EFORMAT, "%s: tokenizer.ggml.merges missing or not a string array", path);

@@ -451,6 +451,43 @@ phiq_tok_vocab *phiq_tok_vocab_from_hf_model(const char *path, const char *cfg_p
 }
 
 
+phiq_tok_vocab *phiq_tok_vocab_phi3small(const char *ranks_path, const char *cfg_path) {
+    const char *names[PHIQ_PHI3SMALL_N_VOCAB - PHIQ_PHI3SMALL_FIRST_SPECIAL];
+    int32_t ids[PHIQ_PHI3SMALL_N_VOCAB - PHIQ_PHI3SMALL_FIRST_SPECIAL];
+    char buf[PHIQ_PHI3SMALL_N_VOCAB - PHIQ_PHI3SMALL_FIRST_SPECIAL][32];
+    int n = 0;
+    for (int32_t id = PHIQ_PHI3SMALL_FIRST_SPECIAL; id < PHIQ_PHI3SMALL_N_VOCAB; id++, n++) {
+        names[n] = phiq_phi3small_special(id, buf[n], sizeof buf[n], NULL);
+        ids[n] = id;
+    }
+    phiq_tok_vocab *v = phiq_tok_vocab_from_tiktoken(ranks_path, "cl100k", names, ids, n);
+    if (!v) return NULL;
+    /* cl100k_base: ranks 0..100255 exactly, the specials above them */
+    int32_t bad = v->n_tokens != PHIQ_PHI3SMALL_N_VOCAB ? v->n_tokens : -1;
+    for (int32_t i = 0; bad < 0 && i < PHIQ_PHI3SMALL_FIRST_SPECIAL; i++)
+        if (v->types[i] != PHIQ_TOK_TYPE_NORMAL) bad = i;
+    if (bad >= 0) {
+        phiq_tok_vocab_free(v);
+        return phiq_fail_null(PHIQ_EFORMAT, "%s: not cl100k_base's ranks (rank %d missing or out of place): Phi3SmallTokenizer needs ranks 0..%d",
+                              ranks_path, (int)bad, PHIQ_PHI3SMALL_FIRST_SPECIAL - 1);
+    }
+    v->bos_id = v->eos_id = 100257; /* <|endoftext|>, never added (add_bos false) */
+    v->add_bos = false;
+    cJSON *cfg = cfg_path && phiq_file_exists(cfg_path) ? read_json(cfg_path) : NULL;
+    if (cfg_path && phiq_file_exists(cfg_path) && !cfg) goto fail;
+    if (load_chat_template(v, cfg, cfg ? cfg_path : NULL) < 0) goto fail;
+    if (!v->chat_template && !(v->chat_template = strdup(phiq_phi3small_chat_template()))) {
+        phiq_fail(PHIQ_ENOMEM, "%s: out of memory", ranks_path);
+        goto fail;
+    }
+    cJSON_Delete(cfg);
+    return v;
+fail:
+    cJSON_Delete(cfg);
+    phiq_tok_vocab_free(v);
+    return NULL;
+}
+
 phiq_tokenizer *phiq_tokenizer_from_hf_json(const char *path, const char *cfg_path) {
     phiq_tok_vocab *v = phiq_tok_vocab_from_hf_json(path, cfg_path);
     if (!v) return NULL;
@@ -467,8 +504,15 @@ phiq_tokenizer *phiq_tokenizer_from_hf_dir(const char *dir) {
     phiq_tokenizer *t = NULL;
     phiq_tok_vocab *v = NULL;
     if (!tj || !tc || !gc) { phiq_fail(PHIQ_ENOMEM, "%s: out of memory", dir); goto done; }
-    if (!phiq_file_exists(tj)) { phiq_fail(PHIQ_EUNSUPPORTED, "%s: no tokenizer.json in this directory", dir); goto done; }
-    if (!(v = phiq_tok_vocab_from_hf_json(tj, tc))) goto done;
+    if (!phiq_file_exists(tj)) {
+        /* Phi-3-small ships its tiktoken ranks and a remote-code tokenizer instead */
+        char *tk = phiq_path_join(dir, "cl100k_base.tiktoken");
+        if (tk && phiq_file_exists(tk)) v = phiq_tok_vocab_phi3small(tk, tc);
+        else if (tk) phiq_fail(PHIQ_EUNSUPPORTED, "%s: no tokenizer.json (or cl100k_base.tiktoken) in this directory", dir);
+        else phiq_fail(PHIQ_ENOMEM, "%s: out of memory", dir);
+        free(tk);
+        if (!v) goto done;
+    } else if (!(v = phiq_tok_vocab_from_hf_json(tj, tc))) goto done;
     if (phiq_file_exists(gc)) {
         cJSON *g = read_json(gc);
         if (!g) goto done;

@@ -105,6 +105,21 @@ struct phiq_gguf;
 phiq_tok_vocab *phiq_tok_vocab_from_tiktoken(const char *ranks_path, const char *pretok, const char *const *specials,
                                              const int32_t *special_ids, int n_specials);
 phiq_tok_vocab *phiq_tok_vocab_from_gguf(const struct phiq_gguf *g);
+/* Phi-3-small's Phi3SmallTokenizer (phi3small_tok.c, load_hf.c): tiktoken
+ * cl100k_base ranks plus the 96 special tokens at ids 100256..100351 (all of
+ * them matched in text, as its tokenize(allowed_special="all") does), bos =
+ * eos = <|endoftext|> 100257, never added; n_vocab rows. */
+#define PHIQ_PHI3SMALL_FIRST_SPECIAL 100256
+#define PHIQ_PHI3SMALL_N_VOCAB 100352
+/* Name of special id (buf, cap >= 32) or NULL when id is not one of them;
+ * *dummy (may be NULL) tells whether the model masks it (dummy_token_indices:
+ * the <|dummy_id_N|>, the fim tokens and <|endofprompt|>). */
+const char *phiq_phi3small_special(int32_t id, char *buf, size_t cap, bool *dummy);
+/* The chat template of Phi-3-small-*-instruct's tokenizer_config.json. */
+const char *phiq_phi3small_chat_template(void);
+/* ranks_path: the checkpoint's cl100k_base.tiktoken; tokenizer_config (may be
+ * NULL) may override the chat template. */
+phiq_tok_vocab *phiq_tok_vocab_phi3small(const char *ranks_path, const char *tokenizer_config_path);
 /* Writes the tokenizer.ggml.* keys (and tokenizer.chat_template) in the order
  * and types llama.cpp's converter uses: model, pre, tokens, scores (SPM),
  * token_type, merges (BPE), bos/eos/unknown/padding ids (u32, when >= 0),

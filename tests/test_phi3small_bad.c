@@ -1,0 +1,168 @@
+/* test_phi3small_bad.c — malformed Phi-3-small checkpoints: every one is
+ * refused by convert (no output file), inspect and logits with one line
+ * naming what is wrong and a non-zero exit: heads that do not divide,
+ * missing or impossible block-sparse fields, both or neither intermediate
+ * size keys, a non-gegelu activation, LongRoPE without its original context,
+ * dummy ids past the vocabulary, a tensor of the wrong shape, a missing
+ * bias; and a GGUF whose block-sparse stride is 0. Also: `phiq convert
+ * --format onnx` refuses it in one line, and inspect says llama.cpp cannot
+ * load the GGUF. */
+#define _GNU_SOURCE /* memmem */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+static char base[4096];
+
+static const char *variant(const char *name, void (*edit)(cJSON *)) {
+    if (!base[0]) {
+        snprintf(base, sizeof base, "%s", tu_tmp("p3s-base"));
+        char *err = NULL;
+        if (tu_run(NULL, &err, "'%s' synth --preset phi-3-small-tiny --layers 2 --hidden 64 --ff 128 --seed 3 -q -o '%s'",
+                   tu_bin(), base))
+            fail_msg("synth: %s", err);
+        free(err);
+    }
+    static char dir[4][4096];
+    static int k;
+    char *out = dir[k++ & 3];
+    snprintf(out, 4096, "%s", tu_tmp(name));
+    assert_int_equal(tu_run(NULL, NULL, "rm -rf '%s' && cp -r '%s' '%s'", out, base, out), 0);
+    if (edit) {
+        char cp[4200];
+        snprintf(cp, sizeof cp, "%s/config.json", out);
+        tu_edit_json(cp, edit);
+    }
+    return out;
+}
+
+/* convert (no GGUF left behind), inspect and logits all refuse dir */
+static void all_refuse(const char *what, const char *dir, const char *want) {
+    char out[4200];
+    snprintf(out, sizeof out, "%s.gguf", dir);
+    tu_refused(what, want, out, "'%s' convert '%s' -o '%s' --type f32 -q", tu_bin(), dir, out);
+    tu_refused(what, want, NULL, "'%s' inspect '%s'", tu_bin(), dir);
+    snprintf(out, sizeof out, "%s.logits", dir);
+    tu_refused(what, want, out, "'%s' logits '%s' --ids 1,2,3 --out '%s'", tu_bin(), dir, out);
+}
+
+static void set_num(cJSON *c, const char *k, double v) {
+    if (cJSON_GetObjectItem(c, k)) cJSON_ReplaceItemInObject(c, k, cJSON_CreateNumber(v));
+    else cJSON_AddNumberToObject(c, k, v);
+}
+static void heads3(cJSON *c) { set_num(c, "num_attention_heads", 3); }
+static void kv3(cJSON *c) { set_num(c, "num_key_value_heads", 3); }
+static void no_stride(cJSON *c) { cJSON_DeleteItemFromObject(c, "blocksparse_vert_stride"); }
+static void no_dense(cJSON *c) { cJSON_DeleteItemFromObject(c, "dense_attention_every_n_layers"); }
+static void block24(cJSON *c) { set_num(c, "blocksparse_block_size", 24); }
+static void local0(cJSON *c) { set_num(c, "blocksparse_num_local_blocks", 0); }
+static void both_ff(cJSON *c) { set_num(c, "ff_dim_multiplier", 4); }
+static void silu(cJSON *c) { cJSON_ReplaceItemInObject(c, "hidden_act", cJSON_CreateString("silu")); }
+static void rope_no_orig(cJSON *c) {
+    cJSON *rs = cJSON_CreateObject();
+    double f[16];
+    for (int i = 0; i < 16; i++) f[i] = 1.0;
+    cJSON_AddItemToObject(rs, "short_factor", cJSON_CreateDoubleArray(f, 16));
+    cJSON_AddItemToObject(rs, "long_factor", cJSON_CreateDoubleArray(f, 16));
+    cJSON_AddStringToObject(rs, "type", "su");
+    cJSON_ReplaceItemInObject(c, "rope_scaling", rs);
+}
+static void dummy_past(cJSON *c) {
+    int ids[2] = {5, 100352};
+    cJSON_AddItemToObject(c, "dummy_token_indices", cJSON_CreateIntArray(ids, 2));
+}
+static void ff300(cJSON *c) { set_num(c, "ff_intermediate_size", 300); }
+
+static void test_bad_configs(void **state) {
+    (void)state;
+    all_refuse("num_attention_heads 3 (hidden 64)", variant("p3s-h3", heads3), "not a multiple of num_attention_heads");
+    all_refuse("num_key_value_heads 3 of 4", variant("p3s-kv3", kv3), "num_key_value_heads");
+    all_refuse("no blocksparse_vert_stride", variant("p3s-nostride", no_stride), "blocksparse_vert_stride");
+    all_refuse("no dense_attention_every_n_layers", variant("p3s-nodense", no_dense), "dense_attention_every_n_layers");
+    all_refuse("block 24 with kernel blocks of 16", variant("p3s-b24", block24), "blocksparse_block_size 24");
+    all_refuse("0 local blocks", variant("p3s-l0", local0), "blocksparse_num_local_blocks");
+    all_refuse("ff_intermediate_size and ff_dim_multiplier", variant("p3s-ff2", both_ff), "ff_dim_multiplier");
+    all_refuse("hidden_act silu", variant("p3s-silu", silu), "gegelu");
+    all_refuse("LongRoPE without original_max_position_embeddings", variant("p3s-rope", rope_no_orig),
+               "original_max_position_embeddings");
+    all_refuse("dummy id 100352 of vocab 100352", variant("p3s-dummy", dummy_past), "dummy_token_indices");
+    all_refuse("ff_intermediate_size 300, tensors of 128", variant("p3s-ff300", ff300), "mlp.up_proj.weight");
+}
+
+/* down_proj's bias renamed in the safetensors header: the tensor is missing */
+static void test_missing_bias(void **state) {
+    (void)state;
+    const char *d = variant("p3s-nobias", NULL);
+    char st[4200];
+    snprintf(st, sizeof st, "%s/model.safetensors", d);
+    size_t n;
+    char *b = tu_read_all(st, &n);
+    assert_non_null(b);
+    const char *needle = "layers.1.mlp.down_proj.bias";
+    char *p = memmem(b, n, needle, strlen(needle));
+    assert_non_null(p);
+    memcpy(p + strlen("layers.1.mlp.down_proj."), "xias", 4);
+    FILE *f = fopen(st, "wb");
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+    all_refuse("down_proj.bias missing", d, "model.layers.1.mlp.down_proj.bias");
+}
+
+/* A GGUF whose phi3small.attention.blocksparse.vert_stride is 0 */
+static void test_bad_gguf(void **state) {
+    (void)state;
+    const char *d = variant("p3s-gguf", NULL);
+    char g[4200], out[4300];
+    snprintf(g, sizeof g, "%s.gguf", d);
+    char *err = NULL;
+    if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 -q", tu_bin(), d, g)) fail_msg("convert: %s", err);
+    free(err);
+    /* the GGUF loads and runs as it is */
+    snprintf(out, sizeof out, "%s.logits", g);
+    assert_int_equal(tu_run(NULL, NULL, "'%s' logits '%s' --ids 1,2,3 --out '%s'", tu_bin(), g, out), 0);
+    unlink(out);
+    char *inspect = NULL;
+    assert_int_equal(tu_run(&inspect, NULL, "'%s' inspect '%s' --no-tensors", tu_bin(), g), 0);
+    assert_non_null(strstr(inspect, "llama.cpp has no Phi-3-small graph"));
+    free(inspect);
+    size_t n;
+    char *b = tu_read_all(g, &n);
+    const char *key = "phi3small.attention.blocksparse.vert_stride";
+    char *p = memmem(b, n, key, strlen(key));
+    assert_non_null(p);
+    p += strlen(key);
+    uint32_t ty, zero = 0;
+    memcpy(&ty, p, 4);
+    assert_int_equal(ty, 4); /* GGUF uint32 */
+    memcpy(p + 4, &zero, 4);
+    FILE *f = fopen(g, "wb");
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+    tu_refused("GGUF vert_stride 0", "block-sparse parameters must be positive", out,
+               "'%s' logits '%s' --ids 1,2,3 --out '%s'", tu_bin(), g, out);
+}
+
+static void test_onnx_refused(void **state) {
+    (void)state;
+    const char *d = variant("p3s-onnx", NULL);
+    char out[4200];
+    snprintf(out, sizeof out, "%s.onnx-out", d);
+    tu_refused("ONNX export", "Phi-3-small", out, "'%s' convert '%s' --format onnx -o '%s' -q", tu_bin(), d, out);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_missing_bias),
+        cmocka_unit_test(test_bad_gguf),
+        cmocka_unit_test(test_onnx_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
