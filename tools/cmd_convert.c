@@ -7,7 +7,10 @@
 
 #include "cli.h"
 #include "eval/eval.h"
+#include "convert/budget.h"
 #include "convert/convert.h"
+#include "core/common.h"
+#include "formats/ggml_type.h"
 #include "phiq.h"
 
 /* `--format onnx` is handled by tools/cmd_onnx.c (ONNX Runtime GenAI export);
@@ -44,6 +47,17 @@ static void help(FILE *f) {
             "  --damp F                GPTQ dampening, fraction of the mean Hessian diagonal (default 0.01)\n"
             "  --calib-mem MIB         Hessians held at once (default 1024): layers are calibrated in groups that\n"
             "                          fit, one forward pass over TEXT per group\n"
+            "  --target-bpw B          mixed precision at a size budget (needs --calib): every weight tensor\n"
+            "                          (token_embd and output included) gets the llama.cpp type that minimises\n"
+            "                          the KL divergence while all tensor data stays <= B * weights / 8 bytes;\n"
+            "                          sensitivities (KLD increase of each tensor alone at each type) are\n"
+            "                          measured on a slice held out of the end of the --calib text, then an\n"
+            "                          exact knapsack picks the mix; each tensor is quantized by GPTQ at its type\n"
+            "  --target-size PRESET    the same, budget = the tensor data of llama-quantize's PRESET file of SRC\n"
+            "                          (e.g. Q4_0, Q4_K_M, Q3_K_M): the output is no larger than that file\n"
+            "  --bpw-types LIST        candidate types (default %s)\n"
+            "  --select-ctx N          selection chunk length (default 256)\n"
+            "  --select-chunks N       selection chunks held out of the end of the --calib text (default 4)\n"
             "  --name NAME             general.name (default: the source directory's name)\n"
             "  --format gguf|onnx|mlx  output format (default gguf; see phiq convert --format onnx|mlx --help)\n"
             "  --quiet                 no progress bar and no summary line\n"
@@ -52,7 +66,7 @@ static void help(FILE *f) {
             "\n"
             "1-D tensors, norms and rope factors are always F32. Errors are one line on stderr, exit status 1,\n"
             "and leave no output file.\n",
-            phiq_convert_type_names());
+            phiq_convert_type_names(), PHIQ_BUDGET_DEFAULT_TYPES);
 }
 
 int phiq_cmd_convert(int argc, char **argv) {
@@ -66,8 +80,7 @@ int phiq_cmd_convert(int argc, char **argv) {
         if (strcmp(argv[i + 1], "gguf")) return phiq_cli_fail("convert", "--format %s: expected gguf, onnx or mlx", argv[i + 1]);
     }
     const char *src = NULL, *dst = NULL;
-    phiq_convert_opts o = {0};
-    o.type = "f16";
+    phiq_convert_opts o = {0}; /* type NULL: f16 */
     int json = 0;
     const char **tt = calloc((size_t)argc + 1, sizeof *tt);
     if (!tt) return phiq_cli_fail("convert", "out of memory");
@@ -122,6 +135,28 @@ int phiq_cmd_convert(int argc, char **argv) {
                 return phiq_cli_fail("convert", "--calib-mem: expected a positive number of MiB, got '%s'", argv[i]);
             }
             o.calib_mem = (uint64_t)mb << 20;
+        } else if (!strcmp(a, "--target-bpw")) {
+            const char *v = phiq_cli_value(argc, argv, &i, "convert");
+            char *end;
+            o.target_bpw = strtod(v, &end);
+            if (*end || !(o.target_bpw > 0 && o.target_bpw < 64)) {
+                free(tt);
+                return phiq_cli_fail("convert", "--target-bpw: expected bits per weight in (0, 64), got '%s'", v);
+            }
+        } else if (!strcmp(a, "--target-size")) {
+            o.target_size = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (!strcmp(a, "--bpw-types")) {
+            o.bpw_types = phiq_cli_value(argc, argv, &i, "convert");
+        } else if (!strcmp(a, "--select-ctx") || !strcmp(a, "--select-chunks")) {
+            const char *v = phiq_cli_value(argc, argv, &i, "convert");
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 1 || n > 1 << 20) {
+                free(tt);
+                return phiq_cli_fail("convert", "%s: expected a positive integer, got '%s'", a, v);
+            }
+            if (!strcmp(a, "--select-ctx")) o.select_ctx = (int)n;
+            else o.select_chunks = (int)n;
         } else if (!strcmp(a, "--format")) {
             i++; /* gguf (onnx was routed above) */
         } else if (!strcmp(a, "--name")) {
@@ -157,9 +192,15 @@ int phiq_cmd_convert(int argc, char **argv) {
         o.name = repo_name;
     }
     phiq_convert_stats st;
+    const double t_start = phiq_now();
     int rc = phiq_convert(src, dst, &o, &st);
+    const double t_total = phiq_now() - t_start;
     free(tt);
-    if (rc < 0) return phiq_cli_fail("convert", "%s", phiq_error());
+    if (rc < 0) {
+        phiq_convert_stats_free(&st);
+        return phiq_cli_fail("convert", "%s", phiq_error());
+    }
+    const int budget = o.target_bpw > 0 || o.target_size;
     double bpw = st.n_elements ? 8.0 * (double)st.data_bytes / (double)st.n_elements : 0;
     if (json) {
         cJSON *j = cJSON_CreateObject();
@@ -179,6 +220,27 @@ int phiq_cmd_convert(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "calib_forward_seconds", st.calib_seconds);
             cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)phiq_peak_rss());
         }
+        if (budget) {
+            if (o.target_bpw > 0) cJSON_AddNumberToObject(j, "target_bpw", o.target_bpw);
+            else cJSON_AddStringToObject(j, "target_size", o.target_size);
+            cJSON_AddNumberToObject(j, "budget_bytes", (double)st.budget_bytes);
+            cJSON_AddNumberToObject(j, "min_bytes", (double)st.min_bytes);
+            cJSON_AddNumberToObject(j, "predicted_kld", st.predicted_kld);
+            cJSON_AddNumberToObject(j, "selection_kld", st.select_kld);
+            cJSON_AddNumberToObject(j, "selection_passes", st.select_evals);
+            cJSON_AddNumberToObject(j, "selection_positions", (double)st.select_positions);
+            cJSON_AddNumberToObject(j, "selection_seconds", st.select_seconds);
+            cJSON_AddNumberToObject(j, "total_seconds", t_total);
+            cJSON *arr = cJSON_AddArrayToObject(j, "tensor_types");
+            for (int k = 0; arr && k < st.n_choices; k++) {
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddStringToObject(e, "name", st.choices[k].name);
+                cJSON_AddStringToObject(e, "type", phiq_ggml_type_name(st.choices[k].type));
+                cJSON_AddNumberToObject(e, "bytes", (double)st.choices[k].bytes);
+                cJSON_AddNumberToObject(e, "dkld", st.choices[k].dkld);
+                cJSON_AddItemToArray(arr, e);
+            }
+        }
         char *txt = cJSON_Print(j);
         if (txt) puts(txt);
         free(txt);
@@ -191,6 +253,17 @@ int phiq_cmd_convert(int argc, char **argv) {
             printf("calibration: %d tensors by GPTQ, %d forward passes of %lld tokens (%.1fs), peak RSS %.0f MiB\n",
                    st.n_gptq, st.calib_passes, (long long)st.calib_tokens, st.calib_seconds,
                    (double)phiq_peak_rss() / 1048576.0);
+        if (budget) {
+            printf("budget: %.3f MB of tensor data (smallest mix %.3f MB); %d passes over %lld held-out positions "
+                   "(%.1fs); KLD on the selection slice: predicted %.5f, measured %.5f; total %.1fs, peak RSS %.0f MiB\n",
+                   (double)st.budget_bytes / 1e6, (double)st.min_bytes / 1e6, st.select_evals,
+                   (long long)st.select_positions, st.select_seconds, st.predicted_kld, st.select_kld, t_total,
+                   (double)phiq_peak_rss() / 1048576.0);
+            for (int k = 0; k < st.n_choices; k++)
+                printf("  %-28s %-7s %10llu bytes  dKLD %.6f\n", st.choices[k].name, phiq_ggml_type_name(st.choices[k].type),
+                       (unsigned long long)st.choices[k].bytes, st.choices[k].dkld);
+        }
     }
+    phiq_convert_stats_free(&st);
     return 0;
 }

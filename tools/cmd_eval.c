@@ -17,8 +17,10 @@
 #include "cli.h"
 #include "core/common.h"
 #include "eval/eval.h"
+#include "formats/ggml_type.h"
 #include "formats/gguf.h"
 #include "phiq.h"
+#include "quant/mix.h"
 
 extern char **environ;
 
@@ -244,7 +246,7 @@ int phiq_cmd_bench(int argc, char **argv) {
 /* ---- report ----------------------------------------------------------------------------- */
 static void report_usage(FILE *f) {
     fprintf(f, "usage: phiq report SRC [--formats gguf,mlx] [--types LIST] [--mlx-bits LIST] [--mlx-group G]\n"
-               "                   [--text FILE] [-o DIR] [--ctx N] [--chunks N] [-t N]\n"
+               "                   [--text FILE] [--calib TEXT] [-o DIR] [--ctx N] [--chunks N] [-t N]\n"
                "                   [--prompt N] [--gen N] [--reps N] [--json] [--quiet]\n\n"
                "Converts SRC (an HF checkpoint directory or an F32/F16/BF16 GGUF) to each type, evaluates each\n"
                "against the highest-precision one (perplexity, KL divergence, top-1 agreement), benches each, and\n"
@@ -257,6 +259,10 @@ static void report_usage(FILE *f) {
                "                 (default 64); evaluated through phiq's reader (dequantized to f16 in memory), so the\n"
                "                 speed columns are this CPU's, not a Mac's\n"
                "  --text FILE    evaluation text (default ../shared/fixtures/text/kjv-heldout.txt when present)\n"
+               "  --calib TEXT   beside each quantized GGUF type T, two calibrated rows: T+calib (GPTQ, the same\n"
+               "                 per-tensor types: convert --type T --calib TEXT) and T-mix (types chosen by measured\n"
+               "                 sensitivity, no larger than T's file: convert --target-size T --calib TEXT); TEXT\n"
+               "                 must not be the evaluation text\n"
                "  -o DIR         output directory (default phiq-report)\n"
                "  --ctx N        perplexity chunk length (default 256, or the model's context length if shorter)\n"
                "  --chunks N     at most N chunks per evaluation (default 8)\n"
@@ -288,14 +294,22 @@ static void source_signature(const char *src, char *out, size_t cap) {
     snprintf(out, cap, "%s %016llx\n", src, h);
 }
 
-/* runs `phiq convert SRC -o OUT` with the GGUF --type or the MLX settings */
-static int run_convert(const char *src, const char *out, const char *type, int mlx_bits, int mlx_group, int threads) {
+/* Report rows: round-to-nearest as llama-quantize, calibrated (--calib: GPTQ
+ * at the same per-tensor types), or a mix at the preset's size (--target-size). */
+enum { ROW_RTN, ROW_CALIB, ROW_MIX };
+
+/* runs `phiq convert SRC -o OUT` with the GGUF --type (kind ROW_*, calibrated
+ * on calib) or the MLX settings */
+static int run_convert(const char *src, const char *out, const char *type, int kind, const char *calib, int mlx_bits,
+                       int mlx_group, int threads) {
     char tbuf[16], bbuf[16], gbuf[16];
     snprintf(tbuf, sizeof tbuf, "%d", threads);
     snprintf(bbuf, sizeof bbuf, "%d", mlx_bits);
     snprintf(gbuf, sizeof gbuf, "%d", mlx_group);
     /* convert's per-tensor lines would drown the report's own progress */
-    char *gguf[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--type", (char *)type, "-t", tbuf, "--quiet", NULL};
+    char *gguf[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--type", (char *)type, "-t", tbuf, "--quiet", NULL, NULL, NULL};
+    if (kind == ROW_MIX) gguf[5] = "--target-size";
+    if (kind != ROW_RTN) gguf[10] = "--calib", gguf[11] = (char *)calib;
     char *mlx[] = {"phiq", "convert", (char *)src, "-o", (char *)out, "--format", "mlx", "--bits", bbuf,
                    "--group-size", gbuf, "--quiet", NULL};
     pid_t pid;
@@ -328,7 +342,7 @@ static int mlx_size(const char *dir, double *bpw, uint64_t *bytes) {
 
 int phiq_cmd_report(int argc, char **argv) {
     const char *src = NULL, *types = "fp32,fp16,int8,int4", *text = NULL, *dir = "phiq-report";
-    const char *formats = "gguf", *mlx_bits = "4,8";
+    const char *formats = "gguf", *mlx_bits = "4,8", *calib = NULL;
     int mlx_group = 64;
     int json = 0, quiet = 0, threads = 0, ctx = 0, chunks = 8; /* ctx 0: 256, or the model's if shorter */
     phiq_bench_opts bo = {.n_prompt = 0, .n_gen = 0, .reps = 3}; /* 0: 64 / 32, fitted to the model */
@@ -340,6 +354,7 @@ int phiq_cmd_report(int argc, char **argv) {
         else if (!strcmp(a, "--mlx-bits")) mlx_bits = phiq_cli_value(argc, argv, &i, "report");
         else if (!strcmp(a, "--mlx-group")) mlx_group = atoi(phiq_cli_value(argc, argv, &i, "report"));
         else if (phiq_cli_is(a, "--text", "-f")) text = phiq_cli_value(argc, argv, &i, "report");
+        else if (!strcmp(a, "--calib")) calib = phiq_cli_value(argc, argv, &i, "report");
         else if (phiq_cli_is(a, "-o", "--out")) dir = phiq_cli_value(argc, argv, &i, "report");
         else if (phiq_cli_is(a, "--ctx", "-c")) ctx = atoi(phiq_cli_value(argc, argv, &i, "report"));
         else if (!strcmp(a, "--chunks")) chunks = atoi(phiq_cli_value(argc, argv, &i, "report"));
@@ -363,6 +378,14 @@ int phiq_cmd_report(int argc, char **argv) {
         for (int i = 0; !text && cands[i]; i++) if (phiq_file_exists(cands[i])) text = cands[i];
         if (!text) return phiq_cli_fail("report", "no --text given and no default evaluation text found");
     }
+    if (calib) {
+        /* the protocol: calibrate on one text, evaluate on another */
+        char *a = realpath(calib, NULL), *b = realpath(text, NULL);
+        const int same = a && b && !strcmp(a, b);
+        free(a), free(b);
+        if (!phiq_file_exists(calib)) return phiq_cli_fail("report", "--calib %s: no such file", calib);
+        if (same) return phiq_cli_fail("report", "--calib and --text are the same file: calibrate on one text, evaluate on another");
+    }
     if (mkdir(dir, 0777) != 0 && errno != EEXIST) return phiq_cli_fail("report", "%s: cannot create: %s", dir, strerror(errno));
     if (threads <= 0) threads = phiq_physical_cores();
     bo.n_threads = threads;
@@ -384,10 +407,28 @@ int phiq_cmd_report(int argc, char **argv) {
     if (want_mlx && mlx_group != 32 && mlx_group != 64 && mlx_group != 128)
         return phiq_cli_fail("report", "--mlx-group %d: MLX's group sizes are 32, 64 and 128", mlx_group);
     char *tl = strdup(types), *ml = strdup(mlx_bits);
-    char *names[32], mlx_names[32][32];
-    int bits_of[32] = {0};
+    char *names[32], mlx_names[32][32], cal_names[32][40];
+    const char *base_of[32];
+    int bits_of[32] = {0}, kind_of[32] = {0};
     int n = 0;
-    for (char *tok = want_gguf && tl ? strtok(tl, ",") : NULL; tok && n < 32; tok = strtok(NULL, ",")) names[n++] = tok;
+    for (char *tok = want_gguf && tl ? strtok(tl, ",") : NULL; tok && n < 32; tok = strtok(NULL, ",")) {
+        base_of[n] = tok;
+        names[n++] = tok;
+    }
+    /* --calib: beside each quantized GGUF type, its calibrated file and the mix at its size */
+    for (int i = 0, n0 = n; calib && i < n0; i++) {
+        phiq_mix mx;
+        if (phiq_mix_parse(names[i], &mx) < 0) continue; /* convert will say what is wrong */
+        const bool quantized = phiq_ggml_type_is_quantized(mx.default_type);
+        phiq_mix_free(&mx);
+        for (int k = ROW_CALIB; quantized && k <= ROW_MIX && n < 32; k++) {
+            snprintf(cal_names[n], sizeof cal_names[n], "%s%s", names[i], k == ROW_CALIB ? "+calib" : "-mix");
+            base_of[n] = names[i];
+            kind_of[n] = k;
+            names[n] = cal_names[n];
+            n++;
+        }
+    }
     for (char *tok = want_mlx && ml ? strtok(ml, ",") : NULL; tok && n < 32; tok = strtok(NULL, ",")) {
         int b = atoi(tok);
         if (b != 2 && b != 3 && b != 4 && b != 5 && b != 6 && b != 8) {
@@ -396,6 +437,7 @@ int phiq_cmd_report(int argc, char **argv) {
         }
         snprintf(mlx_names[n], sizeof mlx_names[n], "mlx-%dbit-g%d", b, mlx_group);
         names[n] = mlx_names[n];
+        base_of[n] = names[n];
         bits_of[n++] = b;
     }
     if (!n) { free(tl); free(ml); return phiq_cli_fail("report", "no rows: --formats/--types/--mlx-bits are empty"); }
@@ -411,16 +453,18 @@ int phiq_cmd_report(int argc, char **argv) {
         paths[i] = phiq_path_join(dir, name);
         char stamp[4200];
         snprintf(stamp, sizeof stamp, "%s.source", paths[i]);
-        char *old = NULL;
+        char *old = NULL, rsig[8600];
+        snprintf(rsig, sizeof rsig, "%s", sig);
+        if (kind_of[i] != ROW_RTN) source_signature(calib, rsig + strlen(rsig), sizeof rsig - strlen(rsig));
         int there = bits_of[i] ? phiq_dir_exists(paths[i]) : phiq_file_exists(paths[i]);
-        int fresh = there && phiq_read_file(stamp, &old, NULL) == 0 && !strcmp(old, sig);
+        int fresh = there && phiq_read_file(stamp, &old, NULL) == 0 && !strcmp(old, rsig);
         free(old);
         if (!fresh) {
             if (!quiet) fprintf(stderr, "report: converting %s to %s\n", src, names[i]);
             if (bits_of[i] && there) phiq_rmdir_flat(paths[i]); /* the export writes a new directory */
-            if ((rc = run_convert(src, paths[i], names[i], bits_of[i], mlx_group, threads)) < 0) break;
+            if ((rc = run_convert(src, paths[i], base_of[i], kind_of[i], calib, bits_of[i], mlx_group, threads)) < 0) break;
             FILE *f = fopen(stamp, "w");
-            if (f) { fputs(sig, f); fclose(f); }
+            if (f) { fputs(rsig, f); fclose(f); }
         } else if (!quiet) {
             fprintf(stderr, "report: reusing %s (source unchanged)\n", paths[i]);
         }
@@ -463,6 +507,7 @@ int phiq_cmd_report(int argc, char **argv) {
                 rows[i].ppl = pr.ppl;
                 rows[i].kld_mean = pr.kld_mean;
                 rows[i].kld_p99 = pr.kld_p99;
+                rows[i].kld_err = pr.kld_err;
                 rows[i].top1 = pr.top1;
                 phiq_bench_result br;
                 if (!quiet) fprintf(stderr, "report: benchmarking %s\n", rows[i].type);
@@ -479,7 +524,10 @@ int phiq_cmd_report(int argc, char **argv) {
         const char *base = strrchr(src, '/');
         char mname[512];
         snprintf(mname, sizeof mname, "%s", base && base[1] ? base + 1 : src);
-        rc = phiq_report_write(dir, mname, rows, n);
+        char cpu[256];
+        phiq_report_cpu_name(cpu, sizeof cpu);
+        phiq_report_meta meta = {.cpu = cpu, .threads = threads, .text = text, .calib = calib};
+        rc = phiq_report_write_meta(dir, mname, rows, n, &meta);
     }
     if (!rc) {
         if (json) {
@@ -490,6 +538,12 @@ int phiq_cmd_report(int argc, char **argv) {
             char *t = phiq_report_table(rows, n);
             printf("%s", t ? t : "");
             free(t);
+            char cpu[256];
+            phiq_report_cpu_name(cpu, sizeof cpu);
+            phiq_report_meta meta = {.cpu = cpu, .threads = threads, .text = text, .calib = calib};
+            char *adv = phiq_report_advice(rows, n, &meta);
+            printf("\n%s", adv ? adv : "");
+            free(adv);
             printf("\nreport: %s/report.html (also report.md, report.json)\n", dir);
         }
     }

@@ -51,9 +51,6 @@ static void onnx_usage(FILE *f) {
             "                           onnxruntime. --calib-ctx N (512), --calib-chunks N (all), --damp F (0.01),\n"
             "                           --calib-mem MIB (1024) as for GGUF\n"
             "  --json                   print a JSON summary on stdout\n"
-            "  --awq                    with --calib: AWQ's activation-aware scaling before GPTQ (per layer, scales\n"
-            "                           searched on the calibration Hessians, folded into the norms, the v rows\n"
-            "                           and the up rows: the same graph, different values)\n"
             "  --quiet                  no progress output\n"
             "  -h, --help               this help\n");
 }
@@ -131,8 +128,6 @@ int phiq_cmd_convert_onnx(int argc, char **argv) {
             if (parse_int(v, 1, 64, &o.n_threads)) return phiq_cli_fail(cmd, "-t %s: must be 1..64", v);
         } else if (phiq_cli_is(a, "--quiet", "-q")) {
             o.quiet = true;
-        } else if (!strcmp(a, "--awq")) {
-            o.awq = true;
         } else if (!strcmp(a, "--calib")) {
             o.calib = phiq_cli_value(argc, argv, &i, cmd);
         } else if (!strcmp(a, "--calib-ctx") || !strcmp(a, "--calib-chunks") || !strcmp(a, "--calib-mem")) {
@@ -197,11 +192,6 @@ int phiq_cmd_convert_onnx(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "calib_forward_seconds", st.calib_seconds);
             cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)phiq_peak_rss());
         }
-        if (o.awq) {
-            cJSON_AddNumberToObject(j, "awq_groups", st.n_awq);
-            cJSON_AddNumberToObject(j, "awq_err_plain", st.awq_err_plain);
-            cJSON_AddNumberToObject(j, "awq_err_best", st.awq_err_best);
-        }
         char *txt = cJSON_PrintUnformatted(j);
         if (txt) puts(txt);
         free(txt);
@@ -209,9 +199,6 @@ int phiq_cmd_convert_onnx(int argc, char **argv) {
     }
     if (!o.quiet) {
         fprintf(stderr, "phiq convert: wrote %s (model.onnx, model.onnx.data, genai_config.json)\n", out);
-        if (o.awq)
-            fprintf(stderr, "AWQ: %d weight groups rescaled, output-error proxy %.4g -> %.4g\n", st.n_awq,
-                    st.awq_err_plain, st.awq_err_best);
         if (o.calib)
             fprintf(stderr, "calibration: %d weights by GPTQ, %d forward passes of %lld tokens (%.1fs)\n", st.n_gptq,
                     st.calib_passes, (long long)st.calib_tokens, st.calib_seconds);

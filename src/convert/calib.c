@@ -424,6 +424,18 @@ const float *phiq_calib_session_imatrix(phiq_calib_session *s, const char *name,
     return s->cur ? phiq_calib_imatrix(s->cur, name, n_in, n_mat) : NULL;
 }
 
+const int32_t *phiq_calib_session_hold_out(phiq_calib_session *s, int64_t n_tokens) {
+    if (s->cur || n_tokens <= 0 || s->n_ids - n_tokens < 2 * (int64_t)s->o.n_ctx)
+        return phiq_fail_null(PHIQ_EINVAL,
+                              "calibration text: %lld tokens; holding out %lld for selection leaves fewer than 2 x %d "
+                              "to calibrate on (a longer text, fewer --select-chunks or a shorter --calib-ctx)",
+                              (long long)s->n_ids, (long long)n_tokens, s->o.n_ctx);
+    s->n_ids -= n_tokens;
+    return s->ids + s->n_ids;
+}
+
+phiq_model *phiq_calib_session_model(phiq_calib_session *s) { return s->m; }
+
 int phiq_calib_session_passes(const phiq_calib_session *s) { return s->passes; }
 double phiq_calib_session_seconds(const phiq_calib_session *s) { return s->seconds; }
 int64_t phiq_calib_session_tokens(const phiq_calib_session *s) { return s->cur ? phiq_calib_tokens(s->cur) : 0; }

@@ -67,6 +67,13 @@ void phiq_calib_session_free(phiq_calib_session *s);
 const float *phiq_calib_session_hessian(phiq_calib_session *s, const char *name, int64_t *n_in, int *failed);
 /* Mean squared inputs (imatrix) of `name` from the current group, or NULL. */
 const float *phiq_calib_session_imatrix(phiq_calib_session *s, const char *name, int64_t *n_in, int *n_mat);
+/* Sets the last n_tokens of the text aside (whole chunks for --target-bpw's
+ * selection, budget.h): the statistics use only the rest, which must keep
+ * at least two chunks of n_ctx. Call before the first Hessian. Returns the
+ * held-out ids (owned by the session) or NULL with a one-line error. */
+const int32_t *phiq_calib_session_hold_out(phiq_calib_session *s, int64_t n_tokens);
+/* The source model the session runs (budget.c measures sensitivities on it). */
+phiq_model *phiq_calib_session_model(phiq_calib_session *s);
 int phiq_calib_session_passes(const phiq_calib_session *s);
 double phiq_calib_session_seconds(const phiq_calib_session *s);
 int64_t phiq_calib_session_tokens(const phiq_calib_session *s);

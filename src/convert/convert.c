@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert/budget.h"
 #include "convert/calib.h"
 #include "convert/convert.h"
 #include "core/common.h"
@@ -321,6 +322,8 @@ typedef struct ctx {
     int n_gptq;
     int64_t n_elements; /* running total */
     uint64_t n_bytes;   /* tensor bytes written */
+    const int32_t *sel_ids; /* --target-*: the held-out selection slice */
+    int64_t n_sel;
 } ctx;
 
 /* Name of the source tensor holding element idx, for error messages. */
@@ -488,6 +491,200 @@ static int fill_gguf_tensor(ctx *c, const phiq_gguf_tensor *t, int64_t i, const 
     return convert_tensor(c, &s, name, c->types[i], t->ne[0], buf, nbytes);
 }
 
+/* ---- --target-bpw / --target-size (convert/budget.h) ------------------------------------------ */
+/* Tensor i of the source: name, shape, and where its values come from. */
+static void tensor_info(const ctx *c, int64_t i, const char **name, int *n_dims, const int64_t **ne, source *src) {
+    if (c->plan) {
+        const phiq_plan_tensor *t = &c->plan->t[i];
+        *name = t->name, *n_dims = t->n_dims, *ne = t->ne;
+        *src = (source){.pt = t, .n_elements = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]};
+    } else {
+        const phiq_gguf_tensor *t = phiq_gguf_tensor_at(c->gin, i);
+        *name = t->name, *n_dims = t->n_dims, *ne = t->ne;
+        *src = (source){.gt = t, .n_elements = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]};
+    }
+}
+
+typedef struct budget_ud {
+    ctx *c;
+    const int64_t *idx; /* tensor index of each budget item */
+} budget_ud;
+
+/* The quantizer the file will use (GPTQ with --calib), for one candidate;
+ * the running totals of the write are left untouched. */
+static int budget_quantize(void *ud, int item, int type, void *dst, uint64_t nbytes) {
+    budget_ud *b = ud;
+    ctx *c = b->c;
+    const char *name;
+    int n_dims;
+    const int64_t *ne;
+    source src;
+    tensor_info(c, b->idx[item], &name, &n_dims, &ne, &src);
+    const int64_t n_el = c->n_elements;
+    const uint64_t n_by = c->n_bytes;
+    const int n_g = c->n_gptq;
+    int rc = convert_tensor(c, &src, name, type, ne[0], dst, nbytes);
+    c->n_elements = n_el, c->n_bytes = n_by, c->n_gptq = n_g;
+    return rc;
+}
+
+static uint64_t padded(uint64_t n, uint32_t align) { return (n + align - 1) / align * align; }
+
+/* Replaces types[] of the quantizable tensors (those the chooser quantizes)
+ * by the budget's choice; *ftype gets the preset of the type holding most
+ * weights. */
+static int budget_apply(ctx *c, chooser *ch, int64_t nt, int *types, uint32_t align, phiq_convert_stats *st,
+                        int *ftype) {
+    const phiq_convert_opts *o = c->o;
+    int cand[PHIQ_BUDGET_MAX_TYPES];
+    int n_types = phiq_budget_parse_types(o->bpw_types, cand, PHIQ_BUDGET_MAX_TYPES);
+    if (n_types < 0) return n_types;
+    phiq_budget_item *it = calloc((size_t)nt + 1, sizeof *it);
+    int64_t *idx = calloc((size_t)nt + 1, sizeof *idx);
+    if (!it || !idx) {
+        free(it), free(idx);
+        return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    }
+    int rc = 0, n = 0;
+    uint64_t fixed = 0, preset_total = 0;
+    int64_t n_weights = 0;
+    (void)ch;
+#if PHIQ_HAVE_MIX
+    chooser pc = {0};
+    int have_pc = 0;
+    if (o->target_size) {
+        phiq_convert_opts po = {.type = o->target_size};
+        if ((rc = chooser_init(&pc, &po)) < 0) {
+            phiq_error_prefix("--target-size");
+            goto done;
+        }
+        have_pc = 1;
+        if (!phiq_ggml_type_is_quantized(pc.base)) {
+            rc = phiq_fail(PHIQ_EINVAL, "--target-size %s: expected a quantized preset (e.g. Q4_0, Q4_K_M, Q3_K_M)",
+                           o->target_size);
+            goto done;
+        }
+        pc.n_layer = ch->n_layer;
+        pc.mix.n_gqa = ch->mix.n_gqa, pc.mix.n_expert = ch->mix.n_expert, pc.mix.has_output = ch->mix.has_output;
+    }
+#endif
+    for (int64_t i = 0; i < nt && rc == 0; i++) {
+        const char *name;
+        int n_dims;
+        const int64_t *ne;
+        source src;
+        tensor_info(c, i, &name, &n_dims, &ne, &src);
+        n_weights += src.n_elements;
+        const int64_t nrows = src.n_elements / ne[0];
+#if PHIQ_HAVE_MIX
+        if (have_pc) {
+            int pt = c->plan ? (c->plan->t[i].force_f32 ? PHIQ_GGML_TYPE_F32 : choose_type(&pc, name, n_dims, ne, PHIQ_GGML_TYPE_F32))
+                             : choose_type(&pc, name, n_dims, ne, src.gt->type);
+            preset_total += padded((uint64_t)phiq_ggml_row_size(pt, ne[0]) * (uint64_t)nrows, align);
+        }
+#endif
+        if (!phiq_ggml_type_is_quantized(types[i])) {
+            fixed += padded((uint64_t)phiq_ggml_row_size(types[i], ne[0]) * (uint64_t)nrows, align);
+            continue;
+        }
+        if (n_dims > 2) {
+            rc = phiq_fail(PHIQ_EUNSUPPORTED, "--target-bpw: %s has %d dimensions (experts are not supported)", name, n_dims);
+            break;
+        }
+        snprintf(it[n].name, sizeof it[n].name, "%s", name);
+        it[n].ne0 = ne[0];
+        it[n].nrows = nrows;
+        idx[n] = i;
+        if ((rc = phiq_budget_candidates(&it[n], cand, n_types, align)) < 0) break;
+        n++;
+    }
+    if (rc < 0) goto done;
+    const uint64_t total = o->target_size ? preset_total : (uint64_t)(o->target_bpw * (double)n_weights / 8.0);
+    const uint64_t need = fixed + phiq_budget_min_bytes(it, n);
+    if (st) {
+        st->budget_bytes = total;
+        st->min_bytes = need;
+    }
+    if (need > total) {
+        if (o->target_size)
+            rc = phiq_fail(PHIQ_EINVAL, "--target-size %s: %.3f MB of tensor data, but the smallest mix of %s needs %.3f MB",
+                           o->target_size, (double)total / 1e6, o->bpw_types ? o->bpw_types : PHIQ_BUDGET_DEFAULT_TYPES,
+                           (double)need / 1e6);
+        else
+            rc = phiq_fail(PHIQ_EINVAL, "--target-bpw %g: no mix fits: the smallest mix of %s is %.3f bits/weight",
+                           o->target_bpw, o->bpw_types ? o->bpw_types : PHIQ_BUDGET_DEFAULT_TYPES,
+                           8.0 * (double)need / (double)n_weights);
+        goto done;
+    }
+    {
+        phiq_budget_measure_opts mo = {.n_ctx = o->select_ctx, .n_threads = c->n_threads, .quiet = o->quiet};
+        phiq_budget_sel *sel = phiq_budget_sel_new(phiq_calib_session_model(c->cal), c->sel_ids, c->n_sel, &mo);
+        if (!sel) {
+            rc = PHIQ_EINVAL;
+            goto done;
+        }
+        budget_ud ud = {c, idx};
+        double predicted = 0, measured = 0;
+        if ((rc = phiq_budget_measure(sel, it, n, budget_quantize, &ud)) == 0 &&
+            (rc = phiq_budget_solve(it, n, total - fixed, &predicted)) == 0)
+            rc = phiq_budget_check(sel, it, n, budget_quantize, &ud, &measured);
+        if (st) {
+            st->predicted_kld = predicted;
+            st->select_kld = measured;
+            st->select_evals = phiq_budget_sel_evals(sel);
+            st->select_positions = phiq_budget_sel_scored(sel);
+            st->select_seconds = phiq_budget_sel_seconds(sel);
+        }
+        phiq_budget_sel_free(sel);
+        if (rc < 0) goto done;
+    }
+    /* the chosen types; general.file_type from the type holding most weights */
+    {
+        int64_t by_type[PHIQ_GGML_TYPE_COUNT] = {0};
+        if (st && !(st->choices = calloc((size_t)n + 1, sizeof *st->choices))) {
+            rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
+            goto done;
+        }
+        for (int k = 0; k < n; k++) {
+            const int t = it[k].cand[it[k].choice];
+            types[idx[k]] = t;
+            by_type[t] += it[k].ne0 * it[k].nrows;
+            if (st) {
+                phiq_convert_choice *cc = &st->choices[st->n_choices++];
+                snprintf(cc->name, sizeof cc->name, "%s", it[k].name);
+                cc->type = t;
+                cc->bytes = it[k].raw[it[k].choice];
+                cc->dkld = it[k].dkld[it[k].choice];
+            }
+        }
+        int top = 0;
+        for (int t = 1; t < PHIQ_GGML_TYPE_COUNT; t++)
+            if (by_type[t] > by_type[top]) top = t;
+#if PHIQ_HAVE_MIX
+        const char *pname = NULL;
+        int f = phiq_mix_ftype_of_type(top, &pname);
+        if (f >= 0) {
+            *ftype = f;
+            snprintf(ch->name, sizeof ch->name, "mix(%s)", phiq_ggml_type_name(top));
+        }
+#endif
+    }
+done:
+#if PHIQ_HAVE_MIX
+    if (have_pc) chooser_free(&pc);
+#endif
+    free(it);
+    free(idx);
+    return rc;
+}
+
+void phiq_convert_stats_free(phiq_convert_stats *st) {
+    if (!st) return;
+    free(st->choices);
+    st->choices = NULL;
+    st->n_choices = 0;
+}
+
 /* ---- metadata ------------------------------------------------------------------------------ */
 static bool contains_nocase(const char *h, const char *n) {
     size_t ln = strlen(n);
@@ -645,7 +842,8 @@ static int load_vocab(const phiq_hf *hf, const phiq_hparams *hp, phiq_tok_vocab 
 
 /* ---- drivers --------------------------------------------------------------------------------- */
 static int convert_hf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch, phiq_calib_session *cal,
-                      const phiq_imatrix *imat, phiq_convert_stats *st, int n_threads) {
+                      const int32_t *sel_ids, int64_t n_sel, const phiq_imatrix *imat, phiq_convert_stats *st,
+                      int n_threads) {
     int rc = 0;
     phiq_plan plan = {0};
     phiq_tok_vocab *voc = NULL;
@@ -681,14 +879,22 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
         rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
         goto done;
     }
+    ctx c = {.o = o, .n_threads = n_threads, .plan = &plan, .types = types, .imat = imat, .cal = cal,
+             .sel_ids = sel_ids, .n_sel = n_sel};
     for (int i = 0; i < plan.n; i++) {
         const phiq_plan_tensor *t = &plan.t[i];
         types[i] = t->force_f32 ? PHIQ_GGML_TYPE_F32
                                  : choose_type(ch, t->name, t->n_dims, t->ne, PHIQ_GGML_TYPE_F32);
-        if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
+    if (sel_ids) {
+        int ftype = ch->ftype;
+        if ((rc = budget_apply(&c, ch, plan.n, types, 32, st, &ftype)) < 0 ||
+            (rc = phiq_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype)) < 0)
+            goto done;
+    }
+    for (int i = 0; i < plan.n; i++)
+        if ((rc = phiq_gguf_writer_add_tensor(w, plan.t[i].name, types[i], plan.t[i].n_dims, plan.t[i].ne)) < 0) goto done;
     if ((rc = imatrix_keys(w, o, imat)) < 0) goto done;
-    ctx c = {.o = o, .n_threads = n_threads, .plan = &plan, .types = types, .imat = imat, .cal = cal};
     phiq_gguf_write_opts wo = {.quiet = o->quiet, .label = "convert"};
     double t0 = phiq_now();
     if ((rc = phiq_gguf_writer_write(w, dst, fill_hf, &c, &wo)) < 0) goto done;
@@ -711,7 +917,8 @@ done:
 }
 
 static int convert_gguf(const char *src, const char *dst, const phiq_convert_opts *o, chooser *ch, phiq_calib_session *cal,
-                        const phiq_imatrix *imat, phiq_convert_stats *st, int n_threads) {
+                        const int32_t *sel_ids, int64_t n_sel, const phiq_imatrix *imat, phiq_convert_stats *st,
+                        int n_threads) {
     int rc = 0;
     int *types = NULL;
     phiq_gguf_writer *w = NULL;
@@ -772,10 +979,20 @@ static int convert_gguf(const char *src, const char *dst, const phiq_convert_opt
         }
         /* llama-quantize leaves non-quantizable tensors (norms, biases, 1-D) as they are */
         types[i] = choose_type(ch, t->name, t->n_dims, t->ne, t->type);
+    }
+    ctx c = {.o = o, .n_threads = n_threads, .gin = g, .types = types, .imat = imat, .cal = cal,
+             .sel_ids = sel_ids, .n_sel = n_sel};
+    if (sel_ids) {
+        int ftype = ch->ftype;
+        if ((rc = budget_apply(&c, ch, nt, types, phiq_gguf_alignment(g), st, &ftype)) < 0 ||
+            (rc = phiq_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype)) < 0)
+            goto done;
+    }
+    for (int64_t i = 0; i < nt; i++) {
+        const phiq_gguf_tensor *t = phiq_gguf_tensor_at(g, i);
         if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
     if ((rc = imatrix_keys(w, o, imat)) < 0) goto done;
-    ctx c = {.o = o, .n_threads = n_threads, .gin = g, .types = types, .imat = imat, .cal = cal};
     phiq_gguf_write_opts wo = {.quiet = o->quiet, .label = "convert"};
     double t0 = phiq_now();
     if ((rc = phiq_gguf_writer_write(w, dst, fill_gguf, &c, &wo)) < 0) goto done;
@@ -799,6 +1016,25 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *o, p
     if (!o) o = &defaults;
     if (st) memset(st, 0, sizeof *st);
     if (!src || !dst) return phiq_fail(PHIQ_EINVAL, "convert: source and destination are required");
+    const int budget = o->target_bpw > 0 || o->target_size;
+    phiq_convert_opts bo;
+    if (budget) {
+        if (!o->calib)
+            return phiq_fail(PHIQ_EINVAL, "--target-%s needs --calib TEXT (sensitivities are measured on a held-out "
+                                          "slice of it)", o->target_size ? "size" : "bpw");
+        if (o->target_bpw > 0 && o->target_size)
+            return phiq_fail(PHIQ_EINVAL, "--target-bpw and --target-size exclude each other");
+        if (o->type || o->pure || o->output_type || o->embedding_type || o->n_tensor_types)
+            return phiq_fail(PHIQ_EINVAL, "--target-%s chooses every tensor's type: drop --type, --pure, "
+                                          "--output-type, --embedding-type and --tensor-type",
+                             o->target_size ? "size" : "bpw");
+        if (o->target_bpw > 0 && !(o->target_bpw < 64))
+            return phiq_fail(PHIQ_EINVAL, "--target-bpw %g: expected bits per weight below 64", o->target_bpw);
+        /* which tensors are quantizable: llama-quantize's rules, through a quantized preset */
+        bo = *o;
+        bo.type = "Q4_K_M";
+        o = &bo;
+    }
     chooser ch;
     int rc = chooser_init(&ch, o);
     if (rc < 0) return rc;
@@ -819,6 +1055,8 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *o, p
     if (n_threads < 1) n_threads = 1;
     if (n_threads > 64) n_threads = 64;
     phiq_calib_session *cal = NULL;
+    const int32_t *sel_ids = NULL;
+    int64_t n_sel = 0;
     if (o->calib) {
         if (imat) {
             chooser_free(&ch);
@@ -832,11 +1070,20 @@ int phiq_convert(const char *src, const char *dst, const phiq_convert_opts *o, p
             return PHIQ_EINVAL;
         }
         ch.mix.has_imatrix = true; /* the same per-tensor types as llama-quantize --imatrix */
+        if (budget) {
+            const int sctx = o->select_ctx > 0 ? o->select_ctx : 256, sch = o->select_chunks > 0 ? o->select_chunks : 4;
+            n_sel = (int64_t)sctx * sch;
+            if (!(sel_ids = phiq_calib_session_hold_out(cal, n_sel))) {
+                phiq_calib_session_free(cal);
+                chooser_free(&ch);
+                return PHIQ_EINVAL;
+            }
+        }
     }
     if (phiq_dir_exists(src)) {
-        rc = convert_hf(src, dst, o, &ch, cal, imat, st, n_threads);
+        rc = convert_hf(src, dst, o, &ch, cal, sel_ids, n_sel, imat, st, n_threads);
     } else if (phiq_file_exists(src)) {
-        rc = convert_gguf(src, dst, o, &ch, cal, imat, st, n_threads);
+        rc = convert_gguf(src, dst, o, &ch, cal, sel_ids, n_sel, imat, st, n_threads);
     } else {
         rc = phiq_fail(PHIQ_EIO, "%s: no such file or directory", src);
     }

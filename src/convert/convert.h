@@ -37,7 +37,22 @@ typedef struct phiq_convert_opts {
     int calib_chunks;            /* chunks used (0 = all) */
     float damp;                  /* GPTQ dampening, fraction of the mean diagonal (default 0.01) */
     uint64_t calib_mem;          /* bytes of Hessians held at once (default 1 GiB) */
+    /* mixed precision at a size budget (convert/budget.h; needs calib, excludes type and the
+     * per-tensor overrides): */
+    double target_bpw;           /* > 0: all tensor data <= target_bpw * n_weights / 8 bytes */
+    const char *target_size;     /* a preset: no larger than llama-quantize's file of it */
+    const char *bpw_types;       /* candidate types, comma-separated (NULL: the default list) */
+    int select_ctx;              /* selection chunk length (default 256) */
+    int select_chunks;           /* selection chunks held out of calib's end (default 4) */
 } phiq_convert_opts;
+
+/* One tensor's type as the budget chose it. */
+typedef struct phiq_convert_choice {
+    char name[96];
+    int type;
+    uint64_t bytes;    /* its tensor data */
+    double dkld;       /* measured KLD increase of that tensor alone at that type */
+} phiq_convert_choice;
 
 typedef struct phiq_convert_stats {
     int64_t n_tensors;
@@ -51,7 +66,20 @@ typedef struct phiq_convert_stats {
     double calib_seconds;    /* their time */
     int64_t calib_tokens;    /* tokens per pass */
     int n_gptq;              /* tensors quantized with GPTQ */
+    /* --target-bpw / --target-size: */
+    uint64_t budget_bytes;   /* all tensor data allowed (padded to the alignment) */
+    uint64_t min_bytes;      /* the smallest mix */
+    double predicted_kld;    /* sum of the chosen tensors' measured increases */
+    double select_kld;       /* the chosen mix measured at once on the selection slice */
+    int select_evals;        /* passes over the selection slice */
+    int64_t select_positions;/* positions scored per pass */
+    double select_seconds;
+    int n_choices;
+    phiq_convert_choice *choices; /* malloc'd: phiq_convert_stats_free */
 } phiq_convert_stats;
+
+/* Frees what phiq_convert allocated in stats (choices). */
+void phiq_convert_stats_free(phiq_convert_stats *st);
 
 /* Converts src (an HF directory or a GGUF file) into the GGUF file dst.
  * Nothing is left at dst (nor a temporary beside it) on failure. */

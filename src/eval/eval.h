@@ -66,7 +66,26 @@ typedef struct phiq_report_row {
     double bpw;
     double ppl, kld_mean, kld_p99, top1;
     double prefill_tok_s, decode_tok_s;
+    double kld_err;          /* standard error of kld_mean (0: unknown) */
 } phiq_report_row;
+
+/* Where and how the rows were measured, for the report's words. */
+typedef struct phiq_report_meta {
+    const char *cpu;         /* CPU model (phiq_report_cpu_name), NULL: unknown */
+    int threads;
+    const char *text;        /* evaluation text, NULL: unknown */
+    const char *calib;       /* calibration text of the calibrated rows, NULL: none */
+} phiq_report_meta;
+
+/* The CPU model of this machine (/proc/cpuinfo), or "unknown CPU". */
+void phiq_report_cpu_name(char *buf, size_t cap);
+/* Which file to ship, in words (Markdown): the best file at each size and,
+ * for each memory budget (phone/board to workstation), the file that fits
+ * with the least KLD, with its KLD margin and speed; malloc'd. meta may be NULL. */
+char *phiq_report_advice(const phiq_report_row *rows, int n, const phiq_report_meta *meta);
+/* phiq_report_write with the advice and the machine (meta may be NULL). */
+int phiq_report_write_meta(const char *dir, const char *model_name, const phiq_report_row *rows, int n,
+                           const phiq_report_meta *meta);
 
 /* Writes report.json, report.md and report.html (self-contained, SVG charts
  * of size vs KL divergence and size vs decode speed with the Pareto front) into dir. */

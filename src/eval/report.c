@@ -3,7 +3,9 @@
  * size against KL divergence and against decode speed, Pareto front marked. */
 #include <math.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/common.h"
 #include "eval/eval.h"
@@ -71,15 +73,104 @@ int phiq_report_pareto(const phiq_report_row *rows, int n, int speed, int *idx) 
     return k;
 }
 
+static int on_front(const int *front, int nf, int i) {
+    for (int q = 0; q < nf; q++)
+        if (front[q] == i) return 1;
+    return 0;
+}
+
 char *phiq_report_table(const phiq_report_row *rows, int n) {
     sbuf b = {0};
-    sb_printf(&b, "| type | size MB | bpw | ppl | KLD mean | KLD p99 | top-1 %% | prefill tok/s | decode tok/s |\n");
-    sb_printf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    int front[64], nf = phiq_report_pareto(rows, n < 64 ? n : 64, 0, front);
+    sb_printf(&b, "| type | size MB | bpw | ppl | KLD mean | KLD p99 | top-1 %% | prefill tok/s | decode tok/s | best at its size |\n");
+    sb_printf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|\n");
     for (int i = 0; i < n; i++) {
         const phiq_report_row *r = &rows[i];
-        sb_printf(&b, "| %s | %.2f | %.2f | %.4f | %.6f | %.6f | %.2f | %.1f | %.1f |\n", r->type,
+        sb_printf(&b, "| %s | %.2f | %.2f | %.4f | %.6f | %.6f | %.2f | %.1f | %.1f | %s |\n", r->type,
                   (double)r->size_bytes / 1e6, r->bpw, r->ppl, r->kld_mean, r->kld_p99, 100 * r->top1,
-                  r->prefill_tok_s, r->decode_tok_s);
+                  r->prefill_tok_s, r->decode_tok_s, on_front(front, nf, i) ? "yes" : "");
+    }
+    return b.s;
+}
+
+void phiq_report_cpu_name(char *buf, size_t cap) {
+    snprintf(buf, cap, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10)) continue;
+        const char *v = strchr(line, ':');
+        if (!v) break;
+        v++;
+        while (*v == ' ' || *v == '\t') v++;
+        snprintf(buf, cap, "%.*s", (int)strcspn(v, "\n"), v);
+        break;
+    }
+    fclose(f);
+}
+
+/* "KLD 0.00296 +- 0.00004, top-1 96.5%, decode 812 tok/s" */
+static void row_cost(sbuf *b, const phiq_report_row *r) {
+    sb_printf(b, "%.2f MB, KLD %.5f", (double)r->size_bytes / 1e6, r->kld_mean);
+    if (r->kld_err > 0) sb_printf(b, " \u00b1 %.5f", r->kld_err);
+    sb_printf(b, ", top-1 %.1f%%, decode %.0f tok/s, prefill %.0f tok/s", 100 * r->top1, r->decode_tok_s, r->prefill_tok_s);
+}
+
+/* Memory budgets: device, and what its weights may take (the rest is the
+ * OS, the KV cache and the application). */
+static const struct { const char *device; double bytes; } BUDGETS[] = {
+    {"a phone or small board with 4 GB of RAM (about 2 GB for the weights)", 2e9},
+    {"an 8 GB laptop, phone or board (about 5 GB for the weights)", 5e9},
+    {"a 16 GB AI PC (about 11 GB for the weights)", 11e9},
+    {"a 32 GB workstation (about 24 GB for the weights)", 24e9},
+};
+
+char *phiq_report_advice(const phiq_report_row *rows, int n, const phiq_report_meta *meta) {
+    sbuf b = {0};
+    const char *ref = n ? rows[0].type : "-";
+    sb_printf(&b, "## Which file to ship\n\n");
+    sb_printf(&b, "Measured on %s with %d threads; KL divergence from %s", meta && meta->cpu ? meta->cpu : "this machine",
+              meta ? meta->threads : 0, ref);
+    if (meta && meta->text) sb_printf(&b, " on %s", meta->text);
+    if (meta && meta->calib) sb_printf(&b, "; the calibrated rows (+calib, -mix) were fitted on %s only", meta->calib);
+    sb_printf(&b, ". The margin after a KLD is one standard error of the mean: two files closer than twice "
+                  "it are a tie, and then the smaller (faster) one is the one to ship.\n\n");
+    int front[64], nf = phiq_report_pareto(rows, n < 64 ? n : 64, 0, front);
+    sb_printf(&b, "Best file at each size (nothing else is both smaller and closer to %s):\n\n", ref);
+    for (int q = 0; q < nf; q++) {
+        const phiq_report_row *r = &rows[front[q]];
+        sb_printf(&b, "- from %.2f MB: **%s** (", (double)r->size_bytes / 1e6, r->type);
+        row_cost(&b, r);
+        sb_printf(&b, ")\n");
+    }
+    sb_printf(&b, "\nFor each memory budget:\n\n");
+    for (size_t d = 0; d < sizeof BUDGETS / sizeof BUDGETS[0]; d++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            if ((double)rows[i].size_bytes > BUDGETS[d].bytes || !isfinite(rows[i].kld_mean)) continue;
+            if (best < 0 || rows[i].kld_mean < rows[best].kld_mean ||
+                (rows[i].kld_mean == rows[best].kld_mean && rows[i].size_bytes < rows[best].size_bytes))
+                best = i;
+        }
+        /* a smaller file within the margin of the least-KLD one is a tie: ship the smallest such */
+        const int lo = best;
+        for (int i = 0; lo >= 0 && i < n; i++) {
+            const phiq_report_row *r = &rows[i], *w = &rows[lo];
+            const double m = 2 * sqrt(r->kld_err * r->kld_err + w->kld_err * w->kld_err);
+            if (r->size_bytes < rows[best].size_bytes && m > 0 && r->kld_mean - w->kld_mean <= m) best = i;
+        }
+        sb_printf(&b, "- %s: ", BUDGETS[d].device);
+        if (best < 0) {
+            uint64_t small = 0;
+            for (int i = 0; i < n; i++)
+                if (!small || rows[i].size_bytes < small) small = rows[i].size_bytes;
+            sb_printf(&b, "nothing here fits (the smallest file is %.2f MB)\n", (double)small / 1e6);
+        } else {
+            sb_printf(&b, "ship **%s** (", rows[best].type);
+            row_cost(&b, &rows[best]);
+            sb_printf(&b, ")\n");
+        }
     }
     return b.s;
 }
@@ -171,7 +262,51 @@ static int write_text(const char *dir, const char *name, const char *text) {
 }
 
 int phiq_report_write(const char *dir, const char *model_name, const phiq_report_row *rows, int n) {
+    return phiq_report_write_meta(dir, model_name, rows, n, NULL);
+}
+
+/* Markdown bullets and bold of the advice as HTML. */
+static void md_to_html(sbuf *h, const char *md) {
+    int in_list = 0;
+    for (const char *l = md; l && *l;) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) : strlen(l);
+        char *line = strndup(l, len);
+        if (!line) return;
+        char *text = line;
+        if (!strncmp(line, "## ", 3)) {
+            if (in_list) sb_printf(h, "</ul>\n"), in_list = 0;
+            sb_printf(h, "<h2>");
+            sb_html(h, line + 3);
+            sb_printf(h, "</h2>\n");
+        } else if (len) {
+            const int item = !strncmp(line, "- ", 2);
+            if (item && !in_list) sb_printf(h, "<ul class=\"advice\">\n"), in_list = 1;
+            if (!item && in_list) sb_printf(h, "</ul>\n"), in_list = 0;
+            sb_printf(h, item ? "<li>" : "<p>");
+            if (item) text += 2;
+            int bold = 0; /* **x** -> <b>x</b> */
+            for (char *p = text; *p;) {
+                char *st = strstr(p, "**");
+                if (st) *st = 0;
+                sb_html(h, p);
+                if (!st) break;
+                sb_printf(h, bold ? "</b>" : "<b>");
+                bold = !bold;
+                p = st + 2;
+            }
+            sb_printf(h, item ? "</li>\n" : "</p>\n");
+        }
+        free(line);
+        l = e ? e + 1 : NULL;
+    }
+    if (in_list) sb_printf(h, "</ul>\n");
+}
+
+int phiq_report_write_meta(const char *dir, const char *model_name, const phiq_report_row *rows, int n,
+                           const phiq_report_meta *meta) {
     sbuf j = {0}, md = {0}, h = {0};
+    char *advice = phiq_report_advice(rows, n, meta);
     /* JSON */
     sb_printf(&j, "{\n  \"model\": \"");
     for (const char *s = model_name; *s; s++) {
@@ -189,14 +324,26 @@ int phiq_report_write(const char *dir, const char *model_name, const phiq_report
         sb_printf(&j, ", \"top1\": "); json_num(&j, r->top1);
         sb_printf(&j, ", \"prefill_tok_s\": "); json_num(&j, r->prefill_tok_s);
         sb_printf(&j, ", \"decode_tok_s\": "); json_num(&j, r->decode_tok_s);
+        sb_printf(&j, ", \"kld_err\": "); json_num(&j, r->kld_err);
+        int fr[64], nfr = phiq_report_pareto(rows, n < 64 ? n : 64, 0, fr);
+        sb_printf(&j, ", \"best_at_size\": %s", on_front(fr, nfr, i) ? "true" : "false");
         sb_printf(&j, "}%s\n", i + 1 < n ? "," : "");
     }
-    sb_printf(&j, "  ]\n}\n");
+    sb_printf(&j, "  ]");
+    if (meta) {
+        sb_printf(&j, ",\n  \"machine\": {\"cpu\": \"");
+        for (const char *c = meta->cpu ? meta->cpu : ""; *c; c++)
+            if (*c == '"' || *c == '\\') sb_printf(&j, "\\%c", *c);
+            else if ((unsigned char)*c >= 0x20) sb_printf(&j, "%c", *c);
+        sb_printf(&j, "\", \"threads\": %d}", meta->threads);
+    }
+    sb_printf(&j, "\n}\n");
     /* Markdown */
     char *table = phiq_report_table(rows, n);
     sb_printf(&md, "# phiq report: %s\n\nKL divergence and top-1 agreement are measured against the highest-precision "
                    "row (%s); perplexity with llama.cpp's conventions; speeds are medians on this machine.\n\n%s",
               model_name, n ? rows[0].type : "-", table ? table : "");
+    sb_printf(&md, "\n%s", advice ? advice : "");
     /* HTML */
     sb_printf(&h, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>phiq report: ");
     sb_html(&h, model_name);
@@ -214,15 +361,15 @@ int phiq_report_write(const char *dir, const char *model_name, const phiq_report
     int front[64], nf = phiq_report_pareto(rows, n < 64 ? n : 64, 0, front);
     for (int i = 0; i < n; i++) {
         const phiq_report_row *r = &rows[i];
-        int on = 0;
-        for (int q = 0; q < nf; q++) on |= front[q] == i;
-        sb_printf(&h, "<tr%s><td>", on ? " class=\"front\"" : "");
+        sb_printf(&h, "<tr%s><td>", on_front(front, nf, i) ? " class=\"front\"" : "");
         sb_html(&h, r->type);
         sb_printf(&h, "</td><td>%.2f</td><td>%.2f</td><td>%.4f</td><td>%.6f</td><td>%.6f</td><td>%.2f</td><td>%.1f</td><td>%.1f</td></tr>\n",
                   (double)r->size_bytes / 1e6, r->bpw, r->ppl, r->kld_mean, r->kld_p99, 100 * r->top1, r->prefill_tok_s,
                   r->decode_tok_s);
     }
-    sb_printf(&h, "</table>\n<div class=\"charts\">\n");
+    sb_printf(&h, "</table>\n");
+    md_to_html(&h, advice);
+    sb_printf(&h, "<div class=\"charts\">\n");
     svg_chart(&h, rows, n, 0, "Size vs KL divergence");
     svg_chart(&h, rows, n, 1, "Size vs decode speed");
     sb_printf(&h, "</div>\n<p>Generated by phiq %s.</p>\n</body></html>\n", PHIQ_VERSION);
@@ -232,6 +379,6 @@ int phiq_report_write(const char *dir, const char *model_name, const phiq_report
     if (!rc) rc = write_text(dir, "report.json", j.s);
     if (!rc) rc = write_text(dir, "report.md", md.s);
     if (!rc) rc = write_text(dir, "report.html", h.s);
-    free(j.s); free(md.s); free(h.s); free(table);
+    free(j.s); free(md.s); free(h.s); free(table); free(advice);
     return rc;
 }

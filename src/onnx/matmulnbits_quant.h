@@ -74,39 +74,6 @@ void phiq_mnb_quantize_rows_nncf(const phiq_mnb_layout *l, int64_t group, const 
  * [rows, k]; the maximum is returned, accumulate with fmax over row chunks. */
 double phiq_nncf_int8_row_error(const float *w, int64_t rows, int64_t k);
 
-/* AWQ's scale search (matmulnbits_awq.c): for the nw weights w[j]
- * [rows[j], l->k] reading one input with second moments H [k][k] and
- * per-channel magnitude act [k] (equal across channels that must share a
- * scale), tries s = act^alpha / sqrt(max·min) for alpha = 0, 0.05, .., 0.95
- * and keeps in s [k] the one with the least sum_j tr(dW_j H dW_jᵀ),
- * dW = W - Q(W diag(s)) diag(1/s), Q = phiq_mnb_quantize_rows in l's layout,
- * over at most max_rows evenly spaced rows per weight. Returns the alpha
- * index (0: s = 1) or a negative PHIQ_E*; *err_plain / *err_best: the error
- * at s = 1 and at the choice. */
-int phiq_awq_search(const phiq_mnb_layout *l, const float *const *w, const int64_t *rows, int nw, const float *H,
-                    const float *act, int max_rows, float *s, double *err_plain, double *err_best);
-
-/* AWQ on one Phi-3 decoder layer, in llm-awq's order: qkv (scales folded
- * into input_layernorm), o_proj (into the v rows of qkv; with GQA one scale
- * per kv-head channel, shared by the query heads that read it), gate+up (into
- * post_attention_layernorm), down (into the up rows: silu(g)·u is linear in
- * u). The float model is unchanged; the caller writes the rescaled weights,
- * divides the norms by s_in / s_post and runs GPTQ with h_scaled. */
-enum { PHIQ_AWQ_QKV, PHIQ_AWQ_O, PHIQ_AWQ_GATE, PHIQ_AWQ_UP, PHIQ_AWQ_DOWN, PHIQ_AWQ_KINDS };
-typedef struct phiq_awq_layer {
-    float *w[PHIQ_AWQ_KINDS];        /* in (owned): qkv [nq+2nkv, E], o [E, nq], gate, up [F, E], down [E, F];
-                                        rescaled in place */
-    const float *h[PHIQ_AWQ_KINDS];  /* in: Hessians of their inputs (gate's also serves up) */
-    float *s_in, *s_post;            /* out: input_layernorm / post_attention_layernorm divisors [E] */
-    float *h_scaled[PHIQ_AWQ_KINDS]; /* out: H / (s sᵀ) per weight (gate and up share one) */
-    int groups;                      /* running totals over layers: searches, */
-    double err_plain, err_best;      /* and their output-error proxy at s = 1 and as chosen */
-} phiq_awq_layer;
-int phiq_awq_layer_run(phiq_awq_layer *a, int bits, int bs, bool sym, int n_head, int n_head_kv, int head_dim,
-                       int64_t E, int64_t F);
-/* Frees the layer's buffers, keeping the running totals. */
-void phiq_awq_layer_free(phiq_awq_layer *a);
-
 /* The inverse, w[n,k] = (q - zp) * scale, for tests. */
 void phiq_mnb_dequantize_rows(const phiq_mnb_layout *l, const uint8_t *b, const float *scales, const uint8_t *zp,
                               int64_t rows, float *w);

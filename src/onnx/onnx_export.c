@@ -64,7 +64,6 @@ typedef struct ox_rows {
     int64_t row0[OX_MAX_SEG], rows[OX_MAX_SEG];
     int nseg;
     int64_t n, k;
-    const float *f32; /* --awq: the rows as rescaled in memory [n, k], read instead of t */
 } ox_rows;
 
 typedef struct ox {
@@ -86,10 +85,6 @@ typedef struct ox {
     uint8_t *plan;
     int head_bits;
     phiq_onnx_stats mixed; /* the plan's figures (n_int4 ...) */
-    /* --awq: layer awq_layer's rescaled weights, norm divisors and
-     * Hessians in the rescaled basis */
-    phiq_awq_layer awq;
-    int awq_layer;
 } ox;
 
 /* How one weight is stored: bits (0 = float), MatMulNBits block size,
@@ -121,10 +116,6 @@ static int ox_kind_of(const char *name, int *layer) {
 /* ---- reading rows ---------------------------------------------------------- */
 
 static int ox_read(const ox_rows *r, int64_t row, int64_t col0, int64_t ncols, float *dst) {
-    if (r->f32) {
-        memcpy(dst, r->f32 + row * r->k + col0, sizeof *dst * (size_t)ncols);
-        return 0;
-    }
     for (int s = 0; s < r->nseg; s++) {
         if (row < r->rows[s]) {
             const phiq_st_tensor *t = r->t[s];
@@ -312,8 +303,6 @@ static const float *ox_hessian(ox *x, const char *wname, int64_t k, int *failed)
     char names[2][96];
     int n = ox_calib_names(wname, names);
     *failed = 0;
-    int layer = -1, kind = ox_kind_of(wname, &layer);
-    if (x->opt->awq && kind >= 0 && layer == x->awq_layer && x->awq.h_scaled[kind]) return x->awq.h_scaled[kind];
     for (int j = 0; j < n; j++) {
         int64_t hn = 0;
         const float *H = phiq_calib_session_hessian(x->cal, names[j], &hn, failed);
@@ -526,14 +515,12 @@ static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_ro
     return 0;
 }
 
-/* A norm weight; div (--awq's scales, folded in) divides it when non-NULL. */
-static int ox_norm_weight(ox *x, const char *hfname, const char *oname, const float *div) {
+static int ox_norm_weight(ox *x, const char *hfname, const char *oname) {
     const phiq_st_tensor *t = phiq_hf_find(x->hf, hfname);
     int64_t n = x->hp->n_embd;
     float *w = malloc((size_t)n * sizeof *w);
     if (!w) return phiq_fail(PHIQ_ENOMEM, "out of memory");
     int rc = phiq_st_to_f32(t, 0, n, w);
-    for (int64_t i = 0; div && i < n; i++) w[i] /= div[i];
     if (!rc) rc = ox_blob(x, oname, PHIQ_OG_FLOAT, &n, 1, w, (size_t)n * sizeof *w);
     free(w);
     return rc;
@@ -955,50 +942,6 @@ static int ox_plan(ox *x) {
     return rc;
 }
 
-/* ---- AWQ (--awq) ---------------------------------------------------------------------------- */
-
-static void ox_awq_free(ox *x) {
-    phiq_awq_layer_free(&x->awq);
-    x->awq_layer = -1;
-}
-
-static float *ox_load_rows(const ox_rows *r) {
-    float *w = malloc(sizeof *w * (size_t)(r->n * r->k));
-    if (!w) return phiq_fail_null(PHIQ_ENOMEM, "AWQ: out of memory for %lld x %lld floats", (long long)r->n,
-                                  (long long)r->k);
-    int rc = 0;
-    for (int64_t i = 0; i < r->n && !rc; i++) rc = ox_read(r, i, 0, r->k, w + i * r->k);
-    if (rc) {
-        free(w);
-        return NULL;
-    }
-    return w;
-}
-
-/* AWQ for layer i (matmulnbits_awq.c): its weights in float, rescaled; they
- * replace the checkpoint's rows in L, and ox_hessian hands out the rescaled
- * Hessians for GPTQ until the next layer. */
-static int ox_awq_layer(ox *x, int i, ox_layer *L) {
-    const phiq_hparams *hp = x->hp;
-    ox_awq_free(x);
-    ox_rows *rows[OX_KINDS] = {&L->qkv, &L->o, &L->gate, &L->up, &L->down};
-    for (int k = 0; k < OX_KINDS; k++) {
-        char wname[160];
-        int failed;
-        snprintf(wname, sizeof wname, "model.layers.%d.%s.MatMul.weight", i, ox_kind_names[k]);
-        x->awq.h[k] = ox_hessian(x, wname, rows[k]->k, &failed);
-        if (failed || !x->awq.h[k])
-            return failed ? PHIQ_EINVAL : phiq_fail(PHIQ_EINVAL, "AWQ: no calibration statistics for %s", wname);
-        if (!(x->awq.w[k] = ox_load_rows(rows[k]))) return PHIQ_ENOMEM;
-    }
-    int rc = phiq_awq_layer_run(&x->awq, x->bits, x->opt->block_size, !x->opt->asym, hp->n_head, hp->n_head_kv,
-                                hp->head_dim, hp->n_embd, hp->n_ff);
-    if (rc) return rc;
-    x->awq_layer = i;
-    for (int k = 0; k < OX_KINDS; k++) rows[k]->f32 = x->awq.w[k];
-    return 0;
-}
-
 /* ---- the graph -------------------------------------------------------------- */
 
 static int ox_build(ox *x) {
@@ -1137,9 +1080,8 @@ static int ox_build(ox *x) {
         snprintf(wp, sizeof wp, "model.layers.%d", i);
 
         /* input_layernorm */
-        if (x->opt->awq && (rc = ox_awq_layer(x, i, &L))) return rc;
         snprintf(w, sizeof w, "model.layers.%d.input_layernorm.weight", i);
-        if ((rc = ox_norm_weight(x, w, w, x->opt->awq ? x->awq.s_in : NULL))) return rc;
+        if ((rc = ox_norm_weight(x, w, w))) return rc;
         snprintf(ln_out, sizeof ln_out, "%s/input_layernorm/output_0", p);
         if (i == 0) {
             snprintf(ln, sizeof ln, "%s/input_layernorm/LayerNorm", p);
@@ -1188,7 +1130,7 @@ static int ox_build(ox *x) {
 
         /* post_attention_layernorm */
         snprintf(w, sizeof w, "model.layers.%d.post_attention_layernorm.weight", i);
-        if ((rc = ox_norm_weight(x, w, w, x->opt->awq ? x->awq.s_post : NULL))) return rc;
+        if ((rc = ox_norm_weight(x, w, w))) return rc;
         snprintf(ln, sizeof ln, "%s/post_attention_layernorm/SkipLayerNorm", p);
         snprintf(ln_out, sizeof ln_out, "%s/post_attention_layernorm/output_0", p);
         snprintf(res_out, sizeof res_out, "%s/post_attention_layernorm/output_3", p);
@@ -1227,8 +1169,7 @@ static int ox_build(ox *x) {
     snprintf(ln, sizeof ln, "/model/layers.%d/final_norm_layernorm/SkipLayerNorm", hp->n_layer);
     snprintf(fw, sizeof fw, "model.layers.%d.final_norm_layernorm.weight", hp->n_layer);
     snprintf(fo, sizeof fo, "/model/layers.%d/final_norm_layernorm/output_0", hp->n_layer);
-    ox_awq_free(x);
-    if ((rc = ox_norm_weight(x, "model.norm.weight", fw, NULL))) return rc;
+    if ((rc = ox_norm_weight(x, "model.norm.weight", fw))) return rc;
     n = phiq_og_node(g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln, IN(residual, down_prev, fw),
                      IN(fo));
     phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
@@ -1291,8 +1232,6 @@ int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onn
     if (opt->accuracy_level < 0 || opt->accuracy_level > 4)
         return phiq_fail(PHIQ_EINVAL, "onnx export: accuracy level %d not in 0..4", opt->accuracy_level);
     if (opt->max_length < 0) return phiq_fail(PHIQ_EINVAL, "onnx export: negative max length");
-    if (opt->awq && (!opt->calib || !quant || opt->mixed))
-        return phiq_fail(PHIQ_EINVAL, "--awq needs --calib TEXT and --type int4 or int8 (not --ratio)");
     if (opt->mixed) {
         if (opt->type != PHIQ_ONNX_INT4)
             return phiq_fail(PHIQ_EINVAL, "--ratio mixes int4 with a backup precision: it needs --type int4");
@@ -1412,12 +1351,6 @@ fail:
         st->params_ratio_defining = x.mixed.params_ratio_defining;
     }
     free(x.plan);
-    ox_awq_free(&x);
-    if (st) {
-        st->n_awq = x.awq.groups;
-        st->awq_err_plain = x.awq.err_plain;
-        st->awq_err_best = x.awq.err_best;
-    }
     if (x.cal && st) {
         st->n_gptq = x.n_gptq;
         st->calib_passes = phiq_calib_session_passes(x.cal);

@@ -44,11 +44,6 @@ typedef struct phiq_onnx_options {
     int calib_ctx, calib_chunks; /* chunk length (0: 512), chunks used (0: all) */
     uint64_t calib_mem;          /* Hessian bytes held at once (0: 1 GiB) */
     float damp;                  /* GPTQ dampening (0: 0.01) */
-    /* --awq (with --calib, not --ratio): AWQ's activation-aware equivalent
-     * scaling before GPTQ, folded into input_layernorm (qkv), the v rows
-     * (o_proj, one scale per kv-head channel), post_attention_layernorm
-     * (gate+up) and the up rows (down) */
-    bool awq;
     /* NNCF mixed precision (--ratio, int4 only): the ratio-defining weights
      * (every layer matmul; lm_head and the embedding are outside) are ranked
      * by NNCF's data-free criterion (without --calib: largest per-channel int8
@@ -71,8 +66,6 @@ typedef struct phiq_onnx_stats {
     double calib_seconds;
     /* --ratio: ratio-defining weights (HF tensors) given int4 / in total, and
      * their parameters */
-    int n_awq;                   /* --awq: weight groups rescaled */
-    double awq_err_plain, awq_err_best; /* their summed output-error proxy at s = 1 and as chosen */
     int n_int4, n_ratio_defining;
     int64_t params_int4, params_ratio_defining;
 } phiq_onnx_stats;

@@ -64,6 +64,15 @@ const char *phiq_mix_names(void) {
            "F16 BF16 F32 Q3_K Q4_K Q5_K int4 int8 fp16 bf16 fp32";
 }
 
+int phiq_mix_ftype_of_type(int type, const char **name) {
+    for (int i = 0; i < N_PRESETS; i++)
+        if (PRESETS[i].type == type) {
+            if (name) *name = PRESETS[i].canonical;
+            return PRESETS[i].ftype;
+        }
+    return -1;
+}
+
 int phiq_mix_parse(const char *name, phiq_mix *out) {
     memset(out, 0, sizeof *out);
     for (int i = 0; name && i < N_PRESETS; i++) {

@@ -49,6 +49,9 @@ int phiq_mix_parse(const char *name, phiq_mix *out);
  * tensor name (PCRE2, as std::regex_search). */
 int phiq_mix_add_override(phiq_mix *m, const char *spec);
 void phiq_mix_free(phiq_mix *m);
+/* The first preset whose ordinary weights have ggml type `type` (llama_ftype
+ * id; its name in *name), for general.file_type of a mixed file; -1 if none. */
+int phiq_mix_ftype_of_type(int type, const char **name);
 /* Space-separated list of valid preset names. */
 const char *phiq_mix_names(void);
 
