@@ -2,8 +2,6 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
-#include <cjson/cJSON.h>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -339,23 +337,6 @@ void tu_refused(const char *what, const char *want, const char *out, const char 
     assert_true(nl && nl[1] == 0); /* one line */
     if (out) assert_true(access(out, F_OK) != 0);
     free(err);
-}
-
-void tu_edit_json(const char *path, void (*edit)(cJSON *)) {
-    size_t n;
-    char *txt = tu_read_all(path, &n);
-    if (!txt) fail_msg("%s: cannot read", path);
-    cJSON *c = cJSON_Parse(txt);
-    free(txt);
-    if (!c) fail_msg("%s: not JSON", path);
-    edit(c);
-    char *s = cJSON_Print(c);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(s, f);
-    fclose(f);
-    free(s);
-    cJSON_Delete(c);
 }
 
 void tu_json_line(FILE *f, const char *s) {
