@@ -11,6 +11,7 @@
 #include "core/common.h"
 #include "formats/gguf.h"
 #include "model/model.h"
+#include "quant/quant.h"
 
 typedef struct calib_entry {
     const phiq_mat *w;   /* the weight (an expert's for MoE) */
@@ -432,6 +433,61 @@ const int32_t *phiq_calib_session_hold_out(phiq_calib_session *s, int64_t n_toke
                               (long long)s->n_ids, (long long)n_tokens, s->o.n_ctx);
     s->n_ids -= n_tokens;
     return s->ids + s->n_ids;
+}
+
+/* Adds diag(g) WᵀW diag(g), scaled to trace n, to H [n][n]: the output
+ * error of matrix W (E -> n_out) behind a norm of gain g for an error in the
+ * norm's input (up to the norm's 1/rms). */
+static int add_gram(float *H, int64_t n, const phiq_mat *W, const float *g) {
+    if (W->n_in != n) return phiq_fail(PHIQ_EFORMAT, "calibration: a weight's rows are not of the embedding's length");
+    float *r = malloc(sizeof(float) * (size_t)n);
+    double *acc = calloc((size_t)(n * n), sizeof(double));
+    if (!r || !acc) {
+        free(r), free(acc);
+        return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
+    }
+    for (int64_t o = 0; o < W->n_out; o++) {
+        if (phiq_dequantize(W->type, (const uint8_t *)W->data + o * W->row_bytes, r, n) < 0) {
+            free(r), free(acc);
+            return phiq_fail(PHIQ_EUNSUPPORTED, "calibration: cannot read a weight of type %d", W->type);
+        }
+        for (int64_t i = 0; i < n; i++) r[i] *= g ? g[i] : 1.0f;
+        for (int64_t i = 0; i < n; i++) {
+            const double ri = r[i];
+            double *ai = acc + i * n;
+            for (int64_t k = 0; k <= i; k++) ai[k] += ri * r[k];
+        }
+    }
+    double tr = 0;
+    for (int64_t i = 0; i < n; i++) tr += acc[i * n + i];
+    const double sc = tr > 0 ? (double)n / tr : 0; /* trace n: the terms weigh alike */
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t k = 0; k <= i; k++) {
+            H[i * n + k] += (float)(acc[i * n + k] * sc);
+            H[k * n + i] = H[i * n + k];
+        }
+    free(r), free(acc);
+    return 0;
+}
+
+int phiq_calib_session_embd_hessian(phiq_calib_session *s, float **H, int64_t *n_in) {
+    const phiq_model *m = s->m;
+    const int64_t n = m->hp.n_embd;
+    *H = NULL;
+    if (m->hp.n_layer < 1) return 0;
+    const phiq_layer *L = &m->layers[0];
+    if (!L->fused_qkv || !L->qkv.data || !L->ffn_norm || !L->up.data) return 0;
+    float *h = calloc((size_t)(n * n), sizeof(float));
+    if (!h) return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
+    int rc = add_gram(h, n, &L->qkv, L->attn_norm);
+    if (rc == 0) rc = add_gram(h, n, &L->up, L->ffn_norm);
+    if (rc < 0) {
+        free(h);
+        return rc;
+    }
+    *H = h;
+    *n_in = n;
+    return 0;
 }
 
 phiq_model *phiq_calib_session_model(phiq_calib_session *s) { return s->m; }

@@ -72,6 +72,13 @@ const float *phiq_calib_session_imatrix(phiq_calib_session *s, const char *name,
  * at least two chunks of n_ctx. Call before the first Hessian. Returns the
  * held-out ids (owned by the session) or NULL with a one-line error. */
 const int32_t *phiq_calib_session_hold_out(phiq_calib_session *s, int64_t n_tokens);
+/* *H = a stand-in Hessian [n][n] (malloc'd) for token_embd.weight, whose rows get
+ * no activations: an error δ in an embedding reaches the first layer's
+ * attention and MLP inputs through their norms (gains g_a, g_f), so
+ * H = diag(g_a) QKVᵀQKV diag(g_a) + diag(g_f) UPᵀUP diag(g_f), each term
+ * scaled to trace n. *H = NULL when layer 0 has no fused QKV and pre-MLP
+ * norm (phi2, PhiMoE: token_embd is rounded as before). 0 or a negative code. */
+int phiq_calib_session_embd_hessian(phiq_calib_session *s, float **H, int64_t *n_in);
 /* The source model the session runs (budget.c measures sensitivities on it). */
 phiq_model *phiq_calib_session_model(phiq_calib_session *s);
 int phiq_calib_session_passes(const phiq_calib_session *s);

@@ -388,6 +388,17 @@ static int convert_tensor(ctx *c, const source *src, const char *name, int type,
             return PHIQ_EINVAL;
         }
         if (H && hn == ne0) return convert_tensor_gptq(c, src, name, type, ne0, H, buf, nbytes);
+        if (!H && !strcmp(name, "token_embd.weight")) { /* no activations: the stand-in of calib.h */
+            float *He;
+            int rc = phiq_calib_session_embd_hessian(c->cal, &He, &hn);
+            if (rc < 0) return rc;
+            if (He && hn == ne0) {
+                rc = convert_tensor_gptq(c, src, name, type, ne0, He, buf, nbytes);
+                free(He);
+                return rc;
+            }
+            free(He);
+        }
         int n_mat = 1;
         const float *im = phiq_calib_session_imatrix(c->cal, name, &hn, &n_mat);
         if (im && hn == ne0 && j.nrows % n_mat == 0) {

@@ -20,8 +20,9 @@
 
 #define TILE 16
 
-/* U (float, [n][n], upper) from H; dead columns (zero diagonal) get 1. */
-static int inverse_chol_upper(const float *H, int64_t n, float damp, float *U) {
+/* U (float, [n][n], upper) from H with rows and columns in the order perm
+ * (the sweep's); dead columns (zero diagonal) get 1. */
+static int inverse_chol_upper(const float *H, const int64_t *perm, int64_t n, float damp, float *U) {
     double *a = malloc(sizeof(double) * (size_t)(n * n));
     if (!a) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory for a %lld x %lld Hessian", (long long)n, (long long)n);
     double mean = 0;
@@ -29,9 +30,11 @@ static int inverse_chol_upper(const float *H, int64_t n, float damp, float *U) {
     mean /= (double)n;
     if (!(mean > 0)) mean = 1;
     const double lambda = damp * mean;
-    /* reversed order: a[i][j] = H[n-1-i][n-1-j] */
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) a[i * n + j] = H[(n - 1 - i) * n + (n - 1 - j)];
+    /* reversed sweep order: a[i][j] = H[perm[n-1-i]][perm[n-1-j]] */
+    for (int64_t i = 0; i < n; i++) {
+        const float *hi = H + perm[n - 1 - i] * n;
+        for (int64_t j = 0; j < n; j++) a[i * n + j] = hi[perm[n - 1 - j]];
+    }
     for (int64_t i = 0; i < n; i++) {
         if (a[i * n + i] <= 0) a[i * n + i] = 1;
         a[i * n + i] += lambda;
@@ -270,11 +273,28 @@ static float mlx_round(const phiq_gptq_grid *gg, int64_t r, int64_t c, float x) 
 }
 
 /* ---- the sweep ------------------------------------------------------------------ */
+/* Runs fn(arg) on n_threads threads (the caller's one included). */
+static void run_threads(void *(*fn)(void *), void *arg, int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > 64) n_threads = 64;
+    pthread_t th[64];
+    int started = 0;
+    for (int i = 1; i < n_threads; i++, started++)
+        if (pthread_create(&th[i - 1], NULL, fn, arg) != 0) break;
+    fn(arg);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+}
+
+/* The sweep runs in a permuted column order (act-order): perm[k] is the
+ * column swept k-th. Each run of bs sweep positions holds one whole block,
+ * so a block's parameters are fitted once, on the error-updated weights of
+ * all its columns, before its first column is rounded. w is in sweep order. */
 typedef struct gjob {
     const phiq_gptq_grid *g;
     float *w;
     int64_t nrows, ncols;
     const float *U, *imat;
+    const int64_t *perm;
     int64_t next; /* next tile (under mu) */
     pthread_mutex_t mu;
     int rc;
@@ -284,12 +304,13 @@ static void *gptq_worker(void *arg) {
     gjob *j = arg;
     const phiq_gptq_grid *g = j->g;
     const int64_t n = j->ncols, bs = g->bs;
-    float *deq = malloc(sizeof(float) * (size_t)(TILE * bs));
+    float *deq = malloc(sizeof(float) * (size_t)(TILE * bs)), *xo = malloc(sizeof(float) * (size_t)bs);
     float err[TILE];
-    if (!deq) {
+    if (!deq || !xo) {
         pthread_mutex_lock(&j->mu);
         j->rc = PHIQ_ENOMEM;
         pthread_mutex_unlock(&j->mu);
+        free(deq), free(xo);
         return NULL;
     }
     for (;;) {
@@ -301,22 +322,26 @@ static void *gptq_worker(void *arg) {
         if (stop || r0 >= j->nrows) break;
         int64_t nr = j->nrows - r0 < TILE ? j->nrows - r0 : TILE;
         for (int64_t c0 = 0; c0 < n; c0 += bs) {
+            const int64_t ob = j->perm[c0] / bs * bs; /* the block's first column in the file */
             for (int64_t r = 0; r < nr; r++) {
-                int rc = g->fit(g, r0 + r, c0, j->w + (r0 + r) * n + c0, j->imat + c0, deq + r * bs);
+                const float *row = j->w + (r0 + r) * n;
+                for (int64_t k = c0; k < c0 + bs; k++) xo[j->perm[k] - ob] = row[k];
+                int rc = g->fit(g, r0 + r, ob, xo, j->imat + ob, deq + r * bs);
                 if (rc < 0) {
                     pthread_mutex_lock(&j->mu);
                     j->rc = rc;
                     pthread_mutex_unlock(&j->mu);
-                    free(deq);
+                    free(deq), free(xo);
                     return NULL;
                 }
             }
             for (int64_t c = c0; c < c0 + bs; c++) {
                 const float *u = j->U + c * n;
+                const int64_t oc = j->perm[c];
                 for (int64_t r = 0; r < nr; r++) {
                     float *row = j->w + (r0 + r) * n;
-                    float q = g->round(g, r0 + r, c, row[c]);
-                    if (isnan(q)) q = deq[r * bs + (c - c0)];
+                    float q = g->round(g, r0 + r, oc, row[c]);
+                    if (isnan(q)) q = deq[r * bs + (oc - ob)];
                     err[r] = (row[c] - q) / u[c];
                 }
                 for (int64_t r = 0; r < nr; r++) {
@@ -327,38 +352,83 @@ static void *gptq_worker(void *arg) {
             }
         }
     }
-    free(deq);
+    free(deq), free(xo);
     return NULL;
 }
 
-int phiq_gptq_run(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t ncols, const float *H, float damp, int n_threads) {
-    float *U = malloc(sizeof(float) * (size_t)(ncols * ncols));
-    float *imat = malloc(sizeof(float) * (size_t)ncols);
-    if (!U || !imat) {
-        free(U);
-        free(imat);
-        return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
+/* idx[0..m) ordered by decreasing key[idx] (ties: smaller index first); m is small */
+static void sort_desc(int64_t *idx, int64_t m, const float *key) {
+    for (int64_t i = 1; i < m; i++) {
+        const int64_t v = idx[i];
+        int64_t k = i;
+        while (k > 0 && (key[idx[k - 1]] < key[v] || (key[idx[k - 1]] == key[v] && idx[k - 1] > v))) {
+            idx[k] = idx[k - 1];
+            k--;
+        }
+        idx[k] = v;
     }
-    int rc = inverse_chol_upper(H, ncols, damp, U);
-    /* the parameter search's importance: diag(H), the imatrix of the same text */
-    for (int64_t i = 0; i < ncols && rc == 0; i++) imat[i] = H[i * ncols + i] > 0 ? H[i * ncols + i] : 1e-12f;
+}
+
+/* Act-order within the block structure: blocks by decreasing Σ diag(H), and
+ * inside each block its columns by decreasing diag(H) (GPTQ's act-order,
+ * with each block's columns kept together so that its parameters are fitted
+ * once). Without act_order: the file's order. */
+static void sweep_order(const float *dg, int64_t n, int64_t bs, int act_order, int64_t *perm) {
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    if (!act_order) return;
+    const int64_t nb = n / bs;
+    float *key = malloc(sizeof(float) * (size_t)nb);
+    int64_t *ord = malloc(sizeof(int64_t) * (size_t)nb);
+    if (!key || !ord) { /* the file's order still works */
+        free(key), free(ord);
+        return;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        key[b] = 0;
+        for (int64_t i = 0; i < bs; i++) key[b] += dg[b * bs + i];
+        ord[b] = b;
+    }
+    sort_desc(ord, nb, key);
+    for (int64_t b = 0; b < nb; b++) {
+        for (int64_t i = 0; i < bs; i++) perm[b * bs + i] = ord[b] * bs + i;
+        sort_desc(perm + b * bs, bs, dg);
+    }
+    free(key), free(ord);
+}
+
+/* act_order: sweep_order's. The parameter search's importance is diag(H),
+ * the imatrix of the same text. */
+static int gptq_sweep(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t ncols, const float *H, float damp,
+                      int n_threads, int act_order) {
+    const int64_t n = ncols;
+    float *U = malloc(sizeof(float) * (size_t)(n * n)), *imat = malloc(sizeof(float) * (size_t)n);
+    float *tmp = malloc(sizeof(float) * (size_t)n);
+    int64_t *perm = malloc(sizeof(int64_t) * (size_t)n);
+    int rc = 0;
+    if (!U || !imat || !tmp || !perm) rc = phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
     if (rc == 0) {
-        gjob j = {.g = g, .w = w, .nrows = nrows, .ncols = ncols, .U = U, .imat = imat};
+        for (int64_t i = 0; i < n; i++) imat[i] = H[i * n + i] > 0 ? H[i * n + i] : 1e-12f;
+        sweep_order(imat, n, g->bs, act_order, perm);
+        rc = inverse_chol_upper(H, perm, n, damp, U);
+    }
+    if (rc == 0) {
+        for (int64_t r = 0; r < nrows; r++) {
+            float *row = w + r * n;
+            memcpy(tmp, row, sizeof(float) * (size_t)n);
+            for (int64_t k = 0; k < n; k++) row[k] = tmp[perm[k]];
+        }
+        gjob j = {.g = g, .w = w, .nrows = nrows, .ncols = n, .U = U, .imat = imat, .perm = perm};
         pthread_mutex_init(&j.mu, NULL);
-        if (n_threads < 1) n_threads = 1;
-        if (n_threads > 64) n_threads = 64;
-        pthread_t th[64];
-        int started = 0;
-        for (int i = 1; i < n_threads; i++, started++)
-            if (pthread_create(&th[i - 1], NULL, gptq_worker, &j) != 0) break;
-        gptq_worker(&j);
-        for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+        run_threads(gptq_worker, &j, n_threads);
         pthread_mutex_destroy(&j.mu);
         rc = j.rc;
     }
-    free(U);
-    free(imat);
+    free(U), free(imat), free(tmp), free(perm);
     return rc;
+}
+
+int phiq_gptq_run(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t ncols, const float *H, float damp, int n_threads) {
+    return gptq_sweep(g, w, nrows, ncols, H, damp, n_threads, 0);
 }
 
 int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t ncols, const float *H, float damp,
@@ -369,7 +439,7 @@ int phiq_gptq_quantize(int type, float *w, void *dst, int64_t nrows, int64_t nco
     ggml_grid gs = {.type = type, .dst = dst, .row_bytes = phiq_ggml_row_size(type, ncols),
                     .blk_bytes = phiq_ggml_row_size(type, bs)};
     phiq_gptq_grid g = {.bs = bs, .fit = ggml_fit, .round = ggml_round, .ud = &gs};
-    int rc = phiq_gptq_run(&g, w, nrows, ncols, H, damp, n_threads);
+    int rc = gptq_sweep(&g, w, nrows, ncols, H, damp, n_threads, 1);
     if (rc == PHIQ_EUNSUPPORTED) rc = phiq_fail(rc, "gptq: cannot quantize to %s", phiq_ggml_type_name(type));
     else if (rc == PHIQ_ENOMEM) rc = phiq_fail(rc, "gptq: out of memory");
     return rc;

@@ -1,14 +1,19 @@
 /* gptq.h — GPTQ (Frantar et al. 2022) inside the ggml block layouts: the
  * file stays a standard GGUF of the same type, only the values inside the
- * blocks change. Columns are swept left to right one block (32 or 256) at a
- * time; each block's scales (and mins) come from phiq_quantize's
- * importance-weighted search run on the error-updated weights (importance =
- * diag(H) = mean squared input, i.e. the imatrix), then each column is
- * rounded on that fixed grid and its error, scaled by the inverse Hessian's
- * Cholesky factor, is subtracted from the columns not yet quantized. Q4_0,
- * Q8_0, Q4_K, Q5_K and Q6_K round column by column; the other types keep the
+ * blocks change. Columns are swept one block (32 or 256) at a time; each
+ * block's scales (and mins) come from phiq_quantize's importance-weighted
+ * search run on the error-updated weights, then each column is rounded on
+ * that fixed grid and its error, scaled by the inverse Hessian's Cholesky
+ * factor, is subtracted from the columns not yet quantized. Q4_0, Q8_0,
+ * Q4_K, Q5_K and Q6_K round column by column; the other types keep the
  * block's own rounding and compensate the columns after the block. The
- * same sweep fills MLX's affine groups (phiq_gptq_quantize_mlx). */
+ * same sweep fills MLX's affine groups (phiq_gptq_quantize_mlx).
+ *
+ * phiq_gptq_quantize (the ggml types) sweeps in act-order, chosen on a slice
+ * held out of the calibration text (README, "Calibrated quantization"):
+ * blocks by decreasing Σ diag(H), each block's columns by decreasing
+ * diag(H), a block's columns kept together so that its parameters are still
+ * fitted once, on the error-updated weights of all of them. */
 #ifndef PHIQ_QUANT_GPTQ_H
 #define PHIQ_QUANT_GPTQ_H
 
@@ -30,8 +35,9 @@ struct phiq_gptq_grid {
     void *ud;
 };
 
-/* The sweep itself over any grid (ncols a multiple of g->bs); 0 or a
- * negative code (fit's, or PHIQ_ENOMEM / PHIQ_EINVAL with a message). */
+/* The sweep itself over any grid (ncols a multiple of g->bs), in the file's
+ * column order with diag(H) as the search's importance; 0 or a negative code
+ * (fit's, or PHIQ_ENOMEM / PHIQ_EINVAL with a message). */
 int phiq_gptq_run(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t ncols, const float *H, float damp,
                   int n_threads);
 
