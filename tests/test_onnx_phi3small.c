@@ -13,8 +13,10 @@
  *     the reference's all-dense logits, equal the block-sparse export's
  *     while the local blocks cover everything (positions < 32) and differ
  *     from position 48 on, so the sparse layers really left blocks out;
- *   - int4 (MatMulNBits, tied embedding through GatherBlockQuantized) loads,
- *     runs and stays near the reference;
+ *   - int4 (MatMulNBits, tied embedding through GatherBlockQuantized) and
+ *     fp16 weights load, run and stay near the reference;
+ *   - the 128k variant's LongRoPE: short caches up to the original context,
+ *     long ones past it, each with its own mscale;
  *   - genai_config.json says model.type phi3small;
  *   - refusals in one line with no output directory: a block size
  *     SparseAttention does not take (256), --ratio.
@@ -117,7 +119,7 @@ static void test_fp32_matches_reference(void **state) {
     free(want);
 }
 
-static void test_int4(void **state) {
+static void test_int4_fp16(void **state) {
     (void)state;
     need_refs();
     const char *dir = synth_dir("p3s-ox4", "--blocksparse 16,2,3");
@@ -132,6 +134,31 @@ static void test_int4(void **state) {
     float *want = tu_ref_logits("phi3small_reference.py", dir, ids, N_IDS, V, "hf", NULL);
     float *got = tu_ort_logits_share(ox, ids_int, N_IDS, false, N_IDS, "p3s-ox4");
     assert_true(report("onnxruntime int4 (block 32, accuracy level 4) vs reference", got, want, 0, N_IDS) <= 0.1);
+    free(got);
+    got = tu_ort_logits_share(export(dir, "fp16"), ids_int, N_IDS, false, N_IDS, "p3s-ox16");
+    /* synth's bf16 weights are exact in fp16, so fp16 is as close as fp32 */
+    assert_true(report("onnxruntime fp16 weights vs reference", got, want, 0, N_IDS) <= 1e-4);
+    free(got);
+    free(want);
+}
+
+/* The 128k variant's LongRoPE: the If picks the short caches (short_mscale
+ * or 1) while the sequence fits the original context and the long ones
+ * (long_mscale or sqrt(1 + ln(max/orig)/ln(orig))) past it; each prefill
+ * equals the reference's forward with those factors. */
+static void test_longrope(void **state) {
+    (void)state;
+    need_refs();
+    const char *dir = synth_dir("p3s-ox-long", "--blocksparse 16,2,3 --ctx 512 --ctx-orig 64");
+    const char *ox = export(dir, "fp32");
+    float *want = tu_ref_logits("phi3small_reference.py", dir, ids, 100, V, "long", NULL);
+    float *got = tu_ort_logits_share(ox, ids_int, 100, false, 128, "p3s-ox-long");
+    assert_true(report("LongRoPE (orig 64): 100-token prefill vs reference's long factors", got, want, 0, 100) <= 1e-4);
+    free(got);
+    free(want);
+    want = tu_ref_logits("phi3small_reference.py", dir, ids, 40, V, "short", NULL);
+    got = tu_ort_logits_share(ox, ids_int, 40, false, 128, "p3s-ox-short");
+    assert_true(report("LongRoPE (orig 64): 40-token prefill vs reference's short factors", got, want, 0, 40) <= 1e-4);
     free(got);
     free(want);
 }
@@ -161,7 +188,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_fp32_matches_reference),
-        cmocka_unit_test(test_int4),
+        cmocka_unit_test(test_int4_fp16),
+        cmocka_unit_test(test_longrope),
     };
     return tu_run_group(tests, NULL, NULL);
 }
