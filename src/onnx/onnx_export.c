@@ -911,35 +911,33 @@ static int ox_plan(ox *x) {
 
 /* ---- the graph -------------------------------------------------------------- */
 
+/* Every layer's KV cache I/O, key then value: the past_key_values.N inputs
+ * [batch, kv heads, past_sequence_length, head_dim] or the present.N
+ * outputs (total_sequence_length). */
+static void ox_kv_io(phiq_og *g, const phiq_hparams *hp, bool input) {
+    const char *sym[4] = {"batch_size", NULL, input ? "past_sequence_length" : "total_sequence_length", NULL};
+    const int64_t val[4] = {0, hp->n_head_kv, 0, hp->head_dim};
+    for (int i = 0; i < hp->n_layer; i++)
+        for (int v = 0; v < 2; v++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "%s.%d.%s", input ? "past_key_values" : "present", i, v ? "value" : "key");
+            if (input) phiq_og_input(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
+            else phiq_og_output(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
+        }
+}
+
 void phiq_ox_io(ox *x) {
     const phiq_hparams *hp = x->hp;
     phiq_og *g = &x->g;
-    int64_t kv = hp->n_head_kv, hd = hp->head_dim;
     phiq_og_input(g, "input_ids", PHIQ_OG_INT64, 2, IN("batch_size", "sequence_length"), NULL);
     phiq_og_input(g, "attention_mask", PHIQ_OG_INT64, 2, IN("batch_size", "total_sequence_length"), NULL);
-    for (int i = 0; i < hp->n_layer; i++) {
-        const char *sym[4] = {"batch_size", NULL, "past_sequence_length", NULL};
-        int64_t val[4] = {0, kv, 0, hd};
-        char nm[64];
-        snprintf(nm, sizeof nm, "past_key_values.%d.key", i);
-        phiq_og_input(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
-        snprintf(nm, sizeof nm, "past_key_values.%d.value", i);
-        phiq_og_input(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
-    }
+    ox_kv_io(g, hp, true);
     {
         const char *sym[3] = {"batch_size", "sequence_length", NULL};
         int64_t val[3] = {0, 0, hp->n_vocab};
         phiq_og_output(g, "logits", PHIQ_OG_FLOAT, 3, sym, val);
     }
-    for (int i = 0; i < hp->n_layer; i++) {
-        const char *sym[4] = {"batch_size", NULL, "total_sequence_length", NULL};
-        int64_t val[4] = {0, kv, 0, hd};
-        char nm[64];
-        snprintf(nm, sizeof nm, "present.%d.key", i);
-        phiq_og_output(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
-        snprintf(nm, sizeof nm, "present.%d.value", i);
-        phiq_og_output(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
-    }
+    ox_kv_io(g, hp, false);
 }
 
 const char *phiq_ox_mask(ox *x) {
