@@ -342,17 +342,23 @@ static void test_all_types_all_isas(void **state) {
 }
 
 /* gemm (prompt processing) against the scalar vec_dot, crossing the row
- * tile (16) and column tile (64) boundaries, with ldo > nrows. */
+ * tile (16) and column tile (64) boundaries, with ldo > nrows; then every
+ * column count 1..17 (the column groups of 8, 4, 2, 1 and their leftovers)
+ * on 32-element types with a partial last 16-block group (97 blocks), a
+ * whole one (16) and fewer blocks than a group (3). */
 static void test_gemm(void **state) {
     (void)state;
     const phiq_kernels *ref = phiq_kernels_scalar();
     const char *const *levels = phiq_kernels_levels();
     enum { NR = 19, NC = 67, LDO = NR + 3 };
     int fails = 0, two_stage = 0;
-    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+    for (size_t tv = 0; tv < 3 * (sizeof TYPES / sizeof *TYPES); tv++) {
+        const size_t ti = tv / 3;
         const int t = TYPES[ti], at = ref->act_type[t];
         const int64_t bs = phiq_ggml_block_size(t);
-        const int64_t n = bs == 1 ? 1000 : bs == 32 ? 97 * 32 : 7 * 256;
+        static const int64_t nb32[3] = {97, 16, 3};
+        if (bs != 32 && tv % 3) continue;
+        const int64_t n = bs == 1 ? 1000 : bs == 32 ? nb32[tv % 3] * 32 : 7 * 256;
         const int64_t rb = phiq_ggml_row_size(t, n), as = phiq_ggml_row_size(at, n);
         uint8_t *w = malloc((size_t)rb * NR), *act = malloc((size_t)as * NC);
         float *x = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * LDO * NC), *want = malloc(sizeof(float) * NR * NC);
@@ -388,11 +394,24 @@ static void test_gemm(void **state) {
                         print_error("%s %s gemm r=%d j=%d: %.9g vs %.9g\n", k->isa, phiq_ggml_type_name(t), r, j, got, want[r * NC + j]);
                 }
             }
+            for (int nc = 1; nc <= 17; nc++) {
+                for (int i = 0; i < LDO * NC; i++) out[i] = -777.0f;
+                k->gemm[t](n, NR, nc, out, LDO, w, (size_t)rb, act, (size_t)as);
+                for (int j = 0; j < NC; j++)
+                    for (int r = 0; r < LDO; r++) {
+                        float got = out[j * LDO + r];
+                        int bad = r >= NR || j >= nc ? got != -777.0f
+                                                     : !(fabs(got - want[r * NC + j]) <= 2e-5 * bound[r * NC + j] + 1e-30);
+                        if (bad && fails++ < 20)
+                            print_error("%s %s gemm n=%d ncols=%d r=%d j=%d: %.9g vs %.9g\n", k->isa, phiq_ggml_type_name(t),
+                                        (int)n, nc, r, j, got, r < NR ? want[r * NC + j] : 0);
+                    }
+            }
 #if defined(__x86_64__) || defined(_M_X64)
             /* the AMX gemm in two stages, as phiq_mm runs it: activations
              * packed in two column-tile ranges (as two threads would), rows
              * run in two pieces ([0, 16) on tiles, a 3-row tail on AVX-512) */
-            if (strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(t)) {
+            if (tv % 3 == 0 && strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(t)) {
                 const int64_t nct = (NC + 15) / 16;
                 uint8_t *pk = aligned_alloc(64, (phiq_gemm_amx_packed_size(t, n, NC) + 63) & ~(size_t)63);
                 uint8_t *sc = aligned_alloc(64, (phiq_gemm_amx_scratch_size(t, n) + 63) & ~(size_t)63);

@@ -612,43 +612,7 @@ MATVEC_PREPARED(q4_1, KIND_Q4_1)
 MATVEC_PREPARED(iq4_nl, KIND_IQ4_NL)
 MATVEC_PREPARED(q8_0, KIND_Q8_0)
 
-/* Four activation columns per weight decode (register blocking for gemm):
- * the nibble unpack and the weight-scale gather are shared by 4 columns. */
-static inline void row_nib4_x4(const uint8_t *x, int bsz, int qoff, int has_m, int lut, const prep *pp, int64_t ng,
-                               float res[4]) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
-    __m512 acc[4], accm[4];
-    for (int j = 0; j < 4; j++) acc[j] = accm[j] = _mm512_setzero_ps();
-    const int64_t nb = ng * 4;
-    for (int64_t c = 0; c < nb; c += 16) {
-        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
-        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-        const uint8_t *xc = x + c * bsz;
-        const __m512 dw = gather_d(xc, bsz, 0, mk);
-        __m512 sc[4];
-        for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
-        if (has_m) {
-            const __m512 dm = gather_d(xc, bsz, 2, mk);
-            for (int j = 0; j < 4; j++) accm[j] = _mm512_fmadd_ps(dm, _mm512_maskz_loadu_ps(mk, pp[j].ys + c), accm[j]);
-        }
-        for (int g = 0; g < cnt / 4; g++) {
-            const int64_t G = c / 4 + g;
-            __m512i v = load4x16(xc + 4 * g * bsz + qoff, bsz);
-            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            if (lut) lo = _mm512_shuffle_epi8(tab, lo), hi = _mm512_shuffle_epi8(tab, hi);
-            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(4 * g),
-                                                _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
-            for (int j = 0; j < 4; j++) {
-                __m512i d = _mm512_load_si512(pp[j].off + 16 * G);
-                d = dpbusd(d, lo, _mm512_load_si512(pp[j].yq + 128 * G));
-                d = dpbusd(d, hi, _mm512_load_si512(pp[j].yq + 128 * G + 64));
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc[j]), acc[j]);
-            }
-        }
-    }
-    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
-}
-
+/* Q8_0 gemm: four activation columns per weight decode (register blocking). */
 static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs, float res[4]) {
     __m512 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
@@ -678,56 +642,178 @@ static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs,
     for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
 }
 
-/* GEMM for the prepared types: activations are prepared once per column
- * tile, weights are read in row tiles that stay in L1 across the columns. */
-static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
-                          size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
-    const int *bsz = kind_bsz, *qoff = kind_qoff, *offv = kind_off;
+/* Q8_0 GEMM: activations are prepared once per column tile, weights are
+ * read in row tiles that stay in L1 across the columns. */
+static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
     const int64_t nb = n / PHIQ_QK;
-    const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
     const size_t pb = prep_bytes(n);
-    char *buf = nb >= unit ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
+    char *buf = nb >= 2 ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
     if (!buf) {
-        phiq_gemm_rows(dot, n, nrows, ncols, out, ldo, w, rb, act, as);
+        phiq_gemm_rows(dot_q8_0, n, nrows, ncols, out, ldo, w, rb, act, as);
         return;
     }
-    const int64_t done = nb / unit * unit;
-    const size_t abs_ = (size_t)(q81 ? Q8_1_BYTES : Q8_0_BYTES), aoff = (size_t)done * abs_;
+    const int64_t done = nb / 2 * 2;
+    const size_t aoff = (size_t)done * Q8_0_BYTES;
     prep pp[PHIQ_GEMM_COL_TILE];
     for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
         const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
         for (int64_t j = j0; j < j1; j++) {
             pp[j - j0] = prep_at(buf + (size_t)(j - j0) * pb, n);
-            prep_act(&pp[j - j0], kind == KIND_Q8_0 ? LAYOUT_PAIR : LAYOUT_NIB4, offv[kind],
-                     (const char *)act + (size_t)j * as, q81, nb);
+            prep_act(&pp[j - j0], LAYOUT_PAIR, kind_off[KIND_Q8_0], (const char *)act + (size_t)j * as, 0, nb);
         }
         for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
             const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
-            int64_t j = j0;
-            for (; j + 4 <= j1; j += 4) {
+            for (int64_t j = j0; j < j1; j += 4) {
+                const int nc = j1 - j < 4 ? (int)(j1 - j) : 4;
                 for (int64_t r = r0; r < r1; r++) {
                     const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
                     float v[4];
-                    if (kind == KIND_Q8_0) row_q8_0_x4(x, &pp[j - j0], nb / 2, v);
-                    else row_nib4_x4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4, v);
-                    for (int c = 0; c < 4; c++) {
+                    if (nc == 4) row_q8_0_x4(x, &pp[j - j0], nb / 2, v);
+                    else
+                        for (int c = 0; c < nc; c++) v[c] = row_q8_0(x, &pp[j - j0 + c], nb / 2);
+                    for (int c = 0; c < nc; c++) {
                         float t = 0;
-                        if (done < nb)
-                            dot((nb - done) * PHIQ_QK, &t, x + done * bsz[kind], (const char *)act + (size_t)(j + c) * as + aoff);
+                        if (done < nb) dot_q8_0((nb - done) * PHIQ_QK, &t, x + done * Q8_0_BYTES, (const char *)act + (size_t)(j + c) * as + aoff);
                         out[(size_t)(j + c) * ldo + r] = v[c] + t;
                     }
                 }
             }
-            for (; j < j1; j++) {
-                const char *aj = (const char *)act + (size_t)j * as;
+        }
+    }
+    free(buf);
+}
+
+/* ---- nibble gemm over 16-block groups (up to 8 columns per weight decode) ----
+ * The 16-byte nibble arrays of 16 blocks are loaded as four registers (4
+ * blocks each) and transposed 4x4 in 32-bit lanes, so that lane L of every
+ * unpacked register holds bytes of one block, T16_BLOCK(L): a column's 8
+ * vpdpbusd then sum whole blocks per lane, and one convert + one multiply by
+ * weight x activation scale + one fma serve 16 blocks (the Q8_0 gemm pays a
+ * convert, a permute and an fma per 2 blocks). The activation is prepared in
+ * the same lane order, zero-padded to whole groups, so any block count runs
+ * here without a vec_dot tail. */
+#define T16_BLOCK(L) (4 * ((L) % 4) + (L) / 4)
+#define T16_MAXC 8
+
+static size_t t16_bytes(int64_t nb) { return R64(32 * ((nb + 15) / 16 * 16)) + 3 * R64(4 * ((nb + 15) / 16 * 16)); }
+
+/* Register r (0..7) of a group: r < 4 holds elements 4r..4r+3 of each
+ * block (low nibbles of qs dword r), r >= 4 elements 16+4(r-4).. (high). */
+static void t16_prep(prep *p, char *buf, int offset, const void *act, int is_q81, int64_t nb) {
+    const int64_t nbp = (nb + 15) / 16 * 16;
+    const int bs = is_q81 ? Q8_1_BYTES : Q8_0_BYTES, qoff = is_q81 ? (int)offsetof(phiq_block_q8_1, qs) : (int)offsetof(phiq_block_q8_0, qs);
+    p->yq = (int8_t *)buf;
+    p->off = (int32_t *)(buf + R64(32 * nbp));
+    p->dy = (float *)(buf + R64(32 * nbp) + R64(4 * nbp));
+    p->ys = (float *)(buf + R64(32 * nbp) + 2 * R64(4 * nbp));
+    for (int64_t g = 0; g < nbp / 16; g++)
+        for (int L = 0; L < 16; L++) {
+            const int64_t b = 16 * g + T16_BLOCK(L), i = 16 * g + L;
+            int8_t *dst = p->yq + 512 * g + 4 * L;
+            if (b >= nb) {
+                for (int r = 0; r < 8; r++) memset(dst + 64 * r, 0, 4);
+                p->off[i] = 0, p->dy[i] = 0, p->ys[i] = 0;
+                continue;
+            }
+            const uint8_t *blk = (const uint8_t *)act + b * bs;
+            const int8_t *q = (const int8_t *)(blk + qoff);
+            int32_t sum = 0;
+            for (int e = 0; e < 32; e++) sum += q[e];
+            for (int r = 0; r < 8; r++) memcpy(dst + 64 * r, q + (r < 4 ? 4 * r : 16 + 4 * (r - 4)), 4);
+            p->off[i] = -offset * sum;
+            p->dy[i] = F16((uint16_t)(blk[0] | blk[1] << 8));
+            p->ys[i] = is_q81 ? F16((uint16_t)(blk[2] | blk[3] << 8)) : 0;
+        }
+}
+
+/* Chunk c of register i = the nibble array of block 4i+c (zero past cnt). */
+static inline __m512i t16_load(const uint8_t *q, int bsz, int i, int cnt) {
+    if (cnt == 16) return load4x16(q + 4 * i * bsz, bsz);
+    __m512i v = _mm512_setzero_si512();
+    for (int c = 0; c < 4 && 4 * i + c < cnt; c++)
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + (4 * i + c) * bsz)), c);
+    return v;
+}
+
+/* One weight row against nc (1..8) prepared columns; nc, bsz, has_m and lut
+ * are constants at each call site, so the column loop unrolls. */
+static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, int bsz, int qoff, int has_m, int lut,
+                                                               const prep *pp, int nc, int64_t nb, float *res) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
+    const __m512i blk = _mm512_setr_epi32(T16_BLOCK(0), T16_BLOCK(1), T16_BLOCK(2), T16_BLOCK(3), T16_BLOCK(4),
+                                          T16_BLOCK(5), T16_BLOCK(6), T16_BLOCK(7), T16_BLOCK(8), T16_BLOCK(9),
+                                          T16_BLOCK(10), T16_BLOCK(11), T16_BLOCK(12), T16_BLOCK(13), T16_BLOCK(14),
+                                          T16_BLOCK(15));
+    const __m512i idx = _mm512_mullo_epi32(blk, _mm512_set1_epi32(bsz));
+    __m512 acc[T16_MAXC], accm[T16_MAXC];
+    for (int j = 0; j < nc; j++) acc[j] = accm[j] = _mm512_setzero_ps();
+    for (int64_t g = 0; 16 * g < nb; g++) {
+        const int cnt = nb - 16 * g < 16 ? (int)(nb - 16 * g) : 16;
+        const uint8_t *xg = x + 16 * g * bsz;
+        pf(xg, 5);
+        const __m512i v0 = t16_load(xg + qoff, bsz, 0, cnt), v1 = t16_load(xg + qoff, bsz, 1, cnt),
+                      v2 = t16_load(xg + qoff, bsz, 2, cnt), v3 = t16_load(xg + qoff, bsz, 3, cnt);
+        const __m512i t0 = _mm512_unpacklo_epi32(v0, v1), t1 = _mm512_unpackhi_epi32(v0, v1),
+                      t2 = _mm512_unpacklo_epi32(v2, v3), t3 = _mm512_unpackhi_epi32(v2, v3);
+        const __m512i r4[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                               _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+        __m512i q[8];
+        for (int r = 0; r < 4; r++) {
+            q[r] = _mm512_and_si512(r4[r], m4);
+            q[4 + r] = _mm512_and_si512(_mm512_srli_epi16(r4[r], 4), m4);
+            if (lut) q[r] = _mm512_shuffle_epi8(tab, q[r]), q[4 + r] = _mm512_shuffle_epi8(tab, q[4 + r]);
+        }
+        const __mmask16 mk = _mm512_cmplt_epi32_mask(blk, _mm512_set1_epi32(cnt));
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, xg, 1)));
+        const __m512 dm = has_m ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+                                      _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, xg + 2, 1)))
+                                : _mm512_setzero_ps();
+        for (int j = 0; j < nc; j++) {
+            const int8_t *y = pp[j].yq + 512 * g;
+            __m512i d = _mm512_load_si512(pp[j].off + 16 * g);
+            for (int r = 0; r < 8; r++) d = dpbusd(d, q[r], _mm512_load_si512(y + 64 * r));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, _mm512_load_ps(pp[j].dy + 16 * g)), acc[j]);
+            if (has_m) accm[j] = _mm512_fmadd_ps(dm, _mm512_load_ps(pp[j].ys + 16 * g), accm[j]);
+        }
+    }
+    for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
+}
+
+/* GEMM for the nibble types: activations prepared once per column tile,
+ * weights read in row tiles that stay in cache across the column groups. */
+static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, int64_t nrows, int64_t ncols, float *out,
+                                                            size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
+    const int bsz = kind_bsz[kind], qoff = kind_qoff[kind], q81 = kind == KIND_Q4_1, lut = kind == KIND_IQ4_NL;
+    const int64_t nb = n / PHIQ_QK;
+    const size_t pb = t16_bytes(nb);
+    char *buf = aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE);
+    if (!buf) {
+        phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : dot_iq4_nl, n, nrows, ncols, out, ldo, w, rb, act, as);
+        return;
+    }
+    prep pp[PHIQ_GEMM_COL_TILE];
+    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
+        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
+        for (int64_t j = j0; j < j1; j++)
+            t16_prep(&pp[j - j0], buf + (size_t)(j - j0) * pb, kind_off[kind], (const char *)act + (size_t)j * as, q81, nb);
+        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
+            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
+            for (int64_t j = j0; j < j1;) {
+                const int64_t left = j1 - j;
+                const int nc = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                const prep *pj = &pp[j - j0];
                 for (int64_t r = r0; r < r1; r++) {
                     const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                    float v = kind == KIND_Q8_0 ? row_q8_0(x, &pp[j - j0], nb / 2)
-                                                : row_nib4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4);
-                    float t = 0;
-                    if (done < nb) dot((nb - done) * PHIQ_QK, &t, x + done * bsz[kind], aj + aoff);
-                    out[(size_t)j * ldo + r] = v + t;
+                    float v[T16_MAXC];
+                    if (nc == 8) row_nib_t16(x, bsz, qoff, q81, lut, pj, 8, nb, v);
+                    else if (nc == 4) row_nib_t16(x, bsz, qoff, q81, lut, pj, 4, nb, v);
+                    else if (nc == 2) row_nib_t16(x, bsz, qoff, q81, lut, pj, 2, nb, v);
+                    else row_nib_t16(x, bsz, qoff, q81, lut, pj, 1, nb, v);
+                    for (int c = 0; c < nc; c++) out[(size_t)(j + c) * ldo + r] = v[c];
                 }
+                j += nc;
             }
         }
     }
@@ -738,15 +824,14 @@ PHIQ_GEMM_FROM_X4(q4_K)
 PHIQ_GEMM_FROM_X4(q6_K)
 PHIQ_GEMM_FROM_X4(q5_K)
 
-#define GEMM_PREPARED(name, KIND)                                                                  \
+#define GEMM_T16(name, KIND)                                                                       \
     static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
                           const void *w, size_t rb, const void *act, size_t as) {                  \
-        gemm_prepared(KIND, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                \
+        gemm_t16(KIND, n, nrows, ncols, out, ldo, w, rb, act, as);                                 \
     }
-GEMM_PREPARED(q4_0, KIND_Q4_0)
-GEMM_PREPARED(q4_1, KIND_Q4_1)
-GEMM_PREPARED(iq4_nl, KIND_IQ4_NL)
-GEMM_PREPARED(q8_0, KIND_Q8_0)
+GEMM_T16(q4_0, KIND_Q4_0)
+GEMM_T16(q4_1, KIND_Q4_1)
+GEMM_T16(iq4_nl, KIND_IQ4_NL)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
