@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels/dot.h"
+#include "kernels/kq_x86.h"
 
 #define Q8_0_BYTES ((int)sizeof(phiq_block_q8_0))
 #define Q8_1_BYTES ((int)sizeof(phiq_block_q8_1))
@@ -136,29 +137,9 @@ PAIR_DOT(dot_iq4_nl, phiq_block_iq4_nl, phiq_block_q8_0, IQ4_U2, IQ4_U1, (char)0
 
 /* ---- K-quants × Q8_K ------------------------------------------------------------ */
 
-/* Eight 6-bit scales and mins of Q4_K/Q5_K as bytes: sc in out[0..7], m in out[8..15]. */
-static inline __m128i kq_scales(const uint8_t *q) {
-    uint32_t u[4];
-    memcpy(u, q, 12);
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = u[1] & kmask1;
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-    u[2] = uaux;
-    u[0] &= kmask1;
-    return _mm_loadu_si128((const __m128i *)u);
-}
-
 /* 16-bit lane index vectors: [2c x16 | 2c+1 x16] for chunk c of Q4_K/Q5_K. */
 static inline __m512i idx_pairs(int c) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
-}
-
-/* Sum over j of m_j * (bsums[2j] + bsums[2j+1]), eight int32 lanes. */
-static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
-    __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));         /* m_j as int32 */
-    __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));    /* (m_j, m_j) int16 pairs */
-    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
 }
 
 /* Q4_K and Q5_K are one body: chunk c of a super-block gives 64 values
@@ -508,6 +489,26 @@ static inline __m512 gather_d(const void *x, int stride, int fieldoff, __mmask16
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
 }
 
+/* The start of chunk c of a prepared row (blocks c .. c+15 of nb, bsz
+ * bytes each from x), shared by the row kernels: sc[j] = each block's
+ * weight scale times prepared activation j's scale, for nj activations;
+ * with has_m, accm[j] += the Q4_1 min term m_w * s_y. Returns the chunk's
+ * block count. */
+static inline __attribute__((always_inline)) int chunk_scales(const uint8_t *x, int bsz, int64_t nb, int64_t c,
+                                                              const prep *pp, int nj, int has_m, __m512 sc[],
+                                                              __m512 accm[]) {
+    const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+    const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+    const uint8_t *xc = x + c * bsz;
+    const __m512 dw = gather_d(xc, bsz, 0, mk);
+    for (int j = 0; j < nj; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
+    if (has_m) {
+        const __m512 dm = gather_d(xc, bsz, 2, mk);
+        for (int j = 0; j < nj; j++) accm[j] = _mm512_fmadd_ps(dm, _mm512_maskz_loadu_ps(mk, pp[j].ys + c), accm[j]);
+    }
+    return cnt;
+}
+
 static inline __m512i load4x16(const uint8_t *a, size_t stride) {
     __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)a));
     v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + stride)), 1);
@@ -521,11 +522,9 @@ static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     const int64_t nb = ng * 4;
     for (int64_t c = 0; c < nb; c += 16) {
-        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
-        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        __m512 sc;
+        const int cnt = chunk_scales(x, bsz, nb, c, p, 1, has_m, &sc, &accm);
         const uint8_t *xc = x + c * bsz;
-        __m512 sc = _mm512_mul_ps(gather_d(xc, bsz, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
-        if (has_m) accm = _mm512_fmadd_ps(gather_d(xc, bsz, 2, mk), _mm512_maskz_loadu_ps(mk, p->ys + c), accm);
         for (int g = 0; g < cnt / 4; g++) {
             const int64_t G = c / 4 + g;
             pf(xc + 4 * g * bsz, 2);
@@ -549,10 +548,9 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
     const int64_t nb = npairs * 2;
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
     for (int64_t c = 0; c < nb; c += 16) {
-        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
-        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        __m512 sc;
+        const int cnt = chunk_scales(x, Q8_0_BYTES, nb, c, p, 1, 0, &sc, NULL);
         const uint8_t *xc = x + c * Q8_0_BYTES;
-        __m512 sc = _mm512_mul_ps(gather_d(xc, Q8_0_BYTES, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
             const uint8_t *b = xc + 2 * q * Q8_0_BYTES + offsetof(phiq_block_q8_0, qs);
@@ -619,12 +617,9 @@ static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs,
     const int64_t nb = npairs * 2;
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
     for (int64_t c = 0; c < nb; c += 16) {
-        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
-        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-        const uint8_t *xc = x + c * Q8_0_BYTES;
-        const __m512 dw = gather_d(xc, Q8_0_BYTES, 0, mk);
         __m512 sc[4];
-        for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
+        const int cnt = chunk_scales(x, Q8_0_BYTES, nb, c, pp, 4, 0, sc, NULL);
+        const uint8_t *xc = x + c * Q8_0_BYTES;
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
             const uint8_t *b = xc + 2 * q * Q8_0_BYTES + offsetof(phiq_block_q8_0, qs);
@@ -904,21 +899,16 @@ PHIQ_GEMM_FROM_X4(f16)
 PHIQ_ROWS_FROM_DOT(bf16)
 PHIQ_ROWS_FROM_DOT(f32)
 
+/* The types with a kernel here (their matvec and gemm are above). */
+#define AVX512_TYPES(X)                                                                            \
+    X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q8_0, q8_0) X(IQ4_NL, iq4_nl) X(Q4_K, q4_K) X(Q5_K, q5_K)        \
+    X(Q6_K, q6_K) X(Q2_K, q2_K) X(F16, f16) X(BF16, bf16) X(F32, f32)
+
 /* Starts from the AVX2 table: for Q5_0, Q5_1, IQ4_XS and Q3_K the AVX2
  * kernels measured faster here than 512-bit versions (which were removed). */
 void phiq_kernels_init_avx512(phiq_kernels *k) {
     phiq_kernels_init_avx2(k);
     k->isa = "avx512";
     k->dot_f16_f32 = dot_f16_f32;
-    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
-    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
-    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
-    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
-    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
-    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
-    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
-    PHIQ_KERNELS_SET(k, Q2_K, q2_K);
-    PHIQ_KERNELS_SET(k, F16, f16);
-    PHIQ_KERNELS_SET(k, BF16, bf16);
-    PHIQ_KERNELS_SET(k, F32, f32);
+    AVX512_TYPES(PHIQ_KERNELS_SET_K)
 }
