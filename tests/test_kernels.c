@@ -503,6 +503,42 @@ static void test_quantize_act_q8_0(void **state) {
     assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q4_0, x, b, 32), PHIQ_EINVAL);
 }
 
+/* Every table's Q8_0 / Q8_1 activation quantizer byte for byte against the
+ * scalar table (src/quant's reference): random rows of several ranges, rows
+ * whose scaled values fall on halves (amax 127: d = 1) and a zero block. */
+static void test_quantize_act_tables(void **state) {
+    (void)state;
+    const phiq_kernels *ref = phiq_kernels_scalar();
+    const char *const *levels = phiq_kernels_levels();
+    enum { N = 32 * 24 };
+    float x[N];
+    uint8_t want[N / 32 * 36], got[N / 32 * 36];
+    int checked = 0;
+    for (int rep = 0; rep < 40; rep++) {
+        const float range = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1.0f : rep % 4 == 2 ? 50.0f : 1e4f;
+        for (int i = 0; i < N; i++) x[i] = rndf(-range, range);
+        if (rep % 5 == 0)
+            for (int i = 0; i < N; i++) x[i] = (float)((int)(rnd() % 255) - 127) + (rnd() % 2 ? 0.5f : 0.0f);
+        if (rep % 5 == 0)
+            for (int b = 0; b < N / 32; b++) x[32 * b] = 127.0f; /* d = 1: the halves stay halves */
+        if (rep == 1) memset(x + 64, 0, 32 * sizeof(float));
+        for (int at = 0; at < 2; at++) {
+            const int t = at ? PHIQ_GGML_TYPE_Q8_1 : PHIQ_GGML_TYPE_Q8_0;
+            const size_t bytes = (size_t)phiq_ggml_row_size(t, N);
+            assert_int_equal(ref->quantize_act(t, x, want, N), 0);
+            for (int l = 0; levels[l]; l++) {
+                const phiq_kernels *k = phiq_kernels_for(levels[l]);
+                if (!k) continue;
+                memset(got, 0xA5, sizeof got);
+                assert_int_equal(k->quantize_act(t, x, got, N), 0);
+                assert_memory_equal(got, want, bytes);
+                checked++;
+            }
+        }
+    }
+    print_message("quantize_act: %d table/row checks byte-exact\n", checked);
+}
+
 static void test_quantize_act_q8_K(void **state) {
     (void)state;
     const phiq_kernels *k = phiq_kernels_scalar();
@@ -1032,6 +1068,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_quantize_act_q8_0),
         cmocka_unit_test(test_quantize_act_q8_K),
+        cmocka_unit_test(test_quantize_act_tables),
         cmocka_unit_test(test_f16_f32),
         cmocka_unit_test(test_all_types_all_isas),
         cmocka_unit_test(test_gemm),

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "kernels/dot.h"
 #include "kernels/kq_x86.h"
 
@@ -904,11 +905,48 @@ PHIQ_ROWS_FROM_DOT(f32)
     X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q8_0, q8_0) X(IQ4_NL, iq4_nl) X(Q4_K, q4_K) X(Q5_K, q5_K)        \
     X(Q6_K, q6_K) X(Q2_K, q2_K) X(F16, f16) X(BF16, bf16) X(F32, f32)
 
+/* ---- activation quantizer ------------------------------------------------------ */
+
+/* Q8_0 / Q8_1 rows byte for byte as the reference (phiq_quantize_row_q8_0/1:
+ * d = amax / 127, id = 1 / d, q = roundf(x * id), halves away from zero):
+ * the same IEEE operations on 16 lanes, roundf as trunc plus a step where
+ * the exact remainder is at least one half. Other types: the reference. */
+static int quantize_act_avx512(int act_type, const float *x, void *dst, int64_t n) {
+    if ((act_type != PHIQ_GGML_TYPE_Q8_0 && act_type != PHIQ_GGML_TYPE_Q8_1) || n % PHIQ_QK)
+        return phiq_quantize_act_ref(act_type, x, dst, n);
+    const int q81 = act_type == PHIQ_GGML_TYPE_Q8_1, bs = q81 ? Q8_1_BYTES : Q8_0_BYTES;
+    const int qoff = q81 ? (int)offsetof(phiq_block_q8_1, qs) : (int)offsetof(phiq_block_q8_0, qs);
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / PHIQ_QK; b++) {
+        uint8_t *y = (uint8_t *)dst + b * bs;
+        const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        const float d = amax / ((1 << 7) - 1), id = d ? 1.0f / d : 0.0f;
+        const uint16_t dh = phiq_f32_to_f16(d);
+        memcpy(y, &dh, 2);
+        __m512i q[2];
+        for (int h = 0; h < 2; h++) {
+            const __m512 v = _mm512_mul_ps(h ? x1 : x0, _mm512_set1_ps(id));
+            const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half, _CMP_GE_OQ);
+            const __m512 r = _mm512_mask_add_ps(t, up, t, _mm512_or_ps(one, _mm512_and_ps(v, sign)));
+            q[h] = _mm512_cvttps_epi32(r);
+            _mm_storeu_si128((__m128i *)(y + qoff + 16 * h), _mm512_cvtepi32_epi8(q[h]));
+        }
+        if (q81) {
+            const uint16_t sh = phiq_f32_to_f16((float)_mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1])) * d);
+            memcpy(y + 2, &sh, 2);
+        }
+    }
+    return 0;
+}
+
 /* Starts from the AVX2 table: for Q5_0, Q5_1, IQ4_XS and Q3_K the AVX2
  * kernels measured faster here than 512-bit versions (which were removed). */
 void phiq_kernels_init_avx512(phiq_kernels *k) {
     phiq_kernels_init_avx2(k);
     k->isa = "avx512";
+    k->quantize_act = quantize_act_avx512;
     k->dot_f16_f32 = dot_f16_f32;
     AVX512_TYPES(PHIQ_KERNELS_SET_K)
 }
