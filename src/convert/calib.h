@@ -27,6 +27,14 @@ typedef struct phiq_calib_opts {
     int h_layer0, h_layer1; /* Hessians for dense weights of layers [h_layer0, h_layer1); empty = none */
     int h_output;       /* and for output.weight (implies process_output) */
     const char *label;  /* progress label (default "imatrix") */
+    /* Layers run: [layer0, layer1) (layer1 0 = to the end). Statistics are
+     * collected for those layers only (output.weight only when the range
+     * reaches the end). With layer0 > 0 each chunk starts from the residual
+     * stream saved in resid ([chunk][n_ctx][n_embd]) instead of the
+     * embeddings; with layer1 before the end the stream after layer1 - 1 is
+     * saved there (in place). The statistics are those a full pass gives. */
+    int layer0, layer1;
+    float *resid;
 } phiq_calib_opts;
 
 typedef struct phiq_calib phiq_calib;
