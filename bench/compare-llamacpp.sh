@@ -37,7 +37,7 @@ BINS=node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 LD="$WORK/llama_depth"
-if [ ! -x "$LD" ] || [ bench/llama_depth.c -nt "$LD" ]; then
+if [ ! -x "$LD" ] || [ bench/llama_depth.c -nt "$LD" ] || [ tests/ref/llama_driver.h -nt "$LD" ]; then
   SRCF=$(pwd)/bench/llama_depth.c
   (cd "$REFDIR" && cc -O2 -o "$LD" "$SRCF" -I src/include -I src/ggml/include $BINS/libllama.v*.so $BINS/libggml.v*.so \
      $BINS/libggml-base.so -Wl,-rpath,"$REFDIR/$BINS" -lm)

@@ -7,28 +7,13 @@
  * back again, GEN single tokens (timed); one warm-up repetition first. The
  * same schedule as `phiq bench --depth`.
  *
- *   llama_depth MODEL.gguf DEPTH PROMPT GEN REPS [f16|q8_0]
+ *   llama_depth MODEL.gguf DEPTH PROMPT GEN REPS [f16|q8_0|f32]
  *
  * Prints "prefill_tok_s X decode_tok_s Y" (medians). Environment:
  * LLAMA_REF_BACKENDS, LLAMA_REF_THREADS (default 2). Exit 0, or 2 on error. */
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-#include "ggml-backend.h"
-#include "llama.h"
-
-static void quiet(enum ggml_log_level level, const char *text, void *ud) {
-    (void)ud;
-    if (level >= GGML_LOG_LEVEL_ERROR) fputs(text, stderr);
-}
-
-static bool no_progress(float p, void *ud) {
-    (void)p;
-    (void)ud;
-    return true;
-}
+#include "../tests/ref/llama_driver.h"
 
 static double now(void) {
     struct timespec t;
@@ -46,27 +31,9 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* ids[0..n) at positions pos.. in batches of at most 512 (llama-bench's ubatch) */
-static int eval(struct llama_context *c, struct llama_batch *b, const llama_token *ids, int n, int pos) {
-    for (int i = 0; i < n; i += 512) {
-        const int m = n - i < 512 ? n - i : 512;
-        for (int k = 0; k < m; k++) {
-            b->token[k] = ids[i + k];
-            b->pos[k] = pos + i + k;
-            b->n_seq_id[k] = 1;
-            b->seq_id[k][0] = 0;
-            b->logits[k] = k == m - 1;
-        }
-        b->n_tokens = m;
-        if (llama_decode(c, *b)) return -1;
-    }
-    llama_synchronize(c);
-    return 0;
-}
-
 int main(int argc, char **argv) {
     if (argc < 6) {
-        fprintf(stderr, "usage: llama_depth MODEL.gguf DEPTH PROMPT GEN REPS [f16|q8_0]\n");
+        fprintf(stderr, "usage: llama_depth MODEL.gguf DEPTH PROMPT GEN REPS [f16|q8_0|f32]\n");
         return 2;
     }
     const int nd = atoi(argv[2]), np = atoi(argv[3]), ng = atoi(argv[4]), reps = atoi(argv[5]);
@@ -76,46 +43,19 @@ int main(int argc, char **argv) {
         return 2;
     }
     enum ggml_type type;
-    if (!strcmp(kt, "f16")) type = GGML_TYPE_F16;
-    else if (!strcmp(kt, "q8_0")) type = GGML_TYPE_Q8_0;
-    else {
-        fprintf(stderr, "llama_depth: KV type must be f16 or q8_0, not %s\n", kt);
-        return 2;
-    }
-    llama_log_set(quiet, NULL);
-    const char *dir = getenv("LLAMA_REF_BACKENDS");
-    if (dir) ggml_backend_load_all_from_path(dir);
-    else ggml_backend_load_all();
-    llama_backend_init();
-    struct llama_model_params mp = llama_model_default_params();
-    mp.n_gpu_layers = 0;
-    mp.progress_callback = no_progress;
-    struct llama_model *m = llama_model_load_from_file(argv[1], mp);
-    if (!m) {
-        fprintf(stderr, "llama_depth: cannot load %s\n", argv[1]);
-        return 2;
-    }
-    const char *th = getenv("LLAMA_REF_THREADS");
+    if (ld_kv_type("llama_depth", kt, &type)) return 2;
+    struct llama_model *m = ld_load("llama_depth", argv[1]);
+    if (!m) return 2;
     const int ntop = np > ng ? np : ng;
-    struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = (uint32_t)(nd + ntop + 1);
-    cp.n_batch = cp.n_ubatch = 512;
-    cp.n_threads = cp.n_threads_batch = th ? atoi(th) : 2;
-    cp.no_perf = true;
-    cp.type_k = cp.type_v = type;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_ENABLED;
-    struct llama_context *c = llama_init_from_model(m, cp);
-    if (!c) {
-        fprintf(stderr, "llama_depth: cannot create a context (%s KV cache, flash attention)\n", kt);
-        return 2;
-    }
+    struct llama_context *c = ld_context("llama_depth", m, (uint32_t)(nd + ntop + 1), 512, type);
+    if (!c) return 2;
     const int nv = llama_vocab_n_tokens(llama_model_get_vocab(m));
     llama_token *ids = malloc(sizeof *ids * (size_t)(nd + np + ng));
     srand(1);
     for (int i = 0; i < nd + np + ng; i++) ids[i] = 1 + rand() % (nv - 1);
     struct llama_batch b = llama_batch_init(512, 0, 1);
     llama_memory_t mem = llama_get_memory(c);
-    if (nd > 0 && eval(c, &b, ids, nd, 0)) {
+    if (nd > 0 && ld_eval(c, &b, 512, ids, nd, 0)) {
         fprintf(stderr, "llama_depth: the depth prefill failed\n");
         return 2;
     }
@@ -123,12 +63,12 @@ int main(int argc, char **argv) {
     for (int r = -1; r < reps; r++) {
         llama_memory_seq_rm(mem, 0, nd, -1);
         double t0 = now();
-        if (eval(c, &b, ids + nd, np, nd)) return 2;
+        if (ld_eval(c, &b, 512, ids + nd, np, nd)) return 2;
         double t1 = now();
         llama_memory_seq_rm(mem, 0, nd, -1);
         double t2 = now();
         for (int i = 0; i < ng; i++)
-            if (eval(c, &b, ids + nd + np + i, 1, nd + i)) return 2;
+            if (ld_eval(c, &b, 512, ids + nd + np + i, 1, nd + i)) return 2;
         double t3 = now();
         if (r >= 0) {
             pp[r] = np / (t1 - t0);

@@ -342,17 +342,23 @@ static void test_all_types_all_isas(void **state) {
 }
 
 /* gemm (prompt processing) against the scalar vec_dot, crossing the row
- * tile (16) and column tile (64) boundaries, with ldo > nrows. */
+ * tile (16) and column tile (64) boundaries, with ldo > nrows; then every
+ * column count 1..17 (the column groups of 8, 4, 2, 1 and their leftovers)
+ * on 32-element types with a partial last 16-block group (97 blocks), a
+ * whole one (16) and fewer blocks than a group (3). */
 static void test_gemm(void **state) {
     (void)state;
     const phiq_kernels *ref = phiq_kernels_scalar();
     const char *const *levels = phiq_kernels_levels();
     enum { NR = 19, NC = 67, LDO = NR + 3 };
     int fails = 0, two_stage = 0;
-    for (size_t ti = 0; ti < sizeof TYPES / sizeof *TYPES; ti++) {
+    for (size_t tv = 0; tv < 3 * (sizeof TYPES / sizeof *TYPES); tv++) {
+        const size_t ti = tv / 3;
         const int t = TYPES[ti], at = ref->act_type[t];
         const int64_t bs = phiq_ggml_block_size(t);
-        const int64_t n = bs == 1 ? 1000 : bs == 32 ? 97 * 32 : 7 * 256;
+        static const int64_t nb32[3] = {97, 16, 3};
+        if (bs != 32 && tv % 3) continue;
+        const int64_t n = bs == 1 ? 1000 : bs == 32 ? nb32[tv % 3] * 32 : 7 * 256;
         const int64_t rb = phiq_ggml_row_size(t, n), as = phiq_ggml_row_size(at, n);
         uint8_t *w = malloc((size_t)rb * NR), *act = malloc((size_t)as * NC);
         float *x = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * LDO * NC), *want = malloc(sizeof(float) * NR * NC);
@@ -388,11 +394,24 @@ static void test_gemm(void **state) {
                         print_error("%s %s gemm r=%d j=%d: %.9g vs %.9g\n", k->isa, phiq_ggml_type_name(t), r, j, got, want[r * NC + j]);
                 }
             }
+            for (int nc = 1; nc <= 17; nc++) {
+                for (int i = 0; i < LDO * NC; i++) out[i] = -777.0f;
+                k->gemm[t](n, NR, nc, out, LDO, w, (size_t)rb, act, (size_t)as);
+                for (int j = 0; j < NC; j++)
+                    for (int r = 0; r < LDO; r++) {
+                        float got = out[j * LDO + r];
+                        int bad = r >= NR || j >= nc ? got != -777.0f
+                                                     : !(fabs(got - want[r * NC + j]) <= 2e-5 * bound[r * NC + j] + 1e-30);
+                        if (bad && fails++ < 20)
+                            print_error("%s %s gemm n=%d ncols=%d r=%d j=%d: %.9g vs %.9g\n", k->isa, phiq_ggml_type_name(t),
+                                        (int)n, nc, r, j, got, r < NR ? want[r * NC + j] : 0);
+                    }
+            }
 #if defined(__x86_64__) || defined(_M_X64)
             /* the AMX gemm in two stages, as phiq_mm runs it: activations
              * packed in two column-tile ranges (as two threads would), rows
              * run in two pieces ([0, 16) on tiles, a 3-row tail on AVX-512) */
-            if (strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(t)) {
+            if (tv % 3 == 0 && strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(t)) {
                 const int64_t nct = (NC + 15) / 16;
                 uint8_t *pk = aligned_alloc(64, (phiq_gemm_amx_packed_size(t, n, NC) + 63) & ~(size_t)63);
                 uint8_t *sc = aligned_alloc(64, (phiq_gemm_amx_scratch_size(t, n) + 63) & ~(size_t)63);
@@ -482,6 +501,42 @@ static void test_quantize_act_q8_0(void **state) {
     }
     assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q8_0, x, b, 31), PHIQ_EINVAL);
     assert_int_equal(k->quantize_act(PHIQ_GGML_TYPE_Q4_0, x, b, 32), PHIQ_EINVAL);
+}
+
+/* Every table's Q8_0 / Q8_1 activation quantizer byte for byte against the
+ * scalar table (src/quant's reference): random rows of several ranges, rows
+ * whose scaled values fall on halves (amax 127: d = 1) and a zero block. */
+static void test_quantize_act_tables(void **state) {
+    (void)state;
+    const phiq_kernels *ref = phiq_kernels_scalar();
+    const char *const *levels = phiq_kernels_levels();
+    enum { N = 32 * 24 };
+    float x[N];
+    uint8_t want[N / 32 * 36], got[N / 32 * 36];
+    int checked = 0;
+    for (int rep = 0; rep < 40; rep++) {
+        const float range = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1.0f : rep % 4 == 2 ? 50.0f : 1e4f;
+        for (int i = 0; i < N; i++) x[i] = rndf(-range, range);
+        if (rep % 5 == 0)
+            for (int i = 0; i < N; i++) x[i] = (float)((int)(rnd() % 255) - 127) + (rnd() % 2 ? 0.5f : 0.0f);
+        if (rep % 5 == 0)
+            for (int b = 0; b < N / 32; b++) x[32 * b] = 127.0f; /* d = 1: the halves stay halves */
+        if (rep == 1) memset(x + 64, 0, 32 * sizeof(float));
+        for (int at = 0; at < 2; at++) {
+            const int t = at ? PHIQ_GGML_TYPE_Q8_1 : PHIQ_GGML_TYPE_Q8_0;
+            const size_t bytes = (size_t)phiq_ggml_row_size(t, N);
+            assert_int_equal(ref->quantize_act(t, x, want, N), 0);
+            for (int l = 0; levels[l]; l++) {
+                const phiq_kernels *k = phiq_kernels_for(levels[l]);
+                if (!k) continue;
+                memset(got, 0xA5, sizeof got);
+                assert_int_equal(k->quantize_act(t, x, got, N), 0);
+                assert_memory_equal(got, want, bytes);
+                checked++;
+            }
+        }
+    }
+    print_message("quantize_act: %d table/row checks byte-exact\n", checked);
 }
 
 static void test_quantize_act_q8_K(void **state) {
@@ -1013,6 +1068,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_quantize_act_q8_0),
         cmocka_unit_test(test_quantize_act_q8_K),
+        cmocka_unit_test(test_quantize_act_tables),
         cmocka_unit_test(test_f16_f32),
         cmocka_unit_test(test_all_types_all_isas),
         cmocka_unit_test(test_gemm),

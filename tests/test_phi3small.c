@@ -17,8 +17,6 @@
  * Needs /usr/bin/python3 with numpy (Debian's python3-numpy); skips otherwise. */
 #include "testutil.h"
 
-#include <float.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,29 +68,8 @@ static float *run(const char *path, int n, int decode_from, phiq_kv_type kv) {
     return out;
 }
 
-/* max over rows first..n-1 of max |got - want| / range(want), the dummy ids
- * (the lowest float in want) excluded from both and required in got. */
 static double worst(const float *got, const float *want, int first, int n) {
-    double w = 0;
-    for (int p = first; p < n; p++) {
-        const float *g = got + (size_t)p * V, *r = want + (size_t)p * V;
-        double lo = INFINITY, hi = -INFINITY, d = 0;
-        int dummies = 0;
-        for (int i = 0; i < V; i++) {
-            if (r[i] == -FLT_MAX) {
-                if (g[i] != -FLT_MAX) fail_msg("position %d: dummy id %d has logit %g, want -FLT_MAX", p, i, (double)g[i]);
-                dummies++;
-                continue;
-            }
-            lo = fmin(lo, r[i]);
-            hi = fmax(hi, r[i]);
-            d = fmax(d, fabs((double)g[i] - r[i]));
-        }
-        assert_int_equal(dummies, 91); /* Phi3SmallTokenizer.dummy_token_indices */
-        double rel = d / (hi - lo);
-        if (!(rel <= w)) w = rel;
-    }
-    return w;
+    return tu_worst_rel_dummies(got, want, first, n, V, 91); /* Phi3SmallTokenizer.dummy_token_indices */
 }
 
 static void check(const char *what, const float *got, const float *want, int first, int n, double tol) {

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,6 +320,29 @@ double tu_worst_rel(const float *got, const float *want, int first, int n, int n
         if (!(rel <= worst)) worst = rel;
     }
     return worst;
+}
+
+double tu_worst_rel_dummies(const float *got, const float *want, int first, int n, int V, int dummies) {
+    double w = 0;
+    for (int p = first; p < n; p++) {
+        const float *g = got + (size_t)p * V, *r = want + (size_t)p * V;
+        double lo = INFINITY, hi = -INFINITY, d = 0;
+        int nd = 0;
+        for (int i = 0; i < V; i++) {
+            if (r[i] == -FLT_MAX) {
+                if (g[i] != -FLT_MAX) fail_msg("position %d: dummy id %d has logit %g, want -FLT_MAX", p, i, (double)g[i]);
+                nd++;
+                continue;
+            }
+            lo = fmin(lo, r[i]);
+            hi = fmax(hi, r[i]);
+            d = fmax(d, fabs((double)g[i] - r[i]));
+        }
+        assert_int_equal(nd, dummies);
+        double rel = d / (hi - lo);
+        if (!(rel <= w)) w = rel;
+    }
+    return w;
 }
 
 void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...) {

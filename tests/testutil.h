@@ -95,5 +95,9 @@ float *tu_ref_logits(const char *script, const char *dir, const int32_t *ids, in
 /* max over positions first..n-1 of max|got - want| / range(want); got holds
  * rows first..n-1, want rows 0..n-1. */
 double tu_worst_rel(const float *got, const float *want, int first, int n, int n_vocab);
+/* The same over rows of V logits (got and want both rows 0..n-1), the ids
+ * whose want is -FLT_MAX (Phi-3-small's dummy tokens) left out of the range
+ * and required to be -FLT_MAX in got, dummies of them per row. */
+double tu_worst_rel_dummies(const float *got, const float *want, int first, int n, int V, int dummies);
 
 #endif

@@ -71,6 +71,10 @@ static void write_ids(const char *path, const int *ids, int n) {
 
 /* Runs run.js; returns logits [n, vocab] (malloc'd). */
 float *tu_ort_logits(const char *model_dir, const int *ids, int n, bool step, const char *tag) {
+    return tu_ort_logits_share(model_dir, ids, n, step, 0, tag);
+}
+
+float *tu_ort_logits_share(const char *model_dir, const int *ids, int n, bool step, int share, const char *tag) {
     char idsf[512], outf[512];
     snprintf(idsf, sizeof idsf, "%s", tu_tmp(tag));
     strcat(idsf, ".ids.json");
@@ -78,8 +82,8 @@ float *tu_ort_logits(const char *model_dir, const int *ids, int n, bool step, co
     strcat(outf, ".logits.f32");
     write_ids(idsf, ids, n);
     char *err = NULL;
-    int rc = tu_run(NULL, &err, "NODE_PATH='%s' node '%s/run.js' '%s' '%s' '%s' %s", g_node_path, g_scripts,
-                    model_dir, idsf, outf, step ? "--step" : "");
+    int rc = tu_run(NULL, &err, "NODE_PATH='%s' node '%s/run.js' '%s' '%s' '%s' %s --share %d", g_node_path,
+                    g_scripts, model_dir, idsf, outf, step ? "--step" : "", share);
     if (rc != 0) fail_msg("run.js on %s failed: %s", model_dir, err ? err : "");
     free(err);
     size_t cnt;

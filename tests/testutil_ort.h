@@ -15,6 +15,9 @@ const char *tu_ort_scripts(void);   /* tests/onnx (run.js, feed.js) */
 /* tests/onnx/run.js on model_dir: float32 logits [n, vocab] (malloc'd);
  * step feeds one token at a time through the KV cache. Fails the test on error. */
 float *tu_ort_logits(const char *model_dir, const int *ids, int n, bool step, const char *tag);
+/* The same with past and present KV bound to one buffer of share positions
+ * per layer (ORT GenAI's past_present_share_buffer; SparseAttention needs it). */
+float *tu_ort_logits_share(const char *model_dir, const int *ids, int n, bool step, int share, const char *tag);
 
 /* `phiq convert FIXTURE -o tmp/NAME --format onnx ARGS --quiet --json -t 2`
  * on the tiny-phi3-kjv fixture; returns the

@@ -41,7 +41,6 @@ void phiq_attn_state_out(const float *st, float *out, int hd) {
  * state to the span's maximum, then the weighted V rows. */
 static void attn_span_f16_ref(const float *q, float scale, const uint16_t *K, const uint16_t *V, size_t stride, int n,
                               float *st, float *s, int hd) {
-    float mx = st[0];
     for (int k = 0; k < n; k++) {
         const uint16_t *kr = K + (size_t)k * stride;
         float acc[4] = {0};
@@ -51,23 +50,13 @@ static void attn_span_f16_ref(const float *q, float scale, const uint16_t *K, co
         float d = (acc[0] + acc[1]) + (acc[2] + acc[3]);
         for (; i < hd; i++) d += phiq_ops_h2f(kr[i]) * q[i];
         s[k] = d * scale;
-        if (s[k] > mx) mx = s[k];
     }
+    phiq_attn_state_fold(st, s, n, hd);
     float *o = st + 2;
-    if (mx > st[0]) {
-        const float c = expf(st[0] - mx); /* 0 for the empty state */
-        st[1] *= c;
-        for (int i = 0; i < hd; i++) o[i] *= c;
-        st[0] = mx;
-    }
-    float S = 0.0f;
     for (int k = 0; k < n; k++) {
-        const float p = expf(s[k] - mx);
         const uint16_t *vr = V + (size_t)k * stride;
-        S += p;
-        for (int i = 0; i < hd; i++) o[i] += p * phiq_ops_h2f(vr[i]);
+        for (int i = 0; i < hd; i++) o[i] += s[k] * phiq_ops_h2f(vr[i]);
     }
-    st[1] += S;
 }
 
 /* Follows ggml's generic path: integer block sums times d_k * d_q (as

@@ -13,11 +13,37 @@
 #ifndef PHIQ_KERNELS_ATTN_H
 #define PHIQ_KERNELS_ATTN_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
 /* Floats in the state of one query row of head_dim hd. */
 #define PHIQ_ATTN_STATE(hd) ((size_t)(hd) + 2)
+
+/* M becomes mx when mx is larger, S and o rescaled by exp(M_old - mx) (0
+ * for the empty state); nothing changes otherwise. */
+static inline void phiq_attn_state_rescale(float *st, float mx, int hd) {
+    if (!(mx > st[0])) return;
+    const float c = expf(st[0] - mx);
+    st[1] *= c;
+    for (int i = 0; i < hd; i++) st[2 + i] *= c;
+    st[0] = mx;
+}
+
+/* The online-softmax step of an f16 span with libm expf, shared by the
+ * portable, AVX2 and NEON span_f16 kernels: with s[0..n) the span's scores,
+ * M becomes max(M, max_k s_k) (phiq_attn_state_rescale), s[k] becomes p_k =
+ * exp(s_k - M) and S += sum_k p_k (summed in order). The caller then adds
+ * sum_k p_k V_k to o = st + 2. */
+static inline void phiq_attn_state_fold(float *st, float *s, int n, int hd) {
+    float mx = st[0];
+    for (int k = 0; k < n; k++)
+        if (s[k] > mx) mx = s[k];
+    phiq_attn_state_rescale(st, mx, hd);
+    float S = 0.0f;
+    for (int k = 0; k < n; k++) S += (s[k] = expf(s[k] - st[0]));
+    st[1] += S;
+}
 
 /* f16 cache: scores s_k = scale * q . K_k for k in [0, n) (K_k at K + k *
  * stride f16 elements), the span's maximum m = max(M, max_k s_k) becomes M

@@ -8,20 +8,13 @@
 
 #include "kernels/attn.h"
 #include "kernels/dot.h"
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+#include "kernels/kq_x86.h"
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 void phiq_attn_span_f16_avx2(const float *q, float scale, const uint16_t *K, const uint16_t *V, size_t stride, int n,
                              float *st, float *s, int hd) {
     const int hd8 = hd & ~7;
-    float mx = st[0];
     for (int k = 0; k < n; k++) {
         const uint16_t *kr = K + (size_t)k * stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -32,21 +25,12 @@ void phiq_attn_span_f16_avx2(const float *q, float scale, const uint16_t *K, con
         }
         for (; i < hd8; i += 8)
             a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kr + i))), _mm256_loadu_ps(q + i), a0);
-        float d = hsum8(_mm256_add_ps(a0, a1));
+        float d = phiq_hsum8(_mm256_add_ps(a0, a1));
         for (; i < hd; i++) d += h2f(kr[i]) * q[i];
         s[k] = d * scale;
-        if (s[k] > mx) mx = s[k];
     }
+    phiq_attn_state_fold(st, s, n, hd);
     float *o = st + 2;
-    if (mx > st[0]) {
-        const float c = expf(st[0] - mx);
-        st[1] *= c;
-        for (int i = 0; i < hd; i++) o[i] *= c;
-        st[0] = mx;
-    }
-    float S = 0.0f;
-    for (int k = 0; k < n; k++) S += (s[k] = expf(s[k] - mx));
-    st[1] += S;
     int k = 0;
     /* two positions per pass halve the loads and stores of o */
     for (; k + 2 <= n; k += 2) {
@@ -79,15 +63,6 @@ void phiq_f32_to_f16_row_avx2(uint16_t *dst, const float *src, int n) {
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
     for (; i < n; i++) dst[i] = _cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT);
-}
-
-/* 8 int32 lane sums of x[i] * y[i] over 32 signed bytes (|x| as u8 times y
- * with x's sign: no saturation for Q8_0 values in [-127, 127]). */
-static inline __m256 q8_dot_lanes(const int8_t *x, const int8_t *y) {
-    const __m256i vx = _mm256_loadu_si256((const __m256i *)(const void *)x);
-    const __m256i vy = _mm256_loadu_si256((const __m256i *)(const void *)y);
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(vx, vx), _mm256_sign_epi8(vy, vx));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
 /* 8 values j..j+7 of a Q8_0 block, dequantized (qs * d, as dequantize_row_q8_0). */
@@ -132,8 +107,8 @@ void phiq_attn_span_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V
         const phiq_block_q8_0 *kb = (const phiq_block_q8_0 *)(const void *)(K + (size_t)k * stride);
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++)
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(kb[b].d) * h2f(qb[b].d)), q8_dot_lanes(kb[b].qs, qb[b].qs), acc);
-        s[k] = hsum8(acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(kb[b].d) * h2f(qb[b].d)), phiq_q8_dot_lanes(kb[b].qs, qb[b].qs), acc);
+        s[k] = phiq_hsum8(acc);
     }
     float S = st[1], M = st[0];
     for (int k = 0; k < n; k++) {

@@ -13,6 +13,7 @@
 
 #include "kernels/attn.h"
 #include "kernels/dot.h"
+#include "kernels/kq_x86.h"
 
 #define PF_AHEAD 8 /* positions */
 
@@ -75,13 +76,8 @@ static inline __attribute__((always_inline)) void span_f16(const float *q, float
         if (d > mx) mx = d;
     }
     float *o = st + 2;
+    phiq_attn_state_rescale(st, mx, hd);
     for (int i = 0; i < NV; i++) acc[i] = _mm512_maskz_loadu_ps(lanes(hd - 16 * i), o + 16 * i);
-    if (mx > st[0]) {
-        const float c = expf(st[0] - mx); /* 0 for the empty state */
-        st[1] *= c;
-        for (int i = 0; i < NV; i++) acc[i] = _mm512_mul_ps(acc[i], _mm512_set1_ps(c));
-        st[0] = mx;
-    }
     st[1] += exp_shift(s, n, mx);
     for (int k = 0; k < n; k++) {
         const uint16_t *vr = V + (size_t)k * stride;
@@ -105,22 +101,6 @@ void phiq_attn_span_f16_avx512(const float *q, float scale, const uint16_t *K, c
     case 8: span_f16(q, scale, K, V, stride, n, st, s, hd, 8); break;
     default: phiq_attn_span_f16_avx2(q, scale, K, V, stride, n, st, s, hd);
     }
-}
-
-static inline float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-/* ggml's AVX2 q8_0 x q8_0 block product: 8 int32 lane sums of x * y over
- * 32 signed bytes (|x| as u8 times y with x's sign), as floats. */
-static inline __m256 q8_dot_lanes(const int8_t *x, const int8_t *y) {
-    const __m256i vx = _mm256_loadu_si256((const __m256i *)(const void *)x);
-    const __m256i vy = _mm256_loadu_si256((const __m256i *)(const void *)y);
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(vx, vx), _mm256_sign_epi8(vy, vx));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
 }
 
 /* 16 values j..j+15 of a Q8_0 block, dequantized (qs * d, as dequantize_row_q8_0). */
@@ -204,8 +184,8 @@ void phiq_attn_span_q8_0_avx512(const void *q8, const uint8_t *K, const uint8_t 
         if (k + PF_AHEAD < n) prefetch_row(K + (size_t)(k + PF_AHEAD) * stride, rb);
         __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++)
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(kb[b].d)), qd[b]), q8_dot_lanes(kb[b].qs, qb[b].qs), acc);
-        s[k] = hsum8(acc);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(kb[b].d)), qd[b]), phiq_q8_dot_lanes(kb[b].qs, qb[b].qs), acc);
+        s[k] = phiq_hsum8(acc);
     }
     for (int k = 0; k < n; k += 64) q8_weights(s + k, n - k < 64 ? n - k : 64, &st[0], &st[1]);
     switch (nb) {
@@ -312,12 +292,7 @@ void phiq_attn_block_f16_avx512(const float *q, size_t ldq, int nq, const int *l
                 mx = _mm512_max_ps(mx, sc[c]);
             }
             const float tmax = _mm512_reduce_max_ps(mx);
-            if (tmax > s[0]) {
-                const float cf = expf(s[0] - tmax); /* 0 for the empty state */
-                s[1] *= cf;
-                for (int i = 0; i < NV; i++) _mm512_storeu_ps(s + 2 + 16 * i, _mm512_mul_ps(_mm512_loadu_ps(s + 2 + 16 * i), _mm512_set1_ps(cf)));
-                s[0] = tmax;
-            }
+            phiq_attn_state_rescale(s, tmax, hd);
             const __m512 M = _mm512_set1_ps(s[0]);
             __m512 sum = _mm512_setzero_ps();
             for (int c = 0; c < 4; c++) {

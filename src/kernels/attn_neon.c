@@ -18,7 +18,6 @@ static inline float h2f(uint16_t h) { return vgetq_lane_f32(vcvt_f32_f16(vreinte
 void phiq_attn_span_f16_neon(const float *q, float scale, const uint16_t *K, const uint16_t *V, size_t stride, int n,
                              float *st, float *s, int hd) {
     const int hd4 = hd & ~3;
-    float mx = st[0];
     for (int k = 0; k < n; k++) {
         const uint16_t *kr = K + (size_t)k * stride;
         float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
@@ -31,18 +30,9 @@ void phiq_attn_span_f16_neon(const float *q, float scale, const uint16_t *K, con
         float d = vaddvq_f32(vaddq_f32(a0, a1));
         for (; i < hd; i++) d += h2f(kr[i]) * q[i];
         s[k] = d * scale;
-        if (s[k] > mx) mx = s[k];
     }
+    phiq_attn_state_fold(st, s, n, hd);
     float *o = st + 2;
-    if (mx > st[0]) {
-        const float c = expf(st[0] - mx); /* 0 for the empty state */
-        st[1] *= c;
-        for (int i = 0; i < hd; i++) o[i] *= c;
-        st[0] = mx;
-    }
-    float S = 0.0f;
-    for (int k = 0; k < n; k++) S += (s[k] = expf(s[k] - mx));
-    st[1] += S;
     for (int k = 0; k < n; k++) {
         const uint16_t *vr = V + (size_t)k * stride;
         const float p = s[k];

@@ -62,6 +62,14 @@ static inline void phiq_matvec_rows(phiq_vec_dot_fn dot, int64_t n, int64_t nrow
 #define PHIQ_KERNELS_SET(k, T, name)                                                               \
     ((k)->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, (k)->matvec[PHIQ_GGML_TYPE_##T] = mv_##name,   \
      (k)->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
+/* Each ISA file lists its types once, as an X-macro of (TYPE, name)
+ * entries; these are the per-entry steps: PHIQ_KERNELS_SET_K registers one
+ * type in the table named k in scope (`LIST(PHIQ_KERNELS_SET_K)` registers
+ * the whole list), PHIQ_ROWS_DOT_K / PHIQ_ROWS_X4_K build its matvec and
+ * gemm from its dot (or from its x4 row kernel). */
+#define PHIQ_KERNELS_SET_K(T, name) PHIQ_KERNELS_SET(k, T, name);
+#define PHIQ_ROWS_DOT_K(T, name) PHIQ_ROWS_FROM_DOT(name)
+#define PHIQ_ROWS_X4_K(T, name) PHIQ_ROWS_FROM_X4(name)
 void phiq_kernels_init_avx2(phiq_kernels *k);
 void phiq_kernels_init_avx512(phiq_kernels *k);
 void phiq_kernels_init_amx(phiq_kernels *k); /* AVX-512 table + AMX gemm */

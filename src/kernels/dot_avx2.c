@@ -7,15 +7,9 @@
 #include <string.h>
 
 #include "kernels/dot.h"
+#include "kernels/kq_x86.h"
 
 #define F16(h) _cvtsh_ss(h)
-
-static inline float hsum_ps(__m256 v) {
-    __m128 r = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    return _mm_cvtss_f32(r);
-}
 
 /* Sum of u8 x s8 over groups of 4 bytes -> 8 int32. */
 static inline __m256i dot_us8(__m256i u, __m256i s) {
@@ -89,7 +83,7 @@ static inline __m256i load_y(const int8_t *p) { return _mm256_loadu_si256((const
             acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(F16(x[ib].d) * F16(y[ib].d)), acc0); \
             EXTRA(x[ib], y[ib]);                                                                   \
         }                                                                                          \
-        *s = hsum_ps(_mm256_add_ps(acc0, acc1)) + extra;                                           \
+        *s = phiq_hsum8(_mm256_add_ps(acc0, acc1)) + extra;                                        \
     }
 
 #define NO_EXTRA(xb, yb) (void)0
@@ -119,24 +113,6 @@ BLOCK_DOT(dot_q8_0, phiq_block_q8_0, phiq_block_q8_0, dot_ss8(load_y(xb->qs), yy
 BLOCK_DOT(dot_iq4_nl, phiq_block_iq4_nl, phiq_block_q8_0, dot_ss8(iq4_values(xb->qs), yy), NO_EXTRA)
 
 /* ---- K-quants ---------------------------------------------------------------------- */
-
-static inline __m128i kq_scales(const uint8_t *q) {
-    uint32_t u[4];
-    memcpy(u, q, 12);
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = u[1] & kmask1;
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-    u[2] = uaux;
-    u[0] &= kmask1;
-    return _mm_loadu_si128((const __m128i *)u);
-}
-
-static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
-    __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));
-    __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));
-    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
-}
 
 /* Q4_K and Q5_K are one body: chunk c of a super-block gives 32 low-nibble
  * and 32 high-nibble values (lo, hi); Q5_K's HIGH step ors in the fifth bit
@@ -175,7 +151,7 @@ static inline void k5_high(const uint8_t *qh, int c, __m256i *lo, __m256i *hi) {
             }                                                                                      \
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);               \
         }                                                                                          \
-        *s = hsum_ps(_mm256_sub_ps(acc, accm));                                                    \
+        *s = phiq_hsum8(_mm256_sub_ps(acc, accm));                                                 \
     }
 K45_DOT(dot_q4_K, phiq_block_q4_K, Q4K_HIGH)
 K45_DOT(dot_q5_K, phiq_block_q5_K, Q5K_HIGH)
@@ -217,7 +193,7 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
     }
-    *s = hsum_ps(acc);
+    *s = phiq_hsum8(acc);
 }
 
 static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
@@ -246,7 +222,7 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(dall), acc);
     }
-    *s = hsum_ps(acc) - hsum_ps(accm);
+    *s = phiq_hsum8(acc) - phiq_hsum8(accm);
 }
 
 static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
@@ -284,7 +260,7 @@ static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 2));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
     }
-    *s = hsum_ps(acc);
+    *s = phiq_hsum8(acc);
 }
 
 /* IQ4_XS: signed table values times signed activations through the sign
@@ -307,13 +283,13 @@ static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
         }
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(F16(x[i].d) * y[i].d), acc);
     }
-    *s = hsum_ps(acc);
+    *s = phiq_hsum8(acc);
 }
 
 /* ---- four activation rows per weight decode (gemm) ---------------------------------- */
 
 static inline void hsum4(const __m256 acc[4], float res[4]) {
-    for (int j = 0; j < 4; j++) res[j] = hsum_ps(acc[j]);
+    for (int j = 0; j < 4; j++) res[j] = phiq_hsum8(acc[j]);
 }
 
 /* Q4_0 / Q8_0: the weight bytes are made signed once; |w| and the sign are
@@ -421,7 +397,7 @@ static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], floa
         for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LX(x + i), LY(y + i), a0);                 \
         float t = 0;                                                                               \
         for (; i < n; i++) t += SX(x[i]) * SY(y[i]);                                               \
-        *s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + t;             \
+        *s = phiq_hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))) + t;          \
     }
 
 static inline float bf16f(uint16_t h) {
@@ -443,39 +419,17 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
-PHIQ_ROWS_FROM_X4(q4_0)
-PHIQ_ROWS_FROM_X4(q8_0)
-PHIQ_ROWS_FROM_X4(q4_K)
-PHIQ_ROWS_FROM_X4(q6_K)
-PHIQ_ROWS_FROM_X4(q5_K)
-PHIQ_ROWS_FROM_DOT(q4_1)
-PHIQ_ROWS_FROM_DOT(q5_0)
-PHIQ_ROWS_FROM_DOT(q5_1)
-PHIQ_ROWS_FROM_DOT(iq4_nl)
-PHIQ_ROWS_FROM_DOT(q2_K)
-PHIQ_ROWS_FROM_DOT(q3_K)
-PHIQ_ROWS_FROM_DOT(iq4_xs)
-PHIQ_ROWS_FROM_DOT(f16)
-PHIQ_ROWS_FROM_DOT(bf16)
-PHIQ_ROWS_FROM_DOT(f32)
+/* This file's types: X4 entries have an x4 row kernel for gemm, DOT
+ * entries a dot only. */
+#define AVX2_TYPES(X4, DOT)                                                                        \
+    X4(Q4_0, q4_0) X4(Q8_0, q8_0) X4(Q4_K, q4_K) X4(Q5_K, q5_K) X4(Q6_K, q6_K)                     \
+    DOT(Q4_1, q4_1) DOT(Q5_0, q5_0) DOT(Q5_1, q5_1) DOT(IQ4_NL, iq4_nl) DOT(Q2_K, q2_K)            \
+    DOT(Q3_K, q3_K) DOT(IQ4_XS, iq4_xs) DOT(F16, f16) DOT(BF16, bf16) DOT(F32, f32)
+AVX2_TYPES(PHIQ_ROWS_X4_K, PHIQ_ROWS_DOT_K)
 
 void phiq_kernels_init_avx2(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx2";
     k->dot_f16_f32 = dot_f16_f32;
-    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
-    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
-    PHIQ_KERNELS_SET(k, Q5_0, q5_0);
-    PHIQ_KERNELS_SET(k, Q5_1, q5_1);
-    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
-    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
-    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
-    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
-    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
-    PHIQ_KERNELS_SET(k, Q2_K, q2_K);
-    PHIQ_KERNELS_SET(k, Q3_K, q3_K);
-    PHIQ_KERNELS_SET(k, IQ4_XS, iq4_xs);
-    PHIQ_KERNELS_SET(k, F16, f16);
-    PHIQ_KERNELS_SET(k, BF16, bf16);
-    PHIQ_KERNELS_SET(k, F32, f32);
+    AVX2_TYPES(PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K)
 }

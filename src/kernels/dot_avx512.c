@@ -12,7 +12,9 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "kernels/dot.h"
+#include "kernels/kq_x86.h"
 
 #define Q8_0_BYTES ((int)sizeof(phiq_block_q8_0))
 #define Q8_1_BYTES ((int)sizeof(phiq_block_q8_1))
@@ -136,29 +138,9 @@ PAIR_DOT(dot_iq4_nl, phiq_block_iq4_nl, phiq_block_q8_0, IQ4_U2, IQ4_U1, (char)0
 
 /* ---- K-quants × Q8_K ------------------------------------------------------------ */
 
-/* Eight 6-bit scales and mins of Q4_K/Q5_K as bytes: sc in out[0..7], m in out[8..15]. */
-static inline __m128i kq_scales(const uint8_t *q) {
-    uint32_t u[4];
-    memcpy(u, q, 12);
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = u[1] & kmask1;
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-    u[2] = uaux;
-    u[0] &= kmask1;
-    return _mm_loadu_si128((const __m128i *)u);
-}
-
 /* 16-bit lane index vectors: [2c x16 | 2c+1 x16] for chunk c of Q4_K/Q5_K. */
 static inline __m512i idx_pairs(int c) {
     return _mm512_inserti64x4(_mm512_set1_epi16((short)(2 * c)), _mm256_set1_epi16((short)(2 * c + 1)), 1);
-}
-
-/* Sum over j of m_j * (bsums[2j] + bsums[2j+1]), eight int32 lanes. */
-static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
-    __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));         /* m_j as int32 */
-    __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16));    /* (m_j, m_j) int16 pairs */
-    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
 }
 
 /* Q4_K and Q5_K are one body: chunk c of a super-block gives 64 values
@@ -508,6 +490,26 @@ static inline __m512 gather_d(const void *x, int stride, int fieldoff, __mmask16
     return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(g));
 }
 
+/* The start of chunk c of a prepared row (blocks c .. c+15 of nb, bsz
+ * bytes each from x), shared by the row kernels: sc[j] = each block's
+ * weight scale times prepared activation j's scale, for nj activations;
+ * with has_m, accm[j] += the Q4_1 min term m_w * s_y. Returns the chunk's
+ * block count. */
+static inline __attribute__((always_inline)) int chunk_scales(const uint8_t *x, int bsz, int64_t nb, int64_t c,
+                                                              const prep *pp, int nj, int has_m, __m512 sc[],
+                                                              __m512 accm[]) {
+    const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
+    const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+    const uint8_t *xc = x + c * bsz;
+    const __m512 dw = gather_d(xc, bsz, 0, mk);
+    for (int j = 0; j < nj; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
+    if (has_m) {
+        const __m512 dm = gather_d(xc, bsz, 2, mk);
+        for (int j = 0; j < nj; j++) accm[j] = _mm512_fmadd_ps(dm, _mm512_maskz_loadu_ps(mk, pp[j].ys + c), accm[j]);
+    }
+    return cnt;
+}
+
 static inline __m512i load4x16(const uint8_t *a, size_t stride) {
     __m512i v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)a));
     v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(a + stride)), 1);
@@ -521,11 +523,9 @@ static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int
     __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
     const int64_t nb = ng * 4;
     for (int64_t c = 0; c < nb; c += 16) {
-        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
-        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        __m512 sc;
+        const int cnt = chunk_scales(x, bsz, nb, c, p, 1, has_m, &sc, &accm);
         const uint8_t *xc = x + c * bsz;
-        __m512 sc = _mm512_mul_ps(gather_d(xc, bsz, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
-        if (has_m) accm = _mm512_fmadd_ps(gather_d(xc, bsz, 2, mk), _mm512_maskz_loadu_ps(mk, p->ys + c), accm);
         for (int g = 0; g < cnt / 4; g++) {
             const int64_t G = c / 4 + g;
             pf(xc + 4 * g * bsz, 2);
@@ -549,10 +549,9 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
     const int64_t nb = npairs * 2;
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
     for (int64_t c = 0; c < nb; c += 16) {
-        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
-        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
+        __m512 sc;
+        const int cnt = chunk_scales(x, Q8_0_BYTES, nb, c, p, 1, 0, &sc, NULL);
         const uint8_t *xc = x + c * Q8_0_BYTES;
-        __m512 sc = _mm512_mul_ps(gather_d(xc, Q8_0_BYTES, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
             const uint8_t *b = xc + 2 * q * Q8_0_BYTES + offsetof(phiq_block_q8_0, qs);
@@ -612,55 +611,16 @@ MATVEC_PREPARED(q4_1, KIND_Q4_1)
 MATVEC_PREPARED(iq4_nl, KIND_IQ4_NL)
 MATVEC_PREPARED(q8_0, KIND_Q8_0)
 
-/* Four activation columns per weight decode (register blocking for gemm):
- * the nibble unpack and the weight-scale gather are shared by 4 columns. */
-static inline void row_nib4_x4(const uint8_t *x, int bsz, int qoff, int has_m, int lut, const prep *pp, int64_t ng,
-                               float res[4]) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
-    __m512 acc[4], accm[4];
-    for (int j = 0; j < 4; j++) acc[j] = accm[j] = _mm512_setzero_ps();
-    const int64_t nb = ng * 4;
-    for (int64_t c = 0; c < nb; c += 16) {
-        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
-        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-        const uint8_t *xc = x + c * bsz;
-        const __m512 dw = gather_d(xc, bsz, 0, mk);
-        __m512 sc[4];
-        for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
-        if (has_m) {
-            const __m512 dm = gather_d(xc, bsz, 2, mk);
-            for (int j = 0; j < 4; j++) accm[j] = _mm512_fmadd_ps(dm, _mm512_maskz_loadu_ps(mk, pp[j].ys + c), accm[j]);
-        }
-        for (int g = 0; g < cnt / 4; g++) {
-            const int64_t G = c / 4 + g;
-            __m512i v = load4x16(xc + 4 * g * bsz + qoff, bsz);
-            __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-            if (lut) lo = _mm512_shuffle_epi8(tab, lo), hi = _mm512_shuffle_epi8(tab, hi);
-            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(4 * g),
-                                                _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3));
-            for (int j = 0; j < 4; j++) {
-                __m512i d = _mm512_load_si512(pp[j].off + 16 * G);
-                d = dpbusd(d, lo, _mm512_load_si512(pp[j].yq + 128 * G));
-                d = dpbusd(d, hi, _mm512_load_si512(pp[j].yq + 128 * G + 64));
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc[j]), acc[j]);
-            }
-        }
-    }
-    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
-}
-
+/* Q8_0 gemm: four activation columns per weight decode (register blocking). */
 static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs, float res[4]) {
     __m512 acc[4];
     for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
     const int64_t nb = npairs * 2;
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
     for (int64_t c = 0; c < nb; c += 16) {
-        const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
-        const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
-        const uint8_t *xc = x + c * Q8_0_BYTES;
-        const __m512 dw = gather_d(xc, Q8_0_BYTES, 0, mk);
         __m512 sc[4];
-        for (int j = 0; j < 4; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
+        const int cnt = chunk_scales(x, Q8_0_BYTES, nb, c, pp, 4, 0, sc, NULL);
+        const uint8_t *xc = x + c * Q8_0_BYTES;
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
             const uint8_t *b = xc + 2 * q * Q8_0_BYTES + offsetof(phiq_block_q8_0, qs);
@@ -678,56 +638,178 @@ static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs,
     for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
 }
 
-/* GEMM for the prepared types: activations are prepared once per column
- * tile, weights are read in row tiles that stay in L1 across the columns. */
-static void gemm_prepared(int kind, phiq_vec_dot_fn dot, int64_t n, int64_t nrows, int64_t ncols, float *out,
-                          size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
-    const int *bsz = kind_bsz, *qoff = kind_qoff, *offv = kind_off;
+/* Q8_0 GEMM: activations are prepared once per column tile, weights are
+ * read in row tiles that stay in L1 across the columns. */
+static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                    const void *act, size_t as) {
     const int64_t nb = n / PHIQ_QK;
-    const int q81 = kind == KIND_Q4_1, unit = kind == KIND_Q8_0 ? 2 : 4;
     const size_t pb = prep_bytes(n);
-    char *buf = nb >= unit ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
+    char *buf = nb >= 2 ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
     if (!buf) {
-        phiq_gemm_rows(dot, n, nrows, ncols, out, ldo, w, rb, act, as);
+        phiq_gemm_rows(dot_q8_0, n, nrows, ncols, out, ldo, w, rb, act, as);
         return;
     }
-    const int64_t done = nb / unit * unit;
-    const size_t abs_ = (size_t)(q81 ? Q8_1_BYTES : Q8_0_BYTES), aoff = (size_t)done * abs_;
+    const int64_t done = nb / 2 * 2;
+    const size_t aoff = (size_t)done * Q8_0_BYTES;
     prep pp[PHIQ_GEMM_COL_TILE];
     for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
         const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
         for (int64_t j = j0; j < j1; j++) {
             pp[j - j0] = prep_at(buf + (size_t)(j - j0) * pb, n);
-            prep_act(&pp[j - j0], kind == KIND_Q8_0 ? LAYOUT_PAIR : LAYOUT_NIB4, offv[kind],
-                     (const char *)act + (size_t)j * as, q81, nb);
+            prep_act(&pp[j - j0], LAYOUT_PAIR, kind_off[KIND_Q8_0], (const char *)act + (size_t)j * as, 0, nb);
         }
         for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
             const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
-            int64_t j = j0;
-            for (; j + 4 <= j1; j += 4) {
+            for (int64_t j = j0; j < j1; j += 4) {
+                const int nc = j1 - j < 4 ? (int)(j1 - j) : 4;
                 for (int64_t r = r0; r < r1; r++) {
                     const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
                     float v[4];
-                    if (kind == KIND_Q8_0) row_q8_0_x4(x, &pp[j - j0], nb / 2, v);
-                    else row_nib4_x4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4, v);
-                    for (int c = 0; c < 4; c++) {
+                    if (nc == 4) row_q8_0_x4(x, &pp[j - j0], nb / 2, v);
+                    else
+                        for (int c = 0; c < nc; c++) v[c] = row_q8_0(x, &pp[j - j0 + c], nb / 2);
+                    for (int c = 0; c < nc; c++) {
                         float t = 0;
-                        if (done < nb)
-                            dot((nb - done) * PHIQ_QK, &t, x + done * bsz[kind], (const char *)act + (size_t)(j + c) * as + aoff);
+                        if (done < nb) dot_q8_0((nb - done) * PHIQ_QK, &t, x + done * Q8_0_BYTES, (const char *)act + (size_t)(j + c) * as + aoff);
                         out[(size_t)(j + c) * ldo + r] = v[c] + t;
                     }
                 }
             }
-            for (; j < j1; j++) {
-                const char *aj = (const char *)act + (size_t)j * as;
+        }
+    }
+    free(buf);
+}
+
+/* ---- nibble gemm over 16-block groups (up to 8 columns per weight decode) ----
+ * The 16-byte nibble arrays of 16 blocks are loaded as four registers (4
+ * blocks each) and transposed 4x4 in 32-bit lanes, so that lane L of every
+ * unpacked register holds bytes of one block, T16_BLOCK(L): a column's 8
+ * vpdpbusd then sum whole blocks per lane, and one convert + one multiply by
+ * weight x activation scale + one fma serve 16 blocks (the Q8_0 gemm pays a
+ * convert, a permute and an fma per 2 blocks). The activation is prepared in
+ * the same lane order, zero-padded to whole groups, so any block count runs
+ * here without a vec_dot tail. */
+#define T16_BLOCK(L) (4 * ((L) % 4) + (L) / 4)
+#define T16_MAXC 8
+
+static size_t t16_bytes(int64_t nb) { return R64(32 * ((nb + 15) / 16 * 16)) + 3 * R64(4 * ((nb + 15) / 16 * 16)); }
+
+/* Register r (0..7) of a group: r < 4 holds elements 4r..4r+3 of each
+ * block (low nibbles of qs dword r), r >= 4 elements 16+4(r-4).. (high). */
+static void t16_prep(prep *p, char *buf, int offset, const void *act, int is_q81, int64_t nb) {
+    const int64_t nbp = (nb + 15) / 16 * 16;
+    const int bs = is_q81 ? Q8_1_BYTES : Q8_0_BYTES, qoff = is_q81 ? (int)offsetof(phiq_block_q8_1, qs) : (int)offsetof(phiq_block_q8_0, qs);
+    p->yq = (int8_t *)buf;
+    p->off = (int32_t *)(buf + R64(32 * nbp));
+    p->dy = (float *)(buf + R64(32 * nbp) + R64(4 * nbp));
+    p->ys = (float *)(buf + R64(32 * nbp) + 2 * R64(4 * nbp));
+    for (int64_t g = 0; g < nbp / 16; g++)
+        for (int L = 0; L < 16; L++) {
+            const int64_t b = 16 * g + T16_BLOCK(L), i = 16 * g + L;
+            int8_t *dst = p->yq + 512 * g + 4 * L;
+            if (b >= nb) {
+                for (int r = 0; r < 8; r++) memset(dst + 64 * r, 0, 4);
+                p->off[i] = 0, p->dy[i] = 0, p->ys[i] = 0;
+                continue;
+            }
+            const uint8_t *blk = (const uint8_t *)act + b * bs;
+            const int8_t *q = (const int8_t *)(blk + qoff);
+            int32_t sum = 0;
+            for (int e = 0; e < 32; e++) sum += q[e];
+            for (int r = 0; r < 8; r++) memcpy(dst + 64 * r, q + (r < 4 ? 4 * r : 16 + 4 * (r - 4)), 4);
+            p->off[i] = -offset * sum;
+            p->dy[i] = F16((uint16_t)(blk[0] | blk[1] << 8));
+            p->ys[i] = is_q81 ? F16((uint16_t)(blk[2] | blk[3] << 8)) : 0;
+        }
+}
+
+/* Chunk c of register i = the nibble array of block 4i+c (zero past cnt). */
+static inline __m512i t16_load(const uint8_t *q, int bsz, int i, int cnt) {
+    if (cnt == 16) return load4x16(q + 4 * i * bsz, bsz);
+    __m512i v = _mm512_setzero_si512();
+    for (int c = 0; c < 4 && 4 * i + c < cnt; c++)
+        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + (4 * i + c) * bsz)), c);
+    return v;
+}
+
+/* One weight row against nc (1..8) prepared columns; nc, bsz, has_m and lut
+ * are constants at each call site, so the column loop unrolls. */
+static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, int bsz, int qoff, int has_m, int lut,
+                                                               const prep *pp, int nc, int64_t nb, float *res) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
+    const __m512i blk = _mm512_setr_epi32(T16_BLOCK(0), T16_BLOCK(1), T16_BLOCK(2), T16_BLOCK(3), T16_BLOCK(4),
+                                          T16_BLOCK(5), T16_BLOCK(6), T16_BLOCK(7), T16_BLOCK(8), T16_BLOCK(9),
+                                          T16_BLOCK(10), T16_BLOCK(11), T16_BLOCK(12), T16_BLOCK(13), T16_BLOCK(14),
+                                          T16_BLOCK(15));
+    const __m512i idx = _mm512_mullo_epi32(blk, _mm512_set1_epi32(bsz));
+    __m512 acc[T16_MAXC], accm[T16_MAXC];
+    for (int j = 0; j < nc; j++) acc[j] = accm[j] = _mm512_setzero_ps();
+    for (int64_t g = 0; 16 * g < nb; g++) {
+        const int cnt = nb - 16 * g < 16 ? (int)(nb - 16 * g) : 16;
+        const uint8_t *xg = x + 16 * g * bsz;
+        pf(xg, 5);
+        const __m512i v0 = t16_load(xg + qoff, bsz, 0, cnt), v1 = t16_load(xg + qoff, bsz, 1, cnt),
+                      v2 = t16_load(xg + qoff, bsz, 2, cnt), v3 = t16_load(xg + qoff, bsz, 3, cnt);
+        const __m512i t0 = _mm512_unpacklo_epi32(v0, v1), t1 = _mm512_unpackhi_epi32(v0, v1),
+                      t2 = _mm512_unpacklo_epi32(v2, v3), t3 = _mm512_unpackhi_epi32(v2, v3);
+        const __m512i r4[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                               _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+        __m512i q[8];
+        for (int r = 0; r < 4; r++) {
+            q[r] = _mm512_and_si512(r4[r], m4);
+            q[4 + r] = _mm512_and_si512(_mm512_srli_epi16(r4[r], 4), m4);
+            if (lut) q[r] = _mm512_shuffle_epi8(tab, q[r]), q[4 + r] = _mm512_shuffle_epi8(tab, q[4 + r]);
+        }
+        const __mmask16 mk = _mm512_cmplt_epi32_mask(blk, _mm512_set1_epi32(cnt));
+        const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+            _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, xg, 1)));
+        const __m512 dm = has_m ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
+                                      _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, xg + 2, 1)))
+                                : _mm512_setzero_ps();
+        for (int j = 0; j < nc; j++) {
+            const int8_t *y = pp[j].yq + 512 * g;
+            __m512i d = _mm512_load_si512(pp[j].off + 16 * g);
+            for (int r = 0; r < 8; r++) d = dpbusd(d, q[r], _mm512_load_si512(y + 64 * r));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, _mm512_load_ps(pp[j].dy + 16 * g)), acc[j]);
+            if (has_m) accm[j] = _mm512_fmadd_ps(dm, _mm512_load_ps(pp[j].ys + 16 * g), accm[j]);
+        }
+    }
+    for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
+}
+
+/* GEMM for the nibble types: activations prepared once per column tile,
+ * weights read in row tiles that stay in cache across the column groups. */
+static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, int64_t nrows, int64_t ncols, float *out,
+                                                            size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
+    const int bsz = kind_bsz[kind], qoff = kind_qoff[kind], q81 = kind == KIND_Q4_1, lut = kind == KIND_IQ4_NL;
+    const int64_t nb = n / PHIQ_QK;
+    const size_t pb = t16_bytes(nb);
+    char *buf = aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE);
+    if (!buf) {
+        phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : dot_iq4_nl, n, nrows, ncols, out, ldo, w, rb, act, as);
+        return;
+    }
+    prep pp[PHIQ_GEMM_COL_TILE];
+    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
+        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
+        for (int64_t j = j0; j < j1; j++)
+            t16_prep(&pp[j - j0], buf + (size_t)(j - j0) * pb, kind_off[kind], (const char *)act + (size_t)j * as, q81, nb);
+        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
+            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
+            for (int64_t j = j0; j < j1;) {
+                const int64_t left = j1 - j;
+                const int nc = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+                const prep *pj = &pp[j - j0];
                 for (int64_t r = r0; r < r1; r++) {
                     const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                    float v = kind == KIND_Q8_0 ? row_q8_0(x, &pp[j - j0], nb / 2)
-                                                : row_nib4(x, bsz[kind], qoff[kind], q81, kind == KIND_IQ4_NL, &pp[j - j0], nb / 4);
-                    float t = 0;
-                    if (done < nb) dot((nb - done) * PHIQ_QK, &t, x + done * bsz[kind], aj + aoff);
-                    out[(size_t)j * ldo + r] = v + t;
+                    float v[T16_MAXC];
+                    if (nc == 8) row_nib_t16(x, bsz, qoff, q81, lut, pj, 8, nb, v);
+                    else if (nc == 4) row_nib_t16(x, bsz, qoff, q81, lut, pj, 4, nb, v);
+                    else if (nc == 2) row_nib_t16(x, bsz, qoff, q81, lut, pj, 2, nb, v);
+                    else row_nib_t16(x, bsz, qoff, q81, lut, pj, 1, nb, v);
+                    for (int c = 0; c < nc; c++) out[(size_t)(j + c) * ldo + r] = v[c];
                 }
+                j += nc;
             }
         }
     }
@@ -738,15 +820,14 @@ PHIQ_GEMM_FROM_X4(q4_K)
 PHIQ_GEMM_FROM_X4(q6_K)
 PHIQ_GEMM_FROM_X4(q5_K)
 
-#define GEMM_PREPARED(name, KIND)                                                                  \
+#define GEMM_T16(name, KIND)                                                                       \
     static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,         \
                           const void *w, size_t rb, const void *act, size_t as) {                  \
-        gemm_prepared(KIND, dot_##name, n, nrows, ncols, out, ldo, w, rb, act, as);                \
+        gemm_t16(KIND, n, nrows, ncols, out, ldo, w, rb, act, as);                                 \
     }
-GEMM_PREPARED(q4_0, KIND_Q4_0)
-GEMM_PREPARED(q4_1, KIND_Q4_1)
-GEMM_PREPARED(iq4_nl, KIND_IQ4_NL)
-GEMM_PREPARED(q8_0, KIND_Q8_0)
+GEMM_T16(q4_0, KIND_Q4_0)
+GEMM_T16(q4_1, KIND_Q4_1)
+GEMM_T16(iq4_nl, KIND_IQ4_NL)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
@@ -819,21 +900,53 @@ PHIQ_GEMM_FROM_X4(f16)
 PHIQ_ROWS_FROM_DOT(bf16)
 PHIQ_ROWS_FROM_DOT(f32)
 
+/* The types with a kernel here (their matvec and gemm are above). */
+#define AVX512_TYPES(X)                                                                            \
+    X(Q4_0, q4_0) X(Q4_1, q4_1) X(Q8_0, q8_0) X(IQ4_NL, iq4_nl) X(Q4_K, q4_K) X(Q5_K, q5_K)        \
+    X(Q6_K, q6_K) X(Q2_K, q2_K) X(F16, f16) X(BF16, bf16) X(F32, f32)
+
+/* ---- activation quantizer ------------------------------------------------------ */
+
+/* Q8_0 / Q8_1 rows byte for byte as the reference (phiq_quantize_row_q8_0/1:
+ * d = amax / 127, id = 1 / d, q = roundf(x * id), halves away from zero):
+ * the same IEEE operations on 16 lanes, roundf as trunc plus a step where
+ * the exact remainder is at least one half. Other types: the reference. */
+static int quantize_act_avx512(int act_type, const float *x, void *dst, int64_t n) {
+    if ((act_type != PHIQ_GGML_TYPE_Q8_0 && act_type != PHIQ_GGML_TYPE_Q8_1) || n % PHIQ_QK)
+        return phiq_quantize_act_ref(act_type, x, dst, n);
+    const int q81 = act_type == PHIQ_GGML_TYPE_Q8_1, bs = q81 ? Q8_1_BYTES : Q8_0_BYTES;
+    const int qoff = q81 ? (int)offsetof(phiq_block_q8_1, qs) : (int)offsetof(phiq_block_q8_0, qs);
+    const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / PHIQ_QK; b++) {
+        uint8_t *y = (uint8_t *)dst + b * bs;
+        const __m512 x0 = _mm512_loadu_ps(x + 32 * b), x1 = _mm512_loadu_ps(x + 32 * b + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        const float d = amax / ((1 << 7) - 1), id = d ? 1.0f / d : 0.0f;
+        const uint16_t dh = phiq_f32_to_f16(d);
+        memcpy(y, &dh, 2);
+        __m512i q[2];
+        for (int h = 0; h < 2; h++) {
+            const __m512 v = _mm512_mul_ps(h ? x1 : x0, _mm512_set1_ps(id));
+            const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __mmask16 up = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), half, _CMP_GE_OQ);
+            const __m512 r = _mm512_mask_add_ps(t, up, t, _mm512_or_ps(one, _mm512_and_ps(v, sign)));
+            q[h] = _mm512_cvttps_epi32(r);
+            _mm_storeu_si128((__m128i *)(y + qoff + 16 * h), _mm512_cvtepi32_epi8(q[h]));
+        }
+        if (q81) {
+            const uint16_t sh = phiq_f32_to_f16((float)_mm512_reduce_add_epi32(_mm512_add_epi32(q[0], q[1])) * d);
+            memcpy(y + 2, &sh, 2);
+        }
+    }
+    return 0;
+}
+
 /* Starts from the AVX2 table: for Q5_0, Q5_1, IQ4_XS and Q3_K the AVX2
  * kernels measured faster here than 512-bit versions (which were removed). */
 void phiq_kernels_init_avx512(phiq_kernels *k) {
     phiq_kernels_init_avx2(k);
     k->isa = "avx512";
+    k->quantize_act = quantize_act_avx512;
     k->dot_f16_f32 = dot_f16_f32;
-    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
-    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
-    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
-    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
-    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
-    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
-    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
-    PHIQ_KERNELS_SET(k, Q2_K, q2_K);
-    PHIQ_KERNELS_SET(k, F16, f16);
-    PHIQ_KERNELS_SET(k, BF16, bf16);
-    PHIQ_KERNELS_SET(k, F32, f32);
+    AVX512_TYPES(PHIQ_KERNELS_SET_K)
 }

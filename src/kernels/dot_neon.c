@@ -198,38 +198,21 @@ NEON_FLOAT_DOT(dot_f16, uint16_t, uint16_t, ld_f16, ld_f16, f16, f16)
 NEON_FLOAT_DOT(dot_f16_f32, uint16_t, float, ld_f16, vld1q_f32, f16, S_SAME)
 NEON_FLOAT_DOT(dot_f32, float, float, vld1q_f32, vld1q_f32, S_SAME, S_SAME)
 
-PHIQ_ROWS_FROM_DOT(q4_0)
-PHIQ_ROWS_FROM_DOT(q8_0)
-PHIQ_ROWS_FROM_DOT(q4_K)
-PHIQ_ROWS_FROM_DOT(q4_0_dp)
-PHIQ_ROWS_FROM_DOT(q8_0_dp)
-PHIQ_ROWS_FROM_DOT(q4_K_dp)
-PHIQ_ROWS_FROM_DOT(q5_K)
-PHIQ_ROWS_FROM_DOT(q4_1)
-PHIQ_ROWS_FROM_DOT(iq4_nl)
-PHIQ_ROWS_FROM_DOT(q5_K_dp)
-PHIQ_ROWS_FROM_DOT(q6_K)
-PHIQ_ROWS_FROM_DOT(f16)
-PHIQ_ROWS_FROM_DOT(f32)
+/* This file's types, baseline and with dotprod (which overrides four). */
+#define NEON_TYPES(X)                                                                              \
+    X(Q4_0, q4_0) X(Q8_0, q8_0) X(Q4_K, q4_K) X(Q5_K, q5_K) X(Q6_K, q6_K) X(Q4_1, q4_1)            \
+    X(IQ4_NL, iq4_nl) X(F16, f16) X(F32, f32)
+#define NEON_DP_TYPES(X) X(Q4_0, q4_0_dp) X(Q8_0, q8_0_dp) X(Q4_K, q4_K_dp) X(Q5_K, q5_K_dp)
+NEON_TYPES(PHIQ_ROWS_DOT_K)
+NEON_DP_TYPES(PHIQ_ROWS_DOT_K)
 
 void phiq_kernels_init_neon(phiq_kernels *k, int dotprod) {
     phiq_kernels_init_scalar(k);
     k->isa = "neon";
     k->dot_f16_f32 = dot_f16_f32;
-    PHIQ_KERNELS_SET(k, Q4_0, q4_0);
-    PHIQ_KERNELS_SET(k, Q8_0, q8_0);
-    PHIQ_KERNELS_SET(k, Q4_K, q4_K);
-    PHIQ_KERNELS_SET(k, Q6_K, q6_K);
-    PHIQ_KERNELS_SET(k, Q5_K, q5_K);
-    PHIQ_KERNELS_SET(k, Q4_1, q4_1);
-    PHIQ_KERNELS_SET(k, IQ4_NL, iq4_nl);
-    PHIQ_KERNELS_SET(k, F16, f16);
-    PHIQ_KERNELS_SET(k, F32, f32);
+    NEON_TYPES(PHIQ_KERNELS_SET_K)
     if (dotprod) {
         k->isa = "neon+dotprod";
-        PHIQ_KERNELS_SET(k, Q4_0, q4_0_dp);
-        PHIQ_KERNELS_SET(k, Q8_0, q8_0_dp);
-        PHIQ_KERNELS_SET(k, Q4_K, q4_K_dp);
-        PHIQ_KERNELS_SET(k, Q5_K, q5_K_dp);
+        NEON_DP_TYPES(PHIQ_KERNELS_SET_K)
     }
 }

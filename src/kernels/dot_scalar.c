@@ -392,21 +392,14 @@ void phiq_gemm_x4(phiq_dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nro
     }
 }
 
-PHIQ_ROWS_FROM_DOT(q4_0)
-PHIQ_ROWS_FROM_DOT(q4_1)
-PHIQ_ROWS_FROM_DOT(q5_0)
-PHIQ_ROWS_FROM_DOT(q5_1)
-PHIQ_ROWS_FROM_DOT(q8_0)
-PHIQ_ROWS_FROM_DOT(iq4_nl)
-PHIQ_ROWS_FROM_DOT(q2_K)
-PHIQ_ROWS_FROM_DOT(q3_K)
-PHIQ_ROWS_FROM_DOT(q4_K)
-PHIQ_ROWS_FROM_DOT(q5_K)
-PHIQ_ROWS_FROM_DOT(q6_K)
-PHIQ_ROWS_FROM_DOT(iq4_xs)
-PHIQ_ROWS_FROM_DOT(f16)
-PHIQ_ROWS_FROM_DOT(bf16)
-PHIQ_ROWS_FROM_DOT(f32)
+/* Every type with a dot, and the activation type its dot takes. */
+#define SCALAR_TYPES(X)                                                                            \
+    X(Q4_0, q4_0, Q8_0) X(Q4_1, q4_1, Q8_1) X(Q5_0, q5_0, Q8_0) X(Q5_1, q5_1, Q8_1)               \
+    X(Q8_0, q8_0, Q8_0) X(IQ4_NL, iq4_nl, Q8_0) X(Q2_K, q2_K, Q8_K) X(Q3_K, q3_K, Q8_K)           \
+    X(Q4_K, q4_K, Q8_K) X(Q5_K, q5_K, Q8_K) X(Q6_K, q6_K, Q8_K) X(IQ4_XS, iq4_xs, Q8_K)           \
+    X(F16, f16, F16) X(BF16, bf16, BF16) X(F32, f32, F32)
+#define SCALAR_ROWS(T, name, act) PHIQ_ROWS_FROM_DOT(name)
+SCALAR_TYPES(SCALAR_ROWS)
 
 void phiq_kernels_init_scalar(phiq_kernels *k) {
     memset(k, 0, sizeof *k);
@@ -414,23 +407,7 @@ void phiq_kernels_init_scalar(phiq_kernels *k) {
     for (int t = 0; t < PHIQ_GGML_TYPE_COUNT; t++) k->act_type[t] = -1;
     k->quantize_act = phiq_quantize_act_ref;
     k->dot_f16_f32 = dot_f16_f32;
-#define SET(T, name, act)                                                                          \
-    (k->act_type[PHIQ_GGML_TYPE_##T] = PHIQ_GGML_TYPE_##act, k->vec_dot[PHIQ_GGML_TYPE_##T] = dot_##name, \
-     k->matvec[PHIQ_GGML_TYPE_##T] = mv_##name, k->gemm[PHIQ_GGML_TYPE_##T] = gm_##name)
-    SET(Q4_0, q4_0, Q8_0);
-    SET(Q4_1, q4_1, Q8_1);
-    SET(Q5_0, q5_0, Q8_0);
-    SET(Q5_1, q5_1, Q8_1);
-    SET(Q8_0, q8_0, Q8_0);
-    SET(IQ4_NL, iq4_nl, Q8_0);
-    SET(Q2_K, q2_K, Q8_K);
-    SET(Q3_K, q3_K, Q8_K);
-    SET(Q4_K, q4_K, Q8_K);
-    SET(Q5_K, q5_K, Q8_K);
-    SET(Q6_K, q6_K, Q8_K);
-    SET(IQ4_XS, iq4_xs, Q8_K);
-    SET(F16, f16, F16);
-    SET(BF16, bf16, BF16);
-    SET(F32, f32, F32);
-#undef SET
+#define SCALAR_SET(T, name, act) k->act_type[PHIQ_GGML_TYPE_##T] = PHIQ_GGML_TYPE_##act, PHIQ_KERNELS_SET_K(T, name)
+    SCALAR_TYPES(SCALAR_SET)
+#undef SCALAR_SET
 }

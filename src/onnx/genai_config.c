@@ -1,7 +1,8 @@
 /* genai_config.c — builds genai_config.json with cJSON, with the keys the
  * onnxruntime-genai model builder writes for a Phi3ForCausalLM CPU decoder
- * (model.type "phi3", decoder geometry, I/O name templates, token ids and
- * search defaults; past_present_share_buffer because GQA is used). */
+ * (model.type "phi3", or "phi3small" for Phi3SmallForCausalLM; decoder
+ * geometry, I/O name templates, token ids and search defaults;
+ * past_present_share_buffer because GQA and SparseAttention use it). */
 #include "onnx/genai_config.h"
 
 #include <cjson/cJSON.h>
@@ -57,7 +58,7 @@ char *phiq_genai_config_json(const phiq_hparams *hp, int max_length) {
     /* The builder falls back to the first eos id when pad is unset. */
     int pad = hp->pad_id >= 0 ? hp->pad_id : (hp->n_eos > 0 ? hp->eos_ids[0] : -1);
     if (pad >= 0) cJSON_AddNumberToObject(model, "pad_token_id", pad);
-    cJSON_AddStringToObject(model, "type", "phi3");
+    cJSON_AddStringToObject(model, "type", phiq_arch_name(hp->arch)); /* "phi3" or "phi3small", as the builder */
     cJSON_AddNumberToObject(model, "vocab_size", hp->n_vocab);
 
     cJSON *s = gc_obj(root, "search");

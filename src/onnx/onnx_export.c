@@ -1,5 +1,7 @@
 /* onnx_export.c — Phi-3-family HF checkpoint -> ONNX Runtime GenAI CPU
- * decoder (model.onnx + model.onnx.data + genai_config.json + tokenizer).
+ * decoder (model.onnx + model.onnx.data + genai_config.json + tokenizer):
+ * the driver, the pieces onnx_export_internal.h shares, and the
+ * Phi3ForCausalLM graph (Phi-3-small's is onnx_phi3small.c).
  *
  * Everything that can be refused is checked before the first byte is written
  * (options, architecture, shapes, GQA kernel constraints, K divisible by the
@@ -25,10 +27,10 @@
 #include "formats/hf.h"
 #include "onnx/genai_config.h"
 #include "onnx/matmulnbits_quant.h"
+#include "onnx/onnx_export_internal.h"
 #include "onnx/onnx_graph.h"
 
 #define OX_DATA_NAME "model.onnx.data"
-#define OX_MAX_SEG 3
 
 void phiq_onnx_options_default(phiq_onnx_options *o) {
     memset(o, 0, sizeof *o);
@@ -56,36 +58,6 @@ int phiq_onnx_type_parse(const char *s) {
     if (phiq_streq_nocase(s, "fp32") || phiq_streq_nocase(s, "f32")) return PHIQ_ONNX_FP32;
     return -1;
 }
-
-/* Rows of a logical weight W [N, K] gathered from up to three HF tensors
- * (fused qkv_proj, or q/k/v_proj; a row range of gate_up_proj). */
-typedef struct ox_rows {
-    const phiq_st_tensor *t[OX_MAX_SEG];
-    int64_t row0[OX_MAX_SEG], rows[OX_MAX_SEG];
-    int nseg;
-    int64_t n, k;
-} ox_rows;
-
-typedef struct ox {
-    const phiq_onnx_options *opt;
-    phiq_hf *hf;
-    const phiq_hparams *hp;
-    phiq_og g;
-    FILE *data;
-    char *data_path;
-    uint64_t off;
-    int bits; /* 0: float weights */
-    int n_threads;
-    bool head_written; /* tied + quantized: lm_head weights already written for GatherBlockQuantized */
-    phiq_calib_session *cal; /* --calib: Hessians for GPTQ, NULL = ORT's round-to-nearest */
-    int n_gptq;
-    phiq_progress prog;
-    /* --ratio: bits of each layer matmul, plan[layer * OX_KINDS + kind] (4, 8
-     * or 0 = float), and of lm_head / the embedding */
-    uint8_t *plan;
-    int head_bits;
-    phiq_onnx_stats mixed; /* the plan's figures (n_int4 ...) */
-} ox;
 
 /* How one weight is stored: bits (0 = float), MatMulNBits block size,
  * symmetric, and the rule: group 0 = ORT's default quantizer, else NNCF's
@@ -133,7 +105,7 @@ static void ox_release(const phiq_st_tensor *t) {
     if (t && t->data && t->nbytes) ox_release_span(t->data, t->nbytes);
 }
 
-static uint64_t ox_rows_bytes(const ox_rows *r) {
+uint64_t phiq_ox_rows_bytes(const ox_rows *r) {
     uint64_t b = 0;
     for (int s = 0; s < r->nseg; s++)
         b += (uint64_t)(r->rows[s] * r->k) * (r->t[s]->dtype == PHIQ_ST_F32 ? 4 : 2);
@@ -165,7 +137,7 @@ static void ox_release_row_range(const ox_rows *r, int64_t row, int64_t n) {
     }
 }
 
-static void ox_release_rows(const ox_rows *r) {
+void phiq_ox_release_rows(const ox_rows *r) {
     for (int s = 0; s < r->nseg; s++) ox_release(r->t[s]);
 }
 
@@ -189,7 +161,7 @@ static int ox_write(ox *x, const void *p, size_t n) {
 }
 
 /* Writes a whole blob as one external initializer. */
-static int ox_blob(ox *x, const char *name, int dtype, const int64_t *dims, int nd, const void *p, size_t n) {
+int phiq_ox_blob(ox *x, const char *name, int dtype, const int64_t *dims, int nd, const void *p, size_t n) {
     int rc = ox_align(x, n);
     if (rc) return rc;
     uint64_t at = x->off;
@@ -381,10 +353,10 @@ static int ox_weight_nbits(ox *x, const char *wname, const ox_rows *r, phiq_mnb_
     snprintf(nm, sizeof nm, "%s_%s", wname, qs);
     phiq_og_init_external(&x->g, nm, PHIQ_OG_UINT8, bd, 3, boff, bbytes);
     snprintf(nm, sizeof nm, "%s_scales", wname);
-    if ((rc = ox_blob(x, nm, PHIQ_OG_FLOAT, sd, 2, s, (size_t)(r->n * l->kb) * sizeof *s))) goto out;
+    if ((rc = phiq_ox_blob(x, nm, PHIQ_OG_FLOAT, sd, 2, s, (size_t)(r->n * l->kb) * sizeof *s))) goto out;
     if (z) {
         snprintf(nm, sizeof nm, "%s_zero_points", wname);
-        if ((rc = ox_blob(x, nm, PHIQ_OG_UINT8, zd, 1, z, (size_t)(r->n * l->zp_row)))) goto out;
+        if ((rc = phiq_ox_blob(x, nm, PHIQ_OG_UINT8, zd, 1, z, (size_t)(r->n * l->zp_row)))) goto out;
     }
 out:
     free(f);
@@ -461,14 +433,12 @@ static int ox_weight_transposed(ox *x, const char *name, const ox_rows *r, bool 
 
 /* ---- graph pieces ------------------------------------------------------------- */
 
-#define IN(...) ((const char *const[]){__VA_ARGS__, NULL})
-
 /* y = x @ W^T for W [N, K] as MatMulNBits (quantized) or MatMul. prefix is
  * the builder's node path ("/model/layers.0/attn/qkv_proj"), wprefix its
  * initializer stem ("model.layers.0.attn.qkv_proj"). */
 static ox_q ox_quant_for(const ox *x, const char *wprefix, int64_t k);
 
-static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_rows *r, const char *in,
+int phiq_ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_rows *r, const char *in,
                      const char *out) {
     phiq_og *g = &x->g;
     char wname[320], nname[320];
@@ -510,18 +480,17 @@ static int ox_matmul(ox *x, const char *prefix, const char *wprefix, const ox_ro
         snprintf(nname, sizeof nname, "%s/MatMul", prefix);
         phiq_og_node(g, "MatMul", "", nname, IN(in, w), IN(out));
     }
-    ox_release_rows(r);
-    phiq_progress_step(&x->prog, wprefix, ox_rows_bytes(r));
+    phiq_ox_release_rows(r);
+    phiq_progress_step(&x->prog, wprefix, phiq_ox_rows_bytes(r));
     return 0;
 }
 
-static int ox_norm_weight(ox *x, const char *hfname, const char *oname) {
+int phiq_ox_vector(ox *x, const char *hfname, const char *oname, int64_t n) {
     const phiq_st_tensor *t = phiq_hf_find(x->hf, hfname);
-    int64_t n = x->hp->n_embd;
     float *w = malloc((size_t)n * sizeof *w);
     if (!w) return phiq_fail(PHIQ_ENOMEM, "out of memory");
     int rc = phiq_st_to_f32(t, 0, n, w);
-    if (!rc) rc = ox_blob(x, oname, PHIQ_OG_FLOAT, &n, 1, w, (size_t)n * sizeof *w);
+    if (!rc) rc = phiq_ox_blob(x, oname, PHIQ_OG_FLOAT, &n, 1, w, (size_t)n * sizeof *w);
     free(w);
     return rc;
 }
@@ -558,13 +527,14 @@ static bool ox_longrope(const phiq_hparams *hp) {
     return hp->n_rope_factors > 0 && hp->n_ctx_train > hp->n_ctx_orig;
 }
 
-/* Branch graph of the LongRoPE If: two Constant caches as outputs. */
+/* Branch graph of the LongRoPE If: two Constant caches as outputs, cos/sin
+ * scaled by mscale (the short or the long attention factor). */
 static int ox_rope_branch(ox *x, phiq_og *sub, const char *gname, const char *sfx, const float *factors,
-                          int64_t len) {
+                          int64_t len, float mscale) {
     int rc = phiq_og_init_sub(sub, &x->g, gname);
     if (rc) return rc;
     float *c, *s;
-    if ((rc = ox_rope_cache(x->hp, factors, len, x->hp->rope_attn_factor, &c, &s))) return rc;
+    if ((rc = ox_rope_cache(x->hp, factors, len, mscale, &c, &s))) return rc;
     int64_t d[2] = {len, x->hp->n_rot / 2};
     char cn[64], sn[64];
     snprintf(cn, sizeof cn, "cos_cache_%s", sfx);
@@ -579,7 +549,7 @@ static int ox_rope_branch(ox *x, phiq_og *sub, const char *gname, const char *sf
     return 0;
 }
 
-static int ox_rope(ox *x, const char *total_len_i64) {
+int phiq_ox_rope(ox *x, const char *total_len_i64) {
     const phiq_hparams *hp = x->hp;
     phiq_og *g = &x->g;
     if (!ox_longrope(hp)) {
@@ -589,8 +559,8 @@ static int ox_rope(ox *x, const char *total_len_i64) {
         if (rc) return rc;
         int64_t d[2] = {hp->n_ctx_train, hp->n_rot / 2};
         size_t nb = (size_t)(d[0] * d[1]) * sizeof(float);
-        rc = ox_blob(x, "cos_cache", PHIQ_OG_FLOAT, d, 2, c, nb);
-        if (!rc) rc = ox_blob(x, "sin_cache", PHIQ_OG_FLOAT, d, 2, s, nb);
+        rc = phiq_ox_blob(x, "cos_cache", PHIQ_OG_FLOAT, d, 2, c, nb);
+        if (!rc) rc = phiq_ox_blob(x, "sin_cache", PHIQ_OG_FLOAT, d, 2, s, nb);
         free(c);
         free(s);
         return rc;
@@ -604,8 +574,10 @@ static int ox_rope(ox *x, const char *total_len_i64) {
                  IN(total_len_i64, "/model/constant_nodes/TensorProto.INT64/0D/orig_ctx"),
                  IN("/model/rotemb_caches_subgraph/Greater/output_0"));
     phiq_og large, small;
-    int rc = ox_rope_branch(x, &large, "large_rope_caches_graph", "large", hp->rope_long, hp->n_ctx_train);
-    if (!rc) rc = ox_rope_branch(x, &small, "small_rope_caches_graph", "small", hp->rope_short, hp->n_ctx_orig);
+    int rc = ox_rope_branch(x, &large, "large_rope_caches_graph", "large", hp->rope_long, hp->n_ctx_train,
+                            hp->rope_attn_factor_long);
+    if (!rc) rc = ox_rope_branch(x, &small, "small_rope_caches_graph", "small", hp->rope_short, hp->n_ctx_orig,
+                                hp->rope_attn_factor);
     if (rc) return rc;
     Onnx__NodeProto *n = phiq_og_node(g, "If", "", "/model/rotemb_caches_subgraph/If",
                                       IN("/model/rotemb_caches_subgraph/Greater/output_0"),
@@ -617,7 +589,7 @@ static int ox_rope(ox *x, const char *total_len_i64) {
 
 /* ---- validation ---------------------------------------------------------------- */
 
-static int ox_rows_named(const phiq_hf *hf, ox_rows *r, int64_t k, const char *const *names, const int64_t *rows,
+int phiq_ox_rows_named(const phiq_hf *hf, ox_rows *r, int64_t k, const char *const *names, const int64_t *rows,
                          const int64_t *row0) {
     memset(r, 0, sizeof *r);
     r->k = k;
@@ -651,31 +623,31 @@ static int ox_layer_rows(const phiq_hf *hf, const phiq_hparams *hp, int i, ox_la
     int rc;
     snprintf(a, sizeof a, "model.layers.%d.self_attn.qkv_proj.weight", i);
     if (phiq_hf_find(hf, a)) {
-        rc = ox_rows_named(hf, &L->qkv, H, IN(a), (int64_t[]){q + 2 * kv}, (int64_t[]){0});
+        rc = phiq_ox_rows_named(hf, &L->qkv, H, IN(a), (int64_t[]){q + 2 * kv}, (int64_t[]){0});
     } else {
         snprintf(a, sizeof a, "model.layers.%d.self_attn.q_proj.weight", i);
         snprintf(b, sizeof b, "model.layers.%d.self_attn.k_proj.weight", i);
         snprintf(c, sizeof c, "model.layers.%d.self_attn.v_proj.weight", i);
-        rc = ox_rows_named(hf, &L->qkv, H, IN(a, b, c), (int64_t[]){q, kv, kv}, (int64_t[]){0, 0, 0});
+        rc = phiq_ox_rows_named(hf, &L->qkv, H, IN(a, b, c), (int64_t[]){q, kv, kv}, (int64_t[]){0, 0, 0});
     }
     if (rc) return rc;
     snprintf(a, sizeof a, "model.layers.%d.self_attn.o_proj.weight", i);
-    if ((rc = ox_rows_named(hf, &L->o, q, IN(a), (int64_t[]){H}, (int64_t[]){0}))) return rc;
+    if ((rc = phiq_ox_rows_named(hf, &L->o, q, IN(a), (int64_t[]){H}, (int64_t[]){0}))) return rc;
     snprintf(a, sizeof a, "model.layers.%d.mlp.gate_up_proj.weight", i);
     if (phiq_hf_find(hf, a)) {
-        if ((rc = ox_rows_named(hf, &L->gate, H, IN(a), (int64_t[]){F}, (int64_t[]){0}))) return rc;
-        if ((rc = ox_rows_named(hf, &L->up, H, IN(a), (int64_t[]){F}, (int64_t[]){F}))) return rc;
+        if ((rc = phiq_ox_rows_named(hf, &L->gate, H, IN(a), (int64_t[]){F}, (int64_t[]){0}))) return rc;
+        if ((rc = phiq_ox_rows_named(hf, &L->up, H, IN(a), (int64_t[]){F}, (int64_t[]){F}))) return rc;
     } else {
         snprintf(a, sizeof a, "model.layers.%d.mlp.gate_proj.weight", i);
         snprintf(b, sizeof b, "model.layers.%d.mlp.up_proj.weight", i);
-        if ((rc = ox_rows_named(hf, &L->gate, H, IN(a), (int64_t[]){F}, (int64_t[]){0}))) return rc;
-        if ((rc = ox_rows_named(hf, &L->up, H, IN(b), (int64_t[]){F}, (int64_t[]){0}))) return rc;
+        if ((rc = phiq_ox_rows_named(hf, &L->gate, H, IN(a), (int64_t[]){F}, (int64_t[]){0}))) return rc;
+        if ((rc = phiq_ox_rows_named(hf, &L->up, H, IN(b), (int64_t[]){F}, (int64_t[]){0}))) return rc;
     }
     snprintf(a, sizeof a, "model.layers.%d.mlp.down_proj.weight", i);
-    return ox_rows_named(hf, &L->down, F, IN(a), (int64_t[]){H}, (int64_t[]){0});
+    return phiq_ox_rows_named(hf, &L->down, F, IN(a), (int64_t[]){H}, (int64_t[]){0});
 }
 
-static int ox_check_vec(const phiq_hf *hf, const char *name, int64_t n) {
+int phiq_ox_check_vec(const phiq_hf *hf, const char *name, int64_t n) {
     const phiq_st_tensor *t = phiq_hf_find(hf, name);
     if (!t) return phiq_fail(PHIQ_EFORMAT, "%s: tensor %s missing", phiq_hf_dir(hf), name);
     if (!phiq_st_is_float(t->dtype) || t->n_dims != 1 || t->shape[0] != n)
@@ -693,16 +665,10 @@ static int ox_validate(const phiq_onnx_options *o, phiq_hf *hf, const char *src)
                          "%s: PhiMoE has no CPU ONNX form (ONNX Runtime's MoE operator is CUDA-only); convert it to "
                          "GGUF instead",
                          src);
-    if (hp->arch == PHIQ_ARCH_PHI3SMALL)
+    if (hp->arch != PHIQ_ARCH_PHI3 && hp->arch != PHIQ_ARCH_PHI3SMALL)
         return phiq_fail(PHIQ_EUNSUPPORTED,
-                         "%s: Phi-3-small has no ONNX export in phiq: its block-sparse layers need "
-                         "com.microsoft.SparseAttention with past and present KV in one shared buffer, which the "
-                         "exporter does not build yet; convert it to GGUF instead",
-                         src);
-    if (hp->arch != PHIQ_ARCH_PHI3)
-        return phiq_fail(PHIQ_EUNSUPPORTED,
-                         "%s: architecture %s is not supported by the ONNX exporter (Phi3ForCausalLM only: "
-                         "Phi-3/3.5-mini, Phi-4, Phi-4-mini)",
+                         "%s: architecture %s is not supported by the ONNX exporter (Phi3ForCausalLM: Phi-3/3.5-mini, "
+                         "Phi-4, Phi-4-mini; Phi3SmallForCausalLM: Phi-3-small)",
                          src, phiq_hf_architecture(hf));
     if (hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv || hp->head_dim <= 0 ||
         hp->n_embd <= 0 || hp->n_ff <= 0 || hp->n_vocab <= 0 || hp->n_layer <= 0)
@@ -732,23 +698,24 @@ static int ox_validate(const phiq_onnx_options *o, phiq_hf *hf, const char *src)
                 return phiq_fail(PHIQ_EUNSUPPORTED, "%s: block size %d does not divide the %s K = %lld", src,
                                  o->block_size, what[i], (long long)ks[i]);
     }
+    if (hp->arch == PHIQ_ARCH_PHI3SMALL) return phiq_ox_phi3small_validate(o, hf, src);
     int rc;
-    if ((rc = ox_check_vec(hf, "model.norm.weight", hp->n_embd))) return rc;
+    if ((rc = phiq_ox_check_vec(hf, "model.norm.weight", hp->n_embd))) return rc;
     ox_rows r;
-    if ((rc = ox_rows_named(hf, &r, hp->n_embd, IN("model.embed_tokens.weight"), (int64_t[]){hp->n_vocab},
+    if ((rc = phiq_ox_rows_named(hf, &r, hp->n_embd, IN("model.embed_tokens.weight"), (int64_t[]){hp->n_vocab},
                             (int64_t[]){0})))
         return rc;
     if (!hp->tied_embeddings &&
-        (rc = ox_rows_named(hf, &r, hp->n_embd, IN("lm_head.weight"), (int64_t[]){hp->n_vocab}, (int64_t[]){0})))
+        (rc = phiq_ox_rows_named(hf, &r, hp->n_embd, IN("lm_head.weight"), (int64_t[]){hp->n_vocab}, (int64_t[]){0})))
         return rc;
     for (int i = 0; i < hp->n_layer; i++) {
         ox_layer L;
         char a[160];
         if ((rc = ox_layer_rows(hf, hp, i, &L))) return rc;
         snprintf(a, sizeof a, "model.layers.%d.input_layernorm.weight", i);
-        if ((rc = ox_check_vec(hf, a, hp->n_embd))) return rc;
+        if ((rc = phiq_ox_check_vec(hf, a, hp->n_embd))) return rc;
         snprintf(a, sizeof a, "model.layers.%d.post_attention_layernorm.weight", i);
-        if ((rc = ox_check_vec(hf, a, hp->n_embd))) return rc;
+        if ((rc = phiq_ox_check_vec(hf, a, hp->n_embd))) return rc;
     }
     return 0;
 }
@@ -944,14 +911,10 @@ static int ox_plan(ox *x) {
 
 /* ---- the graph -------------------------------------------------------------- */
 
-static int ox_build(ox *x) {
+void phiq_ox_io(ox *x) {
     const phiq_hparams *hp = x->hp;
     phiq_og *g = &x->g;
-    int rc;
     int64_t kv = hp->n_head_kv, hd = hp->head_dim;
-    bool f16 = x->opt->type == PHIQ_ONNX_FP16;
-
-    /* I/O */
     phiq_og_input(g, "input_ids", PHIQ_OG_INT64, 2, IN("batch_size", "sequence_length"), NULL);
     phiq_og_input(g, "attention_mask", PHIQ_OG_INT64, 2, IN("batch_size", "total_sequence_length"), NULL);
     for (int i = 0; i < hp->n_layer; i++) {
@@ -977,7 +940,10 @@ static int ox_build(ox *x) {
         snprintf(nm, sizeof nm, "present.%d.value", i);
         phiq_og_output(g, nm, PHIQ_OG_FLOAT, 4, sym, val);
     }
+}
 
+const char *phiq_ox_mask(ox *x) {
+    phiq_og *g = &x->g;
     /* Mask pre-processing shared by every GQA: seqlens_k = sum(mask) - 1,
      * total_sequence_length = mask width (both int32). */
     int64_t one = 1, axes[1] = {1}, d1[1] = {1};
@@ -1005,14 +971,19 @@ static int ox_build(ox *x) {
     n = phiq_og_node(g, "Cast", "", "/model/attn_mask_reformat/attn_mask_subgraph/Gather/Cast",
                      IN("/model/attn_mask_reformat/attn_mask_subgraph/Gather/output_0"), IN("total_seq_len"));
     phiq_og_attr_i(g, n, "to", PHIQ_OG_INT32);
-    if ((rc = ox_rope(x, "/model/attn_mask_reformat/attn_mask_subgraph/Gather/output_0"))) return rc;
+    return "/model/attn_mask_reformat/attn_mask_subgraph/Gather/output_0";
+}
 
-    /* Embedding: Gather rows of the [V, hidden] table (fp16: then Cast). */
-    ox_rows emb;
-    if ((rc = ox_rows_named(x->hf, &emb, hp->n_embd, IN("model.embed_tokens.weight"), (int64_t[]){hp->n_vocab},
-                            (int64_t[]){0})))
+int phiq_ox_embed(ox *x, ox_rows *emb, const char *embeds) {
+    const phiq_hparams *hp = x->hp;
+    phiq_og *g = &x->g;
+    int rc;
+    Onnx__NodeProto *n;
+    bool f16 = x->opt->type == PHIQ_ONNX_FP16;
+    if ((rc = phiq_ox_rows_named(x->hf, emb, hp->n_embd, IN("model.embed_tokens.weight"), (int64_t[]){hp->n_vocab},
+                                 (int64_t[]){0})))
         return rc;
-    const char *embeds = "/model/embed_tokens/Gather/output_0";
+    /* Gather rows of the [V, hidden] table (fp16: then Cast). */
     /* A quantized embedding gathers rows of MatMulNBits bytes with
      * com.microsoft.GatherBlockQuantized: tied and 4-bit (Phi-4-mini), as the
      * builder does, the lm_head weight; with --ratio, NNCF's int8 backup of
@@ -1023,7 +994,7 @@ static int ox_build(ox *x) {
     else if (hp->tied_embeddings && x->bits == 4) eq = ox_quant_bits(x, 4, hp->n_embd);
     if (eq.bits) {
         phiq_mnb_layout l;
-        if ((rc = ox_weight_nbits(x, estem, &emb, &l, &eq))) return rc;
+        if ((rc = ox_weight_nbits(x, estem, emb, &l, &eq))) return rc;
         x->head_written = hp->tied_embeddings;
         char eb[200], es[200], ez[200];
         snprintf(eb, sizeof eb, "%s_%s", estem, eq.bits == 4 ? "Q4" : "Q8");
@@ -1055,7 +1026,7 @@ static int ox_build(ox *x) {
         phiq_og_attr_i(g, n, "gather_axis", 0);
         phiq_og_attr_i(g, n, "quantize_axis", 1);
     } else {
-        if ((rc = ox_weight_rows_float(x, "model.embed_tokens.weight", &emb, f16))) return rc;
+        if ((rc = ox_weight_rows_float(x, "model.embed_tokens.weight", emb, f16))) return rc;
         phiq_og_node(g, "Gather", "", "/model/embed_tokens/Gather", IN("model.embed_tokens.weight", "input_ids"),
                      IN(f16 ? "/model/embed_tokens/Gather/output_f16" : embeds));
         if (f16) {
@@ -1066,8 +1037,103 @@ static int ox_build(ox *x) {
     }
     /* Nothing reads the embedding rows again (a tied head is either written
      * above or a Transpose of the stored table): drop their pages now. */
-    ox_release_rows(&emb);
-    phiq_progress_step(&x->prog, "model.embed_tokens", ox_rows_bytes(&emb));
+    phiq_ox_release_rows(emb);
+    phiq_progress_step(&x->prog, "model.embed_tokens", phiq_ox_rows_bytes(emb));
+    return 0;
+}
+
+void phiq_ox_first_norm(ox *x, const char *in, const char *w, const char *b, const char *out) {
+    phiq_og *g = &x->g;
+    Onnx__NodeProto *n =
+        b ? phiq_og_node(g, "LayerNormalization", "", "/model/layers.0/input_layernorm/LayerNorm", IN(in, w, b), IN(out))
+          : phiq_og_node(g, "SimplifiedLayerNormalization", "", "/model/layers.0/input_layernorm/LayerNorm", IN(in, w),
+                         IN(out));
+    phiq_og_attr_i(g, n, "axis", -1);
+    phiq_og_attr_f(g, n, "epsilon", x->hp->norm_eps);
+    phiq_og_attr_i(g, n, "stash_type", 1);
+}
+
+/* GroupQueryAttention or SparseAttention (onnx_export_internal.h); KV past
+ * and present are one buffer for SparseAttention, as ORT GenAI binds them. */
+void phiq_ox_attention(ox *x, int i, bool sparse, float scale, const char *qkv, char *out) {
+    const phiq_hparams *hp = x->hp;
+    phiq_og *g = &x->g;
+    const char *op = sparse ? "SparseAttention" : "GroupQueryAttention";
+    char nm[96], pk[64], pv[64], prk[64], prv[64];
+    snprintf(nm, sizeof nm, "/model/layers.%d/attn/%s", i, op);
+    snprintf(out, 200, "%s/output_0", nm);
+    snprintf(pk, sizeof pk, "past_key_values.%d.key", i);
+    snprintf(pv, sizeof pv, "past_key_values.%d.value", i);
+    snprintf(prk, sizeof prk, "present.%d.key", i);
+    snprintf(prv, sizeof prv, "present.%d.value", i);
+    Onnx__NodeProto *n =
+        sparse ? phiq_og_node(g, op, "com.microsoft", nm,
+                              IN(qkv, "", "", pk, pv, "block_row_indices", "block_col_indices", "total_seq_len",
+                                 "key_total_seq_lens", "cos_cache", "sin_cache"),
+                              IN(out, prk, prv))
+               : phiq_og_node(g, op, "com.microsoft", nm,
+                              IN(qkv, "", "", pk, pv, "seqlens_k", "total_seq_len", "cos_cache", "sin_cache"),
+                              IN(out, prk, prv));
+    phiq_og_attr_i(g, n, "num_heads", hp->n_head);
+    phiq_og_attr_i(g, n, "kv_num_heads", hp->n_head_kv);
+    phiq_og_attr_f(g, n, "scale", scale);
+    if (sparse) {
+        phiq_og_attr_i(g, n, "sparse_block_size", hp->bs_block);
+    } else {
+        /* A sliding window shorter than the context is real (Phi-3-mini-4k:
+         * 2047); Phi-3.5/Phi-4-mini's 262144 exceeds it and means none. */
+        int win = hp->sliding_window > 0 && hp->sliding_window < hp->n_ctx_train ? hp->sliding_window : -1;
+        phiq_og_attr_i(g, n, "local_window_size", win);
+        phiq_og_attr_f(g, n, "softcap", 0.0f);
+    }
+    phiq_og_attr_i(g, n, "do_rotary", 1);
+    phiq_og_attr_i(g, n, "rotary_interleaved", 0);
+}
+
+int phiq_ox_lm_head(ox *x, const ox_rows *emb, const char *fo, const char *out) {
+    const phiq_hparams *hp = x->hp;
+    phiq_og *g = &x->g;
+    bool f16 = x->opt->type == PHIQ_ONNX_FP16;
+    Onnx__NodeProto *n;
+    ox_rows head;
+    int rc;
+    if (hp->tied_embeddings) {
+        head = *emb;
+        if (!x->bits) {
+            /* Tied float head: reuse the embedding table through a Transpose
+             * (folded by ORT at load) instead of storing it twice. */
+            const char *src = "model.embed_tokens.weight";
+            if (f16) {
+                n = phiq_og_node(g, "Cast", "", "/lm_head/Cast", IN(src), IN("/lm_head/Cast/output_0"));
+                phiq_og_attr_i(g, n, "to", PHIQ_OG_FLOAT);
+                src = "/lm_head/Cast/output_0";
+            }
+            n = phiq_og_node(g, "Transpose", "", "/lm_head/Transpose", IN(src), IN("/lm_head/Transpose/output_0"));
+            phiq_og_attr_ints(g, n, "perm", (int64_t[]){1, 0}, 2);
+            phiq_og_node(g, "MatMul", "", "/lm_head/MatMul", IN(fo, "/lm_head/Transpose/output_0"), IN(out));
+            phiq_ox_release_rows(emb);
+            phiq_progress_step(&x->prog, "lm_head", phiq_ox_rows_bytes(emb));
+            return 0;
+        }
+    } else if ((rc = phiq_ox_rows_named(x->hf, &head, hp->n_embd, IN("lm_head.weight"), (int64_t[]){hp->n_vocab},
+                                        (int64_t[]){0}))) {
+        return rc;
+    }
+    return phiq_ox_matmul(x, "/lm_head", "lm_head", &head, fo, out);
+}
+
+static int ox_build(ox *x) {
+    const phiq_hparams *hp = x->hp;
+    phiq_og *g = &x->g;
+    int rc;
+    int64_t hd = hp->head_dim;
+    Onnx__NodeProto *n;
+
+    phiq_ox_io(x);
+    if ((rc = phiq_ox_rope(x, phiq_ox_mask(x)))) return rc;
+    ox_rows emb;
+    const char *embeds = "/model/embed_tokens/Gather/output_0";
+    if ((rc = phiq_ox_embed(x, &emb, embeds))) return rc;
 
     char residual[200], down_prev[200];
     snprintf(residual, sizeof residual, "%s", embeds);
@@ -1081,14 +1147,10 @@ static int ox_build(ox *x) {
 
         /* input_layernorm */
         snprintf(w, sizeof w, "model.layers.%d.input_layernorm.weight", i);
-        if ((rc = ox_norm_weight(x, w, w))) return rc;
+        if ((rc = phiq_ox_vector(x, w, w, hp->n_embd))) return rc;
         snprintf(ln_out, sizeof ln_out, "%s/input_layernorm/output_0", p);
         if (i == 0) {
-            snprintf(ln, sizeof ln, "%s/input_layernorm/LayerNorm", p);
-            n = phiq_og_node(g, "SimplifiedLayerNormalization", "", ln, IN(residual, w), IN(ln_out));
-            phiq_og_attr_i(g, n, "axis", -1);
-            phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
-            phiq_og_attr_i(g, n, "stash_type", 1);
+            phiq_ox_first_norm(x, residual, w, NULL, ln_out);
         } else {
             snprintf(ln, sizeof ln, "%s/input_layernorm/SkipLayerNorm", p);
             snprintf(res_out, sizeof res_out, "%s/input_layernorm/output_3", p);
@@ -1099,38 +1161,20 @@ static int ox_build(ox *x) {
         }
 
         /* attention */
-        char qkv[200], attn[200], o[200], pk[64], pv[64], prk[64], prv[64];
+        char qkv[200], attn[200], o[200];
         snprintf(qkv, sizeof qkv, "%s/attn/qkv_proj/MatMul/output_0", p);
         snprintf(nm, sizeof nm, "%s/attn/qkv_proj", p);
         snprintf(w, sizeof w, "%s.attn.qkv_proj", wp);
-        if ((rc = ox_matmul(x, nm, w, &L.qkv, ln_out, qkv))) return rc;
-        snprintf(attn, sizeof attn, "%s/attn/GroupQueryAttention/output_0", p);
-        snprintf(pk, sizeof pk, "past_key_values.%d.key", i);
-        snprintf(pv, sizeof pv, "past_key_values.%d.value", i);
-        snprintf(prk, sizeof prk, "present.%d.key", i);
-        snprintf(prv, sizeof prv, "present.%d.value", i);
-        snprintf(nm, sizeof nm, "%s/attn/GroupQueryAttention", p);
-        n = phiq_og_node(g, "GroupQueryAttention", "com.microsoft", nm,
-                         IN(qkv, "", "", pk, pv, "seqlens_k", "total_seq_len", "cos_cache", "sin_cache"),
-                         IN(attn, prk, prv));
-        phiq_og_attr_i(g, n, "num_heads", hp->n_head);
-        phiq_og_attr_i(g, n, "kv_num_heads", hp->n_head_kv);
-        phiq_og_attr_f(g, n, "scale", (float)(1.0 / sqrt((double)hd)));
-        /* A sliding window shorter than the context is real (Phi-3-mini-4k:
-         * 2047); Phi-3.5/Phi-4-mini's 262144 exceeds it and means none. */
-        int win = hp->sliding_window > 0 && hp->sliding_window < hp->n_ctx_train ? hp->sliding_window : -1;
-        phiq_og_attr_i(g, n, "local_window_size", win);
-        phiq_og_attr_f(g, n, "softcap", 0.0f);
-        phiq_og_attr_i(g, n, "do_rotary", 1);
-        phiq_og_attr_i(g, n, "rotary_interleaved", 0);
+        if ((rc = phiq_ox_matmul(x, nm, w, &L.qkv, ln_out, qkv))) return rc;
+        phiq_ox_attention(x, i, false, (float)(1.0 / sqrt((double)hd)), qkv, attn);
         snprintf(o, sizeof o, "%s/attn/o_proj/MatMul/output_0", p);
         snprintf(nm, sizeof nm, "%s/attn/o_proj", p);
         snprintf(w, sizeof w, "%s.attn.o_proj", wp);
-        if ((rc = ox_matmul(x, nm, w, &L.o, attn, o))) return rc;
+        if ((rc = phiq_ox_matmul(x, nm, w, &L.o, attn, o))) return rc;
 
         /* post_attention_layernorm */
         snprintf(w, sizeof w, "model.layers.%d.post_attention_layernorm.weight", i);
-        if ((rc = ox_norm_weight(x, w, w))) return rc;
+        if ((rc = phiq_ox_vector(x, w, w, hp->n_embd))) return rc;
         snprintf(ln, sizeof ln, "%s/post_attention_layernorm/SkipLayerNorm", p);
         snprintf(ln_out, sizeof ln_out, "%s/post_attention_layernorm/output_0", p);
         snprintf(res_out, sizeof res_out, "%s/post_attention_layernorm/output_3", p);
@@ -1145,10 +1189,10 @@ static int ox_build(ox *x) {
         snprintf(up, sizeof up, "%s/mlp/up_proj/MatMul/output_0", p);
         snprintf(nm, sizeof nm, "%s/mlp/gate_proj", p);
         snprintf(w, sizeof w, "%s.mlp.gate_proj", wp);
-        if ((rc = ox_matmul(x, nm, w, &L.gate, ln_out, gate))) return rc;
+        if ((rc = phiq_ox_matmul(x, nm, w, &L.gate, ln_out, gate))) return rc;
         snprintf(nm, sizeof nm, "%s/mlp/up_proj", p);
         snprintf(w, sizeof w, "%s.mlp.up_proj", wp);
-        if ((rc = ox_matmul(x, nm, w, &L.up, ln_out, up))) return rc;
+        if ((rc = phiq_ox_matmul(x, nm, w, &L.up, ln_out, up))) return rc;
         snprintf(sg, sizeof sg, "%s/mlp/act_fn/Sigmoid/output_0", p);
         snprintf(act, sizeof act, "%s/mlp/act_fn/Mul/output_0", p);
         snprintf(h, sizeof h, "%s/mlp/Mul/output_0", p);
@@ -1161,7 +1205,7 @@ static int ox_build(ox *x) {
         snprintf(down_prev, sizeof down_prev, "%s/mlp/down_proj/MatMul/output_0", p);
         snprintf(nm, sizeof nm, "%s/mlp/down_proj", p);
         snprintf(w, sizeof w, "%s.mlp.down_proj", wp);
-        if ((rc = ox_matmul(x, nm, w, &L.down, h, down_prev))) return rc;
+        if ((rc = phiq_ox_matmul(x, nm, w, &L.down, h, down_prev))) return rc;
     }
 
     /* final norm + lm_head */
@@ -1169,35 +1213,12 @@ static int ox_build(ox *x) {
     snprintf(ln, sizeof ln, "/model/layers.%d/final_norm_layernorm/SkipLayerNorm", hp->n_layer);
     snprintf(fw, sizeof fw, "model.layers.%d.final_norm_layernorm.weight", hp->n_layer);
     snprintf(fo, sizeof fo, "/model/layers.%d/final_norm_layernorm/output_0", hp->n_layer);
-    if ((rc = ox_norm_weight(x, "model.norm.weight", fw))) return rc;
+    if ((rc = phiq_ox_vector(x, "model.norm.weight", fw, hp->n_embd))) return rc;
     n = phiq_og_node(g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln, IN(residual, down_prev, fw),
                      IN(fo));
     phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
 
-    ox_rows head;
-    if (hp->tied_embeddings) {
-        head = emb;
-        if (!x->bits) {
-            /* Tied float head: reuse the embedding table through a Transpose
-             * (folded by ORT at load) instead of storing it twice. */
-            const char *src = "model.embed_tokens.weight";
-            if (f16) {
-                n = phiq_og_node(g, "Cast", "", "/lm_head/Cast", IN(src), IN("/lm_head/Cast/output_0"));
-                phiq_og_attr_i(g, n, "to", PHIQ_OG_FLOAT);
-                src = "/lm_head/Cast/output_0";
-            }
-            n = phiq_og_node(g, "Transpose", "", "/lm_head/Transpose", IN(src), IN("/lm_head/Transpose/output_0"));
-            phiq_og_attr_ints(g, n, "perm", (int64_t[]){1, 0}, 2);
-            phiq_og_node(g, "MatMul", "", "/lm_head/MatMul", IN(fo, "/lm_head/Transpose/output_0"), IN("logits"));
-            ox_release_rows(&emb);
-            phiq_progress_step(&x->prog, "lm_head", ox_rows_bytes(&emb));
-            return 0;
-        }
-    } else if ((rc = ox_rows_named(x->hf, &head, hp->n_embd, IN("lm_head.weight"), (int64_t[]){hp->n_vocab},
-                                   (int64_t[]){0}))) {
-        return rc;
-    }
-    return ox_matmul(x, "/lm_head", "lm_head", &head, fo, "logits");
+    return phiq_ox_lm_head(x, &emb, fo, "logits");
 }
 
 /* ---- output directory -------------------------------------------------------- */
@@ -1207,7 +1228,8 @@ static int ox_copy_tokenizer(phiq_hf *hf, const phiq_outdir *od) {
     const char *tj = phiq_hf_tokenizer_json(hf), *tc = phiq_hf_tokenizer_config_json(hf);
     if (tj && (rc = phiq_outdir_copy(od, tj, "tokenizer.json"))) return rc;
     if (tc && (rc = phiq_outdir_copy(od, tc, "tokenizer_config.json"))) return rc;
-    static const char *extra[] = {"special_tokens_map.json", "added_tokens.json"};
+    /* Phi-3-small's tokenizer is tiktoken's cl100k_base file */
+    static const char *extra[] = {"special_tokens_map.json", "added_tokens.json", "cl100k_base.tiktoken"};
     for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
         char *p = phiq_path_join(phiq_hf_dir(hf), extra[i]);
         rc = p && phiq_file_exists(p) ? phiq_outdir_copy(od, p, extra[i]) : 0;
@@ -1302,9 +1324,10 @@ int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onn
         goto fail;
     }
     if ((rc = phiq_og_init(&x.g, "main_graph", OX_DATA_NAME))) goto fail;
-    /* progress items: the embedding, 5 matmuls per layer, lm_head */
-    phiq_progress_start(&x.prog, "onnx", 2 + 5 * x.hp->n_layer, phiq_hf_total_bytes(x.hf), opt->quiet);
-    rc = ox_build(&x);
+    /* progress items: the embedding, 5 matmuls per layer (Phi-3-small: 4), lm_head */
+    const bool small = x.hp->arch == PHIQ_ARCH_PHI3SMALL;
+    phiq_progress_start(&x.prog, "onnx", 2 + (small ? 4 : 5) * x.hp->n_layer, phiq_hf_total_bytes(x.hf), opt->quiet);
+    rc = small ? phiq_ox_phi3small_build(&x) : ox_build(&x);
     phiq_progress_end(&x.prog);
     if (rc) goto fail;
     if (fflush(x.data) || fsync(fileno(x.data))) {

@@ -8,6 +8,9 @@
  * GroupQueryAttention (packed QKV, rotary inside, LongRoPE caches chosen by an
  * If on the attention-mask width), o_proj, SkipSimplifiedLayerNormalization,
  * gate/up MatMul(NBits), SiLU, down, final norm, lm_head -> logits.
+ * Phi-3-small (Phi3SmallForCausalLM) gets the builder's Phi3SmallModel graph
+ * instead (onnx_phi3small.c: LayerNorm with bias, SparseAttention on the
+ * block-sparse layers, GeGELU, muP scalings).
  * I/O is float32 for every type (as the builder does for CPU). */
 #ifndef PHIQ_ONNX_EXPORT_H
 #define PHIQ_ONNX_EXPORT_H

@@ -127,6 +127,18 @@ static int inverse_chol_upper(const float *H, int64_t n, float damp, float *U, i
 }
 
 /* ---- rounding one column on a block's fixed grid ------------------------------ */
+/* Q4_K/Q5_K: element j's sub-block scale *d and min *mn from the block's
+ * header (d, dmin, 6-bit scales), and the code in [0, nmax] nearest x. */
+static int k45_round(phiq_half dh, phiq_half dminh, const uint8_t *scales, int j, float x, int nmax, float *d,
+                     float *mn) {
+    uint8_t sc, m;
+    phiq_k4_scale_min(j / 32, scales, &sc, &m);
+    *d = phiq_f16_to_f32(dh) * sc;
+    *mn = phiq_f16_to_f32(dminh) * m;
+    const int q = *d != 0 ? (int)lrintf((x + *mn) / *d) : 0;
+    return q < 0 ? 0 : q > nmax ? nmax : q;
+}
+
 /* Sets element j of the block to the grid point nearest x, returns its value;
  * NAN when the type has no column rounding (the block's own value is kept). */
 static float round_on_grid(int type, uint8_t *blk, int j, float x) {
@@ -150,22 +162,16 @@ static float round_on_grid(int type, uint8_t *blk, int j, float x) {
     }
     case PHIQ_GGML_TYPE_Q4_K: {
         phiq_block_q4_K *b = (phiq_block_q4_K *)(void *)blk;
-        uint8_t sc, m;
-        phiq_k4_scale_min(j / 32, b->scales, &sc, &m);
-        float d = phiq_f16_to_f32(b->d) * sc, mn = phiq_f16_to_f32(b->dmin) * m;
-        int q = d != 0 ? (int)lrintf((x + mn) / d) : 0;
-        q = q < 0 ? 0 : q > 15 ? 15 : q;
+        float d, mn;
+        const int q = k45_round(b->d, b->dmin, b->scales, j, x, 15, &d, &mn);
         int byte = (j / 64) * 32 + (j % 32), hi = (j / 32) & 1;
         b->qs[byte] = (uint8_t)(hi ? ((b->qs[byte] & 0x0F) | (q << 4)) : ((b->qs[byte] & 0xF0) | q));
         return d * (float)q - mn;
     }
     case PHIQ_GGML_TYPE_Q5_K: {
         phiq_block_q5_K *b = (phiq_block_q5_K *)(void *)blk;
-        uint8_t sc, m;
-        phiq_k4_scale_min(j / 32, b->scales, &sc, &m);
-        float d = phiq_f16_to_f32(b->d) * sc, mn = phiq_f16_to_f32(b->dmin) * m;
-        int q = d != 0 ? (int)lrintf((x + mn) / d) : 0;
-        q = q < 0 ? 0 : q > 31 ? 31 : q;
+        float d, mn;
+        const int q = k45_round(b->d, b->dmin, b->scales, j, x, 31, &d, &mn);
         /* element j = 64 c + 32 s + l: qs[32 c + l] nibble s, qh[l] bit 2 c + s */
         int c = j / 64, sub = (j / 32) & 1, l = j % 32, byte = 32 * c + l, bit = 2 * c + sub;
         b->qs[byte] = (uint8_t)(sub ? ((b->qs[byte] & 0x0F) | ((q & 15) << 4)) : ((b->qs[byte] & 0xF0) | (q & 15)));

@@ -24,39 +24,31 @@ static void q_f32(const float *x, void *y, int64_t n, const float *qw, int simd)
     (void)qw, (void)simd;
     memcpy(y, x, (size_t)n * 4);
 }
-static void q_f16(const float *x, void *y, int64_t n, const float *qw, int simd) {
-    (void)qw, (void)simd;
-    uint8_t *out = y;
+/* 16-bit floats, written bytewise (rows need not be aligned). */
+static inline void q_half(const float *x, uint8_t *out, int64_t n, uint16_t (*to_half)(float)) {
     for (int64_t i = 0; i < n; i++) {
-        const uint16_t h = phiq_f32_to_f16(x[i]);
+        const uint16_t h = to_half(x[i]);
         memcpy(out + 2 * i, &h, 2);
     }
+}
+static void q_f16(const float *x, void *y, int64_t n, const float *qw, int simd) {
+    (void)qw, (void)simd;
+    q_half(x, y, n, phiq_f32_to_f16);
 }
 static void q_bf16(const float *x, void *y, int64_t n, const float *qw, int simd) {
     (void)qw, (void)simd;
-    uint8_t *out = y;
-    for (int64_t i = 0; i < n; i++) {
-        const uint16_t h = phiq_f32_to_bf16(x[i]);
-        memcpy(out + 2 * i, &h, 2);
-    }
+    q_half(x, y, n, phiq_f32_to_bf16);
 }
 static void dq_f32(const void *x, float *y, int64_t n) { memcpy(y, x, (size_t)n * 4); }
-static void dq_f16(const void *x, float *y, int64_t n) {
-    const uint8_t *in = x;
+static inline void dq_half(const uint8_t *in, float *y, int64_t n, float (*from_half)(uint16_t)) {
     for (int64_t i = 0; i < n; i++) {
         uint16_t h;
         memcpy(&h, in + 2 * i, 2);
-        y[i] = phiq_f16_to_f32(h);
+        y[i] = from_half(h);
     }
 }
-static void dq_bf16(const void *x, float *y, int64_t n) {
-    const uint8_t *in = x;
-    for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        memcpy(&h, in + 2 * i, 2);
-        y[i] = phiq_bf16_to_f32(h);
-    }
-}
+static void dq_f16(const void *x, float *y, int64_t n) { dq_half(x, y, n, phiq_f16_to_f32); }
+static void dq_bf16(const void *x, float *y, int64_t n) { dq_half(x, y, n, phiq_bf16_to_f32); }
 
 /* The activation types ignore an imatrix, as ggml does. */
 static void q_q8_0(const float *x, void *y, int64_t n, const float *qw, int simd) {

@@ -113,6 +113,11 @@ float phiq_make_qkx3_quants(int n, int nmax, const float *x, const float *weight
                             uint8_t *Laux, float rmin, float rdelta, int nstep);
 /* make_qp_quants: non-negative values (sub-block scales/mins) to 0..nmax with weights qw. */
 float phiq_make_qp_quants(int n, int nmax, const float *x, uint8_t *L, const float *qw);
+/* sum of x[j]^2 over j < n, in order (ggml's sumx2 before sigma2). */
+float phiq_sumsq(const float *x, int64_t n);
+/* ggml's importance weights of n elements: out[j] = qw[j] * sqrt(sigma2 +
+ * x[j]^2); returns their sum (in order). */
+float phiq_imat_weights(const float *x, const float *qw, float sigma2, int n, float *out);
 
 /* ---- per-family row functions, the entries of quant.c's table ---------------- */
 

@@ -73,14 +73,9 @@ void phiq_quantize_row_q2_K(const float *x, void *vy, int64_t n, const float *qw
             }
         } else {
             const float *w = qw + PHIQ_QK_K * i;
-            float sumx2 = 0;
-            for (int j = 0; j < PHIQ_QK_K; j++) sumx2 += x[j] * x[j];
-            const float sigma2 = sumx2 / PHIQ_QK_K;
+            const float sigma2 = phiq_sumsq(x, PHIQ_QK_K) / PHIQ_QK_K;
             for (int j = 0; j < 16; j++) {
-                for (int l = 0; l < 16; l++) weights[l] = w[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-                float s = 0;
-                for (int l = 0; l < 16; l++) s += weights[l];
-                sw[j] = s;
+                sw[j] = phiq_imat_weights(x + 16 * j, w + 16 * j, sigma2, 16, weights);
                 scales[j] = phiq_make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f,
                                                   36);
             }
@@ -183,14 +178,9 @@ void phiq_quantize_row_q3_K(const float *x, void *vy, int64_t n, const float *qw
             }
         } else {
             const float *w = qw + PHIQ_QK_K * i;
-            float sumx2 = 0;
-            for (int j = 0; j < PHIQ_QK_K; j++) sumx2 += x[j] * x[j];
-            const float sigma2 = 2 * sumx2 / PHIQ_QK_K;
+            const float sigma2 = 2 * phiq_sumsq(x, PHIQ_QK_K) / PHIQ_QK_K;
             for (int j = 0; j < 16; j++) {
-                for (int l = 0; l < 16; l++) weight[l] = w[16 * j + l] * sqrtf(sigma2 + x[16 * j + l] * x[16 * j + l]);
-                float sumw = 0;
-                for (int l = 0; l < 16; l++) sumw += weight[l];
-                sw[j] = sumw;
+                sw[j] = phiq_imat_weights(x + 16 * j, w + 16 * j, sigma2, 16, weight);
                 scales[j] = phiq_make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weight);
             }
             const float d_block = phiq_make_qx_quants(16, 32, scales, Ls, sw);
@@ -234,6 +224,7 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
                       const float *qw, int simd) {
     uint8_t Ls[8], Lm[8];
     float mins[8], scales[8], sw[8];
+    memset(sc12, 0, 12);
     if (!qw) {
         float max_scale = 0, max_min = 0;
         /* Q4_K: rmin -1, 20 steps; Q5_K: rmin -0.5, 15 steps */
@@ -261,18 +252,9 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
         *pd = phiq_f2h(max_scale / 63.f);
         *pdmin = phiq_f2h(max_min / 63.f);
     } else {
-        float sum_x2 = 0;
-        for (int l = 0; l < PHIQ_QK_K; l++) sum_x2 += x[l] * x[l];
-        const float sigma2 = 2 * sum_x2 / PHIQ_QK_K;
+        const float sigma2 = 2 * phiq_sumsq(x, PHIQ_QK_K) / PHIQ_QK_K;
         float wall[PHIQ_QK_K];
-        for (int j = 0; j < 8; j++) {
-            const float *w = qw + 32 * j;
-            float *wj = wall + 32 * j;
-            for (int l = 0; l < 32; l++) wj[l] = w[l] * sqrtf(sigma2 + x[32 * j + l] * x[32 * j + l]);
-            float sumw = 0;
-            for (int l = 0; l < 32; l++) sumw += wj[l];
-            sw[j] = sumw;
-        }
+        for (int j = 0; j < 8; j++) sw[j] = phiq_imat_weights(x + 32 * j, qw + 32 * j, sigma2, 32, wall + 32 * j);
 #if PHIQ_QUANT_HAVE_AVX2
         if (simd)
             phiq_k45_search_avx2(x, wall, nmax, -0.9f, 0.05f, 36, L, scales, mins);
@@ -301,15 +283,36 @@ static void k45_block(const float *x, uint8_t *sc12, phiq_half *pd, phiq_half *p
     }
 }
 
+/* One super-block's codes L into Q4_K/Q5_K's layout: chunk c (64 values) as
+ * low nibbles (the first 32) and high nibbles (the next 32) of qs[32c ..];
+ * Q5_K's fifth bits into qh (bits 2c and 2c+1 of qh[j]); Q4_K: qh NULL. */
+static void k45_pack(const uint8_t *L, uint8_t *ql, uint8_t *qh) {
+    if (qh) memset(qh, 0, 32);
+    uint8_t m1 = 1, m2 = 2;
+    for (int nn = 0; nn < PHIQ_QK_K; nn += 64, ql += 32) {
+        for (int j = 0; j < 32; j++) {
+            int l1 = L[nn + j], l2 = L[nn + j + 32];
+            if (qh && l1 > 15) {
+                l1 -= 16;
+                qh[j] |= m1;
+            }
+            if (qh && l2 > 15) {
+                l2 -= 16;
+                qh[j] |= m2;
+            }
+            ql[j] = (uint8_t)(l1 | (l2 << 4));
+        }
+        m1 = (uint8_t)(m1 << 2);
+        m2 = (uint8_t)(m2 << 2);
+    }
+}
+
 void phiq_quantize_row_q4_K(const float *x, void *vy, int64_t n, const float *qw, int simd) {
     phiq_block_q4_K *y = vy;
     uint8_t L[PHIQ_QK_K];
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
-        memset(y[i].scales, 0, 12);
         k45_block(x, y[i].scales, &y[i].d, &y[i].dmin, L, 15, qw ? qw + PHIQ_QK_K * i : NULL, simd);
-        uint8_t *q = y[i].qs;
-        for (int j = 0; j < PHIQ_QK_K; j += 64, q += 32)
-            for (int l = 0; l < 32; l++) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+        k45_pack(L, y[i].qs, NULL);
     }
 }
 
@@ -317,67 +320,41 @@ void phiq_quantize_row_q5_K(const float *x, void *vy, int64_t n, const float *qw
     phiq_block_q5_K *y = vy;
     uint8_t L[PHIQ_QK_K];
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++, x += PHIQ_QK_K) {
-        memset(y[i].scales, 0, 12);
         k45_block(x, y[i].scales, &y[i].d, &y[i].dmin, L, 31, qw ? qw + PHIQ_QK_K * i : NULL, simd);
-        uint8_t *qh = y[i].qh, *ql = y[i].qs;
-        memset(qh, 0, 32);
-        uint8_t m1 = 1, m2 = 2;
-        for (int nn = 0; nn < PHIQ_QK_K; nn += 64, ql += 32) {
-            for (int j = 0; j < 32; j++) {
-                int l1 = L[nn + j], l2 = L[nn + j + 32];
-                if (l1 > 15) {
-                    l1 -= 16;
-                    qh[j] |= m1;
-                }
-                if (l2 > 15) {
-                    l2 -= 16;
-                    qh[j] |= m2;
-                }
-                ql[j] = (uint8_t)(l1 | (l2 << 4));
-            }
-            m1 = (uint8_t)(m1 << 2);
-            m2 = (uint8_t)(m2 << 2);
-        }
+        k45_pack(L, y[i].qs, y[i].qh);
+    }
+}
+
+/* One Q4_K/Q5_K super-block (header d, dmin, scales; nibbles ql; Q5_K's
+ * fifth bits qh, NULL for Q4_K) as 256 floats at y: d * sc * q - dmin * m. */
+static void k45_dequant(phiq_half dh, phiq_half dminh, const uint8_t *scales, const uint8_t *ql, const uint8_t *qh,
+                        float *y) {
+    const float d = phiq_h2f(dh), min = phiq_h2f(dminh);
+    int is = 0;
+    uint8_t u1 = 1, u2 = 2;
+    for (int j = 0; j < PHIQ_QK_K; j += 64, ql += 32, is += 2) {
+        uint8_t sc, m;
+        phiq_k4_scale_min(is + 0, scales, &sc, &m);
+        const float d1 = d * sc, m1 = min * m;
+        phiq_k4_scale_min(is + 1, scales, &sc, &m);
+        const float d2 = d * sc, m2 = min * m;
+        for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + (qh && qh[l] & u1 ? 16 : 0)) - m1;
+        for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + (qh && qh[l] & u2 ? 16 : 0)) - m2;
+        u1 = (uint8_t)(u1 << 2);
+        u2 = (uint8_t)(u2 << 2);
     }
 }
 
 void phiq_dequantize_row_q4_K(const void *vx, float *y, int64_t n) {
     const phiq_block_q4_K *x = vx;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const uint8_t *q = x[i].qs;
-        const float d = phiq_h2f(x[i].d), min = phiq_h2f(x[i].dmin);
-        int is = 0;
-        for (int j = 0; j < PHIQ_QK_K; j += 64, q += 32, is += 2) {
-            uint8_t sc, m;
-            phiq_k4_scale_min(is + 0, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = min * m;
-            phiq_k4_scale_min(is + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = min * m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * (q[l] & 0xF) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * (q[l] >> 4) - m2;
-        }
-    }
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++, y += PHIQ_QK_K)
+        k45_dequant(x[i].d, x[i].dmin, x[i].scales, x[i].qs, NULL, y);
 }
 
 void phiq_dequantize_row_q5_K(const void *vx, float *y, int64_t n) {
     const phiq_block_q5_K *x = vx;
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const uint8_t *ql = x[i].qs, *qh = x[i].qh;
-        const float d = phiq_h2f(x[i].d), min = phiq_h2f(x[i].dmin);
-        int is = 0;
-        uint8_t u1 = 1, u2 = 2;
-        for (int j = 0; j < PHIQ_QK_K; j += 64, ql += 32, is += 2) {
-            uint8_t sc, m;
-            phiq_k4_scale_min(is + 0, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = min * m;
-            phiq_k4_scale_min(is + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = min * m;
-            for (int l = 0; l < 32; l++) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-            for (int l = 0; l < 32; l++) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
-            u1 = (uint8_t)(u1 << 2);
-            u2 = (uint8_t)(u2 << 2);
-        }
-    }
+    for (int64_t i = 0; i < n / PHIQ_QK_K; i++, y += PHIQ_QK_K)
+        k45_dequant(x[i].d, x[i].dmin, x[i].scales, x[i].qs, x[i].qh, y);
 }
 
 /* ---- Q6_K ----------------------------------------------------------------------- */

@@ -30,24 +30,26 @@ static void q4_0_ref(const float *x, phiq_block_q4_0 *y, int64_t nb) {
     }
 }
 
-static void minmax(const float *x, int n, float *mn, float *mx) {
-    float min = FLT_MAX, max = -FLT_MAX;
-    for (int j = 0; j < n; j++) {
-        if (x[j] < min) min = x[j];
-        if (x[j] > max) max = x[j];
+/* The min and scale of a Q4_1/Q5_1 block as ggml: d = (max - min) / (2^bits
+ * - 1), both stored as f16 in *dh and *mh; returns 1/d (0 for d = 0) and the
+ * block's minimum in *min. */
+static float affine_block(const float *x, int bits, phiq_half *dh, phiq_half *mh, float *min) {
+    float mn = FLT_MAX, mx = -FLT_MAX;
+    for (int j = 0; j < PHIQ_QK; j++) {
+        if (x[j] < mn) mn = x[j];
+        if (x[j] > mx) mx = x[j];
     }
-    *mn = min;
-    *mx = max;
+    const float d = (mx - mn) / ((1 << bits) - 1);
+    *dh = phiq_f2h(d);
+    *mh = phiq_f2h(mn);
+    *min = mn;
+    return d ? 1.0f / d : 0.0f;
 }
 
 static void q4_1_ref(const float *x, phiq_block_q4_1 *y, int64_t nb) {
     for (int64_t i = 0; i < nb; i++, x += PHIQ_QK) {
-        float min, max;
-        minmax(x, PHIQ_QK, &min, &max);
-        const float d = (max - min) / ((1 << 4) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = phiq_f2h(d);
-        y[i].m = phiq_f2h(min);
+        float min;
+        const float id = affine_block(x, 4, &y[i].d, &y[i].m, &min);
         for (int j = 0; j < 16; j++) {
             const float x0 = (x[j] - min) * id, x1 = (x[16 + j] - min) * id;
             const uint8_t xi0 = (uint8_t)phiq_imin(15, (int8_t)(x0 + 0.5f));
@@ -84,54 +86,49 @@ static void q5_0_ref(const float *x, phiq_block_q5_0 *y, int64_t nb) {
 static void q5_1_ref(const float *x, phiq_block_q5_1 *y, int64_t nb) {
     uint8_t L[32];
     for (int64_t i = 0; i < nb; i++, x += PHIQ_QK) {
-        float min, max;
-        minmax(x, PHIQ_QK, &min, &max);
-        const float d = (max - min) / ((1 << 5) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = phiq_f2h(d);
-        y[i].m = phiq_f2h(min);
+        float min;
+        const float id = affine_block(x, 5, &y[i].d, &y[i].m, &min);
         /* no clamp here in ggml: (uint8_t)(v + 0.5f) */
         for (int j = 0; j < 32; j++) L[j] = (uint8_t)((x[j] - min) * id + 0.5f);
         pack5(L, y[i].qs, y[i].qh);
     }
 }
 
+/* One Q8_0/Q8_1 block as ggml: d = amax / 127 (stored as f16), qs =
+ * round(x / d); returns d and the sum of qs in *sum. */
+static float q8_block(const float *x, phiq_half *dh, int8_t qs[PHIQ_QK], int *sum) {
+    float amax = 0.0f;
+    for (int j = 0; j < PHIQ_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+    const float d = amax / ((1 << 7) - 1);
+    const float id = d ? 1.0f / d : 0.0f;
+    *dh = phiq_f2h(d);
+    int t = 0;
+    for (int j = 0; j < PHIQ_QK; j++) {
+        qs[j] = (int8_t)roundf(x[j] * id);
+        t += qs[j];
+    }
+    *sum = t;
+    return d;
+}
+
 void phiq_quantize_row_q8_0(const float *x, void *dst, int64_t n) {
     phiq_block_q8_0 *y = dst;
-    for (int64_t i = 0; i < n / PHIQ_QK; i++, x += PHIQ_QK) {
-        float amax = 0.0f;
-        for (int j = 0; j < PHIQ_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / ((1 << 7) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = phiq_f2h(d);
-        for (int j = 0; j < PHIQ_QK; j++) y[i].qs[j] = (int8_t)roundf(x[j] * id);
-    }
+    int sum;
+    for (int64_t i = 0; i < n / PHIQ_QK; i++, x += PHIQ_QK) q8_block(x, &y[i].d, y[i].qs, &sum);
 }
 
 void phiq_quantize_row_q8_1(const float *x, void *dst, int64_t n) {
     phiq_block_q8_1 *y = dst;
+    int sum;
     for (int64_t i = 0; i < n / PHIQ_QK; i++, x += PHIQ_QK) {
-        float amax = 0.0f;
-        for (int j = 0; j < PHIQ_QK; j++) amax = fmaxf(amax, fabsf(x[j]));
-        const float d = amax / ((1 << 7) - 1);
-        const float id = d ? 1.0f / d : 0.0f;
-        y[i].d = phiq_f2h(d);
-        int sum = 0;
-        for (int j = 0; j < PHIQ_QK; j++) {
-            y[i].qs[j] = (int8_t)roundf(x[j] * id);
-            sum += y[i].qs[j];
-        }
+        const float d = q8_block(x, &y[i].d, y[i].qs, &sum);
         y[i].s = phiq_f2h((float)sum * d);
     }
 }
 
 /* ---- imatrix paths (ggml's quantize_row_*_impl) ----------------------- */
 
-static float row_sigma2(const float *x, int64_t n) {
-    float sum_x2 = 0;
-    for (int64_t j = 0; j < n; j++) sum_x2 += x[j] * x[j];
-    return sum_x2 / (float)n;
-}
+static float row_sigma2(const float *x, int64_t n) { return phiq_sumsq(x, n) / (float)n; }
 
 /* One block of ggml's quantize_row_q4_0/q4_1/q5_0/q5_1_impl: weights
  * qw * sqrt(sigma2 + x^2), then make_qx_quants (symmetric, with_min 0:
@@ -140,7 +137,7 @@ static float row_sigma2(const float *x, int64_t n) {
 static float imat_block(const float *xb, const float *qw, float sigma2, int nmax, int with_min, uint8_t L[PHIQ_QK],
                         float *min) {
     float weight[PHIQ_QK];
-    for (int j = 0; j < PHIQ_QK; j++) weight[j] = qw[j] * sqrtf(sigma2 + xb[j] * xb[j]);
+    phiq_imat_weights(xb, qw, sigma2, PHIQ_QK, weight);
     if (!with_min) return phiq_make_qx_quants(PHIQ_QK, nmax, xb, (int8_t *)L, weight);
     uint8_t Laux[PHIQ_QK];
     return phiq_make_qkx3_quants(PHIQ_QK, nmax, xb, weight, L, min, Laux, -0.9f, 0.05f, 36);
@@ -150,45 +147,26 @@ static void pack4(const uint8_t *L, uint8_t qs[16]) {
     for (int j = 0; j < 16; j++) qs[j] = (uint8_t)(L[j] | (L[j + 16] << 4));
 }
 
-static void q4_0_imat(const float *x, phiq_block_q4_0 *y, int64_t n, const float *qw) {
-    uint8_t L[PHIQ_QK];
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, 8, 0, L, NULL));
-        pack4(L, y[ib].qs);
+/* One row of ggml's quantize_row_*_impl: imat_block per block (levels NMAX,
+ * WITH_MIN), then STORE(block, L, min) writes the codes (and the min). */
+#define IMAT_ROW(name, BT, NMAX, WITH_MIN, STORE)                                                  \
+    static void name(const float *x, BT *y, int64_t n, const float *qw) {                          \
+        uint8_t L[PHIQ_QK];                                                                        \
+        const float sigma2 = row_sigma2(x, n);                                                     \
+        for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {                                             \
+            float min = 0;                                                                         \
+            y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, NMAX, WITH_MIN, L, &min)); \
+            STORE(y[ib], L, min);                                                                  \
+        }                                                                                          \
     }
-}
-
-static void q4_1_imat(const float *x, phiq_block_q4_1 *y, int64_t n, const float *qw) {
-    uint8_t L[PHIQ_QK];
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        float min;
-        y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, 15, 1, L, &min));
-        y[ib].m = phiq_f2h(-min);
-        pack4(L, y[ib].qs);
-    }
-}
-
-static void q5_0_imat(const float *x, phiq_block_q5_0 *y, int64_t n, const float *qw) {
-    uint8_t L[PHIQ_QK];
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, 16, 0, L, NULL));
-        pack5(L, y[ib].qs, y[ib].qh);
-    }
-}
-
-static void q5_1_imat(const float *x, phiq_block_q5_1 *y, int64_t n, const float *qw) {
-    uint8_t L[PHIQ_QK];
-    const float sigma2 = row_sigma2(x, n);
-    for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {
-        float min;
-        y[ib].d = phiq_f2h(imat_block(x + PHIQ_QK * ib, qw + PHIQ_QK * ib, sigma2, 31, 1, L, &min));
-        y[ib].m = phiq_f2h(-min);
-        pack5(L, y[ib].qs, y[ib].qh);
-    }
-}
+#define STORE4(b, L, min) pack4(L, (b).qs)
+#define STORE4_MIN(b, L, min) ((b).m = phiq_f2h(-(min)), pack4(L, (b).qs))
+#define STORE5(b, L, min) pack5(L, (b).qs, (b).qh)
+#define STORE5_MIN(b, L, min) ((b).m = phiq_f2h(-(min)), pack5(L, (b).qs, (b).qh))
+IMAT_ROW(q4_0_imat, phiq_block_q4_0, 8, 0, STORE4)
+IMAT_ROW(q4_1_imat, phiq_block_q4_1, 15, 1, STORE4_MIN)
+IMAT_ROW(q5_0_imat, phiq_block_q5_0, 16, 0, STORE5)
+IMAT_ROW(q5_1_imat, phiq_block_q5_1, 31, 1, STORE5_MIN)
 
 /* ---- dequantizers ------------------------------------------------------------ */
 

@@ -278,3 +278,17 @@ void phiq_k45_search_scalar(const float *x, const float *w, int nmax, float rmin
     }
 }
 
+float phiq_sumsq(const float *x, int64_t n) {
+    float s = 0;
+    for (int64_t j = 0; j < n; j++) s += x[j] * x[j];
+    return s;
+}
+
+float phiq_imat_weights(const float *x, const float *qw, float sigma2, int n, float *out) {
+    float s = 0;
+    for (int j = 0; j < n; j++) {
+        out[j] = qw[j] * sqrtf(sigma2 + x[j] * x[j]);
+        s += out[j];
+    }
+    return s;
+}

@@ -1,0 +1,52 @@
+/* kq_x86.h — private to src/kernels: the x86 helpers the AVX2 and AVX-512
+ * files share (they are compiled with -mavx2 at least): the horizontal sum
+ * of 8 floats, ggml's AVX2 Q8_0 x Q8_0 block product, and the unpacking of
+ * the Q4_K/Q5_K 6-bit scales and mins with their min correction. */
+#ifndef PHIQ_KERNELS_KQ_X86_H
+#define PHIQ_KERNELS_KQ_X86_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+/* v[0] + ... + v[7] (pairwise: halves, then pairs, then the last two). */
+static inline float phiq_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* 8 int32 lane sums of x[i] * y[i] over 32 signed bytes, as floats (|x|
+ * as u8 times y with x's sign: no saturation for Q8_0 values in [-127,
+ * 127]); ggml's AVX2 vec_dot_q8_0_q8_0 block product. */
+static inline __m256 phiq_q8_dot_lanes(const int8_t *x, const int8_t *y) {
+    const __m256i vx = _mm256_loadu_si256((const __m256i *)(const void *)x);
+    const __m256i vy = _mm256_loadu_si256((const __m256i *)(const void *)y);
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(vx, vx), _mm256_sign_epi8(vy, vx));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+
+/* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (its 12
+ * scale bytes q) as bytes: sc_j in out[0..7], m_j in out[8..15]. */
+static inline __m128i kq_scales(const uint8_t *q) {
+    uint32_t u[4];
+    memcpy(u, q, 12);
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t uaux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = uaux;
+    u[0] &= kmask1;
+    return _mm_loadu_si128((const __m128i *)u);
+}
+
+/* m_j * (bsums[2j] + bsums[2j+1]) in int32 lane j (m_j from kq_scales'
+ * upper half): the min term of a super-block before its dmin * d_y. */
+static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
+    __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));      /* m_j as int32 */
+    __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)); /* (m_j, m_j) int16 pairs */
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
+}
+
+#endif
