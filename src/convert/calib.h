@@ -61,10 +61,12 @@ uint64_t phiq_calib_layer_hessian_bytes(const phiq_model *m);
 
 
 /* ---- a calibration session for convert --calib --------------------------------------- */
-/* Owns the source model and the tokenized text; Hessians are computed for
- * groups of consecutive layers whose Hessians fit in mem_budget bytes (at
- * least one layer), one forward pass over the text per group, so memory
- * stays bounded whatever the depth. */
+/* Owns the source model (opened lazily: only the layers being run are held
+ * converted) and the tokenized text; Hessians are computed for groups of
+ * consecutive layers whose Hessians fit in mem_budget bytes (at least one
+ * layer). Groups asked for in order share one forward pass: each resumes
+ * from the residual stream the previous one saved (in memory, 4 n_embd
+ * bytes per token), so memory stays bounded whatever the depth. */
 typedef struct phiq_calib_session phiq_calib_session;
 phiq_calib_session *phiq_calib_session_new(const char *model_path, const char *text_path, const phiq_calib_opts *o,
                                            uint64_t mem_budget);
