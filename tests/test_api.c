@@ -138,12 +138,4 @@ static void test_missing_file(void **state) {
     assert_null(strchr(phiq_error(), '\n'));
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_context_limits),
-        cmocka_unit_test(test_weights_modes),
-        cmocka_unit_test(test_weights_cgroup_limit),
-        cmocka_unit_test(test_missing_file),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_context_limits, test_weights_modes, test_weights_cgroup_limit, test_missing_file)

@@ -145,11 +145,5 @@ static void test_unknown_template(void **s) {
     assert_true(phiq_chat_template_named("chatml", &t) < 0);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_phi3_fixture_template), cmocka_unit_test(test_phi3_original_from_gguf),
-        cmocka_unit_test(test_phi35),                 cmocka_unit_test(test_phi4),
-        cmocka_unit_test(test_phi4_mini),             cmocka_unit_test(test_unknown_template),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_phi3_fixture_template, test_phi3_original_from_gguf, test_phi35, test_phi4, test_phi4_mini,
+        test_unknown_template)

@@ -89,13 +89,5 @@ static void test_outfile_bad_dir(void **state) {
     assert_non_null(strstr(phiq_error(), "/nonexistent-dir/x.gguf"));
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_f16_roundtrip_all),
-        cmocka_unit_test(test_f16_rounding_matches_ieee),
-        cmocka_unit_test(test_bf16),
-        cmocka_unit_test(test_outfile_atomic),
-        cmocka_unit_test(test_outfile_bad_dir),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_f16_roundtrip_all, test_f16_rounding_matches_ieee, test_bf16, test_outfile_atomic,
+        test_outfile_bad_dir)

@@ -50,8 +50,7 @@ static const char *tiny_gguf(const char *type) {
 
 /* ---- logits against the PyTorch reference ---------------------------------- */
 static void logits_vs_reference(const char *type, double tol_frac) {
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     const char *gguf = tiny_gguf(type);
     char *pj = tu_read_all(tu_shared_path("fixtures/tiny-phi3-kjv/reference/prompts.json"), NULL);
     assert_non_null(pj);
@@ -101,22 +100,8 @@ static void test_tiny_f16_logits(void **s) { (void)s; logits_vs_reference("f16",
 static void test_tiny_bf16_logits(void **s) { (void)s; logits_vs_reference("bf16", 5e-3); }
 
 /* ---- tokenizer conformance with llama.cpp's own Phi-3 vocab --------------------- */
-static void json_escape_line(FILE *f, const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c == '\\') fputs("\\\\", f);
-        else if (c == '"') fputs("\\\"", f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('\n', f);
-}
-
 /* Writes the texts of a llama.cpp .inp file (separated by
- * "\n__ggml_vocab_test__\n") one JSON-escaped text per line; returns count. */
+ * "\n__ggml_vocab_test__\n") one JSON string per line; returns count. */
 static int inp_to_lines(const char *inp, const char *lines) {
     size_t n;
     char *t = tu_read_all(inp, &n);
@@ -131,7 +116,7 @@ static int inp_to_lines(const char *inp, const char *lines) {
         size_t len = q ? (size_t)(q - p) : strlen(p);
         if (!q && len == 0) break;
         if (len > 0) { /* llama-ref cannot express an empty line; skip empty texts */
-            json_escape_line(f, p, len);
+            tu_json_line_n(f, p, len);
             count++;
         }
         if (!q) break;
@@ -144,8 +129,7 @@ static int inp_to_lines(const char *inp, const char *lines) {
 
 static void test_tokenizer_matches_llamacpp_vocab(void **s) {
     (void)s;
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     const char *gguf = tiny_gguf("f32");
     char lines[4096];
     snprintf(lines, sizeof lines, "%s", tu_tmp("phi3-vocab.lines"));
@@ -201,7 +185,7 @@ static void test_tokenizer_matches_llamacpp_vocab(void **s) {
         char line_path[4096];
         snprintf(line_path, sizeof line_path, "%s", tu_tmp("prompt.line"));
         FILE *f = fopen(line_path, "w");
-        json_escape_line(f, text, strlen(text));
+        tu_json_line(f, text);
         fclose(f);
         char want[8192] = "";
         size_t off = 0;
@@ -255,21 +239,19 @@ static void test_metadata_types_match_llamacpp(void **s) {
     }
     assert_true(common >= 20);
     /* values from config.json */
-    uint32_t u;
+    static const struct {
+        const char *key;
+        uint32_t want;
+    } u32s[] = {{"phi3.context_length", 4096},         {"phi3.rope.scaling.original_context_length", 1024},
+                {"phi3.rope.dimension_count", 48},     {"phi3.attention.head_count_kv", 2},
+                {"phi3.attention.sliding_window", 0}, {"general.file_type", 1}};
+    for (size_t k = 0; k < sizeof u32s / sizeof u32s[0]; k++) {
+        uint32_t u;
+        assert_int_equal(phiq_gguf_get_u32(ours, u32s[k].key, &u), 0);
+        assert_int_equal(u, u32s[k].want);
+    }
     float f;
     bool b;
-    assert_int_equal(phiq_gguf_get_u32(ours, "phi3.context_length", &u), 0);
-    assert_int_equal(u, 4096);
-    assert_int_equal(phiq_gguf_get_u32(ours, "phi3.rope.scaling.original_context_length", &u), 0);
-    assert_int_equal(u, 1024);
-    assert_int_equal(phiq_gguf_get_u32(ours, "phi3.rope.dimension_count", &u), 0);
-    assert_int_equal(u, 48);
-    assert_int_equal(phiq_gguf_get_u32(ours, "phi3.attention.head_count_kv", &u), 0);
-    assert_int_equal(u, 2);
-    assert_int_equal(phiq_gguf_get_u32(ours, "phi3.attention.sliding_window", &u), 0);
-    assert_int_equal(u, 0);
-    assert_int_equal(phiq_gguf_get_u32(ours, "general.file_type", &u), 0);
-    assert_int_equal(u, 1);
     assert_int_equal(phiq_gguf_get_f32(ours, "phi3.rope.scaling.attn_factor", &f), 0);
     assert_true(fabs(f - sqrt(1 + log(4.0) / log(1024.0))) < 1e-6);
     assert_int_equal(phiq_gguf_get_bool(ours, "tokenizer.ggml.add_bos_token", &b), 0);
@@ -297,36 +279,8 @@ static void test_metadata_types_match_llamacpp(void **s) {
 }
 
 /* ---- requantization equals llama-quantize ----------------------------------------------- */
-static void compare_tensors(const char *a_path, const char *b_path, int *n_same) {
-    phiq_gguf *a = phiq_gguf_open(a_path), *b = phiq_gguf_open(b_path);
-    if (!a || !b) fprintf(stderr, "%s\n", phiq_error());
-    assert_non_null(a);
-    assert_non_null(b);
-    assert_int_equal(phiq_gguf_n_tensors(a), phiq_gguf_n_tensors(b));
-    *n_same = 0;
-    for (int64_t i = 0; i < phiq_gguf_n_tensors(b); i++) {
-        const phiq_gguf_tensor *tb = phiq_gguf_tensor_at(b, i);
-        const phiq_gguf_tensor *ta = phiq_gguf_find_tensor(a, tb->name);
-        assert_non_null(ta);
-        if (ta->type != tb->type) {
-            fprintf(stderr, "%s: type %s, llama-quantize %s\n", tb->name, phiq_ggml_type_name(ta->type),
-                    phiq_ggml_type_name(tb->type));
-            fail();
-        }
-        assert_int_equal(ta->nbytes, tb->nbytes);
-        if (memcmp(ta->data, tb->data, ta->nbytes)) {
-            fprintf(stderr, "%s (%s): bytes differ from llama-quantize\n", tb->name, phiq_ggml_type_name(tb->type));
-            fail();
-        }
-        (*n_same)++;
-    }
-    phiq_gguf_close(a);
-    phiq_gguf_close(b);
-}
-
 static void requant_vs_llama(const char *phiq_type, const char *llama_type) {
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     const char *f32 = tiny_gguf("f32");
     char o1[64], o2[64];
     snprintf(o1, sizeof o1, "rq-phiq-%s.gguf", phiq_type);
@@ -341,9 +295,8 @@ static void requant_vs_llama(const char *phiq_type, const char *llama_type) {
     free(err);
     assert_int_equal(rc, 0);
     assert_int_equal(tu_run(NULL, NULL, "'%s' quantize '%s' '%s' %s >/dev/null 2>&1", ref, f32, theirs, llama_type), 0);
-    int n;
-    compare_tensors(oursb, theirs, &n);
-    fprintf(stderr, "[convert] GGUF f32 -> %s: %d tensors byte-identical to llama-quantize\n", phiq_type, n);
+    const int64_t n = tu_same_tensors(oursb, theirs, phiq_type);
+    fprintf(stderr, "[convert] GGUF f32 -> %s: %lld tensors byte-identical to llama-quantize\n", phiq_type, (long long)n);
 }
 
 static void test_requant_f16_matches_llama_quantize(void **s) { (void)s; requant_vs_llama("f16", "F16"); }
@@ -352,32 +305,20 @@ static void test_requant_bf16_matches_llama_quantize(void **s) { (void)s; requan
 /* HF (bf16 safetensors) -> f16 directly equals HF -> f32 GGUF -> llama-quantize F16 */
 static void test_hf_f16_matches_llama_quantize(void **s) {
     (void)s;
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     const char *theirs = tu_tmp("hf-llama-f16.gguf");
     char th[4096];
     snprintf(th, sizeof th, "%s", theirs);
     assert_int_equal(tu_run(NULL, NULL, "'%s' quantize '%s' '%s' F16 >/dev/null 2>&1", ref, tiny_gguf("f32"), th), 0);
-    int n;
-    compare_tensors(tiny_gguf("f16"), th, &n);
+    tu_same_tensors(tiny_gguf("f16"), th, "HF -> f16");
 }
 
-static int quant_available(void) {
-    char *out = NULL;
-    tu_run(&out, NULL, "'%s' convert --help", tu_bin());
-    int ok = out && strstr(out, "Q4_K_M") != NULL;
-    free(out);
-    return ok;
-}
 
 /* llama-quantize presets, GGUF f32 -> preset: same per-tensor types and bytes */
 static void test_requant_presets_match_llama_quantize(void **s) {
     (void)s;
-    if (!tu_llama_ref()) skip();
-    if (!quant_available()) {
-        fprintf(stderr, "quantizers not built: skipping\n");
-        skip();
-    }
+    tu_require_llama_ref();
+    tu_require_quantizers();
     /* one per block family; the quantizers' own tests cover every type */
     const char *types[] = {"Q4_K_M", "Q8_0", "Q4_0", "Q2_K", "Q6_K", "IQ4_XS"};
     int n = sanitized() ? 3 : (int)(sizeof types / sizeof types[0]);
@@ -388,17 +329,16 @@ static void test_requant_presets_match_llama_quantize(void **s) {
  * and a quantized GGUF input is refused unless --allow-requantize */
 static void test_hf_q4km_and_requantize(void **s) {
     (void)s;
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
-    if (!quant_available()) skip();
+    const char *ref = tu_require_llama_ref();
+    tu_require_quantizers();
     char ours[4096], theirs[4096];
     snprintf(ours, sizeof ours, "%s", tu_tmp("hf-q4km.gguf"));
     snprintf(theirs, sizeof theirs, "%s", tu_tmp("llama-q4km.gguf"));
     assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m -t 2 --quiet", tu_bin(), tiny(), ours), 0);
     assert_int_equal(tu_run(NULL, NULL, "'%s' quantize '%s' '%s' Q4_K_M >/dev/null 2>&1", ref, tiny_gguf("f32"), theirs), 0);
-    int n;
-    compare_tensors(ours, theirs, &n);
-    fprintf(stderr, "[convert] HF -> Q4_K_M: %d tensors byte-identical to llama-quantize of the f32 GGUF\n", n);
+    const int64_t n = tu_same_tensors(ours, theirs, "HF -> Q4_K_M");
+    fprintf(stderr, "[convert] HF -> Q4_K_M: %lld tensors byte-identical to llama-quantize of the f32 GGUF\n",
+            (long long)n);
 
     char outdir[4096], args[16384];
     snprintf(outdir, sizeof outdir, "%s", tu_tmp("rq-out"));
@@ -428,22 +368,10 @@ static void test_threads_identical(void **s) {
 }
 
 /* ---- bad input ------------------------------------------------------------------------ */
-static int count_entries(const char *dir) {
-    if (!dir) return 0;
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
 /* Runs a convert that must fail: exit 1, one line on stderr containing
  * `expect`, and the output directory unchanged (no output, no temporary). */
 static void expect_failure(const char *args, const char *outdir, const char *expect) {
-    int before = count_entries(outdir);
+    int before = outdir ? tu_dir_entries(outdir) : 0;
     char *err = NULL;
     int rc = tu_run(NULL, &err, "'%s' convert %s", tu_bin(), args);
     fprintf(stderr, "[convert] %s -> exit %d: %s", args, rc, err);
@@ -455,7 +383,7 @@ static void expect_failure(const char *args, const char *outdir, const char *exp
     assert_int_equal(lines, 1);
     if (expect) assert_non_null(strstr(err, expect));
     free(err);
-    if (outdir) assert_int_equal(count_entries(outdir), before);
+    if (outdir) assert_int_equal(tu_dir_entries(outdir), before);
 }
 
 /* A minimal HF directory with F32 safetensors written here (independently of
@@ -555,8 +483,7 @@ static void test_mini_model_loads_in_llamacpp(void **s) {
     if (rc) fprintf(stderr, "%s", err);
     free(err);
     assert_int_equal(rc, 0);
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     char *txt = NULL;
     assert_int_equal(tu_run(&txt, NULL, "'%s' logits '%s' 1,450,4996,17354 | head -c 100000", ref, o), 0);
     /* finite numbers */
@@ -622,23 +549,8 @@ static void test_help(void **s) {
     free(out);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_help),
-        cmocka_unit_test(test_tiny_f32_logits),
-        cmocka_unit_test(test_tiny_f16_logits),
-        cmocka_unit_test(test_tiny_bf16_logits),
-        cmocka_unit_test(test_tokenizer_matches_llamacpp_vocab),
-        cmocka_unit_test(test_metadata_types_match_llamacpp),
-        cmocka_unit_test(test_requant_f16_matches_llama_quantize),
-        cmocka_unit_test(test_requant_bf16_matches_llama_quantize),
-        cmocka_unit_test(test_hf_f16_matches_llama_quantize),
-        cmocka_unit_test(test_requant_presets_match_llama_quantize),
-        cmocka_unit_test(test_hf_q4km_and_requantize),
-        cmocka_unit_test(test_threads_identical),
-        cmocka_unit_test(test_mini_model_loads_in_llamacpp),
-        cmocka_unit_test(test_bad_inputs),
-    };
-    (void)sanitized;
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_help, test_tiny_f32_logits, test_tiny_f16_logits, test_tiny_bf16_logits,
+        test_tokenizer_matches_llamacpp_vocab, test_metadata_types_match_llamacpp,
+        test_requant_f16_matches_llama_quantize, test_requant_bf16_matches_llama_quantize,
+        test_hf_f16_matches_llama_quantize, test_requant_presets_match_llama_quantize, test_hf_q4km_and_requantize,
+        test_threads_identical, test_mini_model_loads_in_llamacpp, test_bad_inputs)

@@ -221,11 +221,4 @@ static void test_refusals(void **state) {
     }
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_knapsack_exact), cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_q4_0_size),      cmocka_unit_test(test_q4_k_m_size),
-        cmocka_unit_test(test_q3_k_m_size),
-    };
-    return tu_run_group(tests, group_setup, NULL);
-}
+TU_MAIN(group_setup, NULL, test_knapsack_exact, test_refusals, test_q4_0_size, test_q4_k_m_size, test_q3_k_m_size)

@@ -73,14 +73,7 @@ static void test_layer_groups_same_bytes(void **state) {
     free(out);
     assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type q4_k_m --calib '%s' --calib-chunks %d --quiet -t 2",
                             tu_bin(), f32, b, text, sanitized() ? 2 : 6), 0);
-    size_t na, nb;
-    void *da = tu_read_all(a, &na), *db = tu_read_all(b, &nb);
-    assert_non_null(da);
-    assert_non_null(db);
-    assert_int_equal(na, nb);
-    assert_memory_equal(da, db, na);
-    free(da);
-    free(db);
+    tu_assert_same_file(a, b);
 }
 
 static void test_short_calibration_text(void **state) {
@@ -100,11 +93,4 @@ static void test_short_calibration_text(void **state) {
     assert_int_not_equal(access(out, F_OK), 0);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_q4_0_calibrated),
-        cmocka_unit_test(test_layer_groups_same_bytes),
-        cmocka_unit_test(test_short_calibration_text),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_q4_0_calibrated, test_layer_groups_same_bytes, test_short_calibration_text)

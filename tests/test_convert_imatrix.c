@@ -22,13 +22,6 @@
 
 static const char *tiny(void) { return tu_shared_path("fixtures/tiny-phi3-kjv"); }
 
-static int quant_available(void) {
-    char *out = NULL;
-    tu_run(&out, NULL, "'%s' convert --help", tu_bin());
-    int ok = out && strstr(out, "Q4_K_M") != NULL;
-    free(out);
-    return ok;
-}
 
 /* entries: blk.L.ffn_down.weight (ne0 = F) and blk.L.attn_qkv.weight (ne0 = E);
  * blk.1.attn_qkv gets count 0 (→ ones) */
@@ -120,10 +113,7 @@ static void write_dat_imatrix(const char *path, const ent *es, int n) {
 
 static void test_imatrix(void **s) {
     (void)s;
-    if (!quant_available()) {
-        fprintf(stderr, "quantizers not built: skipping\n");
-        skip();
-    }
+    tu_require_quantizers();
     static ent es[8];
     int n = make_entries(es);
     char gi[4096], di[4096], f32[4096], a[4096], b[4096], c[4096], bad[4096];
@@ -217,9 +207,4 @@ static void test_imatrix(void **s) {
     assert_int_equal(tu_run(NULL, NULL, "test -e '%s'", out), 1);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_imatrix),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_imatrix)

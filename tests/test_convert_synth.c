@@ -95,8 +95,7 @@ static const char *converted(const model *m, const char *type) {
 /* ---- llama.cpp loads every shape and gives finite logits ---------------------------- */
 static void test_llamacpp_loads_all(void **s) {
     (void)s;
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     for (int i = 0; i < N_MODELS; i++) {
         const model *m = &MODELS[i];
         if (skip_heavy(m)) continue;
@@ -165,24 +164,9 @@ static void test_llamacpp_loads_all(void **s) {
 }
 
 /* ---- tokenizer conformance ---------------------------------------------------------------- */
-static void json_line(FILE *f, const char *s) {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c == '\\') fputs("\\\\", f);
-        else if (c == '"') fputs("\\\"", f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('\n', f);
-}
-
 /* tiktoken reference ids (fixtures/tokenizers/tiktoken/NAME.tests.jsonl). */
 static void tiktoken_vectors(const char *model_name, const char *vectors) {
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     const model *m = NULL;
     for (int i = 0; i < N_MODELS; i++)
         if (!strcmp(MODELS[i].name, model_name)) m = &MODELS[i];
@@ -209,7 +193,7 @@ static void tiktoken_vectors(const char *model_name, const char *vectors) {
             cJSON_Delete(j);
             continue;
         }
-        json_line(f, text);
+        tu_json_line(f, text);
         const cJSON *id;
         int k = 0;
         cJSON_ArrayForEach(id, cJSON_GetObjectItem(j, "ids"))
@@ -236,8 +220,7 @@ static void test_phi4_cl100k(void **s) { (void)s; tiktoken_vectors("phi4", "cl10
  * llama.cpp's own GPT-2 vocab on the texts without runs of spaces or tabs. */
 static void test_phi2_vs_llamacpp_gpt2(void **s) {
     (void)s;
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     if (!synth_dir(&MODELS[0])) skip();
     const char *g = converted(&MODELS[0], "f16");
     size_t n;
@@ -252,7 +235,7 @@ static void test_phi2_vs_llamacpp_gpt2(void **s) {
         char *q = strstr(p, sep);
         if (q) *q = 0;
         if (*p && !strstr(p, "  ") && !strstr(p, "\t\t") && !strstr(p, " \t") && !strstr(p, "\t ")) {
-            json_line(f, p);
+            tu_json_line(f, p);
             count++;
         }
         if (!q) break;
@@ -273,44 +256,11 @@ static void test_phi2_vs_llamacpp_gpt2(void **s) {
 }
 
 /* ---- quantized conversion equals llama-quantize ------------------------------------------- */
-static int quant_available(void) {
-    char *out = NULL;
-    tu_run(&out, NULL, "'%s' convert --help", tu_bin());
-    int ok = out && strstr(out, "Q4_K_M") != NULL;
-    free(out);
-    return ok;
-}
-
-static void same_tensors(const char *a_path, const char *b_path, const char *what) {
-    phiq_gguf *a = phiq_gguf_open(a_path), *b = phiq_gguf_open(b_path);
-    if (!a || !b) fprintf(stderr, "%s\n", phiq_error());
-    assert_non_null(a);
-    assert_non_null(b);
-    assert_int_equal(phiq_gguf_n_tensors(a), phiq_gguf_n_tensors(b));
-    for (int64_t i = 0; i < phiq_gguf_n_tensors(b); i++) {
-        const phiq_gguf_tensor *tb = phiq_gguf_tensor_at(b, i);
-        const phiq_gguf_tensor *ta = phiq_gguf_find_tensor(a, tb->name);
-        assert_non_null(ta);
-        if (ta->type != tb->type || ta->nbytes != tb->nbytes || memcmp(ta->data, tb->data, ta->nbytes)) {
-            fprintf(stderr, "%s: %s is %s, llama-quantize %s%s\n", what, tb->name, phiq_ggml_type_name(ta->type),
-                    phiq_ggml_type_name(tb->type), ta->type == tb->type ? " (bytes differ)" : "");
-            fail();
-        }
-    }
-    fprintf(stderr, "[convert synth] %s: %lld tensors identical to llama-quantize\n", what,
-            (long long)phiq_gguf_n_tensors(b));
-    phiq_gguf_close(a);
-    phiq_gguf_close(b);
-}
 
 static void test_quantized_equals_llama_quantize(void **s) {
     (void)s;
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
-    if (!quant_available()) {
-        fprintf(stderr, "quantizers not built: skipping\n");
-        skip();
-    }
+    const char *ref = tu_require_llama_ref();
+    tu_require_quantizers();
     /* Q4_K_M everywhere; Q3_K_M (GQA-dependent attn_v rules) on the GQA shapes */
     const char *types[] = {"Q4_K_M", "Q3_K_M"};
     for (int i = 0; i < N_MODELS; i++) {
@@ -328,7 +278,8 @@ static void test_quantized_equals_llama_quantize(void **s) {
             assert_int_equal(tu_run(NULL, NULL, "'%s' quantize '%s' '%s' %s >/dev/null 2>&1", ref, f32, theirs, types[k]),
                              0);
             snprintf(what, sizeof what, "%s %s", m->name, types[k]);
-            same_tensors(ours, theirs, what);
+            fprintf(stderr, "[convert synth] %s: %lld tensors identical to llama-quantize\n", what,
+                    (long long)tu_same_tensors(ours, theirs, what));
             remove(theirs);
         }
     }
@@ -339,8 +290,7 @@ static void test_quantized_equals_llama_quantize(void **s) {
  * <s>, <|endoftext|>: such names are defused for those vocabularies. */
 static void test_phi3_name_gotcha(void **s) {
     (void)s;
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     char dir[4096], out[4096];
     snprintf(dir, sizeof dir, "%s", tu_tmp("my-phi3-gpt2"));
     snprintf(out, sizeof out, "%s", tu_tmp("my-phi3-gpt2.gguf"));
@@ -364,14 +314,5 @@ static void test_phi3_name_gotcha(void **s) {
     /* with the Phi-3 vocabulary the name is kept (tiny-phi3-kjv) */
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_llamacpp_loads_all),
-        cmocka_unit_test(test_phi4mini_o200k),
-        cmocka_unit_test(test_phi4_cl100k),
-        cmocka_unit_test(test_phi2_vs_llamacpp_gpt2),
-        cmocka_unit_test(test_quantized_equals_llama_quantize),
-        cmocka_unit_test(test_phi3_name_gotcha),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_llamacpp_loads_all, test_phi4mini_o200k, test_phi4_cl100k, test_phi2_vs_llamacpp_gpt2,
+        test_quantized_equals_llama_quantize, test_phi3_name_gotcha)

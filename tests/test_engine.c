@@ -51,17 +51,7 @@ static int load_prompts(prompt *ps, int cap) {
         p = strstr(e, "\"ids\"");
         if (!p) break;
         p = strchr(p, '[') + 1;
-        ps[n].n = 0;
-        while (*p && *p != ']') {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p) {
-                p++;
-                continue;
-            }
-            if (ps[n].n < 512) ps[n].ids[ps[n].n++] = (int32_t)v;
-            p = end;
-        }
+        ps[n].n = tu_parse_ids(&p, ps[n].ids, 512);
         n++;
     }
     free(txt);
@@ -105,10 +95,7 @@ static phiq_context *new_ctx(const phiq_model *m, int n_ctx, int kv32, int all, 
 /* Evaluates ids in one batch; returns malloc'd logits of every position. */
 static float *eval_all(const phiq_model *m, const int32_t *ids, int n, int kv32, int rope_mode, int n_ctx, int swa) {
     phiq_context *c = new_ctx(m, n_ctx ? n_ctx : (n < 256 ? 256 : n), kv32, 1, rope_mode, swa);
-    if (phiq_eval(c, ids, n) < 0) fail_msg("eval: %s", phiq_error());
-    int nv = phiq_model_n_vocab(m);
-    float *out = malloc(sizeof(float) * (size_t)n * (size_t)nv);
-    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * nv, phiq_logits_at(c, i), sizeof(float) * (size_t)nv);
+    float *out = tu_eval_logits(c, ids, n, n, phiq_model_n_vocab(m));
     phiq_context_free(c);
     return out;
 }
@@ -346,10 +333,7 @@ static double compare_llama(const char *gguf, const int32_t *ids, int n, const c
 static float *eval_all_p(const phiq_model *m, const int32_t *ids, int n, const phiq_context_params *cp) {
     phiq_context *c = phiq_context_new(m, cp);
     if (!c) fail_msg("context: %s", phiq_error());
-    if (phiq_eval(c, ids, n) < 0) fail_msg("eval: %s", phiq_error());
-    int nv = phiq_model_n_vocab(m);
-    float *out = malloc(sizeof(float) * (size_t)n * (size_t)nv);
-    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * nv, phiq_logits_at(c, i), sizeof(float) * (size_t)nv);
+    float *out = tu_eval_logits(c, ids, n, n, phiq_model_n_vocab(m));
     phiq_context_free(c);
     return out;
 }
@@ -386,10 +370,7 @@ static void test_llama_fixture(void **state) {
     (void)state;
     const char *g = fixture_gguf();
     if (!g) skip();
-    if (!tu_llama_ref()) {
-        fprintf(stderr, "test_engine: llama-ref unavailable\n");
-        skip();
-    }
+    tu_require_llama_ref();
     prompt ps[8];
     int np = load_prompts(ps, 8);
     for (int i = 0; i < np; i++) {
@@ -400,7 +381,7 @@ static void test_llama_fixture(void **state) {
 
 static void test_llama_synth(void **state) {
     (void)state;
-    if (!tu_llama_ref()) skip();
+    tu_require_llama_ref();
     const struct { const char *name, *args; } models[] = {
         {"phi3 MHA full rotary", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 4 --ff 256 --vocab 32064 --ctx 512"},
         {"phi3 GQA partial rotary LongRoPE tied",
@@ -865,14 +846,5 @@ static void test_cli_logits(void **state) {
     free(err);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixture_hf_dir),  cmocka_unit_test(test_fixture_gguf),
-        cmocka_unit_test(test_llama_fixture),   cmocka_unit_test(test_llama_synth),
-        cmocka_unit_test(test_llama_quantized),
-        cmocka_unit_test(test_longrope_switch), cmocka_unit_test(test_sliding_window),
-        cmocka_unit_test(test_api_threads_truncate), cmocka_unit_test(test_malformed),
-        cmocka_unit_test(test_cli_logits),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_fixture_hf_dir, test_fixture_gguf, test_llama_fixture, test_llama_synth, test_llama_quantized,
+        test_longrope_switch, test_sliding_window, test_api_threads_truncate, test_malformed, test_cli_logits)

@@ -148,10 +148,4 @@ static void test_top1_llamacpp_quantized(void **state) {
     }
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_f32_f16),
-        cmocka_unit_test(test_top1_llamacpp_quantized),
-    };
-    return tu_run_group(tests, setup, NULL);
-}
+TU_MAIN(setup, NULL, test_greedy_f32_f16, test_top1_llamacpp_quantized)

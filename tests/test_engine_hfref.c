@@ -52,9 +52,7 @@ static void check_rows(const char *what, const float *got, const float *want, in
 static float *eval_batch(const char *gguf, int n) {
     phiq_model *m;
     phiq_context *c = open_ctx(&m, gguf);
-    assert_int_equal(phiq_eval(c, ids, n), 0);
-    float *out = malloc(sizeof(float) * (size_t)V * (size_t)n);
-    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * (size_t)V, phiq_logits_at(c, i), (size_t)V * sizeof(float));
+    float *out = tu_eval_logits(c, ids, n, n, V);
     phiq_context_free(c);
     phiq_model_free(m);
     return out;
@@ -62,7 +60,7 @@ static float *eval_batch(const char *gguf, int n) {
 
 static void test_sliding_window(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     V = 32064;
     const char *g = make_model("swa", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
                                       "--ctx-orig 256 --sliding-window 16");
@@ -73,7 +71,7 @@ static void test_sliding_window(void **state) {
 
 static void test_longrope_batch_and_generation(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     V = 32064;
     const char *g = make_model("longrope", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
                                            "--ctx-orig 32 --partial-rotary 0.75 --sliding-window 0");
@@ -86,14 +84,9 @@ static void test_longrope_batch_and_generation(void **state) {
     phiq_model *m;
     phiq_context *c = open_ctx(&m, g);
     const int np = 20;
-    got = malloc(sizeof(float) * (size_t)V * N_IDS);
-    assert_int_equal(phiq_eval(c, ids, np), 0);
-    memcpy(got, phiq_logits(c), (size_t)V * sizeof(float));
-    for (int i = np; i < N_IDS; i++) {
-        assert_int_equal(phiq_eval(c, ids + i, 1), 0);
-        memcpy(got + (size_t)(i - np + 1) * (size_t)V, phiq_logits(c), (size_t)V * sizeof(float));
-    }
-    check_rows("LongRoPE, generation crossing 32 (short, then re-prefill with long)", got, want, np - 1, N_IDS, 1e-3);
+    got = tu_eval_logits(c, ids, np, N_IDS, V);
+    check_rows("LongRoPE, generation crossing 32 (short, then re-prefill with long)", got + (size_t)(np - 1) * V, want,
+               np - 1, N_IDS, 1e-3);
     phiq_context_free(c);
     phiq_model_free(m);
     free(want); free(got);
@@ -101,7 +94,7 @@ static void test_longrope_batch_and_generation(void **state) {
 
 static void test_phi2(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     V = 51200;
     const char *g = make_model("phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 512 --ctx 256");
     float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);

@@ -107,10 +107,4 @@ static void test_kld_self_zero_and_monotonic(void **state) {
     }
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ppl_matches_llamacpp),
-        cmocka_unit_test(test_kld_self_zero_and_monotonic),
-    };
-    return tu_run_group(tests, setup, NULL);
-}
+TU_MAIN(setup, NULL, test_ppl_matches_llamacpp, test_kld_self_zero_and_monotonic)

@@ -145,13 +145,5 @@ static void test_chat_pipe(void **state) {
     free(out); free(err);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_equals_llamacpp),
-        cmocka_unit_test(test_chat_prompt_ids),
-        cmocka_unit_test(test_seeds),
-        cmocka_unit_test(test_no_allocation_per_token),
-        cmocka_unit_test(test_chat_pipe),
-    };
-    return tu_run_group(tests, setup, NULL);
-}
+TU_MAIN(setup, NULL, test_greedy_equals_llamacpp, test_chat_prompt_ids, test_seeds, test_no_allocation_per_token,
+        test_chat_pipe)

@@ -457,12 +457,7 @@ static uint64_t arr_len(const phiq_gguf *g, const char *key, int want_type) {
 static void check_identical_copy(const phiq_gguf *g, const char *orig, const char *name) {
     const char *dst = tu_tmp(name);
     copy_gguf(g, dst, 0);
-    size_t a, b;
-    uint8_t *x = tu_read_all(orig, &a), *y = tu_read_all(dst, &b);
-    assert_int_equal(a, b);
-    assert_memory_equal(x, y, a);
-    free(x);
-    free(y);
+    tu_assert_same_file(orig, dst);
 }
 
 static void test_vocab_phi3(void **state) {
@@ -517,11 +512,7 @@ static void test_vocab_gpt2(void **state) {
 
 static void test_llama_loads_our_copy(void **state) {
     (void)state;
-    const char *ref = tu_llama_ref();
-    if (!ref) {
-        fprintf(stderr, "skipping: llama-ref unavailable\n");
-        skip();
-    }
+    const char *ref = tu_require_llama_ref();
     static const char *files[] = {"fixtures/vocab/ggml-vocab-phi-3.gguf", "fixtures/vocab/ggml-vocab-gpt-2.gguf"};
     for (int f = 0; f < 2; f++) {
         char orig[4096], copy[4096];
@@ -879,17 +870,6 @@ static void test_missing_file(void **state) {
 }
 
 /* ---- writer API and failure --------------------------------------------- */
-static int count_entries(const char *dir) {
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    closedir(d);
-    return n;
-}
-
 static int fill_fail_second(void *user, int64_t i, const char *name, void *buf, uint64_t nbytes) {
     memset(buf, 1, nbytes);
     if (i == 1) return phiq_fail(PHIQ_EIO, "source: cannot read tensor '%s'", name);
@@ -912,12 +892,12 @@ static void test_writer_failure_leaves_nothing(void **state) {
     phiq_gguf_write_opts o = {1, NULL};
     assert_int_equal(phiq_gguf_writer_write(w, path, fill_fail_second, NULL, &o), PHIQ_EIO);
     assert_non_null(strstr(phiq_error(), "cannot read tensor 'b'"));
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(tu_dir_entries(dir), 0);
     /* an unwritable target fails cleanly too */
     char bad[4300];
     snprintf(bad, sizeof bad, "%s/no/such/dir/out.gguf", dir);
     assert_int_equal(phiq_gguf_writer_write(w, bad, fill_fake, &(int){0}, &o), PHIQ_EIO);
-    assert_int_equal(count_entries(dir), 0);
+    assert_int_equal(tu_dir_entries(dir), 0);
     phiq_gguf_writer_free(w);
 }
 
@@ -983,26 +963,8 @@ static void test_open_600_tensors_fast(void **state) {
     assert_true(ms < (getenv("PHIQ_SANITIZED") ? 500 : 50));
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_all_types),
-        cmocka_unit_test(test_writer_matches_spec_bytes),
-        cmocka_unit_test(test_vocab_phi3),
-        cmocka_unit_test(test_vocab_gpt2),
-        cmocka_unit_test(test_llama_loads_our_copy),
-        cmocka_unit_test(test_vocab_like_file),
-        cmocka_unit_test(test_truncated_every_prefix),
-        cmocka_unit_test(test_bad_magic_and_version),
-        cmocka_unit_test(test_bad_counts),
-        cmocka_unit_test(test_bad_strings),
-        cmocka_unit_test(test_bad_arrays),
-        cmocka_unit_test(test_duplicate_key),
-        cmocka_unit_test(test_bad_alignment),
-        cmocka_unit_test(test_bad_tensor_infos),
-        cmocka_unit_test(test_missing_file),
-        cmocka_unit_test(test_writer_failure_leaves_nothing),
-        cmocka_unit_test(test_writer_rejects_bad_input),
-        cmocka_unit_test(test_open_600_tensors_fast),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_roundtrip_all_types, test_writer_matches_spec_bytes, test_vocab_phi3, test_vocab_gpt2,
+        test_llama_loads_our_copy, test_vocab_like_file, test_truncated_every_prefix, test_bad_magic_and_version,
+        test_bad_counts, test_bad_strings, test_bad_arrays, test_duplicate_key, test_bad_alignment,
+        test_bad_tensor_infos, test_missing_file, test_writer_failure_leaves_nothing, test_writer_rejects_bad_input,
+        test_open_600_tensors_fast)

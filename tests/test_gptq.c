@@ -118,11 +118,4 @@ static void test_bad_input(void **state) {
     assert_true(phiq_gptq_quantize(PHIQ_GGML_TYPE_Q4_K, w, out, 1, 32, H, 0.01f, 1) < 0); /* 32 is not a multiple of 256 */
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_diagonal_rounds_nearest),
-        cmocka_unit_test(test_correlated_inputs),
-        cmocka_unit_test(test_bad_input),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_diagonal_rounds_nearest, test_correlated_inputs, test_bad_input)

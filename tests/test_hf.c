@@ -227,11 +227,4 @@ static void test_config_variants(void **state) {
     phiq_hf_close(hf);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixture_hparams),
-        cmocka_unit_test(test_bad_configs),
-        cmocka_unit_test(test_config_variants),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_fixture_hparams, test_bad_configs, test_config_variants)

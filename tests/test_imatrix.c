@@ -90,10 +90,4 @@ static void test_short_text(void **state) {
     assert_int_not_equal(access(out, F_OK), 0);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_matches_llama_imatrix),
-        cmocka_unit_test(test_short_text),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_matches_llama_imatrix, test_short_text)

@@ -84,8 +84,7 @@ static void test_llamacpp_vocab_gguf(void **s) {
 
 static void test_llama_quantize_output(void **s) {
     (void)s;
-    const char *ref = tu_llama_ref();
-    if (!ref) skip();
+    const char *ref = tu_require_llama_ref();
     char f32[4096], q8[4096];
     snprintf(f32, sizeof f32, "%s", tu_fixture_gguf("f32"));
     snprintf(q8, sizeof q8, "%s", tu_tmp("i-q8.gguf"));
@@ -118,13 +117,4 @@ static void test_errors(void **s) {
     assert_int_equal(tu_run(NULL, NULL, "'%s' inspect --help >/dev/null", tu_bin()), 0);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_safetensors),
-        cmocka_unit_test(test_hf_dir),
-        cmocka_unit_test(test_llamacpp_vocab_gguf),
-        cmocka_unit_test(test_llama_quantize_output),
-        cmocka_unit_test(test_errors),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_safetensors, test_hf_dir, test_llamacpp_vocab_gguf, test_llama_quantize_output, test_errors)

@@ -284,12 +284,4 @@ static void test_head_dim_80(void **state) {
     phiq_model_free(m);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fwht),
-        cmocka_unit_test(test_head_dim_80),
-        cmocka_unit_test(test_llama_fixture),
-        cmocka_unit_test(test_llama_synth),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_fwht, test_head_dim_80, test_llama_fixture, test_llama_synth)

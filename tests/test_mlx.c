@@ -25,7 +25,7 @@ static char script[4096];
 
 /* the reference is the test: without it the test is skipped, never passed */
 static void skip_without_numpy(void) {
-    if (!tu_have_numpy()) tu_unavailable("/usr/bin/python3 with numpy is needed for mlx_reference.py");
+    tu_require_numpy();
 }
 
 static void convert(const char *src, const char *out, const char *args) {
@@ -152,20 +152,7 @@ static void test_eval_matches_reference(void **state) {
     free(err);
     /* logits of the MLX directory equal those of the reference's dequantized weights, bit for bit
      * (both held as f32; every position of one sequence), for the moe too */
-    char la[4200], lb[4200];
-    snprintf(la, sizeof la, "%s.logits", mlx);
-    snprintf(lb, sizeof lb, "%s.logits", deq);
-    const char *lg = "'%s' logits '%s' --ids 1,450,3988,1550,338,278,9088 --all --type f32 --out '%s'";
-    if (tu_run(NULL, &err, lg, tu_bin(), mlx, la)) fail_msg("logits: %s", err);
-    free(err);
-    if (tu_run(NULL, &err, lg, tu_bin(), deq, lb)) fail_msg("logits: %s", err);
-    free(err);
-    size_t na, nb;
-    float *A = tu_read_all(la, &na), *Bv = tu_read_all(lb, &nb);
-    assert_true(na == nb && na > 0);
-    assert_memory_equal(A, Bv, na);
-    free(A);
-    free(Bv);
+    tu_assert_same_logits(mlx, deq);
     if (tu_run(&out, &err, "'%s' run '%s' -p 'In the beginning' -n 6 --seed 1", tu_bin(), mlx)) fail_msg("run: %s", err);
     free(out);
     free(err);

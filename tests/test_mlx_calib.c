@@ -118,27 +118,15 @@ static void test_same_layout_as_plain(void **state) {
 
 static void test_reference_reader(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("/usr/bin/python3 with numpy is needed for mlx_reference.py");
-    char script[4096], deq[4096], la[4200], lb[4200];
+    tu_require_numpy();
+    char script[4096], deq[4096];
     snprintf(script, sizeof script, "%s/tests/ref/mlx_reference.py", PHIQ_SOURCE_DIR);
     snprintf(deq, sizeof deq, "%s", tu_tmp("mlxc-read"));
     char *err = NULL;
     if (tu_run(NULL, &err, "rm -rf '%s' && /usr/bin/python3 '%s' read '%s' '%s'", deq, script, cal, deq))
         fail_msg("mlx_reference.py read: %s", err);
     free(err);
-    snprintf(la, sizeof la, "%s.logits", cal);
-    snprintf(lb, sizeof lb, "%s.logits", deq);
-    const char *lg = "'%s' logits '%s' --ids 1,450,3988,1550,338,278,9088 --all --type f32 --out '%s'";
-    if (tu_run(NULL, &err, lg, tu_bin(), cal, la)) fail_msg("logits: %s", err);
-    free(err);
-    if (tu_run(NULL, &err, lg, tu_bin(), deq, lb)) fail_msg("logits: %s", err);
-    free(err);
-    size_t na, nb;
-    float *A = tu_read_all(la, &na), *B = tu_read_all(lb, &nb);
-    assert_true(na == nb && na > 0);
-    assert_memory_equal(A, B, na);
-    free(A);
-    free(B);
+    tu_assert_same_logits(cal, deq);
 }
 
 static void test_bad_calibration(void **state) {
@@ -159,12 +147,5 @@ static void test_bad_calibration(void **state) {
     free(err);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_kld_below_three_quarters),
-        cmocka_unit_test(test_same_layout_as_plain),
-        cmocka_unit_test(test_reference_reader),
-        cmocka_unit_test(test_bad_calibration),
-    };
-    return tu_run_group(tests, setup, NULL);
-}
+TU_MAIN(setup, NULL, test_kld_below_three_quarters, test_same_layout_as_plain, test_reference_reader,
+        test_bad_calibration)

@@ -55,9 +55,7 @@ static phiq_context *open_ctx(phiq_model *m, int moe_llamacpp) {
 
 static float *eval_batch(phiq_model *m, int n, int moe_llamacpp) {
     phiq_context *c = open_ctx(m, moe_llamacpp);
-    assert_int_equal(phiq_eval(c, ids, n), 0);
-    float *out = malloc(sizeof(float) * (size_t)V * (size_t)n);
-    for (int i = 0; i < n; i++) memcpy(out + (size_t)i * V, phiq_logits_at(c, i), (size_t)V * sizeof(float));
+    float *out = tu_eval_logits(c, ids, n, n, V);
     phiq_context_free(c);
     return out;
 }
@@ -95,7 +93,7 @@ static void routes_summary(const char *path, int *n, int *multi, int *differ) {
  * from short_mscale so the long branch's attention factor is exercised. */
 static void test_moe_route_sparsemixer(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     const char *g = moe_model("moe_j02", "--router-jitter 0.2 --mscale 1.243163121016122,1.4");
     char routes[4200];
     snprintf(routes, sizeof routes, "%s.routes", g);
@@ -131,14 +129,8 @@ static void test_moe_route_sparsemixer(void **state) {
     want = tu_hf_reference(g, ids, N_IDS, V, "hf", NULL);
     phiq_context *c = open_ctx(m, 0);
     const int np = 20;
-    got = malloc(sizeof(float) * (size_t)V * N_IDS);
-    assert_int_equal(phiq_eval(c, ids, np), 0);
-    memcpy(got, phiq_logits(c), (size_t)V * sizeof(float));
-    for (int i = np; i < N_IDS; i++) {
-        assert_int_equal(phiq_eval(c, ids + i, 1), 0);
-        memcpy(got + (size_t)(i - np + 1) * V, phiq_logits(c), (size_t)V * sizeof(float));
-    }
-    check("PhiMoE, generation crossing 32", got, want, np - 1, N_IDS);
+    got = tu_eval_logits(c, ids, np, N_IDS, V);
+    check("PhiMoE, generation crossing 32", got + (size_t)(np - 1) * V, want, np - 1, N_IDS);
     phiq_context_free(c);
     free(want); free(got);
     phiq_model_free(m);
@@ -160,7 +152,7 @@ static void test_moe_route_sparsemixer(void **state) {
  * issue's case (7 tokens, then 41 past an original context of 32). */
 static void test_moe_route_real_config(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     const char *g = moe_model("moe_real", "");
     phiq_model *m = phiq_model_open(g, NULL);
     if (!m) fail_msg("%s", phiq_error());

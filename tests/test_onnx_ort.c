@@ -53,6 +53,28 @@ static double top1_agree(const float *a, const float *b, int n, int vocab) {
 
 /* ---- single-node MatMulNBits vs f32 MatMul on the dequantized weights ---------- */
 
+/* Writes graph g as tmp/name (its path into model, 512 bytes) and frees it. */
+static void write_model(phiq_og *g, const char *name, char *model) {
+    snprintf(model, 512, "%s", tu_tmp(name));
+    FILE *f = fopen(model, "wb");
+    assert_non_null(f);
+    assert_int_equal(phiq_og_write_model(g, f, 10, 21, 1, "phiq-test", model), 0);
+    fclose(f);
+    phiq_og_free(g);
+}
+
+/* w [N][K] quantized to MatMulNBits (layout *l; blocks *b, scales *s, zero
+ * points *z, malloc'd) and dequantized back into dq. */
+static void mnb_quant(int bits, int bs, bool sym, int N, int K, const float *w, phiq_mnb_layout *l, uint8_t **b,
+                      float **s, uint8_t **z, float *dq) {
+    assert_int_equal(phiq_mnb_layout_init(l, bits, bs, sym, N, K, "w"), 0);
+    *b = malloc((size_t)(N * l->kb * l->blob));
+    *z = malloc((size_t)(N * l->zp_row));
+    *s = malloc(sizeof(float) * N * l->kb);
+    phiq_mnb_quantize_rows(l, w, N, *b, *s, sym ? NULL : *z);
+    phiq_mnb_dequantize_rows(l, *b, *s, sym ? NULL : *z, N, dq);
+}
+
 static void mnb_case(int bits, int bs, bool sym, int acc, int K) {
     const int M = 3, N = 24;
     float *w = malloc(sizeof(float) * N * K), *a = malloc(sizeof(float) * M * K);
@@ -61,11 +83,9 @@ static void mnb_case(int bits, int bs, bool sym, int acc, int K) {
     for (int i = 0; i < N * K; i++) w[i] = ((float)rand() / RAND_MAX - 0.5f) * (i % 7 == 0 ? 3.0f : 1.0f);
     for (int i = 0; i < M * K; i++) a[i] = (float)rand() / RAND_MAX - 0.5f;
     phiq_mnb_layout l;
-    assert_int_equal(phiq_mnb_layout_init(&l, bits, bs, sym, N, K, "w"), 0);
-    uint8_t *b = malloc((size_t)(N * l.kb * l.blob)), *z = malloc((size_t)(N * l.zp_row));
-    float *s = malloc(sizeof(float) * N * l.kb);
-    phiq_mnb_quantize_rows(&l, w, N, b, s, sym ? NULL : z);
-    phiq_mnb_dequantize_rows(&l, b, s, sym ? NULL : z, N, dq);
+    uint8_t *b, *z;
+    float *s;
+    mnb_quant(bits, bs, sym, N, K, w, &l, &b, &s, &z, dq);
     for (int n = 0; n < N; n++)
         for (int k = 0; k < K; k++) dqt[k * N + n] = dq[n * K + k];
 
@@ -90,14 +110,9 @@ static void mnb_case(int bits, int bs, bool sym, int acc, int K) {
     phiq_og_output(&g, "Y", PHIQ_OG_FLOAT, 2, NULL, yd);
     phiq_og_output(&g, "Yref", PHIQ_OG_FLOAT, 2, NULL, yd);
     char model[512], af[512], prefix[512];
-    snprintf(model, sizeof model, "%s", tu_tmp("mnb.onnx"));
+    write_model(&g, "mnb.onnx", model);
     snprintf(af, sizeof af, "%s", tu_tmp("mnb.A.bin"));
     snprintf(prefix, sizeof prefix, "%s", tu_tmp("mnb.out"));
-    FILE *f = fopen(model, "wb");
-    assert_non_null(f);
-    assert_int_equal(phiq_og_write_model(&g, f, 10, 21, 1, "phiq-test", model), 0);
-    fclose(f);
-    phiq_og_free(&g);
     tu_write_file(af, a, sizeof(float) * M * K);
     char *err = NULL;
     int rc = tu_run(NULL, &err, "NODE_PATH='%s' node '%s/feed.js' '%s' '%s' 'A=%s:f32:%dx%d'", tu_ort_node_path(),
@@ -154,11 +169,9 @@ static void gbq_case(int bits, bool sym, int bs) {
     srand((unsigned)(bits * 1000 + bs + sym));
     for (int i = 0; i < N * K; i++) w[i] = (float)rand() / RAND_MAX - 0.5f;
     phiq_mnb_layout l;
-    assert_int_equal(phiq_mnb_layout_init(&l, bits, bs, sym, N, K, "w"), 0);
-    uint8_t *b = malloc((size_t)(N * l.kb * l.blob)), *z = malloc((size_t)(N * l.zp_row));
-    float *s = malloc(sizeof(float) * N * l.kb);
-    phiq_mnb_quantize_rows(&l, w, N, b, s, sym ? NULL : z);
-    phiq_mnb_dequantize_rows(&l, b, s, sym ? NULL : z, N, dq);
+    uint8_t *b, *z;
+    float *s;
+    mnb_quant(bits, bs, sym, N, K, w, &l, &b, &s, &z, dq);
     phiq_og g;
     assert_int_equal(phiq_og_init(&g, "gbq", NULL), 0);
     int64_t bd[2] = {N, K * bits / 8}, sd[2] = {N, l.kb}, zd[2] = {N, l.zp_row}, id[2] = {1, M}, od[3] = {1, M, K};
@@ -174,14 +187,9 @@ static void gbq_case(int bits, bool sym, int bs) {
     phiq_og_attr_i(&g, n, "quantize_axis", 1);
     phiq_og_output(&g, "E", PHIQ_OG_FLOAT, 3, NULL, od);
     char model[512], idf[512], prefix[512], ef[600];
-    snprintf(model, sizeof model, "%s", tu_tmp("gbq.onnx"));
+    write_model(&g, "gbq.onnx", model);
     snprintf(idf, sizeof idf, "%s", tu_tmp("gbq.ids.bin"));
     snprintf(prefix, sizeof prefix, "%s", tu_tmp("gbq.out"));
-    FILE *f = fopen(model, "wb");
-    assert_non_null(f);
-    assert_int_equal(phiq_og_write_model(&g, f, 10, 21, 1, "phiq-test", model), 0);
-    fclose(f);
-    phiq_og_free(&g);
     int64_t ids[5] = {0, 39, 7, 7, 22};
     tu_write_file(idf, ids, sizeof ids);
     char *err = NULL;
@@ -553,10 +561,7 @@ static void vs_hf_reference(const char *what, const char *gguf, const char *onnx
 static void test_long_context_vs_reference(void **st) {
     (void)st;
     if (!have_synth()) skip();
-    if (!tu_have_numpy()) {
-        fprintf(stderr, "numpy unavailable: skipping the Hugging Face reference comparisons\n");
-        skip();
-    }
+    tu_require_numpy();
     /* LongRoPE with original context 32 of 256, partial rotary 0.75: 24
      * tokens use the short caches, 48 the long ones (Hugging Face: the long
      * factors for every position of a sequence longer than 32) */

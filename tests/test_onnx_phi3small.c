@@ -179,17 +179,14 @@ static void test_refused(void **state) {
                tu_bin(), dir, out);
 }
 
-int main(void) {
+static int setup(void **state) {
+    (void)state;
     uint64_t x = 2024;
     for (int i = 0; i < N_IDS; i++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         ids_int[i] = ids[i] = (int32_t)((x >> 33) % V);
     }
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_fp32_matches_reference),
-        cmocka_unit_test(test_int4_fp16),
-        cmocka_unit_test(test_longrope),
-    };
-    return tu_run_group(tests, NULL, NULL);
+    return 0;
 }
+
+TU_MAIN(setup, NULL, test_refused, test_fp32_matches_reference, test_int4_fp16, test_longrope)

@@ -192,17 +192,5 @@ static void test_layout_errors(void **st) {
     assert_int_equal(l.zp_row, 2);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sym4_basic),
-        cmocka_unit_test(test_sym4_tie_takes_min),
-        cmocka_unit_test(test_sym4_zero_block),
-        cmocka_unit_test(test_sym4_round_half_away),
-        cmocka_unit_test(test_asym4_blocks_and_zp_packing),
-        cmocka_unit_test(test_sym8),
-        cmocka_unit_test(test_asym8),
-        cmocka_unit_test(test_rows_layout_and_roundtrip),
-        cmocka_unit_test(test_layout_errors),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_sym4_basic, test_sym4_tie_takes_min, test_sym4_zero_block, test_sym4_round_half_away,
+        test_asym4_blocks_and_zp_packing, test_sym8, test_asym8, test_rows_layout_and_roundtrip, test_layout_errors)

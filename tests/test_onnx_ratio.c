@@ -58,7 +58,7 @@ static void nncf_check(const char *dir, const char *args) {
 
 static void test_matches_nncf(void **st) {
     (void)st;
-    if (!tu_have_numpy()) tu_unavailable("/usr/bin/python3 with numpy is needed for nncf_reference.py");
+    tu_require_numpy();
     static const struct {
         const char *name, *args, *ref;
     } cases[] = {
@@ -81,7 +81,7 @@ static void test_matches_nncf(void **st) {
  * weights are NNCF's values; with the data-free metric the choice is NNCF's. */
 static void test_calib_keeps_nncf_backup(void **st) {
     (void)st;
-    if (!tu_have_numpy()) tu_unavailable("/usr/bin/python3 with numpy is needed for nncf_reference.py");
+    tu_require_numpy();
     char args[1400];
     snprintf(args, sizeof args, "--ratio 0.6 --group-size 128 --sym --calib '%s' --calib-chunks %d",
              tu_shared_path("fixtures/text/kjv-calibration.txt"), g_sanitized ? 2 : 8);

@@ -305,11 +305,5 @@ static void test_threadpool(void **state) {
     }
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rmsnorm),   cmocka_unit_test(test_layernorm), cmocka_unit_test(test_rope),
-        cmocka_unit_test(test_softmax_swiglu_gelu), cmocka_unit_test(test_f16_rows_exhaustive),
-        cmocka_unit_test(test_matmul), cmocka_unit_test(test_act_round), cmocka_unit_test(test_threadpool),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_rmsnorm, test_layernorm, test_rope, test_softmax_swiglu_gelu, test_f16_rows_exhaustive,
+        test_matmul, test_act_round, test_threadpool)

@@ -55,14 +55,7 @@ static float *run(const char *path, int n, int decode_from, phiq_kv_type kv) {
     cp.all_logits = 1;
     phiq_context *c = phiq_context_new(m, &cp);
     if (!c) fail_msg("%s", phiq_error());
-    float *out = malloc(sizeof(float) * V * (size_t)n);
-    int np = decode_from < 0 ? n : decode_from;
-    assert_int_equal(phiq_eval(c, ids, np), 0);
-    for (int i = 0; i < np; i++) memcpy(out + (size_t)i * V, phiq_logits_at(c, i), V * sizeof(float));
-    for (int i = np; i < n; i++) {
-        assert_int_equal(phiq_eval(c, ids + i, 1), 0);
-        memcpy(out + (size_t)i * V, phiq_logits(c), V * sizeof(float));
-    }
+    float *out = tu_eval_logits(c, ids, decode_from < 0 ? n : decode_from, n, (int)V);
     phiq_context_free(c);
     phiq_model_free(m);
     return out;
@@ -80,7 +73,7 @@ static void check(const char *what, const float *got, const float *want, int fir
 
 static void test_prefill_matches_reference(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     const char *dir = synth_dir("p3s", "--blocksparse 16,2,3");
     float *want = reference(dir, N_IDS), *got = run(dir, N_IDS, -1, PHIQ_KV_TYPE_F32);
     check("HF directory, f32, 160-token prefill", got, want, 0, N_IDS, 1e-4);
@@ -99,7 +92,7 @@ static void test_prefill_matches_reference(void **state) {
 
 static void test_decode_equals_prefill(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     const char *dir = synth_dir("p3s-dec", "--blocksparse 16,2,3");
     float *want = reference(dir, N_IDS);
     float *pre = run(dir, N_IDS, -1, PHIQ_KV_TYPE_F32), *dec = run(dir, N_IDS, 100, PHIQ_KV_TYPE_F32);
@@ -119,7 +112,7 @@ static void test_decode_equals_prefill(void **state) {
  * original context recomputes the cache with the long factors. */
 static void test_longrope(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     const char *dir = synth_dir("p3s-long", "--blocksparse 16,2,3 --ctx 512 --ctx-orig 64");
     float *want = reference(dir, 100);
     float *got = run(dir, 100, 40, PHIQ_KV_TYPE_F32);
@@ -132,7 +125,7 @@ static void test_longrope(void **state) {
  * logits as the directory; Q8_0 stays close; run, eval and inspect take it. */
 static void test_gguf(void **state) {
     (void)state;
-    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+    tu_require_numpy();
     const char *dir = synth_dir("p3s-gguf", "--blocksparse 16,2,3");
     float *want = reference(dir, N_IDS);
     char g32[4200], g8[4200];

@@ -7,7 +7,6 @@
  * bias; and a GGUF whose block-sparse stride is 0. Also: inspect says
  * llama.cpp cannot load the GGUF (the ONNX export's refusals are in
  * test_onnx_phi3small). */
-#define _GNU_SOURCE /* memmem */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -28,17 +27,7 @@ static const char *variant(const char *name, void (*edit)(cJSON *)) {
             fail_msg("synth: %s", err);
         free(err);
     }
-    static char dir[4][4096];
-    static int k;
-    char *out = dir[k++ & 3];
-    snprintf(out, 4096, "%s", tu_tmp(name));
-    assert_int_equal(tu_run(NULL, NULL, "rm -rf '%s' && cp -r '%s' '%s'", out, base, out), 0);
-    if (edit) {
-        char cp[4200];
-        snprintf(cp, sizeof cp, "%s/config.json", out);
-        tu_edit_json(cp, edit);
-    }
-    return out;
+    return tu_copy_checkpoint(base, name, edit);
 }
 
 /* convert (no GGUF left behind), inspect and logits all refuse dir */
@@ -100,17 +89,7 @@ static void test_missing_bias(void **state) {
     const char *d = variant("p3s-nobias", NULL);
     char st[4200];
     snprintf(st, sizeof st, "%s/model.safetensors", d);
-    size_t n;
-    char *b = tu_read_all(st, &n);
-    assert_non_null(b);
-    const char *needle = "layers.1.mlp.down_proj.bias";
-    char *p = memmem(b, n, needle, strlen(needle));
-    assert_non_null(p);
-    memcpy(p + strlen("layers.1.mlp.down_proj."), "xias", 4);
-    FILE *f = fopen(st, "wb");
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-    free(b);
+    tu_patch_file(st, "layers.1.mlp.down_proj.bias", strlen("layers.1.mlp.down_proj."), "xias");
     all_refuse("down_proj.bias missing", d, "model.layers.1.mlp.down_proj.bias");
 }
 
@@ -131,29 +110,10 @@ static void test_bad_gguf(void **state) {
     assert_int_equal(tu_run(&inspect, NULL, "'%s' inspect '%s' --no-tensors", tu_bin(), g), 0);
     assert_non_null(strstr(inspect, "llama.cpp has no Phi-3-small graph"));
     free(inspect);
-    size_t n;
-    char *b = tu_read_all(g, &n);
-    const char *key = "phi3small.attention.blocksparse.vert_stride";
-    char *p = memmem(b, n, key, strlen(key));
-    assert_non_null(p);
-    p += strlen(key);
-    uint32_t ty, zero = 0;
-    memcpy(&ty, p, 4);
-    assert_int_equal(ty, 4); /* GGUF uint32 */
-    memcpy(p + 4, &zero, 4);
-    FILE *f = fopen(g, "wb");
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-    free(b);
+    const uint32_t zero = 0;
+    tu_patch_gguf_scalar(g, "phi3small.attention.blocksparse.vert_stride", 4 /* GGUF uint32 */, &zero);
     tu_refused("GGUF vert_stride 0", "block-sparse parameters must be positive", out,
                "'%s' logits '%s' --ids 1,2,3 --out '%s'", tu_bin(), g, out);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_configs),
-        cmocka_unit_test(test_missing_bias),
-        cmocka_unit_test(test_bad_gguf),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_bad_configs, test_missing_bias, test_bad_gguf)

@@ -151,10 +151,4 @@ static void test_chat_template(void **state) {
     free(out);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tokenizer_vs_js_tiktoken),
-        cmocka_unit_test(test_chat_template),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_tokenizer_vs_js_tiktoken, test_chat_template)

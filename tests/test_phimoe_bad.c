@@ -5,7 +5,6 @@
  * (phimoe.router_jitter_noise out of range); a top-1 config converts but
  * does not run under Hugging Face's top-2 SparseMixer. Also checks that
  * `phiq inspect` lists where llama.cpp runs PhiMoE differently. */
-#define _GNU_SOURCE /* memmem */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -30,51 +29,13 @@ static void make_base(void) {
 /* A copy of the base checkpoint; edit(config) changes its config.json. */
 static const char *variant(const char *name, void (*edit)(cJSON *)) {
     make_base();
-    const char *d = tu_tmp(name);
-    static char dir[4][4096];
-    static int k;
-    char *out = dir[k++ & 3];
-    snprintf(out, 4096, "%s", d);
-    assert_int_equal(tu_run(NULL, NULL, "rm -rf '%s' && cp -r '%s' '%s'", out, base, out), 0);
-    if (edit) {
-        char cp[4200];
-        snprintf(cp, sizeof cp, "%s/config.json", out);
-        size_t n;
-        char *txt = tu_read_all(cp, &n);
-        cJSON *c = cJSON_Parse(txt);
-        free(txt);
-        assert_non_null(c);
-        edit(c);
-        char *s = cJSON_Print(c);
-        FILE *f = fopen(cp, "w");
-        fputs(s, f);
-        fclose(f);
-        free(s);
-        cJSON_Delete(c);
-    }
-    return out;
-}
-
-/* cmd fails with exactly one stderr line containing want; out not created. */
-static void refused(const char *what, const char *want, const char *out, const char *fmt, const char *a, const char *b) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, fmt, tu_bin(), a, b);
-    char *err = NULL;
-    int rc = tu_run(NULL, &err, "%s", cmd);
-    const char *e = err ? err : "";
-    print_message("%s: exit %d: %s", what, rc, e);
-    assert_true(rc != 0);
-    assert_non_null(strstr(e, want));
-    const char *nl = strchr(e, '\n');
-    assert_true(nl && nl[1] == 0); /* one line */
-    if (out) assert_true(access(out, F_OK) != 0);
-    free(err);
+    return tu_copy_checkpoint(base, name, edit);
 }
 
 static void convert_refused(const char *what, const char *dir, const char *want) {
     char out[4200];
     snprintf(out, sizeof out, "%s.gguf", dir);
-    refused(what, want, out, "'%s' convert '%s' -o '%s' --type f32 -q", dir, out);
+    tu_refused(what, want, out, "'%s' convert '%s' -o '%s' --type f32 -q", tu_bin(), dir, out);
 }
 
 static void no_experts(cJSON *c) { cJSON_DeleteItemFromObject(c, "num_local_experts"); }
@@ -98,8 +59,8 @@ static void test_bad_configs(void **state) {
     convert_refused("rope_scaling without long_mscale", variant("moe-nolong", no_long_mscale), "long_mscale");
     convert_refused("short_mscale 0", variant("moe-ms0", bad_short_mscale), "attention factor");
     /* inspect reads the same config: the same one-line error */
-    refused("inspect, no num_local_experts", "num_local_experts", NULL, "'%s' inspect '%s'%s",
-            variant("moe-noexp2", no_experts), "");
+    tu_refused("inspect, no num_local_experts", "num_local_experts", NULL, "'%s' inspect '%s'", tu_bin(),
+               variant("moe-noexp2", no_experts));
 }
 
 /* One expert's w2 renamed in the safetensors header (same length, so the
@@ -109,17 +70,8 @@ static void test_missing_expert(void **state) {
     const char *d = variant("moe-missing", NULL);
     char st[4200];
     snprintf(st, sizeof st, "%s/model.safetensors", d);
-    size_t n;
-    char *b = tu_read_all(st, &n);
-    assert_non_null(b);
-    const char *needle = "layers.0.block_sparse_moe.experts.3.w2.weight";
-    char *p = memmem(b, n, needle, strlen(needle));
-    assert_non_null(p);
-    memcpy(p + strlen("layers.0.block_sparse_moe.experts.3."), "x2", 2);
-    FILE *f = fopen(st, "wb");
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-    free(b);
+    tu_patch_file(st, "layers.0.block_sparse_moe.experts.3.w2.weight", strlen("layers.0.block_sparse_moe.experts.3."),
+                  "x2");
     convert_refused("expert 3's w2 missing", d, "experts.3.w2");
 }
 
@@ -132,24 +84,12 @@ static void test_bad_gguf(void **state) {
     char *err = NULL;
     if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 -q", tu_bin(), d, g) != 0) fail_msg("convert: %s", err);
     free(err);
-    size_t n;
-    char *b = tu_read_all(g, &n);
-    const char *key = "phimoe.router_jitter_noise";
-    char *p = memmem(b, n, key, strlen(key));
-    assert_non_null(p);
-    p += strlen(key);
-    uint32_t ty;
-    memcpy(&ty, p, 4);
-    assert_int_equal(ty, 6); /* GGUF float32 */
-    float five = 5.0f;
-    memcpy(p + 4, &five, 4);
-    FILE *f = fopen(g, "wb");
-    assert_int_equal(fwrite(b, 1, n, f), n);
-    fclose(f);
-    free(b);
+    const float five = 5.0f;
+    tu_patch_gguf_scalar(g, "phimoe.router_jitter_noise", 6 /* GGUF float32 */, &five);
     char out[4300];
     snprintf(out, sizeof out, "%s.logits", g);
-    refused("GGUF router_jitter_noise 5", "router_jitter_noise", out, "'%s' logits '%s' --ids 1,2,3 --out '%s'", g, out);
+    tu_refused("GGUF router_jitter_noise 5", "router_jitter_noise", out, "'%s' logits '%s' --ids 1,2,3 --out '%s'",
+               tu_bin(), g, out);
 }
 
 /* num_experts_per_tok 1 is a valid config (llama.cpp would run it), but
@@ -164,7 +104,8 @@ static void test_top1(void **state) {
     char *err = NULL;
     if (tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type f32 -q", tu_bin(), d, g) != 0) fail_msg("convert: %s", err);
     free(err);
-    refused("top-1 with HF routing", "2 experts per token", out, "'%s' logits '%s' --ids 1,2,3 --out '%s'", g, out);
+    tu_refused("top-1 with HF routing", "2 experts per token", out, "'%s' logits '%s' --ids 1,2,3 --out '%s'",
+               tu_bin(), g, out);
     assert_int_equal(tu_run(NULL, NULL, "'%s' logits '%s' --ids 1,2,3 --phimoe-llamacpp --out '%s'", tu_bin(), g, out), 0);
 }
 
@@ -179,13 +120,4 @@ static void test_inspect_notes(void **state) {
     free(out);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_configs),
-        cmocka_unit_test(test_missing_expert),
-        cmocka_unit_test(test_bad_gguf),
-        cmocka_unit_test(test_top1),
-        cmocka_unit_test(test_inspect_notes),
-    };
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_bad_configs, test_missing_expert, test_bad_gguf, test_top1, test_inspect_notes)

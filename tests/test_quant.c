@@ -437,14 +437,6 @@ static void test_simd_equals_scalar_all_types(void **state) {
     free(b);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_roundtrip_bounds), cmocka_unit_test(test_imatrix_and_chunking),
-        cmocka_unit_test(test_layout_q4_0),      cmocka_unit_test(test_layout_q5_0),
-        cmocka_unit_test(test_layout_q4_K),      cmocka_unit_test(test_layout_q6_K),
-        cmocka_unit_test(test_layout_iq4_xs),    cmocka_unit_test(test_errors_and_finite),
-        cmocka_unit_test(test_mix_presets),      cmocka_unit_test(test_mix_rules),
-        cmocka_unit_test(test_k45_simd_equals_scalar), cmocka_unit_test(test_simd_equals_scalar_all_types),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_roundtrip_bounds, test_imatrix_and_chunking, test_layout_q4_0, test_layout_q5_0,
+        test_layout_q4_K, test_layout_q6_K, test_layout_iq4_xs, test_errors_and_finite, test_mix_presets,
+        test_mix_rules, test_k45_simd_equals_scalar, test_simd_equals_scalar_all_types)

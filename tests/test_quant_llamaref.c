@@ -443,6 +443,26 @@ static const gt *find_t(const gt *t, int n, const char *name) {
 
 /* ---- 2. llama-ref quantize --pure: bytes --------------------------------------- */
 
+/* `llama-ref quantize IN OUTP ARGS` (fails the test when it fails), then its
+ * output read as read_gguf does; returns the tensor count. */
+static int llama_quantize(const char *ref, const char *in, const char *outp, const char *args, gt **qt, uint8_t **buf,
+                          uint64_t *doff) {
+    char *o = NULL, *e = NULL;
+    const int rc = tu_run(&o, &e, "'%s' quantize '%s' '%s' %s", ref, in, outp, args);
+    if (rc != 0) fprintf(stderr, "llama-ref quantize failed (%d): %s\n", rc, e ? e : "");
+    assert_int_equal(rc, 0);
+    free(o);
+    free(e);
+    return read_gguf(outp, qt, buf, doff);
+}
+
+/* Frees what llama_quantize read and removes its output file. */
+static void drop_output(gt *qt, uint8_t *buf, const char *outp) {
+    free(qt);
+    free(buf);
+    remove(outp);
+}
+
 static const struct { const char *ftype; int type; } PURE_TYPES[] = {
     {"Q4_0", PHIQ_GGML_TYPE_Q4_0}, {"Q4_1", PHIQ_GGML_TYPE_Q4_1},     {"Q5_0", PHIQ_GGML_TYPE_Q5_0},
     {"Q5_1", PHIQ_GGML_TYPE_Q5_1}, {"Q8_0", PHIQ_GGML_TYPE_Q8_0},     {"Q2_K", PHIQ_GGML_TYPE_Q2_K},
@@ -458,16 +478,12 @@ static int run_pure(const char *ref, const char *in, const model_spec *s, const 
         if (only_small && strcmp(PURE_TYPES[k].ftype, "Q4_K_M") && strcmp(PURE_TYPES[k].ftype, "Q4_0")) continue;
         char outp[4200];
         snprintf(outp, sizeof outp, "%s.%s.gguf", in, PURE_TYPES[k].ftype);
-        char *o = NULL, *e = NULL;
-        const int rc = tu_run(&o, &e, "'%s' quantize '%s' '%s' %s --pure", ref, in, outp, PURE_TYPES[k].ftype);
-        if (rc != 0) fprintf(stderr, "llama-ref quantize failed (%d): %s\n", rc, e ? e : "");
-        assert_int_equal(rc, 0);
-        free(o);
-        free(e);
         gt *qt;
         uint8_t *buf;
         uint64_t doff;
-        const int nq = read_gguf(outp, &qt, &buf, &doff);
+        char args[64];
+        snprintf(args, sizeof args, "%s --pure", PURE_TYPES[k].ftype);
+        const int nq = llama_quantize(ref, in, outp, args, &qt, &buf, &doff);
         assert_int_equal(nq, nsrc);
         int ok = 1;
         for (int i = 0; i < nsrc; i++) {
@@ -488,20 +504,14 @@ static int run_pure(const char *ref, const char *in, const model_spec *s, const 
         fprintf(stderr, "%s %-6s n_embd=%d: %d tensors %s llama-quantize --pure\n", ok ? "ok" : "FAIL",
                 PURE_TYPES[k].ftype, s->n_embd, nsrc, ok ? "byte-identical to" : "DIFFER from");
         bad += !ok;
-        free(qt);
-        free(buf);
-        remove(outp);
+        drop_output(qt, buf, outp);
     }
     return bad;
 }
 
 static void test_llama_quantize_pure(void **state) {
     (void)state;
-    const char *ref = tu_llama_ref();
-    if (!ref) {
-        fprintf(stderr, "SKIP: llama-ref not available\n");
-        skip();
-    }
+    const char *ref = tu_require_llama_ref();
     /* A: rows of 256 and 512; B: rows of 3072 and 8192 (few rows each) */
     const model_spec specs[2] = {
         {.n_embd = 256, .n_ff = 512, .n_layer = 1, .n_head = 4, .n_head_kv = 4, .n_vocab = 64, .rows = 96},
@@ -528,16 +538,10 @@ static void test_llama_quantize_pure(void **state) {
 static int run_mix(const char *ref, const char *in, const model_spec *s, const char *ftype) {
     char outp[4200];
     snprintf(outp, sizeof outp, "%s.mix.%s.gguf", in, ftype);
-    char *o = NULL, *e = NULL;
-    const int rc = tu_run(&o, &e, "'%s' quantize '%s' '%s' %s", ref, in, outp, ftype);
-    if (rc != 0) fprintf(stderr, "llama-ref quantize failed (%d): %s\n", rc, e ? e : "");
-    assert_int_equal(rc, 0);
-    free(o);
-    free(e);
     gt *qt;
     uint8_t *buf;
     uint64_t doff;
-    const int nq = read_gguf(outp, &qt, &buf, &doff);
+    const int nq = llama_quantize(ref, in, outp, ftype, &qt, &buf, &doff);
     phiq_mix m;
     assert_int_equal(phiq_mix_parse(ftype, &m), 0);
     m.n_gqa = s->n_head / s->n_head_kv;
@@ -559,19 +563,13 @@ static int run_mix(const char *ref, const char *in, const model_spec *s, const c
     fprintf(stderr, "%s mix %-6s (n_layer %d, n_embd %d, gqa %d%s): %d tensors,%s\n", bad ? "FAIL" : "ok", ftype,
             s->n_layer, s->n_embd, m.n_gqa, s->tied ? ", tied" : "", nq, summary);
     phiq_mix_free(&m);
-    free(qt);
-    free(buf);
-    remove(outp);
+    drop_output(qt, buf, outp);
     return bad;
 }
 
 static void test_llama_quantize_mix(void **state) {
     (void)state;
-    const char *ref = tu_llama_ref();
-    if (!ref) {
-        fprintf(stderr, "SKIP: llama-ref not available\n");
-        skip();
-    }
+    const char *ref = tu_require_llama_ref();
     static const char *mixes[] = {"Q4_K_M", "Q4_K_S", "Q5_K_M", "Q3_K_M", "Q6_K", "Q8_0", "Q4_0",
                                   "Q2_K",   "IQ4_NL", "IQ4_XS", "Q5_0",   "Q4_1", "F16",  "BF16"};
     const int nmix = sanitized() ? 2 : (int)(sizeof mixes / sizeof mixes[0]);
@@ -769,12 +767,4 @@ static void test_libllama_quantize(void **state) {
     assert_int_equal(bad, 0);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ggml_chunk),
-        cmocka_unit_test(test_llama_quantize_pure),
-        cmocka_unit_test(test_llama_quantize_mix),
-        cmocka_unit_test(test_libllama_quantize),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_ggml_chunk, test_llama_quantize_pure, test_llama_quantize_mix, test_libllama_quantize)

@@ -129,11 +129,4 @@ static void test_advice(void **state) {
     free(js);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pareto),
-        cmocka_unit_test(test_advice),
-        cmocka_unit_test(test_files_and_chromium),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_pareto, test_advice, test_files_and_chromium)

@@ -261,13 +261,5 @@ static void test_other_dtypes_and_metadata(void **state) {
     expect_fail(p, "span");
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fixture_pytorch_file),
-        cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_truncated_prefixes),
-        cmocka_unit_test(test_bad_headers),
-        cmocka_unit_test(test_other_dtypes_and_metadata),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_fixture_pytorch_file, test_roundtrip, test_truncated_prefixes, test_bad_headers,
+        test_other_dtypes_and_metadata)

@@ -204,11 +204,5 @@ static void test_bad_logits(void **s) {
     phiq_sampler_free(sm);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_greedy_is_argmax), cmocka_unit_test(test_seed_repeats),
-        cmocka_unit_test(test_distribution),     cmocka_unit_test(test_top_p_min_p_top_k),
-        cmocka_unit_test(test_penalties),        cmocka_unit_test(test_bad_logits),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_greedy_is_argmax, test_seed_repeats, test_distribution, test_top_p_min_p_top_k, test_penalties,
+        test_bad_logits)

@@ -181,12 +181,4 @@ static void test_refusals(void **state) {
     phiq_model_free(m);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_batched_q4_0),
-        cmocka_unit_test(test_batched_small_passes_q8_kv),
-        cmocka_unit_test(test_batched_longrope),
-        cmocka_unit_test(test_refusals),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_batched_q4_0, test_batched_small_passes_q8_kv, test_batched_longrope, test_refusals)

@@ -413,14 +413,5 @@ static void test_cli_errors(void **state) {
     free(out);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_preset_shapes),
-        cmocka_unit_test(test_tiny_arches_reopen),
-        cmocka_unit_test(test_sharded_and_seed),
-        cmocka_unit_test(test_preset_written),
-        cmocka_unit_test(test_tiktoken_tokenizers),
-        cmocka_unit_test(test_cli_errors),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_preset_shapes, test_tiny_arches_reopen, test_sharded_and_seed, test_preset_written,
+        test_tiktoken_tokenizers, test_cli_errors)

@@ -295,10 +295,4 @@ static void test_errors(void **s) {
     expect_error("{{ messages | no_such_filter }}", "no_such_filter");
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_templates_match_jinja2),
-        cmocka_unit_test(test_errors),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_templates_match_jinja2, test_errors)

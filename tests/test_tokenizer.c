@@ -669,16 +669,7 @@ static void test_cli(void **s) {
     free(out);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tiktoken_o200k),      cmocka_unit_test(test_tiktoken_cl100k),
-        cmocka_unit_test(test_hf_bpe_cl100k),
-        cmocka_unit_test(test_phi3_vectors_hf),     cmocka_unit_test(test_phi3_vectors_gguf),
-        cmocka_unit_test(test_gpt2_vectors_gguf),   cmocka_unit_test(test_gpt2_vectors_hf),
-        cmocka_unit_test(test_phi3_vocab_matches_gguf), cmocka_unit_test(test_phi3_rstrip),
-        cmocka_unit_test(test_vocab_gguf_roundtrip),
-        cmocka_unit_test(test_roundtrip),           cmocka_unit_test(test_stream_bytes),
-        cmocka_unit_test(test_spm_word_split_guard), cmocka_unit_test(test_bad_inputs),          cmocka_unit_test(test_cli),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_tiktoken_o200k, test_tiktoken_cl100k, test_hf_bpe_cl100k, test_phi3_vectors_hf,
+        test_phi3_vectors_gguf, test_gpt2_vectors_gguf, test_gpt2_vectors_hf, test_phi3_vocab_matches_gguf,
+        test_phi3_rstrip, test_vocab_gguf_roundtrip, test_roundtrip, test_stream_bytes, test_spm_word_split_guard,
+        test_bad_inputs, test_cli)

@@ -167,19 +167,6 @@ static void free_texts(texts *t) {
  * for the references that only take valid text */
 static int n_strings(void) { return getenv("PHIQ_SANITIZED") ? 500 : 10800; }
 
-static void esc_line(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '\n') fputs("\\n", f);
-        else if (*s == '\r') fputs("\\r", f);
-        else if (*s == '\t') fputs("\\t", f);
-        else if (*s == '\\') fputs("\\\\", f);
-        else if (*s == '"') fputs("\\\"", f);
-        else fputc(*s, f);
-    }
-    fputs("\"\n", f);
-}
-
 /* Writes the texts (only the valid ones if valid_only) to a lines file;
  * idx[k] = index of the k-th written text. Returns the count. */
 static int write_lines(const texts *t, const char *path, bool valid_only, int *idx) {
@@ -188,7 +175,7 @@ static int write_lines(const texts *t, const char *path, bool valid_only, int *i
     int k = 0;
     for (int i = 0; i < t->n; i++) {
         if (valid_only && !t->valid[i]) continue;
-        esc_line(f, t->v[i]);
+        tu_json_line(f, t->v[i]);
         idx[k++] = i;
     }
     fclose(f);
@@ -234,8 +221,7 @@ static int compare(const phiq_tokenizer *tok, const char *label, const texts *tx
 /* ---- Phi-3 vs llama.cpp ------------------------------------------------------------ */
 static void test_phi3_random_vs_llama(void **st) {
     (void)st;
-    const char *ref = tu_llama_ref();
-    if (!ref) { print_message("llama-ref unavailable: skipping the Phi-3 random-string comparison\n"); skip(); }
+    const char *ref = tu_require_llama_ref();
     texts tx = gen_texts(n_strings());
     int *idx = malloc(sizeof *idx * (size_t)tx.n);
     const char *lines = tu_tmp("phi3-lines.txt");
@@ -409,7 +395,7 @@ static void test_chat_prompts_vs_reference(void **st) {
         const char *lines = tu_tmp("chat-phi3.txt");
         FILE *f = fopen(lines, "w");
         assert_non_null(f);
-        esc_line(f, PHI3_TEXT);
+        tu_json_line(f, PHI3_TEXT);
         fclose(f);
         char *out = NULL;
         assert_int_equal(tu_run(&out, NULL, "'%s' tokenize '%s' --lines '%s'", ref, gguf, lines), 0);
@@ -437,7 +423,7 @@ static void test_chat_prompts_vs_reference(void **st) {
             const char *lines = tu_tmp(which ? "chat-p4mini.txt" : "chat-p4.txt");
             FILE *f = fopen(lines, "w");
             assert_non_null(f);
-            esc_line(f, text);
+            tu_json_line(f, text);
             fclose(f);
             char ranks[4096];
             snprintf(ranks, sizeof ranks, "%s",
@@ -506,12 +492,5 @@ static void test_roundtrip_all_families(void **st) {
     assert_int_equal(bad, 0);
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_phi3_random_vs_llama),
-        cmocka_unit_test(test_tiktoken_random_vs_js),
-        cmocka_unit_test(test_chat_prompts_vs_reference),
-        cmocka_unit_test(test_roundtrip_all_families),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_phi3_random_vs_llama, test_tiktoken_random_vs_js, test_chat_prompts_vs_reference,
+        test_roundtrip_all_families)

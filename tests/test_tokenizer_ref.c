@@ -44,18 +44,6 @@ static const char *FIXED[] = {
     "|>",
 };
 
-static void esc_line(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '\n') fputs("\\n", f);
-        else if (*s == '\r') fputs("\\r", f);
-        else if (*s == '\t') fputs("\\t", f);
-        else if (*s == '\\') fputs("\\\\", f);
-        else fputc(*s, f);
-    }
-    fputs("\"\n", f);
-}
-
 typedef struct texts {
     char **v;
     int n;
@@ -131,16 +119,12 @@ static void run_vocab(const char *gguf_rel, const char *hf_rel) {
 }
 
 static void run_vocab_abs(const char *gguf_path, const char *gguf_rel, const char *hf_rel) {
-    const char *ref = tu_llama_ref();
-    if (!ref) {
-        print_message("llama-ref unavailable: skipping the llama.cpp tokenizer comparison\n");
-        skip();
-    }
+    const char *ref = tu_require_llama_ref();
     texts tx = build_texts();
     const char *lines = tu_tmp("lines.txt");
     FILE *f = fopen(lines, "w");
     assert_non_null(f);
-    for (int i = 0; i < tx.n; i++) esc_line(f, tx.v[i]);
+    for (int i = 0; i < tx.n; i++) tu_json_line(f, tx.v[i]);
     fclose(f);
     char gguf[4096];
     snprintf(gguf, sizeof gguf, "%s", gguf_path);
@@ -196,10 +180,7 @@ static void write_vocab(const char *json_rel, const char *cfg_rel, int32_t rows,
 
 static void test_written_vocab_vs_llama(void **s) {
     (void)s;
-    if (!tu_llama_ref()) {
-        print_message("llama-ref unavailable: skipping the llama.cpp tokenizer comparison\n");
-        skip();
-    }
+    tu_require_llama_ref();
     const char *p3 = tu_tmp("phiq-phi3-vocab.gguf");
     write_vocab("fixtures/tokenizers/phi3/tokenizer.json", "fixtures/tokenizers/phi3/tokenizer_config.json", 32064, "phi3", p3);
     run_vocab_abs(p3, "phiq-written phi3 vocab", "fixtures/tokenizers/phi3/tokenizer.json");
@@ -208,11 +189,4 @@ static void test_written_vocab_vs_llama(void **s) {
     run_vocab_abs(p2, "phiq-written codegen vocab", "fixtures/tokenizers/gpt2/tokenizer.json");
 }
 
-int main(void) {
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_phi3_vs_llama),
-        cmocka_unit_test(test_gpt2_vs_llama),
-        cmocka_unit_test(test_written_vocab_vs_llama),
-    };
-    return tu_run_group(tests, NULL, NULL);
-}
+TU_MAIN(NULL, NULL, test_phi3_vs_llama, test_gpt2_vs_llama, test_written_vocab_vs_llama)

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -143,6 +144,22 @@ int tu_finish(int failed) {
     return 0;
 }
 
+int tu_main(const char *names, const CMUnitTestFunction *fns, size_t n, CMFixtureFunction setup,
+            CMFixtureFunction teardown) {
+    struct CMUnitTest *tests = calloc(n, sizeof *tests);
+    char *list = strdup(names), *save = NULL;
+    if (!tests || !list) return 1;
+    char *name = strtok_r(list, ", ", &save);
+    for (size_t i = 0; i < n; i++, name = strtok_r(NULL, ", ", &save)) {
+        tests[i].name = name; /* cmocka_unit_test's #f */
+        tests[i].test_func = fns[i];
+    }
+    const int rc = tu_finish(_cmocka_run_group_tests("tests", tests, n, setup, teardown));
+    free(list);
+    free(tests);
+    return rc;
+}
+
 /* Why tests/refs-setup.sh could not provide `name` ("" when it said
  * nothing): runs the setup first when this process comes before any
  * (a test run by hand, outside CTest's fixture). */
@@ -249,6 +266,114 @@ double tu_range(const float *b, size_t n) {
 }
 
 int tu_have_numpy(void) { return tu_run(NULL, NULL, "/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0; }
+
+void tu_require_numpy(void) {
+    if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
+}
+
+const char *tu_require_llama_ref(void) {
+    const char *ref = tu_llama_ref();
+    if (!ref) skip();
+    return ref;
+}
+
+void tu_require_quantizers(void) {
+    char *out = NULL;
+    tu_run(&out, NULL, "'%s' convert --help", tu_bin());
+    const int ok = out && strstr(out, "Q4_K_M") != NULL;
+    free(out);
+    if (!ok) tu_unavailable("phiq convert lists no quantized types (Q4_K_M)");
+}
+
+/* The file at path in memory (*n bytes, malloc'd), *p at the first
+ * occurrence of needle; fails the test when either is missing. */
+static char *read_find(const char *path, const char *needle, size_t *n, char **p) {
+    char *b = tu_read_all(path, n);
+    if (!b) fail_msg("%s: cannot read", path);
+    *p = memmem(b, *n, needle, strlen(needle));
+    if (!*p) fail_msg("%s: no '%s'", path, needle);
+    return b;
+}
+
+/* Writes the n bytes at b over the file at path and frees b. */
+static void write_back(const char *path, char *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+    free(b);
+}
+
+void tu_patch_file(const char *path, const char *needle, size_t at, const char *repl) {
+    size_t n;
+    char *p, *b = read_find(path, needle, &n, &p);
+    memcpy(p + at, repl, strlen(repl));
+    write_back(path, b, n);
+}
+
+void tu_assert_same_logits(const char *a, const char *b) {
+    const char *models[2] = {a, b};
+    char out[2][4200];
+    for (int i = 0; i < 2; i++) {
+        char *err = NULL;
+        snprintf(out[i], sizeof out[i], "%s.logits", models[i]);
+        if (tu_run(NULL, &err, "'%s' logits '%s' --ids 1,450,3988,1550,338,278,9088 --all --type f32 --out '%s'",
+                   tu_bin(), models[i], out[i]))
+            fail_msg("logits: %s", err);
+        free(err);
+    }
+    tu_assert_same_file(out[0], out[1]);
+}
+
+void tu_patch_gguf_scalar(const char *path, const char *key, uint32_t type, const void *val) {
+    size_t n;
+    char *p, *b = read_find(path, key, &n, &p);
+    p += strlen(key);
+    uint32_t ty;
+    memcpy(&ty, p, 4);
+    assert_int_equal(ty, type);
+    memcpy(p + 4, val, 4);
+    write_back(path, b, n);
+}
+
+int tu_parse_ids(char **p, int32_t *ids, int max) {
+    char *s = *p;
+    int n = 0;
+    while (*s && *s != ']') {
+        char *e;
+        long v = strtol(s, &e, 10);
+        if (e == s) {
+            s++;
+            continue;
+        }
+        if (n < max) ids[n++] = (int32_t)v;
+        s = e;
+    }
+    *p = s;
+    return n;
+}
+
+int tu_dir_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n;
+}
+
+void tu_assert_same_file(const char *a, const char *b) {
+    size_t na, nb;
+    void *da = tu_read_all(a, &na), *db = tu_read_all(b, &nb);
+    if (!da || !db) fail_msg("cannot read %s or %s", a, b);
+    assert_int_equal(na, nb);
+    assert_true(na > 0);
+    assert_memory_equal(da, db, na);
+    free(da);
+    free(db);
+}
 
 /* One "convert SRC to TYPE" step; fails the test with phiq's message. */
 static void convert_or_fail(const char *src, const char *out, const char *type) {
@@ -363,10 +488,10 @@ void tu_refused(const char *what, const char *want, const char *out, const char 
     free(err);
 }
 
-void tu_json_line(FILE *f, const char *s) {
+void tu_json_line_n(FILE *f, const char *s, size_t n) {
     fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
         if (c == '\n') fputs("\\n", f);
         else if (c == '\r') fputs("\\r", f);
         else if (c == '\t') fputs("\\t", f);
@@ -376,3 +501,5 @@ void tu_json_line(FILE *f, const char *s) {
     }
     fputs("\"\n", f);
 }
+
+void tu_json_line(FILE *f, const char *s) { tu_json_line_n(f, s, strlen(s)); }

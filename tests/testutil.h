@@ -50,6 +50,17 @@ void tu_note_unavailable(const char *fmt, ...) __attribute__((format(printf, 1, 
  * else 77 when a reference was unavailable, else 0. */
 int tu_finish(int failed);
 #define tu_run_group(tests, setup, teardown) tu_finish(cmocka_run_group_tests(tests, setup, teardown))
+/* main() of a test program: TU_MAIN(setup, teardown, test_a, test_b, ...)
+ * runs the cmocka tests named, in order, as the group "tests" with the group
+ * setup and teardown (NULL for none), as cmocka_run_group_tests over their
+ * cmocka_unit_test entries would; the exit status is tu_finish's. */
+#define TU_MAIN(setup, teardown, ...)                                                              \
+    int main(void) {                                                                               \
+        static const CMUnitTestFunction tu_fns_[] = {__VA_ARGS__};                                 \
+        return tu_main(#__VA_ARGS__, tu_fns_, sizeof tu_fns_ / sizeof *tu_fns_, setup, teardown);   \
+    }
+int tu_main(const char *names, const CMUnitTestFunction *fns, size_t n, CMFixtureFunction setup,
+            CMFixtureFunction teardown);
 /* Path of llama.cpp's own tool `name` (llama-imatrix, llama-quantize,
  * llama-perplexity) as scripts/llama-tools.sh builds it ($PHIQ_LLAMA_TOOLS or
  * ~/.cache/llama-tools/build/bin), static buffer; NULL (saying why on stderr)
@@ -67,12 +78,46 @@ double tu_range(const float *b, size_t n);
 void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Writes s as one JSON string literal and a newline (the line files the
- * node references read); s must be valid UTF-8. */
+ * node references and llama-ref's `tokenize --lines` read); s must be valid
+ * UTF-8. _n: the n bytes at s. */
 void tu_json_line(FILE *f, const char *s);
+void tu_json_line_n(FILE *f, const char *s, size_t n);
+/* The llama-ref wrapper (tu_llama_ref), or the cmocka test is skipped (and
+ * the program exits 77) when it cannot be had. */
+const char *tu_require_llama_ref(void);
+/* Skips the cmocka test (exit 77) when python3 has no numpy. */
+void tu_require_numpy(void);
+/* Skips the cmocka test (exit 77) unless `phiq convert --help` lists the
+ * quantized types (Q4_K_M). */
+void tu_require_quantizers(void);
+/* Overwrites, in the file at path, the bytes at offset `at` of the first
+ * occurrence of needle with repl (same length: the file keeps its size);
+ * fails the test when the file or the needle is missing. */
+void tu_patch_file(const char *path, const char *needle, size_t at, const char *repl);
+/* The integers of a JSON list: from *p (just after its '[') up to the ']',
+ * the first max of them into ids; returns how many were stored and leaves
+ * *p at the ']' (or the end of the text). */
+int tu_parse_ids(char **p, int32_t *ids, int max);
+/* Overwrites, in the GGUF file at path, the 4-byte value of metadata key
+ * `key` (first occurrence), whose GGUF type must be type (4: uint32, 6:
+ * float32), with the 4 bytes at val; fails the test otherwise. */
+void tu_patch_gguf_scalar(const char *path, const char *key, uint32_t type, const void *val);
+/* Entries of directory dir other than . and .., or -1 when it cannot be opened. */
+int tu_dir_entries(const char *dir);
+/* Fails the test unless the files a and b hold the same bytes (and some). */
+void tu_assert_same_file(const char *a, const char *b);
+/* `phiq logits --all --type f32` of the models a and b on one fixed
+ * sequence of 7 ids (into a.logits and b.logits): fails the test unless
+ * they are identical. */
+void tu_assert_same_logits(const char *a, const char *b);
 /* Rewrites the JSON file at path through edit (which changes the parsed
  * document in place); fails the test when it does not parse. */
 struct cJSON;
 void tu_edit_json(const char *path, void (*edit)(struct cJSON *));
+/* A copy of the checkpoint directory src as tmp/name (replaced if there),
+ * its config.json rewritten through edit when edit is non-NULL; the path
+ * stays valid for the next three calls. */
+const char *tu_copy_checkpoint(const char *src, const char *name, void (*edit)(struct cJSON *));
 /* The fixture tiny-phi3-kjv converted to TYPE (any `phiq convert --type`
  * name) in this test's tmpdir, once per process; fails the test when the
  * conversion fails. The path stays valid for the whole process. */
@@ -92,6 +137,16 @@ float *tu_hf_reference(const char *gguf, const int32_t *ids, int n, int n_vocab,
  * phi3small_reference.py) run on the checkpoint directory dir. */
 float *tu_ref_logits(const char *script, const char *dir, const int32_t *ids, int n, int n_vocab, const char *mode,
                      const char *routes);
+/* Logits of ids[0..n) on context c (made with all_logits): ids[0..np) in
+ * one phiq_eval, then ids[np..n) one at a time; fails the test when an eval
+ * fails. Returns malloc'd rows [n][nv], row i the logits at position i.
+ * (testutil_model.c: not in the AArch64 kernel test's link.) */
+typedef struct phiq_context phiq_context;
+float *tu_eval_logits(phiq_context *c, const int32_t *ids, int np, int n, int nv);
+/* Fails the test unless the GGUF files a (ours) and b (llama-quantize's)
+ * hold the same tensors, each of the same type and bytes (a line naming
+ * the first that differs, under what); returns their count. */
+int64_t tu_same_tensors(const char *a, const char *b, const char *what);
 /* max over positions first..n-1 of max|got - want| / range(want); got holds
  * rows first..n-1, want rows 0..n-1. */
 double tu_worst_rel(const float *got, const float *want, int first, int n, int n_vocab);

@@ -23,3 +23,17 @@ void tu_edit_json(const char *path, void (*edit)(cJSON *)) {
     free(s);
     cJSON_Delete(c);
 }
+
+const char *tu_copy_checkpoint(const char *src, const char *name, void (*edit)(cJSON *)) {
+    static char dir[4][4096];
+    static int k;
+    char *out = dir[k++ & 3];
+    snprintf(out, sizeof dir[0], "%s", tu_tmp(name));
+    assert_int_equal(tu_run(NULL, NULL, "rm -rf '%s' && cp -r '%s' '%s'", out, src, out), 0);
+    if (edit) {
+        char cp[4200];
+        snprintf(cp, sizeof cp, "%s/config.json", out);
+        tu_edit_json(cp, edit);
+    }
+    return out;
+}

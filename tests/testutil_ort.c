@@ -103,17 +103,7 @@ int tu_fixture_prompts(tu_prompt *p, int maxp) {
         s = strchr(s, '[');
         assert_non_null(s);
         s++;
-        p[np].n = 0;
-        while (*s && *s != ']') {
-            char *e;
-            long v = strtol(s, &e, 10);
-            if (e == s) {
-                s++;
-                continue;
-            }
-            if (p[np].n < 512) p[np].ids[p[np].n++] = (int)v;
-            s = e;
-        }
+        p[np].n = tu_parse_ids(&s, p[np].ids, 512);
         np++;
     }
     free(txt);

@@ -33,6 +33,15 @@ int phiq_cli_kv_type(const char *s);
 /* A command's default context, fitted to the model: min(want, its context length). */
 int phiq_cli_default_ctx(const phiq_model *m, int want);
 
+/* The --calib fields of a --json report: GPTQ_KEY (how many matrices GPTQ
+ * rounded), calib_passes, calib_tokens (per pass), calib_forward_seconds,
+ * and with rss the process's peak_rss_bytes. */
+struct cJSON;
+/* Prints j (indented, or on one line with compact) and a newline on stdout, then deletes it. */
+void phiq_cli_json_out(struct cJSON *j, int compact);
+void phiq_cli_json_calib(struct cJSON *j, const char *gptq_key, int n_gptq, int passes, int64_t tokens, double seconds,
+                         int rss);
+
 /* --mmap / --no-mmap (phiq_weights_mode): sets *mode and returns 1 when arg
  * is one of them, else 0. */
 int phiq_cli_weights_flag(const char *arg, int *mode);

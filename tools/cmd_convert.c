@@ -213,13 +213,8 @@ int phiq_cmd_convert(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "file_bytes", (double)st.file_bytes);
         cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
         cJSON_AddNumberToObject(j, "seconds", st.seconds);
-        if (o.calib) {
-            cJSON_AddNumberToObject(j, "gptq_tensors", st.n_gptq);
-            cJSON_AddNumberToObject(j, "calib_passes", st.calib_passes);
-            cJSON_AddNumberToObject(j, "calib_tokens", (double)st.calib_tokens);
-            cJSON_AddNumberToObject(j, "calib_forward_seconds", st.calib_seconds);
-            cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)phiq_peak_rss());
-        }
+        if (o.calib)
+            phiq_cli_json_calib(j, "gptq_tensors", st.n_gptq, st.calib_passes, st.calib_tokens, st.calib_seconds, 1);
         if (budget) {
             if (o.target_bpw > 0) cJSON_AddNumberToObject(j, "target_bpw", o.target_bpw);
             else cJSON_AddStringToObject(j, "target_size", o.target_size);
@@ -241,10 +236,7 @@ int phiq_cmd_convert(int argc, char **argv) {
                 cJSON_AddItemToArray(arr, e);
             }
         }
-        char *txt = cJSON_Print(j);
-        if (txt) puts(txt);
-        free(txt);
-        cJSON_Delete(j);
+        phiq_cli_json_out(j, 0);
     } else if (!o.quiet) {
         printf("wrote %s: %s %s, %lld tensors, %.2fM weights, %.1f MB, %.3f bits/weight, %.1fs\n", dst, st.arch,
                st.ftype, (long long)st.n_tensors, (double)st.n_elements / 1e6, (double)st.file_bytes / 1e6, bpw,

@@ -139,16 +139,9 @@ int phiq_cmd_convert_mlx(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "tensor_bytes", (double)st.total_size);
         cJSON_AddNumberToObject(j, "bits_per_weight", bpw);
         cJSON_AddNumberToObject(j, "seconds", st.seconds);
-        if (o.calib) {
-            cJSON_AddNumberToObject(j, "gptq_modules", st.n_gptq);
-            cJSON_AddNumberToObject(j, "calib_passes", st.calib_passes);
-            cJSON_AddNumberToObject(j, "calib_tokens", (double)st.calib_tokens);
-            cJSON_AddNumberToObject(j, "calib_forward_seconds", st.calib_seconds);
-        }
-        char *txt = cJSON_Print(j);
-        if (txt) puts(txt);
-        free(txt);
-        cJSON_Delete(j);
+        if (o.calib)
+            phiq_cli_json_calib(j, "gptq_modules", st.n_gptq, st.calib_passes, st.calib_tokens, st.calib_seconds, 0);
+        phiq_cli_json_out(j, 0);
     } else if (!o.quiet) {
         printf("wrote %s: MLX %s, %d-bit g%d%s%s, %d tensors (%d modules quantized), %d shard(s), %.2fM parameters, "
                "%.1f MB, %.3f bits/weight, %.1fs\n",

@@ -185,17 +185,9 @@ int phiq_cmd_convert_onnx(int argc, char **argv) {
             cJSON_AddNumberToObject(j, "int4_params", (double)st.params_int4);
             cJSON_AddNumberToObject(j, "ratio_defining_params", (double)st.params_ratio_defining);
         }
-        if (o.calib) {
-            cJSON_AddNumberToObject(j, "gptq_weights", st.n_gptq);
-            cJSON_AddNumberToObject(j, "calib_passes", st.calib_passes);
-            cJSON_AddNumberToObject(j, "calib_tokens", (double)st.calib_tokens);
-            cJSON_AddNumberToObject(j, "calib_forward_seconds", st.calib_seconds);
-            cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)phiq_peak_rss());
-        }
-        char *txt = cJSON_PrintUnformatted(j);
-        if (txt) puts(txt);
-        free(txt);
-        cJSON_Delete(j);
+        if (o.calib)
+            phiq_cli_json_calib(j, "gptq_weights", st.n_gptq, st.calib_passes, st.calib_tokens, st.calib_seconds, 1);
+        phiq_cli_json_out(j, 1);
     }
     if (!o.quiet) {
         fprintf(stderr, "phiq convert: wrote %s (model.onnx, model.onnx.data, genai_config.json)\n", out);

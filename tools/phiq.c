@@ -1,10 +1,12 @@
 /* phiq.c — the command-line front end: dispatches to tools/cmd_*.c. */
+#include <cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "eval/eval.h"
 #include "phiq.h"
 
 static const struct {
@@ -68,6 +70,22 @@ int phiq_cli_kv_type(const char *s) {
     if (!strcmp(s, "f32")) return PHIQ_KV_TYPE_F32;
     if (!strcmp(s, "q8_0")) return PHIQ_KV_TYPE_Q8_0;
     return -1;
+}
+
+void phiq_cli_json_out(cJSON *j, int compact) {
+    char *txt = compact ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
+    if (txt) puts(txt);
+    free(txt);
+    cJSON_Delete(j);
+}
+
+void phiq_cli_json_calib(cJSON *j, const char *gptq_key, int n_gptq, int passes, int64_t tokens, double seconds,
+                         int rss) {
+    cJSON_AddNumberToObject(j, gptq_key, n_gptq);
+    cJSON_AddNumberToObject(j, "calib_passes", passes);
+    cJSON_AddNumberToObject(j, "calib_tokens", (double)tokens);
+    cJSON_AddNumberToObject(j, "calib_forward_seconds", seconds);
+    if (rss) cJSON_AddNumberToObject(j, "peak_rss_bytes", (double)phiq_peak_rss());
 }
 
 static void usage(FILE *f) {

@@ -686,16 +686,6 @@ void phiq_convert_stats_free(phiq_convert_stats *st) {
 }
 
 /* ---- metadata ------------------------------------------------------------------------------ */
-static bool contains_nocase(const char *h, const char *n) {
-    size_t ln = strlen(n);
-    for (; *h; h++) {
-        size_t k = 0;
-        while (k < ln && h[k] && tolower((unsigned char)h[k]) == tolower((unsigned char)n[k])) k++;
-        if (k == ln) return true;
-    }
-    return false;
-}
-
 static bool has_token(const phiq_tok_vocab *v, const char *text) {
     for (int32_t i = 0; i < v->n_tokens; i++)
         if (!strcmp(v->tokens[i], text)) return true;
@@ -719,7 +709,7 @@ static char *model_name(const char *src, const char *given, const phiq_tok_vocab
         name = strndup(b, (size_t)(src + n - b));
     }
     if (!name) return NULL;
-    if (v && (contains_nocase(name, "phi3") || contains_nocase(name, "phi-3"))) {
+    if (v && (phiq_contains_nocase(name, "phi3") || phiq_contains_nocase(name, "phi-3"))) {
         const char *need[4] = {"</s>", "<unk>", "<s>", "<|endoftext|>"};
         bool ok = true;
         for (int k = 0; k < 4; k++) ok = ok && has_token(v, need[k]);

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "core/common.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -453,4 +454,14 @@ bool phiq_streq_nocase(const char *a, const char *b) {
         if (x != y) return false;
     }
     return *a == *b;
+}
+
+bool phiq_contains_nocase(const char *haystack, const char *needle) {
+    const size_t n = strlen(needle);
+    for (; *haystack; haystack++) {
+        size_t i = 0;
+        while (i < n && haystack[i] && tolower((unsigned char)haystack[i]) == tolower((unsigned char)needle[i])) i++;
+        if (i == n) return true;
+    }
+    return false;
 }

@@ -129,5 +129,7 @@ void phiq_progress_end(phiq_progress *p);
 double phiq_now(void); /* monotonic seconds */
 int phiq_physical_cores(void);
 bool phiq_streq_nocase(const char *a, const char *b);
+/* True when needle occurs in haystack, ASCII letters compared without case. */
+bool phiq_contains_nocase(const char *haystack, const char *needle);
 
 #endif

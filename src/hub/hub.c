@@ -369,16 +369,6 @@ static bool quant_exact(const char *path, const char *quant) {
     return q == base || q[-1] == '-' || q[-1] == '.' || q[-1] == '_';
 }
 
-static bool contains_nocase(const char *s, const char *sub) {
-    size_t n = strlen(sub);
-    for (; *s; s++) {
-        size_t i = 0;
-        while (i < n && s[i] && tolower((unsigned char)s[i]) == tolower((unsigned char)sub[i])) i++;
-        if (i == n) return true;
-    }
-    return false;
-}
-
 int phiq_hub_pick_gguf(const phiq_hub_info *info, const char *quant) {
     int n_gguf = 0, only = -1, exact = -1, n_exact = 0, sub = -1, n_sub = 0;
     const char *want = quant && *quant ? quant : "Q4_K_M";
@@ -390,7 +380,7 @@ int phiq_hub_pick_gguf(const phiq_hub_info *info, const char *quant) {
         n_gguf++;
         only = i;
         if (quant_exact(p, want)) { exact = i; n_exact++; }
-        else if (contains_nocase(p, want)) { sub = i; n_sub++; }
+        else if (phiq_contains_nocase(p, want)) { sub = i; n_sub++; }
         if (cl < sizeof choices - 2)
             cl += (size_t)snprintf(choices + cl, sizeof choices - cl, "%s%s", cl ? ", " : "", p);
     }

@@ -686,30 +686,36 @@ static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t 
  * unpacked register holds bytes of one block, T16_BLOCK(L): a column's 8
  * vpdpbusd then sum whole blocks per lane, and one convert + one multiply by
  * weight x activation scale + one fma serve 16 blocks (the Q8_0 gemm pays a
- * convert, a permute and an fma per 2 blocks). The activation is prepared in
+ * convert, a permute and an fma per 2 blocks); columns go 8 at a time, the
+ * rest in one call of its own count, and long rows in passes of kg groups
+ * whose records stay in L1 across the row tile (partial sums added in out). The activation is prepared in
  * the same lane order, zero-padded to whole groups, so any block count runs
  * here without a vec_dot tail. */
 #define T16_BLOCK(L) (4 * ((L) % 4) + (L) / 4)
 #define T16_MAXC 8
+#define T16_L1 45056 /* bytes of column records a pass over the row tile keeps in L1 */
 
-static size_t t16_bytes(int64_t nb) { return R64(32 * ((nb + 15) / 16 * 16)) + 3 * R64(4 * ((nb + 15) / 16 * 16)); }
+/* A column's prepared group, T16_REC bytes: yq (8 registers of 64 bytes),
+ * off (-offset x the block's activation sum), dy, ys (Q8_1 s); a column
+ * tile's records are interleaved by group ([group][column]), so that the
+ * columns of one weight group are read as one stream at fixed offsets. */
+enum { T16_OFF = 512, T16_DY = 576, T16_YS = 640, T16_REC = 704 };
 
 /* Register r (0..7) of a group: r < 4 holds elements 4r..4r+3 of each
- * block (low nibbles of qs dword r), r >= 4 elements 16+4(r-4).. (high). */
-static void t16_prep(prep *p, char *buf, int offset, const void *act, int is_q81, int64_t nb) {
-    const int64_t nbp = (nb + 15) / 16 * 16;
+ * block (low nibbles of qs dword r), r >= 4 elements 16+4(r-4).. (high).
+ * col: the column's first record; gs: bytes from one group to the next. */
+static void t16_prep(char *col, size_t gs, int offset, const void *act, int is_q81, int64_t nb) {
     const int bs = is_q81 ? Q8_1_BYTES : Q8_0_BYTES, qoff = is_q81 ? (int)offsetof(phiq_block_q8_1, qs) : (int)offsetof(phiq_block_q8_0, qs);
-    p->yq = (int8_t *)buf;
-    p->off = (int32_t *)(buf + R64(32 * nbp));
-    p->dy = (float *)(buf + R64(32 * nbp) + R64(4 * nbp));
-    p->ys = (float *)(buf + R64(32 * nbp) + 2 * R64(4 * nbp));
-    for (int64_t g = 0; g < nbp / 16; g++)
+    for (int64_t g = 0; 16 * g < nb; g++) {
+        char *rec = col + (size_t)g * gs;
+        int32_t *off = (int32_t *)(void *)(rec + T16_OFF);
+        float *dy = (float *)(void *)(rec + T16_DY), *ys = (float *)(void *)(rec + T16_YS);
         for (int L = 0; L < 16; L++) {
-            const int64_t b = 16 * g + T16_BLOCK(L), i = 16 * g + L;
-            int8_t *dst = p->yq + 512 * g + 4 * L;
+            const int64_t b = 16 * g + T16_BLOCK(L);
+            char *dst = rec + 4 * L;
             if (b >= nb) {
                 for (int r = 0; r < 8; r++) memset(dst + 64 * r, 0, 4);
-                p->off[i] = 0, p->dy[i] = 0, p->ys[i] = 0;
+                off[L] = 0, dy[L] = 0, ys[L] = 0;
                 continue;
             }
             const uint8_t *blk = (const uint8_t *)act + b * bs;
@@ -717,10 +723,11 @@ static void t16_prep(prep *p, char *buf, int offset, const void *act, int is_q81
             int32_t sum = 0;
             for (int e = 0; e < 32; e++) sum += q[e];
             for (int r = 0; r < 8; r++) memcpy(dst + 64 * r, q + (r < 4 ? 4 * r : 16 + 4 * (r - 4)), 4);
-            p->off[i] = -offset * sum;
-            p->dy[i] = F16((uint16_t)(blk[0] | blk[1] << 8));
-            p->ys[i] = is_q81 ? F16((uint16_t)(blk[2] | blk[3] << 8)) : 0;
+            off[L] = -offset * sum;
+            dy[L] = F16((uint16_t)(blk[0] | blk[1] << 8));
+            ys[L] = is_q81 ? F16((uint16_t)(blk[2] | blk[3] << 8)) : 0;
         }
+    }
 }
 
 /* Chunk c of register i = the nibble array of block 4i+c (zero past cnt). */
@@ -732,10 +739,12 @@ static inline __m512i t16_load(const uint8_t *q, int bsz, int i, int cnt) {
     return v;
 }
 
-/* One weight row against nc (1..8) prepared columns; nc, bsz, has_m and lut
- * are constants at each call site, so the column loop unrolls. */
+/* One weight row against nc (1..8) prepared columns (records a, a + T16_REC,
+ * ... of group 0; gs bytes per group); nc, bsz, has_m and lut are constants
+ * at each call site, so the column loop unrolls. */
 static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, int bsz, int qoff, int has_m, int lut,
-                                                               const prep *pp, int nc, int64_t nb, float *res) {
+                                                               const char *a, size_t gs, int nc, int64_t nb, int64_t g0, int64_t g1,
+                                                               float *res) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
     const __m512i blk = _mm512_setr_epi32(T16_BLOCK(0), T16_BLOCK(1), T16_BLOCK(2), T16_BLOCK(3), T16_BLOCK(4),
                                           T16_BLOCK(5), T16_BLOCK(6), T16_BLOCK(7), T16_BLOCK(8), T16_BLOCK(9),
@@ -744,7 +753,7 @@ static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, 
     const __m512i idx = _mm512_mullo_epi32(blk, _mm512_set1_epi32(bsz));
     __m512 acc[T16_MAXC], accm[T16_MAXC];
     for (int j = 0; j < nc; j++) acc[j] = accm[j] = _mm512_setzero_ps();
-    for (int64_t g = 0; 16 * g < nb; g++) {
+    for (int64_t g = g0; g < g1; g++) {
         const int cnt = nb - 16 * g < 16 ? (int)(nb - 16 * g) : 16;
         const uint8_t *xg = x + 16 * g * bsz;
         pf(xg, 5);
@@ -766,12 +775,13 @@ static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, 
         const __m512 dm = has_m ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
                                       _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mk, idx, xg + 2, 1)))
                                 : _mm512_setzero_ps();
+        const char *ag = a + (size_t)g * gs;
         for (int j = 0; j < nc; j++) {
-            const int8_t *y = pp[j].yq + 512 * g;
-            __m512i d = _mm512_load_si512(pp[j].off + 16 * g);
+            const char *y = ag + j * T16_REC;
+            __m512i d = _mm512_load_si512(y + T16_OFF);
             for (int r = 0; r < 8; r++) d = dpbusd(d, q[r], _mm512_load_si512(y + 64 * r));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, _mm512_load_ps(pp[j].dy + 16 * g)), acc[j]);
-            if (has_m) accm[j] = _mm512_fmadd_ps(dm, _mm512_load_ps(pp[j].ys + 16 * g), accm[j]);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, _mm512_load_ps(y + T16_DY)), acc[j]);
+            if (has_m) accm[j] = _mm512_fmadd_ps(dm, _mm512_load_ps(y + T16_YS), accm[j]);
         }
     }
     for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
@@ -782,32 +792,41 @@ static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, 
 static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, int64_t nrows, int64_t ncols, float *out,
                                                             size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
     const int bsz = kind_bsz[kind], qoff = kind_qoff[kind], q81 = kind == KIND_Q4_1, lut = kind == KIND_IQ4_NL;
-    const int64_t nb = n / PHIQ_QK;
-    const size_t pb = t16_bytes(nb);
-    char *buf = aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE);
+    const int64_t nb = n / PHIQ_QK, ng = (nb + 15) / 16;
+    const int64_t tile = ncols < PHIQ_GEMM_COL_TILE ? ncols : PHIQ_GEMM_COL_TILE;
+    const size_t gs = (size_t)tile * T16_REC;
+    char *buf = aligned_alloc(64, gs * (size_t)ng);
     if (!buf) {
         phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : dot_iq4_nl, n, nrows, ncols, out, ldo, w, rb, act, as);
         return;
     }
-    prep pp[PHIQ_GEMM_COL_TILE];
     for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
         const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
         for (int64_t j = j0; j < j1; j++)
-            t16_prep(&pp[j - j0], buf + (size_t)(j - j0) * pb, kind_off[kind], (const char *)act + (size_t)j * as, q81, nb);
+            t16_prep(buf + (size_t)(j - j0) * T16_REC, gs, kind_off[kind], (const char *)act + (size_t)j * as, q81, nb);
         for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
             const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
             for (int64_t j = j0; j < j1;) {
                 const int64_t left = j1 - j;
-                const int nc = left >= 8 ? 8 : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-                const prep *pj = &pp[j - j0];
-                for (int64_t r = r0; r < r1; r++) {
-                    const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                    float v[T16_MAXC];
-                    if (nc == 8) row_nib_t16(x, bsz, qoff, q81, lut, pj, 8, nb, v);
-                    else if (nc == 4) row_nib_t16(x, bsz, qoff, q81, lut, pj, 4, nb, v);
-                    else if (nc == 2) row_nib_t16(x, bsz, qoff, q81, lut, pj, 2, nb, v);
-                    else row_nib_t16(x, bsz, qoff, q81, lut, pj, 1, nb, v);
-                    for (int c = 0; c < nc; c++) out[(size_t)(j + c) * ldo + r] = v[c];
+                const int nc = left >= T16_MAXC ? T16_MAXC : (int)left;
+                const char *aj = buf + (size_t)(j - j0) * T16_REC;
+                const int64_t kg = T16_L1 / (nc * T16_REC); /* groups per pass: 8 at 8 columns */
+                for (int64_t g0 = 0; g0 < ng; g0 += kg) {
+                    const int64_t g1 = g0 + kg < ng ? g0 + kg : ng;
+                    for (int64_t r = r0; r < r1; r++) {
+                        const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
+                        float v[T16_MAXC];
+                        switch (nc) { /* one unrolled body per column count */
+#define T16_CASE(c) case c: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, c, nb, g0, g1, v); break;
+                            T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
+                            default: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, 1, nb, g0, g1, v);
+#undef T16_CASE
+                        }
+                        for (int c = 0; c < nc; c++) {
+                            float *o = &out[(size_t)(j + c) * ldo + r];
+                            *o = (g0 ? *o : 0) + v[c];
+                        }
+                    }
                 }
                 j += nc;
             }

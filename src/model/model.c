@@ -309,34 +309,35 @@ static int phiq_load_vec(phiq_loader *ld, const char *name, int64_t n, bool requ
 
 /* ---- GGUF metadata ------------------------------------------------------------ */
 
-/* Integer key (any integer type). 1 found, 0 absent (and not required), <0 error. */
-static int phiq_meta_int(phiq_gguf *g, const char *arch, const char *suffix, bool required, int64_t *out) {
+/* Key ARCH.SUFFIX as an integer (any integer type) into *iv, or with
+ * want_float as a float (F32/F64) into *f. 1 found, 0 absent (and not
+ * required), <0 error. */
+static int meta_scalar(phiq_gguf *g, const char *arch, const char *suffix, bool required, bool want_float, int64_t *iv,
+                       double *f) {
     char key[160];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     int64_t i = phiq_gguf_find_kv(g, key);
     if (i < 0) return required ? phiq_fail(PHIQ_EFORMAT, "%s: metadata key %s is missing", phiq_gguf_path(g), key) : 0;
     int t = phiq_gguf_kv_type(g, i);
-    double f;
-    if (t == PHIQ_GGUF_ARRAY || t == PHIQ_GGUF_STRING || t == PHIQ_GGUF_FLOAT32 || t == PHIQ_GGUF_FLOAT64 ||
-        t == PHIQ_GGUF_BOOL || phiq_gguf_kv_scalar(g, i, out, &f) < 0)
-        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: metadata key %s has type %s, expected an integer", phiq_gguf_path(g), key,
-                         phiq_gguf_vtype_name(t));
+    const bool is_float = t == PHIQ_GGUF_FLOAT32 || t == PHIQ_GGUF_FLOAT64;
+    const bool is_int = !is_float && t != PHIQ_GGUF_ARRAY && t != PHIQ_GGUF_STRING && t != PHIQ_GGUF_BOOL;
+    if (!(want_float ? is_float : is_int) || phiq_gguf_kv_scalar(g, i, iv, f) < 0)
+        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: metadata key %s has type %s, expected %s", phiq_gguf_path(g), key,
+                         phiq_gguf_vtype_name(t), want_float ? "a float" : "an integer");
     return 1;
 }
 
+static int phiq_meta_int(phiq_gguf *g, const char *arch, const char *suffix, bool required, int64_t *out) {
+    double f;
+    return meta_scalar(g, arch, suffix, required, false, out, &f);
+}
+
 static int phiq_meta_float(phiq_gguf *g, const char *arch, const char *suffix, bool required, float *out) {
-    char key[160];
-    snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    int64_t i = phiq_gguf_find_kv(g, key);
-    if (i < 0) return required ? phiq_fail(PHIQ_EFORMAT, "%s: metadata key %s is missing", phiq_gguf_path(g), key) : 0;
-    int t = phiq_gguf_kv_type(g, i);
     int64_t iv;
     double f;
-    if ((t != PHIQ_GGUF_FLOAT32 && t != PHIQ_GGUF_FLOAT64) || phiq_gguf_kv_scalar(g, i, &iv, &f) < 0)
-        return phiq_fail(PHIQ_EUNSUPPORTED, "%s: metadata key %s has type %s, expected a float", phiq_gguf_path(g), key,
-                         phiq_gguf_vtype_name(t));
-    *out = (float)f;
-    return 1;
+    const int rc = meta_scalar(g, arch, suffix, required, true, &iv, &f);
+    if (rc == 1) *out = (float)f;
+    return rc;
 }
 
 static int phiq_hparams_from_gguf(phiq_gguf *g, phiq_hparams *hp) {

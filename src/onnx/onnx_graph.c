@@ -291,24 +291,23 @@ static Onnx__ValueInfoProto *og_value_info(phiq_og *g, const char *name, int dty
     return vi;
 }
 
-void phiq_og_input(phiq_og *g, const char *name, int dtype, int ndim, const char *const *sym, const int64_t *val) {
-    Onnx__ValueInfoProto *vi = og_value_info(g, name, dtype, ndim, sym, val);
+/* Appends vi to a graph's input or output list (*arr, *n, capacity *cap). */
+static void og_add_value(phiq_og *g, Onnx__ValueInfoProto *vi, Onnx__ValueInfoProto ***arr, size_t *n, size_t *cap) {
     if (!vi) return;
+    void **grown = og_grow(g, (void **)*arr, *n, cap);
+    if (!grown) return;
+    *arr = (Onnx__ValueInfoProto **)grown;
+    (*arr)[(*n)++] = vi;
+}
+
+void phiq_og_input(phiq_og *g, const char *name, int dtype, int ndim, const char *const *sym, const int64_t *val) {
     Onnx__GraphProto *gp = g->graph;
-    void **arr = og_grow(g, (void **)gp->input, gp->n_input, &g->cap_in);
-    if (!arr) return;
-    gp->input = (Onnx__ValueInfoProto **)arr;
-    gp->input[gp->n_input++] = vi;
+    og_add_value(g, og_value_info(g, name, dtype, ndim, sym, val), &gp->input, &gp->n_input, &g->cap_in);
 }
 
 void phiq_og_output(phiq_og *g, const char *name, int dtype, int ndim, const char *const *sym, const int64_t *val) {
-    Onnx__ValueInfoProto *vi = og_value_info(g, name, dtype, ndim, sym, val);
-    if (!vi) return;
     Onnx__GraphProto *gp = g->graph;
-    void **arr = og_grow(g, (void **)gp->output, gp->n_output, &g->cap_out);
-    if (!arr) return;
-    gp->output = (Onnx__ValueInfoProto **)arr;
-    gp->output[gp->n_output++] = vi;
+    og_add_value(g, og_value_info(g, name, dtype, ndim, sym, val), &gp->output, &gp->n_output, &g->cap_out);
 }
 
 /* A ProtobufCBuffer that appends to a FILE, remembering the first error. */

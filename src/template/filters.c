@@ -57,16 +57,6 @@ static unsigned u8_next(const char *s, size_t n, size_t *i) {
     *i += (size_t)k + 1;
     return u;
 }
-static void u8_put(tpl_buf *b, unsigned u) {
-    char o[4];
-    size_t k;
-    if (u < 0x80) o[0] = (char)u, k = 1;
-    else if (u < 0x800) o[0] = (char)(0xC0 | u >> 6), o[1] = (char)(0x80 | (u & 63)), k = 2;
-    else if (u < 0x10000) o[0] = (char)(0xE0 | u >> 12), o[1] = (char)(0x80 | ((u >> 6) & 63)), o[2] = (char)(0x80 | (u & 63)), k = 3;
-    else o[0] = (char)(0xF0 | u >> 18), o[1] = (char)(0x80 | ((u >> 12) & 63)), o[2] = (char)(0x80 | ((u >> 6) & 63)), o[3] = (char)(0x80 | (u & 63)), k = 4;
-    tb_put(b, o, k);
-}
-
 static bool u_isupper(unsigned u) {
     return (u >= 'A' && u <= 'Z') || (u >= 0xC0 && u <= 0xDE && u != 0xD7) || (u >= 0x391 && u <= 0x3A9 && u != 0x3A2) ||
            (u >= 0x400 && u <= 0x42F);
@@ -104,7 +94,7 @@ static tv change_case(tpl_render *r, tv s, int mode) {
         else o = first ? u_upper(u) : u_lower(u);
         prev_cased = cased;
         first = false;
-        u8_put(&b, o);
+        tb_put_utf8(&b, o);
     }
     return tv_strn(b.p, b.n);
 }
@@ -287,6 +277,19 @@ typedef struct sort_ctx {
     int line;
     bool case_sensitive;
 } sort_ctx;
+/* The (key, value) tuples of a dict or namespace, in order: dict.items(). */
+static tv dict_items(tpl_render *r, tv v) {
+    tv out = tv_new_list(&r->a, V_LIST, v.d->n);
+    for (size_t i = 0; i < v.d->n; i++) {
+        tv t = tv_new_list(&r->a, V_TUPLE, 2);
+        t.l->v[0] = v.d->k[i];
+        t.l->v[1] = v.d->v[i];
+        t.l->n = 2;
+        out.l->v[out.l->n++] = t;
+    }
+    return out;
+}
+
 static tv fold(tpl_render *r, tv v, bool cs) { return !cs && v.t == V_STR ? change_case(r, v, CASE_LOWER) : v; }
 
 static void merge_sort(sort_ctx *c, tv *keys, tv *vals, size_t n, tv *tk, tv *tvv) {
@@ -400,14 +403,7 @@ tv tpl_apply_filter(tpl_render *r, int line, int id, tv v, const tpl_args *a) {
         if (v.t != V_DICT) FAIL(line, "dictsort needs a dict, not %s", tv_type_name(&v));
         const tv *cs = tpl_arg(a, 0, "case_sensitive"), *by = tpl_arg(a, 1, "by"), *rev = tpl_arg(a, 2, "reverse");
         bool by_value = by && by->t == V_STR && by->s.n == 5 && !memcmp(by->s.p, "value", 5);
-        tv items = tv_new_list(&r->a, V_LIST, v.d->n);
-        for (size_t i = 0; i < v.d->n; i++) {
-            tv t = tv_new_list(&r->a, V_TUPLE, 2);
-            t.l->v[0] = v.d->k[i];
-            t.l->v[1] = v.d->v[i];
-            t.l->n = 2;
-            items.l->v[items.l->n++] = t;
-        }
+        tv items = dict_items(r, v);
         tv idx = tv_int(by_value ? 1 : 0);
         return sorted(r, line, items.l, &idx, cs && tv_truthy(cs), rev && tv_truthy(rev));
     }
@@ -464,15 +460,7 @@ tv tpl_apply_filter(tpl_render *r, int line, int id, tv v, const tpl_args *a) {
     case FI_ITEMS: {
         if (v.t == V_UNDEF) return tv_new_list(&r->a, V_LIST, 0);
         if (v.t != V_DICT && v.t != V_NS) FAIL(line, "items: can only get item pairs from a mapping, not %s", tv_type_name(&v));
-        tv out = tv_new_list(&r->a, V_LIST, v.d->n);
-        for (size_t i = 0; i < v.d->n; i++) {
-            tv t = tv_new_list(&r->a, V_TUPLE, 2);
-            t.l->v[0] = v.d->k[i];
-            t.l->v[1] = v.d->v[i];
-            t.l->n = 2;
-            out.l->v[out.l->n++] = t;
-        }
-        return out;
+        return dict_items(r, v);
     }
     case FI_JOIN: {
         const tv *sep = tpl_arg(a, 0, "d"), *attr = tpl_arg(a, 1, "attribute");

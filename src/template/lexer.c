@@ -85,13 +85,7 @@ static void unescape(lexer *L, tpl_buf *b, const char *p, size_t n) {
         }
         if (digits) {
             if (u > 0x10FFFF || (u >= 0xD800 && u < 0xE000)) tpl_fail(L->a->err, L->line, "bad \\%c escape in a string literal", c);
-            char o[4];
-            int k;
-            if (u < 0x80) o[0] = (char)u, k = 1;
-            else if (u < 0x800) o[0] = (char)(0xC0 | u >> 6), o[1] = (char)(0x80 | (u & 63)), k = 2;
-            else if (u < 0x10000) o[0] = (char)(0xE0 | u >> 12), o[1] = (char)(0x80 | ((u >> 6) & 63)), o[2] = (char)(0x80 | (u & 63)), k = 3;
-            else o[0] = (char)(0xF0 | u >> 18), o[1] = (char)(0x80 | ((u >> 12) & 63)), o[2] = (char)(0x80 | ((u >> 6) & 63)), o[3] = (char)(0x80 | (u & 63)), k = 4;
-            tb_put(b, o, (size_t)k);
+            tb_put_utf8(b, u);
         }
     }
 }

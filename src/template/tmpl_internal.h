@@ -44,6 +44,8 @@ typedef struct tpl_buf {
 void tb_put(tpl_buf *b, const char *s, size_t n);
 void tb_puts(tpl_buf *b, const char *s);
 void tb_putc(tpl_buf *b, char c);
+/* Code point u (at most 0x10FFFF) as UTF-8. */
+void tb_put_utf8(tpl_buf *b, unsigned u);
 
 /* ---- values ------------------------------------------------------------------------ */
 typedef enum {

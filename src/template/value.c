@@ -123,6 +123,15 @@ void tb_put(tpl_buf *b, const char *s, size_t n) {
 }
 void tb_puts(tpl_buf *b, const char *s) { tb_put(b, s, strlen(s)); }
 void tb_putc(tpl_buf *b, char c) { tb_put(b, &c, 1); }
+void tb_put_utf8(tpl_buf *b, unsigned u) {
+    char o[4];
+    size_t k;
+    if (u < 0x80) o[0] = (char)u, k = 1;
+    else if (u < 0x800) o[0] = (char)(0xC0 | u >> 6), o[1] = (char)(0x80 | (u & 63)), k = 2;
+    else if (u < 0x10000) o[0] = (char)(0xE0 | u >> 12), o[1] = (char)(0x80 | ((u >> 6) & 63)), o[2] = (char)(0x80 | (u & 63)), k = 3;
+    else o[0] = (char)(0xF0 | u >> 18), o[1] = (char)(0x80 | ((u >> 12) & 63)), o[2] = (char)(0x80 | ((u >> 6) & 63)), o[3] = (char)(0x80 | (u & 63)), k = 4;
+    tb_put(b, o, k);
+}
 
 /* ---- containers -------------------------------------------------------------------- */
 tv tv_str_copy(tpl_arena *a, const char *p, size_t n) { return tv_strn(tpl_strndup(a, p, n), n); }
@@ -376,25 +385,15 @@ void tv_write_str(tpl_buf *b, const tv *v) {
         if (v->t == V_TUPLE && v->l->n == 1) tb_putc(b, ',');
         tb_putc(b, v->t == V_LIST ? ']' : ')');
         return;
-    case V_DICT:
-        tb_putc(b, '{');
+    case V_DICT: case V_NS: /* a namespace prints as <Namespace {...}> */
+        tb_puts(b, v->t == V_NS ? "<Namespace {" : "{");
         for (size_t i = 0; i < v->d->n; i++) {
             if (i) tb_puts(b, ", ");
             tv_write_repr(b, &v->d->k[i]);
             tb_puts(b, ": ");
             tv_write_repr(b, &v->d->v[i]);
         }
-        tb_putc(b, '}');
-        return;
-    case V_NS:
-        tb_puts(b, "<Namespace {");
-        for (size_t i = 0; i < v->d->n; i++) {
-            if (i) tb_puts(b, ", ");
-            tv_write_repr(b, &v->d->k[i]);
-            tb_puts(b, ": ");
-            tv_write_repr(b, &v->d->v[i]);
-        }
-        tb_puts(b, "}>");
+        tb_puts(b, v->t == V_NS ? "}>" : "}");
         return;
     default: tb_puts(b, "<object>"); return;
     }
@@ -537,20 +536,6 @@ static unsigned hex4(jp *p) {
     return u;
 }
 
-static void put_u8(tpl_buf *b, unsigned u) {
-    char o[4];
-    if (u < 0x80) { o[0] = (char)u; tb_put(b, o, 1); }
-    else if (u < 0x800) { o[0] = (char)(0xC0 | u >> 6); o[1] = (char)(0x80 | (u & 63)); tb_put(b, o, 2); }
-    else if (u < 0x10000) {
-        o[0] = (char)(0xE0 | u >> 12); o[1] = (char)(0x80 | ((u >> 6) & 63)); o[2] = (char)(0x80 | (u & 63));
-        tb_put(b, o, 3);
-    } else {
-        o[0] = (char)(0xF0 | u >> 18); o[1] = (char)(0x80 | ((u >> 12) & 63));
-        o[2] = (char)(0x80 | ((u >> 6) & 63)); o[3] = (char)(0x80 | (u & 63));
-        tb_put(b, o, 4);
-    }
-}
-
 static tv jstring(jp *p) {
     p->s++; /* opening quote */
     tpl_buf b = {.a = p->a};
@@ -588,7 +573,7 @@ static tv jstring(jp *p) {
             /* a lone surrogate cannot be UTF-8: write U+FFFD (Python would keep it
              * and fail later when encoding the prompt) */
             if (u >= 0xD800 && u < 0xE000) u = 0xFFFD;
-            put_u8(&b, u);
+            tb_put_utf8(&b, u);
             break;
         }
         default: jfail(p, "bad escape");

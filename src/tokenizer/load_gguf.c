@@ -21,6 +21,19 @@ static char *dup_str(const phiq_gguf *g, const char *key) {
     return d;
 }
 
+/* Element i of the string array at kv index k, NUL-terminated, malloc'd
+ * into *dst; <0 (the error set, naming path when out of memory) on failure. */
+static int arr_str_dup(const phiq_gguf *g, int64_t k, uint64_t i, const char *path, char **dst) {
+    const char *s;
+    uint64_t l;
+    const int rc = phiq_gguf_arr_str(g, k, i, &s, &l);
+    if (rc < 0) return rc;
+    if (!(*dst = malloc(l + 1))) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", path);
+    memcpy(*dst, s, l);
+    (*dst)[l] = 0;
+    return 0;
+}
+
 static void get_id(const phiq_gguf *g, const char *key, int32_t *out) {
     uint32_t u;
     if (phiq_gguf_find_kv(g, key) >= 0 && phiq_gguf_get_u32(g, key, &u) == 0) *out = u > INT32_MAX ? -1 : (int32_t)u;
@@ -54,12 +67,7 @@ phiq_tok_vocab *phiq_tok_vocab_from_gguf(const phiq_gguf *g) {
     v = phiq_tok_vocab_new(kind, (int32_t)n);
     if (!v) goto oom;
     for (uint64_t i = 0; i < n; i++) {
-        const char *s;
-        uint64_t l;
-        if (phiq_gguf_arr_str(g, ki, i, &s, &l) < 0) goto fail;
-        if (!(v->tokens[i] = malloc(l + 1))) goto oom;
-        memcpy(v->tokens[i], s, l);
-        v->tokens[i][l] = 0;
+        if (arr_str_dup(g, ki, i, path, &v->tokens[i]) < 0) goto fail;
         v->types[i] = PHIQ_TOK_TYPE_NORMAL;
     }
     int64_t si = phiq_gguf_find_kv(g, "tokenizer.ggml.scores");
@@ -100,12 +108,7 @@ phiq_tok_vocab *phiq_tok_vocab_from_gguf(const phiq_gguf *g) {
         }
         if (!(v->merges = calloc(mn + 1, sizeof *v->merges))) goto oom;
         for (uint64_t i = 0; i < mn; i++) {
-            const char *s;
-            uint64_t l;
-            if (phiq_gguf_arr_str(g, mi, i, &s, &l) < 0) goto fail;
-            if (!(v->merges[i] = malloc(l + 1))) goto oom;
-            memcpy(v->merges[i], s, l);
-            v->merges[i][l] = 0;
+            if (arr_str_dup(g, mi, i, path, &v->merges[i]) < 0) goto fail;
             v->n_merges = (int32_t)i + 1;
         }
     }

@@ -107,6 +107,18 @@ static int cmp_desc(const void *a, const void *b) {
     return i < j ? -1 : (i > j);
 }
 
+/* Restores the heap c[0..k) (the worst by cmp_desc at the root) below j. */
+static void sift_down(cand *c, int32_t k, int32_t j) {
+    for (;;) {
+        int32_t l = 2 * j + 1, r = l + 1, m = j;
+        if (l < k && cmp_desc(&c[l], &c[m]) > 0) m = l;
+        if (r < k && cmp_desc(&c[r], &c[m]) > 0) m = r;
+        if (m == j) return;
+        cand t = c[j]; c[j] = c[m]; c[m] = t;
+        j = m;
+    }
+}
+
 /* Moves the k largest to the front, sorted (selection via a min-heap). */
 static void top_k_sorted(cand *c, int32_t n, int32_t k) {
     if (k >= n) {
@@ -114,27 +126,11 @@ static void top_k_sorted(cand *c, int32_t n, int32_t k) {
         return;
     }
     /* heap of the k best seen so far; root = worst of them */
-    for (int32_t i = k / 2 - 1; i >= 0; i--) {
-        for (int32_t j = i;;) {
-            int32_t l = 2 * j + 1, r = l + 1, m = j;
-            if (l < k && cmp_desc(&c[l], &c[m]) > 0) m = l;
-            if (r < k && cmp_desc(&c[r], &c[m]) > 0) m = r;
-            if (m == j) break;
-            cand t = c[j]; c[j] = c[m]; c[m] = t;
-            j = m;
-        }
-    }
+    for (int32_t i = k / 2 - 1; i >= 0; i--) sift_down(c, k, i);
     for (int32_t i = k; i < n; i++) {
         if (cmp_desc(&c[i], &c[0]) >= 0) continue; /* not better than the worst kept */
         cand t = c[0]; c[0] = c[i]; c[i] = t;
-        for (int32_t j = 0;;) {
-            int32_t l = 2 * j + 1, r = l + 1, m = j;
-            if (l < k && cmp_desc(&c[l], &c[m]) > 0) m = l;
-            if (r < k && cmp_desc(&c[r], &c[m]) > 0) m = r;
-            if (m == j) break;
-            cand u = c[j]; c[j] = c[m]; c[m] = u;
-            j = m;
-        }
+        sift_down(c, k, 0);
     }
     qsort(c, (size_t)k, sizeof *c, cmp_desc);
 }

@@ -247,14 +247,18 @@ def forward(cfg, W, ids, use_long, routes=None, tag=0):
     return x @ out.T
 
 
-def main():
+def parse_args(doc):
+    """DIR --ids I,J,... --out FILE [--mode hf|short|long] ...: (args, dir, ids, out, mode)."""
     a = sys.argv[1:]
     if not a or "--ids" not in a or "--out" not in a:
-        raise SystemExit(__doc__)
-    d = a[0]
+        raise SystemExit(doc)
     ids = [int(t) for t in a[a.index("--ids") + 1].split(",") if t]
-    out = a[a.index("--out") + 1]
     mode = a[a.index("--mode") + 1] if "--mode" in a else "hf"
+    return a, a[0], ids, a[a.index("--out") + 1], mode
+
+
+def main():
+    a, d, ids, out, mode = parse_args(__doc__)
     routes_file = a[a.index("--routes") + 1] if "--routes" in a else None
     routes = [] if routes_file else None
     cfg, W = load_model(d)

@@ -269,29 +269,26 @@ def decide(us, ratio):
 
 # ---- reading MatMulNBits / GatherBlockQuantized weights ----------------------------------
 
+def codes_of(X, n, bits):
+    """bytes [n, *] -> codes [n, *] as int32 (4 bits: two per byte, low nibble first)."""
+    X = X.reshape(n, -1)
+    if bits != 4:
+        return X.astype(np.int32)
+    c = np.empty((n, X.shape[1] * 2), dtype=np.int32)
+    c[:, 0::2] = X & 0xF
+    c[:, 1::2] = X >> 4
+    return c
+
+
 def unpack(B, scales, zp, bits, bs, n, k, sym):
     """stored codes [n, k], scale per element [n, k], zero point per element."""
-    B = B.reshape(n, -1)
-    if bits == 4:
-        codes = np.empty((n, B.shape[1] * 2), dtype=np.int32)
-        codes[:, 0::2] = B & 0xF
-        codes[:, 1::2] = B >> 4
-    else:
-        codes = B.astype(np.int32)
-    codes = codes[:, :k]
+    codes = codes_of(B, n, bits)[:, :k]
     kb = k // bs
     s = np.repeat(scales.reshape(n, kb), bs, axis=1)
     if sym:
         z = np.full((n, k), 2 ** (bits - 1), dtype=np.int32)
     else:
-        zr = zp.reshape(n, -1)
-        if bits == 4:
-            zz = np.empty((n, zr.shape[1] * 2), dtype=np.int32)
-            zz[:, 0::2] = zr & 0xF
-            zz[:, 1::2] = zr >> 4
-        else:
-            zz = zr.astype(np.int32)
-        z = np.repeat(zz[:, :kb], bs, axis=1)
+        z = np.repeat(codes_of(zp, n, bits)[:, :kb], bs, axis=1)
     return codes, s, z
 
 

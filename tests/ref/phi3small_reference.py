@@ -37,7 +37,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_reference import layer_norm, load_model  # noqa: E402
+from hf_reference import layer_norm, load_model, parse_args  # noqa: E402
 
 
 def dummy_token_indices():
@@ -164,13 +164,7 @@ def forward(cfg, W, ids, use_long):
 
 
 def main():
-    a = sys.argv[1:]
-    if not a or "--ids" not in a or "--out" not in a:
-        raise SystemExit(__doc__)
-    d = a[0]
-    ids = [int(t) for t in a[a.index("--ids") + 1].split(",") if t]
-    out = a[a.index("--out") + 1]
-    mode = a[a.index("--mode") + 1] if "--mode" in a else "hf"
+    _, d, ids, out, mode = parse_args(__doc__)
     cfg, W = load_model(d)
     if cfg["architectures"][0] != "Phi3SmallForCausalLM":
         raise SystemExit(f"{d}: not a Phi3SmallForCausalLM checkpoint")
