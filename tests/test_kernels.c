@@ -343,22 +343,23 @@ static void test_all_types_all_isas(void **state) {
 
 /* gemm (prompt processing) against the scalar vec_dot, crossing the row
  * tile (16) and column tile (64) boundaries, with ldo > nrows; then every
- * column count 1..17 (the column groups of 8, 4, 2, 1 and their leftovers)
- * on 32-element types with a partial last 16-block group (97 blocks), a
- * whole one (16) and fewer blocks than a group (3). */
+ * column count 1..17 (8 at a time and the rest in one call) on 32-element
+ * types with a partial last 16-block group (97 blocks), a whole one (16),
+ * fewer blocks than a group (3) and rows long enough to be split into
+ * passes over the groups (300). */
 static void test_gemm(void **state) {
     (void)state;
     const phiq_kernels *ref = phiq_kernels_scalar();
     const char *const *levels = phiq_kernels_levels();
     enum { NR = 19, NC = 67, LDO = NR + 3 };
     int fails = 0, two_stage = 0;
-    for (size_t tv = 0; tv < 3 * (sizeof TYPES / sizeof *TYPES); tv++) {
-        const size_t ti = tv / 3;
+    for (size_t tv = 0; tv < 4 * (sizeof TYPES / sizeof *TYPES); tv++) {
+        const size_t ti = tv / 4;
         const int t = TYPES[ti], at = ref->act_type[t];
         const int64_t bs = phiq_ggml_block_size(t);
-        static const int64_t nb32[3] = {97, 16, 3};
-        if (bs != 32 && tv % 3) continue;
-        const int64_t n = bs == 1 ? 1000 : bs == 32 ? nb32[tv % 3] * 32 : 7 * 256;
+        static const int64_t nb32[4] = {97, 16, 3, 300};
+        if (bs != 32 && tv % 4) continue;
+        const int64_t n = bs == 1 ? 1000 : bs == 32 ? nb32[tv % 4] * 32 : 7 * 256;
         const int64_t rb = phiq_ggml_row_size(t, n), as = phiq_ggml_row_size(at, n);
         uint8_t *w = malloc((size_t)rb * NR), *act = malloc((size_t)as * NC);
         float *x = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * LDO * NC), *want = malloc(sizeof(float) * NR * NC);
@@ -411,7 +412,7 @@ static void test_gemm(void **state) {
             /* the AMX gemm in two stages, as phiq_mm runs it: activations
              * packed in two column-tile ranges (as two threads would), rows
              * run in two pieces ([0, 16) on tiles, a 3-row tail on AVX-512) */
-            if (tv % 3 == 0 && strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(t)) {
+            if (tv % 4 == 0 && strcmp(k->isa, "amx") == 0 && phiq_gemm_amx_supports(t)) {
                 const int64_t nct = (NC + 15) / 16;
                 uint8_t *pk = aligned_alloc(64, (phiq_gemm_amx_packed_size(t, n, NC) + 63) & ~(size_t)63);
                 uint8_t *sc = aligned_alloc(64, (phiq_gemm_amx_scratch_size(t, n) + 63) & ~(size_t)63);

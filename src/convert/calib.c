@@ -10,6 +10,7 @@
 #include "convert/calib.h"
 #include "core/common.h"
 #include "formats/gguf.h"
+#include "kernels/dispatch.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -81,7 +82,8 @@ static int build_entries(phiq_calib *c, const phiq_model *m, const phiq_calib_op
     c->st = calloc((size_t)(per_layer * hp->n_layer + 1), sizeof *c->st);
     if (!c->e || !c->st) return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     int rc = 0;
-    for (int L = 0; L < hp->n_layer && rc == 0; L++) {
+    const int l1 = o->layer1 > 0 && o->layer1 < hp->n_layer ? o->layer1 : hp->n_layer;
+    for (int L = o->layer0; L < l1 && rc == 0; L++) {
         const phiq_layer *ly = &m->layers[L];
         int h = L >= o->h_layer0 && L < o->h_layer1;
         if (ly->fused_qkv) rc = add_entry(c, &ly->qkv, L, "attn_qkv", 0, 1, h);
@@ -100,7 +102,8 @@ static int build_entries(phiq_calib *c, const phiq_model *m, const phiq_calib_op
             if (!rc) rc = add_entry(c, &ly->down, L, "ffn_down", 0, 1, h);
         }
     }
-    if (!rc && (o->process_output || o->h_output)) rc = add_entry(c, &m->output, -1, "output", 0, 1, o->h_output);
+    if (!rc && l1 == hp->n_layer && (o->process_output || o->h_output))
+        rc = add_entry(c, &m->output, -1, "output", 0, 1, o->h_output);
     return rc;
 }
 
@@ -122,6 +125,30 @@ static void syrk_task(void *arg, int c, int nc) {
     }
 }
 
+/* The same sums with the AVX-512 Gram kernel: chunk c is a block of 64
+ * columns (largest first: work grows with the column), so no two chunks
+ * write the same entry. */
+#define GRAM_COLS 64
+static void gram_task(void *arg, int c, int nc) {
+#if defined(__x86_64__)
+    syrk_job *j = arg;
+    const int64_t nb = (j->n + GRAM_COLS - 1) / GRAM_COLS, b = nb - 1 - c;
+    phiq_gram_upper_avx512(j->h, j->n, j->xt, j->T, b * GRAM_COLS, (b + 1) * GRAM_COLS);
+#else
+    (void)arg, (void)c;
+#endif
+    (void)nc;
+}
+
+static bool gram_avx512(const phiq_context *ctx) {
+#if defined(__x86_64__)
+    return ctx->kern && (!strcmp(ctx->kern->isa, "avx512") || !strcmp(ctx->kern->isa, "amx"));
+#else
+    (void)ctx;
+    return false;
+#endif
+}
+
 static int calib_hook(void *ud, const phiq_mat *w, const float *x, int64_t ldx, int T) {
     phiq_calib *c = ud;
     calib_entry *e = NULL;
@@ -141,11 +168,14 @@ static int calib_hook(void *ud, const phiq_mat *w, const float *x, int64_t ldx, 
     }
     s->count[e->mat] += T;
     if (s->h) {
-        for (int t = 0; t < T; t++)
-            for (int64_t j = 0; j < n; j++) c->xt[j * T + t] = x[(int64_t)t * ldx + j];
+        for (int t0 = 0; t0 < T; t0 += 16) /* 16 tokens at a time: whole cache lines written */
+            for (int64_t j = 0; j < n; j++)
+                for (int t = t0; t < T && t < t0 + 16; t++) c->xt[j * T + t] = x[(int64_t)t * ldx + j];
         syrk_job sj = {s->h, c->xt, n, T};
-        int nc = c->ctx->n_threads * 8;
-        phiq_threadpool_run_chunks(c->ctx->tp, syrk_task, &sj, nc);
+        if (gram_avx512(c->ctx))
+            phiq_threadpool_run_chunks(c->ctx->tp, gram_task, &sj, (int)((n + GRAM_COLS - 1) / GRAM_COLS));
+        else
+            phiq_threadpool_run_chunks(c->ctx->tp, syrk_task, &sj, c->ctx->n_threads * 8);
     }
     return 0;
 }
@@ -181,10 +211,13 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
     if (n_ids < 2 * (int64_t)n_ctx)
         return phiq_fail_null(PHIQ_EINVAL, "calibration: %lld tokens, need at least 2 x context = %d", (long long)n_ids,
                               2 * n_ctx);
+    const int nl = m->hp.n_layer, l1 = o->layer1 > 0 && o->layer1 < nl ? o->layer1 : nl;
+    if (o->layer0 < 0 || o->layer0 >= l1 || ((o->layer0 > 0 || l1 < nl) && !o->resid))
+        return phiq_fail_null(PHIQ_EINVAL, "calibration: bad layer range [%d, %d)", o->layer0, l1);
     phiq_calib *c = calloc(1, sizeof *c);
     if (!c) return phiq_fail_null(PHIQ_ENOMEM, "calibration: out of memory");
     c->n_ctx = n_ctx;
-    c->process_output = o->process_output || o->h_output;
+    c->process_output = (o->process_output || o->h_output) && l1 == nl;
     int n_chunks = (int)(n_ids / n_ctx);
     if (o->max_chunks > 0 && o->max_chunks < n_chunks) n_chunks = o->max_chunks;
     int rc = build_entries(c, m, o);
@@ -197,7 +230,8 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
     int64_t max_in = 0;
     for (int i = 0; i < c->n_st; i++)
         if (c->st[i].h && c->st[i].n_in > max_in) max_in = c->st[i].n_in;
-    if (!rc && max_in && !(c->xt = malloc(sizeof(float) * (size_t)(max_in * n_ctx))))
+    max_in = (max_in + 7) / 8 * 8; /* the Gram kernel reads rows in eights */
+    if (!rc && max_in && !(c->xt = calloc((size_t)(max_in * n_ctx), sizeof(float))))
         rc = phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     if (!rc && !batch) rc = phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     if (!rc && !(c->ctx = phiq_context_new(m, &cp))) rc = PHIQ_EINVAL;
@@ -210,6 +244,11 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
         for (int k = 0; k < n_chunks && !rc; k++) {
             memcpy(batch, ids + (int64_t)k * n_ctx, sizeof(int32_t) * (size_t)n_ctx);
             if (bos >= 0) batch[0] = bos;
+            float *res = o->resid ? o->resid + (size_t)k * (size_t)n_ctx * (size_t)m->hp.n_embd : NULL;
+            c->ctx->fwd_l0 = o->layer0;
+            c->ctx->fwd_l1 = l1;
+            c->ctx->fwd_x_in = o->layer0 > 0 ? res : NULL;
+            c->ctx->fwd_x_out = l1 < nl ? res : NULL;
             if ((rc = phiq_context_truncate(c->ctx, 0)) < 0 || (rc = phiq_eval(c->ctx, batch, n_ctx)) < 0) break;
             c->chunks++;
             c->tokens += n_ctx;
@@ -347,6 +386,10 @@ int phiq_calib_write_imatrix(const phiq_calib *c, const char *path, const char *
 }
 
 /* ---- session ------------------------------------------------------------------------------ */
+/* Groups run in order share one forward pass: each starts from the residual
+ * stream the previous one saved at its first layer (resid, in memory: 4 bytes
+ * x n_embd per calibration token) and saves it at its end. Only the layers
+ * being run are held converted (phiq_model_layers_acquire). */
 struct phiq_calib_session {
     phiq_model *m;
     int32_t *ids;
@@ -355,6 +398,11 @@ struct phiq_calib_session {
     int group;            /* layers per pass */
     phiq_calib *cur;      /* statistics of the current group */
     int l0, l1, has_output;
+    int run0;             /* first layer cur's pass ran (its statistics cover [run0, l1)) */
+    float *resid;         /* [chunk][n_ctx][n_embd]: the stream at the input of layer res_layer */
+    int res_layer;        /* 0: nothing saved (start from the embeddings) */
+    phiq_calib *full;     /* imatrix of every layer (one extra pass, only when asked for one outside cur) */
+    int pinned;           /* every layer held converted (phiq_calib_session_model) */
     int passes;
     double seconds;
 };
@@ -366,7 +414,7 @@ phiq_calib_session *phiq_calib_session_new(const char *model_path, const char *t
     s->o = *o;
     s->l0 = s->l1 = -1;
     if (s->o.n_ctx <= 0) s->o.n_ctx = 512;
-    if (!(s->m = phiq_model_open(model_path, NULL)) ||
+    if (!(s->m = phiq_model_load_ex(model_path, NULL, true)) ||
         !(s->ids = phiq_calib_tokenize(s->m, text_path, s->o.n_ctx, &s->n_ids))) {
         phiq_calib_session_free(s);
         return NULL;
@@ -380,9 +428,22 @@ phiq_calib_session *phiq_calib_session_new(const char *model_path, const char *t
 void phiq_calib_session_free(phiq_calib_session *s) {
     if (!s) return;
     phiq_calib_free(s->cur);
+    phiq_calib_free(s->full);
+    free(s->resid);
     free(s->ids);
     phiq_model_free(s->m);
     free(s);
+}
+
+/* One calibration run over layers [l0, l1) with the layers acquired. */
+static phiq_calib *session_run(phiq_calib_session *s, const phiq_calib_opts *o) {
+    const int nl = s->m->hp.n_layer, l1 = o->layer1 > 0 ? o->layer1 : nl;
+    double t0 = phiq_now();
+    phiq_calib *c = phiq_model_layers_acquire(s->m, o->layer0, l1) < 0 ? NULL : phiq_calib_run(s->m, s->ids, s->n_ids, o);
+    if (!s->pinned) phiq_model_layers_release(s->m, o->layer0, l1);
+    s->seconds += phiq_now() - t0;
+    if (c) s->passes++;
+    return c;
 }
 
 static int session_pass(phiq_calib_session *s, int layer) {
@@ -393,14 +454,26 @@ static int session_pass(phiq_calib_session *s, int layer) {
     o.h_layer0 = layer < nl ? layer : nl;
     o.h_layer1 = layer + s->group < nl ? layer + s->group : nl;
     o.h_output = o.h_layer1 == nl; /* output's H is small: it rides with the last group */
+    /* resume where the saved stream is, unless that is past this group */
+    o.layer0 = s->res_layer > 0 && s->res_layer <= o.h_layer0 ? s->res_layer : 0;
+    o.layer1 = o.h_layer1;
+    if (o.layer0 > 0 || o.layer1 < nl) {
+        if (!s->resid) {
+            int64_t n_chunks = s->n_ids / s->o.n_ctx;
+            if (s->o.max_chunks > 0 && s->o.max_chunks < n_chunks) n_chunks = s->o.max_chunks;
+            size_t nb = sizeof(float) * (size_t)n_chunks * (size_t)s->o.n_ctx * (size_t)s->m->hp.n_embd;
+            if (!(s->resid = malloc(nb)))
+                return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory for the residual stream (%zu MiB)", nb >> 20);
+        }
+        o.resid = s->resid;
+    }
     char label[48];
     snprintf(label, sizeof label, "calib %d-%d/%d", o.h_layer0, o.h_layer1, nl);
     o.label = label;
-    double t0 = phiq_now();
-    s->cur = phiq_calib_run(s->m, s->ids, s->n_ids, &o);
-    s->seconds += phiq_now() - t0;
-    if (!s->cur) return PHIQ_EINVAL;
-    s->passes++;
+    s->res_layer = 0; /* overwritten in place below */
+    if (!(s->cur = session_run(s, &o))) return PHIQ_EINVAL;
+    s->res_layer = o.layer1 < nl ? o.layer1 : 0;
+    s->run0 = o.layer0;
     s->l0 = o.h_layer0;
     s->l1 = o.h_layer1;
     s->has_output = o.h_output;
@@ -421,8 +494,25 @@ const float *phiq_calib_session_hessian(phiq_calib_session *s, const char *name,
     return phiq_calib_hessian(s->cur, name, n_in);
 }
 
+/* A pass collects the imatrix of the layers it ran; another layer's comes
+ * from one full pass without Hessians, run the first time one is asked for
+ * (the same values: the forward pass is the same). */
 const float *phiq_calib_session_imatrix(phiq_calib_session *s, const char *name, int64_t *n_in, int *n_mat) {
-    return s->cur ? phiq_calib_imatrix(s->cur, name, n_in, n_mat) : NULL;
+    if (!s->cur) return NULL;
+    int layer;
+    if (sscanf(name, "blk.%d.", &layer) != 1 || (layer >= s->run0 && layer < s->l1))
+        return phiq_calib_imatrix(s->cur, name, n_in, n_mat);
+    if (layer < 0 || layer >= s->m->hp.n_layer) return NULL;
+    if (!s->full) {
+        phiq_calib_opts o = s->o;
+        o.h_layer0 = o.h_layer1 = 0;
+        o.h_output = 0;
+        o.layer0 = o.layer1 = 0;
+        o.resid = NULL;
+        o.label = "calib imatrix";
+        if (!(s->full = session_run(s, &o))) return NULL;
+    }
+    return phiq_calib_imatrix(s->full, name, n_in, n_mat);
 }
 
 const int32_t *phiq_calib_session_hold_out(phiq_calib_session *s, int64_t n_tokens) {
@@ -471,26 +561,36 @@ static int add_gram(float *H, int64_t n, const phiq_mat *W, const float *g) {
 }
 
 int phiq_calib_session_embd_hessian(phiq_calib_session *s, float **H, int64_t *n_in) {
-    const phiq_model *m = s->m;
+    phiq_model *m = s->m;
     const int64_t n = m->hp.n_embd;
     *H = NULL;
     if (m->hp.n_layer < 1) return 0;
     const phiq_layer *L = &m->layers[0];
-    if (!L->fused_qkv || !L->qkv.data || !L->ffn_norm || !L->up.data) return 0;
+    if (!L->fused_qkv || !L->ffn_norm) return 0;
     float *h = calloc((size_t)(n * n), sizeof(float));
     if (!h) return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
-    int rc = add_gram(h, n, &L->qkv, L->attn_norm);
-    if (rc == 0) rc = add_gram(h, n, &L->up, L->ffn_norm);
-    if (rc < 0) {
+    int rc = s->pinned ? 0 : phiq_model_layers_acquire(m, 0, 1); /* layer 0's matrices, converted */
+    if (rc == 0) {
+        rc = L->qkv.data && L->up.data ? add_gram(h, n, &L->qkv, L->attn_norm) : 1;
+        if (rc == 0) rc = add_gram(h, n, &L->up, L->ffn_norm);
+        if (!s->pinned) phiq_model_layers_release(m, 0, 1);
+    }
+    if (rc != 0) { /* 1: no matrices to read */
         free(h);
-        return rc;
+        return rc < 0 ? rc : 0;
     }
     *H = h;
     *n_in = n;
     return 0;
 }
 
-phiq_model *phiq_calib_session_model(phiq_calib_session *s) { return s->m; }
+/* The whole model in its in-memory type, as an eager load gives it (budget.c
+ * evaluates it): every layer is acquired and stays so. */
+phiq_model *phiq_calib_session_model(phiq_calib_session *s) {
+    if (!s->pinned && phiq_model_layers_acquire(s->m, 0, s->m->hp.n_layer) < 0) return NULL;
+    s->pinned = 1;
+    return s->m;
+}
 
 int phiq_calib_session_passes(const phiq_calib_session *s) { return s->passes; }
 double phiq_calib_session_seconds(const phiq_calib_session *s) { return s->seconds; }

@@ -27,6 +27,14 @@ typedef struct phiq_calib_opts {
     int h_layer0, h_layer1; /* Hessians for dense weights of layers [h_layer0, h_layer1); empty = none */
     int h_output;       /* and for output.weight (implies process_output) */
     const char *label;  /* progress label (default "imatrix") */
+    /* Layers run: [layer0, layer1) (layer1 0 = to the end). Statistics are
+     * collected for those layers only (output.weight only when the range
+     * reaches the end). With layer0 > 0 each chunk starts from the residual
+     * stream saved in resid ([chunk][n_ctx][n_embd]) instead of the
+     * embeddings; with layer1 before the end the stream after layer1 - 1 is
+     * saved there (in place). The statistics are those a full pass gives. */
+    int layer0, layer1;
+    float *resid;
 } phiq_calib_opts;
 
 typedef struct phiq_calib phiq_calib;
@@ -53,10 +61,12 @@ uint64_t phiq_calib_layer_hessian_bytes(const phiq_model *m);
 
 
 /* ---- a calibration session for convert --calib --------------------------------------- */
-/* Owns the source model and the tokenized text; Hessians are computed for
- * groups of consecutive layers whose Hessians fit in mem_budget bytes (at
- * least one layer), one forward pass over the text per group, so memory
- * stays bounded whatever the depth. */
+/* Owns the source model (opened lazily: only the layers being run are held
+ * converted) and the tokenized text; Hessians are computed for groups of
+ * consecutive layers whose Hessians fit in mem_budget bytes (at least one
+ * layer). Groups asked for in order share one forward pass: each resumes
+ * from the residual stream the previous one saved (in memory, 4 n_embd
+ * bytes per token), so memory stays bounded whatever the depth. */
 typedef struct phiq_calib_session phiq_calib_session;
 phiq_calib_session *phiq_calib_session_new(const char *model_path, const char *text_path, const phiq_calib_opts *o,
                                            uint64_t mem_budget);

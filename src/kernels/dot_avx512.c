@@ -687,11 +687,13 @@ static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t 
  * vpdpbusd then sum whole blocks per lane, and one convert + one multiply by
  * weight x activation scale + one fma serve 16 blocks (the Q8_0 gemm pays a
  * convert, a permute and an fma per 2 blocks); columns go 8 at a time, the
- * rest in one call of its own count. The activation is prepared in
+ * rest in one call of its own count, and long rows in passes of kg groups
+ * whose records stay in L1 across the row tile (partial sums added in out). The activation is prepared in
  * the same lane order, zero-padded to whole groups, so any block count runs
  * here without a vec_dot tail. */
 #define T16_BLOCK(L) (4 * ((L) % 4) + (L) / 4)
 #define T16_MAXC 8
+#define T16_L1 45056 /* bytes of column records a pass over the row tile keeps in L1 */
 
 /* A column's prepared group, T16_REC bytes: yq (8 registers of 64 bytes),
  * off (-offset x the block's activation sum), dy, ys (Q8_1 s); a column
@@ -741,7 +743,8 @@ static inline __m512i t16_load(const uint8_t *q, int bsz, int i, int cnt) {
  * ... of group 0; gs bytes per group); nc, bsz, has_m and lut are constants
  * at each call site, so the column loop unrolls. */
 static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, int bsz, int qoff, int has_m, int lut,
-                                                               const char *a, size_t gs, int nc, int64_t nb, float *res) {
+                                                               const char *a, size_t gs, int nc, int64_t nb, int64_t g0, int64_t g1,
+                                                               float *res) {
     const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
     const __m512i blk = _mm512_setr_epi32(T16_BLOCK(0), T16_BLOCK(1), T16_BLOCK(2), T16_BLOCK(3), T16_BLOCK(4),
                                           T16_BLOCK(5), T16_BLOCK(6), T16_BLOCK(7), T16_BLOCK(8), T16_BLOCK(9),
@@ -750,7 +753,7 @@ static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, 
     const __m512i idx = _mm512_mullo_epi32(blk, _mm512_set1_epi32(bsz));
     __m512 acc[T16_MAXC], accm[T16_MAXC];
     for (int j = 0; j < nc; j++) acc[j] = accm[j] = _mm512_setzero_ps();
-    for (int64_t g = 0; 16 * g < nb; g++) {
+    for (int64_t g = g0; g < g1; g++) {
         const int cnt = nb - 16 * g < 16 ? (int)(nb - 16 * g) : 16;
         const uint8_t *xg = x + 16 * g * bsz;
         pf(xg, 5);
@@ -807,16 +810,23 @@ static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, 
                 const int64_t left = j1 - j;
                 const int nc = left >= T16_MAXC ? T16_MAXC : (int)left;
                 const char *aj = buf + (size_t)(j - j0) * T16_REC;
-                for (int64_t r = r0; r < r1; r++) {
-                    const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                    float v[T16_MAXC];
-                    switch (nc) { /* one unrolled body per column count */
-#define T16_CASE(c) case c: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, c, nb, v); break;
-                        T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
-                        default: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, 1, nb, v);
+                const int64_t kg = T16_L1 / (nc * T16_REC); /* groups per pass: 8 at 8 columns */
+                for (int64_t g0 = 0; g0 < ng; g0 += kg) {
+                    const int64_t g1 = g0 + kg < ng ? g0 + kg : ng;
+                    for (int64_t r = r0; r < r1; r++) {
+                        const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
+                        float v[T16_MAXC];
+                        switch (nc) { /* one unrolled body per column count */
+#define T16_CASE(c) case c: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, c, nb, g0, g1, v); break;
+                            T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
+                            default: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, 1, nb, g0, g1, v);
 #undef T16_CASE
+                        }
+                        for (int c = 0; c < nc; c++) {
+                            float *o = &out[(size_t)(j + c) * ldo + r];
+                            *o = (g0 ? *o : 0) + v[c];
+                        }
                     }
-                    for (int c = 0; c < nc; c++) out[(size_t)(j + c) * ldo + r] = v[c];
                 }
                 j += nc;
             }

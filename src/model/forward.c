@@ -350,12 +350,15 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
         const int32_t id = b->ids[t];
         if (id < 0 || id >= hp->n_vocab)
             return phiq_fail(PHIQ_ERANGE, "token id %d out of range [0, %d)", id, hp->n_vocab);
+        if (ctx->fwd_x_in) continue; /* calibration resumes from a saved residual stream */
         rc = phiq_row_to_f32(m->tok_embd.type, (const uint8_t *)m->tok_embd.data + (size_t)id * m->tok_embd.row_bytes,
                                  ctx->x + (size_t)t * E, E);
         if (rc < 0) return rc;
         if (p3s && hp->emb_mult > 0)
             for (int i = 0; i < E; i++) ctx->x[(size_t)t * E + i] *= hp->emb_mult; /* muP embedding multiplier */
     }
+    if (ctx->fwd_x_in) memcpy(ctx->x, ctx->fwd_x_in, (size_t)n * E * sizeof(float));
+    const int l_end = ctx->fwd_l1 > 0 && ctx->fwd_l1 < hp->n_layer ? ctx->fwd_l1 : hp->n_layer;
     for (int t = 0; t < n; t++) {
         const float *factors = NULL;
         if (hp->n_rope_factors > 0) factors = b->long_f[t] ? hp->rope_long : hp->rope_short;
@@ -366,7 +369,7 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
                         hp->rope_theta, factors, b->long_f[t] ? hp->rope_attn_factor_long : hp->rope_attn_factor);
     }
 
-    for (int L = 0; L < hp->n_layer; L++) {
+    for (int L = ctx->fwd_l0; L < l_end; L++) {
         const phiq_layer *ly = &m->layers[L];
         for (int t = 0; t < n; t++) {
             float *h = ctx->h + (size_t)t * E;
@@ -426,7 +429,8 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
             for (size_t i = 0; i < (size_t)n * E; i++) ctx->x[i] += ctx->tmp[i];
         }
     }
-    if (!out || b->n_out <= 0) return 0;
+    if (ctx->fwd_x_out) memcpy(ctx->fwd_x_out, ctx->x, (size_t)n * E * sizeof(float));
+    if (!out || b->n_out <= 0 || l_end < hp->n_layer) return 0;
     /* the selected rows, normalized into consecutive rows of h (row k <=
      * out_rows[k], and h is free now), go through the output matrix together */
     for (int k = 0; k < b->n_out; k++) {

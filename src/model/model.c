@@ -38,6 +38,7 @@ typedef struct {
     phiq_model *m;
     const char *file;  /* for messages */
     int target;        /* HF: ggml type to hold matrices in */
+    bool lazy;         /* layer matrices stay in the file map (phiq_model_load_ex) */
 } phiq_loader;
 
 static void *phiq_model_own(phiq_model *m, void *p) {
@@ -248,6 +249,19 @@ static int phiq_load_mat(phiq_loader *ld, const char *name, int64_t n_in, int64_
     out->row_bytes = (size_t)rb;
     out->data = t.data;
     if (t.affine) return phiq_load_affine(ld, name, &t, out);
+    int layer = -1;
+    if (ld->lazy && sscanf(name, "blk.%d.", &layer) == 1 && (ld->m->hf || !ld->m->weights)) {
+        phiq_model *m = ld->m;
+        if (m->n_lazy == m->cap_lazy) {
+            int cap = m->cap_lazy ? 2 * m->cap_lazy : 64;
+            phiq_lazy_mat *l = realloc(m->lazy, (size_t)cap * sizeof *l);
+            if (!l) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", ld->file);
+            m->lazy = l;
+            m->cap_lazy = cap;
+        }
+        m->lazy[m->n_lazy++] = (phiq_lazy_mat){out, layer, *out, NULL};
+        return 1;
+    }
     if (ld->m->hf && t.type != ld->target) {
         int64_t trb = phiq_ggml_row_size(ld->target, n_in);
         if (trb <= 0)
@@ -705,12 +719,14 @@ static int phiq_weights_copy(phiq_model *m, const char *path, phiq_weights_mode 
     return 0;
 }
 
-phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
+phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) { return phiq_model_load_ex(path, p, false); }
+
+phiq_model *phiq_model_load_ex(const char *path, const phiq_model_params *p, bool lazy_layers) {
     if (!path) return phiq_fail_null(PHIQ_EINVAL, "model path is NULL");
     phiq_model *m = calloc(1, sizeof *m);
     if (!m) return phiq_fail_null(PHIQ_ENOMEM, "%s: out of memory", path);
     m->path = strdup(path);
-    phiq_loader ld = {m, path, PHIQ_GGML_TYPE_F16};
+    phiq_loader ld = {m, path, PHIQ_GGML_TYPE_F16, lazy_layers};
     int rc;
     if (phiq_dir_exists(path)) {
         const char *ty = p && p->type ? p->type : "f16";
@@ -720,6 +736,7 @@ phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
             return phiq_fail_null(PHIQ_EUNSUPPORTED, "%s: in-memory type '%s' is not supported for HF directories (f16, bf16, f32, q8_0, q4_k, ...)", path, ty);
         }
         ld.target = t;
+        m->lazy_target = t;
         m->hf = phiq_hf_open(path);
         if (!m->hf) {
             phiq_model_free(m);
@@ -733,7 +750,8 @@ phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
             return NULL;
         }
         if ((rc = phiq_hparams_from_gguf(m->gguf, &m->hp)) < 0 ||
-            (rc = phiq_weights_copy(m, path, p ? p->weights : PHIQ_WEIGHTS_AUTO, p ? p->n_threads : 0)) < 0) {
+            (rc = phiq_weights_copy(m, path, lazy_layers ? PHIQ_WEIGHTS_MMAP : p ? p->weights : PHIQ_WEIGHTS_AUTO,
+                                    p ? p->n_threads : 0)) < 0) {
             phiq_model_free(m);
             return NULL;
         }
@@ -748,8 +766,53 @@ phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) {
     return m;
 }
 
+/* Lazily held layer matrices: acquire converts those of layers [l0, l1)
+ * still in a file type other than the in-memory one (exactly as an eager
+ * load would) and returns their file pages; release frees the conversions
+ * and returns the pages of the matrices read in place. */
+int phiq_model_layers_acquire(phiq_model *m, int l0, int l1) {
+    for (int i = 0; i < m->n_lazy; i++) {
+        phiq_lazy_mat *z = &m->lazy[i];
+        if (z->layer < l0 || z->layer >= l1 || z->buf || !m->hf || z->src.type == m->lazy_target) continue;
+        const int64_t n_in = z->src.n_in, n_out = z->src.n_out, trb = phiq_ggml_row_size(m->lazy_target, n_in);
+        if (trb <= 0)
+            return phiq_fail(PHIQ_EUNSUPPORTED, "%s: rows of %lld cannot be stored as %s", m->path, (long long)n_in,
+                             phiq_ggml_type_name(m->lazy_target));
+        uint8_t *buf = malloc((size_t)trb * (size_t)n_out);
+        float *tmp = malloc((size_t)n_in * sizeof(float));
+        int rc = buf && tmp ? 0 : phiq_fail(PHIQ_ENOMEM, "%s: out of memory converting layer %d", m->path, z->layer);
+        for (int64_t r = 0; r < n_out && rc >= 0; r++)
+            rc = phiq_convert_row(z->src.type, (const uint8_t *)z->src.data + (size_t)r * z->src.row_bytes,
+                                  m->lazy_target, buf + (size_t)r * (size_t)trb, n_in, tmp);
+        free(tmp);
+        if (rc < 0) {
+            free(buf);
+            return rc;
+        }
+        phiq_release_pages(z->src.data, (uint64_t)z->src.row_bytes * (uint64_t)n_out);
+        z->buf = buf;
+        z->mat->data = buf;
+        z->mat->type = m->lazy_target;
+        z->mat->row_bytes = (size_t)trb;
+    }
+    return 0;
+}
+
+void phiq_model_layers_release(phiq_model *m, int l0, int l1) {
+    for (int i = 0; i < m->n_lazy; i++) {
+        phiq_lazy_mat *z = &m->lazy[i];
+        if (z->layer < l0 || z->layer >= l1) continue;
+        free(z->buf);
+        z->buf = NULL;
+        *z->mat = z->src;
+        phiq_release_pages(z->src.data, (uint64_t)z->src.row_bytes * (uint64_t)z->src.n_out);
+    }
+}
+
 void phiq_model_free(phiq_model *m) {
     if (!m) return;
+    for (int i = 0; i < m->n_lazy; i++) free(m->lazy[i].buf);
+    free(m->lazy);
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     phiq_huge_free(m->weights, m->weights_size);

@@ -39,6 +39,16 @@ typedef struct phiq_layer {
     phiq_mat *exp_down;             /* [n_expert]: F -> E */
 } phiq_layer;
 
+/* A layer matrix held lazily (phiq_model_load_ex with lazy_layers): *mat
+ * is src (in the file map, in the file's type) until
+ * phiq_model_layers_acquire points it at buf, a converted copy. */
+typedef struct phiq_lazy_mat {
+    phiq_mat *mat;
+    int layer;
+    phiq_mat src;
+    void *buf;
+} phiq_lazy_mat;
+
 struct phiq_model {
     char *path;
     phiq_hparams hp;
@@ -56,6 +66,9 @@ struct phiq_model {
     struct phiq_tokenizer *tok;      /* NULL when the file carries no vocabulary */
     void **owned;                    /* buffers freed with the model */
     int n_owned, cap_owned;
+    phiq_lazy_mat *lazy;             /* layer matrices held lazily, or NULL */
+    int n_lazy, cap_lazy;
+    int lazy_target;                 /* HF: the in-memory type they are converted to */
 };
 
 /* ---- KV cache (kv.c) --------------------------------------------------------- */
@@ -128,6 +141,14 @@ struct phiq_context {
      * float32 input rows before they are converted; NULL in normal use. */
     int (*mm_hook)(void *ud, const phiq_mat *w, const float *x, int64_t ldx, int T);
     void *mm_hook_ud;
+    /* Calibration's layer range: a forward batch runs layers [fwd_l0, fwd_l1)
+     * (fwd_l1 0 = all), starting from the residual stream fwd_x_in ([n][E])
+     * instead of the embeddings when it is set, saving the stream after its
+     * last layer to fwd_x_out when that is set; logits only when the range
+     * reaches the end. 0/NULL in normal use. */
+    int fwd_l0, fwd_l1;
+    const float *fwd_x_in;
+    float *fwd_x_out;
     /* [n_batch] each: the per-token description of one forward batch
      * (phiq_forward fills them for the context's own cache; seq.c for
      * several sequences) */
@@ -173,5 +194,14 @@ void phiq_mm_scratch_free(phiq_context *ctx);
 
 /* model.c */
 phiq_model *phiq_model_load(const char *path, const phiq_model_params *p);
+/* lazy_layers (calibration, src/convert/calib.c): the matrices of the layers
+ * stay in the file map in the file's type (GGUF: read in place) until
+ * phiq_model_layers_acquire(m, l0, l1) converts those of layers [l0, l1) to
+ * the in-memory type as an eager load would; phiq_model_layers_release
+ * frees the conversions and returns the layers' file pages, so memory holds
+ * the layers being evaluated, not the model. Other weights load as usual. */
+phiq_model *phiq_model_load_ex(const char *path, const phiq_model_params *p, bool lazy_layers);
+int phiq_model_layers_acquire(phiq_model *m, int l0, int l1);
+void phiq_model_layers_release(phiq_model *m, int l0, int l1);
 
 #endif

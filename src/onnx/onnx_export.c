@@ -1120,6 +1120,36 @@ int phiq_ox_lm_head(ox *x, const ox_rows *emb, const char *fo, const char *out) 
     return phiq_ox_matmul(x, "/lm_head", "lm_head", &head, fo, out);
 }
 
+/* The SkipSimplifiedLayerNormalization NAME of the layer whose node prefix
+ * is p (node p/NAME/SkipLayerNorm): residual + add normed with weights w,
+ * into p/NAME/output_0 (written into ln_out); the sum p/NAME/output_3
+ * becomes the residual (both 200 bytes). */
+static void ox_skip_norm(ox *x, const char *p, const char *name, char *residual, const char *add, const char *w,
+                         char *ln_out) {
+    char ln[200], res_out[200];
+    snprintf(ln, sizeof ln, "%s/%s/SkipLayerNorm", p, name);
+    snprintf(ln_out, 200, "%s/%s/output_0", p, name);
+    snprintf(res_out, sizeof res_out, "%s/%s/output_3", p, name);
+    Onnx__NodeProto *n = phiq_og_node(&x->g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln,
+                                      IN(residual, add, w), IN(ln_out, "", "", res_out));
+    phiq_og_attr_f(&x->g, n, "epsilon", x->hp->norm_eps);
+    snprintf(residual, 200, "%s", res_out);
+}
+
+/* Projection SUB ("attn/qkv_proj", "mlp/down_proj", ...) of the layer whose
+ * node prefix is p and weight prefix wp: phiq_ox_matmul as node p/SUB on the
+ * weights wp.SUB (with dots), its output p/SUB/MatMul/output_0 written into
+ * out (200 bytes). */
+static int ox_proj(ox *x, const char *p, const char *wp, const char *sub, const ox_rows *r, const char *in, char *out) {
+    char nm[200], w[160];
+    snprintf(out, 200, "%s/%s/MatMul/output_0", p, sub);
+    snprintf(nm, sizeof nm, "%s/%s", p, sub);
+    snprintf(w, sizeof w, "%s.%s", wp, sub);
+    for (char *c = w + strlen(wp); *c; c++)
+        if (*c == '/') *c = '.';
+    return phiq_ox_matmul(x, nm, w, r, in, out);
+}
+
 static int ox_build(ox *x) {
     const phiq_hparams *hp = x->hp;
     phiq_og *g = &x->g;
@@ -1139,7 +1169,7 @@ static int ox_build(ox *x) {
     for (int i = 0; i < hp->n_layer; i++) {
         ox_layer L;
         if ((rc = ox_layer_rows(x->hf, hp, i, &L))) return rc;
-        char p[96], wp[96], nm[200], ln[200], ln_out[200], res_out[200], w[160];
+        char p[96], wp[96], nm[200], ln_out[200], w[160];
         snprintf(p, sizeof p, "/model/layers.%d", i);
         snprintf(wp, sizeof wp, "model.layers.%d", i);
 
@@ -1150,47 +1180,24 @@ static int ox_build(ox *x) {
         if (i == 0) {
             phiq_ox_first_norm(x, residual, w, NULL, ln_out);
         } else {
-            snprintf(ln, sizeof ln, "%s/input_layernorm/SkipLayerNorm", p);
-            snprintf(res_out, sizeof res_out, "%s/input_layernorm/output_3", p);
-            n = phiq_og_node(g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln, IN(residual, down_prev, w),
-                             IN(ln_out, "", "", res_out));
-            phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
-            snprintf(residual, sizeof residual, "%s", res_out);
+            ox_skip_norm(x, p, "input_layernorm", residual, down_prev, w, ln_out);
         }
 
         /* attention */
         char qkv[200], attn[200], o[200];
-        snprintf(qkv, sizeof qkv, "%s/attn/qkv_proj/MatMul/output_0", p);
-        snprintf(nm, sizeof nm, "%s/attn/qkv_proj", p);
-        snprintf(w, sizeof w, "%s.attn.qkv_proj", wp);
-        if ((rc = phiq_ox_matmul(x, nm, w, &L.qkv, ln_out, qkv))) return rc;
+        if ((rc = ox_proj(x, p, wp, "attn/qkv_proj", &L.qkv, ln_out, qkv))) return rc;
         phiq_ox_attention(x, i, false, (float)(1.0 / sqrt((double)hd)), qkv, attn);
-        snprintf(o, sizeof o, "%s/attn/o_proj/MatMul/output_0", p);
-        snprintf(nm, sizeof nm, "%s/attn/o_proj", p);
-        snprintf(w, sizeof w, "%s.attn.o_proj", wp);
-        if ((rc = phiq_ox_matmul(x, nm, w, &L.o, attn, o))) return rc;
+        if ((rc = ox_proj(x, p, wp, "attn/o_proj", &L.o, attn, o))) return rc;
 
         /* post_attention_layernorm */
         snprintf(w, sizeof w, "model.layers.%d.post_attention_layernorm.weight", i);
         if ((rc = phiq_ox_vector(x, w, w, hp->n_embd))) return rc;
-        snprintf(ln, sizeof ln, "%s/post_attention_layernorm/SkipLayerNorm", p);
-        snprintf(ln_out, sizeof ln_out, "%s/post_attention_layernorm/output_0", p);
-        snprintf(res_out, sizeof res_out, "%s/post_attention_layernorm/output_3", p);
-        n = phiq_og_node(g, "SkipSimplifiedLayerNormalization", "com.microsoft", ln, IN(residual, o, w),
-                         IN(ln_out, "", "", res_out));
-        phiq_og_attr_f(g, n, "epsilon", hp->norm_eps);
-        snprintf(residual, sizeof residual, "%s", res_out);
+        ox_skip_norm(x, p, "post_attention_layernorm", residual, o, w, ln_out);
 
         /* MLP: silu(gate) * up -> down */
         char gate[200], up[200], sg[200], act[200], h[200];
-        snprintf(gate, sizeof gate, "%s/mlp/gate_proj/MatMul/output_0", p);
-        snprintf(up, sizeof up, "%s/mlp/up_proj/MatMul/output_0", p);
-        snprintf(nm, sizeof nm, "%s/mlp/gate_proj", p);
-        snprintf(w, sizeof w, "%s.mlp.gate_proj", wp);
-        if ((rc = phiq_ox_matmul(x, nm, w, &L.gate, ln_out, gate))) return rc;
-        snprintf(nm, sizeof nm, "%s/mlp/up_proj", p);
-        snprintf(w, sizeof w, "%s.mlp.up_proj", wp);
-        if ((rc = phiq_ox_matmul(x, nm, w, &L.up, ln_out, up))) return rc;
+        if ((rc = ox_proj(x, p, wp, "mlp/gate_proj", &L.gate, ln_out, gate))) return rc;
+        if ((rc = ox_proj(x, p, wp, "mlp/up_proj", &L.up, ln_out, up))) return rc;
         snprintf(sg, sizeof sg, "%s/mlp/act_fn/Sigmoid/output_0", p);
         snprintf(act, sizeof act, "%s/mlp/act_fn/Mul/output_0", p);
         snprintf(h, sizeof h, "%s/mlp/Mul/output_0", p);
@@ -1200,10 +1207,7 @@ static int ox_build(ox *x) {
         phiq_og_node(g, "Mul", "", nm, IN(gate, sg), IN(act));
         snprintf(nm, sizeof nm, "%s/mlp/Mul", p);
         phiq_og_node(g, "Mul", "", nm, IN(act, up), IN(h));
-        snprintf(down_prev, sizeof down_prev, "%s/mlp/down_proj/MatMul/output_0", p);
-        snprintf(nm, sizeof nm, "%s/mlp/down_proj", p);
-        snprintf(w, sizeof w, "%s.mlp.down_proj", wp);
-        if ((rc = phiq_ox_matmul(x, nm, w, &L.down, h, down_prev))) return rc;
+        if ((rc = ox_proj(x, p, wp, "mlp/down_proj", &L.down, h, down_prev))) return rc;
     }
 
     /* final norm + lm_head */

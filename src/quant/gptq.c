@@ -8,6 +8,7 @@
  * once for all of the tile's rows. */
 #include <math.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,9 +21,62 @@
 
 #define TILE 16
 
+/* The AVX-512 forms of the loops below (gptq_avx512.c, the same bits). */
+static bool gptq_avx512(void) {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+#else
+    return false;
+#endif
+}
+
+/* Cholesky a = L Lᵀ (lower, in place), column by column; -1 - j at the
+ * first non-positive pivot j. gptq_avx512.c's is the same arithmetic. */
+int phiq_gptq_chol_ref(double *a, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        double d = a[j * n + j];
+        for (int64_t k = 0; k < j; k++) d -= a[j * n + k] * a[j * n + k];
+        if (!(d > 0)) return (int)(-1 - j);
+        d = sqrt(d);
+        a[j * n + j] = d;
+        for (int64_t i = j + 1; i < n; i++) {
+            double s = a[i * n + j];
+            const double *ri = a + i * n, *rj = a + j * n;
+            for (int64_t k = 0; k < j; k++) s -= ri[k] * rj[k];
+            a[i * n + j] = s / d;
+        }
+    }
+    return 0;
+}
+
+/* M = L⁻¹ in place of the Cholesky factor, row by row so that every inner
+ * loop runs along contiguous rows: Lᵀ is parked in the upper triangle
+ * (L[i][k] at a[k][i]) and the diagonal aside (diag), then
+ * M[i][0..i) = -(Σ_k<i L[i][k] M[k][0..k]) / L[i][i], M[i][i] = 1 / L[i][i]. */
+void phiq_gptq_park(double *a, double *diag, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        diag[i] = a[i * n + i];
+        for (int64_t k = 0; k < i; k++) a[k * n + i] = a[i * n + k];
+    }
+}
+
+void phiq_gptq_trinv_ref(double *a, const double *diag, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        double *mi = a + i * n;
+        for (int64_t j = 0; j < i; j++) mi[j] = 0;
+        for (int64_t k = 0; k < i; k++) {
+            const double l = a[k * n + i], *mk = a + k * n;
+            for (int64_t j = 0; j <= k; j++) mi[j] += l * mk[j];
+        }
+        const double inv = 1.0 / diag[i];
+        for (int64_t j = 0; j < i; j++) mi[j] *= -inv;
+        mi[i] = inv;
+    }
+}
+
 /* U (float, [n][n], upper) from H with rows and columns in the order perm
  * (the sweep's); dead columns (zero diagonal) get 1. */
-static int inverse_chol_upper(const float *H, const int64_t *perm, int64_t n, float damp, float *U) {
+static int inverse_chol_upper(const float *H, const int64_t *perm, int64_t n, float damp, float *U, int n_threads) {
     double *a = malloc(sizeof(double) * (size_t)(n * n));
     if (!a) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory for a %lld x %lld Hessian", (long long)n, (long long)n);
     double mean = 0;
@@ -40,47 +94,34 @@ static int inverse_chol_upper(const float *H, const int64_t *perm, int64_t n, fl
         a[i * n + i] += lambda;
     }
     /* Cholesky a = L Lᵀ (lower, in place) */
-    for (int64_t j = 0; j < n; j++) {
-        double d = a[j * n + j];
-        for (int64_t k = 0; k < j; k++) d -= a[j * n + k] * a[j * n + k];
-        if (!(d > 0)) {
-            free(a);
-            return phiq_fail(PHIQ_EINVAL, "gptq: Hessian not positive definite (raise --damp)");
-        }
-        d = sqrt(d);
-        a[j * n + j] = d;
-        for (int64_t i = j + 1; i < n; i++) {
-            double s = a[i * n + j];
-            const double *ri = a + i * n, *rj = a + j * n;
-            for (int64_t k = 0; k < j; k++) s -= ri[k] * rj[k];
-            a[i * n + j] = s / d;
-        }
-    }
-    /* R[i][j] = L[n-1-i][n-1-j] (upper); U = R⁻¹ (upper). Invert L (lower)
-     * in place as M = L⁻¹, then U[i][j] = M[n-1-i][n-1-j]. Row by row so
-     * that every inner loop runs along contiguous rows: Lᵀ is parked in the
-     * upper triangle (L[i][k] at a[k][i]) and the diagonal aside, then
-     * M[i][0..i) = -(Σ_k<i L[i][k] M[k][0..k]) / L[i][i], M[i][i] = 1 / L[i][i]. */
+    const bool fast = gptq_avx512();
+    double *pt = fast ? malloc(sizeof(double) * (size_t)(64 * n)) : NULL;
     double *diag = malloc(sizeof(double) * (size_t)n);
-    if (!diag) {
+    if ((fast && !pt) || !diag) {
+        free(pt);
+        free(diag);
         free(a);
         return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
     }
-    for (int64_t i = 0; i < n; i++) {
-        diag[i] = a[i * n + i];
-        for (int64_t k = 0; k < i; k++) a[k * n + i] = a[i * n + k];
+#if defined(__x86_64__)
+    int bad = fast ? phiq_gptq_chol_avx512(a, n, pt, n_threads) : phiq_gptq_chol_ref(a, n);
+#else
+    int bad = phiq_gptq_chol_ref(a, n);
+#endif
+    free(pt);
+    if (bad < 0) {
+        free(diag);
+        free(a);
+        return phiq_fail(PHIQ_EINVAL, "gptq: Hessian not positive definite (raise --damp)");
     }
-    for (int64_t i = 0; i < n; i++) {
-        double *mi = a + i * n;
-        for (int64_t j = 0; j < i; j++) mi[j] = 0;
-        for (int64_t k = 0; k < i; k++) {
-            const double l = a[k * n + i], *mk = a + k * n;
-            for (int64_t j = 0; j <= k; j++) mi[j] += l * mk[j];
-        }
-        const double inv = 1.0 / diag[i];
-        for (int64_t j = 0; j < i; j++) mi[j] *= -inv;
-        mi[i] = inv;
-    }
+    /* R[i][j] = L[n-1-i][n-1-j] (upper); U = R⁻¹ (upper). Invert L (lower)
+     * in place as M = L⁻¹, then U[i][j] = M[n-1-i][n-1-j]. */
+    phiq_gptq_park(a, diag, n);
+#if defined(__x86_64__)
+    if (fast) phiq_gptq_trinv_avx512(a, diag, n, n_threads);
+    else
+#endif
+        phiq_gptq_trinv_ref(a, diag, n);
     free(diag);
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) U[i * n + j] = j >= i ? (float)a[(n - 1 - i) * n + (n - 1 - j)] : 0.0f;
@@ -279,18 +320,6 @@ static float mlx_round(const phiq_gptq_grid *gg, int64_t r, int64_t c, float x) 
 }
 
 /* ---- the sweep ------------------------------------------------------------------ */
-/* Runs fn(arg) on n_threads threads (the caller's one included). */
-static void run_threads(void *(*fn)(void *), void *arg, int n_threads) {
-    if (n_threads < 1) n_threads = 1;
-    if (n_threads > 64) n_threads = 64;
-    pthread_t th[64];
-    int started = 0;
-    for (int i = 1; i < n_threads; i++, started++)
-        if (pthread_create(&th[i - 1], NULL, fn, arg) != 0) break;
-    fn(arg);
-    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
-}
-
 /* The sweep runs in a permuted column order (act-order): perm[k] is the
  * column swept k-th. Each run of bs sweep positions holds one whole block,
  * so a block's parameters are fitted once, on the error-updated weights of
@@ -304,6 +333,7 @@ typedef struct gjob {
     int64_t next; /* next tile (under mu) */
     pthread_mutex_t mu;
     int rc;
+    bool fast;    /* gptq_avx512() */
 } gjob;
 
 static void *gptq_worker(void *arg) {
@@ -353,6 +383,12 @@ static void *gptq_worker(void *arg) {
                 for (int64_t r = 0; r < nr; r++) {
                     float *row = j->w + (r0 + r) * n;
                     const float e = err[r];
+#if defined(__x86_64__)
+                    if (j->fast) {
+                        phiq_gptq_axpy_avx512(row + c + 1, u + c + 1, e, n - c - 1);
+                        continue;
+                    }
+#endif
                     for (int64_t k = c + 1; k < n; k++) row[k] -= e * u[k];
                 }
             }
@@ -415,7 +451,7 @@ static int gptq_sweep(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t 
     if (rc == 0) {
         for (int64_t i = 0; i < n; i++) imat[i] = H[i * n + i] > 0 ? H[i * n + i] : 1e-12f;
         sweep_order(imat, n, g->bs, act_order, perm);
-        rc = inverse_chol_upper(H, perm, n, damp, U);
+        rc = inverse_chol_upper(H, perm, n, damp, U, n_threads);
     }
     if (rc == 0) {
         for (int64_t r = 0; r < nrows; r++) {
@@ -423,9 +459,16 @@ static int gptq_sweep(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t 
             memcpy(tmp, row, sizeof(float) * (size_t)n);
             for (int64_t k = 0; k < n; k++) row[k] = tmp[perm[k]];
         }
-        gjob j = {.g = g, .w = w, .nrows = nrows, .ncols = n, .U = U, .imat = imat, .perm = perm};
+        gjob j = {.g = g, .w = w, .nrows = nrows, .ncols = n, .U = U, .imat = imat, .perm = perm, .fast = gptq_avx512()};
         pthread_mutex_init(&j.mu, NULL);
-        run_threads(gptq_worker, &j, n_threads);
+        if (n_threads < 1) n_threads = 1;
+        if (n_threads > 64) n_threads = 64;
+        pthread_t th[64];
+        int started = 0;
+        for (int i = 1; i < n_threads; i++, started++)
+            if (pthread_create(&th[i - 1], NULL, gptq_worker, &j) != 0) break;
+        gptq_worker(&j);
+        for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
         pthread_mutex_destroy(&j.mu);
         rc = j.rc;
     }

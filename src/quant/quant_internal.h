@@ -156,4 +156,16 @@ void phiq_dequantize_row_q5_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q6_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q8_K(const void *x, float *y, int64_t n);
 
+/* gptq_avx512.c (x86-64, AVX-512F/DQ): gptq.c's Cholesky (a = L Lᵀ in place,
+ * lower; pt holds 64 n doubles; returns -1 - j at a non-positive pivot j),
+ * its row inversion of L (Lᵀ parked above the diagonal, the diagonal in
+ * diag) and the sweep's row update row[k] -= e u[k], bit for bit. */
+int phiq_gptq_chol_avx512(double *a, int64_t n, double *pt, int n_threads);
+/* gptq.c: the reference forms (L parked for trinv as gptq.c's park_lt does) */
+int phiq_gptq_chol_ref(double *a, int64_t n);
+void phiq_gptq_park(double *a, double *diag, int64_t n);
+void phiq_gptq_trinv_ref(double *a, const double *diag, int64_t n);
+void phiq_gptq_trinv_avx512(double *a, const double *diag, int64_t n, int n_threads);
+void phiq_gptq_axpy_avx512(float *row, const float *u, float e, int64_t n);
+
 #endif

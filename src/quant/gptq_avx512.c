@@ -1,0 +1,212 @@
+/* gptq_avx512.c — GPTQ's dense linear algebra with AVX-512 (gptq.c): the
+ * Cholesky factorization and the triangular inverse of the damped Hessian
+ * (double) and the sweep's row update (float), each bit for bit the scalar
+ * loops of gptq.c: every entry sees the same rounded products and sums in
+ * the same order (only entries are computed side by side, and partial sums
+ * parked in memory between blocks, which is exact). Compiled with
+ * -ffp-contract=off (CMakeLists.txt): a fused multiply-add would change
+ * the bytes. Blocked so that 8192 x 8192 takes seconds, not minutes. */
+#include <immintrin.h>
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "quant/quant_internal.h"
+
+#define CHOL_P 64 /* panel width */
+
+/* fn(arg, t, nt) for t < nt on nt threads (the caller is thread 0) */
+typedef struct par_job {
+    void (*fn)(void *, int, int);
+    void *arg;
+    int t, nt;
+} par_job;
+
+static void *par_main(void *p) {
+    par_job *j = p;
+    j->fn(j->arg, j->t, j->nt);
+    return NULL;
+}
+
+static void par(int nt, void (*fn)(void *, int, int), void *arg) {
+    pthread_t th[16];
+    par_job jobs[16];
+    if (nt > 16) nt = 16;
+    if (nt < 1) nt = 1;
+    int started = 0;
+    for (int t = 1; t < nt; t++) {
+        jobs[t] = (par_job){fn, arg, t, nt};
+        if (pthread_create(&th[t], NULL, par_main, &jobs[t]) != 0) break;
+        started = t;
+    }
+    /* threads that did not start: their share runs here */
+    for (int t = started + 1; t < nt; t++) fn(arg, t, nt);
+    fn(arg, 0, nt);
+    for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
+}
+
+static inline __mmask8 lanes_below(int64_t m) { return m >= 8 ? (__mmask8)0xFF : m <= 0 ? 0 : (__mmask8)((1u << m) - 1); }
+
+/* gptq.c's column Cholesky: for j, d = a[j][j] - sum_k<j L[j][k]^2 (k in
+ * order), L[j][j] = sqrt d, L[i][j] = (a[i][j] - sum_k<j L[i][k] L[j][k]) / d.
+ * Here by panels of 64 columns: the panel's columns transposed into pt
+ * (pt[p][i] = a[i][k0 + p]) and finished for every row with the terms of
+ * k in the panel, then the terms of the panel subtracted from the rest of
+ * the lower triangle, in k order. Entries above the diagonal get garbage
+ * (the caller never reads them). */
+typedef struct chol_upd {
+    double *a;
+    const double *pt;
+    int64_t n, k1, pw;
+} chol_upd;
+
+/* Columns in strips of 16, strip s to thread s % nt; down each strip,
+ * 4 rows at a time, the panel's 64 terms in order (the strip's panel
+ * values stay in L1; row i's are a[i][k0..k0+64), contiguous). */
+static void chol_update(void *arg, int t, int nt) {
+    const chol_upd *u = arg;
+    const int64_t n = u->n, k1 = u->k1, k0 = k1 - u->pw;
+    const double *pt = u->pt;
+    for (int64_t j = k1 + 16 * t; j < n; j += 16 * nt) {
+        const __mmask8 m0 = lanes_below(n - j), m1 = lanes_below(n - j - 8);
+        for (int64_t i = j; i < n; i += 4) {
+            const int nr = n - i < 4 ? (int)(n - i) : 4;
+            __m512d s0[4], s1[4];
+            for (int r = 0; r < nr; r++) {
+                s0[r] = _mm512_maskz_loadu_pd(m0, u->a + (i + r) * n + j);
+                s1[r] = _mm512_maskz_loadu_pd(m1, u->a + (i + r) * n + j + 8);
+            }
+            for (int64_t p = 0; p < u->pw; p++) {
+                const __m512d y0 = _mm512_maskz_loadu_pd(m0, pt + p * n + j), y1 = _mm512_maskz_loadu_pd(m1, pt + p * n + j + 8);
+                for (int r = 0; r < nr; r++) {
+                    const __m512d l = _mm512_set1_pd(u->a[(i + r) * n + k0 + p]);
+                    s0[r] = _mm512_sub_pd(s0[r], _mm512_mul_pd(l, y0));
+                    s1[r] = _mm512_sub_pd(s1[r], _mm512_mul_pd(l, y1));
+                }
+            }
+            for (int r = 0; r < nr; r++) {
+                _mm512_mask_storeu_pd(u->a + (i + r) * n + j, m0, s0[r]);
+                _mm512_mask_storeu_pd(u->a + (i + r) * n + j + 8, m1, s1[r]);
+            }
+        }
+    }
+}
+
+int phiq_gptq_chol_avx512(double *a, int64_t n, double *pt, int nt) {
+    for (int64_t k0 = 0; k0 < n; k0 += CHOL_P) {
+        const int64_t pw = n - k0 < CHOL_P ? n - k0 : CHOL_P;
+        for (int64_t i = k0; i < n; i++)
+            for (int64_t p = 0; p < pw; p++) pt[p * n + i] = a[i * n + k0 + p];
+        for (int64_t p = 0; p < pw; p++) {
+            const int64_t j = k0 + p;
+            double d = pt[p * n + j];
+            for (int64_t q = 0; q < p; q++) d -= pt[q * n + j] * pt[q * n + j];
+            if (!(d > 0)) return (int)(-1 - j);
+            d = sqrt(d);
+            pt[p * n + j] = d;
+            const __m512d vd = _mm512_set1_pd(d);
+            for (int64_t i = j + 1; i < n; i += 8) {
+                const __mmask8 m = lanes_below(n - i);
+                __m512d s = _mm512_maskz_loadu_pd(m, pt + p * n + i);
+                for (int64_t q = 0; q < p; q++)
+                    s = _mm512_sub_pd(s, _mm512_mul_pd(_mm512_maskz_loadu_pd(m, pt + q * n + i), _mm512_set1_pd(pt[q * n + j])));
+                _mm512_mask_storeu_pd(pt + p * n + i, m, _mm512_div_pd(s, vd));
+            }
+        }
+        for (int64_t i = k0; i < n; i++)
+            for (int64_t p = 0; p < pw && k0 + p <= i; p++) a[i * n + k0 + p] = pt[p * n + i];
+        /* trailing update: rows i >= k1, columns k1 <= j <= i (rounded up to 16) */
+        chol_upd u = {a, pt, n, k0 + pw, pw};
+        par(n - u.k1 >= 256 ? nt : 1, chol_update, &u);
+    }
+    return 0;
+}
+
+#define INV_RB 64 /* rows per block */
+
+/* gptq.c's row inversion M = L^-1 (L^T parked above the diagonal, the
+ * diagonal in diag): row i is sum over k < i, in order, of L[i][k] * M[k][0..k],
+ * then scaled by -1/L[i][i]. A block of 64 rows takes the terms of every
+ * k before the block together (8 rows x 16 columns in registers, the
+ * column strip of M in cache), then each row the terms of the block's
+ * earlier rows, in order, and is scaled. */
+typedef struct inv_blk {
+    double *a;
+    int64_t n, i0, rb;
+} inv_blk;
+
+#define INV_KC 256 /* terms per pass over a strip (its M values stay in L1) */
+
+/* The terms k < i0 of rows [i0, i0 + rb): strips of 16 columns, strip s
+ * to thread s % nt; the terms in blocks of INV_KC, in order, the partial
+ * sums parked in the rows between blocks (8 rows x 16 columns in
+ * registers within one). */
+static void inv_terms(void *arg, int t, int nt) {
+    const inv_blk *b = arg;
+    double *a = b->a;
+    const int64_t n = b->n, i0 = b->i0, rb = b->rb;
+    for (int64_t js = 16 * t; js < i0; js += 16 * nt) {
+        const __mmask8 st0 = lanes_below(i0 - js), st1 = lanes_below(i0 - js - 8);
+        for (int64_t kb = js; kb < i0; kb += INV_KC) {
+            const int64_t ke = kb + INV_KC < i0 ? kb + INV_KC : i0;
+            for (int64_t r0 = 0; r0 < rb; r0 += 8) {
+                const int nr = rb - r0 < 8 ? (int)(rb - r0) : 8;
+                __m512d acc0[8], acc1[8];
+                for (int r = 0; r < nr; r++) {
+                    double *mi = a + (i0 + r0 + r) * n + js;
+                    acc0[r] = _mm512_maskz_loadu_pd(st0, mi);
+                    acc1[r] = _mm512_maskz_loadu_pd(st1, mi + 8);
+                }
+                for (int64_t k = kb; k < ke; k++) {
+                    const double *mk = a + k * n + js, *lk = a + k * n + i0 + r0;
+                    const __mmask8 m0 = lanes_below(k - js + 1), m1 = lanes_below(k - js - 7);
+                    const __m512d x0 = _mm512_maskz_loadu_pd(m0, mk), x1 = _mm512_maskz_loadu_pd(m1, mk + 8);
+                    for (int r = 0; r < nr; r++) {
+                        const __m512d l = _mm512_set1_pd(lk[r]);
+                        acc0[r] = _mm512_mask_add_pd(acc0[r], m0, acc0[r], _mm512_mul_pd(l, x0));
+                        acc1[r] = _mm512_mask_add_pd(acc1[r], m1, acc1[r], _mm512_mul_pd(l, x1));
+                    }
+                }
+                for (int r = 0; r < nr; r++) {
+                    double *mi = a + (i0 + r0 + r) * n + js;
+                    _mm512_mask_storeu_pd(mi, st0, acc0[r]);
+                    _mm512_mask_storeu_pd(mi + 8, st1, acc1[r]);
+                }
+            }
+        }
+    }
+}
+
+void phiq_gptq_trinv_avx512(double *a, const double *diag, int64_t n, int nt) {
+    for (int64_t i0 = 0; i0 < n; i0 += INV_RB) {
+        const int64_t rb = n - i0 < INV_RB ? n - i0 : INV_RB;
+        for (int64_t r = 0; r < rb; r++) memset(a + (i0 + r) * n, 0, sizeof(double) * (size_t)(i0 + r));
+        inv_blk ib = {a, n, i0, rb};
+        par(i0 >= 256 ? nt : 1, inv_terms, &ib);
+        for (int64_t r = 0; r < rb; r++) {
+            const int64_t i = i0 + r;
+            double *mi = a + i * n;
+            for (int64_t k = i0; k < i; k++) {
+                const double l = a[k * n + i], *mk = a + k * n;
+                const __m512d vl = _mm512_set1_pd(l);
+                for (int64_t j = 0; j <= k; j += 8) {
+                    const __mmask8 m = lanes_below(k + 1 - j);
+                    const __m512d y = _mm512_maskz_loadu_pd(m, mi + j);
+                    _mm512_mask_storeu_pd(mi + j, m, _mm512_add_pd(y, _mm512_mul_pd(vl, _mm512_maskz_loadu_pd(m, mk + j))));
+                }
+            }
+            const double inv = 1.0 / diag[i];
+            for (int64_t j = 0; j < i; j++) mi[j] *= -inv;
+            mi[i] = inv;
+        }
+    }
+}
+
+/* row[k] -= e * u[k], k < n (the sweep's update of one row) */
+void phiq_gptq_axpy_avx512(float *row, const float *u, float e, int64_t n) {
+    const __m512 ve = _mm512_set1_ps(e);
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        _mm512_storeu_ps(row + k, _mm512_sub_ps(_mm512_loadu_ps(row + k), _mm512_mul_ps(ve, _mm512_loadu_ps(u + k))));
+    for (; k < n; k++) row[k] -= e * u[k];
+}

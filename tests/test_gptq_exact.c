@@ -1,0 +1,111 @@
+/* test_gptq_exact.c — the AVX-512 forms of calibration's dense linear
+ * algebra give the same bits as the scalar loops they replace, so a
+ * calibrated file does not depend on the CPU's vector width:
+ * 1. the Gram kernel (kernels/gram_avx512.c) against phiq_dot_f32 per entry,
+ * 2. the blocked Cholesky and triangular inverse (quant/gptq_avx512.c)
+ *    against gptq.c's column and row loops, and the sweep's row update,
+ * on sizes that leave tails in every blocking (odd n, T not a multiple
+ * of 8). Skipped (77) on CPUs without AVX-512. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+#include "quant/quant_internal.h"
+
+#if defined(__x86_64__)
+static uint32_t rng = 777;
+static double drand(void) {
+    rng = rng * 1664525u + 1013904223u;
+    return (double)(rng >> 8) / 16777216.0 - 0.5;
+}
+
+static void test_gram_exact(void **state) {
+    (void)state;
+    const int64_t ns[] = {1, 7, 37, 64, 131, 200}, Ts[] = {16, 37, 64, 100};
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (size_t b = 0; b < sizeof Ts / sizeof *Ts; b++) {
+            const int64_t n = ns[a], n8 = (n + 7) / 8 * 8, T = Ts[b];
+            float *xt = calloc((size_t)(n8 * T), sizeof(float)), *h0 = calloc((size_t)(n * n), sizeof(float)),
+                  *h1 = calloc((size_t)(n * n), sizeof(float));
+            for (int64_t i = 0; i < n * T; i++) xt[i] = (float)drand() * (i % 5 == 0 ? 100.0f : 1.0f);
+            for (int rep = 0; rep < 2; rep++) { /* accumulates like a second chunk */
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t j = i; j < n; j++) h0[i * n + j] += phiq_dot_f32(xt + i * T, xt + j * T, T);
+                for (int64_t j0 = 0; j0 < n; j0 += 64) phiq_gram_upper_avx512(h1, n, xt, T, j0, j0 + 64);
+            }
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = i; j < n; j++) assert_memory_equal(&h0[i * n + j], &h1[i * n + j], sizeof(float));
+            free(xt);
+            free(h0);
+            free(h1);
+        }
+}
+
+static void test_cholesky_inverse_exact(void **state) {
+    (void)state;
+    const int64_t ns[] = {1, 2, 7, 63, 64, 65, 130, 201, 600};
+    for (size_t z = 0; z < sizeof ns / sizeof *ns; z++) {
+        const int64_t n = ns[z], k = n + 3;
+        double *b = malloc(sizeof(double) * (size_t)(n * k)), *a0 = malloc(sizeof(double) * (size_t)(n * n)),
+               *a1 = malloc(sizeof(double) * (size_t)(n * n)), *pt = malloc(sizeof(double) * (size_t)(64 * n)),
+               *d0 = malloc(sizeof(double) * (size_t)n), *d1 = malloc(sizeof(double) * (size_t)n);
+        for (int64_t i = 0; i < n * k; i++) b[i] = drand();
+        for (int64_t i = 0; i < n; i++) /* B Bᵀ + small ridge: well inside positive definite */
+            for (int64_t j = 0; j < n; j++) {
+                double s = i == j ? 0.01 : 0.0;
+                for (int64_t q = 0; q < k; q++) s += b[i * k + q] * b[j * k + q];
+                a0[i * n + j] = s;
+            }
+        memcpy(a1, a0, sizeof(double) * (size_t)(n * n));
+        assert_int_equal(phiq_gptq_chol_ref(a0, n), 0);
+        assert_int_equal(phiq_gptq_chol_avx512(a1, n, pt, 2), 0);
+        for (int64_t i = 0; i < n; i++) assert_memory_equal(a0 + i * n, a1 + i * n, sizeof(double) * (size_t)(i + 1));
+        memcpy(a1, a0, sizeof(double) * (size_t)(n * n));
+        phiq_gptq_park(a0, d0, n);
+        phiq_gptq_park(a1, d1, n);
+        phiq_gptq_trinv_ref(a0, d0, n);
+        phiq_gptq_trinv_avx512(a1, d1, n, 2);
+        for (int64_t i = 0; i < n; i++) assert_memory_equal(a0 + i * n, a1 + i * n, sizeof(double) * (size_t)(i + 1));
+        /* a non-positive pivot is reported at the same column */
+        for (int64_t i = 0; i < n * n; i++) a0[i] = a1[i] = 0;
+        for (int64_t i = 0; i < n; i++) a0[i * n + i] = a1[i * n + i] = i == n / 2 ? -1.0 : 1.0;
+        assert_int_equal(phiq_gptq_chol_ref(a0, n), phiq_gptq_chol_avx512(a1, n, pt, 2));
+        free(b);
+        free(a0);
+        free(a1);
+        free(pt);
+        free(d0);
+        free(d1);
+    }
+}
+
+static void test_row_update_exact(void **state) {
+    (void)state;
+    float r0[77], r1[77], u[77];
+    for (int i = 0; i < 77; i++) r0[i] = r1[i] = (float)drand(), u[i] = (float)drand();
+    for (int64_t c = 0; c < 77; c++) {
+        const float e = (float)drand();
+        for (int64_t k = c + 1; k < 77; k++) r0[k] -= e * u[k];
+        phiq_gptq_axpy_avx512(r1 + c + 1, u + c + 1, e, 77 - c - 1);
+    }
+    assert_memory_equal(r0, r1, sizeof r0);
+}
+
+#endif
+
+int main(void) {
+#if defined(__x86_64__)
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) return 77;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gram_exact),
+        cmocka_unit_test(test_cholesky_inverse_exact),
+        cmocka_unit_test(test_row_update_exact),
+    };
+    return tu_run_group(tests, NULL, NULL);
+#else
+    return 77;
+#endif
+}
