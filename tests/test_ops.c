@@ -13,6 +13,7 @@
 #include "formats/ggml_type.h"
 #include "kernels/ops.h"
 #include "kernels/threadpool.h"
+#include <stdatomic.h>
 #include "quant/quant.h"
 
 
@@ -305,5 +306,45 @@ static void test_threadpool(void **state) {
     }
 }
 
+/* Jobs of alternating sizes back to back: every chunk runs exactly once and
+ * never after run_chunks returned (a late worker of a small job once claimed
+ * a chunk of the next, larger one while it was being published: the job
+ * then "completed" with a chunk still running on a dead stack frame). */
+enum { RACE_JOBS = 20000, RACE_CHUNKS = 64 };
+typedef struct {
+    atomic_int alive;
+    atomic_int runs[RACE_CHUNKS];
+} race_job;
+static atomic_int race_late;
+
+static void race_chunk(void *arg, int c, int nch) {
+    race_job *j = arg;
+    if (!atomic_load(&j->alive) || c < 0 || c >= nch) atomic_fetch_add(&race_late, 1);
+    else atomic_fetch_add(&j->runs[c], 1);
+}
+
+static void test_threadpool_job_handoff(void **state) {
+    (void)state;
+    race_job *jobs = calloc(RACE_JOBS, sizeof *jobs);
+    assert_non_null(jobs);
+    for (int nt = 2; nt <= 4; nt++) {
+        phiq_threadpool *tp = phiq_threadpool_new(nt);
+        assert_non_null(tp);
+        memset(jobs, 0, RACE_JOBS * sizeof *jobs);
+        for (int i = 0; i < RACE_JOBS; i++) {
+            const int nch = i % 2 ? RACE_CHUNKS : 1 + i % 3;
+            atomic_store(&jobs[i].alive, 1);
+            phiq_threadpool_run_chunks(tp, race_chunk, &jobs[i], nch);
+            atomic_store(&jobs[i].alive, 0);
+            for (int c = 0; c < nch; c++)
+                if (atomic_load(&jobs[i].runs[c]) != 1) fail_msg("threads %d job %d chunk %d ran %d times", nt, i, c, atomic_load(&jobs[i].runs[c]));
+        }
+        phiq_threadpool_free(tp);
+        assert_int_equal(atomic_load(&race_late), 0);
+    }
+    free(jobs);
+}
+
 TU_MAIN(NULL, NULL, test_rmsnorm, test_layernorm, test_rope, test_softmax_swiglu_gelu, test_f16_rows_exhaustive,
-        test_matmul, test_act_round, test_threadpool)
+        test_matmul, test_act_round, test_threadpool,
+        test_threadpool_job_handoff)

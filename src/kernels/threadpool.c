@@ -9,7 +9,9 @@
  * next chunk): on a shared machine a worker is often descheduled for a whole
  * time slice, and with a static split the caller would wait for it; here the
  * running threads take its chunks. A job is complete when every chunk has
- * been run; a late worker's claim fails because the generation moved on. */
+ * been run; a late worker's claim fails because the generation moved on
+ * (the claim word moves to the new generation before anything else of the
+ * job is written: test_ops' test_threadpool_job_handoff). */
 #include "kernels/threadpool.h"
 
 #include <pthread.h>
@@ -53,12 +55,12 @@ static void phiq_pool_work(phiq_threadpool *tp, uint32_t g) {
     for (;;) {
         uint64_t v = atomic_load(&tp->next);
         if ((uint32_t)(v >> 32) != g) return;
-        int nch = atomic_load(&tp->nchunks);
-        if ((int)(uint32_t)v >= nch) return;
+        const uint32_t nch = (uint32_t)atomic_load(&tp->nchunks);
+        if ((uint32_t)v >= nch) return;
         if (!atomic_compare_exchange_weak(&tp->next, &v, v + 1)) continue;
         /* the job cannot complete (nor fn/arg change) before this chunk is done */
         phiq_task_fn fn = atomic_load(&tp->fn);
-        fn(atomic_load(&tp->arg), (int)(uint32_t)v, nch);
+        fn(atomic_load(&tp->arg), (int)(uint32_t)v, (int)nch);
         atomic_fetch_add_explicit(&tp->done, 1, memory_order_release);
     }
 }
@@ -151,11 +153,17 @@ void phiq_threadpool_run_chunks(phiq_threadpool *tp, phiq_task_fn fn, void *arg,
         for (int c = 0; c < nchunks; c++) fn(arg, c, nchunks);
         return;
     }
+    unsigned long g = atomic_load(&tp->gen) + 1;
+    /* Close the claim word (new generation, no chunk claimable) before the
+     * job's fields change: a late worker of the previous job that read its
+     * claim word and then this job's larger nchunks would otherwise claim a
+     * chunk of this job in the old generation, run it twice and count it
+     * twice, so the job would end with a chunk still running. */
+    atomic_store(&tp->next, (uint64_t)(uint32_t)g << 32 | UINT32_MAX);
     atomic_store(&tp->fn, fn);
     atomic_store(&tp->arg, arg);
     atomic_store(&tp->nchunks, nchunks);
     atomic_store(&tp->done, 0);
-    unsigned long g = atomic_load(&tp->gen) + 1;
     atomic_store(&tp->next, (uint64_t)(uint32_t)g << 32);
     atomic_store(&tp->gen, g); /* seq_cst: pairs with the sleepers check in the worker */
     if (atomic_load(&tp->sleepers) > 0) {
