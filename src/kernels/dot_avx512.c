@@ -735,7 +735,8 @@ static inline __m512i t16_load(const uint8_t *q, int bsz, int i, int cnt) {
     if (cnt == 16) return load4x16(q + 4 * i * bsz, bsz);
     __m512i v = _mm512_setzero_si512();
     for (int c = 0; c < 4 && 4 * i + c < cnt; c++)
-        v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(q + (4 * i + c) * bsz)), c);
+        v = _mm512_mask_broadcast_i32x4(v, (__mmask16)(0xFu << (4 * c)), /* lane c; no immediate needed */
+                                        _mm_loadu_si128((const __m128i *)(q + (4 * i + c) * bsz)));
     return v;
 }
 
