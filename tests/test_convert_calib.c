@@ -94,18 +94,9 @@ static void test_layer_groups_same_bytes(void **state) {
 static void test_short_calibration_text(void **state) {
     (void)state;
     const char *f32 = tu_fixture_gguf("f32"), *txt = tu_tmp("short.txt"), *out = tu_tmp("short.gguf");
-    FILE *f = fopen(txt, "w");
-    assert_non_null(f);
-    fputs("And God said, Let there be light: and there was light.\n", f);
-    fclose(f);
-    char *err = NULL;
-    assert_int_equal(tu_run(NULL, &err, "'%s' convert '%s' -o '%s' --type q4_0 --calib '%s' --quiet", tu_bin(), f32, out, txt), 1);
-    int lines = 0;
-    for (const char *c = err; *c; c++) lines += *c == '\n';
-    assert_int_equal(lines, 1);
-    assert_non_null(strstr(err, "need at least"));
-    free(err);
-    assert_int_not_equal(access(out, F_OK), 0);
+    tu_write_text(txt, "And God said, Let there be light: and there was light.\n");
+    tu_refused_exit(1, "calibration text of one line", "need at least", out,
+                    "'%s' convert '%s' -o '%s' --type q4_0 --calib '%s' --quiet", tu_bin(), f32, out, txt);
 }
 
 TU_MAIN(NULL, NULL, test_q4_0_calibrated, test_q4_k_m_calibrated, test_layer_groups_same_bytes, test_short_calibration_text)

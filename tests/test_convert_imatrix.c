@@ -113,13 +113,8 @@ static void test_imatrix(void **s) {
     tu_require_quantizers();
     static ent es[8];
     int n = make_entries(es);
-    char gi[4096], di[4096], f32[4096], a[4096], b[4096], c[4096], bad[4096];
-    snprintf(gi, sizeof gi, "%s", tu_tmp("imatrix.gguf"));
-    snprintf(di, sizeof di, "%s", tu_tmp("imatrix.dat"));
-    snprintf(bad, sizeof bad, "%s", tu_tmp("imatrix-bad.gguf"));
-    snprintf(f32, sizeof f32, "%s", tu_fixture_gguf("f32"));
-    snprintf(a, sizeof a, "%s", tu_tmp("im-gguf.gguf"));
-    snprintf(b, sizeof b, "%s", tu_tmp("im-dat.gguf"));
+    const char *gi = tu_tmp_keep("imatrix.gguf"), *di = tu_tmp_keep("imatrix.dat"), *bad = tu_tmp_keep("imatrix-bad.gguf");
+    const char *f32 = tu_fixture_gguf("f32"), *a = tu_tmp_keep("im-gguf.gguf"), *b = tu_tmp_keep("im-dat.gguf");
     write_gguf_imatrix(gi, es, n, 0);
     write_gguf_imatrix(bad, es, n, 1);
     write_dat_imatrix(di, es, n);
@@ -133,7 +128,7 @@ static void test_imatrix(void **s) {
     assert_int_equal(tu_run(NULL, NULL, "'%s' convert '%s' -o '%s' --type %s --imatrix '%s' --quiet", tu_bin(), tiny(), b,
                             type, di),
                      0);
-    snprintf(c, sizeof c, "%s", tu_fixture_gguf(type));
+    const char *c = tu_fixture_gguf(type);
 
     phiq_gguf *ga = phiq_gguf_open(a), *gb = phiq_gguf_open(b), *gc = phiq_gguf_open(c), *gf = phiq_gguf_open(f32);
     assert_non_null(ga);

@@ -65,13 +65,6 @@ static void bb_tinfo(bb *b, const char *name, uint32_t n_dims, const int64_t *ne
     bb_u64(b, off);
 }
 
-static void write_bytes(const char *path, const void *d, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n) assert_int_equal(fwrite(d, 1, n, f), n);
-    fclose(f);
-}
-
 /* With PHIQ_GGUF_SEED_DIR set, keeps a copy of a file our writer produced as
  * a fuzzing seed (fuzz/seeds/fuzz_gguf is made this way). */
 static void save_seed(const char *path, const char *name) {
@@ -81,7 +74,7 @@ static void save_seed(const char *path, const char *name) {
     void *d = tu_read_all(path, &n);
     char dst[4096];
     snprintf(dst, sizeof dst, "%s/%s", dir, name);
-    write_bytes(dst, d, n);
+    tu_write_file(dst, d, n);
     free(d);
 }
 
@@ -105,7 +98,7 @@ static void expect_llama_rejects(const char *path) {
  * llama_too: llama.cpp's reader rejects it as well (checked when available). */
 static void expect_reject_x(bb *b, const char *name, const char *want, int llama_too) {
     const char *path = tu_tmp(name);
-    write_bytes(path, b->p, b->n);
+    tu_write_file(path, b->p, b->n);
     phiq_gguf *g = phiq_gguf_open(path);
     if (g) fail_msg("%s: accepted, expected an error containing '%s'", name, want);
     const char *e = phiq_error();
@@ -542,7 +535,7 @@ static void test_llama_loads_our_copy(void **state) {
         phiq_gguf_close(g);
         uint8_t *bytes = tu_read_all(copy, &n);
         const char *cutp = tu_tmp("llama-cut.gguf");
-        write_bytes(cutp, bytes, cut);
+        tu_write_file(cutp, bytes, cut);
         free(bytes);
         assert_null(phiq_gguf_open(cutp));
         assert_int_not_equal(tu_run(NULL, NULL, "'%s' tokenize '%s' hello 2>/dev/null", ref, cutp), 0);
@@ -601,7 +594,7 @@ static void test_truncated_every_prefix(void **state) {
     phiq_gguf_close(g);
     const char *path = tu_tmp("trunc.gguf");
     for (size_t cut = 0; cut < b.n; cut++) {
-        write_bytes(path, b.p, cut);
+        tu_write_file(path, b.p, cut);
         g = phiq_gguf_open(path);
         if (g) fail_msg("prefix of %zu/%zu bytes accepted", cut, b.n);
         const char *e = phiq_error();
@@ -613,7 +606,7 @@ static void test_truncated_every_prefix(void **state) {
         assert_null(phiq_gguf_open_memory(copy, cut, "m"));
         free(copy);
     }
-    write_bytes(path, b.p, b.n);
+    tu_write_file(path, b.p, b.n);
     g = phiq_gguf_open(path);
     assert_non_null(g);
     phiq_gguf_close(g);

@@ -108,12 +108,9 @@ static void test_llama_quantize_output(void **s) {
 
 static void test_errors(void **s) {
     (void)s;
-    char *err = NULL;
-    assert_int_equal(tu_run(NULL, &err, "'%s' inspect '%s'", tu_bin(), tu_shared_path("fixtures/README.md")), 1);
-    assert_non_null(strstr(err, "README.md"));
-    free(err);
-    assert_int_equal(tu_run(NULL, &err, "'%s' inspect '%s'", tu_bin(), tu_tmp("nope")), 1);
-    free(err);
+    tu_refused_exit(1, "inspect a Markdown file", "README.md", NULL, "'%s' inspect '%s'", tu_bin(),
+                    tu_shared_path("fixtures/README.md"));
+    tu_refused_exit(1, "inspect a missing path", "nope", NULL, "'%s' inspect '%s'", tu_bin(), tu_tmp("nope"));
     assert_int_equal(tu_run(NULL, NULL, "'%s' inspect --help >/dev/null", tu_bin()), 0);
 }
 

@@ -12,13 +12,6 @@
 #include "core/common.h"
 #include "formats/safetensors.h"
 
-static void write_bytes(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    if (n) assert_int_equal(fwrite(p, 1, n, f), n);
-    fclose(f);
-}
-
 /* u64 length + json + datalen bytes (value i & 0xff). */
 static void write_raw(const char *path, const char *json, size_t datalen) {
     size_t jl = strlen(json);
@@ -27,7 +20,7 @@ static void write_raw(const char *path, const char *json, size_t datalen) {
     for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)jl >> (8 * i));
     memcpy(b + 8, json, jl);
     for (size_t i = 0; i < datalen; i++) b[8 + jl + i] = (uint8_t)i;
-    write_bytes(path, b, n);
+    tu_write_file(path, b, n);
     free(b);
 }
 
@@ -159,10 +152,10 @@ static void test_truncated_prefixes(void **state) {
     uint8_t *raw = tu_read_all(src, &n);
     const char *dst = tu_tmp("prefix.safetensors");
     for (size_t k = 0; k < n; k++) {
-        write_bytes(dst, raw, k);
+        tu_write_file(dst, raw, k);
         expect_fail(dst, NULL);
     }
-    write_bytes(dst, raw, n);
+    tu_write_file(dst, raw, n);
     phiq_st *st = phiq_st_open(dst);
     assert_non_null(st);
     phiq_st_close(st);
@@ -213,16 +206,16 @@ static void test_bad_headers(void **state) {
     const char *p = tu_tmp("bad.safetensors");
     /* header length beyond the file */
     uint8_t b[16] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
-    write_bytes(p, b, 10);
+    tu_write_file(p, b, 10);
     expect_fail(p, "exceeds the file size");
     uint8_t huge[8] = {0, 0, 0, 0, 0, 0, 0, 0x80};
-    write_bytes(p, huge, 8);
+    tu_write_file(p, huge, 8);
     expect_fail(p, "exceeds");
     for (size_t i = 0; i < sizeof BAD_HEADERS / sizeof *BAD_HEADERS; i++) {
         write_raw(p, BAD_HEADERS[i].json, BAD_HEADERS[i].data);
         expect_fail_as(BAD_HEADERS[i].json, p, BAD_HEADERS[i].want);
     }
-    write_bytes(p, "", 0);
+    tu_write_file(p, "", 0);
     expect_fail(p, NULL);
     expect_fail(tu_tmp("does-not-exist.safetensors"), "cannot open");
 }

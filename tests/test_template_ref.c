@@ -82,13 +82,6 @@ static char *slurp(const char *path) {
     return s;
 }
 
-static void write_file(const char *path, const char *text) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    fwrite(text, 1, strlen(text), f);
-    assert_int_equal(fclose(f), 0);
-}
-
 /* A tokenizer_config.json fixture: template, bos and eos read with cJSON from
  * the file itself (not through phiq's loader). */
 static void add_hf_dir(const char *dir, const char *label) {
@@ -176,7 +169,7 @@ static void test_templates_match_jinja2(void **s) {
             }
     char *js = cJSON_PrintUnformatted(cases);
     cJSON_Delete(cases);
-    write_file(tu_tmp("cases.json"), js);
+    tu_write_text(tu_tmp("cases.json"), js);
     free(js);
     char *out = NULL, *err = NULL;
     int rc = tu_run(&out, &err, PY " '%s/tests/ref/render_template.py' --batch '%s'", PHIQ_SOURCE_DIR, tu_tmp("cases.json"));
@@ -204,8 +197,8 @@ static void test_templates_match_jinja2(void **s) {
             snprintf(ct.eos, sizeof ct.eos, "%s", T[ti].eos);
         }
         for (int c = 0; c < N_CONVS; c++) {
-            write_file(tu_tmp("messages.json"), CONVS[c].messages);
-            if (CONVS[c].tools) write_file(tu_tmp("tools.json"), CONVS[c].tools);
+            tu_write_text(tu_tmp("messages.json"), CONVS[c].messages);
+            if (CONVS[c].tools) tu_write_text(tu_tmp("tools.json"), CONVS[c].tools);
             for (int gen = 1; gen >= 0; gen--, k++) {
                 const cJSON *r = cJSON_GetArrayItem(ref, k);
                 int ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"));
@@ -265,9 +258,9 @@ static void test_templates_match_jinja2(void **s) {
 /* A bad template is one line on stderr naming what is wrong, nothing on
  * stdout, non-zero exit — and jinja2 rejects the same template. */
 static void expect_error(const char *tmpl_text, const char *needle) {
-    write_file(tu_tmp("bad.jinja"), tmpl_text);
-    write_file(tu_tmp("m.json"), "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]");
-    write_file(tu_tmp("v.json"), "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]}");
+    tu_write_text(tu_tmp("bad.jinja"), tmpl_text);
+    tu_write_text(tu_tmp("m.json"), "[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]");
+    tu_write_text(tu_tmp("v.json"), "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"},{\"role\":\"user\",\"content\":\"b\"}]}");
     char *out = NULL, *err = NULL;
     int rc = tu_run(&out, &err, "'%s' template --template '%s' --messages '%s'", tu_bin(), tu_tmp("bad.jinja"), tu_tmp("m.json"));
     assert_int_not_equal(rc, 0);

@@ -72,6 +72,23 @@ const char *tu_tmp(const char *name) {
     return b;
 }
 
+const char *tu_tmp_keep(const char *name) {
+    static char keep[32][4096];
+    static int next;
+    char *p = keep[next++ % 32];
+    snprintf(p, sizeof keep[0], "%s", tu_tmp(name));
+    return p;
+}
+
+void tu_write_file(const char *path, const void *p, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    assert_int_equal(fclose(f), 0);
+}
+
+void tu_write_text(const char *path, const char *text) { tu_write_file(path, text, strlen(text)); }
+
 static char *slurp_fd(FILE *f) {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
@@ -481,22 +498,35 @@ double tu_worst_rel_dummies(const float *got, const float *want, int first, int 
     return w;
 }
 
-void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...) {
+/* tu_refused's checks; code 0: any non-zero exit. */
+static void refused(int code, const char *what, const char *want, const char *out, const char *fmt, va_list ap) {
     char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
     char *err = NULL;
     int rc = tu_run(NULL, &err, "%s", cmd);
     const char *e = err ? err : "";
     print_message("%s: exit %d: %s", what, rc, e);
     assert_true(rc != 0);
+    if (code) assert_int_equal(rc, code);
     if (!strstr(e, want)) fail_msg("%s: the error does not mention '%s'", what, want);
     const char *nl = strchr(e, '\n');
     assert_true(nl && nl[1] == 0); /* one line */
     if (out) assert_true(access(out, F_OK) != 0);
     free(err);
+}
+
+void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    refused(0, what, want, out, fmt, ap);
+    va_end(ap);
+}
+
+void tu_refused_exit(int code, const char *what, const char *want, const char *out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    refused(code, what, want, out, fmt, ap);
+    va_end(ap);
 }
 
 void tu_json_line_n(FILE *f, const char *s, size_t n) {

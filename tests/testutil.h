@@ -20,6 +20,13 @@ const char *tu_bin(void);
 const char *tu_tmpdir(void);
 /* tmpdir + "/" + name, static buffer rotated among 8 slots. */
 const char *tu_tmp(const char *name);
+/* tu_tmp(name) kept stable for the whole run (tu_tmp's buffers rotate;
+ * these 32 slots are reused only after 32 more calls). */
+const char *tu_tmp_keep(const char *name);
+/* Writes the n bytes at p as the file at path; fails the test on error. */
+void tu_write_file(const char *path, const void *p, size_t n);
+/* The same with the bytes of the string text. */
+void tu_write_text(const char *path, const char *text);
 /* Runs a shell command; captures stdout into *out (malloc'd, may be NULL to
  * discard) and returns the exit status (-1 if it could not run). stderr is
  * captured into *err when err is non-NULL. */
@@ -86,6 +93,9 @@ double tu_range(const float *b, size_t n);
  * stderr line, containing want, and no file at out (when out is non-NULL). */
 void tu_refused(const char *what, const char *want, const char *out, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same, and the exit status must be code. */
+void tu_refused_exit(int code, const char *what, const char *want, const char *out, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Writes s as one JSON string literal and a newline (the line files the
  * node references and llama-ref's `tokenize --lines` read); s must be valid
  * UTF-8. _n: the n bytes at s. */

@@ -36,22 +36,6 @@ int tu_ort_setup(void) {
     return 0;
 }
 
-/* tu_tmp's buffers rotate; keep a stable copy for the whole run. */
-const char *tu_tmp_keep(const char *name) {
-    static char keep[32][600];
-    static int next;
-    char *p = keep[next++ % 32];
-    snprintf(p, sizeof keep[0], "%s", tu_tmp(name));
-    return p;
-}
-
-void tu_write_file(const char *path, const void *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(p, 1, n, f), n);
-    assert_int_equal(fclose(f), 0);
-}
-
 float *tu_read_f32(const char *path, size_t *n) {
     size_t bytes = 0;
     float *p = tu_read_all(path, &bytes);

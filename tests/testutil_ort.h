@@ -24,10 +24,6 @@ float *tu_ort_logits_share(const char *model_dir, const int *ids, int n, bool st
  * directory (stable) and, when json is non-NULL, the JSON summary
  * (malloc'd). Fails the test when the conversion fails. */
 const char *tu_onnx_convert(const char *name, const char *args, char **json);
-
-/* tu_tmp(name) kept stable for the whole run (tu_tmp's buffers rotate). */
-const char *tu_tmp_keep(const char *name);
-void tu_write_file(const char *path, const void *p, size_t n);
 float *tu_read_f32(const char *path, size_t *n); /* whole file as floats, *n of them */
 
 /* The tiny-phi3-kjv fixture's reference prompts (reference/prompts.json). */
