@@ -3,8 +3,8 @@
  * docs/reference/phi-family-architecture.md §3c (and llamacpp-gguf-quant.md
  * §2.6 for llama.cpp's built-in "phi3"/"phi4"); templates are the real ones
  * from the fixtures where we have them (tokenizers/phi3/tokenizer_config.json,
- * the chat_template in vocab/ggml-vocab-phi-3.gguf) and transcriptions of the
- * published checkpoint templates otherwise. */
+ * the chat_template in vocab/ggml-vocab-phi-3.gguf) and the published
+ * checkpoint templates in tests/templates otherwise. */
 #include "testutil.h"
 
 #include <stdlib.h>
@@ -71,64 +71,57 @@ static void test_phi3_original_from_gguf(void **s) {
     phiq_tokenizer_free(tok);
 }
 
-/* Phi-3.5-mini (§3c second bullet): system only if non-empty; generation
- * prompt <|assistant|>\n, otherwise eos_token. */
-static const char PHI35_TMPL[] =
-    "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}"
-    "{{'<|system|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'user' %}"
-    "{{'<|user|>\\n' + message['content'] + '<|end|>\\n'}}{% elif message['role'] == 'assistant' %}"
-    "{{'<|assistant|>\\n' + message['content'] + '<|end|>\\n'}}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|assistant|>\\n' }}{% else %}{{ eos_token }}{% endif %}";
+static const phiq_chat_msg EMPTY_SYSTEM[] = {{"system", "", NULL}, {"user", "Hi", NULL}};
+static const phiq_chat_msg TOOLS_SYSTEM[] = {{"system", "S", "[{\"name\":\"f\"}]"}, {"user", "Hi", NULL}};
 
-static void test_phi35(void **s) {
+/* The published checkpoint templates (tests/templates/FILE.jinja, sources in
+ * its SOURCES.md): the format each is recognised as and what it renders. */
+static const struct {
+    const char *file;
+    int format;
+    const phiq_chat_msg *m;
+    int n;
+    bool gen;
+    const char *want;
+} PUBLISHED[] = {
+    /* Phi-3.5-mini (§3c second bullet): system only if non-empty;
+     * generation prompt <|assistant|>\n, otherwise eos_token. */
+    {"phi-3.5-mini-instruct", PHIQ_CHAT_PHI3, EMPTY_SYSTEM, 2, true, "<|user|>\nHi<|end|>\n<|assistant|>\n"},
+    {"phi-3.5-mini-instruct", PHIQ_CHAT_PHI3, CONV, 3, false,
+     "<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nYo<|end|>\n<|endoftext|>"},
+    /* phi-4 (§3c): <|im_start|>{role}<|im_sep|>{content}<|im_end|>, no
+     * newlines, no BOS; generation prompt <|im_start|>assistant<|im_sep|>. */
+    {"phi-4", PHIQ_CHAT_PHI4, CONV, 2, true,
+     "<|im_start|>system<|im_sep|>S<|im_end|><|im_start|>user<|im_sep|>Hi<|im_end|><|im_start|>assistant<|im_sep|>"},
+    {"phi-4", PHIQ_CHAT_PHI4, CONV, 3, false,
+     "<|im_start|>system<|im_sep|>S<|im_end|><|im_start|>user<|im_sep|>Hi<|im_end|><|im_start|>assistant<|im_sep|>Yo"
+     "<|im_end|>"},
+    /* Phi-4-mini (§3c): <|{role}|>{content}<|end|> with NO newline after the
+     * role tag; system with tools: <|system|>{content}<|tool|>{tools}<|/tool|><|end|>;
+     * generation prompt <|assistant|>, otherwise eos. */
+    {"phi-4-mini-instruct", PHIQ_CHAT_PHI4_MINI, TOOLS_SYSTEM, 2, true,
+     "<|system|>S<|tool|>[{\"name\":\"f\"}]<|/tool|><|end|><|user|>Hi<|end|><|assistant|>"},
+    {"phi-4-mini-instruct", PHIQ_CHAT_PHI4_MINI, CONV, 3, false,
+     "<|system|>S<|end|><|user|>Hi<|end|><|assistant|>Yo<|end|><|endoftext|>"},
+};
+
+static void test_published_templates(void **s) {
     (void)s;
-    phiq_chat_template t;
-    assert_int_equal(phiq_chat_template_detect(PHI35_TMPL, &t), PHIQ_CHAT_PHI3);
-    const phiq_chat_msg empty_sys[] = {{"system", "", NULL}, {"user", "Hi", NULL}};
-    expect(&t, empty_sys, 2, true, "<|user|>\nHi<|end|>\n<|assistant|>\n");
-    expect(&t, CONV, 3, false, "<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nYo<|end|>\n<|endoftext|>");
+    for (size_t i = 0; i < sizeof PUBLISHED / sizeof *PUBLISHED; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/tests/templates/%s.jinja", PHIQ_SOURCE_DIR, PUBLISHED[i].file);
+        char *text = tu_read_all(path, NULL);
+        if (!text) fail_msg("%s: cannot read", path);
+        phiq_chat_template t;
+        const int format = phiq_chat_template_detect(text, &t);
+        if (format != PUBLISHED[i].format) fail_msg("%s: format %d, want %d", PUBLISHED[i].file, format, PUBLISHED[i].format);
+        expect(&t, PUBLISHED[i].m, PUBLISHED[i].n, PUBLISHED[i].gen, PUBLISHED[i].want);
+        free(text);
+    }
+    /* the built-in "phi3.5" is the published Phi-3.5-mini template */
     phiq_chat_template n;
     assert_int_equal(phiq_chat_template_named("phi3.5", &n), PHIQ_CHAT_PHI3);
-    expect(&n, CONV, 3, false, "<|system|>\nS<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nYo<|end|>\n<|endoftext|>");
-}
-
-/* phi-4 (§3c): <|im_start|>{role}<|im_sep|>{content}<|im_end|>, no newlines,
- * no BOS; generation prompt <|im_start|>assistant<|im_sep|>. */
-static const char PHI4_TMPL[] =
-    "{% for message in messages %}{% if (message['role'] == 'system') %}"
-    "{{'<|im_start|>system<|im_sep|>' + message['content'] + '<|im_end|>'}}{% elif (message['role'] == 'user') %}"
-    "{{'<|im_start|>user<|im_sep|>' + message['content'] + '<|im_end|>'}}{% elif (message['role'] == 'assistant') %}"
-    "{{'<|im_start|>assistant<|im_sep|>' + message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant<|im_sep|>' }}{% endif %}";
-
-static void test_phi4(void **s) {
-    (void)s;
-    phiq_chat_template t;
-    assert_int_equal(phiq_chat_template_detect(PHI4_TMPL, &t), PHIQ_CHAT_PHI4);
-    expect(&t, CONV, 2, true,
-           "<|im_start|>system<|im_sep|>S<|im_end|><|im_start|>user<|im_sep|>Hi<|im_end|>"
-           "<|im_start|>assistant<|im_sep|>");
-    expect(&t, CONV, 3, false,
-           "<|im_start|>system<|im_sep|>S<|im_end|><|im_start|>user<|im_sep|>Hi<|im_end|>"
-           "<|im_start|>assistant<|im_sep|>Yo<|im_end|>");
-}
-
-/* Phi-4-mini (§3c): <|{role}|>{content}<|end|> with NO newline after the role
- * tag; system with tools: <|system|>{content}<|tool|>{tools}<|/tool|><|end|>;
- * generation prompt <|assistant|>, otherwise eos. */
-static const char PHI4MINI_TMPL[] =
-    "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools'] is "
-    "not none %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] + '<|/tool|>' + "
-    "'<|end|>' }}{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{% endif %}{% endfor "
-    "%}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% endif %}";
-
-static void test_phi4_mini(void **s) {
-    (void)s;
-    phiq_chat_template t;
-    assert_int_equal(phiq_chat_template_detect(PHI4MINI_TMPL, &t), PHIQ_CHAT_PHI4_MINI);
-    const phiq_chat_msg m[] = {{"system", "S", "[{\"name\":\"f\"}]"}, {"user", "Hi", NULL}};
-    expect(&t, m, 2, true, "<|system|>S<|tool|>[{\"name\":\"f\"}]<|/tool|><|end|><|user|>Hi<|end|><|assistant|>");
-    expect(&t, CONV, 3, false, "<|system|>S<|end|><|user|>Hi<|end|><|assistant|>Yo<|end|><|endoftext|>");
+    expect(&n, CONV, 3, false, PUBLISHED[1].want);
 }
 
 /* A template of no Phi format still renders (it is run, not recognised); one
@@ -145,5 +138,5 @@ static void test_unknown_template(void **s) {
     assert_true(phiq_chat_template_named("chatml", &t) < 0);
 }
 
-TU_MAIN(NULL, NULL, test_phi3_fixture_template, test_phi3_original_from_gguf, test_phi35, test_phi4, test_phi4_mini,
+TU_MAIN(NULL, NULL, test_phi3_fixture_template, test_phi3_original_from_gguf, test_published_templates,
         test_unknown_template)
