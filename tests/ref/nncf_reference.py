@@ -59,41 +59,14 @@ usage:
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_reference import load_model  # noqa: E402  (a checkpoint's tensors as float32)
+
 F32_EPS = np.finfo(np.float32).eps
-
-
-# ---- Hugging Face safetensors ------------------------------------------------------------
-
-def load_hf(d):
-    idx = os.path.join(d, "model.safetensors.index.json")
-    files = sorted(set(json.load(open(idx))["weight_map"].values())) if os.path.exists(idx) else ["model.safetensors"]
-    out = {}
-    for fn in files:
-        with open(os.path.join(d, fn), "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            header = json.loads(f.read(n))
-            blob = f.read()
-        for k, v in header.items():
-            if k == "__metadata__":
-                continue
-            a, b = v["data_offsets"]
-            dt = v["dtype"]
-            raw = blob[a:b]
-            if dt == "F32":
-                arr = np.frombuffer(raw, dtype=np.float32)
-            elif dt == "F16":
-                arr = np.frombuffer(raw, dtype=np.float16).astype(np.float32)
-            elif dt == "BF16":
-                arr = (np.frombuffer(raw, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
-            else:
-                continue
-            out[k] = arr.reshape(v["shape"])
-    return out
 
 
 # ---- minimal ONNX protobuf reader --------------------------------------------------------
@@ -335,7 +308,7 @@ def main():
             i += 2
     ratio, G, backup = float(opt["--ratio"]), int(opt["--group-size"]), opt["--backup"]
     cfg = json.load(open(os.path.join(src, "config.json")))
-    hf = load_hf(src)
+    _, hf = load_model(src)
     us = units(hf, cfg)
     nodes, inits = read_onnx(od)
     mnb = {}
