@@ -111,6 +111,13 @@ static void expect_fail(const char *dir, const char *name_in_msg, const char *wa
 
 static void set_num(cJSON *c, const char *k, double v) { cJSON_ReplaceItemInObject(c, k, cJSON_CreateNumber(v)); }
 
+/* The fixture with config key k set to v fails to open: the error names where and says want. */
+static void bad_num(const char *k, double v, const char *where, const char *want) {
+    cJSON *c = fixture_config();
+    set_num(c, k, v);
+    expect_fail(make_case(c, true), where, want);
+}
+
 static void test_bad_configs(void **state) {
     (void)state;
     cJSON *c = fixture_config();
@@ -135,15 +142,8 @@ static void test_bad_configs(void **state) {
     d = make_case(c, true);
     expect_fail(d, "config.json", "long_factor has 23 entries, expected 24");
 
-    c = fixture_config();
-    set_num(c, "num_key_value_heads", 3);
-    d = make_case(c, true);
-    expect_fail(d, "config.json", "not a multiple of num_key_value_heads");
-
-    c = fixture_config();
-    set_num(c, "hidden_size", -256);
-    d = make_case(c, true);
-    expect_fail(d, "config.json", "hidden_size");
+    bad_num("num_key_value_heads", 3, "config.json", "not a multiple of num_key_value_heads");
+    bad_num("hidden_size", -256, "config.json", "hidden_size");
 
     c = fixture_config();
     cJSON_DeleteItemFromObject(c, "vocab_size");
@@ -159,15 +159,8 @@ static void test_bad_configs(void **state) {
     assert_string_equal(phiq_error(), want);
 
     /* dims that do not match the stored shapes */
-    c = fixture_config();
-    set_num(c, "intermediate_size", 1024);
-    d = make_case(c, true);
-    expect_fail(d, "model.safetensors", "config implies [2048, 256]");
-
-    c = fixture_config();
-    set_num(c, "vocab_size", 32000);
-    d = make_case(c, true);
-    expect_fail(d, "embed_tokens", "[32000, 256]");
+    bad_num("intermediate_size", 1024, "model.safetensors", "config implies [2048, 256]");
+    bad_num("vocab_size", 32000, "embed_tokens", "[32000, 256]");
 
     /* no weights */
     c = fixture_config();

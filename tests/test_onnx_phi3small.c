@@ -68,6 +68,10 @@ static double report(const char *what, const float *got, const float *want, int 
     return e;
 }
 
+static float *reference(const char *dir, int n, const char *mode) {
+    return tu_ref_logits("phi3small_reference.py", dir, ids, n, V, mode, NULL);
+}
+
 static void need_refs(void) {
     if (!tu_have_numpy()) tu_unavailable("python3 with numpy not found (scripts/deps.sh test installs python3-numpy)");
     if (tu_ort_setup()) skip();
@@ -96,7 +100,7 @@ static void test_fp32_matches_reference(void **state) {
     assert_non_null(txt);
     assert_non_null(strstr(txt, "\"phi3small\""));
     free(txt);
-    float *want = tu_ref_logits("phi3small_reference.py", dir, ids, N_IDS, V, "hf", NULL);
+    float *want = reference(dir, N_IDS, "hf");
     float *pre = tu_ort_logits_share(ox, ids_int, N_IDS, false, N_IDS, "p3s-ox-pre");
     float *dec = tu_ort_logits_share(ox, ids_int, N_IDS, true, N_IDS, "p3s-ox-dec");
     assert_true(report("onnxruntime fp32, 160-token prefill vs reference", pre, want, 0, N_IDS) <= 1e-4);
@@ -106,7 +110,7 @@ static void test_fp32_matches_reference(void **state) {
      * the block-sparse ones once a query block is past the local blocks */
     const char *dense_dir = synth_dir("p3s-ox-dense", "--blocksparse 16,2,3,1");
     const char *dense = export(dense_dir, "fp32");
-    float *dwant = tu_ref_logits("phi3small_reference.py", dense_dir, ids, N_IDS, V, "hf", NULL);
+    float *dwant = reference(dense_dir, N_IDS, "hf");
     float *dgot = tu_ort_logits_share(dense, ids_int, N_IDS, false, N_IDS, "p3s-ox-dense");
     assert_true(report("onnxruntime fp32, all layers dense vs reference", dgot, dwant, 0, N_IDS) <= 1e-4);
     double near = report("all-dense vs block-sparse export (local blocks only)", dgot, pre, 0, 32);
@@ -130,7 +134,7 @@ static void test_int4_fp16(void **state) {
     const char *ox = export(dir, "int4");
     assert_true(graph_has(ox, "MatMulNBits"));
     assert_true(graph_has(ox, "GatherBlockQuantized"));
-    float *want = tu_ref_logits("phi3small_reference.py", dir, ids, N_IDS, V, "hf", NULL);
+    float *want = reference(dir, N_IDS, "hf");
     float *got = tu_ort_logits_share(ox, ids_int, N_IDS, false, N_IDS, "p3s-ox4");
     assert_true(report("onnxruntime int4 (block 32, accuracy level 4) vs reference", got, want, 0, N_IDS) <= 0.1);
     free(got);
@@ -150,12 +154,12 @@ static void test_longrope(void **state) {
     need_refs();
     const char *dir = synth_dir("p3s-ox-long", "--blocksparse 16,2,3 --ctx 512 --ctx-orig 64");
     const char *ox = export(dir, "fp32");
-    float *want = tu_ref_logits("phi3small_reference.py", dir, ids, 100, V, "long", NULL);
+    float *want = reference(dir, 100, "long");
     float *got = tu_ort_logits_share(ox, ids_int, 100, false, 128, "p3s-ox-long");
     assert_true(report("LongRoPE (orig 64): 100-token prefill vs reference's long factors", got, want, 0, 100) <= 1e-4);
     free(got);
     free(want);
-    want = tu_ref_logits("phi3small_reference.py", dir, ids, 40, V, "short", NULL);
+    want = reference(dir, 40, "short");
     got = tu_ort_logits_share(ox, ids_int, 40, false, 128, "p3s-ox-short");
     assert_true(report("LongRoPE (orig 64): 40-token prefill vs reference's short factors", got, want, 0, 40) <= 1e-4);
     free(got);

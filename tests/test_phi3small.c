@@ -41,6 +41,15 @@ static float *reference(const char *dir, int n) {
     return tu_ref_logits("phi3small_reference.py", dir, ids, n, V, "hf", NULL);
 }
 
+/* synth_dir(name, args) and, in *want, the reference's logits of its first
+ * n ids; skips the test without numpy. */
+static const char *checkpoint(const char *name, const char *args, int n, float **want) {
+    tu_require_numpy();
+    const char *dir = synth_dir(name, args);
+    *want = reference(dir, n);
+    return dir;
+}
+
 /* phiq's logits of ids[0..n): one prefill (decode_from < 0) or a prefill of
  * decode_from tokens then one token at a time; rows n x V. */
 static float *run(const char *path, int n, int decode_from, phiq_kv_type kv) {
@@ -73,9 +82,9 @@ static void check(const char *what, const float *got, const float *want, int fir
 
 static void test_prefill_matches_reference(void **state) {
     (void)state;
-    tu_require_numpy();
-    const char *dir = synth_dir("p3s", "--blocksparse 16,2,3");
-    float *want = reference(dir, N_IDS), *got = run(dir, N_IDS, -1, PHIQ_KV_TYPE_F32);
+    float *want;
+    const char *dir = checkpoint("p3s", "--blocksparse 16,2,3", N_IDS, &want);
+    float *got = run(dir, N_IDS, -1, PHIQ_KV_TYPE_F32);
     check("HF directory, f32, 160-token prefill", got, want, 0, N_IDS, 1e-4);
     /* the same weights, every layer dense: equal while the local blocks cover
      * everything (positions < 32), different beyond */
@@ -92,9 +101,8 @@ static void test_prefill_matches_reference(void **state) {
 
 static void test_decode_equals_prefill(void **state) {
     (void)state;
-    tu_require_numpy();
-    const char *dir = synth_dir("p3s-dec", "--blocksparse 16,2,3");
-    float *want = reference(dir, N_IDS);
+    float *want;
+    const char *dir = checkpoint("p3s-dec", "--blocksparse 16,2,3", N_IDS, &want);
     float *pre = run(dir, N_IDS, -1, PHIQ_KV_TYPE_F32), *dec = run(dir, N_IDS, 100, PHIQ_KV_TYPE_F32);
     check("f32 cache: decode 100..159 vs prefill", dec, pre, 100, N_IDS, 1e-5);
     check("f32 cache: decode vs reference", dec, want, 0, N_IDS, 1e-4);
@@ -112,9 +120,8 @@ static void test_decode_equals_prefill(void **state) {
  * original context recomputes the cache with the long factors. */
 static void test_longrope(void **state) {
     (void)state;
-    tu_require_numpy();
-    const char *dir = synth_dir("p3s-long", "--blocksparse 16,2,3 --ctx 512 --ctx-orig 64");
-    float *want = reference(dir, 100);
+    float *want;
+    const char *dir = checkpoint("p3s-long", "--blocksparse 16,2,3 --ctx 512 --ctx-orig 64", 100, &want);
     float *got = run(dir, 100, 40, PHIQ_KV_TYPE_F32);
     check("LongRoPE (orig 64): prefill 40, decode across 64 to 99", got, want, 0, 100, 1e-4);
     free(got);
@@ -125,9 +132,8 @@ static void test_longrope(void **state) {
  * logits as the directory; Q8_0 stays close; run, eval and inspect take it. */
 static void test_gguf(void **state) {
     (void)state;
-    tu_require_numpy();
-    const char *dir = synth_dir("p3s-gguf", "--blocksparse 16,2,3");
-    float *want = reference(dir, N_IDS);
+    float *want;
+    const char *dir = checkpoint("p3s-gguf", "--blocksparse 16,2,3", N_IDS, &want);
     char g32[4200], g8[4200];
     snprintf(g32, sizeof g32, "%s.f32.gguf", dir);
     snprintf(g8, sizeof g8, "%s.q8.gguf", dir);

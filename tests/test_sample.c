@@ -151,12 +151,19 @@ static void test_top_p_min_p_top_k(void **s) {
     phiq_sampler_free(sm);
 }
 
+/* A greedy sampler with these penalties over the last last_n ids. */
+static phiq_sampler *penalized(int last_n, float repeat, float freq, float presence) {
+    phiq_sampler_params p = plain(0.0f);
+    p.penalty_last_n = last_n;
+    p.repeat_penalty = repeat;
+    p.freq_penalty = freq;
+    p.presence_penalty = presence;
+    return phiq_sampler_new(&p);
+}
+
 static void test_penalties(void **s) {
     (void)s;
-    phiq_sampler_params p = plain(0.0f);
-    p.repeat_penalty = 1.1f;
-    p.penalty_last_n = 4;
-    phiq_sampler *sm = phiq_sampler_new(&p);
+    phiq_sampler *sm = penalized(4, 1.1f, 0.0f, 0.0f);
     float l[3] = {2.0f, 1.9f, -1.0f};
     assert_int_equal(phiq_sampler_sample(sm, l, 3), 0);
     phiq_sampler_accept(sm, 0); /* 2.0 / 1.1 = 1.82 < 1.9 */
@@ -166,17 +173,13 @@ static void test_penalties(void **s) {
     assert_int_equal(phiq_sampler_sample(sm, l, 3), 0);
     phiq_sampler_free(sm);
     /* negative logits are multiplied: -1.0 * 1.1 */
-    p.repeat_penalty = 3.0f;
-    sm = phiq_sampler_new(&p);
+    sm = penalized(4, 3.0f, 0.0f, 0.0f);
     float n2[2] = {-1.0f, -2.5f};
     phiq_sampler_accept(sm, 0); /* -3.0 < -2.5 */
     assert_int_equal(phiq_sampler_sample(sm, n2, 2), 1);
     phiq_sampler_free(sm);
     /* frequency: count * f; presence: once */
-    p = plain(0.0f);
-    p.penalty_last_n = 8;
-    p.freq_penalty = 0.2f;
-    sm = phiq_sampler_new(&p);
+    sm = penalized(8, 1.0f, 0.2f, 0.0f);
     float f[2] = {1.0f, 0.5f};
     phiq_sampler_accept(sm, 0);
     phiq_sampler_accept(sm, 0); /* 1.0 - 0.4 = 0.6 > 0.5 */
@@ -184,10 +187,7 @@ static void test_penalties(void **s) {
     phiq_sampler_accept(sm, 0); /* 1.0 - 0.6 = 0.4 < 0.5 */
     assert_int_equal(phiq_sampler_sample(sm, f, 2), 1);
     phiq_sampler_free(sm);
-    p = plain(0.0f);
-    p.penalty_last_n = 8;
-    p.presence_penalty = 0.6f;
-    sm = phiq_sampler_new(&p);
+    sm = penalized(8, 1.0f, 0.0f, 0.6f);
     phiq_sampler_accept(sm, 0);
     assert_int_equal(phiq_sampler_sample(sm, f, 2), 1); /* 0.4 < 0.5 */
     phiq_sampler_free(sm);

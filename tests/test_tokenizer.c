@@ -37,11 +37,11 @@ static void fmt_ids(char *buf, size_t cap, const int32_t *ids, int n) {
 }
 
 /* ---- tiktoken ---------------------------------------------------------------- */
-static void run_tiktoken(const char *name) {
+/* Every vector of fixtures/tokenizers/tiktoken/NAME.tests.jsonl (tiktoken's
+ * encode_ordinary: special-token text is plain text) encodes with t to its
+ * ids and decodes back to its text; what names t in the messages. */
+static void tiktoken_vectors(const phiq_tokenizer *t, const char *name, const char *what) {
     char rel[128];
-    snprintf(rel, sizeof rel, "fixtures/tokenizers/tiktoken/%s.tiktoken", name);
-    phiq_tokenizer *t = phiq_tokenizer_from_tiktoken(tu_shared_path(rel), NULL, NULL, NULL, 0);
-    if (!t) fail_msg("%s", phiq_error());
     snprintf(rel, sizeof rel, "fixtures/tokenizers/tiktoken/%s.tests.jsonl", name);
     char *buf;
     size_t len;
@@ -53,18 +53,16 @@ static void run_tiktoken(const char *name) {
         const char *text = cJSON_GetObjectItem(j, "text")->valuestring;
         cJSON *want = cJSON_GetObjectItem(j, "ids");
         int32_t *ids;
-        /* tiktoken's encode_ordinary: special-token text is plain text */
         int n = encode(t, text, strlen(text), 0, 0, &ids);
         bool same = n == cJSON_GetArraySize(want);
         for (int i = 0; same && i < n; i++) same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
         if (!same) {
             char got[2048];
             fmt_ids(got, sizeof got, ids, n);
-            print_message("%s mismatch on %s\n  got%s\n", name, line, got);
+            print_message("%s mismatch on %s\n  got%s\n", what, line, got);
         }
         ok += same;
         lines++;
-        /* decode gives the text back */
         char out[4096];
         int dl = phiq_detokenize(t, ids, n, 0, out, sizeof out);
         assert_int_equal(dl, (int)strlen(text));
@@ -72,10 +70,18 @@ static void run_tiktoken(const char *name) {
         free(ids);
         cJSON_Delete(j);
     }
-    print_message("%s: %d/%d tiktoken vectors match\n", name, ok, lines);
+    print_message("%s: %d/%d tiktoken vectors match\n", what, ok, lines);
     assert_true(lines >= 20);
     assert_int_equal(ok, lines);
     free(buf);
+}
+
+static void run_tiktoken(const char *name) {
+    char rel[128];
+    snprintf(rel, sizeof rel, "fixtures/tokenizers/tiktoken/%s.tiktoken", name);
+    phiq_tokenizer *t = phiq_tokenizer_from_tiktoken(tu_shared_path(rel), NULL, NULL, NULL, 0);
+    if (!t) fail_msg("%s", phiq_error());
+    tiktoken_vectors(t, name, name);
     phiq_tokenizer_free(t);
 }
 
@@ -187,9 +193,7 @@ static void test_hf_bpe_cl100k(void **st) {
     }
     char *js = cJSON_PrintUnformatted(root);
     const char *path = tu_tmp("cl100k-tokenizer.json");
-    FILE *f = fopen(path, "w");
-    fputs(js, f);
-    fclose(f);
+    tu_write_text(path, js);
     free(js);
     cJSON_Delete(root);
     for (int32_t i = 0; i < n; i++) free(raw[i]);
@@ -206,27 +210,7 @@ static void test_hf_bpe_cl100k(void **st) {
     phiq_tok_vocab_free(hv);
     phiq_tokenizer *t = phiq_tokenizer_from_hf_json(path, NULL);
     if (!t) fail_msg("%s", phiq_error());
-    char *buf;
-    size_t blen;
-    assert_int_equal(phiq_read_file(tu_shared_path("fixtures/tokenizers/tiktoken/cl100k_base.tests.jsonl"), &buf, &blen), 0);
-    int lines = 0, ok = 0;
-    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-        cJSON *j = cJSON_Parse(line);
-        const char *text = cJSON_GetObjectItem(j, "text")->valuestring;
-        cJSON *want = cJSON_GetObjectItem(j, "ids");
-        int32_t *ids;
-        int k = encode(t, text, strlen(text), 0, 0, &ids);
-        bool same = k == cJSON_GetArraySize(want);
-        for (int i = 0; same && i < k; i++) same = ids[i] == cJSON_GetArrayItem(want, i)->valueint;
-        if (!same) print_message("tokenizer.json cl100k mismatch on %s\n", line);
-        ok += same;
-        lines++;
-        free(ids);
-        cJSON_Delete(j);
-    }
-    print_message("cl100k as tokenizer.json (merges + Split regex): %d/%d tiktoken vectors match\n", ok, lines);
-    assert_int_equal(ok, lines);
-    free(buf);
+    tiktoken_vectors(t, "cl100k_base", "cl100k as tokenizer.json (merges + Split regex)");
     phiq_tokenizer_free(t);
 }
 
