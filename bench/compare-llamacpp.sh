@@ -19,9 +19,6 @@
 # REPS=1 INNER=3 there. Wrap in `flock /tmp/phiq-bench.lock` on a shared machine.
 set -eu
 cd "$(dirname "$0")/.."
-PHIQ=${PHIQ:-build/phiq}
-LAYERS=${LAYERS:-32}
-THREADS=${THREADS:-2}
 REPS=${REPS:-5}
 INNER=${INNER:-1}
 PROMPT=${PROMPT:-128}
@@ -29,12 +26,10 @@ GEN=${GEN:-32}
 DEPTH=${DEPTH:-0}
 KV=${KV:-f16}
 TYPES=${TYPES:-"Q4_0 Q4_K_M Q8_0 F16"}
-WORK=${WORK:-bench-out}
-[ -x "$PHIQ" ] || make build >/dev/null
+. bench/common.sh
 REF=$(sh ../shared/tools/llama-ref/setup.sh | tail -1)
 REFDIR=$(dirname "$REF")
 BINS=node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
-mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 LD="$WORK/llama_depth"
 if [ ! -x "$LD" ] || [ bench/llama_depth.c -nt "$LD" ] || [ tests/ref/llama_driver.h -nt "$LD" ]; then

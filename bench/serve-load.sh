@@ -14,16 +14,11 @@
 # Holds /tmp/phiq-bench.lock so benchmarks on a shared machine do not overlap.
 set -eu
 cd "$(dirname "$0")/.."
-PHIQ=${PHIQ:-build/phiq}
-THREADS=${THREADS:-2}
 GEN=${GEN:-64}
 REQUESTS=${REQUESTS:-64}
 CONC=${CONC:-8}
-LAYERS=${LAYERS:-32}
-WORK=${WORK:-bench-out}
-[ -x "$PHIQ" ] || make build >/dev/null
+. bench/common.sh
 command -v node >/dev/null || { echo "serve-load: needs node (for the load client)" >&2; exit 1; }
-mkdir -p "$WORK"
 if [ -z "${MODEL:-}" ]; then
   MODEL="$WORK/phi-3-mini-${LAYERS}l-Q4_0.gguf"
   if [ ! -f "$MODEL" ]; then
