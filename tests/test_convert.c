@@ -443,8 +443,8 @@ static void make_mini_phi3(const char *dir, int bad) {
         if (bad == 2 && strstr(ts[i].name, "down_proj")) continue;
         uint64_t n = (uint64_t)ts[i].d0 * (uint64_t)(ts[i].d1 ? ts[i].d1 : 1);
         for (uint64_t k = 0; k < n; k++) {
-            seed = seed * 1664525u + 1013904223u;
-            float v = ts[i].d1 ? ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.1f : 1.0f;
+            const float r = tu_randf(&seed);
+            float v = ts[i].d1 ? (r - 0.5f) * 0.1f : 1.0f;
             if (bad == 1 && strstr(ts[i].name, "down_proj") && k == 77) v = NAN;
             fwrite(&v, 4, 1, f);
         }

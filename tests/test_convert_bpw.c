@@ -97,14 +97,11 @@ static void test_knapsack_exact(void **state) {
         for (int i = 0; i < N; i++) {
             it[i].n_cand = 1 + (int)(rng % 3);
             for (int k = 0; k < it[i].n_cand; k++) {
-                rng = rng * 1664525u + 1013904223u;
-                it[i].bytes[k] = 32u * (1 + (rng >> 8) % 40);
-                rng = rng * 1664525u + 1013904223u;
-                it[i].dkld[k] = (double)((rng >> 8) % 1000) / 1e5;
+                it[i].bytes[k] = 32u * (1 + (tu_rand(&rng) >> 8) % 40);
+                it[i].dkld[k] = (double)((tu_rand(&rng) >> 8) % 1000) / 1e5;
             }
         }
-        rng = rng * 1664525u + 1013904223u;
-        const uint64_t budget = 32u * (5 + (rng >> 8) % 150);
+        const uint64_t budget = 32u * (5 + (tu_rand(&rng) >> 8) % 150);
         /* brute force */
         double best = INFINITY;
         int idx[N] = {0};

@@ -41,10 +41,7 @@ static int make_entries(ent *es) {
             snprintf(e->name, sizeof e->name, "blk.%d.%s", l, k ? "attn_qkv.weight" : "ffn_down.weight");
             e->ne0 = k ? E : F;
             e->count = (l == 1 && k == 1) ? 0.0f : 7.0f;
-            for (int j = 0; j < e->ne0; j++) {
-                seed = seed * 1664525u + 1013904223u;
-                e->sum[j] = 0.1f + 20.0f * (float)(seed >> 8) / 16777216.0f;
-            }
+            for (int j = 0; j < e->ne0; j++) e->sum[j] = 0.1f + 20.0f * tu_randf(&seed);
         }
     }
     return n;

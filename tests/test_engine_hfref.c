@@ -21,7 +21,11 @@
 static int32_t ids[N_IDS];
 static int V; /* vocabulary of the model under test: the real tokenizer's size, which convert requires */
 
-static const char *make_model(const char *name, const char *synth_args) {
+/* The synth checkpoint of vocabulary vocab (now V) as an F32 GGUF; skips
+ * the test without numpy (the reference needs it). */
+static const char *make_model(const char *name, int vocab, const char *synth_args) {
+    tu_require_numpy();
+    V = vocab;
     char args[1024];
     snprintf(args, sizeof args, "%s --vocab %d --seed 7", synth_args, V);
     return tu_synth_gguf(name, args, "f32");
@@ -58,33 +62,33 @@ static float *eval_batch(const char *gguf, int n) {
     return out;
 }
 
+/* The n-token batch at once against the reference's forward in mode. */
+static void check_batch(const char *what, const char *gguf, const char *mode, double tol) {
+    float *want = reference(gguf, mode, N_IDS), *got = eval_batch(gguf, N_IDS);
+    check_rows(what, got, want, 0, N_IDS, tol);
+    free(want);
+    free(got);
+}
+
 static void test_sliding_window(void **state) {
     (void)state;
-    tu_require_numpy();
-    V = 32064;
-    const char *g = make_model("swa", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
-                                      "--ctx-orig 256 --sliding-window 16");
-    float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);
-    check_rows("sliding window 16, 48 tokens", got, want, 0, N_IDS, 1e-3);
-    free(want); free(got);
+    const char *g = make_model("swa", 32064, "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 "
+                                             "--ctx 256 --ctx-orig 256 --sliding-window 16");
+    check_batch("sliding window 16, 48 tokens", g, "hf", 1e-3);
 }
 
 static void test_longrope_batch_and_generation(void **state) {
     (void)state;
-    tu_require_numpy();
-    V = 32064;
-    const char *g = make_model("longrope", "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 --ctx 256 "
-                                           "--ctx-orig 32 --partial-rotary 0.75 --sliding-window 0");
+    const char *g = make_model("longrope", 32064, "--arch phi3 --hidden 128 --layers 2 --heads 4 --kv-heads 2 --ff 256 "
+                                                  "--ctx 256 --ctx-orig 32 --partial-rotary 0.75 --sliding-window 0");
     /* one 48-token batch: the sequence exceeds 32, so Hugging Face uses the long factors everywhere */
-    float *want = reference(g, "long", N_IDS), *got = eval_batch(g, N_IDS);
-    check_rows("LongRoPE, one batch of 48 (long factors)", got, want, 0, N_IDS, 1e-3);
-    free(want); free(got);
+    check_batch("LongRoPE, one batch of 48 (long factors)", g, "long", 1e-3);
     /* a 20-token prompt, then one token at a time across position 32 */
-    want = reference(g, "hf", N_IDS);
+    float *want = reference(g, "hf", N_IDS);
     phiq_model *m;
     phiq_context *c = open_ctx(&m, g);
     const int np = 20;
-    got = tu_eval_logits(c, ids, np, N_IDS, V);
+    float *got = tu_eval_logits(c, ids, np, N_IDS, V);
     check_rows("LongRoPE, generation crossing 32 (short, then re-prefill with long)", got + (size_t)(np - 1) * V, want,
                np - 1, N_IDS, 1e-3);
     phiq_context_free(c);
@@ -94,18 +98,13 @@ static void test_longrope_batch_and_generation(void **state) {
 
 static void test_phi2(void **state) {
     (void)state;
-    tu_require_numpy();
-    V = 51200;
-    const char *g = make_model("phi2", "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 512 --ctx 256");
-    float *want = reference(g, "hf", N_IDS), *got = eval_batch(g, N_IDS);
+    const char *g = make_model("phi2", 51200, "--arch phi2 --hidden 128 --layers 2 --heads 4 --ff 512 --ctx 256");
     /* phiq evaluates GELU as ggml does (fp16 table), Hugging Face with the exact tanh formula */
-    check_rows("phi2, 48 tokens", got, want, 0, N_IDS, 5e-3);
-    free(want); free(got);
+    check_batch("phi2, 48 tokens", g, "hf", 5e-3);
 }
 
 int main(void) {
-    uint64_t x = 12345;
-    for (int i = 0; i < N_IDS; i++) { x = x * 6364136223846793005ull + 1442695040888963407ull; ids[i] = (int32_t)((x >> 33) % 30000); }
+    tu_random_ids(ids, N_IDS, 12345, 30000);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_longrope_batch_and_generation),

@@ -19,10 +19,7 @@
 #include "quant/quant.h"
 
 static uint32_t rng = 12345;
-static float frand(void) {
-    rng = rng * 1664525u + 1013904223u;
-    return (float)(rng >> 8) / 16777216.0f - 0.5f;
-}
+static float frand(void) { return tu_randf(&rng) - 0.5f; }
 
 static void test_diagonal_rounds_nearest(void **state) {
     (void)state;

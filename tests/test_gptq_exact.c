@@ -17,10 +17,7 @@
 
 #if defined(__x86_64__)
 static uint32_t rng = 777;
-static double drand(void) {
-    rng = rng * 1664525u + 1013904223u;
-    return (double)(rng >> 8) / 16777216.0 - 0.5;
-}
+static double drand(void) { return tu_randf(&rng) - 0.5; }
 
 static void test_gram_exact(void **state) {
     (void)state;

@@ -220,7 +220,8 @@ static int have_tools(void) {
     return system("command -v python3 >/dev/null 2>&1 && command -v git >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1") == 0;
 }
 
-static void mock_start(mock *m, const char *root, const char *repo, const char *extra) {
+/* The mock Hub serving the fixture tiny-phi3-kjv as REPO; extra: its options. */
+static void mock_start(mock *m, const char *extra) {
     static int seq;
     char pf[4096];
     snprintf(pf, sizeof pf, "%s", tu_tmp("mock.port"));
@@ -230,7 +231,7 @@ static void mock_start(mock *m, const char *root, const char *repo, const char *
     unlink(pf);
     char *out = NULL;
     int rc = tu_run(&out, NULL, "python3 '%s/tests/hub_mock.py' --root '%s' --repo %s --port-file '%s' --log '%s' --lifetime 120 %s "
-                    ">/dev/null 2>&1 & echo $!", PHIQ_SOURCE_DIR, root, repo, pf, m->log, extra ? extra : "");
+                    ">/dev/null 2>&1 & echo $!", PHIQ_SOURCE_DIR, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, pf, m->log, extra ? extra : "");
     assert_int_equal(rc, 0);
     m->pid = (pid_t)atoi(out);
     free(out);
@@ -256,6 +257,11 @@ static const char *envp(const char *cache, int port) {
              "-u HUGGINGFACE_HUB_CACHE -u HF_TOKEN_PATH HF_HOME='%s' HF_HUB_CACHE='%s' HF_ENDPOINT=http://127.0.0.1:%d",
              tu_tmp("hfhome"), tu_tmp(cache), port);
     return b[k];
+}
+
+/* `phiq pull REPO` with cache (envp) against the mock on port. */
+static int pull(char **out, char **err, const char *cache, int port) {
+    return tu_run(out, err, "%s '%s' pull " REPO, envp(cache, port), tu_bin());
 }
 
 /* Sum of body bytes the mock sent for paths containing `part`, and how many requests. */
@@ -336,9 +342,9 @@ static void check_tree(const char *cache, const char *commit) {
 static void test_pull_clean(void **state) {
     (void)state;
     mock m;
-    mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, NULL);
+    mock_start(&m, NULL);
     char *out = NULL, *err = NULL;
-    int rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-clean", m.port), tu_bin());
+    int rc = pull(&out, &err, "c-clean", m.port);
     must_succeed(rc, "pull", &out, &err);
     char want[4096];
     snprintf(want, sizeof want, "%s/" FOLDER "/snapshots/%s\n", tu_tmp("c-clean"), m.commit);
@@ -351,7 +357,7 @@ static void test_pull_clean(void **state) {
     /* again: nothing is downloaded a second time */
     int gets0;
     long long bytes0 = served(&m, "/", &gets0, NULL, 0);
-    rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-clean", m.port), tu_bin());
+    rc = pull(&out, &err, "c-clean", m.port);
     must_succeed(rc, "second pull", &out, &err);
     int gets1;
     long long bytes1 = served(&m, "/", &gets1, NULL, 0);
@@ -367,9 +373,9 @@ static void test_pull_resumes(void **state) {
     (void)state;
     /* the server drops the connection after 1 MB: the pull goes on from there */
     mock m;
-    mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, "--drop-after 1000000");
+    mock_start(&m, "--drop-after 1000000");
     char *out = NULL, *err = NULL;
-    int rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-drop", m.port), tu_bin());
+    int rc = pull(&out, &err, "c-drop", m.port);
     must_succeed(rc, "pull", &out, &err);
     int gets;
     char range[64];
@@ -383,12 +389,12 @@ static void test_pull_resumes(void **state) {
     mock_stop(&m);
 
     /* a partial blob left by an interrupted run is resumed by the next one */
-    mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, NULL);
+    mock_start(&m, NULL);
     char etag[65];
     expected_etag("model.safetensors", etag);
     assert_int_equal(tu_run(NULL, NULL, "mkdir -p '%s/" FOLDER "/blobs' && head -c 5000000 '%s/model.safetensors' > '%s/" FOLDER "/blobs/%s.incomplete'",
                             tu_tmp("c-part"), tu_shared_path("fixtures/tiny-phi3-kjv"), tu_tmp("c-part"), etag), 0);
-    rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-part", m.port), tu_bin());
+    rc = pull(&out, &err, "c-part", m.port);
     must_succeed(rc, "pull", &out, &err);
     assert_non_null(strstr(err, "resuming at byte 5000000"));
     b = served(&m, "/cdn/", &gets, range, sizeof range);
@@ -404,9 +410,9 @@ static void test_pull_resumes(void **state) {
 static void test_pull_corrupt(void **state) {
     (void)state;
     mock m;
-    mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, "--corrupt");
+    mock_start(&m, "--corrupt");
     char *out = NULL, *err = NULL;
-    int rc = tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-bad", m.port), tu_bin());
+    int rc = pull(&out, &err, "c-bad", m.port);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(err, "model.safetensors: sha256 mismatch"));
     assert_string_equal(out, "");
@@ -425,9 +431,9 @@ static void test_pull_corrupt(void **state) {
 static void test_pull_errors(void **state) {
     (void)state;
     mock m;
-    mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, "--gated hf_right");
+    mock_start(&m, "--gated hf_right");
     char *out = NULL, *err = NULL;
-    assert_int_equal(tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-gated", m.port), tu_bin()), 1);
+    assert_int_equal(pull(&out, &err, "c-gated", m.port), 1);
     assert_non_null(strstr(err, "HTTP 401"));
     assert_non_null(strstr(err, "accept the licence on the Hub and set HF_TOKEN"));
     assert_ptr_equal(strchr(err, '\n'), err + strlen(err) - 1); /* one line */
@@ -450,7 +456,7 @@ static void test_pull_errors(void **state) {
     free(err);
     mock_stop(&m);
 
-    mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, NULL);
+    mock_start(&m, NULL);
     assert_int_equal(tu_run(&out, &err, "%s '%s' pull microsoft/no-such-model", envp("c-404", m.port), tu_bin()), 1);
     assert_string_equal(err, "phiq pull: microsoft/no-such-model: revision main: no such repo or revision on the Hub (HTTP 404)\n");
     free(out);
@@ -465,7 +471,7 @@ static void test_pull_errors(void **state) {
     free(err);
     mock_stop(&m);
     /* no server at all */
-    assert_int_equal(tu_run(&out, &err, "%s '%s' pull " REPO, envp("c-404", 1), tu_bin()), 1);
+    assert_int_equal(pull(&out, &err, "c-404", 1), 1);
     assert_non_null(strstr(err, "cannot reach http://127.0.0.1:1"));
     free(out);
     free(err);
@@ -474,7 +480,7 @@ static void test_pull_errors(void **state) {
 static void test_two_pulls_at_once(void **state) {
     (void)state;
     mock m;
-    mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, NULL);
+    mock_start(&m, NULL);
     char *out = NULL, *err = NULL;
     const char *e = envp("c-two", m.port);
     int rc = tu_run(&out, &err, "%s '%s' pull --quiet " REPO " > '%s' 2>&1 & a=$!; %s '%s' pull --quiet " REPO
@@ -493,7 +499,7 @@ static void test_two_pulls_at_once(void **state) {
 static void test_offline_and_commands(void **state) {
     (void)state;
     mock m;
-    mock_start(&m, tu_shared_path("fixtures/tiny-phi3-kjv"), REPO, NULL);
+    mock_start(&m, NULL);
     char *out = NULL, *err = NULL;
     int rc = tu_run(&out, &err, "%s '%s' pull --quiet " REPO, envp("c-off", m.port), tu_bin());
     must_succeed(rc, "pull", &out, &err);

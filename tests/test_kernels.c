@@ -593,14 +593,8 @@ static void test_gemm_f16_tiled(void **state) {
     uint16_t *w = malloc(sizeof(uint16_t) * R * N);
     float *a = malloc(sizeof(float) * J * N), *o1 = malloc(sizeof(float) * J * R), *o2 = malloc(sizeof(float) * J * R);
     uint32_t x = 12345;
-    for (int i = 0; i < R * N; i++) {
-        x = x * 1664525u + 1013904223u;
-        w[i] = phiq_f32_to_f16(((float)(x >> 8) / 16777216.0f - 0.5f) * (i % 7 == 0 ? 40.0f : 0.3f));
-    }
-    for (int i = 0; i < J * N; i++) {
-        x = x * 1664525u + 1013904223u;
-        a[i] = phiq_f16_to_f32(phiq_f32_to_f16(((float)(x >> 8) / 16777216.0f - 0.5f) * 3.0f));
-    }
+    for (int i = 0; i < R * N; i++) w[i] = phiq_f32_to_f16((tu_randf(&x) - 0.5f) * (i % 7 == 0 ? 40.0f : 0.3f));
+    for (int i = 0; i < J * N; i++) a[i] = phiq_f16_to_f32(phiq_f32_to_f16((tu_randf(&x) - 0.5f) * 3.0f));
     phiq_gemm_f16_f32_avx512(N, R, J, o1, R, w, N * 2, a, N);
     int amx = c->amx_bf16 && c->avx512bf16 && phiq_gemm_f16_amx(N, R, J, o2, R, w, N * 2, a, N) == 0;
     for (int j = 0; j < J; j++)
@@ -640,16 +634,14 @@ static void test_gemm_f16_amx_packed(void **state) {
     assert_non_null(w), assert_non_null(a), assert_non_null(ar), assert_non_null(o);
     uint32_t x = 777;
     for (int i = 0; i < RMAX * N; i++) {
-        x = x * 1664525u + 1013904223u;
-        float v = ((float)(x >> 8) / 16777216.0f - 0.5f) * (i % 11 == 0 ? 50.0f : 0.2f);
+        float v = (tu_randf(&x) - 0.5f) * (i % 11 == 0 ? 50.0f : 0.2f);
         if (i % 97 == 0) v = 0;
         if (i % 389 == 1) v = (i & 2) ? 65504.0f : -6.0e-8f; /* f16 max, a subnormal */
         if (i % 389 == 2) v = 1.0f + 1.0f / 256 + 1.0f / 1024; /* hi rounds up in bf16 */
         w[i] = phiq_f32_to_f16(v);
     }
     for (int i = 0; i < 70 * N; i++) {
-        x = x * 1664525u + 1013904223u;
-        float v = ((float)(x >> 8) / 16777216.0f - 0.5f) * 4.0f;
+        float v = (tu_randf(&x) - 0.5f) * 4.0f;
         if (i % 53 == 0) v = 0;
         if (i % 211 == 3) v = (i & 1) ? 1.0e-4f : -2.5e-7f; /* f16 subnormal range */
         a[i] = v;

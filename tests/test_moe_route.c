@@ -167,11 +167,7 @@ static void test_moe_route_real_config(void **state) {
 }
 
 int main(void) {
-    uint64_t x = 4242;
-    for (int i = 0; i < ORIG + 41; i++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids[i] = (int32_t)((x >> 33) % 30000);
-    }
+    tu_random_ids(ids, ORIG + 41, 4242, 30000);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_moe_route_sparsemixer),
         cmocka_unit_test(test_moe_route_real_config),

@@ -180,11 +180,8 @@ static void test_refused(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    uint64_t x = 2024;
-    for (int i = 0; i < N_IDS; i++) {
-        x = x * 6364136223846793005ull + 1442695040888963407ull;
-        ids_int[i] = ids[i] = (int32_t)((x >> 33) % V);
-    }
+    tu_random_ids(ids, N_IDS, 2024, V);
+    for (int i = 0; i < N_IDS; i++) ids_int[i] = ids[i];
     return 0;
 }
 

@@ -21,34 +21,37 @@ static void quant1(int bits, int bs, bool sym, const float *w, int64_t n, int64_
     phiq_mnb_quantize_rows(l, w, n, b, s, z);
 }
 
-/* max 7 beats min -4: scale = -7/8; 7 -> code 0, -4 -> 13, 1 -> 7, -2 -> 10,
- * 3 -> 5, 0.5 -> 7, 0 -> 8. */
-static void test_sym4_basic(void **st) {
-    (void)st;
-    float w[16] = {1, -2, 3, -4, 0.5f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7};
-    uint8_t b[8];
-    float s[1];
-    phiq_mnb_layout l;
-    quant1(4, 16, true, w, 1, 16, b, s, NULL, &l);
-    const uint8_t want[8] = {0xA7, 0xD5, 0x87, 0x88, 0x88, 0x88, 0x88, 0x08};
-    assert_memory_equal(b, want, 8);
-    assert_true(s[0] == -0.875f);
-    assert_int_equal(l.kb, 1);
-    assert_int_equal(l.blob, 8);
-}
+/* One symmetric 4-bit block of 16 weights: its 8 code bytes and its scale. */
+static const struct {
+    const char *what;
+    float w[16];
+    uint8_t want[8];
+    float scale;
+} SYM4_BLOCKS[] = {
+    /* max 7 beats min -4: scale = -7/8; 7 -> code 0, -4 -> 13, 1 -> 7,
+     * -2 -> 10, 3 -> 5, 0.5 -> 7, 0 -> 8. */
+    {"basic", {1, -2, 3, -4, 0.5f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7},
+     {0xA7, 0xD5, 0x87, 0x88, 0x88, 0x88, 0x88, 0x08}, -0.875f},
+    /* |2| == |-2|: the minimum wins, so scale = -2/-8 = +0.25, 2 -> 16 -> 15,
+     * -2 -> 0, 1 -> 12. (Picking the maximum would give 0xF0.) */
+    {"tie takes the minimum", {2, -2, 1, 0}, {0x0F, 0x8C, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88}, 0.25f},
+    /* roundf rounds halves away from zero: with scale 1 (v = -8), 0.5 -> 8.5
+     * -> 9 and 2.5 -> 10.5 -> 11 (round-half-even would give 8 and 10). */
+    {"halves round away from zero", {0.5f, 2.5f, -8, 4}, {0xB9, 0xC0, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88}, 1.0f},
+};
 
-/* |2| == |-2|: the minimum wins, so scale = -2/-8 = +0.25, 2 -> 16 -> 15,
- * -2 -> 0, 1 -> 12. (Picking the maximum would give 0xF0.) */
-static void test_sym4_tie_takes_min(void **st) {
+static void test_sym4_blocks(void **st) {
     (void)st;
-    float w[16] = {2, -2, 1, 0};
-    uint8_t b[8];
-    float s[1];
-    phiq_mnb_layout l;
-    quant1(4, 16, true, w, 1, 16, b, s, NULL, &l);
-    const uint8_t want[8] = {0x0F, 0x8C, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88};
-    assert_memory_equal(b, want, 8);
-    assert_true(s[0] == 0.25f);
+    for (size_t c = 0; c < sizeof SYM4_BLOCKS / sizeof *SYM4_BLOCKS; c++) {
+        uint8_t b[8];
+        float s[1];
+        phiq_mnb_layout l;
+        quant1(4, 16, true, SYM4_BLOCKS[c].w, 1, 16, b, s, NULL, &l);
+        if (memcmp(b, SYM4_BLOCKS[c].want, 8) || s[0] != SYM4_BLOCKS[c].scale || l.kb != 1 || l.blob != 8)
+            fail_msg("%s: codes %02x %02x %02x %02x %02x %02x %02x %02x, scale %g, kb %lld, blob %lld",
+                     SYM4_BLOCKS[c].what, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], (double)s[0], (long long)l.kb,
+                     (long long)l.blob);
+    }
 }
 
 /* An all-zero block: scale is -0/8 = -0.0 (sign bit set, as MLAS writes it)
@@ -64,20 +67,6 @@ static void test_sym4_zero_block(void **st) {
     uint32_t u;
     memcpy(&u, &s[0], 4);
     assert_int_equal(u, 0x80000000u);
-}
-
-/* roundf rounds halves away from zero: with scale 1 (v = -8), 0.5 -> 8.5 -> 9
- * and 2.5 -> 10.5 -> 11 (round-half-even would give 8 and 10). */
-static void test_sym4_round_half_away(void **st) {
-    (void)st;
-    float w[16] = {0.5f, 2.5f, -8, 4};
-    uint8_t b[8];
-    float s[1];
-    phiq_mnb_layout l;
-    quant1(4, 16, true, w, 1, 16, b, s, NULL, &l);
-    const uint8_t want[8] = {0xB9, 0xC0, 0x88, 0x88, 0x88, 0x88, 0x88, 0x88};
-    assert_memory_equal(b, want, 8);
-    assert_true(s[0] == 1.0f);
 }
 
 /* Asymmetric, three blocks in one row (K = 48, bs 16):
@@ -192,5 +181,5 @@ static void test_layout_errors(void **st) {
     assert_int_equal(l.zp_row, 2);
 }
 
-TU_MAIN(NULL, NULL, test_sym4_basic, test_sym4_tie_takes_min, test_sym4_zero_block, test_sym4_round_half_away,
+TU_MAIN(NULL, NULL, test_sym4_blocks, test_sym4_zero_block,
         test_asym4_blocks_and_zp_packing, test_sym8, test_asym8, test_rows_layout_and_roundtrip, test_layout_errors)

@@ -200,8 +200,7 @@ static void test_presets(void **state) {
 }
 
 int main(void) {
-    uint64_t x = 2024;
-    for (int i = 0; i < N_IDS; i++) { x = x * 6364136223846793005ull + 1442695040888963407ull; ids[i] = (int32_t)((x >> 33) % V); }
+    tu_random_ids(ids, N_IDS, 2024, V);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_prefill_matches_reference),

@@ -67,20 +67,28 @@ static void dummy_past(cJSON *c) {
 }
 static void ff300(cJSON *c) { set_num(c, "ff_intermediate_size", 300); }
 
+static const struct {
+    const char *what, *name;
+    void (*edit)(cJSON *);
+    const char *want; /* in the one-line error */
+} BAD_CONFIGS[] = {
+    {"num_attention_heads 3 (hidden 64)", "p3s-h3", heads3, "not a multiple of num_attention_heads"},
+    {"num_key_value_heads 3 of 4", "p3s-kv3", kv3, "num_key_value_heads"},
+    {"no blocksparse_vert_stride", "p3s-nostride", no_stride, "blocksparse_vert_stride"},
+    {"no dense_attention_every_n_layers", "p3s-nodense", no_dense, "dense_attention_every_n_layers"},
+    {"block 24 with kernel blocks of 16", "p3s-b24", block24, "blocksparse_block_size 24"},
+    {"0 local blocks", "p3s-l0", local0, "blocksparse_num_local_blocks"},
+    {"ff_intermediate_size and ff_dim_multiplier", "p3s-ff2", both_ff, "ff_dim_multiplier"},
+    {"hidden_act silu", "p3s-silu", silu, "gegelu"},
+    {"LongRoPE without original_max_position_embeddings", "p3s-rope", rope_no_orig, "original_max_position_embeddings"},
+    {"dummy id 100352 of vocab 100352", "p3s-dummy", dummy_past, "dummy_token_indices"},
+    {"ff_intermediate_size 300, tensors of 128", "p3s-ff300", ff300, "mlp.up_proj.weight"},
+};
+
 static void test_bad_configs(void **state) {
     (void)state;
-    all_refuse("num_attention_heads 3 (hidden 64)", variant("p3s-h3", heads3), "not a multiple of num_attention_heads");
-    all_refuse("num_key_value_heads 3 of 4", variant("p3s-kv3", kv3), "num_key_value_heads");
-    all_refuse("no blocksparse_vert_stride", variant("p3s-nostride", no_stride), "blocksparse_vert_stride");
-    all_refuse("no dense_attention_every_n_layers", variant("p3s-nodense", no_dense), "dense_attention_every_n_layers");
-    all_refuse("block 24 with kernel blocks of 16", variant("p3s-b24", block24), "blocksparse_block_size 24");
-    all_refuse("0 local blocks", variant("p3s-l0", local0), "blocksparse_num_local_blocks");
-    all_refuse("ff_intermediate_size and ff_dim_multiplier", variant("p3s-ff2", both_ff), "ff_dim_multiplier");
-    all_refuse("hidden_act silu", variant("p3s-silu", silu), "gegelu");
-    all_refuse("LongRoPE without original_max_position_embeddings", variant("p3s-rope", rope_no_orig),
-               "original_max_position_embeddings");
-    all_refuse("dummy id 100352 of vocab 100352", variant("p3s-dummy", dummy_past), "dummy_token_indices");
-    all_refuse("ff_intermediate_size 300, tensors of 128", variant("p3s-ff300", ff300), "mlp.up_proj.weight");
+    for (size_t i = 0; i < sizeof BAD_CONFIGS / sizeof *BAD_CONFIGS; i++)
+        all_refuse(BAD_CONFIGS[i].what, variant(BAD_CONFIGS[i].name, BAD_CONFIGS[i].edit), BAD_CONFIGS[i].want);
 }
 
 /* down_proj's bias renamed in the safetensors header: the tensor is missing */

@@ -31,17 +31,20 @@ static void write_raw(const char *path, const char *json, size_t datalen) {
     free(b);
 }
 
-/* Opening must fail with a single line naming the file and containing want. */
-static void expect_fail(const char *path, const char *want) {
+/* Opening must fail with a single line naming the file and containing want;
+ * what names the case in the failure message. */
+static void expect_fail_as(const char *what, const char *path, const char *want) {
     phiq_st *st = phiq_st_open(path);
     if (st) {
         phiq_st_close(st);
-        fail_msg("%s opened but should fail (%s)", path, want);
+        fail_msg("%s: %s opened but should fail (%s)", what, path, want);
     }
     const char *e = phiq_error();
     if (!strstr(e, path) || strchr(e, '\n') || (want && !strstr(e, want)))
-        fail_msg("error for %s: '%s' (want '%s')", path, e, want ? want : "");
+        fail_msg("%s: error for %s: '%s' (want '%s')", what, path, e, want ? want : "");
 }
+
+static void expect_fail(const char *path, const char *want) { expect_fail_as(path, path, want); }
 
 static void test_fixture_pytorch_file(void **state) {
     (void)state;
@@ -166,6 +169,45 @@ static void test_truncated_prefixes(void **state) {
     free(raw);
 }
 
+/* Headers opening must refuse: the JSON, the bytes of data after it, what
+ * the error says. */
+static const struct {
+    const char *json;
+    size_t data;
+    const char *want;
+} BAD_HEADERS[] = {
+    {"{\"a\": {\"dtype\": \"F32\", ", 0, "invalid JSON"},
+    {"not json at all", 0, "JSON"},
+    {"[1,2]", 0, "JSON"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}} xx", 8, "trailing"},
+    /* byte size mismatch */
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 16, "'a'"},
+    {"{\"a\": {\"dtype\": \"BF16\", \"shape\": [2, 2], \"data_offsets\": [0, 16]}}", 16, "data_offsets span"},
+    /* overlap */
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+     " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 16, "overlap"},
+    /* offsets out of range */
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [8, 24]}}", 16, "beyond"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [-8, 0]}}", 16, "data_offsets"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 0]}}", 16, "data_offsets"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [1e300, 1e300]}}", 16, "data_offsets"},
+    /* dims */
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [-2, -4], \"data_offsets\": [0, 32]}}", 32, "negative dimension"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [0, 4], \"data_offsets\": [0, 0]}}", 16, "zero dimension"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [1.5], \"data_offsets\": [0, 6]}}", 16, "integer"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 16]}}", 16, "too large"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}", 16, "dimensions"},
+    /* fields */
+    {"{\"a\": {\"dtype\": \"Q4\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 16, "unknown dtype"},
+    {"{\"a\": {\"shape\": [2], \"data_offsets\": [0, 8]}}", 16, "dtype"},
+    {"{\"a\": {\"dtype\": \"F32\", \"data_offsets\": [0, 8]}}", 16, "shape"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2]}}", 16, "data_offsets"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0]}}", 16, "data_offsets"},
+    {"{\"a\": 5}", 16, "not an object"},
+    {"{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
+     " \"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}}", 16, "twice"},
+};
+
 static void test_bad_headers(void **state) {
     (void)state;
     const char *p = tu_tmp("bad.safetensors");
@@ -176,59 +218,10 @@ static void test_bad_headers(void **state) {
     uint8_t huge[8] = {0, 0, 0, 0, 0, 0, 0, 0x80};
     write_bytes(p, huge, 8);
     expect_fail(p, "exceeds");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", ", 0);
-    expect_fail(p, "invalid JSON");
-    write_raw(p, "not json at all", 0);
-    expect_fail(p, "JSON");
-    write_raw(p, "[1,2]", 0);
-    expect_fail(p, "JSON");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}} xx", 8);
-    expect_fail(p, "trailing");
-    /* byte size mismatch */
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [3], \"data_offsets\": [0, 8]}}", 16);
-    expect_fail(p, "'a'");
-    write_raw(p, "{\"a\": {\"dtype\": \"BF16\", \"shape\": [2, 2], \"data_offsets\": [0, 16]}}", 16);
-    expect_fail(p, "data_offsets span");
-    /* overlap */
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                 " \"b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 16);
-    expect_fail(p, "overlap");
-    /* offsets out of range */
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [8, 24]}}", 16);
-    expect_fail(p, "beyond");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [-8, 0]}}", 16);
-    expect_fail(p, "data_offsets");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 0]}}", 16);
-    expect_fail(p, "data_offsets");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [1e300, 1e300]}}", 16);
-    expect_fail(p, "data_offsets");
-    /* dims */
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [-2, -4], \"data_offsets\": [0, 32]}}", 32);
-    expect_fail(p, "negative dimension");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [0, 4], \"data_offsets\": [0, 0]}}", 16);
-    expect_fail(p, "zero dimension");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [1.5], \"data_offsets\": [0, 6]}}", 16);
-    expect_fail(p, "integer");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [4294967296, 4294967296], \"data_offsets\": [0, 16]}}", 16);
-    expect_fail(p, "too large");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}", 16);
-    expect_fail(p, "dimensions");
-    /* fields */
-    write_raw(p, "{\"a\": {\"dtype\": \"Q4\", \"shape\": [2], \"data_offsets\": [0, 8]}}", 16);
-    expect_fail(p, "unknown dtype");
-    write_raw(p, "{\"a\": {\"shape\": [2], \"data_offsets\": [0, 8]}}", 16);
-    expect_fail(p, "dtype");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"data_offsets\": [0, 8]}}", 16);
-    expect_fail(p, "shape");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2]}}", 16);
-    expect_fail(p, "data_offsets");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0]}}", 16);
-    expect_fail(p, "data_offsets");
-    write_raw(p, "{\"a\": 5}", 16);
-    expect_fail(p, "not an object");
-    write_raw(p, "{\"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},"
-                 " \"a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}}", 16);
-    expect_fail(p, "twice");
+    for (size_t i = 0; i < sizeof BAD_HEADERS / sizeof *BAD_HEADERS; i++) {
+        write_raw(p, BAD_HEADERS[i].json, BAD_HEADERS[i].data);
+        expect_fail_as(BAD_HEADERS[i].json, p, BAD_HEADERS[i].want);
+    }
     write_bytes(p, "", 0);
     expect_fail(p, NULL);
     expect_fail(tu_tmp("does-not-exist.safetensors"), "cannot open");

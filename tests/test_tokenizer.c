@@ -282,29 +282,43 @@ static int run_vectors(const phiq_tokenizer *t, const char *vocab) {
     return total - ok;
 }
 
+/* The fixture at shared/rel (phiq_tokenizer_load), or the test fails. */
+static phiq_tokenizer *load_fixture(const char *rel) {
+    phiq_tokenizer *t = phiq_tokenizer_load(tu_shared_path(rel), NULL);
+    if (!t) fail_msg("%s: %s", rel, phiq_error());
+    return t;
+}
+
+/* fixtures/tokenizers/FAMILY's tokenizer.json with its tokenizer_config.json,
+ * or the test fails. */
+static phiq_tokenizer *hf_fixture(const char *family) {
+    char json[256], config[256];
+    snprintf(json, sizeof json, "fixtures/tokenizers/%s/tokenizer.json", family);
+    snprintf(config, sizeof config, "fixtures/tokenizers/%s/tokenizer_config.json", family);
+    phiq_tokenizer *t = phiq_tokenizer_from_hf_json(tu_shared_path(json), tu_shared_path(config));
+    if (!t) fail_msg("%s: %s", json, phiq_error());
+    return t;
+}
+
+/* Every llama.cpp vector of vocab encodes as llama.cpp did; frees t. */
+static void vectors_match(phiq_tokenizer *t, const char *vocab) {
+    assert_int_equal(run_vectors(t, vocab), 0);
+    phiq_tokenizer_free(t);
+}
+
 static void test_phi3_vectors_hf(void **s) {
     (void)s;
-    phiq_tokenizer *t = phiq_tokenizer_from_hf_json(tu_shared_path("fixtures/tokenizers/phi3/tokenizer.json"),
-                                                    tu_shared_path("fixtures/tokenizers/phi3/tokenizer_config.json"));
-    if (!t) fail_msg("%s", phiq_error());
-    assert_int_equal(run_vectors(t, "ggml-vocab-phi-3.gguf"), 0);
-    phiq_tokenizer_free(t);
+    vectors_match(hf_fixture("phi3"), "ggml-vocab-phi-3.gguf");
 }
 
 static void test_phi3_vectors_gguf(void **s) {
     (void)s;
-    phiq_tokenizer *t = phiq_tokenizer_load(tu_shared_path("fixtures/vocab/ggml-vocab-phi-3.gguf"), NULL);
-    if (!t) fail_msg("%s", phiq_error());
-    assert_int_equal(run_vectors(t, "ggml-vocab-phi-3.gguf"), 0);
-    phiq_tokenizer_free(t);
+    vectors_match(load_fixture("fixtures/vocab/ggml-vocab-phi-3.gguf"), "ggml-vocab-phi-3.gguf");
 }
 
 static void test_gpt2_vectors_gguf(void **s) {
     (void)s;
-    phiq_tokenizer *t = phiq_tokenizer_load(tu_shared_path("fixtures/vocab/ggml-vocab-gpt-2.gguf"), NULL);
-    if (!t) fail_msg("%s", phiq_error());
-    assert_int_equal(run_vectors(t, "ggml-vocab-gpt-2.gguf"), 0);
-    phiq_tokenizer_free(t);
+    vectors_match(load_fixture("fixtures/vocab/ggml-vocab-gpt-2.gguf"), "ggml-vocab-gpt-2.gguf");
 }
 
 /* The fixture gpt2 tokenizer.json is GPT-2 plus CodeGen's added whitespace
@@ -313,11 +327,7 @@ static void test_gpt2_vectors_gguf(void **s) {
  * legitimately differ from plain GPT-2; all others must match. */
 static void test_gpt2_vectors_hf(void **s) {
     (void)s;
-    phiq_tokenizer *t = phiq_tokenizer_from_hf_json(tu_shared_path("fixtures/tokenizers/gpt2/tokenizer.json"),
-                                                    tu_shared_path("fixtures/tokenizers/gpt2/tokenizer_config.json"));
-    if (!t) fail_msg("%s", phiq_error());
-    phiq_tokenizer *g = phiq_tokenizer_load(tu_shared_path("fixtures/vocab/ggml-vocab-gpt-2.gguf"), NULL);
-    if (!g) fail_msg("%s", phiq_error());
+    phiq_tokenizer *t = hf_fixture("gpt2"), *g = load_fixture("fixtures/vocab/ggml-vocab-gpt-2.gguf");
     char *inp;
     size_t il;
     assert_int_equal(phiq_read_file(tu_shared_path("fixtures/vocab/ggml-vocab-gpt-2.gguf.inp"), &inp, &il), 0);
@@ -427,9 +437,7 @@ static void test_vocab_gguf_roundtrip(void **s) {
  * "<|user|>\n<|end|>\n<|assistant|>" decodes back without the newlines. */
 static void test_phi3_rstrip(void **s) {
     (void)s;
-    phiq_tokenizer *t = phiq_tokenizer_from_hf_json(tu_shared_path("fixtures/tokenizers/phi3/tokenizer.json"),
-                                                    tu_shared_path("fixtures/tokenizers/phi3/tokenizer_config.json"));
-    if (!t) fail_msg("%s", phiq_error());
+    phiq_tokenizer *t = hf_fixture("phi3");
     const char *txt = "<|user|>\n<|end|>\n<|assistant|>";
     int32_t *ids;
     int n = encode(t, txt, strlen(txt), 1, 1, &ids);
@@ -535,8 +543,7 @@ static void test_roundtrip(void **s) {
                            "fixtures/tokenizers/tiktoken/o200k_base.tiktoken",
                            "fixtures/tokenizers/tiktoken/cl100k_base.tiktoken"};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
-        phiq_tokenizer *t = phiq_tokenizer_load(tu_shared_path(paths[i]), NULL);
-        if (!t) fail_msg("%s", phiq_error());
+        phiq_tokenizer *t = load_fixture(paths[i]);
         roundtrip_texts(t);
         phiq_tokenizer_free(t);
     }
@@ -545,8 +552,7 @@ static void test_roundtrip(void **s) {
 /* byte-fallback pieces of a character arrive one byte at a time */
 static void test_stream_bytes(void **s) {
     (void)s;
-    phiq_tokenizer *t = phiq_tokenizer_load(tu_shared_path("fixtures/tokenizers/phi3/tokenizer.json"), NULL);
-    if (!t) fail_msg("%s", phiq_error());
+    phiq_tokenizer *t = load_fixture("fixtures/tokenizers/phi3/tokenizer.json");
     const char *txt = "🦙"; /* not a piece: 4 byte tokens */
     int32_t *ids;
     int n = encode(t, txt, strlen(txt), 0, 0, &ids);

@@ -246,6 +246,17 @@ void *tu_read_all(const char *path, size_t *n) {
     return b;
 }
 
+uint32_t tu_rand(uint32_t *x) { return *x = *x * 1664525u + 1013904223u; }
+
+float tu_randf(uint32_t *x) { return (float)(tu_rand(x) >> 8) / 16777216.0f; }
+
+void tu_random_ids(int32_t *ids, int n, uint64_t seed, int hi) {
+    for (int i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        ids[i] = (int32_t)((seed >> 33) % (uint64_t)hi);
+    }
+}
+
 double tu_max_abs_diff(const float *a, const float *b, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {

@@ -68,6 +68,15 @@ int tu_main(const char *names, const CMUnitTestFunction *fns, size_t n, CMFixtur
 const char *tu_llama_tool(const char *name);
 /* Reads a whole binary file; returns malloc'd bytes and sets *n. */
 void *tu_read_all(const char *path, size_t *n);
+/* The tests' 32-bit pseudo-random stream (the LCG x = x*1664525 + 1013904223):
+ * advances *x and returns its new value. The sequence a seed gives is part
+ * of the tests' data (their expected values and llama.cpp comparisons). */
+uint32_t tu_rand(uint32_t *x);
+/* tu_rand's top 24 bits as a float in [0, 1) (exact in float and double). */
+float tu_randf(uint32_t *x);
+/* n token ids in [0, hi) from the 64-bit LCG x = x*6364136223846793005 +
+ * 1442695040888963407 started at seed (bits 33 and up of each value). */
+void tu_random_ids(int32_t *ids, int n, uint64_t seed, int hi);
 /* max |a-b| and the range (max-min) of b over n floats. */
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 double tu_range(const float *b, size_t n);
