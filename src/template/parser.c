@@ -453,6 +453,14 @@ static node *parse_expr(parser *P, bool with_condexpr) {
 /* ---- statements -------------------------------------------------------------------- */
 static node *parse_body(parser *P, const char *const *ends, const char **which);
 
+/* The else branch of an if or for whose body ended at the tag `which`, up to
+ * the end tag; NULL when that tag was not else. */
+static node *parse_else(parser *P, const char *which, const char *const *end) {
+    if (strcmp(which, "else")) return NULL;
+    expect_type(P, T_BLOCK_END, "'%}'");
+    return parse_body(P, end, &which);
+}
+
 /* Assignment targets: name, a, b, (a, b); with_attr allows ns.attr (set only). */
 static void parse_targets(parser *P, node *st, bool with_attr) {
     bool paren = is_op(P, '(');
@@ -502,11 +510,8 @@ static node *parse_statement(parser *P) {
             tail->c = e;
             tail = e;
         }
-        if (!strcmp(which, "else")) {
-            expect_type(P, T_BLOCK_END, "'%}'");
-            static const char *const endif[] = {"endif", NULL};
-            tail->c = parse_body(P, endif, &which);
-        }
+        static const char *const endif[] = {"endif", NULL};
+        tail->c = parse_else(P, which, endif);
         return n;
     } else if (!strcmp(tag, "for")) {
         n = mk(P, N_FOR, line);
@@ -522,11 +527,8 @@ static node *parse_statement(parser *P) {
         expect_type(P, T_BLOCK_END, "'%}'");
         static const char *const ends[] = {"endfor", "else", NULL};
         n->b = parse_body(P, ends, &which);
-        if (!strcmp(which, "else")) {
-            expect_type(P, T_BLOCK_END, "'%}'");
-            static const char *const endfor[] = {"endfor", NULL};
-            n->c = parse_body(P, endfor, &which);
-        }
+        static const char *const endfor[] = {"endfor", NULL};
+        n->c = parse_else(P, which, endfor);
         return n;
     } else if (!strcmp(tag, "set")) {
         n = mk(P, N_SET, line);
