@@ -57,6 +57,11 @@ int phiq_cli_default_ctx(const phiq_model *m, int want);
  * rounded), calib_passes, calib_tokens (per pass), calib_forward_seconds,
  * and with rss the process's peak_rss_bytes. */
 struct cJSON;
+/* Writes n bytes of s for inside a quoted string: '"', '\\', \n, \r, \t
+ * escaped; other control bytes as \u00XX with json, else \xXX; bytes from
+ * 0x80 as they are when they form a UTF-8 character, else \u00XX with json,
+ * \xXX without. */
+void phiq_cli_put_escaped(FILE *f, const char *s, int n, int json);
 /* Prints j (indented, or on one line with compact) and a newline on stdout, then deletes it. */
 void phiq_cli_json_out(struct cJSON *j, int compact);
 void phiq_cli_json_calib(struct cJSON *j, const char *gptq_key, int n_gptq, int passes, int64_t tokens, double seconds,

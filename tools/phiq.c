@@ -75,6 +75,27 @@ int phiq_cli_kv_type(const char *s) {
     return -1;
 }
 
+void phiq_cli_put_escaped(FILE *f, const char *s, int n, int json) {
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c < 0x20 || (c >= 0x80 && !json)) fprintf(f, json ? "\\u%04x" : "\\x%02x", c);
+        else if (c >= 0x80) {
+            /* JSON must stay valid UTF-8: a partial sequence becomes \u00XX escapes */
+            int k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+            int ok = k > 0 && i + k <= n;
+            for (int j = 1; ok && j < k; j++) ok = ((unsigned char)s[i + j] & 0xC0) == 0x80;
+            if (ok) {
+                fwrite(s + i, 1, (size_t)k, f);
+                i += k - 1;
+            } else fprintf(f, "\\u%04x", c);
+        } else fputc(c, f);
+    }
+}
+
 void phiq_cli_json_out(cJSON *j, int compact) {
     char *txt = compact ? cJSON_PrintUnformatted(j) : cJSON_Print(j);
     if (txt) puts(txt);
