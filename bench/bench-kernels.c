@@ -109,6 +109,18 @@ static void read_bw(void) {
     phiq_huge_free(buf, bytes);
 }
 
+/* n bytes of weights of type t: pseudo-random bytes with the exponent's top
+ * bit of every 16-bit word cleared (fp16 fields stay finite); F32/BF16 get
+ * ordinary values (denormals would time microcode assists) */
+static void fill_weights(char *w, size_t n, int t) {
+    for (size_t i = 0; i < n; i++) w[i] = (char)(i * 2654435761u >> 13);
+    for (size_t i = 1; i < n; i += 2) w[i] &= 0x3b;
+    if (t == PHIQ_GGML_TYPE_F32)
+        for (size_t i = 0; i < n / 4; i++) ((float *)w)[i] = (float)(i % 17) * 0.01f - 0.08f;
+    if (t == PHIQ_GGML_TYPE_BF16)
+        for (size_t i = 0; i < n / 2; i++) ((uint16_t *)w)[i] = (uint16_t)(0x3c00 + i % 200);
+}
+
 int main(int argc, char **argv) {
     const phiq_kernels *best = phiq_kernels_get(), *ref = phiq_kernels_scalar();
     printf("CPU: %s\nbest ISA: %s; matvec %d x %d (columns x rows)\n", phiq_cpu_describe(), best->isa, N, ROWS);
@@ -129,14 +141,7 @@ int main(int argc, char **argv) {
         size_t wsize = mbytes * copies;
         char *w = phiq_huge_alloc(&wsize);
         if (!w) { printf("%s: cannot map %zu bytes\n", name, wsize); continue; }
-        for (size_t i = 0; i < mbytes * copies; i++) w[i] = (char)(i * 2654435761u >> 13);
-        /* keep fp16 fields finite: clear the exponent's top bit in every 16-bit word;
-         * F32/BF16 get ordinary values (denormals would time microcode assists) */
-        for (size_t i = 1; i < mbytes * copies; i += 2) w[i] &= 0x3b;
-        if (t == PHIQ_GGML_TYPE_F32)
-            for (size_t i = 0; i < mbytes * copies / 4; i++) ((float *)w)[i] = (float)(i % 17) * 0.01f - 0.08f;
-        if (t == PHIQ_GGML_TYPE_BF16)
-            for (size_t i = 0; i < mbytes * copies / 2; i++) ((uint16_t *)w)[i] = (uint16_t)(0x3c00 + i % 200);
+        fill_weights(w, mbytes * copies, t);
         const char *const *lv = phiq_kernels_levels();
         for (int ki = 0; lv[ki]; ki++) {
             const phiq_kernels *k = phiq_kernels_for(lv[ki]);
@@ -172,12 +177,7 @@ int main(int argc, char **argv) {
         size_t rb = (size_t)phiq_ggml_row_size(t, N), ab = (size_t)phiq_ggml_row_size(best->act_type[t], N);
         char *w = malloc(rb * R), *acts = malloc(ab * C);
         float *o = malloc(sizeof(float) * R * C);
-        for (size_t i = 0; i < rb * R; i++) w[i] = (char)(i * 2654435761u >> 13);
-        for (size_t i = 1; i < rb * R; i += 2) w[i] &= 0x3b;
-        if (t == PHIQ_GGML_TYPE_F32)
-            for (size_t i = 0; i < rb * R / 4; i++) ((float *)w)[i] = (float)(i % 17) * 0.01f - 0.08f;
-        if (t == PHIQ_GGML_TYPE_BF16)
-            for (size_t i = 0; i < rb * R / 2; i++) ((uint16_t *)w)[i] = (uint16_t)(0x3c00 + i % 200);
+        fill_weights(w, rb * R, t);
         for (int j = 0; j < C; j++) best->quantize_act(best->act_type[t], x, acts + j * ab, N);
         const char *const *lv = phiq_kernels_levels();
         for (int ki = 0; lv[ki]; ki++) {

@@ -14,14 +14,13 @@
 # Environment: LAYERS (default 32 = the real model; fewer is quicker), THREADS
 # (default 2), REPS (alternating runs, default 5), INNER (repetitions inside
 # each run, median, default 1), PROMPT (128), GEN (32), DEPTH (0), KV (KV
-# cache type: f16 or q8_0), TYPES, WORK (bench-out).
+# cache type: f16 or q8_0), TYPES, WORK (bench-out), PHIQ_BASE (another phiq binary, e.g. an
+# older commit's build: it runs in the same alternation and a second table gives after/before
+# ratios, so a refactor's speed is checked against its base on the same work).
 # Depth 4096 on 2 threads: each run refills the depth (minutes), so use
 # REPS=1 INNER=3 there. Wrap in `flock /tmp/phiq-bench.lock` on a shared machine.
 set -eu
 cd "$(dirname "$0")/.."
-PHIQ=${PHIQ:-build/phiq}
-LAYERS=${LAYERS:-32}
-THREADS=${THREADS:-2}
 REPS=${REPS:-5}
 INNER=${INNER:-1}
 PROMPT=${PROMPT:-128}
@@ -29,12 +28,11 @@ GEN=${GEN:-32}
 DEPTH=${DEPTH:-0}
 KV=${KV:-f16}
 TYPES=${TYPES:-"Q4_0 Q4_K_M Q8_0 F16"}
-WORK=${WORK:-bench-out}
-[ -x "$PHIQ" ] || make build >/dev/null
+PHIQ_BASE=${PHIQ_BASE:-}
+. bench/common.sh
 REF=$(sh ../shared/tools/llama-ref/setup.sh | tail -1)
 REFDIR=$(dirname "$REF")
 BINS=node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
-mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 LD="$WORK/llama_depth"
 if [ ! -x "$LD" ] || [ bench/llama_depth.c -nt "$LD" ] || [ tests/ref/llama_driver.h -nt "$LD" ]; then
@@ -61,11 +59,14 @@ for T in $TYPES; do
   F="$SRC-$T.gguf"
   [ -f "$F" ] || "$PHIQ" convert "$SRC" -o "$F" --type "$T" -t "$THREADS" --quiet
   tag="$T-d$DEPTH-$KV"
-  : >"$WORK/$tag.phiq"; : >"$WORK/$tag.llama"
+  : >"$WORK/$tag.phiq"; : >"$WORK/$tag.llama"; : >"$WORK/$tag.base"
   i=0
   while [ $i -lt "$REPS" ]; do
-    "$PHIQ" bench "$F" -t "$THREADS" --prompt "$PROMPT" --gen "$GEN" --depth "$DEPTH" --kv-type "$KV" --reps "$INNER" --json |
-      sed -E 's/.*"prefill_tok_s": ([0-9.]+).*"decode_tok_s": ([0-9.]+).*"decode_gb_s": ([0-9.]+).*/\1 \2 \3/' >>"$WORK/$tag.phiq"
+    for P in "$PHIQ" $PHIQ_BASE; do
+      out="$WORK/$tag.phiq"; [ "$P" = "$PHIQ" ] || out="$WORK/$tag.base"
+      "$P" bench "$F" -t "$THREADS" --prompt "$PROMPT" --gen "$GEN" --depth "$DEPTH" --kv-type "$KV" --reps "$INNER" --json |
+        sed -E 's/.*"prefill_tok_s": ([0-9.]+).*"decode_tok_s": ([0-9.]+).*"decode_gb_s": ([0-9.]+).*/\1 \2 \3/' >>"$out"
+    done
     LLAMA_REF_BACKENDS="$REFDIR/backends" LLAMA_REF_THREADS=$THREADS "$LD" "$F" "$DEPTH" "$PROMPT" "$GEN" "$INNER" "$KV" |
       sed -E 's/prefill_tok_s ([0-9.]+) decode_tok_s ([0-9.]+)/\1 \2/' >>"$WORK/$tag.llama"
     i=$((i + 1))
@@ -76,6 +77,18 @@ for T in $TYPES; do
   awk -v t="$T" -v pd="$pd" -v ld="$ld" -v pp="$pp" -v lp="$lp" -v pg="$pg" -v bw="$BW" 'BEGIN {
     printf "%-8s %12.2f %12.2f %6.2fx %12.2f %12.2f %6.2fx %9.2f %5.0f%%\n", t, pd, ld, (ld > 0 ? pd / ld : 0), pp, lp,
            (lp > 0 ? pp / lp : 0), pg, (bw > 0 ? 100 * pg / bw : 0) }'
+  if [ -n "$PHIQ_BASE" ]; then
+    bp=$(cut -d' ' -f1 "$WORK/$tag.base" | median); bd=$(cut -d' ' -f2 "$WORK/$tag.base" | median)
+    echo "$T $bd $pd $bp $pp $ld $lp" >>"$WORK/base-rows.$$"
+  fi
 done
+if [ -n "$PHIQ_BASE" ]; then
+  echo "against PHIQ_BASE=$PHIQ_BASE (same alternation):"
+  printf "%-8s %12s %12s %7s %12s %12s %7s %14s %14s\n" type "base dec" "phiq dec" ratio "base pre" "phiq pre" ratio \
+    "base/llama dec" "base/llama pre"
+  awk '{ printf "%-8s %12.2f %12.2f %6.2fx %12.2f %12.2f %6.2fx %13.2fx %13.2fx\n", $1, $2, $3, ($2 > 0 ? $3 / $2 : 0), $4, $5,
+         ($4 > 0 ? $5 / $4 : 0), ($6 > 0 ? $2 / $6 : 0), ($7 > 0 ? $4 / $7 : 0) }' "$WORK/base-rows.$$"
+  rm -f "$WORK/base-rows.$$"
+fi
 echo "(tokens/s, medians of $REPS alternating runs x $INNER, $THREADS threads, prompt $PROMPT, decode $GEN, depth $DEPTH, KV $KV;"
 echo " model $SRC; dec GB/s counts the weights only, not the KV cache)"

@@ -35,7 +35,7 @@ async function stream(i) {
 }
 
 const pct = (a, p) => { const s = [...a].sort((x, y) => x - y); return s.length ? s[Math.min(s.length - 1, Math.floor(p / 100 * s.length))] : null; };
-const round = (x) => (x === null ? null : Math.round(x * 10) / 10);
+const round = (x) => (x === null ? null : Math.round(x * 100) / 100);
 
 if (mode === 'solo' || mode === 'parallel') {
   const n = mode === 'solo' ? 1 : Number(nArg || 8);

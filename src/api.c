@@ -37,32 +37,11 @@ void phiq_context_free(phiq_context *ctx) {
     if (!ctx) return;
     phiq_threadpool_free(ctx->tp);
     phiq_kv_free(&ctx->kv);
-    free(ctx->tokens);
-    free(ctx->x);
-    free(ctx->h);
-    free(ctx->qkv);
-    free(ctx->p3s_tmp);
-    free(ctx->att);
-    free(ctx->ffn);
-    free(ctx->tmp);
-    free(ctx->mm_scratch);
-    free(ctx->scores);
-    free(ctx->attn_q8);
-    free(ctx->attn_ws);
-    free(ctx->attn_part);
-    free(ctx->act);
-    free(ctx->act_q);
-    free(ctx->actq);
+    PHIQ_FREE_ALL(ctx->tokens, ctx->x, ctx->h, ctx->qkv, ctx->p3s_tmp, ctx->att, ctx->ffn, ctx->tmp, ctx->mm_scratch,
+                  ctx->scores, ctx->attn_q8, ctx->attn_ws, ctx->attn_part, ctx->act, ctx->act_q, ctx->actq);
     phiq_mm_scratch_free(ctx);
-    free(ctx->moe);
-    free(ctx->rope_cos);
-    free(ctx->rope_sin);
-    free(ctx->logits);
-    free(ctx->fb_pos);
-    free(ctx->fb_rows);
-    free(ctx->fb_kv);
-    free(ctx->fb_long);
-    free(ctx);
+    PHIQ_FREE_ALL(ctx->moe, ctx->rope_cos, ctx->rope_sin, ctx->logits, ctx->fb_pos, ctx->fb_rows, ctx->fb_kv,
+                  ctx->fb_long, ctx);
 }
 
 static float *phiq_alloc_f(size_t n) { return malloc((n ? n : 1) * sizeof(float)); }

@@ -3,24 +3,32 @@
 #ifndef PHIQ_TOOLS_CLI_H
 #define PHIQ_TOOLS_CLI_H
 
+#include <stdio.h>
+
 #include "phiq.h"
 
-int phiq_cmd_convert(int argc, char **argv);
-int phiq_cmd_inspect(int argc, char **argv);
-int phiq_cmd_synth(int argc, char **argv);
-int phiq_cmd_run(int argc, char **argv);
-int phiq_cmd_chat(int argc, char **argv);
-int phiq_cmd_tokenize(int argc, char **argv);
-int phiq_cmd_template(int argc, char **argv); /* tools/cmd_template.c */
-int phiq_cmd_logits(int argc, char **argv);
-int phiq_cmd_eval(int argc, char **argv);
-int phiq_cmd_bench(int argc, char **argv);
-int phiq_cmd_report(int argc, char **argv);
-int phiq_cmd_pull(int argc, char **argv);
-int phiq_cmd_imatrix(int argc, char **argv);
-int phiq_cmd_serve(int argc, char **argv);   /* tools/cmd_serve.c */
-int phiq_cmd_convert_onnx(int argc, char **argv); /* tools/cmd_onnx.c: convert --format onnx */
-int phiq_cmd_convert_mlx(int argc, char **argv);  /* tools/cmd_mlx.c: convert --format mlx */
+/* The commands `phiq` dispatches to, in the order its help lists them:
+ * X(name, function, one line of help). */
+#define PHIQ_CLI_COMMANDS(X) \
+    X("convert", phiq_cmd_convert, "convert an HF checkpoint or GGUF to GGUF (f32/f16/bf16/Q4_K_M/int4/...), ONNX or MLX") \
+    X("inspect", phiq_cmd_inspect, "show architecture, hyper-parameters and tensors of a GGUF, safetensors or HF dir") \
+    X("synth", phiq_cmd_synth, "write a random-weight HF checkpoint of any Phi shape") \
+    X("run", phiq_cmd_run, "generate text from a prompt") \
+    X("chat", phiq_cmd_chat, "interactive multi-turn chat") \
+    X("serve", phiq_cmd_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page") \
+    X("template", phiq_cmd_template, "print the prompt a conversation becomes (the chat template, run as Jinja)") \
+    X("tokenize", phiq_cmd_tokenize, "print the token ids of a text") \
+    X("logits", phiq_cmd_logits, "write float32 logits for token ids") \
+    X("eval", phiq_cmd_eval, "perplexity and KL divergence on a text") \
+    X("imatrix", phiq_cmd_imatrix, "importance matrix of a text (llama-imatrix's GGUF format)") \
+    X("bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory") \
+    X("convert-onnx", phiq_cmd_convert_onnx, "(temporary) convert --format onnx: HF checkpoint -> ONNX Runtime GenAI") \
+    X("pull", phiq_cmd_pull, "download a model from the Hugging Face Hub into the huggingface_hub cache") \
+    X("report", phiq_cmd_report, "convert to several precisions, evaluate, bench, and chart the trade-off")
+#define PHIQ_CLI_DECLARE(name, fn, help) int fn(int argc, char **argv);
+PHIQ_CLI_COMMANDS(PHIQ_CLI_DECLARE)
+#undef PHIQ_CLI_DECLARE
+int phiq_cmd_convert_mlx(int argc, char **argv); /* tools/cmd_mlx.c: convert --format mlx */
 
 /* Prints "phiq CMD: message" to stderr and returns 1. */
 int phiq_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -28,6 +36,18 @@ int phiq_cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(p
 int phiq_cli_is(const char *arg, const char *a, const char *b);
 /* Fetches the value after a flag or fails with usage; advances *i. */
 const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd);
+/* The arguments of the commands that run a model over a text in chunks (eval,
+ * imatrix) other than their own options, each stored through its pointer:
+ * MODEL, --text/-f FILE, -c/--ctx N, --chunks N, -t/--threads N, --json,
+ * --quiet; -h/--help prints usage on stdout. Returns -1 when argv[*i] was
+ * taken (*i then past its value), else the exit status: 0 after --help, 2
+ * after a usage error (an unknown option, a second MODEL). */
+typedef struct phiq_cli_pass_opts {
+    const char **model, **text;
+    int *n_ctx, *max_chunks, *n_threads, *json, *quiet;
+    void (*usage)(FILE *f);
+} phiq_cli_pass_opts;
+int phiq_cli_pass_arg(int argc, char **argv, int *i, const char *cmd, const phiq_cli_pass_opts *p);
 /* --kv-type value: "f16", "f32" or "q8_0" -> PHIQ_KV_TYPE_*, anything else -1. */
 int phiq_cli_kv_type(const char *s);
 /* A command's default context, fitted to the model: min(want, its context length). */
@@ -37,6 +57,11 @@ int phiq_cli_default_ctx(const phiq_model *m, int want);
  * rounded), calib_passes, calib_tokens (per pass), calib_forward_seconds,
  * and with rss the process's peak_rss_bytes. */
 struct cJSON;
+/* Writes n bytes of s for inside a quoted string: '"', '\\', \n, \r, \t
+ * escaped; other control bytes as \u00XX with json, else \xXX; bytes from
+ * 0x80 as they are when they form a UTF-8 character, else \u00XX with json,
+ * \xXX without. */
+void phiq_cli_put_escaped(FILE *f, const char *s, int n, int json);
 /* Prints j (indented, or on one line with compact) and a newline on stdout, then deletes it. */
 void phiq_cli_json_out(struct cJSON *j, int compact);
 void phiq_cli_json_calib(struct cJSON *j, const char *gptq_key, int n_gptq, int passes, int64_t tokens, double seconds,

@@ -104,22 +104,14 @@ static void eval_usage(FILE *f) {
 int phiq_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *idsf = NULL, *refp = NULL, *type = NULL;
     phiq_ppl_opts o = {.n_ctx = 0, .bos_id = -1}; /* 0: 512, or the model's context if shorter */
-    int json = 0;
+    int json = 0, ret;
+    const phiq_cli_pass_opts po = {&model, &text, &o.n_ctx, &o.max_chunks, &o.n_threads, &json, &o.quiet, eval_usage};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (phiq_cli_is(a, "-h", "--help")) { eval_usage(stdout); return 0; }
-        else if (phiq_cli_is(a, "--text", "-f")) text = phiq_cli_value(argc, argv, &i, "eval");
-        else if (!strcmp(a, "--ids")) idsf = phiq_cli_value(argc, argv, &i, "eval");
+        if (!strcmp(a, "--ids")) idsf = phiq_cli_value(argc, argv, &i, "eval");
         else if (!strcmp(a, "--ref")) refp = phiq_cli_value(argc, argv, &i, "eval");
         else if (!strcmp(a, "--type")) type = phiq_cli_value(argc, argv, &i, "eval");
-        else if (phiq_cli_is(a, "--ctx", "-c")) o.n_ctx = atoi(phiq_cli_value(argc, argv, &i, "eval"));
-        else if (!strcmp(a, "--chunks")) o.max_chunks = atoi(phiq_cli_value(argc, argv, &i, "eval"));
-        else if (phiq_cli_is(a, "-t", "--threads")) o.n_threads = atoi(phiq_cli_value(argc, argv, &i, "eval"));
-        else if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "--quiet")) o.quiet = 1;
-        else if (a[0] == '-') { fprintf(stderr, "phiq eval: unknown option %s\n", a); eval_usage(stderr); return 2; }
-        else if (!model) model = a;
-        else { fprintf(stderr, "phiq eval: unexpected argument %s\n", a); return 2; }
+        else if ((ret = phiq_cli_pass_arg(argc, argv, &i, "eval", &po)) >= 0) return ret;
     }
     if (!model || (!text && !idsf)) { eval_usage(stderr); return 2; }
     if (!(model = phiq_cli_model_path("eval", model))) return 1;

@@ -261,20 +261,6 @@ static int generate(session *s, const int32_t *prompt, int n_prompt, int n_predi
     return 0;
 }
 
-static void json_string(FILE *f, const char *s, size_t n) {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void json_ids(FILE *f, const int32_t *ids, int n) {
     fputc('[', f);
     for (int i = 0; i < n; i++) fprintf(f, i ? ", %d" : "%d", ids[i]);
@@ -329,9 +315,9 @@ int phiq_cmd_run(int argc, char **argv) {
         json_ids(stdout, ids, n);
         printf(", \"ids\": ");
         json_ids(stdout, r.ids, r.n);
-        printf(", \"text\": ");
-        json_string(stdout, r.text, r.text_len);
-        printf(", \"stop\": \"%s\", \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f}\n",
+        printf(", \"text\": \"");
+        phiq_cli_put_escaped(stdout, r.text, (int)r.text_len, 1); /* the detokenizer's text is whole UTF-8 characters */
+        printf("\", \"stop\": \"%s\", \"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f}\n",
                !strcmp(r.stop, "eos") ? "eos" : "length", r.prefill_s > 0 ? n / r.prefill_s : 0,
                r.decode_s > 0 && r.n > 1 ? (r.n - 1) / r.decode_s : 0);
     } else {

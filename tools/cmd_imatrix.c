@@ -31,21 +31,13 @@ static void imatrix_usage(FILE *f) {
 int phiq_cmd_imatrix(int argc, char **argv) {
     const char *model = NULL, *text = NULL, *out = NULL;
     phiq_calib_opts o = {.n_ctx = 512};
-    int json = 0;
+    int json = 0, ret;
+    const phiq_cli_pass_opts po = {&model, &text, &o.n_ctx, &o.max_chunks, &o.n_threads, &json, &o.quiet, imatrix_usage};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (phiq_cli_is(a, "-h", "--help")) { imatrix_usage(stdout); return 0; }
-        else if (phiq_cli_is(a, "--text", "-f")) text = phiq_cli_value(argc, argv, &i, "imatrix");
-        else if (phiq_cli_is(a, "-o", "--output")) out = phiq_cli_value(argc, argv, &i, "imatrix");
-        else if (phiq_cli_is(a, "-c", "--ctx")) o.n_ctx = atoi(phiq_cli_value(argc, argv, &i, "imatrix"));
-        else if (!strcmp(a, "--chunks")) o.max_chunks = atoi(phiq_cli_value(argc, argv, &i, "imatrix"));
+        if (phiq_cli_is(a, "-o", "--output")) out = phiq_cli_value(argc, argv, &i, "imatrix");
         else if (!strcmp(a, "--process-output")) o.process_output = 1;
-        else if (phiq_cli_is(a, "-t", "--threads")) o.n_threads = atoi(phiq_cli_value(argc, argv, &i, "imatrix"));
-        else if (!strcmp(a, "--json")) json = 1;
-        else if (!strcmp(a, "--quiet")) o.quiet = 1;
-        else if (a[0] == '-') { fprintf(stderr, "phiq imatrix: unknown option %s\n", a); imatrix_usage(stderr); return 2; }
-        else if (!model) model = a;
-        else { fprintf(stderr, "phiq imatrix: unexpected argument %s\n", a); return 2; }
+        else if ((ret = phiq_cli_pass_arg(argc, argv, &i, "imatrix", &po)) >= 0) return ret;
     }
     if (!model || !text || !out) { imatrix_usage(stderr); return 2; }
     if (!(model = phiq_cli_model_path("imatrix", model))) return 1;

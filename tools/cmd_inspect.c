@@ -32,6 +32,34 @@ static void help(FILE *f) {
 
 static const char *st_dtype_name(const phiq_st_tensor *t) { return t->dtype_name ? t->dtype_name : "?"; }
 
+/* How a format lists its tensors: the JSON keys of the type and the dimensions, the text columns' widths. */
+typedef struct tlayout {
+    const char *type_key, *dims_key;
+    int name_w, type_w;
+} tlayout;
+static const tlayout gguf_layout = {"type", "ne", 40, 7}, st_layout = {"dtype", "shape", 56, 5};
+
+/* One tensor of a listing: {name, type, dims, bytes} added to ta, or a line of text. */
+static void tensor_out(cJSON *ta, int json, const tlayout *lay, const char *name, const char *type, const int64_t *dims,
+                       int n_dims, uint64_t nbytes) {
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", name);
+        cJSON_AddStringToObject(o, lay->type_key, type);
+        cJSON *sh = cJSON_CreateArray();
+        for (int d = 0; d < n_dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)dims[d]));
+        cJSON_AddItemToObject(o, lay->dims_key, sh);
+        cJSON_AddNumberToObject(o, "bytes", (double)nbytes);
+        cJSON_AddItemToArray(ta, o);
+    } else {
+        char shape[128];
+        int off = 0;
+        for (int d = 0; d < n_dims && off < 100; d++)
+            off += snprintf(shape + off, sizeof shape - (size_t)off, "%s%lld", d ? ", " : "", (long long)dims[d]);
+        printf("  %-*s %-*s [%s]\n", lay->name_w, name, lay->type_w, type, shape);
+    }
+}
+
 /* ---- GGUF ----------------------------------------------------------------------------- */
 static cJSON *gguf_value_json(const phiq_gguf *g, int64_t i, char *txt, size_t cap) {
     int vt = phiq_gguf_kv_type(g, i);
@@ -134,23 +162,7 @@ static int inspect_gguf(const char *path, int json, int tensors) {
         int64_t e = t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
         nel += e;
         bytes += t->nbytes;
-        if (!tensors) continue;
-        if (json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "name", t->name);
-            cJSON_AddStringToObject(o, "type", phiq_ggml_type_name(t->type));
-            cJSON *sh = cJSON_CreateArray();
-            for (int d = 0; d < t->n_dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->ne[d]));
-            cJSON_AddItemToObject(o, "ne", sh);
-            cJSON_AddNumberToObject(o, "bytes", (double)t->nbytes);
-            cJSON_AddItemToArray(ta, o);
-        } else {
-            char shape[96];
-            int off = 0;
-            for (int d = 0; d < t->n_dims; d++)
-                off += snprintf(shape + off, sizeof shape - (size_t)off, "%s%lld", d ? ", " : "", (long long)t->ne[d]);
-            printf("  %-40s %-7s [%s]\n", t->name, phiq_ggml_type_name(t->type), shape);
-        }
+        if (tensors) tensor_out(ta, json, &gguf_layout, t->name, phiq_ggml_type_name(t->type), t->ne, t->n_dims, t->nbytes);
     }
     double bpw = nel ? 8.0 * (double)bytes / (double)nel : 0;
     if (json) {
@@ -168,9 +180,7 @@ static int inspect_gguf(const char *path, int json, int tensors) {
         else cJSON_Delete(ta);
         if (!strcmp(arch, "phimoe")) phimoe_notes(json, root);
         if (!strcmp(arch, "phi3small")) phi3small_notes(json, root);
-        char *out = cJSON_Print(root);
-        if (out) puts(out);
-        free(out);
+        phiq_cli_json_out(root, 0);
     } else {
         cJSON_Delete(meta);
         cJSON_Delete(ta);
@@ -178,8 +188,8 @@ static int inspect_gguf(const char *path, int json, int tensors) {
                (long long)nel, (double)nel / 1e6, (double)bytes / 1e6, bpw);
         if (!strcmp(arch, "phimoe")) phimoe_notes(json, root);
         if (!strcmp(arch, "phi3small")) phi3small_notes(json, root);
+        cJSON_Delete(root);
     }
-    cJSON_Delete(root);
     phiq_gguf_close(g);
     return 0;
 }
@@ -203,23 +213,7 @@ static void tensors_out(const tlist *l, int json, int tensors, cJSON *root, uint
         const phiq_st_tensor *t = l->at(l->obj, i);
         nel += t->n_elements;
         bytes += t->nbytes;
-        if (!tensors) continue;
-        if (json) {
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddStringToObject(o, "name", t->name);
-            cJSON_AddStringToObject(o, "dtype", st_dtype_name(t));
-            cJSON *sh = cJSON_CreateArray();
-            for (int d = 0; d < t->n_dims; d++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)t->shape[d]));
-            cJSON_AddItemToObject(o, "shape", sh);
-            cJSON_AddNumberToObject(o, "bytes", (double)t->nbytes);
-            cJSON_AddItemToArray(ta, o);
-        } else {
-            char shape[128];
-            int off = 0;
-            for (int d = 0; d < t->n_dims && off < 100; d++)
-                off += snprintf(shape + off, sizeof shape - (size_t)off, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-            printf("  %-56s %-5s [%s]\n", t->name, st_dtype_name(t), shape);
-        }
+        if (tensors) tensor_out(ta, json, &st_layout, t->name, st_dtype_name(t), t->shape, t->n_dims, t->nbytes);
     }
     double bpw = nel ? 8.0 * (double)bytes / (double)nel : 0;
     if (json) {
@@ -251,12 +245,8 @@ static int inspect_st(const char *path, int json, int tensors) {
     }
     tlist l = {phiq_st_n_tensors(st), st_at, st};
     tensors_out(&l, json, tensors, root, size);
-    if (json) {
-        char *out = cJSON_Print(root);
-        if (out) puts(out);
-        free(out);
-    }
-    cJSON_Delete(root);
+    if (json) phiq_cli_json_out(root, 0);
+    else cJSON_Delete(root);
     phiq_st_close(st);
     return 0;
 }
@@ -326,12 +316,8 @@ static int inspect_hf(const char *dir, int json, int tensors) {
     tensors_out(&l, json, tensors, root, size);
     if (hp->arch == PHIQ_ARCH_PHIMOE) phimoe_notes(json, root);
     if (hp->arch == PHIQ_ARCH_PHI3SMALL) phi3small_notes(json, root);
-    if (json) {
-        char *out = cJSON_Print(root);
-        if (out) puts(out);
-        free(out);
-    }
-    cJSON_Delete(root);
+    if (json) phiq_cli_json_out(root, 0);
+    else cJSON_Delete(root);
     phiq_hf_close(hf);
     return 0;
 }

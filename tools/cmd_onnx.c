@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cJSON.h>
 
@@ -167,15 +166,7 @@ int phiq_cmd_convert_onnx(int argc, char **argv) {
         cJSON_AddStringToObject(j, "type", tn[o.type]);
         cJSON_AddNumberToObject(j, "block_size", o.block_size);
         cJSON_AddBoolToObject(j, "sym", !o.asym);
-        double bytes = 0;
-        static const char *files[] = {"model.onnx", "model.onnx.data"};
-        for (int f = 0; f < 2; f++) {
-            char p[4096];
-            struct stat sb;
-            snprintf(p, sizeof p, "%s/%s", out, files[f]);
-            if (stat(p, &sb) == 0) bytes += (double)sb.st_size;
-        }
-        cJSON_AddNumberToObject(j, "model_bytes", bytes);
+        cJSON_AddNumberToObject(j, "model_bytes", (double)st.model_bytes);
         if (o.mixed) {
             static const char *bk[] = {"int8_asym", "int8_sym", "none"};
             cJSON_AddNumberToObject(j, "ratio", o.ratio);

@@ -30,27 +30,6 @@ static void tokenize_usage(FILE *f) {
           f);
 }
 
-static void put_escaped(FILE *f, const char *s, int n, int json) {
-    for (int i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c == '\n') fputs("\\n", f);
-        else if (c == '\t') fputs("\\t", f);
-        else if (c == '\r') fputs("\\r", f);
-        else if (c < 0x20 || (c >= 0x80 && !json)) fprintf(f, json ? "\\u%04x" : "\\x%02x", c);
-        else if (c >= 0x80) {
-            /* JSON must stay valid UTF-8: a partial sequence becomes \u00XX escapes */
-            int k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
-            bool ok = k > 0 && i + k <= n;
-            for (int j = 1; ok && j < k; j++) ok = ((unsigned char)s[i + j] & 0xC0) == 0x80;
-            if (ok) {
-                fwrite(s + i, 1, (size_t)k, f);
-                i += k - 1;
-            } else fprintf(f, "\\u%04x", c);
-        } else fputc(c, f);
-    }
-}
-
 int phiq_cmd_tokenize(int argc, char **argv) {
     const char *model = NULL, *tokfile = NULL, *text = NULL, *file = NULL, *pretok = NULL;
     int add_bos = 1, special = 1, json = 0, pieces = 0;
@@ -121,7 +100,7 @@ int phiq_cmd_tokenize(int argc, char **argv) {
             for (int i = 0; i < n; i++) {
                 int l = phiq_token_piece(t, ids[i], piece, pc);
                 fputs(i ? ",\"" : "\"", stdout);
-                put_escaped(stdout, piece, l, 1);
+                phiq_cli_put_escaped(stdout, piece, l, 1);
                 fputs("\"", stdout);
             }
             fputs("]", stdout);
@@ -131,7 +110,7 @@ int phiq_cmd_tokenize(int argc, char **argv) {
         for (int i = 0; i < n; i++) {
             int l = phiq_token_piece(t, ids[i], piece, pc);
             printf("%d\t\"", ids[i]);
-            put_escaped(stdout, piece, l, 0);
+            phiq_cli_put_escaped(stdout, piece, l, 0);
             fputs("\"\n", stdout);
         }
     } else {

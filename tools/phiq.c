@@ -14,21 +14,9 @@ static const struct {
     int (*fn)(int, char **);
     const char *help;
 } commands[] = {
-    {"convert", phiq_cmd_convert, "convert an HF checkpoint or GGUF to GGUF (f32/f16/bf16/Q4_K_M/int4/...), ONNX or MLX"},
-    {"inspect", phiq_cmd_inspect, "show architecture, hyper-parameters and tensors of a GGUF, safetensors or HF dir"},
-    {"synth", phiq_cmd_synth, "write a random-weight HF checkpoint of any Phi shape"},
-    {"run", phiq_cmd_run, "generate text from a prompt"},
-    {"chat", phiq_cmd_chat, "interactive multi-turn chat"},
-    {"serve", phiq_cmd_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page"},
-    {"template", phiq_cmd_template, "print the prompt a conversation becomes (the chat template, run as Jinja)"},
-    {"tokenize", phiq_cmd_tokenize, "print the token ids of a text"},
-    {"logits", phiq_cmd_logits, "write float32 logits for token ids"},
-    {"eval", phiq_cmd_eval, "perplexity and KL divergence on a text"},
-    {"imatrix", phiq_cmd_imatrix, "importance matrix of a text (llama-imatrix's GGUF format)"},
-    {"bench", phiq_cmd_bench, "prefill/decode speed, bandwidth, memory"},
-    {"convert-onnx", phiq_cmd_convert_onnx, "(temporary) convert --format onnx: HF checkpoint -> ONNX Runtime GenAI"},
-    {"pull", phiq_cmd_pull, "download a model from the Hugging Face Hub into the huggingface_hub cache"},
-    {"report", phiq_cmd_report, "convert to several precisions, evaluate, bench, and chart the trade-off"},
+#define PHIQ_CLI_ENTRY(name, fn, help) {name, fn, help},
+    PHIQ_CLI_COMMANDS(PHIQ_CLI_ENTRY)
+#undef PHIQ_CLI_ENTRY
 };
 
 int phiq_cli_fail(const char *cmd, const char *fmt, ...) {
@@ -60,6 +48,21 @@ const char *phiq_cli_value(int argc, char **argv, int *i, const char *cmd) {
     return argv[++*i];
 }
 
+int phiq_cli_pass_arg(int argc, char **argv, int *i, const char *cmd, const phiq_cli_pass_opts *p) {
+    const char *a = argv[*i];
+    if (phiq_cli_is(a, "-h", "--help")) { p->usage(stdout); return 0; }
+    else if (phiq_cli_is(a, "--text", "-f")) *p->text = phiq_cli_value(argc, argv, i, cmd);
+    else if (phiq_cli_is(a, "-c", "--ctx")) *p->n_ctx = atoi(phiq_cli_value(argc, argv, i, cmd));
+    else if (!strcmp(a, "--chunks")) *p->max_chunks = atoi(phiq_cli_value(argc, argv, i, cmd));
+    else if (phiq_cli_is(a, "-t", "--threads")) *p->n_threads = atoi(phiq_cli_value(argc, argv, i, cmd));
+    else if (!strcmp(a, "--json")) *p->json = 1;
+    else if (!strcmp(a, "--quiet")) *p->quiet = 1;
+    else if (a[0] == '-') { fprintf(stderr, "phiq %s: unknown option %s\n", cmd, a); p->usage(stderr); return 2; }
+    else if (!*p->model) *p->model = a;
+    else { fprintf(stderr, "phiq %s: unexpected argument %s\n", cmd, a); return 2; }
+    return -1;
+}
+
 int phiq_cli_default_ctx(const phiq_model *m, int want) {
     int train = phiq_model_n_ctx_train(m);
     return train > 0 && train < want ? train : want;
@@ -70,6 +73,27 @@ int phiq_cli_kv_type(const char *s) {
     if (!strcmp(s, "f32")) return PHIQ_KV_TYPE_F32;
     if (!strcmp(s, "q8_0")) return PHIQ_KV_TYPE_Q8_0;
     return -1;
+}
+
+void phiq_cli_put_escaped(FILE *f, const char *s, int n, int json) {
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
+        else if (c == '\n') fputs("\\n", f);
+        else if (c == '\t') fputs("\\t", f);
+        else if (c == '\r') fputs("\\r", f);
+        else if (c < 0x20 || (c >= 0x80 && !json)) fprintf(f, json ? "\\u%04x" : "\\x%02x", c);
+        else if (c >= 0x80) {
+            /* JSON must stay valid UTF-8: a partial sequence becomes \u00XX escapes */
+            int k = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+            int ok = k > 0 && i + k <= n;
+            for (int j = 1; ok && j < k; j++) ok = ((unsigned char)s[i + j] & 0xC0) == 0x80;
+            if (ok) {
+                fwrite(s + i, 1, (size_t)k, f);
+                i += k - 1;
+            } else fprintf(f, "\\u%04x", c);
+        } else fputc(c, f);
+    }
 }
 
 void phiq_cli_json_out(cJSON *j, int compact) {

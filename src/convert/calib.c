@@ -281,15 +281,8 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
 
 void phiq_calib_free(phiq_calib *c) {
     if (!c) return;
-    for (int i = 0; i < c->n_st; i++) {
-        free(c->st[i].sum2);
-        free(c->st[i].count);
-        free(c->st[i].mean);
-        free(c->st[i].h);
-    }
-    free(c->st);
-    free(c->e);
-    free(c);
+    for (int i = 0; i < c->n_st; i++) PHIQ_FREE_ALL(c->st[i].sum2, c->st[i].count, c->st[i].mean, c->st[i].h);
+    PHIQ_FREE_ALL(c->st, c->e, c);
 }
 
 int phiq_calib_chunks(const phiq_calib *c) { return c->chunks; }
@@ -429,8 +422,7 @@ void phiq_calib_session_free(phiq_calib_session *s) {
     if (!s) return;
     phiq_calib_free(s->cur);
     phiq_calib_free(s->full);
-    free(s->resid);
-    free(s->ids);
+    PHIQ_FREE_ALL(s->resid, s->ids);
     phiq_model_free(s->m);
     free(s);
 }

@@ -814,6 +814,24 @@ static int imatrix_keys(phiq_gguf_writer *w, const phiq_convert_opts *o, const p
     return 0;
 }
 
+/* What both conversions end with: the imatrix keys, the file written with
+ * fill (from an HF or a GGUF source), the statistics but for arch. */
+static int write_file(ctx *c, phiq_gguf_writer *w, const char *dst, phiq_gguf_fill_fn fill, int64_t n_tensors,
+                      phiq_convert_stats *st) {
+    int rc = imatrix_keys(w, c->o, c->imat);
+    if (rc < 0) return rc;
+    phiq_gguf_write_opts wo = {.quiet = c->o->quiet, .label = "convert"};
+    double t0 = phiq_now();
+    if ((rc = phiq_gguf_writer_write(w, dst, fill, c, &wo)) >= 0 && st) {
+        st->seconds = phiq_now() - t0;
+        st->n_tensors = n_tensors;
+        st->n_elements = c->n_elements;
+        st->n_gptq = c->n_gptq;
+        st->data_bytes = c->n_bytes;
+    }
+    return rc;
+}
+
 /* The tokenizer.* keys: the tokenizer module's reading of tokenizer.json
  * (the runtime tokenizer's too), for this model's rows and config.json ids. */
 static int load_vocab(const phiq_hf *hf, const phiq_hparams *hp, phiq_tok_vocab **out) {
@@ -895,18 +913,8 @@ static int convert_hf(const char *src, const char *dst, const phiq_convert_opts 
     }
     for (int i = 0; i < plan.n; i++)
         if ((rc = phiq_gguf_writer_add_tensor(w, plan.t[i].name, types[i], plan.t[i].n_dims, plan.t[i].ne)) < 0) goto done;
-    if ((rc = imatrix_keys(w, o, imat)) < 0) goto done;
-    phiq_gguf_write_opts wo = {.quiet = o->quiet, .label = "convert"};
-    double t0 = phiq_now();
-    if ((rc = phiq_gguf_writer_write(w, dst, fill_hf, &c, &wo)) < 0) goto done;
-    if (st) {
-        st->seconds = phiq_now() - t0;
-        st->n_tensors = plan.n;
-        st->n_elements = c.n_elements;
-        st->n_gptq = c.n_gptq;
-        st->data_bytes = c.n_bytes;
+    if ((rc = write_file(&c, w, dst, fill_hf, plan.n, st)) >= 0 && st)
         snprintf(st->arch, sizeof st->arch, "%s", phiq_arch_name(hp->arch));
-    }
 done:
     phiq_gguf_writer_free(w);
     free(types);
@@ -993,18 +1001,8 @@ static int convert_gguf(const char *src, const char *dst, const phiq_convert_opt
         const phiq_gguf_tensor *t = phiq_gguf_tensor_at(g, i);
         if ((rc = phiq_gguf_writer_add_tensor(w, t->name, types[i], t->n_dims, t->ne)) < 0) goto done;
     }
-    if ((rc = imatrix_keys(w, o, imat)) < 0) goto done;
-    phiq_gguf_write_opts wo = {.quiet = o->quiet, .label = "convert"};
-    double t0 = phiq_now();
-    if ((rc = phiq_gguf_writer_write(w, dst, fill_gguf, &c, &wo)) < 0) goto done;
-    if (st) {
-        st->seconds = phiq_now() - t0;
-        st->n_tensors = nt;
-        st->n_elements = c.n_elements;
-        st->n_gptq = c.n_gptq;
-        st->data_bytes = c.n_bytes;
+    if ((rc = write_file(&c, w, dst, fill_gguf, nt, st)) >= 0 && st)
         snprintf(st->arch, sizeof st->arch, "%.*s", (int)(alen < 15 ? alen : 15), arch);
-    }
 done:
     phiq_gguf_writer_free(w);
     free(types);

@@ -31,13 +31,8 @@ struct phiq_imatrix {
 
 void phiq_imatrix_free(phiq_imatrix *m) {
     if (!m) return;
-    for (int i = 0; i < m->n; i++) {
-        free(m->e[i].name);
-        free(m->e[i].w);
-    }
-    free(m->e);
-    free(m->dataset);
-    free(m);
+    for (int i = 0; i < m->n; i++) PHIQ_FREE_ALL(m->e[i].name, m->e[i].w);
+    PHIQ_FREE_ALL(m->e, m->dataset, m);
 }
 
 static imat_entry *add_entry(phiq_imatrix *m, const char *name, size_t name_len, int64_t ne0, int n_mat) {

@@ -378,6 +378,10 @@ void phiq_outdir_abort(phiq_outdir *d) {
 }
 
 /* ---- progress ------------------------------------------------------------------ */
+void phiq_free_n(void *const *ptrs, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
+}
+
 double phiq_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);

@@ -126,6 +126,10 @@ void phiq_progress_step(phiq_progress *p, const char *item, uint64_t bytes);
 void phiq_progress_end(phiq_progress *p);
 
 /* ---- misc ------------------------------------------------------------------- */
+/* free() each pointer of the list, in order: PHIQ_FREE_ALL(o->a, o->b, o); */
+void phiq_free_n(void *const *ptrs, size_t n);
+#define PHIQ_FREE_ALL(...) \
+    phiq_free_n((void *const[]){__VA_ARGS__}, sizeof((void *const[]){__VA_ARGS__}) / sizeof(void *))
 double phiq_now(void); /* monotonic seconds */
 int phiq_physical_cores(void);
 bool phiq_streq_nocase(const char *a, const char *b);

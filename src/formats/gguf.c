@@ -128,6 +128,21 @@ struct phiq_gguf {
 /* (names, stride) of the NUL-terminated names of an entry array, NULL when empty */
 #define KV_NAMES(g) ((g)->kv ? (const char *const *)&(g)->kv[0].key : NULL), sizeof *(g)->kv
 #define T_NAMES(g) ((g)->tensors ? (const char *const *)&(g)->tensors[0].name : NULL), sizeof *(g)->tensors
+
+/* Indexes n names into ix; a name seen twice is a format error naming WHAT
+ * and the two ENTRIES ("duplicate key 'k' (entries 3 and 7)"). */
+static int index_unique(const phiq_gguf *g, name_index *ix, const char *const *names, size_t stride, int64_t n,
+                        const char *what, const char *entries) {
+    if (name_index_init(ix, n)) return phiq_fail(PHIQ_ENOMEM, "%s: out of memory", g->name);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t j = name_index_insert(ix, names, stride, i);
+        if (j >= 0)
+            return phiq_fail(PHIQ_EFORMAT, "%s: duplicate %s '%s' (%s %lld and %lld)", g->name, what,
+                             *(const char *const *)((const char *)names + (size_t)i * stride), entries, (long long)j,
+                             (long long)i);
+    }
+    return 0;
+}
 #define W_NAMES(w) ((w)->t ? (const char *const *)&(w)->t[0].name : NULL), sizeof *(w)->t
 
 typedef struct cursor {
@@ -399,18 +414,7 @@ static int parse(phiq_gguf *g) {
         if ((rc = parse_value(g, &c, &g->kv[i], pl.p + g->kv[i].key_off))) goto fail;
     }
     for (int64_t i = 0; i < n_kv; i++) g->kv[i].key = pl.p + g->kv[i].key_off;
-    if ((rc = name_index_init(&g->kv_ix, n_kv))) {
-        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", g->name);
-        goto fail;
-    }
-    for (int64_t i = 0; i < n_kv; i++) {
-        int64_t j = name_index_insert(&g->kv_ix, KV_NAMES(g), i);
-        if (j >= 0) {
-            rc = phiq_fail(PHIQ_EFORMAT, "%s: duplicate key '%s' (entries %lld and %lld)", g->name, g->kv[i].key,
-                           (long long)j, (long long)i);
-            goto fail;
-        }
-    }
+    if ((rc = index_unique(g, &g->kv_ix, KV_NAMES(g), n_kv, "key", "entries"))) goto fail;
 
     g->alignment = PHIQ_GGUF_DEFAULT_ALIGNMENT;
     int64_t ai = name_index_find(&g->kv_ix, KV_NAMES(g), GGUF_ALIGNMENT_KEY);
@@ -442,18 +446,7 @@ static int parse(phiq_gguf *g) {
     pl.p = NULL;
     for (int64_t i = 0; i < n_kv; i++) g->kv[i].key = g->pool + g->kv[i].key_off;
     for (int64_t i = 0; i < n_tensors; i++) g->tensors[i].name = g->pool + off[i];
-    if ((rc = name_index_init(&g->tensor_ix, n_tensors))) {
-        rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", g->name);
-        goto fail;
-    }
-    for (int64_t i = 0; i < n_tensors; i++) {
-        int64_t j = name_index_insert(&g->tensor_ix, T_NAMES(g), i);
-        if (j >= 0) {
-            rc = phiq_fail(PHIQ_EFORMAT, "%s: duplicate tensor name '%s' (tensors %lld and %lld)", g->name,
-                           g->tensors[i].name, (long long)j, (long long)i);
-            goto fail;
-        }
-    }
+    if ((rc = index_unique(g, &g->tensor_ix, T_NAMES(g), n_tensors, "tensor name", "tensors"))) goto fail;
 
     /* data section: starts aligned (padding only skipped when there are
      * tensors, as llama.cpp does); offsets strictly sequential */
@@ -527,12 +520,7 @@ phiq_gguf *phiq_gguf_open_memory(const void *data, size_t size, const char *name
 void phiq_gguf_close(phiq_gguf *g) {
     if (!g) return;
     for (int64_t i = 0; i < g->n_kv; i++) free(g->kv[i].str_off);
-    free(g->kv);
-    free(g->tensors);
-    free(g->pool);
-    free(g->kv_ix.slots);
-    free(g->tensor_ix.slots);
-    free(g->name);
+    PHIQ_FREE_ALL(g->kv, g->tensors, g->pool, g->kv_ix.slots, g->tensor_ix.slots, g->name);
     if (g->owns_map) phiq_map_close(&g->map);
     free(g);
 }
@@ -697,15 +685,9 @@ phiq_gguf_writer *phiq_gguf_writer_new(void) {
 
 void phiq_gguf_writer_free(phiq_gguf_writer *w) {
     if (!w) return;
-    for (int64_t i = 0; i < w->n_kv; i++) {
-        free(w->kv[i].key);
-        free(w->kv[i].val);
-    }
+    for (int64_t i = 0; i < w->n_kv; i++) PHIQ_FREE_ALL(w->kv[i].key, w->kv[i].val);
     for (int64_t i = 0; i < w->n_t; i++) free(w->t[i].name);
-    free(w->kv);
-    free(w->t);
-    free(w->t_ix.slots);
-    free(w);
+    PHIQ_FREE_ALL(w->kv, w->t, w->t_ix.slots, w);
 }
 
 static int64_t writer_find_kv(const phiq_gguf_writer *w, const char *key) {

@@ -45,15 +45,8 @@ static uint32_t hf_hash(const char *s) {
 void phiq_hf_close(phiq_hf *hf) {
     if (!hf) return;
     for (int i = 0; i < hf->n_shards; i++) phiq_st_close(hf->shards[i]);
-    free(hf->shards);
-    free(hf->tensors);
-    free(hf->hash);
-    free(hf->dir);
-    free(hf->arch_name);
-    free(hf->model_type);
-    free(hf->tok_json);
-    free(hf->tok_cfg);
-    free(hf->gen_cfg);
+    PHIQ_FREE_ALL(hf->shards, hf->tensors, hf->hash, hf->dir, hf->arch_name, hf->model_type, hf->tok_json, hf->tok_cfg,
+                  hf->gen_cfg);
     cJSON_Delete(hf->quant);
     free(hf);
 }
@@ -623,6 +616,11 @@ static int check_tensors(phiq_hf *hf) {
 #define NEED1(n, a) do { if ((rc = need(hf, n, 1, a, 0))) return rc; } while (0)
 #define NEED2(n, a, b) do { if ((rc = need(hf, n, 2, a, b))) return rc; } while (0)
 #define L(fmt) (snprintf(nm, sizeof nm, "model.layers.%d." fmt, l), nm)
+/* a module with a bias: its weight [a, b] (or [a] for a norm, b = 0), then its bias [a] */
+#define NEED_B(mod, a, b) \
+    do { \
+        if ((rc = need(hf, L(mod ".weight"), (b) ? 2 : 1, a, b)) || (rc = need(hf, L(mod ".bias"), 1, a, 0))) return rc; \
+    } while (0)
     if (!phiq_hf_find(hf, "lm_head.weight")) hp->tied_embeddings = true;
     NEED2("model.embed_tokens.weight", V, H);
     for (int l = 0; l < hp->n_layer; l++) {
@@ -636,40 +634,25 @@ static int check_tensors(phiq_hf *hf) {
             NEED2(L("mlp.down_proj.weight"), H, I);
             break;
         case PHIQ_ARCH_PHI2:
-            NEED1(L("input_layernorm.weight"), H);
-            NEED1(L("input_layernorm.bias"), H);
-            NEED2(L("self_attn.q_proj.weight"), q, H);
-            NEED1(L("self_attn.q_proj.bias"), q);
-            NEED2(L("self_attn.k_proj.weight"), kv, H);
-            NEED1(L("self_attn.k_proj.bias"), kv);
-            NEED2(L("self_attn.v_proj.weight"), kv, H);
-            NEED1(L("self_attn.v_proj.bias"), kv);
-            NEED2(L("self_attn.dense.weight"), H, q);
-            NEED1(L("self_attn.dense.bias"), H);
-            NEED2(L("mlp.fc1.weight"), I, H);
-            NEED1(L("mlp.fc1.bias"), I);
-            NEED2(L("mlp.fc2.weight"), H, I);
-            NEED1(L("mlp.fc2.bias"), H);
+            NEED_B("input_layernorm", H, 0);
+            NEED_B("self_attn.q_proj", q, H);
+            NEED_B("self_attn.k_proj", kv, H);
+            NEED_B("self_attn.v_proj", kv, H);
+            NEED_B("self_attn.dense", H, q);
+            NEED_B("mlp.fc1", I, H);
+            NEED_B("mlp.fc2", H, I);
             break;
         case PHIQ_ARCH_PHI3SMALL: /* modeling_phi3_small.py: every Linear and LayerNorm has a bias */
-            NEED1(L("input_layernorm.weight"), H);
-            NEED1(L("input_layernorm.bias"), H);
-            NEED2(L("self_attn.query_key_value.weight"), q + 2 * kv, H);
-            NEED1(L("self_attn.query_key_value.bias"), q + 2 * kv);
-            NEED2(L("self_attn.dense.weight"), H, q);
-            NEED1(L("self_attn.dense.bias"), H);
-            NEED1(L("post_attention_layernorm.weight"), H);
-            NEED1(L("post_attention_layernorm.bias"), H);
-            NEED2(L("mlp.up_proj.weight"), 2 * I, H);
-            NEED1(L("mlp.up_proj.bias"), 2 * I);
-            NEED2(L("mlp.down_proj.weight"), H, I);
-            NEED1(L("mlp.down_proj.bias"), H);
+            NEED_B("input_layernorm", H, 0);
+            NEED_B("self_attn.query_key_value", q + 2 * kv, H);
+            NEED_B("self_attn.dense", H, q);
+            NEED_B("post_attention_layernorm", H, 0);
+            NEED_B("mlp.up_proj", 2 * I, H);
+            NEED_B("mlp.down_proj", H, I);
             break;
         case PHIQ_ARCH_PHIMOE:
-            NEED1(L("input_layernorm.weight"), H);
-            NEED1(L("input_layernorm.bias"), H);
-            NEED1(L("post_attention_layernorm.weight"), H);
-            NEED1(L("post_attention_layernorm.bias"), H);
+            NEED_B("input_layernorm", H, 0);
+            NEED_B("post_attention_layernorm", H, 0);
             NEED2(L("self_attn.q_proj.weight"), q, H);
             NEED2(L("self_attn.k_proj.weight"), kv, H);
             NEED2(L("self_attn.v_proj.weight"), kv, H);
@@ -712,6 +695,7 @@ static int check_tensors(phiq_hf *hf) {
     if (hp->arch == PHIQ_ARCH_PHIMOE && phiq_hf_find(hf, "lm_head.bias")) NEED1("lm_head.bias", V);
 #undef NEED1
 #undef NEED2
+#undef NEED_B
 #undef L
     return 0;
 }

@@ -178,37 +178,45 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
     *s = sumf;
 }
 
-static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q3_K *x = vx;
-    const phiq_block_q8_K *y = vy;
+/* Q3_K and Q6_K are one loop (ggml's generic loops) over their own
+ * unpacking: a super-block becomes 256 signed values and 16 signed scales
+ * (unpack returns its d), then 16 groups of 16 are dotted with q8, each times
+ * its scale, summed in 8 lanes, times d. */
+typedef float (*k16_unpack_fn)(const void *blocks, int64_t i, int8_t *a, int8_t scales[16]);
+
+static void k16_dot(int64_t n, float *s, const void *vx, const phiq_block_q8_K *y, k16_unpack_fn unpack) {
     float sums[8] = {0};
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        int8_t aux8[PHIQ_QK_K];
+        int8_t aux8[PHIQ_QK_K], scales[16];
         int32_t aux32[8] = {0};
-        const uint8_t *q3 = x[i].qs, *hm = x[i].hmask;
-        int8_t *a = aux8;
-        uint8_t m = 1;
-        for (int j = 0; j < PHIQ_QK_K; j += 128, q3 += 32) {
-            for (int shift = 0; shift < 8; shift += 2, a += 32, m <<= 1)
-                for (int l = 0; l < 32; l++) a[l] = (int8_t)(((q3[l] >> shift) & 3) - (hm[l] & m ? 0 : 4));
-        }
-        /* sixteen 6-bit scales: low nibbles in scales[0..7], top 2 bits in scales[8..11] */
-        int8_t scales[16];
-        for (int j = 0; j < 16; j++) {
-            int lo = j < 8 ? (x[i].scales[j] & 0xF) : (x[i].scales[j - 8] >> 4);
-            int hi = (x[i].scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-            scales[j] = (int8_t)((lo | (hi << 4)) - 32);
-        }
-        const int8_t *q8 = y[i].qs;
-        a = aux8;
+        const float d = unpack(vx, i, aux8, scales) * y[i].d;
+        const int8_t *q8 = y[i].qs, *a = aux8;
         for (int j = 0; j < PHIQ_QK_K / 16; j++, q8 += 16, a += 16) lanes16(aux32, scales[j], q8, a);
-        const float d = F16(x[i].d) * y[i].d;
         for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
     }
     float sumf = 0;
     for (int l = 0; l < 8; l++) sumf += sums[l];
     *s = sumf;
 }
+
+static float unpack_q3_K(const void *blocks, int64_t i, int8_t *a, int8_t scales[16]) {
+    const phiq_block_q3_K *x = (const phiq_block_q3_K *)blocks + i;
+    const uint8_t *q3 = x->qs, *hm = x->hmask;
+    uint8_t m = 1;
+    for (int j = 0; j < PHIQ_QK_K; j += 128, q3 += 32) {
+        for (int shift = 0; shift < 8; shift += 2, a += 32, m <<= 1)
+            for (int l = 0; l < 32; l++) a[l] = (int8_t)(((q3[l] >> shift) & 3) - (hm[l] & m ? 0 : 4));
+    }
+    /* sixteen 6-bit scales: low nibbles in scales[0..7], top 2 bits in scales[8..11] */
+    for (int j = 0; j < 16; j++) {
+        int lo = j < 8 ? (x->scales[j] & 0xF) : (x->scales[j - 8] >> 4);
+        int hi = (x->scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+        scales[j] = (int8_t)((lo | (hi << 4)) - 32);
+    }
+    return F16(x->d);
+}
+
+static void dot_q3_K(int64_t n, float *s, const void *vx, const void *vy) { k16_dot(n, s, vx, vy, unpack_q3_K); }
 
 /* Q4_K and Q5_K are one body (ggml's generic loops): the 256 values of a
  * super-block are the nibbles of qs, plus 16 where Q5_K's qh has bit 2c
@@ -260,33 +268,22 @@ static void dot_q5_K(int64_t n, float *s, const void *vx, const void *vy) {
     k45_dot(n, s, vx, sizeof(phiq_block_q5_K), offsetof(phiq_block_q5_K, qh), offsetof(phiq_block_q5_K, qs), vy);
 }
 
-static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
-    const phiq_block_q6_K *x = vx;
-    const phiq_block_q8_K *y = vy;
-    float sums[8] = {0};
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        int8_t aux8[PHIQ_QK_K];
-        int32_t aux32[8] = {0};
-        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-        int8_t *a = aux8;
-        for (int j = 0; j < PHIQ_QK_K; j += 128, a += 128, ql += 64, qh += 32) {
-            for (int l = 0; l < 32; l++) {
-                a[l + 0] = (int8_t)(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
-                a[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
-                a[l + 64] = (int8_t)(((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-                a[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-            }
+static float unpack_q6_K(const void *blocks, int64_t i, int8_t *a, int8_t scales[16]) {
+    const phiq_block_q6_K *x = (const phiq_block_q6_K *)blocks + i;
+    const uint8_t *ql = x->ql, *qh = x->qh;
+    for (int j = 0; j < PHIQ_QK_K; j += 128, a += 128, ql += 64, qh += 32) {
+        for (int l = 0; l < 32; l++) {
+            a[l + 0] = (int8_t)(((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+            a[l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+            a[l + 64] = (int8_t)(((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+            a[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
         }
-        const int8_t *q8 = y[i].qs;
-        a = aux8;
-        for (int j = 0; j < PHIQ_QK_K / 16; j++, q8 += 16, a += 16) lanes16(aux32, x[i].scales[j], q8, a);
-        const float d = F16(x[i].d) * y[i].d;
-        for (int l = 0; l < 8; l++) sums[l] += d * aux32[l];
     }
-    float sumf = 0;
-    for (int l = 0; l < 8; l++) sumf += sums[l];
-    *s = sumf;
+    memcpy(scales, x->scales, 16);
+    return F16(x->d);
 }
+
+static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) { k16_dot(n, s, vx, vy, unpack_q6_K); }
 
 static void dot_iq4_xs(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_iq4_xs *x = vx;

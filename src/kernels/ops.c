@@ -16,42 +16,37 @@ bool phiq_ops_type_supported(int type) {
     return phiq_quant_can_dequantize(type) != 0;
 }
 
+/* A row of 16-bit floats, widened by conv; src may be only byte-aligned. */
+#define HALF_ROW(conv) \
+    do { \
+        if (((uintptr_t)src & 1) == 0) { \
+            const uint16_t *p = src; \
+            for (int64_t i = 0; i < n; i++) dst[i] = conv(p[i]); \
+        } else { \
+            for (int64_t i = 0; i < n; i++) { \
+                uint16_t h; \
+                memcpy(&h, (const uint8_t *)src + 2 * i, 2); \
+                dst[i] = conv(h); \
+            } \
+        } \
+    } while (0)
+
 int phiq_row_to_f32(int type, const void *src, float *dst, int64_t n) {
     switch (type) {
     case PHIQ_GGML_TYPE_F32:
         memcpy(dst, src, (size_t)n * sizeof(float));
         return 0;
     case PHIQ_GGML_TYPE_F16:
-        if (((uintptr_t)src & 1) == 0) {
-            const uint16_t *p = src;
-            for (int64_t i = 0; i < n; i++) dst[i] = phiq_ops_h2f(p[i]);
-        } else {
-            for (int64_t i = 0; i < n; i++) {
-                uint16_t h;
-                memcpy(&h, (const uint8_t *)src + 2 * i, 2);
-                dst[i] = phiq_ops_h2f(h);
-            }
-        }
+        HALF_ROW(phiq_ops_h2f);
         return 0;
     case PHIQ_GGML_TYPE_BF16:
-        if (((uintptr_t)src & 1) == 0) {
-            const uint16_t *p = src;
-            for (int64_t i = 0; i < n; i++) {
-                uint32_t u = (uint32_t)p[i] << 16;
-                memcpy(dst + i, &u, 4);
-            }
-        } else {
-            for (int64_t i = 0; i < n; i++) {
-                uint16_t h;
-                memcpy(&h, (const uint8_t *)src + 2 * i, 2);
-                dst[i] = phiq_bf16_to_f32(h);
-            }
-        }
+        HALF_ROW(phiq_bf16_to_f32);
         return 0;
     default:
         return phiq_dequantize(type, src, dst, n);
     }
 }
+#undef HALF_ROW
 
 float phiq_dot_f32(const float *a, const float *b, int64_t n) {
     float acc[8] = {0};

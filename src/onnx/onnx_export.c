@@ -1332,10 +1332,12 @@ int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onn
     rc = small ? phiq_ox_phi3small_build(&x) : ox_build(&x);
     phiq_progress_end(&x.prog);
     if (rc) goto fail;
-    if (fflush(x.data) || fsync(fileno(x.data))) {
+    struct stat sb;
+    if (fflush(x.data) || fsync(fileno(x.data)) || fstat(fileno(x.data), &sb)) {
         rc = phiq_fail(PHIQ_EIO, "%s: write failed: %s", x.data_path, strerror(errno));
         goto fail;
     }
+    uint64_t model_bytes = (uint64_t)sb.st_size;
     if (fclose(x.data)) {
         x.data = NULL;
         rc = phiq_fail(PHIQ_EIO, "%s: write failed: %s", x.data_path, strerror(errno));
@@ -1349,8 +1351,9 @@ int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onn
             goto fail;
         }
         rc = phiq_og_write_model(&x.g, mf, 10, 21, 1, "phiq", model_path);
-        if ((fflush(mf) || fsync(fileno(mf))) && !rc)
+        if ((fflush(mf) || fsync(fileno(mf)) || fstat(fileno(mf), &sb)) && !rc)
             rc = phiq_fail(PHIQ_EIO, "%s: write failed: %s", model_path, strerror(errno));
+        model_bytes += (uint64_t)sb.st_size;
         if (fclose(mf) && !rc) rc = phiq_fail(PHIQ_EIO, "%s: write failed: %s", model_path, strerror(errno));
         if (rc) goto fail;
     }
@@ -1367,6 +1370,7 @@ int phiq_onnx_export_ex(const char *src_dir, const char *out_dir, const phiq_onn
     }
     if ((rc = ox_copy_tokenizer(x.hf, &od))) goto fail;
     rc = phiq_outdir_commit(&od);
+    if (st) st->model_bytes = model_bytes;
 
 fail:
     if (st && opt->mixed) {

@@ -71,6 +71,7 @@ typedef struct phiq_onnx_stats {
      * their parameters */
     int n_int4, n_ratio_defining;
     int64_t params_int4, params_ratio_defining;
+    uint64_t model_bytes; /* model.onnx + model.onnx.data */
 } phiq_onnx_stats;
 
 void phiq_onnx_options_default(phiq_onnx_options *o);

@@ -75,20 +75,12 @@ static const quant_traits traits[PHIQ_GGML_TYPE_COUNT] = {
     [PHIQ_GGML_TYPE_F32] = {q_f32, dq_f32},
     [PHIQ_GGML_TYPE_F16] = {q_f16, dq_f16},
     [PHIQ_GGML_TYPE_BF16] = {q_bf16, dq_bf16},
-    [PHIQ_GGML_TYPE_Q4_0] = {phiq_quantize_row_q4_0, phiq_dequantize_row_q4_0},
-    [PHIQ_GGML_TYPE_Q4_1] = {phiq_quantize_row_q4_1, phiq_dequantize_row_q4_1},
-    [PHIQ_GGML_TYPE_Q5_0] = {phiq_quantize_row_q5_0, phiq_dequantize_row_q5_0},
-    [PHIQ_GGML_TYPE_Q5_1] = {phiq_quantize_row_q5_1, phiq_dequantize_row_q5_1},
     [PHIQ_GGML_TYPE_Q8_0] = {q_q8_0, phiq_dequantize_row_q8_0},
     [PHIQ_GGML_TYPE_Q8_1] = {q_q8_1, phiq_dequantize_row_q8_1},
-    [PHIQ_GGML_TYPE_Q2_K] = {phiq_quantize_row_q2_K, phiq_dequantize_row_q2_K},
-    [PHIQ_GGML_TYPE_Q3_K] = {phiq_quantize_row_q3_K, phiq_dequantize_row_q3_K},
-    [PHIQ_GGML_TYPE_Q4_K] = {phiq_quantize_row_q4_K, phiq_dequantize_row_q4_K},
-    [PHIQ_GGML_TYPE_Q5_K] = {phiq_quantize_row_q5_K, phiq_dequantize_row_q5_K},
-    [PHIQ_GGML_TYPE_Q6_K] = {phiq_quantize_row_q6_K, phiq_dequantize_row_q6_K},
     [PHIQ_GGML_TYPE_Q8_K] = {q_q8_K, phiq_dequantize_row_q8_K},
-    [PHIQ_GGML_TYPE_IQ4_NL] = {phiq_quantize_row_iq4_nl, phiq_dequantize_row_iq4_nl},
-    [PHIQ_GGML_TYPE_IQ4_XS] = {phiq_quantize_row_iq4_xs, phiq_dequantize_row_iq4_xs},
+#define QUANT_ROW(t, T) [PHIQ_GGML_TYPE_##T] = {phiq_quantize_row_##t, phiq_dequantize_row_##t},
+    PHIQ_QUANT_TYPES(QUANT_ROW)
+#undef QUANT_ROW
 };
 
 static const quant_traits *traits_of(int type) {

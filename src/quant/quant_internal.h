@@ -127,33 +127,22 @@ float phiq_imat_weights(const float *x, const float *qw, float sigma2, int n, fl
 typedef void (*phiq_quant_row_fn)(const float *x, void *y, int64_t n, const float *qw, int simd);
 typedef void (*phiq_dequant_row_fn)(const void *x, float *y, int64_t n);
 
-/* quant_q32.c */
-void phiq_quantize_row_q4_0(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_quantize_row_q4_1(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_quantize_row_q5_0(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_quantize_row_q5_1(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_dequantize_row_q4_0(const void *x, float *y, int64_t n);
-void phiq_dequantize_row_q4_1(const void *x, float *y, int64_t n);
-void phiq_dequantize_row_q5_0(const void *x, float *y, int64_t n);
-void phiq_dequantize_row_q5_1(const void *x, float *y, int64_t n);
+/* The block types whose quantizers take importance weights, by family file:
+ * X(suffix, TYPE) for phiq_quantize_row_<suffix> (a phiq_quant_row_fn) and
+ * phiq_dequantize_row_<suffix> (a phiq_dequant_row_fn) of PHIQ_GGML_TYPE_<TYPE>;
+ * declared below and registered in quant.c's table from this one list. */
+#define PHIQ_QUANT_TYPES(X) \
+    X(q4_0, Q4_0) X(q4_1, Q4_1) X(q5_0, Q5_0) X(q5_1, Q5_1)           /* quant_q32.c */ \
+    X(iq4_nl, IQ4_NL) X(iq4_xs, IQ4_XS)                              /* quant_iq4.c */ \
+    X(q2_K, Q2_K) X(q3_K, Q3_K) X(q4_K, Q4_K) X(q5_K, Q5_K) X(q6_K, Q6_K) /* quant_k.c */
+#define PHIQ_QUANT_DECLARE(t, T) \
+    void phiq_quantize_row_##t(const float *x, void *y, int64_t n, const float *qw, int simd); \
+    void phiq_dequantize_row_##t(const void *x, float *y, int64_t n);
+PHIQ_QUANT_TYPES(PHIQ_QUANT_DECLARE)
+#undef PHIQ_QUANT_DECLARE
+/* the activation types' dequantizers (quant_q32.c, quant_k.c; their quantizers are in quant.h) */
 void phiq_dequantize_row_q8_0(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q8_1(const void *x, float *y, int64_t n);
-/* quant_iq4.c */
-void phiq_quantize_row_iq4_nl(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_quantize_row_iq4_xs(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_dequantize_row_iq4_nl(const void *x, float *y, int64_t n);
-void phiq_dequantize_row_iq4_xs(const void *x, float *y, int64_t n);
-/* quant_k.c */
-void phiq_quantize_row_q2_K(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_quantize_row_q3_K(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_quantize_row_q4_K(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_quantize_row_q5_K(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_quantize_row_q6_K(const float *x, void *y, int64_t n, const float *qw, int simd);
-void phiq_dequantize_row_q2_K(const void *x, float *y, int64_t n);
-void phiq_dequantize_row_q3_K(const void *x, float *y, int64_t n);
-void phiq_dequantize_row_q4_K(const void *x, float *y, int64_t n);
-void phiq_dequantize_row_q5_K(const void *x, float *y, int64_t n);
-void phiq_dequantize_row_q6_K(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q8_K(const void *x, float *y, int64_t n);
 
 /* gptq_avx512.c (x86-64, AVX-512F/DQ): gptq.c's Cholesky (a = L Lᵀ in place,

@@ -145,6 +145,27 @@ static node *parse_tuple(parser *P, bool with_condexpr, bool explicit_paren, con
     return n;
 }
 
+/* A list [a, b, ...] or a dict {k: v, ...} literal (xs holds k, v, k, v, ...),
+ * a trailing comma allowed; the current token is its opening bracket. */
+static node *parse_display(parser *P, int kind, char close) {
+    node *n = mk(P, kind, cur(P)->line);
+    next(P);
+    nvec xs = {0};
+    while (!is_op(P, close)) {
+        if (xs.n) expect_op(P, ',');
+        if (is_op(P, close)) break;
+        nv_push(P, &xs, parse_expr(P, true));
+        if (kind == N_DICT) {
+            expect_op(P, ':');
+            nv_push(P, &xs, parse_expr(P, true));
+        }
+    }
+    next(P);
+    n->xs = xs.v;
+    n->nx = xs.n;
+    return n;
+}
+
 static node *parse_primary(parser *P) {
     const token *t = cur(P);
     node *n;
@@ -188,36 +209,8 @@ static node *parse_primary(parser *P) {
             expect_op(P, ')');
             return n;
         }
-        if (t->op == '[') {
-            n = mk(P, N_LIST, t->line);
-            next(P);
-            nvec items = {0};
-            while (!is_op(P, ']')) {
-                if (items.n) expect_op(P, ',');
-                if (is_op(P, ']')) break;
-                nv_push(P, &items, parse_expr(P, true));
-            }
-            next(P);
-            n->xs = items.v;
-            n->nx = items.n;
-            return n;
-        }
-        if (t->op == '{') {
-            n = mk(P, N_DICT, t->line);
-            next(P);
-            nvec kv = {0};
-            while (!is_op(P, '}')) {
-                if (kv.n) expect_op(P, ',');
-                if (is_op(P, '}')) break;
-                nv_push(P, &kv, parse_expr(P, true));
-                expect_op(P, ':');
-                nv_push(P, &kv, parse_expr(P, true));
-            }
-            next(P);
-            n->xs = kv.v;
-            n->nx = kv.n;
-            return n;
-        }
+        if (t->op == '[') return parse_display(P, N_LIST, ']');
+        if (t->op == '{') return parse_display(P, N_DICT, '}');
         /* fallthrough */
     default: pfail(P, "unexpected %s", tok_desc(t));
     }
@@ -424,28 +417,20 @@ static node *parse_not(parser *P) {
     }
     return parse_compare(P);
 }
-static node *parse_and(parser *P) {
-    node *n = parse_not(P);
-    while (is_name(P, "and")) {
-        node *x = mk(P, N_AND, cur(P)->line);
+/* a KW b KW c ..., left-associative: nodes of kind over operands parsed by operand */
+static node *parse_chain(parser *P, const char *kw, int kind, node *(*operand)(parser *)) {
+    node *n = operand(P);
+    while (is_name(P, kw)) {
+        node *x = mk(P, kind, cur(P)->line);
         next(P);
         x->a = n;
-        x->b = parse_not(P);
+        x->b = operand(P);
         n = x;
     }
     return n;
 }
-static node *parse_or(parser *P) {
-    node *n = parse_and(P);
-    while (is_name(P, "or")) {
-        node *x = mk(P, N_OR, cur(P)->line);
-        next(P);
-        x->a = n;
-        x->b = parse_and(P);
-        n = x;
-    }
-    return n;
-}
+static node *parse_and(parser *P) { return parse_chain(P, "and", N_AND, parse_not); }
+static node *parse_or(parser *P) { return parse_chain(P, "or", N_OR, parse_and); }
 static node *parse_expr(parser *P, bool with_condexpr) {
     enter(P);
     node *n = parse_or(P);
@@ -467,6 +452,14 @@ static node *parse_expr(parser *P, bool with_condexpr) {
 
 /* ---- statements -------------------------------------------------------------------- */
 static node *parse_body(parser *P, const char *const *ends, const char **which);
+
+/* The else branch of an if or for whose body ended at the tag `which`, up to
+ * the end tag; NULL when that tag was not else. */
+static node *parse_else(parser *P, const char *which, const char *const *end) {
+    if (strcmp(which, "else")) return NULL;
+    expect_type(P, T_BLOCK_END, "'%}'");
+    return parse_body(P, end, &which);
+}
 
 /* Assignment targets: name, a, b, (a, b); with_attr allows ns.attr (set only). */
 static void parse_targets(parser *P, node *st, bool with_attr) {
@@ -517,11 +510,8 @@ static node *parse_statement(parser *P) {
             tail->c = e;
             tail = e;
         }
-        if (!strcmp(which, "else")) {
-            expect_type(P, T_BLOCK_END, "'%}'");
-            static const char *const endif[] = {"endif", NULL};
-            tail->c = parse_body(P, endif, &which);
-        }
+        static const char *const endif[] = {"endif", NULL};
+        tail->c = parse_else(P, which, endif);
         return n;
     } else if (!strcmp(tag, "for")) {
         n = mk(P, N_FOR, line);
@@ -537,11 +527,8 @@ static node *parse_statement(parser *P) {
         expect_type(P, T_BLOCK_END, "'%}'");
         static const char *const ends[] = {"endfor", "else", NULL};
         n->b = parse_body(P, ends, &which);
-        if (!strcmp(which, "else")) {
-            expect_type(P, T_BLOCK_END, "'%}'");
-            static const char *const endfor[] = {"endfor", NULL};
-            n->c = parse_body(P, endfor, &which);
-        }
+        static const char *const endfor[] = {"endfor", NULL};
+        n->c = parse_else(P, which, endfor);
         return n;
     } else if (!strcmp(tag, "set")) {
         n = mk(P, N_SET, line);

@@ -81,11 +81,7 @@ phiq_sampler *phiq_sampler_new(const phiq_sampler_params *p) {
 
 void phiq_sampler_free(phiq_sampler *s) {
     if (!s) return;
-    free(s->hist);
-    free(s->hist_sorted);
-    free(s->c);
-    free(s->prob);
-    free(s);
+    PHIQ_FREE_ALL(s->hist, s->hist_sorted, s->c, s->prob, s);
 }
 
 void phiq_sampler_accept(phiq_sampler *s, int32_t id) {

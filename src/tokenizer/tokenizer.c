@@ -116,15 +116,21 @@ const phiq_wcache_ent *phiq_wcache_get(const phiq_wcache *c, const char *key, ui
     }
 }
 
-int phiq_wcache_reserve(phiq_wcache *c, size_t more) {
-    if (c->nids + more <= c->icap) return 0;
-    size_t nc = c->icap ? c->icap : 256;
-    while (nc < c->nids + more) nc *= 2;
-    int32_t *v = realloc(c->ids, nc * sizeof *v);
-    if (!v) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
-    c->ids = v;
-    c->icap = nc;
+/* Room for need elements of elem bytes in *v: the capacity *cap doubles
+ * (from first) until it holds them. */
+static int grow(void **v, size_t *cap, size_t need, size_t first, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap * 2 : first;
+    while (nc < need) nc *= 2;
+    void *p = realloc(*v, nc * elem);
+    if (!p) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
+    *v = p;
+    *cap = nc;
     return 0;
+}
+
+int phiq_wcache_reserve(phiq_wcache *c, size_t more) {
+    return grow((void **)&c->ids, &c->icap, c->nids + more, 256, sizeof *c->ids);
 }
 
 int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash, size_t from) {
@@ -144,14 +150,7 @@ int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t has
         c->e = ne;
         c->cap = nc;
     }
-    if (c->kn + klen > c->kcap) {
-        size_t nk = c->kcap ? c->kcap * 2 : 4096;
-        while (nk < c->kn + klen) nk *= 2;
-        char *kb = realloc(c->kbuf, nk);
-        if (!kb) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
-        c->kbuf = kb;
-        c->kcap = nk;
-    }
+    if (grow((void **)&c->kbuf, &c->kcap, c->kn + klen, 4096, 1)) return PHIQ_ENOMEM;
     if (klen) memcpy(c->kbuf + c->kn, key, klen);
     uint32_t j = hash & (c->cap - 1);
     while (c->e[j].kpos) j = (j + 1) & (c->cap - 1);
@@ -215,13 +214,7 @@ static bool cand_less(const phiq_merge_cand *a, const phiq_merge_cand *b) {
 }
 
 int phiq_heap_push(phiq_merge_heap *h, phiq_merge_cand c) {
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? h->cap * 2 : 64;
-        phiq_merge_cand *v = realloc(h->v, nc * sizeof *v);
-        if (!v) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
-        h->v = v;
-        h->cap = nc;
-    }
+    if (grow((void **)&h->v, &h->cap, h->n + 1, 64, sizeof *h->v)) return PHIQ_ENOMEM;
     size_t i = h->n++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
@@ -274,16 +267,8 @@ void phiq_tok_vocab_free(phiq_tok_vocab *v) {
     if (v->tokens)
         for (int32_t i = 0; i < v->n_tokens; i++) free(v->tokens[i]);
     for (int32_t i = 0; i < v->n_merges && v->merges; i++) free(v->merges[i]);
-    free(v->tokens);
-    free(v->scores);
-    free(v->types);
-    free(v->attrs);
-    free(v->merges);
-    free(v->pre);
-    free(v->pre_regex);
-    free(v->eog_ids);
-    free(v->chat_template);
-    free(v);
+    PHIQ_FREE_ALL(v->tokens, v->scores, v->types, v->attrs, v->merges, v->pre, v->pre_regex, v->eog_ids, v->chat_template,
+                  v);
 }
 
 int phiq_tok_vocab_fill_holes(phiq_tok_vocab *v) {
@@ -529,18 +514,8 @@ void phiq_tokenizer_free(phiq_tokenizer *t) {
         if (t->text) free(t->text[i]);
         if (t->piece) free(t->piece[i]);
     }
-    free(t->text);
-    free(t->text_len);
-    free(t->piece);
-    free(t->piece_len);
-    free(t->scores);
-    free(t->types);
-    free(t->attrs);
-    free(t->eog);
-    free(t->map.slots);
-    free(t->merges.slot);
-    free(t->specials);
-    free(t->chat_template);
+    PHIQ_FREE_ALL(t->text, t->text_len, t->piece, t->piece_len, t->scores, t->types, t->attrs, t->eog, t->map.slots,
+                  t->merges.slot, t->specials, t->chat_template);
     if (t->re) pcre2_code_free(t->re);
     free(t);
 }
@@ -591,13 +566,7 @@ typedef struct frag_list {
 } frag_list;
 
 static int frag_push(frag_list *l, int32_t id, size_t off, size_t len) {
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 16;
-        frag *nv = realloc(l->v, nc * sizeof *nv);
-        if (!nv) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
-        l->v = nv;
-        l->cap = nc;
-    }
+    if (grow((void **)&l->v, &l->cap, l->n + 1, 16, sizeof *l->v)) return PHIQ_ENOMEM;
     l->v[l->n++] = (frag){id, off, len};
     return 0;
 }
