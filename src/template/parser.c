@@ -453,12 +453,18 @@ static node *parse_expr(parser *P, bool with_condexpr) {
 /* ---- statements -------------------------------------------------------------------- */
 static node *parse_body(parser *P, const char *const *ends, const char **which);
 
-/* The else branch of an if or for whose body ended at the tag `which`, up to
- * the end tag; NULL when that tag was not else. */
-static node *parse_else(parser *P, const char *which, const char *const *end) {
-    if (strcmp(which, "else")) return NULL;
+/* The rest of a block's opening tag ('%}'), then its body up to the tag end. */
+static node *parse_block(parser *P, const char *end) {
     expect_type(P, T_BLOCK_END, "'%}'");
-    return parse_body(P, end, &which);
+    const char *const ends[] = {end, NULL};
+    const char *which;
+    return parse_body(P, ends, &which);
+}
+
+/* The else branch of an if or for whose body ended at the tag `which`, up to
+ * the tag end; NULL when that tag was not else. */
+static node *parse_else(parser *P, const char *which, const char *end) {
+    return strcmp(which, "else") ? NULL : parse_block(P, end);
 }
 
 /* Assignment targets: name, a, b, (a, b); with_attr allows ns.attr (set only). */
@@ -510,8 +516,7 @@ static node *parse_statement(parser *P) {
             tail->c = e;
             tail = e;
         }
-        static const char *const endif[] = {"endif", NULL};
-        tail->c = parse_else(P, which, endif);
+        tail->c = parse_else(P, which, "endif");
         return n;
     } else if (!strcmp(tag, "for")) {
         n = mk(P, N_FOR, line);
@@ -527,8 +532,7 @@ static node *parse_statement(parser *P) {
         expect_type(P, T_BLOCK_END, "'%}'");
         static const char *const ends[] = {"endfor", "else", NULL};
         n->b = parse_body(P, ends, &which);
-        static const char *const endfor[] = {"endfor", NULL};
-        n->c = parse_else(P, which, endfor);
+        n->c = parse_else(P, which, "endfor");
         return n;
     } else if (!strcmp(tag, "set")) {
         n = mk(P, N_SET, line);
@@ -544,9 +548,7 @@ static node *parse_statement(parser *P) {
                 n->c = parse_filter_expr(P, ph);
                 n->d = ph;
             }
-            expect_type(P, T_BLOCK_END, "'%}'");
-            static const char *const endset[] = {"endset", NULL};
-            n->b = parse_body(P, endset, &which);
+            n->b = parse_block(P, "endset");
             return n;
         }
     } else if (!strcmp(tag, "macro")) {
@@ -574,16 +576,12 @@ static node *parse_statement(parser *P) {
         n->nnames = k;
         n->xs = defaults.v;
         n->nx = defaults.n;
-        expect_type(P, T_BLOCK_END, "'%}'");
-        static const char *const ends[] = {"endmacro", NULL};
-        n->b = parse_body(P, ends, &which);
+        n->b = parse_block(P, "endmacro");
         return n;
     } else if (!strcmp(tag, "break") || !strcmp(tag, "continue")) {
         n = mk(P, tag[0] == 'b' ? N_BREAK : N_CONTINUE, line);
     } else if (!strcmp(tag, "generation")) { /* transformers' AssistantTracker: renders its body */
-        expect_type(P, T_BLOCK_END, "'%}'");
-        static const char *const ends[] = {"endgeneration", NULL};
-        return parse_body(P, ends, &which);
+        return parse_block(P, "endgeneration");
     } else if (!strcmp(tag, "filter")) {
         n = mk(P, N_FILTER_BLOCK, line);
         node *ph = mk(P, N_CONST, line);
@@ -595,9 +593,7 @@ static node *parse_statement(parser *P) {
         if (is_op(P, '(')) parse_args(P, f);
         n->c = parse_filter_expr(P, f);
         n->d = ph;
-        expect_type(P, T_BLOCK_END, "'%}'");
-        static const char *const ends[] = {"endfilter", NULL};
-        n->b = parse_body(P, ends, &which);
+        n->b = parse_block(P, "endfilter");
         return n;
     } else {
         static const char *const known[] = {"include", "extends", "block", "import", "from", "call", "with",
