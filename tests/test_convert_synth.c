@@ -291,9 +291,7 @@ static void test_quantized_equals_llama_quantize(void **s) {
 static void test_phi3_name_gotcha(void **s) {
     (void)s;
     const char *ref = tu_require_llama_ref();
-    char dir[4096], out[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmp("my-phi3-gpt2"));
-    snprintf(out, sizeof out, "%s", tu_tmp("my-phi3-gpt2.gguf"));
+    const char *dir = tu_tmp_keep("my-phi3-gpt2"), *out = tu_tmp_keep("my-phi3-gpt2.gguf");
     if (tu_run(NULL, NULL,
                "PHIQ_SHARED='%s' '%s' synth -q --arch phi3 --hidden 64 --layers 1 --heads 4 --ff 128 --vocab 51200 "
                "--tokenizer gpt2 -o '%s' 2>/dev/null",

@@ -264,6 +264,12 @@ static int pull(char **out, char **err, const char *cache, int port) {
     return tu_run(out, err, "%s '%s' pull " REPO, envp(cache, port), tu_bin());
 }
 
+/* pull, which must succeed (what names it in the failure); out and err are
+ * the caller's to read and free. */
+static void must_pull(char **out, char **err, const char *cache, int port, const char *what) {
+    must_succeed(pull(out, err, cache, port), what, out, err);
+}
+
 /* Sum of body bytes the mock sent for paths containing `part`, and how many requests. */
 static long long served(const mock *m, const char *part, int *count, char *last_range, size_t lr) {
     size_t n;
@@ -344,8 +350,7 @@ static void test_pull_clean(void **state) {
     mock m;
     mock_start(&m, NULL);
     char *out = NULL, *err = NULL;
-    int rc = pull(&out, &err, "c-clean", m.port);
-    must_succeed(rc, "pull", &out, &err);
+    must_pull(&out, &err, "c-clean", m.port, "pull");
     char want[4096];
     snprintf(want, sizeof want, "%s/" FOLDER "/snapshots/%s\n", tu_tmp("c-clean"), m.commit);
     assert_string_equal(out, want);
@@ -357,8 +362,7 @@ static void test_pull_clean(void **state) {
     /* again: nothing is downloaded a second time */
     int gets0;
     long long bytes0 = served(&m, "/", &gets0, NULL, 0);
-    rc = pull(&out, &err, "c-clean", m.port);
-    must_succeed(rc, "second pull", &out, &err);
+    must_pull(&out, &err, "c-clean", m.port, "second pull");
     int gets1;
     long long bytes1 = served(&m, "/", &gets1, NULL, 0);
     assert_int_equal(gets1, gets0 + 1); /* only the listing */
@@ -375,8 +379,7 @@ static void test_pull_resumes(void **state) {
     mock m;
     mock_start(&m, "--drop-after 1000000");
     char *out = NULL, *err = NULL;
-    int rc = pull(&out, &err, "c-drop", m.port);
-    must_succeed(rc, "pull", &out, &err);
+    must_pull(&out, &err, "c-drop", m.port, "pull");
     int gets;
     char range[64];
     long long b = served(&m, "/cdn/", &gets, range, sizeof range);
@@ -394,8 +397,7 @@ static void test_pull_resumes(void **state) {
     expected_etag("model.safetensors", etag);
     assert_int_equal(tu_run(NULL, NULL, "mkdir -p '%s/" FOLDER "/blobs' && head -c 5000000 '%s/model.safetensors' > '%s/" FOLDER "/blobs/%s.incomplete'",
                             tu_tmp("c-part"), tu_shared_path("fixtures/tiny-phi3-kjv"), tu_tmp("c-part"), etag), 0);
-    rc = pull(&out, &err, "c-part", m.port);
-    must_succeed(rc, "pull", &out, &err);
+    must_pull(&out, &err, "c-part", m.port, "pull");
     assert_non_null(strstr(err, "resuming at byte 5000000"));
     b = served(&m, "/cdn/", &gets, range, sizeof range);
     assert_int_equal(gets, 1);
@@ -412,8 +414,7 @@ static void test_pull_corrupt(void **state) {
     mock m;
     mock_start(&m, "--corrupt");
     char *out = NULL, *err = NULL;
-    int rc = pull(&out, &err, "c-bad", m.port);
-    assert_int_equal(rc, 1);
+    assert_int_equal(pull(&out, &err, "c-bad", m.port), 1);
     assert_non_null(strstr(err, "model.safetensors: sha256 mismatch"));
     assert_string_equal(out, "");
     char etag[65];

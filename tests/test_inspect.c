@@ -85,9 +85,7 @@ static void test_llamacpp_vocab_gguf(void **s) {
 static void test_llama_quantize_output(void **s) {
     (void)s;
     const char *ref = tu_require_llama_ref();
-    char f32[4096], q8[4096];
-    snprintf(f32, sizeof f32, "%s", tu_fixture_gguf("f32"));
-    snprintf(q8, sizeof q8, "%s", tu_tmp("i-q8.gguf"));
+    const char *f32 = tu_fixture_gguf("f32"), *q8 = tu_tmp_keep("i-q8.gguf");
     assert_int_equal(tu_run(NULL, NULL, "'%s' quantize '%s' '%s' Q8_0 >/dev/null 2>&1", ref, f32, q8), 0);
     cJSON *j = inspect_json(q8);
     /* Q8_0: 34 bytes per 32 weights = 8.5 bits; the F32 norms/factors add a little */

@@ -369,6 +369,28 @@ static int write_model(const char *path, const model_spec *s, gt **out_t, float 
 #undef ADDL
 }
 
+/* A model of spec s that write_model wrote to tmp/quant_KIND_I.gguf, with its
+ * tensors (t, n of them) and their data; drop_model frees it and removes the file. */
+typedef struct {
+    char path[4096];
+    gt *t;
+    float *blob;
+    int n;
+} test_model;
+
+static void make_model(test_model *m, const char *kind, int i, const model_spec *s, uint64_t seed) {
+    char name[64];
+    snprintf(name, sizeof name, "quant_%s_%d.gguf", kind, i);
+    snprintf(m->path, sizeof m->path, "%s", tu_tmp(name));
+    m->n = write_model(m->path, s, &m->t, &m->blob, seed);
+}
+
+static void drop_model(test_model *m) {
+    free(m->t);
+    free(m->blob);
+    remove(m->path);
+}
+
 typedef struct {
     uint8_t *buf;
     size_t size, pos;
@@ -519,16 +541,10 @@ static void test_llama_quantize_pure(void **state) {
     };
     int bad = 0;
     for (int m = 0; m < (sanitized() ? 1 : 2); m++) {
-        char name[64];
-        snprintf(name, sizeof name, "quant_pure_%d.gguf", m);
-        const char *in = tu_tmp(name);
-        gt *t;
-        float *blob;
-        const int n = write_model(in, &specs[m], &t, &blob, 100 + (uint64_t)m);
-        bad += run_pure(ref, in, &specs[m], t, n, sanitized());
-        free(t);
-        free(blob);
-        remove(in);
+        test_model tm;
+        make_model(&tm, "pure", m, &specs[m], 100 + (uint64_t)m);
+        bad += run_pure(ref, tm.path, &specs[m], tm.t, tm.n, sanitized());
+        drop_model(&tm);
     }
     assert_int_equal(bad, 0);
 }
@@ -581,16 +597,10 @@ static void test_llama_quantize_mix(void **state) {
     };
     int bad = 0;
     for (int sidx = 0; sidx < 2; sidx++) {
-        char name[64];
-        snprintf(name, sizeof name, "quant_mix_%d.gguf", sidx);
-        const char *in = tu_tmp(name);
-        gt *t;
-        float *blob;
-        write_model(in, &specs[sidx], &t, &blob, 5);
-        free(t);
-        free(blob);
-        for (int k = 0; k < nmix; k++) bad += run_mix(ref, in, &specs[sidx], mixes[k]);
-        remove(in);
+        test_model tm;
+        make_model(&tm, "mix", sidx, &specs[sidx], 5);
+        for (int k = 0; k < nmix; k++) bad += run_mix(ref, tm.path, &specs[sidx], mixes[k]);
+        drop_model(&tm);
     }
     assert_int_equal(bad, 0);
 }
@@ -749,20 +759,15 @@ static void test_libllama_quantize(void **state) {
     const int nspec = sanitized() ? 1 : 4;
     const size_t npre = sanitized() ? 1 : sizeof presets / sizeof presets[0];
     for (int sidx = 0; sidx < nspec; sidx++) {
-        char name[64];
-        snprintf(name, sizeof name, "quant_lq_%d.gguf", sidx);
-        const char *in = tu_tmp(name);
-        gt *t;
-        float *blob;
-        const int n = write_model(in, &specs[sidx], &t, &blob, 31 + (uint64_t)sidx);
+        test_model tm;
+        make_model(&tm, "lq", sidx, &specs[sidx], 31 + (uint64_t)sidx);
         for (size_t k = 0; k < npre; k++)
             for (int im = 0; im < 2; im++)
-                bad += check_llama_quantize(lib, in, &specs[sidx], t, n, sanitized() ? "Q4_K_M" : presets[k], im, 0);
-        bad += check_llama_quantize(lib, in, &specs[sidx], t, n, "Q4_K_M", 0, 1);
-        bad += check_llama_quantize(lib, in, &specs[sidx], t, n, "Q8_0", 1, 1);
-        free(t);
-        free(blob);
-        remove(in);
+                bad += check_llama_quantize(lib, tm.path, &specs[sidx], tm.t, tm.n, sanitized() ? "Q4_K_M" : presets[k],
+                                            im, 0);
+        bad += check_llama_quantize(lib, tm.path, &specs[sidx], tm.t, tm.n, "Q4_K_M", 0, 1);
+        bad += check_llama_quantize(lib, tm.path, &specs[sidx], tm.t, tm.n, "Q8_0", 1, 1);
+        drop_model(&tm);
     }
     assert_int_equal(bad, 0);
 }
