@@ -401,8 +401,8 @@ static void test_cli_errors(void **state) {
     tu_refused_exit(1, "unknown preset", "unknown preset 'phi-9'", x, "'%s' synth --preset phi-9 -o '%s'", tu_bin(), x);
     tu_refused_exit(1, "5 heads of hidden 64", "multiple", x,
                     "'%s' synth --hidden 64 --layers 1 --heads 5 --ff 8 --vocab 8 --tokenizer none -o '%s'", tu_bin(), x);
-    /* (synth leaves an empty directory at x here: not checked) */
-    tu_refused_exit(1, "no tokenizer directory", "/nonexistent", NULL,
+    /* staged beside x and renamed into place: a failure leaves nothing at x */
+    tu_refused_exit(1, "no tokenizer directory", "/nonexistent", x,
                     "PHIQ_SHARED=/nonexistent '%s' synth --hidden 64 --layers 1 --heads 4 --ff 8 --vocab 8 "
                     "--tokenizer-dir /nonexistent -o '%s'", tu_bin(), x);
     char *out = NULL;

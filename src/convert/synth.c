@@ -12,7 +12,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/common.h"
 #include "formats/safetensors.h"
@@ -582,11 +584,9 @@ static int write_tokenizer(const phiq_synth_params *p, const char *dir, const ch
 
 /* ---- the checkpoint ----------------------------------------------------------------- */
 
-int phiq_synth_write(const phiq_synth_params *p, const char *dir, const char *tokdir) {
-    int rc = synth_check(p);
-    if (rc) return rc;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) return phiq_fail(PHIQ_EIO, "%s: cannot create directory: %s", dir, strerror(errno));
-    if (!phiq_dir_exists(dir)) return phiq_fail(PHIQ_EIO, "%s: not a directory", dir);
+/* Every file of the checkpoint into dir, which exists (phiq_synth_write's staging directory). */
+static int synth_write_files(const phiq_synth_params *p, const char *dir, const char *tokdir) {
+    int rc;
     /* tokenizer first: it is the step that can fail for a missing fixture */
     if ((rc = write_tokenizer(p, dir, tokdir))) return rc;
     tlist l = {0};
@@ -642,6 +642,61 @@ int phiq_synth_write(const phiq_synth_params *p, const char *dir, const char *to
     }
     free(shard_of);
     tl_free(&l);
+    return rc;
+}
+
+/* Removes the staging directory and the (flat) files in it. */
+static void remove_flat_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *f = phiq_path_join(dir, e->d_name);
+            if (f) unlink(f);
+            free(f);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* The checkpoint is written into a staging directory beside dir and renamed
+ * into place whole, so a failure (a missing tokenizer fixture, a full disk)
+ * leaves nothing at dir. An existing dir keeps its other files and gets the
+ * new ones one rename each. */
+int phiq_synth_write(const phiq_synth_params *p, const char *dir, const char *tokdir) {
+    int rc = synth_check(p);
+    if (rc) return rc;
+    struct stat st;
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) return phiq_fail(PHIQ_EIO, "%s: not a directory", dir);
+    char *tmp = malloc(strlen(dir) + 32);
+    if (!tmp) return phiq_fail(PHIQ_ENOMEM, "out of memory");
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--; /* "out/" stages at "out.tmp.PID", not "out/.tmp.PID" */
+    sprintf(tmp, "%.*s.tmp.%ld", (int)n, dir, (long)getpid());
+    if (mkdir(tmp, 0755) != 0) {
+        rc = phiq_fail(PHIQ_EIO, "%s: cannot create directory: %s", tmp, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    rc = synth_write_files(p, tmp, tokdir);
+    if (!rc && rename(tmp, dir) != 0) {
+        if (errno != EEXIST && errno != ENOTEMPTY) rc = phiq_fail(PHIQ_EIO, "%s: cannot rename %s into place: %s", dir, tmp, strerror(errno));
+        DIR *d = rc ? NULL : opendir(tmp);
+        struct dirent *e;
+        while (d && !rc && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *from = phiq_path_join(tmp, e->d_name), *to = phiq_path_join(dir, e->d_name);
+            if (!from || !to) rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
+            else if (rename(from, to) != 0) rc = phiq_fail(PHIQ_EIO, "%s: cannot move into place: %s", to, strerror(errno));
+            free(from);
+            free(to);
+        }
+        if (d) closedir(d);
+    }
+    remove_flat_dir(tmp); /* empty (renamed away) on success */
+    free(tmp);
     return rc;
 }
 
