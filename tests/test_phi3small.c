@@ -29,7 +29,7 @@
 static int32_t ids[N_IDS];
 
 static const char *synth_dir(const char *name, const char *args) {
-    const char *dir = tu_tmp(name);
+    const char *dir = tu_tmp_keep(name);
     char *err = NULL;
     if (tu_run(NULL, &err, "'%s' synth --preset phi-3-small-tiny --layers 4 --seed 5 %s -q -o '%s'", tu_bin(), args, dir))
         fail_msg("synth: %s", err);
@@ -48,6 +48,23 @@ static const char *checkpoint(const char *name, const char *args, int n, float *
     const char *dir = synth_dir(name, args);
     *want = reference(dir, n);
     return dir;
+}
+
+/* The block-sparse checkpoint (--blocksparse 16,2,3) the prefill, decode and
+ * GGUF tests share, and the reference's logits of all N_IDS ids (*want, not
+ * the caller's to free): made once. */
+static const char *base_dir;
+static float *base_want;
+static const char *base(float **want) {
+    if (!base_dir) base_dir = checkpoint("p3s", "--blocksparse 16,2,3", N_IDS, &base_want);
+    *want = base_want;
+    return base_dir;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    free(base_want);
+    return 0;
 }
 
 /* phiq's logits of ids[0..n): one prefill (decode_from < 0) or a prefill of
@@ -83,7 +100,7 @@ static void check(const char *what, const float *got, const float *want, int fir
 static void test_prefill_matches_reference(void **state) {
     (void)state;
     float *want;
-    const char *dir = checkpoint("p3s", "--blocksparse 16,2,3", N_IDS, &want);
+    const char *dir = base(&want);
     float *got = run(dir, N_IDS, -1, PHIQ_KV_TYPE_F32);
     check("HF directory, f32, 160-token prefill", got, want, 0, N_IDS, 1e-4);
     /* the same weights, every layer dense: equal while the local blocks cover
@@ -95,14 +112,13 @@ static void test_prefill_matches_reference(void **state) {
     assert_true(near <= 1e-5);
     assert_true(far > 1e-2);
     free(all);
-    free(want);
     free(got);
 }
 
 static void test_decode_equals_prefill(void **state) {
     (void)state;
     float *want;
-    const char *dir = checkpoint("p3s-dec", "--blocksparse 16,2,3", N_IDS, &want);
+    const char *dir = base(&want);
     float *pre = run(dir, N_IDS, -1, PHIQ_KV_TYPE_F32), *dec = run(dir, N_IDS, 100, PHIQ_KV_TYPE_F32);
     check("f32 cache: decode 100..159 vs prefill", dec, pre, 100, N_IDS, 1e-5);
     check("f32 cache: decode vs reference", dec, want, 0, N_IDS, 1e-4);
@@ -111,7 +127,6 @@ static void test_decode_equals_prefill(void **state) {
     check("f16 cache: decode vs reference", dec, want, 0, N_IDS, 5e-3);
     free(dec);
     free(pre);
-    free(want);
 }
 
 /* The 128k variant's LongRoPE (positional_embedding.py): short factors and
@@ -133,7 +148,7 @@ static void test_longrope(void **state) {
 static void test_gguf(void **state) {
     (void)state;
     float *want;
-    const char *dir = checkpoint("p3s-gguf", "--blocksparse 16,2,3", N_IDS, &want);
+    const char *dir = base(&want);
     char g32[4200], g8[4200];
     snprintf(g32, sizeof g32, "%s.f32.gguf", dir);
     snprintf(g8, sizeof g8, "%s.q8.gguf", dir);
@@ -149,7 +164,6 @@ static void test_gguf(void **state) {
     got = run(g8, N_IDS, 100, PHIQ_KV_TYPE_F16);
     check("Q8_0 GGUF, f16 cache, decode from 100", got, want, 0, N_IDS, 5e-2);
     free(got);
-    free(want);
     char *out = NULL;
     err = NULL;
     if (tu_run(&out, &err, "'%s' run '%s' -p 'Hello there' -n 4 --temp 0", tu_bin(), g8)) fail_msg("run: %s", err);
@@ -214,5 +228,5 @@ int main(void) {
         cmocka_unit_test(test_longrope),
         cmocka_unit_test(test_gguf),
     };
-    return tu_run_group(tests, NULL, NULL);
+    return tu_run_group(tests, NULL, teardown);
 }
