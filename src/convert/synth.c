@@ -645,22 +645,6 @@ static int synth_write_files(const phiq_synth_params *p, const char *dir, const 
     return rc;
 }
 
-/* Removes the staging directory and the (flat) files in it. */
-static void remove_flat_dir(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *f = phiq_path_join(dir, e->d_name);
-            if (f) unlink(f);
-            free(f);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
 /* The checkpoint is written into a staging directory beside dir and renamed
  * into place whole, so a failure (a missing tokenizer fixture, a full disk)
  * leaves nothing at dir. An existing dir keeps its other files and gets the
@@ -695,7 +679,7 @@ int phiq_synth_write(const phiq_synth_params *p, const char *dir, const char *to
         }
         if (d) closedir(d);
     }
-    remove_flat_dir(tmp); /* empty (renamed away) on success */
+    phiq_rmdir_flat(tmp); /* gone (renamed into place) on success */
     free(tmp);
     return rc;
 }
