@@ -378,10 +378,6 @@ void phiq_outdir_abort(phiq_outdir *d) {
 }
 
 /* ---- progress ------------------------------------------------------------------ */
-void phiq_free_n(void *const *ptrs, size_t n) {
-    for (size_t i = 0; i < n; i++) free(ptrs[i]);
-}
-
 double phiq_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -427,6 +423,10 @@ void phiq_progress_end(phiq_progress *p) {
 }
 
 /* ---- misc ------------------------------------------------------------------------ */
+void phiq_free_n(void *const *ptrs, size_t n) {
+    for (size_t i = 0; i < n; i++) free(ptrs[i]);
+}
+
 int phiq_physical_cores(void) {
     /* Count distinct (physical id, core id) pairs; fall back to online CPUs. */
     FILE *f = fopen("/proc/cpuinfo", "r");
