@@ -21,7 +21,11 @@ REQUESTS=${REQUESTS:-64}
 CONC=${CONC:-8}
 ROUNDS=${ROUNDS:-5}
 . bench/common.sh
-command -v node >/dev/null || { echo "serve-load: needs node (for the load client)" >&2; exit 1; }
+CLIENT="$WORK/serve_load" # the load client (bench/serve_load.c: libcurl, one thread, light on the CPU)
+if [ ! -x "$CLIENT" ] || [ bench/serve_load.c -nt "$CLIENT" ]; then
+  cc -O2 -std=c11 $(pkg-config --cflags libcurl 2>/dev/null) bench/serve_load.c \
+    $(pkg-config --libs libcurl 2>/dev/null || echo -lcurl) -lcjson -o "$CLIENT"
+fi
 if [ -z "${MODEL:-}" ]; then
   MODEL="$WORK/phi-3-mini-${LAYERS}l-Q4_0.gguf"
   if [ ! -f "$MODEL" ]; then
@@ -44,13 +48,13 @@ until grep -q "listening on" "$LOG"; do
   sleep 0.1
 done
 URL=$(grep -o 'http://[^/]*' "$LOG" | head -1)
-node bench/serve-load.mjs "$URL" solo 1 1 "$GEN" >/dev/null # warm: first touches of the weights
+"$CLIENT" "$URL" solo 1 1 "$GEN" >/dev/null # warm: first touches of the weights
 median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 DECS="" S1S=""
 for r in $(seq "$ROUNDS"); do
   BENCH=$("$PHIQ" bench "$MODEL" -t "$THREADS" --prompt 16 --gen "$GEN" --reps 1 --json --quiet)
   D=$(echo "$BENCH" | sed -E 's/.*"decode_tok_s": ([0-9.]+).*/\1/')
-  SOLO=$(node bench/serve-load.mjs "$URL" solo 1 1 "$GEN")
+  SOLO=$("$CLIENT" "$URL" solo 1 1 "$GEN")
   S=$(echo "$SOLO" | sed -E 's/.*"aggregate_decode_tok_s":([0-9.]+).*/\1/')
   echo "round $r: phiq bench decode $D tok/s, 1 stream through the server $S tok/s"
   DECS="$DECS $D" S1S="$S1S $S"
@@ -59,9 +63,9 @@ DEC=$(echo $DECS | tr ' ' '\n' | median)
 S1=$(echo $S1S | tr ' ' '\n' | median)
 echo "phiq bench decode (median of $ROUNDS): $DEC tok/s"
 echo "1 stream (median of $ROUNDS):          $S1 tok/s"
-PAR=$(node bench/serve-load.mjs "$URL" parallel "$CONC" "$CONC" "$GEN")
+PAR=$("$CLIENT" "$URL" parallel "$CONC" "$CONC" "$GEN")
 echo "$CONC streams: $PAR"
-LOAD=$(node bench/serve-load.mjs "$URL" load "$REQUESTS" "$CONC" "$GEN")
+LOAD=$("$CLIENT" "$URL" load "$REQUESTS" "$CONC" "$GEN")
 echo "load:      $LOAD"
 S8=$(echo "$PAR" | sed -E 's/.*"aggregate_decode_tok_s":([0-9.]+).*/\1/')
 awk -v d="$DEC" -v s1="$S1" -v s8="$S8" -v c="$CONC" 'BEGIN {
