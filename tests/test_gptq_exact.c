@@ -3,7 +3,8 @@
  * calibrated file does not depend on the CPU's vector width:
  * 1. the Gram kernel (kernels/gram_avx512.c) against phiq_dot_f32 per entry,
  * 2. the blocked Cholesky and triangular inverse (quant/gptq_avx512.c)
- *    against gptq.c's column and row loops, and the sweep's row update,
+ *    against gptq.c's column and row loops, the sweep's row update and its
+ *    deferred block update,
  * on sizes that leave tails in every blocking (odd n, T not a multiple
  * of 8). Skipped (77) on CPUs without AVX-512. */
 #include "testutil.h"
@@ -91,6 +92,30 @@ static void test_row_update_exact(void **state) {
     assert_memory_equal(r0, r1, sizeof r0);
 }
 
+/* the deferred block update against the row update it replaces, term by
+ * term, for a full tile and a short one, with a tail strip */
+static void test_block_update_exact(void **state) {
+    (void)state;
+    enum { N = 150, NC = 37, K0 = 41 };
+    const int nrs[] = {PHIQ_GPTQ_TILE, 5};
+    for (size_t z = 0; z < sizeof nrs / sizeof *nrs; z++) {
+        const int nr = nrs[z];
+        float *w0 = malloc(sizeof(float) * PHIQ_GPTQ_TILE * N), *w1 = malloc(sizeof(float) * PHIQ_GPTQ_TILE * N),
+              *w2 = malloc(sizeof(float) * PHIQ_GPTQ_TILE * N), *u = malloc(sizeof(float) * NC * N),
+              *et = malloc(sizeof(float) * PHIQ_GPTQ_TILE * NC);
+        for (int i = 0; i < PHIQ_GPTQ_TILE * N; i++) w0[i] = w1[i] = w2[i] = (float)drand();
+        for (int i = 0; i < NC * N; i++) u[i] = (float)drand();
+        for (int i = 0; i < PHIQ_GPTQ_TILE * NC; i++) et[i] = (float)drand() * 3.0f;
+        for (int c = 0; c < NC; c++)
+            for (int r = 0; r < nr; r++) phiq_gptq_axpy_avx512(w0 + r * N + K0, u + c * N + K0, et[c * PHIQ_GPTQ_TILE + r], N - K0);
+        phiq_gptq_block_update_ref(w1, N, nr, et, u, N, NC, K0, N);
+        phiq_gptq_block_update_avx512(w2, N, nr, et, u, N, NC, K0, N);
+        assert_memory_equal(w0, w1, sizeof(float) * PHIQ_GPTQ_TILE * N);
+        assert_memory_equal(w0, w2, sizeof(float) * PHIQ_GPTQ_TILE * N);
+        free(w0), free(w1), free(w2), free(u), free(et);
+    }
+}
+
 #endif
 
 int main(void) {
@@ -100,6 +125,7 @@ int main(void) {
         cmocka_unit_test(test_gram_exact),
         cmocka_unit_test(test_cholesky_inverse_exact),
         cmocka_unit_test(test_row_update_exact),
+        cmocka_unit_test(test_block_update_exact),
     };
     return tu_run_group(tests, NULL, NULL);
 #else

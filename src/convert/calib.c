@@ -519,25 +519,36 @@ const int32_t *phiq_calib_session_hold_out(phiq_calib_session *s, int64_t n_toke
 
 /* Adds diag(g) WᵀW diag(g), scaled to trace n, to H [n][n]: the output
  * error of matrix W (E -> n_out) behind a norm of gain g for an error in the
- * norm's input (up to the norm's 1/rms). */
+ * norm's input (up to the norm's 1/rms). The sums are in double, each entry
+ * taking W's rows in order; rows go GRAM_ROWS at a time so that a row of
+ * the sums is read from memory once per group, not once per row (each
+ * entry still adds the same exact products — a float times a float is
+ * exact in double — in the same order, so the same bits). */
+#define GRAM_ROWS 32
 static int add_gram(float *H, int64_t n, const phiq_mat *W, const float *g) {
     if (W->n_in != n) return phiq_fail(PHIQ_EFORMAT, "calibration: a weight's rows are not of the embedding's length");
     float *r = malloc(sizeof(float) * (size_t)n);
+    double *rd = malloc(sizeof(double) * (size_t)(GRAM_ROWS * n));
     double *acc = calloc((size_t)(n * n), sizeof(double));
-    if (!r || !acc) {
-        free(r), free(acc);
+    if (!r || !rd || !acc) {
+        PHIQ_FREE_ALL(r, rd, acc);
         return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     }
-    for (int64_t o = 0; o < W->n_out; o++) {
-        if (phiq_dequantize(W->type, (const uint8_t *)W->data + o * W->row_bytes, r, n) < 0) {
-            free(r), free(acc);
-            return phiq_fail(PHIQ_EUNSUPPORTED, "calibration: cannot read a weight of type %d", W->type);
+    for (int64_t o0 = 0; o0 < W->n_out; o0 += GRAM_ROWS) {
+        const int64_t no = W->n_out - o0 < GRAM_ROWS ? W->n_out - o0 : GRAM_ROWS;
+        for (int64_t o = 0; o < no; o++) {
+            if (phiq_dequantize(W->type, (const uint8_t *)W->data + (o0 + o) * W->row_bytes, r, n) < 0) {
+                PHIQ_FREE_ALL(r, rd, acc);
+                return phiq_fail(PHIQ_EUNSUPPORTED, "calibration: cannot read a weight of type %d", W->type);
+            }
+            for (int64_t i = 0; i < n; i++) rd[o * n + i] = (double)(r[i] * (g ? g[i] : 1.0f));
         }
-        for (int64_t i = 0; i < n; i++) r[i] *= g ? g[i] : 1.0f;
         for (int64_t i = 0; i < n; i++) {
-            const double ri = r[i];
             double *ai = acc + i * n;
-            for (int64_t k = 0; k <= i; k++) ai[k] += ri * r[k];
+            for (int64_t o = 0; o < no; o++) {
+                const double ri = rd[o * n + i], *ro = rd + o * n;
+                for (int64_t k = 0; k <= i; k++) ai[k] += ri * ro[k];
+            }
         }
     }
     double tr = 0;
@@ -548,7 +559,7 @@ static int add_gram(float *H, int64_t n, const phiq_mat *W, const float *g) {
             H[i * n + k] += (float)(acc[i * n + k] * sc);
             H[k * n + i] = H[i * n + k];
         }
-    free(r), free(acc);
+    PHIQ_FREE_ALL(r, rd, acc);
     return 0;
 }
 

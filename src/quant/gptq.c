@@ -19,7 +19,8 @@
 #include "quant/quant.h"
 #include "quant/quant_internal.h"
 
-#define TILE 16
+#define TILE PHIQ_GPTQ_TILE
+#define LAZY 128 /* columns whose updates beyond them are deferred and applied as one block update */
 
 /* The AVX-512 forms of the loops below (gptq_avx512.c, the same bits). */
 static bool gptq_avx512(void) {
@@ -72,6 +73,15 @@ void phiq_gptq_trinv_ref(double *a, const double *diag, int64_t n) {
         for (int64_t j = 0; j < i; j++) mi[j] *= -inv;
         mi[i] = inv;
     }
+}
+
+void phiq_gptq_block_update_ref(float *w, int64_t ldw, int nr, const float *et, const float *u, int64_t ldu, int64_t nc,
+                                int64_t k0, int64_t k1) {
+    for (int r = 0; r < nr; r++)
+        for (int64_t c = 0; c < nc; c++) {
+            const float e = et[c * TILE + r];
+            for (int64_t k = k0; k < k1; k++) w[r * ldw + k] -= e * u[c * ldu + k];
+        }
 }
 
 /* U (float, [n][n], upper) from H with rows and columns in the order perm
@@ -340,13 +350,17 @@ static void *gptq_worker(void *arg) {
     gjob *j = arg;
     const phiq_gptq_grid *g = j->g;
     const int64_t n = j->ncols, bs = g->bs;
+    /* lazy batch: a run of lb sweep positions (whole blocks) updates only
+     * itself column by column; the columns past it get the run's terms in
+     * one block update (the same terms in the same order, so the same bits) */
+    const int64_t lb = bs >= LAZY ? bs : LAZY / bs * bs;
     float *deq = malloc(sizeof(float) * (size_t)(TILE * bs)), *xo = malloc(sizeof(float) * (size_t)bs);
-    float err[TILE];
-    if (!deq || !xo) {
+    float *et = malloc(sizeof(float) * (size_t)(TILE * lb));
+    if (!deq || !xo || !et) {
         pthread_mutex_lock(&j->mu);
         j->rc = PHIQ_ENOMEM;
         pthread_mutex_unlock(&j->mu);
-        free(deq), free(xo);
+        free(deq), free(xo), free(et);
         return NULL;
     }
     for (;;) {
@@ -357,44 +371,57 @@ static void *gptq_worker(void *arg) {
         pthread_mutex_unlock(&j->mu);
         if (stop || r0 >= j->nrows) break;
         int64_t nr = j->nrows - r0 < TILE ? j->nrows - r0 : TILE;
-        for (int64_t c0 = 0; c0 < n; c0 += bs) {
-            const int64_t ob = j->perm[c0] / bs * bs; /* the block's first column in the file */
-            for (int64_t r = 0; r < nr; r++) {
-                const float *row = j->w + (r0 + r) * n;
-                for (int64_t k = c0; k < c0 + bs; k++) xo[j->perm[k] - ob] = row[k];
-                int rc = g->fit(g, r0 + r, ob, xo, j->imat + ob, deq + r * bs);
-                if (rc < 0) {
-                    pthread_mutex_lock(&j->mu);
-                    j->rc = rc;
-                    pthread_mutex_unlock(&j->mu);
-                    free(deq), free(xo);
-                    return NULL;
-                }
-            }
-            for (int64_t c = c0; c < c0 + bs; c++) {
-                const float *u = j->U + c * n;
-                const int64_t oc = j->perm[c];
+        for (int64_t l0 = 0; l0 < n; l0 += lb) {
+            const int64_t l1 = l0 + lb < n ? l0 + lb : n;
+            for (int64_t c0 = l0; c0 < l1; c0 += bs) {
+                const int64_t ob = j->perm[c0] / bs * bs; /* the block's first column in the file */
                 for (int64_t r = 0; r < nr; r++) {
-                    float *row = j->w + (r0 + r) * n;
-                    float q = g->round(g, r0 + r, oc, row[c]);
-                    if (isnan(q)) q = deq[r * bs + (oc - ob)];
-                    err[r] = (row[c] - q) / u[c];
-                }
-                for (int64_t r = 0; r < nr; r++) {
-                    float *row = j->w + (r0 + r) * n;
-                    const float e = err[r];
-#if defined(__x86_64__)
-                    if (j->fast) {
-                        phiq_gptq_axpy_avx512(row + c + 1, u + c + 1, e, n - c - 1);
-                        continue;
+                    const float *row = j->w + (r0 + r) * n;
+                    for (int64_t k = c0; k < c0 + bs; k++) xo[j->perm[k] - ob] = row[k];
+                    int rc = g->fit(g, r0 + r, ob, xo, j->imat + ob, deq + r * bs);
+                    if (rc < 0) {
+                        pthread_mutex_lock(&j->mu);
+                        j->rc = rc;
+                        pthread_mutex_unlock(&j->mu);
+                        free(deq), free(xo), free(et);
+                        return NULL;
                     }
+                }
+                for (int64_t c = c0; c < c0 + bs; c++) {
+                    const float *u = j->U + c * n;
+                    const int64_t oc = j->perm[c];
+                    float *e = et + (c - l0) * TILE;
+                    for (int64_t r = 0; r < nr; r++) {
+                        float *row = j->w + (r0 + r) * n;
+                        float q = g->round(g, r0 + r, oc, row[c]);
+                        if (isnan(q)) q = deq[r * bs + (oc - ob)];
+                        e[r] = (row[c] - q) / u[c];
+                    }
+                    for (int64_t r = 0; r < nr; r++) {
+                        float *row = j->w + (r0 + r) * n;
+#if defined(__x86_64__)
+                        if (j->fast) {
+                            phiq_gptq_axpy_avx512(row + c + 1, u + c + 1, e[r], l1 - c - 1);
+                            continue;
+                        }
 #endif
-                    for (int64_t k = c + 1; k < n; k++) row[k] -= e * u[k];
+                        for (int64_t k = c + 1; k < l1; k++) row[k] -= e[r] * u[k];
+                    }
                 }
             }
+            if (l1 == n) continue;
+            float *w0 = j->w + r0 * n;
+            const float *u0 = j->U + l0 * n;
+#if defined(__x86_64__)
+            if (j->fast) {
+                phiq_gptq_block_update_avx512(w0, n, (int)nr, et, u0, n, l1 - l0, l1, n);
+                continue;
+            }
+#endif
+            phiq_gptq_block_update_ref(w0, n, (int)nr, et, u0, n, l1 - l0, l1, n);
         }
     }
-    free(deq), free(xo);
+    free(deq), free(xo), free(et);
     return NULL;
 }
 

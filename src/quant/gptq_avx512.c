@@ -210,3 +210,33 @@ void phiq_gptq_axpy_avx512(float *row, const float *u, float e, int64_t n) {
         _mm512_storeu_ps(row + k, _mm512_sub_ps(_mm512_loadu_ps(row + k), _mm512_mul_ps(ve, _mm512_loadu_ps(u + k))));
     for (; k < n; k++) row[k] -= e * u[k];
 }
+
+/* The deferred update: a strip of 16 columns of all 16 rows in registers
+ * while the nc terms go by in order (one load of u[c] serves 16 rows; the
+ * row update loads and stores every entry once per term). Tiles of fewer
+ * rows (only a matrix's last) take one row at a time. */
+void phiq_gptq_block_update_avx512(float *w, int64_t ldw, int nr, const float *et, const float *u, int64_t ldu,
+                                   int64_t nc, int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; k += 16) {
+        const __mmask16 m = k1 - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k1 - k)) - 1);
+        if (nr != PHIQ_GPTQ_TILE) {
+            for (int r = 0; r < nr; r++) {
+                __m512 acc = _mm512_maskz_loadu_ps(m, w + r * ldw + k);
+                for (int64_t c = 0; c < nc; c++)
+                    acc = _mm512_sub_ps(acc, _mm512_mul_ps(_mm512_set1_ps(et[c * PHIQ_GPTQ_TILE + r]),
+                                                           _mm512_maskz_loadu_ps(m, u + c * ldu + k)));
+                _mm512_mask_storeu_ps(w + r * ldw + k, m, acc);
+            }
+            continue;
+        }
+        __m512 acc[PHIQ_GPTQ_TILE];
+        for (int r = 0; r < PHIQ_GPTQ_TILE; r++) acc[r] = _mm512_maskz_loadu_ps(m, w + r * ldw + k);
+        for (int64_t c = 0; c < nc; c++) {
+            const float *uc = u + c * ldu + k, *e = et + c * PHIQ_GPTQ_TILE;
+            _mm_prefetch((const char *)(uc + 32), _MM_HINT_T0); /* the strip after next: u's rows are far apart */
+            const __m512 uv = _mm512_maskz_loadu_ps(m, uc);
+            for (int r = 0; r < PHIQ_GPTQ_TILE; r++) acc[r] = _mm512_sub_ps(acc[r], _mm512_mul_ps(_mm512_set1_ps(e[r]), uv));
+        }
+        for (int r = 0; r < PHIQ_GPTQ_TILE; r++) _mm512_mask_storeu_ps(w + r * ldw + k, m, acc[r]);
+    }
+}
