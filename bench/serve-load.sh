@@ -12,14 +12,14 @@
 #   4. a bounded load run (REQUESTS requests, CONC at a time, loopback): time to first token
 #      and inter-token latency percentiles.
 # Environment: MODEL, THREADS (default 2), GEN (tokens per request, 64), REQUESTS (64),
-# CONC (8), ROUNDS (5), LAYERS (32, for the synthesized model), WORK (bench-out).
+# CONC (8), ROUNDS (8), LAYERS (32, for the synthesized model), WORK (bench-out).
 # Holds /tmp/phiq-bench.lock so benchmarks on a shared machine do not overlap.
 set -eu
 cd "$(dirname "$0")/.."
 GEN=${GEN:-64}
 REQUESTS=${REQUESTS:-64}
 CONC=${CONC:-8}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-8}
 . bench/common.sh
 CLIENT="$WORK/serve_load" # the load client (bench/serve_load.c: libcurl, one thread, light on the CPU)
 if [ ! -x "$CLIENT" ] || [ bench/serve_load.c -nt "$CLIENT" ]; then
@@ -52,9 +52,12 @@ URL=$(grep -o 'http://[^/]*' "$LOG" | head -1)
 median() { sort -g | awk '{v[NR]=$1} END {if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 DECS="" S1S=""
 for r in $(seq "$ROUNDS"); do
+  # ABBA: odd rounds bench first, even rounds the stream first, so that neither
+  # always runs on the heels of the other
+  [ $((r % 2)) -eq 0 ] && SOLO=$("$CLIENT" "$URL" solo 1 1 "$GEN")
   BENCH=$("$PHIQ" bench "$MODEL" -t "$THREADS" --prompt 16 --gen "$GEN" --reps 1 --json --quiet)
   D=$(echo "$BENCH" | sed -E 's/.*"decode_tok_s": ([0-9.]+).*/\1/')
-  SOLO=$("$CLIENT" "$URL" solo 1 1 "$GEN")
+  [ $((r % 2)) -eq 1 ] && SOLO=$("$CLIENT" "$URL" solo 1 1 "$GEN")
   S=$(echo "$SOLO" | sed -E 's/.*"aggregate_decode_tok_s":([0-9.]+).*/\1/')
   echo "round $r: phiq bench decode $D tok/s, 1 stream through the server $S tok/s"
   DECS="$DECS $D" S1S="$S1S $S"
