@@ -611,82 +611,14 @@ MATVEC_PREPARED(q4_1, KIND_Q4_1)
 MATVEC_PREPARED(iq4_nl, KIND_IQ4_NL)
 MATVEC_PREPARED(q8_0, KIND_Q8_0)
 
-/* Q8_0 gemm: four activation columns per weight decode (register blocking). */
-static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs, float res[4]) {
-    __m512 acc[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
-    const int64_t nb = npairs * 2;
-    const __m512i k80 = _mm512_set1_epi8((char)0x80);
-    for (int64_t c = 0; c < nb; c += 16) {
-        __m512 sc[4];
-        const int cnt = chunk_scales(x, Q8_0_BYTES, nb, c, pp, 4, 0, sc, NULL);
-        const uint8_t *xc = x + c * Q8_0_BYTES;
-        for (int q = 0; q < cnt / 2; q++) {
-            const int64_t P = c / 2 + q;
-            const uint8_t *b = xc + 2 * q * Q8_0_BYTES + offsetof(phiq_block_q8_0, qs);
-            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
-                                           _mm256_loadu_si256((const __m256i *)(b + Q8_0_BYTES)), 1);
-            v = _mm512_xor_si512(v, k80);
-            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
-                                                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-            for (int j = 0; j < 4; j++) {
-                __m512i d = dpbusd(_mm512_load_si512(pp[j].off + 16 * P), v, _mm512_load_si512(pp[j].yq + 64 * P));
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc[j]), acc[j]);
-            }
-        }
-    }
-    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
-}
-
-/* Q8_0 GEMM: activations are prepared once per column tile, weights are
- * read in row tiles that stay in L1 across the columns. */
-static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
-                    const void *act, size_t as) {
-    const int64_t nb = n / PHIQ_QK;
-    const size_t pb = prep_bytes(n);
-    char *buf = nb >= 2 ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
-    if (!buf) {
-        phiq_gemm_rows(dot_q8_0, n, nrows, ncols, out, ldo, w, rb, act, as);
-        return;
-    }
-    const int64_t done = nb / 2 * 2;
-    const size_t aoff = (size_t)done * Q8_0_BYTES;
-    prep pp[PHIQ_GEMM_COL_TILE];
-    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
-        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
-        for (int64_t j = j0; j < j1; j++) {
-            pp[j - j0] = prep_at(buf + (size_t)(j - j0) * pb, n);
-            prep_act(&pp[j - j0], LAYOUT_PAIR, kind_off[KIND_Q8_0], (const char *)act + (size_t)j * as, 0, nb);
-        }
-        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
-            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
-            for (int64_t j = j0; j < j1; j += 4) {
-                const int nc = j1 - j < 4 ? (int)(j1 - j) : 4;
-                for (int64_t r = r0; r < r1; r++) {
-                    const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                    float v[4];
-                    if (nc == 4) row_q8_0_x4(x, &pp[j - j0], nb / 2, v);
-                    else
-                        for (int c = 0; c < nc; c++) v[c] = row_q8_0(x, &pp[j - j0 + c], nb / 2);
-                    for (int c = 0; c < nc; c++) {
-                        float t = 0;
-                        if (done < nb) dot_q8_0((nb - done) * PHIQ_QK, &t, x + done * Q8_0_BYTES, (const char *)act + (size_t)(j + c) * as + aoff);
-                        out[(size_t)(j + c) * ldo + r] = v[c] + t;
-                    }
-                }
-            }
-        }
-    }
-    free(buf);
-}
-
-/* ---- nibble gemm over 16-block groups (up to 8 columns per weight decode) ----
- * The 16-byte nibble arrays of 16 blocks are loaded as four registers (4
- * blocks each) and transposed 4x4 in 32-bit lanes, so that lane L of every
- * unpacked register holds bytes of one block, T16_BLOCK(L): a column's 8
- * vpdpbusd then sum whole blocks per lane, and one convert + one multiply by
- * weight x activation scale + one fma serve 16 blocks (the Q8_0 gemm pays a
- * convert, a permute and an fma per 2 blocks); columns go 8 at a time, the
+/* ---- 32-element gemm over 16-block groups (up to 8 columns per weight decode) ----
+ * The 16-byte nibble arrays of 16 blocks (for Q8_0: each 16-byte half of
+ * the int8 array) are loaded as four registers (4 blocks each) and
+ * transposed 4x4 in 32-bit lanes, so that lane L of every unpacked register
+ * holds bytes of one block, T16_BLOCK(L): a column's 8 vpdpbusd then sum
+ * whole blocks per lane, and one convert + one multiply by weight x
+ * activation scale + one fma serve 16 blocks (a gemm in natural block order
+ * pays a convert, a permute and an fma per 2 blocks); columns go 8 at a time, the
  * rest in one call of its own count, and long rows in passes of kg groups
  * whose records stay in L1 across the row tile (partial sums added in out). The activation is prepared in
  * the same lane order, zero-padded to whole groups, so any block count runs
@@ -740,13 +672,27 @@ static inline __m512i t16_load(const uint8_t *q, int bsz, int i, int cnt) {
     return v;
 }
 
+/* The 16-byte arrays at q of the group's blocks (bsz apart, cnt of them),
+ * transposed 4x4 in 32-bit lanes: lane L of r4[r] = dword r of block
+ * T16_BLOCK(L). */
+static inline void t16_transpose(const uint8_t *q, int bsz, int cnt, __m512i r4[4]) {
+    const __m512i v0 = t16_load(q, bsz, 0, cnt), v1 = t16_load(q, bsz, 1, cnt), v2 = t16_load(q, bsz, 2, cnt),
+                  v3 = t16_load(q, bsz, 3, cnt);
+    const __m512i t0 = _mm512_unpacklo_epi32(v0, v1), t1 = _mm512_unpackhi_epi32(v0, v1),
+                  t2 = _mm512_unpacklo_epi32(v2, v3), t3 = _mm512_unpackhi_epi32(v2, v3);
+    r4[0] = _mm512_unpacklo_epi64(t0, t2), r4[1] = _mm512_unpackhi_epi64(t0, t2);
+    r4[2] = _mm512_unpacklo_epi64(t1, t3), r4[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
 /* One weight row against nc (1..8) prepared columns (records a, a + T16_REC,
- * ... of group 0; gs bytes per group); nc, bsz, has_m and lut are constants
- * at each call site, so the column loop unrolls. */
-static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, int bsz, int qoff, int has_m, int lut,
-                                                               const char *a, size_t gs, int nc, int64_t nb, int64_t g0, int64_t g1,
-                                                               float *res) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
+ * ... of group 0; gs bytes per group); nc, bsz, has_m, lut and q8 are
+ * constants at each call site, so the column loop unrolls. Nibble types
+ * unpack each transposed register into a low and a high one; Q8_0 (q8)
+ * transposes its two halves instead. */
+static inline __attribute__((always_inline)) void row_t16(const uint8_t *x, int bsz, int qoff, int has_m, int lut, int q8,
+                                                          const char *a, size_t gs, int nc, int64_t nb, int64_t g0, int64_t g1,
+                                                          float *res) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512(), k80 = _mm512_set1_epi8((char)0x80);
     const __m512i blk = _mm512_setr_epi32(T16_BLOCK(0), T16_BLOCK(1), T16_BLOCK(2), T16_BLOCK(3), T16_BLOCK(4),
                                           T16_BLOCK(5), T16_BLOCK(6), T16_BLOCK(7), T16_BLOCK(8), T16_BLOCK(9),
                                           T16_BLOCK(10), T16_BLOCK(11), T16_BLOCK(12), T16_BLOCK(13), T16_BLOCK(14),
@@ -757,18 +703,23 @@ static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, 
     for (int64_t g = g0; g < g1; g++) {
         const int cnt = nb - 16 * g < 16 ? (int)(nb - 16 * g) : 16;
         const uint8_t *xg = x + 16 * g * bsz;
-        pf(xg, 5);
-        const __m512i v0 = t16_load(xg + qoff, bsz, 0, cnt), v1 = t16_load(xg + qoff, bsz, 1, cnt),
-                      v2 = t16_load(xg + qoff, bsz, 2, cnt), v3 = t16_load(xg + qoff, bsz, 3, cnt);
-        const __m512i t0 = _mm512_unpacklo_epi32(v0, v1), t1 = _mm512_unpackhi_epi32(v0, v1),
-                      t2 = _mm512_unpacklo_epi32(v2, v3), t3 = _mm512_unpackhi_epi32(v2, v3);
-        const __m512i r4[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                               _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
         __m512i q[8];
-        for (int r = 0; r < 4; r++) {
-            q[r] = _mm512_and_si512(r4[r], m4);
-            q[4 + r] = _mm512_and_si512(_mm512_srli_epi16(r4[r], 4), m4);
-            if (lut) q[r] = _mm512_shuffle_epi8(tab, q[r]), q[4 + r] = _mm512_shuffle_epi8(tab, q[4 + r]);
+        if (q8) { /* Q8_0: the two 16-byte halves of 32 int8, each transposed, biased to unsigned */
+            pf(xg, 9);
+            for (int h = 0; h < 2; h++) {
+                __m512i r4[4];
+                t16_transpose(xg + qoff + 16 * h, bsz, cnt, r4);
+                for (int r = 0; r < 4; r++) q[4 * h + r] = _mm512_xor_si512(r4[r], k80);
+            }
+        } else {
+            pf(xg, 5);
+            __m512i r4[4];
+            t16_transpose(xg + qoff, bsz, cnt, r4);
+            for (int r = 0; r < 4; r++) {
+                q[r] = _mm512_and_si512(r4[r], m4);
+                q[4 + r] = _mm512_and_si512(_mm512_srli_epi16(r4[r], 4), m4);
+                if (lut) q[r] = _mm512_shuffle_epi8(tab, q[r]), q[4 + r] = _mm512_shuffle_epi8(tab, q[4 + r]);
+            }
         }
         const __mmask16 mk = _mm512_cmplt_epi32_mask(blk, _mm512_set1_epi32(cnt));
         const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
@@ -788,17 +739,19 @@ static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, 
     for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
 }
 
-/* GEMM for the nibble types: activations prepared once per column tile,
+/* GEMM for Q4_0, Q4_1, IQ4_NL and Q8_0: activations prepared once per column tile,
  * weights read in row tiles that stay in cache across the column groups. */
 static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, int64_t nrows, int64_t ncols, float *out,
                                                             size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
-    const int bsz = kind_bsz[kind], qoff = kind_qoff[kind], q81 = kind == KIND_Q4_1, lut = kind == KIND_IQ4_NL;
+    const int bsz = kind_bsz[kind], qoff = kind_qoff[kind], q81 = kind == KIND_Q4_1, lut = kind == KIND_IQ4_NL,
+              q8 = kind == KIND_Q8_0;
     const int64_t nb = n / PHIQ_QK, ng = (nb + 15) / 16;
     const int64_t tile = ncols < PHIQ_GEMM_COL_TILE ? ncols : PHIQ_GEMM_COL_TILE;
     const size_t gs = (size_t)tile * T16_REC;
     char *buf = aligned_alloc(64, gs * (size_t)ng);
     if (!buf) {
-        phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : dot_iq4_nl, n, nrows, ncols, out, ldo, w, rb, act, as);
+        phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : q8 ? dot_q8_0 : dot_iq4_nl, n, nrows, ncols, out, ldo, w,
+                       rb, act, as);
         return;
     }
     for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
@@ -818,9 +771,9 @@ static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, 
                         const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
                         float v[T16_MAXC];
                         switch (nc) { /* one unrolled body per column count */
-#define T16_CASE(c) case c: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, c, nb, g0, g1, v); break;
+#define T16_CASE(c) case c: row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, c, nb, g0, g1, v); break;
                             T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
-                            default: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, 1, nb, g0, g1, v);
+                            default: row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, 1, nb, g0, g1, v);
 #undef T16_CASE
                         }
                         for (int c = 0; c < nc; c++) {
@@ -848,6 +801,7 @@ PHIQ_GEMM_FROM_X4(q5_K)
 GEMM_T16(q4_0, KIND_Q4_0)
 GEMM_T16(q4_1, KIND_Q4_1)
 GEMM_T16(iq4_nl, KIND_IQ4_NL)
+GEMM_T16(q8_0, KIND_Q8_0)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
