@@ -317,41 +317,9 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
         }                                                                                          \
         for (int j = 0; j < 4; j++) res[j] = k45_hsum(acc[j], accm[j]);                            \
     }
-/* Four activation columns at once for gemm: each weight super-block is
- * decoded once and multiplied into four Q8_K rows. */
-K45_X4(dot_q4_K_x4, phiq_block_q4_K, Q4K_HIGH)
+/* Four activation columns at once for Q5_K's gemm: each weight super-block
+ * is decoded once and multiplied into four Q8_K rows. */
 K45_X4(dot_q5_K_x4, phiq_block_q5_K, Q5K_HIGH)
-
-static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_block_q6_K *x = vx;
-    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
-    __m512 acc[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
-    __m512i idx[4];
-    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const float xd = F16(x[i].d);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        const __m512i sc512 = _mm512_castsi256_si512(sc16);
-        __m512i isum[4];
-        for (int j = 0; j < 4; j++) isum[j] = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            __m512i qlo, qhi;
-            q6_half(x + i, h, &qlo, &qhi);
-            __m512i s0 = _mm512_permutexvar_epi16(idx[2 * h], sc512), s1 = _mm512_permutexvar_epi16(idx[2 * h + 1], sc512);
-            for (int j = 0; j < 4; j++) {
-                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[j][i].qs + 128 * h)), s0);
-                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(y[j][i].qs + 128 * h + 64)), s1);
-            }
-        }
-        for (int j = 0; j < 4; j++) {
-            __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[j][i].bsums), sc16);
-            isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
-        }
-    }
-    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
-}
 
 /* ---- float types -------------------------------------------------------------------- */
 
@@ -568,7 +536,7 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
 }
 
 /* The prepared types: Q4_0, Q4_1, IQ4_NL (groups of 4 blocks), Q8_0 (pairs). */
-enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
+enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0, KIND_Q4_K, KIND_Q6_K }; /* K: the super-block gemm only */
 static const int kind_bsz[] = {sizeof(phiq_block_q4_0), sizeof(phiq_block_q4_1), sizeof(phiq_block_iq4_nl),
                                sizeof(phiq_block_q8_0)},
                  kind_qoff[] = {offsetof(phiq_block_q4_0, qs), offsetof(phiq_block_q4_1, qs),
@@ -628,9 +596,10 @@ MATVEC_PREPARED(q8_0, KIND_Q8_0)
 #define T16_L1 45056 /* bytes of column records a pass over the row tile keeps in L1 */
 
 /* A column's prepared group, T16_REC bytes: yq (8 registers of 64 bytes),
- * off (-offset x the block's activation sum), dy, ys (Q8_1 s); a column
- * tile's records are interleaved by group ([group][column]), so that the
- * columns of one weight group are read as one stream at fixed offsets. */
+ * off (-offset x the block's activation sum), dy, ys (Q8_1 s); each 8
+ * columns of a column tile have their records interleaved by group
+ * ([group][column]), so that the columns of one weight group are read as
+ * one stream at fixed offsets (gemm_t16 lays them out). */
 enum { T16_OFF = 512, T16_DY = 576, T16_YS = 640, T16_REC = 704 };
 
 /* Register r (0..7) of a group: r < 4 holds elements 4r..4r+3 of each
@@ -672,16 +641,22 @@ static inline __m512i t16_load(const uint8_t *q, int bsz, int i, int cnt) {
     return v;
 }
 
+/* 4x4 transposes of 32-bit lanes in each 128-bit lane: lane 4c+p of r4[r]
+ * = lane 4c+r of v[p]. */
+static inline void tr4x4(const __m512i v[4], __m512i r4[4]) {
+    const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpackhi_epi32(v[0], v[1]),
+                  t2 = _mm512_unpacklo_epi32(v[2], v[3]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
+    r4[0] = _mm512_unpacklo_epi64(t0, t2), r4[1] = _mm512_unpackhi_epi64(t0, t2);
+    r4[2] = _mm512_unpacklo_epi64(t1, t3), r4[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
 /* The 16-byte arrays at q of the group's blocks (bsz apart, cnt of them),
  * transposed 4x4 in 32-bit lanes: lane L of r4[r] = dword r of block
  * T16_BLOCK(L). */
 static inline void t16_transpose(const uint8_t *q, int bsz, int cnt, __m512i r4[4]) {
-    const __m512i v0 = t16_load(q, bsz, 0, cnt), v1 = t16_load(q, bsz, 1, cnt), v2 = t16_load(q, bsz, 2, cnt),
-                  v3 = t16_load(q, bsz, 3, cnt);
-    const __m512i t0 = _mm512_unpacklo_epi32(v0, v1), t1 = _mm512_unpackhi_epi32(v0, v1),
-                  t2 = _mm512_unpacklo_epi32(v2, v3), t3 = _mm512_unpackhi_epi32(v2, v3);
-    r4[0] = _mm512_unpacklo_epi64(t0, t2), r4[1] = _mm512_unpackhi_epi64(t0, t2);
-    r4[2] = _mm512_unpacklo_epi64(t1, t3), r4[3] = _mm512_unpackhi_epi64(t1, t3);
+    const __m512i v[4] = {t16_load(q, bsz, 0, cnt), t16_load(q, bsz, 1, cnt), t16_load(q, bsz, 2, cnt),
+                          t16_load(q, bsz, 3, cnt)};
+    tr4x4(v, r4);
 }
 
 /* One weight row against nc (1..8) prepared columns (records a, a + T16_REC,
@@ -739,42 +714,146 @@ static inline __attribute__((always_inline)) void row_t16(const uint8_t *x, int 
     for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
 }
 
-/* GEMM for Q4_0, Q4_1, IQ4_NL and Q8_0: activations prepared once per column tile,
+/* ---- Q4_K / Q6_K gemm, one super-block per 16 lanes (up to 8 columns per decode) ----
+ * A super-block's 256 values, decoded into four registers in the order the
+ * matvec has them (Q4_K: low and high nibbles of qs[0..63], then of
+ * qs[64..127]; Q6_K: q6_half's qlo, qhi of each half), hold 16 runs of 16
+ * values that share one sub-block scale (Q6_K: its 16 sub-blocks; Q4_K: the
+ * two halves of each of its 8 sub-blocks), four dwords each at lanes
+ * 4c..4c+3 of register p. tr4x4 puts run (p, c) into lane 4c+p of all four
+ * registers, so a column's four vpdpbusd leave each run's whole sum in one
+ * lane; then one convert and one fma with (d x sub-block scale) x d_y serve
+ * the super-block (Q4_K's min term: one more fma with dmin x m against the
+ * run's activation sum x d_y). Q6_K's q is unsigned (0..63): the -32 is the
+ * record's starting value, -32 x the run's activation sum. The activation
+ * of each super-block is prepared once per column tile in that lane order
+ * (TK_REC bytes: 4 registers, the starting values, the run sums x d_y, d_y),
+ * records interleaved [super-block][column] as the 16-block groups' are. */
+enum { TK_OFF = 256, TK_YS = 320, TK_DY = 384, TK_REC = 448 };
+
+/* Sub-block of the run in lane L (= 4c + p: register p, dwords 4c..4c+3). */
+static inline int tk_sub(int q6, int L) {
+    const int p = L % 4, c = L / 4;
+    return q6 ? 4 * p + c : 4 * (p / 2) + 2 * (c / 2) + p % 2;
+}
+
+/* The activation in the weights' register order (Q6_K: natural; Q4_K:
+ * 32-element sub-blocks 0,2 | 1,3 | 4,6 | 5,7), transposed as they are;
+ * the run sums from one vpdpbusd each against ones. */
+static void tk_prep(char *col, size_t gs, int q6, const void *act, int64_t nsb) {
+    const phiq_block_q8_K *y = act;
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int64_t i = 0; i < nsb; i++) {
+        char *rec = col + (size_t)i * gs;
+        __m512i v[4], t[4];
+        for (int p = 0; p < 4; p++) {
+            const int8_t *a = y[i].qs + (q6 ? 64 * p : 128 * (p / 2) + 32 * (p % 2));
+            v[p] = q6 ? _mm512_loadu_si512(a) : load2x32(a, a + 64);
+        }
+        tr4x4(v, t);
+        __m512i sum = _mm512_setzero_si512();
+        for (int r = 0; r < 4; r++) {
+            _mm512_store_si512(rec + 64 * r, t[r]);
+            sum = dpbusd(sum, ones, t[r]);
+        }
+        _mm512_store_si512(rec + TK_OFF, q6 ? _mm512_mullo_epi32(sum, _mm512_set1_epi32(-32)) : _mm512_setzero_si512());
+        _mm512_store_ps(rec + TK_YS, q6 ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(y[i].d)));
+        memcpy(rec + TK_DY, &y[i].d, sizeof(float));
+    }
+}
+
+/* One weight row of Q4_K (q6 = 0) or Q6_K against nc (1..8) prepared
+ * columns, super-blocks g0..g1-1; the records as in row_t16. */
+static inline __attribute__((always_inline)) void row_tk(const uint8_t *x, int q6, const char *a, size_t gs, int nc,
+                                                         int64_t g0, int64_t g1, float *res) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    _Alignas(16) int8_t sidx[16];
+    for (int L = 0; L < 16; L++) sidx[L] = (int8_t)tk_sub(q6, L);
+    const __m128i isc = _mm_load_si128((const __m128i *)sidx), imn = _mm_add_epi8(isc, _mm_set1_epi8(8));
+    __m512 acc[T16_MAXC];
+    for (int j = 0; j < nc; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t i = g0; i < g1; i++) {
+        __m512i v[4], q[4];
+        __m512 sw, mw = _mm512_setzero_ps();
+        if (q6) {
+            const phiq_block_q6_K *xb = (const phiq_block_q6_K *)(const void *)x + i;
+            pf(xb, 4);
+            q6_half(xb, 0, &v[0], &v[1]);
+            q6_half(xb, 1, &v[2], &v[3]);
+            const __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)xb->scales), isc);
+            sw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_set1_ps(F16(xb->d)));
+        } else {
+            const phiq_block_q4_K *xb = (const phiq_block_q4_K *)(const void *)x + i;
+            pf(xb, 3);
+            const __m512i q0 = _mm512_loadu_si512(xb->qs), q1 = _mm512_loadu_si512(xb->qs + 64);
+            v[0] = _mm512_and_si512(q0, m4), v[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
+            v[2] = _mm512_and_si512(q1, m4), v[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
+            const __m128i scm = kq_scales(xb->scales);
+            sw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(scm, isc))), _mm512_set1_ps(F16(xb->d)));
+            mw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(scm, imn))),
+                               _mm512_set1_ps(F16(xb->dmin)));
+        }
+        tr4x4(v, q);
+        const char *ag = a + (size_t)i * gs;
+        for (int j = 0; j < nc; j++) {
+            const char *y = ag + j * TK_REC;
+            __m512i d = q6 ? _mm512_load_si512(y + TK_OFF) : _mm512_setzero_si512();
+            for (int r = 0; r < 4; r++) d = dpbusd(d, q[r], _mm512_load_si512(y + 64 * r));
+            float dy;
+            memcpy(&dy, y + TK_DY, sizeof dy);
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw, _mm512_set1_ps(dy)), acc[j]);
+            if (!q6) acc[j] = _mm512_fnmadd_ps(mw, _mm512_load_ps(y + TK_YS), acc[j]);
+        }
+    }
+    for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
+/* GEMM for Q4_0, Q4_1, IQ4_NL, Q8_0, Q4_K and Q6_K: activations prepared once per column tile,
  * weights read in row tiles that stay in cache across the column groups. */
 static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, int64_t nrows, int64_t ncols, float *out,
                                                             size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
-    const int bsz = kind_bsz[kind], qoff = kind_qoff[kind], q81 = kind == KIND_Q4_1, lut = kind == KIND_IQ4_NL,
-              q8 = kind == KIND_Q8_0;
-    const int64_t nb = n / PHIQ_QK, ng = (nb + 15) / 16;
+    const int kq = kind == KIND_Q4_K || kind == KIND_Q6_K, q6 = kind == KIND_Q6_K;
+    const int bsz = kq ? 0 : kind_bsz[kind], qoff = kq ? 0 : kind_qoff[kind], q81 = kind == KIND_Q4_1,
+              lut = kind == KIND_IQ4_NL, q8 = kind == KIND_Q8_0;
+    const int64_t nb = n / PHIQ_QK, ng = kq ? n / PHIQ_QK_K : (nb + 15) / 16; /* groups: 16 blocks or a super-block */
     const int64_t tile = ncols < PHIQ_GEMM_COL_TILE ? ncols : PHIQ_GEMM_COL_TILE;
-    const size_t gs = (size_t)tile * T16_REC;
-    char *buf = aligned_alloc(64, gs * (size_t)ng);
+    /* records [8 columns][group][column]: what a pass reads is contiguous
+     * (a stride of a column tile's records, a multiple of 4 KiB, put every
+     * group's records in the same L1 sets) */
+    const size_t rec = kq ? TK_REC : T16_REC, gs = (size_t)T16_MAXC * rec, cgs = gs * (size_t)ng;
+    char *buf = aligned_alloc(64, cgs * (size_t)((tile + T16_MAXC - 1) / T16_MAXC));
     if (!buf) {
-        phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : q8 ? dot_q8_0 : dot_iq4_nl, n, nrows, ncols, out, ldo, w,
-                       rb, act, as);
+        phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : q8 ? dot_q8_0 : kq ? (q6 ? dot_q6_K : dot_q4_K) : dot_iq4_nl,
+                       n, nrows, ncols, out, ldo, w, rb, act, as);
         return;
     }
     for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
         const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
-        for (int64_t j = j0; j < j1; j++)
-            t16_prep(buf + (size_t)(j - j0) * T16_REC, gs, kind_off[kind], (const char *)act + (size_t)j * as, q81, nb);
+        for (int64_t j = j0; j < j1; j++) {
+            const char *aj = (const char *)act + (size_t)j * as;
+            char *col = buf + (size_t)((j - j0) / T16_MAXC) * cgs + (size_t)((j - j0) % T16_MAXC) * rec;
+            if (kq) tk_prep(col, gs, q6, aj, ng);
+            else t16_prep(col, gs, kind_off[kind], aj, q81, nb);
+        }
         for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
             const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
             for (int64_t j = j0; j < j1;) {
                 const int64_t left = j1 - j;
                 const int nc = left >= T16_MAXC ? T16_MAXC : (int)left;
-                const char *aj = buf + (size_t)(j - j0) * T16_REC;
-                const int64_t kg = T16_L1 / (nc * T16_REC); /* groups per pass: 8 at 8 columns */
+                const char *aj = buf + (size_t)((j - j0) / T16_MAXC) * cgs; /* j - j0: a multiple of 8 */
+                const int64_t kg = T16_L1 / (nc * (int64_t)rec); /* groups per pass: 8 (16-block) or 12 (K) at 8 columns */
                 for (int64_t g0 = 0; g0 < ng; g0 += kg) {
                     const int64_t g1 = g0 + kg < ng ? g0 + kg : ng;
                     for (int64_t r = r0; r < r1; r++) {
                         const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
                         float v[T16_MAXC];
                         switch (nc) { /* one unrolled body per column count */
-#define T16_CASE(c) case c: row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, c, nb, g0, g1, v); break;
+#define T16_ROW(c) (kq ? row_tk(x, q6, aj, gs, c, g0, g1, v) : row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, c, nb, g0, g1, v))
+#define T16_CASE(c) case c: T16_ROW(c); break;
                             T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
-                            default: row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, 1, nb, g0, g1, v);
+                            default: T16_ROW(1);
 #undef T16_CASE
+#undef T16_ROW
                         }
                         for (int c = 0; c < nc; c++) {
                             float *o = &out[(size_t)(j + c) * ldo + r];
@@ -789,8 +868,6 @@ static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, 
     free(buf);
 }
 
-PHIQ_GEMM_FROM_X4(q4_K)
-PHIQ_GEMM_FROM_X4(q6_K)
 PHIQ_GEMM_FROM_X4(q5_K)
 
 #define GEMM_T16(name, KIND)                                                                       \
@@ -802,6 +879,8 @@ GEMM_T16(q4_0, KIND_Q4_0)
 GEMM_T16(q4_1, KIND_Q4_1)
 GEMM_T16(iq4_nl, KIND_IQ4_NL)
 GEMM_T16(q8_0, KIND_Q8_0)
+GEMM_T16(q4_K, KIND_Q4_K)
+GEMM_T16(q6_K, KIND_Q6_K)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
