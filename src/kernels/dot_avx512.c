@@ -714,95 +714,147 @@ static inline __attribute__((always_inline)) void row_t16(const uint8_t *x, int 
     for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
 }
 
-/* ---- Q4_K / Q6_K gemm, one super-block per 16 lanes (up to 8 columns per decode) ----
+/* ---- Q4_K / Q6_K gemm: whole sub-blocks in lanes (up to TK_MAXC columns per decode) ----
  * A super-block's 256 values, decoded into four registers in the order the
  * matvec has them (Q4_K: low and high nibbles of qs[0..63], then of
  * qs[64..127]; Q6_K: q6_half's qlo, qhi of each half), hold 16 runs of 16
  * values that share one sub-block scale (Q6_K: its 16 sub-blocks; Q4_K: the
  * two halves of each of its 8 sub-blocks), four dwords each at lanes
- * 4c..4c+3 of register p. tr4x4 puts run (p, c) into lane 4c+p of all four
- * registers, so a column's four vpdpbusd leave each run's whole sum in one
- * lane; then one convert and one fma with (d x sub-block scale) x d_y serve
- * the super-block (Q4_K's min term: one more fma with dmin x m against the
- * run's activation sum x d_y). Q6_K's q is unsigned (0..63): the -32 is the
- * record's starting value, -32 x the run's activation sum. The activation
- * of each super-block is prepared once per column tile in that lane order
- * (TK_REC bytes: 4 registers, the starting values, the run sums x d_y, d_y),
- * records interleaved [super-block][column] as the 16-block groups' are. */
-enum { TK_OFF = 256, TK_YS = 320, TK_DY = 384, TK_REC = 448 };
+ * 4c..4c+3 of register p; tr4x4 puts run (p, c) into lane 4c+p of all four.
+ * A Q6_K group is that super-block (4 registers, a sub-block per lane); a
+ * Q4_K group is a pair of super-blocks, whose transposed registers are
+ * recombined by 128-bit lanes (tk_pair) into 8 registers with one 32-value
+ * sub-block per lane (lanes 0-7 the first super-block, 8-15 the second).
+ * A column's vpdpbusd chain then leaves each sub-block's whole sum in one
+ * lane, and one convert, one multiply of (d x sub-block scale) by d_y and
+ * one fma serve the group (Q4_K's min term: one more fma of dmin x m
+ * against the sub-block's activation sum x d_y). Q6_K's q is unsigned
+ * (0..63): the -32 is the chain's starting value, -32 x the sub-block's
+ * activation sum. The activation of each group is prepared once per column
+ * tile by the same steps (record: the nreg registers, the starting values
+ * or the sums x d_y, d_y per lane), records laid out as the 16-block
+ * groups' are. */
+#define TK_MAXC 16
 
-/* Sub-block of the run in lane L (= 4c + p: register p, dwords 4c..4c+3). */
+static inline int tk_nreg(int q6) { return q6 ? 4 : 8; }
+static inline size_t tk_rec(int q6) { return 64 * (size_t)tk_nreg(q6) + 128; }
+
+/* Sub-block in lane L (0..7 for Q4_K: the same in lanes 8..15 of the
+ * second super-block) of a group after tr4x4 (and tk_pair). */
 static inline int tk_sub(int q6, int L) {
-    const int p = L % 4, c = L / 4;
-    return q6 ? 4 * p + c : 4 * (p / 2) + 2 * (c / 2) + p % 2;
+    const int p = L % 4, k = L / 4;
+    return q6 ? 4 * p + k : 4 * (p / 2) + p % 2 + 2 * (k % 2);
 }
 
-/* The activation in the weights' register order (Q6_K: natural; Q4_K:
- * 32-element sub-blocks 0,2 | 1,3 | 4,6 | 5,7), transposed as they are;
- * the run sums from one vpdpbusd each against ones. */
-static void tk_prep(char *col, size_t gs, int q6, const void *act, int64_t nsb) {
-    const phiq_block_q8_K *y = act;
-    const __m512i ones = _mm512_set1_epi8(1);
-    for (int64_t i = 0; i < nsb; i++) {
-        char *rec = col + (size_t)i * gs;
-        __m512i v[4], t[4];
-        for (int p = 0; p < 4; p++) {
-            const int8_t *a = y[i].qs + (q6 ? 64 * p : 128 * (p / 2) + 32 * (p % 2));
-            v[p] = q6 ? _mm512_loadu_si512(a) : load2x32(a, a + 64);
-        }
-        tr4x4(v, t);
-        __m512i sum = _mm512_setzero_si512();
-        for (int r = 0; r < 4; r++) {
-            _mm512_store_si512(rec + 64 * r, t[r]);
-            sum = dpbusd(sum, ones, t[r]);
-        }
-        _mm512_store_si512(rec + TK_OFF, q6 ? _mm512_mullo_epi32(sum, _mm512_set1_epi32(-32)) : _mm512_setzero_si512());
-        _mm512_store_ps(rec + TK_YS, q6 ? _mm512_setzero_ps() : _mm512_mul_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(y[i].d)));
-        memcpy(rec + TK_DY, &y[i].d, sizeof(float));
+/* Transposed registers a, b of two Q4_K super-blocks -> q: 128-bit lanes
+ * [a0 a2 b0 b2] (first halves of sub-blocks), [a1 a3 b1 b3] (second). */
+static inline void tk_pair(const __m512i a[4], const __m512i b[4], __m512i q[8]) {
+    for (int r = 0; r < 4; r++) {
+        q[r] = _mm512_shuffle_i32x4(a[r], b[r], _MM_SHUFFLE(2, 0, 2, 0));
+        q[4 + r] = _mm512_shuffle_i32x4(a[r], b[r], _MM_SHUFFLE(3, 1, 3, 1));
     }
 }
 
-/* One weight row of Q4_K (q6 = 0) or Q6_K against nc (1..8) prepared
- * columns, super-blocks g0..g1-1; the records as in row_t16. */
-static inline __attribute__((always_inline)) void row_tk(const uint8_t *x, int q6, const char *a, size_t gs, int nc,
-                                                         int64_t g0, int64_t g1, float *res) {
+/* Q4_K super-block xb's nibbles, transposed. */
+static inline void q4k_tr(const phiq_block_q4_K *xb, __m512i t[4]) {
     const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i q0 = _mm512_loadu_si512(xb->qs), q1 = _mm512_loadu_si512(xb->qs + 64);
+    const __m512i v[4] = {_mm512_and_si512(q0, m4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
+                          _mm512_and_si512(q1, m4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
+    tr4x4(v, t);
+}
+
+/* Q8_K super-block y's values in the weights' register order (Q6_K:
+ * natural; Q4_K: 32-value sub-blocks 0,2 | 1,3 | 4,6 | 5,7), transposed. */
+static inline void tk_act(const phiq_block_q8_K *y, int q6, __m512i t[4]) {
+    __m512i v[4];
+    for (int p = 0; p < 4; p++) {
+        const int8_t *a = y->qs + (q6 ? 64 * p : 128 * (p / 2) + 32 * (p % 2));
+        v[p] = q6 ? _mm512_loadu_si512(a) : load2x32(a, a + 64);
+    }
+    tr4x4(v, t);
+}
+
+/* A column's records, gs bytes apart, for nsb super-blocks. */
+static void tk_prep(char *col, size_t gs, int q6, const void *act, int64_t nsb) {
+    const phiq_block_q8_K *y = act;
+    const __m512i ones = _mm512_set1_epi8(1);
+    const int nreg = tk_nreg(q6);
+    for (int64_t g = 0; q6 ? g < nsb : 2 * g < nsb; g++) {
+        char *rec = col + (size_t)g * gs;
+        __m512i q[8];
+        __m512 dy;
+        if (q6) {
+            tk_act(y + g, 1, q);
+            dy = _mm512_set1_ps(y[g].d);
+        } else {
+            const int hb = 2 * g + 1 < nsb;
+            __m512i ta[4], tb[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                    _mm512_setzero_si512()};
+            tk_act(y + 2 * g, 0, ta);
+            if (hb) tk_act(y + 2 * g + 1, 0, tb);
+            tk_pair(ta, tb, q);
+            dy = _mm512_insertf32x8(_mm512_set1_ps(y[2 * g].d), _mm256_set1_ps(hb ? y[2 * g + 1].d : 0.0f), 1);
+        }
+        __m512i sum = _mm512_setzero_si512();
+        for (int r = 0; r < nreg; r++) {
+            _mm512_store_si512(rec + 64 * r, q[r]);
+            sum = dpbusd(sum, ones, q[r]);
+        }
+        if (q6) _mm512_store_si512(rec + 64 * nreg, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-32)));
+        else _mm512_store_ps(rec + 64 * nreg, _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dy));
+        _mm512_store_ps(rec + 64 * nreg + 64, dy);
+    }
+}
+
+/* One weight row of Q4_K (q6 = 0) or Q6_K (nsb super-blocks) against nc
+ * (1..TK_MAXC) prepared columns, groups g0..g1-1; records as in row_t16. */
+static inline __attribute__((always_inline)) void row_tk(const uint8_t *x, int q6, int64_t nsb, const char *a, size_t gs,
+                                                         int nc, int64_t g0, int64_t g1, float *res) {
+    const int nreg = tk_nreg(q6);
+    const size_t rec = tk_rec(q6);
     _Alignas(16) int8_t sidx[16];
     for (int L = 0; L < 16; L++) sidx[L] = (int8_t)tk_sub(q6, L);
     const __m128i isc = _mm_load_si128((const __m128i *)sidx), imn = _mm_add_epi8(isc, _mm_set1_epi8(8));
-    __m512 acc[T16_MAXC];
+    __m512 acc[TK_MAXC];
     for (int j = 0; j < nc; j++) acc[j] = _mm512_setzero_ps();
-    for (int64_t i = g0; i < g1; i++) {
-        __m512i v[4], q[4];
+    for (int64_t g = g0; g < g1; g++) {
+        __m512i q[8];
         __m512 sw, mw = _mm512_setzero_ps();
         if (q6) {
-            const phiq_block_q6_K *xb = (const phiq_block_q6_K *)(const void *)x + i;
+            const phiq_block_q6_K *xb = (const phiq_block_q6_K *)(const void *)x + g;
             pf(xb, 4);
+            __m512i v[4];
             q6_half(xb, 0, &v[0], &v[1]);
             q6_half(xb, 1, &v[2], &v[3]);
+            tr4x4(v, q);
             const __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)xb->scales), isc);
             sw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_set1_ps(F16(xb->d)));
         } else {
-            const phiq_block_q4_K *xb = (const phiq_block_q4_K *)(const void *)x + i;
-            pf(xb, 3);
-            const __m512i q0 = _mm512_loadu_si512(xb->qs), q1 = _mm512_loadu_si512(xb->qs + 64);
-            v[0] = _mm512_and_si512(q0, m4), v[1] = _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4);
-            v[2] = _mm512_and_si512(q1, m4), v[3] = _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4);
-            const __m128i scm = kq_scales(xb->scales);
-            sw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(scm, isc))), _mm512_set1_ps(F16(xb->d)));
-            mw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_shuffle_epi8(scm, imn))),
-                               _mm512_set1_ps(F16(xb->dmin)));
+            const phiq_block_q4_K *xa = (const phiq_block_q4_K *)(const void *)x + 2 * g;
+            const int hb = 2 * g + 1 < nsb;
+            pf(xa, 5);
+            __m512i ta[4], tb[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                    _mm512_setzero_si512()};
+            q4k_tr(xa, ta);
+            __m128i sa = kq_scales(xa->scales), sb = _mm_setzero_si128();
+            float db = 0, mb = 0;
+            if (hb) q4k_tr(xa + 1, tb), sb = kq_scales(xa[1].scales), db = F16(xa[1].d), mb = F16(xa[1].dmin);
+            tk_pair(ta, tb, q);
+            const __m128i s8 = _mm_unpacklo_epi64(_mm_shuffle_epi8(sa, isc), _mm_shuffle_epi8(sb, isc)),
+                          m8 = _mm_unpacklo_epi64(_mm_shuffle_epi8(sa, imn), _mm_shuffle_epi8(sb, imn));
+            sw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(s8)),
+                               _mm512_insertf32x8(_mm512_set1_ps(F16(xa->d)), _mm256_set1_ps(db), 1));
+            mw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m8)),
+                               _mm512_insertf32x8(_mm512_set1_ps(F16(xa->dmin)), _mm256_set1_ps(mb), 1));
         }
-        tr4x4(v, q);
-        const char *ag = a + (size_t)i * gs;
+        const char *ag = a + (size_t)g * gs;
         for (int j = 0; j < nc; j++) {
-            const char *y = ag + j * TK_REC;
-            __m512i d = q6 ? _mm512_load_si512(y + TK_OFF) : _mm512_setzero_si512();
-            for (int r = 0; r < 4; r++) d = dpbusd(d, q[r], _mm512_load_si512(y + 64 * r));
-            float dy;
-            memcpy(&dy, y + TK_DY, sizeof dy);
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw, _mm512_set1_ps(dy)), acc[j]);
-            if (!q6) acc[j] = _mm512_fnmadd_ps(mw, _mm512_load_ps(y + TK_YS), acc[j]);
+            const char *y = ag + j * rec;
+            __m512i d = q6 ? _mm512_load_si512(y + 64 * nreg) : _mm512_setzero_si512();
+            for (int r = 0; r < nreg; r++) d = dpbusd(d, q[r], _mm512_load_si512(y + 64 * r));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw, _mm512_load_ps(y + 64 * nreg + 64)), acc[j]);
+            if (!q6) acc[j] = _mm512_fnmadd_ps(mw, _mm512_load_ps(y + 64 * nreg), acc[j]);
         }
     }
     for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
@@ -815,13 +867,15 @@ static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, 
     const int kq = kind == KIND_Q4_K || kind == KIND_Q6_K, q6 = kind == KIND_Q6_K;
     const int bsz = kq ? 0 : kind_bsz[kind], qoff = kq ? 0 : kind_qoff[kind], q81 = kind == KIND_Q4_1,
               lut = kind == KIND_IQ4_NL, q8 = kind == KIND_Q8_0;
-    const int64_t nb = n / PHIQ_QK, ng = kq ? n / PHIQ_QK_K : (nb + 15) / 16; /* groups: 16 blocks or a super-block */
+    /* groups: 16 blocks, a Q6_K super-block or a pair of Q4_K ones */
+    const int64_t nb = n / PHIQ_QK, nsb = n / PHIQ_QK_K, ng = !kq ? (nb + 15) / 16 : q6 ? nsb : (nsb + 1) / 2;
     const int64_t tile = ncols < PHIQ_GEMM_COL_TILE ? ncols : PHIQ_GEMM_COL_TILE;
-    /* records [8 columns][group][column]: what a pass reads is contiguous
+    const int maxc = kq ? TK_MAXC : T16_MAXC;
+    /* records [maxc columns][group][column]: what a pass reads is contiguous
      * (a stride of a column tile's records, a multiple of 4 KiB, put every
      * group's records in the same L1 sets) */
-    const size_t rec = kq ? TK_REC : T16_REC, gs = (size_t)T16_MAXC * rec, cgs = gs * (size_t)ng;
-    char *buf = aligned_alloc(64, cgs * (size_t)((tile + T16_MAXC - 1) / T16_MAXC));
+    const size_t rec = kq ? tk_rec(q6) : T16_REC, gs = (size_t)maxc * rec, cgs = gs * (size_t)ng;
+    char *buf = aligned_alloc(64, cgs * (size_t)((tile + maxc - 1) / maxc));
     if (!buf) {
         phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : q8 ? dot_q8_0 : kq ? (q6 ? dot_q6_K : dot_q4_K) : dot_iq4_nl,
                        n, nrows, ncols, out, ldo, w, rb, act, as);
@@ -831,30 +885,39 @@ static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, 
         const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
         for (int64_t j = j0; j < j1; j++) {
             const char *aj = (const char *)act + (size_t)j * as;
-            char *col = buf + (size_t)((j - j0) / T16_MAXC) * cgs + (size_t)((j - j0) % T16_MAXC) * rec;
-            if (kq) tk_prep(col, gs, q6, aj, ng);
+            char *col = buf + (size_t)((j - j0) / maxc) * cgs + (size_t)((j - j0) % maxc) * rec;
+            if (kq) tk_prep(col, gs, q6, aj, nsb);
             else t16_prep(col, gs, kind_off[kind], aj, q81, nb);
         }
         for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
             const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
             for (int64_t j = j0; j < j1;) {
                 const int64_t left = j1 - j;
-                const int nc = left >= T16_MAXC ? T16_MAXC : (int)left;
-                const char *aj = buf + (size_t)((j - j0) / T16_MAXC) * cgs; /* j - j0: a multiple of 8 */
-                const int64_t kg = T16_L1 / (nc * (int64_t)rec); /* groups per pass: 8 (16-block) or 12 (K) at 8 columns */
+                const int nc = left >= maxc ? maxc : (int)left;
+                const char *aj = buf + (size_t)((j - j0) / maxc) * cgs; /* j - j0: a multiple of maxc */
+                const int64_t kg = T16_L1 / (nc * (int64_t)rec) > 1 ? T16_L1 / (nc * (int64_t)rec) : 1; /* groups per pass */
                 for (int64_t g0 = 0; g0 < ng; g0 += kg) {
                     const int64_t g1 = g0 + kg < ng ? g0 + kg : ng;
                     for (int64_t r = r0; r < r1; r++) {
                         const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                        float v[T16_MAXC];
-                        switch (nc) { /* one unrolled body per column count */
-#define T16_ROW(c) (kq ? row_tk(x, q6, aj, gs, c, g0, g1, v) : row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, c, nb, g0, g1, v))
-#define T16_CASE(c) case c: T16_ROW(c); break;
-                            T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
-                            default: T16_ROW(1);
-#undef T16_CASE
-#undef T16_ROW
+                        float v[TK_MAXC > T16_MAXC ? TK_MAXC : T16_MAXC];
+                        /* one unrolled body per column count */
+#define TK_CASE(c) case c: row_tk(x, q6, nsb, aj, gs, c, g0, g1, v); break;
+#define T16_CASE(c) case c: row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, c, nb, g0, g1, v); break;
+                        if (kq) {
+                            switch (nc) {
+                                TK_CASE(16) TK_CASE(15) TK_CASE(14) TK_CASE(13) TK_CASE(12) TK_CASE(11) TK_CASE(10) TK_CASE(9)
+                                TK_CASE(8) TK_CASE(7) TK_CASE(6) TK_CASE(5) TK_CASE(4) TK_CASE(3) TK_CASE(2)
+                                default: row_tk(x, q6, nsb, aj, gs, 1, g0, g1, v);
+                            }
+                        } else {
+                            switch (nc) {
+                                T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
+                                default: row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, 1, nb, g0, g1, v);
+                            }
                         }
+#undef TK_CASE
+#undef T16_CASE
                         for (int c = 0; c < nc; c++) {
                             float *o = &out[(size_t)(j + c) * ldo + r];
                             *o = (g0 ? *o : 0) + v[c];
