@@ -849,9 +849,11 @@ static inline __attribute__((always_inline)) void row_tk(const uint8_t *x, int q
                                _mm512_insertf32x8(_mm512_set1_ps(F16(xa->dmin)), _mm256_set1_ps(mb), 1));
         }
         const char *ag = a + (size_t)g * gs;
+#pragma GCC unroll 16 /* acc[] in registers (GCC leaves a 16-column loop rolled) */
         for (int j = 0; j < nc; j++) {
             const char *y = ag + j * rec;
             __m512i d = q6 ? _mm512_load_si512(y + 64 * nreg) : _mm512_setzero_si512();
+#pragma GCC unroll 8
             for (int r = 0; r < nreg; r++) d = dpbusd(d, q[r], _mm512_load_si512(y + 64 * r));
             acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw, _mm512_load_ps(y + 64 * nreg + 64)), acc[j]);
             if (!q6) acc[j] = _mm512_fnmadd_ps(mw, _mm512_load_ps(y + 64 * nreg), acc[j]);
