@@ -317,41 +317,9 @@ static void dot_q2_K(int64_t n, float *s, const void *vx, const void *vy) {
         }                                                                                          \
         for (int j = 0; j < 4; j++) res[j] = k45_hsum(acc[j], accm[j]);                            \
     }
-/* Four activation columns at once for gemm: each weight super-block is
- * decoded once and multiplied into four Q8_K rows. */
-K45_X4(dot_q4_K_x4, phiq_block_q4_K, Q4K_HIGH)
+/* Four activation columns at once for Q5_K's gemm: each weight super-block
+ * is decoded once and multiplied into four Q8_K rows. */
 K45_X4(dot_q5_K_x4, phiq_block_q5_K, Q5K_HIGH)
-
-static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_block_q6_K *x = vx;
-    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
-    __m512 acc[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
-    __m512i idx[4];
-    for (int m = 0; m < 4; m++) idx[m] = idx_quads(m);
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const float xd = F16(x[i].d);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-        const __m512i sc512 = _mm512_castsi256_si512(sc16);
-        __m512i isum[4];
-        for (int j = 0; j < 4; j++) isum[j] = _mm512_setzero_si512();
-        for (int h = 0; h < 2; h++) {
-            __m512i qlo, qhi;
-            q6_half(x + i, h, &qlo, &qhi);
-            __m512i s0 = _mm512_permutexvar_epi16(idx[2 * h], sc512), s1 = _mm512_permutexvar_epi16(idx[2 * h + 1], sc512);
-            for (int j = 0; j < 4; j++) {
-                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qlo, _mm512_loadu_si512(y[j][i].qs + 128 * h)), s0);
-                isum[j] = _mm512_dpwssd_epi32(isum[j], _mm512_maddubs_epi16(qhi, _mm512_loadu_si512(y[j][i].qs + 128 * h + 64)), s1);
-            }
-        }
-        for (int j = 0; j < 4; j++) {
-            __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[j][i].bsums), sc16);
-            isum[j] = _mm512_sub_epi32(isum[j], _mm512_zextsi256_si512(_mm256_slli_epi32(corr, 5)));
-            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_set1_ps(xd * y[j][i].d), acc[j]);
-        }
-    }
-    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
-}
 
 /* ---- float types -------------------------------------------------------------------- */
 
@@ -568,7 +536,7 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
 }
 
 /* The prepared types: Q4_0, Q4_1, IQ4_NL (groups of 4 blocks), Q8_0 (pairs). */
-enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0 };
+enum { KIND_Q4_0, KIND_Q4_1, KIND_IQ4_NL, KIND_Q8_0, KIND_Q4_K, KIND_Q6_K }; /* K: the super-block gemm only */
 static const int kind_bsz[] = {sizeof(phiq_block_q4_0), sizeof(phiq_block_q4_1), sizeof(phiq_block_iq4_nl),
                                sizeof(phiq_block_q8_0)},
                  kind_qoff[] = {offsetof(phiq_block_q4_0, qs), offsetof(phiq_block_q4_1, qs),
@@ -611,82 +579,14 @@ MATVEC_PREPARED(q4_1, KIND_Q4_1)
 MATVEC_PREPARED(iq4_nl, KIND_IQ4_NL)
 MATVEC_PREPARED(q8_0, KIND_Q8_0)
 
-/* Q8_0 gemm: four activation columns per weight decode (register blocking). */
-static inline void row_q8_0_x4(const uint8_t *x, const prep *pp, int64_t npairs, float res[4]) {
-    __m512 acc[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm512_setzero_ps();
-    const int64_t nb = npairs * 2;
-    const __m512i k80 = _mm512_set1_epi8((char)0x80);
-    for (int64_t c = 0; c < nb; c += 16) {
-        __m512 sc[4];
-        const int cnt = chunk_scales(x, Q8_0_BYTES, nb, c, pp, 4, 0, sc, NULL);
-        const uint8_t *xc = x + c * Q8_0_BYTES;
-        for (int q = 0; q < cnt / 2; q++) {
-            const int64_t P = c / 2 + q;
-            const uint8_t *b = xc + 2 * q * Q8_0_BYTES + offsetof(phiq_block_q8_0, qs);
-            __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b)),
-                                           _mm256_loadu_si256((const __m256i *)(b + Q8_0_BYTES)), 1);
-            v = _mm512_xor_si512(v, k80);
-            const __m512i ex = _mm512_add_epi32(_mm512_set1_epi32(2 * q),
-                                                _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
-            for (int j = 0; j < 4; j++) {
-                __m512i d = dpbusd(_mm512_load_si512(pp[j].off + 16 * P), v, _mm512_load_si512(pp[j].yq + 64 * P));
-                acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_permutexvar_ps(ex, sc[j]), acc[j]);
-            }
-        }
-    }
-    for (int j = 0; j < 4; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
-}
-
-/* Q8_0 GEMM: activations are prepared once per column tile, weights are
- * read in row tiles that stay in L1 across the columns. */
-static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
-                    const void *act, size_t as) {
-    const int64_t nb = n / PHIQ_QK;
-    const size_t pb = prep_bytes(n);
-    char *buf = nb >= 2 ? aligned_alloc(64, pb * PHIQ_GEMM_COL_TILE) : NULL;
-    if (!buf) {
-        phiq_gemm_rows(dot_q8_0, n, nrows, ncols, out, ldo, w, rb, act, as);
-        return;
-    }
-    const int64_t done = nb / 2 * 2;
-    const size_t aoff = (size_t)done * Q8_0_BYTES;
-    prep pp[PHIQ_GEMM_COL_TILE];
-    for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
-        const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
-        for (int64_t j = j0; j < j1; j++) {
-            pp[j - j0] = prep_at(buf + (size_t)(j - j0) * pb, n);
-            prep_act(&pp[j - j0], LAYOUT_PAIR, kind_off[KIND_Q8_0], (const char *)act + (size_t)j * as, 0, nb);
-        }
-        for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
-            const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
-            for (int64_t j = j0; j < j1; j += 4) {
-                const int nc = j1 - j < 4 ? (int)(j1 - j) : 4;
-                for (int64_t r = r0; r < r1; r++) {
-                    const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                    float v[4];
-                    if (nc == 4) row_q8_0_x4(x, &pp[j - j0], nb / 2, v);
-                    else
-                        for (int c = 0; c < nc; c++) v[c] = row_q8_0(x, &pp[j - j0 + c], nb / 2);
-                    for (int c = 0; c < nc; c++) {
-                        float t = 0;
-                        if (done < nb) dot_q8_0((nb - done) * PHIQ_QK, &t, x + done * Q8_0_BYTES, (const char *)act + (size_t)(j + c) * as + aoff);
-                        out[(size_t)(j + c) * ldo + r] = v[c] + t;
-                    }
-                }
-            }
-        }
-    }
-    free(buf);
-}
-
-/* ---- nibble gemm over 16-block groups (up to 8 columns per weight decode) ----
- * The 16-byte nibble arrays of 16 blocks are loaded as four registers (4
- * blocks each) and transposed 4x4 in 32-bit lanes, so that lane L of every
- * unpacked register holds bytes of one block, T16_BLOCK(L): a column's 8
- * vpdpbusd then sum whole blocks per lane, and one convert + one multiply by
- * weight x activation scale + one fma serve 16 blocks (the Q8_0 gemm pays a
- * convert, a permute and an fma per 2 blocks); columns go 8 at a time, the
+/* ---- 32-element gemm over 16-block groups (up to 8 columns per weight decode) ----
+ * The 16-byte nibble arrays of 16 blocks (for Q8_0: each 16-byte half of
+ * the int8 array) are loaded as four registers (4 blocks each) and
+ * transposed 4x4 in 32-bit lanes, so that lane L of every unpacked register
+ * holds bytes of one block, T16_BLOCK(L): a column's 8 vpdpbusd then sum
+ * whole blocks per lane, and one convert + one multiply by weight x
+ * activation scale + one fma serve 16 blocks (a gemm in natural block order
+ * pays a convert, a permute and an fma per 2 blocks); columns go 8 at a time, the
  * rest in one call of its own count, and long rows in passes of kg groups
  * whose records stay in L1 across the row tile (partial sums added in out). The activation is prepared in
  * the same lane order, zero-padded to whole groups, so any block count runs
@@ -696,9 +596,10 @@ static void gm_q8_0(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t 
 #define T16_L1 45056 /* bytes of column records a pass over the row tile keeps in L1 */
 
 /* A column's prepared group, T16_REC bytes: yq (8 registers of 64 bytes),
- * off (-offset x the block's activation sum), dy, ys (Q8_1 s); a column
- * tile's records are interleaved by group ([group][column]), so that the
- * columns of one weight group are read as one stream at fixed offsets. */
+ * off (-offset x the block's activation sum), dy, ys (Q8_1 s); each 8
+ * columns of a column tile have their records interleaved by group
+ * ([group][column]), so that the columns of one weight group are read as
+ * one stream at fixed offsets (gemm_t16 lays them out). */
 enum { T16_OFF = 512, T16_DY = 576, T16_YS = 640, T16_REC = 704 };
 
 /* Register r (0..7) of a group: r < 4 holds elements 4r..4r+3 of each
@@ -740,13 +641,33 @@ static inline __m512i t16_load(const uint8_t *q, int bsz, int i, int cnt) {
     return v;
 }
 
+/* 4x4 transposes of 32-bit lanes in each 128-bit lane: lane 4c+p of r4[r]
+ * = lane 4c+r of v[p]. */
+static inline void tr4x4(const __m512i v[4], __m512i r4[4]) {
+    const __m512i t0 = _mm512_unpacklo_epi32(v[0], v[1]), t1 = _mm512_unpackhi_epi32(v[0], v[1]),
+                  t2 = _mm512_unpacklo_epi32(v[2], v[3]), t3 = _mm512_unpackhi_epi32(v[2], v[3]);
+    r4[0] = _mm512_unpacklo_epi64(t0, t2), r4[1] = _mm512_unpackhi_epi64(t0, t2);
+    r4[2] = _mm512_unpacklo_epi64(t1, t3), r4[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+/* The 16-byte arrays at q of the group's blocks (bsz apart, cnt of them),
+ * transposed 4x4 in 32-bit lanes: lane L of r4[r] = dword r of block
+ * T16_BLOCK(L). */
+static inline void t16_transpose(const uint8_t *q, int bsz, int cnt, __m512i r4[4]) {
+    const __m512i v[4] = {t16_load(q, bsz, 0, cnt), t16_load(q, bsz, 1, cnt), t16_load(q, bsz, 2, cnt),
+                          t16_load(q, bsz, 3, cnt)};
+    tr4x4(v, r4);
+}
+
 /* One weight row against nc (1..8) prepared columns (records a, a + T16_REC,
- * ... of group 0; gs bytes per group); nc, bsz, has_m and lut are constants
- * at each call site, so the column loop unrolls. */
-static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, int bsz, int qoff, int has_m, int lut,
-                                                               const char *a, size_t gs, int nc, int64_t nb, int64_t g0, int64_t g1,
-                                                               float *res) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512();
+ * ... of group 0; gs bytes per group); nc, bsz, has_m, lut and q8 are
+ * constants at each call site, so the column loop unrolls. Nibble types
+ * unpack each transposed register into a low and a high one; Q8_0 (q8)
+ * transposes its two halves instead. */
+static inline __attribute__((always_inline)) void row_t16(const uint8_t *x, int bsz, int qoff, int has_m, int lut, int q8,
+                                                          const char *a, size_t gs, int nc, int64_t nb, int64_t g0, int64_t g1,
+                                                          float *res) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), tab = iq4_table512(), k80 = _mm512_set1_epi8((char)0x80);
     const __m512i blk = _mm512_setr_epi32(T16_BLOCK(0), T16_BLOCK(1), T16_BLOCK(2), T16_BLOCK(3), T16_BLOCK(4),
                                           T16_BLOCK(5), T16_BLOCK(6), T16_BLOCK(7), T16_BLOCK(8), T16_BLOCK(9),
                                           T16_BLOCK(10), T16_BLOCK(11), T16_BLOCK(12), T16_BLOCK(13), T16_BLOCK(14),
@@ -757,18 +678,23 @@ static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, 
     for (int64_t g = g0; g < g1; g++) {
         const int cnt = nb - 16 * g < 16 ? (int)(nb - 16 * g) : 16;
         const uint8_t *xg = x + 16 * g * bsz;
-        pf(xg, 5);
-        const __m512i v0 = t16_load(xg + qoff, bsz, 0, cnt), v1 = t16_load(xg + qoff, bsz, 1, cnt),
-                      v2 = t16_load(xg + qoff, bsz, 2, cnt), v3 = t16_load(xg + qoff, bsz, 3, cnt);
-        const __m512i t0 = _mm512_unpacklo_epi32(v0, v1), t1 = _mm512_unpackhi_epi32(v0, v1),
-                      t2 = _mm512_unpacklo_epi32(v2, v3), t3 = _mm512_unpackhi_epi32(v2, v3);
-        const __m512i r4[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
-                               _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
         __m512i q[8];
-        for (int r = 0; r < 4; r++) {
-            q[r] = _mm512_and_si512(r4[r], m4);
-            q[4 + r] = _mm512_and_si512(_mm512_srli_epi16(r4[r], 4), m4);
-            if (lut) q[r] = _mm512_shuffle_epi8(tab, q[r]), q[4 + r] = _mm512_shuffle_epi8(tab, q[4 + r]);
+        if (q8) { /* Q8_0: the two 16-byte halves of 32 int8, each transposed, biased to unsigned */
+            pf(xg, 9);
+            for (int h = 0; h < 2; h++) {
+                __m512i r4[4];
+                t16_transpose(xg + qoff + 16 * h, bsz, cnt, r4);
+                for (int r = 0; r < 4; r++) q[4 * h + r] = _mm512_xor_si512(r4[r], k80);
+            }
+        } else {
+            pf(xg, 5);
+            __m512i r4[4];
+            t16_transpose(xg + qoff, bsz, cnt, r4);
+            for (int r = 0; r < 4; r++) {
+                q[r] = _mm512_and_si512(r4[r], m4);
+                q[4 + r] = _mm512_and_si512(_mm512_srli_epi16(r4[r], 4), m4);
+                if (lut) q[r] = _mm512_shuffle_epi8(tab, q[r]), q[4 + r] = _mm512_shuffle_epi8(tab, q[4 + r]);
+            }
         }
         const __mmask16 mk = _mm512_cmplt_epi32_mask(blk, _mm512_set1_epi32(cnt));
         const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(
@@ -788,41 +714,212 @@ static inline __attribute__((always_inline)) void row_nib_t16(const uint8_t *x, 
     for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc[j], accm[j]));
 }
 
-/* GEMM for the nibble types: activations prepared once per column tile,
+/* ---- Q4_K / Q6_K gemm: whole sub-blocks in lanes (up to TK_MAXC columns per decode) ----
+ * A super-block's 256 values, decoded into four registers in the order the
+ * matvec has them (Q4_K: low and high nibbles of qs[0..63], then of
+ * qs[64..127]; Q6_K: q6_half's qlo, qhi of each half), hold 16 runs of 16
+ * values that share one sub-block scale (Q6_K: its 16 sub-blocks; Q4_K: the
+ * two halves of each of its 8 sub-blocks), four dwords each at lanes
+ * 4c..4c+3 of register p; tr4x4 puts run (p, c) into lane 4c+p of all four.
+ * A Q6_K group is that super-block (4 registers, a sub-block per lane); a
+ * Q4_K group is a pair of super-blocks, whose transposed registers are
+ * recombined by 128-bit lanes (tk_pair) into 8 registers with one 32-value
+ * sub-block per lane (lanes 0-7 the first super-block, 8-15 the second).
+ * A column's vpdpbusd chain then leaves each sub-block's whole sum in one
+ * lane, and one convert, one multiply of (d x sub-block scale) by d_y and
+ * one fma serve the group (Q4_K's min term: one more fma of dmin x m
+ * against the sub-block's activation sum x d_y). Q6_K's q is unsigned
+ * (0..63): the -32 is the chain's starting value, -32 x the sub-block's
+ * activation sum. The activation of each group is prepared once per column
+ * tile by the same steps (record: the nreg registers, the starting values
+ * or the sums x d_y, d_y per lane), records laid out as the 16-block
+ * groups' are. */
+#define TK_MAXC 16
+
+static inline int tk_nreg(int q6) { return q6 ? 4 : 8; }
+static inline size_t tk_rec(int q6) { return 64 * (size_t)tk_nreg(q6) + 128; }
+
+/* Sub-block in lane L (0..7 for Q4_K: the same in lanes 8..15 of the
+ * second super-block) of a group after tr4x4 (and tk_pair). */
+static inline int tk_sub(int q6, int L) {
+    const int p = L % 4, k = L / 4;
+    return q6 ? 4 * p + k : 4 * (p / 2) + p % 2 + 2 * (k % 2);
+}
+
+/* Transposed registers a, b of two Q4_K super-blocks -> q: 128-bit lanes
+ * [a0 a2 b0 b2] (first halves of sub-blocks), [a1 a3 b1 b3] (second). */
+static inline void tk_pair(const __m512i a[4], const __m512i b[4], __m512i q[8]) {
+    for (int r = 0; r < 4; r++) {
+        q[r] = _mm512_shuffle_i32x4(a[r], b[r], _MM_SHUFFLE(2, 0, 2, 0));
+        q[4 + r] = _mm512_shuffle_i32x4(a[r], b[r], _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/* Q4_K super-block xb's nibbles, transposed. */
+static inline void q4k_tr(const phiq_block_q4_K *xb, __m512i t[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i q0 = _mm512_loadu_si512(xb->qs), q1 = _mm512_loadu_si512(xb->qs + 64);
+    const __m512i v[4] = {_mm512_and_si512(q0, m4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
+                          _mm512_and_si512(q1, m4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
+    tr4x4(v, t);
+}
+
+/* Q8_K super-block y's values in the weights' register order (Q6_K:
+ * natural; Q4_K: 32-value sub-blocks 0,2 | 1,3 | 4,6 | 5,7), transposed. */
+static inline void tk_act(const phiq_block_q8_K *y, int q6, __m512i t[4]) {
+    __m512i v[4];
+    for (int p = 0; p < 4; p++) {
+        const int8_t *a = y->qs + (q6 ? 64 * p : 128 * (p / 2) + 32 * (p % 2));
+        v[p] = q6 ? _mm512_loadu_si512(a) : load2x32(a, a + 64);
+    }
+    tr4x4(v, t);
+}
+
+/* A column's records, gs bytes apart, for nsb super-blocks. */
+static void tk_prep(char *col, size_t gs, int q6, const void *act, int64_t nsb) {
+    const phiq_block_q8_K *y = act;
+    const __m512i ones = _mm512_set1_epi8(1);
+    const int nreg = tk_nreg(q6);
+    for (int64_t g = 0; q6 ? g < nsb : 2 * g < nsb; g++) {
+        char *rec = col + (size_t)g * gs;
+        __m512i q[8];
+        __m512 dy;
+        if (q6) {
+            tk_act(y + g, 1, q);
+            dy = _mm512_set1_ps(y[g].d);
+        } else {
+            const int hb = 2 * g + 1 < nsb;
+            __m512i ta[4], tb[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                    _mm512_setzero_si512()};
+            tk_act(y + 2 * g, 0, ta);
+            if (hb) tk_act(y + 2 * g + 1, 0, tb);
+            tk_pair(ta, tb, q);
+            dy = _mm512_insertf32x8(_mm512_set1_ps(y[2 * g].d), _mm256_set1_ps(hb ? y[2 * g + 1].d : 0.0f), 1);
+        }
+        __m512i sum = _mm512_setzero_si512();
+        for (int r = 0; r < nreg; r++) {
+            _mm512_store_si512(rec + 64 * r, q[r]);
+            sum = dpbusd(sum, ones, q[r]);
+        }
+        if (q6) _mm512_store_si512(rec + 64 * nreg, _mm512_mullo_epi32(sum, _mm512_set1_epi32(-32)));
+        else _mm512_store_ps(rec + 64 * nreg, _mm512_mul_ps(_mm512_cvtepi32_ps(sum), dy));
+        _mm512_store_ps(rec + 64 * nreg + 64, dy);
+    }
+}
+
+/* One weight row of Q4_K (q6 = 0) or Q6_K (nsb super-blocks) against nc
+ * (1..TK_MAXC) prepared columns, groups g0..g1-1; records as in row_t16. */
+static inline __attribute__((always_inline)) void row_tk(const uint8_t *x, int q6, int64_t nsb, const char *a, size_t gs,
+                                                         int nc, int64_t g0, int64_t g1, float *res) {
+    const int nreg = tk_nreg(q6);
+    const size_t rec = tk_rec(q6);
+    _Alignas(16) int8_t sidx[16];
+    for (int L = 0; L < 16; L++) sidx[L] = (int8_t)tk_sub(q6, L);
+    const __m128i isc = _mm_load_si128((const __m128i *)sidx), imn = _mm_add_epi8(isc, _mm_set1_epi8(8));
+    __m512 acc[TK_MAXC];
+    for (int j = 0; j < nc; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t g = g0; g < g1; g++) {
+        __m512i q[8];
+        __m512 sw, mw = _mm512_setzero_ps();
+        if (q6) {
+            const phiq_block_q6_K *xb = (const phiq_block_q6_K *)(const void *)x + g;
+            pf(xb, 4);
+            __m512i v[4];
+            q6_half(xb, 0, &v[0], &v[1]);
+            q6_half(xb, 1, &v[2], &v[3]);
+            tr4x4(v, q);
+            const __m128i sc = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)xb->scales), isc);
+            sw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc)), _mm512_set1_ps(F16(xb->d)));
+        } else {
+            const phiq_block_q4_K *xa = (const phiq_block_q4_K *)(const void *)x + 2 * g;
+            const int hb = 2 * g + 1 < nsb;
+            pf(xa, 5);
+            __m512i ta[4], tb[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                                    _mm512_setzero_si512()};
+            q4k_tr(xa, ta);
+            __m128i sa = kq_scales(xa->scales), sb = _mm_setzero_si128();
+            float db = 0, mb = 0;
+            if (hb) q4k_tr(xa + 1, tb), sb = kq_scales(xa[1].scales), db = F16(xa[1].d), mb = F16(xa[1].dmin);
+            tk_pair(ta, tb, q);
+            const __m128i s8 = _mm_unpacklo_epi64(_mm_shuffle_epi8(sa, isc), _mm_shuffle_epi8(sb, isc)),
+                          m8 = _mm_unpacklo_epi64(_mm_shuffle_epi8(sa, imn), _mm_shuffle_epi8(sb, imn));
+            sw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(s8)),
+                               _mm512_insertf32x8(_mm512_set1_ps(F16(xa->d)), _mm256_set1_ps(db), 1));
+            mw = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(m8)),
+                               _mm512_insertf32x8(_mm512_set1_ps(F16(xa->dmin)), _mm256_set1_ps(mb), 1));
+        }
+        const char *ag = a + (size_t)g * gs;
+#pragma GCC unroll 16 /* acc[] in registers (GCC leaves a 16-column loop rolled) */
+        for (int j = 0; j < nc; j++) {
+            const char *y = ag + j * rec;
+            __m512i d = q6 ? _mm512_load_si512(y + 64 * nreg) : _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int r = 0; r < nreg; r++) d = dpbusd(d, q[r], _mm512_load_si512(y + 64 * r));
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(sw, _mm512_load_ps(y + 64 * nreg + 64)), acc[j]);
+            if (!q6) acc[j] = _mm512_fnmadd_ps(mw, _mm512_load_ps(y + 64 * nreg), acc[j]);
+        }
+    }
+    for (int j = 0; j < nc; j++) res[j] = _mm512_reduce_add_ps(acc[j]);
+}
+
+/* GEMM for Q4_0, Q4_1, IQ4_NL, Q8_0, Q4_K and Q6_K: activations prepared once per column tile,
  * weights read in row tiles that stay in cache across the column groups. */
 static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, int64_t nrows, int64_t ncols, float *out,
                                                             size_t ldo, const void *w, size_t rb, const void *act, size_t as) {
-    const int bsz = kind_bsz[kind], qoff = kind_qoff[kind], q81 = kind == KIND_Q4_1, lut = kind == KIND_IQ4_NL;
-    const int64_t nb = n / PHIQ_QK, ng = (nb + 15) / 16;
+    const int kq = kind == KIND_Q4_K || kind == KIND_Q6_K, q6 = kind == KIND_Q6_K;
+    const int bsz = kq ? 0 : kind_bsz[kind], qoff = kq ? 0 : kind_qoff[kind], q81 = kind == KIND_Q4_1,
+              lut = kind == KIND_IQ4_NL, q8 = kind == KIND_Q8_0;
+    /* groups: 16 blocks, a Q6_K super-block or a pair of Q4_K ones */
+    const int64_t nb = n / PHIQ_QK, nsb = n / PHIQ_QK_K, ng = !kq ? (nb + 15) / 16 : q6 ? nsb : (nsb + 1) / 2;
     const int64_t tile = ncols < PHIQ_GEMM_COL_TILE ? ncols : PHIQ_GEMM_COL_TILE;
-    const size_t gs = (size_t)tile * T16_REC;
-    char *buf = aligned_alloc(64, gs * (size_t)ng);
+    const int maxc = kq ? TK_MAXC : T16_MAXC;
+    /* records [maxc columns][group][column]: what a pass reads is contiguous
+     * (a stride of a column tile's records, a multiple of 4 KiB, put every
+     * group's records in the same L1 sets) */
+    const size_t rec = kq ? tk_rec(q6) : T16_REC, gs = (size_t)maxc * rec, cgs = gs * (size_t)ng;
+    char *buf = aligned_alloc(64, cgs * (size_t)((tile + maxc - 1) / maxc));
     if (!buf) {
-        phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : dot_iq4_nl, n, nrows, ncols, out, ldo, w, rb, act, as);
+        phiq_gemm_rows(kind == KIND_Q4_0 ? dot_q4_0 : q81 ? dot_q4_1 : q8 ? dot_q8_0 : kq ? (q6 ? dot_q6_K : dot_q4_K) : dot_iq4_nl,
+                       n, nrows, ncols, out, ldo, w, rb, act, as);
         return;
     }
     for (int64_t j0 = 0; j0 < ncols; j0 += PHIQ_GEMM_COL_TILE) {
         const int64_t j1 = j0 + PHIQ_GEMM_COL_TILE < ncols ? j0 + PHIQ_GEMM_COL_TILE : ncols;
-        for (int64_t j = j0; j < j1; j++)
-            t16_prep(buf + (size_t)(j - j0) * T16_REC, gs, kind_off[kind], (const char *)act + (size_t)j * as, q81, nb);
+        for (int64_t j = j0; j < j1; j++) {
+            const char *aj = (const char *)act + (size_t)j * as;
+            char *col = buf + (size_t)((j - j0) / maxc) * cgs + (size_t)((j - j0) % maxc) * rec;
+            if (kq) tk_prep(col, gs, q6, aj, nsb);
+            else t16_prep(col, gs, kind_off[kind], aj, q81, nb);
+        }
         for (int64_t r0 = 0; r0 < nrows; r0 += PHIQ_GEMM_ROW_TILE) {
             const int64_t r1 = r0 + PHIQ_GEMM_ROW_TILE < nrows ? r0 + PHIQ_GEMM_ROW_TILE : nrows;
             for (int64_t j = j0; j < j1;) {
                 const int64_t left = j1 - j;
-                const int nc = left >= T16_MAXC ? T16_MAXC : (int)left;
-                const char *aj = buf + (size_t)(j - j0) * T16_REC;
-                const int64_t kg = T16_L1 / (nc * T16_REC); /* groups per pass: 8 at 8 columns */
+                const int nc = left >= maxc ? maxc : (int)left;
+                const char *aj = buf + (size_t)((j - j0) / maxc) * cgs; /* j - j0: a multiple of maxc */
+                const int64_t kg = T16_L1 / (nc * (int64_t)rec) > 1 ? T16_L1 / (nc * (int64_t)rec) : 1; /* groups per pass */
                 for (int64_t g0 = 0; g0 < ng; g0 += kg) {
                     const int64_t g1 = g0 + kg < ng ? g0 + kg : ng;
                     for (int64_t r = r0; r < r1; r++) {
                         const uint8_t *x = (const uint8_t *)w + (size_t)r * rb;
-                        float v[T16_MAXC];
-                        switch (nc) { /* one unrolled body per column count */
-#define T16_CASE(c) case c: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, c, nb, g0, g1, v); break;
-                            T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
-                            default: row_nib_t16(x, bsz, qoff, q81, lut, aj, gs, 1, nb, g0, g1, v);
-#undef T16_CASE
+                        float v[TK_MAXC > T16_MAXC ? TK_MAXC : T16_MAXC];
+                        /* one unrolled body per column count */
+#define TK_CASE(c) case c: row_tk(x, q6, nsb, aj, gs, c, g0, g1, v); break;
+#define T16_CASE(c) case c: row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, c, nb, g0, g1, v); break;
+                        if (kq) {
+                            switch (nc) {
+                                TK_CASE(16) TK_CASE(15) TK_CASE(14) TK_CASE(13) TK_CASE(12) TK_CASE(11) TK_CASE(10) TK_CASE(9)
+                                TK_CASE(8) TK_CASE(7) TK_CASE(6) TK_CASE(5) TK_CASE(4) TK_CASE(3) TK_CASE(2)
+                                default: row_tk(x, q6, nsb, aj, gs, 1, g0, g1, v);
+                            }
+                        } else {
+                            switch (nc) {
+                                T16_CASE(8) T16_CASE(7) T16_CASE(6) T16_CASE(5) T16_CASE(4) T16_CASE(3) T16_CASE(2)
+                                default: row_t16(x, bsz, qoff, q81, lut, q8, aj, gs, 1, nb, g0, g1, v);
+                            }
                         }
+#undef TK_CASE
+#undef T16_CASE
                         for (int c = 0; c < nc; c++) {
                             float *o = &out[(size_t)(j + c) * ldo + r];
                             *o = (g0 ? *o : 0) + v[c];
@@ -836,8 +933,6 @@ static inline __attribute__((always_inline)) void gemm_t16(int kind, int64_t n, 
     free(buf);
 }
 
-PHIQ_GEMM_FROM_X4(q4_K)
-PHIQ_GEMM_FROM_X4(q6_K)
 PHIQ_GEMM_FROM_X4(q5_K)
 
 #define GEMM_T16(name, KIND)                                                                       \
@@ -848,6 +943,9 @@ PHIQ_GEMM_FROM_X4(q5_K)
 GEMM_T16(q4_0, KIND_Q4_0)
 GEMM_T16(q4_1, KIND_Q4_1)
 GEMM_T16(iq4_nl, KIND_IQ4_NL)
+GEMM_T16(q8_0, KIND_Q8_0)
+GEMM_T16(q4_K, KIND_Q4_K)
+GEMM_T16(q6_K, KIND_Q6_K)
 
 /* ---- matvec and table ------------------------------------------------------------- */
 
