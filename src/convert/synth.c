@@ -126,17 +126,17 @@ int phiq_synth_preset(const char *name, phiq_synth_params *p) {
 static int synth_check(const phiq_synth_params *p) {
     if (p->n_vocab < 1 || p->n_embd < 1 || p->n_layer < 1 || p->n_head < 1 || p->n_head_kv < 1 || p->n_ff < 1 ||
         p->n_vocab > (1 << 24) || p->n_embd > (1 << 20) || p->n_ff > (1 << 22) || p->n_layer > 1024 || p->n_head > 4096)
-        return phiq_fail(PHIQ_EINVAL, "synth: dimensions must be positive and plausible");
-    if (p->n_embd % p->n_head) return phiq_fail(PHIQ_EINVAL, "synth: hidden %d not a multiple of heads %d", p->n_embd, p->n_head);
-    if (p->n_head % p->n_head_kv) return phiq_fail(PHIQ_EINVAL, "synth: heads %d not a multiple of kv-heads %d", p->n_head, p->n_head_kv);
+        return phiq_fail(PHIQ_EINVAL, "dimensions must be positive and plausible");
+    if (p->n_embd % p->n_head) return phiq_fail(PHIQ_EINVAL, "hidden %d not a multiple of heads %d", p->n_embd, p->n_head);
+    if (p->n_head % p->n_head_kv) return phiq_fail(PHIQ_EINVAL, "heads %d not a multiple of kv-heads %d", p->n_head, p->n_head_kv);
     int n_rot = (int)(p->partial_rotary * p->n_embd) / p->n_head;
     if (n_rot < 2 || n_rot % 2 || n_rot > p->n_embd / p->n_head || n_rot / 2 > PHIQ_MAX_ROPE_FACTORS)
-        return phiq_fail(PHIQ_EINVAL, "synth: rotary dims %d (partial %.3g) must be even, <= head_dim", n_rot, p->partial_rotary);
+        return phiq_fail(PHIQ_EINVAL, "rotary dims %d (partial %.3g) must be even, <= head_dim", n_rot, p->partial_rotary);
     if (p->arch == PHIQ_ARCH_PHIMOE && (p->n_expert < 1 || p->n_expert_used < 1 || p->n_expert_used > p->n_expert || p->n_expert > 256))
-        return phiq_fail(PHIQ_EINVAL, "synth: phimoe needs 1 <= experts-used <= experts <= 256");
-    if (p->n_ctx_orig < 1 || p->n_ctx_orig > p->n_ctx_train) return phiq_fail(PHIQ_EINVAL, "synth: original context must be in [1, max context]");
+        return phiq_fail(PHIQ_EINVAL, "phimoe needs 1 <= experts-used <= experts <= 256");
+    if (p->n_ctx_orig < 1 || p->n_ctx_orig > p->n_ctx_train) return phiq_fail(PHIQ_EINVAL, "original context must be in [1, max context]");
     if (p->arch == PHIQ_ARCH_PHI3SMALL && (p->bs_block < 16 || (p->bs_block & (p->bs_block - 1)) || p->bs_local < 1 || p->bs_stride < 1 || p->bs_dense_every < 0))
-        return phiq_fail(PHIQ_EINVAL, "synth: phi3small needs a power-of-two block >= 16 (its triton kernel's), local blocks >= 1, stride >= 1");
+        return phiq_fail(PHIQ_EINVAL, "phi3small needs a power-of-two block >= 16 (its triton kernel's), local blocks >= 1, stride >= 1");
     return 0;
 }
 
@@ -161,7 +161,7 @@ static int tl_add(tlist *l, wkind k, int64_t d0, int64_t d1, const char *fmt, ..
         if (nk) l->kind = nk;
         char **nn = realloc(l->names, (size_t)nc * sizeof *nn);
         if (nn) l->names = nn;
-        if (!nt || !nk || !nn) return phiq_fail(PHIQ_ENOMEM, "synth: out of memory");
+        if (!nt || !nk || !nn) return phiq_fail(PHIQ_ENOMEM, "out of memory listing the synthetic tensors");
         l->cap = nc;
     }
     char buf[192];
@@ -170,7 +170,7 @@ static int tl_add(tlist *l, wkind k, int64_t d0, int64_t d1, const char *fmt, ..
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     char *nm = strdup(buf);
-    if (!nm) return phiq_fail(PHIQ_ENOMEM, "synth: out of memory");
+    if (!nm) return phiq_fail(PHIQ_ENOMEM, "out of memory listing the synthetic tensors");
     phiq_st_out_tensor *t = &l->t[l->n];
     memset(t, 0, sizeof *t);
     t->name = nm;
@@ -569,7 +569,7 @@ static int phi3small_tokenizer(const char *tokdir, const char *dir) {
 static int write_tokenizer(const phiq_synth_params *p, const char *dir, const char *tokdir) {
     if (p->tokenizer == PHIQ_SYNTH_TOK_NONE) return 0;
     if (!tokdir || !phiq_dir_exists(tokdir))
-        return phiq_fail(PHIQ_EIO, "synth: tokenizer fixtures directory '%s' not found (use --tokenizer-dir or PHIQ_SHARED)", tokdir ? tokdir : "(none)");
+        return phiq_fail(PHIQ_EIO, "tokenizer fixtures directory '%s' not found (use --tokenizer-dir or PHIQ_SHARED)", tokdir ? tokdir : "(none)");
     if (p->tokenizer == PHIQ_SYNTH_TOK_CL100K || p->tokenizer == PHIQ_SYNTH_TOK_O200K)
         return phiq_synth_tiktoken_tokenizer(p->tokenizer, tokdir, dir);
     if (p->tokenizer == PHIQ_SYNTH_TOK_PHI3SMALL) return phi3small_tokenizer(tokdir, dir);

@@ -427,6 +427,18 @@ void phiq_free_n(void *const *ptrs, size_t n) {
     for (size_t i = 0; i < n; i++) free(ptrs[i]);
 }
 
+int phiq_grow(void **arr, size_t *cap, size_t need, size_t first, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t nc = *cap ? *cap * 2 : first;
+    while (nc < need) nc *= 2;
+    void *p = elem && nc <= SIZE_MAX / elem ? realloc(*arr, nc * elem) : NULL;
+    if (!p) return phiq_fail(PHIQ_ENOMEM, "out of memory growing an array to %zu entries", nc);
+    memset((char *)p + *cap * elem, 0, (nc - *cap) * elem);
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
 int phiq_physical_cores(void) {
     /* Count distinct (physical id, core id) pairs; fall back to online CPUs. */
     FILE *f = fopen("/proc/cpuinfo", "r");

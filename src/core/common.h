@@ -130,6 +130,10 @@ void phiq_progress_end(phiq_progress *p);
 void phiq_free_n(void *const *ptrs, size_t n);
 #define PHIQ_FREE_ALL(...) \
     phiq_free_n((void *const[]){__VA_ARGS__}, sizeof((void *const[]){__VA_ARGS__}) / sizeof(void *))
+/* Grows *arr (elem bytes each, *cap of them) to hold at least need: the
+ * capacity doubles from first (or from *cap), the new part is zeroed.
+ * 0, or PHIQ_ENOMEM (error set; *arr and *cap unchanged). */
+int phiq_grow(void **arr, size_t *cap, size_t need, size_t first, size_t elem);
 double phiq_now(void); /* monotonic seconds */
 int phiq_physical_cores(void);
 bool phiq_streq_nocase(const char *a, const char *b);

@@ -206,18 +206,6 @@ static int pool_add(pool *pl, const uint8_t *s, uint64_t len, uint64_t *off) {
     return 0;
 }
 
-static int grow(void **arr, int64_t *cap, int64_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    int64_t nc = *cap ? *cap * 2 : 64;
-    while (nc < need) nc *= 2;
-    void *p = realloc(*arr, (size_t)nc * elem);
-    if (!p) return PHIQ_ENOMEM;
-    memset((char *)p + (size_t)*cap * elem, 0, (size_t)(nc - *cap) * elem);
-    *arr = p;
-    *cap = nc;
-    return 0;
-}
-
 static int parse_value(phiq_gguf *g, cursor *c, gguf_kv *kv, const char *key) {
     int rc;
     int32_t t;
@@ -350,7 +338,7 @@ static int parse(phiq_gguf *g) {
     cursor c = {g->map.data, g->map.size, 0, g->name};
     pool pl = {0};
     uint64_t *off = NULL; /* pool offsets of tensor names */
-    int64_t cap = 0, off_cap = 0;
+    size_t cap = 0, off_cap = 0;
     int rc;
     uint8_t magic[4];
     if ((rc = cur_read(&c, magic, 4, "magic"))) goto fail;
@@ -390,7 +378,7 @@ static int parse(phiq_gguf *g) {
     /* key-value pairs; arrays grow as entries are actually read so a lying
      * count cannot make us allocate much more than the file holds */
     for (int64_t i = 0; i < n_kv; i++) {
-        if ((rc = grow((void **)&g->kv, &cap, i + 1, sizeof *g->kv))) {
+        if ((rc = phiq_grow((void **)&g->kv, &cap, (size_t)i + 1, 64, sizeof *g->kv))) {
             rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", g->name);
             goto fail;
         }
@@ -434,8 +422,8 @@ static int parse(phiq_gguf *g) {
     /* tensor infos */
     cap = 0;
     for (int64_t i = 0; i < n_tensors; i++) {
-        if ((rc = grow((void **)&g->tensors, &cap, i + 1, sizeof *g->tensors)) ||
-            (rc = grow((void **)&off, &off_cap, i + 1, sizeof *off))) {
+        if ((rc = phiq_grow((void **)&g->tensors, &cap, (size_t)i + 1, 64, sizeof *g->tensors)) ||
+            (rc = phiq_grow((void **)&off, &off_cap, (size_t)i + 1, 64, sizeof *off))) {
             rc = phiq_fail(PHIQ_ENOMEM, "%s: out of memory", g->name);
             goto fail;
         }
@@ -671,9 +659,11 @@ typedef struct wtensor {
 
 struct phiq_gguf_writer {
     wkv *kv;
-    int64_t n_kv, cap_kv;
+    int64_t n_kv;
+    size_t cap_kv;
     wtensor *t;
-    int64_t n_t, cap_t;
+    int64_t n_t;
+    size_t cap_t;
     name_index t_ix; /* rebuilt on growth */
 };
 
@@ -723,7 +713,7 @@ static int writer_put(phiq_gguf_writer *w, const char *key, int type, uint8_t *v
         return 0;
     }
     char *k = strdup(key);
-    if (!k || grow((void **)&w->kv, &w->cap_kv, w->n_kv + 1, sizeof *w->kv)) {
+    if (!k || phiq_grow((void **)&w->kv, &w->cap_kv, (size_t)w->n_kv + 1, 64, sizeof *w->kv)) {
         free(k);
         free(val);
         return phiq_fail(PHIQ_ENOMEM, "gguf writer: out of memory");
@@ -853,8 +843,8 @@ int phiq_gguf_writer_add_tensor(phiq_gguf_writer *w, const char *name, int type,
     if (rc) return rc == PHIQ_EFORMAT ? PHIQ_EINVAL : rc;
     if (w->n_t && name_index_find(&w->t_ix, W_NAMES(w), name) >= 0)
         return phiq_fail(PHIQ_EINVAL, "gguf writer: duplicate tensor name '%s'", name);
-    int64_t old_cap = w->cap_t;
-    if (!(t.name = strdup(name)) || grow((void **)&w->t, &w->cap_t, w->n_t + 1, sizeof *w->t)) {
+    size_t old_cap = w->cap_t;
+    if (!(t.name = strdup(name)) || phiq_grow((void **)&w->t, &w->cap_t, (size_t)w->n_t + 1, 64, sizeof *w->t)) {
         free(t.name);
         return phiq_fail(PHIQ_ENOMEM, "gguf writer: out of memory");
     }

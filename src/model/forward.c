@@ -117,9 +117,13 @@ static void phiq_attn_split_task(void *arg, int c, int nc) {
 
 /* One tile [k0, k0 + PHIQ_ATTN_TILE) of head h for every token of the
  * batch through the f16 block kernel, one call per run of consecutive
- * tokens sharing a cache; lo/hi: per-token scratch. */
+ * tokens sharing a cache; lo/hi: per-token scratch. A run of one token (a
+ * decode step of one of several sequences in a server's batch) takes the
+ * span kernel instead: the block kernel converts the tile's K and V for
+ * the tokens that share it, which one token does not repay (10% of an
+ * 8-sequence decode step went there). */
 static void attn_block_f16(const phiq_attn_job *j, const phiq_attn_kernels *ak, int h, int k0, int *lo, int *hi,
-                           float *states, float *bws) {
+                           float *states, float *bws, float *s) {
     const phiq_hparams *hp = &j->ctx->m->hp;
     const int hd = hp->head_dim, nh = hp->n_head, nkv = hp->n_head_kv, off = (h / (nh / nkv)) * hd;
     const size_t SS = PHIQ_ATTN_STATE(hd), ld = (size_t)(nh * hd + 2 * nkv * hd);
@@ -134,7 +138,9 @@ static void attn_block_f16(const phiq_attn_job *j, const phiq_attn_kernels *ak, 
             lo[t1] = a < b ? a : b, hi[t1] = b; /* 0 <= lo <= hi <= tile */
             if (b > n) n = b;
         }
-        if (n > 0)
+        if (n > 0 && t1 - t0 == 1) {
+            if (lo[t0] < hi[t0]) attn_span(j, ak, t0, h, k0 + lo[t0], hi[t0] - lo[t0], states + (size_t)t0 * SS, s);
+        } else if (n > 0)
             ak->block_f16(j->qkv + (size_t)t0 * ld + (size_t)h * hd, ld, t1 - t0, lo + t0, hi + t0, attn_scale(hp),
                           (const uint16_t *)(const void *)phiq_kv_row(kv, 0, j->layer, k0) + off,
                           (const uint16_t *)(const void *)phiq_kv_row(kv, 1, j->layer, k0) + off, (size_t)kv->dim, n,
@@ -170,7 +176,7 @@ static void phiq_attn_head_task(void *arg, int ith, int nth) {
         for (int k0 = kmin; k0 <= kmax; k0 += PHIQ_ATTN_TILE) {
             const int k1 = k0 + PHIQ_ATTN_TILE;
             if (block) {
-                attn_block_f16(j, ak, h, k0, lo, hi, states, bws);
+                attn_block_f16(j, ak, h, k0, lo, hi, states, bws, s);
                 continue;
             }
             for (int t = 0; t < j->n; t++) {

@@ -60,33 +60,41 @@ typedef struct chol_upd {
     int64_t n, k1, pw;
 } chol_upd;
 
-/* Columns in strips of 16, strip s to thread s % nt; down each strip,
- * 4 rows at a time, the panel's 64 terms in order (the strip's panel
- * values stay in L1; row i's are a[i][k0..k0+64), contiguous). */
+/* Rows in blocks of CHOL_IB, block b to thread b % nt; within a block,
+ * the strips of 16 columns that reach the lower triangle, and down each
+ * strip 8 rows at a time with the panel's 64 terms in order. A block's
+ * own panel values (pt[p][i..i+CHOL_IB), 32 KiB) stay in L1/L2 across
+ * its strips, and each strip's (8 KiB) across its rows: blocking by
+ * strips first re-read every row's panel values from memory per strip. */
+#define CHOL_IB 64
 static void chol_update(void *arg, int t, int nt) {
     const chol_upd *u = arg;
-    const int64_t n = u->n, k1 = u->k1, k0 = k1 - u->pw;
+    const int64_t n = u->n, k1 = u->k1;
     const double *pt = u->pt;
-    for (int64_t j = k1 + 16 * t; j < n; j += 16 * nt) {
-        const __mmask8 m0 = lanes_below(n - j), m1 = lanes_below(n - j - 8);
-        for (int64_t i = j; i < n; i += 4) {
-            const int nr = n - i < 4 ? (int)(n - i) : 4;
-            __m512d s0[4], s1[4];
-            for (int r = 0; r < nr; r++) {
-                s0[r] = _mm512_maskz_loadu_pd(m0, u->a + (i + r) * n + j);
-                s1[r] = _mm512_maskz_loadu_pd(m1, u->a + (i + r) * n + j + 8);
-            }
-            for (int64_t p = 0; p < u->pw; p++) {
-                const __m512d y0 = _mm512_maskz_loadu_pd(m0, pt + p * n + j), y1 = _mm512_maskz_loadu_pd(m1, pt + p * n + j + 8);
+    for (int64_t ib = k1 + CHOL_IB * t; ib < n; ib += CHOL_IB * nt) {
+        const int64_t ie = ib + CHOL_IB < n ? ib + CHOL_IB : n;
+        for (int64_t j = k1; j < ie; j += 16) {
+            const __mmask8 m0 = lanes_below(n - j), m1 = lanes_below(n - j - 8);
+            for (int64_t i = j > ib ? j : ib; i < ie; i += 8) {
+                const int nr = ie - i < 8 ? (int)(ie - i) : 8;
+                __m512d s0[8], s1[8];
                 for (int r = 0; r < nr; r++) {
-                    const __m512d l = _mm512_set1_pd(u->a[(i + r) * n + k0 + p]);
-                    s0[r] = _mm512_sub_pd(s0[r], _mm512_mul_pd(l, y0));
-                    s1[r] = _mm512_sub_pd(s1[r], _mm512_mul_pd(l, y1));
+                    s0[r] = _mm512_maskz_loadu_pd(m0, u->a + (i + r) * n + j);
+                    s1[r] = _mm512_maskz_loadu_pd(m1, u->a + (i + r) * n + j + 8);
                 }
-            }
-            for (int r = 0; r < nr; r++) {
-                _mm512_mask_storeu_pd(u->a + (i + r) * n + j, m0, s0[r]);
-                _mm512_mask_storeu_pd(u->a + (i + r) * n + j + 8, m1, s1[r]);
+                for (int64_t p = 0; p < u->pw; p++) {
+                    const double *yp = pt + p * n, *lp = yp + i;
+                    const __m512d y0 = _mm512_maskz_loadu_pd(m0, yp + j), y1 = _mm512_maskz_loadu_pd(m1, yp + j + 8);
+                    for (int r = 0; r < nr; r++) {
+                        const __m512d l = _mm512_set1_pd(lp[r]);
+                        s0[r] = _mm512_sub_pd(s0[r], _mm512_mul_pd(l, y0));
+                        s1[r] = _mm512_sub_pd(s1[r], _mm512_mul_pd(l, y1));
+                    }
+                }
+                for (int r = 0; r < nr; r++) {
+                    _mm512_mask_storeu_pd(u->a + (i + r) * n + j, m0, s0[r]);
+                    _mm512_mask_storeu_pd(u->a + (i + r) * n + j + 8, m1, s1[r]);
+                }
             }
         }
     }
@@ -117,7 +125,7 @@ int phiq_gptq_chol_avx512(double *a, int64_t n, double *pt, int nt) {
             for (int64_t p = 0; p < pw && k0 + p <= i; p++) a[i * n + k0 + p] = pt[p * n + i];
         /* trailing update: rows i >= k1, columns k1 <= j <= i (rounded up to 16) */
         chol_upd u = {a, pt, n, k0 + pw, pw};
-        par(n - u.k1 >= 256 ? nt : 1, chol_update, &u);
+        par(n - u.k1 >= 2 * CHOL_IB ? nt : 1, chol_update, &u);
     }
     return 0;
 }
@@ -135,20 +143,24 @@ typedef struct inv_blk {
     int64_t n, i0, rb;
 } inv_blk;
 
-#define INV_KC 256 /* terms per pass over a strip (its M values stay in L1) */
+#define INV_KC 64 /* terms per pass: a strip's M rows of the pass (8 KiB) stay in L1 across the row groups */
 
-/* The terms k < i0 of rows [i0, i0 + rb): strips of 16 columns, strip s
- * to thread s % nt; the terms in blocks of INV_KC, in order, the partial
- * sums parked in the rows between blocks (8 rows x 16 columns in
- * registers within one). */
+/* The terms k < i0 of rows [i0, i0 + rb): in blocks of INV_KC terms, in
+ * order, and within a block over the strips of 16 columns that have
+ * terms in it, strip s to thread s % nt (each thread takes its strips'
+ * blocks in order, so no two threads write one entry and every entry
+ * sees its terms in order); 8 rows x 16 columns in registers, the
+ * partial sums parked in the rows between blocks. Blocking by strips
+ * first re-read the block's L values from memory for every strip. */
 static void inv_terms(void *arg, int t, int nt) {
     const inv_blk *b = arg;
     double *a = b->a;
     const int64_t n = b->n, i0 = b->i0, rb = b->rb;
-    for (int64_t js = 16 * t; js < i0; js += 16 * nt) {
-        const __mmask8 st0 = lanes_below(i0 - js), st1 = lanes_below(i0 - js - 8);
-        for (int64_t kb = js; kb < i0; kb += INV_KC) {
-            const int64_t ke = kb + INV_KC < i0 ? kb + INV_KC : i0;
+    for (int64_t kb = 0; kb < i0; kb += INV_KC) {
+        const int64_t ke = kb + INV_KC < i0 ? kb + INV_KC : i0;
+        for (int64_t js = 16 * t; js < ke; js += 16 * nt) {
+            const int64_t k0 = js > kb ? js : kb; /* M[k][js..] is zero for k < js */
+            const __mmask8 st0 = lanes_below(i0 - js), st1 = lanes_below(i0 - js - 8);
             for (int64_t r0 = 0; r0 < rb; r0 += 8) {
                 const int nr = rb - r0 < 8 ? (int)(rb - r0) : 8;
                 __m512d acc0[8], acc1[8];
@@ -157,7 +169,7 @@ static void inv_terms(void *arg, int t, int nt) {
                     acc0[r] = _mm512_maskz_loadu_pd(st0, mi);
                     acc1[r] = _mm512_maskz_loadu_pd(st1, mi + 8);
                 }
-                for (int64_t k = kb; k < ke; k++) {
+                for (int64_t k = k0; k < ke; k++) {
                     const double *mk = a + k * n + js, *lk = a + k * n + i0 + r0;
                     const __mmask8 m0 = lanes_below(k - js + 1), m1 = lanes_below(k - js - 7);
                     const __m512d x0 = _mm512_maskz_loadu_pd(m0, mk), x1 = _mm512_maskz_loadu_pd(m1, mk + 8);

@@ -118,19 +118,8 @@ const phiq_wcache_ent *phiq_wcache_get(const phiq_wcache *c, const char *key, ui
 
 /* Room for need elements of elem bytes in *v: the capacity *cap doubles
  * (from first) until it holds them. */
-static int grow(void **v, size_t *cap, size_t need, size_t first, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t nc = *cap ? *cap * 2 : first;
-    while (nc < need) nc *= 2;
-    void *p = realloc(*v, nc * elem);
-    if (!p) return phiq_fail(PHIQ_ENOMEM, "tokenize: out of memory");
-    *v = p;
-    *cap = nc;
-    return 0;
-}
-
 int phiq_wcache_reserve(phiq_wcache *c, size_t more) {
-    return grow((void **)&c->ids, &c->icap, c->nids + more, 256, sizeof *c->ids);
+    return phiq_grow((void **)&c->ids, &c->icap, c->nids + more, 256, sizeof *c->ids);
 }
 
 int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t hash, size_t from) {
@@ -150,7 +139,7 @@ int phiq_wcache_put(phiq_wcache *c, const char *key, uint32_t klen, uint32_t has
         c->e = ne;
         c->cap = nc;
     }
-    if (grow((void **)&c->kbuf, &c->kcap, c->kn + klen, 4096, 1)) return PHIQ_ENOMEM;
+    if (phiq_grow((void **)&c->kbuf, &c->kcap, c->kn + klen, 4096, 1)) return PHIQ_ENOMEM;
     if (klen) memcpy(c->kbuf + c->kn, key, klen);
     uint32_t j = hash & (c->cap - 1);
     while (c->e[j].kpos) j = (j + 1) & (c->cap - 1);
@@ -214,7 +203,7 @@ static bool cand_less(const phiq_merge_cand *a, const phiq_merge_cand *b) {
 }
 
 int phiq_heap_push(phiq_merge_heap *h, phiq_merge_cand c) {
-    if (grow((void **)&h->v, &h->cap, h->n + 1, 64, sizeof *h->v)) return PHIQ_ENOMEM;
+    if (phiq_grow((void **)&h->v, &h->cap, h->n + 1, 64, sizeof *h->v)) return PHIQ_ENOMEM;
     size_t i = h->n++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
@@ -566,7 +555,7 @@ typedef struct frag_list {
 } frag_list;
 
 static int frag_push(frag_list *l, int32_t id, size_t off, size_t len) {
-    if (grow((void **)&l->v, &l->cap, l->n + 1, 16, sizeof *l->v)) return PHIQ_ENOMEM;
+    if (phiq_grow((void **)&l->v, &l->cap, l->n + 1, 16, sizeof *l->v)) return PHIQ_ENOMEM;
     l->v[l->n++] = (frag){id, off, len};
     return 0;
 }
