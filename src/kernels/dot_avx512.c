@@ -3,7 +3,10 @@
  * directly; signed weights are shifted by +128 (Q4_0: kept as q, its -8
  * offset) and the shift is removed with a second vpdpbusd against a
  * constant, or through precomputed per-lane sums in the matvec. K-quant sub-block scales are applied in 16-bit with vpdpwssd
- * after vpmaddubsw (which cannot saturate here: |q| <= 63, |y| <= 127).
+ * after vpmaddubsw (which cannot saturate here: |q| <= 63, |y| <= 127) in
+ * the dots and mat-vecs; the gemms of Q4_0/Q4_1/IQ4_NL/Q8_0/Q4_K/Q6_K put
+ * one block or sub-block per 32-bit lane instead and apply the scales in
+ * float, once per lane (see "32-element gemm" and "Q4_K / Q6_K gemm").
  * Integer sums are exact, so results differ from the scalar reference only
  * by float summation order. Selected only when the CPU has AVX-512 VNNI;
  * types without a 512-bit kernel here keep the AVX2 ones. */
