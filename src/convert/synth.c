@@ -646,41 +646,17 @@ static int synth_write_files(const phiq_synth_params *p, const char *dir, const 
 }
 
 /* The checkpoint is written into a staging directory beside dir and renamed
- * into place whole, so a failure (a missing tokenizer fixture, a full disk)
- * leaves nothing at dir. An existing dir keeps its other files and gets the
- * new ones one rename each. */
+ * into place whole (phiq_outdir), so a failure (a missing tokenizer
+ * fixture, a full disk) leaves nothing at dir. An existing dir keeps its
+ * other files and gets the new ones one rename each. */
 int phiq_synth_write(const phiq_synth_params *p, const char *dir, const char *tokdir) {
     int rc = synth_check(p);
     if (rc) return rc;
-    struct stat st;
-    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) return phiq_fail(PHIQ_EIO, "%s: not a directory", dir);
-    char *tmp = malloc(strlen(dir) + 32);
-    if (!tmp) return phiq_fail(PHIQ_ENOMEM, "out of memory");
-    size_t n = strlen(dir);
-    while (n > 1 && dir[n - 1] == '/') n--; /* "out/" stages at "out.tmp.PID", not "out/.tmp.PID" */
-    sprintf(tmp, "%.*s.tmp.%ld", (int)n, dir, (long)getpid());
-    if (mkdir(tmp, 0755) != 0) {
-        rc = phiq_fail(PHIQ_EIO, "%s: cannot create directory: %s", tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    rc = synth_write_files(p, tmp, tokdir);
-    if (!rc && rename(tmp, dir) != 0) {
-        if (errno != EEXIST && errno != ENOTEMPTY) rc = phiq_fail(PHIQ_EIO, "%s: cannot rename %s into place: %s", dir, tmp, strerror(errno));
-        DIR *d = rc ? NULL : opendir(tmp);
-        struct dirent *e;
-        while (d && !rc && (e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char *from = phiq_path_join(tmp, e->d_name), *to = phiq_path_join(dir, e->d_name);
-            if (!from || !to) rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
-            else if (rename(from, to) != 0) rc = phiq_fail(PHIQ_EIO, "%s: cannot move into place: %s", to, strerror(errno));
-            free(from);
-            free(to);
-        }
-        if (d) closedir(d);
-    }
-    phiq_rmdir_flat(tmp); /* gone (renamed into place) on success */
-    free(tmp);
+    phiq_outdir od;
+    if ((rc = phiq_outdir_open_merge(&od, dir))) return rc;
+    rc = synth_write_files(p, od.tmp_path, tokdir);
+    if (rc) phiq_outdir_abort(&od);
+    else rc = phiq_outdir_commit(&od);
     return rc;
 }
 

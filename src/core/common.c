@@ -275,10 +275,11 @@ void phiq_release_pages(const void *p, uint64_t n) {
 }
 
 /* ---- output directories ------------------------------------------------------------ */
-static int outdir_usable(const char *out) {
+static int outdir_usable(const char *out, int merge) {
     struct stat st;
     if (stat(out, &st) != 0) return 0;
     if (!S_ISDIR(st.st_mode)) return phiq_fail(PHIQ_EINVAL, "%s: exists and is not a directory", out);
+    if (merge) return 0;
     DIR *d = opendir(out);
     if (!d) return phiq_fail(PHIQ_EIO, "%s: %s", out, strerror(errno));
     struct dirent *e;
@@ -289,14 +290,15 @@ static int outdir_usable(const char *out) {
     return nonempty ? phiq_fail(PHIQ_EINVAL, "%s: output directory exists and is not empty", out) : 0;
 }
 
-int phiq_outdir_open(phiq_outdir *d, const char *path) {
+static int outdir_open(phiq_outdir *d, const char *path, int merge) {
     memset(d, 0, sizeof *d);
+    d->merge = merge;
     size_t ol = strlen(path);
     while (ol > 1 && path[ol - 1] == '/') ol--;
     if (!ol) return phiq_fail(PHIQ_EINVAL, "output directory path is empty");
     int rc;
     if (!(d->final_path = strndup(path, ol))) return phiq_fail(PHIQ_ENOMEM, "out of memory");
-    if ((rc = outdir_usable(d->final_path))) {
+    if ((rc = outdir_usable(d->final_path, merge))) {
         phiq_outdir_abort(d);
         return rc;
     }
@@ -317,6 +319,9 @@ int phiq_outdir_open(phiq_outdir *d, const char *path) {
     }
     return 0;
 }
+
+int phiq_outdir_open(phiq_outdir *d, const char *path) { return outdir_open(d, path, 0); }
+int phiq_outdir_open_merge(phiq_outdir *d, const char *path) { return outdir_open(d, path, 1); }
 
 char *phiq_outdir_path(const phiq_outdir *d, const char *name) { return phiq_path_join(d->tmp_path, name); }
 
@@ -342,16 +347,31 @@ int phiq_outdir_copy(const phiq_outdir *d, const char *src_path, const char *nam
     return rc;
 }
 
+/* merge mode, final directory not empty: the staged files one rename each */
+static int outdir_move_each(const phiq_outdir *d) {
+    DIR *dir = opendir(d->tmp_path);
+    if (!dir) return phiq_fail(PHIQ_EIO, "%s: %s", d->tmp_path, strerror(errno));
+    int rc = 0;
+    struct dirent *e;
+    while (!rc && (e = readdir(dir))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char *from = phiq_path_join(d->tmp_path, e->d_name), *to = phiq_path_join(d->final_path, e->d_name);
+        if (!from || !to) rc = phiq_fail(PHIQ_ENOMEM, "out of memory");
+        else if (rename(from, to) != 0) rc = phiq_fail(PHIQ_EIO, "%s: cannot move into place: %s", to, strerror(errno));
+        free(from);
+        free(to);
+    }
+    closedir(dir);
+    return rc;
+}
+
 int phiq_outdir_commit(phiq_outdir *d) {
     int rc = 0;
-    if (rename(d->tmp_path, d->final_path) != 0)
-        rc = phiq_fail(PHIQ_EIO, "%s: cannot rename %s into place: %s", d->final_path, d->tmp_path, strerror(errno));
-    if (rc) phiq_outdir_abort(d);
-    else {
-        free(d->tmp_path);
-        free(d->final_path);
-        memset(d, 0, sizeof *d);
+    if (rename(d->tmp_path, d->final_path) != 0) {
+        if (d->merge && (errno == EEXIST || errno == ENOTEMPTY)) rc = outdir_move_each(d);
+        else rc = phiq_fail(PHIQ_EIO, "%s: cannot rename %s into place: %s", d->final_path, d->tmp_path, strerror(errno));
     }
+    phiq_outdir_abort(d); /* the staging directory, if still there (emptied by a merge, or on failure) */
     return rc;
 }
 

@@ -96,9 +96,14 @@ void phiq_outfile_abort(phiq_outfile *o);
 typedef struct phiq_outdir {
     char *final_path;
     char *tmp_path; /* where files go until commit */
+    int merge;      /* phiq_outdir_open_merge: an existing final directory keeps its other files */
 } phiq_outdir;
 
 int phiq_outdir_open(phiq_outdir *d, const char *path);
+/* The same, but the final path may be a non-empty directory: commit then
+ * moves the files in one rename each (same-named files replaced), the
+ * directory's other files kept (phiq synth into an existing checkout). */
+int phiq_outdir_open_merge(phiq_outdir *d, const char *path);
 /* path of `name` inside the temporary directory, malloc'd */
 char *phiq_outdir_path(const phiq_outdir *d, const char *name);
 /* Writes (or copies) a whole small file into the directory, fsynced. */
