@@ -514,7 +514,7 @@ static void test_quantize_act_tables(void **state) {
     const char *const *levels = phiq_kernels_levels();
     enum { N = 32 * 24 };
     float x[N];
-    uint8_t want[N / 32 * 36], got[N / 32 * 36];
+    uint8_t want[N / 256 * 292], got[N / 256 * 292]; /* the largest: Q8_K */
     int checked = 0;
     for (int rep = 0; rep < 40; rep++) {
         const float range = rep % 4 == 0 ? 1e-3f : rep % 4 == 1 ? 1.0f : rep % 4 == 2 ? 50.0f : 1e4f;
@@ -524,8 +524,10 @@ static void test_quantize_act_tables(void **state) {
         if (rep % 5 == 0)
             for (int b = 0; b < N / 32; b++) x[32 * b] = 127.0f; /* d = 1: the halves stay halves */
         if (rep == 1) memset(x + 64, 0, 32 * sizeof(float));
-        for (int at = 0; at < 2; at++) {
-            const int t = at ? PHIQ_GGML_TYPE_Q8_1 : PHIQ_GGML_TYPE_Q8_0;
+        if (rep == 2) memset(x + 256, 0, 256 * sizeof(float)); /* a zero Q8_K super-block */
+        if (rep == 3 || rep == 7) x[520] = rep == 3 ? 2e4f : -2e4f, x[530] = -x[520]; /* Q8_K: the first extreme is max */
+        for (int at = 0; at < 3; at++) {
+            const int t = at == 2 ? PHIQ_GGML_TYPE_Q8_K : at ? PHIQ_GGML_TYPE_Q8_1 : PHIQ_GGML_TYPE_Q8_0;
             const size_t bytes = (size_t)phiq_ggml_row_size(t, N);
             assert_int_equal(ref->quantize_act(t, x, want, N), 0);
             for (int l = 0; levels[l]; l++) {

@@ -1032,7 +1032,44 @@ PHIQ_ROWS_FROM_DOT(f32)
  * d = amax / 127, id = 1 / d, q = roundf(x * id), halves away from zero):
  * the same IEEE operations on 16 lanes, roundf as trunc plus a step where
  * the exact remainder is at least one half. Other types: the reference. */
+/* Q8_K rows byte for byte as phiq_quantize_row_q8_K: max = the first value
+ * of largest magnitude, iscale = -127 / max, q = min(127, the nearest int
+ * of iscale * x, ties to even: the reference's 1.5 * 2^23 addition, here a
+ * round to nearest), bsums, d = 1 / iscale. */
+static void quantize_q8_K_avx512(const float *x, phiq_block_q8_K *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += PHIQ_QK_K) {
+        __m512 am = _mm512_setzero_ps();
+        for (int r = 0; r < 16; r++) am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(x + 16 * r)));
+        const float amax = _mm512_reduce_max_ps(am);
+        if (!amax) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0;
+        for (int r = 0; r < 16; r++) {
+            const __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + 16 * r)), _mm512_set1_ps(amax), _CMP_EQ_OQ);
+            if (m) {
+                max = x[16 * r + __builtin_ctz(m)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        for (int r = 0; r < 16; r++) {
+            const __m512 v = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * r), _mm512_set1_ps(iscale)),
+                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            const __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(127));
+            _mm_storeu_si128((__m128i *)(void *)(y[i].qs + 16 * r), _mm512_cvtepi32_epi8(q));
+            y[i].bsums[r] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
 static int quantize_act_avx512(int act_type, const float *x, void *dst, int64_t n) {
+    if (act_type == PHIQ_GGML_TYPE_Q8_K && n % PHIQ_QK_K == 0) {
+        quantize_q8_K_avx512(x, dst, n / PHIQ_QK_K);
+        return 0;
+    }
     if ((act_type != PHIQ_GGML_TYPE_Q8_0 && act_type != PHIQ_GGML_TYPE_Q8_1) || n % PHIQ_QK)
         return phiq_quantize_act_ref(act_type, x, dst, n);
     const int q81 = act_type == PHIQ_GGML_TYPE_Q8_1, bs = q81 ? Q8_1_BYTES : Q8_0_BYTES;
