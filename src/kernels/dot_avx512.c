@@ -462,22 +462,16 @@ static inline __m512 gather_d(const void *x, int stride, int fieldoff, __mmask16
 }
 
 /* The start of chunk c of a prepared row (blocks c .. c+15 of nb, bsz
- * bytes each from x), shared by the row kernels: sc[j] = each block's
- * weight scale times prepared activation j's scale, for nj activations;
- * with has_m, accm[j] += the Q4_1 min term m_w * s_y. Returns the chunk's
- * block count. */
+ * bytes each from x), shared by the row kernels: *sc = each block's weight
+ * scale times the prepared activation's scale; with has_m, *accm += the
+ * Q4_1 min term m_w * s_y. Returns the chunk's block count. */
 static inline __attribute__((always_inline)) int chunk_scales(const uint8_t *x, int bsz, int64_t nb, int64_t c,
-                                                              const prep *pp, int nj, int has_m, __m512 sc[],
-                                                              __m512 accm[]) {
+                                                              const prep *p, int has_m, __m512 *sc, __m512 *accm) {
     const int cnt = nb - c < 16 ? (int)(nb - c) : 16;
     const __mmask16 mk = (__mmask16)((1u << cnt) - 1);
     const uint8_t *xc = x + c * bsz;
-    const __m512 dw = gather_d(xc, bsz, 0, mk);
-    for (int j = 0; j < nj; j++) sc[j] = _mm512_mul_ps(dw, _mm512_maskz_loadu_ps(mk, pp[j].dy + c));
-    if (has_m) {
-        const __m512 dm = gather_d(xc, bsz, 2, mk);
-        for (int j = 0; j < nj; j++) accm[j] = _mm512_fmadd_ps(dm, _mm512_maskz_loadu_ps(mk, pp[j].ys + c), accm[j]);
-    }
+    *sc = _mm512_mul_ps(gather_d(xc, bsz, 0, mk), _mm512_maskz_loadu_ps(mk, p->dy + c));
+    if (has_m) *accm = _mm512_fmadd_ps(gather_d(xc, bsz, 2, mk), _mm512_maskz_loadu_ps(mk, p->ys + c), *accm);
     return cnt;
 }
 
@@ -495,7 +489,7 @@ static inline float row_nib4(const uint8_t *x, int bsz, int qoff, int has_m, int
     const int64_t nb = ng * 4;
     for (int64_t c = 0; c < nb; c += 16) {
         __m512 sc;
-        const int cnt = chunk_scales(x, bsz, nb, c, p, 1, has_m, &sc, &accm);
+        const int cnt = chunk_scales(x, bsz, nb, c, p, has_m, &sc, &accm);
         const uint8_t *xc = x + c * bsz;
         for (int g = 0; g < cnt / 4; g++) {
             const int64_t G = c / 4 + g;
@@ -521,7 +515,7 @@ static inline float row_q8_0(const uint8_t *x, const prep *p, int64_t npairs) {
     const __m512i k80 = _mm512_set1_epi8((char)0x80);
     for (int64_t c = 0; c < nb; c += 16) {
         __m512 sc;
-        const int cnt = chunk_scales(x, Q8_0_BYTES, nb, c, p, 1, 0, &sc, NULL);
+        const int cnt = chunk_scales(x, Q8_0_BYTES, nb, c, p, 0, &sc, NULL);
         const uint8_t *xc = x + c * Q8_0_BYTES;
         for (int q = 0; q < cnt / 2; q++) {
             const int64_t P = c / 2 + q;
