@@ -158,7 +158,6 @@ double phiq_bench_read_bandwidth(int n_threads) {
         double el = phiq_now() - t0;
         if (sink == 42) fputc(' ', stderr); /* keep the sums alive */
         double gbs = (double)(per * (size_t)n_threads) / el / 1e9;
-        if (getenv("PHIQ_PROBE_TRACE")) fprintf(stderr, "probe: kind %d %.2f GB/s\n", kind, gbs);
         if (gbs > best) best = gbs;
     }
     phiq_huge_free(buf, bytes);
