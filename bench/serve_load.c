@@ -129,7 +129,7 @@ static int cmpd(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* the nearest-rank style percentile serve-load.mjs printed: s[floor(p/100 n)] */
+/* percentile p of v[0..n): v sorted, v[floor(p/100 n)] (as the node client this replaced reported them) */
 static double pct(double *v, int n, double p) {
     qsort(v, (size_t)n, sizeof *v, cmpd);
     int k = (int)(p / 100 * n);
