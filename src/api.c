@@ -157,6 +157,7 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->ref_matmul = refmm && *refmm && *refmm != '0';
     if (!ctx->ref_matmul) {
         ctx->kern = phiq_kernels_get();
+        ctx->bf16_gemm = m->keep_bf16 && phiq_mm_bf16_gemm_usable();
         /* widest activation row: f16-rounded f32 for the F16 prefill gemm
          * (4 bytes a value); F16/BF16 take 2, Q8_x < 1.2 */
         ctx->actq_row = (4 * max_in + 64 + 63) & ~(size_t)63;

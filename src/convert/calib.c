@@ -382,7 +382,12 @@ int phiq_calib_write_imatrix(const phiq_calib *c, const char *path, const char *
 /* Groups run in order share one forward pass: each starts from the residual
  * stream the previous one saved at its first layer (resid, in memory: 4 bytes
  * x n_embd per calibration token) and saves it at its end. Only the layers
- * being run are held converted (phiq_model_layers_acquire). */
+ * being run are held converted (phiq_model_layers_acquire). Where the kernel
+ * table is AVX-512's, a BF16 checkpoint is not converted at all: its rows
+ * are used from the file map and the forward's prefill matmuls run on the
+ * BF16 gemm with f32 activations (PHIQ_LOAD_KEEP_BF16, model/matmul.c);
+ * elsewhere it is converted to F16 as an eager load would. `phiq imatrix`
+ * (phiq_calib_run on a model it opened itself) keeps the engine's defaults. */
 struct phiq_calib_session {
     phiq_model *m;
     int32_t *ids;
@@ -407,7 +412,9 @@ phiq_calib_session *phiq_calib_session_new(const char *model_path, const char *t
     s->o = *o;
     s->l0 = s->l1 = -1;
     if (s->o.n_ctx <= 0) s->o.n_ctx = 512;
-    if (!(s->m = phiq_model_load_ex(model_path, NULL, true)) ||
+    /* BF16 checkpoints stay BF16 (no conversion) where the BF16 prefill gemm runs */
+    const unsigned flags = PHIQ_LOAD_LAZY_LAYERS | (phiq_mm_bf16_gemm_usable() ? PHIQ_LOAD_KEEP_BF16 : 0);
+    if (!(s->m = phiq_model_load_ex(model_path, NULL, flags)) ||
         !(s->ids = phiq_calib_tokenize(s->m, text_path, s->o.n_ctx, &s->n_ids))) {
         phiq_calib_session_free(s);
         return NULL;

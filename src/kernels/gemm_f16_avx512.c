@@ -8,51 +8,29 @@
 #include <stdint.h>
 
 #include "kernels/gemm_f16.h"
+#include "kernels/gemm_tiled.h"
 
-#define MR 4
-#define NR 6
+#define MR PHIQ_TILE_MR
+#define NR PHIQ_TILE_NR
 
 /* out[j*ldo + r] for r < mr, j < nc (mr <= MR, nc <= NR); n a multiple of 16. */
-static void tile(int64_t n, int mr, int nc, float *out, size_t ldo, const uint16_t *w, size_t rb, const float *act,
+static void tile(int64_t n, int mr, int nc, float *out, size_t ldo, const void *w, size_t rb, const void *act,
                  size_t as) {
     __m512 acc[MR][NR];
-    for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) acc[r][j] = _mm512_setzero_ps();
     const uint16_t *wr[MR];
     const float *ar[NR];
-    for (int r = 0; r < MR; r++) wr[r] = (const uint16_t *)((const char *)w + (size_t)(r < mr ? r : 0) * rb);
-    for (int j = 0; j < NR; j++) ar[j] = act + (size_t)(j < nc ? j : 0) * as;
+    phiq_tile_start(acc, wr, ar, mr, nc, w, rb, act, as);
     for (int64_t i = 0; i < n; i += 16) {
         __m512 wv[MR];
         for (int r = 0; r < MR; r++) wv[r] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wr[r] + i)));
-        for (int j = 0; j < NR; j++) {
-            const __m512 a = _mm512_loadu_ps(ar[j] + i);
-            for (int r = 0; r < MR; r++) acc[r][j] = _mm512_fmadd_ps(wv[r], a, acc[r][j]);
-        }
+        phiq_tile_fma(acc, wv, ar, i);
     }
-    for (int j = 0; j < nc; j++)
-        for (int r = 0; r < mr; r++) out[(size_t)j * ldo + r] = _mm512_reduce_add_ps(acc[r][j]);
+    phiq_tile_store(acc, mr, nc, out, ldo);
 }
 
 void phiq_gemm_f16_f32_avx512(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                               const float *act, size_t as) {
-    /* a 4-row weight block (4 n halves) stays in L1 while a block of
-     * activation rows (about 1 MB: in L2) streams past; the weight rows
-     * then stream once per activation block, not the activations once per
-     * 4 weight rows. Each output's sum is the same whatever the order. */
-    int64_t jb = ((int64_t)1 << 20) / (n * (int64_t)sizeof(float)) / NR * NR;
-    if (jb < NR) jb = NR;
-    for (int64_t j00 = 0; j00 < ncols; j00 += jb) {
-        const int64_t j1 = j00 + jb < ncols ? j00 + jb : ncols;
-        for (int64_t r0 = 0; r0 < nrows; r0 += MR) {
-            const int mr = nrows - r0 < MR ? (int)(nrows - r0) : MR;
-            const uint16_t *wb = (const uint16_t *)((const char *)w + (size_t)r0 * rb);
-            for (int64_t j0 = j00; j0 < j1; j0 += NR) {
-                const int nc = j1 - j0 < NR ? (int)(j1 - j0) : NR;
-                tile(n, mr, nc, out + (size_t)j0 * ldo + r0, ldo, wb, rb, act + (size_t)j0 * as, as);
-            }
-        }
-    }
+    phiq_gemm_tiled(tile, MR, NR, sizeof(float), n, nrows, ncols, out, ldo, w, rb, act, as);
 }
 
 void phiq_round_f16_f32_avx512(float *dst, const float *src, int64_t n) {

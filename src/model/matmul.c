@@ -13,11 +13,24 @@
  * sized at context creation); each chunk then unpacks only its own weight
  * rows, in a per-thread slot of that scratch.
  *
+ * BF16 weights: by default (phiq run, eval, serve) they take the f32
+ * reference path below (f32 activations, as PyTorch), or with
+ * llamacpp_numerics the kernel table's BF16 dots (activations rounded to
+ * bf16, as llama.cpp). A context with bf16_gemm set (models loaded with
+ * PHIQ_LOAD_KEEP_BF16: the calibration forward of `convert --calib` and its
+ * --target-bpw selection, which hold BF16 checkpoints unconverted) runs
+ * prefill (T > 1) on the register-tiled BF16 gemm
+ * (kernels/gemm_bf16_avx512.c: weights widened exactly, activations f32 and
+ * not rounded, put in the kernel's lane order once per matmul), so its
+ * numerics are the default ones up to the order of the f32 additions; its
+ * decode (T == 1) stays on the default path. bf16_gemm is only set where
+ * the kernel table is AVX-512's (phiq_mm_bf16_gemm_usable); elsewhere
+ * calibration converts BF16 checkpoints to F16 as before.
+ *
  * The f32 reference path (each weight row dequantized and dotted with f32
  * activations, kernels/ops.c) stays reachable: PHIQ_REFERENCE_MATMUL=1 in the
  * environment when the context is created, weight types the table lacks,
- * row shapes its kernels do not accept, and BF16 weights unless llama.cpp's
- * numerics were asked for. */
+ * row shapes its kernels do not accept, and BF16 weights as above. */
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -26,6 +39,7 @@
 #include "kernels/cpu.h"
 #include "kernels/dispatch.h"
 #include "kernels/gemm_amx.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_f16.h"
 #include "model/model.h"
 
@@ -119,6 +133,7 @@ typedef struct {
     int64_t ldy;
     const float *bias;
     bool f16_f32; /* F16 weights, f32 activation rows (f16-rounded) for the register-tiled gemm */
+    bool bf16;    /* BF16 weights, f32 activation rows in the BF16 gemm's order (ctx->bf16_gemm) */
     bool f16_amx; /* ... on AMX-BF16 tiles (exact split products), activations packed in mms */
     bool q_amx;   /* quantized weights on AMX-INT8 tiles, activations packed in mms */
     struct phiq_mm_scratch *mms;
@@ -178,6 +193,9 @@ static void phiq_mm_task(void *arg, int ith, int nth) {
     } else if (j->f16_f32)
         phiq_gemm_f16_f32_avx512(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
                                  j->act_stride / sizeof(float));
+    else if (j->bf16)
+        phiq_gemm_bf16_f32_avx512(w->n_in, hi - lo, j->T, j->y + lo, (size_t)j->ldy, wr, w->row_bytes, j->act,
+                                  j->act_stride / sizeof(float));
     else
 #endif
     if (j->T == 1)
@@ -191,23 +209,29 @@ static void phiq_mm_task(void *arg, int ith, int nth) {
         }
 }
 
-/* Converting a batch's activation rows: T rows split across the pool. */
+/* Converting a batch's activation rows: T rows split across the pool, to
+ * the table's activation type at (PHIQ_CONV_TABLE) or for a tiled gemm. */
+enum { PHIQ_CONV_TABLE, PHIQ_CONV_F16_F32, PHIQ_CONV_BF16 };
 typedef struct {
     const phiq_context *ctx;
-    int at, T, f16_f32;
+    int at, T, mode;
     const float *x;
     int64_t ldx, n;
     atomic_int err;
 } phiq_conv_job;
 
-static int phiq_conv_row(const phiq_context *ctx, int at, int f16_f32, const float *x, int64_t n, uint8_t *dst) {
+static int phiq_conv_row(const phiq_context *ctx, int at, int mode, const float *x, int64_t n, uint8_t *dst) {
 #if defined(__x86_64__) || defined(_M_X64)
-    if (f16_f32) {
+    if (mode == PHIQ_CONV_F16_F32) {
         phiq_round_f16_f32_avx512((float *)(void *)dst, x, n);
         return 0;
     }
+    if (mode == PHIQ_CONV_BF16) {
+        phiq_bf16_act_prepare_avx512((float *)(void *)dst, x, n);
+        return 0;
+    }
 #else
-    (void)f16_f32;
+    (void)mode;
 #endif
     return ctx->kern->quantize_act(at, x, dst, n);
 }
@@ -217,22 +241,22 @@ static void phiq_conv_task(void *arg, int c, int nch) {
     long lo, hi;
     phiq_split(j->T, c, nch, &lo, &hi);
     for (long t = lo; t < hi; t++) {
-        int rc = phiq_conv_row(j->ctx, j->at, j->f16_f32, j->x + (size_t)t * (size_t)j->ldx, j->n,
+        int rc = phiq_conv_row(j->ctx, j->at, j->mode, j->x + (size_t)t * (size_t)j->ldx, j->n,
                                j->ctx->actq + (size_t)t * j->ctx->actq_row);
         if (rc < 0) atomic_store(&j->err, rc);
     }
 }
 
 /* Activation rows x (T of them) into ctx->actq; parallel for batches. */
-static int phiq_conv(phiq_context *ctx, int at, int f16_f32, const float *x, int64_t ldx, int T, int64_t n) {
+static int phiq_conv(phiq_context *ctx, int at, int mode, const float *x, int64_t ldx, int T, int64_t n) {
     if (T < 4) {
         for (int t = 0; t < T; t++) {
-            int rc = phiq_conv_row(ctx, at, f16_f32, x + (size_t)t * (size_t)ldx, n, ctx->actq + (size_t)t * ctx->actq_row);
+            int rc = phiq_conv_row(ctx, at, mode, x + (size_t)t * (size_t)ldx, n, ctx->actq + (size_t)t * ctx->actq_row);
             if (rc < 0) return rc;
         }
         return 0;
     }
-    phiq_conv_job j = {ctx, at, T, f16_f32, x, ldx, n, 0};
+    phiq_conv_job j = {ctx, at, T, mode, x, ldx, n, 0};
     atomic_init(&j.err, 0);
     int nch = T / 2 < 4 * ctx->n_threads ? T / 2 : 4 * ctx->n_threads;
     phiq_threadpool_run_chunks(ctx->tp, phiq_conv_task, &j, nch);
@@ -283,12 +307,32 @@ static bool phiq_mm_fast_ok(const phiq_context *ctx, const phiq_mat *w) {
     return true;
 }
 
+bool phiq_mm_bf16_gemm_usable(void) {
+#if defined(__x86_64__) || defined(_M_X64)
+    const char *refmm = getenv("PHIQ_REFERENCE_MATMUL");
+    return strcmp(phiq_kernels_get()->isa, "avx512") == 0 && !(refmm && *refmm && *refmm != '0');
+#else
+    return false;
+#endif
+}
+
 int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
             const float *bias) {
     if (ctx->mm_hook) {
         int hrc = ctx->mm_hook(ctx->mm_hook_ud, w, x, ldx, T);
         if (hrc < 0) return hrc;
     }
+#if defined(__x86_64__) || defined(_M_X64)
+    /* prefill with BF16 weights where the context asked for the BF16 gemm */
+    if (ctx->bf16_gemm && w->type == PHIQ_GGML_TYPE_BF16 && T > 1 && ctx->kern && ((uintptr_t)w->data & 1) == 0 &&
+        (w->row_bytes & 1) == 0 && (size_t)w->n_in * sizeof(float) <= ctx->actq_row) {
+        phiq_mm_job j = {ctx->kern, w, ctx->actq, ctx->actq_row, T, y, ldy, bias, false, true, false, false, NULL};
+        int rc = phiq_conv(ctx, -1, PHIQ_CONV_BF16, x, ldx, T, w->n_in);
+        if (rc < 0) return rc;
+        phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
+        return 0;
+    }
+#endif
     if (!phiq_mm_fast_ok(ctx, w)) {
         if (ctx->llamacpp_numerics && w->type != PHIQ_GGML_TYPE_F32) {
             int rc = phiq_act_round(w->type, x, ldx, T, w->n_in, ctx->act, ctx->act_q);
@@ -301,7 +345,7 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
     }
     const phiq_kernels *k = ctx->kern;
     int at = k->act_type[w->type];
-    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false, false, ctx->mms};
+    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false, false, false, ctx->mms};
 #if defined(__x86_64__) || defined(_M_X64)
     /* prefill with F16 weights: the table's gemm converts both operands per
      * FMA; the tiled kernel converts weights only (AVX-512 tables). */
@@ -315,7 +359,7 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
         j.act_stride = ctx->actq_row;
         j.f16_f32 = true;
         /* f16-rounded f32 rows for the AVX-512 kernel: all rows, or a tail of n_out % 16 */
-        if (!j.f16_amx || w->n_out % PHIQ_MM_ROW_ALIGN != 0) phiq_conv(ctx, at, 1, x, ldx, T, w->n_in);
+        if (!j.f16_amx || w->n_out % PHIQ_MM_ROW_ALIGN != 0) phiq_conv(ctx, at, PHIQ_CONV_F16_F32, x, ldx, T, w->n_in);
         if (j.f16_amx) {
             phiq_pack_job pj = {w->n_in, T, x, (size_t)ldx, mms->packed, -1};
             int64_t nct = ((int64_t)T + 15) / 16;
@@ -330,7 +374,7 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
         j.act_stride = (size_t)ldx * sizeof(float);
     } else {
         if (at == PHIQ_GGML_TYPE_F32) return phiq_fail(PHIQ_EINVAL, "matmul: misaligned f32 activations");
-        int rc = phiq_conv(ctx, at, 0, x, ldx, T, w->n_in);
+        int rc = phiq_conv(ctx, at, PHIQ_CONV_TABLE, x, ldx, T, w->n_in);
         if (rc < 0) return rc;
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;

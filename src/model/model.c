@@ -39,6 +39,7 @@ typedef struct {
     const char *file;  /* for messages */
     int target;        /* HF: ggml type to hold matrices in */
     bool lazy;         /* layer matrices stay in the file map (phiq_model_load_ex) */
+    bool keep_bf16;    /* HF: BF16 matrices are not converted (PHIQ_LOAD_KEEP_BF16) */
 } phiq_loader;
 
 static void *phiq_model_own(phiq_model *m, void *p) {
@@ -262,7 +263,7 @@ static int phiq_load_mat(phiq_loader *ld, const char *name, int64_t n_in, int64_
         m->lazy[m->n_lazy++] = (phiq_lazy_mat){out, layer, *out, NULL};
         return 1;
     }
-    if (ld->m->hf && t.type != ld->target) {
+    if (ld->m->hf && t.type != ld->target && !(ld->keep_bf16 && t.type == PHIQ_GGML_TYPE_BF16)) {
         int64_t trb = phiq_ggml_row_size(ld->target, n_in);
         if (trb <= 0)
             return phiq_fail(PHIQ_EUNSUPPORTED, "%s: tensor %s: rows of %lld cannot be stored as %s (block size %lld)", ld->file,
@@ -719,14 +720,16 @@ static int phiq_weights_copy(phiq_model *m, const char *path, phiq_weights_mode 
     return 0;
 }
 
-phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) { return phiq_model_load_ex(path, p, false); }
+phiq_model *phiq_model_load(const char *path, const phiq_model_params *p) { return phiq_model_load_ex(path, p, 0); }
 
-phiq_model *phiq_model_load_ex(const char *path, const phiq_model_params *p, bool lazy_layers) {
+phiq_model *phiq_model_load_ex(const char *path, const phiq_model_params *p, unsigned flags) {
+    const bool lazy_layers = (flags & PHIQ_LOAD_LAZY_LAYERS) != 0;
     if (!path) return phiq_fail_null(PHIQ_EINVAL, "model path is NULL");
     phiq_model *m = calloc(1, sizeof *m);
     if (!m) return phiq_fail_null(PHIQ_ENOMEM, "%s: out of memory", path);
     m->path = strdup(path);
-    phiq_loader ld = {m, path, PHIQ_GGML_TYPE_F16, lazy_layers};
+    phiq_loader ld = {m, path, PHIQ_GGML_TYPE_F16, lazy_layers, (flags & PHIQ_LOAD_KEEP_BF16) != 0};
+    m->keep_bf16 = ld.keep_bf16;
     int rc;
     if (phiq_dir_exists(path)) {
         const char *ty = p && p->type ? p->type : "f16";
@@ -768,12 +771,15 @@ phiq_model *phiq_model_load_ex(const char *path, const phiq_model_params *p, boo
 
 /* Lazily held layer matrices: acquire converts those of layers [l0, l1)
  * still in a file type other than the in-memory one (exactly as an eager
- * load would) and returns their file pages; release frees the conversions
- * and returns the pages of the matrices read in place. */
+ * load would; BF16 ones stay as they are with keep_bf16) and returns their
+ * file pages; release frees the conversions and returns the pages of the
+ * matrices read in place. */
 int phiq_model_layers_acquire(phiq_model *m, int l0, int l1) {
     for (int i = 0; i < m->n_lazy; i++) {
         phiq_lazy_mat *z = &m->lazy[i];
-        if (z->layer < l0 || z->layer >= l1 || z->buf || !m->hf || z->src.type == m->lazy_target) continue;
+        if (z->layer < l0 || z->layer >= l1 || z->buf || !m->hf || z->src.type == m->lazy_target ||
+            (m->keep_bf16 && z->src.type == PHIQ_GGML_TYPE_BF16))
+            continue;
         const int64_t n_in = z->src.n_in, n_out = z->src.n_out, trb = phiq_ggml_row_size(m->lazy_target, n_in);
         if (trb <= 0)
             return phiq_fail(PHIQ_EUNSUPPORTED, "%s: rows of %lld cannot be stored as %s", m->path, (long long)n_in,

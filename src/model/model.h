@@ -39,7 +39,7 @@ typedef struct phiq_layer {
     phiq_mat *exp_down;             /* [n_expert]: F -> E */
 } phiq_layer;
 
-/* A layer matrix held lazily (phiq_model_load_ex with lazy_layers): *mat
+/* A layer matrix held lazily (phiq_model_load_ex with PHIQ_LOAD_LAZY_LAYERS): *mat
  * is src (in the file map, in the file's type) until
  * phiq_model_layers_acquire points it at buf, a converted copy. */
 typedef struct phiq_lazy_mat {
@@ -69,6 +69,9 @@ struct phiq_model {
     phiq_lazy_mat *lazy;             /* layer matrices held lazily, or NULL */
     int n_lazy, cap_lazy;
     int lazy_target;                 /* HF: the in-memory type they are converted to */
+    int keep_bf16;                   /* PHIQ_LOAD_KEEP_BF16: BF16 matrices held as in the file (never
+                                        converted) and every context on the model runs their prefill
+                                        on the BF16 gemm (phiq_context.bf16_gemm) */
 };
 
 /* ---- KV cache (kv.c) --------------------------------------------------------- */
@@ -132,6 +135,9 @@ struct phiq_context {
     uint8_t *actq;       /* [B][actq_row]: activations converted for the kernel table */
     size_t actq_row;     /* bytes per converted row (64-aligned) */
     struct phiq_mm_scratch *mms; /* matmul.c: AMX gemm scratch (NULL without AMX) */
+    int bf16_gemm;       /* BF16 weights with T > 1 on the register-tiled BF16 gemm (f32 activations,
+                            kernels/gemm_bf16.h): set for models loaded with PHIQ_LOAD_KEEP_BF16
+                            (calibration) when phiq_mm_bf16_gemm_usable; 0 in normal use */
     float *moe;          /* phimoe: [B][E] mixture output, then [B][n_expert] router logits */
     float *p3s_tmp;      /* phi3small: [n_threads][2 head_dim] for block-sparse heads */
     float *rope_cos, *rope_sin; /* [B][n_rot/2] */
@@ -191,16 +197,25 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
  * without AMX). Returns 0 or PHIQ_ENOMEM; free with phiq_mm_scratch_free. */
 int phiq_mm_scratch_init(phiq_context *ctx, int64_t max_in);
 void phiq_mm_scratch_free(phiq_context *ctx);
+/* matmul.c: whether the BF16 prefill gemm runs here: the kernel table is
+ * AVX-512's (AMX tables keep their F16 AMX-BF16 gemm) and
+ * PHIQ_REFERENCE_MATMUL is not set. */
+bool phiq_mm_bf16_gemm_usable(void);
 
 /* model.c */
 phiq_model *phiq_model_load(const char *path, const phiq_model_params *p);
-/* lazy_layers (calibration, src/convert/calib.c): the matrices of the layers
- * stay in the file map in the file's type (GGUF: read in place) until
- * phiq_model_layers_acquire(m, l0, l1) converts those of layers [l0, l1) to
- * the in-memory type as an eager load would; phiq_model_layers_release
- * frees the conversions and returns the layers' file pages, so memory holds
- * the layers being evaluated, not the model. Other weights load as usual. */
-phiq_model *phiq_model_load_ex(const char *path, const phiq_model_params *p, bool lazy_layers);
+/* Flags of phiq_model_load_ex (calibration, src/convert/calib.c).
+ * PHIQ_LOAD_LAZY_LAYERS: the matrices of the layers stay in the file map in
+ * the file's type (GGUF: read in place) until phiq_model_layers_acquire(m,
+ * l0, l1) converts those of layers [l0, l1) to the in-memory type as an
+ * eager load would; phiq_model_layers_release frees the conversions and
+ * returns the layers' file pages, so memory holds the layers being
+ * evaluated, not the model. Other weights load as usual.
+ * PHIQ_LOAD_KEEP_BF16: BF16 matrices of a HF directory are never converted
+ * (the file's rows are used as they are) and contexts on the model run them
+ * through the BF16 prefill gemm (m->keep_bf16). */
+enum { PHIQ_LOAD_LAZY_LAYERS = 1, PHIQ_LOAD_KEEP_BF16 = 2 };
+phiq_model *phiq_model_load_ex(const char *path, const phiq_model_params *p, unsigned flags);
 int phiq_model_layers_acquire(phiq_model *m, int l0, int l1);
 void phiq_model_layers_release(phiq_model *m, int l0, int l1);
 
