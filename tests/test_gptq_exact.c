@@ -1,12 +1,11 @@
 /* test_gptq_exact.c — the AVX-512 forms of calibration's dense linear
  * algebra give the same bits as the scalar loops they replace, so a
  * calibrated file does not depend on the CPU's vector width:
- * 1. the Gram kernel (kernels/gram_avx512.c) against phiq_dot_f32 per entry,
- * 2. the blocked Cholesky and triangular inverse (quant/gptq_avx512.c)
- *    against gptq.c's column and row loops, in double (the fall back) and
- *    in float (the default, fused multiply-adds), the float results also
- *    against the maths (L Lᵀ = A and M L = I, in double), the sweep's row
- *    update and its deferred block update,
+ * the blocked Cholesky and triangular inverse (quant/gptq_avx512.c)
+ * against gptq.c's column and row loops, in double (the fall back) and in
+ * float (the default, fused multiply-adds), the float results also against
+ * the maths (L Lᵀ = A and M L = I, in double), the sweep's row update and
+ * its deferred block update (the Gram kernel's test is test_kernels'),
  * on sizes that leave tails in every blocking (odd n, T not a multiple
  * of 8). Skipped (77) on CPUs without AVX-512. */
 #include "testutil.h"
@@ -21,28 +20,6 @@
 #if defined(__x86_64__)
 static uint32_t rng = 777;
 static double drand(void) { return tu_randf(&rng) - 0.5; }
-
-static void test_gram_exact(void **state) {
-    (void)state;
-    const int64_t ns[] = {1, 7, 37, 64, 131, 200}, Ts[] = {16, 37, 64, 100};
-    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
-        for (size_t b = 0; b < sizeof Ts / sizeof *Ts; b++) {
-            const int64_t n = ns[a], n8 = (n + 7) / 8 * 8, T = Ts[b];
-            float *xt = calloc((size_t)(n8 * T), sizeof(float)), *h0 = calloc((size_t)(n * n), sizeof(float)),
-                  *h1 = calloc((size_t)(n * n), sizeof(float));
-            for (int64_t i = 0; i < n * T; i++) xt[i] = (float)drand() * (i % 5 == 0 ? 100.0f : 1.0f);
-            for (int rep = 0; rep < 2; rep++) { /* accumulates like a second chunk */
-                for (int64_t i = 0; i < n; i++)
-                    for (int64_t j = i; j < n; j++) h0[i * n + j] += phiq_dot_f32(xt + i * T, xt + j * T, T);
-                for (int64_t j0 = 0; j0 < n; j0 += 64) phiq_gram_upper_avx512(h1, n, xt, T, j0, j0 + 64);
-            }
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = i; j < n; j++) assert_memory_equal(&h0[i * n + j], &h1[i * n + j], sizeof(float));
-            free(xt);
-            free(h0);
-            free(h1);
-        }
-}
 
 static void test_cholesky_inverse_exact(void **state) {
     (void)state;
@@ -198,7 +175,6 @@ int main(void) {
 #if defined(__x86_64__)
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) return 77;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gram_exact),
         cmocka_unit_test(test_cholesky_inverse_exact),
         cmocka_unit_test(test_cholesky_inverse_f32_exact),
         cmocka_unit_test(test_row_update_exact),

@@ -41,7 +41,7 @@ struct phiq_calib {
     int64_t tokens;
     int process_output;
     phiq_context *ctx;   /* during the run */
-    float *xt;           /* [max n_in][n_batch] transposed inputs for the Hessians */
+    float *xp;           /* inputs packed for the Gram kernel (kernels/gram.h), up to max n_in x n_batch */
 };
 
 static int add_stats(phiq_calib *c, const char *name, int64_t n_in, int n_mat, int hess) {
@@ -107,46 +107,23 @@ static int build_entries(phiq_calib *c, const phiq_model *m, const phiq_calib_op
     return rc;
 }
 
-typedef struct syrk_job {
+/* H += XᵀX with the kernel table's Gram kernel (kernels/gram.h), chunk c a
+ * block of GRAM_COLS columns, largest first (work grows with the column),
+ * so that no two chunks write the same entry. */
+#define GRAM_COLS 48
+typedef struct gram_job {
+    phiq_gram_fn fn;
     float *h;
-    const float *xt; /* [n][T] */
+    const float *p; /* packed inputs */
     int64_t n;
     int T;
-} syrk_job;
+} gram_job;
 
-/* rows i of the upper triangle: H[i][j] += xt_i . xt_j for j >= i; the
- * chunks interleave rows so that each gets a similar share of the triangle */
-static void syrk_task(void *arg, int c, int nc) {
-    syrk_job *j = arg;
-    for (int64_t i = c; i < j->n; i += nc) {
-        const float *a = j->xt + i * j->T;
-        float *hr = j->h + i * j->n;
-        for (int64_t k = i; k < j->n; k++) hr[k] += phiq_dot_f32(a, j->xt + k * j->T, j->T);
-    }
-}
-
-/* The same sums with the AVX-512 Gram kernel: chunk c is a block of 64
- * columns (largest first: work grows with the column), so no two chunks
- * write the same entry. */
-#define GRAM_COLS 64
 static void gram_task(void *arg, int c, int nc) {
-#if defined(__x86_64__)
-    syrk_job *j = arg;
+    gram_job *j = arg;
     const int64_t nb = (j->n + GRAM_COLS - 1) / GRAM_COLS, b = nb - 1 - c;
-    phiq_gram_upper_avx512(j->h, j->n, j->xt, j->T, b * GRAM_COLS, (b + 1) * GRAM_COLS);
-#else
-    (void)arg, (void)c;
-#endif
+    j->fn(j->h, j->n, j->p, j->T, b * GRAM_COLS, (b + 1) * GRAM_COLS);
     (void)nc;
-}
-
-static bool gram_avx512(const phiq_context *ctx) {
-#if defined(__x86_64__)
-    return ctx->kern && (!strcmp(ctx->kern->isa, "avx512") || !strcmp(ctx->kern->isa, "amx"));
-#else
-    (void)ctx;
-    return false;
-#endif
 }
 
 static int calib_hook(void *ud, const phiq_mat *w, const float *x, int64_t ldx, int T) {
@@ -168,14 +145,9 @@ static int calib_hook(void *ud, const phiq_mat *w, const float *x, int64_t ldx, 
     }
     s->count[e->mat] += T;
     if (s->h) {
-        for (int t0 = 0; t0 < T; t0 += 16) /* 16 tokens at a time: whole cache lines written */
-            for (int64_t j = 0; j < n; j++)
-                for (int t = t0; t < T && t < t0 + 16; t++) c->xt[j * T + t] = x[(int64_t)t * ldx + j];
-        syrk_job sj = {s->h, c->xt, n, T};
-        if (gram_avx512(c->ctx))
-            phiq_threadpool_run_chunks(c->ctx->tp, gram_task, &sj, (int)((n + GRAM_COLS - 1) / GRAM_COLS));
-        else
-            phiq_threadpool_run_chunks(c->ctx->tp, syrk_task, &sj, c->ctx->n_threads * 8);
+        phiq_gram_pack(c->xp, x, ldx, n, T);
+        gram_job gj = {c->ctx->kern ? c->ctx->kern->gram_upper : phiq_gram_upper_ref, s->h, c->xp, n, T};
+        phiq_threadpool_run_chunks(c->ctx->tp, gram_task, &gj, (int)((n + GRAM_COLS - 1) / GRAM_COLS));
     }
     return 0;
 }
@@ -231,7 +203,7 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
     for (int i = 0; i < c->n_st; i++)
         if (c->st[i].h && c->st[i].n_in > max_in) max_in = c->st[i].n_in;
     max_in = (max_in + 7) / 8 * 8; /* the Gram kernel reads rows in eights */
-    if (!rc && max_in && !(c->xt = calloc((size_t)(max_in * n_ctx), sizeof(float))))
+    if (!rc && max_in && !(c->xp = calloc(phiq_gram_packed_floats(max_in, n_ctx), sizeof(float))))
         rc = phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     if (!rc && !batch) rc = phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     if (!rc && !(c->ctx = phiq_context_new(m, &cp))) rc = PHIQ_EINVAL;
@@ -268,8 +240,8 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
             }
     }
     free(batch);
-    free(c->xt);
-    c->xt = NULL;
+    free(c->xp);
+    c->xp = NULL;
     if (c->ctx) phiq_context_free(c->ctx);
     c->ctx = NULL;
     if (rc < 0) {
