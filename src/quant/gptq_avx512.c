@@ -261,7 +261,7 @@ void phiq_gptq_block_update_avx512(float *w, int64_t ldw, int nr, const float *e
  * both operands packed so that the kernel reads them contiguously). */
 #define F_MR 12  /* rows of a tile (one broadcast each) */
 #define F_NR 32  /* columns of a tile (two vectors) */
-#define F_KC 128 /* panel width = terms per update */
+#define F_KC 256 /* panel width = terms per update: each update passes once through the rest of the matrix */
 #define F_NB 8   /* strips per column block: 8 x 32 x 128 floats of B (128 KiB) stay in L2 */
 
 /* C[i][j] = fma(A[i][p], B[p][j], C[i][j]) for p < kc in order, i in
@@ -324,16 +324,39 @@ static void f_update(void *arg, int t, int nt) {
         }
 }
 
-/* ap[g][p][r] = sign * a[r0 + g F_MR + r][k0 + p] (0 past r1) */
-static void pack_rows(float *ap, const float *a, int64_t n, int64_t r0, int64_t r1, int64_t k0, int64_t kc, float sign) {
-    for (int64_t i0 = r0, g = 0; i0 < r1; i0 += F_MR, g++) {
-        float *dst = ap + g * kc * F_MR;
-        for (int r = 0; r < F_MR; r++) {
-            const float *src = a + (i0 + r) * n + k0;
-            if (i0 + r >= r1)
-                for (int64_t p = 0; p < kc; p++) dst[p * F_MR + r] = 0.0f;
+/* The operands of an update with the terms k in [k0, k0 + pw), packed, the
+ * groups and strips shared out between threads. Rows [k1, n) as ap[g][p][r]
+ * = sign L[k1 + g F_MR + r][k0 + p] (0 past n), with inv their L[i][k0..k1)
+ * then cleared (they become partial sums of M). Strips bp[s][p][c] of
+ * columns j = c0 + s F_NR + c < c1: Cholesky (inv = 0): L[j][k0 + p];
+ * inverse: M[k0 + p][j] where j <= k0 + p, else 0. */
+typedef struct fpack {
+    float *a, *ap, *bp;
+    int64_t n, k0, k1, pw, c0, c1;
+    int inv;
+} fpack;
+
+static void f_pack(void *arg, int t, int nt) {
+    const fpack *f = arg;
+    float *a = f->a;
+    const int64_t n = f->n, k0 = f->k0, pw = f->pw, ng = (n - f->k1 + F_MR - 1) / F_MR;
+    const float sign = f->inv ? 1.0f : -1.0f;
+    for (int64_t g = t; g < ng; g += nt) {
+        float *dst = f->ap + g * pw * F_MR;
+        for (int64_t r = 0, i = f->k1 + g * F_MR; r < F_MR; r++, i++) {
+            const float *src = a + i * n + k0;
+            for (int64_t p = 0; p < pw; p++) dst[p * F_MR + r] = i < n ? sign * src[p] : 0.0f;
+            if (f->inv && i < n) memset(a + i * n + k0, 0, sizeof(float) * (size_t)pw);
+        }
+    }
+    for (int64_t s = t, j0 = f->c0 + t * F_NR; j0 < f->c1; s += nt, j0 += nt * F_NR) {
+        float *dst = f->bp + s * pw * F_NR;
+        for (int64_t c = 0; c < F_NR; c++) {
+            const int64_t j = j0 + c;
+            if (f->inv)
+                for (int64_t p = 0; p < pw; p++) dst[p * F_NR + c] = j <= k0 + p ? a[(k0 + p) * n + j] : 0.0f;
             else
-                for (int64_t p = 0; p < kc; p++) dst[p * F_MR + r] = sign * src[p];
+                for (int64_t p = 0; p < pw; p++) dst[p * F_NR + c] = j < f->c1 ? a[j * n + k0 + p] : 0.0f;
         }
     }
 }
@@ -396,14 +419,8 @@ int phiq_gptq_chol_f32_avx512(float *a, int64_t n, float *work, int nt) {
         fpanel fp = {a, n, k0, k1};
         par(n - k1 >= 128 ? nt : 1, f_panel_rows, &fp);
         /* the panel's terms to rows and columns [k1, n), lower triangle */
-        pack_rows(ap, a, n, k1, n, k0, pw, -1.0f);
-        for (int64_t j0 = k1, s = 0; j0 < n; j0 += F_NR, s++) {
-            float *dst = bp + s * pw * F_NR;
-            for (int64_t c = 0; c < F_NR; c++) {
-                const float *src = a + (j0 + c) * n + k0;
-                for (int64_t p = 0; p < pw; p++) dst[p * F_NR + c] = j0 + c < n ? src[p] : 0.0f;
-            }
-        }
+        fpack fk = {a, ap, bp, n, k0, k1, pw, k1, n, 0};
+        par(nt, f_pack, &fk);
         fupd u = {a, ap, bp, n, pw, k1, n, k1, n, 1};
         par(n - k1 >= 2 * F_MR ? nt : 1, f_update, &u);
     }
@@ -464,15 +481,8 @@ void phiq_gptq_trinv_f32_avx512(float *a, int64_t n, float *work, int nt) {
         par(k1 >= 256 ? nt : 1, f_inv_block, &fd);
         if (k1 == n) break;
         /* the terms k in [k0, k1) to rows [k1, n), columns [0, k1) */
-        pack_rows(ap, a, n, k1, n, k0, pw, 1.0f);
-        for (int64_t i = k1; i < n; i++) memset(a + i * n + k0, 0, sizeof(float) * (size_t)pw);
-        for (int64_t j0 = 0, s = 0; j0 < k1; j0 += F_NR, s++) {
-            float *dst = bp + s * pw * F_NR;
-            for (int64_t p = 0; p < pw; p++) {
-                const float *src = a + (k0 + p) * n;
-                for (int64_t c = 0; c < F_NR; c++) dst[p * F_NR + c] = j0 + c <= k0 + p ? src[j0 + c] : 0.0f;
-            }
-        }
+        fpack fk = {a, ap, bp, n, k0, k1, pw, 0, k1, 1};
+        par(nt, f_pack, &fk);
         fupd u = {a, ap, bp, n, pw, k1, n, 0, k1, 0};
         par(n - k1 >= 2 * F_MR ? nt : 1, f_update, &u);
     }
