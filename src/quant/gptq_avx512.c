@@ -262,7 +262,7 @@ void phiq_gptq_block_update_avx512(float *w, int64_t ldw, int nr, const float *e
 #define F_MR 12  /* rows of a tile (one broadcast each) */
 #define F_NR 32  /* columns of a tile (two vectors) */
 #define F_KC 256 /* panel width = terms per update: each update passes once through the rest of the matrix */
-#define F_NB 8   /* strips per column block: 8 x 32 x 128 floats of B (128 KiB) stay in L2 */
+#define F_NB 8   /* strips per column block: 8 x 32 x 256 floats of B (256 KiB) stay in L2 */
 
 /* C[i][j] = fma(A[i][p], B[p][j], C[i][j]) for p < kc in order, i in
  * [r0, r1), j in [c0, c1); ap: per group of F_MR rows [kc][F_MR], bp: per
