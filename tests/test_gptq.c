@@ -6,7 +6,10 @@
  *    close as the imatrix quantizer's (which rounds against its search scale,
  *    not the stored one). A wrong code layout in gptq.c breaks this at once.
  * 2. With correlated inputs, the output error tr(ΔW H ΔWᵀ) must fall well
- *    below round-to-nearest's with the same importance weights. */
+ *    below round-to-nearest's with the same importance weights.
+ * 3. A Hessian positive definite in double but not in float (the float
+ *    factorization's pivot rounds to zero) takes the double path; one that
+ *    is not positive definite even damped fails ("raise --damp"). */
 #include "testutil.h"
 
 #include <math.h>
@@ -115,4 +118,20 @@ static void test_bad_input(void **state) {
     assert_true(phiq_gptq_quantize(PHIQ_GGML_TYPE_Q4_K, w, out, 1, 32, H, 0.01f, 1) < 0); /* 32 is not a multiple of 256 */
 }
 
-TU_MAIN(NULL, NULL, test_diagonal_rounds_nearest, test_correlated_inputs, test_bad_input)
+static void test_pivots(void **state) {
+    (void)state;
+    enum { N = 64 };
+    float *w = malloc(sizeof(float) * 4 * N), *H = malloc(sizeof(float) * N * N);
+    uint8_t out[4 * (N / 32) * 34];
+    for (int i = 0; i < 4 * N; i++) w[i] = frand();
+    /* all ones (rank 1) + 1e-9 I: in float 1 + 1e-9 is 1 and the second pivot 0 */
+    for (int i = 0; i < N * N; i++) H[i] = 1.0f;
+    assert_int_equal(phiq_gptq_quantize(PHIQ_GGML_TYPE_Q8_0, w, out, 4, N, H, 1e-9f, 1), 0);
+    /* 2 - δ_ij: eigenvalue -1 (N - 1 times) even with damp 0.01 */
+    for (int i = 0; i < N * N; i++) H[i] = i % (N + 1) == 0 ? 1.0f : 2.0f;
+    for (int i = 0; i < 4 * N; i++) w[i] = frand();
+    assert_true(phiq_gptq_quantize(PHIQ_GGML_TYPE_Q8_0, w, out, 4, N, H, 0.01f, 1) < 0);
+    free(w), free(H);
+}
+
+TU_MAIN(NULL, NULL, test_diagonal_rounds_nearest, test_correlated_inputs, test_bad_input, test_pivots)

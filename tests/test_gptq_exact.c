@@ -1,10 +1,11 @@
 /* test_gptq_exact.c — the AVX-512 forms of calibration's dense linear
  * algebra give the same bits as the scalar loops they replace, so a
  * calibrated file does not depend on the CPU's vector width:
- * 1. the Gram kernel (kernels/gram_avx512.c) against phiq_dot_f32 per entry,
- * 2. the blocked Cholesky and triangular inverse (quant/gptq_avx512.c)
- *    against gptq.c's column and row loops, the sweep's row update and its
- *    deferred block update,
+ * the blocked Cholesky and triangular inverse (quant/gptq_avx512.c)
+ * against gptq.c's column and row loops, in double (the fall back) and in
+ * float (the default, fused multiply-adds), the float results also against
+ * the maths (L Lᵀ = A and M L = I, in double), the sweep's row update and
+ * its deferred block update (the Gram kernel's test is test_kernels'),
  * on sizes that leave tails in every blocking (odd n, T not a multiple
  * of 8). Skipped (77) on CPUs without AVX-512. */
 #include "testutil.h"
@@ -19,28 +20,6 @@
 #if defined(__x86_64__)
 static uint32_t rng = 777;
 static double drand(void) { return tu_randf(&rng) - 0.5; }
-
-static void test_gram_exact(void **state) {
-    (void)state;
-    const int64_t ns[] = {1, 7, 37, 64, 131, 200}, Ts[] = {16, 37, 64, 100};
-    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
-        for (size_t b = 0; b < sizeof Ts / sizeof *Ts; b++) {
-            const int64_t n = ns[a], n8 = (n + 7) / 8 * 8, T = Ts[b];
-            float *xt = calloc((size_t)(n8 * T), sizeof(float)), *h0 = calloc((size_t)(n * n), sizeof(float)),
-                  *h1 = calloc((size_t)(n * n), sizeof(float));
-            for (int64_t i = 0; i < n * T; i++) xt[i] = (float)drand() * (i % 5 == 0 ? 100.0f : 1.0f);
-            for (int rep = 0; rep < 2; rep++) { /* accumulates like a second chunk */
-                for (int64_t i = 0; i < n; i++)
-                    for (int64_t j = i; j < n; j++) h0[i * n + j] += phiq_dot_f32(xt + i * T, xt + j * T, T);
-                for (int64_t j0 = 0; j0 < n; j0 += 64) phiq_gram_upper_avx512(h1, n, xt, T, j0, j0 + 64);
-            }
-            for (int64_t i = 0; i < n; i++)
-                for (int64_t j = i; j < n; j++) assert_memory_equal(&h0[i * n + j], &h1[i * n + j], sizeof(float));
-            free(xt);
-            free(h0);
-            free(h1);
-        }
-}
 
 static void test_cholesky_inverse_exact(void **state) {
     (void)state;
@@ -77,6 +56,80 @@ static void test_cholesky_inverse_exact(void **state) {
         free(pt);
         free(d0);
         free(d1);
+    }
+}
+
+/* B Bᵀ + ridge I with B n x k, in double */
+static void spd(double *a, int64_t n, int64_t k, double ridge) {
+    double *b = malloc(sizeof(double) * (size_t)(n * k));
+    for (int64_t i = 0; i < n * k; i++) b[i] = drand();
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j <= i; j++) {
+            double s = i == j ? ridge : 0.0;
+            for (int64_t q = 0; q < k; q++) s += b[i * k + q] * b[j * k + q];
+            a[i * n + j] = a[j * n + i] = s;
+        }
+    free(b);
+}
+
+/* the float path: the AVX-512 forms against the reference loops bit for bit
+ * (lower triangles; a non-positive pivot at the same column), and for the
+ * well-conditioned matrices the maths: max |L Lᵀ - A| / max |A| and
+ * max |M L - I| small, computed in double */
+static void test_cholesky_inverse_f32_exact(void **state) {
+    (void)state;
+    const struct {
+        int64_t n, k;
+        double ridge;
+        int check;
+    } cs[] = {{1, 4, 0.01, 1},   {7, 11, 0.01, 1},   {63, 95, 0.01, 1},    {129, 200, 0.01, 1}, {200, 303, 0.01, 1},
+              {300, 453, 0.01, 1}, {1000, 1503, 0.01, 1}, {200, 100, 1e-5, 0}, {600, 300, 1e-4, 0}};
+    for (size_t z = 0; z < sizeof cs / sizeof *cs; z++) {
+        const int64_t n = cs[z].n;
+        double *ad = malloc(sizeof(double) * (size_t)(n * n));
+        float *a0 = malloc(sizeof(float) * (size_t)(n * n)), *a1 = malloc(sizeof(float) * (size_t)(n * n)),
+              *tmp = malloc(sizeof(float) * (size_t)n);
+        float *work = aligned_alloc(64, (sizeof(float) * (size_t)phiq_gptq_f32_work(n) + 63) / 64 * 64);
+        spd(ad, n, cs[z].k, cs[z].ridge);
+        for (int64_t i = 0; i < n * n; i++) a0[i] = a1[i] = (float)ad[i];
+        const int b0 = phiq_gptq_chol_f32_ref(a0, n), b1 = phiq_gptq_chol_f32_avx512(a1, n, work, 2);
+        assert_int_equal(b0, b1);
+        if (cs[z].check) assert_int_equal(b0, 0);
+        if (b0 == 0) {
+            for (int64_t i = 0; i < n; i++) assert_memory_equal(a0 + i * n, a1 + i * n, sizeof(float) * (size_t)(i + 1));
+            if (cs[z].check) {
+                double amax = 0, err = 0;
+                for (int64_t i = 0; i < n * n; i++) amax = fmax(amax, fabs(ad[i]));
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t j = 0; j <= i; j++) {
+                        double s = 0;
+                        for (int64_t q = 0; q <= j; q++) s += (double)a0[i * n + q] * (double)a0[j * n + q];
+                        err = fmax(err, fabs(s - ad[i * n + j]));
+                    }
+                assert_true(err / amax < 1e-5);
+            }
+            float *l = malloc(sizeof(float) * (size_t)(n * n));
+            memcpy(l, a0, sizeof(float) * (size_t)(n * n));
+            phiq_gptq_trinv_f32_ref(a0, tmp, n);
+            phiq_gptq_trinv_f32_avx512(a1, n, work, 2);
+            for (int64_t i = 0; i < n; i++) assert_memory_equal(a0 + i * n, a1 + i * n, sizeof(float) * (size_t)(i + 1));
+            if (cs[z].check) {
+                double err = 0;
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t j = 0; j <= i; j++) {
+                        double s = 0;
+                        for (int64_t q = j; q <= i; q++) s += (double)a0[i * n + q] * (double)l[q * n + j];
+                        err = fmax(err, fabs(s - (i == j ? 1.0 : 0.0)));
+                    }
+                assert_true(err < 1e-4);
+            }
+            free(l);
+        }
+        /* a non-positive pivot is reported at the same column */
+        for (int64_t i = 0; i < n * n; i++) a0[i] = a1[i] = 0;
+        for (int64_t i = 0; i < n; i++) a0[i * n + i] = a1[i * n + i] = i == n / 2 ? -1.0f : 1.0f;
+        assert_int_equal(phiq_gptq_chol_f32_ref(a0, n), phiq_gptq_chol_f32_avx512(a1, n, work, 2));
+        free(ad), free(a0), free(a1), free(tmp), free(work);
     }
 }
 
@@ -122,8 +175,8 @@ int main(void) {
 #if defined(__x86_64__)
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) return 77;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_gram_exact),
         cmocka_unit_test(test_cholesky_inverse_exact),
+        cmocka_unit_test(test_cholesky_inverse_f32_exact),
         cmocka_unit_test(test_row_update_exact),
         cmocka_unit_test(test_block_update_exact),
     };

@@ -1055,6 +1055,55 @@ static void test_attn_spans(void **state) {
     assert_int_equal(checked, nt * 3 * (7 * 5 + 5 * 5));
 }
 
+/* Calibration's Gram kernel (kernels/gram.h) in every table against the sum
+ * as gram.h defines it, written here from the unpacked rows: the same bits,
+ * nothing written outside the upper triangle of the column range, and the
+ * sums (accumulated over two calls) close to a double-precision Xᵀ X. */
+static void test_gram_upper(void **state) {
+    (void)state;
+    const int64_t ns[] = {1, 7, 16, 37, 50, 131}, Ts[] = {1, 16, 37}, blocks[] = {16, 48};
+    const char *const *levels = phiq_kernels_levels();
+    uint32_t rng = 4242;
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (size_t b = 0; b < sizeof Ts / sizeof *Ts; b++) {
+            const int64_t n = ns[a], T = Ts[b], ldx = n + 3;
+            float *x = malloc(sizeof(float) * (size_t)(T * ldx)), *p = malloc(sizeof(float) * phiq_gram_packed_floats(n, T)),
+                  *h0 = malloc(sizeof(float) * (size_t)(n * n)), *h1 = malloc(sizeof(float) * (size_t)(n * n));
+            for (int64_t i = 0; i < T * ldx; i++) x[i] = (tu_randf(&rng) - 0.5f) * (i % 5 == 0 ? 100.0f : 1.0f);
+            for (int64_t i = 0; i < n * n; i++) h0[i] = (float)i * 0.25f;
+            for (int rep = 0; rep < 2; rep++)
+                for (int64_t i = 0; i < n; i++)
+                    for (int64_t j = i; j < n; j++) {
+                        float s = 0;
+                        for (int64_t t = 0; t < T; t++) s = fmaf(x[t * ldx + i], x[t * ldx + j], s);
+                        h0[i * n + j] += s;
+                    }
+            for (int64_t i = 0; i < n; i++)
+                for (int64_t j = i; j < n; j++) {
+                    double d = 0, m = 0;
+                    for (int64_t t = 0; t < T; t++) {
+                        const double v = (double)x[t * ldx + i] * x[t * ldx + j];
+                        d += v, m += fabs(v);
+                    }
+                    assert_true(fabs(h0[i * n + j] - ((double)(i * n + j) * 0.25 + 2 * d)) <= 1e-5 * (2 * m + 1) + 1e-4 * (double)(i * n + j) * 0.25);
+                }
+            phiq_gram_pack(p, x, ldx, n, T);
+            for (int l = 0; levels[l]; l++) {
+                const phiq_kernels *k = phiq_kernels_for(levels[l]);
+                if (!k) continue;
+                assert_non_null(k->gram_upper);
+                for (size_t z = 0; z < sizeof blocks / sizeof *blocks; z++) {
+                    for (int64_t i = 0; i < n * n; i++) h1[i] = (float)i * 0.25f;
+                    for (int rep = 0; rep < 2; rep++)
+                        for (int64_t j0 = 0; j0 < n; j0 += blocks[z]) k->gram_upper(h1, n, p, T, j0, j0 + blocks[z]);
+                    if (memcmp(h0, h1, sizeof(float) * (size_t)(n * n)))
+                        fail_msg("gram_upper %s: n %lld T %lld blocks of %lld differ", levels[l], (long long)n, (long long)T, (long long)blocks[z]);
+                }
+            }
+            free(x), free(p), free(h0), free(h1);
+        }
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) {
         printf("%s\n", phiq_kernels_get()->isa);
@@ -1062,6 +1111,7 @@ int main(int argc, char **argv) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),
+        cmocka_unit_test(test_gram_upper),
         cmocka_unit_test(test_quantize_act_q8_0),
         cmocka_unit_test(test_quantize_act_q8_K),
         cmocka_unit_test(test_quantize_act_tables),

@@ -41,7 +41,7 @@ struct phiq_calib {
     int64_t tokens;
     int process_output;
     phiq_context *ctx;   /* during the run */
-    float *xt;           /* [max n_in][n_batch] transposed inputs for the Hessians */
+    float *xp;           /* inputs packed for the Gram kernel (kernels/gram.h), up to max n_in x n_batch */
 };
 
 static int add_stats(phiq_calib *c, const char *name, int64_t n_in, int n_mat, int hess) {
@@ -107,46 +107,23 @@ static int build_entries(phiq_calib *c, const phiq_model *m, const phiq_calib_op
     return rc;
 }
 
-typedef struct syrk_job {
+/* H += XᵀX with the kernel table's Gram kernel (kernels/gram.h), chunk c a
+ * block of GRAM_COLS columns, largest first (work grows with the column),
+ * so that no two chunks write the same entry. */
+#define GRAM_COLS 48
+typedef struct gram_job {
+    phiq_gram_fn fn;
     float *h;
-    const float *xt; /* [n][T] */
+    const float *p; /* packed inputs */
     int64_t n;
     int T;
-} syrk_job;
+} gram_job;
 
-/* rows i of the upper triangle: H[i][j] += xt_i . xt_j for j >= i; the
- * chunks interleave rows so that each gets a similar share of the triangle */
-static void syrk_task(void *arg, int c, int nc) {
-    syrk_job *j = arg;
-    for (int64_t i = c; i < j->n; i += nc) {
-        const float *a = j->xt + i * j->T;
-        float *hr = j->h + i * j->n;
-        for (int64_t k = i; k < j->n; k++) hr[k] += phiq_dot_f32(a, j->xt + k * j->T, j->T);
-    }
-}
-
-/* The same sums with the AVX-512 Gram kernel: chunk c is a block of 64
- * columns (largest first: work grows with the column), so no two chunks
- * write the same entry. */
-#define GRAM_COLS 64
 static void gram_task(void *arg, int c, int nc) {
-#if defined(__x86_64__)
-    syrk_job *j = arg;
+    gram_job *j = arg;
     const int64_t nb = (j->n + GRAM_COLS - 1) / GRAM_COLS, b = nb - 1 - c;
-    phiq_gram_upper_avx512(j->h, j->n, j->xt, j->T, b * GRAM_COLS, (b + 1) * GRAM_COLS);
-#else
-    (void)arg, (void)c;
-#endif
+    j->fn(j->h, j->n, j->p, j->T, b * GRAM_COLS, (b + 1) * GRAM_COLS);
     (void)nc;
-}
-
-static bool gram_avx512(const phiq_context *ctx) {
-#if defined(__x86_64__)
-    return ctx->kern && (!strcmp(ctx->kern->isa, "avx512") || !strcmp(ctx->kern->isa, "amx"));
-#else
-    (void)ctx;
-    return false;
-#endif
 }
 
 static int calib_hook(void *ud, const phiq_mat *w, const float *x, int64_t ldx, int T) {
@@ -168,14 +145,9 @@ static int calib_hook(void *ud, const phiq_mat *w, const float *x, int64_t ldx, 
     }
     s->count[e->mat] += T;
     if (s->h) {
-        for (int t0 = 0; t0 < T; t0 += 16) /* 16 tokens at a time: whole cache lines written */
-            for (int64_t j = 0; j < n; j++)
-                for (int t = t0; t < T && t < t0 + 16; t++) c->xt[j * T + t] = x[(int64_t)t * ldx + j];
-        syrk_job sj = {s->h, c->xt, n, T};
-        if (gram_avx512(c->ctx))
-            phiq_threadpool_run_chunks(c->ctx->tp, gram_task, &sj, (int)((n + GRAM_COLS - 1) / GRAM_COLS));
-        else
-            phiq_threadpool_run_chunks(c->ctx->tp, syrk_task, &sj, c->ctx->n_threads * 8);
+        phiq_gram_pack(c->xp, x, ldx, n, T);
+        gram_job gj = {c->ctx->kern ? c->ctx->kern->gram_upper : phiq_gram_upper_ref, s->h, c->xp, n, T};
+        phiq_threadpool_run_chunks(c->ctx->tp, gram_task, &gj, (int)((n + GRAM_COLS - 1) / GRAM_COLS));
     }
     return 0;
 }
@@ -231,7 +203,7 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
     for (int i = 0; i < c->n_st; i++)
         if (c->st[i].h && c->st[i].n_in > max_in) max_in = c->st[i].n_in;
     max_in = (max_in + 7) / 8 * 8; /* the Gram kernel reads rows in eights */
-    if (!rc && max_in && !(c->xt = calloc((size_t)(max_in * n_ctx), sizeof(float))))
+    if (!rc && max_in && !(c->xp = calloc(phiq_gram_packed_floats(max_in, n_ctx), sizeof(float))))
         rc = phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     if (!rc && !batch) rc = phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     if (!rc && !(c->ctx = phiq_context_new(m, &cp))) rc = PHIQ_EINVAL;
@@ -268,8 +240,8 @@ phiq_calib *phiq_calib_run(const phiq_model *m, const int32_t *ids, int64_t n_id
             }
     }
     free(batch);
-    free(c->xt);
-    c->xt = NULL;
+    free(c->xp);
+    c->xp = NULL;
     if (c->ctx) phiq_context_free(c->ctx);
     c->ctx = NULL;
     if (rc < 0) {
@@ -526,47 +498,45 @@ const int32_t *phiq_calib_session_hold_out(phiq_calib_session *s, int64_t n_toke
 
 /* Adds diag(g) WᵀW diag(g), scaled to trace n, to H [n][n]: the output
  * error of matrix W (E -> n_out) behind a norm of gain g for an error in the
- * norm's input (up to the norm's 1/rms). The sums are in double, each entry
- * taking W's rows in order; rows go GRAM_ROWS at a time so that a row of
- * the sums is read from memory once per group, not once per row (each
- * entry still adds the same exact products — a float times a float is
- * exact in double — in the same order, so the same bits). */
-#define GRAM_ROWS 32
-static int add_gram(float *H, int64_t n, const phiq_mat *W, const float *g) {
+ * norm's input (up to the norm's 1/rms). W's rows are taken as if they were
+ * calibration tokens, GRAM_ROWS at a time, through the same Gram kernel as
+ * XᵀX (kernels/gram.h: the same bits on every CPU), its column blocks split
+ * over tp's threads; acc holds the upper triangle. */
+#define GRAM_ROWS 512
+static int add_gram(float *H, int64_t n, const phiq_mat *W, const float *g, phiq_threadpool *tp) {
     if (W->n_in != n) return phiq_fail(PHIQ_EFORMAT, "calibration: a weight's rows are not of the embedding's length");
-    float *r = malloc(sizeof(float) * (size_t)n);
-    double *rd = malloc(sizeof(double) * (size_t)(GRAM_ROWS * n));
-    double *acc = calloc((size_t)(n * n), sizeof(double));
-    if (!r || !rd || !acc) {
-        PHIQ_FREE_ALL(r, rd, acc);
+    float *x = malloc(sizeof(float) * (size_t)(GRAM_ROWS * n));
+    float *p = malloc(sizeof(float) * phiq_gram_packed_floats(n, GRAM_ROWS));
+    float *acc = calloc((size_t)(n * n), sizeof(float));
+    if (!x || !p || !acc) {
+        PHIQ_FREE_ALL(x, p, acc);
         return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     }
+    const phiq_kernels *k = phiq_kernels_get();
     for (int64_t o0 = 0; o0 < W->n_out; o0 += GRAM_ROWS) {
         const int64_t no = W->n_out - o0 < GRAM_ROWS ? W->n_out - o0 : GRAM_ROWS;
         for (int64_t o = 0; o < no; o++) {
+            float *r = x + o * n;
             if (phiq_dequantize(W->type, (const uint8_t *)W->data + (o0 + o) * W->row_bytes, r, n) < 0) {
-                PHIQ_FREE_ALL(r, rd, acc);
+                PHIQ_FREE_ALL(x, p, acc);
                 return phiq_fail(PHIQ_EUNSUPPORTED, "calibration: cannot read a weight of type %d", W->type);
             }
-            for (int64_t i = 0; i < n; i++) rd[o * n + i] = (double)(r[i] * (g ? g[i] : 1.0f));
+            if (g)
+                for (int64_t i = 0; i < n; i++) r[i] *= g[i];
         }
-        for (int64_t i = 0; i < n; i++) {
-            double *ai = acc + i * n;
-            for (int64_t o = 0; o < no; o++) {
-                const double ri = rd[o * n + i], *ro = rd + o * n;
-                for (int64_t k = 0; k <= i; k++) ai[k] += ri * ro[k];
-            }
-        }
+        phiq_gram_pack(p, x, n, n, no);
+        gram_job gj = {k->gram_upper, acc, p, n, (int)no};
+        phiq_threadpool_run_chunks(tp, gram_task, &gj, (int)((n + GRAM_COLS - 1) / GRAM_COLS));
     }
     double tr = 0;
     for (int64_t i = 0; i < n; i++) tr += acc[i * n + i];
     const double sc = tr > 0 ? (double)n / tr : 0; /* trace n: the terms weigh alike */
     for (int64_t i = 0; i < n; i++)
-        for (int64_t k = 0; k <= i; k++) {
-            H[i * n + k] += (float)(acc[i * n + k] * sc);
-            H[k * n + i] = H[i * n + k];
+        for (int64_t c = 0; c <= i; c++) {
+            H[i * n + c] += (float)((double)acc[c * n + i] * sc);
+            H[c * n + i] = H[i * n + c];
         }
-    PHIQ_FREE_ALL(r, rd, acc);
+    PHIQ_FREE_ALL(x, p, acc);
     return 0;
 }
 
@@ -579,12 +549,14 @@ int phiq_calib_session_embd_hessian(phiq_calib_session *s, float **H, int64_t *n
     if (!L->fused_qkv || !L->ffn_norm) return 0;
     float *h = calloc((size_t)(n * n), sizeof(float));
     if (!h) return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
-    int rc = s->pinned ? 0 : phiq_model_layers_acquire(m, 0, 1); /* layer 0's matrices, converted */
+    phiq_threadpool *tp = phiq_threadpool_new(s->o.n_threads);
+    int rc = !tp ? PHIQ_ENOMEM : s->pinned ? 0 : phiq_model_layers_acquire(m, 0, 1); /* layer 0's matrices, converted */
     if (rc == 0) {
-        rc = L->qkv.data && L->up.data ? add_gram(h, n, &L->qkv, L->attn_norm) : 1;
-        if (rc == 0) rc = add_gram(h, n, &L->up, L->ffn_norm);
+        rc = L->qkv.data && L->up.data ? add_gram(h, n, &L->qkv, L->attn_norm, tp) : 1;
+        if (rc == 0) rc = add_gram(h, n, &L->up, L->ffn_norm, tp);
         if (!s->pinned) phiq_model_layers_release(m, 0, 1);
     }
+    if (tp) phiq_threadpool_free(tp);
     if (rc != 0) { /* 1: no matrices to read */
         free(h);
         return rc < 0 ? rc : 0;

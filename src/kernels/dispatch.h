@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "formats/ggml_type.h"
+#include "kernels/gram.h"
 
 /* *s = dot(w_row[0..n), act_row[0..n)). */
 typedef void (*phiq_vec_dot_fn)(int64_t n, float *s, const void *w_row, const void *act_row);
@@ -61,6 +62,8 @@ typedef struct phiq_kernels {
     phiq_gemm_fn gemm[PHIQ_GGML_TYPE_COUNT];       /* non-NULL wherever vec_dot is */
     /* F16 weights times F32 activations (no activation conversion). */
     phiq_vec_dot_fn dot_f16_f32;
+    /* Calibration's H += XᵀX on packed inputs (gram.h; the same bits in every table). */
+    phiq_gram_fn gram_upper;
 } phiq_kernels;
 
 /* The best table for this CPU, chosen once (thread-safe). The environment

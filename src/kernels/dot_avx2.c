@@ -431,5 +431,6 @@ void phiq_kernels_init_avx2(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx2";
     k->dot_f16_f32 = dot_f16_f32;
+    k->gram_upper = phiq_gram_upper_avx2;
     AVX2_TYPES(PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K)
 }

@@ -1100,5 +1100,6 @@ void phiq_kernels_init_avx512(phiq_kernels *k) {
     k->isa = "avx512";
     k->quantize_act = quantize_act_avx512;
     k->dot_f16_f32 = dot_f16_f32;
+    k->gram_upper = phiq_gram_upper_avx512;
     AVX512_TYPES(PHIQ_KERNELS_SET_K)
 }

@@ -404,6 +404,7 @@ void phiq_kernels_init_scalar(phiq_kernels *k) {
     for (int t = 0; t < PHIQ_GGML_TYPE_COUNT; t++) k->act_type[t] = -1;
     k->quantize_act = phiq_quantize_act_ref;
     k->dot_f16_f32 = dot_f16_f32;
+    k->gram_upper = phiq_gram_upper_ref;
 #define SCALAR_SET(T, name, act) k->act_type[PHIQ_GGML_TYPE_##T] = PHIQ_GGML_TYPE_##act, PHIQ_KERNELS_SET_K(T, name)
     SCALAR_TYPES(SCALAR_SET)
 #undef SCALAR_SET

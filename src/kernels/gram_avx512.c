@@ -1,60 +1,62 @@
-/* gram_avx512.c — the Gram matrix of calibration inputs, H += Xᵀ X, for
- * GPTQ's Hessians (src/convert/calib.c): every entry is computed with exactly
- * phiq_dot_f32's arithmetic (ops.c: eight lane sums over t = k mod 8, each a
- * rounded product then a rounded add — no FMA —, summed as
- * ((0+1)+(2+3))+((4+5)+(6+7)), then the t tail one by one), so the bytes
- * do not depend on this kernel; it only does the dots 32 at a time in
- * registers (4 rows x 8 columns, two columns' eight lanes per zmm) with one
- * block of columns kept in cache while every row tile passes over it.
- * Compiled with -ffp-contract=off (CMakeLists.txt) so that no product and
- * sum fuse. */
+/* gram_avx512.c — H += XᵀX (gram.h) as a rank-1 update per token: a tile
+ * of 8 rows x 48 columns (24 zmm accumulators) takes each token's 8 row
+ * values as broadcasts and its 48 column values as three loads of the
+ * packed groups, one FMA per accumulator, so every lane computes exactly
+ * gram.h's sum. One block of 3 column groups (48 x T floats: ~96 KiB at
+ * T = 512) stays in L2 while the row tiles stream past. */
 #include <immintrin.h>
 
-#include "kernels/ops.h"
+#include "kernels/gram.h"
 
-/* 4 rows i0.. x 8 columns j0.. of full 8-lane blocks of t (T8 of them). */
-static void gram_tile(const float *xt, int64_t T, int64_t i0, int64_t j0, int64_t T8, float out[4][8]) {
-    __m512 acc[4][4];
-    for (int r = 0; r < 4; r++)
-        for (int q = 0; q < 4; q++) acc[r][q] = _mm512_setzero_ps();
-    const float *a0 = xt + i0 * T, *b0 = xt + j0 * T;
-    for (int64_t s = 0; s < T8; s++) {
-        const int64_t t = 8 * s;
-        __m512 a[4], b[4];
-        for (int r = 0; r < 4; r++) a[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(a0 + r * T + t));
-        for (int q = 0; q < 4; q++)
-            b[q] = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(b0 + 2 * q * T + t)),
-                                      _mm256_loadu_ps(b0 + (2 * q + 1) * T + t), 1);
-        for (int r = 0; r < 4; r++)
-            for (int q = 0; q < 4; q++) acc[r][q] = _mm512_add_ps(acc[r][q], _mm512_mul_ps(a[r], b[q]));
-    }
-    for (int r = 0; r < 4; r++)
-        for (int q = 0; q < 4; q++) {
-            __m512 v = acc[r][q];
-            v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xB1));                      /* l0+l1, l2+l3, ... */
-            v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4E));                      /* (l0+l1)+(l2+l3), ... */
-            v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1))); /* + ((l4+l5)+(l6+l7)) */
-            float f[16];
-            _mm512_storeu_ps(f, v);
-            out[r][2 * q] = f[0];
-            out[r][2 * q + 1] = f[8];
-        }
+#define G PHIQ_GRAM_GROUP
+#define MR 8
+
+static inline __mmask16 lanes(int64_t lo, int64_t hi) {
+    if (lo < 0) lo = 0;
+    if (hi > G) hi = G;
+    if (hi <= lo) return 0;
+    return (__mmask16)(((1u << hi) - 1) & ~((1u << lo) - 1));
 }
 
-void phiq_gram_upper_avx512(float *h, int64_t n, const float *xt, int64_t T, int64_t j0, int64_t j1) {
-    const int64_t T8 = T / 8;
-    if (j1 > n) j1 = n;
-    for (int64_t i0 = 0; i0 < j1; i0 += 4)
-        for (int64_t jj = j0; jj < j1; jj += 8) {
-            if (jj + 8 <= i0) continue; /* wholly below the diagonal */
-            float out[4][8];
-            gram_tile(xt, T, i0, jj, T8, out);
-            for (int r = 0; r < 4 && i0 + r < n; r++)
-                for (int q = 0; q < 8 && jj + q < j1; q++) {
-                    const float *a = xt + (i0 + r) * T, *b = xt + (jj + q) * T;
-                    float s = out[r][q];
-                    for (int64_t t = 8 * T8; t < T; t++) s += a[t] * b[t];
-                    h[(i0 + r) * n + jj + q] += s;
-                }
+/* Rows i0.. (i0 a multiple of 8) against groups g0 .. g0+ng; columns
+ * written are [jlo, jhi) and j >= i. */
+static inline __attribute__((always_inline)) void tile(float *h, int64_t n, const float *p, int64_t T, int64_t i0,
+                                                       int64_t g0, const int ng, int64_t jlo, int64_t jhi) {
+    __m512 acc[MR][3];
+    for (int r = 0; r < MR; r++)
+        for (int q = 0; q < ng; q++) acc[r][q] = _mm512_setzero_ps();
+    const float *pi = p + (i0 / G) * T * G + i0 % G, *pj = p + g0 * T * G;
+    for (int64_t t = 0; t < T; t++) {
+        __m512 b[3];
+        for (int q = 0; q < ng; q++) b[q] = _mm512_loadu_ps(pj + (q * T + t) * G);
+        for (int r = 0; r < MR; r++) {
+            const __m512 a = _mm512_set1_ps(pi[t * G + r]);
+            for (int q = 0; q < ng; q++) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
         }
+    }
+    for (int r = 0; r < MR && i0 + r < jhi; r++) {
+        const int64_t i = i0 + r, lo = i > jlo ? i : jlo;
+        for (int q = 0; q < ng; q++) {
+            const int64_t c = (g0 + q) * G;
+            const __mmask16 m = lanes(lo - c, jhi - c);
+            if (!m) continue;
+            float *hr = h + i * n + c;
+            _mm512_mask_storeu_ps(hr, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, hr), acc[r][q]));
+        }
+    }
+}
+
+void phiq_gram_upper_avx512(float *h, int64_t n, const float *p, int64_t T, int64_t j0, int64_t j1) {
+    if (j1 > n) j1 = n;
+    for (int64_t g0 = j0 / G; g0 * G < j1; g0 += 3) {
+        const int64_t left = (j1 - g0 * G + G - 1) / G;
+        const int ng = left < 3 ? (int)left : 3;
+        const int64_t jhi = (g0 + ng) * G < j1 ? (g0 + ng) * G : j1;
+        const int64_t jlo = g0 * G > j0 ? g0 * G : j0;
+        for (int64_t i0 = 0; i0 < jhi; i0 += MR) {
+            if (ng == 3) tile(h, n, p, T, i0, g0, 3, jlo, jhi);
+            else if (ng == 2) tile(h, n, p, T, i0, g0, 2, jlo, jhi);
+            else tile(h, n, p, T, i0, g0, 1, jlo, jhi);
+        }
+    }
 }

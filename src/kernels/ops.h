@@ -44,13 +44,6 @@ bool phiq_ops_type_supported(int type);
 int phiq_row_to_f32(int type, const void *src, float *dst, int64_t n);
 
 float phiq_dot_f32(const float *a, const float *b, int64_t n);
-/* gram_avx512.c (x86-64 with AVX-512F/DQ): h[i][j] += phiq_dot_f32(xt_i, xt_j, T),
- * bit for bit, for columns j in [j0, j1) (j0 a multiple of 8) and rows i <= j
- * (h is n x n row-major; entries just below the diagonal may change too).
- * xt holds rows of T floats, n rounded up to 8 of them (the extra rows any
- * finite values). */
-void phiq_gram_upper_avx512(float *h, int64_t n, const float *xt, int64_t T, int64_t j0, int64_t j1);
-
 /* y[t*ldy + r] = W[r] . x[t*ldx ..] (+ bias[r]) for t < T and rows r in [r0, r1).
  * scratch holds n_in floats (the dequantized row, reused for all T tokens). */
 void phiq_matmul_rows(const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,

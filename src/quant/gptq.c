@@ -3,7 +3,8 @@
  * With A = H + λI, GPTQ needs the upper Cholesky factor U of A⁻¹
  * (A⁻¹ = UᵀU). A = RRᵀ with R = U⁻¹ upper triangular, so R is the Cholesky
  * factor of A with rows and columns reversed, and U its triangular inverse:
- * one factorization and one inversion, in double. Rows of W are independent
+ * one factorization and one inversion, in float (in double when a pivot
+ * is not positive in float). Rows of W are independent
  * given U, so threads take tiles of rows; within a tile each U row is read
  * once for all of the tile's rows. */
 #include <math.h>
@@ -84,26 +85,67 @@ void phiq_gptq_block_update_ref(float *w, int64_t ldw, int nr, const float *et, 
         }
 }
 
-/* U (float, [n][n], upper) from H with rows and columns in the order perm
- * (the sweep's); dead columns (zero diagonal) get 1. */
-static int inverse_chol_upper(const float *H, const int64_t *perm, int64_t n, float damp, float *U, int n_threads) {
-    double *a = malloc(sizeof(double) * (size_t)(n * n));
-    if (!a) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory for a %lld x %lld Hessian", (long long)n, (long long)n);
+/* The single-precision forms (the default path): as above, with each term
+ * one fused multiply-add, k ascending; gptq_avx512.c's are the same bits. */
+int phiq_gptq_chol_f32_ref(float *a, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        const float *rj = a + j * n;
+        float d = rj[j];
+        for (int64_t k = 0; k < j; k++) d = fmaf(-rj[k], rj[k], d);
+        if (!(d > 0)) return (int)(-1 - j);
+        d = sqrtf(d);
+        a[j * n + j] = d;
+        for (int64_t i = j + 1; i < n; i++) {
+            const float *ri = a + i * n;
+            float s = ri[j];
+            for (int64_t k = 0; k < j; k++) s = fmaf(-ri[k], rj[k], s);
+            a[i * n + j] = s / d;
+        }
+    }
+    return 0;
+}
+
+/* M = L⁻¹ in place, row by row: row i's L aside in tmp, then
+ * M[i][j] = -(Σ_{j<=k<i} L[i][k] M[k][j]) / L[i][i] from 0 up, M[i][i] = 1 / L[i][i]. */
+void phiq_gptq_trinv_f32_ref(float *a, float *tmp, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float *mi = a + i * n;
+        memcpy(tmp, mi, sizeof(float) * (size_t)(i + 1));
+        for (int64_t j = 0; j < i; j++) mi[j] = 0;
+        for (int64_t k = 0; k < i; k++) {
+            const float *mk = a + k * n;
+            for (int64_t j = 0; j <= k; j++) mi[j] = fmaf(tmp[k], mk[j], mi[j]);
+        }
+        const float inv = 1.0f / tmp[i];
+        for (int64_t j = 0; j < i; j++) mi[j] *= -inv;
+        mi[i] = inv;
+    }
+}
+
+/* A = H + λI in the reversed sweep order, a[i][j] = H[perm[n-1-i]][perm[n-1-j]]
+ * (dead columns' diagonal 1), into ad (double) or af (float, rounded from double) */
+static void damped(const float *H, const int64_t *perm, int64_t n, float damp, double *ad, float *af) {
     double mean = 0;
     for (int64_t i = 0; i < n; i++) mean += H[i * n + i];
     mean /= (double)n;
     if (!(mean > 0)) mean = 1;
     const double lambda = damp * mean;
-    /* reversed sweep order: a[i][j] = H[perm[n-1-i]][perm[n-1-j]] */
     for (int64_t i = 0; i < n; i++) {
         const float *hi = H + perm[n - 1 - i] * n;
-        for (int64_t j = 0; j < n; j++) a[i * n + j] = hi[perm[n - 1 - j]];
+        for (int64_t j = 0; j < n; j++) {
+            double v = hi[perm[n - 1 - j]];
+            if (i == j) v = (v <= 0 ? 1 : v) + lambda;
+            if (ad) ad[i * n + j] = v;
+            else af[i * n + j] = (float)v;
+        }
     }
-    for (int64_t i = 0; i < n; i++) {
-        if (a[i * n + i] <= 0) a[i * n + i] = 1;
-        a[i * n + i] += lambda;
-    }
-    /* Cholesky a = L Lᵀ (lower, in place) */
+}
+
+/* U from the double path (the fall back): -1 when A is not positive definite in double either */
+static int inverse_chol_upper_f64(const float *H, const int64_t *perm, int64_t n, float damp, float *U, int n_threads) {
+    double *a = malloc(sizeof(double) * (size_t)(n * n));
+    if (!a) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory for a %lld x %lld Hessian", (long long)n, (long long)n);
+    damped(H, perm, n, damp, a, NULL);
     const bool fast = gptq_avx512();
     double *pt = fast ? malloc(sizeof(double) * (size_t)(64 * n)) : NULL;
     double *diag = malloc(sizeof(double) * (size_t)n);
@@ -136,6 +178,51 @@ static int inverse_chol_upper(const float *H, const int64_t *perm, int64_t n, fl
     for (int64_t i = 0; i < n; i++)
         for (int64_t j = 0; j < n; j++) U[i * n + j] = j >= i ? (float)a[(n - 1 - i) * n + (n - 1 - j)] : 0.0f;
     free(a);
+    return 0;
+}
+
+/* U (float, [n][n], upper) from H with rows and columns in the order perm
+ * (the sweep's); dead columns (zero diagonal) get 1. In float, in place
+ * in U (the original GPTQ factors in float too); a pivot that is not
+ * positive in float takes the double path, which fails only if A is not
+ * positive definite there either. */
+static int inverse_chol_upper(const float *H, const int64_t *perm, int64_t n, float damp, float *U, int n_threads) {
+    damped(H, perm, n, damp, NULL, U);
+    const bool fast = gptq_avx512();
+    (void)fast;
+#if defined(__x86_64__)
+    float *work = NULL;
+    if (fast) {
+        const size_t wb = (sizeof(float) * (size_t)phiq_gptq_f32_work(n) + 63) / 64 * 64;
+        work = aligned_alloc(64, wb);
+        if (!work) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
+    }
+    float *tmp = fast ? NULL : malloc(sizeof(float) * (size_t)n);
+#else
+    float *tmp = malloc(sizeof(float) * (size_t)n);
+#endif
+    int bad = 0;
+#if defined(__x86_64__)
+    if (fast) {
+        bad = phiq_gptq_chol_f32_avx512(U, n, work, n_threads);
+        if (bad == 0) phiq_gptq_trinv_f32_avx512(U, n, work, n_threads);
+        free(work);
+    } else
+#endif
+    {
+        if (!tmp) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
+        bad = phiq_gptq_chol_f32_ref(U, n);
+        if (bad == 0) phiq_gptq_trinv_f32_ref(U, tmp, n);
+    }
+    free(tmp);
+    if (bad < 0) return inverse_chol_upper_f64(H, perm, n, damp, U, n_threads);
+    /* U[i][j] = M[n-1-i][n-1-j]: the whole array reversed, then the lower part cleared */
+    for (int64_t x = 0, y = n * n - 1; x < y; x++, y--) {
+        const float v = U[x];
+        U[x] = U[y];
+        U[y] = v;
+    }
+    for (int64_t i = 0; i < n; i++) memset(U + i * n, 0, sizeof(float) * (size_t)i);
     return 0;
 }
 

@@ -252,3 +252,238 @@ void phiq_gptq_block_update_avx512(float *w, int64_t ldw, int nr, const float *e
         for (int r = 0; r < PHIQ_GPTQ_TILE; r++) _mm512_mask_storeu_ps(w + r * ldw + k, m, acc[r]);
     }
 }
+
+/* ---- the single-precision path (the default; gptq.c's *_f32_ref loops) ----------
+ * Every entry is a chain of fused multiply-adds over its terms in ascending
+ * order, as in the scalar loops; only the grouping of entries changes:
+ * right-looking panels of F_KC columns whose terms go to the rest of the
+ * matrix as one register-tiled update (F_MR x F_NR entries in registers,
+ * both operands packed so that the kernel reads them contiguously). */
+#define F_MR 12  /* rows of a tile (one broadcast each) */
+#define F_NR 32  /* columns of a tile (two vectors) */
+#define F_KC 256 /* panel width = terms per update: each update passes once through the rest of the matrix */
+#define F_NB 8   /* strips per column block: 8 x 32 x 256 floats of B (256 KiB) stay in L2 */
+
+/* C[i][j] = fma(A[i][p], B[p][j], C[i][j]) for p < kc in order, i in
+ * [r0, r1), j in [c0, c1); ap: per group of F_MR rows [kc][F_MR], bp: per
+ * strip of F_NR columns [kc][F_NR], both zero-padded; lower: only tiles
+ * with an entry j <= i (the others' entries above the diagonal are garbage). */
+typedef struct fupd {
+    float *a;
+    const float *ap, *bp;
+    int64_t n, kc, r0, r1, c0, c1;
+    int lower;
+} fupd;
+
+static void ftile(float *c, int64_t ldc, const float *ap, const float *bp, int64_t kc) {
+    __m512 c0[F_MR], c1[F_MR];
+#pragma GCC unroll 12
+    for (int r = 0; r < F_MR; r++) {
+        c0[r] = _mm512_loadu_ps(c + r * ldc);
+        c1[r] = _mm512_loadu_ps(c + r * ldc + 16);
+    }
+    for (int64_t p = 0; p < kc; p++) {
+        const __m512 b0 = _mm512_load_ps(bp + p * F_NR), b1 = _mm512_load_ps(bp + p * F_NR + 16);
+        const float *x = ap + p * F_MR;
+#pragma GCC unroll 12
+        for (int r = 0; r < F_MR; r++) {
+            const __m512 v = _mm512_set1_ps(x[r]);
+            c0[r] = _mm512_fmadd_ps(v, b0, c0[r]);
+            c1[r] = _mm512_fmadd_ps(v, b1, c1[r]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int r = 0; r < F_MR; r++) {
+        _mm512_storeu_ps(c + r * ldc, c0[r]);
+        _mm512_storeu_ps(c + r * ldc + 16, c1[r]);
+    }
+}
+
+static void f_update(void *arg, int t, int nt) {
+    const fupd *u = arg;
+    const int64_t n = u->n, ng = (u->r1 - u->r0 + F_MR - 1) / F_MR, ns = (u->c1 - u->c0 + F_NR - 1) / F_NR;
+    _Alignas(64) float buf[F_MR * F_NR];
+    for (int64_t sb = 0; sb < ns; sb += F_NB)
+        for (int64_t g = t; g < ng; g += nt) {
+            const int64_t i = u->r0 + g * F_MR, nr = u->r1 - i < F_MR ? u->r1 - i : F_MR;
+            const float *ap = u->ap + g * u->kc * F_MR;
+            for (int64_t s = sb; s < sb + F_NB && s < ns; s++) {
+                const int64_t j = u->c0 + s * F_NR, nc = u->c1 - j < F_NR ? u->c1 - j : F_NR;
+                if (u->lower && j > i + nr - 1) break;
+                const float *bp = u->bp + s * u->kc * F_NR;
+                float *c = u->a + i * n + j;
+                if (nr == F_MR && nc == F_NR) {
+                    ftile(c, n, ap, bp, u->kc);
+                    continue;
+                }
+                memset(buf, 0, sizeof buf);
+                for (int64_t r = 0; r < nr; r++) memcpy(buf + r * F_NR, c + r * n, sizeof(float) * (size_t)nc);
+                ftile(buf, F_NR, ap, bp, u->kc);
+                for (int64_t r = 0; r < nr; r++) memcpy(c + r * n, buf + r * F_NR, sizeof(float) * (size_t)nc);
+            }
+        }
+}
+
+/* The operands of an update with the terms k in [k0, k0 + pw), packed, the
+ * groups and strips shared out between threads. Rows [k1, n) as ap[g][p][r]
+ * = sign L[k1 + g F_MR + r][k0 + p] (0 past n), with inv their L[i][k0..k1)
+ * then cleared (they become partial sums of M). Strips bp[s][p][c] of
+ * columns j = c0 + s F_NR + c < c1: Cholesky (inv = 0): L[j][k0 + p];
+ * inverse: M[k0 + p][j] where j <= k0 + p, else 0. */
+typedef struct fpack {
+    float *a, *ap, *bp;
+    int64_t n, k0, k1, pw, c0, c1;
+    int inv;
+} fpack;
+
+static void f_pack(void *arg, int t, int nt) {
+    const fpack *f = arg;
+    float *a = f->a;
+    const int64_t n = f->n, k0 = f->k0, pw = f->pw, ng = (n - f->k1 + F_MR - 1) / F_MR;
+    const float sign = f->inv ? 1.0f : -1.0f;
+    for (int64_t g = t; g < ng; g += nt) {
+        float *dst = f->ap + g * pw * F_MR;
+        for (int64_t r = 0, i = f->k1 + g * F_MR; r < F_MR; r++, i++) {
+            const float *src = a + i * n + k0;
+            for (int64_t p = 0; p < pw; p++) dst[p * F_MR + r] = i < n ? sign * src[p] : 0.0f;
+            if (f->inv && i < n) memset(a + i * n + k0, 0, sizeof(float) * (size_t)pw);
+        }
+    }
+    for (int64_t s = t, j0 = f->c0 + t * F_NR; j0 < f->c1; s += nt, j0 += nt * F_NR) {
+        float *dst = f->bp + s * pw * F_NR;
+        for (int64_t c = 0; c < F_NR; c++) {
+            const int64_t j = j0 + c;
+            if (f->inv)
+                for (int64_t p = 0; p < pw; p++) dst[p * F_NR + c] = j <= k0 + p ? a[(k0 + p) * n + j] : 0.0f;
+            else
+                for (int64_t p = 0; p < pw; p++) dst[p * F_NR + c] = j < f->c1 ? a[j * n + k0 + p] : 0.0f;
+        }
+    }
+}
+
+/* work: the packed rows (F_KC (n + F_MR)), the packed strips (F_KC (n + F_NR))
+ * and the inverse's diagonal block (F_KC F_KC), 64-byte aligned */
+int64_t phiq_gptq_f32_work(int64_t n) { return (int64_t)F_KC * (2 * n + F_MR + F_NR + F_KC); }
+static float *f_bp(float *work, int64_t n) { return work + (size_t)F_KC * (size_t)(n + F_MR); }
+
+/* the panel's rows [k1, n), 64 at a time (transposed so that rows are lanes):
+ * x[i][j] = (a[i][j] - sum_{k0 <= q < j} x[i][q] L[j][q]) / L[j][j] */
+typedef struct fpanel {
+    float *a;
+    int64_t n, k0, k1;
+} fpanel;
+
+static void f_panel_rows(void *arg, int t, int nt) {
+    const fpanel *f = arg;
+    float *a = f->a;
+    const int64_t n = f->n, k0 = f->k0, pw = f->k1 - k0;
+    _Alignas(64) float x[F_KC][64];
+    for (int64_t i0 = f->k1 + 64 * t; i0 < n; i0 += 64 * nt) {
+        const int64_t nr = n - i0 < 64 ? n - i0 : 64;
+        for (int64_t p = 0; p < pw; p++)
+            for (int64_t r = 0; r < 64; r++) x[p][r] = r < nr ? a[(i0 + r) * n + k0 + p] : 0.0f;
+        for (int64_t p = 0; p < pw; p++) {
+            const float *lj = a + (k0 + p) * n + k0;
+            __m512 s[4];
+            for (int v = 0; v < 4; v++) s[v] = _mm512_load_ps(&x[p][16 * v]);
+            for (int64_t q = 0; q < p; q++) {
+                const __m512 l = _mm512_set1_ps(-lj[q]);
+                for (int v = 0; v < 4; v++) s[v] = _mm512_fmadd_ps(_mm512_load_ps(&x[q][16 * v]), l, s[v]);
+            }
+            const __m512 d = _mm512_set1_ps(lj[p]);
+            for (int v = 0; v < 4; v++) _mm512_store_ps(&x[p][16 * v], _mm512_div_ps(s[v], d));
+        }
+        for (int64_t r = 0; r < nr; r++)
+            for (int64_t p = 0; p < pw; p++) a[(i0 + r) * n + k0 + p] = x[p][r];
+    }
+}
+
+int phiq_gptq_chol_f32_avx512(float *a, int64_t n, float *work, int nt) {
+    float *ap = work, *bp = f_bp(work, n);
+    for (int64_t k0 = 0; k0 < n; k0 += F_KC) {
+        const int64_t k1 = n - k0 < F_KC ? n : k0 + F_KC, pw = k1 - k0;
+        /* the panel's diagonal block, column by column */
+        for (int64_t j = k0; j < k1; j++) {
+            float d = a[j * n + j];
+            for (int64_t q = k0; q < j; q++) d = fmaf(-a[j * n + q], a[j * n + q], d);
+            if (!(d > 0)) return (int)(-1 - j);
+            d = sqrtf(d);
+            a[j * n + j] = d;
+            for (int64_t i = j + 1; i < k1; i++) {
+                float s = a[i * n + j];
+                for (int64_t q = k0; q < j; q++) s = fmaf(-a[i * n + q], a[j * n + q], s);
+                a[i * n + j] = s / d;
+            }
+        }
+        if (k1 == n) break;
+        fpanel fp = {a, n, k0, k1};
+        par(n - k1 >= 128 ? nt : 1, f_panel_rows, &fp);
+        /* the panel's terms to rows and columns [k1, n), lower triangle */
+        fpack fk = {a, ap, bp, n, k0, k1, pw, k1, n, 0};
+        par(nt, f_pack, &fk);
+        fupd u = {a, ap, bp, n, pw, k1, n, k1, n, 1};
+        par(n - k1 >= 2 * F_MR ? nt : 1, f_update, &u);
+    }
+    return 0;
+}
+
+/* the rows [k0, k1) of M = L^-1 that have the terms k < k0 (partial sums
+ * in place; their L[i][k0..i] in lb): terms k in [k0, i) in order, then
+ * the scale; by chunks of F_JC columns (chunk c to thread c % nt), so that
+ * the block's rows of a chunk (128 KiB) stay in L2 while its rows go by */
+#define F_JC 256
+typedef struct fdiag {
+    float *a;
+    const float *lb;
+    int64_t n, k0, k1;
+} fdiag;
+
+static void f_inv_block(void *arg, int t, int nt) {
+    const fdiag *f = arg;
+    float *a = f->a;
+    const int64_t n = f->n, k0 = f->k0, k1 = f->k1, pw = k1 - k0;
+    for (int64_t j0 = F_JC * t; j0 < k1; j0 += F_JC * nt) {
+        const int64_t je = j0 + F_JC;
+        for (int64_t i = k0 > j0 ? k0 : j0; i < k1; i++) {
+            float *mi = a + i * n;
+            const float *l = f->lb + (i - k0) * pw;
+            for (int64_t k = k0 > j0 ? k0 : j0; k < i; k++) { /* M[k][j0..] is zero for k < j0 */
+                const float *mk = a + k * n;
+                const __m512 vl = _mm512_set1_ps(l[k - k0]);
+                const int64_t end = k + 1 < je ? k + 1 : je;
+                for (int64_t j = j0; j < end; j += 16) {
+                    const __mmask16 m = end - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (end - j)) - 1);
+                    _mm512_mask_storeu_ps(mi + j, m,
+                                          _mm512_fmadd_ps(vl, _mm512_maskz_loadu_ps(m, mk + j), _mm512_maskz_loadu_ps(m, mi + j)));
+                }
+            }
+            const float inv = 1.0f / l[i - k0];
+            const __m512 vs = _mm512_set1_ps(-inv);
+            const int64_t end = i < je ? i : je;
+            for (int64_t j = j0; j < end; j += 16) {
+                const __mmask16 m = end - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (end - j)) - 1);
+                _mm512_mask_storeu_ps(mi + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, mi + j), vs));
+            }
+            if (i >= j0 && i < je) mi[i] = inv;
+        }
+    }
+}
+
+void phiq_gptq_trinv_f32_avx512(float *a, int64_t n, float *work, int nt) {
+    float *ap = work, *bp = f_bp(work, n), *lb = bp + (size_t)F_KC * (size_t)(n + F_NR);
+    for (int64_t k0 = 0; k0 < n; k0 += F_KC) {
+        const int64_t k1 = n - k0 < F_KC ? n : k0 + F_KC, pw = k1 - k0;
+        for (int64_t i = k0; i < k1; i++) {
+            memcpy(lb + (i - k0) * pw, a + i * n + k0, sizeof(float) * (size_t)(i - k0 + 1));
+            memset(a + i * n + k0, 0, sizeof(float) * (size_t)(i - k0));
+        }
+        fdiag fd = {a, lb, n, k0, k1};
+        par(k1 >= 256 ? nt : 1, f_inv_block, &fd);
+        if (k1 == n) break;
+        /* the terms k in [k0, k1) to rows [k1, n), columns [0, k1) */
+        fpack fk = {a, ap, bp, n, k0, k1, pw, 0, k1, 1};
+        par(nt, f_pack, &fk);
+        fupd u = {a, ap, bp, n, pw, k1, n, 0, k1, 0};
+        par(n - k1 >= 2 * F_MR ? nt : 1, f_update, &u);
+    }
+}

@@ -155,6 +155,17 @@ int phiq_gptq_chol_ref(double *a, int64_t n);
 void phiq_gptq_park(double *a, double *diag, int64_t n);
 void phiq_gptq_trinv_ref(double *a, const double *diag, int64_t n);
 void phiq_gptq_trinv_avx512(double *a, const double *diag, int64_t n, int n_threads);
+/* The single-precision forms (the default; the double ones are the fall back
+ * when a pivot is not positive in float): a = L Lᵀ in place (lower; -1 - j
+ * at a non-positive pivot j) and M = L⁻¹ in place of L (lower), each term a
+ * fused multiply-add in ascending order of k; the AVX-512 forms take
+ * phiq_gptq_f32_work(n) floats of 64-byte aligned work, the reference row i
+ * of the inverse n floats of tmp. Entries above the diagonal: garbage. */
+int phiq_gptq_chol_f32_ref(float *a, int64_t n);
+void phiq_gptq_trinv_f32_ref(float *a, float *tmp, int64_t n);
+int64_t phiq_gptq_f32_work(int64_t n);
+int phiq_gptq_chol_f32_avx512(float *a, int64_t n, float *work, int n_threads);
+void phiq_gptq_trinv_f32_avx512(float *a, int64_t n, float *work, int n_threads);
 void phiq_gptq_axpy_avx512(float *row, const float *u, float e, int64_t n);
 /* The sweep's deferred update (lazy batch): for rows r < nr (w, ldw floats
  * apart), columns k0 <= k < k1, and c = 0, 1, ... nc - 1 in that order,
