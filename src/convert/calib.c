@@ -491,47 +491,45 @@ const int32_t *phiq_calib_session_hold_out(phiq_calib_session *s, int64_t n_toke
 
 /* Adds diag(g) WᵀW diag(g), scaled to trace n, to H [n][n]: the output
  * error of matrix W (E -> n_out) behind a norm of gain g for an error in the
- * norm's input (up to the norm's 1/rms). The sums are in double, each entry
- * taking W's rows in order; rows go GRAM_ROWS at a time so that a row of
- * the sums is read from memory once per group, not once per row (each
- * entry still adds the same exact products — a float times a float is
- * exact in double — in the same order, so the same bits). */
-#define GRAM_ROWS 32
-static int add_gram(float *H, int64_t n, const phiq_mat *W, const float *g) {
+ * norm's input (up to the norm's 1/rms). W's rows are taken as if they were
+ * calibration tokens, GRAM_ROWS at a time, through the same Gram kernel as
+ * XᵀX (kernels/gram.h: the same bits on every CPU), its column blocks split
+ * over tp's threads; acc holds the upper triangle. */
+#define GRAM_ROWS 512
+static int add_gram(float *H, int64_t n, const phiq_mat *W, const float *g, phiq_threadpool *tp) {
     if (W->n_in != n) return phiq_fail(PHIQ_EFORMAT, "calibration: a weight's rows are not of the embedding's length");
-    float *r = malloc(sizeof(float) * (size_t)n);
-    double *rd = malloc(sizeof(double) * (size_t)(GRAM_ROWS * n));
-    double *acc = calloc((size_t)(n * n), sizeof(double));
-    if (!r || !rd || !acc) {
-        PHIQ_FREE_ALL(r, rd, acc);
+    float *x = malloc(sizeof(float) * (size_t)(GRAM_ROWS * n));
+    float *p = malloc(sizeof(float) * phiq_gram_packed_floats(n, GRAM_ROWS));
+    float *acc = calloc((size_t)(n * n), sizeof(float));
+    if (!x || !p || !acc) {
+        PHIQ_FREE_ALL(x, p, acc);
         return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
     }
+    const phiq_kernels *k = phiq_kernels_get();
     for (int64_t o0 = 0; o0 < W->n_out; o0 += GRAM_ROWS) {
         const int64_t no = W->n_out - o0 < GRAM_ROWS ? W->n_out - o0 : GRAM_ROWS;
         for (int64_t o = 0; o < no; o++) {
+            float *r = x + o * n;
             if (phiq_dequantize(W->type, (const uint8_t *)W->data + (o0 + o) * W->row_bytes, r, n) < 0) {
-                PHIQ_FREE_ALL(r, rd, acc);
+                PHIQ_FREE_ALL(x, p, acc);
                 return phiq_fail(PHIQ_EUNSUPPORTED, "calibration: cannot read a weight of type %d", W->type);
             }
-            for (int64_t i = 0; i < n; i++) rd[o * n + i] = (double)(r[i] * (g ? g[i] : 1.0f));
+            if (g)
+                for (int64_t i = 0; i < n; i++) r[i] *= g[i];
         }
-        for (int64_t i = 0; i < n; i++) {
-            double *ai = acc + i * n;
-            for (int64_t o = 0; o < no; o++) {
-                const double ri = rd[o * n + i], *ro = rd + o * n;
-                for (int64_t k = 0; k <= i; k++) ai[k] += ri * ro[k];
-            }
-        }
+        phiq_gram_pack(p, x, n, n, no);
+        gram_job gj = {k->gram_upper, acc, p, n, (int)no};
+        phiq_threadpool_run_chunks(tp, gram_task, &gj, (int)((n + GRAM_COLS - 1) / GRAM_COLS));
     }
     double tr = 0;
     for (int64_t i = 0; i < n; i++) tr += acc[i * n + i];
     const double sc = tr > 0 ? (double)n / tr : 0; /* trace n: the terms weigh alike */
     for (int64_t i = 0; i < n; i++)
-        for (int64_t k = 0; k <= i; k++) {
-            H[i * n + k] += (float)(acc[i * n + k] * sc);
-            H[k * n + i] = H[i * n + k];
+        for (int64_t c = 0; c <= i; c++) {
+            H[i * n + c] += (float)((double)acc[c * n + i] * sc);
+            H[c * n + i] = H[i * n + c];
         }
-    PHIQ_FREE_ALL(r, rd, acc);
+    PHIQ_FREE_ALL(x, p, acc);
     return 0;
 }
 
@@ -544,12 +542,14 @@ int phiq_calib_session_embd_hessian(phiq_calib_session *s, float **H, int64_t *n
     if (!L->fused_qkv || !L->ffn_norm) return 0;
     float *h = calloc((size_t)(n * n), sizeof(float));
     if (!h) return phiq_fail(PHIQ_ENOMEM, "calibration: out of memory");
-    int rc = s->pinned ? 0 : phiq_model_layers_acquire(m, 0, 1); /* layer 0's matrices, converted */
+    phiq_threadpool *tp = phiq_threadpool_new(s->o.n_threads);
+    int rc = !tp ? PHIQ_ENOMEM : s->pinned ? 0 : phiq_model_layers_acquire(m, 0, 1); /* layer 0's matrices, converted */
     if (rc == 0) {
-        rc = L->qkv.data && L->up.data ? add_gram(h, n, &L->qkv, L->attn_norm) : 1;
-        if (rc == 0) rc = add_gram(h, n, &L->up, L->ffn_norm);
+        rc = L->qkv.data && L->up.data ? add_gram(h, n, &L->qkv, L->attn_norm, tp) : 1;
+        if (rc == 0) rc = add_gram(h, n, &L->up, L->ffn_norm, tp);
         if (!s->pinned) phiq_model_layers_release(m, 0, 1);
     }
+    if (tp) phiq_threadpool_free(tp);
     if (rc != 0) { /* 1: no matrices to read */
         free(h);
         return rc < 0 ? rc : 0;
