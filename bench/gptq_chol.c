@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <sys/mman.h>
 
 #include "quant/quant_internal.h"
 
@@ -80,8 +79,7 @@ int main(int argc, char **argv) {
         free(a), free(pt), free(diag);
     }
     if (strcmp(which, "f64")) {
-        float *a = aligned_alloc(1 << 21, (sizeof(float) * (size_t)(n * n) + (1 << 21) - 1) >> 21 << 21);
-        if (getenv("HUGE")) madvise(a, (sizeof(float) * (size_t)(n * n) + (1 << 21) - 1) >> 21 << 21, MADV_HUGEPAGE);
+        float *a = malloc(sizeof(float) * (size_t)(n * n));
         float *work = aligned_alloc(64, (sizeof(float) * (size_t)phiq_gptq_f32_work(n) + 63) / 64 * 64);
         if (!a || !work) return 2;
         for (int r = 0; r < reps; r++) {

@@ -135,37 +135,43 @@ static void test_cholesky_inverse_f32_exact(void **state) {
 
 static void test_row_update_exact(void **state) {
     (void)state;
-    float r0[77], r1[77], u[77];
-    for (int i = 0; i < 77; i++) r0[i] = r1[i] = (float)drand(), u[i] = (float)drand();
+    float r0[77], r1[77], r2[77], r3[77], u[77];
+    for (int i = 0; i < 77; i++) r0[i] = r1[i] = r2[i] = r3[i] = (float)drand(), u[i] = (float)drand();
     for (int64_t c = 0; c < 77; c++) {
         const float e = (float)drand();
-        for (int64_t k = c + 1; k < 77; k++) r0[k] -= e * u[k];
+        for (int64_t k = c + 1; k < 77; k++) r0[k] = fmaf(-e, u[k], r0[k]);
         phiq_gptq_axpy_avx512(r1 + c + 1, u + c + 1, e, 77 - c - 1);
+        phiq_gptq_axpy_avx2(r2 + c + 1, u + c + 1, e, 77 - c - 1);
+        phiq_gptq_axpy_ref(r3 + c + 1, u + c + 1, e, 77 - c - 1);
     }
     assert_memory_equal(r0, r1, sizeof r0);
+    assert_memory_equal(r0, r2, sizeof r0);
+    assert_memory_equal(r0, r3, sizeof r0);
 }
 
 /* the deferred block update against the row update it replaces, term by
  * term, for a full tile and a short one, with a tail strip */
 static void test_block_update_exact(void **state) {
     (void)state;
-    enum { N = 150, NC = 37, K0 = 41 };
+    enum { N = 150, NC = 37, K0 = 41, SZ = PHIQ_GPTQ_TILE * N };
     const int nrs[] = {PHIQ_GPTQ_TILE, 5};
+    void (*const forms[])(float *, int64_t, int, const float *, const float *, int64_t, int64_t, int64_t, int64_t) = {
+        phiq_gptq_block_update_ref, phiq_gptq_block_update_avx512, phiq_gptq_block_update_avx2};
     for (size_t z = 0; z < sizeof nrs / sizeof *nrs; z++) {
         const int nr = nrs[z];
-        float *w0 = malloc(sizeof(float) * PHIQ_GPTQ_TILE * N), *w1 = malloc(sizeof(float) * PHIQ_GPTQ_TILE * N),
-              *w2 = malloc(sizeof(float) * PHIQ_GPTQ_TILE * N), *u = malloc(sizeof(float) * NC * N),
-              *et = malloc(sizeof(float) * PHIQ_GPTQ_TILE * NC);
-        for (int i = 0; i < PHIQ_GPTQ_TILE * N; i++) w0[i] = w1[i] = w2[i] = (float)drand();
+        float *w0 = malloc(sizeof(float) * SZ), *w1 = malloc(sizeof(float) * SZ), *init = malloc(sizeof(float) * SZ),
+              *u = malloc(sizeof(float) * NC * N), *et = malloc(sizeof(float) * PHIQ_GPTQ_TILE * NC);
+        for (int i = 0; i < SZ; i++) w0[i] = init[i] = (float)drand();
         for (int i = 0; i < NC * N; i++) u[i] = (float)drand();
         for (int i = 0; i < PHIQ_GPTQ_TILE * NC; i++) et[i] = (float)drand() * 3.0f;
-        for (int c = 0; c < NC; c++)
-            for (int r = 0; r < nr; r++) phiq_gptq_axpy_avx512(w0 + r * N + K0, u + c * N + K0, et[c * PHIQ_GPTQ_TILE + r], N - K0);
-        phiq_gptq_block_update_ref(w1, N, nr, et, u, N, NC, K0, N);
-        phiq_gptq_block_update_avx512(w2, N, nr, et, u, N, NC, K0, N);
-        assert_memory_equal(w0, w1, sizeof(float) * PHIQ_GPTQ_TILE * N);
-        assert_memory_equal(w0, w2, sizeof(float) * PHIQ_GPTQ_TILE * N);
-        free(w0), free(w1), free(w2), free(u), free(et);
+        for (int c = 0; c < NC; c++) /* the row update it replaces, term by term */
+            for (int r = 0; r < nr; r++) phiq_gptq_axpy_ref(w0 + r * N + K0, u + c * N + K0, et[c * PHIQ_GPTQ_TILE + r], N - K0);
+        for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
+            memcpy(w1, init, sizeof(float) * SZ);
+            forms[f](w1, N, nr, et, u, N, NC, K0, N);
+            assert_memory_equal(w0, w1, sizeof(float) * SZ);
+        }
+        free(w0), free(w1), free(init), free(u), free(et);
     }
 }
 

@@ -76,12 +76,29 @@ void phiq_gptq_trinv_ref(double *a, const double *diag, int64_t n) {
     }
 }
 
+void phiq_gptq_axpy_ref(float *row, const float *u, float e, int64_t n) {
+    for (int64_t k = 0; k < n; k++) row[k] = fmaf(-e, u[k], row[k]);
+}
+
+/* The sweep's updates for this CPU: AVX-512, else AVX2 with FMA (fmaf one
+ * instruction, so the loops vectorize), else the portable loops; the same
+ * bits whichever. */
+phiq_gptq_updates phiq_gptq_updates_get(void) {
+    phiq_gptq_updates u = {phiq_gptq_axpy_ref, phiq_gptq_block_update_ref};
+#if defined(__x86_64__)
+    if (gptq_avx512()) u = (phiq_gptq_updates){phiq_gptq_axpy_avx512, phiq_gptq_block_update_avx512};
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        u = (phiq_gptq_updates){phiq_gptq_axpy_avx2, phiq_gptq_block_update_avx2};
+#endif
+    return u;
+}
+
 void phiq_gptq_block_update_ref(float *w, int64_t ldw, int nr, const float *et, const float *u, int64_t ldu, int64_t nc,
                                 int64_t k0, int64_t k1) {
     for (int r = 0; r < nr; r++)
         for (int64_t c = 0; c < nc; c++) {
             const float e = et[c * TILE + r];
-            for (int64_t k = k0; k < k1; k++) w[r * ldw + k] -= e * u[c * ldu + k];
+            for (int64_t k = k0; k < k1; k++) w[r * ldw + k] = fmaf(-e, u[c * ldu + k], w[r * ldw + k]);
         }
 }
 
@@ -430,7 +447,7 @@ typedef struct gjob {
     int64_t next; /* next tile (under mu) */
     pthread_mutex_t mu;
     int rc;
-    bool fast;    /* gptq_avx512() */
+    phiq_gptq_updates up;
 } gjob;
 
 static void *gptq_worker(void *arg) {
@@ -484,28 +501,11 @@ static void *gptq_worker(void *arg) {
                         if (isnan(q)) q = deq[r * bs + (oc - ob)];
                         e[r] = (row[c] - q) / u[c];
                     }
-                    for (int64_t r = 0; r < nr; r++) {
-                        float *row = j->w + (r0 + r) * n;
-#if defined(__x86_64__)
-                        if (j->fast) {
-                            phiq_gptq_axpy_avx512(row + c + 1, u + c + 1, e[r], l1 - c - 1);
-                            continue;
-                        }
-#endif
-                        for (int64_t k = c + 1; k < l1; k++) row[k] -= e[r] * u[k];
-                    }
+                    for (int64_t r = 0; r < nr; r++) j->up.axpy(j->w + (r0 + r) * n + c + 1, u + c + 1, e[r], l1 - c - 1);
                 }
             }
             if (l1 == n) continue;
-            float *w0 = j->w + r0 * n;
-            const float *u0 = j->U + l0 * n;
-#if defined(__x86_64__)
-            if (j->fast) {
-                phiq_gptq_block_update_avx512(w0, n, (int)nr, et, u0, n, l1 - l0, l1, n);
-                continue;
-            }
-#endif
-            phiq_gptq_block_update_ref(w0, n, (int)nr, et, u0, n, l1 - l0, l1, n);
+            j->up.block(j->w + r0 * n, n, (int)nr, et, j->U + l0 * n, n, l1 - l0, l1, n);
         }
     }
     free(deq), free(xo), free(et);
@@ -573,7 +573,7 @@ static int gptq_sweep(const phiq_gptq_grid *g, float *w, int64_t nrows, int64_t 
             memcpy(tmp, row, sizeof(float) * (size_t)n);
             for (int64_t k = 0; k < n; k++) row[k] = tmp[perm[k]];
         }
-        gjob j = {.g = g, .w = w, .nrows = nrows, .ncols = n, .U = U, .imat = imat, .perm = perm, .fast = gptq_avx512()};
+        gjob j = {.g = g, .w = w, .nrows = nrows, .ncols = n, .U = U, .imat = imat, .perm = perm, .up = phiq_gptq_updates_get()};
         pthread_mutex_init(&j.mu, NULL);
         if (n_threads < 1) n_threads = 1;
         if (n_threads > 64) n_threads = 64;

@@ -169,13 +169,25 @@ void phiq_gptq_trinv_f32_avx512(float *a, int64_t n, float *work, int n_threads)
 void phiq_gptq_axpy_avx512(float *row, const float *u, float e, int64_t n);
 /* The sweep's deferred update (lazy batch): for rows r < nr (w, ldw floats
  * apart), columns k0 <= k < k1, and c = 0, 1, ... nc - 1 in that order,
- * w[r][k] -= et[c][r] * u[c][k] (et: PHIQ_GPTQ_TILE floats per c; u: ldu
- * floats per c): per entry the same products and differences, in the same
+ * w[r][k] = fmaf(-et[c][r], u[c][k], w[r][k]) (et: PHIQ_GPTQ_TILE floats per
+ * c; u: ldu floats per c): per entry the same operations, in the same
  * order, as nc calls of the row update, so the same bits. */
 #define PHIQ_GPTQ_TILE 16
 void phiq_gptq_block_update_ref(float *w, int64_t ldw, int nr, const float *et, const float *u, int64_t ldu, int64_t nc,
                                 int64_t k0, int64_t k1);
 void phiq_gptq_block_update_avx512(float *w, int64_t ldw, int nr, const float *et, const float *u, int64_t ldu,
                                    int64_t nc, int64_t k0, int64_t k1);
+/* The row update row[k] = fmaf(-e, u[k], row[k]) for k < n, and the same
+ * two in gptq_avx2.c (AVX2 + FMA), the same bits. */
+void phiq_gptq_axpy_ref(float *row, const float *u, float e, int64_t n);
+void phiq_gptq_axpy_avx2(float *row, const float *u, float e, int64_t n);
+void phiq_gptq_block_update_avx2(float *w, int64_t ldw, int nr, const float *et, const float *u, int64_t ldu,
+                                 int64_t nc, int64_t k0, int64_t k1);
+typedef struct phiq_gptq_updates {
+    void (*axpy)(float *row, const float *u, float e, int64_t n);
+    void (*block)(float *w, int64_t ldw, int nr, const float *et, const float *u, int64_t ldu, int64_t nc, int64_t k0,
+                  int64_t k1);
+} phiq_gptq_updates;
+phiq_gptq_updates phiq_gptq_updates_get(void);
 
 #endif
