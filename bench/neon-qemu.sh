@@ -16,7 +16,7 @@ fi
 aarch64-linux-gnu-gcc -std=gnu11 -O2 -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -Iinclude -Isrc -Itests \
     -DPHIQ_SOURCE_DIR="\"$PWD\"" \
     src/kernels/cpu.c src/kernels/dispatch.c src/kernels/dot_scalar.c src/kernels/dot_neon.c \
-    src/kernels/attn.c src/kernels/attn_neon.c \
+    src/kernels/attn.c src/kernels/attn_neon.c src/kernels/gram.c \
     src/quant/quant.c src/quant/quant_search.c src/quant/quant_q32.c src/quant/quant_iq4.c src/quant/quant_k.c \
     src/core/common.c src/formats/ggml_type.c tests/testutil.c tests/test_kernels.c \
     -L/usr/lib/aarch64-linux-gnu -lcmocka -lm -lpthread -o "$out"
