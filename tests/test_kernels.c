@@ -1104,6 +1104,37 @@ static void test_gram_upper(void **state) {
         }
 }
 
+/* The bandwidth probe's read in every table: the wrapping sum of the 64-bit
+ * words, computed here word by word, for buffers of 256 B to 64 KiB at an
+ * unaligned start, with and without prefetch (which may reach past the end:
+ * a prefetch never faults). */
+static void test_stream_read(void **state) {
+    (void)state;
+    const size_t sizes[] = {256, 512, 4096, 65536}, aheads[] = {0, 512, 2048};
+    uint8_t *buf = malloc(65536 + 8);
+    uint32_t rng = 77;
+    for (size_t i = 0; i < 65536 + 8; i++) buf[i] = (uint8_t)(tu_randf(&rng) * 256.0f);
+    const char *const *levels = phiq_kernels_levels();
+    for (size_t a = 0; a < sizeof sizes / sizeof *sizes; a++) {
+        const uint8_t *p = buf + 8 * (a % 2) + (a == 2 ? 3 : 0); /* 8-aligned, then odd */
+        uint64_t want = 0;
+        for (size_t i = 0; i < sizes[a]; i += 8) {
+            uint64_t w;
+            memcpy(&w, p + i, 8);
+            want += w;
+        }
+        for (int l = 0; levels[l]; l++) {
+            const phiq_kernels *k = phiq_kernels_for(levels[l]);
+            if (!k) continue;
+            assert_non_null(k->stream_read);
+            for (size_t z = 0; z < sizeof aheads / sizeof *aheads; z++)
+                if (k->stream_read(p, sizes[a], aheads[z]) != want)
+                    fail_msg("stream_read %s: %zu bytes, ahead %zu: wrong sum", levels[l], sizes[a], aheads[z]);
+        }
+    }
+    free(buf);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) {
         printf("%s\n", phiq_kernels_get()->isa);
@@ -1112,6 +1143,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_gram_upper),
+        cmocka_unit_test(test_stream_read),
         cmocka_unit_test(test_quantize_act_q8_0),
         cmocka_unit_test(test_quantize_act_q8_K),
         cmocka_unit_test(test_quantize_act_tables),

@@ -9,6 +9,7 @@
 
 #include "core/common.h"
 #include "eval/eval.h"
+#include "kernels/dispatch.h"
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -85,55 +86,32 @@ int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_res
     return rc < 0 ? rc : 0;
 }
 
-/* The read-bandwidth probe: the best of two loops (plain 64-bit loads, and
- * 64-byte vector loads that the compiler issues as the widest loads of the
- * build's baseline ISA) over a 1 GiB buffer on transparent huge pages where
- * the kernel grants them, each run several times. Plain loads on 4 KiB pages
- * (this probe's first version) measured 15-19 GB/s on a machine where vector loads
- * on huge pages reach 26-33 GB/s, which flattered decode by a third. */
-typedef long long phiq_v64 __attribute__((vector_size(64)));
-
+/* The read-bandwidth probe: 1 GiB on transparent huge pages where the
+ * kernel grants them, split between the threads in contiguous halves as the
+ * mat-vec kernels split rows, read by the kernel table's stream_read (the
+ * table's widest loads, with and without the kernels' kind of software
+ * prefetch) and by plain 64-bit loads; the best round is the probe. Plain
+ * loads on 4 KiB pages (this probe's first version) measured 15-19 GB/s
+ * on a machine where vector loads on huge pages reach 26-33 GB/s, and a
+ * probe whose loads were narrower than the kernels' read less than the
+ * Q8_0 decode did (22.1 vs 24.3 GB/s): a ceiling must read as decode reads. */
 typedef struct {
+    phiq_stream_read_fn read;
     const void *p;
     size_t n; /* bytes, a multiple of 256 */
-    int vector;
     size_t ahead; /* bytes of software prefetch ahead of the loads (0: none) */
     uint64_t sum;
 } bw_job;
 
 static void *bw_worker(void *arg) {
     bw_job *j = arg;
-    const char *base = j->p;
-    if (j->vector) {
-        const phiq_v64 *p = j->p;
-        phiq_v64 a = {0}, b = {0}, c = {0}, d = {0};
-        for (size_t i = 0; i + 4 <= j->n / 64; i += 4) {
-            if (j->ahead) {
-                __builtin_prefetch(base + i * 64 + j->ahead);
-                __builtin_prefetch(base + i * 64 + j->ahead + 128);
-            }
-            a += p[i]; b ^= p[i + 1]; c += p[i + 2]; d ^= p[i + 3];
-        }
-        a += b + c + d;
-        uint64_t s = 0;
-        for (int k = 0; k < 8; k++) s += (uint64_t)a[k];
-        j->sum = s;
-    } else {
-        const uint64_t *p = j->p;
-        uint64_t a = 0, b = 0, c = 0, d = 0;
-        for (size_t i = 0; i + 4 <= j->n / 8; i += 4) {
-            a += p[i]; b ^= p[i + 1]; c += p[i + 2]; d ^= p[i + 3];
-        }
-        j->sum = a + b + c + d;
-    }
+    j->sum = j->read(j->p, j->n, j->ahead);
     return NULL;
 }
 
-/* Rounds: plain loads, vector loads, and vector loads with software
- * prefetch 512 B / 2 KiB / 8 KiB ahead (the decode kernels prefetch: on a
- * machine whose hardware prefetchers stop short of the memory's bandwidth,
- * a probe without it under-reads what the kernels get), each three times;
- * the best round is the probe. */
+/* Rounds: plain 64-bit loads (the portable table), the best table's loads
+ * without prefetch and with it 512 B / 2 KiB / 8 KiB ahead (the decode
+ * kernels prefetch 1-2 KiB ahead), each three times. */
 double phiq_bench_read_bandwidth(int n_threads) {
     if (n_threads < 1) n_threads = phiq_physical_cores();
     if (n_threads > 64) n_threads = 64;
@@ -142,6 +120,7 @@ double phiq_bench_read_bandwidth(int n_threads) {
     if (!buf) return 0;
     for (size_t i = 0; i < bytes / 8; i++) ((uint64_t *)(void *)buf)[i] = i * 0x9E3779B97F4A7C15ull;
     static const size_t ahead[] = {0, 0, 512, 2048, 8192};
+    const phiq_stream_read_fn plain = phiq_kernels_scalar()->stream_read, best_read = phiq_kernels_get()->stream_read;
     double best = 0;
     for (int rep = 0; rep < 15; rep++) {
         const int kind = rep % 5;
@@ -150,7 +129,7 @@ double phiq_bench_read_bandwidth(int n_threads) {
         size_t per = bytes / (size_t)n_threads / 256 * 256;
         double t0 = phiq_now();
         for (int t = 0; t < n_threads; t++) {
-            jobs[t] = (bw_job){buf + per * (size_t)t, per, kind > 0, ahead[kind], 0};
+            jobs[t] = (bw_job){kind ? best_read : plain, buf + per * (size_t)t, per, ahead[kind], 0};
             pthread_create(&th[t], NULL, bw_worker, &jobs[t]);
         }
         uint64_t sink = 0;

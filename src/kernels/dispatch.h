@@ -47,6 +47,15 @@ typedef void (*phiq_matvec_fn)(int64_t n, int64_t nrows, float *out, const void 
 typedef void (*phiq_gemm_fn)(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w,
                              size_t row_bytes, const void *act, size_t act_stride);
 
+/* The bandwidth probe's read (phiq bench --probe): n bytes at p (a multiple
+ * of 256) with this table's widest loads, and when ahead > 0 a software
+ * prefetch of every cache line ahead bytes before it is loaded, as the
+ * mat-vec kernels prefetch their weights; so the probe reads memory the way
+ * decode does, and a probe that reads less than decode cannot happen by
+ * construction. Returns the wrapping sum of the 64-bit words, the same in
+ * every table (the loads stay live; tests check it). */
+typedef uint64_t (*phiq_stream_read_fn)(const void *p, size_t n, size_t ahead);
+
 typedef struct phiq_kernels {
     /* "scalar", "avx2" (+FMA+F16C), "avx512" (F+BW+VL+DQ+VNNI), "amx" (the
      * avx512 table + AMX-INT8 gemm), "neon" or "neon+dotprod" (AArch64) */
@@ -64,6 +73,7 @@ typedef struct phiq_kernels {
     phiq_vec_dot_fn dot_f16_f32;
     /* Calibration's H += XᵀX on packed inputs (gram.h; the same bits in every table). */
     phiq_gram_fn gram_upper;
+    phiq_stream_read_fn stream_read;
 } phiq_kernels;
 
 /* The best table for this CPU, chosen once (thread-safe). The environment

@@ -427,10 +427,31 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
     DOT(Q3_K, q3_K) DOT(IQ4_XS, iq4_xs) DOT(F16, f16) DOT(BF16, bf16) DOT(F32, f32)
 AVX2_TYPES(PHIQ_ROWS_X4_K, PHIQ_ROWS_DOT_K)
 
+/* 32-byte loads, four independent 64-bit lane sums. */
+static uint64_t stream_read(const void *p, size_t n, size_t ahead) {
+    const char *c = p;
+    __m256i a = _mm256_setzero_si256(), b = a, d = a, e = a;
+    for (size_t i = 0; i < n; i += 256) {
+        if (ahead)
+            for (int l = 0; l < 4; l++) _mm_prefetch(c + i + ahead + 64 * l, _MM_HINT_T0);
+        for (int j = 0; j < 256; j += 128) {
+            a = _mm256_add_epi64(a, _mm256_loadu_si256((const __m256i *)(const void *)(c + i + j)));
+            b = _mm256_add_epi64(b, _mm256_loadu_si256((const __m256i *)(const void *)(c + i + j + 32)));
+            d = _mm256_add_epi64(d, _mm256_loadu_si256((const __m256i *)(const void *)(c + i + j + 64)));
+            e = _mm256_add_epi64(e, _mm256_loadu_si256((const __m256i *)(const void *)(c + i + j + 96)));
+        }
+    }
+    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(d, e));
+    uint64_t s[4];
+    _mm256_storeu_si256((__m256i *)(void *)s, a);
+    return s[0] + s[1] + s[2] + s[3];
+}
+
 void phiq_kernels_init_avx2(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx2";
     k->dot_f16_f32 = dot_f16_f32;
     k->gram_upper = phiq_gram_upper_avx2;
+    k->stream_read = stream_read;
     AVX2_TYPES(PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K)
 }

@@ -398,6 +398,23 @@ void phiq_gemm_x4(phiq_dot_x4_fn x4, phiq_vec_dot_fn dot, int64_t n, int64_t nro
 #define SCALAR_ROWS(T, name, act) PHIQ_ROWS_FROM_DOT(name)
 SCALAR_TYPES(SCALAR_ROWS)
 
+/* 64-bit loads (memcpy: p need not be aligned), four independent sums. */
+static uint64_t stream_read(const void *p, size_t n, size_t ahead) {
+    const char *c = p;
+    uint64_t s[4] = {0, 0, 0, 0};
+    for (size_t i = 0; i < n; i += 256) {
+        if (ahead)
+            for (int l = 0; l < 4; l++) __builtin_prefetch(c + i + ahead + 64 * l);
+        for (size_t j = i; j < i + 256; j += 32)
+            for (int u = 0; u < 4; u++) {
+                uint64_t w;
+                memcpy(&w, c + j + 8 * u, 8);
+                s[u] += w;
+            }
+    }
+    return s[0] + s[1] + s[2] + s[3];
+}
+
 void phiq_kernels_init_scalar(phiq_kernels *k) {
     memset(k, 0, sizeof *k);
     k->isa = "scalar";
@@ -405,6 +422,7 @@ void phiq_kernels_init_scalar(phiq_kernels *k) {
     k->quantize_act = phiq_quantize_act_ref;
     k->dot_f16_f32 = dot_f16_f32;
     k->gram_upper = phiq_gram_upper_ref;
+    k->stream_read = stream_read;
 #define SCALAR_SET(T, name, act) k->act_type[PHIQ_GGML_TYPE_##T] = PHIQ_GGML_TYPE_##act, PHIQ_KERNELS_SET_K(T, name)
     SCALAR_TYPES(SCALAR_SET)
 #undef SCALAR_SET
