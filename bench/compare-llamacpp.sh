@@ -45,7 +45,7 @@ SRC="$WORK/phi-3-mini-${LAYERS}l-8k"
 
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print 0; else if (NR%2) print v[(NR+1)/2]; else print (v[NR/2]+v[NR/2+1])/2}'; }
 
-# the machine's read bandwidth (phiq bench --probe: best of plain, vector and prefetched vector reads on huge pages),
+# the machine's read bandwidth (phiq bench --probe: best of plain reads and the kernels' widest loads, prefetched or not, on huge pages),
 # measured once, to show each type's decode as a fraction of it
 first=$(echo $TYPES | cut -d' ' -f1)
 F="$SRC-$first.gguf"

@@ -168,9 +168,9 @@ static void bench_usage(FILE *f) {
                "  -d, --depth N         prefill and decode on top of N cached tokens (filled once, untimed; as\n"
                "                        llama-bench -d; the model's context must hold N + max(prompt, gen) + 1)\n"
                "  --kv-type T           KV cache type: f16 (default), f32 or q8_0\n"
-               "  --probe               also measure this machine's read bandwidth (the best of plain reads, vector\n"
-               "                        reads and vector reads with software prefetch, 1 GiB on huge pages, the\n"
-               "                        bench's thread count) and show decode as a fraction of it\n"
+               "  --probe               also measure this machine's read bandwidth (the best of plain reads and the\n"
+               "                        kernels' widest loads with and without their software prefetch, 1 GiB on\n"
+               "                        huge pages, the bench's thread count) and show decode as a fraction of it\n"
                PHIQ_CLI_WEIGHTS_HELP
                "  --json                one JSON object on stdout\n"
                "  --quiet               no per-run lines on stderr\n");
