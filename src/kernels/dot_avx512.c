@@ -1105,7 +1105,11 @@ static uint64_t stream_read(const void *p, size_t n, size_t ahead) {
         d = _mm512_add_epi64(d, _mm512_loadu_si512(c + i + 128));
         e = _mm512_add_epi64(e, _mm512_loadu_si512(c + i + 192));
     }
-    return (uint64_t)_mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(d, e)));
+    /* summed as unsigned: _mm512_reduce_add_epi64 adds signed long longs (overflow is undefined) */
+    uint64_t s[8], t = 0;
+    _mm512_storeu_si512(s, _mm512_add_epi64(_mm512_add_epi64(a, b), _mm512_add_epi64(d, e)));
+    for (int i = 0; i < 8; i++) t += s[i];
+    return t;
 }
 
 /* Starts from the AVX2 table: for Q5_0, Q5_1, IQ4_XS and Q3_K the AVX2
