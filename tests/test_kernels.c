@@ -254,7 +254,7 @@ static void check_type(const phiq_kernels *ref, int t) {
      * 32768 whose prepared activations fit the mat-vec's stack buffer */
     const int64_t nblocks[] = {1, 2, 3, 7, 16, bs == 1 ? 3072 : bs == 32 ? 97 : 12, bs == 32 ? 1030 : bs == 256 ? 130 : 5};
     const char *const *levels = phiq_kernels_levels();
-    enum { NROWS = 3 };
+    enum { NROWS = 11 }; /* a group of eight rows (rows8_avx2.c) and a tail */
     for (size_t li = 0; li < sizeof nblocks / sizeof *nblocks; li++) {
         int64_t n = nblocks[li] * (bs == 1 ? 32 : bs);
         int64_t rb = phiq_ggml_row_size(t, n);
