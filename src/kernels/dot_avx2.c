@@ -293,26 +293,6 @@ static inline void hsum4(const __m256 acc[4], float res[4]) {
     for (int j = 0; j < 4; j++) res[j] = phiq_hsum8(acc[j]);
 }
 
-/* Q4_0 / Q8_0: the weight bytes are made signed once; |w| and the sign are
- * shared by the four columns. */
-#define LEGACY_X4(name, WT, SIGNED_EXPR)                                                           \
-    static void name(int64_t n, const void *vx, const void *const vy[4], float res[4]) {           \
-        const WT *x = vx;                                                                          \
-        const phiq_block_q8_0 *y[4] = {vy[0], vy[1], vy[2], vy[3]};                                \
-        __m256 acc[4];                                                                             \
-        for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();                                  \
-        for (int64_t ib = 0; ib < n / PHIQ_QK; ib++) {                                             \
-            const WT *xb = x + ib;                                                                 \
-            const __m256i q = SIGNED_EXPR, aq = _mm256_sign_epi8(q, q);                            \
-            const float dx = F16(xb->d);                                                           \
-            for (int j = 0; j < 4; j++) {                                                          \
-                __m256i p = dot_us8(aq, _mm256_sign_epi8(load_y(y[j][ib].qs), q));                 \
-                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(dx * F16(y[j][ib].d)), acc[j]); \
-            }                                                                                      \
-        }                                                                                          \
-        hsum4(acc, res);                                                                           \
-    }
-LEGACY_X4(dot_q8_0_x4, phiq_block_q8_0, load_y(xb->qs))
 
 #define K45_X4(name, BT, HIGH)                                                                     \
     static void name(int64_t n, const void *vx, const void *const vy[4], float res[4]) {           \
@@ -421,20 +401,25 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
 
 /* This file's types: X4 entries have an x4 row kernel for gemm, DOT
  * entries a dot only. */
-#define AVX2_TYPES(X4, DOT, R8)                                                                    \
-    R8(Q4_0, q4_0) X4(Q8_0, q8_0) X4(Q4_K, q4_K) X4(Q5_K, q5_K) X4(Q6_K, q6_K)                     \
+#define AVX2_TYPES(X4, DOT, R8, G8)                                                                \
+    R8(Q4_0, q4_0) G8(Q8_0, q8_0) X4(Q4_K, q4_K) X4(Q5_K, q5_K) X4(Q6_K, q6_K)                     \
     DOT(Q4_1, q4_1) DOT(Q5_0, q5_0) DOT(Q5_1, q5_1) DOT(IQ4_NL, iq4_nl) DOT(Q2_K, q2_K)            \
     DOT(Q3_K, q3_K) DOT(IQ4_XS, iq4_xs) DOT(F16, f16) DOT(BF16, bf16) DOT(F32, f32)
-/* R8 entries: eight weight rows per pass (rows8_avx2.c), the dot for the rest. */
-#define ROWS8_K(T, name)                                                                           \
-    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act) { \
-        phiq_matvec_##name##_avx2(n, nrows, out, w, rb, act, dot_##name);                          \
-    }                                                                                              \
+/* R8 entries: mat-vec and gemm over eight weight rows per pass
+ * (rows8_avx2.c); G8 entries: its gemm, the one-row mat-vec; the dot takes
+ * the rows past the last group of eight. */
+#define GEMM8_K(T, name)                                                                           \
     static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, \
                           size_t rb, const void *act, size_t as) {                                 \
         phiq_gemm_##name##_avx2(n, nrows, ncols, out, ldo, w, rb, act, as, dot_##name);            \
     }
-AVX2_TYPES(PHIQ_ROWS_X4_K, PHIQ_ROWS_DOT_K, ROWS8_K)
+#define ROWS8_K(T, name)                                                                           \
+    GEMM8_K(T, name)                                                                               \
+    static void mv_##name(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act) { \
+        phiq_matvec_##name##_avx2(n, nrows, out, w, rb, act, dot_##name);                          \
+    }
+#define G8_K(T, name) GEMM8_K(T, name) PHIQ_MATVEC_FROM_DOT(name)
+AVX2_TYPES(PHIQ_ROWS_X4_K, PHIQ_ROWS_DOT_K, ROWS8_K, G8_K)
 
 /* 32-byte loads, four independent 64-bit lane sums. */
 static uint64_t stream_read(const void *p, size_t n, size_t ahead) {
@@ -462,5 +447,5 @@ void phiq_kernels_init_avx2(phiq_kernels *k) {
     k->dot_f16_f32 = dot_f16_f32;
     k->gram_upper = phiq_gram_upper_avx2;
     k->stream_read = stream_read;
-    AVX2_TYPES(PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K)
+    AVX2_TYPES(PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K)
 }

@@ -136,40 +136,59 @@ void phiq_matvec_q4_0_avx2(int64_t n, int64_t nrows, float *out, const void *w, 
 
 /* ---- gemm: eight rows packed once per column tile ------------------------------------ */
 
-/* The packed form of one block of eight rows (PK bytes): eight registers,
- * register g holding elements 4g .. 4g+3 of rows 0..7 (row r in int32 lane
- * r) as unsigned nibble values, then the eight rows' d as floats. One
- * vpbroadcastd of the activation's bytes 4g .. 4g+3 then multiplies all
- * eight rows, and vpmaddubsw + vpmaddwd leave each row's sum in its own
- * lane: no horizontal adds. */
+/* The packed form of one 32-element block of eight rows (PK bytes): eight
+ * registers, register g holding elements 4g .. 4g+3 of rows 0..7 (row r in
+ * int32 lane r), then the eight rows' d as floats. One vpbroadcastd of the
+ * activation's bytes 4g .. 4g+3 then multiplies all eight rows, and the
+ * products of each row stay in its own lane: no horizontal adds. Q4_0
+ * stores the nibble values (unsigned), Q8_0 the signed bytes. */
 enum { PK = 8 * 32 + 8 * 4 };
 
+/* R[r] = row r's 32 element values (element i in byte i): lane g of row r
+ * goes to lane r of register g, stored at pk. */
+static inline void transpose8_store(__m256i R[8], uint8_t *pk) {
+    __m256i t[8];
+    for (int r = 0; r < R8; r += 2) {
+        t[r] = _mm256_unpacklo_epi32(R[r], R[r + 1]);
+        t[r + 1] = _mm256_unpackhi_epi32(R[r], R[r + 1]);
+    }
+    for (int h = 0; h < R8; h += 4) {
+        R[h] = _mm256_unpacklo_epi64(t[h], t[h + 2]);
+        R[h + 1] = _mm256_unpackhi_epi64(t[h], t[h + 2]);
+        R[h + 2] = _mm256_unpacklo_epi64(t[h + 1], t[h + 3]);
+        R[h + 3] = _mm256_unpackhi_epi64(t[h + 1], t[h + 3]);
+    }
+    __m256i *o = (__m256i *)(void *)pk;
+    for (int g = 0; g < 4; g++) {
+        _mm256_store_si256(o + g, _mm256_permute2x128_si256(R[g], R[g + 4], 0x20));
+        _mm256_store_si256(o + g + 4, _mm256_permute2x128_si256(R[g], R[g + 4], 0x31));
+    }
+}
+
 /* Rows w .. w + 7 * rb, blocks [0, nb), into pk (32-byte aligned). */
+typedef void (*pack_fn)(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk);
+
 static void pack_q4_0(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk) {
     for (int64_t b = 0; b < nb; b++, pk += PK) {
-        const uint8_t *p = w + (size_t)b * BQ4;
-        __m256i R[8], t[8];
+        const uint8_t *p = w + (size_t)b * sizeof(phiq_block_q4_0);
+        __m256i R[8];
         for (int r = 0; r < R8; r++) {
             const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(p + r * rb + 2));
             R[r] = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1),
                                     _mm256_set1_epi8(0x0F));
         }
-        /* 8 x 8 transpose of int32 lanes: lane g of row r -> lane r of register g */
-        for (int r = 0; r < R8; r += 2) {
-            t[r] = _mm256_unpacklo_epi32(R[r], R[r + 1]);
-            t[r + 1] = _mm256_unpackhi_epi32(R[r], R[r + 1]);
-        }
-        for (int h = 0; h < R8; h += 4) {
-            R[h] = _mm256_unpacklo_epi64(t[h], t[h + 2]);
-            R[h + 1] = _mm256_unpackhi_epi64(t[h], t[h + 2]);
-            R[h + 2] = _mm256_unpacklo_epi64(t[h + 1], t[h + 3]);
-            R[h + 3] = _mm256_unpackhi_epi64(t[h + 1], t[h + 3]);
-        }
-        __m256i *o = (__m256i *)(void *)pk;
-        for (int g = 0; g < 4; g++) {
-            _mm256_store_si256(o + g, _mm256_permute2x128_si256(R[g], R[g + 4], 0x20));
-            _mm256_store_si256(o + g + 4, _mm256_permute2x128_si256(R[g], R[g + 4], 0x31));
-        }
+        transpose8_store(R, pk);
+        float *dw = (float *)(void *)(pk + 256);
+        for (int r = 0; r < R8; r++) dw[r] = _cvtsh_ss(ld16(p + r * rb));
+    }
+}
+
+static void pack_q8_0(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk) {
+    for (int64_t b = 0; b < nb; b++, pk += PK) {
+        const uint8_t *p = w + (size_t)b * sizeof(phiq_block_q8_0);
+        __m256i R[8];
+        for (int r = 0; r < R8; r++) R[r] = _mm256_loadu_si256((const __m256i *)(const void *)(p + r * rb + 2));
+        transpose8_store(R, pk);
         float *dw = (float *)(void *)(pk + 256);
         for (int r = 0; r < R8; r++) dw[r] = _cvtsh_ss(ld16(p + r * rb));
     }
@@ -203,23 +222,35 @@ static void pack_act(int64_t nb, const char *act, size_t as, int c, uint8_t *ap)
 }
 
 /* acc[j] (lane r = row r) += the packed rows' dot with packed column j.
- * The eight partial products of a row's block fit int16 (8 * 2 * 15 * 128). */
-static void q4_0_packed(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256 acc[CG]) {
+ * Q4_0 (Q8 = 0): nibbles times y in vpmaddubsw, the eight partial
+ * products of a row's block summed in int16 (8 * 2 * 15 * 128 fits), the
+ * 8 * sum(y) taken off at the end. Q8_0 (Q8 = 1): |w| times y with w's
+ * sign (a pair of products can reach 2 * 127 * 127, so each goes to int32
+ * at once). The empty asm keeps GCC from re-associating the sums into a
+ * tree whose 32 live products spill to the stack (it did: 90 -> 140 GOPS). */
+typedef void (*packed_fn)(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256 acc[CG]);
+
+static inline __attribute__((always_inline)) void packed32(int64_t nb, const uint8_t *pk, const uint8_t *ap,
+                                                           __m256 acc[CG], const int Q8) {
+    const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; b++, pk += PK, ap += AP) {
         const __m256i *wv = (const __m256i *)(const void *)pk;
         const int8_t *qs = (const int8_t *)ap;
-        __m256i s16[CG];
+        __m256i s[CG];
 #pragma GCC unroll 8
-        for (int j = 0; j < CG; j++) s16[j] = _mm256_setzero_si256();
+        for (int j = 0; j < CG; j++) s[j] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
             const __m256i wg = _mm256_load_si256(wv + g);
+            const __m256i ug = Q8 ? _mm256_sign_epi8(wg, wg) : wg;
 #pragma GCC unroll 8
             for (int j = 0; j < CG; j++) {
-                s16[j] = _mm256_add_epi16(s16[j], _mm256_maddubs_epi16(wg, _mm256_set1_epi32(ld32(qs + 32 * j + 4 * g))));
-                /* keeps GCC from re-associating the sums into a tree whose
-                 * 32 live products spill to the stack */
-                __asm__("" : "+x"(s16[j]));
+                const __m256i yg = _mm256_set1_epi32(ld32(qs + 32 * j + 4 * g));
+                if (Q8)
+                    s[j] = _mm256_add_epi32(s[j], _mm256_madd_epi16(_mm256_maddubs_epi16(ug, _mm256_sign_epi8(yg, wg)), ones));
+                else
+                    s[j] = _mm256_add_epi16(s[j], _mm256_maddubs_epi16(ug, yg));
+                __asm__("" : "+x"(s[j]));
             }
         }
         const __m256 dw = _mm256_load_ps((const float *)(const void *)(pk + 256));
@@ -227,14 +258,16 @@ static void q4_0_packed(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256
         const int32_t *s8 = (const int32_t *)(const void *)(ap + CG * 36);
 #pragma GCC unroll 8
         for (int j = 0; j < CG; j++) {
-            const __m256i t = _mm256_sub_epi32(_mm256_madd_epi16(s16[j], _mm256_set1_epi16(1)), _mm256_set1_epi32(s8[j]));
+            const __m256i t = Q8 ? s[j] : _mm256_sub_epi32(_mm256_madd_epi16(s[j], ones), _mm256_set1_epi32(s8[j]));
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(dw, _mm256_set1_ps(dy[j])), acc[j]);
         }
     }
 }
+static void packed_q4_0(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256 acc[CG]) { packed32(nb, pk, ap, acc, 0); }
+static void packed_q8_0(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256 acc[CG]) { packed32(nb, pk, ap, acc, 1); }
 
-void phiq_gemm_q4_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
-                         const void *act, size_t as, phiq_vec_dot_fn dot) {
+static void gemm_packed(pack_fn pack, packed_fn kernel, int64_t n, int64_t nrows, int64_t ncols, float *out,
+                        size_t ldo, const void *w, size_t rb, const void *act, size_t as, phiq_vec_dot_fn dot) {
     const int64_t nb = n / PHIQ_QK, ngroups = (ncols + CG - 1) / CG;
     uint8_t *apk = aligned_alloc(32, (size_t)(ngroups * nb * AP));
     uint8_t *pk = aligned_alloc(32, (size_t)(nb * PK));
@@ -254,11 +287,11 @@ void phiq_gemm_q4_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, si
     for (int64_t g0 = 0; g0 < ngroups; g0 += PHIQ_GEMM_COL_TILE / CG) {
         const int64_t g1 = g0 + PHIQ_GEMM_COL_TILE / CG < ngroups ? g0 + PHIQ_GEMM_COL_TILE / CG : ngroups;
         for (int64_t r = 0; r < r8; r += R8) {
-            pack_q4_0(nb, wp + (size_t)r * rb, rb, pk);
+            pack(nb, wp + (size_t)r * rb, rb, pk);
             for (int64_t gi = g0; gi < g1; gi++) {
                 __m256 acc[CG];
                 for (int i = 0; i < CG; i++) acc[i] = _mm256_setzero_ps();
-                q4_0_packed(nb, pk, apk + (size_t)(gi * nb * AP), acc);
+                kernel(nb, pk, apk + (size_t)(gi * nb * AP), acc);
                 const int64_t j = gi * CG;
                 for (int i = 0; i < CG && j + i < ncols; i++) _mm256_storeu_ps(out + (size_t)(j + i) * ldo + r, acc[i]);
             }
@@ -267,4 +300,14 @@ void phiq_gemm_q4_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, si
     free(apk), free(pk);
     if (r8 < nrows)
         phiq_gemm_rows(dot, n, nrows - r8, ncols, out + r8, ldo, wp + (size_t)r8 * rb, rb, act, as);
+}
+
+void phiq_gemm_q4_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                         const void *act, size_t as, phiq_vec_dot_fn dot) {
+    gemm_packed(pack_q4_0, packed_q4_0, n, nrows, ncols, out, ldo, w, rb, act, as, dot);
+}
+
+void phiq_gemm_q8_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                         const void *act, size_t as, phiq_vec_dot_fn dot) {
+    gemm_packed(pack_q8_0, packed_q8_0, n, nrows, ncols, out, ldo, w, rb, act, as, dot);
 }
