@@ -157,19 +157,6 @@ static inline void k5_high(const uint8_t *qh, int c, __m256i *lo, __m256i *hi) {
 K45_DOT(dot_q4_K, phiq_block_q4_K, Q4K_HIGH)
 K45_DOT(dot_q5_K, phiq_block_q5_K, Q5K_HIGH)
 
-/* Q6_K half h (128 values) as four registers of unsigned 6-bit values
- * (elements 32k .. 32k+31 in q[k]); the -32 is applied through bsums. */
-static inline void q6_half(const phiq_block_q6_K *xb, int h, __m256i q[4]) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(xb->ql + 64 * h));
-    const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(xb->ql + 64 * h + 32));
-    const __m256i qh = _mm256_loadu_si256((const __m256i *)(xb->qh + 32 * h));
-    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
-    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
-    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
-    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
-}
-
 static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     const phiq_block_q6_K *x = vx;
     const phiq_block_q8_K *y = vy;
@@ -181,7 +168,7 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
         __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q[4];
-            q6_half(x + i, h, q);
+            phiq_q6_half(x + i, h, q);
             for (int k = 0; k < 4; k++) {
                 __m256i p = _mm256_maddubs_epi16(q[k], load_y(y[i].qs + 128 * h + 32 * k));
                 const int g = 8 * h + 2 * k;
@@ -327,37 +314,7 @@ static inline void hsum4(const __m256 acc[4], float res[4]) {
         }                                                                                          \
         hsum4(acc, res);                                                                           \
     }
-K45_X4(dot_q4_K_x4, phiq_block_q4_K, Q4K_HIGH)
 K45_X4(dot_q5_K_x4, phiq_block_q5_K, Q5K_HIGH)
-
-static void dot_q6_K_x4(int64_t n, const void *vx, const void *const vy[4], float res[4]) {
-    const phiq_block_q6_K *x = vx;
-    const phiq_block_q8_K *y[4] = {vy[0], vy[1], vy[2], vy[3]};
-    __m256 acc[4];
-    for (int j = 0; j < 4; j++) acc[j] = _mm256_setzero_ps();
-    for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
-        const int8_t *sc = x[i].scales;
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-        __m256i isum[4];
-        for (int j = 0; j < 4; j++) {
-            __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[j][i].bsums), sc16);
-            isum[j] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
-        }
-        for (int h = 0; h < 2; h++) {
-            __m256i q[4];
-            q6_half(x + i, h, q);
-            for (int k = 0; k < 4; k++) {
-                const int g = 8 * h + 2 * k;
-                const __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[g]), _mm_set1_epi16(sc[g + 1]));
-                for (int j = 0; j < 4; j++)
-                    isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(_mm256_maddubs_epi16(q[k], load_y(y[j][i].qs + 128 * h + 32 * k)), scv));
-            }
-        }
-        const float xd = F16(x[i].d);
-        for (int j = 0; j < 4; j++) acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(xd * y[j][i].d), acc[j]);
-    }
-    hsum4(acc, res);
-}
 
 /* ---- float types ------------------------------------------------------------------ */
 
@@ -402,7 +359,7 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
 /* This file's types: X4 entries have an x4 row kernel for gemm, DOT
  * entries a dot only. */
 #define AVX2_TYPES(X4, DOT, R8, G8)                                                                \
-    R8(Q4_0, q4_0) G8(Q8_0, q8_0) X4(Q4_K, q4_K) X4(Q5_K, q5_K) X4(Q6_K, q6_K)                     \
+    R8(Q4_0, q4_0) G8(Q8_0, q8_0) G8(Q4_K, q4_K) X4(Q5_K, q5_K) G8(Q6_K, q6_K)                     \
     DOT(Q4_1, q4_1) DOT(Q5_0, q5_0) DOT(Q5_1, q5_1) DOT(IQ4_NL, iq4_nl) DOT(Q2_K, q2_K)            \
     DOT(Q3_K, q3_K) DOT(IQ4_XS, iq4_xs) DOT(F16, f16) DOT(BF16, bf16) DOT(F32, f32)
 /* R8 entries: mat-vec and gemm over eight weight rows per pass

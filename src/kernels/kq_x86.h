@@ -1,13 +1,16 @@
 /* kq_x86.h — private to src/kernels: the x86 helpers the AVX2 and AVX-512
  * files share (they are compiled with -mavx2 at least): the horizontal sum
  * of 8 floats, ggml's AVX2 Q8_0 x Q8_0 block product, and the unpacking of
- * the Q4_K/Q5_K 6-bit scales and mins with their min correction. */
+ * the Q4_K/Q5_K 6-bit scales and mins with their min correction, Q6_K's
+ * 6-bit values. */
 #ifndef PHIQ_KERNELS_KQ_X86_H
 #define PHIQ_KERNELS_KQ_X86_H
 
 #include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "formats/ggml_blocks.h"
 
 /* v[0] + ... + v[7] (pairwise: halves, then pairs, then the last two). */
 static inline float phiq_hsum8(__m256 v) {
@@ -47,6 +50,19 @@ static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
     __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));      /* m_j as int32 */
     __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)); /* (m_j, m_j) int16 pairs */
     return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
+}
+
+/* Q6_K half h (128 values) as four registers of unsigned 6-bit values
+ * (elements 32k .. 32k+31 in q[k]); the -32 is applied through bsums. */
+static inline void phiq_q6_half(const phiq_block_q6_K *xb, int h, __m256i q[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+    const __m256i ql0 = _mm256_loadu_si256((const __m256i *)(const void *)(xb->ql + 64 * h));
+    const __m256i ql1 = _mm256_loadu_si256((const __m256i *)(const void *)(xb->ql + 64 * h + 32));
+    const __m256i qh = _mm256_loadu_si256((const __m256i *)(const void *)(xb->qh + 32 * h));
+    q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+    q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+    q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+    q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
 }
 
 #endif

@@ -266,11 +266,202 @@ static inline __attribute__((always_inline)) void packed32(int64_t nb, const uin
 static void packed_q4_0(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256 acc[CG]) { packed32(nb, pk, ap, acc, 0); }
 static void packed_q8_0(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256 acc[CG]) { packed32(nb, pk, ap, acc, 1); }
 
-static void gemm_packed(pack_fn pack, packed_fn kernel, int64_t n, int64_t nrows, int64_t ncols, float *out,
-                        size_t ldo, const void *w, size_t rb, const void *act, size_t as, phiq_vec_dot_fn dot) {
-    const int64_t nb = n / PHIQ_QK, ngroups = (ncols + CG - 1) / CG;
-    uint8_t *apk = aligned_alloc(32, (size_t)(ngroups * nb * AP));
-    uint8_t *pk = aligned_alloc(32, (size_t)(nb * PK));
+/* ---- K-quants: 256-element super-blocks against Q8_K ------------------------------------ */
+
+/* Q8_K activations, CG columns per super-block (APK bytes): their 256 int8
+ * values (column j at 256 j), d as floats, then the 16 bsums (int16) of
+ * each; columns past the last are zero. */
+enum { APK = CG * 256 + CG * 4 + CG * 32 };
+
+static void pack_act_k(int64_t nb, const char *act, size_t as, int c, uint8_t *ap) {
+    for (int64_t b = 0; b < nb; b++, ap += APK) {
+        memset(ap, 0, APK);
+        for (int j = 0; j < c; j++) {
+            const phiq_block_q8_K *y = (const phiq_block_q8_K *)(const void *)(act + (size_t)j * as) + b;
+            memcpy(ap + 256 * j, y->qs, 256);
+            memcpy(ap + CG * 256 + 4 * j, &y->d, 4);
+            memcpy(ap + CG * 260 + 32 * j, y->bsums, 32);
+        }
+    }
+}
+
+/* int16 pairs (a_r, b_r) for rows r = 0..7, one int32 lane each. */
+static inline void store_pairs(uint8_t *dst, const int16_t a[8], const int16_t b[8]) {
+    int16_t v[16];
+    for (int r = 0; r < R8; r++) v[2 * r] = a[r], v[2 * r + 1] = b[r];
+    memcpy(dst, v, 32);
+}
+
+/* Q4_K, eight rows of one super-block (PK4K bytes): the eight 32-element
+ * sub-blocks as PK's eight registers each (nibble values), then per
+ * sub-block its scale and then its min of each row as int16 pairs (so
+ * vpmaddwd scales a row's lane), then d and dmin of each row as floats. */
+enum { PK4K = 8 * 256 + 8 * 32 + 8 * 32 + 2 * 32 };
+
+static void pack_q4_K(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk) {
+    for (int64_t b = 0; b < nb; b++, pk += PK4K) {
+        const phiq_block_q4_K *x[8];
+        int16_t sc[8][8], mn[8][8]; /* [sub-block][row] */
+        for (int r = 0; r < R8; r++) {
+            x[r] = (const phiq_block_q4_K *)(const void *)(w + r * rb) + b;
+            uint8_t sm[16];
+            _mm_storeu_si128((__m128i *)(void *)sm, kq_scales(x[r]->scales));
+            for (int k = 0; k < 8; k++) sc[k][r] = sm[k], mn[k][r] = sm[8 + k];
+        }
+        for (int sb = 0; sb < 8; sb++) {
+            __m256i R[8];
+            for (int r = 0; r < R8; r++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(x[r]->qs + 32 * (sb / 2)));
+                R[r] = _mm256_and_si256(sb & 1 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
+            }
+            transpose8_store(R, pk + 256 * sb);
+            store_pairs(pk + 2048 + 32 * sb, sc[sb], sc[sb]);
+            store_pairs(pk + 2304 + 32 * sb, mn[sb], mn[sb]);
+        }
+        float *dd = (float *)(void *)(pk + 2560);
+        for (int r = 0; r < R8; r++) dd[r] = _cvtsh_ss(x[r]->d), dd[8 + r] = _cvtsh_ss(x[r]->dmin);
+    }
+}
+
+/* Q6_K, eight rows of one super-block (PK6K bytes): the eight 32-element
+ * sub-blocks as PK's registers (unsigned 6-bit values; the -32 goes
+ * through bsums), per 16-element group k its scale as pairs (s_k, s_k),
+ * per pair of groups t the pair (s_2t, s_2t+1) for the bsums, then d. */
+enum { PK6K = 8 * 256 + 16 * 32 + 8 * 32 + 32 };
+
+static void pack_q6_K(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk) {
+    for (int64_t b = 0; b < nb; b++, pk += PK6K) {
+        const phiq_block_q6_K *x[8];
+        int16_t sc[16][8];
+        for (int r = 0; r < R8; r++) {
+            x[r] = (const phiq_block_q6_K *)(const void *)(w + r * rb) + b;
+            for (int k = 0; k < 16; k++) sc[k][r] = x[r]->scales[k];
+        }
+        for (int h = 0; h < 2; h++) {
+            __m256i q[8][4];
+            for (int r = 0; r < R8; r++) phiq_q6_half(x[r], h, q[r]);
+            for (int k = 0; k < 4; k++) {
+                __m256i R[8];
+                for (int r = 0; r < R8; r++) R[r] = q[r][k];
+                transpose8_store(R, pk + 256 * (4 * h + k));
+            }
+        }
+        for (int k = 0; k < 16; k++) store_pairs(pk + 2048 + 32 * k, sc[k], sc[k]);
+        for (int t = 0; t < 8; t++) store_pairs(pk + 2560 + 32 * t, sc[2 * t], sc[2 * t + 1]);
+        float *dd = (float *)(void *)(pk + 2816);
+        for (int r = 0; r < R8; r++) dd[r] = _cvtsh_ss(x[r]->d);
+    }
+}
+
+/* s[j] += the products of packed register group g0 .. g0 + cnt - 1 of one
+ * sub-block (wv) with column j's matching bytes (qs + 4 g), in int16. */
+static inline __attribute__((always_inline)) void sub16(const __m256i *wv, const int8_t *qs, int g0, int cnt,
+                                                        __m256i s[CG], size_t col_stride) {
+#pragma GCC unroll 8
+    for (int g = g0; g < g0 + cnt; g++) {
+        const __m256i wg = _mm256_load_si256(wv + g);
+#pragma GCC unroll 8
+        for (int j = 0; j < CG; j++) {
+            s[j] = _mm256_add_epi16(s[j], _mm256_maddubs_epi16(wg, _mm256_set1_epi32(ld32(qs + col_stride * j + 4 * g))));
+            __asm__("" : "+x"(s[j]));
+        }
+    }
+}
+
+/* acc[j] (lane r = row r) += the packed Q4_K rows' dot with column j:
+ * per sub-block the int16 sums (8 * 2 * 15 * 128 fits) times the row's
+ * scale into int32, the mins against the bsums, one float step each per
+ * super-block. */
+static void packed_q4_K(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256 acc[CG]) {
+    for (int64_t b = 0; b < nb; b++, pk += PK4K, ap += APK) {
+        const int8_t *qs = (const int8_t *)ap;
+        __m256i isum[CG];
+#pragma GCC unroll 8
+        for (int j = 0; j < CG; j++) isum[j] = _mm256_setzero_si256();
+        for (int sb = 0; sb < 8; sb++) {
+            __m256i s16[CG];
+#pragma GCC unroll 8
+            for (int j = 0; j < CG; j++) s16[j] = _mm256_setzero_si256();
+            sub16((const __m256i *)(const void *)(pk + 256 * sb), qs + 32 * sb, 0, 8, s16, 256);
+            const __m256i sc = _mm256_load_si256((const __m256i *)(const void *)(pk + 2048 + 32 * sb));
+#pragma GCC unroll 8
+            for (int j = 0; j < CG; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+        }
+        const __m256 dw = _mm256_load_ps((const float *)(const void *)(pk + 2560));
+        const __m256 dmw = _mm256_load_ps((const float *)(const void *)(pk + 2592));
+        const float *dy = (const float *)(const void *)(ap + CG * 256);
+#pragma GCC unroll 8
+        for (int j = 0; j < CG; j++) {
+            const int8_t *bs = (const int8_t *)(ap + CG * 260 + 32 * j);
+            __m256i msum = _mm256_setzero_si256();
+            for (int sb = 0; sb < 8; sb++)
+                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(const void *)(pk + 2304 + 32 * sb)),
+                                                                _mm256_set1_epi32(ld32(bs + 4 * sb))));
+            const __m256 vy = _mm256_set1_ps(dy[j]);
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_mul_ps(dw, vy), acc[j]);
+            acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmw, vy), acc[j]);
+        }
+    }
+}
+
+/* Q6_K: a pair of products reaches 2 * 63 * 128, so int16 holds two
+ * register groups; each 16-element group is scaled into int32, and the
+ * -32 comes off as 32 * sum_k s_k * bsum_k. */
+static void packed_q6_K(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256 acc[CG]) {
+    for (int64_t b = 0; b < nb; b++, pk += PK6K, ap += APK) {
+        const int8_t *qs = (const int8_t *)ap;
+        __m256i isum[CG];
+#pragma GCC unroll 8
+        for (int j = 0; j < CG; j++) isum[j] = _mm256_setzero_si256();
+        for (int sb = 0; sb < 8; sb++) {
+            const __m256i *wv = (const __m256i *)(const void *)(pk + 256 * sb);
+            for (int q = 0; q < 4; q++) {
+                __m256i s16[CG];
+#pragma GCC unroll 8
+                for (int j = 0; j < CG; j++) s16[j] = _mm256_setzero_si256();
+                sub16(wv, qs + 32 * sb, 2 * q, 2, s16, 256);
+                const __m256i sc = _mm256_load_si256((const __m256i *)(const void *)(pk + 2048 + 32 * (2 * sb + q / 2)));
+#pragma GCC unroll 8
+                for (int j = 0; j < CG; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
+            }
+        }
+        const __m256 dw = _mm256_load_ps((const float *)(const void *)(pk + 2816));
+        const float *dy = (const float *)(const void *)(ap + CG * 256);
+#pragma GCC unroll 8
+        for (int j = 0; j < CG; j++) {
+            const int8_t *bs = (const int8_t *)(ap + CG * 260 + 32 * j);
+            __m256i msum = _mm256_setzero_si256();
+            for (int t = 0; t < 8; t++)
+                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(const void *)(pk + 2560 + 32 * t)),
+                                                                _mm256_set1_epi32(ld32(bs + 4 * t))));
+            const __m256i tot = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(msum, 5));
+            acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(dy[j])), acc[j]);
+        }
+    }
+}
+
+/* ---- the gemm driver ------------------------------------------------------------------ */
+
+/* What differs between the packed types: elements per block, packed bytes
+ * per block (eight weight rows; CG activation columns) and the three steps. */
+typedef struct packed_type {
+    int64_t qk;
+    size_t pk, ap;
+    pack_fn pack;
+    void (*pack_act)(int64_t nb, const char *act, size_t as, int c, uint8_t *ap);
+    packed_fn kernel;
+} packed_type;
+
+static const packed_type PACKED_Q4_0 = {PHIQ_QK, PK, AP, pack_q4_0, pack_act, packed_q4_0};
+static const packed_type PACKED_Q8_0 = {PHIQ_QK, PK, AP, pack_q8_0, pack_act, packed_q8_0};
+static const packed_type PACKED_Q4_K = {PHIQ_QK_K, PK4K, APK, pack_q4_K, pack_act_k, packed_q4_K};
+static const packed_type PACKED_Q6_K = {PHIQ_QK_K, PK6K, APK, pack_q6_K, pack_act_k, packed_q6_K};
+
+static void gemm_packed(const packed_type *pt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
+                        const void *w, size_t rb, const void *act, size_t as, phiq_vec_dot_fn dot) {
+    const int64_t nb = n / pt->qk, ngroups = (ncols + CG - 1) / CG;
+    uint8_t *apk = aligned_alloc(32, (size_t)ngroups * (size_t)nb * pt->ap);
+    uint8_t *pk = aligned_alloc(32, (size_t)nb * pt->pk);
     if (!apk || !pk || nrows < R8) {
         free(apk), free(pk);
         phiq_gemm_rows(dot, n, nrows, ncols, out, ldo, w, rb, act, as);
@@ -279,7 +470,8 @@ static void gemm_packed(pack_fn pack, packed_fn kernel, int64_t n, int64_t nrows
     const char *ap = act;
     for (int64_t gi = 0; gi < ngroups; gi++) {
         const int64_t j = gi * CG;
-        pack_act(nb, ap + (size_t)j * as, as, ncols - j < CG ? (int)(ncols - j) : CG, apk + (size_t)(gi * nb * AP));
+        pt->pack_act(nb, ap + (size_t)j * as, as, ncols - j < CG ? (int)(ncols - j) : CG,
+                     apk + (size_t)gi * (size_t)nb * pt->ap);
     }
     const uint8_t *wp = w;
     const int64_t r8 = nrows / R8 * R8;
@@ -287,11 +479,11 @@ static void gemm_packed(pack_fn pack, packed_fn kernel, int64_t n, int64_t nrows
     for (int64_t g0 = 0; g0 < ngroups; g0 += PHIQ_GEMM_COL_TILE / CG) {
         const int64_t g1 = g0 + PHIQ_GEMM_COL_TILE / CG < ngroups ? g0 + PHIQ_GEMM_COL_TILE / CG : ngroups;
         for (int64_t r = 0; r < r8; r += R8) {
-            pack(nb, wp + (size_t)r * rb, rb, pk);
+            pt->pack(nb, wp + (size_t)r * rb, rb, pk);
             for (int64_t gi = g0; gi < g1; gi++) {
                 __m256 acc[CG];
                 for (int i = 0; i < CG; i++) acc[i] = _mm256_setzero_ps();
-                kernel(nb, pk, apk + (size_t)(gi * nb * AP), acc);
+                pt->kernel(nb, pk, apk + (size_t)gi * (size_t)nb * pt->ap, acc);
                 const int64_t j = gi * CG;
                 for (int i = 0; i < CG && j + i < ncols; i++) _mm256_storeu_ps(out + (size_t)(j + i) * ldo + r, acc[i]);
             }
@@ -302,12 +494,12 @@ static void gemm_packed(pack_fn pack, packed_fn kernel, int64_t n, int64_t nrows
         phiq_gemm_rows(dot, n, nrows - r8, ncols, out + r8, ldo, wp + (size_t)r8 * rb, rb, act, as);
 }
 
-void phiq_gemm_q4_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
-                         const void *act, size_t as, phiq_vec_dot_fn dot) {
-    gemm_packed(pack_q4_0, packed_q4_0, n, nrows, ncols, out, ldo, w, rb, act, as, dot);
-}
-
-void phiq_gemm_q8_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
-                         const void *act, size_t as, phiq_vec_dot_fn dot) {
-    gemm_packed(pack_q8_0, packed_q8_0, n, nrows, ncols, out, ldo, w, rb, act, as, dot);
-}
+#define GEMM_PACKED(name, PT)                                                                      \
+    void phiq_gemm_##name##_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, \
+                                 size_t rb, const void *act, size_t as, phiq_vec_dot_fn dot) {     \
+        gemm_packed(&PT, n, nrows, ncols, out, ldo, w, rb, act, as, dot);                          \
+    }
+GEMM_PACKED(q4_0, PACKED_Q4_0)
+GEMM_PACKED(q8_0, PACKED_Q8_0)
+GEMM_PACKED(q4_K, PACKED_Q4_K)
+GEMM_PACKED(q6_K, PACKED_Q6_K)

@@ -16,5 +16,9 @@ void phiq_gemm_q4_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, si
                          const void *act, size_t as, phiq_vec_dot_fn dot);
 void phiq_gemm_q8_0_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                          const void *act, size_t as, phiq_vec_dot_fn dot);
+void phiq_gemm_q4_K_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                         const void *act, size_t as, phiq_vec_dot_fn dot);
+void phiq_gemm_q6_K_avx2(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                         const void *act, size_t as, phiq_vec_dot_fn dot);
 
 #endif
