@@ -368,6 +368,16 @@ static inline __attribute__((always_inline)) void sub16(const __m256i *wv, const
     }
 }
 
+/* Lane r: sum over t < 8 of pairs[t] (row r's int16 pair) times bsums
+ * 2t and 2t+1 of one column (bs: its 16 bsums). */
+static inline __m256i bsum_dot(const uint8_t *pairs, const int8_t *bs) {
+    __m256i m = _mm256_setzero_si256();
+    for (int t = 0; t < 8; t++)
+        m = _mm256_add_epi32(m, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(const void *)(pairs + 32 * t)),
+                                                  _mm256_set1_epi32(ld32(bs + 4 * t))));
+    return m;
+}
+
 /* acc[j] (lane r = row r) += the packed Q4_K rows' dot with column j:
  * per sub-block the int16 sums (8 * 2 * 15 * 128 fits) times the row's
  * scale into int32, the mins against the bsums, one float step each per
@@ -392,11 +402,7 @@ static void packed_q4_K(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256
         const float *dy = (const float *)(const void *)(ap + CG * 256);
 #pragma GCC unroll 8
         for (int j = 0; j < CG; j++) {
-            const int8_t *bs = (const int8_t *)(ap + CG * 260 + 32 * j);
-            __m256i msum = _mm256_setzero_si256();
-            for (int sb = 0; sb < 8; sb++)
-                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(const void *)(pk + 2304 + 32 * sb)),
-                                                                _mm256_set1_epi32(ld32(bs + 4 * sb))));
+            const __m256i msum = bsum_dot(pk + 2304, (const int8_t *)(ap + CG * 260 + 32 * j));
             const __m256 vy = _mm256_set1_ps(dy[j]);
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_mul_ps(dw, vy), acc[j]);
             acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmw, vy), acc[j]);
@@ -429,11 +435,7 @@ static void packed_q6_K(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256
         const float *dy = (const float *)(const void *)(ap + CG * 256);
 #pragma GCC unroll 8
         for (int j = 0; j < CG; j++) {
-            const int8_t *bs = (const int8_t *)(ap + CG * 260 + 32 * j);
-            __m256i msum = _mm256_setzero_si256();
-            for (int t = 0; t < 8; t++)
-                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(const void *)(pk + 2560 + 32 * t)),
-                                                                _mm256_set1_epi32(ld32(bs + 4 * t))));
+            const __m256i msum = bsum_dot(pk + 2560, (const int8_t *)(ap + CG * 260 + 32 * j));
             const __m256i tot = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(msum, 5));
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(dy[j])), acc[j]);
         }
