@@ -4,8 +4,10 @@
  * uses the sign trick: |x| times y with x's sign. One float multiply-add per
  * block, as in the scalar reference, so only float summation order differs. */
 #include <immintrin.h>
+#include <stddef.h>
 #include <string.h>
 
+#include "core/common.h"
 #include "kernels/dot.h"
 #include "kernels/kq_x86.h"
 #include "kernels/rows8_avx2.h"
@@ -378,6 +380,103 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
 #define G8_K(T, name) GEMM8_K(T, name) PHIQ_MATVEC_FROM_DOT(name)
 AVX2_TYPES(PHIQ_ROWS_X4_K, PHIQ_ROWS_DOT_K, ROWS8_K, G8_K)
 
+/* ---- activation quantizer ------------------------------------------------------ */
+
+/* Byte for byte as the reference (as dot_avx512.c's, on 8 lanes): Q8_0 /
+ * Q8_1 with d = amax / 127, id = 1 / d, q = roundf(x * id) as trunc plus a
+ * step where the exact remainder is at least one half; Q8_K with max = the
+ * first value of largest magnitude, iscale = -127 / max, q = min(127, x *
+ * iscale rounded to nearest even), bsums, d = 1 / iscale. */
+static inline float hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+
+static inline int32_t hsum8i(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
+}
+
+/* 32 int32 in [-128, 127] (q[0..3], 8 each, in order) -> 32 bytes at dst. */
+static inline void store_q8x32(int8_t *dst, const __m256i q[4]) {
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256((__m256i *)(void *)dst, _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+}
+
+static void quantize_q8_K_avx2(const float *x, phiq_block_q8_K *y, int64_t nb) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (int64_t i = 0; i < nb; i++, x += PHIQ_QK_K) {
+        __m256 am = _mm256_setzero_ps();
+        for (int r = 0; r < 32; r++) am = _mm256_max_ps(am, _mm256_and_ps(_mm256_loadu_ps(x + 8 * r), absm));
+        const float amax = hmax8(am);
+        if (!amax) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0;
+        for (int r = 0; r < 32; r++) {
+            const int m = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(x + 8 * r), absm),
+                                                           _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (m) {
+                max = x[8 * r + __builtin_ctz((unsigned)m)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        for (int c = 0; c < 8; c++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * c + 8 * k), _mm256_set1_ps(iscale)),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(127));
+            }
+            store_q8x32(y[i].qs + 32 * c, q);
+            y[i].bsums[2 * c] = (int16_t)hsum8i(_mm256_add_epi32(q[0], q[1]));
+            y[i].bsums[2 * c + 1] = (int16_t)hsum8i(_mm256_add_epi32(q[2], q[3]));
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+static int quantize_act_avx2(int act_type, const float *x, void *dst, int64_t n) {
+    if (act_type == PHIQ_GGML_TYPE_Q8_K && n >= 0 && n % PHIQ_QK_K == 0) {
+        quantize_q8_K_avx2(x, dst, n / PHIQ_QK_K);
+        return 0;
+    }
+    if ((act_type != PHIQ_GGML_TYPE_Q8_0 && act_type != PHIQ_GGML_TYPE_Q8_1) || n < 0 || n % PHIQ_QK)
+        return phiq_quantize_act_ref(act_type, x, dst, n);
+    const int q81 = act_type == PHIQ_GGML_TYPE_Q8_1;
+    const size_t bs = q81 ? sizeof(phiq_block_q8_1) : sizeof(phiq_block_q8_0);
+    const size_t qoff = q81 ? offsetof(phiq_block_q8_1, qs) : offsetof(phiq_block_q8_0, qs);
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), half = _mm256_set1_ps(0.5f),
+                 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / PHIQ_QK; b++, x += PHIQ_QK) {
+        uint8_t *y = (uint8_t *)dst + (size_t)b * bs;
+        __m256 xv[4], am = _mm256_setzero_ps();
+        for (int k = 0; k < 4; k++) am = _mm256_max_ps(am, _mm256_and_ps(xv[k] = _mm256_loadu_ps(x + 8 * k), absm));
+        const float amax = hmax8(am);
+        const float d = amax / ((1 << 7) - 1), id = d ? 1.0f / d : 0.0f;
+        const uint16_t dh = phiq_f32_to_f16(d);
+        memcpy(y, &dh, 2);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++) {
+            const __m256 v = _mm256_mul_ps(xv[k], _mm256_set1_ps(id));
+            const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 up = _mm256_cmp_ps(_mm256_and_ps(_mm256_sub_ps(v, t), absm), half, _CMP_GE_OQ);
+            q[k] = _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(up, _mm256_or_ps(one, _mm256_and_ps(v, sign)))));
+        }
+        store_q8x32((int8_t *)(y + qoff), q);
+        if (q81) {
+            const int32_t s = hsum8i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+            const uint16_t sh = phiq_f32_to_f16((float)s * d);
+            memcpy(y + 2, &sh, 2);
+        }
+    }
+    return 0;
+}
+
 /* 32-byte loads, four independent 64-bit lane sums. */
 static uint64_t stream_read(const void *p, size_t n, size_t ahead) {
     const char *c = p;
@@ -401,6 +500,7 @@ static uint64_t stream_read(const void *p, size_t n, size_t ahead) {
 void phiq_kernels_init_avx2(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx2";
+    k->quantize_act = quantize_act_avx2;
     k->dot_f16_f32 = dot_f16_f32;
     k->gram_upper = phiq_gram_upper_avx2;
     k->stream_read = stream_read;
