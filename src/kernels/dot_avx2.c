@@ -139,18 +139,19 @@ static inline void k5_high(const uint8_t *qh, int c, __m256i *lo, __m256i *hi) {
             pf(x + i, 3);                                                                          \
             const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;                  \
             const __m128i scm = kq_scales(x[i].scales);                                            \
-            uint8_t sc[16];                                                                        \
-            _mm_storeu_si128((__m128i *)sc, scm);                                                  \
+            /* the 8 scales as int16 in both halves; sub-block j's is one vpshufb */              \
+            const __m256i sc16 = _mm256_permute4x64_epi64(_mm256_cvtepu8_epi16(scm), 0x44);        \
             accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm); \
             __m256i isum = _mm256_setzero_si256();                                                 \
+            _Pragma("GCC unroll 4")                                                                \
             for (int c = 0; c < 4; c++) {                                                          \
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * c));         \
                 __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4); \
                 HIGH(x + i, c, lo, hi);                                                            \
                 const __m256i p0 = _mm256_maddubs_epi16(lo, load_y(y[i].qs + 64 * c));             \
                 const __m256i p1 = _mm256_maddubs_epi16(hi, load_y(y[i].qs + 64 * c + 32));        \
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_set1_epi16(sc[2 * c]))); \
-                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c + 1]))); \
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c)))))); \
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2)))))); \
             }                                                                                      \
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);               \
         }                                                                                          \
@@ -166,20 +167,24 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
     for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {
         pf(x + i, 4);
         const float d = F16(x[i].d) * y[i].d;
-        const int8_t *sc = x[i].scales;
+        /* the 16 scales as int16 once; each (s_g, s_g+1) pair below is one
+         * vpshufb of its half (a scalar load and two broadcasts each cost
+         * ~40% of this loop's instructions) */
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)x[i].scales));
         __m256i isum = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++) {
             __m256i q[4];
             phiq_q6_half(x + i, h, q);
+            const __m256i half = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+#pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m256i p = _mm256_maddubs_epi16(q[k], load_y(y[i].qs + 128 * h + 32 * k));
-                const int g = 8 * h + 2 * k;
-                __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[g]), _mm_set1_epi16(sc[g + 1]));
+                const __m256i scv = _mm256_shuffle_epi8(half, _mm256_setr_m128i(_mm_set1_epi16((short)(((4 * k + 1) << 8) | (4 * k))),
+                                                                                _mm_set1_epi16((short)(((4 * k + 3) << 8) | (4 * k + 2)))));
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, scv));
             }
         }
-        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums),
-                                         _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)));
+        __m256i corr = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)y[i].bsums), sc16);
         isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(corr, 5));
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);
     }

@@ -459,6 +459,9 @@ static const packed_type PACKED_Q8_0 = {PHIQ_QK, PK, AP, pack_q8_0, pack_act, pa
 static const packed_type PACKED_Q4_K = {PHIQ_QK_K, PK4K, APK, pack_q4_K, pack_act_k, packed_q4_K};
 static const packed_type PACKED_Q6_K = {PHIQ_QK_K, PK6K, APK, pack_q6_K, pack_act_k, packed_q6_K};
 
+#ifndef PACK_COL_TILE
+#define PACK_COL_TILE PHIQ_GEMM_COL_TILE
+#endif
 static void gemm_packed(const packed_type *pt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
                         const void *w, size_t rb, const void *act, size_t as, phiq_vec_dot_fn dot) {
     const int64_t nb = n / pt->qk, ngroups = (ncols + CG - 1) / CG;
@@ -478,8 +481,9 @@ static void gemm_packed(const packed_type *pt, int64_t n, int64_t nrows, int64_t
     const uint8_t *wp = w;
     const int64_t r8 = nrows / R8 * R8;
     /* column tiles of whole groups, so that a tile's activations stay in L2 */
-    for (int64_t g0 = 0; g0 < ngroups; g0 += PHIQ_GEMM_COL_TILE / CG) {
-        const int64_t g1 = g0 + PHIQ_GEMM_COL_TILE / CG < ngroups ? g0 + PHIQ_GEMM_COL_TILE / CG : ngroups;
+    const int64_t tile = PACK_COL_TILE / CG;
+    for (int64_t g0 = 0; g0 < ngroups; g0 += tile) {
+        const int64_t g1 = g0 + tile < ngroups ? g0 + tile : ngroups;
         for (int64_t r = 0; r < r8; r += R8) {
             pt->pack(nb, wp + (size_t)r * rb, rb, pk);
             for (int64_t gi = g0; gi < g1; gi++) {
