@@ -128,6 +128,9 @@ typedef struct phiq_context_params {
     int phimoe_llamacpp; /* PhiMoE only: llama.cpp's graph (RMSNorm + bias, softmax top-k
                             renormalized routing) instead of Hugging Face's (LayerNorm,
                             SparseMixer top-2) */
+    int logits_from;    /* with all_logits: positions of a batch before this one get no
+                           logits (the output layer skips them; perplexity scores only a
+                           chunk's second half); 0 = every position */
 } phiq_context_params;
 
 phiq_context_params phiq_context_default_params(void);
@@ -138,7 +141,7 @@ void phiq_context_free(phiq_context *ctx);
 int phiq_eval(phiq_context *ctx, const int32_t *ids, int n);
 /* Logits of the last evaluated position (n_vocab floats). */
 const float *phiq_logits(const phiq_context *ctx);
-/* Logits of position i of the last batch (needs all_logits). */
+/* Logits of position i of the last batch (needs all_logits; i >= logits_from). */
 const float *phiq_logits_at(const phiq_context *ctx, int i);
 int phiq_context_pos(const phiq_context *ctx);
 /* Drops the cache from position pos on (0 resets). */

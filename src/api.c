@@ -73,6 +73,7 @@ phiq_context *phiq_context_new(const phiq_model *m, const phiq_context_params *p
     ctx->n_batch = p->n_batch > 0 ? p->n_batch : 512;
     if (ctx->n_batch > n_ctx) ctx->n_batch = n_ctx;
     ctx->all_logits = p->all_logits != 0;
+    ctx->logits_from = p->all_logits && p->logits_from > 0 ? p->logits_from : 0;
     ctx->rope_mode = p->rope_mode;
     ctx->window = p->sliding_window == 0 ? hp->sliding_window : p->sliding_window < 0 ? 0 : p->sliding_window;
     if (ctx->rope_mode == PHIQ_ROPE_MODE_LLAMACPP) {
@@ -234,8 +235,10 @@ int phiq_eval(phiq_context *ctx, const int32_t *ids, int n) {
         float *out = NULL;
         int first = cn;
         if (ctx->all_logits) {
-            out = ctx->logits + (size_t)c * V;
-            first = 0;
+            /* rows before logits_from are neither computed nor written */
+            first = ctx->logits_from > c ? ctx->logits_from - c : 0;
+            out = first < cn ? ctx->logits + (size_t)(c + first) * V : NULL;
+            if (!out) first = cn;
         } else if (c + cn == n) {
             out = ctx->logits; /* receives row cn-1 */
             first = cn - 1;
@@ -258,6 +261,8 @@ const float *phiq_logits(const phiq_context *ctx) {
 const float *phiq_logits_at(const phiq_context *ctx, int i) {
     if (!ctx || !ctx->all_logits) return phiq_fail_null(PHIQ_EINVAL, "logits_at: the context was not created with all_logits");
     if (i < 0 || i >= ctx->n_logits) return phiq_fail_null(PHIQ_ERANGE, "logits_at: position %d not in the last batch (%d)", i, ctx->n_logits);
+    if (i < ctx->logits_from)
+        return phiq_fail_null(PHIQ_ERANGE, "logits_at: position %d is before logits_from (%d): not computed", i, ctx->logits_from);
     return ctx->logits + (size_t)i * (size_t)ctx->m->hp.n_vocab;
 }
 

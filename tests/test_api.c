@@ -3,6 +3,7 @@
  * the two ways of holding GGUF weights agreeing exactly. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,40 @@ static void test_context_limits(void **state) {
     assert_non_null(strstr(err, "exceeds the model's context length"));
     free(out);
     free(err);
+}
+
+/* logits_from: positions before it get no logits (phiq_logits_at refuses
+ * them, one line), later ones are those of a context that kept them all. */
+static void test_logits_from(void **state) {
+    (void)state;
+    phiq_model *m = phiq_model_open(tu_fixture_gguf("q4_k_m"), NULL);
+    assert_non_null(m);
+    phiq_context_params cp = phiq_context_default_params();
+    cp.n_ctx = 32;
+    cp.all_logits = 1;
+    phiq_context *all = phiq_context_new(m, &cp);
+    cp.logits_from = 10;
+    phiq_context *half = phiq_context_new(m, &cp);
+    assert_non_null(all);
+    assert_non_null(half);
+    int32_t ids[16];
+    for (int i = 0; i < 16; i++) ids[i] = 100 + 37 * i;
+    assert_int_equal(phiq_eval(all, ids, 16), 0);
+    assert_int_equal(phiq_eval(half, ids, 16), 0);
+    assert_null(phiq_logits_at(half, 9));
+    assert_non_null(strstr(phiq_error(), "before logits_from"));
+    const int V = phiq_model_n_vocab(m);
+    for (int i = 10; i < 16; i++) {
+        const float *a = phiq_logits_at(all, i), *h = phiq_logits_at(half, i);
+        assert_non_null(a);
+        assert_non_null(h);
+        for (int v = 0; v < V; v++)
+            if (!(fabsf(a[v] - h[v]) <= 1e-4f * (1.0f + fabsf(a[v])))) fail_msg("position %d logit %d: %g vs %g", i, v, h[v], a[v]);
+    }
+    assert_true(phiq_logits(half) == phiq_logits_at(half, 15));
+    phiq_context_free(all);
+    phiq_context_free(half);
+    phiq_model_free(m);
 }
 
 /* A GGUF file read through the map and copied onto huge pages gives the
@@ -138,4 +173,4 @@ static void test_missing_file(void **state) {
     assert_null(strchr(phiq_error(), '\n'));
 }
 
-TU_MAIN(NULL, NULL, test_context_limits, test_weights_modes, test_weights_cgroup_limit, test_missing_file)
+TU_MAIN(NULL, NULL, test_context_limits, test_logits_from, test_weights_modes, test_weights_cgroup_limit, test_missing_file)

@@ -1,21 +1,71 @@
 /* perplexity.c — perplexity and KL divergence with llama-perplexity's
  * chunking and scoring conventions (see eval.h). */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "core/common.h"
 #include "eval/eval.h"
 
-/* log-sum-exp of a row, in double for stable sums over 100k-200k logits. */
-static double row_logsumexp(const float *x, int n, int *argmax) {
+/* log-sum-exp of a row, in double for stable sums over 100k-200k logits.
+ * With p != NULL, p[i] = exp(x[i] - lse) (the softmax), from the same
+ * exponentials: the KL sum needs them, and a second exp per logit was a
+ * third of an eval's scoring time. */
+static double row_logsumexp(const float *x, int n, int *argmax, double *p) {
     float mx = x[0];
     int am = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > mx) { mx = x[i]; am = i; }
     double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
+    for (int i = 0; i < n; i++) {
+        const double e = exp((double)x[i] - mx);
+        s += e;
+        if (p) p[i] = e;
+    }
+    if (p)
+        for (int i = 0; i < n; i++) p[i] /= s;
     if (argmax) *argmax = am;
     return mx + log(s);
+}
+
+/* The scoring of positions [j0, j1) of a chunk (next token chunk[j + 1]):
+ * NLL, and with a reference its NLL, KL(ref || model) and top-1 agreement;
+ * results at out[j - j0]. pref: n_vocab doubles of scratch. */
+typedef struct score_job {
+    const phiq_context *ctx, *rctx;
+    const int32_t *chunk;
+    int n_vocab, j0, j1;
+    double *nlls, *ref_nlls, *klds, *pref;
+    int64_t same_top;
+} score_job;
+
+static void score_range(score_job *s) {
+    const int n_vocab = s->n_vocab;
+    for (int j = s->j0; j < s->j1; j++) {
+        const int i = j - s->j0, next = s->chunk[j + 1];
+        const float *lg = phiq_logits_at(s->ctx, j);
+        int am;
+        const double lse = row_logsumexp(lg, n_vocab, &am, NULL);
+        s->nlls[i] = lse - lg[next];
+        if (!s->rctx) continue;
+        const float *rl = phiq_logits_at(s->rctx, j);
+        int ram;
+        const double rlse = row_logsumexp(rl, n_vocab, &ram, s->pref);
+        s->ref_nlls[i] = rlse - rl[next];
+        /* KL(ref || model) = sum p_ref (log p_ref - log p_model), exact over the whole vocabulary */
+        double kl = 0;
+        for (int v = 0; v < n_vocab; v++) {
+            const double p = s->pref[v];
+            if (p > 0) kl += p * (((double)rl[v] - rlse) - ((double)lg[v] - lse));
+        }
+        s->klds[i] = kl > 0 ? kl : 0; /* rounding can give -1e-17 */
+        s->same_top += (am == ram);
+    }
+}
+
+static void *score_thread(void *arg) {
+    score_range(arg);
+    return NULL;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -53,6 +103,7 @@ int phiq_eval_perplexity(const phiq_model *model, const phiq_model *ref, const i
     cp.n_ctx = n_ctx;
     cp.n_threads = opts->n_threads;
     cp.all_logits = 1;
+    cp.logits_from = n_ctx / 2; /* only the second half of a chunk is scored */
     phiq_context *ctx = phiq_context_new(model, &cp);
     phiq_context *rctx = NULL;
     if (!ctx) return PHIQ_EINVAL;
@@ -65,9 +116,11 @@ int phiq_eval_perplexity(const phiq_model *model, const phiq_model *ref, const i
     double *nlls = malloc(sizeof(double) * (size_t)n_total);
     double *ref_nlls = ref ? malloc(sizeof(double) * (size_t)n_total) : NULL;
     double *klds = ref ? malloc(sizeof(double) * (size_t)n_total) : NULL;
+    const int scorers = opts->n_threads == 1 ? 1 : 2;
+    double *pref = ref ? malloc(sizeof(double) * (size_t)n_vocab * 2) : NULL;
     int32_t *batch = malloc(sizeof(int32_t) * (size_t)n_ctx);
     int rc = 0;
-    if (!nlls || !batch || (ref && (!ref_nlls || !klds))) {
+    if (!nlls || !batch || (ref && (!ref_nlls || !klds || !pref))) {
         rc = phiq_fail(PHIQ_ENOMEM, "perplexity: out of memory");
         goto done;
     }
@@ -80,33 +133,36 @@ int phiq_eval_perplexity(const phiq_model *model, const phiq_model *ref, const i
         if (opts->bos_id >= 0) batch[0] = opts->bos_id;
         if ((rc = phiq_context_truncate(ctx, 0)) < 0 || (rc = phiq_eval(ctx, batch, n_ctx)) < 0) goto done;
         if (rctx && ((rc = phiq_context_truncate(rctx, 0)) < 0 || (rc = phiq_eval(rctx, batch, n_ctx)) < 0)) goto done;
-        for (int j = first; j < n_ctx - 1; j++, k++) {
-            const float *lg = phiq_logits_at(ctx, j);
+        score_job sj[2];
+        const int nj = n_ctx - 1 - first, halves = scorers > 1 && nj > 1 ? 2 : 1;
+        for (int j = first; j < n_ctx - 1; j++) {
             const int next = chunk[j + 1];
-            if (!lg) { rc = phiq_fail(PHIQ_EINVAL, "perplexity: no logits at position %d", j); goto done; }
+            if (!phiq_logits_at(ctx, j) || (rctx && !phiq_logits_at(rctx, j))) {
+                rc = phiq_fail(PHIQ_EINVAL, "perplexity: no logits at position %d", j);
+                goto done;
+            }
             if (next < 0 || next >= n_vocab) {
                 rc = phiq_fail(PHIQ_ERANGE, "perplexity: token id %d out of range (vocabulary %d)", next, n_vocab);
                 goto done;
             }
-            int am;
-            double lse = row_logsumexp(lg, n_vocab, &am);
-            nlls[k] = lse - lg[next];
-            if (rctx) {
-                const float *rl = phiq_logits_at(rctx, j);
-                int ram;
-                double rlse = row_logsumexp(rl, n_vocab, &ram);
-                ref_nlls[k] = rlse - rl[next];
-                /* KL(ref || model) = sum p_ref (log p_ref - log p_model), exact over the whole vocabulary */
-                double kl = 0;
-                for (int v = 0; v < n_vocab; v++) {
-                    double lpr = rl[v] - rlse;
-                    double p = exp(lpr);
-                    if (p > 0) kl += p * (lpr - ((double)lg[v] - lse));
-                }
-                klds[k] = kl > 0 ? kl : 0; /* rounding can give -1e-17 */
-                same_top += (am == ram);
-            }
         }
+        for (int h = 0; h < halves; h++) {
+            const int j0 = first + nj * h / halves, j1 = first + nj * (h + 1) / halves;
+            sj[h] = (score_job){ctx, rctx, chunk, n_vocab, j0, j1, nlls + k + (j0 - first), ref_nlls ? ref_nlls + k + (j0 - first) : NULL,
+                                klds ? klds + k + (j0 - first) : NULL, pref ? pref + (size_t)h * (size_t)n_vocab : NULL, 0};
+        }
+        /* the scoring of a chunk's two halves on two threads: its exponentials
+         * (three per logit of both models, in double) ran on one thread while
+         * the other waited */
+        pthread_t th;
+        const int spawned = halves > 1 && pthread_create(&th, NULL, score_thread, &sj[1]) == 0;
+        score_range(&sj[0]);
+        if (halves > 1) {
+            if (spawned) pthread_join(th, NULL);
+            else score_range(&sj[1]);
+        }
+        for (int h = 0; h < halves; h++) same_top += sj[h].same_top;
+        k += nj;
         phiq_progress_step(&pr, NULL, 0);
     }
     phiq_progress_end(&pr);
@@ -141,6 +197,7 @@ done:
     free(nlls);
     free(ref_nlls);
     free(klds);
+    free(pref);
     free(batch);
     phiq_context_free(ctx);
     if (rctx) phiq_context_free(rctx);

@@ -10,6 +10,7 @@
 #include "core/common.h"
 #include "kernels/dot.h"
 #include "kernels/kq_x86.h"
+#include "kernels/gemm_float_avx2.h"
 #include "kernels/rows8_avx2.h"
 
 #define F16(h) _cvtsh_ss(h)
@@ -366,12 +367,13 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
 /* This file's types: X4 entries have an x4 row kernel for gemm, DOT
  * entries a dot only. */
 #define AVX2_TYPES(X4, DOT, R8, G8)                                                                \
-    R8(Q4_0, q4_0) G8(Q8_0, q8_0) G8(Q4_K, q4_K) X4(Q5_K, q5_K) G8(Q6_K, q6_K)                     \
+    R8(Q4_0, q4_0) G8(Q8_0, q8_0) G8(Q4_K, q4_K) X4(Q5_K, q5_K) G8(Q6_K, q6_K) G8(F16, f16) G8(BF16, bf16) G8(F32, f32)                     \
     DOT(Q4_1, q4_1) DOT(Q5_0, q5_0) DOT(Q5_1, q5_1) DOT(IQ4_NL, iq4_nl) DOT(Q2_K, q2_K)            \
-    DOT(Q3_K, q3_K) DOT(IQ4_XS, iq4_xs) DOT(F16, f16) DOT(BF16, bf16) DOT(F32, f32)
+    DOT(Q3_K, q3_K) DOT(IQ4_XS, iq4_xs)
 /* R8 entries: mat-vec and gemm over eight weight rows per pass
- * (rows8_avx2.c); G8 entries: its gemm, the one-row mat-vec; the dot takes
- * the rows past the last group of eight. */
+ * (rows8_avx2.c); G8 entries: a gemm of their own, phiq_gemm_NAME_avx2
+ * (rows8_avx2.c's packed eight rows, or gemm_float_avx2.c's register
+ * tiles), and the one-row mat-vec; the dot takes what they leave. */
 #define GEMM8_K(T, name)                                                                           \
     static void gm_##name(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, \
                           size_t rb, const void *act, size_t as) {                                 \

@@ -108,6 +108,7 @@ struct phiq_context {
     const phiq_model *m;
     int n_ctx, n_batch, n_threads;
     int all_logits;
+    int logits_from; /* with all_logits: first batch position with logits */
     int rope_mode;
     int window;          /* sliding window in effect (0 = full causal) */
     int llamacpp_numerics; /* round matmul inputs as ggml's CPU backend does */
