@@ -176,7 +176,7 @@ static void dot_q6_K(int64_t n, float *s, const void *vx, const void *vy) {
         for (int h = 0; h < 2; h++) {
             __m256i q[4];
             phiq_q6_half(x + i, h, q);
-            const __m256i half = _mm256_permute4x64_epi64(sc16, h ? 0xEE : 0x44);
+            const __m256i half = h ? _mm256_permute4x64_epi64(sc16, 0xEE) : _mm256_permute4x64_epi64(sc16, 0x44);
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 __m256i p = _mm256_maddubs_epi16(q[k], load_y(y[i].qs + 128 * h + 32 * k));
