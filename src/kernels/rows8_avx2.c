@@ -462,11 +462,15 @@ static const packed_type PACKED_Q6_K = {PHIQ_QK_K, PK6K, APK, pack_q6_K, pack_ac
 #ifndef PACK_COL_TILE
 #define PACK_COL_TILE PHIQ_GEMM_COL_TILE
 #endif
+/* 32-byte aligned memory (aligned_alloc wants a size that is a multiple
+ * of the alignment: APK is not). */
+static void *alloc32(size_t n) { return aligned_alloc(32, (n + 31) & ~(size_t)31); }
+
 static void gemm_packed(const packed_type *pt, int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo,
                         const void *w, size_t rb, const void *act, size_t as, phiq_vec_dot_fn dot) {
     const int64_t nb = n / pt->qk, ngroups = (ncols + CG - 1) / CG;
-    uint8_t *apk = aligned_alloc(32, (size_t)ngroups * (size_t)nb * pt->ap);
-    uint8_t *pk = aligned_alloc(32, (size_t)nb * pt->pk);
+    uint8_t *apk = alloc32((size_t)ngroups * (size_t)nb * pt->ap);
+    uint8_t *pk = alloc32((size_t)nb * pt->pk);
     if (!apk || !pk || nrows < R8) {
         free(apk), free(pk);
         phiq_gemm_rows(dot, n, nrows, ncols, out, ldo, w, rb, act, as);
