@@ -130,7 +130,9 @@ static void test_eval_matches_reference(void **state) {
     char *out = NULL, *err = NULL;
     if (tu_run(NULL, &err, "/usr/bin/python3 '%s' dequant '%s' '%s' x:4:64", script, fx, deq)) fail_msg("dequant: %s", err);
     free(err);
-    const char *eval = "'%s' eval '%s' --text '%s' --type f32 --ctx 256 --chunks 8 --quiet --json";
+    /* 8 chunks; 2 in the sanitizer build (the same code paths, a quarter of the forward passes) */
+    const char *eval = getenv("PHIQ_SANITIZED") ? "'%s' eval '%s' --text '%s' --type f32 --ctx 256 --chunks 2 --quiet --json"
+                                                : "'%s' eval '%s' --text '%s' --type f32 --ctx 256 --chunks 8 --quiet --json";
     if (tu_run(&out, &err, eval, tu_bin(), mlx, text)) fail_msg("eval mlx: %s", err);
     double ppl = json_num(out, "ppl");
     free(out);
@@ -142,8 +144,8 @@ static void test_eval_matches_reference(void **state) {
     fprintf(stderr, "MLX 4-bit g64 PPL %.6f, reference dequantized F32 PPL %.6f\n", ppl, ref);
     assert_true(fabs(ppl - ref) <= 1e-3 * ref);
     /* what 4-bit costs against the F32 model */
-    if (tu_run(&out, &err, "'%s' eval '%s' --ref '%s' --text '%s' --type f32 --ctx 256 --chunks 8 --quiet --json", tu_bin(),
-               mlx, fx, text))
+    if (tu_run(&out, &err, "'%s' eval '%s' --ref '%s' --text '%s' --type f32 --ctx 256 --chunks %d --quiet --json", tu_bin(),
+               mlx, fx, text, getenv("PHIQ_SANITIZED") ? 2 : 8))
         fail_msg("eval --ref: %s", err);
     double kld = json_num(out, "kld_mean");
     fprintf(stderr, "MLX 4-bit g64 KLD vs F32: %.6f\n", kld);
