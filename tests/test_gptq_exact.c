@@ -10,6 +10,8 @@
  * of 8). Skipped (77) on CPUs without AVX-512. */
 #include "testutil.h"
 
+#include <stdio.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,7 +181,10 @@ static void test_block_update_exact(void **state) {
 
 int main(void) {
 #if defined(__x86_64__)
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) return 77;
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) {
+        printf("SKIPPED: this CPU has no AVX-512F/DQ (the test compares quant/gptq_avx512.c with the reference)\n");
+        return 77;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cholesky_inverse_exact),
         cmocka_unit_test(test_cholesky_inverse_f32_exact),
