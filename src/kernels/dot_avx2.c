@@ -400,12 +400,6 @@ static inline float hmax8(__m256 v) {
     return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
 }
 
-static inline int32_t hsum8i(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
-    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
-}
-
 /* 32 int32 in [-128, 127] (q[0..3], 8 each, in order) -> 32 bytes at dst. */
 static inline void store_q8x32(int8_t *dst, const __m256i q[4]) {
     const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
@@ -440,8 +434,8 @@ static void quantize_q8_K_avx2(const float *x, phiq_block_q8_K *y, int64_t nb) {
                 q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(127));
             }
             store_q8x32(y[i].qs + 32 * c, q);
-            y[i].bsums[2 * c] = (int16_t)hsum8i(_mm256_add_epi32(q[0], q[1]));
-            y[i].bsums[2 * c + 1] = (int16_t)hsum8i(_mm256_add_epi32(q[2], q[3]));
+            y[i].bsums[2 * c] = (int16_t)phiq_hsum8i(_mm256_add_epi32(q[0], q[1]));
+            y[i].bsums[2 * c + 1] = (int16_t)phiq_hsum8i(_mm256_add_epi32(q[2], q[3]));
         }
         y[i].d = 1 / iscale;
     }
@@ -476,7 +470,7 @@ static int quantize_act_avx2(int act_type, const float *x, void *dst, int64_t n)
         }
         store_q8x32((int8_t *)(y + qoff), q);
         if (q81) {
-            const int32_t s = hsum8i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+            const int32_t s = phiq_hsum8i(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
             const uint16_t sh = phiq_f32_to_f16((float)s * d);
             memcpy(y + 2, &sh, 2);
         }

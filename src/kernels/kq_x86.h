@@ -1,6 +1,6 @@
 /* kq_x86.h — private to src/kernels: the x86 helpers the AVX2 and AVX-512
- * files share (they are compiled with -mavx2 at least): the horizontal sum
- * of 8 floats, ggml's AVX2 Q8_0 x Q8_0 block product, and the unpacking of
+ * files share (they are compiled with -mavx2 at least): the horizontal sums
+ * of 8 floats and of 8 int32, ggml's AVX2 Q8_0 x Q8_0 block product, and the unpacking of
  * the Q4_K/Q5_K 6-bit scales and mins with their min correction, Q6_K's
  * 6-bit values. */
 #ifndef PHIQ_KERNELS_KQ_X86_H
@@ -18,6 +18,13 @@ static inline float phiq_hsum8(__m256 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* v[0] + ... + v[7] of 8 int32 lanes (wrapping). */
+static inline int32_t phiq_hsum8i(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
 }
 
 /* 8 int32 lane sums of x[i] * y[i] over 32 signed bytes, as floats (|x|

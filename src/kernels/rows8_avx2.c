@@ -1,6 +1,7 @@
-/* rows8_avx2.c — the AVX2 mat-vec and gemm of Q4_0 over eight weight rows
- * at a time (dot_avx2.c keeps the one-row dot, which also takes the rows
- * past the last group of eight).
+/* rows8_avx2.c — the AVX2 kernels over eight weight rows at a time: the
+ * mat-vec of Q4_0 and the gemm of Q4_0, Q8_0, Q4_K and Q6_K (dot_avx2.c
+ * keeps the one-row dots, which also take the rows past the last group of
+ * eight).
  *
  * Why eight rows: without VNNI a 32-element block product is vpmaddubsw +
  * vpmaddwd into 8 int32 lanes, and a one-row kernel then spends as much
@@ -39,12 +40,9 @@ static void prep(const phiq_block_q8_0 *y, int64_t nb, float *d, int32_t *s8) {
     for (int64_t b = 0; b < nb; b++) {
         d[b] = _cvtsh_ss(y[b].d);
         /* 1 * y as u8 x s8 pairs, then pairs of pairs */
-        __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)(const void *)y[b].qs)),
-                                      _mm256_set1_epi16(1));
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-        s8[b] = 8 * _mm_cvtsi128_si32(h);
+        const __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)(const void *)y[b].qs)),
+                                            _mm256_set1_epi16(1));
+        s8[b] = 8 * phiq_hsum8i(s);
     }
 }
 

@@ -1,5 +1,6 @@
 /* rows8_avx2.h — private to src/kernels: the eight-rows-at-a-time AVX2
- * mat-vec and gemm of Q4_0 (rows8_avx2.c), with the table's signatures plus
+ * mat-vec of Q4_0 and gemm of Q4_0, Q8_0, Q4_K and Q6_K (rows8_avx2.c),
+ * with the table's signatures plus
  * the one-row dot that takes rows beyond the last group of eight (and
  * everything when the prepared activations would not fit). */
 #ifndef PHIQ_KERNELS_ROWS8_AVX2_H
