@@ -77,9 +77,17 @@ static void client_case(const char *name, const char *env) {
                     url, node_modules, tu_shared_path("fixtures/tiny-phi3-kjv"), (int)server, env ? env : "",
                     PHIQ_SOURCE_DIR, name);
     if (out && *out) print_message("%s: %s", name, out);
-    if (rc != 0) fail_msg("client case %s (exit %d): %s", name, rc, err ? err : "");
+    char why[2048], tail[2048] = "";
+    snprintf(why, sizeof why, "%s", err ? err : "");
     free(out);
     free(err);
+    if (rc != 0) { /* the server's last words say which side closed what */
+        size_t n = 0;
+        char *log = tu_read_all(logpath, &n);
+        if (log) snprintf(tail, sizeof tail, "%s", log + (n > sizeof tail - 1 ? n - (sizeof tail - 1) : 0));
+        free(log);
+        fail_msg("client case %s (exit %d): %s\nserver log ends:\n%s", name, rc, why, tail); /* longjmps: freed first */
+    }
 }
 
 static long rss_kb(void) {

@@ -356,14 +356,26 @@ static void *scheduler(void *arg) {
 }
 
 /* ---- responses ------------------------------------------------------------------ */
+/* Queues r and lets go of it. Every response says how long the server keeps an
+ * idle connection (Keep-Alive: timeout=, RFC 9112's companion header that
+ * nginx and Node send): a client whose own keep-alive outlasts --timeout would
+ * otherwise reuse a socket the server is closing (undici keeps sockets 4 s; at
+ * --timeout 3 its next request failed with UND_ERR_SOCKET). */
+static enum MHD_Result queue_response(struct MHD_Connection *c, unsigned status, struct MHD_Response *r) {
+    char keep[32];
+    snprintf(keep, sizeof keep, "timeout=%d", srv.o.timeout);
+    MHD_add_response_header(r, "Keep-Alive", keep);
+    enum MHD_Result ok = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ok;
+}
+
 static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
                                  size_t len) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
-    enum MHD_Result ok = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ok;
+    return queue_response(c, status, r);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *o) {
@@ -667,9 +679,7 @@ static enum MHD_Result handle_completion(struct MHD_Connection *c, conn *cs, int
         }
         MHD_add_response_header(r, "Content-Type", "text/event-stream");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
-        enum MHD_Result ok = MHD_queue_response(c, 200, r);
-        MHD_destroy_response(r);
-        return ok;
+        return queue_response(c, 200, r);
     }
     while (!j->finish)
         if (job_wait_locked(j)) break;
@@ -999,7 +1009,9 @@ int phiq_cmd_serve(int argc, char **argv) {
         serve_cleanup();
         return phiq_cli_fail("serve", "--host %s: %s", o->host, gai_strerror(gai));
     }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+    /* MHD_USE_ERROR_LOG: libmicrohttpd says on stderr why it dropped a
+     * connection (connection limit, no thread, a socket error) */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
