@@ -1,13 +1,14 @@
-/* test_gptq_exact.c — the AVX-512 forms of calibration's dense linear
- * algebra give the same bits as the scalar loops they replace, so a
+/* test_gptq_exact.c — the AVX-512 and AVX2 forms of calibration's dense
+ * linear algebra give the same bits as the scalar loops they replace, so a
  * calibrated file does not depend on the CPU's vector width:
- * the blocked Cholesky and triangular inverse (quant/gptq_avx512.c)
- * against gptq.c's column and row loops, in double (the fall back) and in
- * float (the default, fused multiply-adds), the float results also against
- * the maths (L Lᵀ = A and M L = I, in double), the sweep's row update and
- * its deferred block update (the Gram kernel's test is test_kernels'),
- * on sizes that leave tails in every blocking (odd n, T not a multiple
- * of 8). Skipped (77) on CPUs without AVX-512. */
+ * the blocked Cholesky and triangular inverse (quant/gptq_avx512.c,
+ * quant/gptq_avx2.c) against gptq.c's column and row loops, in float (the
+ * default, fused multiply-adds; results also against the maths, L Lᵀ = A
+ * and M L = I, in double) and with AVX-512 in double (the fall back), the
+ * sweep's row update and its deferred block update (the Gram kernel's test
+ * is test_kernels'), on sizes that leave tails in every blocking (odd n,
+ * T not a multiple of 8). Each form runs where the CPU has its ISA;
+ * skipped (77) on CPUs with neither. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -22,9 +23,12 @@
 #if defined(__x86_64__)
 static uint32_t rng = 777;
 static double drand(void) { return tu_randf(&rng) - 0.5; }
+static int have_avx512(void) { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"); }
+static int have_avx2(void) { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 static void test_cholesky_inverse_exact(void **state) {
     (void)state;
+    if (!have_avx512()) skip(); /* the double forms are AVX-512's only */
     const int64_t ns[] = {1, 2, 7, 63, 64, 65, 130, 201, 600};
     for (size_t z = 0; z < sizeof ns / sizeof *ns; z++) {
         const int64_t n = ns[z], k = n + 3;
@@ -78,8 +82,28 @@ static void spd(double *a, int64_t n, int64_t k, double ridge) {
  * (lower triangles; a non-positive pivot at the same column), and for the
  * well-conditioned matrices the maths: max |L Lᵀ - A| / max |A| and
  * max |M L - I| small, computed in double */
+typedef struct f32_form {
+    const char *name;
+    int (*chol)(float *, int64_t, float *, int);
+    void (*trinv)(float *, int64_t, float *, int);
+} f32_form;
+
+static void check_f32_form(const f32_form *fm);
+
+
 static void test_cholesky_inverse_f32_exact(void **state) {
     (void)state;
+    const f32_form forms[] = {{"avx512", phiq_gptq_chol_f32_avx512, phiq_gptq_trinv_f32_avx512},
+                              {"avx2", phiq_gptq_chol_f32_avx2, phiq_gptq_trinv_f32_avx2}};
+    const int have[] = {have_avx512(), have_avx2()};
+    for (int f = 0; f < 2; f++)
+        if (have[f]) {
+            printf("float Cholesky and inverse: %s form\n", forms[f].name);
+            check_f32_form(&forms[f]);
+        }
+}
+
+static void check_f32_form(const f32_form *fm) {
     const struct {
         int64_t n, k;
         double ridge;
@@ -94,7 +118,7 @@ static void test_cholesky_inverse_f32_exact(void **state) {
         float *work = aligned_alloc(64, (sizeof(float) * (size_t)phiq_gptq_f32_work(n) + 63) / 64 * 64);
         spd(ad, n, cs[z].k, cs[z].ridge);
         for (int64_t i = 0; i < n * n; i++) a0[i] = a1[i] = (float)ad[i];
-        const int b0 = phiq_gptq_chol_f32_ref(a0, n), b1 = phiq_gptq_chol_f32_avx512(a1, n, work, 2);
+        const int b0 = phiq_gptq_chol_f32_ref(a0, n), b1 = fm->chol(a1, n, work, 2);
         assert_int_equal(b0, b1);
         if (cs[z].check) assert_int_equal(b0, 0);
         if (b0 == 0) {
@@ -113,7 +137,7 @@ static void test_cholesky_inverse_f32_exact(void **state) {
             float *l = malloc(sizeof(float) * (size_t)(n * n));
             memcpy(l, a0, sizeof(float) * (size_t)(n * n));
             phiq_gptq_trinv_f32_ref(a0, tmp, n);
-            phiq_gptq_trinv_f32_avx512(a1, n, work, 2);
+            fm->trinv(a1, n, work, 2);
             for (int64_t i = 0; i < n; i++) assert_memory_equal(a0 + i * n, a1 + i * n, sizeof(float) * (size_t)(i + 1));
             if (cs[z].check) {
                 double err = 0;
@@ -130,7 +154,7 @@ static void test_cholesky_inverse_f32_exact(void **state) {
         /* a non-positive pivot is reported at the same column */
         for (int64_t i = 0; i < n * n; i++) a0[i] = a1[i] = 0;
         for (int64_t i = 0; i < n; i++) a0[i * n + i] = a1[i * n + i] = i == n / 2 ? -1.0f : 1.0f;
-        assert_int_equal(phiq_gptq_chol_f32_ref(a0, n), phiq_gptq_chol_f32_avx512(a1, n, work, 2));
+        assert_int_equal(phiq_gptq_chol_f32_ref(a0, n), fm->chol(a1, n, work, 2));
         free(ad), free(a0), free(a1), free(tmp), free(work);
     }
 }
@@ -142,8 +166,10 @@ static void test_row_update_exact(void **state) {
     for (int64_t c = 0; c < 77; c++) {
         const float e = (float)drand();
         for (int64_t k = c + 1; k < 77; k++) r0[k] = fmaf(-e, u[k], r0[k]);
-        phiq_gptq_axpy_avx512(r1 + c + 1, u + c + 1, e, 77 - c - 1);
-        phiq_gptq_axpy_avx2(r2 + c + 1, u + c + 1, e, 77 - c - 1);
+        if (have_avx512()) phiq_gptq_axpy_avx512(r1 + c + 1, u + c + 1, e, 77 - c - 1);
+        else for (int64_t k = c + 1; k < 77; k++) r1[k] = fmaf(-e, u[k], r1[k]); /* not checked here */
+        if (have_avx2()) phiq_gptq_axpy_avx2(r2 + c + 1, u + c + 1, e, 77 - c - 1);
+        else for (int64_t k = c + 1; k < 77; k++) r2[k] = fmaf(-e, u[k], r2[k]);
         phiq_gptq_axpy_ref(r3 + c + 1, u + c + 1, e, 77 - c - 1);
     }
     assert_memory_equal(r0, r1, sizeof r0);
@@ -168,7 +194,9 @@ static void test_block_update_exact(void **state) {
         for (int i = 0; i < PHIQ_GPTQ_TILE * NC; i++) et[i] = (float)drand() * 3.0f;
         for (int c = 0; c < NC; c++) /* the row update it replaces, term by term */
             for (int r = 0; r < nr; r++) phiq_gptq_axpy_ref(w0 + r * N + K0, u + c * N + K0, et[c * PHIQ_GPTQ_TILE + r], N - K0);
+        const int have[] = {1, have_avx512(), have_avx2()};
         for (size_t f = 0; f < sizeof forms / sizeof *forms; f++) {
+            if (!have[f]) continue;
             memcpy(w1, init, sizeof(float) * SZ);
             forms[f](w1, N, nr, et, u, N, NC, K0, N);
             assert_memory_equal(w0, w1, sizeof(float) * SZ);
@@ -181,8 +209,8 @@ static void test_block_update_exact(void **state) {
 
 int main(void) {
 #if defined(__x86_64__)
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) {
-        printf("SKIPPED: this CPU has no AVX-512F/DQ (the test compares quant/gptq_avx512.c with the reference)\n");
+    if (!have_avx512() && !have_avx2()) {
+        printf("SKIPPED: this CPU has neither AVX-512F/DQ nor AVX2+FMA (the test compares quant/gptq_avx512.c and gptq_avx2.c with the reference)\n");
         return 77;
     }
     const struct CMUnitTest tests[] = {

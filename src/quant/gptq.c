@@ -24,12 +24,50 @@
 #define LAZY 128 /* columns whose updates beyond them are deferred and applied as one block update */
 
 /* The AVX-512 forms of the loops below (gptq_avx512.c, the same bits). */
+static bool gptq_avx2(void) {
+#if defined(__x86_64__)
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return false;
+#endif
+}
+
 static bool gptq_avx512(void) {
 #if defined(__x86_64__)
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
 #else
     return false;
 #endif
+}
+
+/* fn(arg, t, nt) for t < nt on nt threads (the caller is thread 0) */
+typedef struct par_job {
+    void (*fn)(void *, int, int);
+    void *arg;
+    int t, nt;
+} par_job;
+
+static void *par_main(void *p) {
+    par_job *j = p;
+    j->fn(j->arg, j->t, j->nt);
+    return NULL;
+}
+
+void phiq_gptq_par(int nt, void (*fn)(void *, int, int), void *arg) {
+    pthread_t th[16];
+    par_job jobs[16];
+    if (nt > 16) nt = 16;
+    if (nt < 1) nt = 1;
+    int started = 0;
+    for (int t = 1; t < nt; t++) {
+        jobs[t] = (par_job){fn, arg, t, nt};
+        if (pthread_create(&th[t], NULL, par_main, &jobs[t]) != 0) break;
+        started = t;
+    }
+    /* threads that did not start: their share runs here */
+    for (int t = started + 1; t < nt; t++) fn(arg, t, nt);
+    fn(arg, 0, nt);
+    for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
 }
 
 /* Cholesky a = L Lᵀ (lower, in place), column by column; -1 - j at the
@@ -87,7 +125,7 @@ phiq_gptq_updates phiq_gptq_updates_get(void) {
     phiq_gptq_updates u = {phiq_gptq_axpy_ref, phiq_gptq_block_update_ref};
 #if defined(__x86_64__)
     if (gptq_avx512()) u = (phiq_gptq_updates){phiq_gptq_axpy_avx512, phiq_gptq_block_update_avx512};
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    else if (gptq_avx2())
         u = (phiq_gptq_updates){phiq_gptq_axpy_avx2, phiq_gptq_block_update_avx2};
 #endif
     return u;
@@ -205,29 +243,26 @@ static int inverse_chol_upper_f64(const float *H, const int64_t *perm, int64_t n
  * positive definite there either. */
 static int inverse_chol_upper(const float *H, const int64_t *perm, int64_t n, float damp, float *U, int n_threads) {
     damped(H, perm, n, damp, NULL, U);
-    const bool fast = gptq_avx512();
-    (void)fast;
+    /* the blocked forms (the same bits) where the CPU has them */
+    int (*chol)(float *, int64_t, float *, int) = NULL;
+    void (*trinv)(float *, int64_t, float *, int) = NULL;
 #if defined(__x86_64__)
-    float *work = NULL;
-    if (fast) {
-        const size_t wb = (sizeof(float) * (size_t)phiq_gptq_f32_work(n) + 63) / 64 * 64;
-        work = aligned_alloc(64, wb);
-        if (!work) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
-    }
-    float *tmp = fast ? NULL : malloc(sizeof(float) * (size_t)n);
-#else
-    float *tmp = malloc(sizeof(float) * (size_t)n);
+    if (gptq_avx512()) chol = phiq_gptq_chol_f32_avx512, trinv = phiq_gptq_trinv_f32_avx512;
+    else if (gptq_avx2()) chol = phiq_gptq_chol_f32_avx2, trinv = phiq_gptq_trinv_f32_avx2;
 #endif
-    int bad = 0;
+    float *work = NULL, *tmp = NULL;
 #if defined(__x86_64__)
-    if (fast) {
-        bad = phiq_gptq_chol_f32_avx512(U, n, work, n_threads);
-        if (bad == 0) phiq_gptq_trinv_f32_avx512(U, n, work, n_threads);
+    if (chol) work = aligned_alloc(64, (sizeof(float) * (size_t)phiq_gptq_f32_work(n) + 63) / 64 * 64);
+    else
+#endif
+        tmp = malloc(sizeof(float) * (size_t)n);
+    if (!work && !tmp) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
+    int bad;
+    if (chol) {
+        bad = chol(U, n, work, n_threads);
+        if (bad == 0) trinv(U, n, work, n_threads);
         free(work);
-    } else
-#endif
-    {
-        if (!tmp) return phiq_fail(PHIQ_ENOMEM, "gptq: out of memory");
+    } else {
         bad = phiq_gptq_chol_f32_ref(U, n);
         if (bad == 0) phiq_gptq_trinv_f32_ref(U, tmp, n);
     }

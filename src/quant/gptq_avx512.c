@@ -10,42 +10,11 @@
  * takes seconds, not minutes. */
 #include <immintrin.h>
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 #include "quant/quant_internal.h"
 
 #define CHOL_P 64 /* panel width */
-
-/* fn(arg, t, nt) for t < nt on nt threads (the caller is thread 0) */
-typedef struct par_job {
-    void (*fn)(void *, int, int);
-    void *arg;
-    int t, nt;
-} par_job;
-
-static void *par_main(void *p) {
-    par_job *j = p;
-    j->fn(j->arg, j->t, j->nt);
-    return NULL;
-}
-
-static void par(int nt, void (*fn)(void *, int, int), void *arg) {
-    pthread_t th[16];
-    par_job jobs[16];
-    if (nt > 16) nt = 16;
-    if (nt < 1) nt = 1;
-    int started = 0;
-    for (int t = 1; t < nt; t++) {
-        jobs[t] = (par_job){fn, arg, t, nt};
-        if (pthread_create(&th[t], NULL, par_main, &jobs[t]) != 0) break;
-        started = t;
-    }
-    /* threads that did not start: their share runs here */
-    for (int t = started + 1; t < nt; t++) fn(arg, t, nt);
-    fn(arg, 0, nt);
-    for (int t = 1; t <= started; t++) pthread_join(th[t], NULL);
-}
 
 static inline __mmask8 lanes_below(int64_t m) { return m >= 8 ? (__mmask8)0xFF : m <= 0 ? 0 : (__mmask8)((1u << m) - 1); }
 
@@ -127,7 +96,7 @@ int phiq_gptq_chol_avx512(double *a, int64_t n, double *pt, int nt) {
             for (int64_t p = 0; p < pw && k0 + p <= i; p++) a[i * n + k0 + p] = pt[p * n + i];
         /* trailing update: rows i >= k1, columns k1 <= j <= i (rounded up to 16) */
         chol_upd u = {a, pt, n, k0 + pw, pw};
-        par(n - u.k1 >= 2 * CHOL_IB ? nt : 1, chol_update, &u);
+        phiq_gptq_par(n - u.k1 >= 2 * CHOL_IB ? nt : 1, chol_update, &u);
     }
     return 0;
 }
@@ -196,7 +165,7 @@ void phiq_gptq_trinv_avx512(double *a, const double *diag, int64_t n, int nt) {
         const int64_t rb = n - i0 < INV_RB ? n - i0 : INV_RB;
         for (int64_t r = 0; r < rb; r++) memset(a + (i0 + r) * n, 0, sizeof(double) * (size_t)(i0 + r));
         inv_blk ib = {a, n, i0, rb};
-        par(i0 >= 256 ? nt : 1, inv_terms, &ib);
+        phiq_gptq_par(i0 >= 256 ? nt : 1, inv_terms, &ib);
         for (int64_t r = 0; r < rb; r++) {
             const int64_t i = i0 + r;
             double *mi = a + i * n;
@@ -256,26 +225,16 @@ void phiq_gptq_block_update_avx512(float *w, int64_t ldw, int nr, const float *e
 }
 
 /* ---- the single-precision path (the default; gptq.c's *_f32_ref loops) ----------
- * Every entry is a chain of fused multiply-adds over its terms in ascending
- * order, as in the scalar loops; only the grouping of entries changes:
- * right-looking panels of F_KC columns whose terms go to the rest of the
- * matrix as one register-tiled update (F_MR x F_NR entries in registers,
- * both operands packed so that the kernel reads them contiguously). */
+ * gptq_f32_blocked.h's body on 16-lane registers. */
 #define F_MR 12  /* rows of a tile (one broadcast each) */
 #define F_NR 32  /* columns of a tile (two vectors) */
 #define F_KC 256 /* panel width = terms per update: each update passes once through the rest of the matrix */
 #define F_NB 8   /* strips per column block: 8 x 32 x 256 floats of B (256 KiB) stay in L2 */
+#define F_JC 256 /* the inverse's column chunk: the block's rows of a chunk (128 KiB) stay in L2 */
+#include "quant/gptq_f32_blocked.h"
 
-/* C[i][j] = fma(A[i][p], B[p][j], C[i][j]) for p < kc in order, i in
- * [r0, r1), j in [c0, c1); ap: per group of F_MR rows [kc][F_MR], bp: per
- * strip of F_NR columns [kc][F_NR], both zero-padded; lower: only tiles
- * with an entry j <= i (the others' entries above the diagonal are garbage). */
-typedef struct fupd {
-    float *a;
-    const float *ap, *bp;
-    int64_t n, kc, r0, r1, c0, c1;
-    int lower;
-} fupd;
+/* the work of the blocked forms, sized for this file's tiles (the widest) */
+int64_t phiq_gptq_f32_work(int64_t n) { return (int64_t)F_KC * (2 * n + F_MR + F_NR + F_KC); }
 
 static void ftile(float *c, int64_t ldc, const float *ap, const float *bp, int64_t kc) {
     __m512 c0[F_MR], c1[F_MR];
@@ -301,80 +260,6 @@ static void ftile(float *c, int64_t ldc, const float *ap, const float *bp, int64
     }
 }
 
-static void f_update(void *arg, int t, int nt) {
-    const fupd *u = arg;
-    const int64_t n = u->n, ng = (u->r1 - u->r0 + F_MR - 1) / F_MR, ns = (u->c1 - u->c0 + F_NR - 1) / F_NR;
-    _Alignas(64) float buf[F_MR * F_NR];
-    for (int64_t sb = 0; sb < ns; sb += F_NB)
-        for (int64_t g = t; g < ng; g += nt) {
-            const int64_t i = u->r0 + g * F_MR, nr = u->r1 - i < F_MR ? u->r1 - i : F_MR;
-            const float *ap = u->ap + g * u->kc * F_MR;
-            for (int64_t s = sb; s < sb + F_NB && s < ns; s++) {
-                const int64_t j = u->c0 + s * F_NR, nc = u->c1 - j < F_NR ? u->c1 - j : F_NR;
-                if (u->lower && j > i + nr - 1) break;
-                const float *bp = u->bp + s * u->kc * F_NR;
-                float *c = u->a + i * n + j;
-                if (nr == F_MR && nc == F_NR) {
-                    ftile(c, n, ap, bp, u->kc);
-                    continue;
-                }
-                memset(buf, 0, sizeof buf);
-                for (int64_t r = 0; r < nr; r++) memcpy(buf + r * F_NR, c + r * n, sizeof(float) * (size_t)nc);
-                ftile(buf, F_NR, ap, bp, u->kc);
-                for (int64_t r = 0; r < nr; r++) memcpy(c + r * n, buf + r * F_NR, sizeof(float) * (size_t)nc);
-            }
-        }
-}
-
-/* The operands of an update with the terms k in [k0, k0 + pw), packed, the
- * groups and strips shared out between threads. Rows [k1, n) as ap[g][p][r]
- * = sign L[k1 + g F_MR + r][k0 + p] (0 past n), with inv their L[i][k0..k1)
- * then cleared (they become partial sums of M). Strips bp[s][p][c] of
- * columns j = c0 + s F_NR + c < c1: Cholesky (inv = 0): L[j][k0 + p];
- * inverse: M[k0 + p][j] where j <= k0 + p, else 0. */
-typedef struct fpack {
-    float *a, *ap, *bp;
-    int64_t n, k0, k1, pw, c0, c1;
-    int inv;
-} fpack;
-
-static void f_pack(void *arg, int t, int nt) {
-    const fpack *f = arg;
-    float *a = f->a;
-    const int64_t n = f->n, k0 = f->k0, pw = f->pw, ng = (n - f->k1 + F_MR - 1) / F_MR;
-    const float sign = f->inv ? 1.0f : -1.0f;
-    for (int64_t g = t; g < ng; g += nt) {
-        float *dst = f->ap + g * pw * F_MR;
-        for (int64_t r = 0, i = f->k1 + g * F_MR; r < F_MR; r++, i++) {
-            const float *src = a + i * n + k0;
-            for (int64_t p = 0; p < pw; p++) dst[p * F_MR + r] = i < n ? sign * src[p] : 0.0f;
-            if (f->inv && i < n) memset(a + i * n + k0, 0, sizeof(float) * (size_t)pw);
-        }
-    }
-    for (int64_t s = t, j0 = f->c0 + t * F_NR; j0 < f->c1; s += nt, j0 += nt * F_NR) {
-        float *dst = f->bp + s * pw * F_NR;
-        for (int64_t c = 0; c < F_NR; c++) {
-            const int64_t j = j0 + c;
-            if (f->inv)
-                for (int64_t p = 0; p < pw; p++) dst[p * F_NR + c] = j <= k0 + p ? a[(k0 + p) * n + j] : 0.0f;
-            else
-                for (int64_t p = 0; p < pw; p++) dst[p * F_NR + c] = j < f->c1 ? a[j * n + k0 + p] : 0.0f;
-        }
-    }
-}
-
-/* work: the packed rows (F_KC (n + F_MR)), the packed strips (F_KC (n + F_NR))
- * and the inverse's diagonal block (F_KC F_KC), 64-byte aligned */
-int64_t phiq_gptq_f32_work(int64_t n) { return (int64_t)F_KC * (2 * n + F_MR + F_NR + F_KC); }
-static float *f_bp(float *work, int64_t n) { return work + (size_t)F_KC * (size_t)(n + F_MR); }
-
-/* the panel's rows [k1, n), 64 at a time (transposed so that rows are lanes):
- * x[i][j] = (a[i][j] - sum_{k0 <= q < j} x[i][q] L[j][q]) / L[j][j] */
-typedef struct fpanel {
-    float *a;
-    int64_t n, k0, k1;
-} fpanel;
-
 static void f_panel_rows(void *arg, int t, int nt) {
     const fpanel *f = arg;
     float *a = f->a;
@@ -399,46 +284,6 @@ static void f_panel_rows(void *arg, int t, int nt) {
             for (int64_t p = 0; p < pw; p++) a[(i0 + r) * n + k0 + p] = x[p][r];
     }
 }
-
-int phiq_gptq_chol_f32_avx512(float *a, int64_t n, float *work, int nt) {
-    float *ap = work, *bp = f_bp(work, n);
-    for (int64_t k0 = 0; k0 < n; k0 += F_KC) {
-        const int64_t k1 = n - k0 < F_KC ? n : k0 + F_KC, pw = k1 - k0;
-        /* the panel's diagonal block, column by column */
-        for (int64_t j = k0; j < k1; j++) {
-            float d = a[j * n + j];
-            for (int64_t q = k0; q < j; q++) d = fmaf(-a[j * n + q], a[j * n + q], d);
-            if (!(d > 0)) return (int)(-1 - j);
-            d = sqrtf(d);
-            a[j * n + j] = d;
-            for (int64_t i = j + 1; i < k1; i++) {
-                float s = a[i * n + j];
-                for (int64_t q = k0; q < j; q++) s = fmaf(-a[i * n + q], a[j * n + q], s);
-                a[i * n + j] = s / d;
-            }
-        }
-        if (k1 == n) break;
-        fpanel fp = {a, n, k0, k1};
-        par(n - k1 >= 128 ? nt : 1, f_panel_rows, &fp);
-        /* the panel's terms to rows and columns [k1, n), lower triangle */
-        fpack fk = {a, ap, bp, n, k0, k1, pw, k1, n, 0};
-        par(nt, f_pack, &fk);
-        fupd u = {a, ap, bp, n, pw, k1, n, k1, n, 1};
-        par(n - k1 >= 2 * F_MR ? nt : 1, f_update, &u);
-    }
-    return 0;
-}
-
-/* the rows [k0, k1) of M = L^-1 that have the terms k < k0 (partial sums
- * in place; their L[i][k0..i] in lb): terms k in [k0, i) in order, then
- * the scale; by chunks of F_JC columns (chunk c to thread c % nt), so that
- * the block's rows of a chunk (128 KiB) stay in L2 while its rows go by */
-#define F_JC 256
-typedef struct fdiag {
-    float *a;
-    const float *lb;
-    int64_t n, k0, k1;
-} fdiag;
 
 static void f_inv_block(void *arg, int t, int nt) {
     const fdiag *f = arg;
@@ -471,21 +316,5 @@ static void f_inv_block(void *arg, int t, int nt) {
     }
 }
 
-void phiq_gptq_trinv_f32_avx512(float *a, int64_t n, float *work, int nt) {
-    float *ap = work, *bp = f_bp(work, n), *lb = bp + (size_t)F_KC * (size_t)(n + F_NR);
-    for (int64_t k0 = 0; k0 < n; k0 += F_KC) {
-        const int64_t k1 = n - k0 < F_KC ? n : k0 + F_KC, pw = k1 - k0;
-        for (int64_t i = k0; i < k1; i++) {
-            memcpy(lb + (i - k0) * pw, a + i * n + k0, sizeof(float) * (size_t)(i - k0 + 1));
-            memset(a + i * n + k0, 0, sizeof(float) * (size_t)(i - k0));
-        }
-        fdiag fd = {a, lb, n, k0, k1};
-        par(k1 >= 256 ? nt : 1, f_inv_block, &fd);
-        if (k1 == n) break;
-        /* the terms k in [k0, k1) to rows [k1, n), columns [0, k1) */
-        fpack fk = {a, ap, bp, n, k0, k1, pw, 0, k1, 1};
-        par(nt, f_pack, &fk);
-        fupd u = {a, ap, bp, n, pw, k1, n, 0, k1, 0};
-        par(n - k1 >= 2 * F_MR ? nt : 1, f_update, &u);
-    }
-}
+int phiq_gptq_chol_f32_avx512(float *a, int64_t n, float *work, int nt) { return f_chol(a, n, work, nt); }
+void phiq_gptq_trinv_f32_avx512(float *a, int64_t n, float *work, int nt) { f_trinv(a, n, work, nt); }

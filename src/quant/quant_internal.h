@@ -145,6 +145,10 @@ void phiq_dequantize_row_q8_0(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q8_1(const void *x, float *y, int64_t n);
 void phiq_dequantize_row_q8_K(const void *x, float *y, int64_t n);
 
+/* gptq.c: fn(arg, t, nt) for t < nt on nt threads (the caller is thread 0;
+ * at most 16), the blocked forms' work sharing */
+void phiq_gptq_par(int nt, void (*fn)(void *, int, int), void *arg);
+
 /* gptq_avx512.c (x86-64, AVX-512F/DQ): gptq.c's Cholesky (a = L Lᵀ in place,
  * lower; pt holds 64 n doubles; returns -1 - j at a non-positive pivot j),
  * its row inversion of L (Lᵀ parked above the diagonal, the diagonal in
@@ -167,6 +171,9 @@ int64_t phiq_gptq_f32_work(int64_t n);
 int phiq_gptq_chol_f32_avx512(float *a, int64_t n, float *work, int n_threads);
 void phiq_gptq_trinv_f32_avx512(float *a, int64_t n, float *work, int n_threads);
 void phiq_gptq_axpy_avx512(float *row, const float *u, float e, int64_t n);
+/* gptq_avx2.c (AVX2 + FMA): the same two, the same bits, the same work */
+int phiq_gptq_chol_f32_avx2(float *a, int64_t n, float *work, int n_threads);
+void phiq_gptq_trinv_f32_avx2(float *a, int64_t n, float *work, int n_threads);
 /* The sweep's deferred update (lazy batch): for rows r < nr (w, ldw floats
  * apart), columns k0 <= k < k1, and c = 0, 1, ... nc - 1 in that order,
  * w[r][k] = fmaf(-et[c][r], u[c][k], w[r][k]) (et: PHIQ_GPTQ_TILE floats per
