@@ -91,6 +91,114 @@ static void tile_any(int64_t len, const uint8_t *w, size_t rb, const float *a, s
     }
 }
 
+/* ---- the outer-product form (eight columns or more) ---------------------------
+ * Sixteen columns of activations packed k-major (ap[k][16]) so that each
+ * k is two vector loads; six weight rows broadcast one element each: 6 x 2
+ * accumulators, 8 loads per 12 FMAs and no horizontal sums, against the
+ * dot form's 7 loads, 12 FMAs and 12 horizontal sums per tile. The
+ * accumulators hold rows x columns transposed to out's layout (column-major
+ * rows): a tile goes out through a 6 x 16 buffer, once per block of k. */
+enum {
+    OP_MR = 6,   /* weight rows per tile */
+    OP_NR = 16,  /* columns per panel (two vectors) */
+    OP_KB = 512, /* k per block: a panel is 32 KiB, six f32 weight rows 12 KiB (L1) */
+    OP_NCB = 64, /* columns per block: four panels (128 KiB, L2) per pass of the weights */
+};
+
+/* tmp[r][c] = sum over k < kb of w row r (wr + r * wst) times column c of the
+ * panel ap[k][c], r < R, c < 16 */
+static inline __attribute__((always_inline)) void op_tile(int64_t kb, const float *wr, size_t wst, const float *ap,
+                                                          float *tmp, const int R) {
+    __m256 c0[OP_MR], c1[OP_MR];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) c0[r] = c1[r] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < kb; k++) {
+        const __m256 b0 = _mm256_load_ps(ap + k * OP_NR), b1 = _mm256_load_ps(ap + k * OP_NR + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            const __m256 v = _mm256_broadcast_ss(wr + (size_t)r * wst + k);
+            c0[r] = _mm256_fmadd_ps(v, b0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(v, b1, c1[r]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        _mm256_storeu_ps(tmp + r * OP_NR, c0[r]);
+        _mm256_storeu_ps(tmp + r * OP_NR + 8, c1[r]);
+    }
+}
+
+#define OP_CASE(R) \
+    case R: op_tile(kb, wr, wst, ap, tmp, R); break;
+
+static void op_tile_any(int64_t kb, const float *wr, size_t wst, const float *ap, float *tmp, int R) {
+    switch (R) {
+        OP_CASE(6) OP_CASE(5) OP_CASE(4) OP_CASE(3) OP_CASE(2) OP_CASE(1)
+    default: break;
+    }
+}
+
+/* out = W act for ncols >= 8 (see above); 0, or -1 without memory */
+static int gemm_float_op(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
+                         const void *act, size_t as, const int wt) {
+    const int64_t np = OP_NCB / OP_NR;
+    float *ap = aligned_alloc(32, sizeof(float) * (size_t)(np * OP_KB * OP_NR));
+    float *wf = wt == WT_F32 ? NULL : malloc(sizeof(float) * OP_MR * OP_KB);
+    float tmp[OP_MR * OP_NR];
+    if (!ap || (wt != WT_F32 && !wf)) {
+        free(ap), free(wf);
+        return -1;
+    }
+    const size_t esz = wt == WT_F32 ? 4 : 2;
+    const char *act_b = act;
+    float *row = malloc(sizeof(float) * OP_KB);
+    if (!row) {
+        free(ap), free(wf);
+        return -1;
+    }
+    for (int64_t c0 = 0; c0 < ncols; c0 += OP_NCB) {
+        const int64_t c1 = c0 + OP_NCB < ncols ? c0 + OP_NCB : ncols;
+        for (int64_t k0 = 0; k0 < n; k0 += OP_KB) {
+            const int64_t kb = n - k0 < OP_KB ? n - k0 : OP_KB;
+            /* the block's columns, k-major by panel; columns past c1 zero */
+            for (int64_t p = 0; p < np; p++)
+                for (int64_t j = 0; j < OP_NR; j++) {
+                    const int64_t c = c0 + p * OP_NR + j;
+                    float *dst = ap + p * OP_KB * OP_NR + j;
+                    if (c < c1) {
+                        widen((const uint8_t *)(act_b + (size_t)c * as) + (size_t)k0 * esz, kb, wt, row);
+                        for (int64_t k = 0; k < kb; k++) dst[k * OP_NR] = row[k];
+                    } else {
+                        for (int64_t k = 0; k < kb; k++) dst[k * OP_NR] = 0.0f;
+                    }
+                }
+            for (int64_t r0 = 0; r0 < nrows; r0 += OP_MR) {
+                const int R = nrows - r0 < OP_MR ? (int)(nrows - r0) : OP_MR;
+                const uint8_t *w0 = (const uint8_t *)w + (size_t)r0 * rb + (size_t)k0 * esz;
+                const float *wr = (const float *)(const void *)w0;
+                size_t wst = rb / sizeof(float);
+                if (wf) {
+                    for (int i = 0; i < R; i++) widen(w0 + (size_t)i * rb, kb, wt, wf + (size_t)i * OP_KB);
+                    wr = wf, wst = OP_KB;
+                }
+                for (int64_t p = 0; p * OP_NR < c1 - c0; p++) {
+                    op_tile_any(kb, wr, wst, ap + p * OP_KB * OP_NR, tmp, R);
+                    const int64_t cp = c0 + p * OP_NR, nc = c1 - cp < OP_NR ? c1 - cp : OP_NR;
+                    for (int64_t c = 0; c < nc; c++) {
+                        float *o = out + (size_t)(cp + c) * ldo + r0;
+                        if (k0 == 0)
+                            for (int r = 0; r < R; r++) o[r] = tmp[r * OP_NR + c];
+                        else
+                            for (int r = 0; r < R; r++) o[r] += tmp[r * OP_NR + c];
+                    }
+                }
+            }
+        }
+    }
+    free(ap), free(wf), free(row);
+    return 0;
+}
+
 /* Elements per pass over k: four f32 weight rows of it (16 KiB) stay in L1
  * while the tile's columns stream past (from L2 otherwise: 7 loads per 12
  * FMAs is more than L2 gives). A multiple of 8. */
@@ -98,6 +206,7 @@ enum { KB = 1024 };
 
 static void gemm_float(int64_t n, int64_t nrows, int64_t ncols, float *out, size_t ldo, const void *w, size_t rb,
                        const void *act, size_t as, phiq_vec_dot_fn dot, const int wt) {
+    if (ncols >= 8 && gemm_float_op(n, nrows, ncols, out, ldo, w, rb, act, as, wt) == 0) return;
     /* columns per tile: about 256 KiB of f32 activations, a multiple of 3 */
     int64_t ct = 65536 / (n > 0 ? n : 1) / 3 * 3;
     if (ct < 3) ct = 3;
