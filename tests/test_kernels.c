@@ -1135,6 +1135,58 @@ static void test_stream_read(void **state) {
     free(buf);
 }
 
+/* The log-sum-exp's sum in every table against libm's exp term by term
+ * (computed here, not by the scalar table): each term within 1e-15
+ * relative (about 4 ulp), the sum within the bound of
+ * len - 1 additions in any order (around 1e-15 to 4e-12); rows of 1
+ * to 41 logits (every tail) and one of 32064 (Phi-3's vocabulary); terms
+ * below exp(-708) are 0 in the vector forms, exp(-inf) is 0, and a NaN
+ * logit makes the sum NaN. */
+static void test_exp_sum(void **state) {
+    (void)state;
+    enum { BIG = 32064 };
+    float *x = malloc(sizeof(float) * BIG);
+    double *e = malloc(sizeof(double) * BIG);
+    uint32_t rng = 4242;
+    const char *const *levels = phiq_kernels_levels();
+    for (int n = 1; n <= 42; n++) {
+        const int len = n == 42 ? BIG : n;
+        float mx = -INFINITY;
+        for (int i = 0; i < len; i++) {
+            x[i] = 40.0f * tu_randf(&rng) - 30.0f;
+            if (i % 7 == 3) x[i] = -800.0f + 150.0f * tu_randf(&rng); /* some below exp(-708) */
+            if (i % 11 == 5) x[i] = -INFINITY;
+        }
+        for (int i = 0; i < len; i++) mx = x[i] > mx ? x[i] : mx;
+        if (!(mx > -INFINITY)) x[0] = mx = 1.0f;
+        long double wl = 0; /* the exact sum of the double terms, nearly */
+        for (int i = 0; i < len; i++) wl += exp((double)x[i] - mx);
+        const double want = (double)wl;
+        for (int l = 0; levels[l]; l++) {
+            const phiq_kernels *k = phiq_kernels_for(levels[l]);
+            if (!k) continue;
+            assert_non_null(k->exp_sum);
+            const double got = k->exp_sum(x, len, mx, e);
+            /* any order of len - 1 additions: at most (len - 1) u of the sum (Higham) */
+            if (!(fabs(got - want) <= (2e-15 + 1.2e-16 * len) * want)) fail_msg("exp_sum %s n=%d: %.17g vs %.17g", levels[l], len, got, want);
+            for (int i = 0; i < len; i++) {
+                const double t = exp((double)x[i] - mx);
+                const double tol = (double)x[i] - mx < -708.0 ? t : 1e-15 * t;
+                if (!(fabs(e[i] - t) <= tol)) fail_msg("exp_sum %s n=%d term %d (x - max = %g): %.17g vs %.17g", levels[l], len, i,
+                                                      (double)x[i] - mx, e[i], t);
+            }
+            assert_true(k->exp_sum(x, len, mx, NULL) == got);
+        }
+    }
+    x[5] = NAN;
+    for (int l = 0; levels[l]; l++) {
+        const phiq_kernels *k = phiq_kernels_for(levels[l]);
+        if (k) assert_true(isnan(k->exp_sum(x, 9, 10.0f, NULL)));
+    }
+    free(x);
+    free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-isa") == 0) {
         printf("%s\n", phiq_kernels_get()->isa);
@@ -1144,6 +1196,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_dispatch),
         cmocka_unit_test(test_gram_upper),
         cmocka_unit_test(test_stream_read),
+        cmocka_unit_test(test_exp_sum),
         cmocka_unit_test(test_quantize_act_q8_0),
         cmocka_unit_test(test_quantize_act_q8_K),
         cmocka_unit_test(test_quantize_act_tables),

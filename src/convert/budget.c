@@ -11,6 +11,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
+#include "kernels/ops.h"
 #include "kernels/threadpool.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -166,15 +167,6 @@ static int find_mats(phiq_model *m, const char *name, phiq_mat **out) {
     return n;
 }
 
-static double logsumexp(const float *x, int n) {
-    float mx = x[0];
-    for (int i = 1; i < n; i++)
-        if (x[i] > mx) mx = x[i];
-    double s = 0;
-    for (int i = 0; i < n; i++) s += exp((double)x[i] - mx);
-    return mx + log(s);
-}
-
 /* The scored rows of one chunk, split over the context's threads: the
  * reference (stores p and sum p log p) or each row's KL divergence from it,
  * KL = sum p (log p - log q) = negent - sum p x + lse(x) sum p. */
@@ -193,7 +185,7 @@ static void kl_task(void *arg, int c, int nc) {
         const float *x = s->logits + (size_t)r * (size_t)s->V;
         const int64_t pos = j->pos0 + r;
         float *p = s->p + (size_t)pos * (size_t)s->V;
-        const double lse = logsumexp(x, s->V);
+        const double lse = phiq_row_logsumexp(x, s->V, NULL, NULL);
         if (j->ref) {
             double ne = 0;
             for (int v = 0; v < s->V; v++) {

@@ -6,27 +6,7 @@
 
 #include "core/common.h"
 #include "eval/eval.h"
-
-/* log-sum-exp of a row, in double for stable sums over 100k-200k logits.
- * With p != NULL, p[i] = exp(x[i] - lse) (the softmax), from the same
- * exponentials: the KL sum needs them, and a second exp per logit was a
- * third of an eval's scoring time. */
-static double row_logsumexp(const float *x, int n, int *argmax, double *p) {
-    float mx = x[0];
-    int am = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > mx) { mx = x[i]; am = i; }
-    double s = 0;
-    for (int i = 0; i < n; i++) {
-        const double e = exp((double)x[i] - mx);
-        s += e;
-        if (p) p[i] = e;
-    }
-    if (p)
-        for (int i = 0; i < n; i++) p[i] /= s;
-    if (argmax) *argmax = am;
-    return mx + log(s);
-}
+#include "kernels/ops.h"
 
 /* The scoring of positions [j0, j1) of a chunk (next token chunk[j + 1]):
  * NLL, and with a reference its NLL, KL(ref || model) and top-1 agreement;
@@ -45,12 +25,12 @@ static void score_range(score_job *s) {
         const int i = j - s->j0, next = s->chunk[j + 1];
         const float *lg = phiq_logits_at(s->ctx, j);
         int am;
-        const double lse = row_logsumexp(lg, n_vocab, &am, NULL);
+        const double lse = phiq_row_logsumexp(lg, n_vocab, &am, NULL);
         s->nlls[i] = lse - lg[next];
         if (!s->rctx) continue;
         const float *rl = phiq_logits_at(s->rctx, j);
         int ram;
-        const double rlse = row_logsumexp(rl, n_vocab, &ram, s->pref);
+        const double rlse = phiq_row_logsumexp(rl, n_vocab, &ram, s->pref);
         s->ref_nlls[i] = rlse - rl[next];
         /* KL(ref || model) = sum p_ref (log p_ref - log p_model), exact over the whole vocabulary */
         double kl = 0;

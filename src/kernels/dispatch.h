@@ -56,6 +56,13 @@ typedef void (*phiq_gemm_fn)(int64_t n, int64_t nrows, int64_t ncols, float *out
  * every table (the loads stay live; tests check it). */
 typedef uint64_t (*phiq_stream_read_fn)(const void *p, size_t n, size_t ahead);
 
+/* The log-sum-exp's sum of a row of logits: sum of exp(x[i] - mx) over
+ * i < n in double (mx: the row's maximum, so every term is <= 1), and with
+ * e != NULL each term in e[i]. The reference is libm's exp per term; the
+ * vector forms are within 2 ulp per term (tests check 1e-15 relative) and
+ * sum in another order. A NaN logit gives a NaN sum. */
+typedef double (*phiq_exp_sum_fn)(const float *x, int64_t n, float mx, double *e);
+
 typedef struct phiq_kernels {
     /* "scalar", "avx2" (+FMA+F16C), "avx512" (F+BW+VL+DQ+VNNI), "amx" (the
      * avx512 table + AMX-INT8 gemm), "neon" or "neon+dotprod" (AArch64) */
@@ -74,6 +81,7 @@ typedef struct phiq_kernels {
     /* Calibration's H += XᵀX on packed inputs (gram.h; the same bits in every table). */
     phiq_gram_fn gram_upper;
     phiq_stream_read_fn stream_read;
+    phiq_exp_sum_fn exp_sum; /* perplexity's and the size budget's softmax */
 } phiq_kernels;
 
 /* The best table for this CPU, chosen once (thread-safe). The environment

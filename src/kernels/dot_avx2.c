@@ -4,6 +4,7 @@
  * uses the sign trick: |x| times y with x's sign. One float multiply-add per
  * block, as in the scalar reference, so only float summation order differs. */
 #include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -498,6 +499,72 @@ static uint64_t stream_read(const void *p, size_t n, size_t ahead) {
     return s[0] + s[1] + s[2] + s[3];
 }
 
+/* exp(t) on four doubles t <= 0: t = k ln 2 + r with |r| <= ln 2 / 2 (ln 2
+ * in two parts, so r is exact to ~1e-20), exp(r) by its Taylor series to
+ * r^13 (truncation below 1e-17 relative) in Horner form, 2^k put in the
+ * exponent field. Below -708 the result is 0 (exp < 3.4e-308: nothing a
+ * sum whose largest term is 1 can hold); a NaN stays NaN. */
+static inline __m256d exp4_nonpos(__m256d t) {
+    const __m256d floor_t = _mm256_set1_pd(-708.0);
+    const __m256d tc = _mm256_max_pd(floor_t, t); /* NaN t: NaN (max returns its second operand) */
+    const __m256d k = _mm256_round_pd(_mm256_mul_pd(tc, _mm256_set1_pd(1.4426950408889634)),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256d r = _mm256_fnmadd_pd(k, _mm256_set1_pd(6.93147180369123816490e-01), tc);
+    r = _mm256_fnmadd_pd(k, _mm256_set1_pd(1.90821492927058770002e-10), r);
+    static const double inv_fact[14] = {1.0,
+                                        1.0,
+                                        1.0 / 2,
+                                        1.0 / 6,
+                                        1.0 / 24,
+                                        1.0 / 120,
+                                        1.0 / 720,
+                                        1.0 / 5040,
+                                        1.0 / 40320,
+                                        1.0 / 362880,
+                                        1.0 / 3628800,
+                                        1.0 / 39916800,
+                                        1.0 / 479001600,
+                                        1.0 / 6227020800.0};
+    __m256d p = _mm256_set1_pd(inv_fact[13]);
+#pragma GCC unroll 13
+    for (int i = 12; i >= 0; i--) p = _mm256_fmadd_pd(p, r, _mm256_set1_pd(inv_fact[i]));
+    /* 2^k for k in [-1022, 0]: biased exponent k + 1023 in bits 52.. */
+    const __m256i ki = _mm256_cvtepi32_epi64(_mm256_cvtpd_epi32(k));
+    const __m256d two_k = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_add_epi64(ki, _mm256_set1_epi64x(1023)), 52));
+    const __m256d under = _mm256_cmp_pd(t, floor_t, _CMP_LT_OQ);
+    return _mm256_andnot_pd(under, _mm256_mul_pd(p, two_k));
+}
+
+static double exp_sum(const float *x, int64_t n, float mx, double *e) {
+    const __m256d m = _mm256_set1_pd((double)mx);
+    __m256d s0 = _mm256_setzero_pd(), s1 = _mm256_setzero_pd();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        const __m256d a = exp4_nonpos(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m));
+        const __m256d b = exp4_nonpos(_mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m));
+        s0 = _mm256_add_pd(s0, a);
+        s1 = _mm256_add_pd(s1, b);
+        if (e) {
+            _mm256_storeu_pd(e + i, a);
+            _mm256_storeu_pd(e + i + 4, b);
+        }
+    }
+    double lane[4];
+    _mm256_storeu_pd(lane, _mm256_add_pd(s0, s1));
+    double s = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+    if (i < n) { /* the tail through one more vector, padded with the maximum's -inf */
+        float xt[8];
+        for (int j = 0; j < 8; j++) xt[j] = i + j < n ? x[i + j] : -INFINITY;
+        double et[8];
+        const double st = exp_sum(xt, 8, mx, et);
+        s += st;
+        if (e)
+            for (int64_t j = 0; i + j < n; j++) e[i + j] = et[j];
+    }
+    return s;
+}
+
 void phiq_kernels_init_avx2(phiq_kernels *k) {
     phiq_kernels_init_scalar(k);
     k->isa = "avx2";
@@ -505,5 +572,6 @@ void phiq_kernels_init_avx2(phiq_kernels *k) {
     k->dot_f16_f32 = dot_f16_f32;
     k->gram_upper = phiq_gram_upper_avx2;
     k->stream_read = stream_read;
+    k->exp_sum = exp_sum;
     AVX2_TYPES(PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K, PHIQ_KERNELS_SET_K)
 }

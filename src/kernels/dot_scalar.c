@@ -415,6 +415,16 @@ static uint64_t stream_read(const void *p, size_t n, size_t ahead) {
     return s[0] + s[1] + s[2] + s[3];
 }
 
+static double exp_sum(const float *x, int64_t n, float mx, double *e) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double t = exp((double)x[i] - mx);
+        s += t;
+        if (e) e[i] = t;
+    }
+    return s;
+}
+
 void phiq_kernels_init_scalar(phiq_kernels *k) {
     memset(k, 0, sizeof *k);
     k->isa = "scalar";
@@ -423,6 +433,7 @@ void phiq_kernels_init_scalar(phiq_kernels *k) {
     k->dot_f16_f32 = dot_f16_f32;
     k->gram_upper = phiq_gram_upper_ref;
     k->stream_read = stream_read;
+    k->exp_sum = exp_sum;
 #define SCALAR_SET(T, name, act) k->act_type[PHIQ_GGML_TYPE_##T] = PHIQ_GGML_TYPE_##act, PHIQ_KERNELS_SET_K(T, name)
     SCALAR_TYPES(SCALAR_SET)
 #undef SCALAR_SET

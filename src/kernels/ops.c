@@ -9,6 +9,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
+#include "kernels/dispatch.h"
 #include "quant/quant.h"
 
 bool phiq_ops_type_supported(int type) {
@@ -221,4 +222,16 @@ void phiq_gelu_lut(float *x, int64_t n, const uint16_t *table) {
         else if (x[i] >= 10.0f) continue;
         else x[i] = phiq_f16_to_f32(table[phiq_f32_to_f16(x[i])]);
     }
+}
+
+double phiq_row_logsumexp(const float *x, int64_t n, int *argmax, double *p) {
+    float mx = x[0];
+    int64_t am = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > mx) mx = x[i], am = i;
+    const double s = phiq_kernels_get()->exp_sum(x, n, mx, p);
+    if (p)
+        for (int64_t i = 0; i < n; i++) p[i] /= s;
+    if (argmax) *argmax = (int)am;
+    return mx + log(s);
 }

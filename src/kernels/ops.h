@@ -78,6 +78,11 @@ void phiq_rope_neox(float *v, int n_rot, const float *cos_t, const float *sin_t)
 
 /* In place, max-subtracted, sums in double. */
 void phiq_softmax(float *x, int64_t n);
+/* log sum exp(x[i]) over a row of n logits, in double, through the kernel
+ * table's exp_sum (for 100k-200k logits a row, the exponentials are most of
+ * an evaluation's scoring); *argmax (if not NULL) the first maximum; with
+ * p != NULL, p[i] = exp(x[i] - lse), the softmax, from the same terms. */
+double phiq_row_logsumexp(const float *x, int64_t n, int *argmax, double *p);
 /* out[i] = silu(gate[i]) * up[i], silu(z) = z / (1 + e^-z). out may alias gate. */
 void phiq_swiglu(float *out, const float *gate, const float *up, int64_t n);
 /* 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) in float, as ggml_gelu_f32. */
