@@ -40,15 +40,15 @@ static inline __m256 phiq_q8_dot_lanes(const int8_t *x, const int8_t *y) {
 /* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (its 12
  * scale bytes q) as bytes: sc_j in out[0..7], m_j in out[8..15]. */
 static inline __m128i kq_scales(const uint8_t *q) {
-    uint32_t u[4];
-    memcpy(u, q, 12);
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4);
+    memcpy(&u1, q + 4, 4);
+    memcpy(&u2, q + 8, 4);
     const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
-    const uint32_t uaux = u[1] & kmask1;
-    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
-    u[2] = uaux;
-    u[0] &= kmask1;
-    return _mm_loadu_si128((const __m128i *)u);
+    /* built in registers: four 32-bit stores read back as one 128-bit load
+     * cannot be forwarded from the store buffer and stall the load */
+    return _mm_setr_epi32((int)(u0 & kmask1), (int)((u2 & kmask2) | (((u0 >> 6) & kmask3) << 4)), (int)(u1 & kmask1),
+                          (int)(((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4)));
 }
 
 /* m_j * (bsums[2j] + bsums[2j+1]) in int32 lane j (m_j from kq_scales'
