@@ -59,8 +59,8 @@ typedef uint64_t (*phiq_stream_read_fn)(const void *p, size_t n, size_t ahead);
 /* The log-sum-exp's sum of a row of logits: sum of exp(x[i] - mx) over
  * i < n in double (mx: the row's maximum, so every term is <= 1), and with
  * e != NULL each term in e[i]. The reference is libm's exp per term; the
- * vector forms are within 2 ulp per term (tests check 1e-15 relative) and
- * sum in another order. A NaN logit gives a NaN sum. */
+ * vector forms are within 1e-15 relative per term (about 4 ulp; tests check
+ * it) and sum in another order. A NaN logit gives a NaN sum. */
 typedef double (*phiq_exp_sum_fn)(const float *x, int64_t n, float mx, double *e);
 
 typedef struct phiq_kernels {

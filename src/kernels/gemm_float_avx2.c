@@ -156,18 +156,14 @@ static int gemm_float_op(int64_t n, int64_t nrows, int64_t ncols, float *out, si
     const int64_t np = OP_NCB / OP_NR;
     float *ap = aligned_alloc(32, sizeof(float) * (size_t)(np * OP_KB * OP_NR));
     float *wf = wt == WT_F32 ? NULL : malloc(sizeof(float) * OP_MR * OP_KB);
+    float *row = malloc(sizeof(float) * OP_KB); /* one activation column widened, before it is spread */
     float tmp[OP_MR * OP_NR];
-    if (!ap || (wt != WT_F32 && !wf)) {
-        free(ap), free(wf);
+    if (!ap || (wt != WT_F32 && !wf) || !row) {
+        free(ap), free(wf), free(row);
         return -1;
     }
     const size_t esz = wt == WT_F32 ? 4 : 2;
     const char *act_b = act;
-    float *row = malloc(sizeof(float) * OP_KB);
-    if (!row) {
-        free(ap), free(wf);
-        return -1;
-    }
     for (int64_t c0 = 0; c0 < ncols; c0 += OP_NCB) {
         const int64_t c1 = c0 + OP_NCB < ncols ? c0 + OP_NCB : ncols;
         for (int64_t k0 = 0; k0 < n; k0 += OP_KB) {

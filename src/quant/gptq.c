@@ -15,6 +15,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_type.h"
+#include "kernels/cpu.h"
 #include "quant/gptq.h"
 #include "quant/mlx_affine.h"
 #include "quant/quant.h"
@@ -23,21 +24,17 @@
 #define TILE PHIQ_GPTQ_TILE
 #define LAZY 128 /* columns whose updates beyond them are deferred and applied as one block update */
 
-/* The AVX-512 forms of the loops below (gptq_avx512.c, the same bits). */
-static bool gptq_avx2(void) {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
-#endif
+/* Which blocked forms of the loops below this CPU runs (gptq_avx512.c,
+ * gptq_avx2.c: the same bits), by kernels/cpu.h's detection (CPUID and
+ * the OS's register state). */
+static bool gptq_avx512(void) {
+    const phiq_cpu *c = phiq_cpu_get();
+    return c->avx512f && c->avx512dq;
 }
 
-static bool gptq_avx512(void) {
-#if defined(__x86_64__)
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-#else
-    return false;
-#endif
+static bool gptq_avx2(void) {
+    const phiq_cpu *c = phiq_cpu_get();
+    return c->avx2 && c->fma;
 }
 
 /* fn(arg, t, nt) for t < nt on nt threads (the caller is thread 0) */
