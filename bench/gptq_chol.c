@@ -1,19 +1,24 @@
 /* gptq_chol.c — times GPTQ's Cholesky factorization and triangular inverse
  * of a random symmetric positive definite n x n matrix (diagonally
- * dominant), in double (the fall back path: phiq_gptq_chol_avx512, park,
- * phiq_gptq_trinv_avx512) and in float (the default: phiq_gptq_chol_f32_avx512,
- * phiq_gptq_trinv_f32_avx512). Not a test; build against build/libphiq.a:
+ * dominant), in double (the fall back path, AVX-512 only:
+ * phiq_gptq_chol_avx512, park, phiq_gptq_trinv_avx512), in float (the
+ * default: the blocked forms this CPU runs, phiq_gptq_chol_f32_avx512 /
+ * _trinv_f32_avx512 or phiq_gptq_chol_f32_avx2 / _trinv_f32_avx2) and, with
+ * ref, gptq.c's scalar float loops (what CPUs without either ran before).
+ * Not a test; build against build/libphiq.a:
  *
  *   cc -O2 -Iinclude -Isrc bench/gptq_chol.c build/libphiq.a -lpthread -lm -o build/gptq_chol
- *   build/gptq_chol N [THREADS=2] [REPS=3] [f32|f64|both]
+ *   build/gptq_chol N [THREADS=2] [REPS=3] [f32|f64|both|ref]
  *
  * Prints per path the median over REPS of the factorization, the inverse
- * and their sum, in seconds. AVX-512 only (exit 77 without it). */
+ * and their sum, in seconds. Exit 77 without AVX2+FMA (or without AVX-512
+ * for f64). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "kernels/cpu.h"
 #include "quant/quant_internal.h"
 
 static double now(void) {
@@ -55,13 +60,21 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: gptq_chol N [THREADS] [REPS] [f32|f64|both]\n");
         return 2;
     }
-    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) return 77;
+    const phiq_cpu *cpu = phiq_cpu_get();
+    const int avx512 = cpu->avx512f && cpu->avx512dq, avx2 = cpu->avx2 && cpu->fma;
     const int64_t n = atoll(argv[1]);
     const int nt = argc > 2 ? atoi(argv[2]) : 2, reps = argc > 3 ? atoi(argv[3]) : 3;
     const char *which = argc > 4 ? argv[4] : "both";
     if (n < 1 || reps < 1 || reps > 99) return 2;
+    const int ref = !strcmp(which, "ref");
+    if (!ref && !avx512 && (!avx2 || !strcmp(which, "f64"))) {
+        printf("SKIPPED: this CPU has no %s\n", avx2 ? "AVX-512F/DQ (the double forms)" : "AVX2+FMA nor AVX-512");
+        return 77;
+    }
+    int (*chol)(float *, int64_t, float *, int) = avx512 ? phiq_gptq_chol_f32_avx512 : phiq_gptq_chol_f32_avx2;
+    void (*trinv)(float *, int64_t, float *, int) = avx512 ? phiq_gptq_trinv_f32_avx512 : phiq_gptq_trinv_f32_avx2;
     double tc[99], ti[99], tt[99];
-    if (strcmp(which, "f32")) {
+    if (!ref && avx512 && strcmp(which, "f32")) {
         double *a = malloc(sizeof(double) * (size_t)(n * n)), *pt = malloc(sizeof(double) * (size_t)(64 * n)),
                *diag = malloc(sizeof(double) * (size_t)n);
         if (!a || !pt || !diag) return 2;
@@ -79,20 +92,21 @@ int main(int argc, char **argv) {
         free(a), free(pt), free(diag);
     }
     if (strcmp(which, "f64")) {
-        float *a = malloc(sizeof(float) * (size_t)(n * n));
+        float *a = malloc(sizeof(float) * (size_t)(n * n)), *tmp = malloc(sizeof(float) * (size_t)n);
         float *work = aligned_alloc(64, (sizeof(float) * (size_t)phiq_gptq_f32_work(n) + 63) / 64 * 64);
-        if (!a || !work) return 2;
+        if (!a || !tmp || !work) return 2;
         for (int r = 0; r < reps; r++) {
             fill(NULL, a, n);
             const double t0 = now();
-            if (phiq_gptq_chol_f32_avx512(a, n, work, nt) != 0) return 1;
+            if ((ref ? phiq_gptq_chol_f32_ref(a, n) : chol(a, n, work, nt)) != 0) return 1;
             const double t1 = now();
-            phiq_gptq_trinv_f32_avx512(a, n, work, nt);
+            if (ref) phiq_gptq_trinv_f32_ref(a, tmp, n);
+            else trinv(a, n, work, nt);
             const double t2 = now();
             tc[r] = t1 - t0, ti[r] = t2 - t1, tt[r] = t2 - t0;
         }
-        report("f32", n, nt, reps, tc, ti, tt);
-        free(a), free(work);
+        report(ref ? "f32 scalar loops" : avx512 ? "f32 avx512" : "f32 avx2", n, nt, reps, tc, ti, tt);
+        free(a), free(tmp), free(work);
     }
     return 0;
 }
