@@ -368,7 +368,7 @@ FLOAT_DOT(dot_f32, float, float, LD_F32, LD_F32, S_F32, S_F32)
 /* This file's types: X4 entries have an x4 row kernel for gemm, DOT
  * entries a dot only. */
 #define AVX2_TYPES(X4, DOT, R8, G8)                                                                \
-    R8(Q4_0, q4_0) G8(Q8_0, q8_0) G8(Q4_K, q4_K) X4(Q5_K, q5_K) G8(Q6_K, q6_K) G8(F16, f16) G8(BF16, bf16) G8(F32, f32)                     \
+    R8(Q4_0, q4_0) R8(Q8_0, q8_0) G8(Q4_K, q4_K) X4(Q5_K, q5_K) G8(Q6_K, q6_K) G8(F16, f16) G8(BF16, bf16) G8(F32, f32)                     \
     DOT(Q4_1, q4_1) DOT(Q5_0, q5_0) DOT(Q5_1, q5_1) DOT(IQ4_NL, iq4_nl) DOT(Q2_K, q2_K)            \
     DOT(Q3_K, q3_K) DOT(IQ4_XS, iq4_xs)
 /* R8 entries: mat-vec and gemm over eight weight rows per pass

@@ -1,5 +1,5 @@
 /* rows8_avx2.c — the AVX2 kernels over eight weight rows at a time: the
- * mat-vec of Q4_0 and the gemm of Q4_0, Q8_0, Q4_K and Q6_K (dot_avx2.c
+ * mat-vecs of Q4_0 and Q8_0 and the gemms of Q4_0, Q8_0, Q4_K and Q6_K (dot_avx2.c
  * keeps the one-row dots, which also take the rows past the last group of
  * eight).
  *
@@ -10,7 +10,7 @@
  * conversion, the scale (eight rows' d_w times d_y) and the float
  * multiply-add are one instruction each for eight rows.
  *  - mat-vec (decode, memory-bound): the rows are read in place and three
- *    vphaddd fold the lanes; see q4_0_rows8.
+ *    vphaddd fold the lanes; see rows8 (Q4_0 and Q8_0).
  *  - gemm (prefill, compute-bound): each group of eight rows is first
  *    packed (once per column tile) so that register g holds elements
  *    4g..4g+3 of all eight rows, one per int32 lane; a vpbroadcastd of the
@@ -68,26 +68,47 @@ static inline __m256i pair_dot(__m256i lo, __m256i hi, __m256i alo, __m256i ahi)
 
 /* ---- mat-vec: eight rows in place ------------------------------------------------------ */
 
+/* One row pair's Q8_0 block product, [row a | row b] as pair_dot's: the
+ * signed bytes go in as |w| times y with w's sign (dot_avx2.c's dot_ss8,
+ * exact also for w = -128), and each half goes to int32 on its own, since
+ * a pair of products can reach 2 * 128 * 127. */
+static inline __m256i pair_dot_q8(const uint8_t *a, const uint8_t *b, __m256i alo, __m256i ahi) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i vlo = ld2(a, b), vhi = ld2(a + 16, b + 16);
+    const __m256i plo = _mm256_maddubs_epi16(_mm256_abs_epi8(vlo), _mm256_sign_epi8(alo, vlo));
+    const __m256i phi = _mm256_maddubs_epi16(_mm256_abs_epi8(vhi), _mm256_sign_epi8(ahi, vhi));
+    return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+}
+
 /* The dot of rows w .. w + 7 * rb with the activation y over blocks [0,
  * nb), row r in lane (r & 1) * 4 + r / 2. Each 128-bit half of a register
  * takes one row of a pair ([row a | row b]), against the activation's 16
- * bytes broadcast to both halves; the nibbles are unpacked once and the
- * eight rows' scales gathered once per block. When next is not NULL, the
- * following eight rows are prefetched front to back, as one stream: read
- * as eight interleaved short streams, the rows defeat the hardware
- * prefetcher (bench-kernels: 9.9 GB/s on one thread with the prefetch of
- * each row ahead, 13.3 with this). */
-static void q4_0_rows8(int64_t nb, const uint8_t *w, size_t rb, const phiq_block_q8_0 *y, const float *dy,
-                       const int32_t *s8, const uint8_t *next, float out[8]) {
+ * bytes broadcast to both halves; the eight rows' scales are gathered once
+ * per block and one conversion and multiply-add serve all eight. When next
+ * is not NULL, the following eight rows are prefetched front to back, as
+ * one stream: read as eight interleaved short streams, the rows defeat the
+ * hardware prefetcher (bench-kernels, Q4_0: 9.9 GB/s on one thread with the
+ * prefetch of each row ahead, 13.3 with this). Q4_0 (Q8 = 0) unpacks its
+ * nibbles once per row pair and takes the -8 off as s8; Q8_0 (Q8 = 1) has
+ * twice the bytes and no offset. */
+static inline __attribute__((always_inline)) void rows8(int64_t nb, const uint8_t *w, size_t rb,
+                                                        const phiq_block_q8_0 *y, const float *dy,
+                                                        const int32_t *s8, const uint8_t *next, float out[8],
+                                                        const int Q8) {
+    const size_t bq = Q8 ? sizeof(phiq_block_q8_0) : BQ4;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = w + (size_t)b * BQ4;
+        const uint8_t *p = w + (size_t)b * bq;
         if (next) {
-            const char *f = (const char *)next + (size_t)b * R8 * BQ4;
+            const char *f = (const char *)next + (size_t)b * R8 * bq;
             _mm_prefetch(f, _MM_HINT_T0);
             _mm_prefetch(f + 64, _MM_HINT_T0);
             _mm_prefetch(f + 128, _MM_HINT_T0);
+            if (Q8) {
+                _mm_prefetch(f + 192, _MM_HINT_T0);
+                _mm_prefetch(f + 256, _MM_HINT_T0);
+            }
         }
         const __m128i h = _mm_setr_epi16((short)ld16(p), (short)ld16(p + 2 * rb), (short)ld16(p + 4 * rb),
                                          (short)ld16(p + 6 * rb), (short)ld16(p + rb), (short)ld16(p + 3 * rb),
@@ -98,13 +119,18 @@ static void q4_0_rows8(int64_t nb, const uint8_t *w, size_t rb, const phiq_block
         __m256i pr[4];
 #pragma GCC unroll 4
         for (int q = 0; q < 4; q++) {
-            const __m256i v = ld2(p + 2 * q * rb + 2, p + (2 * q + 1) * rb + 2);
-            pr[q] = pair_dot(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), alo, ahi);
+            const uint8_t *ra = p + 2 * q * rb + 2, *rbp = p + (2 * q + 1) * rb + 2;
+            if (Q8) {
+                pr[q] = pair_dot_q8(ra, rbp, alo, ahi);
+            } else {
+                const __m256i v = ld2(ra, rbp);
+                pr[q] = pair_dot(_mm256_and_si256(v, m4), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), alo, ahi);
+            }
         }
         /* [r0 r2 r4 r6 | r1 r3 r5 r7] */
-        const __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(pr[0], pr[1]), _mm256_hadd_epi32(pr[2], pr[3]));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(t, _mm256_set1_epi32(s8[b]))),
-                              _mm256_mul_ps(dw, _mm256_set1_ps(dy[b])), acc);
+        __m256i t = _mm256_hadd_epi32(_mm256_hadd_epi32(pr[0], pr[1]), _mm256_hadd_epi32(pr[2], pr[3]));
+        if (!Q8) t = _mm256_sub_epi32(t, _mm256_set1_epi32(s8[b]));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), _mm256_mul_ps(dw, _mm256_set1_ps(dy[b])), acc);
     }
     float t[8];
     _mm256_storeu_ps(t, acc);
@@ -114,8 +140,9 @@ static void q4_0_rows8(int64_t nb, const uint8_t *w, size_t rb, const phiq_block
 /* Columns prepared on the stack up to this many blocks (n = 32768). */
 enum { PREP_STACK_BLOCKS = 1024 };
 
-void phiq_matvec_q4_0_avx2(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act,
-                           phiq_vec_dot_fn dot) {
+static inline __attribute__((always_inline)) void matvec8(int64_t n, int64_t nrows, float *out, const void *w,
+                                                          size_t rb, const void *act, phiq_vec_dot_fn dot,
+                                                          const int Q8) {
     const int64_t nb = n / PHIQ_QK;
     if (nb > PREP_STACK_BLOCKS || nrows < R8) {
         phiq_matvec_rows(dot, n, nrows, out, w, rb, act);
@@ -123,13 +150,27 @@ void phiq_matvec_q4_0_avx2(int64_t n, int64_t nrows, float *out, const void *w, 
     }
     float d[PREP_STACK_BLOCKS];
     int32_t s8[PREP_STACK_BLOCKS];
-    prep(act, nb, d, s8);
+    if (Q8) {
+        const phiq_block_q8_0 *y = act;
+        for (int64_t b = 0; b < nb; b++) d[b] = _cvtsh_ss(y[b].d);
+    } else {
+        prep(act, nb, d, s8);
+    }
     const uint8_t *wp = w;
     int64_t r = 0;
     for (; r + R8 <= nrows; r += R8)
-        q4_0_rows8(nb, wp + (size_t)r * rb, rb, act, d, s8, r + 2 * R8 <= nrows ? wp + (size_t)(r + R8) * rb : NULL,
-                   out + r);
+        rows8(nb, wp + (size_t)r * rb, rb, act, d, s8, r + 2 * R8 <= nrows ? wp + (size_t)(r + R8) * rb : NULL,
+              out + r, Q8);
     if (r < nrows) phiq_matvec_rows(dot, n, nrows - r, out + r, wp + (size_t)r * rb, rb, act);
+}
+
+void phiq_matvec_q4_0_avx2(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act,
+                           phiq_vec_dot_fn dot) {
+    matvec8(n, nrows, out, w, rb, act, dot, 0);
+}
+void phiq_matvec_q8_0_avx2(int64_t n, int64_t nrows, float *out, const void *w, size_t rb, const void *act,
+                           phiq_vec_dot_fn dot) {
+    matvec8(n, nrows, out, w, rb, act, dot, 1);
 }
 
 /* ---- gemm: eight rows packed once per column tile ------------------------------------ */
