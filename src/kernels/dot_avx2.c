@@ -139,11 +139,11 @@ static inline void k5_high(const uint8_t *qh, int c, __m256i *lo, __m256i *hi) {
         const __m256i m4 = _mm256_set1_epi8(0x0F);                                                 \
         for (int64_t i = 0; i < n / PHIQ_QK_K; i++) {                                              \
             pf(x + i, 3);                                                                          \
-            const float d = F16(x[i].d) * y[i].d, dmin = F16(x[i].dmin) * y[i].d;                  \
+            const __m128 dm = kq_d_dmin(&x[i].d, y[i].d);                                          \
             const __m128i scm = kq_scales(x[i].scales);                                            \
             /* the 8 scales as int16 in both halves; sub-block j's is one vpshufb */              \
             const __m256i sc16 = _mm256_permute4x64_epi64(_mm256_cvtepu8_epi16(scm), 0x44);        \
-            accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_set1_ps(dmin), accm); \
+            accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(kq_minsum(scm, y[i].bsums)), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), accm); \
             __m256i isum = _mm256_setzero_si256();                                                 \
             _Pragma("GCC unroll 4")                                                                \
             for (int c = 0; c < 4; c++) {                                                          \
@@ -155,7 +155,7 @@ static inline void k5_high(const uint8_t *qh, int c, __m256i *lo, __m256i *hi) {
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c)))))); \
                 isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2)))))); \
             }                                                                                      \
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(d), acc);               \
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_broadcastss_ps(dm), acc);        \
         }                                                                                          \
         *s = phiq_hsum8(_mm256_sub_ps(acc, accm));                                                 \
     }

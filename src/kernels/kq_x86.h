@@ -38,25 +38,42 @@ static inline __m256 phiq_q8_dot_lanes(const int8_t *x, const int8_t *y) {
 }
 
 /* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (its 12
- * scale bytes q) as bytes: sc_j in out[0..7], m_j in out[8..15]. */
+ * scale bytes q) as bytes: sc_j in out[0..7], m_j in out[8..15]. As
+ * ggml's get_scale_min_k4: for j < 4, sc_j = q[j] & 63 and m_j = q[j+4] &
+ * 63; for j >= 4, sc_j = (q[j+4] & 15) | (q[j-4] >> 6) << 4 and m_j =
+ * (q[j+4] >> 4) | (q[j] >> 6) << 4. Reads 16 bytes from q: in both block
+ * types the scales are followed by more of the same block. In registers
+ * (two byte shuffles for the low parts and one for the high bits), not the
+ * scalar masks of 32-bit words: those were a fifth of a decode step's
+ * instructions. */
 static inline __m128i kq_scales(const uint8_t *q) {
-    uint32_t u0, u1, u2;
-    memcpy(&u0, q, 4);
-    memcpy(&u1, q + 4, 4);
-    memcpy(&u2, q + 8, 4);
-    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
-    /* built in registers: four 32-bit stores read back as one 128-bit load
-     * cannot be forwarded from the store buffer and stall the load */
-    return _mm_setr_epi32((int)(u0 & kmask1), (int)((u2 & kmask2) | (((u0 >> 6) & kmask3) << 4)), (int)(u1 & kmask1),
-                          (int)(((u2 >> 4) & kmask2) | (((u1 >> 6) & kmask3) << 4)));
+    const __m128i v = _mm_loadu_si128((const __m128i *)(const void *)q);
+    /* the byte that holds each output's low bits: q0-3 | q8-11 | q4-7 | q8-11 */
+    const __m128i a = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    /* m4-7 take the high nibble; an epi16 shift by 4 then a mask of 15 is
+     * a byte shift (the neighbour's bits land above the mask) */
+    const __m128i lo = _mm_and_si128(_mm_blend_epi32(a, _mm_srli_epi16(a, 4), 0x8),
+                                     _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15));
+    /* sc4-7 and m4-7: bits 6-7 of q0-3 and q4-7 as bits 4-5 */
+    const __m128i h = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    return _mm_or_si128(lo, _mm_and_si128(_mm_srli_epi16(h, 2), _mm_set1_epi8(0x30)));
 }
 
 /* m_j * (bsums[2j] + bsums[2j+1]) in int32 lane j (m_j from kq_scales'
  * upper half): the min term of a super-block before its dmin * d_y. */
 static inline __m256i kq_minsum(const __m128i scm, const int16_t *bsums) {
-    __m256i m32 = _mm256_cvtepu8_epi32(_mm_srli_si128(scm, 8));      /* m_j as int32 */
-    __m256i mdup = _mm256_or_si256(m32, _mm256_slli_epi32(m32, 16)); /* (m_j, m_j) int16 pairs */
-    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)bsums), mdup);
+    /* (m_j, m_j) int16 pairs */
+    const __m256i mdup =
+        _mm256_cvtepu8_epi16(_mm_shuffle_epi8(scm, _mm_setr_epi8(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)));
+    return _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(const void *)bsums), mdup);
+}
+
+/* A Q4_K/Q5_K super-block's d and dmin (adjacent halves at dd) times d_y,
+ * as floats in lanes 0 and 1: one conversion for both. */
+static inline __m128 kq_d_dmin(const void *dd, float dy) {
+    uint32_t u;
+    memcpy(&u, dd, 4);
+    return _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)u)), _mm_set1_ps(dy));
 }
 
 /* Q6_K half h (128 values) as four registers of unsigned 6-bit values
