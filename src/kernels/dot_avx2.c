@@ -48,8 +48,11 @@ static inline uint32_t qh32(const uint8_t *qh) {
 }
 
 /* Software prefetch of the weight stream, PF_DIST bytes ahead (see
- * dot_avx512.c: it lifts single-thread decode towards the read bandwidth). */
-#define PF_DIST 1024
+ * dot_avx512.c: it lifts single-thread decode towards the read bandwidth).
+ * On Zen 3 (2 threads, Phi-3-mini Q4_K_M decode, 6 alternating runs),
+ * 2048 bytes ahead gave a median 10.08 tok/s against 9.59 at 1024: more
+ * lines in flight per core; 4096 was no better than 1024. */
+#define PF_DIST 2048
 static inline void pf(const void *p, int lines) {
     for (int i = 0; i < lines; i++) _mm_prefetch((const char *)p + PF_DIST + 64 * i, _MM_HINT_T0);
 }
