@@ -308,9 +308,10 @@ static void packed_q8_0(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256
 /* ---- K-quants: 256-element super-blocks against Q8_K ------------------------------------ */
 
 /* Q8_K activations, CG columns per super-block (APK bytes): their 256 int8
- * values (column j at 256 j), d as floats, then the 16 bsums (int16) of
- * each; columns past the last are zero. */
-enum { APK = CG * 256 + CG * 4 + CG * 32 };
+ * values (column j at 256 j), d as floats (APK_D), the 16 bsums (int16) of
+ * each (APK_BS: Q6_K's 16-element groups), then the 8 sums of 32 (int16,
+ * APK_B32: Q4_K's sub-blocks); columns past the last are zero. */
+enum { APK_D = CG * 256, APK_BS = APK_D + CG * 4, APK_B32 = APK_BS + CG * 32, APK = APK_B32 + CG * 16 };
 
 static void pack_act_k(int64_t nb, const char *act, size_t as, int c, uint8_t *ap) {
     for (int64_t b = 0; b < nb; b++, ap += APK) {
@@ -318,35 +319,60 @@ static void pack_act_k(int64_t nb, const char *act, size_t as, int c, uint8_t *a
         for (int j = 0; j < c; j++) {
             const phiq_block_q8_K *y = (const phiq_block_q8_K *)(const void *)(act + (size_t)j * as) + b;
             memcpy(ap + 256 * j, y->qs, 256);
-            memcpy(ap + CG * 256 + 4 * j, &y->d, 4);
-            memcpy(ap + CG * 260 + 32 * j, y->bsums, 32);
+            memcpy(ap + APK_D + 4 * j, &y->d, 4);
+            memcpy(ap + APK_BS + 32 * j, y->bsums, 32);
+            int16_t b32[8];
+            for (int k = 0; k < 8; k++) b32[k] = (int16_t)(y->bsums[2 * k] + y->bsums[2 * k + 1]);
+            memcpy(ap + APK_B32 + 16 * j, b32, 16);
         }
     }
 }
 
-/* int16 pairs (a_r, b_r) for rows r = 0..7, one int32 lane each. */
-static inline void store_pairs(uint8_t *dst, const int16_t a[8], const int16_t b[8]) {
-    int16_t v[16];
-    for (int r = 0; r < R8; r++) v[2 * r] = a[r], v[2 * r + 1] = b[r];
-    memcpy(dst, v, 32);
+/* The scales of eight rows, transposed: v[r] holds row r's 16 bytes; out[i]
+ * gets byte 2i of rows 0..7 in its low 8 bytes and byte 2i+1 in its high
+ * 8 (three rounds of byte, word and dword unpacks). */
+static inline void transpose8x16(const __m128i v[8], __m128i out[8]) {
+    __m128i a[8], c[8];
+    for (int p = 0; p < 4; p++) /* rows 2p, 2p+1: bytes 0-7 as word pairs in a[p], 8-15 in a[4 + p] */
+        a[p] = _mm_unpacklo_epi8(v[2 * p], v[2 * p + 1]), a[4 + p] = _mm_unpackhi_epi8(v[2 * p], v[2 * p + 1]);
+    for (int h = 0; h < 2; h++)     /* bytes 8h .. 8h + 7 */
+        for (int q = 0; q < 2; q++) { /* rows 4q .. 4q + 3: bytes 8h + 0-3 in c[4h + q], 8h + 4-7 in c[4h + 2 + q] */
+            c[4 * h + q] = _mm_unpacklo_epi16(a[4 * h + 2 * q], a[4 * h + 2 * q + 1]);
+            c[4 * h + 2 + q] = _mm_unpackhi_epi16(a[4 * h + 2 * q], a[4 * h + 2 * q + 1]);
+        }
+    for (int g = 0; g < 4; g++) { /* bytes 4g .. 4g + 3 of rows 0-3 in c[2g], of rows 4-7 in c[2g + 1] */
+        out[2 * g] = _mm_unpacklo_epi32(c[2 * g], c[2 * g + 1]);
+        out[2 * g + 1] = _mm_unpackhi_epi32(c[2 * g], c[2 * g + 1]);
+    }
 }
+
+/* The eight bytes of t's half h as int32 lanes r (sign-extended when SIGNED). */
+static inline __m256i widen8(__m128i t, int h, const int SIGNED) {
+    if (h) t = _mm_srli_si128(t, 8);
+    return SIGNED ? _mm256_cvtepi8_epi32(t) : _mm256_cvtepu8_epi32(t);
+}
+
+/* int16 pairs (a_r, b_r) in int32 lane r, from lanes of a and b. */
+static inline __m256i pairs16(__m256i a, __m256i b) { return _mm256_blend_epi16(a, _mm256_slli_epi32(b, 16), 0xAA); }
 
 /* Q4_K, eight rows of one super-block (PK4K bytes): the eight 32-element
  * sub-blocks as PK's eight registers each (nibble values), then per
- * sub-block its scale and then its min of each row as int16 pairs (so
- * vpmaddwd scales a row's lane), then d and dmin of each row as floats. */
-enum { PK4K = 8 * 256 + 8 * 32 + 8 * 32 + 2 * 32 };
+ * sub-block its scale of each row as int16 pairs (s, s) (so vpmaddwd
+ * scales a row's lane; PK4K_SC), per pair of sub-blocks u each row's mins
+ * (m_2u, m_2u+1) (against the activation's sums of 32; PK4K_MN), then d
+ * and dmin of each row as floats (PK4K_D, PK4K_DMIN). */
+enum { PK4K_SC = 8 * 256, PK4K_MN = PK4K_SC + 8 * 32, PK4K_D = PK4K_MN + 4 * 32, PK4K_DMIN = PK4K_D + 32,
+       PK4K = PK4K_DMIN + 32 };
 
 static void pack_q4_K(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk) {
     for (int64_t b = 0; b < nb; b++, pk += PK4K) {
         const phiq_block_q4_K *x[8];
-        int16_t sc[8][8], mn[8][8]; /* [sub-block][row] */
+        __m128i sm[8], t[8];
         for (int r = 0; r < R8; r++) {
             x[r] = (const phiq_block_q4_K *)(const void *)(w + r * rb) + b;
-            uint8_t sm[16];
-            _mm_storeu_si128((__m128i *)(void *)sm, kq_scales(x[r]->scales));
-            for (int k = 0; k < 8; k++) sc[k][r] = sm[k], mn[k][r] = sm[8 + k];
+            sm[r] = kq_scales(x[r]->scales);
         }
+        transpose8x16(sm, t); /* sc_k of rows 0..7: t[k / 2] half k & 1; m_k: t[4 + k / 2] */
         for (int sb = 0; sb < 8; sb++) {
             __m256i R[8];
             for (int r = 0; r < R8; r++) {
@@ -354,28 +380,33 @@ static void pack_q4_K(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk) {
                 R[r] = _mm256_and_si256(sb & 1 ? _mm256_srli_epi16(v, 4) : v, _mm256_set1_epi8(0x0F));
             }
             transpose8_store(R, pk + 256 * sb);
-            store_pairs(pk + 2048 + 32 * sb, sc[sb], sc[sb]);
-            store_pairs(pk + 2304 + 32 * sb, mn[sb], mn[sb]);
+            const __m256i sc = widen8(t[sb / 2], sb & 1, 0);
+            _mm256_store_si256((__m256i *)(void *)(pk + PK4K_SC + 32 * sb), pairs16(sc, sc));
         }
-        float *dd = (float *)(void *)(pk + 2560);
+        for (int u = 0; u < 4; u++)
+            _mm256_store_si256((__m256i *)(void *)(pk + PK4K_MN + 32 * u),
+                               pairs16(widen8(t[4 + u], 0, 0), widen8(t[4 + u], 1, 0)));
+        float *dd = (float *)(void *)(pk + PK4K_D);
         for (int r = 0; r < R8; r++) dd[r] = _cvtsh_ss(x[r]->d), dd[8 + r] = _cvtsh_ss(x[r]->dmin);
     }
 }
 
 /* Q6_K, eight rows of one super-block (PK6K bytes): the eight 32-element
  * sub-blocks as PK's registers (unsigned 6-bit values; the -32 goes
- * through bsums), per 16-element group k its scale as pairs (s_k, s_k),
- * per pair of groups t the pair (s_2t, s_2t+1) for the bsums, then d. */
-enum { PK6K = 8 * 256 + 16 * 32 + 8 * 32 + 32 };
+ * through bsums), per 16-element group k its scale as pairs (s_k, s_k)
+ * (PK6K_SC), per pair of groups t the pair (s_2t, s_2t+1) for the bsums
+ * (PK6K_PAIRS), then d (PK6K_D). */
+enum { PK6K_SC = 8 * 256, PK6K_PAIRS = PK6K_SC + 16 * 32, PK6K_D = PK6K_PAIRS + 8 * 32, PK6K = PK6K_D + 32 };
 
 static void pack_q6_K(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk) {
     for (int64_t b = 0; b < nb; b++, pk += PK6K) {
         const phiq_block_q6_K *x[8];
-        int16_t sc[16][8];
+        __m128i sv[8], t[8];
         for (int r = 0; r < R8; r++) {
             x[r] = (const phiq_block_q6_K *)(const void *)(w + r * rb) + b;
-            for (int k = 0; k < 16; k++) sc[k][r] = x[r]->scales[k];
+            sv[r] = _mm_loadu_si128((const __m128i *)(const void *)x[r]->scales);
         }
+        transpose8x16(sv, t); /* s_k of rows 0..7: t[k / 2] half k & 1 (signed) */
         for (int h = 0; h < 2; h++) {
             __m256i q[8][4];
             for (int r = 0; r < R8; r++) phiq_q6_half(x[r], h, q[r]);
@@ -385,9 +416,13 @@ static void pack_q6_K(int64_t nb, const uint8_t *w, size_t rb, uint8_t *pk) {
                 transpose8_store(R, pk + 256 * (4 * h + k));
             }
         }
-        for (int k = 0; k < 16; k++) store_pairs(pk + 2048 + 32 * k, sc[k], sc[k]);
-        for (int t = 0; t < 8; t++) store_pairs(pk + 2560 + 32 * t, sc[2 * t], sc[2 * t + 1]);
-        float *dd = (float *)(void *)(pk + 2816);
+        for (int i = 0; i < 8; i++) {
+            const __m256i s0 = widen8(t[i], 0, 1), s1 = widen8(t[i], 1, 1);
+            _mm256_store_si256((__m256i *)(void *)(pk + PK6K_SC + 32 * (2 * i)), pairs16(s0, s0));
+            _mm256_store_si256((__m256i *)(void *)(pk + PK6K_SC + 32 * (2 * i + 1)), pairs16(s1, s1));
+            _mm256_store_si256((__m256i *)(void *)(pk + PK6K_PAIRS + 32 * i), pairs16(s0, s1));
+        }
+        float *dd = (float *)(void *)(pk + PK6K_D);
         for (int r = 0; r < R8; r++) dd[r] = _cvtsh_ss(x[r]->d);
     }
 }
@@ -407,11 +442,11 @@ static inline __attribute__((always_inline)) void sub16(const __m256i *wv, const
     }
 }
 
-/* Lane r: sum over t < 8 of pairs[t] (row r's int16 pair) times bsums
- * 2t and 2t+1 of one column (bs: its 16 bsums). */
-static inline __m256i bsum_dot(const uint8_t *pairs, const int8_t *bs) {
+/* Lane r: sum over t < cnt of pairs[t] (row r's int16 pair) times the
+ * int16 sums 2t and 2t+1 of one column (bs). */
+static inline __m256i bsum_dot(const uint8_t *pairs, const int8_t *bs, const int cnt) {
     __m256i m = _mm256_setzero_si256();
-    for (int t = 0; t < 8; t++)
+    for (int t = 0; t < cnt; t++)
         m = _mm256_add_epi32(m, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(const void *)(pairs + 32 * t)),
                                                   _mm256_set1_epi32(ld32(bs + 4 * t))));
     return m;
@@ -432,16 +467,16 @@ static void packed_q4_K(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256
 #pragma GCC unroll 8
             for (int j = 0; j < CG; j++) s16[j] = _mm256_setzero_si256();
             sub16((const __m256i *)(const void *)(pk + 256 * sb), qs + 32 * sb, 0, 8, s16, 256);
-            const __m256i sc = _mm256_load_si256((const __m256i *)(const void *)(pk + 2048 + 32 * sb));
+            const __m256i sc = _mm256_load_si256((const __m256i *)(const void *)(pk + PK4K_SC + 32 * sb));
 #pragma GCC unroll 8
             for (int j = 0; j < CG; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
         }
-        const __m256 dw = _mm256_load_ps((const float *)(const void *)(pk + 2560));
-        const __m256 dmw = _mm256_load_ps((const float *)(const void *)(pk + 2592));
-        const float *dy = (const float *)(const void *)(ap + CG * 256);
+        const __m256 dw = _mm256_load_ps((const float *)(const void *)(pk + PK4K_D));
+        const __m256 dmw = _mm256_load_ps((const float *)(const void *)(pk + PK4K_DMIN));
+        const float *dy = (const float *)(const void *)(ap + APK_D);
 #pragma GCC unroll 8
         for (int j = 0; j < CG; j++) {
-            const __m256i msum = bsum_dot(pk + 2304, (const int8_t *)(ap + CG * 260 + 32 * j));
+            const __m256i msum = bsum_dot(pk + PK4K_MN, (const int8_t *)(ap + APK_B32 + 16 * j), 4);
             const __m256 vy = _mm256_set1_ps(dy[j]);
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_mul_ps(dw, vy), acc[j]);
             acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_mul_ps(dmw, vy), acc[j]);
@@ -465,16 +500,16 @@ static void packed_q6_K(int64_t nb, const uint8_t *pk, const uint8_t *ap, __m256
 #pragma GCC unroll 8
                 for (int j = 0; j < CG; j++) s16[j] = _mm256_setzero_si256();
                 sub16(wv, qs + 32 * sb, 2 * q, 2, s16, 256);
-                const __m256i sc = _mm256_load_si256((const __m256i *)(const void *)(pk + 2048 + 32 * (2 * sb + q / 2)));
+                const __m256i sc = _mm256_load_si256((const __m256i *)(const void *)(pk + PK6K_SC + 32 * (2 * sb + q / 2)));
 #pragma GCC unroll 8
                 for (int j = 0; j < CG; j++) isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(s16[j], sc));
             }
         }
-        const __m256 dw = _mm256_load_ps((const float *)(const void *)(pk + 2816));
-        const float *dy = (const float *)(const void *)(ap + CG * 256);
+        const __m256 dw = _mm256_load_ps((const float *)(const void *)(pk + PK6K_D));
+        const float *dy = (const float *)(const void *)(ap + APK_D);
 #pragma GCC unroll 8
         for (int j = 0; j < CG; j++) {
-            const __m256i msum = bsum_dot(pk + 2560, (const int8_t *)(ap + CG * 260 + 32 * j));
+            const __m256i msum = bsum_dot(pk + PK6K_PAIRS, (const int8_t *)(ap + APK_BS + 32 * j), 8);
             const __m256i tot = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(msum, 5));
             acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(dy[j])), acc[j]);
         }
