@@ -16,6 +16,7 @@
 
 #include "core/common.h"
 #include "formats/ggml_blocks.h"
+#include "kernels/cpu.h"
 
 /* llama.cpp's reference build has no FMA; contracting a*b+c into one
  * rounding would change results, so forbid it in every file that includes
@@ -85,10 +86,11 @@ void phiq_k45_search_avx2(const float *x, const float *w, int nmax, float rmin, 
                           float *scales, float *mins);
 #endif
 
-/* Whether the AVX2 paths may be used on this CPU. */
+/* Whether the AVX2 paths may be used on this CPU: kernels/cpu.h's answer
+ * (CPUID and the OS's register state), the one detection of the library. */
 static inline int phiq_quant_simd(void) {
 #if PHIQ_QUANT_HAVE_AVX2
-    return __builtin_cpu_supports("avx2");
+    return phiq_cpu_get()->avx2;
 #else
     return 0;
 #endif
