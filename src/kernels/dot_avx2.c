@@ -16,15 +16,6 @@
 
 #define F16(h) _cvtsh_ss(h)
 
-/* Sum of u8 x s8 over groups of 4 bytes -> 8 int32. */
-static inline __m256i dot_us8(__m256i u, __m256i s) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-/* Signed x signed (x != -128 pairs with |y| <= 127 are fine: |x| reads as u8). */
-static inline __m256i dot_ss8(__m256i x, __m256i y) {
-    return dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-}
-
 /* 16 bytes of nibbles -> 32 bytes [lo | hi]. */
 static inline __m256i nibbles(const uint8_t *a) {
     __m128i v = _mm_loadu_si128((const __m128i *)a);
@@ -117,8 +108,8 @@ BLOCK_DOT(dot_q4_0, phiq_block_q4_0, phiq_block_q8_0, dot_off(nibbles(xb->qs), y
 BLOCK_DOT(dot_q4_1, phiq_block_q4_1, phiq_block_q8_1, dot_off(nibbles(xb->qs), yy, 0), MIN_EXTRA)
 BLOCK_DOT(dot_q5_0, phiq_block_q5_0, phiq_block_q8_0, dot_off(q5_bytes(xb->qs, xb->qh), yy, 16), NO_EXTRA)
 BLOCK_DOT(dot_q5_1, phiq_block_q5_1, phiq_block_q8_1, dot_off(q5_bytes(xb->qs, xb->qh), yy, 0), MIN_EXTRA)
-BLOCK_DOT(dot_q8_0, phiq_block_q8_0, phiq_block_q8_0, dot_ss8(load_y(xb->qs), yy), NO_EXTRA)
-BLOCK_DOT(dot_iq4_nl, phiq_block_iq4_nl, phiq_block_q8_0, dot_ss8(iq4_values(xb->qs), yy), NO_EXTRA)
+BLOCK_DOT(dot_q8_0, phiq_block_q8_0, phiq_block_q8_0, phiq_dot_ss8(load_y(xb->qs), yy), NO_EXTRA)
+BLOCK_DOT(dot_iq4_nl, phiq_block_iq4_nl, phiq_block_q8_0, phiq_dot_ss8(iq4_values(xb->qs), yy), NO_EXTRA)
 
 /* ---- K-quants ---------------------------------------------------------------------- */
 

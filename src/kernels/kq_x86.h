@@ -1,6 +1,6 @@
 /* kq_x86.h — private to src/kernels: the x86 helpers the AVX2 and AVX-512
  * files share (they are compiled with -mavx2 at least): the horizontal sums
- * of 8 floats and of 8 int32, ggml's AVX2 Q8_0 x Q8_0 block product, and the unpacking of
+ * of 8 floats and of 8 int32, the signed-byte product (phiq_dot_ss8) and ggml's AVX2 Q8_0 x Q8_0 block product, and the unpacking of
  * the Q4_K/Q5_K 6-bit scales and mins with their min correction, Q6_K's
  * 6-bit values. */
 #ifndef PHIQ_KERNELS_KQ_X86_H
@@ -27,14 +27,19 @@ static inline int32_t phiq_hsum8i(__m256i v) {
     return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
 }
 
+/* 8 int32 lane sums of x[i] * y[i] over groups of 4 signed bytes: |x| as
+ * u8 times y with x's sign (exact also for x = -128; |y| <= 127). */
+static inline __m256i phiq_dot_ss8(__m256i x, __m256i y) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)), _mm256_set1_epi16(1));
+}
+
 /* 8 int32 lane sums of x[i] * y[i] over 32 signed bytes, as floats (|x|
  * as u8 times y with x's sign: no saturation for Q8_0 values in [-127,
  * 127]); ggml's AVX2 vec_dot_q8_0_q8_0 block product. */
 static inline __m256 phiq_q8_dot_lanes(const int8_t *x, const int8_t *y) {
     const __m256i vx = _mm256_loadu_si256((const __m256i *)(const void *)x);
     const __m256i vy = _mm256_loadu_si256((const __m256i *)(const void *)y);
-    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(vx, vx), _mm256_sign_epi8(vy, vx));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+    return _mm256_cvtepi32_ps(phiq_dot_ss8(vx, vy));
 }
 
 /* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block (its 12

@@ -68,16 +68,11 @@ static inline __m256i pair_dot(__m256i lo, __m256i hi, __m256i alo, __m256i ahi)
 
 /* ---- mat-vec: eight rows in place ------------------------------------------------------ */
 
-/* One row pair's Q8_0 block product, [row a | row b] as pair_dot's: the
- * signed bytes go in as |w| times y with w's sign (dot_avx2.c's dot_ss8,
- * exact also for w = -128), and each half goes to int32 on its own, since
- * a pair of products can reach 2 * 128 * 127. */
+/* One row pair's Q8_0 block product, [row a | row b] as pair_dot's: each
+ * half through kq_x86.h's signed product on its own, since a pair of
+ * products can reach 2 * 128 * 127. */
 static inline __m256i pair_dot_q8(const uint8_t *a, const uint8_t *b, __m256i alo, __m256i ahi) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i vlo = ld2(a, b), vhi = ld2(a + 16, b + 16);
-    const __m256i plo = _mm256_maddubs_epi16(_mm256_abs_epi8(vlo), _mm256_sign_epi8(alo, vlo));
-    const __m256i phi = _mm256_maddubs_epi16(_mm256_abs_epi8(vhi), _mm256_sign_epi8(ahi, vhi));
-    return _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+    return _mm256_add_epi32(phiq_dot_ss8(ld2(a, b), alo), phiq_dot_ss8(ld2(a + 16, b + 16), ahi));
 }
 
 /* The dot of rows w .. w + 7 * rb with the activation y over blocks [0,
