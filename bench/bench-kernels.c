@@ -5,7 +5,8 @@
  * bandwidth. Weights cycle through copies totalling >= 512 MiB so that
  * they come from DRAM, not the last-level cache; like the engine's weights
  * (and phiq bench --probe) they sit on transparent huge pages.
- * Build and run: bench/bench-kernels.sh [TYPE...] */
+ * Build and run: bench/bench-kernels.sh [TYPE...]; bench/bench-kernels.sh
+ * --hot TYPE... times only the cache-resident mat-vec (for A/B of a kernel). */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -121,7 +122,49 @@ static void fill_weights(char *w, size_t n, int t) {
         for (size_t i = 0; i < n / 2; i++) ((uint16_t *)w)[i] = (uint16_t)(0x3c00 + i % 200);
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* --hot TYPE...: only the cache-resident mat-vec of the best table, one
+ * thread, 21 trials of ~0.1 CPU-second each; prints the median and the
+ * best. On a shared host the best trial is the steadiest figure for A/B
+ * comparisons of a kernel (the others lose time to neighbours). */
+static int hot_only(int argc, char **argv) {
+    const phiq_kernels *k = phiq_kernels_get();
+    float *x = malloc(sizeof(float) * N), *out = malloc(sizeof(float) * 256);
+    for (int i = 0; i < N; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
+    void *act = malloc(N * 4 + 1024);
+    for (int a = 0; a < argc; a++) {
+        int t = phiq_ggml_type_from_name(argv[a]);
+        if (t < 0 || !k->matvec[t]) { printf("%s: unsupported\n", argv[a]); continue; }
+        size_t rb = (size_t)phiq_ggml_row_size(t, N);
+        char *w = malloc(rb * 256);
+        fill_weights(w, rb * 256, t);
+        k->quantize_act(k->act_type[t], x, act, N);
+        enum { TRIALS = 21 };
+        double g[TRIALS];
+        for (int i = 0; i < TRIALS; i++) {
+            k->matvec[t](N, 256, out, w, rb, act);
+            double c0 = cpu_now(), dt;
+            int reps = 0;
+            do {
+                for (int r = 0; r < 16; r++) k->matvec[t](N, 256, out, w, rb, act);
+                reps += 16;
+            } while ((dt = cpu_now() - c0) < 0.1);
+            g[i] = (double)rb * 256 * reps / dt / 1e9;
+        }
+        qsort(g, TRIALS, sizeof *g, cmp_double);
+        printf("%-7s %-7s hot 1thr GB/s: median %.2f best %.2f\n", argv[a], k->isa, g[TRIALS / 2], g[TRIALS - 1]);
+        free(w);
+    }
+    free(x), free(out), free(act);
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc > 1 && strcmp(argv[1], "--hot") == 0) return hot_only(argc - 2, argv + 2);
     const phiq_kernels *best = phiq_kernels_get(), *ref = phiq_kernels_scalar();
     printf("CPU: %s\nbest ISA: %s; matvec %d x %d (columns x rows)\n", phiq_cpu_describe(), best->isa, N, ROWS);
     read_bw();

@@ -172,6 +172,8 @@ static void bench_usage(FILE *f) {
                "                        kernels' widest loads with and without their software prefetch, 1 GiB on\n"
                "                        huge pages, the bench's thread count) and show decode as a fraction of it\n"
                PHIQ_CLI_WEIGHTS_HELP
+               "  --profile             then one more decode run that times each matmul shape (GB/s of its weights,\n"
+               "                        how busy the threads were in its kernels), attention and the rest, per token\n"
                "  --json                one JSON object on stdout\n"
                "  --quiet               no per-run lines on stderr\n");
 }
@@ -193,6 +195,7 @@ int phiq_cmd_bench(int argc, char **argv) {
             const char *v = phiq_cli_value(argc, argv, &i, "bench");
             if ((o.kv_type = phiq_cli_kv_type(v)) < 0) return phiq_cli_fail("bench", "--kv-type must be f16, f32 or q8_0, not '%s'", v);
         } else if (!strcmp(a, "--probe")) probe = 1;
+        else if (!strcmp(a, "--profile")) o.profile = 1;
         else if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--quiet")) o.quiet = 1;
         else if (a[0] == '-') { fprintf(stderr, "phiq bench: unknown option %s\n", a); bench_usage(stderr); return 2; }
@@ -224,6 +227,7 @@ int phiq_cmd_bench(int argc, char **argv) {
                model, threads, o.n_depth > 0 ? o.n_depth : 0, r.prefill_tok_s, r.decode_tok_s, (unsigned long long)per_tok, gbs,
                (unsigned long long)rss, load_s, held);
         if (probe) printf(", \"read_bandwidth_gb_s\": %.3f, \"decode_bandwidth_fraction\": %.4f", bw, bw > 0 ? gbs / bw : 0);
+        if (o.profile) phiq_bench_profile_print(&r, bw, 1);
         printf("}\n");
     } else {
         printf("model %s, %d threads, load %.2fs (weights %s)\n", model, threads, load_s, held);
@@ -232,6 +236,7 @@ int phiq_cmd_bench(int argc, char **argv) {
         if (per_tok) printf("weights read per decoded token %.1f MB -> %.2f GB/s\n", per_tok / 1e6, gbs);
         if (probe) printf("machine read bandwidth %.2f GB/s: decode reaches %.0f%% of it\n", bw, bw > 0 ? 100 * gbs / bw : 0);
         printf("peak RSS %.1f MB\n", rss / 1e6);
+        if (o.profile) phiq_bench_profile_print(&r, bw, 0);
     }
     return 0;
 }

@@ -9,7 +9,9 @@
 
 #include "core/common.h"
 #include "eval/eval.h"
+#include "formats/ggml_type.h"
 #include "kernels/dispatch.h"
+#include "model/model.h"
 
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -76,6 +78,15 @@ int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_res
         }
         if (!o->quiet) fprintf(stderr, "bench: %s prefill %.1f tok/s, decode %.1f tok/s\n", rep < 0 ? "warm-up" : "run", np / (t1 - t0), ng / (t3 - t2));
     }
+    if (rc >= 0 && o->profile && (rc = phiq_context_truncate(ctx, nd)) >= 0) {
+        ctx->prof = &r->prof;
+        double t0 = phiq_now();
+        for (int i = 0; i < ng && rc >= 0; i++) rc = phiq_eval(ctx, ids + nd + np + i, 1);
+        r->prof_s = phiq_now() - t0;
+        r->prof_tokens = ng;
+        r->prof_threads = ctx->n_threads;
+        ctx->prof = NULL;
+    }
     if (rc >= 0) {
         r->reps = reps;
         r->prefill_tok_s = median(r->prefill_runs, reps);
@@ -84,6 +95,65 @@ int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_res
     free(ids);
     phiq_context_free(ctx);
     return rc < 0 ? rc : 0;
+}
+
+/* Per token: each matmul shape's wall time (its activation conversion
+ * included), the rate of its weight bytes over that time, and how busy the
+ * threads were in its kernels (the rest is the pool's hand-off and the wait
+ * for the last chunk); attention; and the rest of the forward pass (norms,
+ * rope, the cache store, residual adds, the MLP's gate, sampling-free
+ * logits copy) as what the timed run took beyond those. */
+void phiq_bench_profile_print(const phiq_bench_result *r, double probe_gb_s, int json) {
+    const phiq_prof *p = &r->prof;
+    const double nt = r->prof_tokens > 0 ? r->prof_tokens : 1, ms = 1e3 / nt;
+    double mm_wall = 0, mm_conv = 0, mm_busy = 0, mm_bytes = 0;
+    for (int i = 0; i < p->n_mm; i++) {
+        mm_wall += p->mm[i].wall, mm_conv += p->mm[i].conv, mm_busy += p->mm[i].busy, mm_bytes += p->mm[i].bytes;
+    }
+    const double rest = r->prof_s - mm_wall - p->attn, nth = r->prof_threads > 0 ? r->prof_threads : 1;
+    const double mm_gbs = mm_wall > 0 ? mm_bytes / mm_wall / 1e9 : 0;
+    /* the kernels' rate while they ran: bytes over the busy time of one thread's share */
+    const double busy_gbs = mm_busy > 0 ? mm_bytes / (mm_busy / nth) / 1e9 : 0;
+    if (json) {
+        printf(", \"profile\": {\"tokens\": %d, \"threads\": %d, \"token_ms\": %.4f, \"matmul_ms\": %.4f, "
+               "\"matmul_gb_s\": %.3f, \"matmul_busy\": %.4f, \"kernel_gb_s\": %.3f, \"conv_ms\": %.4f, "
+               "\"attention_ms\": %.4f, \"rest_ms\": %.4f",
+               r->prof_tokens, r->prof_threads, r->prof_s * ms, mm_wall * ms, mm_gbs,
+               mm_wall > 0 ? mm_busy / (mm_wall * nth) : 0, busy_gbs, mm_conv * ms, p->attn * ms, rest * ms);
+        if (probe_gb_s > 0) printf(", \"matmul_probe_fraction\": %.4f", mm_gbs / probe_gb_s);
+        printf(", \"matmuls\": [");
+        for (int i = 0; i < p->n_mm; i++) {
+            const phiq_prof_mm *e = &p->mm[i];
+            printf("%s{\"n_in\": %lld, \"n_out\": %lld, \"type\": \"%s\", \"bytes\": %.0f, \"calls\": %.2f, \"ms\": %.4f, "
+                   "\"conv_ms\": %.4f, \"gb_s\": %.3f, \"busy\": %.4f}",
+                   i ? ", " : "", (long long)e->n_in, (long long)e->n_out, phiq_ggml_type_name(e->type),
+                   e->calls ? e->bytes / e->calls : 0, e->calls / nt,
+                   e->wall * ms, e->conv * ms, e->wall > 0 ? e->bytes / e->wall / 1e9 : 0,
+                   e->wall > 0 ? e->busy / (e->wall * nth) : 0);
+        }
+        printf("]}");
+        return;
+    }
+    printf("decode profile: %d tokens, %d threads, per token:\n", r->prof_tokens, r->prof_threads);
+    printf("  %-28s %6s %9s %6s %8s %6s\n", "", "calls", "ms", "share", "GB/s", "busy");
+    for (int i = 0; i < p->n_mm; i++) {
+        const phiq_prof_mm *e = &p->mm[i];
+        char what[64];
+        snprintf(what, sizeof what, "matmul %lld x %lld %s", (long long)e->n_in, (long long)e->n_out,
+                 phiq_ggml_type_name(e->type));
+        printf("  %-28s %6.0f %9.3f %5.1f%% %8.2f %5.0f%%\n", what, e->calls / nt, e->wall * ms,
+               100 * e->wall / r->prof_s, e->wall > 0 ? e->bytes / e->wall / 1e9 : 0,
+               e->wall > 0 ? 100 * e->busy / (e->wall * nth) : 0);
+    }
+    printf("  %-28s %6s %9.3f %5.1f%%   (inside the matmuls' time)\n", "  activation conversion", "", mm_conv * ms,
+           100 * mm_conv / r->prof_s);
+    printf("  %-28s %6s %9.3f %5.1f%%\n", "attention", "", p->attn * ms, 100 * p->attn / r->prof_s);
+    printf("  %-28s %6s %9.3f %5.1f%%\n", "rest (norms, rope, adds...)", "", rest * ms, 100 * rest / r->prof_s);
+    printf("  %-28s %6s %9.3f\n", "token", "", r->prof_s * ms);
+    printf("matmuls: %.2f GB/s over their wall time%s", mm_gbs, "");
+    if (probe_gb_s > 0) printf(" (%.0f%% of the probe)", 100 * mm_gbs / probe_gb_s);
+    printf("; threads busy in kernels %.0f%% of it, streaming %.2f GB/s while busy\n",
+           mm_wall > 0 ? 100 * mm_busy / (mm_wall * nth) : 0, busy_gbs);
 }
 
 /* The read-bandwidth probe: 1 GiB on transparent huge pages where the

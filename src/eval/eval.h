@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "phiq.h"
+#include "model/prof.h"
 
 typedef struct phiq_ppl_opts {
     int n_ctx;       /* chunk length; 0 = 512, or the model's context length if shorter */
@@ -45,17 +46,26 @@ typedef struct phiq_bench_opts {
     int quiet;
     int kv_type;  /* phiq_kv_type (0 = f16) */
     int n_depth;  /* decode with this many tokens already cached (llama-bench -d; default 0) */
+    int profile;  /* after the timed runs, one more decode run with the profile on */
 } phiq_bench_opts;
 
 typedef struct phiq_bench_result {
     double prefill_tok_s, decode_tok_s;    /* medians over reps */
     double prefill_runs[16], decode_runs[16];
     int reps;
+    /* with opts.profile: the profiled decode run (prof_tokens tokens in prof_s seconds) */
+    int prof_tokens, prof_threads;
+    double prof_s;
+    phiq_prof prof;
 } phiq_bench_result;
 
 int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_result *r);
 /* Read bandwidth of this machine in GB/s with n_threads threads (best of 3 over 1 GiB). */
 double phiq_bench_read_bandwidth(int n_threads);
+/* The profile of r (opts.profile) per decoded token on stdout: a table, or
+ * with json the members `, "profile": {...}` of the caller's JSON object.
+ * probe_gb_s > 0 adds the matmuls' share of that bandwidth. */
+void phiq_bench_profile_print(const phiq_bench_result *r, double probe_gb_s, int json);
 /* Peak resident set size of this process in bytes. */
 uint64_t phiq_peak_rss(void);
 

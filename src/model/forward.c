@@ -407,7 +407,9 @@ int phiq_forward_batch(phiq_context *ctx, const phiq_fwd_batch *b, float *out) {
         /* every row of this layer is stored before any attends: a prefill
          * chunk's tokens see each other */
         phiq_attn_job aj = {ctx, L, n, b->pos, b->kv, ctx->qkv, ctx->att, 0};
+        const double ta = ctx->prof ? phiq_now() : 0;
         phiq_attention(ctx, &aj);
+        if (ctx->prof) ctx->prof->attn += phiq_now() - ta;
         if ((rc = phiq_mm(ctx, &ly->wo, ctx->att, nq, n, ctx->tmp, E, ly->wo_b)) < 0) return rc;
 
         if (phi2) {

@@ -137,6 +137,7 @@ typedef struct {
     bool f16_amx; /* ... on AMX-BF16 tiles (exact split products), activations packed in mms */
     bool q_amx;   /* quantized weights on AMX-INT8 tiles, activations packed in mms */
     struct phiq_mm_scratch *mms;
+    _Atomic int64_t *busy_ns; /* profiling: kernel time of the chunks (NULL: not profiled) */
 } phiq_mm_job;
 
 /* Chunk c's rows: [lo, hi), whole 16-row units, units split evenly. */
@@ -166,8 +167,21 @@ static int phiq_mm_chunks(const phiq_context *ctx, const phiq_mat *w, int T) {
     return (int)nch;
 }
 
+static void phiq_mm_run(const phiq_mm_job *j, int ith, int nth);
+
 static void phiq_mm_task(void *arg, int ith, int nth) {
     const phiq_mm_job *j = arg;
+    if (!j->busy_ns) {
+        phiq_mm_run(j, ith, nth);
+        return;
+    }
+    const double t0 = phiq_now();
+    phiq_mm_run(j, ith, nth);
+    atomic_fetch_add_explicit(j->busy_ns, (int64_t)((phiq_now() - t0) * 1e9), memory_order_relaxed);
+}
+
+/* Chunk ith of nth of a matmul job. */
+static void phiq_mm_run(const phiq_mm_job *j, int ith, int nth) {
     const phiq_mat *w = j->w;
     int64_t lo, hi;
     phiq_mm_rows(w->n_out, ith, nth, &lo, &hi);
@@ -316,8 +330,39 @@ bool phiq_mm_bf16_gemm_usable(void) {
 #endif
 }
 
+static int phiq_mm_do(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
+                      const float *bias, _Atomic int64_t *busy_ns, double *conv_s);
+
+/* The profile's entry for w's shape and type (NULL when the table is full). */
+static phiq_prof_mm *phiq_prof_entry(phiq_prof *p, const phiq_mat *w) {
+    for (int i = 0; i < p->n_mm; i++)
+        if (p->mm[i].n_in == w->n_in && p->mm[i].n_out == w->n_out && p->mm[i].type == w->type) return &p->mm[i];
+    if (p->n_mm == PHIQ_PROF_SHAPES) return NULL;
+    phiq_prof_mm *e = &p->mm[p->n_mm++];
+    *e = (phiq_prof_mm){.n_in = w->n_in, .n_out = w->n_out, .type = w->type};
+    return e;
+}
+
 int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
             const float *bias) {
+    phiq_prof_mm *e = ctx->prof ? phiq_prof_entry(ctx->prof, w) : NULL;
+    if (!e) return phiq_mm_do(ctx, w, x, ldx, T, y, ldy, bias, NULL, NULL);
+    _Atomic int64_t busy = 0;
+    double conv = 0;
+    const double t0 = phiq_now();
+    int rc = phiq_mm_do(ctx, w, x, ldx, T, y, ldy, bias, &busy, &conv);
+    e->wall += phiq_now() - t0;
+    e->conv += conv;
+    e->busy += (double)atomic_load(&busy) * 1e-9;
+    e->bytes += (double)w->row_bytes * (double)w->n_out;
+    e->calls++;
+    return rc;
+}
+
+/* phiq_mm; with busy_ns set (profiling), the chunks' kernel time is added
+ * there and the activation conversion's time stored in *conv_s. */
+static int phiq_mm_do(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
+                      const float *bias, _Atomic int64_t *busy_ns, double *conv_s) {
     if (ctx->mm_hook) {
         int hrc = ctx->mm_hook(ctx->mm_hook_ud, w, x, ldx, T);
         if (hrc < 0) return hrc;
@@ -326,7 +371,7 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
     /* prefill with BF16 weights where the context asked for the BF16 gemm */
     if (ctx->bf16_gemm && w->type == PHIQ_GGML_TYPE_BF16 && T > 1 && ctx->kern && ((uintptr_t)w->data & 1) == 0 &&
         (w->row_bytes & 1) == 0 && (size_t)w->n_in * sizeof(float) <= ctx->actq_row) {
-        phiq_mm_job j = {ctx->kern, w, ctx->actq, ctx->actq_row, T, y, ldy, bias, false, true, false, false, NULL};
+        phiq_mm_job j = {ctx->kern, w, ctx->actq, ctx->actq_row, T, y, ldy, bias, false, true, false, false, NULL, busy_ns};
         int rc = phiq_conv(ctx, -1, PHIQ_CONV_BF16, x, ldx, T, w->n_in);
         if (rc < 0) return rc;
         phiq_threadpool_run_chunks(ctx->tp, phiq_mm_task, &j, phiq_mm_chunks(ctx, w, T));
@@ -345,7 +390,7 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
     }
     const phiq_kernels *k = ctx->kern;
     int at = k->act_type[w->type];
-    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false, false, false, ctx->mms};
+    phiq_mm_job j = {k, w, NULL, 0, T, y, ldy, bias, false, false, false, false, ctx->mms, busy_ns};
 #if defined(__x86_64__) || defined(_M_X64)
     /* prefill with F16 weights: the table's gemm converts both operands per
      * FMA; the tiled kernel converts weights only (AVX-512 tables). */
@@ -374,7 +419,9 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
         j.act_stride = (size_t)ldx * sizeof(float);
     } else {
         if (at == PHIQ_GGML_TYPE_F32) return phiq_fail(PHIQ_EINVAL, "matmul: misaligned f32 activations");
+        const double tc = conv_s ? phiq_now() : 0;
         int rc = phiq_conv(ctx, at, PHIQ_CONV_TABLE, x, ldx, T, w->n_in);
+        if (conv_s) *conv_s = phiq_now() - tc;
         if (rc < 0) return rc;
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;

@@ -11,6 +11,7 @@
 #include "kernels/ops.h"
 #include "kernels/threadpool.h"
 #include "model/hparams.h"
+#include "model/prof.h"
 
 #define PHIQ_MAX_EXPERT_USED 16
 
@@ -104,6 +105,7 @@ void phiq_kv_axpy_v(const phiq_kv *kv, int layer, int pos, int off, float a, flo
 
 /* ---- context ----------------------------------------------------------------- */
 
+
 struct phiq_context {
     const phiq_model *m;
     int n_ctx, n_batch, n_threads;
@@ -162,6 +164,7 @@ struct phiq_context {
     int *fb_pos, *fb_rows;
     phiq_kv **fb_kv;
     uint8_t *fb_long;
+    phiq_prof *prof;     /* decode profile (bench --profile), NULL in normal use */
 };
 
 /* One forward batch: token t is ids[t] at position pos[t] of the sequence
