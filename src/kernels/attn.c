@@ -115,7 +115,7 @@ static void f32_to_f16_row_ref(uint16_t *dst, const float *src, int n) {
 static const phiq_attn_kernels g_attn_ref = {attn_span_f16_ref, f32_to_f16_row_ref, attn_span_q8_0_ref, NULL, "scalar"};
 #if defined(__x86_64__) || defined(_M_X64)
 static const phiq_attn_kernels g_attn_avx2 = {phiq_attn_span_f16_avx2, phiq_f32_to_f16_row_avx2,
-                                              phiq_attn_span_q8_0_avx2, NULL, "avx2"};
+                                              phiq_attn_span_q8_0_avx2, phiq_attn_block_f16_avx2, "avx2"};
 static const phiq_attn_kernels g_attn_avx512 = {phiq_attn_span_f16_avx512, phiq_f32_to_f16_row_avx2,
                                                 phiq_attn_span_q8_0_avx512, phiq_attn_block_f16_avx512, "avx512"};
 #endif

@@ -121,6 +121,8 @@ const phiq_attn_kernels *const *phiq_attn_kernels_all(int *n);
 void phiq_attn_span_f16_avx2(const float *q, float scale, const uint16_t *K, const uint16_t *V, size_t stride, int n,
                              float *st, float *s, int hd);
 void phiq_f32_to_f16_row_avx2(uint16_t *dst, const float *src, int n);
+void phiq_attn_block_f16_avx2(const float *q, size_t ldq, int nq, const int *lo, const int *hi, float scale,
+                              const uint16_t *K, const uint16_t *V, size_t stride, int n, float *st, float *ws, int hd);
 void phiq_attn_span_q8_0_avx2(const void *q8, const uint8_t *K, const uint8_t *V, size_t stride, int n, float *st,
                               float *s, int hd);
 void phiq_attn_span_f16_avx512(const float *q, float scale, const uint16_t *K, const uint16_t *V, size_t stride, int n,
