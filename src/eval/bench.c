@@ -103,13 +103,16 @@ int phiq_bench_run(const phiq_model *m, const phiq_bench_opts *o, phiq_bench_res
  * for the last chunk); attention; and the rest of the forward pass (norms,
  * rope, the cache store, residual adds, the MLP's gate, sampling-free
  * logits copy) as what the timed run took beyond those. */
+/* GB/s of an entry's weights over its wall time; its threads' busy fraction */
+static double prof_gbs(const phiq_prof_mm *e) { return e->wall > 0 ? e->bytes / e->wall / 1e9 : 0; }
+static double prof_busy(const phiq_prof_mm *e, double nth) { return e->wall > 0 ? e->busy / (e->wall * nth) : 0; }
+
 void phiq_bench_profile_print(const phiq_bench_result *r, double probe_gb_s, int json) {
     const phiq_prof *p = &r->prof;
     const double nt = r->prof_tokens > 0 ? r->prof_tokens : 1, ms = 1e3 / nt;
-    double mm_wall = 0, mm_conv = 0, mm_busy = 0, mm_bytes = 0;
-    for (int i = 0; i < p->n_mm; i++) {
-        mm_wall += p->mm[i].wall, mm_conv += p->mm[i].conv, mm_busy += p->mm[i].busy, mm_bytes += p->mm[i].bytes;
-    }
+    const double mm_conv = p->conv;
+    double mm_wall = 0, mm_busy = 0, mm_bytes = 0;
+    for (int i = 0; i < p->n_mm; i++) mm_wall += p->mm[i].wall, mm_busy += p->mm[i].busy, mm_bytes += p->mm[i].bytes;
     const double rest = r->prof_s - mm_wall - p->attn, nth = r->prof_threads > 0 ? r->prof_threads : 1;
     const double mm_gbs = mm_wall > 0 ? mm_bytes / mm_wall / 1e9 : 0;
     /* the kernels' rate while they ran: bytes over the busy time of one thread's share */
@@ -128,8 +131,7 @@ void phiq_bench_profile_print(const phiq_bench_result *r, double probe_gb_s, int
                    "\"conv_ms\": %.4f, \"gb_s\": %.3f, \"busy\": %.4f}",
                    i ? ", " : "", (long long)e->n_in, (long long)e->n_out, phiq_ggml_type_name(e->type),
                    e->calls ? e->bytes / e->calls : 0, e->calls / nt,
-                   e->wall * ms, e->conv * ms, e->wall > 0 ? e->bytes / e->wall / 1e9 : 0,
-                   e->wall > 0 ? e->busy / (e->wall * nth) : 0);
+                   e->wall * ms, e->conv * ms, prof_gbs(e), prof_busy(e, nth));
         }
         printf("]}");
         return;
@@ -142,15 +144,14 @@ void phiq_bench_profile_print(const phiq_bench_result *r, double probe_gb_s, int
         snprintf(what, sizeof what, "matmul %lld x %lld %s", (long long)e->n_in, (long long)e->n_out,
                  phiq_ggml_type_name(e->type));
         printf("  %-28s %6.0f %9.3f %5.1f%% %8.2f %5.0f%%\n", what, e->calls / nt, e->wall * ms,
-               100 * e->wall / r->prof_s, e->wall > 0 ? e->bytes / e->wall / 1e9 : 0,
-               e->wall > 0 ? 100 * e->busy / (e->wall * nth) : 0);
+               100 * e->wall / r->prof_s, prof_gbs(e), 100 * prof_busy(e, nth));
     }
     printf("  %-28s %6s %9.3f %5.1f%%   (inside the matmuls' time)\n", "  activation conversion", "", mm_conv * ms,
            100 * mm_conv / r->prof_s);
     printf("  %-28s %6s %9.3f %5.1f%%\n", "attention", "", p->attn * ms, 100 * p->attn / r->prof_s);
     printf("  %-28s %6s %9.3f %5.1f%%\n", "rest (norms, rope, adds...)", "", rest * ms, 100 * rest / r->prof_s);
     printf("  %-28s %6s %9.3f\n", "token", "", r->prof_s * ms);
-    printf("matmuls: %.2f GB/s over their wall time%s", mm_gbs, "");
+    printf("matmuls: %.2f GB/s over their wall time", mm_gbs);
     if (probe_gb_s > 0) printf(" (%.0f%% of the probe)", 100 * mm_gbs / probe_gb_s);
     printf("; threads busy in kernels %.0f%% of it, streaming %.2f GB/s while busy\n",
            mm_wall > 0 ? 100 * mm_busy / (mm_wall * nth) : 0, busy_gbs);

@@ -262,7 +262,7 @@ static void phiq_conv_task(void *arg, int c, int nch) {
 }
 
 /* Activation rows x (T of them) into ctx->actq; parallel for batches. */
-static int phiq_conv(phiq_context *ctx, int at, int mode, const float *x, int64_t ldx, int T, int64_t n) {
+static int phiq_conv_rows(phiq_context *ctx, int at, int mode, const float *x, int64_t ldx, int T, int64_t n) {
     if (T < 4) {
         for (int t = 0; t < T; t++) {
             int rc = phiq_conv_row(ctx, at, mode, x + (size_t)t * (size_t)ldx, n, ctx->actq + (size_t)t * ctx->actq_row);
@@ -275,6 +275,15 @@ static int phiq_conv(phiq_context *ctx, int at, int mode, const float *x, int64_
     int nch = T / 2 < 4 * ctx->n_threads ? T / 2 : 4 * ctx->n_threads;
     phiq_threadpool_run_chunks(ctx->tp, phiq_conv_task, &j, nch);
     return atomic_load(&j.err);
+}
+
+/* phiq_conv_rows, its time added to the profile's when one is on. */
+static int phiq_conv(phiq_context *ctx, int at, int mode, const float *x, int64_t ldx, int T, int64_t n) {
+    if (!ctx->prof) return phiq_conv_rows(ctx, at, mode, x, ldx, T, n);
+    const double t0 = phiq_now();
+    const int rc = phiq_conv_rows(ctx, at, mode, x, ldx, T, n);
+    ctx->prof->conv += phiq_now() - t0;
+    return rc;
 }
 
 /* Packing a batch's activations for an AMX gemm: column tiles split across
@@ -331,7 +340,7 @@ bool phiq_mm_bf16_gemm_usable(void) {
 }
 
 static int phiq_mm_do(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
-                      const float *bias, _Atomic int64_t *busy_ns, double *conv_s);
+                      const float *bias, _Atomic int64_t *busy_ns);
 
 /* The profile's entry for w's shape and type (NULL when the table is full). */
 static phiq_prof_mm *phiq_prof_entry(phiq_prof *p, const phiq_mat *w) {
@@ -346,13 +355,12 @@ static phiq_prof_mm *phiq_prof_entry(phiq_prof *p, const phiq_mat *w) {
 int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
             const float *bias) {
     phiq_prof_mm *e = ctx->prof ? phiq_prof_entry(ctx->prof, w) : NULL;
-    if (!e) return phiq_mm_do(ctx, w, x, ldx, T, y, ldy, bias, NULL, NULL);
+    if (!e) return phiq_mm_do(ctx, w, x, ldx, T, y, ldy, bias, NULL);
     _Atomic int64_t busy = 0;
-    double conv = 0;
-    const double t0 = phiq_now();
-    int rc = phiq_mm_do(ctx, w, x, ldx, T, y, ldy, bias, &busy, &conv);
+    const double t0 = phiq_now(), conv0 = ctx->prof->conv;
+    int rc = phiq_mm_do(ctx, w, x, ldx, T, y, ldy, bias, &busy);
     e->wall += phiq_now() - t0;
-    e->conv += conv;
+    e->conv += ctx->prof->conv - conv0;
     e->busy += (double)atomic_load(&busy) * 1e-9;
     e->bytes += (double)w->row_bytes * (double)w->n_out;
     e->calls++;
@@ -360,9 +368,9 @@ int phiq_mm(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, i
 }
 
 /* phiq_mm; with busy_ns set (profiling), the chunks' kernel time is added
- * there and the activation conversion's time stored in *conv_s. */
+ * there. */
 static int phiq_mm_do(phiq_context *ctx, const phiq_mat *w, const float *x, int64_t ldx, int T, float *y, int64_t ldy,
-                      const float *bias, _Atomic int64_t *busy_ns, double *conv_s) {
+                      const float *bias, _Atomic int64_t *busy_ns) {
     if (ctx->mm_hook) {
         int hrc = ctx->mm_hook(ctx->mm_hook_ud, w, x, ldx, T);
         if (hrc < 0) return hrc;
@@ -419,9 +427,7 @@ static int phiq_mm_do(phiq_context *ctx, const phiq_mat *w, const float *x, int6
         j.act_stride = (size_t)ldx * sizeof(float);
     } else {
         if (at == PHIQ_GGML_TYPE_F32) return phiq_fail(PHIQ_EINVAL, "matmul: misaligned f32 activations");
-        const double tc = conv_s ? phiq_now() : 0;
         int rc = phiq_conv(ctx, at, PHIQ_CONV_TABLE, x, ldx, T, w->n_in);
-        if (conv_s) *conv_s = phiq_now() - tc;
         if (rc < 0) return rc;
         j.act = ctx->actq;
         j.act_stride = ctx->actq_row;

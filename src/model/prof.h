@@ -24,6 +24,7 @@ typedef struct phiq_prof {
     phiq_prof_mm mm[PHIQ_PROF_SHAPES];
     int n_mm;
     double attn;    /* phiq_attention: all of its pool jobs */
+    double conv;    /* every matmul's activation conversion (matmul.c's phiq_conv) */
 } phiq_prof;
 
 #endif
