@@ -11,12 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double num(const cJSON *j, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v)) fail_msg("missing number %s", key);
-    return v->valuedouble;
-}
-
 /* bytes of one row of n values in the GGUF block layout of a type name */
 static double row_bytes(const char *type, double n) {
     static const struct { const char *name; int elems, bytes; } blocks[] = {
@@ -36,8 +30,8 @@ static void test_profile_accounts_for_the_model(void **state) {
     cJSON *cfg = cJSON_Parse(cfgtxt);
     free(cfgtxt);
     assert_non_null(cfg);
-    const double E = num(cfg, "hidden_size"), F = num(cfg, "intermediate_size"), L = num(cfg, "num_hidden_layers");
-    const double V = num(cfg, "vocab_size"), nh = num(cfg, "num_attention_heads"), nkv = num(cfg, "num_key_value_heads");
+    const double E = tu_json_num(cfg, "hidden_size"), F = tu_json_num(cfg, "intermediate_size"), L = tu_json_num(cfg, "num_hidden_layers");
+    const double V = tu_json_num(cfg, "vocab_size"), nh = tu_json_num(cfg, "num_attention_heads"), nkv = tu_json_num(cfg, "num_key_value_heads");
     const double hd = E / nh;
     /* n_in, n_out, calls per token: fused qkv, o, fused gate|up, down, output */
     const double want[5][3] = {{E, (nh + 2 * nkv) * hd, L}, {nh * hd, E, L}, {E, 2 * F, L}, {F, E, L}, {E, V, 1}};
@@ -53,15 +47,15 @@ static void test_profile_accounts_for_the_model(void **state) {
         assert_non_null(j);
         const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "profile");
         assert_non_null(p);
-        assert_int_equal((int)num(p, "tokens"), 3);
-        assert_int_equal((int)num(p, "threads"), 2);
+        assert_int_equal((int)tu_json_num(p, "tokens"), 3);
+        assert_int_equal((int)tu_json_num(p, "threads"), 2);
         const cJSON *mm = cJSON_GetObjectItemCaseSensitive(p, "matmuls");
         assert_true(cJSON_IsArray(mm));
         int seen[5] = {0};
         double mm_ms = 0;
         const cJSON *e;
         cJSON_ArrayForEach(e, mm) {
-            const double n_in = num(e, "n_in"), n_out = num(e, "n_out");
+            const double n_in = tu_json_num(e, "n_in"), n_out = tu_json_num(e, "n_out");
             int k = -1;
             for (int s = 0; s < 5; s++)
                 if (want[s][0] == n_in && want[s][1] == n_out) k = s;
@@ -69,20 +63,20 @@ static void test_profile_accounts_for_the_model(void **state) {
             seen[k]++;
             const cJSON *ty = cJSON_GetObjectItemCaseSensitive(e, "type");
             assert_true(cJSON_IsString(ty));
-            assert_float_equal(num(e, "calls"), want[k][2], 1e-9);
-            assert_float_equal(num(e, "bytes"), row_bytes(ty->valuestring, n_in) * n_out, 0.5);
-            const double busy = num(e, "busy");
+            assert_float_equal(tu_json_num(e, "calls"), want[k][2], 1e-9);
+            assert_float_equal(tu_json_num(e, "bytes"), row_bytes(ty->valuestring, n_in) * n_out, 0.5);
+            const double busy = tu_json_num(e, "busy");
             assert_true(busy > 0 && busy <= 1.0001);
-            assert_true(num(e, "ms") > 0);
-            assert_true(num(e, "conv_ms") <= num(e, "ms"));
-            mm_ms += num(e, "ms");
+            assert_true(tu_json_num(e, "ms") > 0);
+            assert_true(tu_json_num(e, "conv_ms") <= tu_json_num(e, "ms"));
+            mm_ms += tu_json_num(e, "ms");
         }
         for (int s = 0; s < 5; s++) assert_int_equal(seen[s], 1);
-        assert_float_equal(num(p, "matmul_ms"), mm_ms, 1e-3);
+        assert_float_equal(tu_json_num(p, "matmul_ms"), mm_ms, 1e-3);
         /* the parts are measured inside the token, so they cannot add up to more */
-        assert_true(num(p, "rest_ms") >= 0);
-        assert_true(num(p, "attention_ms") > 0);
-        assert_float_equal(num(p, "matmul_ms") + num(p, "attention_ms") + num(p, "rest_ms"), num(p, "token_ms"), 1e-3);
+        assert_true(tu_json_num(p, "rest_ms") >= 0);
+        assert_true(tu_json_num(p, "attention_ms") > 0);
+        assert_float_equal(tu_json_num(p, "matmul_ms") + tu_json_num(p, "attention_ms") + tu_json_num(p, "rest_ms"), tu_json_num(p, "token_ms"), 1e-3);
         cJSON_Delete(j);
         free(out), free(err);
     }

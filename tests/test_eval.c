@@ -54,12 +54,6 @@ static cJSON *phiq_eval_json(const char *type, const char *ref_type) {
     return j;
 }
 
-static double num(const cJSON *j, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (!cJSON_IsNumber(v)) fail_msg("missing %s", key);
-    return v->valuedouble;
-}
-
 static double llama_ppl(const char *type) {
     char *out = NULL;
     int rc = tu_run(&out, NULL, "'%s' ppl '%s' '%s' --ctx %d", ref_bin, tu_fixture_gguf(type), ids_path, CTX);
@@ -78,7 +72,7 @@ static void test_ppl_matches_llamacpp(void **state) {
     const int n = getenv("PHIQ_SANITIZED") ? 1 : 3;
     for (int i = 0; i < n; i++) {
         cJSON *j = phiq_eval_json(types[i], NULL);
-        double ours = num(j, "ppl"), theirs = llama_ppl(types[i]);
+        double ours = tu_json_num(j, "ppl"), theirs = llama_ppl(types[i]);
         print_message("ppl %-7s phiq %.4f llama.cpp %.4f (%+.3f%%)\n", types[i], ours, theirs, 100 * (ours / theirs - 1));
         assert_true(fabs(ours / theirs - 1) < 0.01);
         cJSON_Delete(j);
@@ -89,9 +83,9 @@ static void test_kld_self_zero_and_monotonic(void **state) {
     (void)state;
     if (!ref_bin) skip();
     cJSON *self = phiq_eval_json("f16", "f16");
-    assert_true(num(self, "kld_mean") == 0.0);
-    assert_true(num(self, "kld_max") == 0.0);
-    assert_true(num(self, "top1") == 1.0);
+    assert_true(tu_json_num(self, "kld_mean") == 0.0);
+    assert_true(tu_json_num(self, "kld_max") == 0.0);
+    assert_true(tu_json_num(self, "top1") == 1.0);
     cJSON_Delete(self);
     if (getenv("PHIQ_SANITIZED")) return; /* the ordering needs the full text; the release build checks it */
     /* the fixture's weights are bf16, which f16 mostly represents exactly: F16 may be 0 */
@@ -99,8 +93,8 @@ static void test_kld_self_zero_and_monotonic(void **state) {
     double prev = -1;
     for (int i = 0; i < 4; i++) {
         cJSON *j = phiq_eval_json(order[i], "f32");
-        double k = num(j, "kld_mean");
-        print_message("kld vs f32: %-7s mean %.6f p99 %.6f top1 %.4f\n", order[i], k, num(j, "kld_p99"), num(j, "top1"));
+        double k = tu_json_num(j, "kld_mean");
+        print_message("kld vs f32: %-7s mean %.6f p99 %.6f top1 %.4f\n", order[i], k, tu_json_num(j, "kld_p99"), tu_json_num(j, "top1"));
         assert_true(k > prev);
         prev = k;
         cJSON_Delete(j);

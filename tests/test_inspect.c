@@ -22,20 +22,14 @@ static cJSON *inspect_json(const char *path) {
     return j;
 }
 
-static double num(const cJSON *j, const char *k) {
-    const cJSON *v = cJSON_GetObjectItem(j, k);
-    assert_true(cJSON_IsNumber(v));
-    return v->valuedouble;
-}
-
 static void test_safetensors(void **s) {
     (void)s;
     cJSON *j = inspect_json(tu_shared_path("fixtures/tiny-phi3-kjv/model.safetensors"));
     assert_string_equal(cJSON_GetObjectItem(j, "format")->valuestring, "safetensors");
-    assert_int_equal((int)num(j, "n_tensors"), 27);
+    assert_int_equal((int)tu_json_num(j, "n_tensors"), 27);
     /* README: 19.6M parameters, BF16 */
-    assert_true(fabs(num(j, "n_elements") - 19.6e6) < 0.05e6);
-    assert_true(fabs(num(j, "bits_per_weight") - 16.0) < 1e-9);
+    assert_true(fabs(tu_json_num(j, "n_elements") - 19.6e6) < 0.05e6);
+    assert_true(fabs(tu_json_num(j, "bits_per_weight") - 16.0) < 1e-9);
     const cJSON *t;
     int found = 0;
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "tensors")) {
@@ -57,10 +51,10 @@ static void test_hf_dir(void **s) {
     const cJSON *h = cJSON_GetObjectItem(j, "hparams");
     assert_non_null(h);
     /* config.json: hidden 256, 4 layers, 4/2 heads, partial rotary 0.75 of 64 */
-    assert_int_equal((int)num(h, "n_embd"), 256);
-    assert_int_equal((int)num(h, "n_layer"), 4);
-    assert_int_equal((int)num(h, "n_head_kv"), 2);
-    assert_int_equal((int)num(h, "n_rot"), 48);
+    assert_int_equal((int)tu_json_num(h, "n_embd"), 256);
+    assert_int_equal((int)tu_json_num(h, "n_layer"), 4);
+    assert_int_equal((int)tu_json_num(h, "n_head_kv"), 2);
+    assert_int_equal((int)tu_json_num(h, "n_rot"), 48);
     assert_string_equal(cJSON_GetObjectItem(j, "architecture")->valuestring, "Phi3ForCausalLM");
     cJSON_Delete(j);
     char *out = NULL;
@@ -75,10 +69,10 @@ static void test_llamacpp_vocab_gguf(void **s) {
     assert_string_equal(cJSON_GetObjectItem(j, "format")->valuestring, "gguf");
     assert_string_equal(cJSON_GetObjectItem(j, "architecture")->valuestring, "phi3");
     const cJSON *m = cJSON_GetObjectItem(j, "metadata");
-    assert_int_equal((int)num(m, "phi3.embedding_length"), 3072);
-    assert_int_equal((int)num(cJSON_GetObjectItem(m, "tokenizer.ggml.tokens"), "n"), 32064);
+    assert_int_equal((int)tu_json_num(m, "phi3.embedding_length"), 3072);
+    assert_int_equal((int)tu_json_num(cJSON_GetObjectItem(m, "tokenizer.ggml.tokens"), "n"), 32064);
     assert_string_equal(cJSON_GetObjectItem(m, "tokenizer.ggml.model")->valuestring, "llama");
-    assert_int_equal((int)num(j, "n_tensors"), 0);
+    assert_int_equal((int)tu_json_num(j, "n_tensors"), 0);
     cJSON_Delete(j);
 }
 
@@ -89,11 +83,11 @@ static void test_llama_quantize_output(void **s) {
     assert_int_equal(tu_run(NULL, NULL, "'%s' quantize '%s' '%s' Q8_0 >/dev/null 2>&1", ref, f32, q8), 0);
     cJSON *j = inspect_json(q8);
     /* Q8_0: 34 bytes per 32 weights = 8.5 bits; the F32 norms/factors add a little */
-    double bpw = num(j, "bits_per_weight");
+    double bpw = tu_json_num(j, "bits_per_weight");
     fprintf(stderr, "[inspect] llama-quantize Q8_0 file: %.4f bits/weight\n", bpw);
     assert_true(bpw > 8.5 && bpw < 8.6);
-    assert_int_equal((int)num(j, "n_tensors"), 29);
-    assert_true(fabs(num(j, "n_elements") - 19564800 - 48) < 1); /* + 2 x 24 rope factors */
+    assert_int_equal((int)tu_json_num(j, "n_tensors"), 29);
+    assert_true(fabs(tu_json_num(j, "n_elements") - 19564800 - 48) < 1); /* + 2 x 24 rope factors */
     const cJSON *t;
     cJSON_ArrayForEach(t, cJSON_GetObjectItem(j, "tensors")) {
         const char *name = cJSON_GetObjectItem(t, "name")->valuestring;

@@ -133,6 +133,9 @@ void tu_assert_same_logits(const char *a, const char *b);
  * document in place); fails the test when it does not parse. */
 struct cJSON;
 void tu_edit_json(const char *path, void (*edit)(struct cJSON *));
+/* The number under key (matched exactly) of the JSON object j; fails the
+ * test, naming the key, when there is none. */
+double tu_json_num(const struct cJSON *j, const char *key);
 /* A copy of the checkpoint directory src as tmp/name (replaced if there),
  * its config.json rewritten through edit when edit is non-NULL; the path
  * stays valid for the next three calls. */

@@ -7,6 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+double tu_json_num(const cJSON *j, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!cJSON_IsNumber(v)) fail_msg("missing number %s", key);
+    return v->valuedouble;
+}
+
 void tu_edit_json(const char *path, void (*edit)(cJSON *)) {
     size_t n;
     char *txt = tu_read_all(path, &n);
